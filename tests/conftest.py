@@ -1,0 +1,44 @@
+"""Shared fixtures: a real Kafka-compatible broker for the whole session.
+
+Set ``KAFKA_BOOTSTRAP_SERVERS`` to test against an existing Kafka instead of the
+embedded Tansu broker.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from monitor.broker import EmbeddedBroker
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TABFORMER_CSV = REPO_ROOT.parent / "shared" / "data" / "tabformer" / "User0_credit_card_transactions.csv"
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """Bootstrap servers of a running Kafka-compatible broker."""
+    existing = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if existing:
+        yield existing
+        return
+    with EmbeddedBroker() as broker:
+        yield broker.bootstrap_servers
+
+
+@pytest.fixture
+def unique_name() -> str:
+    """A short unique suffix for topics and consumer groups, so tests never share state."""
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def tabformer_csv() -> Path:
+    """Path of the real TabFormer User0 sample; the test is skipped where it is absent."""
+    if not TABFORMER_CSV.is_file():
+        pytest.skip(f"TabFormer sample not found at {TABFORMER_CSV} (see ../shared/data/SOURCES.md)")
+    return TABFORMER_CSV
