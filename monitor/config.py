@@ -1,0 +1,165 @@
+"""cardmon's one settings model.
+
+Values come, highest priority first, from: keyword arguments, ``CARDMON_``
+environment variables (nested with ``__``, e.g. ``CARDMON_KAFKA__BOOTSTRAP_SERVERS``),
+a YAML file (``CARDMON_CONFIG`` or ``--config``, default ``cardmon.yaml`` when it
+exists), then the defaults below. The model is frozen: a running monitor never
+changes its settings.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+__all__ = [
+    "AlertingSettings",
+    "KafkaSettings",
+    "MetricsSettings",
+    "RegistrySettings",
+    "Settings",
+    "SmtpSettings",
+    "load_settings",
+]
+
+_frozen = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(BaseModel):
+    """Where events come from and bad ones go.
+
+    ``batch_max_records`` and ``batch_timeout_ms`` bound one micro-batch
+    (``AIOKafkaConsumer.getmany``).
+    """
+
+    model_config = _frozen
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic: str = "card.transactions"
+    dead_letter_topic: str = "card.transactions.dlq"
+    group_id: str = "cardmon"
+    client_id: str = "cardmon"
+    batch_max_records: int = Field(default=5000, ge=1, le=100_000)
+    batch_timeout_ms: int = Field(default=200, ge=1, le=60_000)
+    auto_offset_reset: str = Field(default="earliest", pattern="^(earliest|latest)$")
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+
+
+class RegistrySettings(BaseModel):
+    """The VIP registry files (CSV or Parquet) and how often to look for changes."""
+
+    model_config = _frozen
+    customers_path: Path | None = None
+    managers_path: Path | None = None
+    reload_interval_seconds: float = Field(default=30.0, gt=0)
+
+
+class SmtpSettings(BaseModel):
+    """The bank's mail relay for e-mail alerts; ``host`` unset means no e-mail channel."""
+
+    model_config = _frozen
+    host: str | None = None
+    port: int = 25
+    username: str | None = None
+    password: SecretStr | None = None
+    from_address: str = "cardmon@localhost"
+    starttls: bool = False
+    use_tls: bool = False
+    timeout_seconds: float = 10.0
+
+
+class AlertingSettings(BaseModel):
+    """The alert store, the delivery channels and their retry schedule."""
+
+    model_config = _frozen
+    store_path: Path = Path("var/cardmon-alerts.db")
+    policy_path: Path | None = None  # None: rules/alerting.yaml
+    response_codes_path: Path | None = None  # None: rules/response_codes.yaml
+    smtp: SmtpSettings = SmtpSettings()
+    webhook_timeout_seconds: float = 10.0
+    #: Sinks every alert also goes to: ``console`` prints it, ``jsonl`` appends to ``jsonl_path``.
+    sinks: tuple[str, ...] = ()
+    jsonl_path: Path = Path("var/alerts.jsonl")
+    max_attempts: int = Field(default=6, ge=1)
+    backoff_initial_seconds: float = Field(default=1.0, gt=0)
+    backoff_max_seconds: float = Field(default=300.0, gt=0)
+    poll_interval_seconds: float = Field(default=0.25, gt=0)
+    #: Zone for alert times when a manager has none.
+    default_timezone: str = "UTC"
+
+
+class MetricsSettings(BaseModel):
+    """Where ``/metrics`` is served."""
+
+    model_config = _frozen
+    host: str = "127.0.0.1"
+    port: int = Field(default=9464, ge=0, le=65535)
+
+
+class Settings(BaseSettings):
+    """All of cardmon's settings (frozen)."""
+
+    model_config = SettingsConfigDict(
+        frozen=True,
+        extra="forbid",
+        env_prefix="CARDMON_",
+        env_nested_delimiter="__",
+    )
+    kafka: KafkaSettings = KafkaSettings()
+    registry: RegistrySettings = RegistrySettings()
+    alerting: AlertingSettings = AlertingSettings()
+    metrics: MetricsSettings = MetricsSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        yaml_file = os.environ.get("CARDMON_CONFIG", "cardmon.yaml")
+        return (
+            init_settings,
+            env_settings,
+            YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file),
+            file_secret_settings,
+        )
+
+
+def load_settings(config_path: Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings from a YAML file, the environment and ``overrides``.
+
+    Args:
+        config_path: YAML file; ``None`` uses ``CARDMON_CONFIG`` or ``./cardmon.yaml`` if present.
+        overrides: top-level sections (``kafka=...``) that win over everything else.
+
+    Raises:
+        FileNotFoundError: ``config_path`` was given and does not exist.
+        pydantic.ValidationError: a value is invalid (the message names it).
+    """
+    if config_path is not None:
+        if not config_path.is_file():
+            raise FileNotFoundError(f"config file not found: {config_path}")
+        previous = os.environ.get("CARDMON_CONFIG")
+        os.environ["CARDMON_CONFIG"] = str(config_path)
+        try:
+            return Settings(**overrides)
+        finally:
+            if previous is None:
+                del os.environ["CARDMON_CONFIG"]
+            else:
+                os.environ["CARDMON_CONFIG"] = previous
+    return Settings(**overrides)

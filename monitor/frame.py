@@ -1,0 +1,57 @@
+"""Turn a batch of decoded events into one polars DataFrame with the canonical schema.
+
+Everything downstream of the decoder (classification, VIP lookup, policy,
+metrics) works on this frame, column by column, never event by event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+import polars as pl
+
+from monitor.events import TransactionEvent
+
+__all__ = ["EVENT_SCHEMA", "events_frame"]
+
+#: Column → dtype of a batch frame. ``occurred_at`` is normalised to UTC.
+EVENT_SCHEMA: Final[dict[str, pl.DataType]] = {
+    "event_id": pl.String(),
+    "occurred_at": pl.Datetime("us", "UTC"),
+    "channel": pl.String(),
+    "terminal_id": pl.String(),
+    "merchant_id": pl.String(),
+    "txn_type": pl.String(),
+    "amount_minor": pl.Int64(),
+    "currency": pl.String(),
+    "card_ref": pl.String(),
+    "pan_masked": pl.String(),
+    "customer_id": pl.String(),
+    "status": pl.String(),
+    "response_code": pl.String(),
+    "latency_ms": pl.Float64(),
+    "entry_mode": pl.String(),
+    "city": pl.String(),
+    "region": pl.String(),
+    "branch_id": pl.String(),
+    "stan": pl.String(),
+    "rrn": pl.String(),
+}
+
+
+def events_frame(events: Sequence[TransactionEvent]) -> pl.DataFrame:
+    """Build the batch frame.
+
+    Args:
+        events: decoded events (their ``raw_pan`` is already ``None``).
+
+    Returns:
+        A DataFrame with exactly the columns of :data:`EVENT_SCHEMA`, one row per event,
+        in the given order. ``latency_ms`` is milliseconds, ``amount_minor`` minor units.
+    """
+    columns = {
+        name: pl.Series(name, [getattr(event, name) for event in events], dtype=dtype)
+        for name, dtype in EVENT_SCHEMA.items()
+    }
+    return pl.DataFrame(columns)

@@ -1,0 +1,158 @@
+"""One micro-batch, from raw message values to metrics and VIP failures.
+
+``BatchProcessor.process`` is pure CPU work on a whole batch:
+
+1. decode every value (:func:`monitor.decoder.decode_batch`): invalid ones become
+   rejections, a raw PAN is masked and dropped;
+2. build one frame (:func:`monitor.frame.events_frame`);
+3. classify the response codes (``rules/response_codes.yaml``), vectorised;
+4. find each event's VIP client (sorted search in the registry snapshot);
+5. update the metrics from the frame (aggregated, never per event);
+6. keep the VIP failures the alert policy says must alert and turn only those
+   few rows into :class:`~monitor.alerts.model.VipFailure` values.
+
+Writing the failures to the alert store and committing offsets is the
+consumer's job (:mod:`monitor.consumer`), in that order.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import polars as pl
+
+from monitor.alerts.model import AlertEvent, Manager, VipFailure
+from monitor.classify import ResponseCodeTable
+from monitor.decoder import Rejection, decode_batch
+from monitor.frame import events_frame
+from monitor.policy import AlertPolicy
+from monitor.registry import RegistryLoader
+
+__all__ = ["BatchMetrics", "BatchProcessor", "ProcessedBatch"]
+
+log = logging.getLogger(__name__)
+
+
+class BatchMetrics(Protocol):
+    """What the processor needs from the metrics (see :mod:`monitor.metrics`)."""
+
+    def observe_batch(self, frame: pl.DataFrame) -> None: ...
+
+
+@dataclass(slots=True)
+class ProcessedBatch:
+    """What one batch produced.
+
+    Attributes:
+        rejections: messages for the dead-letter topic (index into the batch, reason).
+        failures: VIP failures to record as alerts, in batch order.
+        events: number of valid events.
+    """
+
+    rejections: list[Rejection] = field(default_factory=list)
+    failures: list[VipFailure] = field(default_factory=list)
+    events: int = 0
+
+
+class BatchProcessor:
+    """Turns batches of message values into metrics updates and VIP failures.
+
+    Args:
+        codes: the response-code table.
+        policy: the alert policy.
+        registry: holder of the current VIP registry snapshot.
+        metrics: receives each batch frame (or ``None`` for no metrics).
+    """
+
+    def __init__(self, *, codes: ResponseCodeTable, policy: AlertPolicy,
+                 registry: RegistryLoader, metrics: BatchMetrics | None = None) -> None:
+        self.codes = codes
+        self.policy = policy
+        self.registry = registry
+        self.metrics = metrics
+
+    def process(self, values: list[bytes | None]) -> ProcessedBatch:
+        """Process one batch; a message that makes processing fail is isolated.
+
+        Never raises because of a message's content: if processing the whole batch
+        raises, each message is processed alone and the ones that still raise
+        become ``processing_error`` rejections.
+        """
+        try:
+            return self._process(values, offset=0)
+        except Exception:
+            log.exception("batch of %d failed; isolating the message that breaks it", len(values))
+        result = ProcessedBatch()
+        for index, value in enumerate(values):
+            try:
+                one = self._process([value], offset=index)
+            except Exception as error:  # a bug, not bad input: keep going, keep the message
+                log.exception("message %d of the batch could not be processed", index)
+                result.rejections.append(
+                    Rejection(index, "processing_error", f"{type(error).__name__} while processing")
+                )
+                continue
+            result.rejections.extend(one.rejections)
+            result.failures.extend(one.failures)
+            result.events += one.events
+        return result
+
+    def _process(self, values: list[bytes | None], *, offset: int) -> ProcessedBatch:
+        decoded = decode_batch(values)
+        rejections = [
+            Rejection(r.index + offset, r.reason, r.detail) for r in decoded.rejections
+        ] if offset else decoded.rejections
+        if not decoded.events:
+            return ProcessedBatch(rejections=rejections)
+        registry = self.registry.current
+        frame = self.codes.classify(events_frame(decoded.events))
+        frame = registry.lookup(frame)
+        if self.metrics is not None:
+            self.metrics.observe_batch(frame)
+        alerting = self.policy.select(frame)
+        failures = [self._failure(row, registry.managers) for row in alerting.iter_rows(named=True)]
+        return ProcessedBatch(rejections=rejections,
+                              failures=[f for f in failures if f is not None],
+                              events=frame.height)
+
+    def _failure(self, row: dict[str, object], managers: dict[str, Manager]) -> VipFailure | None:
+        manager = managers.get(str(row["manager_id"]))
+        if manager is None:  # the registry guarantees it; a reload race must not crash
+            log.error("client's manager %s is not in the registry; alert skipped", row["manager_id"])
+            return None
+        code = row["response_code"]
+        outcome = str(row["outcome"])
+        action = (self.codes.action(code) if isinstance(code, str) else "") or \
+            self.policy.action_for(outcome)
+        event = AlertEvent(
+            event_id=str(row["event_id"]),
+            occurred_at=row["occurred_at"],  # type: ignore[arg-type]  # tz-aware UTC
+            channel=str(row["channel"]),
+            terminal_id=str(row["terminal_id"]),
+            merchant_id=row["merchant_id"],  # type: ignore[arg-type]
+            txn_type=str(row["txn_type"]),
+            amount_minor=int(row["amount_minor"]),  # type: ignore[call-overload]
+            currency=str(row["currency"]),
+            response_code=code,  # type: ignore[arg-type]
+            outcome=outcome,
+            response_meaning=str(row["response_meaning"] or ""),
+            status=str(row["status"]),
+            card_ref=row["card_ref"],  # type: ignore[arg-type]
+            pan_masked=row["pan_masked"],  # type: ignore[arg-type]
+            entry_mode=row["entry_mode"],  # type: ignore[arg-type]
+            latency_ms=row["latency_ms"],  # type: ignore[arg-type]
+            city=row["city"],  # type: ignore[arg-type]
+            region=row["region"],  # type: ignore[arg-type]
+            branch_id=row["branch_id"],  # type: ignore[arg-type]
+        )
+        return VipFailure(
+            event=event,
+            customer_id=str(row["vip_customer_id"]),
+            customer_name=str(row["customer_name"] or row["vip_customer_id"]),
+            tier=str(row["tier"]),
+            manager=manager,
+            severity=row["severity"],  # type: ignore[arg-type]
+            suggested_action=action,
+        )

@@ -1,0 +1,271 @@
+"""The VIP registry: clients, their tier and their own relationship manager.
+
+Two files, CSV or Parquet (chosen by suffix), read with polars:
+
+* customers: ``customer_id``, ``name``, ``tier``, ``manager_id`` and optional
+  ``card_refs`` (card tokens/hashes of the client; ``;``-separated in CSV, a list
+  in Parquet) so events that carry only a ``card_ref`` still find their client;
+* managers: ``manager_id``, ``name``, ``email``, ``phone``, ``webhook_url``,
+  ``backup_manager_id``, ``timezone`` (IANA name).
+
+A :class:`VipRegistry` is an immutable snapshot; :class:`RegistryLoader` builds a
+new one when either file changes and swaps it in whole, so a batch always sees
+one consistent registry. Lookups are vectorised with ``search_sorted`` on the
+sorted key columns: a batch's few hundred failures cost microseconds even with
+1,000,000 clients (a hash join would rebuild its table every batch).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import polars as pl
+
+from monitor.alerts.model import Manager
+
+__all__ = ["RegistryError", "RegistryLoader", "VipRegistry", "read_registry"]
+
+log = logging.getLogger(__name__)
+
+_CUSTOMER_COLUMNS: Final = ("customer_id", "name", "tier", "manager_id")
+_MANAGER_COLUMNS: Final = ("manager_id", "name")
+_MANAGER_OPTIONAL: Final = ("email", "phone", "webhook_url", "backup_manager_id", "timezone")
+#: Columns :meth:`VipRegistry.lookup` adds to a frame.
+LOOKUP_COLUMNS: Final = ("vip_customer_id", "customer_name", "tier", "manager_id")
+
+
+class RegistryError(ValueError):
+    """A registry file is missing, unreadable or breaks the registry's rules."""
+
+
+def _read_table(path: Path) -> pl.DataFrame:
+    if not path.is_file():
+        raise RegistryError(f"registry file not found: {path}")
+    try:
+        if path.suffix.lower() in {".parquet", ".pq"}:
+            return pl.read_parquet(path)
+        return pl.read_csv(path, infer_schema=False)
+    except Exception as error:  # polars raises several exception types
+        raise RegistryError(f"cannot read registry file {path}: {error}") from error
+
+
+def _require(frame: pl.DataFrame, columns: tuple[str, ...], path: Path) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise RegistryError(f"{path}: missing column(s) {', '.join(missing)}")
+
+
+def _clean(value: object) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+@dataclass(frozen=True, slots=True)
+class VipRegistry:
+    """One consistent snapshot of the VIP registry.
+
+    Attributes:
+        customers: ``customer_id, customer_name, tier, manager_id`` sorted by ``customer_id``.
+        cards: ``card_ref, customer_id`` sorted by ``card_ref``.
+        managers: ``manager_id`` → :class:`Manager`.
+        loaded_at: Unix time (seconds) when the snapshot was built.
+    """
+
+    customers: pl.DataFrame
+    cards: pl.DataFrame
+    managers: dict[str, Manager]
+    loaded_at: float
+
+    @classmethod
+    def empty(cls) -> VipRegistry:
+        """A registry with no VIP: every failure counts in metrics, none alerts."""
+        return cls(
+            customers=pl.DataFrame(schema={c: pl.String for c in
+                                           ("customer_id", "customer_name", "tier", "manager_id")}),
+            cards=pl.DataFrame(schema={"card_ref": pl.String, "customer_id": pl.String}),
+            managers={},
+            loaded_at=time.time(),
+        )
+
+    def __len__(self) -> int:
+        return self.customers.height
+
+    def _find(self, sorted_keys: pl.Series, keys: pl.Series) -> pl.Series:
+        """Row index in ``sorted_keys`` of each key, null where the key is absent."""
+        if sorted_keys.len() == 0:
+            return pl.Series(values=[None] * keys.len(), dtype=pl.UInt32)
+        position = sorted_keys.search_sorted(keys.fill_null(""), side="left")
+        position = position.clip(0, sorted_keys.len() - 1)
+        found = sorted_keys.gather(position) == keys
+        return pl.select(
+            pl.when(found.fill_null(False)).then(position).otherwise(None)
+        ).to_series()
+
+    def lookup(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """Add the client of each event to ``frame``.
+
+        The event's ``customer_id`` is used when the registry knows it, else its
+        ``card_ref``. Adds ``vip_customer_id``, ``customer_name``, ``tier`` and
+        ``manager_id`` (all null for a non-VIP event).
+
+        Args:
+            frame: must have ``customer_id`` and ``card_ref`` (String) columns.
+
+        Returns:
+            ``frame`` with the four columns added, same row order.
+        """
+        if frame.height == 0 or self.customers.height == 0:
+            return frame.with_columns(pl.lit(None, dtype=pl.String).alias(c) for c in LOOKUP_COLUMNS)
+        ids = self.customers.get_column("customer_id")
+        by_customer = self._find(ids, frame.get_column("customer_id").cast(pl.String))
+        card_owner = pl.Series(values=[None] * frame.height, dtype=pl.String)
+        if self.cards.height:
+            at = self._find(self.cards.get_column("card_ref"), frame.get_column("card_ref"))
+            card_owner = self.cards.get_column("customer_id").gather(at)
+        by_card = self._find(ids, card_owner)
+        row = pl.select(pl.coalesce(by_customer, by_card)).to_series()
+        matched = self.customers.gather(row)
+        return frame.with_columns(
+            matched.get_column("customer_id").alias("vip_customer_id"),
+            matched.get_column("customer_name"),
+            matched.get_column("tier"),
+            matched.get_column("manager_id"),
+        )
+
+    def manager(self, manager_id: str) -> Manager | None:
+        """The manager with this ID, or ``None``."""
+        return self.managers.get(manager_id)
+
+
+def read_registry(customers_path: Path, managers_path: Path) -> VipRegistry:
+    """Read and check both registry files.
+
+    Raises:
+        RegistryError: a file is missing or unreadable, a required column is absent,
+            a ``customer_id`` or ``manager_id`` repeats, a client names an unknown
+            manager, or a manager's time zone is not an IANA zone.
+    """
+    managers_frame = _read_table(managers_path)
+    _require(managers_frame, _MANAGER_COLUMNS, managers_path)
+    managers: dict[str, Manager] = {}
+    for record in managers_frame.iter_rows(named=True):
+        manager_id = _clean(record["manager_id"])
+        if manager_id is None:
+            raise RegistryError(f"{managers_path}: a row has no manager_id")
+        if manager_id in managers:
+            raise RegistryError(f"{managers_path}: manager_id {manager_id!r} repeats")
+        zone = _clean(record.get("timezone")) or "UTC"
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise RegistryError(f"{managers_path}: manager {manager_id!r} has unknown time zone {zone!r}") from error
+        managers[manager_id] = Manager(
+            manager_id=manager_id,
+            name=_clean(record["name"]) or manager_id,
+            email=_clean(record.get("email")),
+            phone=_clean(record.get("phone")),
+            webhook_url=_clean(record.get("webhook_url")),
+            backup_manager_id=_clean(record.get("backup_manager_id")),
+            timezone=zone,
+        )
+
+    raw = _read_table(customers_path)
+    _require(raw, _CUSTOMER_COLUMNS, customers_path)
+    customers = (
+        raw.select(
+            pl.col("customer_id").cast(pl.String).str.strip_chars(),
+            pl.col("name").cast(pl.String).alias("customer_name"),
+            pl.col("tier").cast(pl.String).str.strip_chars(),
+            pl.col("manager_id").cast(pl.String).str.strip_chars(),
+        )
+        .filter(pl.col("customer_id").is_not_null() & (pl.col("customer_id") != ""))
+        .sort("customer_id")
+    )
+    if customers.get_column("customer_id").is_duplicated().any():
+        first = customers.filter(pl.col("customer_id").is_duplicated()).item(0, "customer_id")
+        raise RegistryError(f"{customers_path}: customer_id {first!r} repeats")
+    unknown = customers.filter(~pl.col("manager_id").is_in(list(managers)))
+    if unknown.height:
+        raise RegistryError(
+            f"{customers_path}: {unknown.height} client(s) name an unknown manager, "
+            f"e.g. customer {unknown.item(0, 'customer_id')!r} → manager {unknown.item(0, 'manager_id')!r}"
+        )
+
+    cards = pl.DataFrame(schema={"card_ref": pl.String, "customer_id": pl.String})
+    if "card_refs" in raw.columns:
+        refs = raw.select(pl.col("customer_id").cast(pl.String).str.strip_chars(), pl.col("card_refs"))
+        if refs.schema["card_refs"] == pl.String:
+            refs = refs.with_columns(pl.col("card_refs").str.split(";"))
+        cards = (
+            refs.explode("card_refs")
+            .select(pl.col("card_refs").cast(pl.String).str.strip_chars().alias("card_ref"), "customer_id")
+            .filter(pl.col("card_ref").is_not_null() & (pl.col("card_ref") != ""))
+            .unique("card_ref", keep="first")
+            .sort("card_ref")
+        )
+    return VipRegistry(customers=customers, cards=cards, managers=managers, loaded_at=time.time())
+
+
+class RegistryLoader:
+    """Holds the current :class:`VipRegistry` and reloads it when a file changes.
+
+    Args:
+        customers_path: customers file; ``None`` with ``managers_path`` ``None`` = empty registry.
+        managers_path: managers file.
+
+    A failed reload keeps the previous snapshot and is logged (the monitor keeps
+    alerting on yesterday's list rather than on none).
+    """
+
+    def __init__(self, customers_path: Path | None, managers_path: Path | None) -> None:
+        self._paths = (customers_path, managers_path)
+        self._signature: tuple[tuple[int, int], ...] | None = None  # <(mtime_ns, size) per file>
+        self._lock = threading.Lock()
+        self.current: VipRegistry = VipRegistry.empty()
+        self.reload_failures = 0
+
+    def _stat(self) -> tuple[tuple[int, int], ...]:
+        stats = []
+        for path in self._paths:
+            assert path is not None
+            info = path.stat()
+            stats.append((info.st_mtime_ns, info.st_size))
+        return tuple(stats)
+
+    def load(self) -> VipRegistry:
+        """Read the files now (raises :class:`RegistryError` on bad files)."""
+        customers_path, managers_path = self._paths
+        if customers_path is None or managers_path is None:
+            return self.current
+        with self._lock:
+            signature = self._stat()
+            self.current = read_registry(customers_path, managers_path)
+            self._signature = signature
+        log.info("VIP registry loaded: %d clients, %d managers",
+                 len(self.current), len(self.current.managers))
+        return self.current
+
+    def reload_if_changed(self) -> bool:
+        """Reload when either file's mtime or size changed; return whether it reloaded.
+
+        Never raises: a bad or missing file keeps the previous snapshot.
+        """
+        if self._paths[0] is None or self._paths[1] is None:
+            return False
+        try:
+            if self._stat() == self._signature:
+                return False
+            self.load()
+            return True
+        except (OSError, RegistryError) as error:
+            self.reload_failures += 1
+            log.error("VIP registry reload failed, keeping the previous one: %s", error)
+            return False
