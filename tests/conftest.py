@@ -40,5 +40,7 @@ def unique_name() -> str:
 def tabformer_csv() -> Path:
     """Path of the real TabFormer User0 sample; the test is skipped where it is absent."""
     if not TABFORMER_CSV.is_file():
+        if os.environ.get("CARDMON_REQUIRE_TABFORMER") == "1":
+            pytest.fail(f"TabFormer sample required in CI but missing at {TABFORMER_CSV}")
         pytest.skip(f"TabFormer sample not found at {TABFORMER_CSV} (see ../shared/data/SOURCES.md)")
     return TABFORMER_CSV

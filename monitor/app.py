@@ -1,0 +1,140 @@
+"""Wire the monitor together from :class:`~monitor.config.Settings` and run it.
+
+``MonitorApp`` owns the long-running parts: the consumer, the delivery worker,
+the ``/metrics`` server and the scheduler (VIP registry reloads). ``run`` starts
+them, waits for a stop signal or a duration, and stops them in reverse order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from contextlib import suppress
+from typing import Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from prometheus_client import CollectorRegistry
+
+from monitor.alerts.channels import (
+    ConsoleChannel,
+    EmailChannel,
+    JsonLinesChannel,
+    WebhookChannel,
+)
+from monitor.alerts.delivery import DeliveryWorker
+from monitor.alerts.model import VipFailure
+from monitor.alerts.store import AlertStore
+from monitor.classify import ResponseCodeTable
+from monitor.config import Settings
+from monitor.consumer import TransactionConsumer, ensure_topics
+from monitor.metrics import PipelineMetrics, serve
+from monitor.paths import rules_path
+from monitor.pipeline import BatchProcessor
+from monitor.policy import AlertPolicy
+from monitor.registry import RegistryLoader
+
+__all__ = ["MonitorApp", "build_channels"]
+
+log = logging.getLogger(__name__)
+
+
+def build_channels(settings: Settings) -> dict[str, Any]:
+    """The delivery channels the settings enable, by name.
+
+    ``email`` needs ``alerting.smtp.host``; ``webhook`` is always available (each
+    manager's own URL); ``console`` and ``jsonl`` are sinks every alert goes to
+    when listed in ``alerting.sinks``.
+    """
+    alerting = settings.alerting
+    channels: dict[str, Any] = {"webhook": WebhookChannel(timeout=alerting.webhook_timeout_seconds)}
+    smtp = alerting.smtp
+    if smtp.host:
+        channels["email"] = EmailChannel(
+            host=smtp.host, port=smtp.port, username=smtp.username,
+            password=smtp.password.get_secret_value() if smtp.password else None,
+            sender=smtp.from_address, start_tls=smtp.starttls, use_tls=smtp.use_tls,
+            timeout=smtp.timeout_seconds,
+        )
+    if "console" in alerting.sinks:
+        channels["console"] = ConsoleChannel()
+    if "jsonl" in alerting.sinks:
+        channels["jsonl"] = JsonLinesChannel(alerting.jsonl_path)
+    return channels
+
+
+class MonitorApp:
+    """The monitor service: consumer + alert store and delivery + metrics + scheduler.
+
+    Args:
+        settings: the frozen settings.
+        registry: the Prometheus registry to export (a fresh one by default).
+    """
+
+    def __init__(self, settings: Settings, *, registry: CollectorRegistry | None = None) -> None:
+        self.settings = settings
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.metrics = PipelineMetrics(self.registry)
+        alerting = settings.alerting
+        self.codes = ResponseCodeTable.load(alerting.response_codes_path or rules_path("response_codes.yaml"))
+        self.policy = AlertPolicy.load(alerting.policy_path or rules_path("alerting.yaml"))
+        self.vip = RegistryLoader(settings.registry.customers_path, settings.registry.managers_path)
+        self.store = AlertStore(alerting.store_path)
+        self.channels = build_channels(settings)
+        self.processor = BatchProcessor(codes=self.codes, policy=self.policy,
+                                        registry=self.vip, metrics=self.metrics)
+        self.consumer = TransactionConsumer(settings.kafka, processor=self.processor,
+                                            record_failures=self._record, metrics=self.metrics)
+        self.worker = DeliveryWorker(
+            self.store, self.channels,
+            max_attempts=alerting.max_attempts,
+            backoff_initial=alerting.backoff_initial_seconds,
+            backoff_max=alerting.backoff_max_seconds,
+            poll_interval=alerting.poll_interval_seconds,
+            on_result=self.metrics.alert_delivery,
+        )
+        self._enabled_channels = tuple(name for name in ("email", "webhook") if name in self.channels)
+        self._sinks = tuple(name for name in settings.alerting.sinks if name in self.channels)
+
+    async def _record(self, failures: Sequence[VipFailure]) -> None:
+        await asyncio.to_thread(
+            self.store.record, failures,
+            window_seconds=self.policy.grouping_window_seconds,
+            sinks=self._sinks, channels=self._enabled_channels,
+        )
+
+    def _reload_registry(self) -> None:
+        if self.vip.reload_if_changed():
+            self.metrics.registry_loaded(len(self.vip.current), self.vip.current.loaded_at)
+
+    async def run(self, stop: asyncio.Event, *, create_topics: bool = True) -> None:
+        """Run until ``stop`` is set, then shut everything down cleanly.
+
+        Raises:
+            monitor.registry.RegistryError: the VIP registry files are invalid at start.
+            aiokafka.errors.KafkaError: the broker cannot be reached at start.
+        """
+        self.vip.load()
+        self.metrics.registry_loaded(len(self.vip.current), self.vip.current.loaded_at)
+        server = serve(self.registry, self.settings.metrics.host, self.settings.metrics.port)
+        scheduler = AsyncIOScheduler(timezone="UTC")
+        scheduler.add_job(self._reload_registry, "interval",
+                          seconds=self.settings.registry.reload_interval_seconds,
+                          id="registry-reload", max_instances=1, coalesce=True)
+        scheduler.start()
+        worker_task: asyncio.Task[None] | None = None
+        try:
+            if create_topics:
+                await ensure_topics(self.settings.kafka)
+            await self.consumer.start()
+            worker_task = asyncio.create_task(self.worker.run(stop), name="cardmon-delivery")
+            await self.consumer.run(stop)
+        finally:
+            stop.set()
+            await self.consumer.stop()
+            if worker_task is not None:
+                with suppress(asyncio.CancelledError):
+                    await asyncio.wait_for(worker_task, timeout=10)
+            scheduler.shutdown(wait=False)
+            server.close()
+            self.store.close()
