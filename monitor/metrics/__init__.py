@@ -1,0 +1,35 @@
+"""Prometheus metrics of the cardmon pipeline.
+
+:class:`PipelineMetrics` registers every ``cardmon_*`` metric on a
+``CollectorRegistry`` and is fed once per micro-batch; :func:`serve` exposes a
+registry over HTTP for Prometheus to scrape.
+"""
+
+from monitor.metrics._collectors import (
+    FAILURE_OUTCOMES,
+    LATENCY_BUCKETS_SECONDS,
+    LatencyHistogramCollector,
+    TerminalCollector,
+)
+from monitor.metrics._pipeline import (
+    ALERT_DELIVERY_BUCKETS_SECONDS,
+    BATCH_DURATION_BUCKETS_SECONDS,
+    BATCH_SIZE_BUCKETS,
+    REJECTION_REASONS,
+    PipelineMetrics,
+)
+from monitor.metrics._server import MetricsServer, serve
+
+__all__ = [
+    "ALERT_DELIVERY_BUCKETS_SECONDS",
+    "BATCH_DURATION_BUCKETS_SECONDS",
+    "BATCH_SIZE_BUCKETS",
+    "FAILURE_OUTCOMES",
+    "LATENCY_BUCKETS_SECONDS",
+    "LatencyHistogramCollector",
+    "MetricsServer",
+    "PipelineMetrics",
+    "REJECTION_REASONS",
+    "TerminalCollector",
+    "serve",
+]
