@@ -36,8 +36,10 @@ __all__ = [
 
 _decoder: Final = msgspec.json.Decoder(TransactionEvent)
 _DIGITS: Final = re.compile(r"^[0-9]{13,19}$")
-# Digit runs of PAN length, with optional single spaces or dashes between groups.
-_PAN_IN_TEXT: Final = re.compile(rb"(?<![0-9])[0-9](?:[ -]?[0-9]){12,18}(?![0-9])")
+# Runs of at least 13 digits, with optional single spaces or dashes between groups;
+# :func:`scrub_pans` looks for PANs inside each run along group boundaries.
+_PAN_IN_TEXT: Final = re.compile(rb"(?<![0-9])[0-9](?:[ -]?[0-9]){12,}(?![0-9])")
+_SEPARATOR: Final = re.compile(rb"([ -])")
 # ISO 4217 codes known to CLDR (via Babel), including funds codes.
 _CURRENCIES: Final[frozenset[str]] = frozenset(list_currencies())
 
@@ -108,21 +110,47 @@ def mask_pan(pan: str) -> str | None:
     return digits[:6] + "*" * (len(digits) - 10) + digits[-4:]
 
 
+def _mask_run(match: re.Match[bytes]) -> bytes:
+    # A run is digit groups joined by single spaces or dashes ("99 4111 1111 1111 1111").
+    # A PAN starts at the run's start or after a separator and ends at the run's end or
+    # before one; at each start the longest Luhn-valid 13-19 digit span is masked.
+    parts = _SEPARATOR.split(match.group(0))  # [group, separator, group, ...]
+    groups, separators = parts[0::2], parts[1::2]
+    out: list[bytes] = []
+    start = 0
+    while start < len(groups):
+        end, length, found = start, 0, -1
+        while end < len(groups) and length + len(groups[end]) <= 19:
+            length += len(groups[end])
+            if length >= 13 and luhn_valid(b"".join(groups[start : end + 1]).decode()):
+                found = end
+            end += 1
+        if found < 0:
+            out.append(groups[start])
+            found = start
+        else:
+            digits = b"".join(groups[start : found + 1])
+            out.append(digits[:6] + b"*" * (len(digits) - 10) + digits[-4:])
+        if found < len(separators):
+            out.append(separators[found])
+        start = found + 1
+    return b"".join(out)
+
+
 def scrub_pans(data: bytes) -> bytes:
-    """Replace every Luhn-valid 13–19 digit run in ``data`` by its masked form."""
+    """Replace every Luhn-valid 13–19 digit PAN in ``data`` by its masked form.
 
-    def _mask(match: re.Match[bytes]) -> bytes:
-        run = match.group(0)
-        digits = run.replace(b" ", b"").replace(b"-", b"").decode()
-        if not luhn_valid(digits):
-            return run
-        return (digits[:6] + "*" * (len(digits) - 10) + digits[-4:]).encode()
-
-    return _PAN_IN_TEXT.sub(_mask, data)
+    Digits may be grouped with single spaces or dashes (``4111 1111 1111 1111``);
+    the masked form drops them (``411111******1111``). A PAN next to other digit
+    groups (``ref 99 4111111111111111``) is found too; a run of more than 19
+    digits without separators is not a PAN and is left alone.
+    """
+    return _PAN_IN_TEXT.sub(_mask_run, data)
 
 
 def _classify_error(value: bytes, error: msgspec.DecodeError | msgspec.ValidationError) -> tuple[str, str]:
-    message = str(error)
+    # msgspec echoes bad enum values ("Invalid enum value '4111...'"): scrub PANs.
+    message = scrub_pans(str(error).encode("utf-8", "backslashreplace")).decode("utf-8")
     if isinstance(error, msgspec.ValidationError):
         if message.startswith("Object missing required field"):
             return "missing_field", message
@@ -143,7 +171,7 @@ def _check(event: TransactionEvent) -> tuple[str, str] | None:
         return "unknown_currency", f"currency {event.currency!r} is not an ISO 4217 code"
     if event.status == "completed" and event.response_code is None:
         return "response_code_required", "response_code is required unless status is 'timeout'"
-    if is_pan(event.card_ref):
+    if is_pan(event.card_ref.replace(" ", "").replace("-", "")):
         return "pan_in_card_ref", "card_ref is a PAN; send a token or hash of the card"
     return None
 
