@@ -8,35 +8,12 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from aiokafka import AIOKafkaConsumer
 
 from monitor.decoder import decode_batch
 from simulators.producer import produce
 from simulators.tabformer import tabformer_events
 
 pytestmark = pytest.mark.integration
-
-
-async def _read_back(bootstrap: str, topic: str, expected: int, timeout_s: float = 30.0) -> list:
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-        enable_auto_commit=False, group_id=None,
-    )
-    await consumer.start()
-    records = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while len(records) < expected and time.monotonic() < deadline:
-            batches = await consumer.getmany(timeout_ms=500, max_records=5_000)
-            for batch in batches.values():
-                records.extend(batch)
-        # Give a few more polls a chance to show any message beyond the expected count.
-        extra = await consumer.getmany(timeout_ms=300)
-        for batch in extra.values():
-            records.extend(batch)
-    finally:
-        await consumer.stop()
-    return records
 
 
 def _event(index: int, at: datetime, terminal_id: str = "ATM00001") -> dict:
@@ -48,13 +25,13 @@ def _event(index: int, at: datetime, terminal_id: str = "ATM00001") -> dict:
 
 
 async def test_tabformer_slice_round_trips(kafka_bootstrap: str, unique_name: str,
-                                           tabformer_csv: Path) -> None:
+                                           tabformer_csv: Path, topic_reader) -> None:
     """A TabFormer slice sent to Kafka comes back complete, keyed by terminal ID, and decodes."""
     topic = f"card.transactions.{unique_name}"
     events = list(tabformer_events(tabformer_csv, limit=2_000))
     sent = await produce(events, bootstrap_servers=kafka_bootstrap, topic=topic)
     assert sent == 2_000
-    records = await _read_back(kafka_bootstrap, topic, sent)
+    records = await topic_reader(kafka_bootstrap, topic, sent)
     assert len(records) == 2_000
     by_id = {msgspec.json.decode(r.value)["event_id"]: r for r in records}
     assert len(by_id) == 2_000
@@ -77,7 +54,7 @@ async def test_speed_paces_by_event_gaps(kafka_bootstrap: str, unique_name: str)
     assert time.monotonic() - began >= 0.2
 
 
-async def test_rebase_to_now_keeps_gaps(kafka_bootstrap: str, unique_name: str) -> None:
+async def test_rebase_to_now_keeps_gaps(kafka_bootstrap: str, unique_name: str, topic_reader) -> None:
     """Rebasing stamps the first event with the current time and keeps the gaps between events."""
     start = datetime(2002, 9, 1, 6, 21, tzinfo=timezone.utc)
     events = [_event(i, start + timedelta(seconds=90 * i)) for i in range(3)]
@@ -85,7 +62,7 @@ async def test_rebase_to_now_keeps_gaps(kafka_bootstrap: str, unique_name: str) 
     before = datetime.now(timezone.utc)
     await produce(events, bootstrap_servers=kafka_bootstrap, topic=topic, rebase_to_now=True)
     after = datetime.now(timezone.utc)
-    records = await _read_back(kafka_bootstrap, topic, 3)
+    records = await topic_reader(kafka_bootstrap, topic, 3)
     times = sorted(
         datetime.fromisoformat(msgspec.json.decode(r.value)["occurred_at"]) for r in records
     )
@@ -93,7 +70,8 @@ async def test_rebase_to_now_keeps_gaps(kafka_bootstrap: str, unique_name: str) 
     assert [b - a for a, b in zip(times, times[1:])] == [timedelta(seconds=90)] * 2
 
 
-async def test_async_iterable_is_accepted(kafka_bootstrap: str, unique_name: str) -> None:
+async def test_async_iterable_is_accepted(kafka_bootstrap: str, unique_name: str,
+                                          topic_reader) -> None:
     """Events from an async generator are all sent and counted."""
     start = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -103,7 +81,7 @@ async def test_async_iterable_is_accepted(kafka_bootstrap: str, unique_name: str
 
     topic = f"async.{unique_name}"
     assert await produce(source(), bootstrap_servers=kafka_bootstrap, topic=topic) == 5
-    records = await _read_back(kafka_bootstrap, topic, 5)
+    records = await topic_reader(kafka_bootstrap, topic, 5)
     assert sorted(r.key for r in records) == [f"ATM0000{i}".encode() for i in range(5)]
 
 
