@@ -11,11 +11,33 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-__all__ = ["AlertEvent", "Manager", "Severity", "SEVERITIES", "VipFailure"]
+__all__ = [
+    "ALERT_STATUSES",
+    "DELIVERY_STATUSES",
+    "SEVERITIES",
+    "Alert",
+    "AlertEvent",
+    "AlertStatus",
+    "Delivery",
+    "DeliveryStatus",
+    "Manager",
+    "Severity",
+    "VipFailure",
+]
 
 Severity = Literal["low", "medium", "high"]
 #: Ordered from least to most severe.
 SEVERITIES: tuple[Severity, ...] = ("low", "medium", "high")
+
+#: ``pending``: waiting for its first or next attempt; ``sent``: the channel accepted it;
+#: ``failed``: every attempt failed (the last error is kept).
+DeliveryStatus = Literal["pending", "sent", "failed"]
+DELIVERY_STATUSES: tuple[DeliveryStatus, ...] = ("pending", "sent", "failed")
+#: Derived from the alert's deliveries: ``notified`` once any delivery is sent,
+#: ``failed`` when all of them failed, ``pending`` while one is still due,
+#: ``unrouted`` when the alert had nowhere to go (no e-mail, no webhook, no sink).
+AlertStatus = Literal["pending", "notified", "failed", "unrouted"]
+ALERT_STATUSES: tuple[AlertStatus, ...] = ("pending", "notified", "failed", "unrouted")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -85,3 +107,71 @@ class VipFailure:
     manager: Manager
     severity: Severity
     suggested_action: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Delivery:
+    """One message of one alert to one channel, as the outbox holds it.
+
+    Attributes:
+        delivery_id: the outbox row id.
+        alert_id: the alert this message is about.
+        channel: ``email``, ``webhook`` or a sink name (``console``, ``jsonl``).
+        status: see :data:`DeliveryStatus`.
+        attempts: attempts made so far.
+        next_attempt_at: when the worker may try (again); timezone-aware (UTC).
+        last_error: the last attempt's error, ``None`` if none failed.
+        created_at: when the alert was recorded.
+        sent_at: when the channel accepted it, ``None`` until then.
+    """
+
+    delivery_id: int
+    alert_id: str
+    channel: str
+    status: DeliveryStatus
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+    created_at: datetime
+    sent_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Alert:
+    """One alert: the failures of one client within one grouping window.
+
+    Attributes:
+        alert_id: derived from ``customer_id`` and ``window_start`` (replays map to it).
+        customer_id: the bank's client identifier.
+        customer_name: the client's name when the alert was raised.
+        tier: the client's tier.
+        manager: snapshot of the relationship manager when the alert was raised.
+        severity: the highest severity among its events.
+        suggested_action: the action of its most severe event.
+        window_start: start of the event-time window (UTC, inclusive).
+        window_end: end of the window (UTC, exclusive).
+        first_event_at: earliest ``occurred_at`` among its events (UTC).
+        last_event_at: latest ``occurred_at`` among its events (UTC).
+        event_count: number of distinct events.
+        status: see :data:`AlertStatus`.
+        created_at: when it was first recorded (wall clock, UTC).
+        updated_at: when an event was last added (wall clock, UTC).
+        deliveries: its outbox rows, one per channel.
+    """
+
+    alert_id: str
+    customer_id: str
+    customer_name: str
+    tier: str
+    manager: Manager
+    severity: Severity
+    suggested_action: str
+    window_start: datetime
+    window_end: datetime
+    first_event_at: datetime
+    last_event_at: datetime
+    event_count: int
+    status: AlertStatus
+    created_at: datetime
+    updated_at: datetime
+    deliveries: tuple[Delivery, ...] = ()

@@ -1,0 +1,100 @@
+"""Export stored alerts as JSON Lines (``cardmon alerts export --format jsonl``).
+
+One JSON object per alert, oldest window first, with its deliveries and its events
+(oldest first). Event fields are the canonical contract names of
+:class:`monitor.events.TransactionEvent`; times are RFC 3339 in UTC; money is integer
+minor units plus the ISO 4217 currency. Nothing here holds a raw PAN (the store never
+has one), and webhook URLs and e-mail addresses are left out.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any, TextIO
+
+from monitor.alerts.model import Alert, AlertEvent, Delivery
+from monitor.alerts.store import AlertStore
+
+__all__ = ["alert_record", "export_jsonl"]
+
+
+def _time(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _event(event: AlertEvent) -> dict[str, Any]:
+    return {
+        "event_id": event.event_id,
+        "occurred_at": _time(event.occurred_at),
+        "channel": event.channel,
+        "terminal_id": event.terminal_id,
+        "merchant_id": event.merchant_id,
+        "txn_type": event.txn_type,
+        "amount_minor": event.amount_minor,
+        "currency": event.currency,
+        "status": event.status,
+        "response_code": event.response_code,
+        "response_meaning": event.response_meaning,
+        "outcome": event.outcome,
+        "card_ref": event.card_ref,
+        "pan_masked": event.pan_masked,
+        "entry_mode": event.entry_mode,
+        "latency_ms": event.latency_ms,
+        "city": event.city,
+        "region": event.region,
+        "branch_id": event.branch_id,
+    }
+
+
+def _delivery(delivery: Delivery) -> dict[str, Any]:
+    return {
+        "channel": delivery.channel,
+        "status": delivery.status,
+        "attempts": delivery.attempts,
+        "last_error": delivery.last_error,
+        "created_at": _time(delivery.created_at),
+        "sent_at": _time(delivery.sent_at),
+        "next_attempt_at": _time(delivery.next_attempt_at) if delivery.status == "pending" else None,
+    }
+
+
+def alert_record(alert: Alert, events: list[AlertEvent]) -> dict[str, Any]:
+    """Return the JSON-able export record of one alert and its events."""
+    return {
+        "alert_id": alert.alert_id,
+        "customer_id": alert.customer_id,
+        "customer_name": alert.customer_name,
+        "tier": alert.tier,
+        "manager_id": alert.manager.manager_id,
+        "severity": alert.severity,
+        "suggested_action": alert.suggested_action,
+        "window_start": _time(alert.window_start),
+        "window_end": _time(alert.window_end),
+        "first_event_at": _time(alert.first_event_at),
+        "last_event_at": _time(alert.last_event_at),
+        "event_count": alert.event_count,
+        "status": alert.status,
+        "created_at": _time(alert.created_at),
+        "updated_at": _time(alert.updated_at),
+        "deliveries": [_delivery(d) for d in alert.deliveries],
+        "events": [_event(e) for e in events],
+    }
+
+
+def export_jsonl(store: AlertStore, out: TextIO) -> int:
+    """Write every stored alert to ``out`` as one JSON object per line.
+
+    Args:
+        store: the alert store to read.
+        out: a text stream (a file, ``sys.stdout``).
+
+    Returns:
+        The number of alerts written.
+    """
+    count = 0
+    for alert in store.list_alerts():
+        record = alert_record(alert, store.alert_events(alert.alert_id))
+        out.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
+        count += 1
+    return count

@@ -1,0 +1,261 @@
+"""Turn a stored alert into a message a relationship manager can act on.
+
+The message speaks the manager's language: the client's name and tier, the masked
+card, the time in the manager's own time zone (with its abbreviation), the place
+(terminal ID, merchant ID, city, channel), the amount formatted for its currency
+(Babel, ISO 4217 exponent), the response code with its meaning and outcome class,
+and what to do next. Several failures in one alert become a compact list, newest
+first. The same facts go into a JSON-able ``payload`` for webhooks and files.
+
+Every text that leaves this module is PAN-scrubbed (defence in depth: the store
+holds only masked PANs).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from babel.numbers import format_currency, get_currency_precision
+
+from monitor.alerts.model import Alert, AlertEvent
+from monitor.decoder import scrub_pans
+
+__all__ = ["AlertMessage", "format_amount", "render"]
+
+#: Version of the ``payload`` shape, so receivers can tell what they get.
+PAYLOAD_SCHEMA: Final = "cardmon.alert.v1"
+# An alert with more failures lists the newest ones only (the count is always exact).
+_MAX_LISTED: Final = 20
+
+_CHANNEL_WORDS: Final = {"ATM": "ATM", "POS": "card terminal (POS)", "ECOM": "online (e-commerce)"}
+_TXN_WORDS: Final = {
+    "purchase": "purchase",
+    "withdrawal": "cash withdrawal",
+    "balance_inquiry": "balance inquiry",
+    "transfer": "transfer",
+    "refund": "refund",
+    "reversal": "reversal",
+}
+_OUTCOME_WORDS: Final = {
+    "approved": "approved",
+    "technical": "technical problem at the bank or network",
+    "terminal": "terminal problem",
+    "card": "card problem",
+    "customer": "declined for the client's account",
+    "fraud": "security decline",
+    "unknown": "unclassified response",
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AlertMessage:
+    """One rendered alert, ready for any channel.
+
+    Attributes:
+        alert_id: the alert it renders.
+        subject: one line (e-mail subject, console title).
+        text: the plain-text body.
+        payload: JSON-able dict with the same facts (``schema`` names its version).
+        email: the manager's e-mail address, ``None`` if they have none.
+        webhook_url: the manager's webhook, ``None`` if they have none.
+        idempotency_key: the same on every retry of one delivery
+            (``<alert_id>:<channel>``); the worker sets it.
+    """
+
+    alert_id: str
+    subject: str
+    text: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    email: str | None = None
+    webhook_url: str | None = None
+    idempotency_key: str = ""
+
+    def for_channel(self, channel: str) -> AlertMessage:
+        """Return a copy whose ``idempotency_key`` is ``<alert_id>:<channel>``."""
+        return replace(self, idempotency_key=f"{self.alert_id}:{channel}")
+
+
+def format_amount(amount_minor: int, currency: str, *, locale: str = "en_US") -> str:
+    """Format integer minor units as money, e.g. ``13409, "USD"`` → ``"$134.09"``.
+
+    Args:
+        amount_minor: amount in minor units of ``currency``.
+        currency: ISO 4217 code; its exponent comes from CLDR via Babel (JPY 0, BHD 3).
+        locale: CLDR locale of the reader.
+
+    Returns:
+        The amount as the reader writes it (``"€1,234.50"``, ``"¥1,234"``).
+    """
+    exponent = get_currency_precision(currency)
+    amount = Decimal(amount_minor).scaleb(-exponent)
+    return str(format_currency(amount, currency, locale=locale))
+
+
+def _zone(name: str | None) -> ZoneInfo:
+    try:
+        return ZoneInfo(name or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def _local(moment: datetime, zone: ZoneInfo, pattern: str = "%a %d %b %Y, %H:%M:%S %Z") -> str:
+    return moment.astimezone(zone).strftime(pattern)
+
+
+def _card(event: AlertEvent) -> str:
+    if event.pan_masked:
+        return event.pan_masked
+    if event.card_ref:
+        ref = event.card_ref
+        return f"card ref {ref[:8]}…" if len(ref) > 12 else f"card ref {ref}"
+    return "card unknown"
+
+
+def _place(event: AlertEvent) -> str:
+    parts = [f"{_CHANNEL_WORDS.get(event.channel, event.channel)} {event.terminal_id}"]
+    if event.merchant_id:
+        parts.append(f"merchant {event.merchant_id}")
+    locality = ", ".join(p for p in (event.city, event.region) if p)
+    if locality:
+        parts.append(locality)
+    return ", ".join(parts)
+
+
+def _result(event: AlertEvent) -> str:
+    outcome = _OUTCOME_WORDS.get(event.outcome, event.outcome)
+    if event.response_code is None:
+        return f"no response from the issuer (timeout) — {outcome}"
+    return f"response code {event.response_code} {event.response_meaning} — {outcome}"
+
+
+def _event_payload(event: AlertEvent, zone: ZoneInfo, locale: str) -> dict[str, Any]:
+    return {
+        "event_id": event.event_id,
+        "occurred_at": event.occurred_at.isoformat(),
+        "occurred_at_local": event.occurred_at.astimezone(zone).isoformat(),
+        "channel": event.channel,
+        "terminal_id": event.terminal_id,
+        "merchant_id": event.merchant_id,
+        "city": event.city,
+        "region": event.region,
+        "txn_type": event.txn_type,
+        "amount_minor": event.amount_minor,
+        "currency": event.currency,
+        "amount": format_amount(event.amount_minor, event.currency, locale=locale),
+        "status": event.status,
+        "response_code": event.response_code,
+        "response_meaning": event.response_meaning,
+        "outcome": event.outcome,
+        "card": _card(event),
+    }
+
+
+def _scrub(text: str) -> str:
+    return scrub_pans(text.encode()).decode()
+
+
+def render(
+    alert: Alert,
+    events: list[AlertEvent],
+    *,
+    manager_timezone: str | None = None,
+    locale: str = "en_US",
+) -> AlertMessage:
+    """Render an alert and its events for the relationship manager.
+
+    Args:
+        alert: the stored alert.
+        events: its events, any order (at least one).
+        manager_timezone: IANA zone for times; ``None`` uses the alert's manager
+            snapshot; an unknown zone falls back to UTC.
+        locale: CLDR locale for amounts.
+
+    Returns:
+        An :class:`AlertMessage`; ``idempotency_key`` is left for the caller.
+
+    Raises:
+        ValueError: ``events`` is empty.
+    """
+    if not events:
+        raise ValueError(f"alert {alert.alert_id} has no events to render")
+    zone = _zone(manager_timezone or alert.manager.timezone)
+    newest_first = sorted(events, key=lambda e: (e.occurred_at, e.event_id), reverse=True)
+    latest = newest_first[0]
+    count = len(events)
+    amount = format_amount(latest.amount_minor, latest.currency, locale=locale)
+    what = _TXN_WORDS.get(latest.txn_type, latest.txn_type)
+    code = latest.response_code or "timeout"
+
+    if count == 1:
+        headline = f"{what} of {amount} failed ({code} {latest.response_meaning})"
+    else:
+        headline = f"{count} failed transactions, latest {what} of {amount} ({code})"
+    subject = f"[{alert.severity.upper()}] {alert.customer_name} ({alert.tier}): {headline}"
+
+    lines = [
+        f"Client:    {alert.customer_name} — {alert.tier} (client {alert.customer_id})",
+        f"Severity:  {alert.severity}",
+        f"Action:    {alert.suggested_action}",
+        "",
+        "Latest failure" if count > 1 else "Failure",
+        f"  When:    {_local(latest.occurred_at, zone)}",
+        f"  Card:    {_card(latest)}",
+        f"  Where:   {_place(latest)}",
+        f"  What:    {what} of {amount}",
+        f"  Result:  {_result(latest)}",
+    ]
+    if count > 1:
+        first = newest_first[-1].occurred_at
+        lines += [
+            "",
+            f"{count} failed transactions between {_local(first, zone, '%H:%M')} and "
+            f"{_local(latest.occurred_at, zone, '%H:%M %Z')}, newest first:",
+        ]
+        for event in newest_first[:_MAX_LISTED]:
+            lines.append(
+                f"  {_local(event.occurred_at, zone, '%H:%M:%S %Z')}  {event.channel:<4} "
+                f"{event.terminal_id:<10} "
+                f"{format_amount(event.amount_minor, event.currency, locale=locale):>14}  "
+                f"{event.response_code or '--'} {event.response_meaning}  {_card(event)}"
+            )
+        if count > _MAX_LISTED:
+            lines.append(f"  … and {count - _MAX_LISTED} earlier")
+    lines += [
+        "",
+        f"Manager: {alert.manager.name} · alert {alert.alert_id}",
+    ]
+    text = _scrub("\n".join(lines) + "\n")
+    subject = _scrub(subject)
+
+    payload: dict[str, Any] = {
+        "schema": PAYLOAD_SCHEMA,
+        "alert_id": alert.alert_id,
+        "severity": alert.severity,
+        "customer": {
+            "customer_id": alert.customer_id,
+            "name": alert.customer_name,
+            "tier": alert.tier,
+        },
+        "manager": {"manager_id": alert.manager.manager_id, "name": alert.manager.name},
+        "suggested_action": alert.suggested_action,
+        "window_start": alert.window_start.isoformat(),
+        "window_end": alert.window_end.isoformat(),
+        "event_count": count,
+        "subject": subject,
+        "text": text,
+        "events": [_event_payload(e, zone, locale) for e in newest_first],
+    }
+    payload = json.loads(_scrub(json.dumps(payload, ensure_ascii=False)))
+    return AlertMessage(
+        alert_id=alert.alert_id,
+        subject=subject,
+        text=text,
+        payload=payload,
+        email=alert.manager.email,
+        webhook_url=alert.manager.webhook_url,
+    )
