@@ -26,10 +26,10 @@ __all__ = [
     "BATCH_SIZE_BUCKETS",
     "FAILURE_OUTCOMES",
     "LATENCY_BUCKETS_SECONDS",
+    "REJECTION_REASONS",
     "LatencyHistogramCollector",
     "MetricsServer",
     "PipelineMetrics",
-    "REJECTION_REASONS",
     "TerminalCollector",
     "serve",
 ]

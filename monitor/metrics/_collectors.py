@@ -14,8 +14,10 @@ Both classes follow the ``prometheus_client`` ``Collector`` protocol
 
 from __future__ import annotations
 
+import itertools
+import math
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Final
 
 import polars as pl
@@ -44,6 +46,9 @@ LATENCY_BUCKETS_SECONDS: Final[tuple[float, ...]] = (
 )
 #: Outcome classes that count as a failure (everything but ``approved``).
 FAILURE_OUTCOMES: Final[tuple[str, ...]] = tuple(o for o in OUTCOMES if o != "approved")
+
+# prometheus_client's own ``le`` formatting (``1.0``, ``+Inf``), typed for mypy --strict.
+_go_float: Final[Callable[[float], str]] = floatToGoString
 
 _LATENCY_NAME: Final = "cardmon_authorization_latency_seconds"
 _LATENCY_HELP: Final = (
@@ -79,9 +84,9 @@ class LatencyHistogramCollector:
 
     def __init__(self, buckets: Sequence[float] = LATENCY_BUCKETS_SECONDS) -> None:
         bounds = tuple(float(b) for b in buckets)
-        if not bounds or any(b >= c for b, c in zip(bounds, bounds[1:])):
+        if not bounds or any(b >= c for b, c in itertools.pairwise(bounds)):
             raise ValueError(f"latency buckets must be non-empty and increasing: {bounds}")
-        if bounds[-1] == float("inf") or any(b != b for b in bounds):
+        if not all(math.isfinite(b) for b in bounds):
             raise ValueError("latency buckets must be finite; +Inf is implicit")
         self._bounds: Final = bounds
         self._lock = threading.Lock()
@@ -135,7 +140,7 @@ class LatencyHistogramCollector:
         """Yield the histogram built from the current snapshot."""
         snapshot = self._snapshot
         family = HistogramMetricFamily(_LATENCY_NAME, _LATENCY_HELP, labels=["channel"])
-        bounds = [floatToGoString(b) for b in self._bounds] + ["+Inf"]
+        bounds = [_go_float(b) for b in self._bounds] + ["+Inf"]
         for channel in sorted(snapshot):
             counts, total = snapshot[channel]
             family.add_metric([channel], list(zip(bounds, map(float, counts))), total)

@@ -86,7 +86,8 @@ class PipelineMetrics:
         )
         self.vip_failures = Counter(
             "cardmon_vip_failures_total",
-            "Failed transactions (outcome other than approved) of VIP clients, by tier and outcome.",
+            "Failed transactions (outcome other than approved) of VIP clients, by tier and "
+            "outcome.",
             ["tier", "outcome"],
             registry=registry,
         )
@@ -158,8 +159,9 @@ class PipelineMetrics:
             "Unix time in seconds of the last successful client registry reload.",
             registry=registry,
         )
-        self.build_info = Info("cardmon_build", "cardmon build; the value is always 1.",
-                               registry=registry)
+        self.build_info = Info(
+            "cardmon_build", "cardmon build; the value is always 1.", registry=registry
+        )
         self.build_info.info({"version": version or monitor.__version__})
 
         self.latency = LatencyHistogramCollector(latency_buckets)

@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import polars as pl
@@ -25,7 +25,6 @@ from monitor.metrics import (
     PipelineMetrics,
 )
 
-UTC = timezone.utc
 T0 = datetime(2024, 3, 1, 10, 0, 0, tzinfo=UTC)
 LE = [*(str(b) for b in LATENCY_BUCKETS_SECONDS), "+Inf"]
 
