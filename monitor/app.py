@@ -11,6 +11,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from contextlib import suppress
+from datetime import UTC, datetime
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -103,9 +104,13 @@ class MonitorApp:
             sinks=self._sinks, channels=self._enabled_channels,
         )
 
+    def _report_registry(self) -> None:
+        snapshot = self.vip.current
+        self.metrics.observe_registry_reload(len(snapshot), datetime.fromtimestamp(snapshot.loaded_at, UTC))
+
     def _reload_registry(self) -> None:
         if self.vip.reload_if_changed():
-            self.metrics.registry_loaded(len(self.vip.current), self.vip.current.loaded_at)
+            self._report_registry()
 
     async def run(self, stop: asyncio.Event, *, create_topics: bool = True) -> None:
         """Run until ``stop`` is set, then shut everything down cleanly.
@@ -115,7 +120,7 @@ class MonitorApp:
             aiokafka.errors.KafkaError: the broker cannot be reached at start.
         """
         self.vip.load()
-        self.metrics.registry_loaded(len(self.vip.current), self.vip.current.loaded_at)
+        self._report_registry()
         server = serve(self.registry, self.settings.metrics.host, self.settings.metrics.port)
         scheduler = AsyncIOScheduler(timezone="UTC")
         scheduler.add_job(self._reload_registry, "interval",

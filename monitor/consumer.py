@@ -46,7 +46,6 @@ RecordFailures = Callable[[Sequence[VipFailure]], Awaitable[Any]]
 class ConsumerMetrics(Protocol):
     """Pipeline metrics the consumer reports (see :mod:`monitor.metrics`)."""
 
-    def observe_consumed(self, count: int) -> None: ...
     def observe_rejections(self, reasons: dict[str, int]) -> None: ...
     def observe_dead_letters(self, reasons: dict[str, int]) -> None: ...
     def observe_batch_duration(self, seconds: float, size: int) -> None: ...
@@ -167,7 +166,6 @@ class TransactionConsumer:
         self.batches += 1
         self.events += result.events
         if self.metrics is not None:
-            self.metrics.observe_consumed(len(records))
             self.metrics.observe_batch_duration(time.perf_counter() - started, len(records))
             self._report_lag(batch)
         return result

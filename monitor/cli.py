@@ -1,0 +1,158 @@
+"""The ``cardmon`` command line (Typer).
+
+``cardmon run``       the monitor service against the configured Kafka;
+``cardmon demo``      everything on an embedded broker with synthetic traffic;
+``cardmon broker``    the embedded Kafka-compatible broker alone;
+``cardmon simulate``  replay recorded files or synthetic fleets into Kafka;
+``cardmon alerts``    read the alert store (``export``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from monitor import __version__
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(help="cardmon: card-transaction health monitor for VIP clients and terminals.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False)
+alerts_app = typer.Typer(help="Read the alert store.", no_args_is_help=True)
+app.add_typer(alerts_app, name="alerts")
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="YAML settings file (default: $CARDMON_CONFIG or ./cardmon.yaml)."),
+]
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+def _stop_on_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
+            pass
+
+
+@app.command()
+def version() -> None:
+    """Print cardmon's version."""
+    typer.echo(__version__)
+
+
+@app.command()
+def run(config: ConfigOption = None,
+        verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    """Run the monitor service against the configured Kafka until SIGINT/SIGTERM."""
+    from monitor.app import MonitorApp
+    from monitor.config import load_settings
+
+    _logging(verbose)
+    settings = load_settings(config)
+
+    async def _main() -> None:
+        stop = asyncio.Event()
+        _stop_on_signals(stop)
+        await MonitorApp(settings).run(stop)
+
+    asyncio.run(_main())
+
+
+@app.command()
+def demo(
+    duration: Annotated[float, typer.Option(help="Seconds to run before stopping cleanly.")] = 30.0,
+    bootstrap_servers: Annotated[str | None, typer.Option(
+        help="Use this Kafka instead of starting the embedded broker.")] = None,
+    metrics_port: Annotated[int, typer.Option(help="Port for /metrics on 127.0.0.1.")] = 9464,
+    rate: Annotated[float, typer.Option(help="Synthetic transactions per second.")] = 200.0,
+    terminals: Annotated[int, typer.Option(help="Terminals in the synthetic fleet.")] = 40,
+    seed: Annotated[int, typer.Option(help="Random seed of the synthetic fleet.")] = 7,
+    workdir: Annotated[Path | None, typer.Option(
+        help="Where the demo keeps its registry, alert store and alerts.jsonl (default: a temp dir).")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run everything with no installed services: broker, simulator, monitor, /metrics."""
+    from monitor.demo import run_demo
+
+    _logging(verbose)
+    asyncio.run(run_demo(duration=duration, bootstrap_servers=bootstrap_servers,
+                         metrics_port=metrics_port, rate=rate, terminals=terminals,
+                         seed=seed, workdir=workdir))
+
+
+@app.command()
+def broker(
+    host: Annotated[str, typer.Option(help="Address to listen on and advertise.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Kafka port.")] = 9092,
+) -> None:
+    """Run the embedded Kafka-compatible broker (Tansu, in memory) until Ctrl-C."""
+    from monitor.broker import EmbeddedBroker
+
+    with EmbeddedBroker(host=host, port=port) as embedded:
+        typer.echo(f"embedded broker ready: bootstrap servers {embedded.bootstrap_servers} "
+                   "(data in memory; Ctrl-C to stop)")
+        try:
+            while embedded.running:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+
+
+class ExportFormat(str, Enum):
+    jsonl = "jsonl"
+
+
+@alerts_app.command("export")
+def alerts_export(
+    config: ConfigOption = None,
+    store: Annotated[Path | None, typer.Option(help="Alert store file (default: from settings).")] = None,
+    format: Annotated[ExportFormat, typer.Option("--format", help="Output format.")] = ExportFormat.jsonl,
+) -> None:
+    """Print every stored alert with its events, one JSON object per line."""
+    from monitor.alerts.export import export_jsonl
+    from monitor.alerts.store import AlertStore
+    from monitor.config import load_settings
+
+    path = store if store is not None else load_settings(config).alerting.store_path
+    if not path.is_file():
+        typer.echo(f"no alert store at {path}", err=True)
+        raise typer.Exit(1)
+    alert_store = AlertStore(path)
+    try:
+        export_jsonl(alert_store, sys.stdout)
+    finally:
+        alert_store.close()
+
+
+def _mount_simulators() -> None:
+    from simulators.cli import app as simulate_app
+
+    app.add_typer(simulate_app, name="simulate", help="Replay recorded or synthetic traffic into Kafka.")
+
+
+_mount_simulators()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,162 @@
+"""The consumer against a real broker: bad input is dead-lettered, good input is all processed."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Producer
+from prometheus_client import CollectorRegistry
+
+from monitor.alerts.store import AlertStore
+from monitor.classify import ResponseCodeTable
+from monitor.config import KafkaSettings
+from monitor.consumer import TransactionConsumer, ensure_topics
+from monitor.metrics import PipelineMetrics
+from monitor.paths import rules_path
+from monitor.pipeline import BatchProcessor
+from monitor.policy import AlertPolicy
+from monitor.registry import RegistryLoader
+from tests.helpers import encode, event, read_topic, wait_until, write_registry
+
+PAN = "4111111111111111"
+
+GOOD = [
+    encode(event("ok-1")),
+    encode(event("vip-fail-1", customer_id="C-VIP", response_code="91")),
+    encode(event("ok-2", channel="POS", txn_type="purchase", terminal_id="POS00007", entry_mode="chip")),
+    encode(event("timeout-1", status="timeout", response_code=None) | {"response_code": None}),
+]
+BAD = {
+    "invalid_json": encode(event("trunc"))[:40],
+    "invalid_field": encode(event("wrong-type", amount_minor="12.50")),
+    "missing_field": encode({k: v for k, v in event("no-terminal").items() if k != "terminal_id"}),
+    "naive_timestamp": encode(event("naive", occurred_at="2026-03-02T10:15:00")),
+    "invalid_utf8": b'{"event_id": "\xff\xfe"}',
+    "not_an_object": b"[1, 2, 3]",
+    "unknown_currency": encode(event("cur", currency="ZZZ")),
+    "pan_in_card_ref": encode(event("panref", card_ref=PAN)),
+}
+NEGATIVE = encode(event("negative", amount_minor=-100))
+NON_FINITE = encode(event("huge", amount_minor=0)).replace(b'"amount_minor":0', b'"amount_minor":1e999')
+RAW_PAN = encode(event("raw-pan", pan=PAN, customer_id="C-VIP", response_code="05"))
+
+
+def _processor(tmp_path: Path, metrics: PipelineMetrics) -> BatchProcessor:
+    customers, managers = write_registry(
+        tmp_path / "registry",
+        "customer_id,name,tier,manager_id,card_refs\nC-VIP,Hélène Martin,private,M-1,",
+        "manager_id,name,email,phone,webhook_url,backup_manager_id,timezone\n"
+        "M-1,Paul Durand,paul@bank.test,,,,Europe/Paris",
+    )
+    loader = RegistryLoader(customers, managers)
+    loader.load()
+    return BatchProcessor(codes=ResponseCodeTable.load(rules_path("response_codes.yaml")),
+                          policy=AlertPolicy.load(rules_path("alerting.yaml")),
+                          registry=loader, metrics=metrics)
+
+
+async def test_bad_messages_are_dead_lettered_and_good_ones_processed(
+        kafka_bootstrap: str, unique_name: str, tmp_path: Path) -> None:
+    """Every bad message lands in the DLQ with its reason; every valid one around it is processed."""
+    settings = KafkaSettings(bootstrap_servers=kafka_bootstrap, topic=f"tx-{unique_name}",
+                             dead_letter_topic=f"dlq-{unique_name}", group_id=f"g-{unique_name}",
+                             batch_timeout_ms=100)
+    await ensure_topics(settings, partitions=2)
+    # A foreign producer (librdkafka), as a bank's switch would use.
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    stream = [GOOD[0], *BAD.values(), GOOD[1], NEGATIVE, GOOD[2], NON_FINITE, RAW_PAN, GOOD[3]]
+    for position, value in enumerate(stream):
+        producer.produce(settings.topic, value=value, key=f"T{position % 3}".encode())
+    assert producer.flush(10) == 0
+
+    registry = CollectorRegistry()
+    metrics = PipelineMetrics(registry)
+    store = AlertStore(tmp_path / "alerts.db")
+    consumer = TransactionConsumer(
+        settings, processor=_processor(tmp_path, metrics), metrics=metrics,
+        record_failures=lambda failures: asyncio.to_thread(store.record, failures),
+    )
+    await consumer.start()
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    try:
+        await wait_until(lambda: (registry.get_sample_value("cardmon_events_consumed_total") or 0)
+                         >= len(stream), what="all messages consumed")
+    finally:
+        stop.set()
+        await task
+        await consumer.stop()
+
+    # Valid events: 4 good + the raw-PAN one (masked, processed).
+    assert consumer.events == 5
+    transactions = sum(
+        registry.get_sample_value("cardmon_transactions_total", {"channel": c, "outcome": o}) or 0
+        for c in ("ATM", "POS", "ECOM")
+        for o in ("approved", "technical", "terminal", "card", "customer", "fraud", "unknown"))
+    assert transactions == 5
+
+    dead = await read_topic(kafka_bootstrap, settings.dead_letter_topic, expected=len(BAD) + 3)
+    reasons = sorted(dict(record.headers)["cardmon-reason"].decode() for record in dead)
+    assert reasons == sorted([*BAD, "invalid_field", "invalid_field", "raw_pan"])
+    for record in dead:
+        headers = dict(record.headers)
+        assert headers["cardmon-source-topic"].decode() == settings.topic
+        assert int(headers["cardmon-source-offset"]) >= 0
+        assert PAN.encode() not in record.value, "a raw PAN reached the dead-letter topic"
+    assert registry.get_sample_value("cardmon_dead_letters_total", {"reason": "raw_pan"}) == 1
+    assert registry.get_sample_value("cardmon_events_rejected_total", {"reason": "naive_timestamp"}) == 1
+
+    # Both VIP failures (91 technical and the raw-PAN 05) are in the durable store, masked.
+    alerts = store.list_alerts()
+    events = [e for alert in alerts for e in store.alert_events(alert.alert_id)]
+    assert sorted(e.event_id for e in events) == ["raw-pan", "vip-fail-1"]
+    assert [e.pan_masked for e in events if e.event_id == "raw-pan"] == ["411111******1111"]
+    assert PAN.encode() not in (tmp_path / "alerts.db").read_bytes()
+    store.close()
+
+
+async def test_offsets_are_committed_after_the_batch(kafka_bootstrap: str, unique_name: str,
+                                                     tmp_path: Path) -> None:
+    """A restarted consumer in the same group resumes after what was processed, not from the start."""
+    settings = KafkaSettings(bootstrap_servers=kafka_bootstrap, topic=f"tx-{unique_name}",
+                             dead_letter_topic=f"dlq-{unique_name}", group_id=f"g-{unique_name}",
+                             batch_timeout_ms=100)
+    await ensure_topics(settings, partitions=1)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for n in range(30):
+        producer.produce(settings.topic, value=encode(event(f"e-{n}")), key=b"ATM00042")
+    assert producer.flush(10) == 0
+
+    async def consume_all() -> int:
+        registry = CollectorRegistry()
+        metrics = PipelineMetrics(registry)
+        store = AlertStore(tmp_path / "alerts.db")
+        consumer = TransactionConsumer(settings, processor=_processor(tmp_path, metrics),
+                                       metrics=metrics,
+                                       record_failures=lambda f: asyncio.to_thread(store.record, f))
+        await consumer.start()
+        stop = asyncio.Event()
+        task = asyncio.create_task(consumer.run(stop))
+        await asyncio.sleep(3)
+        stop.set()
+        await task
+        await consumer.stop()
+        store.close()
+        return consumer.events
+
+    assert await consume_all() == 30
+    for n in range(30, 35):
+        producer.produce(settings.topic, value=encode(event(f"e-{n}")), key=b"ATM00042")
+    assert producer.flush(10) == 0
+    assert await consume_all() == 5
+
+
+@pytest.mark.parametrize("value", [NEGATIVE, NON_FINITE])
+def test_amounts_that_are_not_minor_units_are_rejected(value: bytes, tmp_path: Path) -> None:
+    """A negative or non-finite amount is rejected as an invalid field, not processed."""
+    metrics = PipelineMetrics(CollectorRegistry())
+    result = _processor(tmp_path, metrics).process([value, GOOD[0]])
+    assert [r.reason for r in result.rejections] == ["invalid_field"]
+    assert result.events == 1
