@@ -10,7 +10,7 @@ Two commands, both ending in :func:`simulators.producer.produce`:
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -21,7 +21,7 @@ from rich.console import Console
 
 from simulators.producer import produce
 from simulators.synthetic import build_fleet, default_faults, synthetic_events, write_registry
-from simulators.tabformer import TabFormerFormatError, tabformer_events
+from simulators.tabformer import TabFormerFormatError, frame_events, read_tabformer
 
 __all__ = ["app"]
 
@@ -75,12 +75,14 @@ def tabformer(
     except (ZoneInfoNotFoundError, ValueError) as error:
         raise typer.BadParameter(f"unknown time zone {timezone_name!r}", param_hint="--timezone") from error
     try:
-        events = list(tabformer_events(path, timezone=timezone_name, limit=limit))
+        frame = read_tabformer(path, timezone=timezone_name)
     except TabFormerFormatError as error:
         _console.print(f"[red]{error}[/red]")
         raise typer.Exit(1) from error
-    _send(events, bootstrap_servers=bootstrap_servers, topic=topic,
-          speed=speed or None, rebase_to_now=rebase_to_now, progress=progress, total=len(events))
+    if limit is not None:
+        frame = frame.head(limit)
+    _send(frame_events(frame), bootstrap_servers=bootstrap_servers, topic=topic,
+          speed=speed or None, rebase_to_now=rebase_to_now, progress=progress, total=frame.height)
 
 
 @app.command()
@@ -97,7 +99,8 @@ def synthetic(
         min=0.0, help="Seconds of traffic; 0 runs until interrupted.")] = 60.0,
     seed: Annotated[int, typer.Option(help="Random seed: same seed, same fleet and traffic.")] = 7,
     faults: Annotated[bool, typer.Option(
-        help="Inject the demo faults: an ATM timing out, a POS answering 58, an issuer outage (91).",
+        help="Inject the demo faults, scaled to --duration (60 s when unbounded): "
+             "an ATM timing out, a POS answering 58, an issuer outage (91).",
     )] = True,
     speed: Annotated[float, typer.Option(
         min=0.0, help="Multiple of real time; 0 sends as fast as possible.")] = 1.0,
@@ -119,7 +122,7 @@ def synthetic(
     scenario = default_faults(fleet, duration or 60.0) if faults else ()
     for fault in scenario:
         _console.print(f"fault: {fault}")
-    events = synthetic_events(fleet, start=datetime.now(timezone.utc), rate=rate,
+    events = synthetic_events(fleet, start=datetime.now(UTC), rate=rate,
                               duration_s=run_for, faults=scenario, vip_share=vip_share, seed=seed)
     total = round(rate * duration) if duration else None
     _send(events, bootstrap_servers=bootstrap_servers, topic=topic, speed=speed or None,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import msgspec
@@ -41,7 +41,7 @@ def _parse_time(value: Any) -> datetime:
     elif isinstance(value, str):
         moment = datetime.fromisoformat(value)
     else:
-        raise ValueError(f"occurred_at must be an RFC 3339 string or datetime, not {value!r}")
+        raise TypeError(f"occurred_at must be an RFC 3339 string or datetime, not {value!r}")
     if moment.tzinfo is None:
         raise ValueError(f"occurred_at {value!r} has no UTC offset")
     return moment
@@ -86,8 +86,10 @@ async def produce(
         The number of events sent (all acknowledged by the broker).
 
     Raises:
-        ValueError: ``speed`` is not positive, or an ``occurred_at`` is missing,
-            naive or unreadable while pacing or rebasing.
+        ValueError: ``speed`` is not positive, or an ``occurred_at`` is naive or
+            unreadable while pacing or rebasing.
+        TypeError: an ``occurred_at`` is missing or neither a string nor a datetime
+            while pacing or rebasing.
         KeyError: an event has no ``terminal_id``.
         aiokafka.errors.KafkaError: the broker could not be reached or refused a message.
     """
@@ -96,7 +98,6 @@ async def produce(
     needs_time = speed is not None or rebase_to_now
     loop = asyncio.get_running_loop()
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, linger_ms=_LINGER_MS)
-    await producer.start()
     sent = 0
     pending: list[asyncio.Future[Any]] = []  # delivery futures not yet awaited
     first_time: datetime | None = None
@@ -105,6 +106,7 @@ async def produce(
     bar = Progress(disable=not progress, transient=False)
     task = bar.add_task(f"→ {topic}", total=total)
     try:
+        await producer.start()
         with bar:
             async for event in _aiter(events):
                 if needs_time:
@@ -112,7 +114,7 @@ async def produce(
                     if first_time is None:
                         first_time, wall_start = moment, loop.time()
                         if rebase_to_now:
-                            shift = datetime.now(timezone.utc) - moment
+                            shift = datetime.now(UTC) - moment
                     if speed is not None:
                         due = wall_start + (moment - first_time).total_seconds() / speed
                         delay = due - loop.time()

@@ -34,7 +34,7 @@ import random
 import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
@@ -335,7 +335,7 @@ def synthetic_events(
     """
     if rate <= 0:
         raise ValueError(f"rate must be positive, not {rate}")
-    start = start if start is not None else datetime.now(timezone.utc)
+    start = start if start is not None else datetime.now(UTC)
     if start.tzinfo is None:
         raise ValueError("start must be timezone-aware")
     rng = random.Random(f"traffic-{seed}")

@@ -65,6 +65,8 @@ __all__ = [
     "DEFAULT_REASON_CODE",
     "REASON_CODES",
     "TABFORMER_COLUMNS",
+    "TabFormerFormatError",
+    "frame_events",
     "read_tabformer",
     "tabformer_events",
 ]
@@ -241,10 +243,30 @@ def read_tabformer(path: str | Path, *, timezone: str = "UTC") -> pl.DataFrame:
     return frame.sort("_row").select(_OUTPUT_COLUMNS)
 
 
+def frame_events(frame: pl.DataFrame) -> Iterator[dict[str, Any]]:
+    """Yield contract-v1 event dicts for a frame from :func:`read_tabformer`, in row order.
+
+    Args:
+        frame: the frame (or a slice or filter of it).
+
+    Returns:
+        An iterator of dicts ready for ``msgspec.json.encode``: ``occurred_at`` is an
+        RFC 3339 string with its UTC offset (``2002-09-01T06:21:00+00:00``) and fields
+        without a value are left out.
+    """
+    frame = frame.with_columns(pl.col("occurred_at").dt.strftime("%Y-%m-%dT%H:%M:%S%:z"))
+    for chunk in frame.iter_slices(_ROWS_PER_CHUNK):
+        for row in chunk.to_dicts():
+            yield {key: value for key, value in row.items() if value is not None}
+
+
 def tabformer_events(
     path: str | Path, *, timezone: str = "UTC", limit: int | None = None
 ) -> Iterator[dict[str, Any]]:
     """Yield contract-v1 event dicts for a TabFormer CSV, in file order.
+
+    The whole file is read and mapped (:func:`read_tabformer`) before the first
+    event is yielded; dicts are then built :data:`_ROWS_PER_CHUNK` rows at a time.
 
     Args:
         path: the CSV file.
@@ -252,19 +274,10 @@ def tabformer_events(
         limit: stop after this many events (``None``: the whole file).
 
     Returns:
-        An iterator of dicts ready for ``msgspec.json.encode``: ``occurred_at`` is an
-        RFC 3339 string with its UTC offset (``2002-09-01T06:21:00+00:00``) and fields
-        without a value are left out.
+        An iterator of dicts as :func:`frame_events` yields them.
 
     Raises:
         TabFormerFormatError: as :func:`read_tabformer`.
     """
     frame = read_tabformer(path, timezone=timezone)
-    if limit is not None:
-        frame = frame.head(limit)
-    frame = frame.with_columns(
-        pl.col("occurred_at").dt.strftime("%Y-%m-%dT%H:%M:%S%:z")
-    )
-    for chunk in frame.iter_slices(_ROWS_PER_CHUNK):
-        for row in chunk.to_dicts():
-            yield {key: value for key, value in row.items() if value is not None}
+    yield from frame_events(frame if limit is None else frame.head(limit))

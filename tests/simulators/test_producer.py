@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import msgspec
@@ -45,7 +46,7 @@ async def test_tabformer_slice_round_trips(kafka_bootstrap: str, unique_name: st
 
 async def test_speed_paces_by_event_gaps(kafka_bootstrap: str, unique_name: str) -> None:
     """Three events one second apart at speed 10 take at least 0.2 s of wall time to send."""
-    start = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
+    start = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
     events = [_event(i, start + timedelta(seconds=i)) for i in range(3)]
     began = time.monotonic()
     sent = await produce(events, bootstrap_servers=kafka_bootstrap,
@@ -56,24 +57,24 @@ async def test_speed_paces_by_event_gaps(kafka_bootstrap: str, unique_name: str)
 
 async def test_rebase_to_now_keeps_gaps(kafka_bootstrap: str, unique_name: str, topic_reader) -> None:
     """Rebasing stamps the first event with the current time and keeps the gaps between events."""
-    start = datetime(2002, 9, 1, 6, 21, tzinfo=timezone.utc)
+    start = datetime(2002, 9, 1, 6, 21, tzinfo=UTC)
     events = [_event(i, start + timedelta(seconds=90 * i)) for i in range(3)]
     topic = f"rebase.{unique_name}"
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     await produce(events, bootstrap_servers=kafka_bootstrap, topic=topic, rebase_to_now=True)
-    after = datetime.now(timezone.utc)
+    after = datetime.now(UTC)
     records = await topic_reader(kafka_bootstrap, topic, 3)
     times = sorted(
         datetime.fromisoformat(msgspec.json.decode(r.value)["occurred_at"]) for r in records
     )
     assert before <= times[0] <= after
-    assert [b - a for a, b in zip(times, times[1:])] == [timedelta(seconds=90)] * 2
+    assert [b - a for a, b in itertools.pairwise(times)] == [timedelta(seconds=90)] * 2
 
 
 async def test_async_iterable_is_accepted(kafka_bootstrap: str, unique_name: str,
                                           topic_reader) -> None:
     """Events from an async generator are all sent and counted."""
-    start = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
+    start = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 
     async def source():
         for i in range(5):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
 
@@ -23,7 +23,7 @@ from simulators.synthetic import (
     write_registry,
 )
 
-START = datetime(2024, 5, 1, 9, 0, tzinfo=timezone.utc)
+START = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
 
 
 def _offset(event: dict) -> float:

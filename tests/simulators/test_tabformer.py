@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -15,7 +15,6 @@ import pytest
 
 from monitor.decoder import decode_batch
 from simulators.tabformer import TabFormerFormatError, read_tabformer, tabformer_events
-
 
 SAMPLE = (Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "tabformer"
           / "User0_credit_card_transactions.csv")
@@ -127,9 +126,9 @@ def test_times_are_in_the_replay_zone(tabformer_csv: Path) -> None:
     paris = read_tabformer(tabformer_csv, timezone="Europe/Paris")
     first_utc = utc["occurred_at"][0]
     first_paris = paris["occurred_at"][0]
-    assert first_utc == datetime(2002, 9, 1, 6, 21, tzinfo=timezone.utc)
+    assert first_utc == datetime(2002, 9, 1, 6, 21, tzinfo=UTC)
     assert first_paris == datetime(2002, 9, 1, 6, 21, tzinfo=ZoneInfo("Europe/Paris"))
-    assert first_utc - first_paris.astimezone(timezone.utc) == (
+    assert first_utc - first_paris.astimezone(UTC) == (
         datetime(2002, 9, 1, 6, 21) - datetime(2002, 9, 1, 4, 21)
     )
     assert paris["occurred_at"].null_count() == 0
@@ -177,7 +176,8 @@ def test_dst_gap_and_fold(tmp_path: Path) -> None:
     path.write_text(header + "".join(rows))
     frame = read_tabformer(path, timezone="America/Los_Angeles")
     gap, fold = frame["occurred_at"].to_list()
-    assert gap.astimezone(timezone.utc) == datetime(2019, 3, 10, 10, 30, tzinfo=timezone.utc)
-    assert fold.astimezone(timezone.utc) == datetime(2019, 11, 3, 8, 30, tzinfo=timezone.utc)
+    assert gap.astimezone(UTC) == datetime(2019, 3, 10, 10, 30, tzinfo=UTC)
+    assert fold.astimezone(UTC) == datetime(2019, 11, 3, 8, 30, tzinfo=UTC)
     assert frame["response_code"].to_list() == ["N7", "N7"]
     assert frame["decline_reasons"].to_list() == [["Bad Zipcode"], ["Mystery"]]
+
