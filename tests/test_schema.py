@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from jsonschema import Draft202012Validator
 
 from monitor.decoder import decode_batch
+from monitor.events import TransactionEvent
 from monitor.paths import schema_path
 
 DROP = object()
@@ -187,12 +191,21 @@ def test_schema_example_is_valid_for_both(validator: Draft202012Validator) -> No
 
 def test_schema_lists_every_event_field() -> None:
     """The schema documents every field of TransactionEvent, under its wire name."""
-    import msgspec
-
-    from monitor.events import TransactionEvent
-
     schema = json.loads(schema_path("transaction-event.v1.json").read_text(encoding="utf-8"))
     wire_names = {field.encode_name for field in msgspec.structs.fields(TransactionEvent)}
     required = {f.encode_name for f in msgspec.structs.fields(TransactionEvent) if f.required}
     assert set(schema["properties"]) == wire_names
     assert set(schema["required"]) == required
+
+
+def test_examples_in_the_contract_document_are_valid() -> None:
+    """Every JSON example in docs/event-contract.md passes the schema and the decoder."""
+    doc = Path(__file__).resolve().parents[1] / "docs" / "event-contract.md"
+    blocks = re.findall(r"```json\n(.*?)```", doc.read_text(encoding="utf-8"), flags=re.S)
+    assert len(blocks) >= 2
+    schema = json.loads(schema_path("transaction-event.v1.json").read_text(encoding="utf-8"))
+    validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    for block in blocks:
+        example = json.loads(block)
+        assert schema_accepts(validator, example), block
+        assert decoder_accepts(example), block
