@@ -105,12 +105,13 @@ class LatencyHistogramCollector:
 
         Args:
             frame: needs ``channel`` (str) and ``latency_ms`` (Float64, milliseconds,
-                nullable; null rows are skipped).
+                nullable; null rows are skipped, and so is NaN, which would poison
+                the sum for good).
         """
         seconds = pl.col("latency_ms") / 1000.0
         aggregated = (
             frame.lazy()
-            .filter(pl.col("latency_ms").is_not_null())
+            .filter(pl.col("latency_ms").is_not_null() & pl.col("latency_ms").is_not_nan())
             .group_by("channel")
             .agg(
                 # Prometheus buckets are cumulative and inclusive: le means "<=".

@@ -180,6 +180,18 @@ def test_latency_histogram_accumulates_across_batches(registry, metrics):
     )
 
 
+def test_nan_latency_is_not_observed(registry, metrics):
+    """A NaN latency is skipped like a missing one, so the sum stays a number."""
+    batch = events(
+        ("T-POS-09", "POS", "approved", None, float("nan"), T0),
+        ("T-POS-09", "POS", "approved", None, 200.0, T0),
+    )
+    metrics.observe_batch(batch)
+    assert value(registry, "cardmon_authorization_latency_seconds_count", channel="POS") == 1
+    assert value(registry, "cardmon_authorization_latency_seconds_sum", channel="POS") == 0.2
+    assert value(registry, "cardmon_terminal_transactions_total", terminal_id="T-POS-09") == 2
+
+
 def test_channels_are_exposed_before_any_latency(registry, metrics):
     """Each contract channel has a zero latency histogram before its first observation."""
     for channel in CHANNELS:
