@@ -254,7 +254,9 @@ def _code(file: Path, where: str, value: Any) -> str:
     return value
 
 
-def _row(file: Path, where: str, entry: Any, code: str, *, outcome: str | None = None) -> ResponseCode:
+def _row(
+    file: Path, where: str, entry: Any, code: str, *, outcome: str | None = None
+) -> ResponseCode:
     if not isinstance(entry, Mapping):
         raise ResponseCodeError(f"{file}: {where}: must be a mapping")
     declared = entry.get("class")
@@ -287,7 +289,9 @@ def _reserved(file: Path, ranges: Any) -> dict[str, str]:
             raise ResponseCodeError(f"{file}: {where}: must be a mapping")
         first, last = _code(file, where, entry.get("from")), _code(file, where, entry.get("to"))
         if not (first.isdigit() and last.isdigit() and first <= last):
-            raise ResponseCodeError(f"{file}: {where}: range {first}-{last} must be numeric, low to high")
+            raise ResponseCodeError(
+                f"{file}: {where}: range {first}-{last} must be numeric, low to high"
+            )
         meaning = _text(file, where, entry, "meaning")
         for number in range(int(first), int(last) + 1):
             reserved[f"{number:02d}"] = meaning

@@ -63,6 +63,22 @@ def test_rules_path_finds_the_checkout_copy() -> None:
     assert rules_path("response_codes.yaml") == SHIPPED
 
 
+def test_rules_path_falls_back_to_the_installed_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Outside a checkout, rules_path finds the wheel's monitor/_rules copy."""
+    import monitor.paths
+
+    package = tmp_path / "site-packages" / "monitor"
+    (package / "_rules").mkdir(parents=True)
+    installed = package / "_rules" / "response_codes.yaml"
+    installed.write_bytes(SHIPPED.read_bytes())
+    monkeypatch.setattr(monitor.paths, "_PACKAGE", package)
+    monkeypatch.setattr(monitor.paths, "_REPO", package.parent)
+    assert rules_path("response_codes.yaml") == installed
+    assert len(ResponseCodeTable.load(rules_path("response_codes.yaml"))) == len(default_table())
+
+
 def test_rules_path_names_both_locations_when_missing() -> None:
     """A missing rules file raises FileNotFoundError naming where it looked."""
     with pytest.raises(FileNotFoundError, match=r"rules/no-such\.yaml.*_rules"):
@@ -101,7 +117,7 @@ def test_codes_named_in_the_issue_have_their_class(
 
 
 def test_meanings_and_actions_use_the_standard_wording(table: ResponseCodeTable) -> None:
-    """Meanings follow ISO 8583 / Visa wording and actions tell the relationship manager what to do."""
+    """Meanings follow ISO 8583 / Visa wording; actions tell the relationship manager what to do."""
     assert table.meaning("51") == "Not sufficient funds"
     assert table.meaning("91") == "Issuer or switch is inoperative"
     assert table.meaning("N7") == "Decline for CVV2 failure"
@@ -135,7 +151,7 @@ def test_vectorised_classify_matches_the_scalar_lookup(table: ResponseCodeTable)
         schema_overrides={"response_code": pl.String},
     )
     result = table.classify(frame)
-    assert result.columns == ["response_code", "status", "amount_minor", "outcome", "response_meaning"]
+    assert result.columns == [*frame.columns, "outcome", "response_meaning"]
     assert result["outcome"].to_list() == [table.outcome(c, s) for c, s in zip(codes, statuses)]
     assert result["response_meaning"].to_list() == [
         table.meaning(c, s) for c, s in zip(codes, statuses)
@@ -167,7 +183,8 @@ def test_bad_class_names_the_file_and_entry(tmp_path: Path) -> None:
             {"code": "51", "meaning": "NSF", "class": "funds", "action": "Offer a transfer."},
         ]),
     )
-    with pytest.raises(ResponseCodeError, match=r"codes\.yaml: codes\[1\] \(code '51'\): class 'funds'"):
+    expected = r"codes\.yaml: codes\[1\] \(code '51'\): class 'funds' is not one of approved, "
+    with pytest.raises(ResponseCodeError, match=expected):
         ResponseCodeTable.load(path)
 
 
@@ -176,7 +193,8 @@ def test_duplicate_code_is_an_error(tmp_path: Path) -> None:
     entry = {"code": "05", "meaning": "Do not honour", "class": "customer", "action": "Call."}
     approved = {"code": "00", "meaning": "Approved", "class": "approved", "action": "None."}
     path = _write(tmp_path, _minimal([entry, approved, entry]))
-    with pytest.raises(ResponseCodeError, match=r"codes\[2\] \(code '05'\): duplicate code, first listed at codes\[0\]"):
+    expected = r"codes\[2\] \(code '05'\): duplicate code, first listed at codes\[0\]"
+    with pytest.raises(ResponseCodeError, match=expected):
         ResponseCodeTable.load(path)
 
 
@@ -196,7 +214,8 @@ def test_unquoted_numeric_code_is_an_error(tmp_path: Path) -> None:
 @pytest.mark.parametrize("code", ["5", "051", "n7", "5 "])
 def test_malformed_code_is_an_error(tmp_path: Path, code: str) -> None:
     """A code that is not two characters [0-9A-Z] is rejected."""
-    path = _write(tmp_path, _minimal([{"code": code, "meaning": "x", "class": "card", "action": "y."}]))
+    entry = {"code": code, "meaning": "x", "class": "card", "action": "y."}
+    path = _write(tmp_path, _minimal([entry]))
     with pytest.raises(ResponseCodeError, match=r"must match \[0-9A-Z\]\{2\}"):
         ResponseCodeTable.load(path)
 
@@ -211,13 +230,15 @@ def test_duplicate_yaml_key_is_an_error(tmp_path: Path) -> None:
         "    meaning: NSF\n    action: Transfer.\n",
         encoding="utf-8",
     )
-    with pytest.raises(ResponseCodeError, match=r"codes\.yaml: not valid YAML: .*duplicate key 'class'"):
+    expected = r"codes\.yaml: not valid YAML: .*duplicate key 'class'"
+    with pytest.raises(ResponseCodeError, match=expected):
         ResponseCodeTable.load(path)
 
 
 def test_timeout_must_be_technical(tmp_path: Path) -> None:
     """The timeout entry cannot be given another class."""
-    document = _minimal([{"code": "00", "meaning": "Approved", "class": "approved", "action": "None."}])
+    entry = {"code": "00", "meaning": "Approved", "class": "approved", "action": "None."}
+    document = _minimal([entry])
     document["timeout"] = {"class": "customer", "meaning": "No response", "action": "Retry."}
     with pytest.raises(ResponseCodeError, match=r"timeout: class must be 'technical'"):
         ResponseCodeTable.load(_write(tmp_path, document))
@@ -226,7 +247,8 @@ def test_timeout_must_be_technical(tmp_path: Path) -> None:
 def test_missing_action_is_an_error(tmp_path: Path) -> None:
     """An entry without an action is rejected, naming the entry."""
     path = _write(tmp_path, _minimal([{"code": "54", "meaning": "Expired card", "class": "card"}]))
-    with pytest.raises(ResponseCodeError, match=r"codes\[0\] \(code '54'\): 'action' must be a non-empty string"):
+    expected = r"codes\[0\] \(code '54'\): 'action' must be a non-empty string"
+    with pytest.raises(ResponseCodeError, match=expected):
         ResponseCodeTable.load(path)
 
 
