@@ -65,7 +65,7 @@ class EmailChannel:
         sender: the ``From`` address.
         username: SMTP AUTH user, ``None`` for no authentication.
         password: SMTP AUTH password (a plain ``str``; keep it in ``SecretStr`` until here).
-        starttls: upgrade the connection with STARTTLS (RFC 3207).
+        start_tls: upgrade the connection with STARTTLS (RFC 3207).
         use_tls: connect with implicit TLS (RFC 8314).
         timeout: seconds for connecting and each SMTP command.
     """
@@ -78,7 +78,7 @@ class EmailChannel:
         sender: str,
         username: str | None = None,
         password: str | None = None,
-        starttls: bool = False,
+        start_tls: bool = False,
         use_tls: bool = False,
         timeout: float = 10.0,
     ) -> None:
@@ -87,14 +87,14 @@ class EmailChannel:
         self._sender = sender
         self._username = username
         self._password = password
-        self._starttls = starttls
+        self._start_tls = start_tls
         self._use_tls = use_tls
         self._timeout = timeout
 
     def __repr__(self) -> str:
         return (
             f"EmailChannel(host={self._host!r}, port={self._port}, sender={self._sender!r}, "
-            f"starttls={self._starttls}, use_tls={self._use_tls})"
+            f"start_tls={self._start_tls}, use_tls={self._use_tls})"
         )
 
     def build(self, message: AlertMessage) -> EmailMessage:
@@ -129,7 +129,7 @@ class EmailChannel:
             port=self._port,
             username=self._username,
             password=self._password,
-            start_tls=self._starttls,
+            start_tls=self._start_tls,
             use_tls=self._use_tls,
             timeout=self._timeout,
         )

@@ -14,6 +14,7 @@ holds only masked PANs).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
@@ -32,6 +33,8 @@ PAYLOAD_SCHEMA: Final = "cardmon.alert.v1"
 # An alert with more failures lists the newest ones only (the count is always exact).
 _MAX_LISTED: Final = 20
 
+# PCI DSS display masking, as in the event contract (first six, last four).
+_MASKED_PAN: Final = re.compile(r"^[0-9]{6}[*Xx]{2,9}[0-9]{4}$")
 _CHANNEL_WORDS: Final = {"ATM": "ATM", "POS": "card terminal (POS)", "ECOM": "online (e-commerce)"}
 _TXN_WORDS: Final = {
     "purchase": "purchase",
@@ -110,6 +113,8 @@ def _local(moment: datetime, zone: ZoneInfo, pattern: str = "%a %d %b %Y, %H:%M:
 def _card(event: AlertEvent) -> str:
     if event.pan_masked:
         return event.pan_masked
+    if event.card_ref and _MASKED_PAN.match(event.card_ref):
+        return event.card_ref
     if event.card_ref:
         ref = event.card_ref
         return f"card ref {ref[:8]}…" if len(ref) > 12 else f"card ref {ref}"

@@ -153,6 +153,12 @@ class RecordResult:
     deliveries_enqueued: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class _Routes:
+    enabled: tuple[str, ...]  # manager channels that are configured
+    sinks: tuple[str, ...]  # global sinks every new alert goes to
+
+
 def window_start_for(occurred_at: datetime, window_seconds: int = DEFAULT_WINDOW_SECONDS) -> datetime:
     """Return the start of the tumbling event-time window that holds ``occurred_at``.
 
@@ -270,6 +276,7 @@ class AlertStore:
         *,
         window_seconds: int = DEFAULT_WINDOW_SECONDS,
         sinks: Sequence[str] = (),
+        channels: Sequence[str] | None = None,
         now: datetime | None = None,
     ) -> RecordResult:
         """Store failures as alerts and enqueue deliveries, in one committed transaction.
@@ -278,6 +285,9 @@ class AlertStore:
             failures: VIP failures from one batch, any order.
             window_seconds: grouping window in seconds of event time.
             sinks: global sink channel names every new alert also goes to.
+            channels: the manager channels that are configured (``email``, ``webhook``);
+                ``None`` means both. A manager's e-mail or webhook gets a delivery only
+                when its channel is in here.
             now: wall-clock time of recording (UTC now if ``None``); new deliveries
                 are due at once.
 
@@ -291,6 +301,8 @@ class AlertStore:
         if not failures:
             return RecordResult()
         stamp = _ts(now or datetime.now(UTC))
+        enabled = ("email", "webhook") if channels is None else tuple(channels)
+        routes = _Routes(enabled=enabled, sinks=tuple(sinks))
         new: dict[str, None] = {}
         updated: dict[str, None] = {}
         inserted = duplicate = enqueued = 0
@@ -308,7 +320,7 @@ class AlertStore:
                 inserted += 1
                 if self._insert_alert(conn, failure, alert_id, start, window_seconds, action, stamp):
                     new[alert_id] = None
-                    enqueued += self._enqueue(conn, alert_id, failure.manager, sinks, stamp)
+                    enqueued += self._enqueue(conn, alert_id, failure.manager, routes, stamp)
                     continue
                 conn.execute(
                     """UPDATE alerts SET
@@ -361,11 +373,12 @@ class AlertStore:
 
     @staticmethod
     def _enqueue(
-        conn: sqlite3.Connection, alert_id: str, manager: Manager, sinks: Sequence[str], stamp: str
+        conn: sqlite3.Connection, alert_id: str, manager: Manager, routes: _Routes, stamp: str
     ) -> int:
         channels = [name for name, wanted in (("email", manager.email),
-                                              ("webhook", manager.webhook_url)) if wanted]
-        channels += [sink for sink in sinks if sink not in channels]
+                                              ("webhook", manager.webhook_url))
+                    if wanted and name in routes.enabled]
+        channels += [sink for sink in routes.sinks if sink not in channels]
         count = 0
         for channel in channels:
             row = conn.execute(

@@ -78,6 +78,12 @@ def paris_manager() -> Manager:
     return PARIS_MANAGER
 
 
+@pytest.fixture
+def unused_port() -> int:
+    """A TCP port on 127.0.0.1 where nothing listens."""
+    return free_port()
+
+
 def free_port() -> int:
     """Return a TCP port that was free on 127.0.0.1 a moment ago."""
     with socket.socket() as sock:

@@ -204,3 +204,15 @@ def test_a_failed_record_commits_nothing(tmp_path: Path, make_failure: MakeFailu
             store.record([make_failure("ev-1", T0), naive])
         assert store.list_alerts() == []
         assert store.record([make_failure("ev-1", T0)]).events_inserted == 1
+
+
+def test_unconfigured_manager_channels_get_no_delivery(tmp_path: Path, make_failure: MakeFailure) -> None:
+    """Without an e-mail channel configured, a manager's e-mail address gets no outbox row."""
+    both = Manager(manager_id="RM-1", name="Bo", email="bo@bank.example",
+                   webhook_url="https://hooks.bank.example/rm/1")
+    with AlertStore(tmp_path / "alerts.db") as store:
+        result = store.record([make_failure("ev-1", T0, manager=both)], channels=["webhook"],
+                              sinks=["jsonl"])
+        (alert,) = store.list_alerts()
+    assert result.deliveries_enqueued == 2
+    assert [d.channel for d in alert.deliveries] == ["webhook", "jsonl"]

@@ -1,0 +1,243 @@
+"""The delivery worker against a real SMTP server and real HTTP receivers."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from monitor.alerts.channels import EmailChannel, WebhookChannel
+from monitor.alerts.delivery import DeliveryWorker
+from monitor.alerts.model import Manager, VipFailure
+from monitor.alerts.store import AlertStore
+
+T0 = datetime(2024, 5, 6, 12, 1, 30, tzinfo=UTC)  # 14:01:30 CEST in Paris
+RAW_PAN = "4000056655665556"
+MakeFailure = Callable[..., VipFailure]
+StartReceiver = Callable[[list[int]], Awaitable[Any]]
+TINY_BACKOFF: dict[str, float] = {"backoff_initial": 0.01, "backoff_max": 0.05, "poll_interval": 0.01}
+
+
+def _email(smtp_server: Any) -> EmailChannel:
+    return EmailChannel(smtp_server.host, smtp_server.port, sender="cardmon@bank.example", timeout=5)
+
+
+def _hook_manager(url: str) -> Manager:
+    return Manager(manager_id="RM-2", name="Bo Chen", webhook_url=url, timezone="Asia/Singapore")
+
+
+async def _run_until(worker: DeliveryWorker, done: Callable[[], bool], timeout: float = 10) -> None:
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        async with asyncio.timeout(timeout):
+            while not done():
+                await asyncio.sleep(0.01)
+    finally:
+        stop.set()
+        await task
+
+
+async def test_manager_receives_one_email_per_alert(
+    tmp_path: Path, make_failure: MakeFailure, smtp_server: Any
+) -> None:
+    """Three failures in one window and one 25 minutes later give the manager exactly two e-mails."""
+    failures = [
+        make_failure("ev-0", T0, card_ref=RAW_PAN, pan_masked=None),
+        make_failure("ev-1", T0 + timedelta(minutes=3), amount_minor=2000),
+        make_failure("ev-2", T0 + timedelta(minutes=6)),
+        make_failure("ev-3", T0 + timedelta(minutes=31), currency="EUR", amount_minor=123450),
+    ]
+    with AlertStore(tmp_path / "alerts.db") as store:
+        store.record(failures)
+        worker = DeliveryWorker(store, {"email": _email(smtp_server)}, **TINY_BACKOFF)
+        assert await worker.deliver_due() == 2
+        assert await worker.deliver_due() == 0
+        alerts = store.list_alerts()
+    mail = smtp_server.mail
+    assert mail.recipients == [["claire.martin@bank.example"]] * 2
+    by_subject = {m["Subject"]: m for m in mail.messages}
+    grouped = by_subject[
+        "[HIGH] Ada Lovelace (private): 3 failed transactions, latest cash withdrawal of $134.09 (51)"
+    ]
+    body = grouped.get_content()
+    for fact in ("Ada Lovelace — private", "411111******1111", "Mon 06 May 2024, 14:07:30 CEST",
+                 "$134.09", "$20.00", "response code 51 Insufficient funds",
+                 "Call the client and offer an emergency cash advance.",
+                 "3 failed transactions between 14:01 and 14:07 CEST"):
+        assert fact in body
+    assert "400005******5556" in body
+    single = by_subject[
+        "[HIGH] Ada Lovelace (private): cash withdrawal of €1,234.50 failed (51 Insufficient funds)"
+    ]
+    assert "Mon 06 May 2024, 14:32:30 CEST" in single.get_content()
+    assert single["Message-ID"] == f"<{alerts[1].alert_id}.email@bank.example>"
+    for message in mail.messages:
+        assert RAW_PAN not in message.as_string() and RAW_PAN not in message.get_content()
+    assert [(a.status, a.deliveries[0].status, a.deliveries[0].attempts) for a in alerts] == [
+        ("notified", "sent", 1)] * 2
+
+
+async def test_events_added_before_sending_are_in_the_message(
+    tmp_path: Path, make_failure: MakeFailure, smtp_server: Any
+) -> None:
+    """A failure recorded after the alert was raised but before it was sent is in the e-mail."""
+    with AlertStore(tmp_path / "alerts.db") as store:
+        store.record([make_failure("ev-0", T0)])
+        store.record([make_failure("ev-1", T0 + timedelta(minutes=1), amount_minor=777)])
+        await DeliveryWorker(store, {"email": _email(smtp_server)}, **TINY_BACKOFF).deliver_due()
+    (message,) = smtp_server.mail.messages
+    assert "2 failed transactions" in message["Subject"]
+    assert "$7.77" in message.get_content()
+
+
+async def test_a_pending_delivery_survives_a_crash(
+    tmp_path: Path, make_failure: MakeFailure, smtp_server: Any
+) -> None:
+    """An alert recorded by a process that stopped before sending is sent once after restart."""
+    path = tmp_path / "alerts.db"
+    crashed = AlertStore(path)
+    crashed.record([make_failure("ev-0", T0)])
+    crashed.close()
+    with AlertStore(path) as store:
+        worker = DeliveryWorker(store, {"email": _email(smtp_server)}, **TINY_BACKOFF)
+        assert await worker.deliver_due() == 1
+        assert await worker.deliver_due() == 0
+        assert store.list_alerts()[0].status == "notified"
+    assert len(smtp_server.mail.messages) == 1
+
+
+async def test_concurrent_passes_never_send_twice(
+    tmp_path: Path, make_failure: MakeFailure, smtp_server: Any
+) -> None:
+    """Two workers on the same store, passing at the same time, send each alert once."""
+    with AlertStore(tmp_path / "alerts.db") as store:
+        store.record([make_failure(f"ev-{i}", T0, customer_id=f"C-{i}") for i in range(5)])
+        workers = [DeliveryWorker(store, {"email": _email(smtp_server)}, **TINY_BACKOFF) for _ in range(2)]
+        sent = await asyncio.gather(*(w.deliver_due() for w in workers))
+    assert sum(sent) == 5
+    assert len(smtp_server.mail.messages) == 5
+
+
+async def test_webhook_retries_until_accepted_with_one_idempotency_key(
+    tmp_path: Path, make_failure: MakeFailure, http_receiver: StartReceiver
+) -> None:
+    """A receiver answering 500 twice then 200 gets three tries with the same key; the row is sent."""
+    receiver = await http_receiver([500, 500, 200])
+    results: list[tuple[str, str]] = []
+    with AlertStore(tmp_path / "alerts.db") as store:
+        store.record([make_failure("ev-0", T0, manager=_hook_manager(receiver.url))])
+        alert_id = store.list_alerts()[0].alert_id
+        async with httpx.AsyncClient() as client:
+            worker = DeliveryWorker(store, {"webhook": WebhookChannel(client, timeout=5)},
+                                    on_result=lambda ch, st, s: results.append((ch, st)),
+                                    **TINY_BACKOFF)
+            await _run_until(worker, lambda: len(results) == 3)
+            assert await worker.deliver_due() == 0
+        (delivery,) = store.list_alerts()[0].deliveries
+    assert [h["Idempotency-Key"] for h, _ in receiver.requests] == [f"{alert_id}:webhook"] * 3
+    assert results == [("webhook", "retry"), ("webhook", "retry"), ("webhook", "sent")]
+    assert (delivery.status, delivery.attempts) == ("sent", 3)
+    assert "HTTP 500" in (delivery.last_error or "")
+    body = receiver.requests[-1][1]
+    assert body["alert_id"] == alert_id and body["customer"]["name"] == "Ada Lovelace"
+    assert body["events"][0]["occurred_at_local"] == "2024-05-06T20:01:30+08:00"
+
+
+async def test_a_receiver_that_always_fails_ends_failed_with_the_error(
+    tmp_path: Path, make_failure: MakeFailure, http_receiver: StartReceiver
+) -> None:
+    """After max_attempts refusals the row is failed, keeps the last error and is not retried."""
+    receiver = await http_receiver([503])
+    results: list[str] = []
+    with AlertStore(tmp_path / "alerts.db") as store:
+        store.record([make_failure("ev-0", T0, manager=_hook_manager(receiver.url))])
+        worker = DeliveryWorker(store, {"webhook": WebhookChannel(timeout=5)}, max_attempts=3,
+                                on_result=lambda ch, st, s: results.append(st), **TINY_BACKOFF)
+        await _run_until(worker, lambda: len(results) == 3)
+        await asyncio.sleep(0.1)
+        (alert,) = store.list_alerts()
+    assert results == ["retry", "retry", "failed"]
+    assert len(receiver.requests) == 3
+    (delivery,) = alert.deliveries
+    assert (delivery.status, delivery.attempts, alert.status) == ("failed", 3, "failed")
+    host = urlsplit(receiver.url).netloc
+    assert delivery.last_error == f"DeliveryError: webhook at {host} answered HTTP 503"
+    assert "s3cret" not in delivery.last_error
+
+
+async def test_an_unreachable_smtp_relay_is_retried_later(
+    tmp_path: Path, make_failure: MakeFailure, unused_port: int
+) -> None:
+    """A refused SMTP connection is a retry with the error kept and a later due time."""
+    results: list[str] = []
+    with AlertStore(tmp_path / "alerts.db") as store:
+        store.record([make_failure("ev-0", T0)])
+        channel = EmailChannel("127.0.0.1", unused_port, sender="cardmon@bank.example", timeout=2)
+        worker = DeliveryWorker(store, {"email": channel}, backoff_initial=30, backoff_max=60,
+                                on_result=lambda ch, st, s: results.append(st))
+        before = datetime.now(UTC)
+        assert await worker.deliver_due() == 0
+        (delivery,) = store.list_alerts()[0].deliveries
+    assert results == ["retry"]
+    assert (delivery.status, delivery.attempts) == ("pending", 1)
+    assert "SMTPConnectError" in (delivery.last_error or "")
+    assert before + timedelta(seconds=30) <= delivery.next_attempt_at <= before + timedelta(seconds=62)
+
+
+async def test_a_delivery_without_its_channel_fails_visibly(
+    tmp_path: Path, make_failure: MakeFailure
+) -> None:
+    """A row for a channel the worker does not have is retried, then failed with the reason."""
+    with AlertStore(tmp_path / "alerts.db") as store:
+        store.record([make_failure("ev-0", T0)], sinks=["jsonl"], channels=[])
+        worker = DeliveryWorker(store, {}, max_attempts=2, **TINY_BACKOFF)
+        await _run_until(worker, lambda: store.list_alerts()[0].status == "failed")
+        (delivery,) = store.list_alerts()[0].deliveries
+    assert (delivery.channel, delivery.attempts) == ("jsonl", 2)
+    assert delivery.last_error == "LookupError: no channel named 'jsonl' is configured"
+
+
+def test_retry_delays_grow_exponentially_up_to_the_maximum(tmp_path: Path) -> None:
+    """Retry delays double from the initial delay, plus jitter, and never pass the maximum."""
+    with AlertStore(tmp_path / "alerts.db") as store:
+        worker = DeliveryWorker(store, {}, backoff_initial=1.0, backoff_max=10.0, backoff_jitter=0.5)
+        for attempts, low in ((1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0)):
+            assert low <= worker.retry_delay(attempts) <= min(low + 0.5, 10.0)
+        assert worker.retry_delay(30) == 10.0
+
+
+async def test_real_tabformer_failures_read_as_their_source_amounts(
+    tmp_path: Path, make_failure: MakeFailure, smtp_server: Any, tabformer_csv: Path
+) -> None:
+    """Declined TabFormer transactions reach the manager with the amount as the source wrote it."""
+    rows = []
+    with tabformer_csv.open(newline="") as file:
+        for row in csv.DictReader(file):
+            if row["Errors?"] and not row["Amount"].startswith("$-"):
+                rows.append(row)
+            if len(rows) == 3:
+                break
+    failures = []
+    for i, row in enumerate(rows):
+        # TabFormer times have no zone; they are read as UTC here. One client per row.
+        hour, minute = map(int, row["Time"].split(":"))
+        occurred = datetime(int(row["Year"]), int(row["Month"]), int(row["Day"]), hour, minute,
+                            tzinfo=UTC)
+        minor = int(Decimal(row["Amount"].lstrip("$")) * 100)
+        failures.append(make_failure(f"tf-{i}", occurred, customer_id=f"U0-{i}",
+                                     amount_minor=minor, response_meaning=row["Errors?"]))
+    with AlertStore(tmp_path / "alerts.db") as store:
+        store.record(failures)
+        assert await DeliveryWorker(store, {"email": _email(smtp_server)}).deliver_due() == 3
+    bodies = sorted(m.get_content() for m in smtp_server.mail.messages)
+    for row in rows:
+        assert any(f"cash withdrawal of {row['Amount']}" in body and row["Errors?"] in body
+                   for body in bodies)
