@@ -95,6 +95,7 @@ class MonitorApp:
             on_result=self.metrics.alert_delivery,
         )
         self._enabled_channels = tuple(name for name in ("email", "webhook") if name in self.channels)
+        self.store_summary = 0  # alerts in the store when run() ended
         self._sinks = tuple(name for name in settings.alerting.sinks if name in self.channels)
 
     async def _record(self, failures: Sequence[VipFailure]) -> None:
@@ -142,4 +143,5 @@ class MonitorApp:
                     await asyncio.wait_for(worker_task, timeout=10)
             scheduler.shutdown(wait=False)
             server.close()
+            self.store_summary = len(self.store.list_alerts())
             self.store.close()

@@ -155,4 +155,8 @@ _mount_simulators()
 
 def main() -> None:
     """Console-script entry point."""
+    # One series per counter, not two: *_created doubles the scrape for no dashboard use.
+    from prometheus_client import disable_created_metrics
+
+    disable_created_metrics()
     app()
