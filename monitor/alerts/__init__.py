@@ -3,6 +3,9 @@
 The pipeline calls :meth:`AlertStore.record` (one transaction, committed before the
 Kafka offsets); :class:`DeliveryWorker` sends what the outbox holds through the
 channels; :func:`export_jsonl` writes the stored alerts out.
+
+``monitor.alerts.render.render`` is not re-exported here: the name would hide the
+``render`` submodule.
 """
 
 from monitor.alerts.channels import (
@@ -25,7 +28,7 @@ from monitor.alerts.model import (
     Severity,
     VipFailure,
 )
-from monitor.alerts.render import AlertMessage, format_amount, render
+from monitor.alerts.render import AlertMessage, format_amount
 from monitor.alerts.store import AlertStore, RecordResult, alert_id_for, window_start_for
 
 __all__ = [
@@ -52,6 +55,5 @@ __all__ = [
     "alert_id_for",
     "export_jsonl",
     "format_amount",
-    "render",
     "window_start_for",
 ]

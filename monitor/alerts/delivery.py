@@ -144,7 +144,8 @@ class DeliveryWorker:
         started = time.monotonic()
         try:
             await asyncio.wait_for(self._send(delivery), timeout=self._send_timeout)
-        except Exception as error:  # every failure is recorded on the row, then retried
+        # Any error of any channel is recorded on the row and retried, never lost.
+        except Exception as error:  # noqa: BLE001
             status = await self._record_failure(delivery, f"{type(error).__name__}: {error}")
         else:
             await asyncio.to_thread(self._store.mark_sent, delivery.delivery_id, datetime.now(UTC))

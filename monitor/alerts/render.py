@@ -218,8 +218,10 @@ def render(
         first = newest_first[-1].occurred_at
         lines += [
             "",
-            f"{count} failed transactions between {_local(first, zone, '%H:%M')} and "
-            f"{_local(latest.occurred_at, zone, '%H:%M %Z')}, newest first:",
+            (
+                f"{count} failed transactions between {_local(first, zone, '%H:%M')} and "
+                f"{_local(latest.occurred_at, zone, '%H:%M %Z')}, newest first:"
+            ),
         ]
         for event in newest_first[:_MAX_LISTED]:
             lines.append(

@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Self
 
 from monitor.alerts.model import (
     SEVERITIES,
@@ -246,7 +246,7 @@ class AlertStore:
     def __repr__(self) -> str:
         return f"AlertStore(path={self._path!r})"
 
-    def __enter__(self) -> AlertStore:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
