@@ -146,7 +146,7 @@ class DeliveryWorker:
             await asyncio.wait_for(self._send(delivery), timeout=self._send_timeout)
         # Any error of any channel is recorded on the row and retried, never lost.
         except Exception as error:  # noqa: BLE001
-            status = await self._record_failure(delivery, f"{type(error).__name__}: {error}")
+            status = await self._record_failure(delivery, _describe(error))
         else:
             await asyncio.to_thread(self._store.mark_sent, delivery.delivery_id, datetime.now(UTC))
             status = "sent"
@@ -180,6 +180,12 @@ class DeliveryWorker:
         next_at = datetime.now(UTC) + timedelta(seconds=self.retry_delay(attempts))
         await asyncio.to_thread(self._store.mark_retry, delivery.delivery_id, error, next_at)
         return "retry"
+
+
+def _describe(error: Exception) -> str:
+    # "TimeoutError" alone says more than "TimeoutError: " (its text is often empty).
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def _multiplier(initial: float) -> dict[str, float]:

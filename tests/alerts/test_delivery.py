@@ -241,3 +241,22 @@ async def test_real_tabformer_failures_read_as_their_source_amounts(
     for row in rows:
         assert any(f"cash withdrawal of {row['Amount']}" in body and row["Errors?"] in body
                    for body in bodies)
+
+
+class _SlowChannel:
+    """A channel that never answers in time."""
+
+    async def send(self, message: object) -> None:
+        await asyncio.sleep(30)
+
+
+async def test_a_send_that_hangs_counts_as_a_failed_attempt(
+    tmp_path: Path, make_failure: MakeFailure
+) -> None:
+    """A send longer than send_timeout is cut off and recorded as a TimeoutError retry."""
+    with AlertStore(tmp_path / "alerts.db") as store:
+        store.record([make_failure("ev-0", T0)], channels=[], sinks=["slow"])
+        worker = DeliveryWorker(store, {"slow": _SlowChannel()}, send_timeout=0.05, **TINY_BACKOFF)
+        assert await worker.deliver_due() == 0
+        (delivery,) = store.list_alerts()[0].deliveries
+    assert (delivery.status, delivery.attempts, delivery.last_error) == ("pending", 1, "TimeoutError")
