@@ -124,8 +124,9 @@ class BatchProcessor:
             return None
         code = row["response_code"]
         outcome = str(row["outcome"])
-        action = (self.codes.action(code) if isinstance(code, str) else "") or \
-            self.policy.action_for(outcome)
+        # The response code's own action (the table's timeout action for a timeout);
+        # the policy's per-class action only where the table has none.
+        action = self.codes.action(code, status=str(row["status"])) or self.policy.action_for(outcome)
         event = AlertEvent(
             event_id=str(row["event_id"]),
             occurred_at=row["occurred_at"],  # type: ignore[arg-type]  # tz-aware UTC
