@@ -150,8 +150,9 @@ def read_registry(customers_path: Path, managers_path: Path) -> VipRegistry:
 
     Raises:
         RegistryError: a file is missing or unreadable, a required column is absent,
-            a ``customer_id`` or ``manager_id`` repeats, a client names an unknown
-            manager, or a manager's time zone is not an IANA zone.
+            a ``customer_id`` or ``manager_id`` repeats, a client has no tier or no
+            manager or names an unknown manager, a manager's time zone is not an IANA
+            zone, or a Parquet column has a type that cannot be read as text.
     """
     managers_frame = _read_table(managers_path)
     _require(managers_frame, _MANAGER_COLUMNS, managers_path)
@@ -179,6 +180,16 @@ def read_registry(customers_path: Path, managers_path: Path) -> VipRegistry:
 
     raw = _read_table(customers_path)
     _require(raw, _CUSTOMER_COLUMNS, customers_path)
+    try:
+        customers, cards = _customers_and_cards(raw, customers_path, managers)
+    except pl.exceptions.PolarsError as error:  # a column of an unusable type (Parquet)
+        raise RegistryError(f"{customers_path}: {error}") from error
+    return VipRegistry(customers=customers, cards=cards, managers=managers, loaded_at=time.time())
+
+
+def _customers_and_cards(raw: pl.DataFrame, path: Path,
+                         managers: dict[str, Manager]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The sorted ``customers`` and ``cards`` frames of a customers file (checked)."""
     customers = (
         raw.select(
             pl.col("customer_id").cast(pl.String).str.strip_chars(),
@@ -191,27 +202,38 @@ def read_registry(customers_path: Path, managers_path: Path) -> VipRegistry:
     )
     if customers.get_column("customer_id").is_duplicated().any():
         first = customers.filter(pl.col("customer_id").is_duplicated()).item(0, "customer_id")
-        raise RegistryError(f"{customers_path}: customer_id {first!r} repeats")
+        raise RegistryError(f"{path}: customer_id {first!r} repeats")
+    for column in ("tier", "manager_id"):
+        # A client without a tier would never alert; one without a manager has nobody to tell.
+        blank = customers.filter(pl.col(column).is_null() | (pl.col(column) == ""))
+        if blank.height:
+            raise RegistryError(f"{path}: {blank.height} client(s) have no {column}, "
+                                f"e.g. customer {blank.item(0, 'customer_id')!r}")
     unknown = customers.filter(~pl.col("manager_id").is_in(list(managers)))
     if unknown.height:
         raise RegistryError(
-            f"{customers_path}: {unknown.height} client(s) name an unknown manager, "
+            f"{path}: {unknown.height} client(s) name an unknown manager, "
             f"e.g. customer {unknown.item(0, 'customer_id')!r} → manager {unknown.item(0, 'manager_id')!r}"
         )
 
     cards = pl.DataFrame(schema={"card_ref": pl.String, "customer_id": pl.String})
     if "card_refs" in raw.columns:
         refs = raw.select(pl.col("customer_id").cast(pl.String).str.strip_chars(), pl.col("card_refs"))
-        if refs.schema["card_refs"] == pl.String:
-            refs = refs.with_columns(pl.col("card_refs").str.split(";"))
+        dtype = refs.schema["card_refs"]
+        inner = dtype.inner if isinstance(dtype, pl.List) else dtype
+        if not (inner == pl.String or inner.is_integer() or inner == pl.Null):
+            raise RegistryError(f"{path}: card_refs must be text or a list of text, not {dtype}")
+        if not isinstance(dtype, pl.List):
+            # CSV text "tok_a;tok_b" (or a Parquet scalar column): one or more refs per client.
+            refs = refs.with_columns(pl.col("card_refs").cast(pl.String).str.split(";"))
         cards = (
             refs.explode("card_refs")
             .select(pl.col("card_refs").cast(pl.String).str.strip_chars().alias("card_ref"), "customer_id")
             .filter(pl.col("card_ref").is_not_null() & (pl.col("card_ref") != ""))
-            .unique("card_ref", keep="first")
+            .unique("card_ref", keep="first", maintain_order=True)
             .sort("card_ref")
         )
-    return VipRegistry(customers=customers, cards=cards, managers=managers, loaded_at=time.time())
+    return customers, cards
 
 
 class RegistryLoader:
