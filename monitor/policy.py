@@ -16,7 +16,7 @@ import yaml
 
 from monitor.alerts.model import SEVERITIES
 
-__all__ = ["AlertPolicy", "PolicyError", "FAILURE_OUTCOMES"]
+__all__ = ["FAILURE_OUTCOMES", "AlertPolicy", "PolicyError"]
 
 #: Outcome classes that are failures (everything but approved).
 FAILURE_OUTCOMES: Final = ("technical", "terminal", "card", "customer", "fraud", "unknown")
@@ -50,7 +50,8 @@ class AlertPolicy:
         """Read a policy file.
 
         Raises:
-            PolicyError: unreadable YAML, an unknown outcome class or severity, no tiers.
+            PolicyError: unreadable YAML, no tiers, a tier that is not a mapping, an
+                unknown outcome class or severity (in alert_on or a severity mapping).
         """
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -64,25 +65,27 @@ class AlertPolicy:
         if not isinstance(data, dict) or not isinstance(data.get("tiers"), dict) or not data["tiers"]:
             raise PolicyError(f"{source}: needs a non-empty 'tiers' mapping")
         window = data.get("grouping_window_seconds", 600)
-        if not isinstance(window, int) or window <= 0:
+        if not isinstance(window, int) or isinstance(window, bool) or window <= 0:
             raise PolicyError(f"{source}: grouping_window_seconds must be a positive integer")
-        defaults = dict(data.get("default_severity") or {})
+        defaults = _severities(data.get("default_severity"), source, "default_severity")
         for outcome in FAILURE_OUTCOMES:
             defaults.setdefault(outcome, "medium")
         rows: list[tuple[str, str, str]] = []
         tiers_spec: dict[str, Any] = dict(data["tiers"])
         tiers_spec[_DEFAULT_TIER] = data.get("default_tier") or {"alert_on": []}
         for tier, spec in tiers_spec.items():
+            name = "default_tier" if tier == _DEFAULT_TIER else f"tier {tier!r}"
             spec = spec or {}
-            overrides = dict(defaults, **(spec.get("severity") or {}))
-            for outcome in spec.get("alert_on") or []:
+            if not isinstance(spec, dict):
+                raise PolicyError(f"{source}: {name} must be a mapping with 'alert_on'")
+            alert_on = spec.get("alert_on") or []
+            if not isinstance(alert_on, list):
+                raise PolicyError(f"{source}: {name} 'alert_on' must be a list of outcome classes")
+            overrides = dict(defaults, **_severities(spec.get("severity"), source, f"{name} severity"))
+            for outcome in alert_on:
                 if outcome not in FAILURE_OUTCOMES:
-                    raise PolicyError(f"{source}: tier {tier!r} alerts on unknown outcome {outcome!r}")
-                severity = overrides[outcome]
-                if severity not in SEVERITIES:
-                    raise PolicyError(f"{source}: severity {severity!r} for {tier}/{outcome} "
-                                      f"is not one of {', '.join(SEVERITIES)}")
-                rows.append((str(tier), outcome, severity))
+                    raise PolicyError(f"{source}: {name} alerts on unknown outcome {outcome!r}")
+                rows.append((str(tier), outcome, overrides[outcome]))
         actions = {str(k): " ".join(str(v).split()) for k, v in (data.get("actions") or {}).items()}
         table = pl.DataFrame(rows, schema={"policy_tier": pl.String, "outcome": pl.String,
                                            "severity": pl.String}, orient="row")
@@ -111,3 +114,18 @@ class AlertPolicy:
     def action_for(self, outcome: str) -> str:
         """The suggested action for an outcome class (empty string if none)."""
         return self.actions.get(outcome, "")
+
+
+def _severities(value: Any, source: str, where: str) -> dict[str, str]:
+    """Check an ``outcome → severity`` mapping (``None`` is empty)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise PolicyError(f"{source}: {where} must be a mapping of outcome class to severity")
+    for outcome, severity in value.items():
+        if outcome not in FAILURE_OUTCOMES:
+            raise PolicyError(f"{source}: {where} names unknown outcome {outcome!r}")
+        if severity not in SEVERITIES:
+            raise PolicyError(f"{source}: severity {severity!r} for {outcome} in {where} "
+                              f"is not one of {', '.join(SEVERITIES)}")
+    return {str(k): str(v) for k, v in value.items()}
