@@ -1,0 +1,470 @@
+"""Throughput benchmark: a bare aiokafka consumer against the whole monitor, on one topic.
+
+One run (``python -m bench.throughput``), in this order:
+
+1. start the embedded broker (unless ``--bootstrap-servers``), create a fresh topic
+   and its dead-letter topic, and produce ``events`` synthetic ATM/POS events with the
+   demo faults as fast as the client can (:func:`simulators.producer.produce`);
+2. **bare**: an ``AIOKafkaConsumer`` in a fresh group reads the topic from the start
+   with ``getmany`` until it holds ``events`` messages, doing nothing with them;
+3. **monitor**: a :class:`~monitor.app.MonitorApp` in a fresh group reads the same
+   topic through the whole pipeline (decode, classify, VIP lookup, metrics, alert
+   policy, SQLite alert store, dead-letter topic, offset commits, ``jsonl`` delivery);
+4. **live**: a second monitor on a second topic while a separate process produces
+   events in real time, to measure the end-to-end alert latency.
+
+Both rates are ``events / seconds`` with the clock started once the consumer holds its
+partition assignment (the group join is excluded, the first fetch is included) and
+stopped when the last message is in hand (bare) or its batch is committed (monitor).
+The alert latency of one alert is ``sent_at`` of its ``jsonl`` delivery minus the
+``occurred_at`` of its first event, which the live producer stamps with the time it
+hands the event to its Kafka client (see ``bench/README.md``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import functools
+import io
+import itertools
+import json
+import math
+import multiprocessing
+import pstats
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from aiokafka import AIOKafkaConsumer
+
+from monitor.alerts.store import AlertStore
+from monitor.app import MonitorApp
+from monitor.broker import EmbeddedBroker, free_port
+from monitor.config import Settings
+from monitor.consumer import ensure_topics
+from simulators.producer import produce
+from simulators.synthetic import Fleet, build_fleet, default_faults, synthetic_events, write_registry
+
+__all__ = ["BenchReport", "format_report", "main", "percentile", "run_benchmark"]
+
+#: Same fetch bound per partition as the monitor's consumer (monitor/consumer.py), so the
+#: bare consumer is not handicapped by smaller fetches.
+_MAX_PARTITION_FETCH_BYTES: Final = 4 * 1024 * 1024
+#: Event-time rate of the backlog (events/s): 200,000 events span ~7 minutes of event
+#: time, so failures of one client fall into one or two 10-minute alert windows.
+_BACKLOG_EVENT_RATE: Final = 500.0
+#: Fleet of the benchmark: 1,000 VIP clients among 20,000 so alerts are many, as in a bank.
+_FLEET: Final = {"terminals": 500, "customers": 20_000, "vips": 1_000, "managers": 25}
+#: How long a phase may take before the benchmark gives up (seconds).
+_PHASE_TIMEOUT_SECONDS: Final = 600.0
+_POLL_SECONDS: Final = 0.005
+
+
+@dataclass(slots=True)
+class BenchReport:
+    """What one run measured. Rates are events per second, durations seconds.
+
+    Attributes:
+        events: messages in the backlog topic.
+        partitions: partitions of the topics.
+        batch_max_records: ``getmany`` bound of both consumers.
+        produce_seconds: time to produce the backlog.
+        bare_consumed: messages the bare consumer read.
+        bare_seconds: bare consumer time (assignment held -> last message in hand).
+        bare_rate: ``bare_consumed / bare_seconds``.
+        monitor_consumed: messages the monitor processed (valid events + rejections).
+        monitor_seconds: monitor time (assignment held -> last batch committed).
+        monitor_rate: ``monitor_consumed / monitor_seconds``.
+        ratio: ``monitor_rate / bare_rate`` (the goal is >= 0.5).
+        alerts_stored: alerts in the monitor's store after the backlog run.
+        monitor_breakdown: seconds per part of the monitor run (see :func:`_instrument`).
+        live_events: events produced in real time in the live phase.
+        live_rate: their rate (events/s of wall time).
+        live_alerts: alerts delivered to the ``jsonl`` sink in the live phase.
+        latency_p50: median end-to-end alert latency (``None`` if no alert).
+        latency_p99: 99th percentile end-to-end alert latency.
+        latency_max: worst end-to-end alert latency.
+        store_latency_p50: median of alert ``created_at`` - first ``occurred_at``.
+        delivery_latency_p50: median of ``sent_at`` - alert ``created_at``.
+    """
+
+    events: int
+    partitions: int
+    batch_max_records: int
+    produce_seconds: float = 0.0
+    bare_consumed: int = 0
+    bare_seconds: float = 0.0
+    bare_rate: float = 0.0
+    monitor_consumed: int = 0
+    monitor_seconds: float = 0.0
+    monitor_rate: float = 0.0
+    ratio: float = 0.0
+    alerts_stored: int = 0
+    monitor_breakdown: dict[str, float] = field(default_factory=dict)
+    live_events: int = 0
+    live_rate: float = 0.0
+    live_alerts: int = 0
+    latency_p50: float | None = None
+    latency_p99: float | None = None
+    latency_max: float | None = None
+    store_latency_p50: float | None = None
+    delivery_latency_p50: float | None = None
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile: the smallest value with at least ``q`` of them at or below it.
+
+    Args:
+        values: samples, any order.
+        q: fraction in (0, 1].
+
+    Returns:
+        The percentile, or ``None`` for no samples.
+    """
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def _settings(bootstrap: str, topic: str, group: str, batch_max_records: int, work: Path,
+              registry: tuple[Path, Path]) -> Settings:
+    return Settings(
+        kafka={"bootstrap_servers": bootstrap, "topic": topic, "dead_letter_topic": f"{topic}.dlq",
+               "group_id": group, "batch_max_records": batch_max_records},
+        registry={"customers_path": registry[0], "managers_path": registry[1]},
+        alerting={"store_path": work / "alerts.db", "sinks": ["jsonl"],
+                  "jsonl_path": work / "alerts.jsonl"},
+        metrics={"host": "127.0.0.1", "port": free_port()},
+    )
+
+
+async def _until(predicate: Callable[[], bool], what: str, timeout: float = _PHASE_TIMEOUT_SECONDS) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gave up after {timeout:g} s waiting for {what}")
+        await asyncio.sleep(_POLL_SECONDS)
+
+
+async def _bare(bootstrap: str, topic: str, expected: int, batch_max_records: int) -> tuple[int, float]:
+    """Read ``expected`` messages with no processing; return (messages, seconds)."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=f"bench-bare-{uuid.uuid4().hex[:8]}",
+        enable_auto_commit=False, auto_offset_reset="earliest",
+        max_partition_fetch_bytes=_MAX_PARTITION_FETCH_BYTES,
+    )
+    await consumer.start()
+    try:
+        await _until(lambda: bool(consumer.assignment()), "the bare consumer's assignment")
+        started, consumed = time.perf_counter(), 0
+        while consumed < expected:
+            batch = await consumer.getmany(timeout_ms=200, max_records=batch_max_records)
+            consumed += sum(len(messages) for messages in batch.values())
+        return consumed, time.perf_counter() - started
+    finally:
+        await consumer.stop()
+
+
+class _Clock:
+    """Seconds spent in wrapped methods, by name, and the batch progress of a monitor."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}  # <part name: seconds spent in it>
+        self.messages = 0  # messages in batches handled (committed) so far
+        self.last_batch_done = 0.0  # perf_counter() when the last batch was committed
+
+    def wrap_sync(self, owner: Any, attribute: str, name: str) -> None:
+        method = getattr(owner, attribute)
+
+        @functools.wraps(method)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
+
+        setattr(owner, attribute, timed)
+
+    def wrap_async(self, owner: Any, attribute: str, name: str) -> None:
+        method = getattr(owner, attribute)
+
+        @functools.wraps(method)
+        async def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return await method(*args, **kwargs)
+            finally:
+                self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
+
+        setattr(owner, attribute, timed)
+
+
+def _instrument(app: MonitorApp) -> _Clock:
+    """Time the monitor's parts by wrapping its methods on the instances (monitor/ unchanged).
+
+    ``handle`` is one whole batch (steps 1-5 of monitor/consumer.py); ``process`` is the
+    CPU pipeline, ``alert store`` the SQLite write (in a thread, awaited), ``dead letters``
+    and ``commit`` the Kafka round trips; what ``handle`` has beyond those four is
+    metrics and lag bookkeeping. Time outside ``handle`` is ``getmany`` (fetch and wait).
+    """
+    clock = _Clock()
+    consumer = app.consumer
+    clock.wrap_sync(app.processor, "process", "process")
+    clock.wrap_async(consumer, "_record_failures", "alert store")
+    clock.wrap_async(consumer, "_dead_letter", "dead letters")
+    clock.wrap_async(consumer, "_commit", "commit")
+    handle = consumer.handle
+
+    async def counted(batch: Any) -> Any:
+        started = time.perf_counter()
+        result = await handle(batch)
+        clock.last_batch_done = time.perf_counter()
+        clock.seconds["handle"] = clock.seconds.get("handle", 0.0) + clock.last_batch_done - started
+        clock.messages += sum(len(messages) for messages in batch.values())
+        return result
+
+    consumer.handle = counted  # type: ignore[method-assign]
+    return clock
+
+
+def _assigned(app: MonitorApp) -> bool:
+    # The monitor exposes no assignment; its aiokafka consumer is private (read only here).
+    kafka = app.consumer._consumer  # noqa: SLF001
+    return kafka is not None and bool(kafka.assignment())
+
+
+async def _monitor(settings: Settings, expected: int,
+                   profile: cProfile.Profile | None) -> tuple[int, float, int, dict[str, float]]:
+    """Run the monitor until ``expected`` messages are committed.
+
+    Returns:
+        (messages, seconds, alerts stored, breakdown in seconds).
+    """
+    app = MonitorApp(settings)
+    clock = _instrument(app)
+    stop = asyncio.Event()
+    task = asyncio.create_task(app.run(stop, create_topics=False))
+    try:
+        await _until(lambda: _assigned(app) or task.done(), "the monitor's assignment")
+        if task.done():
+            task.result()  # surface the start-up error
+        started = time.perf_counter()
+        if profile is not None:
+            profile.enable()
+        await _until(lambda: clock.messages >= expected or task.done(), "the monitor to catch up")
+        if profile is not None:
+            profile.disable()
+        seconds = clock.last_batch_done - started
+    finally:
+        stop.set()
+        await task
+    parts = clock.seconds
+    breakdown = {name: round(parts.get(name, 0.0), 3)
+                 for name in ("process", "alert store", "dead letters", "commit")}
+    breakdown["metrics and lag"] = round(parts.get("handle", 0.0) - sum(breakdown.values()), 3)
+    breakdown["getmany (fetch and wait)"] = round(seconds - parts.get("handle", 0.0), 3)
+    return clock.messages, seconds, app.store_summary, breakdown
+
+
+def _live_producer(bootstrap: str, topic: str, rate: float, seconds: float, seed: int,
+                   sent: Any, took: Any) -> None:
+    """Child process: produce the fleet's traffic in real time, ``occurred_at`` = send time."""
+    fleet = build_fleet(seed=seed, **_FLEET)
+    events = synthetic_events(fleet, rate=rate, duration_s=seconds,
+                              faults=default_faults(fleet, seconds), seed=seed + 1)
+    started = time.perf_counter()
+    sent.value = asyncio.run(produce(events, bootstrap_servers=bootstrap, topic=topic,
+                                     speed=1.0, rebase_to_now=True))
+    took.value = time.perf_counter() - started
+
+
+async def _live(settings: Settings, rate: float, seconds: float, seed: int) -> tuple[int, float, list[Any]]:
+    """Run a monitor while another process produces in real time.
+
+    Returns:
+        (events produced, their rate over the producer's wall time, alerts of the live store).
+    """
+    app = MonitorApp(settings)
+    clock = _instrument(app)
+    stop = asyncio.Event()
+    task = asyncio.create_task(app.run(stop, create_topics=False))
+    context = multiprocessing.get_context("spawn")  # no fork of a process with running threads
+    sent, took = context.Value("q", 0), context.Value("d", 0.0)  # written by the child
+    try:
+        await _until(lambda: _assigned(app) or task.done(), "the live monitor's assignment")
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.5)  # let the consumer fetch its start offsets before traffic begins
+        child = context.Process(target=_live_producer, name="bench-live-producer",
+                                args=(settings.kafka.bootstrap_servers, settings.kafka.topic,
+                                      rate, seconds, seed, sent, took))
+        child.start()
+        await asyncio.to_thread(child.join)
+        if child.exitcode != 0:
+            raise RuntimeError(f"live producer exited with code {child.exitcode}")
+        produced = int(sent.value)
+        await _until(lambda: clock.messages >= produced or task.done(), "the live monitor to catch up")
+        await _until(lambda: _all_delivered(app), "the live alerts to be delivered", timeout=60.0)
+    finally:
+        stop.set()
+        await task
+    with AlertStore(settings.alerting.store_path) as store:
+        alerts = store.list_alerts()
+    return produced, produced / float(took.value), alerts
+
+
+def _all_delivered(app: MonitorApp) -> bool:
+    return all(delivery.status != "pending"
+               for alert in app.store.list_alerts() for delivery in alert.deliveries)
+
+
+def _latencies(alerts: Sequence[Any]) -> tuple[list[float], list[float], list[float]]:
+    """(end to end, produce -> stored, stored -> delivered) per alert sent to ``jsonl``, seconds."""
+    total, stored, delivered = [], [], []
+    for alert in alerts:
+        for delivery in alert.deliveries:
+            if delivery.channel == "jsonl" and delivery.sent_at is not None:
+                total.append((delivery.sent_at - alert.first_event_at).total_seconds())
+                stored.append((alert.created_at - alert.first_event_at).total_seconds())
+                delivered.append((delivery.sent_at - alert.created_at).total_seconds())
+    return total, stored, delivered
+
+
+async def run_benchmark(*, events: int = 200_000, bootstrap_servers: str | None = None,
+                        partitions: int = 3, batch_max_records: int = 5_000,
+                        live_rate: float = 2_000.0, live_seconds: float = 15.0, seed: int = 7,
+                        workdir: Path | None = None, profile: cProfile.Profile | None = None,
+                        ) -> BenchReport:
+    """Run the three phases and return what they measured.
+
+    Args:
+        events: size of the backlog both consumers read.
+        bootstrap_servers: an existing Kafka; ``None`` starts the embedded broker.
+        partitions: partitions of each topic.
+        batch_max_records: ``getmany`` bound of both consumers.
+        live_rate: events per second produced in the live phase.
+        live_seconds: length of the live phase (seconds of traffic).
+        seed: seed of the fleet and its traffic.
+        workdir: folder for the registry and alert stores (a temp dir if ``None``).
+        profile: if given, enabled only while the monitor consumes the backlog.
+
+    Raises:
+        monitor.broker.BrokerError: the embedded broker could not start.
+        TimeoutError: a phase did not finish in 10 minutes.
+    """
+    report = BenchReport(events=events, partitions=partitions, batch_max_records=batch_max_records)
+    broker = EmbeddedBroker().start() if bootstrap_servers is None else None
+    bootstrap = broker.bootstrap_servers if broker is not None else str(bootstrap_servers)
+    work = workdir or Path(tempfile.mkdtemp(prefix="cardmon-bench-"))
+    run = uuid.uuid4().hex[:8]
+    try:
+        fleet: Fleet = build_fleet(seed=seed, **_FLEET)
+        registry = write_registry(fleet, work / "registry")
+        backlog = _settings(bootstrap, f"bench-{run}", f"bench-monitor-{run}", batch_max_records,
+                            work / "backlog", registry)
+        live = _settings(bootstrap, f"bench-live-{run}", f"bench-live-{run}", batch_max_records,
+                         work / "live", registry)
+        for settings in (backlog, live):
+            kafka = settings.kafka
+            await ensure_topics(kafka, partitions=partitions, topics=[kafka.topic, kafka.dead_letter_topic])
+        span = events / _BACKLOG_EVENT_RATE
+        traffic = itertools.islice(synthetic_events(
+            fleet, rate=_BACKLOG_EVENT_RATE, faults=default_faults(fleet, span), seed=seed), events)
+        started = time.perf_counter()
+        await produce(traffic, bootstrap_servers=bootstrap, topic=backlog.kafka.topic)
+        report.produce_seconds = time.perf_counter() - started
+        report.bare_consumed, report.bare_seconds = await _bare(
+            bootstrap, backlog.kafka.topic, events, batch_max_records)
+        report.bare_rate = report.bare_consumed / report.bare_seconds
+        (report.monitor_consumed, report.monitor_seconds, report.alerts_stored,
+         report.monitor_breakdown) = await _monitor(backlog, events, profile)
+        report.monitor_rate = report.monitor_consumed / report.monitor_seconds
+        report.ratio = report.monitor_rate / report.bare_rate
+        report.live_events, report.live_rate, alerts = await _live(live, live_rate, live_seconds, seed)
+        total, stored, delivered = _latencies(alerts)
+        report.live_alerts = len(total)
+        report.latency_p50, report.latency_p99 = percentile(total, 0.5), percentile(total, 0.99)
+        report.latency_max = max(total, default=None)
+        report.store_latency_p50 = percentile(stored, 0.5)
+        report.delivery_latency_p50 = percentile(delivered, 0.5)
+        return report
+    finally:
+        if broker is not None:
+            broker.stop()
+
+
+def _seconds(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f} s"
+
+
+def format_report(report: BenchReport) -> str:
+    """The report as a small plain-text table."""
+    rows = [
+        ("events in topic", f"{report.events:,} ({report.partitions} partitions, "
+                            f"getmany max {report.batch_max_records:,})"),
+        ("produce (as fast as possible)", f"{report.events / report.produce_seconds:,.0f} events/s"),
+        ("bare aiokafka consumer", f"{report.bare_rate:,.0f} events/s "
+                                   f"({report.bare_consumed:,} in {report.bare_seconds:.2f} s)"),
+        ("whole monitor", f"{report.monitor_rate:,.0f} events/s "
+                          f"({report.monitor_consumed:,} in {report.monitor_seconds:.2f} s)"),
+        ("ratio monitor / bare", f"{report.ratio:.2f} (goal >= 0.50)"),
+        ("alerts stored (backlog)", f"{report.alerts_stored:,}"),
+    ]
+    rows += [(f"  monitor time: {name}", f"{seconds:.2f} s")
+             for name, seconds in report.monitor_breakdown.items()]
+    rows += [
+        ("live phase", f"{report.live_events:,} events at {report.live_rate:,.0f} events/s, "
+                       f"{report.live_alerts} alerts delivered"),
+        ("alert latency p50", _seconds(report.latency_p50)),
+        ("alert latency p99", _seconds(report.latency_p99)),
+        ("alert latency max", _seconds(report.latency_max)),
+        ("  p50 produced -> stored", _seconds(report.store_latency_p50)),
+        ("  p50 stored -> delivered", _seconds(report.delivery_latency_p50)),
+    ]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name.ljust(width)}  {value}" for name, value in rows)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: ``python -m bench.throughput [options]``; prints the report, returns 0."""
+    parser = argparse.ArgumentParser(prog="python -m bench.throughput", description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=200_000, help="backlog size (default 200000)")
+    parser.add_argument("--bootstrap-servers", help="an existing Kafka (default: embedded broker)")
+    parser.add_argument("--partitions", type=int, default=3)
+    parser.add_argument("--batch-max-records", type=int, default=5_000)
+    parser.add_argument("--live-rate", type=float, default=2_000.0, help="events/s in the live phase")
+    parser.add_argument("--live-seconds", type=float, default=15.0, help="length of the live phase")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--json", type=Path, help="also write the report as JSON here")
+    parser.add_argument("--profile", type=Path,
+                        help="cProfile the monitor's backlog run: write pstats here, print the top 25")
+    args = parser.parse_args(argv)
+    if args.events < 1 or args.partitions < 1 or args.batch_max_records < 1:
+        parser.error("--events, --partitions and --batch-max-records must be positive")
+    profile = cProfile.Profile() if args.profile else None
+    report = asyncio.run(run_benchmark(
+        events=args.events, bootstrap_servers=args.bootstrap_servers, partitions=args.partitions,
+        batch_max_records=args.batch_max_records, live_rate=args.live_rate,
+        live_seconds=args.live_seconds, seed=args.seed, profile=profile))
+    print(format_report(report))
+    if args.json:
+        args.json.write_text(json.dumps(asdict(report), indent=2) + "\n", encoding="utf-8")
+    if profile is not None:
+        profile.dump_stats(args.profile)
+        text = io.StringIO()
+        pstats.Stats(profile, stream=text).sort_stats("tottime").print_stats(25)
+        print(text.getvalue())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
