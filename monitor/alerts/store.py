@@ -25,6 +25,7 @@ and free text is PAN-scrubbed before it is written.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import sqlite3
 import threading
@@ -184,9 +185,14 @@ def window_start_for(occurred_at: datetime, window_seconds: int = DEFAULT_WINDOW
 
 
 def alert_id_for(customer_id: str, window_start: datetime) -> str:
-    """Return the content-derived alert ID: ``"al-"`` + 20 hex digits of SHA-256."""
+    """Return the content-derived alert ID: ``"al-"`` + 20 base32 characters of SHA-256.
+
+    Base32 (``a-z2-7``), not hex: an ID must never hold a 13–19 digit run that the
+    PAN scrubbers of the sinks would take for a card number and mask.
+    """
     key = f"{customer_id}|{window_start.astimezone(UTC).isoformat()}"
-    return "al-" + hashlib.sha256(key.encode()).hexdigest()[:20]
+    digest = hashlib.sha256(key.encode()).digest()
+    return "al-" + base64.b32encode(digest).decode("ascii")[:20].lower()
 
 
 def _ts(value: datetime) -> str:
