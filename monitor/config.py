@@ -147,9 +147,13 @@ def load_settings(config_path: Path | None = None, **overrides: Any) -> Settings
         overrides: top-level sections (``kafka=...``) that win over everything else.
 
     Raises:
-        FileNotFoundError: ``config_path`` was given and does not exist.
+        FileNotFoundError: ``config_path`` (or ``CARDMON_CONFIG``) names a file that does
+            not exist; only the implicit ``./cardmon.yaml`` may be absent.
         pydantic.ValidationError: a value is invalid (the message names it).
     """
+    if config_path is None and os.environ.get("CARDMON_CONFIG"):
+        # An operator who points at a file means it: a typo must not silently run on defaults.
+        config_path = Path(os.environ["CARDMON_CONFIG"])
     if config_path is not None:
         if not config_path.is_file():
             raise FileNotFoundError(f"config file not found: {config_path}")
