@@ -92,6 +92,7 @@ class MonitorApp:
             backoff_initial=alerting.backoff_initial_seconds,
             backoff_max=alerting.backoff_max_seconds,
             poll_interval=alerting.poll_interval_seconds,
+            default_timezone=alerting.default_timezone,
             on_result=self.metrics.alert_delivery,
         )
         self._enabled_channels = tuple(name for name in ("email", "webhook") if name in self.channels)
@@ -108,6 +109,9 @@ class MonitorApp:
     def _report_registry(self) -> None:
         snapshot = self.vip.current
         self.metrics.observe_registry_reload(len(snapshot), datetime.fromtimestamp(snapshot.loaded_at, UTC))
+
+    def _report_outbox(self) -> None:
+        self.metrics.set_alerts_pending(self.store.pending_count())
 
     def _reload_registry(self) -> None:
         if self.vip.reload_if_changed():
@@ -127,6 +131,8 @@ class MonitorApp:
         scheduler.add_job(self._reload_registry, "interval",
                           seconds=self.settings.registry.reload_interval_seconds,
                           id="registry-reload", max_instances=1, coalesce=True)
+        scheduler.add_job(self._report_outbox, "interval", seconds=5, id="outbox-gauge",
+                          max_instances=1, coalesce=True)
         scheduler.start()
         worker_task: asyncio.Task[None] | None = None
         try:

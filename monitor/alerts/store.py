@@ -470,6 +470,13 @@ class AlertStore:
             ).fetchall()
         return _alert(row, tuple(_delivery(d) for d in deliveries))
 
+    def pending_count(self) -> int:
+        """Deliveries still waiting in the outbox (first try or a retry)."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT count(*) FROM deliveries WHERE status = 'pending'").fetchone()
+        return int(row[0])
+
     def list_alerts(self) -> list[Alert]:
         """Return every alert with its deliveries, oldest window first."""
         with self._lock:

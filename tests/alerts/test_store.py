@@ -216,3 +216,17 @@ def test_unconfigured_manager_channels_get_no_delivery(tmp_path: Path, make_fail
         (alert,) = store.list_alerts()
     assert result.deliveries_enqueued == 2
     assert [d.channel for d in alert.deliveries] == ["webhook", "jsonl"]
+
+
+def test_pending_count_follows_the_outbox(tmp_path: Path, make_failure: MakeFailure) -> None:
+    """The pending count is what still waits to be sent: it falls as deliveries are sent or fail."""
+    now = datetime.now(UTC)
+    with AlertStore(tmp_path / "alerts.db") as store:
+        assert store.pending_count() == 0
+        store.record([make_failure("ev-1", T0)], sinks=["jsonl"], now=now)
+        assert store.pending_count() == 2
+        email, jsonl = store.claim_due(now, 10)
+        store.mark_sent(jsonl.delivery_id, now)
+        assert store.pending_count() == 1
+        store.mark_failed(email.delivery_id, "refused")
+        assert store.pending_count() == 0
