@@ -28,7 +28,7 @@ from monitor.classify import ResponseCodeTable
 from monitor.decoder import Rejection, decode_batch
 from monitor.frame import events_frame
 from monitor.policy import AlertPolicy
-from monitor.registry import RegistryLoader
+from monitor.registry import RegistryLoader, VipRegistry
 
 __all__ = ["BatchMetrics", "BatchProcessor", "ProcessedBatch"]
 
@@ -79,15 +79,18 @@ class BatchProcessor:
         Never raises because of a message's content: if processing the whole batch
         raises, each message is processed alone and the ones that still raise
         become ``processing_error`` rejections.
+
+        The whole batch sees one registry snapshot, also when messages are isolated.
         """
+        registry = self.registry.current
         try:
-            return self._process(values, offset=0)
+            return self._process(values, offset=0, registry=registry)
         except Exception:
             log.exception("batch of %d failed; isolating the message that breaks it", len(values))
         result = ProcessedBatch()
         for index, value in enumerate(values):
             try:
-                one = self._process([value], offset=index)
+                one = self._process([value], offset=index, registry=registry)
             except Exception as error:  # a bug, not bad input: keep going, keep the message
                 log.exception("message %d of the batch could not be processed", index)
                 result.rejections.append(
@@ -99,20 +102,22 @@ class BatchProcessor:
             result.events += one.events
         return result
 
-    def _process(self, values: list[bytes | None], *, offset: int) -> ProcessedBatch:
+    def _process(self, values: list[bytes | None], *, offset: int,
+                 registry: VipRegistry) -> ProcessedBatch:
         decoded = decode_batch(values)
         rejections = [
             Rejection(r.index + offset, r.reason, r.detail) for r in decoded.rejections
         ] if offset else decoded.rejections
         if not decoded.events:
             return ProcessedBatch(rejections=rejections)
-        registry = self.registry.current
         frame = self.codes.classify(events_frame(decoded.events))
         frame = registry.lookup(frame)
-        if self.metrics is not None:
-            self.metrics.observe_batch(frame)
         alerting = self.policy.select(frame)
         failures = [self._failure(row, registry.managers) for row in alerting.iter_rows(named=True)]
+        # Metrics last: if anything above raises, the batch is isolated and re-processed
+        # message by message, and no event may be counted twice.
+        if self.metrics is not None:
+            self.metrics.observe_batch(frame)
         return ProcessedBatch(rejections=rejections,
                               failures=[f for f in failures if f is not None],
                               events=frame.height)
@@ -126,7 +131,8 @@ class BatchProcessor:
         outcome = str(row["outcome"])
         # The response code's own action (the table's timeout action for a timeout);
         # the policy's per-class action only where the table has none.
-        action = self.codes.action(code, status=str(row["status"])) or self.policy.action_for(outcome)
+        action = self.codes.action(code if isinstance(code, str) else None, status=str(row["status"])) \
+            or self.policy.action_for(outcome)
         event = AlertEvent(
             event_id=str(row["event_id"]),
             occurred_at=row["occurred_at"],  # type: ignore[arg-type]  # tz-aware UTC
