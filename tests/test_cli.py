@@ -1,0 +1,169 @@
+"""The cardmon command line: help, alerts export, and the whole demo as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from monitor.alerts.model import AlertEvent, Manager, VipFailure
+from monitor.alerts.store import AlertStore
+from monitor.broker import free_port
+from monitor.cli import app
+
+runner = CliRunner()
+CARDMON = Path(sys.executable).parent / "cardmon"
+
+MANAGER = Manager(manager_id="RM-017", name="Claire Martin", email="claire.martin@bank.example",
+                  timezone="Europe/Paris")
+
+
+def failure(event_id: str, occurred_at: datetime, customer_id: str, *, response_code: str | None,
+            outcome: str, meaning: str, severity: str, status: str = "completed") -> VipFailure:
+    """A VIP failure at an ATM in Paris, as the pipeline builds it."""
+    return VipFailure(
+        event=AlertEvent(
+            event_id=event_id, occurred_at=occurred_at, channel="ATM", terminal_id="ATM00042",
+            merchant_id="BNKPARIS0001", txn_type="withdrawal", amount_minor=20000, currency="EUR",
+            response_code=response_code, outcome=outcome, response_meaning=meaning, status=status,
+            card_ref="tok_9f2c1e", pan_masked="411111******1111", city="Paris", latency_ms=420.0,
+        ),
+        customer_id=customer_id, customer_name=f"Client {customer_id}", tier="private", manager=MANAGER,
+        severity=severity,  # type: ignore[arg-type]
+        suggested_action=f"Action for {outcome}.",
+    )
+
+
+def test_help_lists_the_commands() -> None:
+    """`cardmon --help` lists run, demo, broker, simulate and alerts."""
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0, result.output
+    for command in ("run", "demo", "broker", "simulate", "alerts"):
+        assert re.search(rf"^\W*{command}\s", result.output, re.MULTILINE), command
+
+
+def test_alerts_export_prints_one_json_object_per_alert(tmp_path: Path) -> None:
+    """`alerts export --format jsonl --store DB` prints each stored alert with its events, one per line."""
+    store_path = tmp_path / "alerts.db"
+    with AlertStore(store_path) as store:
+        store.record([
+            failure("sw-1", datetime(2026, 3, 2, 9, 1, tzinfo=UTC), "C-1", response_code="91",
+                    outcome="technical", meaning="Issuer or switch is inoperative", severity="high"),
+            failure("sw-2", datetime(2026, 3, 2, 9, 4, tzinfo=UTC), "C-1", response_code="51",
+                    outcome="customer", meaning="Not sufficient funds", severity="low"),
+            failure("sw-3", datetime(2026, 3, 2, 9, 30, tzinfo=UTC), "C-2", response_code=None,
+                    outcome="technical", meaning="No response from issuer/switch (timeout)",
+                    severity="high", status="timeout"),
+        ], window_seconds=600, channels=("email",))
+    result = runner.invoke(app, ["alerts", "export", "--format", "jsonl", "--store", str(store_path)])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2
+    records = [json.loads(line) for line in lines]
+    by_client = {r["customer_id"]: r for r in records}
+    first, second = by_client["C-1"], by_client["C-2"]
+    assert first["event_count"] == 2
+    assert [e["event_id"] for e in first["events"]] == ["sw-1", "sw-2"]
+    assert first["severity"] == "high"
+    assert first["window_start"] == "2026-03-02T09:00:00+00:00"
+    assert first["events"][0]["amount_minor"] == 20000 and first["events"][0]["currency"] == "EUR"
+    assert first["events"][0]["pan_masked"] == "411111******1111"
+    assert [d["channel"] for d in first["deliveries"]] == ["email"]
+    assert [e["event_id"] for e in second["events"]] == ["sw-3"]
+    assert second["events"][0]["status"] == "timeout" and second["events"][0]["response_code"] is None
+
+
+def test_alerts_export_of_an_empty_store_prints_nothing(tmp_path: Path) -> None:
+    """Exporting a store with no alert succeeds and prints no line."""
+    store_path = tmp_path / "alerts.db"
+    AlertStore(store_path).close()
+    result = runner.invoke(app, ["alerts", "export", "--store", str(store_path)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+
+
+def test_alerts_export_without_a_store_fails(tmp_path: Path) -> None:
+    """Exporting from a store file that does not exist exits 1 and says where it looked."""
+    missing = tmp_path / "nowhere.db"
+    result = runner.invoke(app, ["alerts", "export", "--store", str(missing)])
+    assert result.exit_code == 1
+    assert f"no alert store at {missing}" in result.stderr
+    assert not missing.exists()  # the export must not create an empty store
+
+
+def _port_open(port: int) -> bool:
+    """Whether something accepts TCP connections on 127.0.0.1:port."""
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+def test_demo_runs_alerts_serves_metrics_and_stops_its_broker(tmp_path: Path) -> None:
+    """`cardmon demo --duration 8` prints alerts, serves /metrics while running, exits 0 and stops its broker."""
+    if not CARDMON.is_file():
+        pytest.skip(f"cardmon console script not installed at {CARDMON}")
+    port = free_port()
+    workdir = tmp_path / "demo"
+    stdout_path, stderr_path = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    env = {k: v for k, v in env.items() if not k.startswith("CARDMON_")}
+    with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
+        process = subprocess.Popen(
+            [str(CARDMON), "demo", "--duration", "8", "--metrics-port", str(port), "--workdir", str(workdir)],
+            stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=tmp_path, env=env,
+        )
+        try:
+            scraped = ""
+            deadline = time.monotonic() + 60
+            while process.poll() is None and time.monotonic() < deadline:
+                try:
+                    body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+                except httpx.TransportError:
+                    body = ""
+                if re.search(r"^cardmon_transactions_total\{.*\} [1-9]", body, re.MULTILINE):
+                    scraped = body
+                    break
+                time.sleep(0.3)
+            returncode = process.wait(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    stdout = stdout_path.read_text(encoding="utf-8", errors="replace")
+    stderr = stderr_path.read_text(encoding="utf-8", errors="replace")
+    assert returncode == 0, stderr[-3000:]
+    assert scraped, f"/metrics never showed cardmon_transactions_total > 0\n{stderr[-2000:]}"
+    assert 'outcome="approved"' in scraped
+
+    # At least one alert reached the console sink: "[HIGH] <client> (<tier>): ..."
+    assert re.search(r"\[(HIGH|MEDIUM|LOW)\] .+ \((private|platinum|gold)\)", stdout), stdout[-3000:]
+    finished = re.search(r"(\d+) VIP alerts stored", stderr)
+    assert finished and int(finished.group(1)) >= 1, stderr[-2000:]
+    jsonl = (workdir / "alerts.jsonl").read_text(encoding="utf-8").splitlines()
+    assert jsonl, "the jsonl sink wrote nothing"
+
+    # The demo's own broker is gone, and so is /metrics.
+    broker = re.search(r"broker 127\.0\.0\.1:(\d+)", stderr)
+    assert broker, stderr[-2000:]
+    broker_port = int(broker.group(1))
+    assert not _port_open(broker_port)
+    assert subprocess.run(["pgrep", "-f", f"tcp://127.0.0.1:{broker_port}"],
+                          capture_output=True, check=False).returncode == 1
+    assert not _port_open(port)
+
+    # What the demo stored can be exported by the CLI.
+    result = runner.invoke(app, ["alerts", "export", "--store", str(workdir / "alerts.db")])
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) == int(finished.group(1))
