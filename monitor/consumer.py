@@ -24,7 +24,13 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, Protocol
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import (
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    ConsumerRecord,
+    TopicPartition,
+)
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
 
@@ -50,6 +56,22 @@ class ConsumerMetrics(Protocol):
     def observe_dead_letters(self, reasons: dict[str, int]) -> None: ...
     def observe_batch_duration(self, seconds: float, size: int) -> None: ...
     def set_lag(self, topic: str, partition: int, lag: int) -> None: ...
+    def forget_lag(self, topic: str, partition: int) -> None: ...
+
+
+class _LagCleanup(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Drops the lag series of partitions this member no longer owns after a rebalance."""
+
+    def __init__(self, metrics: ConsumerMetrics | None) -> None:
+        self._metrics = metrics
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        if self._metrics is not None:
+            for tp in revoked:
+                self._metrics.forget_lag(tp.topic, tp.partition)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        log.info("partitions assigned: %s", sorted((tp.topic, tp.partition) for tp in assigned))
 
 
 def kafka_client_options(settings: KafkaSettings) -> dict[str, Any]:
@@ -116,7 +138,6 @@ class TransactionConsumer:
         self._producer = AIOKafkaProducer(acks="all", linger_ms=5, **options)
         await self._producer.start()
         self._consumer = AIOKafkaConsumer(
-            self.settings.topic,
             group_id=self.settings.group_id,
             enable_auto_commit=False,
             auto_offset_reset=self.settings.auto_offset_reset,
@@ -124,6 +145,7 @@ class TransactionConsumer:
             **options,
         )
         await self._consumer.start()
+        self._consumer.subscribe([self.settings.topic], listener=_LagCleanup(self.metrics))
 
     async def stop(self) -> None:
         """Leave the group and close both clients (uncommitted work is redelivered)."""
