@@ -7,6 +7,7 @@ embedded Tansu broker.
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,3 +45,14 @@ def tabformer_csv() -> Path:
             pytest.fail(f"TabFormer sample required in CI but missing at {TABFORMER_CSV}")
         pytest.skip(f"TabFormer sample not found at {TABFORMER_CSV} (see ../shared/data/SOURCES.md)")
     return TABFORMER_CSV
+
+
+@pytest.fixture
+def promtool() -> str:
+    """Path of ``promtool`` (Debian package ``prometheus``); skipped where absent, required in CI."""
+    path = shutil.which("promtool")
+    if path is None:
+        if os.environ.get("CARDMON_REQUIRE_PROMTOOL") == "1":
+            pytest.fail("promtool not found and CARDMON_REQUIRE_PROMTOOL=1")
+        pytest.skip("promtool not installed (Debian package 'prometheus')")
+    return path
