@@ -12,15 +12,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sqlite3
 import sys
 import time
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from monitor import __version__
+
+if TYPE_CHECKING:
+    from monitor.config import Settings
 
 __all__ = ["app", "main"]
 
@@ -45,6 +49,22 @@ def _logging(verbose: bool) -> None:
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
+def _settings(config: Path | None) -> Settings:
+    """Load the settings, or exit 2 with a one-line reason (no traceback) when they are bad."""
+    import pydantic
+
+    from monitor.config import load_settings
+
+    try:
+        return load_settings(config)
+    except FileNotFoundError as error:
+        typer.echo(f"cardmon: {error}", err=True)
+        raise typer.Exit(2) from None
+    except pydantic.ValidationError as error:
+        typer.echo(f"cardmon: invalid settings: {error}", err=True)
+        raise typer.Exit(2) from None
+
+
 def _stop_on_signals(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -65,10 +85,9 @@ def run(config: ConfigOption = None,
         verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
     """Run the monitor service against the configured Kafka until SIGINT/SIGTERM."""
     from monitor.app import MonitorApp
-    from monitor.config import load_settings
 
+    settings = _settings(config)
     _logging(verbose)
-    settings = load_settings(config)
 
     async def _main() -> None:
         stop = asyncio.Event()
@@ -131,13 +150,16 @@ def alerts_export(
     """Print every stored alert with its events, one JSON object per line."""
     from monitor.alerts.export import export_jsonl
     from monitor.alerts.store import AlertStore
-    from monitor.config import load_settings
 
-    path = store if store is not None else load_settings(config).alerting.store_path
+    path = store if store is not None else _settings(config).alerting.store_path
     if not path.is_file():
         typer.echo(f"no alert store at {path}", err=True)
         raise typer.Exit(1)
-    alert_store = AlertStore(path)
+    try:
+        alert_store = AlertStore(path)
+    except sqlite3.DatabaseError as error:
+        typer.echo(f"cannot read alert store {path}: {error}", err=True)
+        raise typer.Exit(1) from None
     try:
         export_jsonl(alert_store, sys.stdout)
     finally:
@@ -158,5 +180,5 @@ def main() -> None:
     # One series per counter, not two: *_created doubles the scrape for no dashboard use.
     from prometheus_client import disable_created_metrics
 
-    disable_created_metrics()
+    disable_created_metrics()  # type: ignore[no-untyped-call]
     app()

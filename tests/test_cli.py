@@ -167,3 +167,43 @@ def test_demo_runs_alerts_serves_metrics_and_stops_its_broker(tmp_path: Path) ->
     result = runner.invoke(app, ["alerts", "export", "--store", str(workdir / "alerts.db")])
     assert result.exit_code == 0, result.output
     assert len(result.stdout.splitlines()) == int(finished.group(1))
+
+
+def test_alerts_export_of_a_file_that_is_not_a_store_fails(tmp_path: Path) -> None:
+    """Exporting from a file that is not an SQLite alert store exits 1 with a reason, no traceback."""
+    junk = tmp_path / "alerts.db"
+    junk.write_bytes(b"this is not a database, just text\n" * 10)
+    result = runner.invoke(app, ["alerts", "export", "--store", str(junk)])
+    assert result.exit_code == 1
+    assert f"cannot read alert store {junk}" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_alerts_export_uses_the_store_of_the_config_file(tmp_path: Path) -> None:
+    """Without --store, the export reads the store named by --config's alerting.store_path."""
+    store_path = tmp_path / "configured.db"
+    with AlertStore(store_path) as store:
+        store.record([failure("sw-9", datetime(2026, 3, 2, 9, 1, tzinfo=UTC), "C-9", response_code="96",
+                              outcome="technical", meaning="System malfunction", severity="high")])
+    config = tmp_path / "cardmon.yaml"
+    config.write_text(f"alerting: {{store_path: {store_path}}}\n", encoding="utf-8")
+    result = runner.invoke(app, ["alerts", "export", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["customer_id"] for line in result.stdout.splitlines()] == ["C-9"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [(None, "config file not found"), ("kafka: {bootstrap_server: typo}\n", "kafka.bootstrap_server")],
+    ids=["missing-file", "unknown-key"],
+)
+def test_bad_config_exits_2_with_a_reason(tmp_path: Path, text: str | None, message: str) -> None:
+    """A missing or invalid --config exits 2 with the reason on stderr, not a traceback."""
+    config = tmp_path / "cardmon.yaml"
+    if text is not None:
+        config.write_text(text, encoding="utf-8")
+    for command in (["alerts", "export", "--config", str(config)], ["run", "--config", str(config)]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 2, (command, result.output)
+        assert message in result.stderr
+        assert "Traceback" not in result.output
