@@ -263,10 +263,18 @@ class RegistryLoader:
         return tuple(stats)
 
     def load(self) -> VipRegistry:
-        """Read the files now (raises :class:`RegistryError` on bad files)."""
+        """Read the files now.
+
+        Raises:
+            RegistryError: a file is bad (see :func:`read_registry`), or only one of the
+                two paths is configured (a half-configured registry would never alert).
+        """
         customers_path, managers_path = self._paths
-        if customers_path is None or managers_path is None:
+        if customers_path is None and managers_path is None:
             return self.current
+        if customers_path is None or managers_path is None:
+            raise RegistryError("the VIP registry needs both customers_path and managers_path; "
+                                f"got customers={customers_path}, managers={managers_path}")
         with self._lock:
             signature = self._stat()
             self.current = read_registry(customers_path, managers_path)

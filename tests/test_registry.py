@@ -284,3 +284,13 @@ async def test_scheduler_job_reloads_a_rewritten_file(csv_registry: tuple[Path, 
         scheduler.shutdown(wait=False)
     assert looked_up(loader.current, [("C-004", None)]) == [("C-004", "Dora Maar", "gold", "M1")]
     assert loader.reload_failures == 0
+
+
+def test_half_configured_registry_is_an_error(csv_registry: tuple[Path, Path]) -> None:
+    """Configuring only the customers file (or only managers) fails at load instead of silently never alerting."""
+    customers, managers = csv_registry
+    with pytest.raises(RegistryError, match="needs both customers_path and managers_path"):
+        RegistryLoader(customers, None).load()
+    with pytest.raises(RegistryError, match="needs both"):
+        RegistryLoader(None, managers).load()
+    assert RegistryLoader(customers, None).reload_if_changed() is False
