@@ -28,6 +28,7 @@ __all__ = [
     "RegistrySettings",
     "Settings",
     "SmtpSettings",
+    "isolated_settings",
     "load_settings",
 ]
 
@@ -167,3 +168,27 @@ def load_settings(config_path: Path | None = None, **overrides: Any) -> Settings
             else:
                 os.environ["CARDMON_CONFIG"] = previous
     return Settings(**overrides)
+
+
+class _IsolatedSettings(Settings):
+    """Settings that read only their keyword arguments (no environment, no YAML file)."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
+def isolated_settings(**values: Any) -> Settings:
+    """Settings from ``values`` and the defaults only, ignoring ``CARDMON_*`` and any YAML file.
+
+    For self-contained runs (``cardmon demo``, the benchmark): an operator's
+    environment must not send demo alerts through the bank's real mail relay.
+    """
+    return _IsolatedSettings(**values)

@@ -20,7 +20,7 @@ from rich.console import Console
 
 from monitor.app import MonitorApp
 from monitor.broker import EmbeddedBroker
-from monitor.config import Settings
+from monitor.config import isolated_settings
 from monitor.consumer import ensure_topics
 from simulators.producer import produce
 from simulators.synthetic import build_fleet, default_faults, synthetic_events, write_registry
@@ -54,7 +54,7 @@ async def run_demo(*, duration: float = 30.0, bootstrap_servers: str | None = No
         fleet = build_fleet(terminals=terminals, seed=seed)
         customers, managers = write_registry(fleet, work / "registry")
         run_id = uuid.uuid4().hex[:8]
-        settings = Settings(
+        settings = isolated_settings(
             kafka={"bootstrap_servers": bootstrap, "group_id": f"cardmon-demo-{run_id}",
                    "batch_timeout_ms": 100},
             registry={"customers_path": customers, "managers_path": managers},

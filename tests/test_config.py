@@ -186,3 +186,15 @@ def test_settings_constructor_reads_the_environment(monkeypatch: pytest.MonkeyPa
     """Settings() itself reads CARDMON_ variables, so code that builds it directly sees them too."""
     monkeypatch.setenv("CARDMON_REGISTRY__RELOAD_INTERVAL_SECONDS", "5")
     assert Settings().registry.reload_interval_seconds == 5.0
+
+
+def test_isolated_settings_ignore_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Self-contained runs (the demo) never pick up the operator's CARDMON_* mail relay."""
+    from monitor.config import isolated_settings
+
+    monkeypatch.setenv("CARDMON_ALERTING__SMTP__HOST", "relay.bank.example")
+    monkeypatch.setenv("CARDMON_KAFKA__TOPIC", "prod.topic")
+    settings = isolated_settings(kafka={"bootstrap_servers": "127.0.0.1:1"})
+    assert settings.alerting.smtp.host is None
+    assert settings.kafka.topic == "card.transactions"
+    assert settings.kafka.bootstrap_servers == "127.0.0.1:1"
