@@ -51,6 +51,9 @@ class KafkaSettings(BaseModel):
     batch_max_records: int = Field(default=5000, ge=1, le=100_000)
     batch_timeout_ms: int = Field(default=200, ge=1, le=60_000)
     auto_offset_reset: str = Field(default="earliest", pattern="^(earliest|latest)$")
+    #: How long the group waits for a silent member before rebalancing its partitions away.
+    session_timeout_ms: int = Field(default=10_000, ge=1_000)
+    heartbeat_interval_ms: int = Field(default=3_000, ge=100)
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str | None = None
     sasl_username: str | None = None

@@ -123,13 +123,15 @@ async def test_offsets_are_committed_after_the_batch(kafka_bootstrap: str, uniqu
     settings = KafkaSettings(bootstrap_servers=kafka_bootstrap, topic=f"tx-{unique_name}",
                              dead_letter_topic=f"dlq-{unique_name}", group_id=f"g-{unique_name}",
                              batch_timeout_ms=100)
+    # A short session timeout: the broker must notice the stopped member quickly.
+    settings = settings.model_copy(update={"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000})
     await ensure_topics(settings, partitions=1)
     producer = Producer({"bootstrap.servers": kafka_bootstrap})
     for n in range(30):
         producer.produce(settings.topic, value=encode(event(f"e-{n}")), key=b"ATM00042")
     assert producer.flush(10) == 0
 
-    async def consume_all() -> int:
+    async def consume(expected: int) -> int:
         registry = CollectorRegistry()
         metrics = PipelineMetrics(registry)
         store = AlertStore(tmp_path / "alerts.db")
@@ -139,18 +141,21 @@ async def test_offsets_are_committed_after_the_batch(kafka_bootstrap: str, uniqu
         await consumer.start()
         stop = asyncio.Event()
         task = asyncio.create_task(consumer.run(stop))
-        await asyncio.sleep(3)
-        stop.set()
-        await task
-        await consumer.stop()
-        store.close()
+        try:
+            await wait_until(lambda: consumer.events >= expected, what=f"{expected} events")
+            await asyncio.sleep(1.0)  # anything beyond `expected` would show up here
+        finally:
+            stop.set()
+            await task
+            await consumer.stop()
+            store.close()
         return consumer.events
 
-    assert await consume_all() == 30
+    assert await consume(30) == 30
     for n in range(30, 35):
         producer.produce(settings.topic, value=encode(event(f"e-{n}")), key=b"ATM00042")
     assert producer.flush(10) == 0
-    assert await consume_all() == 5
+    assert await consume(5) == 5, "the restarted member re-read committed messages"
 
 
 @pytest.mark.parametrize("value", [NEGATIVE, NON_FINITE])
