@@ -39,6 +39,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -47,10 +48,22 @@ from aiokafka import AIOKafkaConsumer
 from monitor.alerts.store import AlertStore
 from monitor.app import MonitorApp
 from monitor.broker import EmbeddedBroker, free_port
-from monitor.config import Settings
+from monitor.config import (
+    AlertingSettings,
+    KafkaSettings,
+    MetricsSettings,
+    RegistrySettings,
+    Settings,
+)
 from monitor.consumer import ensure_topics
 from simulators.producer import produce
-from simulators.synthetic import Fleet, build_fleet, default_faults, synthetic_events, write_registry
+from simulators.synthetic import (
+    Fleet,
+    build_fleet,
+    default_faults,
+    synthetic_events,
+    write_registry,
+)
 
 __all__ = ["BenchReport", "format_report", "main", "percentile", "run_benchmark"]
 
@@ -60,8 +73,8 @@ _MAX_PARTITION_FETCH_BYTES: Final = 4 * 1024 * 1024
 #: Event-time rate of the backlog (events/s): 200,000 events span ~7 minutes of event
 #: time, so failures of one client fall into one or two 10-minute alert windows.
 _BACKLOG_EVENT_RATE: Final = 500.0
-#: Fleet of the benchmark: 1,000 VIP clients among 20,000 so alerts are many, as in a bank.
-_FLEET: Final = {"terminals": 500, "customers": 20_000, "vips": 1_000, "managers": 25}
+#: Alert grouping window of rules/alerting.yaml (seconds); the backlog starts on a boundary.
+_ALERT_WINDOW_SECONDS: Final = 600
 #: How long a phase may take before the benchmark gives up (seconds).
 _PHASE_TIMEOUT_SECONDS: Final = 600.0
 _POLL_SECONDS: Final = 0.005
@@ -118,6 +131,11 @@ class BenchReport:
     delivery_latency_p50: float | None = None
 
 
+def _fleet(seed: int) -> Fleet:
+    """The benchmark's fleet: 1,000 VIP clients among 20,000, so alerts are many, as in a bank."""
+    return build_fleet(terminals=500, customers=20_000, vips=1_000, managers=25, seed=seed)
+
+
 def percentile(values: Sequence[float], q: float) -> float | None:
     """Nearest-rank percentile: the smallest value with at least ``q`` of them at or below it.
 
@@ -137,12 +155,12 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 def _settings(bootstrap: str, topic: str, group: str, batch_max_records: int, work: Path,
               registry: tuple[Path, Path]) -> Settings:
     return Settings(
-        kafka={"bootstrap_servers": bootstrap, "topic": topic, "dead_letter_topic": f"{topic}.dlq",
-               "group_id": group, "batch_max_records": batch_max_records},
-        registry={"customers_path": registry[0], "managers_path": registry[1]},
-        alerting={"store_path": work / "alerts.db", "sinks": ["jsonl"],
-                  "jsonl_path": work / "alerts.jsonl"},
-        metrics={"host": "127.0.0.1", "port": free_port()},
+        kafka=KafkaSettings(bootstrap_servers=bootstrap, topic=topic, dead_letter_topic=f"{topic}.dlq",
+                            group_id=group, batch_max_records=batch_max_records),
+        registry=RegistrySettings(customers_path=registry[0], managers_path=registry[1]),
+        alerting=AlertingSettings(store_path=work / "alerts.db", sinks=("jsonl",),
+                                  jsonl_path=work / "alerts.jsonl"),
+        metrics=MetricsSettings(host="127.0.0.1", port=free_port()),
     )
 
 
@@ -238,7 +256,7 @@ def _instrument(app: MonitorApp) -> _Clock:
 
 def _assigned(app: MonitorApp) -> bool:
     # The monitor exposes no assignment; its aiokafka consumer is private (read only here).
-    kafka = app.consumer._consumer  # noqa: SLF001
+    kafka = app.consumer._consumer
     return kafka is not None and bool(kafka.assignment())
 
 
@@ -278,7 +296,7 @@ async def _monitor(settings: Settings, expected: int,
 def _live_producer(bootstrap: str, topic: str, rate: float, seconds: float, seed: int,
                    sent: Any, took: Any) -> None:
     """Child process: produce the fleet's traffic in real time, ``occurred_at`` = send time."""
-    fleet = build_fleet(seed=seed, **_FLEET)
+    fleet = _fleet(seed)
     events = synthetic_events(fleet, rate=rate, duration_s=seconds,
                               faults=default_faults(fleet, seconds), seed=seed + 1)
     started = time.perf_counter()
@@ -367,7 +385,7 @@ async def run_benchmark(*, events: int = 200_000, bootstrap_servers: str | None 
     work = workdir or Path(tempfile.mkdtemp(prefix="cardmon-bench-"))
     run = uuid.uuid4().hex[:8]
     try:
-        fleet: Fleet = build_fleet(seed=seed, **_FLEET)
+        fleet = _fleet(seed)
         registry = write_registry(fleet, work / "registry")
         backlog = _settings(bootstrap, f"bench-{run}", f"bench-monitor-{run}", batch_max_records,
                             work / "backlog", registry)
@@ -377,8 +395,12 @@ async def run_benchmark(*, events: int = 200_000, bootstrap_servers: str | None 
             kafka = settings.kafka
             await ensure_topics(kafka, partitions=partitions, topics=[kafka.topic, kafka.dead_letter_topic])
         span = events / _BACKLOG_EVENT_RATE
+        # Start on a window boundary, so the same seed gives the same alerts on every run.
+        now = int(time.time())
+        start = datetime.fromtimestamp(now - now % _ALERT_WINDOW_SECONDS, UTC)
         traffic = itertools.islice(synthetic_events(
-            fleet, rate=_BACKLOG_EVENT_RATE, faults=default_faults(fleet, span), seed=seed), events)
+            fleet, start=start, rate=_BACKLOG_EVENT_RATE, faults=default_faults(fleet, span),
+            seed=seed), events)
         started = time.perf_counter()
         await produce(traffic, bootstrap_servers=bootstrap, topic=backlog.kafka.topic)
         report.produce_seconds = time.perf_counter() - started
@@ -409,21 +431,21 @@ def _seconds(value: float | None) -> str:
 def format_report(report: BenchReport) -> str:
     """The report as a small plain-text table."""
     rows = [
-        ("events in topic", f"{report.events:,} ({report.partitions} partitions, "
-                            f"getmany max {report.batch_max_records:,})"),
+        ("events in topic", (f"{report.events:,} ({report.partitions} partitions, "
+                            f"getmany max {report.batch_max_records:,})")),
         ("produce (as fast as possible)", f"{report.events / report.produce_seconds:,.0f} events/s"),
-        ("bare aiokafka consumer", f"{report.bare_rate:,.0f} events/s "
-                                   f"({report.bare_consumed:,} in {report.bare_seconds:.2f} s)"),
-        ("whole monitor", f"{report.monitor_rate:,.0f} events/s "
-                          f"({report.monitor_consumed:,} in {report.monitor_seconds:.2f} s)"),
+        ("bare aiokafka consumer", (f"{report.bare_rate:,.0f} events/s "
+                                   f"({report.bare_consumed:,} in {report.bare_seconds:.2f} s)")),
+        ("whole monitor", (f"{report.monitor_rate:,.0f} events/s "
+                          f"({report.monitor_consumed:,} in {report.monitor_seconds:.2f} s)")),
         ("ratio monitor / bare", f"{report.ratio:.2f} (goal >= 0.50)"),
         ("alerts stored (backlog)", f"{report.alerts_stored:,}"),
     ]
     rows += [(f"  monitor time: {name}", f"{seconds:.2f} s")
              for name, seconds in report.monitor_breakdown.items()]
     rows += [
-        ("live phase", f"{report.live_events:,} events at {report.live_rate:,.0f} events/s, "
-                       f"{report.live_alerts} alerts delivered"),
+        ("live phase", (f"{report.live_events:,} events at {report.live_rate:,.0f} events/s, "
+                       f"{report.live_alerts} alerts delivered")),
         ("alert latency p50", _seconds(report.latency_p50)),
         ("alert latency p99", _seconds(report.latency_p99)),
         ("alert latency max", _seconds(report.latency_max)),
