@@ -372,7 +372,8 @@ async def run_benchmark(*, events: int = 200_000, bootstrap_servers: str | None 
         live_rate: events per second produced in the live phase.
         live_seconds: length of the live phase (seconds of traffic).
         seed: seed of the fleet and its traffic.
-        workdir: folder for the registry and alert stores (a temp dir if ``None``).
+        workdir: folder for the registry and alert stores, kept; ``None`` uses a temporary
+            folder removed at the end.
         profile: if given, enabled only while the monitor consumes the backlog.
 
     Raises:
@@ -382,7 +383,9 @@ async def run_benchmark(*, events: int = 200_000, bootstrap_servers: str | None 
     report = BenchReport(events=events, partitions=partitions, batch_max_records=batch_max_records)
     broker = EmbeddedBroker().start() if bootstrap_servers is None else None
     bootstrap = broker.bootstrap_servers if broker is not None else str(bootstrap_servers)
-    work = workdir or Path(tempfile.mkdtemp(prefix="cardmon-bench-"))
+    scratch = tempfile.TemporaryDirectory(prefix="cardmon-bench-") if workdir is None else None
+    work = Path(scratch.name) if scratch is not None else workdir
+    assert work is not None
     run = uuid.uuid4().hex[:8]
     try:
         fleet = _fleet(seed)
@@ -422,6 +425,8 @@ async def run_benchmark(*, events: int = 200_000, bootstrap_servers: str | None 
     finally:
         if broker is not None:
             broker.stop()
+        if scratch is not None:
+            scratch.cleanup()
 
 
 def _seconds(value: float | None) -> str:
@@ -466,6 +471,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--live-rate", type=float, default=2_000.0, help="events/s in the live phase")
     parser.add_argument("--live-seconds", type=float, default=15.0, help="length of the live phase")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--workdir", type=Path,
+                        help="keep the registry, alert stores and alerts.jsonl here (default: temporary)")
     parser.add_argument("--json", type=Path, help="also write the report as JSON here")
     parser.add_argument("--profile", type=Path,
                         help="cProfile the monitor's backlog run: write pstats here, print the top 25")
@@ -476,7 +483,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = asyncio.run(run_benchmark(
         events=args.events, bootstrap_servers=args.bootstrap_servers, partitions=args.partitions,
         batch_max_records=args.batch_max_records, live_rate=args.live_rate,
-        live_seconds=args.live_seconds, seed=args.seed, profile=profile))
+        live_seconds=args.live_seconds, seed=args.seed, workdir=args.workdir, profile=profile))
     print(format_report(report))
     if args.json:
         args.json.write_text(json.dumps(asdict(report), indent=2) + "\n", encoding="utf-8")
