@@ -54,6 +54,7 @@ from monitor.config import (
     MetricsSettings,
     RegistrySettings,
     Settings,
+    isolated_settings,
 )
 from monitor.consumer import ensure_topics
 from simulators.producer import produce
@@ -154,7 +155,8 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 def _settings(bootstrap: str, topic: str, group: str, batch_max_records: int, work: Path,
               registry: tuple[Path, Path]) -> Settings:
-    return Settings(
+    # Isolated: an operator's CARDMON_* variables or cardmon.yaml must not reach the benchmark.
+    return isolated_settings(
         kafka=KafkaSettings(bootstrap_servers=bootstrap, topic=topic, dead_letter_topic=f"{topic}.dlq",
                             group_id=group, batch_max_records=batch_max_records),
         registry=RegistrySettings(customers_path=registry[0], managers_path=registry[1]),
