@@ -256,6 +256,13 @@ def _instrument(app: MonitorApp) -> _Clock:
     return clock
 
 
+def _raise_if_stopped(task: asyncio.Task[None], consumed: int, expected: int) -> None:
+    """Raise the monitor's own error, or say that it stopped before reading everything."""
+    if consumed < expected:
+        task.result()
+        raise RuntimeError(f"the monitor stopped after {consumed} of {expected} messages")
+
+
 def _assigned(app: MonitorApp) -> bool:
     # The monitor exposes no assignment; its aiokafka consumer is private (read only here).
     kafka = app.consumer._consumer
@@ -283,6 +290,7 @@ async def _monitor(settings: Settings, expected: int,
         await _until(lambda: clock.messages >= expected or task.done(), "the monitor to catch up")
         if profile is not None:
             profile.disable()
+        _raise_if_stopped(task, clock.messages, expected)
         seconds = clock.last_batch_done - started
     finally:
         stop.set()
@@ -333,6 +341,7 @@ async def _live(settings: Settings, rate: float, seconds: float, seed: int) -> t
             raise RuntimeError(f"live producer exited with code {child.exitcode}")
         produced = int(sent.value)
         await _until(lambda: clock.messages >= produced or task.done(), "the live monitor to catch up")
+        _raise_if_stopped(task, clock.messages, produced)
         await _until(lambda: _all_delivered(app), "the live alerts to be delivered", timeout=60.0)
     finally:
         stop.set()
