@@ -100,11 +100,13 @@ class MonitorApp:
         self._sinks = tuple(name for name in settings.alerting.sinks if name in self.channels)
 
     async def _record(self, failures: Sequence[VipFailure]) -> None:
-        await asyncio.to_thread(
+        result = await asyncio.to_thread(
             self.store.record, failures,
             window_seconds=self.policy.grouping_window_seconds,
             sinks=self._sinks, channels=self._enabled_channels,
         )
+        if result.deliveries_enqueued:
+            self.worker.wake()
 
     def _report_registry(self) -> None:
         snapshot = self.vip.current

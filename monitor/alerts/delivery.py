@@ -89,6 +89,7 @@ class DeliveryWorker:
             **_multiplier(backoff_initial),
         )
         self._poll_interval = poll_interval
+        self._wake = asyncio.Event()  # set when new alerts are committed
         self._send_timeout = send_timeout
         # The lease outlives any send, so a claimed row is never sent twice concurrently.
         self._lease_seconds = max(60.0, 2 * send_timeout)
@@ -117,10 +118,23 @@ class DeliveryWorker:
                 claimed = 0
             if claimed >= _BATCH_SIZE:
                 continue
+            # Sleep until the poll interval ends, the store has news (wake) or we must stop.
+            waits = [asyncio.ensure_future(stop_event.wait()), asyncio.ensure_future(self._wake.wait())]
             try:
-                await asyncio.wait_for(stop_event.wait(), timeout=self._poll_interval)
-            except TimeoutError:
-                pass
+                await asyncio.wait(waits, timeout=self._poll_interval,
+                                   return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waits:
+                    waiter.cancel()
+            self._wake.clear()
+
+    def wake(self) -> None:
+        """Start the next pass now instead of at the end of the poll interval.
+
+        Called after new alerts are committed, so a manager hears of a failure in
+        milliseconds rather than up to one poll interval later.
+        """
+        self._wake.set()
 
     async def deliver_due(self) -> int:
         """Make one pass over the due rows.

@@ -260,3 +260,27 @@ async def test_a_send_that_hangs_counts_as_a_failed_attempt(
         assert await worker.deliver_due() == 0
         (delivery,) = store.list_alerts()[0].deliveries
     assert (delivery.status, delivery.attempts, delivery.last_error) == ("pending", 1, "TimeoutError")
+
+
+async def test_wake_delivers_without_waiting_for_the_poll_interval(
+        tmp_path: Path, make_failure: MakeFailure) -> None:
+    """A worker polling every 30 s still delivers a new alert at once when it is woken."""
+    from monitor.alerts.channels import JsonLinesChannel
+
+    sink = tmp_path / "alerts.jsonl"
+    with AlertStore(tmp_path / "alerts.db") as store:
+        worker = DeliveryWorker(store, {"jsonl": JsonLinesChannel(sink)}, poll_interval=30.0)
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
+        await asyncio.sleep(0.2)  # the first, empty pass is over; the worker now sleeps 30 s
+        store.record([make_failure("ev-wake", datetime.now(UTC))], sinks=["jsonl"], channels=())
+        worker.wake()
+        try:
+            for _ in range(100):
+                if sink.exists() and sink.read_text().strip():
+                    break
+                await asyncio.sleep(0.02)
+        finally:
+            stop.set()
+            await task
+        assert len(sink.read_text().splitlines()) == 1, "the woken worker did not deliver within 2 s"
