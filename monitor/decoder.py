@@ -17,6 +17,7 @@ The decoder is the privacy and validity gate of the pipeline:
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -53,7 +54,8 @@ class Rejection:
         reason: short code, one of ``invalid_utf8``, ``invalid_json``, ``not_an_object``,
             ``missing_field``, ``invalid_field``, ``naive_timestamp``,
             ``unknown_currency``, ``response_code_required``, ``pan_in_card_ref``,
-            ``raw_pan`` (the event was still processed, with the PAN masked).
+            ``pan_in_field`` (a PAN in another text field), ``raw_pan`` (the event was
+            still processed, with the PAN masked).
         detail: one line for a person; never contains a PAN.
     """
 
@@ -166,7 +168,57 @@ def _classify_error(value: bytes, error: msgspec.DecodeError | msgspec.Validatio
     return "invalid_json", message
 
 
+#: Text fields a producer fills in freely: none may carry a PAN or a control character.
+_TEXT_FIELDS: Final = ("event_id", "terminal_id", "customer_id", "city", "region", "branch_id",
+                       "merchant_id")
+# Joins the text fields for one regex pass; a character no field may hold (it is a control one).
+_JOIN: Final = "\x1f"
+_CONTROL: Final = re.compile(r"[\x00-\x1e\x7f-\x9f\u2028\u2029]")
+# A PAN as people write it: 13–19 digits in one run, or grouped 4-4-4-4(-1..3) or 4-6-5
+# (Amex) with spaces or dashes. Other digit-dash identifiers (20240101-000123) are not PANs.
+_PAN_CANDIDATE: Final = re.compile(
+    r"(?<![0-9])(?:[0-9]{13,19}"
+    r"|[0-9]{4}([ -])[0-9]{4}\1[0-9]{4}\1[0-9]{1,4}(?:\1[0-9]{1,3})?"
+    r"|[0-9]{4}([ -])[0-9]{6}\2[0-9]{5})(?![0-9])"
+)
+#: ISO 8583 field 42 is 15 characters, often 15 digits: as long as an Amex PAN, so a
+#: merchant ID is only taken for a PAN at 16 digits (Visa/Mastercard length), which no
+#: standard merchant ID has. Longer ones (TabFormer's signed 19 digits) pass too.
+_MERCHANT_ID_PAN_DIGITS: Final = 16
+#: Event times outside this range are typos or broken clocks, not transactions. The upper
+#: bound is fixed, not "now": replays rebased to now legitimately run into the future.
+_EARLIEST: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST: Final = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+def _pan_field(event: TransactionEvent) -> str | None:
+    """Name of the first text field holding a Luhn-valid 13–19 digit run, else ``None``."""
+    for name in _TEXT_FIELDS:
+        text = getattr(event, name)
+        if text is None:
+            continue
+        for match in _PAN_CANDIDATE.finditer(text):
+            digits = match.group(0).replace(" ", "").replace("-", "")
+            if name == "merchant_id" and len(digits) != _MERCHANT_ID_PAN_DIGITS:
+                continue
+            if luhn_valid(digits):
+                return name
+    if event.decline_reasons and any(scrub_pans(r.encode()) != r.encode() for r in event.decline_reasons):
+        return "decline_reasons"
+    return None
+
+
 def _check(event: TransactionEvent) -> tuple[str, str] | None:
+    texts = _JOIN.join(t for t in (event.event_id, event.terminal_id, event.customer_id, event.city,
+                                   event.region, event.branch_id, event.merchant_id) if t)
+    if _CONTROL.search(texts):
+        return "invalid_field", "a text field holds a control character or line separator"
+    if _PAN_CANDIDATE.search(texts) or event.decline_reasons:
+        field_name = _pan_field(event)
+        if field_name is not None:
+            return "pan_in_field", f"{field_name} holds a PAN; card numbers belong nowhere but pan_masked"
+    if not _EARLIEST <= event.occurred_at < _LATEST:
+        return "invalid_field", "occurred_at is not between 1970 and 2100"
     if event.currency not in _CURRENCIES:
         return "unknown_currency", f"currency {event.currency!r} is not an ISO 4217 code"
     if event.status == "completed" and event.response_code is None:
@@ -196,6 +248,9 @@ def decode_batch(values: list[bytes | None]) -> DecodedBatch:
             continue
         try:
             event = decode(value)
+        except RecursionError:
+            rejections.append(Rejection(index, "invalid_json", "JSON nested too deeply"))
+            continue
         except (msgspec.DecodeError, msgspec.ValidationError) as error:
             reason, detail = _classify_error(value, error)
             rejections.append(Rejection(index, reason, detail))

@@ -226,3 +226,33 @@ def test_scrub_pans_on_a_rejected_value_removes_the_pan() -> None:
     value = encode(message(pan=PAN, currency="XYZ"))
     assert PAN.encode() not in scrub_pans(value)
     assert PAN_MASKED.encode() in scrub_pans(value)
+
+
+@pytest.mark.parametrize(("changes", "reason"), [
+    ({"terminal_id": PAN}, "pan_in_field"),
+    ({"event_id": f"evt-{PAN}"}, "pan_in_field"),
+    ({"city": "Lyon 4111-1111-1111-1111"}, "pan_in_field"),
+    ({"region": "4111 1111 1111 1111"}, "pan_in_field"),
+    ({"branch_id": PAN}, "pan_in_field"),
+    ({"customer_id": PAN}, "pan_in_field"),
+    ({"merchant_id": PAN}, "pan_in_field"),
+    ({"decline_reasons": [f"card {PAN} refused"]}, "pan_in_field"),
+    ({"city": "Lyon\u001b[2J"}, "invalid_field"),
+    ({"merchant_id": "M1\nManager: call +1-900-SCAM"}, "invalid_field"),
+    ({"occurred_at": "2999-01-01T00:00:00+00:00"}, "invalid_field"),
+    ({"occurred_at": "0001-01-01T00:00:00+14:00"}, "invalid_field"),
+])
+def test_pans_control_characters_and_absurd_times_are_rejected(changes: dict[str, Any], reason: str) -> None:
+    """A PAN hidden in any text field, a control character or an impossible time is dead-lettered."""
+    batch = decode_batch([encode(message(**changes)), encode(message(event_id="evt-ok"))])
+    assert [(r.index, r.reason) for r in batch.rejections] == [(0, reason)]
+    assert [e.event_id for e in batch.events] == ["evt-ok"]
+    assert PAN not in batch.rejections[0].detail
+
+
+def test_long_signed_merchant_ids_are_not_taken_for_pans() -> None:
+    """TabFormer's 19-digit merchant IDs (longer than ISO 8583 field 42) are kept as they are."""
+    batch = decode_batch([encode(message(merchant_id="3527213246127876953")),
+                          encode(message(merchant_id="-727612092139916043"))])
+    assert batch.rejections == []
+    assert [e.merchant_id for e in batch.events] == ["3527213246127876953", "-727612092139916043"]

@@ -52,7 +52,7 @@ ALERT_DELIVERY_BUCKETS_SECONDS: Final[tuple[float, ...]] = (
 REJECTION_REASONS: Final[tuple[str, ...]] = (
     "invalid_utf8", "invalid_json", "not_an_object", "missing_field", "invalid_field",
     "naive_timestamp", "unknown_currency", "response_code_required", "pan_in_card_ref",
-    "raw_pan",
+    "pan_in_field", "raw_pan", "processing_error",
 )
 
 
