@@ -6,12 +6,14 @@ Commit protocol, per micro-batch (``AIOKafkaConsumer.getmany``), in this order:
    classify, VIP lookup, metrics, alert policy;
 2. write the batch's VIP failures to the alert store in one durable transaction
    (retried with backoff until it succeeds: the partition waits, nothing is lost);
-3. send each rejected message to the dead-letter topic, PAN-scrubbed, with its
+3. send each rejected message to the dead-letter topic, PAN-scrubbed (and cut to
+   512 KiB, with a ``cardmon-truncated-from-bytes`` header, when larger), with its
    reason in headers, and wait until the broker has acknowledged every one;
 4. commit, per partition, the offset after the batch's last message;
 5. update the consumer-lag gauge from the partitions' high watermarks.
 
-A crash anywhere before step 4 redelivers the batch; steps 2 and 3 are
+A crash anywhere before step 4 redelivers the batch; a Kafka error in steps 3–4
+seeks the batch's partitions back to its first messages, so it is read again; steps 2 and 3 are
 idempotent for alerts (event IDs and content-derived alert IDs), so a replay
 never notifies a manager twice. Dead letters and metrics are at-least-once.
 """
@@ -45,6 +47,9 @@ log = logging.getLogger(__name__)
 
 #: Longest wait between two tries to write alerts when the store is failing (seconds).
 _STORE_RETRY_MAX_SECONDS: Final = 30.0
+
+#: Largest dead-letter value sent whole; aiokafka's default max_request_size is 1 MiB.
+_DEAD_LETTER_MAX_BYTES: Final = 512 * 1024
 
 RecordFailures = Callable[[Sequence[VipFailure]], Awaitable[Any]]
 
@@ -169,12 +174,24 @@ class TransactionConsumer:
                     max_records=self.settings.batch_max_records,
                 )
                 if batch:
-                    await self.handle(batch)
+                    try:
+                        await self.handle(batch)
+                    except KafkaError:
+                        # Nothing of this batch was committed: read it again, lose nothing.
+                        self._rewind(batch)
+                        raise
                 backoff = 0.5
             except KafkaError as error:
                 log.warning("Kafka error, retrying in %.1f s: %s", backoff, error)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
+
+    def _rewind(self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        """Seek every partition of ``batch`` back to its first message (the batch is redelivered)."""
+        assert self._consumer is not None
+        for tp, messages in batch.items():
+            if messages and tp in self._consumer.assignment():
+                self._consumer.seek(tp, messages[0].offset)
 
     async def handle(self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> ProcessedBatch:
         """Process, store, dead-letter and commit one ``getmany`` result (steps 1–5)."""
@@ -226,6 +243,10 @@ class TransactionConsumer:
             ]
             value = scrub_pans(record.value) if record.value is not None else b""
             key = scrub_pans(record.key) if record.key is not None else None
+            if len(value) > _DEAD_LETTER_MAX_BYTES:
+                # Too large for one produce request: keep the head, say how much there was.
+                headers.append(("cardmon-truncated-from-bytes", str(len(value)).encode()))
+                value = value[:_DEAD_LETTER_MAX_BYTES]
             sends.append(await self._producer.send(
                 self.settings.dead_letter_topic, value=value, key=key, headers=headers))
         await asyncio.gather(*sends)

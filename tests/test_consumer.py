@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from aiokafka.errors import KafkaConnectionError
 from confluent_kafka import Producer
 from prometheus_client import CollectorRegistry
 
@@ -165,3 +166,80 @@ def test_amounts_that_are_not_minor_units_are_rejected(value: bytes, tmp_path: P
     result = _processor(tmp_path, metrics).process([value, GOOD[0]])
     assert [r.reason for r in result.rejections] == ["invalid_field"]
     assert result.events == 1
+
+
+async def _run_until_consumed(consumer: TransactionConsumer, registry: CollectorRegistry,
+                              count: int) -> None:
+    await consumer.start()
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    try:
+        await wait_until(lambda: (registry.get_sample_value("cardmon_events_consumed_total") or 0)
+                         >= count, what=f"{count} messages consumed")
+    finally:
+        stop.set()
+        await task
+        await consumer.stop()
+
+
+async def test_an_oversized_bad_message_is_dead_lettered_cut_with_its_size(
+        kafka_bootstrap: str, unique_name: str, tmp_path: Path) -> None:
+    """A 3 MB bad message reaches the DLQ cut to 512 KiB with its size in a header; neighbours are processed."""
+    settings = KafkaSettings(bootstrap_servers=kafka_bootstrap, topic=f"tx-{unique_name}",
+                             dead_letter_topic=f"dlq-{unique_name}", group_id=f"g-{unique_name}",
+                             batch_timeout_ms=100)
+    await ensure_topics(settings, partitions=1)
+    huge = encode(event("huge-city", city="x" * 3_000_000))
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "message.max.bytes": 10_000_000})
+    for value in (GOOD[0], huge, GOOD[2]):
+        producer.produce(settings.topic, value=value, key=b"ATM00042")
+    assert producer.flush(10) == 0
+    registry = CollectorRegistry()
+    metrics = PipelineMetrics(registry)
+    with AlertStore(tmp_path / "alerts.db") as store:
+        consumer = TransactionConsumer(settings, processor=_processor(tmp_path, metrics), metrics=metrics,
+                                       record_failures=lambda f: asyncio.to_thread(store.record, f))
+        await _run_until_consumed(consumer, registry, 3)
+    assert consumer.events == 2
+    (dead,) = await read_topic(kafka_bootstrap, settings.dead_letter_topic, expected=1)
+    headers = dict(dead.headers)
+    assert headers["cardmon-reason"] == b"invalid_field"
+    assert int(headers["cardmon-truncated-from-bytes"]) == len(huge)
+    assert len(dead.value) == 512 * 1024 and huge.startswith(dead.value)
+
+
+class _FlakyDeadLetters(TransactionConsumer):
+    """A consumer whose first dead-letter write fails as a broker outage would."""
+
+    failures_left = 1
+
+    async def _dead_letter(self, records, rejections):  # type: ignore[no-untyped-def]
+        if self.failures_left:
+            self.failures_left -= 1
+            raise KafkaConnectionError("broker went away")
+        await super()._dead_letter(records, rejections)
+
+
+async def test_a_failed_dead_letter_write_rereads_the_batch_and_loses_nothing(
+        kafka_bootstrap: str, unique_name: str, tmp_path: Path) -> None:
+    """When the DLQ write fails, the batch is read again: every bad message is dead-lettered, none lost."""
+    settings = KafkaSettings(bootstrap_servers=kafka_bootstrap, topic=f"tx-{unique_name}",
+                             dead_letter_topic=f"dlq-{unique_name}", group_id=f"g-{unique_name}",
+                             batch_timeout_ms=100)
+    await ensure_topics(settings, partitions=1)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    stream = [GOOD[0], BAD["invalid_json"], GOOD[1], BAD["naive_timestamp"], GOOD[2]]
+    for value in stream:
+        producer.produce(settings.topic, value=value, key=b"ATM00042")
+    assert producer.flush(10) == 0
+    registry = CollectorRegistry()
+    metrics = PipelineMetrics(registry)
+    with AlertStore(tmp_path / "alerts.db") as store:
+        consumer = _FlakyDeadLetters(settings, processor=_processor(tmp_path, metrics), metrics=metrics,
+                                     record_failures=lambda f: asyncio.to_thread(store.record, f))
+        await _run_until_consumed(consumer, registry, len(stream))
+        alerts = store.list_alerts()
+    assert consumer.failures_left == 0, "the outage was never simulated"
+    dead = await read_topic(kafka_bootstrap, settings.dead_letter_topic, expected=2, timeout=5)
+    assert sorted(dict(r.headers)["cardmon-reason"] for r in dead) == [b"invalid_json", b"naive_timestamp"]
+    assert [a.event_count for a in alerts] == [1], "the re-read batch must not alert twice"
