@@ -110,6 +110,11 @@ class MonitorApp:
 
     def _report_registry(self) -> None:
         snapshot = self.vip.current
+        unknown = sorted(set(snapshot.customers.get_column("tier").unique().to_list())
+                         - set(self.policy.tiers))
+        if unknown:
+            log.warning("VIP registry has tier(s) %s that rules/alerting.yaml does not list; "
+                        "they alert as its default_tier", ", ".join(map(str, unknown)))
         self.metrics.observe_registry_reload(len(snapshot), datetime.fromtimestamp(snapshot.loaded_at, UTC))
 
     def _report_outbox(self) -> None:
@@ -141,6 +146,12 @@ class MonitorApp:
             if create_topics:
                 await ensure_topics(self.settings.kafka)
             await self.consumer.start()
+            kafka = self.settings.kafka
+            log.info("cardmon running: Kafka %s, topic %s, group %s, dead letters to %s; "
+                     "%d VIP clients of %d managers; channels %s; metrics at %s",
+                     kafka.bootstrap_servers, kafka.topic, kafka.group_id, kafka.dead_letter_topic,
+                     len(self.vip.current), len(self.vip.current.managers),
+                     ", ".join(sorted(self.channels)), server.url)
             worker_task = asyncio.create_task(self.worker.run(stop), name="cardmon-delivery")
             await self.consumer.run(stop)
         finally:

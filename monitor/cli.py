@@ -10,11 +10,14 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import signal
 import sqlite3
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -65,6 +68,28 @@ def _settings(config: Path | None) -> Settings:
         raise typer.Exit(2) from None
 
 
+@contextmanager
+def _clear_errors(verbose: bool) -> Iterator[None]:
+    """Turn the errors an operator can fix (files, ports, broker) into one line and exit 1."""
+    from aiokafka.errors import KafkaError
+
+    from monitor.broker import BrokerError
+    from monitor.classify import ResponseCodeError
+    from monitor.policy import PolicyError
+    from monitor.registry import RegistryError
+
+    try:
+        yield
+    except (RegistryError, PolicyError, ResponseCodeError, BrokerError, KafkaError, OSError) as error:
+        if verbose:
+            raise
+        message = str(error) or type(error).__name__
+        if isinstance(error, OSError) and error.errno == errno.EADDRINUSE:
+            message = f"{message} (is another cardmon or exporter on that port? try another port)"
+        typer.echo(f"cardmon: {message}", err=True)
+        raise typer.Exit(1) from None
+
+
 def _stop_on_signals(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -82,7 +107,7 @@ def version() -> None:
 
 @app.command()
 def run(config: ConfigOption = None,
-        verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+        verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging, tracebacks on errors.")] = False) -> None:
     """Run the monitor service against the configured Kafka until SIGINT/SIGTERM."""
     from monitor.app import MonitorApp
 
@@ -94,7 +119,8 @@ def run(config: ConfigOption = None,
         _stop_on_signals(stop)
         await MonitorApp(settings).run(stop)
 
-    asyncio.run(_main())
+    with _clear_errors(verbose):
+        asyncio.run(_main())
 
 
 @app.command()
@@ -108,15 +134,16 @@ def demo(
     seed: Annotated[int, typer.Option(help="Random seed of the synthetic fleet.")] = 7,
     workdir: Annotated[Path | None, typer.Option(
         help="Where the demo keeps its registry, alert store and alerts.jsonl (default: a temp dir).")] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging, tracebacks on errors.")] = False,
 ) -> None:
     """Run everything with no installed services: broker, simulator, monitor, /metrics."""
     from monitor.demo import run_demo
 
     _logging(verbose)
-    asyncio.run(run_demo(duration=duration, bootstrap_servers=bootstrap_servers,
-                         metrics_port=metrics_port, rate=rate, terminals=terminals,
-                         seed=seed, workdir=workdir))
+    with _clear_errors(verbose):
+        asyncio.run(run_demo(duration=duration, bootstrap_servers=bootstrap_servers,
+                             metrics_port=metrics_port, rate=rate, terminals=terminals,
+                             seed=seed, workdir=workdir))
 
 
 @app.command()
@@ -127,7 +154,11 @@ def broker(
     """Run the embedded Kafka-compatible broker (Tansu, in memory) until Ctrl-C."""
     from monitor.broker import EmbeddedBroker
 
-    with EmbeddedBroker(host=host, port=port) as embedded:
+    def _terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # leave the with-block: the broker process is stopped too
+
+    signal.signal(signal.SIGTERM, _terminate)
+    with _clear_errors(False), EmbeddedBroker(host=host, port=port) as embedded:
         typer.echo(f"embedded broker ready: bootstrap servers {embedded.bootstrap_servers} "
                    "(data in memory; Ctrl-C to stop)")
         try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import (
@@ -93,7 +93,7 @@ class AlertingSettings(BaseModel):
     smtp: SmtpSettings = SmtpSettings()
     webhook_timeout_seconds: float = 10.0
     #: Sinks every alert also goes to: ``console`` prints it, ``jsonl`` appends to ``jsonl_path``.
-    sinks: tuple[str, ...] = ()
+    sinks: tuple[Literal["console", "jsonl"], ...] = ()
     jsonl_path: Path = Path("var/alerts.jsonl")
     max_attempts: int = Field(default=6, ge=1)
     backoff_initial_seconds: float = Field(default=1.0, gt=0)

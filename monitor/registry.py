@@ -253,6 +253,7 @@ class RegistryLoader:
         self._lock = threading.Lock()
         self.current: VipRegistry = VipRegistry.empty()
         self.reload_failures = 0
+        self._last_failure: tuple[tuple[int, int], ...] | None = None  # files' stat when it failed
 
     def _stat(self) -> tuple[tuple[int, int], ...]:
         stats = []
@@ -276,12 +277,21 @@ class RegistryLoader:
             raise RegistryError("the VIP registry needs both customers_path and managers_path; "
                                 f"got customers={customers_path}, managers={managers_path}")
         with self._lock:
-            signature = self._stat()
+            try:
+                signature = self._stat()
+            except OSError as error:
+                raise RegistryError(f"registry file not found or unreadable: {error.filename}") from error
             self.current = read_registry(customers_path, managers_path)
             self._signature = signature
         log.info("VIP registry loaded: %d clients, %d managers",
                  len(self.current), len(self.current.managers))
         return self.current
+
+    def _failed_signature(self) -> tuple[tuple[int, int], ...] | None:
+        try:
+            return self._stat()
+        except OSError:
+            return None
 
     def reload_if_changed(self) -> bool:
         """Reload when either file's mtime or size changed; return whether it reloaded.
@@ -297,5 +307,11 @@ class RegistryLoader:
             return True
         except (OSError, RegistryError) as error:
             self.reload_failures += 1
-            log.error("VIP registry reload failed, keeping the previous one: %s", error)
+            # Say it once per broken version of the files, not at every reload tick; the
+            # message is cut: a parser's hint can quote raw rows (names, card tokens).
+            signature = self._failed_signature()
+            if signature != self._last_failure:
+                self._last_failure = signature
+                log.error("VIP registry reload failed, keeping the previous one: %s",
+                          str(error).splitlines()[0][:300])
             return False

@@ -207,3 +207,52 @@ def test_bad_config_exits_2_with_a_reason(tmp_path: Path, text: str | None, mess
         assert result.exit_code == 2, (command, result.output)
         assert message in result.stderr
         assert "Traceback" not in result.output
+
+
+def test_broker_command_stops_its_broker_on_sigterm() -> None:
+    """`cardmon broker` stopped by SIGTERM (as systemd or a container stop does) takes Tansu down with it."""
+    port = free_port()
+    process = subprocess.Popen([str(CARDMON), "broker", "--port", str(port)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while not _port_open(port):
+            assert time.monotonic() < deadline, "the broker never listened"
+            time.sleep(0.1)
+        process.terminate()
+        assert process.wait(timeout=15) == 0
+        deadline = time.monotonic() + 10
+        while _port_open(port) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _port_open(port), "Tansu outlived `cardmon broker`"
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def test_run_with_a_missing_registry_says_so_in_one_line(tmp_path: Path) -> None:
+    """A start-up problem an operator can fix is one clear line and exit 1, not a traceback."""
+    config = tmp_path / "cardmon.yaml"
+    config.write_text(
+        "registry:\n"
+        f"  customers_path: {tmp_path / 'nope' / 'customers.csv'}\n"
+        f"  managers_path: {tmp_path / 'nope' / 'managers.csv'}\n"
+        f"alerting:\n  store_path: {tmp_path / 'alerts.db'}\n"
+        f"metrics:\n  port: {free_port()}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARDMON_")}
+    result = subprocess.run([str(CARDMON), "run", "--config", str(config)], capture_output=True,
+                            text=True, timeout=60, env=env)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "registry file not found" in result.stderr and "customers.csv" in result.stderr
+
+
+def test_unknown_sink_names_are_refused(tmp_path: Path) -> None:
+    """A misspelt sink (`jsonll`) is a settings error, not alerts silently going nowhere."""
+    config = tmp_path / "cardmon.yaml"
+    config.write_text("alerting:\n  sinks: [jsonll]\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARDMON_")}
+    result = subprocess.run([str(CARDMON), "run", "--config", str(config)], capture_output=True,
+                            text=True, timeout=60, env=env)
+    assert result.returncode == 2
+    assert "jsonll" in result.stderr
