@@ -195,9 +195,12 @@ def render(
     amount = format_amount(latest.amount_minor, latest.currency, locale=locale)
     what = _TXN_WORDS.get(latest.txn_type, latest.txn_type)
     code = latest.response_code or "timeout"
+    # "91 Issuer or switch is inoperative"; a timeout's meaning already says "timeout".
+    reason = (f"{latest.response_code} {latest.response_meaning}" if latest.response_code
+              else latest.response_meaning or "timeout")
 
     if count == 1:
-        headline = f"{what} of {amount} failed ({code} {latest.response_meaning})"
+        headline = f"{what} of {amount} failed ({reason})"
     else:
         headline = f"{count} failed transactions, latest {what} of {amount} ({code})"
     subject = f"[{alert.severity.upper()}] {alert.customer_name} ({alert.tier}): {headline}"
