@@ -1,0 +1,454 @@
+"""The terminal registry: where each terminal stands, what it is and when it is open.
+
+One file, CSV or Parquet (chosen by suffix), read with polars. Columns:
+
+* ``terminal_id`` (required; ISO 8583 field 41), unique;
+* ``channel`` (``ATM``, ``POS``, ``ECOM``), ``model``, ``region``, ``branch_id``,
+  ``merchant_id`` (ISO 8583 field 42): optional descriptive columns;
+* ``timezone``: IANA zone of the terminal (default ``UTC``);
+* ``opening_hours``: when the terminal is expected to trade (default ``24/7``),
+  grammar below;
+* ``status``: ``active`` (default) or ``decommissioned``.
+
+Opening-hours grammar (a small subset of OpenStreetMap ``opening_hours``)::
+
+    hours   := "24/7" | rule (";" rule)*
+    rule    := days " " ranges | days " off"
+    days    := day ("-" day)? ("," day ("-" day)?)*     day := Mo|Tu|We|Th|Fr|Sa|Su
+    ranges  := HH:MM "-" HH:MM ("," HH:MM "-" HH:MM)*
+
+``Mo-Fr 09:00-19:00; Sa 10:00-18:00`` is open on weekdays 09:00–19:00 and on
+Saturdays 10:00–18:00, closed on Sundays. ``24:00`` is allowed as an end; a range
+whose end is not after its start runs past midnight (``Fr-Sa 22:00-02:00`` is
+open until 02:00 on Saturday and Sunday). A later rule for the same day replaces
+the earlier ones (``Mo-Su 08:00-20:00; Su off``). Times are the terminal's local
+wall-clock time, so a schedule keeps its meaning across daylight-saving changes.
+
+A :class:`TerminalRegistry` is an immutable snapshot; :class:`TerminalRegistryLoader`
+builds a new one when the file changes and swaps it in whole (as
+:class:`monitor.registry.RegistryLoader` does for the VIP registry). A terminal
+the registry does not know is treated as open 24/7 in UTC.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import polars as pl
+
+__all__ = [
+    "OpeningHours",
+    "OpeningHoursError",
+    "Schedule",
+    "Terminal",
+    "TerminalRegistry",
+    "TerminalRegistryError",
+    "TerminalRegistryLoader",
+    "is_open",
+    "read_terminals",
+]
+
+log = logging.getLogger(__name__)
+
+#: Optional columns with their default when absent or blank.
+_DEFAULTS: Final = {
+    "channel": None, "model": None, "region": None, "branch_id": None, "merchant_id": None,
+    "timezone": "UTC", "opening_hours": "24/7", "status": "active",
+}
+_STATUSES: Final = ("active", "decommissioned")
+_CHANNELS: Final = ("ATM", "POS", "ECOM")
+#: Every column of :attr:`TerminalRegistry.table`, in order.
+TERMINAL_COLUMNS: Final = ("terminal_id", *_DEFAULTS)
+
+
+class OpeningHoursError(ValueError):
+    """An ``opening_hours`` text breaks the grammar (see the module docstring)."""
+
+
+_DAYS: Final = ("Mo", "Tu", "We", "Th", "Fr", "Sa", "Su")
+_MINUTES_PER_DAY: Final = 24 * 60
+_RANGE: Final = re.compile(r"^([0-9]{2}):([0-9]{2})-([0-9]{2}):([0-9]{2})$")
+_Intervals = tuple[tuple[int, int], ...]  # <(start minute, end minute) of a day, sorted, disjoint>
+
+
+def _minute(hours: str, minutes: str, *, end: bool, text: str) -> int:
+    value = int(hours) * 60 + int(minutes)
+    if int(minutes) > 59 or value > _MINUTES_PER_DAY or (value == _MINUTES_PER_DAY and not end):
+        raise OpeningHoursError(f"opening hours {text!r}: {hours}:{minutes} is not a time of day")
+    return value
+
+
+def _days(spec: str, text: str) -> list[int]:
+    days: list[int] = []
+    for part in spec.split(","):
+        first, _, last = part.partition("-")
+        if first not in _DAYS or (last and last not in _DAYS):
+            raise OpeningHoursError(f"opening hours {text!r}: {part!r} is not a day or day range "
+                                    f"(use {', '.join(_DAYS)})")
+        start, stop = _DAYS.index(first), _DAYS.index(last or first)
+        days.extend((start + k) % 7 for k in range((stop - start) % 7 + 1))
+    return days
+
+
+@dataclass(frozen=True, slots=True)
+class OpeningHours:
+    """A parsed ``opening_hours`` text: open minutes of each weekday (Monday = 0).
+
+    Attributes:
+        text: the text as written in the registry.
+        days: for each weekday, its open intervals in local minutes since midnight,
+            ``[start, end)``; ranges past midnight are already split across the two days.
+    """
+
+    text: str
+    days: tuple[_Intervals, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> OpeningHours:
+        """Parse ``text`` once (see the grammar in the module docstring).
+
+        Raises:
+            OpeningHoursError: the text breaks the grammar.
+        """
+        cleaned = " ".join(text.split())
+        if cleaned == "24/7":
+            return cls(text, tuple(((0, _MINUTES_PER_DAY),) for _ in range(7)))
+        own: dict[int, list[tuple[int, int]]] = {}  # <weekday: ranges as written, maybe overnight>
+        for rule in filter(None, (r.strip() for r in cleaned.split(";"))):
+            spec, _, ranges = rule.partition(" ")
+            days = _days(spec, text)
+            written: list[tuple[int, int]] = []
+            if ranges != "off":
+                for item in ranges.split(","):
+                    match = _RANGE.match(item.strip())
+                    if match is None:
+                        raise OpeningHoursError(f"opening hours {text!r}: {item.strip()!r} is not "
+                                                "a range HH:MM-HH:MM (or 'off')")
+                    start = _minute(match[1], match[2], end=False, text=text)
+                    end = _minute(match[3], match[4], end=True, text=text)
+                    if start == end:
+                        raise OpeningHoursError(f"opening hours {text!r}: {item.strip()!r} is empty")
+                    written.append((start, end))
+            for day in days:  # a later rule for a day replaces the earlier ones
+                own[day] = written
+        if not own:
+            raise OpeningHoursError(f"opening hours {text!r}: no rule (write '24/7' or e.g. "
+                                    "'Mo-Fr 09:00-19:00')")
+        per_day: list[list[tuple[int, int]]] = [[] for _ in range(7)]
+        for day, day_ranges in own.items():
+            for start, end in day_ranges:
+                if end > start:
+                    per_day[day].append((start, end))
+                else:  # runs past midnight into the next day
+                    per_day[day].append((start, _MINUTES_PER_DAY))
+                    if end:
+                        per_day[(day + 1) % 7].append((0, end))
+        return cls(text, tuple(_merge(intervals) for intervals in per_day))
+
+    @property
+    def always(self) -> bool:
+        """Open every minute of the week."""
+        return all(day == ((0, _MINUTES_PER_DAY),) for day in self.days)
+
+    def interval_at(self, weekday: int, minute: int) -> tuple[int, int] | None:
+        """The open interval of ``weekday`` holding local ``minute``, or ``None`` (closed)."""
+        for start, end in self.days[weekday]:
+            if start <= minute < end:
+                return start, end
+        return None
+
+
+def _merge(intervals: list[tuple[int, int]]) -> _Intervals:
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(intervals):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return tuple(merged)
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """Opening hours in a time zone: answers questions about instants (DST-safe).
+
+    Every question converts the instant to the zone's local wall-clock time first
+    (:mod:`zoneinfo`), so ``09:00-19:00`` means 09:00 local in winter and in summer.
+    """
+
+    zone: ZoneInfo
+    hours: OpeningHours
+
+    def _local(self, at: datetime) -> datetime:
+        if at.tzinfo is None or at.utcoffset() is None:
+            raise ValueError("a naive datetime has no place past the decoder; pass an aware one")
+        return at.astimezone(self.zone)
+
+    def is_open(self, at: datetime) -> bool:
+        """Whether the terminal is open at ``at`` (aware). Raises ValueError when naive."""
+        local = self._local(at)
+        return self.hours.interval_at(local.weekday(), local.hour * 60 + local.minute) is not None
+
+    def open_since(self, at: datetime) -> datetime | None:
+        """Start (UTC) of the open period holding ``at``; ``None`` when closed or always open.
+
+        Periods that run across midnight are followed back to the day they started.
+        """
+        if self.hours.always:
+            return None
+        local = self._local(at)
+        day: date = local.date()
+        found = self.hours.interval_at(day.weekday(), local.hour * 60 + local.minute)
+        if found is None:
+            return None
+        start = found[0]
+        for _ in range(7):  # at most a week back (a week that is not 24/7 has a gap)
+            if start != 0:
+                break
+            previous = day - timedelta(days=1)
+            last = self.hours.days[previous.weekday()]
+            if not last or last[-1][1] != _MINUTES_PER_DAY:
+                break
+            day, start = previous, last[-1][0]
+        naive = datetime(day.year, day.month, day.day, start // 60, start % 60)
+        return naive.replace(tzinfo=self.zone).astimezone(UTC)
+
+
+
+class TerminalRegistryError(ValueError):
+    """The terminal file is missing, unreadable or breaks the registry's rules."""
+
+
+@dataclass(frozen=True, slots=True)
+class Terminal:
+    """One terminal of the registry (or the 24/7 UTC stand-in for an unknown one)."""
+
+    terminal_id: str
+    schedule: Schedule
+    channel: str | None = None
+    model: str | None = None
+    region: str | None = None
+    branch_id: str | None = None
+    merchant_id: str | None = None
+    status: str = "active"
+
+
+def is_open(terminal: Terminal, at: datetime) -> bool:
+    """Whether ``terminal`` is open at ``at`` (timezone-aware), in its own local time.
+
+    Raises:
+        ValueError: ``at`` is naive.
+    """
+    return terminal.schedule.is_open(at)
+
+
+_ALWAYS: Final = Schedule(ZoneInfo("UTC"), OpeningHours.parse("24/7"))
+
+
+@dataclass(frozen=True, slots=True)
+class TerminalRegistry:
+    """One consistent snapshot of the terminal registry.
+
+    Attributes:
+        table: one row per terminal, columns :data:`TERMINAL_COLUMNS` (all String,
+            defaults filled in), sorted by ``terminal_id``.
+        schedules: ``(timezone, opening_hours)`` text → parsed :class:`Schedule`; a
+            fleet has few distinct schedules, so each is parsed and evaluated once.
+        loaded_at: Unix time (seconds) when the snapshot was built.
+    """
+
+    table: pl.DataFrame
+    schedules: dict[tuple[str, str], Schedule]
+    loaded_at: float
+
+    @classmethod
+    def empty(cls) -> TerminalRegistry:
+        """A registry that knows no terminal (every terminal is 24/7 in UTC)."""
+        return cls(pl.DataFrame(schema={c: pl.String for c in TERMINAL_COLUMNS}), {}, time.time())
+
+    def __len__(self) -> int:
+        return self.table.height
+
+    def get(self, terminal_id: str) -> Terminal | None:
+        """The terminal with this ID, or ``None`` when the registry does not know it."""
+        ids = self.table.get_column("terminal_id")
+        if ids.len() == 0:
+            return None
+        position = min(int(ids.search_sorted(terminal_id, side="left")), ids.len() - 1)
+        if ids[position] != terminal_id:
+            return None
+        row = self.table.row(position, named=True)
+        schedule = self.schedules[(row["timezone"], row["opening_hours"])]
+        return Terminal(terminal_id=terminal_id, schedule=schedule, channel=row["channel"],
+                        model=row["model"], region=row["region"], branch_id=row["branch_id"],
+                        merchant_id=row["merchant_id"], status=row["status"])
+
+    def terminal(self, terminal_id: str) -> Terminal:
+        """The terminal with this ID, or a 24/7 UTC stand-in for an unknown one."""
+        return self.get(terminal_id) or Terminal(terminal_id=terminal_id, schedule=_ALWAYS)
+
+    def decommissioned(self) -> set[str]:
+        """IDs of the terminals whose status is ``decommissioned``."""
+        return set(self.table.filter(pl.col("status") == "decommissioned")
+                   .get_column("terminal_id").to_list())
+
+    def schedule_frame(self, terminal_ids: pl.Series, at: datetime) -> pl.DataFrame:
+        """Where each terminal's schedule stands at ``at``, vectorised over a fleet.
+
+        Args:
+            terminal_ids: String series of terminal IDs (unknown ones are 24/7 UTC).
+            at: timezone-aware instant.
+
+        Returns:
+            ``terminal_id``, ``is_open`` (Boolean), ``open_since`` (Datetime UTC: start of
+            the current open period, null when closed or always open) and ``timezone``,
+            one row per input ID, same order. Each distinct schedule is evaluated once.
+        """
+        keys = pl.DataFrame({"terminal_id": terminal_ids.cast(pl.String)}).join(
+            self.table.select("terminal_id", "timezone", "opening_hours"),
+            on="terminal_id", how="left", maintain_order="left",
+        ).with_columns(pl.col("timezone").fill_null("UTC"),
+                       pl.col("opening_hours").fill_null("24/7"))
+        rows = []
+        for zone, hours in keys.select("timezone", "opening_hours").unique().iter_rows():
+            schedule = self.schedules.get((zone, hours)) or (
+                _ALWAYS if (zone, hours) == ("UTC", "24/7") else None)
+            assert schedule is not None, f"schedule {(zone, hours)!r} was not parsed at load"
+            rows.append((zone, hours, schedule.is_open(at), schedule.open_since(at)))
+        evaluated = pl.DataFrame(rows, schema={"timezone": pl.String, "opening_hours": pl.String,
+                                               "is_open": pl.Boolean,
+                                               "open_since": pl.Datetime("us", "UTC")},
+                                 orient="row")
+        return keys.join(evaluated, on=["timezone", "opening_hours"], how="left",
+                         maintain_order="left").select("terminal_id", "is_open", "open_since",
+                                                       "timezone")
+
+
+def _read_table(path: Path) -> pl.DataFrame:
+    if not path.is_file():
+        raise TerminalRegistryError(f"terminal registry file not found: {path}")
+    try:
+        if path.suffix.lower() in {".parquet", ".pq"}:
+            return pl.read_parquet(path)
+        return pl.read_csv(path, infer_schema=False)
+    except Exception as error:  # polars raises several exception types
+        raise TerminalRegistryError(f"cannot read terminal registry {path}: {error}") from error
+
+
+def read_terminals(path: Path) -> TerminalRegistry:
+    """Read and check the terminal registry file.
+
+    Raises:
+        TerminalRegistryError: the file is missing or unreadable, has no ``terminal_id``
+            column, a terminal ID is blank or repeats, or a row has an unknown time
+            zone, channel or status, or opening hours that break the grammar.
+    """
+    raw = _read_table(path)
+    if "terminal_id" not in raw.columns:
+        raise TerminalRegistryError(f"{path}: missing column terminal_id")
+    try:
+        table = raw.select(
+            pl.col("terminal_id").cast(pl.String).str.strip_chars(),
+            *[(pl.col(name).cast(pl.String).str.strip_chars().replace("", None)
+               if name in raw.columns else pl.lit(None, dtype=pl.String)).fill_null(
+                  pl.lit(default, dtype=pl.String)).alias(name)
+              for name, default in _DEFAULTS.items()],
+        ).sort("terminal_id")
+    except pl.exceptions.PolarsError as error:
+        raise TerminalRegistryError(f"{path}: {error}") from error
+    blank = table.filter(pl.col("terminal_id").is_null() | (pl.col("terminal_id") == ""))
+    if blank.height:
+        raise TerminalRegistryError(f"{path}: {blank.height} row(s) have no terminal_id")
+    repeated = table.filter(pl.col("terminal_id").is_duplicated())
+    if repeated.height:
+        raise TerminalRegistryError(f"{path}: terminal_id {repeated.item(0, 'terminal_id')!r} repeats")
+    for column, allowed in (("status", _STATUSES), ("channel", _CHANNELS)):
+        bad = table.filter(pl.col(column).is_not_null() & ~pl.col(column).is_in(allowed))
+        if bad.height:
+            raise TerminalRegistryError(
+                f"{path}: terminal {bad.item(0, 'terminal_id')!r} has {column} "
+                f"{bad.item(0, column)!r}; expected one of {', '.join(allowed)}")
+    schedules: dict[tuple[str, str], Schedule] = {}
+    for terminal_id, zone, hours in (table.unique(["timezone", "opening_hours"], keep="first")
+                                     .select("terminal_id", "timezone", "opening_hours").iter_rows()):
+        try:
+            schedules[(zone, hours)] = Schedule(ZoneInfo(zone), OpeningHours.parse(hours))
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise TerminalRegistryError(
+                f"{path}: terminal {terminal_id!r}: {error}" if isinstance(error, OpeningHoursError)
+                else f"{path}: terminal {terminal_id!r} has unknown time zone {zone!r}") from error
+    return TerminalRegistry(table=table, schedules=schedules, loaded_at=time.time())
+
+
+class TerminalRegistryLoader:
+    """Holds the current :class:`TerminalRegistry` and reloads it when the file changes.
+
+    Args:
+        path: the registry file; ``None`` = an empty registry (all terminals 24/7 UTC).
+
+    A failed reload keeps the previous snapshot and is logged once per file version.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self._path = path
+        self._signature: tuple[int, int] | None = None  # <(mtime_ns, size) of the loaded file>
+        self._last_failure: tuple[int, int] | None = None  # file's stat when a reload failed
+        self._lock = threading.Lock()
+        self.current: TerminalRegistry = TerminalRegistry.empty()
+        self.reload_failures = 0
+
+    def _stat(self) -> tuple[int, int]:
+        assert self._path is not None
+        info = self._path.stat()
+        return info.st_mtime_ns, info.st_size
+
+    def load(self) -> TerminalRegistry:
+        """Read the file now.
+
+        Raises:
+            TerminalRegistryError: the file is bad (see :func:`read_terminals`).
+        """
+        if self._path is None:
+            return self.current
+        with self._lock:
+            try:
+                signature = self._stat()
+            except OSError as error:
+                raise TerminalRegistryError(f"terminal registry not found or unreadable: {self._path}") from error
+            self.current = read_terminals(self._path)
+            self._signature = signature
+        log.info("terminal registry loaded: %d terminals, %d schedules",
+                 len(self.current), len(self.current.schedules))
+        return self.current
+
+    def reload_if_changed(self) -> bool:
+        """Reload when the file's mtime or size changed; return whether it reloaded.
+
+        Never raises: a bad or missing file keeps the previous snapshot.
+        """
+        if self._path is None:
+            return False
+        try:
+            if self._stat() == self._signature:
+                return False
+            self.load()
+            return True
+        except (OSError, TerminalRegistryError) as error:
+            self.reload_failures += 1
+            try:
+                signature: tuple[int, int] | None = self._stat()
+            except OSError:
+                signature = None
+            if signature != self._last_failure:
+                self._last_failure = signature
+                log.error("terminal registry reload failed, keeping the previous one: %s",
+                          str(error).splitlines()[0][:300])
+            return False
