@@ -6,10 +6,10 @@ metrics) works on this frame, column by column, never event by event.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from operator import attrgetter
-from typing import Final
+from typing import Any, Final
 
 import polars as pl
 
@@ -45,19 +45,25 @@ EVENT_SCHEMA: Final[dict[str, pl.DataType]] = {
 }
 
 
-def events_frame(events: Sequence[TransactionEvent]) -> pl.DataFrame:
+def events_frame(events: Sequence[TransactionEvent],
+                 extra: Mapping[str, pl.DataType] | None = None) -> pl.DataFrame:
     """Build the batch frame.
 
     Args:
-        events: decoded events (their ``raw_pan`` is already ``None``).
+        events: decoded events (their ``raw_pan`` is already ``None``); any objects with
+            the attributes of :class:`~monitor.events.TransactionEvent` will do.
+        extra: more attributes to add as columns after the canonical ones, with their
+            dtypes (the decoder's column checks use this).
 
     Returns:
-        A DataFrame with exactly the columns of :data:`EVENT_SCHEMA`, one row per event,
-        in the given order. ``latency_ms`` is milliseconds, ``amount_minor`` minor units.
+        A DataFrame with exactly the columns of :data:`EVENT_SCHEMA` (then ``extra``), one
+        row per event, in the given order. ``latency_ms`` is milliseconds,
+        ``amount_minor`` minor units.
     """
+    wanted: dict[str, Any] = {**EVENT_SCHEMA, **(extra or {})}
     columns = {
         name: pl.Series(name, list(map(attrgetter(name), events)), dtype=dtype)
-        for name, dtype in EVENT_SCHEMA.items() if name != "occurred_at"
+        for name, dtype in wanted.items() if name != "occurred_at"
     }
     # Integer microseconds since the epoch, then one cast: five times faster than
     # handing polars timezone-aware datetime objects.
@@ -65,4 +71,4 @@ def events_frame(events: Sequence[TransactionEvent]) -> pl.DataFrame:
         "occurred_at", [(event.occurred_at - _EPOCH) // _MICROSECOND for event in events],
         dtype=pl.Int64,
     ).cast(pl.Datetime("us", "UTC"))
-    return pl.DataFrame(columns).select(list(EVENT_SCHEMA))
+    return pl.DataFrame(columns).select(list(wanted))

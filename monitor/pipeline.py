@@ -2,9 +2,9 @@
 
 ``BatchProcessor.process`` is pure CPU work on a whole batch:
 
-1. decode every value (:func:`monitor.decoder.decode_batch`): invalid ones become
-   rejections, a raw PAN is masked and dropped;
-2. build one frame (:func:`monitor.frame.events_frame`);
+1. decode every value straight into one frame (:func:`monitor.decoder.decode_frame`,
+   checked per column): invalid ones become rejections, a raw PAN is masked and dropped;
+2. (the frame has the columns of :data:`monitor.frame.EVENT_SCHEMA`);
 3. classify the response codes (``rules/response_codes.yaml``), vectorised;
 4. find each event's VIP client (sorted search in the registry snapshot);
 5. update the metrics from the frame (aggregated, never per event);
@@ -25,8 +25,7 @@ import polars as pl
 
 from monitor.alerts.model import AlertEvent, Manager, VipFailure
 from monitor.classify import ResponseCodeTable
-from monitor.decoder import Rejection, decode_batch
-from monitor.frame import events_frame
+from monitor.decoder import Rejection, decode_frame
 from monitor.policy import AlertPolicy
 from monitor.registry import RegistryLoader, VipRegistry
 
@@ -104,13 +103,13 @@ class BatchProcessor:
 
     def _process(self, values: list[bytes | None], *, offset: int,
                  registry: VipRegistry) -> ProcessedBatch:
-        decoded = decode_batch(values)
+        decoded = decode_frame(values)
         rejections = [
             Rejection(r.index + offset, r.reason, r.detail) for r in decoded.rejections
         ] if offset else decoded.rejections
-        if not decoded.events:
+        if decoded.frame.height == 0:
             return ProcessedBatch(rejections=rejections)
-        frame = self.codes.classify(events_frame(decoded.events))
+        frame = self.codes.classify(decoded.frame)
         frame = registry.lookup(frame)
         alerting = self.policy.select(frame)
         failures = [self._failure(row, registry.managers) for row in alerting.iter_rows(named=True)]
