@@ -387,7 +387,7 @@ def _suspect(frame: pl.DataFrame) -> pl.Series:
         pl.col("raw_pan").is_not_null(),
         pl.col("decline_reasons").is_not_null(),
         (pl.col("occurred_at") < _EARLIEST) | (pl.col("occurred_at") >= _LATEST),
-        pl.col("currency").is_in(sorted(_CURRENCIES)).not_(),
+        pl.col("currency").is_in(pl.Series(sorted(_CURRENCIES)).implode()).not_(),
         (pl.col("status") == "completed") & pl.col("response_code").is_null(),
         # is_pan(card_ref without spaces and dashes) needs digits, maybe one final newline.
         pl.col("card_ref").str.contains(r"^[0-9 \n-]+$"),

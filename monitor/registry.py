@@ -124,15 +124,17 @@ class VipRegistry:
         """
         if frame.height == 0 or self.customers.height == 0:
             return frame.with_columns(pl.lit(None, dtype=pl.String).alias(c) for c in LOOKUP_COLUMNS)
-        ids = self.customers.get_column("customer_id")
-        by_customer = self._find(ids, frame.get_column("customer_id").cast(pl.String))
-        card_owner = pl.Series(values=[None] * frame.height, dtype=pl.String)
+        # The client key: the event's customer_id when the registry knows it, else the
+        # owner of its card; then one hash join (customer_id and card_ref are unique).
+        customer = pl.col("customer_id").cast(pl.String)
+        client = pl.when(customer.is_in(self.customers.get_column("customer_id").implode())).then(customer)
         if self.cards.height:
-            at = self._find(self.cards.get_column("card_ref"), frame.get_column("card_ref"))
-            card_owner = self.cards.get_column("customer_id").gather(at)
-        by_card = self._find(ids, card_owner)
-        row = pl.select(pl.coalesce(by_customer, by_card)).to_series()
-        matched = self.customers.gather(row)
+            client = client.otherwise(pl.col("card_ref").replace_strict(
+                self.cards.get_column("card_ref"), self.cards.get_column("customer_id"),
+                default=None, return_dtype=pl.String))
+        matched = frame.select(client.alias("client")).join(
+            self.customers, left_on="client", right_on="customer_id", how="left",
+            maintain_order="left", coalesce=False)
         return frame.with_columns(
             matched.get_column("customer_id").alias("vip_customer_id"),
             matched.get_column("customer_name"),
