@@ -71,7 +71,7 @@ async def test_runs_late_beyond_the_grace_time_are_counted_as_missed(
     detector = SilentDetector(SilentRules(interval_seconds=0.2, misfire_grace_seconds=1))
     schedule_silent_detection(scheduler, detector, lambda ids, at: None)
     await wait_until(lambda: count(registry, "executed") >= 1, timeout=10, what="a first run")
-    time.sleep(2.5)  # blocks the event loop, as a long synchronous step would
+    time.sleep(2.5)  # noqa: ASYNC251 (on purpose: blocks the loop as a long synchronous step would)
     await wait_until(lambda: count(registry, "missed") >= 3, timeout=10, what="missed runs")
     await wait_until(lambda: count(registry, "executed") >= 2, timeout=10, what="runs resume")
 
