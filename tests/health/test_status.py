@@ -21,6 +21,8 @@ from monitor.health.status import (
     decode_status_batch,
 )
 from monitor.paths import schema_path
+from simulators.synthetic import build_fleet
+from simulators.terminal_status import default_status_scenarios, status_events
 from tests.helpers import read_topic, wait_until
 
 PAN = "4111111111111111"
@@ -169,3 +171,18 @@ async def test_consumer_updates_the_book_and_dead_letters_bad_messages(
         headers = dict(record.headers)
         assert headers["cardmon-source-topic"].decode() == settings.topic
         assert PAN.encode() not in record.value
+
+
+def test_simulated_device_trouble_decodes_and_ends_in_the_expected_states() -> None:
+    """The synthetic fleet's status scenarios are valid events; at 55 % the book shows the trouble."""
+    fleet = build_fleet(terminals=10, customers=50, vips=4, managers=2)
+    start = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    events = list(status_events(default_status_scenarios(fleet, 100.0), start=start))
+    decoded = decode_status_batch([encode(e) for e in events])
+    assert decoded.rejections == [] and len(decoded.events) == len(events) == 7
+    book = DeviceStatusBook()
+    book.apply([e for e in decoded.events if e.occurred_at <= datetime(2026, 3, 2, 9, 0, 55, tzinfo=UTC)])
+    states = sorted((c, s.state) for _, c, s in book.not_ok())
+    assert states == [("card_reader", "fault"), ("cassette", "empty"), ("network", "offline")]
+    book.apply(decoded.events)
+    assert book.not_ok() == []
