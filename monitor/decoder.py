@@ -16,11 +16,13 @@ The decoder is the privacy and validity gate of the pipeline:
 
 from __future__ import annotations
 
+import functools
+import operator
 import re
 import types
 import typing
-from datetime import UTC, datetime
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Annotated, Any, Final
 
 import msgspec
@@ -310,9 +312,10 @@ def _strip_patterns(annotation: Any, patterns: list[str]) -> Any:
             else:
                 kept.append(meta)
         base = _strip_patterns(base, patterns)
-        return Annotated[(base, *kept)] if kept else base  # type: ignore[valid-type]
+        return Annotated[(base, *kept)] if kept else base
     if origin in (typing.Union, types.UnionType):
-        return typing.Union[tuple(_strip_patterns(arg, patterns) for arg in typing.get_args(annotation))]
+        return functools.reduce(operator.or_, [_strip_patterns(arg, patterns)
+                                               for arg in typing.get_args(annotation)])
     if origin is list:
         (item,) = typing.get_args(annotation)
         inner: list[str] = []
@@ -425,7 +428,7 @@ def decode_frame(values: list[bytes | None]) -> DecodedFrame:
     slow: list[int] = []  # positions for the reference decoder
     for index, value in enumerate(values):
         try:
-            row = decode(value)  # type: ignore[arg-type]  # None raises: slow path
+            row: Any = decode(value)  # type: ignore[arg-type]  # None raises: slow path
         except Exception:  # noqa: BLE001 (the reference path reports it, or raises it again)
             slow.append(index)
             continue

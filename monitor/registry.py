@@ -127,11 +127,13 @@ class VipRegistry:
         # The client key: the event's customer_id when the registry knows it, else the
         # owner of its card; then one hash join (customer_id and card_ref are unique).
         customer = pl.col("customer_id").cast(pl.String)
-        client = pl.when(customer.is_in(self.customers.get_column("customer_id").implode())).then(customer)
+        card_owner = pl.lit(None, dtype=pl.String)
         if self.cards.height:
-            client = client.otherwise(pl.col("card_ref").replace_strict(
+            card_owner = pl.col("card_ref").replace_strict(
                 self.cards.get_column("card_ref"), self.cards.get_column("customer_id"),
-                default=None, return_dtype=pl.String))
+                default=None, return_dtype=pl.String)
+        known = customer.is_in(self.customers.get_column("customer_id").implode())
+        client = pl.when(known).then(customer).otherwise(card_owner)
         matched = frame.select(client.alias("client")).join(
             self.customers, left_on="client", right_on="customer_id", how="left",
             maintain_order="left", coalesce=False)
