@@ -23,6 +23,7 @@ from pydantic_settings import (
 
 __all__ = [
     "AlertingSettings",
+    "HealthSettings",
     "KafkaSettings",
     "MetricsSettings",
     "RegistrySettings",
@@ -103,6 +104,27 @@ class AlertingSettings(BaseModel):
     default_timezone: str = "UTC"
 
 
+class HealthSettings(BaseModel):
+    """Terminal health: the terminal registry, the traffic baseline and device status.
+
+    ``terminals_path`` (CSV or Parquet: terminal ID, model, region, branch, time zone,
+    opening hours) makes silent detection schedule-aware; without it every terminal
+    counts as open 24/7 in UTC. ``baseline_path`` is a Parquet baseline of expected
+    transactions per hour of the week (``monitor.health.Baseline``).
+    """
+
+    model_config = _frozen
+    terminals_path: Path | None = None
+    baseline_path: Path | None = None
+    rules_path: Path | None = None  # None: rules/health.yaml
+    status_topic: str = "card.terminal-status"
+    status_dead_letter_topic: str = "card.terminal-status.dlq"
+    #: Consume device status events (``status_topic``) as well as transactions.
+    consume_status: bool = True
+    #: How often terminal health states are recomputed (seconds).
+    evaluate_interval_seconds: float = Field(default=15.0, gt=0)
+
+
 class MetricsSettings(BaseModel):
     """Where ``/metrics`` is served."""
 
@@ -123,6 +145,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     registry: RegistrySettings = RegistrySettings()
     alerting: AlertingSettings = AlertingSettings()
+    health: HealthSettings = HealthSettings()
     metrics: MetricsSettings = MetricsSettings()
 
     @classmethod

@@ -18,6 +18,7 @@ consumer's job (:mod:`monitor.consumer`), in that order.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -29,7 +30,7 @@ from monitor.decoder import Rejection, decode_frame
 from monitor.policy import AlertPolicy
 from monitor.registry import RegistryLoader, VipRegistry
 
-__all__ = ["BatchMetrics", "BatchProcessor", "ProcessedBatch"]
+__all__ = ["BatchMetrics", "BatchProcessor", "FrameObserver", "ProcessedBatch"]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,12 @@ class ProcessedBatch:
     events: int = 0
 
 
+class FrameObserver(Protocol):
+    """Anything that follows the classified batch frames (terminal health, silent detection)."""
+
+    def observe(self, frame: pl.DataFrame) -> None: ...
+
+
 class BatchProcessor:
     """Turns batches of message values into metrics updates and VIP failures.
 
@@ -63,14 +70,18 @@ class BatchProcessor:
         policy: the alert policy.
         registry: holder of the current VIP registry snapshot.
         metrics: receives each batch frame (or ``None`` for no metrics).
+        observers: also receive each classified batch frame, after the metrics; an
+            observer that raises is logged and skipped, the batch is not re-processed.
     """
 
     def __init__(self, *, codes: ResponseCodeTable, policy: AlertPolicy,
-                 registry: RegistryLoader, metrics: BatchMetrics | None = None) -> None:
+                 registry: RegistryLoader, metrics: BatchMetrics | None = None,
+                 observers: Sequence[FrameObserver] = ()) -> None:
         self.codes = codes
         self.policy = policy
         self.registry = registry
         self.metrics = metrics
+        self.observers = tuple(observers)
 
     def process(self, values: list[bytes | None]) -> ProcessedBatch:
         """Process one batch; a message that makes processing fail is isolated.
@@ -117,6 +128,11 @@ class BatchProcessor:
         # message by message, and no event may be counted twice.
         if self.metrics is not None:
             self.metrics.observe_batch(frame)
+        for observer in self.observers:
+            try:
+                observer.observe(frame)
+            except Exception:  # health views must never cost an alert or a double count
+                log.exception("%s failed on a batch of %d events", type(observer).__name__, frame.height)
         return ProcessedBatch(rejections=rejections,
                               failures=[f for f in failures if f is not None],
                               events=frame.height)
