@@ -10,6 +10,8 @@ from different threads cannot lose each other's counts.
 
 Both classes follow the ``prometheus_client`` ``Collector`` protocol
 (``collect()``, plus ``describe()`` so a registry can detect duplicate names).
+The per-terminal families are :class:`~monitor.metrics.FrameFamily` objects, which
+``/metrics`` renders straight from the snapshot's columns (see ``_exposition``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from prometheus_client.metrics_core import (
 from prometheus_client.utils import floatToGoString
 
 from monitor.events import CHANNELS, OUTCOMES
+from monitor.metrics._exposition import FrameFamily
 
 __all__ = [
     "FAILURE_OUTCOMES",
@@ -174,6 +177,8 @@ class TerminalCollector:
         # One row per terminal: terminal_id, last_us (latest occurred_at, Unix µs),
         # transactions, and one failure count column per FAILURE_OUTCOMES class.
         self._snapshot: pl.DataFrame = _empty_terminals()
+        # (the snapshot the families were built from, its three families)
+        self._families: tuple[pl.DataFrame, tuple[FrameFamily, ...]] | None = None
 
     def observe(self, frame: pl.DataFrame) -> None:
         """Merge one batch into the per-terminal snapshot.
@@ -219,28 +224,33 @@ class TerminalCollector:
         )
 
     def collect(self) -> Iterator[Metric]:
-        """Yield the per-terminal families built from the current snapshot."""
+        """Yield the per-terminal families of the current snapshot.
+
+        They are :class:`~monitor.metrics.FrameFamily` objects, built once per snapshot
+        (the snapshot is replaced by every non-empty batch, so its identity is its
+        version): ``/metrics`` renders their text from the polars columns, and reading
+        their ``samples`` (``get_sample_value``, ``generate_latest``) still works.
+        """
         snapshot = self._snapshot
-        ids = snapshot["terminal_id"].to_list()
+        cached = self._families
+        if cached is None or cached[0] is not snapshot:
+            cached = (snapshot, _terminal_families(snapshot))
+            self._families = cached
+        yield from cached[1]
 
-        last = GaugeMetricFamily(_TERMINAL_LAST_NAME, _TERMINAL_LAST_HELP, labels=["terminal_id"])
-        for terminal_id, seconds in zip(ids, (snapshot["last_us"] / 1_000_000).to_list()):
-            last.add_metric([terminal_id], seconds)
-        yield last
 
-        transactions = CounterMetricFamily(
-            _TERMINAL_TXN_NAME, _TERMINAL_TXN_HELP, labels=["terminal_id"]
-        )
-        for terminal_id, count in zip(ids, snapshot["transactions"].to_list()):
-            transactions.add_metric([terminal_id], count)
-        yield transactions
-
-        failures = CounterMetricFamily(
-            _TERMINAL_FAIL_NAME, _TERMINAL_FAIL_HELP, labels=["terminal_id", "outcome"]
-        )
-        # Sparse: 10k terminals x 6 classes of zeros would dominate the scrape.
-        for outcome in FAILURE_OUTCOMES:
-            failed = snapshot.select("terminal_id", outcome).filter(pl.col(outcome) > 0)
-            for terminal_id, count in failed.iter_rows():
-                failures.add_metric([terminal_id, outcome], count)
-        yield failures
+def _terminal_families(snapshot: pl.DataFrame) -> tuple[FrameFamily, ...]:
+    last = snapshot.select("terminal_id", value=pl.col("last_us") / 1_000_000)
+    transactions = snapshot.select("terminal_id", value=pl.col("transactions"))
+    # Sparse: 100k terminals x 6 classes of zeros would dominate the scrape. unpivot
+    # stacks the outcome columns in FAILURE_OUTCOMES order, terminal IDs sorted within.
+    failures = snapshot.unpivot(
+        on=list(FAILURE_OUTCOMES), index="terminal_id", variable_name="outcome", value_name="value"
+    ).filter(pl.col("value") > 0)
+    return (
+        FrameFamily(_TERMINAL_LAST_NAME, _TERMINAL_LAST_HELP, "gauge", last, labels=["terminal_id"]),
+        FrameFamily(_TERMINAL_TXN_NAME, _TERMINAL_TXN_HELP, "counter", transactions,
+                    labels=["terminal_id"]),
+        FrameFamily(_TERMINAL_FAIL_NAME, _TERMINAL_FAIL_HELP, "counter", failures,
+                    labels=["terminal_id", "outcome"]),
+    )

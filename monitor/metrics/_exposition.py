@@ -1,0 +1,307 @@
+"""Fast text exposition of per-terminal families, rendered straight from polars columns.
+
+``prometheus_client.generate_latest`` formats one sample at a time (label-name
+validation, escaping, float formatting): ~7 µs per sample, 2.5 s for the 368,000
+per-terminal series of a 100,000-terminal fleet. A :class:`FrameFamily` renders
+the same Prometheus text format 0.0.4 in one vectorised pass (``concat_str`` of
+the label and value columns, one ``str.join``), and keeps the result for as long
+as its frame is current.
+
+How the two paths share one ``CollectorRegistry`` (the design, in three rules):
+
+1. A frame-backed collector is registered on the registry like any other, so
+   ``register`` still rejects duplicate names and ``get_sample_value`` and
+   ``generate_latest(registry)`` still see every series (the slow, reference path).
+2. Its ``collect()`` yields :class:`FrameFamily` objects: ``Metric`` subclasses whose
+   ``samples`` are built from the frame only when something reads them.
+3. :class:`Exposition` (what ``/metrics`` serves) walks ``registry.collect()`` once and
+   sorts each family by its type: a :class:`FrameFamily` contributes its cached
+   :meth:`FrameFamily.text`, every other family goes to ``generate_latest``. Each
+   family lands in exactly one of the two, so no name is exposed twice.
+
+Plugging in a new per-terminal family is one call::
+
+    registry.register(FrameCollector(
+        "cardmon_terminal_health_state", "Health state per terminal...", "gauge",
+        source=health.terminal_state_frame, labels=("terminal_id",)))
+
+The frame's identity is its version: a source must return a *new* DataFrame when
+its content changes (polars snapshots are replaced, never mutated in place) and
+the same object otherwise; then a scrape without new data reuses the rendered text
+and, for gzip, the compressed bytes.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from typing import Final, Literal
+
+import polars as pl
+from prometheus_client import generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
+
+__all__ = ["Exposition", "FrameCollector", "FrameFamily", "MetricKind"]
+
+#: The two types a frame-backed family can have (one series per row).
+MetricKind = Literal["counter", "gauge"]
+
+# Legacy (pre-UTF-8) metric and label names: what every Prometheus version parses.
+_METRIC_NAME: Final = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_LABEL_NAME: Final = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+#: zlib level of the gzip body: level 1 compresses 28 MiB of exposition ~4x faster
+#: than the default 6 for a ~20 % larger body (label text repeats, it compresses well).
+GZIP_LEVEL: Final = 1
+
+
+def _escape_label_value(column: str) -> pl.Expr:
+    # Text format 0.0.4: backslash first, then newline and double quote.
+    return (
+        pl.col(column)
+        .str.replace_all("\\", "\\\\", literal=True)
+        .str.replace_all("\n", "\\n", literal=True)
+        .str.replace_all('"', '\\"', literal=True)
+    )
+
+
+def _format_value(column: str) -> pl.Expr:
+    # polars prints the shortest string that parses back to the same float64
+    # ("1.0", "1e-7", "1772438940.051463"); only the non-finite spellings differ from Go's.
+    value = pl.col(column)
+    return (
+        pl.when(value.is_nan()).then(pl.lit("NaN"))
+        .when(value == float("inf")).then(pl.lit("+Inf"))
+        .when(value == float("-inf")).then(pl.lit("-Inf"))
+        .otherwise(value.cast(pl.String))
+    )
+
+
+class FrameFamily(Metric):
+    """A counter or gauge family with one series per row of a polars frame.
+
+    Args:
+        name: metric name; for a counter the ``_total`` suffix is added to the samples
+            (and stripped from ``name`` if given, as ``CounterMetricFamily`` does).
+        documentation: the HELP text.
+        kind: ``"counter"`` or ``"gauge"``.
+        frame: one row per series: the ``labels`` columns (cast to strings; null
+            becomes ``""``, which Prometheus reads as an absent label) and ``value``
+            (numeric; rows with a null value are not exposed). Rows must be unique
+            per label set, as a ``group_by`` result is.
+        labels: label names, in any order (the text is written in sorted order, as
+            ``generate_latest`` does).
+        value: the value column.
+
+    Raises:
+        ValueError: a name is not a legacy Prometheus metric or label name, a label
+            repeats, or a column is missing.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        kind: MetricKind,
+        frame: pl.DataFrame,
+        *,
+        labels: Sequence[str],
+        value: str = "value",
+    ) -> None:
+        if kind == "counter" and name.endswith("_total"):
+            name = name[: -len("_total")]
+        if kind not in ("counter", "gauge") or not _METRIC_NAME.fullmatch(name):
+            raise ValueError(f"not a counter or gauge with a valid name: {name!r} ({kind})")
+        ordered = tuple(sorted(labels))
+        if len(set(ordered)) != len(ordered) or not all(map(_LABEL_NAME.fullmatch, ordered)):
+            raise ValueError(f"label names must be distinct legacy label names: {labels!r}")
+        missing = sorted({*ordered, value} - set(frame.columns))
+        if missing:
+            raise ValueError(f"frame has no column(s) {missing} for {name}")
+        super().__init__(name, documentation, kind)
+        self._sample_name: Final = f"{name}_total" if kind == "counter" else name
+        self._labels: Final = ordered
+        # <label columns..., "value": Float64>, null values dropped
+        self._frame: Final = frame.select(
+            *(pl.col(label).cast(pl.String).fill_null("") for label in ordered),
+            pl.col(value).cast(pl.Float64).alias("value"),
+        ).drop_nulls("value")
+        self._lock = threading.Lock()
+        self._text: bytes | None = None  # rendered once, on the first text() call
+
+    # Metric.__init__ assigns ``self.samples = []``; the samples are derived instead.
+    @property
+    def samples(self) -> list[Sample]:
+        """The series as ``prometheus_client`` samples, built from the frame on each read."""
+        name, labels = self._sample_name, self._labels
+        return [
+            Sample(name, dict(zip(labels, row[:-1])), row[-1], None, None)
+            for row in self._frame.iter_rows()
+        ]
+
+    @samples.setter
+    def samples(self, value: list[Sample]) -> None:
+        if value:
+            raise AttributeError("a FrameFamily's samples come from its frame")
+
+    def add_sample(self, *args: object, **kwargs: object) -> None:
+        """Refuse: the series of a frame-backed family are the rows of its frame."""
+        raise TypeError("a FrameFamily's samples come from its frame")
+
+    @property
+    def series(self) -> int:
+        """How many series (rows) the family exposes."""
+        return self._frame.height
+
+    def text(self) -> bytes:
+        """The family in the Prometheus text format 0.0.4, UTF-8; rendered once, then cached.
+
+        Returns:
+            ``# HELP`` and ``# TYPE`` lines then one line per series, each ending in ``\\n``.
+        """
+        with self._lock:
+            if self._text is None:
+                self._text = self._render()
+            return self._text
+
+    def _render(self) -> bytes:
+        name = self._sample_name
+        help_text = self.documentation.replace("\\", "\\\\").replace("\n", "\\n")
+        header = f"# HELP {name} {help_text}\n# TYPE {name} {self.type}\n"
+        if self._frame.is_empty():
+            return header.encode()
+        parts: list[pl.Expr] = []
+        for index, label in enumerate(self._labels):
+            parts += [pl.lit(('{' if index == 0 else ',') + f'{label}="'),
+                      _escape_label_value(label), pl.lit('"')]
+        parts += [pl.lit("} " if self._labels else " "), _format_value("value")]
+        lines = self._frame.select(
+            pl.concat_str(pl.lit(name), *parts).str.join("\n").alias("text")
+        ).item()
+        return b"".join((header.encode(), lines.encode(), b"\n"))
+
+
+class FrameCollector:
+    """A ``Collector`` for one frame-backed family read from ``source`` at scrape time.
+
+    Args:
+        name: metric name (see :class:`FrameFamily`).
+        documentation: the HELP text.
+        kind: ``"counter"`` or ``"gauge"``.
+        source: returns the current frame (label columns and ``value``); returning the
+            same object again means "unchanged", so its rendered text is reused.
+        labels: label names, e.g. ``("terminal_id",)``.
+        value: the value column of the frame.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        kind: MetricKind,
+        source: Callable[[], pl.DataFrame],
+        *,
+        labels: Sequence[str] = ("terminal_id",),
+        value: str = "value",
+    ) -> None:
+        self._spec: Final = (name, documentation, kind)
+        self._source: Final = source
+        self._labels: Final = tuple(labels)
+        self._value: Final = value
+        self._cached: tuple[pl.DataFrame, FrameFamily] | None = None  # (frame, its family)
+        self._describe: Final = FrameFamily(
+            name, documentation, kind,
+            pl.DataFrame(schema={**dict.fromkeys(self._labels, pl.String), value: pl.Float64}),
+            labels=self._labels, value=value,
+        )
+
+    def describe(self) -> Iterator[Metric]:
+        """Yield the family, without samples (for the registry's duplicate check)."""
+        yield self._describe
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the family of the source's current frame (the cached one if unchanged)."""
+        frame = self._source()
+        cached = self._cached
+        if cached is None or cached[0] is not frame:
+            cached = (frame, FrameFamily(*self._spec, frame, labels=self._labels, value=self._value))
+            self._cached = cached
+        yield cached[1]
+
+
+class _Families:
+    """A collector over an already-collected list of families (for ``generate_latest``)."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> list[Metric]:
+        return self._families
+
+
+class _FastPart:
+    """The rendered frame families of one set of snapshots, and its gzip state."""
+
+    def __init__(self, families: tuple[FrameFamily, ...]) -> None:
+        self.families: Final = families  # held, so their identities stay unique
+        self.text: Final = b"".join(family.text() for family in families)
+        self._gzip: tuple[bytes, zlib._Compress] | None = None  # (compressed text, compressor)
+
+    def matches(self, families: tuple[FrameFamily, ...]) -> bool:
+        return len(families) == len(self.families) and all(
+            a is b for a, b in zip(families, self.families)
+        )
+
+    def gzip(self, tail: bytes) -> bytes:
+        """One gzip member of ``text + tail``; ``text`` is compressed once per version."""
+        if self._gzip is None:
+            compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+            self._gzip = (compressor.compress(self.text), compressor)
+        head, compressor = self._gzip
+        finish = compressor.copy()  # the gzip CRC and length carry over in the copy
+        return b"".join((head, finish.compress(tail), finish.flush()))
+
+
+class Exposition:
+    """The ``/metrics`` body of a registry: frame families fast, the rest by ``generate_latest``.
+
+    The frame families come first (in registry order), then everything else in the
+    registry's order. Safe to call from several scrape threads.
+
+    Args:
+        registry: any collector, normally the ``CollectorRegistry`` of the process.
+    """
+
+    def __init__(self, registry: Collector) -> None:
+        self._registry = registry
+        self._lock = threading.Lock()  # guards _fast and the compressor copy
+        self._fast: _FastPart | None = None  # the rendered frame families of the last scrape
+
+    def _collect(self) -> tuple[_FastPart, bytes]:
+        fast: list[FrameFamily] = []
+        slow: list[Metric] = []
+        for family in self._registry.collect():
+            if isinstance(family, FrameFamily):
+                fast.append(family)
+            else:
+                slow.append(family)
+        families = tuple(fast)
+        with self._lock:
+            if self._fast is None or not self._fast.matches(families):
+                self._fast = _FastPart(families)
+            part = self._fast
+        return part, generate_latest(_Families(slow))
+
+    def render(self) -> list[bytes]:
+        """The text format 0.0.4 body, as chunks to write in order (not joined: 28 MiB at scale)."""
+        part, rest = self._collect()
+        return [part.text, rest]
+
+    def render_gzip(self) -> bytes:
+        """The same body, gzip-compressed (level :data:`GZIP_LEVEL`), as one gzip member."""
+        part, rest = self._collect()
+        with self._lock:
+            return part.gzip(rest)
