@@ -1,0 +1,141 @@
+"""VIP experience: failed transactions of VIP clients and the alerts to their managers.
+
+For the card business and the relationship-manager desk. Reads
+``cardmon_vip_failures_total{tier,outcome}``, ``cardmon_alerts_total{channel,status}``
+(``channel`` is the delivery channel: email, webhook, console, jsonl),
+``cardmon_alerts_pending`` and ``cardmon_alert_delivery_duration_seconds``.
+
+Acknowledgement, escalation and time-to-acknowledge panels are not here yet: the
+monitor has no acknowledgement or escalation metric until issue 3 lands.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from grafana_foundation_sdk.builders.dashboard import Dashboard, Row
+
+from dashboards.common import (
+    Query,
+    bar_gauge,
+    new_dashboard,
+    stat_panel,
+    tier_variable,
+    timeseries_panel,
+)
+
+__all__ = ["UID", "build"]
+
+#: Stable dashboard UID (``push`` overwrites by it).
+UID: Final = "cardmon-vip-experience"
+
+_QUANTILES: Final = ("0.5", "0.95", "0.99")
+
+
+def build() -> Dashboard:
+    """The "cardmon / VIP experience" dashboard.
+
+    Returns:
+        The dashboard builder.
+    """
+    return (
+        new_dashboard(
+            "cardmon / VIP experience", UID,
+            "Failed transactions of VIP clients by tier and outcome class, and the alerts "
+            "sent to their relationship managers: attempts by delivery channel and status, "
+            "outbox backlog and delivery time.",
+        )
+        .with_variable(tier_variable())
+        .with_row(Row("VIP failures"))
+        .with_panel(stat_panel(
+            "VIP failures in range by tier",
+            "Failed transactions (any outcome but approved) of VIP clients over the selected "
+            "time range, per tier (increase of cardmon_vip_failures_total).",
+            "short",
+            [Query('sum by (tier) (increase(cardmon_vip_failures_total{tier=~"$tier"}[$__range]))',
+                   "{{tier}}", instant=True)],
+            width=8, height=6,
+        ))
+        .with_panel(timeseries_panel(
+            "VIP failures per second by tier",
+            "Failed transactions of VIP clients per second over 5 minutes, per tier "
+            "(recording rule tier:cardmon_vip_failures:rate5m).",
+            "reqps",
+            [Query('tier:cardmon_vip_failures:rate5m{tier=~"$tier"}', "{{tier}}")],
+            width=16, height=6,
+        ))
+        .with_panel(timeseries_panel(
+            "VIP failures by tier and outcome class",
+            "Failed transactions of VIP clients per second per tier and outcome class "
+            "(technical, terminal, card, customer, fraud, unknown).",
+            "reqps",
+            [Query('sum by (tier, outcome) '
+                   '(rate(cardmon_vip_failures_total{tier=~"$tier"}[$__rate_interval]))',
+                   "{{tier}} {{outcome}}")],
+        ))
+        .with_panel(bar_gauge(
+            "VIP failures in range by outcome class",
+            "Failed transactions of VIP clients over the selected time range per outcome class. "
+            "Technical and terminal failures are the bank's fault; card and customer ones are "
+            "the client's situation.",
+            "short",
+            [Query('sum by (outcome) '
+                   '(increase(cardmon_vip_failures_total{tier=~"$tier"}[$__range]))',
+                   "{{outcome}}", instant=True)],
+        ))
+        .with_row(Row("Alerts to relationship managers"))
+        .with_panel(stat_panel(
+            "Alerts sent in range",
+            "Alert deliveries that succeeded over the selected time range, per delivery channel "
+            "(cardmon_alerts_total{status=\"sent\"}).",
+            "short",
+            [Query('sum by (channel) (increase(cardmon_alerts_total{status="sent"}[$__range]))',
+                   "{{channel}}", instant=True)],
+            width=8,
+        ))
+        .with_panel(stat_panel(
+            "Delivery retries and failures in range",
+            "Alert delivery attempts that will be retried (retry) or were given up (failed) "
+            "over the selected time range, per delivery channel and status.",
+            "short",
+            [Query('sum by (channel, status) '
+                   '(increase(cardmon_alerts_total{status=~"retry|failed"}[$__range]))',
+                   "{{channel}} {{status}}", instant=True)],
+            width=8, warn=1,
+        ))
+        .with_panel(stat_panel(
+            "Alerts pending in the outbox",
+            "Alerts waiting for delivery in the SQLite outbox (cardmon_alerts_pending). A "
+            "growing number means a delivery channel is down.",
+            "short",
+            [Query("sum(cardmon_alerts_pending)", "pending", instant=True)],
+            width=8, warn=10, alarm=100,
+        ))
+        .with_panel(timeseries_panel(
+            "Alert delivery attempts by channel and status",
+            "Alert delivery attempts per second per delivery channel and status (sent, retry, "
+            "failed): rate of cardmon_alerts_total.",
+            "reqps",
+            [Query("sum by (channel, status) (rate(cardmon_alerts_total[$__rate_interval]))",
+                   "{{channel}} {{status}}")],
+        ))
+        .with_panel(timeseries_panel(
+            "Undelivered share of attempts by channel",
+            "Share of alert delivery attempts that did not deliver (retry or failed) over 5 "
+            "minutes, per delivery channel (recording rule "
+            "channel:cardmon_alerts_undelivered_per_attempts:ratio_rate5m).",
+            "percentunit",
+            [Query("channel:cardmon_alerts_undelivered_per_attempts:ratio_rate5m", "{{channel}}")],
+            max_value=1,
+        ))
+        .with_panel(timeseries_panel(
+            "Alert delivery time p50 / p95 / p99",
+            "Seconds to deliver (or give up delivering) one alert attempt, per delivery channel "
+            "(cardmon_alert_delivery_duration_seconds histogram).",
+            "s",
+            [Query(f"histogram_quantile({q}, sum by (channel, le) "
+                   "(rate(cardmon_alert_delivery_duration_seconds_bucket[$__rate_interval])))",
+                   f"{{{{channel}}}} q{q}") for q in _QUANTILES],
+            width=24,
+        ))
+    )
