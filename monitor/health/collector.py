@@ -1,0 +1,117 @@
+"""Prometheus collector for terminal health, built from the :class:`HealthBook` at scrape time.
+
+Families (values documented in ``docs/terminal-health.md``):
+
+* ``cardmon_terminal_health_state{terminal_id}`` — one series per terminal, value
+  0 ok, 1 degraded, 2 failing, 3 silent, 4 offline (:class:`HealthState`);
+* ``cardmon_terminals{state}`` — terminals per state, every state present;
+* ``cardmon_terminal_component_state{terminal_id,component,state}`` — 1 for each
+  component that is not ``ok`` (ok components have no series);
+* ``cardmon_group_transactions{dimension,group,window}`` and
+  ``cardmon_group_failure_ratio{dimension,group,window}`` — bounded by ``max_groups``
+  per dimension (overflow in ``group="other"``);
+* ``cardmon_worst_terminal_failure_ratio{rank,terminal_id}`` — the top N.
+
+No child objects per terminal: each scrape takes the book's published frames (one
+reference each, never a half-evaluated book) and builds the families from them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Final
+
+import polars as pl
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+
+from monitor.health.state import HealthBook, HealthState
+
+__all__ = ["HealthCollector"]
+
+_STATE_NAME: Final = "cardmon_terminal_health_state"
+_STATE_HELP: Final = ("Health state of the terminal (ISO 8583 field 41): 0 ok, 1 degraded, 2 failing, "
+                      "3 silent, 4 offline; rules in rules/health.yaml.")
+_COUNT_NAME: Final = "cardmon_terminals"
+_COUNT_HELP: Final = "Terminals in each health state (ok, degraded, failing, silent, offline)."
+_COMPONENT_NAME: Final = "cardmon_terminal_component_state"
+_COMPONENT_HELP: Final = ("1 for each terminal component whose latest device status (card.terminal-status) "
+                          "is not ok; ok components have no series.")
+_GROUP_TXN_NAME: Final = "cardmon_group_transactions"
+_GROUP_TXN_HELP: Final = ("Transactions in the sliding window (window label) per region, branch, merchant "
+                          "or terminal model; groups beyond the configured maximum are summed in group other.")
+_GROUP_RATIO_NAME: Final = "cardmon_group_failure_ratio"
+_GROUP_RATIO_HELP: Final = ("Share (0..1) of the group's transactions in the sliding window that failed with "
+                            "a technical, terminal or card outcome (aggregate.classes in rules/health.yaml).")
+_WORST_NAME: Final = "cardmon_worst_terminal_failure_ratio"
+_WORST_HELP: Final = ("Failure ratio (0..1, technical+terminal+card) of the worst terminals over the "
+                      "aggregate.worst_window (default 1 h), rank 1 = worst; only terminals with the "
+                      "configured minimum volume.")
+
+
+class HealthCollector:
+    """The health families of a :class:`HealthBook`, registered like any collector.
+
+    Args:
+        book: the health book (evaluated elsewhere, e.g. by a scheduled job).
+        terminal_states: whether to expose ``cardmon_terminal_health_state`` here; set it
+            to ``False`` when a faster exposition path renders
+            :meth:`terminal_state_frame` instead.
+
+    Usage: ``registry.register(HealthCollector(book))``.
+    """
+
+    def __init__(self, book: HealthBook, *, terminal_states: bool = True) -> None:
+        self.book = book
+        self.terminal_states = terminal_states
+
+    def terminal_state_frame(self) -> pl.DataFrame:
+        """``terminal_id, value``: the per-terminal health state (see :meth:`HealthBook.terminal_state_frame`)."""
+        return self.book.terminal_state_frame()
+
+    def describe(self) -> Iterator[Metric]:
+        """Yield the families this collector exposes, without samples."""
+        if self.terminal_states:
+            yield GaugeMetricFamily(_STATE_NAME, _STATE_HELP, labels=["terminal_id"])
+        yield GaugeMetricFamily(_COUNT_NAME, _COUNT_HELP, labels=["state"])
+        yield GaugeMetricFamily(_COMPONENT_NAME, _COMPONENT_HELP, labels=["terminal_id", "component", "state"])
+        yield GaugeMetricFamily(_GROUP_TXN_NAME, _GROUP_TXN_HELP, labels=["dimension", "group", "window"])
+        yield GaugeMetricFamily(_GROUP_RATIO_NAME, _GROUP_RATIO_HELP, labels=["dimension", "group", "window"])
+        yield GaugeMetricFamily(_WORST_NAME, _WORST_HELP, labels=["rank", "terminal_id"])
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the families built from the book's last evaluation."""
+        book = self.book
+        if self.terminal_states:
+            states = book.terminal_state_frame()
+            family = GaugeMetricFamily(_STATE_NAME, _STATE_HELP, labels=["terminal_id"])
+            for terminal_id, value in states.iter_rows():
+                family.add_metric([terminal_id], value)
+            yield family
+
+        counts = GaugeMetricFamily(_COUNT_NAME, _COUNT_HELP, labels=["state"])
+        for state, count in sorted(book.states_count().items()):
+            counts.add_metric([HealthState(state).label], count)
+        yield counts
+
+        components = GaugeMetricFamily(_COMPONENT_NAME, _COMPONENT_HELP,
+                                       labels=["terminal_id", "component", "state"])
+        for terminal_id, component, state in book.components():
+            components.add_metric([terminal_id, component, state], 1)
+        yield components
+
+        groups = book.groups()
+        transactions = GaugeMetricFamily(_GROUP_TXN_NAME, _GROUP_TXN_HELP, labels=["dimension", "group", "window"])
+        ratios = GaugeMetricFamily(_GROUP_RATIO_NAME, _GROUP_RATIO_HELP, labels=["dimension", "group", "window"])
+        if groups.height:
+            for dimension, group, window, count, ratio in groups.select(
+                    "dimension", "group", "window", "transactions", "failure_ratio").iter_rows():
+                transactions.add_metric([dimension, group, window], count)
+                if ratio is not None:  # no traffic in this window: no ratio, not 0
+                    ratios.add_metric([dimension, group, window], ratio)
+        yield transactions
+        yield ratios
+
+        worst = GaugeMetricFamily(_WORST_NAME, _WORST_HELP, labels=["rank", "terminal_id"])
+        for rank, terminal_id, ratio in book.worst().select("rank", "terminal_id", "failure_ratio").iter_rows():
+            worst.add_metric([str(rank), terminal_id], ratio)
+        yield worst

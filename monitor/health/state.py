@@ -1,0 +1,417 @@
+"""Health state per terminal (ok, degraded, failing, silent, offline) and the book holding it.
+
+Rules: ``rules/health.yaml``, section ``state`` (documented in ``docs/terminal-health.md``).
+A terminal's state is the most severe rule it meets — offline > silent > failing >
+degraded > ok, which is also the order of the :class:`HealthState` values (the value of
+``cardmon_terminal_health_state``) — and it carries the reasons of every rule it meets,
+most severe first (e.g. ``"5m technical ratio 0.83 over 12 txns"``).
+
+Inputs of the :class:`HealthBook`, each from its own source:
+
+* :meth:`HealthBook.observe` — the classified batch frame (sliding windows);
+* :meth:`HealthBook.apply_status` — device status changes (``StatusConsumer``'s
+  ``on_change``), trusted to arrive in event-time order as ``DeviceStatusBook`` ensures;
+* :meth:`HealthBook.mark_silent` — the silent-detection job's result (replaces the set);
+* the terminal registry (optional): decommissioned terminals drop out, and it fills
+  the model, region, branch and merchant of the aggregation.
+
+:meth:`HealthBook.evaluate` recomputes everything and publishes immutable frames;
+readers (the Prometheus collector, on the HTTP server's thread) only take references.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import IntEnum
+from pathlib import Path
+from typing import Any, Final
+
+import polars as pl
+import yaml
+
+from monitor.health.aggregate import AggregateRules, group_stats, worst_terminals
+from monitor.health.status import DeviceStatusEvent
+from monitor.health.terminals import TerminalRegistryLoader
+from monitor.health.windows import FAILURE_CLASSES, TerminalWindows, WindowRules
+
+__all__ = ["HealthBook", "HealthRules", "HealthState", "StateRules"]
+
+
+class HealthState(IntEnum):
+    """Health state of a terminal; the value is ``cardmon_terminal_health_state``'s."""
+
+    OK = 0
+    DEGRADED = 1
+    FAILING = 2
+    SILENT = 3
+    OFFLINE = 4
+
+    @property
+    def label(self) -> str:
+        """Lower-case name, as in metric labels and the docs (``"failing"``)."""
+        return self.name.lower()
+
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_LEVELS: Final = {s.label: s for s in HealthState}
+
+
+def _components(value: Any, where: str) -> dict[str, tuple[str, ...]]:
+    if not isinstance(value, dict) or not all(
+            isinstance(v, list) and all(isinstance(s, str) for s in v) for v in value.values()):
+        raise ValueError(f"{where}.components must map a component to a list of states")
+    return {str(k): tuple(v) for k, v in value.items()}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StateRules:
+    """The ``state`` section of ``rules/health.yaml`` (meaning of each value there)."""
+
+    retention_seconds: int = 7 * 24 * 3600
+    offline_components: dict[str, tuple[str, ...]] = field(
+        default_factory=lambda: {"network": ("offline",)})
+    failing_window: str = "5m"
+    failing_classes: tuple[str, ...] = ("technical", "terminal")
+    failing_min_volume: int = 10
+    failing_ratio: float = 0.5
+    failing_consecutive_technical: int = 5
+    failing_components: dict[str, tuple[str, ...]] = field(default_factory=lambda: {
+        "card_reader": ("fault", "offline"), "cash_dispenser": ("fault", "offline"),
+        "pin_pad": ("fault", "offline")})
+    degraded_window: str = "1h"
+    degraded_classes: tuple[str, ...] = ("technical", "terminal", "card")
+    degraded_min_volume: int = 20
+    degraded_ratio: float = 0.2
+    degraded_latency_p99_seconds: float = 5.0
+    degraded_swipe_fallback_ratio: float = 0.1
+    degraded_chip_card_failure_ratio: float = 0.2
+    degraded_components: dict[str, tuple[str, ...]] = field(default_factory=lambda: {
+        "cassette": ("low", "empty"), "receipt_printer": ("low", "empty"),
+        "cash_dispenser": ("low", "empty")})
+
+    @classmethod
+    def from_mapping(cls, section: dict[str, Any]) -> StateRules:
+        """Build from the parsed ``state`` section (nested ``offline``/``failing``/``degraded``).
+
+        Raises:
+            ValueError: an unknown key, class or value out of range.
+        """
+        flat: dict[str, Any] = {}
+        for key, value in section.items():
+            if key in ("offline", "failing", "degraded"):
+                if not isinstance(value, dict):
+                    raise ValueError(f"state.{key} must be a mapping")
+                for sub, item in value.items():
+                    name = f"{key}_{sub}"
+                    if sub == "components":
+                        item = _components(item, f"state.{key}")
+                    elif sub == "classes":
+                        item = tuple(item)
+                        bad = sorted(set(item) - set(FAILURE_CLASSES))
+                        if bad or not item:
+                            raise ValueError(f"state.{key}.classes: unknown outcome class(es) {bad}")
+                    flat[name] = item
+            else:
+                flat[key] = value
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(flat) - known)
+        if unknown:
+            raise ValueError(f"unknown key(s) in 'state': {', '.join(unknown)}")
+        rules = cls(**flat)
+        for name in known:
+            value = getattr(rules, name)
+            if isinstance(value, int | float) and not isinstance(value, bool) and value <= 0:
+                raise ValueError(f"state: {name} must be positive, not {value!r}")
+        return rules
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HealthRules:
+    """All of ``rules/health.yaml`` that the book uses: ``windows``, ``state``, ``aggregate``."""
+
+    windows: WindowRules = field(default_factory=WindowRules)
+    state: StateRules = field(default_factory=StateRules)
+    aggregate: AggregateRules = field(default_factory=AggregateRules)
+
+    def __post_init__(self) -> None:
+        self.windows.span(self.state.failing_window)  # KeyError → caught by load
+        self.windows.span(self.state.degraded_window)
+        self.windows.span(self.aggregate.worst_window)
+
+    @classmethod
+    def load(cls, path: Path) -> HealthRules:
+        """Read the three sections (each optional: defaults) of a health rules file.
+
+        Raises:
+            ValueError: the file is unreadable, or a section is invalid or names a
+                window that ``windows`` does not define.
+        """
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as error:
+            raise ValueError(f"cannot read health rules {path}: {error}") from error
+        data = data if isinstance(data, dict) else {}
+        try:
+            return cls(
+                windows=WindowRules.from_mapping(data.get("windows") or {}),
+                state=StateRules.from_mapping(data.get("state") or {}),
+                aggregate=AggregateRules.from_mapping(data.get("aggregate") or {}),
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"{path}: {error}") from error
+
+
+def _micros(at: datetime) -> int:
+    return (at - _EPOCH) // timedelta(microseconds=1)
+
+
+def _ratio_reason(window: str, what: str, ratio: pl.Expr, volume: pl.Expr) -> pl.Expr:
+    return pl.format(f"{window} {what} ratio {{}} over {{}} txns", ratio.round(2), volume)
+
+
+def _component_frame(held: dict[tuple[str, str], tuple[str, datetime]],
+                     rules: StateRules) -> pl.DataFrame:
+    """``terminal_id`` + ``c_offline``/``c_failing``/``c_degraded`` reason lists, from non-ok components."""
+    level_of: dict[tuple[str, str], str] = {}
+    for level, mapping in (("degraded", rules.degraded_components), ("failing", rules.failing_components),
+                           ("offline", rules.offline_components)):
+        for component, states in mapping.items():
+            for state in states:
+                level_of[(component, state)] = level  # later (more severe) wins
+    rows = [(t, level_of.get((c, s)), f"{c} {s}") for (t, c), (s, _) in sorted(held.items())]
+    frame = pl.DataFrame(rows, schema={"terminal_id": pl.String, "level": pl.String, "reason": pl.String},
+                         orient="row")
+    wide = frame.filter(pl.col("level").is_not_null()).group_by("terminal_id").agg(
+        *[pl.col("reason").filter(pl.col("level") == level).alias(f"c_{level}")
+          for level in ("offline", "failing", "degraded")])
+    return frame.select("terminal_id").unique().join(wide, on="terminal_id", how="left")
+
+
+class HealthBook:
+    """Health state of every terminal, with its reasons and window statistics.
+
+    Args:
+        rules: windows, state and aggregation rules.
+        registry: terminal registry holder (decommissioned status; model, region, branch
+            and merchant for the aggregation), or ``None``.
+
+    Not thread-safe for writers: call ``observe``, ``apply_status``, ``mark_silent`` and
+    ``evaluate`` from one event loop; readers may call :meth:`snapshot` and the other
+    getters from any thread (they return immutable published frames).
+    """
+
+    def __init__(self, rules: HealthRules | None = None, *,
+                 registry: TerminalRegistryLoader | None = None) -> None:
+        self.rules = rules or HealthRules()
+        self.registry = registry
+        self.windows = TerminalWindows(self.rules.windows)
+        self._components: dict[tuple[str, str], tuple[str, datetime]] = {}  # <(terminal, component): (state, at)> non-ok only
+        self._status_seen: dict[str, datetime] = {}  # <terminal_id: latest status event time>
+        self._silent: dict[str, datetime] = {}  # <terminal_id: first marked silent (this spell)>
+        self._dropped: set[str] = set()  # dropped by retention; ignored by mark_silent until seen again
+        self._snapshot = self._empty_snapshot()
+        self._groups = pl.DataFrame()
+        self._worst = pl.DataFrame(schema={"rank": pl.UInt32, "terminal_id": pl.String,
+                                           "failure_ratio": pl.Float64, "transactions": pl.UInt32})
+        self._component_rows: list[tuple[str, str, str]] = []
+        self._counts: dict[HealthState, int] = dict.fromkeys(HealthState, 0)
+
+    def _empty_snapshot(self) -> pl.DataFrame:
+        return self.windows.stats().with_columns(
+            pl.lit(0, dtype=pl.UInt8).alias("state"), pl.lit("ok").alias("state_name"),
+            pl.lit([], dtype=pl.List(pl.String)).alias("reasons"))
+
+    # -- inputs ---------------------------------------------------------------------------
+
+    def observe(self, frame: pl.DataFrame, now: datetime | None = None) -> None:
+        """Feed one classified batch frame to the windows (see :meth:`TerminalWindows.observe`)."""
+        if frame.height and self._dropped:
+            self._dropped -= set(frame.get_column("terminal_id").unique().to_list())
+        self.windows.observe(frame, now)
+
+    def apply_status(self, events: Sequence[DeviceStatusEvent]) -> None:
+        """Take device status changes (``StatusConsumer(on_change=book.apply_status)``).
+
+        An event older than the one held for its component is ignored; ``ok`` clears
+        the component.
+        """
+        for event in sorted(events, key=lambda e: e.occurred_at):
+            key = (event.terminal_id, event.component)
+            held = self._components.get(key)
+            if held is not None and event.occurred_at < held[1]:
+                continue
+            if event.state == "ok":
+                self._components.pop(key, None)
+            else:
+                self._components[key] = (event.state, event.occurred_at)
+            seen = self._status_seen.get(event.terminal_id)
+            if seen is None or event.occurred_at > seen:
+                self._status_seen[event.terminal_id] = event.occurred_at
+            self._dropped.discard(event.terminal_id)
+
+    def mark_silent(self, ids: set[str], at: datetime) -> None:
+        """Replace the set of silent terminals (``schedule_silent_detection(..., book.mark_silent)``).
+
+        Args:
+            ids: every terminal the detector finds silent now.
+            at: when the detector ran (aware).
+        """
+        self._silent = {t: self._silent.get(t, at) for t in ids if t not in self._dropped}
+
+    # -- evaluation -----------------------------------------------------------------------
+
+    def evaluate(self, now: datetime) -> None:
+        """Recompute every terminal's state, the groups and the worst terminals; publish them.
+
+        The windows end at the event-time watermark, or at ``now`` if that is earlier.
+        Terminals decommissioned in the registry, or without a transaction or status event
+        for ``retention_seconds`` before ``now``, are dropped first.
+
+        Args:
+            now: the wall clock (aware).
+        """
+        rules = self.rules.state
+        self._drop(now)
+        watermark = self.windows.watermark
+        end = min(now, watermark) if watermark is not None else now
+        stats = self.windows.stats(end)
+        extra = set(self._silent) | {t for t, _ in self._components} | set(self._status_seen)
+        known = set(stats.get_column("terminal_id").to_list())
+        missing = sorted(extra - known)
+        if missing:
+            stats = pl.concat([stats, pl.DataFrame({"terminal_id": missing})], how="diagonal_relaxed")
+            stats = stats.with_columns(pl.col("^.*_(transactions|failures|chip_reads|swipe_fallbacks)$")
+                                       .fill_null(0), pl.col("consecutive_technical").fill_null(0),
+                                       pl.col("chip_seen").fill_null(False))
+            stats = stats.with_columns(pl.col(c).fill_null(0) for c in stats.columns
+                                       if c.endswith(FAILURE_CLASSES))
+        comps = _component_frame(self._components, rules)
+        silent = pl.DataFrame({"terminal_id": list(self._silent),
+                               "silent_since": list(self._silent.values())},
+                              schema={"terminal_id": pl.String, "silent_since": pl.Datetime("us", "UTC")})
+        frame = (stats.join(comps, on="terminal_id", how="left")
+                 .join(silent, on="terminal_id", how="left"))
+        frame = frame.with_columns(pl.col(f"c_{x}").fill_null([]) for x in ("offline", "failing", "degraded"))
+
+        fw, dw = rules.failing_window, rules.degraded_window
+        f_volume, d_volume = pl.col(f"{fw}_transactions"), pl.col(f"{dw}_transactions")
+        f_ratio = pl.sum_horizontal([pl.col(f"{fw}_{c}") for c in rules.failing_classes]) / f_volume
+        d_ratio = pl.sum_horizontal([pl.col(f"{dw}_{c}") for c in rules.degraded_classes]) / d_volume
+        d_enough = d_volume >= rules.degraded_min_volume
+        p99 = pl.col(f"{dw}_latency_p99_seconds")
+        fallback = pl.col(f"{dw}_swipe_fallback_ratio")
+        chip_card = pl.col(f"{dw}_chip_card_failure_ratio")
+        f_what = "+".join(rules.failing_classes)
+        d_what = "+".join(rules.degraded_classes)
+        # (level, condition, reason) for the window rules; component rules come as lists.
+        checks: list[tuple[HealthState, pl.Expr, pl.Expr]] = [
+            (HealthState.SILENT, pl.col("silent_since").is_not_null(),
+             pl.format("silent since {}", pl.col("silent_since").dt.strftime("%Y-%m-%dT%H:%M:%SZ"))),
+            (HealthState.FAILING, (f_volume >= rules.failing_min_volume) & (f_ratio >= rules.failing_ratio),
+             _ratio_reason(fw, f_what, f_ratio, f_volume)),
+            (HealthState.FAILING, pl.col("consecutive_technical") >= rules.failing_consecutive_technical,
+             pl.format("{} consecutive technical failures", pl.col("consecutive_technical"))),
+            (HealthState.DEGRADED, d_enough & (d_ratio >= rules.degraded_ratio),
+             _ratio_reason(dw, d_what, d_ratio, d_volume)),
+            (HealthState.DEGRADED, d_enough & (p99 > rules.degraded_latency_p99_seconds),
+             pl.format(f"{dw} latency p99 {{}} s over {{}} txns", p99.round(2), d_volume)),
+            (HealthState.DEGRADED, d_enough & (fallback >= rules.degraded_swipe_fallback_ratio),
+             pl.format(f"{dw} swipe fallback ratio {{}} over {{}} chip+swipe reads", fallback.round(2),
+                       pl.col(f"{dw}_chip_reads") + pl.col(f"{dw}_swipe_fallbacks"))),
+            (HealthState.DEGRADED, d_enough & (chip_card >= rules.degraded_chip_card_failure_ratio),
+             pl.format(f"{dw} card failures on chip reads ratio {{}} over {{}} chip reads",
+                       chip_card.round(2), pl.col(f"{dw}_chip_reads"))),
+        ]
+
+        def reasons_at(level: HealthState) -> list[pl.Expr]:
+            exprs = [pl.when(cond.fill_null(False)).then(msg) for lvl, cond, msg in checks if lvl == level]
+            column = {HealthState.OFFLINE: "c_offline", HealthState.FAILING: "c_failing",
+                      HealthState.DEGRADED: "c_degraded"}.get(level)
+            return exprs + ([pl.col(column)] if column else [])
+
+        ordered = [e for level in sorted(HealthState, reverse=True) if level for e in reasons_at(level)]
+        levels = [pl.when(cond.fill_null(False)).then(pl.lit(int(lvl))) for lvl, cond, _ in checks] + [
+            pl.when(pl.col(f"c_{x}").list.len() > 0).then(pl.lit(int(_LEVELS[x])))
+            for x in ("offline", "failing", "degraded")]
+        frame = frame.with_columns(
+            pl.max_horizontal(levels).fill_null(0).cast(pl.UInt8).alias("state"),
+            pl.concat_list(ordered).list.drop_nulls().alias("reasons"),
+        ).with_columns(
+            pl.col("state").replace_strict({int(s): s.label for s in HealthState},
+                                           return_dtype=pl.String).alias("state_name"),
+        ).drop("c_offline", "c_failing", "c_degraded").sort("terminal_id")
+
+        counts = dict.fromkeys(HealthState, 0)
+        for value, count in frame.group_by("state").len().iter_rows():
+            counts[HealthState(value)] = count
+        registry = self.registry.current if self.registry is not None else None
+        self._groups = group_stats(frame, self.rules.aggregate, self.rules.windows, registry)
+        self._worst = worst_terminals(frame, self.rules.aggregate)
+        self._component_rows = [(t, c, s) for (t, c), (s, _) in sorted(self._components.items())]
+        self._counts = counts
+        self._snapshot = frame
+
+    def _drop(self, now: datetime) -> None:
+        """Forget decommissioned terminals and those with no sign of life for ``retention``.
+
+        A sign of life is a transaction or a status event; a terminal known only from the
+        silent detector counts from when it was first marked silent.
+        """
+        cutoff_us = _micros(now - timedelta(seconds=self.rules.state.retention_seconds))
+        schema = {"terminal_id": pl.String, "last_us": pl.Int64}
+        activity = pl.concat([
+            self.windows.terminals.select("terminal_id", "last_us"),
+            pl.DataFrame([(t, _micros(at)) for t, at in self._status_seen.items()], schema=schema, orient="row"),
+            pl.DataFrame([(t, _micros(at)) for t, at in self._silent.items()], schema=schema, orient="row"),
+        ]).group_by("terminal_id").agg(pl.col("last_us").max())
+        stale = set(activity.filter(pl.col("last_us") < cutoff_us).get_column("terminal_id").to_list())
+        if self.registry is not None:
+            stale |= self.registry.current.decommissioned() & set(activity.get_column("terminal_id").to_list())
+        if not stale:
+            return
+        self.windows.forget(stale)
+        self._components = {k: v for k, v in self._components.items() if k[0] not in stale}
+        self._status_seen = {t: at for t, at in self._status_seen.items() if t not in stale}
+        self._silent = {t: at for t, at in self._silent.items() if t not in stale}
+        self._dropped |= stale
+
+    # -- published results ----------------------------------------------------------------
+
+    def snapshot(self) -> pl.DataFrame:
+        """The last evaluation: one row per terminal, sorted by ``terminal_id``.
+
+        Returns:
+            ``terminal_id``, ``state`` (UInt8, the :class:`HealthState` value),
+            ``state_name``, ``reasons`` (list of short strings, most severe first),
+            ``silent_since``, and the window statistics of :meth:`TerminalWindows.stats`.
+        """
+        return self._snapshot
+
+    def terminal_state_frame(self) -> pl.DataFrame:
+        """``terminal_id, value`` (UInt8 health state value), sorted: for a fast exposition path."""
+        return self._snapshot.select("terminal_id", pl.col("state").alias("value"))
+
+    def states_count(self) -> dict[HealthState, int]:
+        """Terminals per state at the last evaluation (every state present, 0 if none)."""
+        return dict(self._counts)
+
+    def state_of(self, terminal_id: str) -> tuple[HealthState, list[str]] | None:
+        """One terminal's state and reasons at the last evaluation, or ``None`` if unknown."""
+        row = self._snapshot.filter(pl.col("terminal_id") == terminal_id)
+        if row.height == 0:
+            return None
+        return HealthState(row.item(0, "state")), list(row.item(0, "reasons"))
+
+    def components(self) -> list[tuple[str, str, str]]:
+        """``(terminal_id, component, state)`` of every non-ok component at the last evaluation."""
+        return self._component_rows
+
+    def groups(self) -> pl.DataFrame:
+        """Per-group volumes and failure ratios at the last evaluation (see :func:`group_stats`)."""
+        return self._groups
+
+    def worst(self) -> pl.DataFrame:
+        """Top-N worst terminals at the last evaluation (see :func:`worst_terminals`)."""
+        return self._worst
