@@ -364,8 +364,10 @@ class HealthBook:
         activity = pl.concat([
             self.windows.terminals.select("terminal_id", "last_us"),
             pl.DataFrame([(t, _micros(at)) for t, at in self._status_seen.items()], schema=schema, orient="row"),
-            pl.DataFrame([(t, _micros(at)) for t, at in self._silent.items()], schema=schema, orient="row"),
         ]).group_by("terminal_id").agg(pl.col("last_us").max())
+        only_silent = pl.DataFrame([(t, _micros(at)) for t, at in self._silent.items()], schema=schema,
+                                   orient="row").join(activity, on="terminal_id", how="anti")
+        activity = pl.concat([activity, only_silent])
         stale = set(activity.filter(pl.col("last_us") < cutoff_us).get_column("terminal_id").to_list())
         if self.registry is not None:
             stale |= self.registry.current.decommissioned() & set(activity.get_column("terminal_id").to_list())

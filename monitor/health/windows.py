@@ -15,8 +15,8 @@ A window of length ``L`` in buckets of ``b`` ends at ``end`` and holds the bucke
 containing ``end`` plus the ``L/b - 1`` before it: it spans between ``L - b`` and ``L``,
 so an event leaves a window at most ``L`` after it happened. Storage is one polars
 frame per window (``terminal_id, bucket`` + UInt32 counts), merged from per-batch
-aggregates at most every :data:`_MAX_PENDING` batches and pruned of buckets that no
-window can reach.
+aggregates once they hold :data:`_MAX_PENDING_ROWS` rows and pruned of the buckets a
+window ending at the watermark can no longer reach.
 
 Per terminal (one row each, updated per batch): the latest event time, the run of
 consecutive technical failures at the end of its event stream (outcome ``technical``
@@ -25,8 +25,9 @@ all older than the terminal's latest event does not change the run), whether it 
 ever read a chip (only then is a swipe a *fallback*), and the latest non-null
 ``merchant_id``, ``region``, ``branch_id`` and ``channel`` it reported.
 
-Late events land in their own bucket as long as it is still kept (within the longest
-window of the watermark); older ones are counted in :attr:`TerminalWindows.late_dropped`.
+Late events land in their own bucket of each window that still reaches it (a window
+ending at the watermark); events older than the longest window of the watermark are
+counted in :attr:`TerminalWindows.late_dropped`.
 Event times later than the wall clock are capped to it, so a terminal with a fast
 clock cannot push the watermark into the future.
 """
@@ -68,9 +69,10 @@ DEFAULT_LATENCY_BUCKETS: Final[tuple[float, ...]] = (
 )
 #: Percentiles reported per window.
 QUANTILES: Final[tuple[tuple[str, float], ...]] = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
-#: Batch aggregates merged into a window frame at the latest after this many batches
-#: (each merge rewrites the recent part of the frame; 32 batches keep that rare).
-_MAX_PENDING: Final = 32
+#: Batch aggregates are merged into a window frame once they hold this many rows (or at
+#: :meth:`TerminalWindows.stats`): rare enough to keep merges cheap, small enough that
+#: a merge of 100,000 terminals does not double the memory (≈ 110 bytes per row).
+_MAX_PENDING_ROWS: Final = 200_000
 _US: Final = 1_000_000
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -308,10 +310,11 @@ class TerminalWindows:
         ]
         for store in self._stores.values():
             width = store.spec.bucket_seconds * _US
-            agg = (kept.lazy().group_by("terminal_id", (pl.col("t") // width).alias("bucket"))
+            agg = (kept.lazy().filter(pl.col("t") // width >= self._first_bucket(store.spec))
+                   .group_by("terminal_id", (pl.col("t") // width).alias("bucket"))
                    .agg(counts).select(list(self._schema)).collect())
             store.pending.append(agg)
-            if len(store.pending) >= _MAX_PENDING:
+            if sum(p.height for p in store.pending) >= _MAX_PENDING_ROWS:
                 self._compact(store)
 
     def _update_terminals(self, events: pl.DataFrame) -> None:
@@ -352,20 +355,28 @@ class TerminalWindows:
                       .agg(pl.col(list(self._counts)).sum()).select(list(self._schema)))
             store.frame = pl.concat([frame.filter(pl.col("bucket") < lowest), merged])
         if self.watermark_us is not None:
-            width = store.spec.bucket_seconds * _US
-            # Keep what the longest window can still reach: late events may land there.
-            first = (self.watermark_us - self._longest_us) // width
-            store.frame = store.frame.filter(pl.col("bucket") >= first)
+            store.frame = store.frame.filter(pl.col("bucket") >= self._first_bucket(store.spec))
+
+    def _first_bucket(self, spec: WindowSpec) -> int:
+        """Oldest bucket of ``spec`` that a window ending at the watermark can reach."""
+        assert self.watermark_us is not None
+        return self.watermark_us // (spec.bucket_seconds * _US) - spec.buckets + 1
+
+    def bucket_rows(self) -> dict[str, int]:
+        """``{window name: (terminal, bucket) rows held}`` after merging pending batches."""
+        for store in self._stores.values():
+            self._compact(store)
+        return {name: store.frame.height for name, store in self._stores.items()}
 
     def forget(self, terminal_ids: set[str]) -> None:
         """Drop every trace of these terminals (decommissioned, retention passed)."""
         if not terminal_ids:
             return
-        gone = pl.Series(sorted(terminal_ids), dtype=pl.String)
+        gone = pl.DataFrame({"terminal_id": sorted(terminal_ids)}, schema={"terminal_id": pl.String})
         for store in self._stores.values():
             self._compact(store)
-            store.frame = store.frame.filter(~pl.col("terminal_id").is_in(gone))
-        self._terminals = self._terminals.filter(~pl.col("terminal_id").is_in(gone))
+            store.frame = store.frame.join(gone, on="terminal_id", how="anti", maintain_order="left")
+        self._terminals = self._terminals.join(gone, on="terminal_id", how="anti", maintain_order="left")
 
     def estimated_size(self) -> int:
         """Bytes held by the window frames and the terminal table (polars' estimate)."""
