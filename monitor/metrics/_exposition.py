@@ -178,10 +178,15 @@ class FrameFamily(Metric):
             parts += [pl.lit(('{' if index == 0 else ',') + f'{label}="'),
                       _escape_label_value(label), pl.lit('"')]
         parts += [pl.lit("} " if self._labels else " "), _format_value("value")]
-        lines = self._frame.select(
-            pl.concat_str(pl.lit(name), *parts).str.join("\n").alias("text")
+        # One Rust-side string for the whole family; the Binary cast hands it to Python as
+        # bytes in one copy (no intermediate str of the same size).
+        text = self._frame.select(
+            pl.concat_str(
+                pl.lit(header), pl.concat_str(pl.lit(name), *parts).str.join("\n"), pl.lit("\n")
+            ).cast(pl.Binary)
         ).item()
-        return b"".join((header.encode(), lines.encode(), b"\n"))
+        assert isinstance(text, bytes)
+        return text
 
 
 class FrameCollector:
@@ -247,8 +252,8 @@ class _FastPart:
 
     def __init__(self, families: tuple[FrameFamily, ...]) -> None:
         self.families: Final = families  # held, so their identities stay unique
-        self.text: Final = b"".join(family.text() for family in families)
-        self._gzip: tuple[bytes, zlib._Compress] | None = None  # (compressed text, compressor)
+        self.texts: Final = tuple(family.text() for family in families)  # not joined: ~28 MiB
+        self._gzip: tuple[bytes, zlib._Compress] | None = None  # (compressed texts, compressor)
 
     def matches(self, families: tuple[FrameFamily, ...]) -> bool:
         return len(families) == len(self.families) and all(
@@ -256,10 +261,10 @@ class _FastPart:
         )
 
     def gzip(self, tail: bytes) -> bytes:
-        """One gzip member of ``text + tail``; ``text`` is compressed once per version."""
+        """One gzip member of the texts then ``tail``; the texts are compressed once."""
         if self._gzip is None:
             compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
-            self._gzip = (compressor.compress(self.text), compressor)
+            self._gzip = (b"".join(map(compressor.compress, self.texts)), compressor)
         head, compressor = self._gzip
         finish = compressor.copy()  # the gzip CRC and length carry over in the copy
         return b"".join((head, finish.compress(tail), finish.flush()))
@@ -298,7 +303,7 @@ class Exposition:
     def render(self) -> list[bytes]:
         """The text format 0.0.4 body, as chunks to write in order (not joined: 28 MiB at scale)."""
         part, rest = self._collect()
-        return [part.text, rest]
+        return [*part.texts, rest]
 
     def render_gzip(self) -> bytes:
         """The same body, gzip-compressed (level :data:`GZIP_LEVEL`), as one gzip member."""
