@@ -1,0 +1,366 @@
+"""The schema of a scenario file (``simulators/scenarios/*.yaml``), validated on load.
+
+Pydantic models, frozen and closed (``extra="forbid"``): a misspelt key is an
+error naming the key and its place in the file, not a silently ignored setting.
+Cross-references are checked too: every visit and fault names a declared
+terminal, every VIP a declared manager, every expectation a declared client.
+
+Offsets (``*_s``) are seconds of event time after the scenario's ``start``.
+Money is integer minor units with an ISO 4217 currency.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+import yaml
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+from monitor.alerts.model import Manager
+from monitor.events import OUTCOMES
+
+__all__ = [
+    "AlertExpectations",
+    "CardSpec",
+    "CardWave",
+    "ChipDegradation",
+    "ClientExpectation",
+    "Expectations",
+    "Fault",
+    "Flapping",
+    "IssuerOutage",
+    "MetricExpectation",
+    "Range",
+    "Scenario",
+    "ScenarioError",
+    "Silent",
+    "TerminalExpectation",
+    "TerminalFault",
+    "TerminalSpec",
+    "Traffic",
+    "VipSpec",
+    "Visit",
+    "load_scenario",
+]
+
+_closed = ConfigDict(frozen=True, extra="forbid")
+_Code = Annotated[str, Field(pattern=r"^[0-9A-Z]{2}$")]  # ISO 8583 field 39
+_Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]  # ISO 4217
+Outcome = Literal["approved", "technical", "terminal", "card", "customer", "fraud", "unknown"]
+assert set(OUTCOMES) == set(Outcome.__args__)  # type: ignore[attr-defined]
+
+
+class ScenarioError(ValueError):
+    """A scenario file is missing, unreadable or breaks the schema (the message says where)."""
+
+
+class Range(BaseModel):
+    """An expected number: ``3`` (exactly) or ``{min: 1, max: 5}`` (either bound optional)."""
+
+    model_config = _closed
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _exact(cls, value: Any) -> Any:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return {"min": value, "max": value}
+        return value
+
+    def contains(self, value: float) -> bool:
+        """Whether ``value`` is within the bounds (inclusive)."""
+        return (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
+
+    def __str__(self) -> str:
+        if self.min is not None and self.min == self.max:
+            return f"{self.min:g}"
+        low = "" if self.min is None else f">= {self.min:g}"
+        high = "" if self.max is None else f"<= {self.max:g}"
+        return " and ".join(part for part in (low, high) if part) or "any"
+
+
+class TerminalSpec(BaseModel):
+    """A terminal of the scenario's fleet (ISO 8583 field 41 ``terminal_id``)."""
+
+    model_config = _closed
+    terminal_id: str = Field(pattern=r"^[\x21-\x7e]{1,16}$")
+    channel: Literal["ATM", "POS"]
+    city: str
+    region: str
+    currency: _Currency = "EUR"  # the currency it dispenses or sells in
+    branch_id: str | None = None
+    merchant_id: str | None = None
+    timezone: str = "UTC"  # IANA zone of opening_hours
+    opening_hours: str = "24/7"  # grammar of monitor.health.terminals
+    #: False for a terminal that only sees scripted visits (a foreign ATM).
+    background: bool = True
+
+
+class Fleet(BaseModel):
+    """The terminals."""
+
+    model_config = _closed
+    terminals: tuple[TerminalSpec, ...] = Field(min_length=1)
+
+
+class CardSpec(BaseModel):
+    """A VIP's card as events show it: a token and a PCI DSS masked PAN."""
+
+    model_config = _closed
+    card_ref: str
+    pan_masked: str = Field(pattern=r"^[0-9]{6}\*{6}[0-9]{4}$")
+
+
+class VipSpec(BaseModel):
+    """A VIP client: tier, relationship manager, cards."""
+
+    model_config = _closed
+    customer_id: str
+    name: str
+    tier: str
+    manager_id: str
+    cards: tuple[CardSpec, ...] = Field(min_length=1)
+
+
+class Traffic(BaseModel):
+    """Background traffic of ordinary clients (never VIPs)."""
+
+    model_config = _closed
+    duration_s: float = Field(gt=0)
+    rate: float = Field(gt=0)  # events per second of event time, across the fleet
+    customers: int = Field(default=500, ge=1)
+    #: Normal declines: response code -> probability (the rest is 00).
+    declines: dict[_Code, float] = {"51": 0.015, "55": 0.008, "05": 0.008, "54": 0.004}
+
+
+class Visit(BaseModel):
+    """A scripted transaction of a VIP client at ``at_s``.
+
+    Approved (``00``) unless a fault hits it or ``response_code`` (the issuer's own
+    answer, e.g. a fraud rule) is given; normal random declines never apply to visits.
+    """
+
+    model_config = _closed
+    at_s: float = Field(ge=0)
+    customer_id: str
+    terminal_id: str
+    card: int = Field(default=0, ge=0)  # index into the client's cards
+    amount_minor: int | None = Field(default=None, ge=0)
+    currency: _Currency | None = None  # default: the terminal's
+    response_code: _Code | None = None  # the issuer's own answer, faults notwithstanding
+    entry_mode: Literal["chip", "contactless", "swipe"] | None = None  # default: drawn
+
+
+class TerminalFault(BaseModel):
+    """One terminal fails everything from ``start_s`` to ``end_s``; ``response_code: null`` times out."""
+
+    model_config = _closed
+    kind: Literal["terminal_fault"]
+    terminal_id: str
+    start_s: float = Field(ge=0)
+    end_s: float | None = None
+    response_code: _Code | None = "58"
+
+
+class Flapping(BaseModel):
+    """A terminal fails for ``period_s``, recovers for ``period_s``, and so on, from ``start_s``."""
+
+    model_config = _closed
+    kind: Literal["flapping"]
+    terminal_id: str
+    start_s: float = Field(ge=0)
+    end_s: float | None = None
+    period_s: float = Field(default=30.0, gt=0)
+    response_code: _Code | None = "91"
+
+
+class Silent(BaseModel):
+    """A terminal sends nothing from ``start_s`` to ``end_s`` (power, network, or a frozen application)."""
+
+    model_config = _closed
+    kind: Literal["silent"]
+    terminal_id: str
+    start_s: float = Field(ge=0)
+    end_s: float | None = None
+
+
+class ChipDegradation(BaseModel):
+    """A chip reader wearing out: from ``start_s`` a share of chip reads fail, rising linearly to
+    ``max_failure_share`` at ``full_at_s``; a failed read falls back to the stripe (``swipe``)
+    with probability ``fallback_share``, else the card is declined with ``response_code``."""
+
+    model_config = _closed
+    kind: Literal["chip_degradation"]
+    terminal_id: str
+    start_s: float = Field(ge=0)
+    full_at_s: float = Field(gt=0)
+    max_failure_share: float = Field(default=0.6, gt=0, le=1)
+    fallback_share: float = Field(default=0.5, ge=0, le=1)
+    response_code: _Code = "Q1"  # Visa: card authentication failed (card class)
+
+
+class IssuerOutage(BaseModel):
+    """Issuer or switch down: ``share`` of all transactions in the window get ``response_code`` (slowly)."""
+
+    model_config = _closed
+    kind: Literal["issuer_outage"]
+    start_s: float = Field(ge=0)
+    duration_s: float = Field(gt=0)
+    share: float = Field(default=0.9, gt=0, le=1)
+    response_code: _Code = "91"
+
+
+class CardWave(BaseModel):
+    """A wave of card declines across the fleet (e.g. a batch of cards expiring): ``share`` get ``response_code``."""
+
+    model_config = _closed
+    kind: Literal["card_wave"]
+    start_s: float = Field(ge=0)
+    duration_s: float = Field(gt=0)
+    share: float = Field(default=0.3, gt=0, le=1)
+    response_code: _Code = "54"
+
+
+Fault = Annotated[TerminalFault | Flapping | Silent | ChipDegradation | IssuerOutage | CardWave,
+                  Field(discriminator="kind")]
+
+
+class ClientExpectation(BaseModel):
+    """What one client's manager should receive (``alerts: 0`` for none)."""
+
+    model_config = _closed
+    customer_id: str
+    alerts: Range
+    manager_id: str | None = None
+    severity: Literal["low", "medium", "high", "critical"] | None = None  # of each of its alerts
+    outcomes: tuple[Outcome, ...] | None = None  # exact set over the alerts' events
+    events: Range | None = None  # failed transactions in its alerts
+    currencies: tuple[_Currency, ...] | None = None
+    terminals: tuple[str, ...] | None = None
+
+
+class AlertExpectations(BaseModel):
+    """Alerts in the store: total, per client, per manager."""
+
+    model_config = _closed
+    total: Range | None = None
+    clients: tuple[ClientExpectation, ...] = ()
+    managers: dict[str, Range] = {}
+
+
+class MetricExpectation(BaseModel):
+    """The sum of a metric's samples whose labels include ``labels``."""
+
+    model_config = _closed
+    metric: str = Field(pattern=r"^cardmon_[a-z0-9_]+$")
+    labels: dict[str, str] = {}
+    value: Range
+
+
+class FailingTerminals(BaseModel):
+    """Exactly these terminals show failures of these outcome classes."""
+
+    model_config = _closed
+    outcomes: tuple[Outcome, ...] = ("technical", "terminal")
+    terminal_ids: tuple[str, ...]
+
+
+class TerminalExpectation(BaseModel):
+    """Per-terminal metrics of one terminal."""
+
+    model_config = _closed
+    terminal_id: str
+    transactions: Range | None = None
+    failures: dict[Outcome, Range] = {}
+    #: Offset of its last transaction (``cardmon_terminal_last_transaction_timestamp_seconds``).
+    last_transaction_offset_s: Range | None = None
+
+
+class TerminalExpectations(BaseModel):
+    """Terminal-level expectations."""
+
+    model_config = _closed
+    failing: FailingTerminals | None = None
+    each: tuple[TerminalExpectation, ...] = ()
+
+
+class Expectations(BaseModel):
+    """The known answer."""
+
+    model_config = _closed
+    alerts: AlertExpectations = AlertExpectations()
+    metrics: tuple[MetricExpectation, ...] = ()
+    terminals: TerminalExpectations = TerminalExpectations()
+
+
+class Scenario(BaseModel):
+    """One scenario file."""
+
+    model_config = _closed
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    description: str
+    seed: int = 7
+    start: AwareDatetime
+    fleet: Fleet
+    managers: tuple[Manager, ...]
+    vips: tuple[VipSpec, ...] = ()
+    traffic: Traffic
+    visits: tuple[Visit, ...] = ()
+    faults: tuple[Fault, ...] = ()
+    expect: Expectations
+
+    @model_validator(mode="after")
+    def _references(self) -> Self:
+        terminals = {t.terminal_id for t in self.fleet.terminals}
+        managers = {m.manager_id for m in self.managers}
+        vips = {v.customer_id: v for v in self.vips}
+        problems = [f"vip {v.customer_id}: unknown manager {v.manager_id}"
+                    for v in self.vips if v.manager_id not in managers]
+        for visit in self.visits:
+            if visit.terminal_id not in terminals:
+                problems.append(f"visit at {visit.at_s:g} s: unknown terminal {visit.terminal_id}")
+            if visit.customer_id not in vips:
+                problems.append(f"visit at {visit.at_s:g} s: unknown VIP {visit.customer_id}")
+            elif visit.card >= len(vips[visit.customer_id].cards):
+                problems.append(f"visit at {visit.at_s:g} s: {visit.customer_id} has no card {visit.card}")
+        problems += [f"fault {f.kind}: unknown terminal {f.terminal_id}" for f in self.faults
+                     if hasattr(f, "terminal_id") and f.terminal_id not in terminals]
+        problems += [f"expect.alerts.clients: unknown VIP {c.customer_id}"
+                     for c in self.expect.alerts.clients if c.customer_id not in vips]
+        problems += [f"expect.alerts.managers: unknown manager {m}"
+                     for m in self.expect.alerts.managers if m not in managers]
+        named = [t.terminal_id for t in self.expect.terminals.each]
+        if self.expect.terminals.failing is not None:
+            named += self.expect.terminals.failing.terminal_ids
+        problems += [f"expect.terminals: unknown terminal {t}" for t in named if t not in terminals]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate one scenario file.
+
+    Raises:
+        ScenarioError: the file is missing, is not YAML, or breaks the schema; the
+            message names the file and each offending key.
+    """
+    source = Path(path)
+    try:
+        data = yaml.safe_load(source.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as error:
+        raise ScenarioError(f"{source}: {error}") from error
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as error:
+        lines = [f"{'.'.join(map(str, e['loc'])) or '(file)'}: {e['msg']}" for e in error.errors()]
+        raise ScenarioError(f"{source}: invalid scenario\n  " + "\n  ".join(lines)) from error
