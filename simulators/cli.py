@@ -1,10 +1,16 @@
 """``cardmon simulate``: send recorded or synthetic card transactions to Kafka.
 
-Two commands, both ending in :func:`simulators.producer.produce`:
+Commands ending in :func:`simulators.producer.produce`:
 
 * ``tabformer PATH``: replay an IBM TabFormer CSV (:mod:`simulators.tabformer`);
 * ``synthetic``: a fleet of ATMs and POS terminals with injected faults
-  (:mod:`simulators.synthetic`), optionally writing its VIP registry CSVs.
+  (:mod:`simulators.synthetic`), optionally writing its VIP registry CSVs;
+* ``registry DIR``: only write the synthetic fleet's VIP registry (for a monitor
+  that starts before the simulator, as in ``docker-compose.yml``);
+* ``replay PATH``: recorded canonical-schema traffic (JSON lines, CSV, Parquet;
+  :mod:`simulators.replay`);
+* ``scenario NAME [--check]``: a fault scenario of the library through Kafka and
+  a monitor, compared with its expected outcome (:mod:`simulators.scenario`).
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from aiokafka.errors import KafkaError
 from rich.console import Console
 
 from simulators.producer import produce
+from simulators.replay import RecordingFormatError, replay
+from simulators.scenario import ScenarioError, list_scenarios, resolve_scenario, run_scenario
 from simulators.synthetic import build_fleet, default_faults, synthetic_events, write_registry
 from simulators.tabformer import TabFormerFormatError, frame_events, read_tabformer
 
@@ -127,3 +135,98 @@ def synthetic(
     total = round(rate * duration) if duration else None
     _send(events, bootstrap_servers=bootstrap_servers, topic=topic, speed=speed or None,
           rebase_to_now=False, progress=progress, total=total)
+
+
+@app.command()
+def registry(
+    directory: Annotated[Path, typer.Argument(file_okay=False, help="Folder for customers.csv and managers.csv.")],
+    terminals: Annotated[int, typer.Option(min=2, help="As for `synthetic`.")] = 50,
+    customers: Annotated[int, typer.Option(min=1, help="As for `synthetic`.")] = 2_000,
+    vips: Annotated[int, typer.Option(min=0, help="As for `synthetic`.")] = 24,
+    seed: Annotated[int, typer.Option(help="As for `synthetic`: the same seed gives the same clients.")] = 7,
+    webhook_base_url: Annotated[str | None, typer.Option(help="As for `synthetic`.")] = None,
+) -> None:
+    """Write the synthetic fleet's VIP registry only (no traffic)."""
+    if vips > customers:
+        raise typer.BadParameter("cannot exceed --customers", param_hint="--vips")
+    fleet = build_fleet(terminals=terminals, customers=customers, vips=vips,
+                        webhook_base_url=webhook_base_url, seed=seed)
+    customers_path, managers_path = write_registry(fleet, directory)
+    _console.print(f"VIP registry written: {customers_path}, {managers_path}")
+
+
+@app.command("replay")
+def replay_command(
+    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Recording file.")],
+    bootstrap_servers: BootstrapOption = _DEFAULT_BOOTSTRAP,
+    topic: TopicOption = _DEFAULT_TOPIC,
+    fmt: Annotated[str, typer.Option(
+        "--format", help="auto (by suffix), jsonl, csv or parquet.")] = "auto",
+    speed: Annotated[float, typer.Option(
+        min=0.0, help="Multiple of real time, keeping the gaps; 0 sends as fast as possible.")] = 0.0,
+    loop: Annotated[int, typer.Option(
+        min=0, help="Play the recording N times (each loop later, event IDs suffixed -L{n}); 0 = forever.",
+    )] = 1,
+    rebase_to_now: Annotated[bool, typer.Option(
+        help="Shift all timestamps so the first event happens now (gaps kept).")] = False,
+    jitter: Annotated[float, typer.Option(
+        min=0.0, help="Move each event by a random offset within ± this many seconds.")] = 0.0,
+    seed: Annotated[int, typer.Option(help="Seed of the jitter: same seed, same replay.")] = 0,
+    progress: ProgressOption = True,
+) -> None:
+    """Replay recorded canonical-schema traffic (JSON lines, CSV or Parquet)."""
+    if fmt not in ("auto", "jsonl", "csv", "parquet"):
+        raise typer.BadParameter(f"unknown format {fmt!r}", param_hint="--format")
+    try:
+        sent = asyncio.run(replay(
+            path, bootstrap_servers=bootstrap_servers, topic=topic, fmt=fmt,  # type: ignore[arg-type]
+            speed=speed or None, loops=loop or None, rebase_to_now=rebase_to_now,
+            jitter_s=jitter, seed=seed, progress=progress,
+        ))
+    except RecordingFormatError as error:
+        _console.print(f"[red]{error}[/red]")
+        raise typer.Exit(1) from error
+    except KafkaError as error:
+        _console.print(f"[red]Kafka at {bootstrap_servers} failed:[/red] {error}")
+        raise typer.Exit(1) from error
+    _console.print(f"sent {sent} event(s) to {topic} at {bootstrap_servers}")
+
+
+@app.command()
+def scenario(
+    name: Annotated[str | None, typer.Argument(
+        help="Scenario name (see --list) or path of a scenario file.")] = None,
+    check: Annotated[bool, typer.Option(
+        "--check", help="Compare with the expected outcome; exit 1 if any expectation fails.")] = False,
+    list_: Annotated[bool, typer.Option("--list", help="List the scenario library.")] = False,
+    bootstrap_servers: Annotated[str | None, typer.Option(
+        "--bootstrap-servers", envvar="KAFKA_BOOTSTRAP_SERVERS",
+        help="An existing Kafka; default: the embedded broker.")] = None,
+    workdir: Annotated[Path | None, typer.Option(
+        file_okay=False, help="Keep the registry, alert store and alerts.jsonl here.")] = None,
+    timeout: Annotated[float, typer.Option(min=1.0, help="Seconds to wait for the monitor.")] = 60.0,
+) -> None:
+    """Run a fault scenario through Kafka and the monitor (embedded broker unless given)."""
+    if list_:
+        for known in list_scenarios():
+            description = resolve_scenario(known).description
+            typer.echo(f"{known:<20} {description.split('. ')[0].strip()}")
+        return
+    if name is None:
+        raise typer.BadParameter("give a scenario name or --list", param_hint="NAME")
+    try:
+        loaded = resolve_scenario(name)
+    except ScenarioError as error:
+        _console.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from error
+    try:
+        report = asyncio.run(run_scenario(loaded, bootstrap_servers=bootstrap_servers,
+                                          workdir=workdir, timeout=timeout))
+    except (KafkaError, TimeoutError) as error:
+        _console.print(f"[red]scenario {loaded.name} could not run:[/red] {error}")
+        raise typer.Exit(1) from error
+    if check:
+        typer.echo(report.render())
+        raise typer.Exit(0 if report.passed else 1)
+    typer.echo(f"scenario {report.scenario}: {report.produced} events, "
+               f"{report.consumed} consumed in {report.seconds:.1f} s")
