@@ -5,13 +5,13 @@ from monitor.health.aggregate import AggregateRules, group_stats, worst_terminal
 from monitor.health.collector import HealthCollector
 from monitor.health.scheduling import SchedulerJobMetrics, schedule_silent_detection
 from monitor.health.silent import Baseline, SilentDetector, SilentRules, learn_baseline
+from monitor.health.state import HealthBook, HealthRules, HealthState, StateRules
 from monitor.health.status import (
     DeviceStatusBook,
     DeviceStatusEvent,
     StatusConsumer,
     decode_status_batch,
 )
-from monitor.health.state import HealthBook, HealthRules, HealthState, StateRules
 from monitor.health.terminals import Terminal, TerminalRegistry, TerminalRegistryLoader, is_open
 from monitor.health.windows import TerminalWindows, WindowRules, WindowSpec
 

@@ -89,8 +89,8 @@ class HealthCollector:
             yield family
 
         counts = GaugeMetricFamily(_COUNT_NAME, _COUNT_HELP, labels=["state"])
-        for state, count in sorted(book.states_count().items()):
-            counts.add_metric([HealthState(state).label], count)
+        for health_state, count in sorted(book.states_count().items()):
+            counts.add_metric([HealthState(health_state).label], count)
         yield counts
 
         components = GaugeMetricFamily(_COMPONENT_NAME, _COMPONENT_HELP,

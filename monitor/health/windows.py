@@ -380,9 +380,9 @@ class TerminalWindows:
 
     def estimated_size(self) -> int:
         """Bytes held by the window frames and the terminal table (polars' estimate)."""
-        return (self._terminals.estimated_size()
-                + sum(s.frame.estimated_size() + sum(p.estimated_size() for p in s.pending)
-                      for s in self._stores.values()))
+        return int(self._terminals.estimated_size()
+                   + sum(s.frame.estimated_size() + sum(p.estimated_size() for p in s.pending)
+                         for s in self._stores.values()))
 
     def stats(self, end: datetime | None = None) -> pl.DataFrame:
         """Statistics of every known terminal for every window ending at ``end``.

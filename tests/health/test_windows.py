@@ -165,7 +165,7 @@ def test_memory_per_terminal_for_an_hour_of_traffic(batch: Batch) -> None:
     template = batch([{"terminal_id": "x", "at": 0}])
     for minute in range(60):
         frame = pl.DataFrame({"terminal_id": ids}).join(template.drop("terminal_id"), how="cross").with_columns(
-            (pl.col("occurred_at") + pl.duration(minutes=minute)))
+            pl.col("occurred_at") + pl.duration(minutes=minute))
         windows.observe(frame, now=at(minute * 60 + 1))
     rows = windows.bucket_rows()
     assert rows == {"5m": terminals * 5, "1h": terminals * 12}
