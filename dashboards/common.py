@@ -35,6 +35,8 @@ from grafana_foundation_sdk.builders.dashboard import (
     ThresholdsConfig,
 )
 from grafana_foundation_sdk.builders.prometheus import Dataquery
+from grafana_foundation_sdk.cog import variants
+from grafana_foundation_sdk.cog.builder import Builder
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.common import (
     BarGaugeDisplayMode,
@@ -102,8 +104,9 @@ class Query:
     instant: bool = False
 
 
-def _targets(queries: Sequence[Query], *, table_format: bool = False) -> list[Dataquery]:
-    targets = []
+def _targets(queries: Sequence[Query], *, table_format: bool = False,
+             ) -> list[Builder[variants.Dataquery]]:
+    targets: list[Builder[variants.Dataquery]] = []
     for index, query in enumerate(queries):
         target = (
             Dataquery()
