@@ -1,0 +1,130 @@
+"""The scenario library: every scenario passes end to end, the schema refuses bad files, the checker can fail."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from monitor.cli import app as cardmon
+from simulators.scenario import (
+    SCENARIOS_DIR,
+    ScenarioError,
+    list_scenarios,
+    load_scenario,
+    resolve_scenario,
+    run_scenario,
+    scenario_events,
+)
+
+LIBRARY = list_scenarios()
+REQUIRED = {"issuer-outage", "atm-failing", "chip-degradation", "silent-pos", "flapping-terminal",
+            "vip-abroad", "expired-cards"}
+
+
+def test_library_has_the_required_scenarios() -> None:
+    """The library holds at least the seven scenarios the issue names, each valid against the schema."""
+    assert REQUIRED <= set(LIBRARY)
+    for name in LIBRARY:
+        assert resolve_scenario(name).name == name
+
+
+def test_generation_is_deterministic_and_seeded() -> None:
+    """The same scenario generates the same events byte for byte; another seed changes the background traffic."""
+    scenario = resolve_scenario("issuer-outage")
+    first, second = list(scenario_events(scenario)), list(scenario_events(scenario))
+    assert first == second
+    other = list(scenario_events(scenario.model_copy(update={"seed": scenario.seed + 1})))
+    assert [e["card_ref"] for e in other] != [e["card_ref"] for e in first]
+
+
+def test_faults_shape_the_traffic() -> None:
+    """The silent POS sends nothing after its silence starts and the flapping ATM fails only in its odd half-minutes."""
+    silent = resolve_scenario("silent-pos")
+    start = silent.start.timestamp()
+    late = [e for e in scenario_events(silent) if e["terminal_id"] == "PBOD0009"
+            and _ts(e["occurred_at"]) - start >= 600]
+    assert late == []
+    flapping = resolve_scenario("flapping-terminal")
+    start = flapping.start.timestamp()
+    for event in scenario_events(flapping):
+        if event["terminal_id"] != "AMRS0003":
+            continue
+        offset = _ts(event["occurred_at"]) - start
+        failing = 300 <= offset < 1500 and int((offset - 300) // 30) % 2 == 0
+        assert (event["status"] == "timeout") == failing, (offset, event["status"])
+
+
+def _ts(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()
+
+
+def test_schema_errors_name_the_key(tmp_path: Path) -> None:
+    """A misspelt key, an unknown terminal in a fault and a naive start are refused with their place in the file."""
+    data = yaml.safe_load((SCENARIOS_DIR / "atm-failing.yaml").read_text(encoding="utf-8"))
+    data["faults"][0]["terminal_id"] = "NOPE0001"
+    data["traffic"]["rte"] = 3
+    data["start"] = "2026-03-02T09:00:00"
+    path = tmp_path / "broken.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    with pytest.raises(ScenarioError) as error:
+        load_scenario(path)
+    text = str(error.value)
+    assert "traffic.rte" in text and "start" in text and str(path) in text
+    del data["traffic"]["rte"]
+    data["start"] = "2026-03-02T09:00:00+01:00"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    with pytest.raises(ScenarioError, match="unknown terminal NOPE0001"):
+        load_scenario(path)
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("name", LIBRARY)
+async def test_scenario_passes_end_to_end(name: str, kafka_bootstrap: str, tmp_path: Path) -> None:
+    """Each scenario, run through the real broker and a MonitorApp, meets every expectation in its file."""
+    report = await run_scenario(resolve_scenario(name), bootstrap_servers=kafka_bootstrap,
+                                workdir=tmp_path, timeout=60)
+    assert report.passed, report.render()
+    assert report.consumed == report.produced > 0
+    assert len(report.checks) >= 3
+    alerts = [json.loads(line) for line in (tmp_path / "alerts.jsonl").read_text().splitlines()] \
+        if (tmp_path / "alerts.jsonl").exists() else []
+    expected_total = resolve_scenario(name).expect.alerts.total
+    if expected_total is not None and expected_total.min == expected_total.max:
+        assert len(alerts) == expected_total.min  # every alert reached the jsonl sink
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+def test_check_fails_on_a_wrong_expectation(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """`cardmon simulate scenario FILE --check` exits 1 and marks FAIL when the file expects what did not happen."""
+    data = yaml.safe_load(SCENARIOS_DIR / "atm-failing.yaml".read_text(encoding="utf-8"))
+    data["expect"]["alerts"]["total"] = 5
+    data["expect"]["terminals"]["failing"]["terminal_ids"] = ["ALYS0002"]
+    path = tmp_path / "wrong.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    result = CliRunner().invoke(cardmon, ["simulate", "scenario", str(path), "--check",
+                                          "--bootstrap-servers", kafka_bootstrap,
+                                          "--workdir", str(tmp_path / "work")])
+    assert result.exit_code == 1, result.output
+    assert "FAIL  alerts.total: expected 5, observed 2" in result.output
+    assert "FAIL  terminals with technical/terminal failures: expected ['ALYS0002'], observed ['APAR0001']" \
+        in result.output
+    assert "PASS  alerts[C-VIP-001].count" in result.output
+    assert "FAILED" in result.output
+
+
+def test_list_and_unknown_name() -> None:
+    """`--list` names every library scenario; an unknown name exits 2 naming the known ones."""
+    runner = CliRunner()
+    listed = runner.invoke(cardmon, ["simulate", "scenario", "--list"])
+    assert listed.exit_code == 0
+    assert all(name in listed.output for name in LIBRARY)
+    unknown = runner.invoke(cardmon, ["simulate", "scenario", "no-such-thing", "--check"])
+    assert unknown.exit_code == 2
+    assert "issuer-outage" in unknown.output
