@@ -103,7 +103,7 @@ async def test_scenario_passes_end_to_end(name: str, kafka_bootstrap: str, tmp_p
 @pytest.mark.timeout(120)
 def test_check_fails_on_a_wrong_expectation(kafka_bootstrap: str, tmp_path: Path) -> None:
     """`cardmon simulate scenario FILE --check` exits 1 and marks FAIL when the file expects what did not happen."""
-    data = yaml.safe_load(SCENARIOS_DIR / "atm-failing.yaml".read_text(encoding="utf-8"))
+    data = yaml.safe_load((SCENARIOS_DIR / "atm-failing.yaml").read_text(encoding="utf-8"))
     data["expect"]["alerts"]["total"] = 5
     data["expect"]["terminals"]["failing"]["terminal_ids"] = ["ALYS0002"]
     path = tmp_path / "wrong.yaml"
