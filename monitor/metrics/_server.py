@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from socketserver import ThreadingMixIn
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from prometheus_client import make_wsgi_app
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, gzip_accepted
@@ -28,14 +29,8 @@ from monitor.metrics._exposition import Exposition
 
 __all__ = ["MetricsServer", "metrics_app", "serve"]
 
-# PEP 3333 shapes, spelled out (wsgiref.types is 3.11+ but its names are not needed here).
-_StartResponse = Callable[..., Any]
-_WSGIApp = Callable[[dict[str, Any], _StartResponse], Iterable[bytes]]
-
-
 class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
-    """One thread per request, so a slow scrape never blocks the next; threads do not
-    hold up shutdown."""
+    """One daemon thread per request, so a slow scrape never blocks the next one."""
 
     daemon_threads = True
 
@@ -47,7 +42,7 @@ class _SilentHandler(WSGIRequestHandler):
         pass
 
 
-def metrics_app(registry: Collector) -> _WSGIApp:
+def metrics_app(registry: Collector) -> WSGIApplication:
     """A WSGI application serving ``registry`` through the fast exposition.
 
     Args:
@@ -59,7 +54,7 @@ def metrics_app(registry: Collector) -> _WSGIApp:
     exposition = Exposition(registry)
     fallback = make_wsgi_app(registry)
 
-    def app(environ: dict[str, Any], start_response: _StartResponse) -> Iterable[bytes]:
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if (environ.get("REQUEST_METHOD") != "GET" or environ.get("PATH_INFO") == "/favicon.ico"
                 or "name[]" in parse_qs(environ.get("QUERY_STRING", ""))):
             result: Iterable[bytes] = fallback(environ, start_response)
