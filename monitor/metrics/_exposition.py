@@ -185,7 +185,8 @@ class FrameFamily(Metric):
                 pl.lit(header), pl.concat_str(pl.lit(name), *parts).str.join("\n"), pl.lit("\n")
             ).cast(pl.Binary)
         ).item()
-        assert isinstance(text, bytes)
+        if not isinstance(text, bytes):  # a polars Binary scalar is bytes
+            raise TypeError(f"polars returned {type(text).__name__} for a Binary scalar")
         return text
 
 

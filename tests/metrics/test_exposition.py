@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import subprocess
+import threading
 import zlib
 from datetime import UTC, datetime, timedelta
 
@@ -246,3 +247,31 @@ def test_empty_families_still_have_help_and_type(registry):
     assert "# TYPE cardmon_terminal_failures_total counter\n" in body
     assert not [k for k in _samples(body) if k[0].startswith("cardmon_terminal_")]
     _same(_samples(body), _samples(generate_latest(registry).decode()))
+
+
+def test_concurrent_scrapes_during_batches_see_whole_batches(registry):
+    """Scrapes racing with batches each see a whole number of batches, never a half-applied one."""
+    metrics = PipelineMetrics(registry)
+    ids = [f"T{i:07d}" for i in range(500)]
+    totals: list[float] = []
+    errors: list[BaseException] = []
+    with serve(registry, "127.0.0.1", 0) as server:
+        def scrape() -> None:
+            try:
+                with httpx.Client(timeout=10) as http:
+                    for _ in range(8):
+                        text = http.get(server.url, headers={"Accept-Encoding": "gzip"}).text
+                        totals.append(sum(v for (name, _), v in _samples(text).items()
+                                          if name == "cardmon_terminal_transactions_total"))
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread
+                errors.append(exc)
+        threads = [threading.Thread(target=scrape) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for minute in range(20):
+            metrics.observe_batch(_batch(ids, minute=minute % 60))
+        for thread in threads:
+            thread.join()
+    assert not errors
+    assert len(totals) == 24
+    assert all(total % len(ids) == 0 for total in totals), totals
