@@ -141,8 +141,8 @@ def write_recording(events: Iterable[Mapping[str, Any]], path: str | Path,
 
 def _period(events: list[dict[str, Any]]) -> timedelta:
     """How far one loop is shifted from the previous one: span plus the mean gap (1 s for one event)."""
-    times = [e["occurred_at"] for e in events]
-    span = max(times) - min(times)
+    times: list[datetime] = [e["occurred_at"] for e in events]
+    span: timedelta = max(times) - min(times)
     gap = span / (len(times) - 1) if len(times) > 1 and span else timedelta(seconds=1)
     return span + gap
 

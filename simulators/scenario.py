@@ -59,7 +59,6 @@ from simulators.scenario_schema import (
     CardWave,
     ChipDegradation,
     Expectations,
-    Fault,
     Flapping,
     IssuerOutage,
     Range,
@@ -205,9 +204,9 @@ def scenario_events(scenario: Scenario) -> Iterator[dict[str, Any]]:
         offset += rng.expovariate(traffic.rate)
         if offset >= traffic.duration_s:
             break
-        card = rng.choice(clients)
+        drawn = rng.choice(clients)
         arrivals.append((offset, len(arrivals), {
-            "terminal": rng.choice(background), "card": card, "customer_id": None,
+            "terminal": rng.choice(background), "card": drawn, "customer_id": None,
             "amount_minor": None, "currency": None, "response_code": None, "entry_mode": None}))
     cards = {vip.customer_id: vip.cards for vip in scenario.vips}
     for visit in scenario.visits:
@@ -304,8 +303,8 @@ class ScenarioReport:
 
     def render(self) -> str:
         """A readable pass/fail report, one line per expectation."""
-        lines = [f"scenario {self.scenario}: {self.produced} events produced, "
-                 f"{self.consumed} consumed in {self.seconds:.1f} s"]
+        lines = [(f"scenario {self.scenario}: {self.produced} events produced, "
+                  f"{self.consumed} consumed in {self.seconds:.1f} s")]
         for c in self.checks:
             mark = "PASS" if c.passed else "FAIL"
             lines.append(f"  {mark}  {c.name}: expected {c.expected}, observed {c.observed}")

