@@ -1,8 +1,9 @@
 """Wire the monitor together from :class:`~monitor.config.Settings` and run it.
 
-``MonitorApp`` owns the long-running parts: the consumer, the delivery worker,
-the ``/metrics`` server and the scheduler (VIP registry reloads). ``run`` starts
-them, waits for a stop signal or a duration, and stops them in reverse order.
+``MonitorApp`` owns the long-running parts: the transaction consumer, the
+delivery worker, terminal health (device-status consumer, silent detection, state
+evaluation), the ``/metrics`` server and the scheduler (registry reloads, health
+jobs). ``run`` starts them, waits for a stop signal, and stops them in reverse order.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from monitor.alerts.store import AlertStore
 from monitor.classify import ResponseCodeTable
 from monitor.config import Settings
 from monitor.consumer import TransactionConsumer, ensure_topics
+from monitor.health.service import TerminalHealthService
 from monitor.metrics import PipelineMetrics, serve
 from monitor.paths import rules_path
 from monitor.pipeline import BatchProcessor
@@ -82,8 +84,11 @@ class MonitorApp:
         self.vip = RegistryLoader(settings.registry.customers_path, settings.registry.managers_path)
         self.store = AlertStore(alerting.store_path)
         self.channels = build_channels(settings)
+        self.health = TerminalHealthService(settings.health, settings.kafka,
+                                            registry=self.registry, metrics=self.metrics)
         self.processor = BatchProcessor(codes=self.codes, policy=self.policy,
-                                        registry=self.vip, metrics=self.metrics)
+                                        registry=self.vip, metrics=self.metrics,
+                                        observers=self.health.observers)
         self.consumer = TransactionConsumer(settings.kafka, processor=self.processor,
                                             record_failures=self._record, metrics=self.metrics)
         self.worker = DeliveryWorker(
@@ -132,6 +137,7 @@ class MonitorApp:
             aiokafka.errors.KafkaError: the broker cannot be reached at start.
         """
         self.vip.load()
+        self.health.load()
         self._report_registry()
         server = serve(self.registry, self.settings.metrics.host, self.settings.metrics.port)
         scheduler = AsyncIOScheduler(timezone="UTC")
@@ -140,12 +146,16 @@ class MonitorApp:
                           id="registry-reload", max_instances=1, coalesce=True)
         scheduler.add_job(self._report_outbox, "interval", seconds=5, id="outbox-gauge",
                           max_instances=1, coalesce=True)
+        self.health.schedule(scheduler)
         scheduler.start()
         worker_task: asyncio.Task[None] | None = None
+        status_task: asyncio.Task[None] | None = None
         try:
             if create_topics:
                 await ensure_topics(self.settings.kafka)
             await self.consumer.start()
+            await self.health.start(create_topics=create_topics)
+            status_task = asyncio.create_task(self.health.run(stop), name="cardmon-device-status")
             kafka = self.settings.kafka
             log.info("cardmon running: Kafka %s, topic %s, group %s, dead letters to %s; "
                      "%d VIP clients of %d managers; channels %s; metrics at %s",
@@ -157,6 +167,10 @@ class MonitorApp:
         finally:
             stop.set()
             await self.consumer.stop()
+            if status_task is not None:
+                with suppress(asyncio.CancelledError):
+                    await asyncio.wait_for(status_task, timeout=10)
+            await self.health.stop()
             if worker_task is not None:
                 with suppress(asyncio.CancelledError):
                     await asyncio.wait_for(worker_task, timeout=10)

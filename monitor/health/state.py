@@ -212,6 +212,7 @@ class HealthBook:
         self._silent: dict[str, datetime] = {}  # <terminal_id: first marked silent (this spell)>
         self._dropped: set[str] = set()  # dropped by retention; ignored by mark_silent until seen again
         self._snapshot = self._empty_snapshot()
+        self._state_frame_cache: tuple[pl.DataFrame, pl.DataFrame] | None = None  # <(snapshot, frame)>
         self._groups = pl.DataFrame()
         self._worst = pl.DataFrame(schema={"rank": pl.UInt32, "terminal_id": pl.String,
                                            "failure_ratio": pl.Float64, "transactions": pl.UInt32})
@@ -392,8 +393,17 @@ class HealthBook:
         return self._snapshot
 
     def terminal_state_frame(self) -> pl.DataFrame:
-        """``terminal_id, value`` (UInt8 health state value), sorted: for a fast exposition path."""
-        return self._snapshot.select("terminal_id", pl.col("state").alias("value"))
+        """``terminal_id, value`` (UInt8 health state value), sorted: for a fast exposition path.
+
+        The same frame object is returned until the next evaluation, so the exposition
+        can cache its rendered text by identity.
+        """
+        snapshot = self._snapshot
+        cached = self._state_frame_cache
+        if cached is None or cached[0] is not snapshot:
+            cached = (snapshot, snapshot.select("terminal_id", pl.col("state").alias("value")))
+            self._state_frame_cache = cached
+        return cached[1]
 
     def states_count(self) -> dict[HealthState, int]:
         """Terminals per state at the last evaluation (every state present, 0 if none)."""

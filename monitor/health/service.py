@@ -1,0 +1,152 @@
+"""Terminal health as one running part of the monitor.
+
+:class:`TerminalHealthService` owns the terminal registry, the health book, the
+silent-terminal detector, the device-status consumer and their Prometheus
+collectors, so :class:`monitor.app.MonitorApp` only has to:
+
+1. pass :attr:`observers` to the batch processor (every classified batch frame
+   feeds the book's windows and the detector, on the event loop);
+2. call :meth:`schedule` with its scheduler (silent detection, state evaluation,
+   terminal-registry reloads);
+3. ``await`` :meth:`run` beside the transaction consumer (device status topic).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from apscheduler.schedulers.base import BaseScheduler
+from prometheus_client import CollectorRegistry
+
+from monitor.config import HealthSettings, KafkaSettings
+from monitor.consumer import ConsumerMetrics, ensure_topics
+from monitor.health.collector import HealthCollector
+from monitor.health.scheduling import SILENT_DETECTION_JOB, SchedulerJobMetrics, schedule_silent_detection
+from monitor.health.silent import Baseline, SilentDetector, SilentRules
+from monitor.health.state import HealthBook, HealthRules
+from monitor.health.status import DeviceStatusBook, StatusConsumer
+from monitor.health.terminals import TerminalRegistryLoader
+from monitor.metrics import FrameCollector
+from monitor.paths import rules_path
+
+__all__ = ["TerminalHealthService"]
+
+log = logging.getLogger(__name__)
+
+EVALUATE_JOB = "health_evaluate"
+TERMINAL_REGISTRY_JOB = "terminal_registry_reload"
+#: How often the terminal registry file is checked for changes (seconds).
+_TERMINAL_RELOAD_SECONDS = 30
+
+
+class _StatusMetrics:
+    """The pipeline metrics the status consumer may move: not the transaction counters."""
+
+    def __init__(self, metrics: ConsumerMetrics) -> None:
+        self._metrics = metrics
+
+    def observe_rejections(self, reasons: dict[str, int]) -> None:
+        self._metrics.observe_rejections(reasons)
+
+    def observe_dead_letters(self, reasons: dict[str, int]) -> None:
+        self._metrics.observe_dead_letters(reasons)
+
+    def observe_batch_duration(self, seconds: float, size: int) -> None:
+        """Not counted: ``cardmon_events_consumed_total`` is the transaction topic's."""
+
+    def set_lag(self, topic: str, partition: int, lag: int) -> None:
+        self._metrics.set_lag(topic, partition, lag)
+
+    def forget_lag(self, topic: str, partition: int) -> None:
+        self._metrics.forget_lag(topic, partition)
+
+
+class TerminalHealthService:
+    """Health states of every terminal, kept current from transactions and device status.
+
+    Args:
+        settings: the ``health`` section.
+        kafka: the transaction consumer's Kafka settings (the status consumer copies
+            them with its own topic, dead-letter topic and group).
+        registry: the Prometheus registry the health collectors are registered in.
+        metrics: pipeline metrics for the status topic's rejections, dead letters and lag.
+
+    Raises:
+        monitor.health.terminals.TerminalRegistryError: the terminal registry is invalid.
+        ValueError: ``rules/health.yaml`` is invalid.
+    """
+
+    def __init__(self, settings: HealthSettings, kafka: KafkaSettings, *,
+                 registry: CollectorRegistry, metrics: ConsumerMetrics | None = None) -> None:
+        self.settings = settings
+        rules_file = settings.rules_path or rules_path("health.yaml")
+        self.terminals = TerminalRegistryLoader(settings.terminals_path)
+        self.book = HealthBook(HealthRules.load(rules_file), registry=self.terminals)
+        baseline = Baseline.read(settings.baseline_path) if settings.baseline_path else None
+        self.detector = SilentDetector(SilentRules.load(rules_file), baseline, registry=self.terminals)
+        # The per-terminal state gauge goes through the fast text exposition (100,000
+        # terminals in milliseconds); the fleet-level families through prometheus_client.
+        self.collector = HealthCollector(self.book, terminal_states=False)
+        registry.register(self.collector)
+        registry.register(FrameCollector(
+            "cardmon_terminal_health_state",
+            "Health state of the terminal (ISO 8583 field 41): 0 ok, 1 degraded, 2 failing, "
+            "3 silent, 4 offline; rules in rules/health.yaml.",
+            "gauge", source=self.book.terminal_state_frame))
+        self.job_metrics = SchedulerJobMetrics(registry)
+        self.status: StatusConsumer | None = None
+        if settings.consume_status:
+            status_kafka = kafka.model_copy(update={
+                "topic": settings.status_topic,
+                "dead_letter_topic": settings.status_dead_letter_topic,
+                "group_id": f"{kafka.group_id}.terminal-status",  # own group: no shared rebalances
+            })
+            self.status = StatusConsumer(
+                status_kafka, book=DeviceStatusBook(), on_change=self.book.apply_status,
+                metrics=_StatusMetrics(metrics) if metrics is not None else None)
+
+    @property
+    def observers(self) -> tuple[Any, ...]:
+        """What the batch processor feeds each classified frame to."""
+        return (self.book, self.detector)
+
+    def load(self) -> None:
+        """Read the terminal registry (raises on a bad file at start)."""
+        if self.settings.terminals_path is not None:
+            self.terminals.load()
+
+    def schedule(self, scheduler: BaseScheduler) -> None:
+        """Add silent detection, state evaluation and registry reloads to ``scheduler``."""
+        self.job_metrics.attach(scheduler, jobs=(SILENT_DETECTION_JOB, EVALUATE_JOB,
+                                                 TERMINAL_REGISTRY_JOB))
+        schedule_silent_detection(scheduler, self.detector, self.book.mark_silent)
+
+        async def evaluate() -> None:  # a coroutine: runs on the loop that feeds the book
+            self.book.evaluate(datetime.now(UTC))
+
+        scheduler.add_job(evaluate, "interval", seconds=self.settings.evaluate_interval_seconds,
+                          id=EVALUATE_JOB, max_instances=1, coalesce=True)
+        if self.settings.terminals_path is not None:
+            scheduler.add_job(self.terminals.reload_if_changed, "interval",
+                              seconds=_TERMINAL_RELOAD_SECONDS, id=TERMINAL_REGISTRY_JOB,
+                              max_instances=1, coalesce=True)
+
+    async def start(self, *, create_topics: bool = True) -> None:
+        """Join the device-status consumer group (if status is consumed)."""
+        if self.status is None:
+            return
+        if create_topics:
+            await ensure_topics(self.status.settings)
+        await self.status.start()
+
+    async def run(self, stop: Any) -> None:
+        """Consume device status until ``stop`` (an ``asyncio.Event``) is set."""
+        if self.status is not None:
+            await self.status.run(stop)
+
+    async def stop(self) -> None:
+        """Leave the status consumer group."""
+        if self.status is not None:
+            await self.status.stop()
