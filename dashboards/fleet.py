@@ -3,7 +3,8 @@
 For operations (ATM/POS support, the switch team). Reads the terminal series of
 the monitor, the terminal-health metrics of issue 4 (``cardmon_terminals``,
 ``cardmon_terminal_health_state``, ``cardmon_worst_terminal_failure_ratio``,
-``cardmon_group_failure_ratio``) and the recording rules of
+``cardmon_group_failure_ratio``, ``cardmon_terminal_component_state``) and the
+recording rules of
 ``rules/prometheus/cardmon.rules.yml``.
 """
 
@@ -115,6 +116,15 @@ def build() -> Dashboard:
                    "{{terminal_id}}", instant=True)],
             unit="s",
         ))
+        .with_panel(table_panel(
+            "Device components not ok",
+            "Terminal components reporting a state other than ok in their device status "
+            "events (card reader, cash dispenser, cassette, receipt printer, PIN pad, network: "
+            "low, empty, fault, offline), from cardmon_terminal_component_state.",
+            [Query("cardmon_terminal_component_state", "{{terminal_id}} {{component}} {{state}}",
+                   instant=True)],
+            width=24, height=6,
+        ))
         .with_row(Row("Failures"))
         .with_panel(timeseries_panel(
             "Failure ratio by region",
@@ -122,6 +132,15 @@ def build() -> Dashboard:
             "of the monitor (cardmon_group_failure_ratio{dimension=\"region\"}).",
             "percentunit",
             [Query('cardmon_group_failure_ratio{dimension="region"}', "{{group}} ({{window}})")],
+            max_value=1,
+        ))
+        .with_panel(timeseries_panel(
+            "Failure ratio by terminal model",
+            "Share of failed transactions per terminal model (from the terminal registry; "
+            "unknown when a terminal is not in it), per window of the monitor "
+            "(cardmon_group_failure_ratio{dimension=\"model\"}).",
+            "percentunit",
+            [Query('cardmon_group_failure_ratio{dimension="model"}', "{{group}} ({{window}})")],
             max_value=1,
         ))
         .with_panel(timeseries_panel(

@@ -7,7 +7,8 @@ simulator feeds it in real time with faults (one ATM answering ``91`` to
 everything, a POS answering ``58``, a third of the traffic on VIP cards), a few
 malformed messages go to the same topic (dead letters), and every relationship
 manager's webhook is an aiohttp receiver on 127.0.0.1 answering ``503`` (delivery
-retries and failures; the ``jsonl`` sink delivers, so ``sent`` exists too).
+retries and failures; the ``jsonl`` sink delivers, so ``sent`` exists too), and an
+ATM's cassette reports low then empty on the device status topic.
 
 The test walks the committed JSON (``dashboards/json/*.json``), replaces Grafana's
 ``$__rate_interval``, ``$__interval`` and ``$__range`` with concrete durations and
@@ -44,6 +45,7 @@ from monitor.broker import free_port
 from monitor.config import isolated_settings
 from simulators.producer import produce
 from simulators.synthetic import TerminalFault, build_fleet, synthetic_events, write_registry
+from simulators.terminal_status import CassetteDepletion, status_events
 from tests.prometheus.conftest import PrometheusServer, StartPrometheus
 
 RULES = Path(__file__).resolve().parents[2] / "rules" / "prometheus" / "cardmon.rules.yml"
@@ -53,23 +55,19 @@ MACROS = {"$__rate_interval": "20s", "$__interval": "5s", "$__range": "5m"}
 #: Seconds to wait for every panel to have data once traffic starts (usually ~15 s).
 DATA_TIMEOUT_S = 90.0
 
-#: (dashboard uid, panel title) → the metric the panel waits for, not exported by
-#: MonitorApp yet (terminal health of issue 4 / scheduler metrics not wired into
-#: the app). Remove an entry when the metric is wired: the test then fails on it.
-AWAITING_WIRING: dict[tuple[str, str], str] = {
-    ("cardmon-fleet-health", "Terminals by health state"): "cardmon_terminals",
-    ("cardmon-fleet-health", "Silent terminals"): "cardmon_terminals",
-    ("cardmon-fleet-health", "Worst terminals (1 h failure ratio)"):
-        "cardmon_worst_terminal_failure_ratio",
-    ("cardmon-fleet-health", "Terminals not ok"): "cardmon_terminal_health_state",
-    ("cardmon-fleet-health", "Failure ratio by region"): "cardmon_group_failure_ratio",
-    ("cardmon-pipeline", "Scheduled job events"): "cardmon_scheduler_job_events_total",
-}
+#: (dashboard uid, panel title) → the metric the panel waits for, when a panel is
+#: added before the monitor exports its metric. The test requires these panels to
+#: stay EMPTY, so it fails (naming them) as soon as the metric is wired and the
+#: entry must be removed. Empty: every panel's metric is exported.
+AWAITING_WIRING: dict[tuple[str, str], str] = {}
 #: Panels that must show a value above zero, not just a series: the faults of the
 #: test produce exactly these events, and a flat zero would hide a broken query.
 MUST_BE_POSITIVE: frozenset[tuple[str, str]] = frozenset({
     ("cardmon-fleet-health", "Technical failure ratio, worst 10 terminals (5 min)"),
     ("cardmon-fleet-health", "Failure ratio by outcome class"),
+    ("cardmon-fleet-health", "Worst terminals (1 h failure ratio)"),
+    ("cardmon-fleet-health", "Terminals not ok"),
+    ("cardmon-fleet-health", "Device components not ok"),
     ("cardmon-vip-experience", "VIP failures per second by tier"),
     ("cardmon-vip-experience", "VIP failures by tier and outcome class"),
     ("cardmon-vip-experience", "Alerts sent in range"),
@@ -200,7 +198,7 @@ async def test_every_panel_query_returns_data(
     """With faults, VIP traffic, malformed messages and a failing webhook, every dashboard query returns data from Prometheus, except the panels awaiting a metric, which return none."""
     webhook_url, webhook_hits = failing_webhook
     fleet = build_fleet(terminals=20, customers=200, vips=60, seed=5, webhook_base_url=webhook_url)
-    atm = next(t.terminal_id for t in fleet.terminals if t.channel == "ATM")
+    atm, other_atm = [t.terminal_id for t in fleet.terminals if t.channel == "ATM"][:2]
     pos = next(t.terminal_id for t in fleet.terminals if t.channel == "POS")
     customers, managers = write_registry(fleet, tmp_path / "registry")
     metrics_port = free_port()
@@ -213,6 +211,9 @@ async def test_every_panel_query_returns_data(
                   "jsonl_path": tmp_path / "alerts.jsonl", "max_attempts": 2,
                   "backoff_initial_seconds": 0.2, "backoff_max_seconds": 0.5},
         metrics={"host": "127.0.0.1", "port": metrics_port},
+        health={"status_topic": f"st.{unique_name}",
+                "status_dead_letter_topic": f"st.{unique_name}.dlq",
+                "evaluate_interval_seconds": 1.0},
     )
     prometheus = start_prometheus([f"127.0.0.1:{metrics_port}"], [RULES])
     targets = dashboard_targets()
@@ -230,6 +231,8 @@ async def test_every_panel_query_returns_data(
         speed=1.0, rebase_to_now=True,
     ))
     malformed_task = asyncio.create_task(_send_malformed(kafka_bootstrap, settings.kafka.topic))
+    await produce(status_events([CassetteDepletion(other_atm, 0.0, 2.0)]),
+                  bootstrap_servers=kafka_bootstrap, topic=settings.health.status_topic)
     # Targets still to prove: no series yet, or no positive value yet where one is required.
     pending: set[Target] = set(targets)
     awaiting_with_data: set[Target] = set()
@@ -252,8 +255,8 @@ async def test_every_panel_query_returns_data(
                         pending.discard(target)
                 # Done once every wired panel is proven and the awaiting ones have had
                 # half the time budget to show data (they must not).
-                if (all(t.key in AWAITING_WIRING for t in pending)
-                        and loop.time() > started + DATA_TIMEOUT_S / 2):
+                if all(t.key in AWAITING_WIRING for t in pending) and (
+                        not AWAITING_WIRING or loop.time() > started + DATA_TIMEOUT_S / 2):
                     break
     finally:
         for task in (producer_task, malformed_task):
