@@ -6,8 +6,9 @@ under ``dashboards/json/`` (:mod:`dashboards.build`, ``python -m dashboards.buil
 the provisioning files under ``dashboards/provisioning/`` load it into Grafana with
 the Prometheus datasource at the fixed UID :data:`DATASOURCE_UID`;
 :func:`dashboards.push.push` uploads it to a running Grafana through its HTTP API.
+Only building needs grafana-foundation-sdk; this package and ``push`` import without it.
 """
 
-from dashboards.common import DATASOURCE_UID, GRAFANA_VERSION
+from dashboards._constants import DATASOURCE_UID, GRAFANA_VERSION, JSON_DIR
 
-__all__ = ["DATASOURCE_UID", "GRAFANA_VERSION"]
+__all__ = ["DATASOURCE_UID", "GRAFANA_VERSION", "JSON_DIR"]

@@ -16,12 +16,11 @@ from typing import Final
 from grafana_foundation_sdk.builders.dashboard import Dashboard
 
 from dashboards import fleet, pipeline, vip
+from dashboards._constants import JSON_DIR
 from dashboards.common import render
 
 __all__ = ["DASHBOARDS", "JSON_DIR", "main", "rendered", "stale", "write"]
 
-#: Where the generated JSON is committed.
-JSON_DIR: Final = Path(__file__).resolve().parent / "json"
 #: Dashboard UID → builder, in the order Grafana lists them.
 DASHBOARDS: Final[dict[str, Callable[[], Dashboard]]] = {
     fleet.UID: fleet.build,

@@ -59,6 +59,8 @@ from grafana_foundation_sdk.models.dashboard import (
 )
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
+from dashboards._constants import DATASOURCE_UID, GRAFANA_VERSION
+
 __all__ = [
     "DATASOURCE",
     "DATASOURCE_UID",
@@ -75,11 +77,7 @@ __all__ = [
     "timeseries_panel",
 ]
 
-#: UID of the Prometheus datasource every panel and query refers to (provisioned).
-DATASOURCE_UID: Final = "cardmon-prometheus"
 DATASOURCE: Final = DataSourceRef(type_val="prometheus", uid=DATASOURCE_UID)
-#: Grafana minor version the pinned grafana-foundation-sdk generates for.
-GRAFANA_VERSION: Final = "10.1"
 #: ``cardmon_terminal_health_state`` values (issue 4) and the state names of ``cardmon_terminals``.
 HEALTH_STATES: Final[tuple[str, ...]] = ("ok", "degraded", "failing", "silent", "offline")
 

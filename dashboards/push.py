@@ -30,7 +30,7 @@ from grafana_client.api import GrafanaApi
 from grafana_client.client import GrafanaException
 from niquests.exceptions import RequestException
 
-from dashboards.build import JSON_DIR
+from dashboards._constants import JSON_DIR
 
 __all__ = ["TOKEN_VARIABLES", "PushError", "PushResult", "folder_uid_for", "push", "token_from_env"]
 

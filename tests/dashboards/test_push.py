@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +26,7 @@ from dashboards.push import PushError, folder_uid_for, push, token_from_env
 from monitor.broker import free_port
 
 TOKEN = "glsa_test_token_0123456789"
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -163,3 +166,14 @@ def test_folder_uid_is_a_stable_slug_of_the_title() -> None:
     assert len(folder_uid_for("x" * 80)) == 40
     with pytest.raises(ValueError):
         folder_uid_for(" / ")
+
+
+def test_push_imports_without_grafana_foundation_sdk() -> None:
+    """`dashboards.push` (the runtime command) works where the SDK, a build-time extra, is absent."""
+    code = ("import sys; sys.modules['grafana_foundation_sdk'] = None\n"
+            "import dashboards, dashboards.push\n"
+            "print(dashboards.JSON_DIR.name, dashboards.DATASOURCE_UID)")
+    result = subprocess.run([sys.executable, "-W", "error", "-c", code], cwd=REPO_ROOT,
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["json", "cardmon-prometheus"]
