@@ -256,3 +256,18 @@ def test_unknown_sink_names_are_refused(tmp_path: Path) -> None:
                             text=True, timeout=60, env=env)
     assert result.returncode == 2
     assert "jsonll" in result.stderr
+
+
+def test_dashboards_build_check_finds_the_committed_json_current() -> None:
+    """`cardmon dashboards build --check` exits 0: the committed JSON is what the source builds."""
+    result = runner.invoke(app, ["dashboards", "build", "--check"])
+    assert result.exit_code == 0, result.output
+
+
+def test_dashboards_push_without_a_token_says_how_to_give_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pushing without $GRAFANA_TOKEN exits 2 and names the variable, before any network call."""
+    monkeypatch.delenv("GRAFANA_TOKEN", raising=False)
+    monkeypatch.delenv("GRAFANA_API_KEY", raising=False)
+    result = runner.invoke(app, ["dashboards", "push", "--url", "http://127.0.0.1:9"])
+    assert result.exit_code == 2
+    assert "GRAFANA_TOKEN" in result.output
