@@ -5,24 +5,33 @@ message was not accepted; the delivery worker owns retries, so channels never
 retry themselves.
 
 * :class:`EmailChannel` — SMTP through the bank's relay (``aiosmtplib``), to the
-  manager's e-mail address; the ``Message-ID`` derives from the alert, so a resend
-  after a crash is recognisable as the same mail.
+  manager's e-mail address (or one fixed address, e.g. the operations mailbox as
+  the fallback); the ``Message-ID`` derives from the alert, so a resend after a
+  crash is recognisable as the same mail.
 * :class:`WebhookChannel` — JSON ``POST`` (``httpx``) to the manager's webhook, with
-  an ``Idempotency-Key`` header that is the same on every retry.
+  an ``Idempotency-Key`` header that is the same on every retry and, with a shared
+  secret, an HMAC-SHA256 signature of the exact body (:func:`sign_webhook`,
+  :func:`verify_webhook_signature`).
 * :class:`JsonLinesChannel` — one JSON object per line appended to a file.
 * :class:`ConsoleChannel` — a readable block on stdout (``rich``).
+
+Chat tools and SMS gateways go through :class:`monitor.alerts.apprise_channel.AppriseChannel`;
+docs/alert-channels.md says which path each channel takes and why.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import threading
+import time
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Final, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 import aiosmtplib
@@ -39,8 +48,20 @@ __all__ = [
     "DeliveryError",
     "EmailChannel",
     "JsonLinesChannel",
+    "SIGNATURE_HEADER",
+    "TIMESTAMP_HEADER",
     "WebhookChannel",
+    "sign_webhook",
+    "verify_webhook_signature",
 ]
+
+#: ``sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">`` (see :func:`sign_webhook`).
+SIGNATURE_HEADER: Final = "X-Cardmon-Signature"
+#: Unix time in whole seconds when the request was signed; part of the signed bytes.
+TIMESTAMP_HEADER: Final = "X-Cardmon-Timestamp"
+#: A receiver refuses signatures older (or newer) than this, in seconds: replays of a
+#: captured request stop working after five minutes (as Stripe and Slack do).
+DEFAULT_SIGNATURE_TOLERANCE_SECONDS: Final = 300
 
 
 class DeliveryError(Exception):
@@ -68,6 +89,8 @@ class EmailChannel:
         start_tls: upgrade the connection with STARTTLS (RFC 3207).
         use_tls: connect with implicit TLS (RFC 8314).
         timeout: seconds for connecting and each SMTP command.
+        recipient: send every alert to this address instead of the manager's (the
+            operations mailbox as a fallback channel); ``None`` = the manager's.
     """
 
     def __init__(
@@ -81,6 +104,7 @@ class EmailChannel:
         start_tls: bool = False,
         use_tls: bool = False,
         timeout: float = 10.0,
+        recipient: str | None = None,
     ) -> None:
         self._host = host
         self._port = port
@@ -90,11 +114,12 @@ class EmailChannel:
         self._start_tls = start_tls
         self._use_tls = use_tls
         self._timeout = timeout
+        self._recipient = recipient
 
     def __repr__(self) -> str:
         return (
             f"EmailChannel(host={self._host!r}, port={self._port}, sender={self._sender!r}, "
-            f"start_tls={self._start_tls}, use_tls={self._use_tls})"
+            f"start_tls={self._start_tls}, use_tls={self._use_tls}, recipient={self._recipient!r})"
         )
 
     def build(self, message: AlertMessage) -> EmailMessage:
@@ -103,15 +128,18 @@ class EmailChannel:
         Raises:
             DeliveryError: the manager has no e-mail address.
         """
-        if not message.email:
+        to = self._recipient or message.email
+        if not to:
             raise DeliveryError(f"alert {message.alert_id}: the manager has no e-mail address")
         mail = EmailMessage()
         mail["From"] = self._sender
-        mail["To"] = message.email
+        mail["To"] = to
         mail["Subject"] = message.subject
         mail["Date"] = format_datetime(datetime.now(UTC))
         domain = self._sender.rpartition("@")[2] or "cardmon.invalid"
-        mail["Message-ID"] = f"<{message.alert_id}.email@{domain}>"
+        # "<alert_id>.<channel>": the same on every retry of one delivery, distinct per channel.
+        local = (message.idempotency_key or f"{message.alert_id}:email").replace(":", ".")
+        mail["Message-ID"] = f"<{local}@{domain}>"
         mail["X-Cardmon-Alert-Id"] = message.alert_id
         mail.set_content(message.text)
         return mail
@@ -135,20 +163,107 @@ class EmailChannel:
         )
 
 
+def sign_webhook(secret: str | bytes, timestamp: int, body: bytes) -> str:
+    """Return the ``X-Cardmon-Signature`` value of one webhook request.
+
+    The signed bytes are ``b"<timestamp>." + body``: the decimal Unix time of
+    ``X-Cardmon-Timestamp``, a full stop, then the exact request body. Signing the
+    time with the body means a captured request cannot be replayed later with a new
+    timestamp.
+
+    Args:
+        secret: the shared secret (``str`` is UTF-8 encoded).
+        timestamp: Unix time in whole seconds.
+        body: the exact body bytes sent.
+
+    Returns:
+        ``"sha256=" + hex(HMAC-SHA256(secret, signed bytes))`` (RFC 2104, FIPS 180-4).
+    """
+    key = secret.encode() if isinstance(secret, str) else secret
+    digest = hmac.new(key, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+def verify_webhook_signature(
+    secret: str | bytes,
+    body: bytes,
+    timestamp: str | None,
+    signature: str | None,
+    *,
+    tolerance_seconds: float = DEFAULT_SIGNATURE_TOLERANCE_SECONDS,
+    now: float | None = None,
+) -> bool:
+    """Check a received webhook the way a receiver should (constant-time compare).
+
+    Args:
+        secret: the shared secret.
+        body: the raw request body, as received (before any JSON parsing).
+        timestamp: the ``X-Cardmon-Timestamp`` header.
+        signature: the ``X-Cardmon-Signature`` header.
+        tolerance_seconds: the largest accepted distance between ``timestamp`` and
+            ``now``, in seconds.
+        now: Unix time in seconds; ``None`` = the current time.
+
+    Returns:
+        ``True`` only if both headers are present, the timestamp is recent and the
+        signature matches the body.
+    """
+    if not timestamp or not signature or not timestamp.isdigit():
+        return False
+    current = time.time() if now is None else now
+    if abs(current - int(timestamp)) > tolerance_seconds:
+        return False
+    return hmac.compare_digest(sign_webhook(secret, int(timestamp), body), signature)
+
+
 class WebhookChannel:
     """JSON ``POST`` of the alert payload to the manager's webhook.
+
+    Every request carries ``Idempotency-Key: <alert_id>:<channel>`` (the same on each
+    retry); with ``signing_secret`` it also carries ``X-Cardmon-Timestamp`` and
+    ``X-Cardmon-Signature`` (:func:`sign_webhook`), computed per attempt over the
+    exact body bytes sent.
 
     Args:
         client: a shared ``httpx.AsyncClient``; ``None`` makes one per send.
         timeout: seconds for the whole request.
+        signing_secret: the HMAC key shared with receivers (a plain ``str``: keep it
+            in ``SecretStr`` until here); ``None`` sends unsigned requests.
+        url: send every alert to this URL instead of the manager's webhook (an
+            operations endpoint as a fallback); ``None`` = the manager's.
     """
 
-    def __init__(self, client: httpx.AsyncClient | None = None, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        client: httpx.AsyncClient | None = None,
+        *,
+        timeout: float = 10.0,
+        signing_secret: str | None = None,
+        url: str | None = None,
+    ) -> None:
         self._client = client
         self._timeout = timeout
+        self._secret = signing_secret.encode() if signing_secret else None
+        self._url = url
 
     def __repr__(self) -> str:
-        return f"WebhookChannel(timeout={self._timeout})"
+        return f"WebhookChannel(timeout={self._timeout}, signed={self._secret is not None})"
+
+    def body(self, message: AlertMessage) -> bytes:
+        """The exact body bytes sent for ``message`` (compact UTF-8 JSON of its payload)."""
+        return json.dumps(message.payload, ensure_ascii=False, separators=(",", ":")).encode()
+
+    def headers(self, message: AlertMessage, body: bytes, *, timestamp: int | None = None) -> dict[str, str]:
+        """The request headers for ``body``; ``timestamp`` defaults to now (Unix seconds)."""
+        headers = {
+            "Content-Type": "application/json",
+            "Idempotency-Key": message.idempotency_key or message.alert_id,
+        }
+        if self._secret is not None:
+            stamp = int(time.time()) if timestamp is None else timestamp
+            headers[TIMESTAMP_HEADER] = str(stamp)
+            headers[SIGNATURE_HEADER] = sign_webhook(self._secret, stamp, body)
+        return headers
 
     async def send(self, message: AlertMessage) -> None:
         """POST ``message.payload``; any non-2xx answer raises.
@@ -158,25 +273,19 @@ class WebhookChannel:
                 names the host only: webhook URLs often carry a token).
             httpx.HTTPError: the connection failed or timed out.
         """
-        if not message.webhook_url:
+        url = self._url or message.webhook_url
+        if not url:
             raise DeliveryError(f"alert {message.alert_id}: the manager has no webhook")
-        headers = {"Idempotency-Key": message.idempotency_key or message.alert_id}
+        body = self.body(message)
+        headers = self.headers(message, body)
         if self._client is None:
             async with httpx.AsyncClient() as client:
-                response = await self._post(client, message, headers)
+                response = await client.post(url, content=body, headers=headers, timeout=self._timeout)
         else:
-            response = await self._post(self._client, message, headers)
+            response = await self._client.post(url, content=body, headers=headers, timeout=self._timeout)
         if not response.is_success:
-            host = urlsplit(message.webhook_url).netloc
+            host = urlsplit(url).netloc
             raise DeliveryError(f"webhook at {host} answered HTTP {response.status_code}")
-
-    async def _post(
-        self, client: httpx.AsyncClient, message: AlertMessage, headers: dict[str, str]
-    ) -> httpx.Response:
-        assert message.webhook_url is not None
-        return await client.post(
-            message.webhook_url, json=message.payload, headers=headers, timeout=self._timeout
-        )
 
 
 class JsonLinesChannel:

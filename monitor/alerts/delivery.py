@@ -9,7 +9,17 @@ One pass (:meth:`DeliveryWorker.deliver_due`), step by step:
    bounded by ``send_timeout`` seconds;
 3. accepted → ``mark_sent``; refused, with attempts left → ``mark_retry`` with the
    next attempt time from ``tenacity``'s exponential backoff with jitter; refused
-   on the last attempt → ``mark_failed`` (the row and its last error stay).
+   on the last attempt → the alert goes to the fallback channel (if one is
+   configured: the operations mailbox, a JSON Lines file...) and then
+   ``mark_failed`` records the row as failed with its last error and the fallback's
+   outcome. The row stays pending until then, so a crash between the two only
+   repeats the last attempt: an alert is never dropped silently.
+
+A row's channel is a channel name of the map (``email``, ``webhook``, ``console``,
+``jsonl``, ``alertmanager``) or a route key (``apprise:0``): its kind (``apprise``)
+names the channel, whose ``to(target)`` binds it to the manager's target, looked up
+at send time (:func:`monitor.alerts.routing.apprise_target`). Metrics see the kind
+only, never a target.
 
 The retry schedule lives in the outbox, so a restart resumes it. Delivery is
 at-least-once: a crash between a channel's acceptance and ``mark_sent`` resends
@@ -22,25 +32,41 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Final, Literal
+from typing import Final, Literal, Protocol, runtime_checkable
 
 import tenacity
 
 from monitor.alerts.channels import Channel
-from monitor.alerts.model import Delivery
-from monitor.alerts.render import render
+from monitor.alerts.model import Alert, Delivery, Manager
+from monitor.alerts.render import AlertMessage, render
+from monitor.alerts.routing import apprise_target, channel_kind
 from monitor.alerts.store import AlertStore
 
-__all__ = ["DeliveryResult", "DeliveryWorker", "ResultCallback"]
+__all__ = ["DeliveryResult", "DeliveryWorker", "ManagerLookup", "ResultCallback", "RoutedChannel"]
 
 log = logging.getLogger(__name__)
 
 #: What one attempt came to (the ``status`` label of ``cardmon_alerts_total``).
 DeliveryResult = Literal["sent", "retry", "failed"]
-#: ``on_result(channel, status, seconds)``: called once per attempt; ``seconds`` is
-#: how long the attempt took.
+#: ``on_result(channel, status, seconds)``: called once per attempt; ``channel`` is the
+#: channel kind (``apprise``, never ``apprise:0``) or ``fallback``; ``seconds`` is how
+#: long the attempt took.
 ResultCallback = Callable[[str, DeliveryResult, float], None]
+#: ``managers(manager_id)``: the manager as the registry knows them now, or ``None``.
+ManagerLookup = Callable[[str], Manager | None]
+#: The channel label of sends to the fallback channel.
+FALLBACK: Final = "fallback"
+
+
+@runtime_checkable
+class RoutedChannel(Protocol):
+    """A channel kind whose target comes from the manager (``apprise``)."""
+
+    def to(self, target: str) -> Channel:
+        """The channel bound to one target (a URL; never logged)."""
+        ...
 
 # Rows claimed per pass; a full batch means more may be due, so the next pass starts at once.
 _BATCH_SIZE: Final = 50
@@ -62,6 +88,11 @@ class DeliveryWorker:
         send_timeout: seconds one send may take before it counts as failed.
         default_timezone: zone for managers whose zone is unknown.
         on_result: called after each attempt (metrics).
+        managers: the current registry's managers, to find the target of a route key
+            (``apprise:0``); the alert's manager snapshot is used when ``None`` or
+            when the registry no longer knows the manager.
+        fallback: where an alert goes after the last failed attempt on any channel;
+            ``None`` = nowhere (the row is still marked failed, loudly).
     """
 
     def __init__(
@@ -77,6 +108,8 @@ class DeliveryWorker:
         send_timeout: float = 30.0,
         default_timezone: str = "UTC",
         on_result: ResultCallback | None = None,
+        managers: ManagerLookup | None = None,
+        fallback: Channel | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
@@ -95,11 +128,13 @@ class DeliveryWorker:
         self._lease_seconds = max(60.0, 2 * send_timeout)
         self._default_timezone = default_timezone
         self._on_result = on_result
+        self._managers = managers
+        self._fallback = fallback
 
     def __repr__(self) -> str:
         return (
             f"DeliveryWorker(channels={sorted(self._channels)}, "
-            f"max_attempts={self._max_attempts})"
+            f"max_attempts={self._max_attempts}, fallback={self._fallback!r})"
         )
 
     def retry_delay(self, attempts: int) -> float:
@@ -169,14 +204,14 @@ class DeliveryWorker:
             "alert %s via %s: %s (attempt %d, %.3f s)",
             delivery.alert_id, delivery.channel, status, delivery.attempts + 1, elapsed,
         )
-        if self._on_result is not None:
-            self._on_result(delivery.channel, status, elapsed)
+        self._report(channel_kind(delivery.channel), status, elapsed)
         return status
 
-    async def _send(self, delivery: Delivery) -> None:
-        channel = self._channels.get(delivery.channel)
-        if channel is None:
-            raise LookupError(f"no channel named {delivery.channel!r} is configured")
+    def _report(self, channel: str, status: DeliveryResult, seconds: float) -> None:
+        if self._on_result is not None:
+            self._on_result(channel, status, seconds)
+
+    async def _message(self, delivery: Delivery) -> tuple[Alert, AlertMessage]:
         alert = await asyncio.to_thread(self._store.get_alert, delivery.alert_id)
         events = await asyncio.to_thread(self._store.alert_events, delivery.alert_id)
         if alert is None:
@@ -184,11 +219,76 @@ class DeliveryWorker:
         message = render(
             alert, events, manager_timezone=alert.manager.timezone or self._default_timezone
         ).for_channel(delivery.channel)
-        await channel.send(message)
+        return alert, message
+
+    def _recipient(self, delivery: Delivery, alert: Alert) -> Manager:
+        # An escalation row names its recipient; any other row goes to the alert's manager.
+        manager_id = getattr(delivery, "recipient_id", None) or alert.manager.manager_id
+        current = self._managers(manager_id) if self._managers is not None else None
+        return current or alert.manager
+
+    def _channel(self, delivery: Delivery, alert: Alert) -> Channel:
+        channel = self._channels.get(delivery.channel)
+        if channel is not None:
+            return channel
+        kind = channel_kind(delivery.channel)
+        base = self._channels.get(kind)
+        if base is None or kind == delivery.channel:
+            raise LookupError(f"no channel named {kind!r} is configured")
+        if not isinstance(base, RoutedChannel):
+            raise LookupError(f"channel {kind!r} takes no per-manager target")
+        return base.to(apprise_target(self._recipient(delivery, alert), delivery.channel))
+
+    async def _send(self, delivery: Delivery) -> None:
+        kind = channel_kind(delivery.channel)
+        if delivery.channel not in self._channels and kind not in self._channels:
+            raise LookupError(f"no channel named {kind!r} is configured")
+        alert, message = await self._message(delivery)
+        await self._channel(delivery, alert).send(message)
+
+    async def _send_fallback(self, delivery: Delivery, error: str, attempts: int) -> str:
+        """Send the alert to the fallback channel; return what happened, for ``last_error``."""
+        assert self._fallback is not None
+        kind = channel_kind(delivery.channel)
+        started = time.monotonic()
+        try:
+            try:
+                alert, message = await self._message(delivery)
+                name = alert.manager.name
+            except Exception as render_error:  # noqa: BLE001 — the fallback must still go out
+                name = "the manager"
+                message = AlertMessage(
+                    alert_id=delivery.alert_id, subject=f"alert {delivery.alert_id}",
+                    text=f"(the alert could not be rendered: {_describe(render_error)})\n")
+            note = (f"cardmon could not deliver this alert to {name} via {kind} after "
+                    f"{attempts} attempt(s); last error: {error}. Please pass it on.\n\n")
+            undelivered = replace(
+                message,
+                subject=f"[UNDELIVERED via {kind}] {message.subject}",
+                text=note + message.text,
+                payload={**message.payload,
+                         "undelivered": {"channel": kind, "attempts": attempts, "error": error}},
+            ).for_channel(f"{FALLBACK}:{delivery.channel}")
+            await asyncio.wait_for(self._fallback.send(undelivered), timeout=self._send_timeout)
+        except Exception as fallback_error:  # noqa: BLE001 — recorded on the row and logged
+            self._report(FALLBACK, "failed", time.monotonic() - started)
+            log.error("alert %s: delivery via %s failed and so did the fallback: %s",
+                      delivery.alert_id, kind, _describe(fallback_error))
+            return f"fallback failed: {_describe(fallback_error)}"
+        self._report(FALLBACK, "sent", time.monotonic() - started)
+        log.warning("alert %s: delivery via %s failed after %d attempt(s); sent to the fallback",
+                    delivery.alert_id, kind, attempts)
+        return "sent to the fallback channel"
 
     async def _record_failure(self, delivery: Delivery, error: str) -> DeliveryResult:
         attempts = delivery.attempts + 1
         if attempts >= self._max_attempts:
+            if self._fallback is not None:
+                error = f"{error} — {await self._send_fallback(delivery, error, attempts)}"
+            else:
+                log.error("alert %s: delivery via %s failed after %d attempt(s) and no "
+                          "fallback channel is configured", delivery.alert_id,
+                          channel_kind(delivery.channel), attempts)
             await asyncio.to_thread(self._store.mark_failed, delivery.delivery_id, error)
             return "failed"
         next_at = datetime.now(UTC) + timedelta(seconds=self.retry_delay(attempts))

@@ -7,7 +7,7 @@ worker without either knowing about polars or Kafka.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
@@ -75,6 +75,13 @@ class Manager:
     """A relationship manager as the registry knows them.
 
     ``timezone`` is an IANA zone name (``Europe/Paris``); alerts show times in it.
+
+    ``channels`` maps a severity to the route keys the manager wants for it
+    (``email``, ``webhook``, ``apprise:0``...; see :mod:`monitor.alerts.routing`);
+    empty means the default (e-mail if an address, webhook if a URL). A severity
+    missing from a non-empty map also gets the default. ``apprise_urls`` are the
+    Apprise targets that ``apprise:<index>`` keys point into; they carry tokens, so
+    they are left out of ``repr`` and never logged.
     """
 
     manager_id: str
@@ -84,6 +91,8 @@ class Manager:
     webhook_url: str | None = None
     backup_manager_id: str | None = None
     timezone: str = "UTC"
+    channels: dict[Severity, tuple[str, ...]] = field(default_factory=dict, hash=False)
+    apprise_urls: tuple[str, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
