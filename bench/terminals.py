@@ -1,27 +1,39 @@
-"""Fleet-scale benchmark: the /metrics scrape and the process memory with 100,000 terminals.
+"""Fleet-scale benchmark: the whole monitor's per-terminal state and /metrics at 100,000 terminals.
 
-One run (``python -m bench.terminals``):
+One run (``python -m bench.terminals``) builds, on one Prometheus registry, what
+:class:`monitor.app.MonitorApp` builds: :class:`monitor.metrics.PipelineMetrics` and a
+:class:`monitor.health.service.TerminalHealthService` (health book with its 5 min and
+1 h windows, silent detector, health collectors; device status off, no broker). The
+service reads a synthetic terminal registry (model, region, branch, time zone, opening
+hours) and traffic baseline (60 transactions per hour, every hour of the week) written
+to a temporary directory, as a production monitor would at that size. Then:
 
-1. build ``--rounds`` batch frames shaped like the pipeline's (the columns of
-   :data:`monitor.frame.EVENT_SCHEMA` plus ``outcome`` and ``tier``), each with one
-   transaction per terminal, all with polars expressions (a hash of the row number
-   stands in for a random draw, so a run is deterministic); the first round gives
-   every terminal one failure, later rounds fail ~10 % of transactions;
-2. feed them to :meth:`monitor.metrics.PipelineMetrics.observe_batch`, timing each call;
-3. scrape :func:`monitor.metrics.serve` over HTTP with ``Accept-Encoding: gzip`` as
-   Prometheus sends it (median of ``--repeat`` runs, seconds): each *after a batch*
-   scrape follows a new batch of ``--batch-terminals`` transactions, so the
-   per-terminal text is rendered and compressed afresh (the case of a live monitor);
-   *cached* scrapes repeat without new data; *identity* scrapes ask for no compression;
-4. count the series (sample lines) and bytes of the served exposition, and read the
-   process RSS and peak RSS from ``/proc/self/status`` (``VmRSS``, ``VmHWM``);
-5. last (so it does not raise the peak above), time the reference path
-   ``prometheus_client.generate_latest(registry)`` (every sample through
-   ``prometheus_client``, as before the fast exposition) and check it has the same
-   number of series.
+1. ``--rounds`` batch frames shaped like the pipeline's (the columns of
+   :data:`monitor.frame.EVENT_SCHEMA` plus ``outcome`` and ``tier``), one transaction
+   per terminal each, event time advancing one minute per round, all with polars
+   expressions (a hash of the row number stands in for a random draw: deterministic).
+   Round 0 fails every terminal once; later rounds fail ~10 % of transactions. Each
+   frame is generated, fed and dropped (100,000 × 70 = 7 M events never held at once);
+2. each frame goes to ``PipelineMetrics.observe_batch`` then to every one of
+   ``service.observers`` (the book, the detector), as ``BatchProcessor`` does; each
+   call is timed;
+3. after each round, the scheduled jobs' work at that round's event time:
+   ``book.evaluate(now)`` and ``detector.evaluate(now)`` + ``book.mark_silent``, timed;
+4. scrapes of :func:`monitor.metrics.serve` over HTTP with ``Accept-Encoding: gzip``
+   as Prometheus sends it (median of ``--repeat``): *after a batch* scrapes follow a
+   new batch of ``--batch-terminals`` transactions and an evaluation (untimed), so the
+   per-terminal text is rendered and compressed afresh (a live monitor); *cached*
+   scrapes repeat without new data; *identity* scrapes ask for no compression;
+5. series and bytes of the exposition, RSS and peak RSS (``VmRSS``, ``VmHWM`` of
+   ``/proc/self/status``; the peak is reset through ``/proc/self/clear_refs`` before
+   each step of the rounds and before the scrapes, so each step's own peak is known),
+   polars' ``estimated_size`` of the health state;
+6. last (so it does not raise the peak), the reference path
+   ``prometheus_client.generate_latest(registry)``, checked for the same series count.
 
 The issue's targets at 100,000 terminals: a scrape under 1 s, RSS under 1 GiB.
-``--profile`` adds a cProfile of one scrape's rendering after a batch (top functions).
+``--metrics-only`` leaves the health service out (the metrics alone, for comparison);
+``--profile`` adds a cProfile of one scrape's rendering after a batch.
 """
 
 from __future__ import annotations
@@ -34,10 +46,11 @@ import json
 import pstats
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final
 
@@ -45,10 +58,13 @@ import httpx
 import polars as pl
 from prometheus_client import CollectorRegistry, generate_latest
 
+from monitor.config import HealthSettings, KafkaSettings
 from monitor.frame import EVENT_SCHEMA
+from monitor.health.service import TerminalHealthService
+from monitor.health.silent import HOURS_PER_WEEK, Baseline
 from monitor.metrics import Exposition, PipelineMetrics, serve
 
-__all__ = ["FleetReport", "fleet_batch", "main", "rss_bytes"]
+__all__ = ["FleetReport", "fleet_batch", "fleet_files", "main", "rss_bytes"]
 
 #: Targets of issue 4 at 100,000 terminals.
 SCRAPE_TARGET_S: Final = 1.0
@@ -61,26 +77,60 @@ _OUTCOME_CUTS: Final = (
 )
 _FAILURES: Final = tuple(name for name, _ in _OUTCOME_CUTS)
 _TIERS: Final = ("private", "platinum", "gold")
-_START: Final = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+_REGIONS: Final = (
+    "Auvergne-Rhône-Alpes", "Bourgogne-Franche-Comté", "Bretagne", "Centre-Val de Loire", "Corse",
+    "Grand Est", "Hauts-de-France", "Île-de-France", "Normandie", "Nouvelle-Aquitaine", "Occitanie",
+    "Pays de la Loire", "Provence-Alpes-Côte d'Azur",
+)
+_MODELS: Final = {"ATM": "NCR SelfServ 84", "POS": "Ingenico Move/5000", "ECOM": "virtual"}
+#: Opening hours (terminal registry grammar), local time Europe/Paris.
+_HOURS: Final = {"ATM": "24/7", "POS": "Mo-Sa 07:00-22:00", "ECOM": "24/7"}
+#: Every terminal trades once a minute: the baseline expects 60 per hour.
+_PER_HOUR: Final = 60.0
+#: Monday 07:55 UTC (08:55 in Paris, POS open since 06:00 UTC): with 70 one-minute
+#: rounds the windows fill up and the detector folds one completed hour (08:00–09:00)
+#: into the baseline, at 09:00.
+_START: Final = datetime(2026, 3, 2, 7, 55, tzinfo=UTC)
+_ROUND: Final = timedelta(minutes=1)
+#: Rounds at the end whose medians are reported (windows full by then with >= 60 rounds).
+_STEADY_ROUNDS: Final = 10
+#: Timed (and peak-measured) steps of a round: observe per part, then the scheduled jobs.
+_STEPS: Final = ("metrics", "book", "detector", "evaluate_book", "evaluate_detector")
 
 
 @dataclass(frozen=True, slots=True)
 class FleetReport:
-    """What one run measured (seconds, bytes, counts)."""
+    """What one run measured (seconds, bytes, counts); ``*_steady_s``: median of the last 10 rounds."""
 
     terminals: int
     rounds: int
     events: int
-    observe_total_s: float  # all observe_batch calls of the rounds
-    observe_median_s: float  # one batch of `terminals` events
-    http_scrape_median_s: float  # gzip, right after a new batch: text rendered afresh
+    health: bool  # False with --metrics-only
+    observe_metrics_steady_s: float  # PipelineMetrics.observe_batch, one batch of `terminals` events
+    observe_book_steady_s: float  # HealthBook.observe, same batch (0 without health)
+    observe_detector_steady_s: float  # SilentDetector.observe, same batch (0 without health)
+    observe_metrics_total_s: float  # all rounds
+    observe_health_total_s: float  # book + detector, all rounds
+    evaluate_book_steady_s: float  # HealthBook.evaluate(now)
+    evaluate_book_max_s: float
+    evaluate_detector_steady_s: float  # SilentDetector.evaluate(now) + HealthBook.mark_silent
+    evaluate_detector_max_s: float  # includes folding a completed hour into the baseline
+    http_scrape_median_s: float  # gzip, after a new batch + evaluation: text rendered afresh
     http_scrape_cached_median_s: float  # gzip, no new data since the previous scrape
-    http_scrape_identity_median_s: float  # uncompressed, right after a new batch
+    http_scrape_identity_median_s: float  # uncompressed, after a new batch + evaluation
     scrape_gzip_bytes: int  # bytes on the wire with gzip
     series: int  # sample lines in the served exposition
     exposition_bytes: int
+    rss_start_bytes: int  # VmRSS once everything is built, before the first round
     rss_bytes: int  # VmRSS after the scrapes
     peak_rss_bytes: int  # VmHWM, the process high-water mark, before the reference path
+    peak_rss_by_step: dict[str, int]  # highest VmHWM while in: setup, each _STEPS call, scrapes
+    terminals_by_state: dict[str, int]  # at the last evaluation (empty without health)
+    window_rows: dict[str, int]  # (terminal, bucket) rows per health window
+    windows_bytes: int  # polars estimated_size: window frames + per-terminal table
+    snapshot_bytes: int  # the book's last evaluation (one row per terminal, ~80 columns)
+    baseline_bytes: int  # the detector's hour-of-week baseline
+    registry_bytes: int  # the terminal registry table
     generate_latest_median_s: float  # the reference path: prometheus_client for every sample
     repeat: int
     measured_at: str  # ISO 8601 UTC
@@ -101,17 +151,43 @@ def rss_bytes(field: str = "VmRSS") -> int:
     raise LookupError(f"{field} not in /proc/self/status")
 
 
-def fleet_batch(terminals: int, round_: int, *, seed: int = 7) -> pl.DataFrame:
+def _reset_peak() -> None:
+    """Reset ``VmHWM`` to the current RSS (``clear_refs`` 5, Linux >= 4.0), to measure one step's peak."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5", encoding="ascii")
+    except OSError:  # not permitted: the peaks become cumulative, still upper bounds
+        pass
+
+
+def _channel(row: pl.Expr) -> pl.Expr:
+    return pl.when(row % 10 < 3).then(pl.lit("ATM")).when(row % 10 < 9).then(pl.lit("POS")) \
+        .otherwise(pl.lit("ECOM"))
+
+
+def _terminal_columns(row: pl.Expr) -> dict[str, pl.Expr]:
+    """Fixed attributes of terminal number ``row`` (shared by the batches and the registry)."""
+    return {
+        "channel": _channel(row),
+        "terminal_id": pl.format("T{}", row.cast(pl.String).str.zfill(7)),
+        "merchant_id": pl.format("M{}", (row // 4).cast(pl.String).str.zfill(14)),
+        "region": pl.lit(pl.Series(_REGIONS)).gather(row % len(_REGIONS)),
+        "branch_id": pl.format("B{}", (row // 40).cast(pl.String).str.zfill(5)),
+    }
+
+
+def fleet_batch(terminals: int, round_: int, *, seed: int = 7, minute: int | None = None) -> pl.DataFrame:
     """One batch with one transaction per terminal, in the pipeline's frame shape.
 
     Args:
         terminals: fleet size; terminal IDs are ``T0000000``..., 8 characters (ISO 8583 field 41).
         round_: batch number; round 0 fails every terminal once, later ones ~10 %.
         seed: seed of the hash that stands in for random draws.
+        minute: the events fall in this minute after the start (default: ``round_``).
 
     Returns:
         A frame with the :data:`monitor.frame.EVENT_SCHEMA` columns plus ``outcome``
-        and ``tier`` (null for non-VIP clients, ~6 % VIPs).
+        and ``tier`` (null for non-VIP clients, ~6 % VIPs); ~3 % of card-present
+        transactions are swipes, the rest chip reads.
     """
     row = pl.int_range(0, terminals, dtype=pl.Int64)
     draw = (row + round_ * terminals).hash(seed) % 10_000  # uniform 0..9999 per row
@@ -123,15 +199,15 @@ def fleet_batch(terminals: int, round_: int, *, seed: int = 7) -> pl.DataFrame:
         outcome = pl.lit("approved")
         for name, cut in reversed(_OUTCOME_CUTS):
             outcome = pl.when(draw < cut).then(pl.lit(name)).otherwise(outcome)
-    channel = pl.when(row % 10 < 3).then(pl.lit("ATM")).when(row % 10 < 9).then(pl.lit("POS")) \
-        .otherwise(pl.lit("ECOM"))
-    start_us = int(_START.timestamp() * 1_000_000) + round_ * 60_000_000
+    fixed = _terminal_columns(row)
+    channel = fixed["channel"]
+    start_us = int((_START + (round_ if minute is None else minute) * _ROUND).timestamp() * 1_000_000)
     frame = pl.select(
         event_id=pl.format("bench-{}-{}", pl.lit(round_), row),
-        occurred_at=(pl.lit(start_us) + row % 60_000_000).cast(pl.Datetime("us", "UTC")),
+        occurred_at=(pl.lit(start_us) + (row * 7919) % 60_000_000).cast(pl.Datetime("us", "UTC")),
         channel=channel,
-        terminal_id=pl.format("T{}", row.cast(pl.String).str.zfill(7)),
-        merchant_id=pl.format("M{}", (row // 4).cast(pl.String).str.zfill(14)),
+        terminal_id=fixed["terminal_id"],
+        merchant_id=fixed["merchant_id"],
         txn_type=pl.when(channel == "ATM").then(pl.lit("withdrawal")).otherwise(pl.lit("purchase")),
         amount_minor=(draw * 7 + 100).cast(pl.Int64),
         currency=pl.lit("EUR"),
@@ -141,10 +217,11 @@ def fleet_batch(terminals: int, round_: int, *, seed: int = 7) -> pl.DataFrame:
         status=pl.when(outcome == "technical").then(pl.lit("timeout")).otherwise(pl.lit("completed")),
         response_code=pl.lit("00"),
         latency_ms=(draw.cast(pl.Float64) / 10.0 + 100.0),
-        entry_mode=pl.lit("chip"),
+        entry_mode=pl.when(channel == "ECOM").then(pl.lit("ecommerce"))
+        .when(draw % 100 >= 97).then(pl.lit("swipe")).otherwise(pl.lit("chip")),
         city=pl.lit("Paris"),
-        region=pl.lit("Île-de-France"),
-        branch_id=pl.lit(None, dtype=pl.String),
+        region=fixed["region"],
+        branch_id=fixed["branch_id"],
         stan=(row % 1_000_000).cast(pl.String).str.zfill(6),
         rrn=pl.lit("603081000000"),
         outcome=outcome,
@@ -154,6 +231,35 @@ def fleet_batch(terminals: int, round_: int, *, seed: int = 7) -> pl.DataFrame:
         .when(draw % 100 < 6).then(pl.lit(_TIERS[2])),
     )
     return frame.with_columns(pl.col(name).cast(dtype) for name, dtype in EVENT_SCHEMA.items())
+
+
+def fleet_files(terminals: int, directory: Path) -> tuple[Path, Path]:
+    """Write the fleet's terminal registry and traffic baseline (Parquet) into ``directory``.
+
+    Args:
+        terminals: fleet size (the IDs of :func:`fleet_batch`).
+        directory: where to write ``terminals.parquet`` and ``baseline.parquet``.
+
+    Returns:
+        ``(registry path, baseline path)``: ATMs and e-commerce open 24/7, POS
+        ``Mo-Sa 07:00-22:00``, all in Europe/Paris; the baseline expects 60 transactions
+        per hour from every terminal at every hour of the week.
+    """
+    row = pl.int_range(0, terminals, dtype=pl.Int64)
+    fixed = _terminal_columns(row)
+    channel = fixed["channel"]
+    registry_path, baseline_path = directory / "terminals.parquet", directory / "baseline.parquet"
+    pl.select(
+        *[expr.alias(name) for name, expr in fixed.items()],
+        channel.replace_strict(_MODELS, return_dtype=pl.String).alias("model"),
+        pl.lit("Europe/Paris").alias("timezone"),
+        channel.replace_strict(_HOURS, return_dtype=pl.String).alias("opening_hours"),
+    ).write_parquet(registry_path)
+    Baseline(pl.select(
+        fixed["terminal_id"].alias("terminal_id"),
+        *[pl.lit(_PER_HOUR, dtype=pl.Float32).alias(f"h{hour}") for hour in range(HOURS_PER_WEEK)],
+    ).sort("terminal_id")).write(baseline_path)
+    return registry_path, baseline_path
 
 
 def _series(exposition: bytes) -> int:
@@ -170,34 +276,102 @@ def _median_seconds(action: Callable[[], object], repeat: int) -> float:
     return statistics.median(timings)
 
 
+def _timed(action: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
+
+
+def _steady(timings: list[float]) -> float:
+    return statistics.median(timings[-_STEADY_ROUNDS:]) if timings else 0.0
+
+
+class _Fleet:
+    """The monitor's per-terminal parts on one registry, fed and evaluated as the app does."""
+
+    def __init__(self, registry: CollectorRegistry, files: tuple[Path, Path] | None) -> None:
+        self.metrics = PipelineMetrics(registry)
+        self.health: TerminalHealthService | None = None
+        if files is not None:
+            settings = HealthSettings(consume_status=False, terminals_path=files[0], baseline_path=files[1])
+            self.health = TerminalHealthService(settings, KafkaSettings(), registry=registry)
+            self.health.load()
+            # The service starts the detector at the wall clock; the bench runs in event time.
+            self.health.detector.started_at = _START
+        self.timings: dict[str, list[float]] = {name: [] for name in _STEPS}
+        self.peaks = dict.fromkeys(_STEPS, 0)  # <step: highest VmHWM during a call, bytes>
+        self.track = True  # time the steps and measure their peaks (the rounds)
+
+    def _step(self, name: str, action: Callable[[], object]) -> None:
+        if not self.track:
+            action()
+            return
+        _reset_peak()
+        self.timings[name].append(_timed(action))
+        self.peaks[name] = max(self.peaks[name], rss_bytes("VmHWM"))
+
+    def observe(self, frame: pl.DataFrame) -> None:
+        """``BatchProcessor``'s order: the metrics, then each observer."""
+        self._step("metrics", lambda: self.metrics.observe_batch(frame))
+        if self.health is not None:
+            book, detector = self.health.observers
+            self._step("book", lambda: book.observe(frame))
+            self._step("detector", lambda: detector.observe(frame))
+
+    def evaluate(self, now: datetime) -> None:
+        """The scheduled jobs: state evaluation, then silent detection."""
+        if self.health is None:
+            return
+        book, detector = self.health.book, self.health.detector
+        self._step("evaluate_book", lambda: book.evaluate(now))
+
+        def detect() -> None:
+            book.mark_silent(detector.evaluate(now), now)
+        self._step("evaluate_detector", detect)
+
+
 def run(terminals: int, rounds: int, *, repeat: int = 5, seed: int = 7,
-        batch_terminals: int = 1_000, profile: bool = False) -> FleetReport:
-    """Feed the metrics with the synthetic fleet and measure the scrape and memory.
+        batch_terminals: int = 1_000, health: bool = True, profile: bool = False) -> FleetReport:
+    """Feed the monitor's per-terminal parts with the synthetic fleet; measure scrape and memory.
 
     Args:
         terminals: fleet size.
-        rounds: batches of one transaction per terminal (so ``terminals * rounds`` events).
+        rounds: batches of one transaction per terminal, one minute of event time each
+            (so ``terminals * rounds`` events); 60 or more fill the 1 h windows.
         repeat: scrapes per measurement; the median is reported.
         seed: hash seed of the synthetic draws.
         batch_terminals: size of the batch observed before each *after a batch* scrape
             (its terminals are the fleet's first ones, so the series count does not grow).
+        health: also build and feed the :class:`TerminalHealthService`.
         profile: print the top functions of one scrape's rendering under cProfile.
 
     Returns:
         The :class:`FleetReport`.
     """
-    registry = CollectorRegistry()
-    metrics = PipelineMetrics(registry)
-    observe: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="cardmon-fleet-") as scratch:
+        files = fleet_files(terminals, Path(scratch)) if health else None
+        registry = CollectorRegistry()
+        fleet = _Fleet(registry, files)
+    gc.collect()
+    rss_start, setup_peak = rss_bytes("VmRSS"), rss_bytes("VmHWM")
     for round_ in range(rounds):
         frame = fleet_batch(terminals, round_, seed=seed)
-        started = time.perf_counter()
-        metrics.observe_batch(frame)
-        observe.append(time.perf_counter() - started)
+        fleet.observe(frame)
         del frame
-    extra = [fleet_batch(min(batch_terminals, terminals), rounds + r, seed=seed)
+        fleet.evaluate(_START + (round_ + 1) * _ROUND)
+    # Batches of the minute after the rounds (so the 5 min window stays full).
+    extra = [fleet_batch(min(batch_terminals, terminals), rounds + r, seed=seed, minute=rounds)
              for r in range(2 * repeat + 1)]
+    steady = {name: _steady(values) for name, values in fleet.timings.items()}
+    totals = {name: sum(values) for name, values in fleet.timings.items()}
+    maxima = {name: max(values, default=0.0) for name, values in fleet.timings.items()}
     gc.collect()
+    fleet.track = False
+    _reset_peak()
+
+    def new_batch() -> None:
+        fleet.observe(extra.pop())
+        fleet.evaluate(_START + (rounds + 1) * _ROUND)
 
     wire: dict[str, int] = {}  # <Accept-Encoding: bytes downloaded>
     with serve(registry, "127.0.0.1", 0) as server, httpx.Client(timeout=60) as http:
@@ -208,10 +382,8 @@ def run(terminals: int, rounds: int, *, repeat: int = 5, seed: int = 7,
             return response.content
 
         def after_batch(encoding: str) -> float:
-            metrics.observe_batch(extra.pop())  # untimed: a new snapshot to render
-            started = time.perf_counter()
-            scrape(encoding)
-            return time.perf_counter() - started
+            new_batch()  # untimed: a new snapshot to render
+            return _timed(lambda: scrape(encoding))
 
         scrape_s = statistics.median(after_batch("gzip") for _ in range(repeat))
         cached_s = _median_seconds(lambda: scrape("gzip"), repeat)
@@ -219,14 +391,24 @@ def run(terminals: int, rounds: int, *, repeat: int = 5, seed: int = 7,
         body = scrape("identity")
     series = _series(body)
     if profile:
-        metrics.observe_batch(extra.pop())
-        exposition = Exposition(registry)
+        new_batch()
         profiler = cProfile.Profile()
-        profiler.runcall(exposition.render_gzip)
+        profiler.runcall(Exposition(registry).render_gzip)
         out = io.StringIO()
         pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(18)
         print(out.getvalue())
-    rss_now, rss_peak = rss_bytes("VmRSS"), rss_bytes("VmHWM")
+    rss_now = rss_bytes("VmRSS")
+    peaks = {"setup": setup_peak, **fleet.peaks, "scrapes": rss_bytes("VmHWM")}
+    by_state: dict[str, int] = {}
+    window_rows: dict[str, int] = {}
+    sizes = dict.fromkeys(("windows", "snapshot", "baseline", "registry"), 0)
+    if fleet.health is not None:
+        book = fleet.health.book
+        by_state = {state.label: count for state, count in sorted(book.states_count().items())}
+        window_rows = book.windows.bucket_rows()
+        sizes = {"windows": book.windows.estimated_size(), "snapshot": int(book.snapshot().estimated_size()),
+                 "baseline": int(fleet.health.detector.baseline.frame.estimated_size()),
+                 "registry": int(fleet.health.terminals.current.table.estimated_size())}
 
     reference = generate_latest(registry)
     reference_series = _series(reference)
@@ -237,11 +419,22 @@ def run(terminals: int, rounds: int, *, repeat: int = 5, seed: int = 7,
     return FleetReport(
         terminals=terminals, rounds=rounds,
         events=terminals * rounds + min(batch_terminals, terminals) * (2 * repeat + 1 - len(extra)),
-        observe_total_s=sum(observe), observe_median_s=statistics.median(observe),
+        health=health,
+        observe_metrics_steady_s=steady["metrics"], observe_book_steady_s=steady["book"],
+        observe_detector_steady_s=steady["detector"], observe_metrics_total_s=totals["metrics"],
+        observe_health_total_s=totals["book"] + totals["detector"],
+        evaluate_book_steady_s=steady["evaluate_book"], evaluate_book_max_s=maxima["evaluate_book"],
+        evaluate_detector_steady_s=steady["evaluate_detector"],
+        evaluate_detector_max_s=maxima["evaluate_detector"],
         http_scrape_median_s=scrape_s, http_scrape_cached_median_s=cached_s,
         http_scrape_identity_median_s=identity_s, scrape_gzip_bytes=wire["gzip"],
         series=series, exposition_bytes=len(body),
-        rss_bytes=rss_now, peak_rss_bytes=rss_peak, generate_latest_median_s=generate_s,
+        rss_start_bytes=rss_start, rss_bytes=rss_now, peak_rss_bytes=max(peaks.values()),
+        peak_rss_by_step=peaks,
+        terminals_by_state=by_state, window_rows=window_rows,
+        windows_bytes=sizes["windows"], snapshot_bytes=sizes["snapshot"],
+        baseline_bytes=sizes["baseline"], registry_bytes=sizes["registry"],
+        generate_latest_median_s=generate_s,
         repeat=repeat, measured_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
 
@@ -250,22 +443,40 @@ def _table(report: FleetReport) -> str:
     mib = 1 << 20
     verdict_scrape = "ok" if report.http_scrape_median_s < SCRAPE_TARGET_S else "OVER TARGET"
     verdict_rss = "ok" if report.peak_rss_bytes < RSS_TARGET_BYTES else "OVER TARGET"
+    per_batch = f"median of the last {min(_STEADY_ROUNDS, report.rounds)} batches of {report.terminals:,}"
     rows = [
-        ("terminals", f"{report.terminals:,}"),
-        ("events observed", f"{report.events:,}"),
-        ("observe_batch, median per batch", f"{report.observe_median_s:.3f} s"),
-        ("observe_batch, total of the rounds", f"{report.observe_total_s:.2f} s"),
+        ("terminals", f"{report.terminals:,}" + ("" if report.health else " (metrics only)")),
+        ("events observed", f"{report.events:,} in {report.rounds} rounds of one minute"),
+        (f"observe: metrics, {per_batch}", f"{report.observe_metrics_steady_s:.3f} s"),
+        (f"observe: health book, {per_batch}", f"{report.observe_book_steady_s:.3f} s"),
+        (f"observe: silent detector, {per_batch}", f"{report.observe_detector_steady_s:.3f} s"),
+        ("observe: total of the rounds, metrics / health",
+         f"{report.observe_metrics_total_s:.2f} s / {report.observe_health_total_s:.2f} s"),
+        ("evaluate: health book, steady (max)",
+         f"{report.evaluate_book_steady_s:.3f} s ({report.evaluate_book_max_s:.3f} s)"),
+        ("evaluate: silent detector + mark_silent, steady (max)",
+         f"{report.evaluate_detector_steady_s:.3f} s ({report.evaluate_detector_max_s:.3f} s)"),
+        ("terminals by health state", ", ".join(f"{k} {v:,}" for k, v in report.terminals_by_state.items())
+         or "-"),
         ("series in the exposition", f"{report.series:,}"),
         ("exposition size", f"{report.exposition_bytes / mib:.1f} MiB"),
-        (f"HTTP scrape (gzip) after a batch, median of {report.repeat}",
+        (f"HTTP scrape (gzip) after a batch + evaluation, median of {report.repeat}",
          f"{report.http_scrape_median_s:.3f} s ({verdict_scrape}, target < {SCRAPE_TARGET_S:g} s)"),
         (f"HTTP scrape (gzip) without new data, median of {report.repeat}",
          f"{report.http_scrape_cached_median_s:.3f} s"),
-        (f"HTTP scrape (identity) after a batch, median of {report.repeat}",
+        (f"HTTP scrape (identity) after a batch + evaluation, median of {report.repeat}",
          f"{report.http_scrape_identity_median_s:.3f} s"),
         ("gzip bytes on the wire", f"{report.scrape_gzip_bytes / mib:.2f} MiB"),
-        ("RSS after the scrapes", f"{report.rss_bytes / mib:.0f} MiB"),
+        ("RSS before the rounds / after the scrapes",
+         f"{report.rss_start_bytes / mib:.0f} MiB / {report.rss_bytes / mib:.0f} MiB"),
         ("peak RSS (VmHWM)", f"{report.peak_rss_bytes / mib:.0f} MiB ({verdict_rss}, target < 1024 MiB)"),
+        ("peak RSS during each step", ", ".join(f"{k} {v / mib:.0f}" for k, v in
+                                                report.peak_rss_by_step.items()) + " MiB"),
+        ("health windows: (terminal, bucket) rows", ", ".join(f"{k} {v:,}" for k, v in
+                                                             report.window_rows.items()) or "-"),
+        ("polars estimated_size: windows / snapshot / baseline / registry",
+         (f"{report.windows_bytes / mib:.0f} / {report.snapshot_bytes / mib:.0f} / "
+          f"{report.baseline_bytes / mib:.0f} / {report.registry_bytes / mib:.0f} MiB")),
         (f"reference generate_latest, median of {report.repeat}",
          f"{report.generate_latest_median_s:.3f} s"),
     ]
@@ -274,15 +485,17 @@ def _table(report: FleetReport) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: ``python -m bench.terminals [--terminals N] [--json PATH]``."""
+    """Command line: ``python -m bench.terminals [--terminals N] [--rounds R] [--json PATH]``."""
     parser = argparse.ArgumentParser(prog="python -m bench.terminals", description=__doc__.splitlines()[0])
     parser.add_argument("--terminals", type=int, default=100_000, help="fleet size (default 100000)")
-    parser.add_argument("--rounds", type=int, default=10,
-                        help="batches of one transaction per terminal (default 10)")
+    parser.add_argument("--rounds", type=int, default=70,
+                        help="batches of one transaction per terminal, one minute each (default 70)")
     parser.add_argument("--repeat", type=int, default=5, help="scrapes per measurement (default 5)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--batch-terminals", type=int, default=1_000,
                         help="transactions in the batch before each after-a-batch scrape (default 1000)")
+    parser.add_argument("--metrics-only", action="store_true",
+                        help="leave the terminal health service out (the metrics alone)")
     parser.add_argument("--json", type=Path, help="also write the report as JSON here")
     parser.add_argument("--profile", action="store_true",
                         help="cProfile the rendering of one scrape after a batch")
@@ -290,7 +503,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if min(args.terminals, args.rounds, args.repeat, args.batch_terminals) < 1:
         parser.error("--terminals, --rounds, --repeat and --batch-terminals must be >= 1")
     report = run(args.terminals, args.rounds, repeat=args.repeat, seed=args.seed,
-                 batch_terminals=args.batch_terminals, profile=args.profile)
+                 batch_terminals=args.batch_terminals, health=not args.metrics_only, profile=args.profile)
     print(_table(report))
     if args.json is not None:
         args.json.write_text(json.dumps(asdict(report), indent=2) + "\n", encoding="utf-8")
