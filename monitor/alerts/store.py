@@ -45,6 +45,7 @@ from monitor.alerts.model import (
     Manager,
     VipFailure,
 )
+from monitor.alerts.routing import channels_for
 from monitor.decoder import is_pan, mask_pan, scrub_pans
 
 __all__ = ["AlertStore", "RecordResult", "alert_id_for", "window_start_for"]
@@ -381,9 +382,11 @@ class AlertStore:
     def _enqueue(
         conn: sqlite3.Connection, alert_id: str, manager: Manager, routes: _Routes, stamp: str
     ) -> int:
-        channels = [name for name, wanted in (("email", manager.email),
-                                              ("webhook", manager.webhook_url))
-                    if wanted and name in routes.enabled]
+        # The manager's preferences for the alert's current severity (routing.py), then
+        # the global sinks; the route key (``apprise:0``) names a target, never its URL.
+        severity = conn.execute(
+            "SELECT severity FROM alerts WHERE alert_id = ?", (alert_id,)).fetchone()[0]
+        channels = [route.channel for route in channels_for(manager, severity, routes.enabled)]
         channels += [sink for sink in routes.sinks if sink not in channels]
         count = 0
         for channel in channels:
