@@ -27,15 +27,26 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, Self
 
+from monitor.alerts.lifecycle import (
+    ALERT_STATES,
+    SYSTEM_ACTOR,
+    AlertNotFoundError,
+    AlertState,
+    HistoryAction,
+    HistoryEntry,
+    StateConflictError,
+    Transition,
+)
 from monitor.alerts.model import (
     SEVERITIES,
     Alert,
@@ -48,7 +59,14 @@ from monitor.alerts.model import (
 from monitor.alerts.routing import channels_for
 from monitor.decoder import is_pan, mask_pan, scrub_pans
 
-__all__ = ["AlertStore", "RecordResult", "alert_id_for", "window_start_for"]
+__all__ = [
+    "AlertPage",
+    "AlertStore",
+    "EscalationCandidate",
+    "RecordResult",
+    "alert_id_for",
+    "window_start_for",
+]
 
 #: The issue's grouping window: 10 minutes of event time.
 DEFAULT_WINDOW_SECONDS: Final = 600
@@ -57,8 +75,15 @@ DEFAULT_WINDOW_SECONDS: Final = 600
 _DEFAULT_LEASE_SECONDS: Final = 120.0
 # Bounded so a huge exception text cannot bloat the outbox.
 _MAX_ERROR_CHARS: Final = 2000
-_SCHEMA_VERSION: Final = 1
+#: Version 1: alerts, events, outbox. Version 2: lifecycle state, escalation step,
+#: alert_history, outbox rows per recipient (see _MIGRATIONS).
+_SCHEMA_VERSION: Final = 2
 _RANK: Final = {severity: rank for rank, severity in enumerate(SEVERITIES)}
+# Bounds on what people type into the history (an API caller must not bloat the store).
+_MAX_ACTOR_CHARS: Final = 200
+_MAX_NOTE_CHARS: Final = 2000
+_MAX_PAGE: Final = 500
+_VIA: Final = re.compile(r"[a-z][a-z0-9_.:-]{0,31}")
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -124,6 +149,92 @@ CREATE TABLE IF NOT EXISTS deliveries (
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_attempt_at);
 """
 
+# The outbox columns of schema 1, copied when schema 2 rebuilds the table.
+_DELIVERY_COLUMNS_V1: Final = (
+    "delivery_id, alert_id, channel, status, attempts, next_attempt_at, last_error, "
+    "created_at, updated_at, sent_at"
+)
+
+# <version: statements that upgrade the store from version - 1>, applied in order in
+# one transaction. A store is never changed any other way: a new column is a new
+# version here, never an edit of _SCHEMA (that is the version-1 schema).
+_MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
+    2: (
+        "ALTER TABLE alerts ADD COLUMN state TEXT NOT NULL DEFAULT 'open'",
+        # Steps of the escalation chain already taken (0: none).
+        "ALTER TABLE alerts ADD COLUMN escalation_step INTEGER NOT NULL DEFAULT 0",
+        """UPDATE alerts SET state = CASE
+            WHEN EXISTS (SELECT 1 FROM deliveries d
+                         WHERE d.alert_id = alerts.alert_id AND d.status = 'sent') THEN 'notified'
+            WHEN EXISTS (SELECT 1 FROM deliveries d WHERE d.alert_id = alerts.alert_id)
+             AND NOT EXISTS (SELECT 1 FROM deliveries d
+                             WHERE d.alert_id = alerts.alert_id AND d.status != 'failed')
+                THEN 'failed'
+            ELSE 'open' END""",
+        "CREATE INDEX alerts_by_state ON alerts (state, created_at)",
+        "CREATE INDEX alerts_by_created ON alerts (created_at, alert_id)",
+        """CREATE TABLE alert_history (
+            history_id INTEGER PRIMARY KEY AUTOINCREMENT,
+            alert_id TEXT NOT NULL REFERENCES alerts (alert_id) DEFERRABLE INITIALLY DEFERRED,
+            action TEXT NOT NULL CHECK (action IN
+                ('opened', 'notified', 'failed', 'escalated', 'acknowledged', 'resolved')),
+            from_state TEXT,
+            to_state TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            via TEXT NOT NULL,
+            note TEXT,
+            at TEXT NOT NULL
+        )""",
+        "CREATE INDEX alert_history_by_alert ON alert_history (alert_id, history_id)",
+        # The history of alerts recorded before version 2, rebuilt from what the store knew.
+        """INSERT INTO alert_history (alert_id, action, from_state, to_state, actor, via, note, at)
+            SELECT alert_id, 'opened', NULL, 'open', 'cardmon', 'pipeline',
+                   'recorded before the store kept a history (schema 2)', created_at
+            FROM alerts ORDER BY created_at, alert_id""",
+        """INSERT INTO alert_history (alert_id, action, from_state, to_state, actor, via, note, at)
+            SELECT d.alert_id, 'notified',
+                   CASE WHEN row_number() OVER (PARTITION BY d.alert_id
+                        ORDER BY d.sent_at, d.delivery_id) = 1 THEN 'open' ELSE 'notified' END,
+                   'notified', a.manager_id, d.channel, NULL, d.sent_at
+            FROM deliveries d JOIN alerts a ON a.alert_id = d.alert_id
+            WHERE d.status = 'sent' ORDER BY d.sent_at, d.delivery_id""",
+        """INSERT INTO alert_history (alert_id, action, from_state, to_state, actor, via, note, at)
+            SELECT a.alert_id, 'failed', 'open', 'failed', 'cardmon',
+                   (SELECT d.channel FROM deliveries d WHERE d.alert_id = a.alert_id
+                    ORDER BY d.updated_at DESC, d.delivery_id DESC LIMIT 1),
+                   (SELECT d.last_error FROM deliveries d WHERE d.alert_id = a.alert_id
+                    ORDER BY d.updated_at DESC, d.delivery_id DESC LIMIT 1),
+                   (SELECT max(d.updated_at) FROM deliveries d WHERE d.alert_id = a.alert_id)
+            FROM alerts a WHERE a.state = 'failed' ORDER BY a.created_at, a.alert_id""",
+        # The outbox gets a recipient, so an escalation can send the same channel to
+        # another manager: unique on (alert_id, channel, recipient_id). SQLite cannot
+        # change a UNIQUE constraint in place, hence the rebuild.
+        """CREATE TABLE deliveries_v2 (
+            delivery_id INTEGER PRIMARY KEY AUTOINCREMENT,
+            alert_id TEXT NOT NULL REFERENCES alerts (alert_id) DEFERRABLE INITIALLY DEFERRED,
+            channel TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('pending', 'sent', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT NOT NULL,
+            last_error TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            sent_at TEXT,
+            recipient_id TEXT NOT NULL DEFAULT '',
+            recipient_name TEXT,
+            recipient_email TEXT,
+            recipient_webhook_url TEXT,
+            recipient_timezone TEXT,
+            UNIQUE (alert_id, channel, recipient_id)
+        )""",
+        (f"INSERT INTO deliveries_v2 ({_DELIVERY_COLUMNS_V1}) "
+         f"SELECT {_DELIVERY_COLUMNS_V1} FROM deliveries"),
+        "DROP TABLE deliveries",
+        "ALTER TABLE deliveries_v2 RENAME TO deliveries",
+        "CREATE INDEX deliveries_due ON deliveries (status, next_attempt_at)",
+    ),
+}
+
 _EVENT_COLUMNS: Final = (
     "event_id", "alert_id", "occurred_at", "channel", "terminal_id", "merchant_id", "txn_type",
     "amount_minor", "currency", "response_code", "outcome", "response_meaning", "status",
@@ -153,6 +264,38 @@ class RecordResult:
     events_inserted: int = 0
     events_duplicate: int = 0
     deliveries_enqueued: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AlertPage:
+    """One page of :meth:`AlertStore.find_alerts`.
+
+    Attributes:
+        alerts: the alerts, newest first, with their deliveries.
+        states: ``alert_id`` → lifecycle state, for each alert of the page.
+        next_cursor: pass it as ``cursor`` for the next page; ``None`` on the last one.
+    """
+
+    alerts: tuple[Alert, ...]
+    states: dict[str, AlertState]
+    next_cursor: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EscalationCandidate:
+    """An alert that may have an escalation step due (see :meth:`AlertStore.escalation_candidates`).
+
+    Attributes:
+        alert_id: the alert.
+        manager_id: the client's own relationship manager.
+        created_at: when the alert was recorded (UTC); step delays count from here.
+        escalation_step: steps already taken.
+    """
+
+    alert_id: str
+    manager_id: str
+    created_at: datetime
+    escalation_step: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,9 +389,41 @@ class AlertStore:
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.execute("PRAGMA foreign_keys=ON")
         self._conn.execute("PRAGMA busy_timeout=5000")
-        self._conn.executescript(
-            f"BEGIN IMMEDIATE;{_SCHEMA}PRAGMA user_version={_SCHEMA_VERSION};COMMIT;"
-        )
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Create a new store or upgrade an older one in place, in one transaction.
+
+        Version 0 (a new file) gets the version-1 schema, then every version gets its
+        :data:`_MIGRATIONS` in order. ``BEGIN IMMEDIATE`` makes two processes that
+        open the same old file at once upgrade it once: the second waits, then sees
+        the new version.
+
+        Raises:
+            sqlite3.DatabaseError: the file is not an alert store, or was written by
+                a newer cardmon (its version is above ours).
+        """
+        with self._transaction() as conn:
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            if version > _SCHEMA_VERSION:
+                raise sqlite3.DatabaseError(
+                    f"alert store {self._path} has schema version {version}; this cardmon "
+                    f"knows up to {_SCHEMA_VERSION} (upgrade cardmon)")
+            if version == 0:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                version = 1
+            for target in range(version + 1, _SCHEMA_VERSION + 1):
+                for statement in _MIGRATIONS[target]:
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+
+    @property
+    def schema_version(self) -> int:
+        """The store file's schema version (``PRAGMA user_version``)."""
+        with self._lock:
+            return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
 
     def __repr__(self) -> str:
         return f"AlertStore(path={self._path!r})"
@@ -327,6 +502,8 @@ class AlertStore:
                 inserted += 1
                 if self._insert_alert(conn, failure, alert_id, start, window_seconds, action, stamp):
                     new[alert_id] = None
+                    _write_history(conn, alert_id, "opened", None, "open", SYSTEM_ACTOR,
+                                   "pipeline", None, stamp)
                     enqueued += self._enqueue(conn, alert_id, failure.manager, routes, stamp)
                     continue
                 conn.execute(
@@ -432,10 +609,14 @@ class AlertStore:
         return [_delivery(row) for row in rows]
 
     def mark_sent(self, delivery_id: int, at: datetime) -> bool:
-        """Record that the channel accepted a pending delivery; ``False`` if not pending."""
+        """Record that the channel accepted a pending delivery; ``False`` if not pending.
+
+        The alert's history gets a ``notified`` row (who: the recipient, via: the
+        channel); an ``open`` or ``failed`` alert becomes ``notified``.
+        """
         return self._mark(
             "status = 'sent', attempts = attempts + 1, sent_at = ?, updated_at = ?",
-            (_ts(at), _ts(at)), delivery_id,
+            (_ts(at), _ts(at)), delivery_id, after=_after_sent,
         )
 
     def mark_retry(self, delivery_id: int, error: str, next_attempt_at: datetime) -> bool:
@@ -446,18 +627,31 @@ class AlertStore:
         )
 
     def mark_failed(self, delivery_id: int, error: str) -> bool:
-        """Record the last failed attempt and give up; ``False`` if not pending."""
+        """Record the last failed attempt and give up; ``False`` if not pending.
+
+        When every delivery of an ``open`` alert has failed, the alert becomes
+        ``failed`` (a history row carries the last error).
+        """
         return self._mark(
             "status = 'failed', attempts = attempts + 1, last_error = ?, updated_at = ?",
-            (_error_text(error), _ts(datetime.now(UTC))), delivery_id,
+            (_error_text(error), _ts(datetime.now(UTC))), delivery_id, after=_after_failed,
         )
 
-    def _mark(self, assignments: str, values: tuple[Any, ...], delivery_id: int) -> bool:
+    def _mark(
+        self,
+        assignments: str,
+        values: tuple[Any, ...],
+        delivery_id: int,
+        *,
+        after: Callable[[sqlite3.Connection, int], None] | None = None,
+    ) -> bool:
         with self._lock, self._transaction() as conn:
             row = conn.execute(
                 f"UPDATE deliveries SET {assignments} WHERE delivery_id = ? AND status = 'pending'",
                 (*values, delivery_id),
             )
+            if row.rowcount == 1 and after is not None:
+                after(conn, delivery_id)
         return row.rowcount == 1
 
     # -- reading ---------------------------------------------------------------------
@@ -502,6 +696,279 @@ class AlertStore:
                 (alert_id,),
             ).fetchall()
         return [_event(row) for row in rows]
+
+    # -- lifecycle: states, history, acknowledgement, escalation ---------------------
+
+    def state_of(self, alert_id: str) -> AlertState | None:
+        """Return an alert's lifecycle state, ``None`` if unknown."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT state FROM alerts WHERE alert_id = ?", (alert_id,)).fetchone()
+        return None if row is None else row["state"]
+
+    def history(self, alert_id: str) -> list[HistoryEntry]:
+        """Return an alert's history, oldest first (empty for an unknown alert)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT * FROM alert_history WHERE alert_id = ? ORDER BY history_id", (alert_id,)
+            ).fetchall()
+        return [_history_entry(row) for row in rows]
+
+    def acknowledge(
+        self, alert_id: str, *, by: str, via: str, note: str | None = None,
+        at: datetime | None = None,
+    ) -> Transition:
+        """Acknowledge an alert: someone owns it now, and its escalation chain stops.
+
+        Idempotent: acknowledging an acknowledged (or resolved) alert changes nothing
+        and returns ``changed=False``.
+
+        Args:
+            alert_id: the alert.
+            by: who (manager ID or operator name; 1–200 characters, PAN-scrubbed).
+            via: the channel it came through (``api``, ``link``, ``cli``...).
+            note: optional free text (PAN-scrubbed, at most 2,000 characters kept).
+            at: when (aware; UTC now if ``None``).
+
+        Returns:
+            The :class:`Transition`.
+
+        Raises:
+            AlertNotFoundError: no such alert.
+            ValueError: ``by`` or ``via`` is empty or too long.
+        """
+        return self._transition(alert_id, "acknowledged", by=by, via=via, note=note, at=at,
+                                allowed=("open", "notified", "failed"))
+
+    def resolve(
+        self, alert_id: str, *, by: str, via: str, note: str, at: datetime | None = None
+    ) -> Transition:
+        """Resolve an acknowledged alert with a note saying what was done.
+
+        Idempotent: resolving a resolved alert changes nothing (``changed=False``).
+
+        Args:
+            alert_id: the alert.
+            by: who (manager ID or operator name).
+            via: the channel it came through.
+            note: what was done (required, PAN-scrubbed).
+            at: when (aware; UTC now if ``None``).
+
+        Raises:
+            AlertNotFoundError: no such alert.
+            StateConflictError: the alert is not acknowledged yet (acknowledge it first).
+            ValueError: ``by``, ``via`` or ``note`` is empty or too long.
+        """
+        if not note or not note.strip():
+            raise ValueError("a resolution needs a note saying what was done")
+        return self._transition(alert_id, "resolved", by=by, via=via, note=note, at=at,
+                                allowed=("acknowledged",))
+
+    def _transition(
+        self, alert_id: str, target: AlertState, *, by: str, via: str, note: str | None,
+        at: datetime | None, allowed: tuple[AlertState, ...],
+    ) -> Transition:
+        actor, channel, text = _actor(by), _via(via), _note(note)
+        stamp = _ts(at or datetime.now(UTC))
+        action: HistoryAction = "acknowledged" if target == "acknowledged" else "resolved"
+        with self._lock, self._transaction() as conn:
+            row = conn.execute("SELECT state FROM alerts WHERE alert_id = ?", (alert_id,)).fetchone()
+            if row is None:
+                raise AlertNotFoundError(f"no alert {alert_id}")
+            state: AlertState = row["state"]
+            if state == target or (target == "acknowledged" and state == "resolved"):
+                return Transition(alert_id=alert_id, state=state, changed=False)
+            if state not in allowed:
+                raise StateConflictError(
+                    f"alert {alert_id} is {state}; acknowledge it before resolving it", state)
+            conn.execute("UPDATE alerts SET state = ? WHERE alert_id = ?", (target, alert_id))
+            entry = _write_history(conn, alert_id, action, state, target, actor, channel, text, stamp)
+        return Transition(alert_id=alert_id, state=target, changed=True, entry=entry)
+
+    def find_alerts(
+        self,
+        *,
+        state: AlertState | None = None,
+        manager_id: str | None = None,
+        since: datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> AlertPage:
+        """Return one page of alerts, newest first, with their states and deliveries.
+
+        Args:
+            state: only alerts in this lifecycle state.
+            manager_id: only alerts of this relationship manager (the client's own).
+            since: only alerts recorded at or after this time (aware).
+            limit: page size, 1–500.
+            cursor: ``next_cursor`` of the previous page; ``None`` for the first page.
+
+        Returns:
+            An :class:`AlertPage`; ``next_cursor`` is ``None`` on the last page.
+
+        Raises:
+            ValueError: a bad ``limit``, ``cursor`` or ``state``, or a naive ``since``.
+        """
+        if not 1 <= limit <= _MAX_PAGE:
+            raise ValueError(f"limit must be between 1 and {_MAX_PAGE}")
+        if state is not None and state not in ALERT_STATES:
+            raise ValueError(f"state must be one of {', '.join(ALERT_STATES)}")
+        clauses: list[str] = []
+        params: list[Any] = []
+        if state is not None:
+            clauses.append("state = ?")
+            params.append(state)
+        if manager_id is not None:
+            clauses.append("manager_id = ?")
+            params.append(manager_id)
+        if since is not None:
+            clauses.append("created_at >= ?")
+            params.append(_ts(since))
+        if cursor is not None:
+            clauses.append("(created_at, alert_id) < (?, ?)")
+            params.extend(_decode_cursor(cursor))
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT * FROM alerts {where} ORDER BY created_at DESC, alert_id DESC LIMIT ?",
+                (*params, limit + 1),
+            ).fetchall()
+            page = rows[:limit]
+            ids = [row["alert_id"] for row in page]
+            deliveries = self._conn.execute(
+                f"SELECT * FROM deliveries WHERE alert_id IN ({', '.join('?' * len(ids))}) "
+                "ORDER BY delivery_id", ids,
+            ).fetchall() if ids else []
+        by_alert: dict[str, list[Delivery]] = {}  # <alert_id: its deliveries>
+        for delivery_row in deliveries:
+            by_alert.setdefault(delivery_row["alert_id"], []).append(_delivery(delivery_row))
+        alerts = tuple(_alert(row, tuple(by_alert.get(row["alert_id"], ()))) for row in page)
+        next_cursor = None
+        if len(rows) > limit:
+            last = page[-1]
+            next_cursor = _encode_cursor(last["created_at"], last["alert_id"])
+        return AlertPage(alerts=alerts, states={row["alert_id"]: row["state"] for row in page},
+                         next_cursor=next_cursor)
+
+    def escalation_candidates(
+        self, severities: Sequence[str], now: datetime, first_after_seconds: int, step_count: int
+    ) -> list[EscalationCandidate]:
+        """Alerts that may have an escalation step due at ``now``, oldest first.
+
+        Those of one of ``severities``, neither acknowledged nor resolved, with fewer
+        than ``step_count`` steps taken and recorded at least ``first_after_seconds``
+        before ``now``.
+        """
+        if not severities:
+            return []
+        cutoff = _ts(now - timedelta(seconds=first_after_seconds))
+        with self._lock:
+            rows = self._conn.execute(
+                f"""SELECT alert_id, manager_id, created_at, escalation_step FROM alerts
+                WHERE state NOT IN ('acknowledged', 'resolved')
+                  AND severity IN ({', '.join('?' * len(severities))})
+                  AND escalation_step < ? AND created_at <= ?
+                ORDER BY created_at, alert_id""",
+                (*severities, step_count, cutoff),
+            ).fetchall()
+        return [EscalationCandidate(alert_id=row["alert_id"], manager_id=row["manager_id"],
+                                    created_at=_dt(row["created_at"]),
+                                    escalation_step=row["escalation_step"]) for row in rows]
+
+    def escalate(
+        self,
+        alert_id: str,
+        step_index: int,
+        *,
+        recipient: Manager | None,
+        channels: Sequence[str] = ("email", "webhook"),
+        note: str,
+        at: datetime,
+    ) -> int | None:
+        """Take escalation step ``step_index`` (0-based) of an alert, once.
+
+        In one transaction: check the alert is neither acknowledged nor resolved and
+        has taken exactly ``step_index`` steps; count the step; write an
+        ``escalated`` history row; enqueue the recipient's deliveries.
+
+        Args:
+            alert_id: the alert.
+            step_index: the step to take (0-based).
+            recipient: who to notify; ``None`` records the step without a delivery.
+            channels: the manager channels that are configured.
+            note: the history note (which step, to whom).
+            at: the time of the step (aware).
+
+        Returns:
+            Outbox rows added, or ``None`` when the step was not taken (acknowledged,
+            resolved, unknown alert, or the step is already taken).
+        """
+        stamp = _ts(at)
+        with self._lock, self._transaction() as conn:
+            row = conn.execute(
+                "SELECT state, escalation_step, manager_id FROM alerts WHERE alert_id = ?",
+                (alert_id,),
+            ).fetchone()
+            if row is None or row["state"] in ("acknowledged", "resolved") \
+                    or row["escalation_step"] != step_index:
+                return None
+            conn.execute("UPDATE alerts SET escalation_step = ? WHERE alert_id = ?",
+                         (step_index + 1, alert_id))
+            _write_history(conn, alert_id, "escalated", row["state"], row["state"], SYSTEM_ACTOR,
+                           "escalation", _note(note), stamp)
+            if recipient is None or recipient.manager_id == row["manager_id"]:
+                return 0
+            return _enqueue_for(conn, alert_id, recipient, channels, stamp)
+
+    def enqueue_for_manager(
+        self,
+        alert_id: str,
+        manager: Manager,
+        *,
+        channels: Sequence[str] = ("email", "webhook"),
+        at: datetime | None = None,
+    ) -> int:
+        """Enqueue deliveries of an alert to another manager than the alert's own.
+
+        One row per channel the manager has (``email`` if an address, ``webhook`` if
+        a URL) among ``channels``, unique on ``(alert_id, channel, recipient_id)``:
+        calling it again never sends twice. The manager's contact details are kept
+        on the row (a snapshot, as alerts keep their manager's).
+
+        Returns:
+            Outbox rows added (0 if they were already there).
+
+        Raises:
+            AlertNotFoundError: no such alert.
+        """
+        stamp = _ts(at or datetime.now(UTC))
+        with self._lock, self._transaction() as conn:
+            if conn.execute("SELECT 1 FROM alerts WHERE alert_id = ?", (alert_id,)).fetchone() is None:
+                raise AlertNotFoundError(f"no alert {alert_id}")
+            return _enqueue_for(conn, alert_id, manager, channels, stamp)
+
+    def delivery_recipient(self, delivery_id: int) -> Manager | None:
+        """The manager a delivery goes to when it is not the alert's own, else ``None``.
+
+        ``None`` means: the alert's manager (``Alert.manager``), or a sink.
+        """
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT * FROM deliveries WHERE delivery_id = ?", (delivery_id,)).fetchone()
+        if row is None or not row["recipient_id"]:
+            return None
+        return Manager(manager_id=row["recipient_id"], name=row["recipient_name"] or "",
+                       email=row["recipient_email"], webhook_url=row["recipient_webhook_url"],
+                       timezone=row["recipient_timezone"] or "UTC")
+
+    def delivery_recipients(self, alert_id: str) -> dict[int, str]:
+        """``delivery_id`` → manager ID for an alert's deliveries to another manager."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT delivery_id, recipient_id FROM deliveries "
+                "WHERE alert_id = ? AND recipient_id != ''", (alert_id,),
+            ).fetchall()
+        return {row["delivery_id"]: row["recipient_id"] for row in rows}
 
 
 def _event_row(event: AlertEvent, alert_id: str, failure: VipFailure, action: str) -> tuple[Any, ...]:
@@ -572,3 +1039,112 @@ def _alert(row: sqlite3.Row, deliveries: tuple[Delivery, ...]) -> Alert:
         updated_at=_dt(row["updated_at"]),
         deliveries=deliveries,
     )
+
+
+# -- lifecycle helpers (each runs inside the caller's transaction) -----------------------
+
+
+def _write_history(
+    conn: sqlite3.Connection, alert_id: str, action: HistoryAction, from_state: AlertState | None,
+    to_state: AlertState, actor: str, via: str, note: str | None, stamp: str,
+) -> HistoryEntry:
+    cursor = conn.execute(
+        """INSERT INTO alert_history (alert_id, action, from_state, to_state, actor, via, note, at)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+        (alert_id, action, from_state, to_state, actor, via, note, stamp),
+    )
+    return HistoryEntry(history_id=int(cursor.lastrowid or 0), alert_id=alert_id, action=action,
+                        from_state=from_state, to_state=to_state, actor=actor, via=via,
+                        note=note, at=_dt(stamp))
+
+
+def _history_entry(row: sqlite3.Row) -> HistoryEntry:
+    return HistoryEntry(history_id=row["history_id"], alert_id=row["alert_id"],
+                        action=row["action"], from_state=row["from_state"],
+                        to_state=row["to_state"], actor=row["actor"], via=row["via"],
+                        note=row["note"], at=_dt(row["at"]))
+
+
+def _after_sent(conn: sqlite3.Connection, delivery_id: int) -> None:
+    row = conn.execute(
+        """SELECT d.alert_id, d.channel, d.recipient_id, d.sent_at, a.state, a.manager_id
+        FROM deliveries d JOIN alerts a ON a.alert_id = d.alert_id WHERE d.delivery_id = ?""",
+        (delivery_id,),
+    ).fetchone()
+    state: AlertState = row["state"]
+    new_state: AlertState = "notified" if state in ("open", "failed") else state
+    if new_state != state:
+        conn.execute("UPDATE alerts SET state = ? WHERE alert_id = ?", (new_state, row["alert_id"]))
+    _write_history(conn, row["alert_id"], "notified", state, new_state,
+                   row["recipient_id"] or row["manager_id"], row["channel"], None, row["sent_at"])
+
+
+def _after_failed(conn: sqlite3.Connection, delivery_id: int) -> None:
+    row = conn.execute(
+        """SELECT d.alert_id, d.channel, d.last_error, d.updated_at, a.state
+        FROM deliveries d JOIN alerts a ON a.alert_id = d.alert_id WHERE d.delivery_id = ?""",
+        (delivery_id,),
+    ).fetchone()
+    if row["state"] != "open":
+        return
+    others = conn.execute(
+        "SELECT count(*) FROM deliveries WHERE alert_id = ? AND status != 'failed'",
+        (row["alert_id"],),
+    ).fetchone()[0]
+    if others:
+        return
+    conn.execute("UPDATE alerts SET state = 'failed' WHERE alert_id = ?", (row["alert_id"],))
+    _write_history(conn, row["alert_id"], "failed", "open", "failed", SYSTEM_ACTOR, row["channel"],
+                   row["last_error"], row["updated_at"])
+
+
+def _enqueue_for(
+    conn: sqlite3.Connection, alert_id: str, manager: Manager, channels: Sequence[str], stamp: str
+) -> int:
+    count = 0
+    for channel, wanted in (("email", manager.email), ("webhook", manager.webhook_url)):
+        if not wanted or channel not in channels:
+            continue
+        row = conn.execute(
+            """INSERT OR IGNORE INTO deliveries
+                (alert_id, channel, status, attempts, next_attempt_at, created_at, updated_at,
+                 recipient_id, recipient_name, recipient_email, recipient_webhook_url,
+                 recipient_timezone)
+            VALUES (?, ?, 'pending', 0, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            (alert_id, channel, stamp, stamp, stamp, manager.manager_id, _clean_text(manager.name),
+             manager.email, manager.webhook_url, manager.timezone),
+        )
+        count += row.rowcount
+    return count
+
+
+def _actor(by: str) -> str:
+    text = _clean_text(by.strip())
+    if not text or len(text) > _MAX_ACTOR_CHARS:
+        raise ValueError(f"'by' must be 1 to {_MAX_ACTOR_CHARS} characters")
+    return text
+
+
+def _via(via: str) -> str:
+    if not _VIA.fullmatch(via):
+        raise ValueError("'via' must be a short channel name such as api, link or cli")
+    return via
+
+
+def _note(note: str | None) -> str | None:
+    if note is None or not note.strip():
+        return None
+    return _clean_text(note.strip())[:_MAX_NOTE_CHARS]
+
+
+def _encode_cursor(created_at: str, alert_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{created_at}|{alert_id}".encode()).decode("ascii")
+
+
+def _decode_cursor(cursor: str) -> tuple[str, str]:
+    try:
+        created_at, alert_id = base64.urlsafe_b64decode(cursor.encode("ascii")).decode().split("|")
+        _dt(created_at)
+    except (ValueError, UnicodeError) as error:
+        raise ValueError("cursor is not one this store returned") from error
+    return created_at, alert_id
