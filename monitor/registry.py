@@ -6,7 +6,10 @@ Two files, CSV or Parquet (chosen by suffix), read with polars:
   ``card_refs`` (card tokens/hashes of the client; ``;``-separated in CSV, a list
   in Parquet) so events that carry only a ``card_ref`` still find their client;
 * managers: ``manager_id``, ``name``, ``email``, ``phone``, ``webhook_url``,
-  ``backup_manager_id``, ``timezone`` (IANA name).
+  ``backup_manager_id``, ``timezone`` (IANA name) and optional ``channels``: the
+  manager's channels per severity, e.g. ``high=email,apprise:tgram://...;low=email``
+  (syntax in :mod:`monitor.alerts.routing`; it may hold Apprise tokens, so no error
+  or log line quotes it).
 
 A :class:`VipRegistry` is an immutable snapshot; :class:`RegistryLoader` builds a
 new one when either file changes and swaps it in whole, so a batch always sees
@@ -27,7 +30,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import polars as pl
 
+from monitor.alerts.apprise_channel import is_apprise_url
 from monitor.alerts.model import Manager
+from monitor.alerts.routing import ChannelPreferences, parse_channels
 
 __all__ = ["RegistryError", "RegistryLoader", "VipRegistry", "read_registry"]
 
@@ -35,7 +40,8 @@ log = logging.getLogger(__name__)
 
 _CUSTOMER_COLUMNS: Final = ("customer_id", "name", "tier", "manager_id")
 _MANAGER_COLUMNS: Final = ("manager_id", "name")
-_MANAGER_OPTIONAL: Final = ("email", "phone", "webhook_url", "backup_manager_id", "timezone")
+_MANAGER_OPTIONAL: Final = ("email", "phone", "webhook_url", "backup_manager_id", "timezone",
+                             "channels")
 #: Columns :meth:`VipRegistry.lookup` adds to a frame.
 LOOKUP_COLUMNS: Final = ("vip_customer_id", "customer_name", "tier", "manager_id")
 
@@ -156,7 +162,9 @@ def read_registry(customers_path: Path, managers_path: Path) -> VipRegistry:
         RegistryError: a file is missing or unreadable, a required column is absent,
             a ``customer_id`` or ``manager_id`` repeats, a client has no tier or no
             manager or names an unknown manager, a manager's time zone is not an IANA
-            zone, or a Parquet column has a type that cannot be read as text.
+            zone, a manager's ``channels`` is malformed, names ``email``/``webhook``
+            without the address/URL or holds a URL Apprise does not know, or a
+            Parquet column has a type that cannot be read as text.
     """
     managers_frame = _read_table(managers_path)
     _require(managers_frame, _MANAGER_COLUMNS, managers_path)
@@ -172,14 +180,20 @@ def read_registry(customers_path: Path, managers_path: Path) -> VipRegistry:
             ZoneInfo(zone)
         except (ZoneInfoNotFoundError, ValueError) as error:
             raise RegistryError(f"{managers_path}: manager {manager_id!r} has unknown time zone {zone!r}") from error
+        email = _clean(record.get("email"))
+        webhook_url = _clean(record.get("webhook_url"))
+        preferences = _preferences(record.get("channels"), managers_path, manager_id,
+                                   email=email, webhook_url=webhook_url)
         managers[manager_id] = Manager(
             manager_id=manager_id,
             name=_clean(record["name"]) or manager_id,
-            email=_clean(record.get("email")),
+            email=email,
             phone=_clean(record.get("phone")),
-            webhook_url=_clean(record.get("webhook_url")),
+            webhook_url=webhook_url,
             backup_manager_id=_clean(record.get("backup_manager_id")),
             timezone=zone,
+            channels=preferences.channels,
+            apprise_urls=preferences.apprise_urls,
         )
 
     raw = _read_table(customers_path)
@@ -189,6 +203,25 @@ def read_registry(customers_path: Path, managers_path: Path) -> VipRegistry:
     except pl.exceptions.PolarsError as error:  # a column of an unusable type (Parquet)
         raise RegistryError(f"{customers_path}: {error}") from error
     return VipRegistry(customers=customers, cards=cards, managers=managers, loaded_at=time.time())
+
+
+def _preferences(value: object, path: Path, manager_id: str, *,
+                 email: str | None, webhook_url: str | None) -> ChannelPreferences:
+    """A manager's checked ``channels`` column (errors never quote the column: tokens)."""
+    try:
+        preferences = parse_channels(_clean(value))
+    except ValueError as error:
+        raise RegistryError(f"{path}: manager {manager_id!r}: {error}") from None
+    keys = {key for keys in preferences.channels.values() for key in keys}
+    for name, column, present in (("email", "email", email), ("webhook", "webhook_url", webhook_url)):
+        if name in keys and not present:
+            raise RegistryError(f"{path}: manager {manager_id!r}: channels names {name} "
+                                f"but the manager has no {column}")
+    for index, url in enumerate(preferences.apprise_urls):
+        if not is_apprise_url(url):
+            raise RegistryError(f"{path}: manager {manager_id!r}: Apprise URL #{index} in channels "
+                                "is not a URL Apprise can send to")
+    return preferences
 
 
 def _customers_and_cards(raw: pl.DataFrame, path: Path,
