@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 from collections.abc import Sequence
 from typing import Final
 
@@ -56,15 +57,30 @@ class _RedactAppriseRecords(logging.Filter):
 _FILTER: Final = _RedactAppriseRecords()
 
 
-def _guard_apprise_logging() -> None:
+_prepared = False  # set once Apprise's plugins are loaded and its logger filtered
+
+
+def _prepare_apprise() -> None:
+    """Filter Apprise's logger and load its plugins, once per process."""
+    global _prepared
+    if _prepared:
+        return
     logger = logging.getLogger(apprise.LOGGER_NAME)
     if _FILTER not in logger.filters:
         logger.addFilter(_FILTER)
+    # Apprise's e-mail plugin imports the stdlib ``imghdr`` (deprecated since 3.11) for
+    # PGPy; load the plugins now, with that one warning silenced, instead of at the
+    # first send.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="'imghdr' is deprecated",
+                                category=DeprecationWarning)
+        apprise.Apprise().add("json://localhost")
+    _prepared = True
 
 
 def is_apprise_url(url: str) -> bool:
     """Whether Apprise knows the URL's service and can parse it (no network use)."""
-    _guard_apprise_logging()
+    _prepare_apprise()
     return bool(apprise.Apprise().add(url))
 
 
@@ -81,7 +97,7 @@ class AppriseChannel:
     """
 
     def __init__(self, urls: Sequence[str] = (), *, timeout: float = 10.0) -> None:
-        _guard_apprise_logging()
+        _prepare_apprise()
         self._urls = tuple(urls)
         for index, url in enumerate(self._urls):
             if not is_apprise_url(url):
