@@ -1,7 +1,9 @@
 """Export stored alerts as JSON Lines (``cardmon alerts export --format jsonl``).
 
-One JSON object per alert, oldest window first, with its deliveries and its events
-(oldest first). Event fields are the canonical contract names of
+One JSON object per alert, oldest window first, with its lifecycle ``state``, its
+deliveries (``recipient_id`` set for an escalation's), its ``history`` (every
+transition and event: ``action``, ``from_state``, ``to_state``, ``by``, ``via``,
+``note``, ``at``) and its events (oldest first). Event fields are the canonical contract names of
 :class:`monitor.events.TransactionEvent`; times are RFC 3339 in UTC; money is integer
 minor units plus the ISO 4217 currency. Nothing here holds a raw PAN (the store never
 has one), and webhook URLs and e-mail addresses are left out.
@@ -10,13 +12,15 @@ has one), and webhook URLs and e-mail addresses are left out.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, TextIO
 
+from monitor.alerts.lifecycle import AlertState, HistoryEntry
 from monitor.alerts.model import Alert, AlertEvent, Delivery
 from monitor.alerts.store import AlertStore
 
-__all__ = ["alert_record", "export_jsonl"]
+__all__ = ["alert_record", "export_jsonl", "history_record"]
 
 
 def _time(value: datetime | None) -> str | None:
@@ -47,9 +51,10 @@ def _event(event: AlertEvent) -> dict[str, Any]:
     }
 
 
-def _delivery(delivery: Delivery) -> dict[str, Any]:
+def _delivery(delivery: Delivery, recipient_id: str | None = None) -> dict[str, Any]:
     return {
         "channel": delivery.channel,
+        "recipient_id": recipient_id,
         "status": delivery.status,
         "attempts": delivery.attempts,
         "last_error": delivery.last_error,
@@ -59,8 +64,39 @@ def _delivery(delivery: Delivery) -> dict[str, Any]:
     }
 
 
-def alert_record(alert: Alert, events: list[AlertEvent]) -> dict[str, Any]:
-    """Return the JSON-able export record of one alert and its events."""
+def history_record(entry: HistoryEntry) -> dict[str, Any]:
+    """Return the JSON-able record of one history row (who, when, through which channel)."""
+    return {
+        "action": entry.action,
+        "from_state": entry.from_state,
+        "to_state": entry.to_state,
+        "by": entry.actor,
+        "via": entry.via,
+        "note": entry.note,
+        "at": _time(entry.at),
+    }
+
+
+def alert_record(
+    alert: Alert,
+    events: list[AlertEvent],
+    *,
+    state: AlertState | None = None,
+    history: Sequence[HistoryEntry] = (),
+    recipients: Mapping[int, str] | None = None,
+) -> dict[str, Any]:
+    """Return the JSON-able export record of one alert and its events.
+
+    Args:
+        alert: the alert with its deliveries.
+        events: its events, oldest first.
+        state: its lifecycle state (``AlertStore.state_of``).
+        history: its history rows, oldest first (``AlertStore.history``).
+        recipients: ``delivery_id`` → manager ID of deliveries to another manager
+            than the alert's own (``AlertStore.delivery_recipients``); the others
+            show ``recipient_id`` ``null`` (the alert's manager, or a sink).
+    """
+    routed = recipients or {}
     return {
         "alert_id": alert.alert_id,
         "customer_id": alert.customer_id,
@@ -75,9 +111,11 @@ def alert_record(alert: Alert, events: list[AlertEvent]) -> dict[str, Any]:
         "last_event_at": _time(alert.last_event_at),
         "event_count": alert.event_count,
         "status": alert.status,
+        "state": state,
         "created_at": _time(alert.created_at),
         "updated_at": _time(alert.updated_at),
-        "deliveries": [_delivery(d) for d in alert.deliveries],
+        "deliveries": [_delivery(d, routed.get(d.delivery_id)) for d in alert.deliveries],
+        "history": [history_record(h) for h in history],
         "events": [_event(e) for e in events],
     }
 
@@ -94,7 +132,11 @@ def export_jsonl(store: AlertStore, out: TextIO) -> int:
     """
     count = 0
     for alert in store.list_alerts():
-        record = alert_record(alert, store.alert_events(alert.alert_id))
+        record = alert_record(
+            alert, store.alert_events(alert.alert_id), state=store.state_of(alert.alert_id),
+            history=store.history(alert.alert_id),
+            recipients=store.delivery_recipients(alert.alert_id),
+        )
         out.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
         count += 1
     return count

@@ -18,15 +18,19 @@ import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel.numbers import format_currency, get_currency_precision
 
-from monitor.alerts.model import Alert, AlertEvent
+from monitor.alerts.model import Alert, AlertEvent, Delivery, Manager
 from monitor.decoder import scrub_pans
 
-__all__ = ["AlertMessage", "format_amount", "render"]
+if TYPE_CHECKING:
+    from monitor.alerts.store import AlertStore
+    from monitor.alerts.tokens import AckLinks
+
+__all__ = ["AlertMessage", "format_amount", "render", "render_delivery"]
 
 #: Version of the ``payload`` shape, so receivers can tell what they get.
 PAYLOAD_SCHEMA: Final = "cardmon.alert.v1"
@@ -35,6 +39,8 @@ _MAX_LISTED: Final = 20
 
 # PCI DSS display masking, as in the event contract (first six, last four).
 _MASKED_PAN: Final = re.compile(r"^[0-9]{6}[*Xx]{2,9}[0-9]{4}$")
+# Channel kinds that reach a person, so their messages carry an ack link.
+_PERSON_CHANNELS: Final = frozenset({"email", "webhook", "apprise"})
 _CHANNEL_WORDS: Final = {"ATM": "ATM", "POS": "card terminal (POS)", "ECOM": "online (e-commerce)"}
 _TXN_WORDS: Final = {
     "purchase": "purchase",
@@ -78,9 +84,15 @@ class AlertMessage:
     webhook_url: str | None = None
     idempotency_key: str = ""
 
-    def for_channel(self, channel: str) -> AlertMessage:
-        """Return a copy whose ``idempotency_key`` is ``<alert_id>:<channel>``."""
-        return replace(self, idempotency_key=f"{self.alert_id}:{channel}")
+    def for_channel(self, channel: str, *, recipient_id: str | None = None) -> AlertMessage:
+        """Return a copy whose ``idempotency_key`` is ``<alert_id>:<channel>``.
+
+        A message to another manager than the alert's own (an escalation) gets
+        ``<alert_id>:<channel>:<recipient_id>``, so it is not taken for a repeat of
+        the first message.
+        """
+        key = f"{self.alert_id}:{channel}" + (f":{recipient_id}" if recipient_id else "")
+        return replace(self, idempotency_key=key)
 
 
 def format_amount(amount_minor: int, currency: str, *, locale: str = "en_US") -> str:
@@ -170,15 +182,23 @@ def render(
     *,
     manager_timezone: str | None = None,
     locale: str = "en_US",
+    recipient: Manager | None = None,
+    ack_url: str | None = None,
 ) -> AlertMessage:
-    """Render an alert and its events for the relationship manager.
+    """Render an alert and its events for the relationship manager (or whoever it escalated to).
 
     Args:
         alert: the stored alert.
         events: its events, any order (at least one).
-        manager_timezone: IANA zone for times; ``None`` uses the alert's manager
-            snapshot; an unknown zone falls back to UTC.
+        manager_timezone: IANA zone for times; ``None`` uses the recipient's zone;
+            an unknown zone falls back to UTC.
         locale: CLDR locale for amounts.
+        recipient: who receives it when it is not the alert's manager (an
+            escalation); their address and webhook go on the message, the subject
+            says ``ESCALATED``. ``None``: the alert's manager.
+        ack_url: the signed acknowledgement link for this recipient
+            (:meth:`monitor.alerts.tokens.AckLinks.url`), shown at the end of the text
+            and as ``payload["ack_url"]``; ``None`` for none.
 
     Returns:
         An :class:`AlertMessage`; ``idempotency_key`` is left for the caller.
@@ -188,7 +208,9 @@ def render(
     """
     if not events:
         raise ValueError(f"alert {alert.alert_id} has no events to render")
-    zone = _zone(manager_timezone or alert.manager.timezone)
+    to = recipient or alert.manager
+    escalated = to.manager_id != alert.manager.manager_id
+    zone = _zone(manager_timezone or to.timezone)
     newest_first = sorted(events, key=lambda e: (e.occurred_at, e.event_id), reverse=True)
     latest = newest_first[0]
     count = len(events)
@@ -203,7 +225,8 @@ def render(
         headline = f"{what} of {amount} failed ({reason})"
     else:
         headline = f"{count} failed transactions, latest {what} of {amount} ({code})"
-    subject = f"[{alert.severity.upper()}] {alert.customer_name} ({alert.tier}): {headline}"
+    flags = f"[{alert.severity.upper()}]" + ("[ESCALATED]" if escalated else "")
+    subject = f"{flags} {alert.customer_name} ({alert.tier}): {headline}"
 
     lines = [
         f"Client:    {alert.customer_name} — {alert.tier} (client {alert.customer_id})",
@@ -239,6 +262,8 @@ def render(
         "",
         f"Manager: {alert.manager.name} · alert {alert.alert_id}",
     ]
+    if escalated:
+        lines.append(f"Escalated to you: {alert.manager.name} has not acknowledged this alert.")
     text = _scrub("\n".join(lines) + "\n")
     subject = _scrub(subject)
 
@@ -261,11 +286,66 @@ def render(
         "events": [_event_payload(e, zone, locale) for e in newest_first],
     }
     payload = json.loads(_scrub(json.dumps(payload, ensure_ascii=False)))
+    payload["recipient"] = {"manager_id": to.manager_id, "name": _scrub(to.name)}
+    payload["escalated"] = escalated
+    # The link is added after scrubbing: it is ours, holds no PAN, and must stay intact.
+    payload["ack_url"] = ack_url
+    if ack_url:
+        text += f"\nAcknowledge: {ack_url}\n(opens a confirmation page; the link expires)\n"
+        payload["text"] = text
     return AlertMessage(
         alert_id=alert.alert_id,
         subject=subject,
         text=text,
         payload=payload,
-        email=alert.manager.email,
-        webhook_url=alert.manager.webhook_url,
+        email=to.email,
+        webhook_url=to.webhook_url,
     )
+
+
+def render_delivery(
+    store: AlertStore,
+    delivery: Delivery,
+    *,
+    links: AckLinks | None = None,
+    default_timezone: str = "UTC",
+    locale: str = "en_US",
+) -> AlertMessage:
+    """Render the message of one outbox row, for its recipient, with its ack link.
+
+    The recipient is the row's own (an escalation's backup manager or team lead,
+    :meth:`AlertStore.delivery_recipient`) or else the alert's manager. Rows of a
+    manager channel (``email``, ``webhook``, ``apprise:<n>``) carry an ack link
+    signed for that recipient; sink rows (``console``, ``jsonl``...) carry none: a
+    file or a console is not a person, and a link there would be a credential
+    anyone reading it could use. Synchronous (it reads the store): call it through
+    :func:`asyncio.to_thread`.
+
+    Args:
+        store: the alert store.
+        delivery: the claimed outbox row.
+        links: the ack link maker; ``None`` renders without links.
+        default_timezone: zone when the recipient has none.
+        locale: CLDR locale for amounts.
+
+    Returns:
+        The message, with ``idempotency_key`` ``<alert_id>:<channel>`` (plus
+        ``:<recipient_id>`` for a row to another manager).
+
+    Raises:
+        LookupError: the alert is not in the store.
+        ValueError: the alert has no events.
+    """
+    alert = store.get_alert(delivery.alert_id)
+    if alert is None:
+        raise LookupError(f"alert {delivery.alert_id} is not in the store")
+    events = store.alert_events(delivery.alert_id)
+    recipient = store.delivery_recipient(delivery.delivery_id)
+    to = recipient or alert.manager
+    ack_url = None
+    if links is not None and delivery.channel.partition(":")[0] in _PERSON_CHANNELS:
+        ack_url = links.url(alert.alert_id, to.manager_id)
+    message = render(alert, events, manager_timezone=to.timezone or default_timezone,
+                     locale=locale, recipient=recipient, ack_url=ack_url)
+    return message.for_channel(delivery.channel,
+                               recipient_id=recipient.manager_id if recipient else None)
