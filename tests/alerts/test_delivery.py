@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import io
+import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -12,11 +14,22 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+from aiohttp import web
+from prometheus_client import CollectorRegistry
 
-from monitor.alerts.channels import EmailChannel, WebhookChannel
+from monitor.alerts.channels import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    EmailChannel,
+    JsonLinesChannel,
+    WebhookChannel,
+    verify_webhook_signature,
+)
 from monitor.alerts.delivery import DeliveryWorker
+from monitor.alerts.export import export_jsonl
 from monitor.alerts.model import Manager, VipFailure
 from monitor.alerts.store import AlertStore
+from monitor.metrics import PipelineMetrics
 
 T0 = datetime(2024, 5, 6, 12, 1, 30, tzinfo=UTC)  # 14:01:30 CEST in Paris
 RAW_PAN = "4000056655665556"
@@ -284,3 +297,163 @@ async def test_wake_delivers_without_waiting_for_the_poll_interval(
             stop.set()
             await task
         assert len(sink.read_text().splitlines()) == 1, "the woken worker did not deliver within 2 s"
+
+
+# -- signed webhooks ---------------------------------------------------------------------
+
+SIGNING_SECRET = "whsec-test-0123456789"
+
+
+async def _verifying_receiver(results: list[tuple[bool, bytes, dict[str, str]]]) -> tuple[web.AppRunner, str]:
+    """A real receiver that checks the signature over the raw body, as a bank's would."""
+
+    async def hook(request: web.Request) -> web.Response:
+        body = await request.read()
+        valid = verify_webhook_signature(SIGNING_SECRET, body, request.headers.get(TIMESTAMP_HEADER),
+                                         request.headers.get(SIGNATURE_HEADER))
+        results.append((valid, body, dict(request.headers)))
+        return web.Response(status=200 if valid else 401)
+
+    app = web.Application()
+    app.router.add_post("/hooks/rm", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}/hooks/rm?token=s3cret"
+
+
+async def test_a_signed_webhook_verifies_and_a_tampered_body_does_not(
+    tmp_path: Path, make_failure: MakeFailure
+) -> None:
+    """The receiver verifies cardmon's HMAC over timestamp and exact body; a changed body or old timestamp fails."""
+    seen: list[tuple[bool, bytes, dict[str, str]]] = []
+    runner, url = await _verifying_receiver(seen)
+    try:
+        with AlertStore(tmp_path / "alerts.db") as store:
+            store.record([make_failure("ev-0", T0, manager=_hook_manager(url))])
+            channel = WebhookChannel(timeout=5, signing_secret=SIGNING_SECRET)
+            worker = DeliveryWorker(store, {"webhook": channel}, **TINY_BACKOFF)
+            assert await worker.deliver_due() == 1
+            (alert,) = store.list_alerts()
+        ((valid, body, headers),) = seen
+        assert valid and alert.deliveries[0].status == "sent"
+        assert headers["Idempotency-Key"] == f"{alert.alert_id}:webhook"
+        assert headers[SIGNATURE_HEADER].startswith("sha256=") and len(headers[SIGNATURE_HEADER]) == 71
+        assert json.loads(body)["alert_id"] == alert.alert_id
+        tampered = body.replace(b"Ada Lovelace", b"Eve Mallory")
+        replay = {k: headers[k] for k in ("Content-Type", TIMESTAMP_HEADER, SIGNATURE_HEADER)}
+        async with httpx.AsyncClient() as client:
+            answer = await client.post(url, content=tampered, headers=replay)
+        assert answer.status_code == 401 and seen[-1][0] is False
+        stamp = int(headers[TIMESTAMP_HEADER])
+        assert not verify_webhook_signature(SIGNING_SECRET, body, str(stamp), headers[SIGNATURE_HEADER],
+                                            now=stamp + 301)
+        assert not verify_webhook_signature("another-secret", body, str(stamp), headers[SIGNATURE_HEADER],
+                                            now=stamp)
+        assert not verify_webhook_signature(SIGNING_SECRET, body, None, headers[SIGNATURE_HEADER])
+    finally:
+        await runner.cleanup()
+
+
+async def test_an_unsigned_webhook_is_refused_by_a_verifying_receiver(
+    tmp_path: Path, make_failure: MakeFailure
+) -> None:
+    """Without the secret no signature headers are sent, and the verifying receiver answers 401."""
+    seen: list[tuple[bool, bytes, dict[str, str]]] = []
+    runner, url = await _verifying_receiver(seen)
+    try:
+        message_channel = WebhookChannel(timeout=5)
+        with AlertStore(tmp_path / "alerts.db") as store:
+            store.record([make_failure("ev-0", T0, manager=_hook_manager(url))])
+            worker = DeliveryWorker(store, {"webhook": message_channel}, **TINY_BACKOFF)
+            assert await worker.deliver_due() == 0
+        ((valid, _, headers),) = seen
+        assert not valid and SIGNATURE_HEADER not in headers
+    finally:
+        await runner.cleanup()
+
+
+# -- fallback after the last attempt -----------------------------------------------------
+
+
+def _sample(registry: CollectorRegistry, channel: str, status: str) -> float | None:
+    return registry.get_sample_value("cardmon_alerts_total", {"channel": channel, "status": status})
+
+
+async def test_after_the_last_attempt_the_alert_goes_to_the_fallback_and_is_failed(
+    tmp_path: Path, make_failure: MakeFailure, http_receiver: StartReceiver
+) -> None:
+    """A webhook refusing every try: the fallback file gets the alert marked undelivered; the row is failed in store, export and metrics."""
+    receiver = await http_receiver([503])
+    registry = CollectorRegistry()
+    metrics = PipelineMetrics(registry)
+    fallback_file = tmp_path / "undelivered.jsonl"
+    with AlertStore(tmp_path / "alerts.db") as store:
+        store.record([make_failure("ev-0", T0, manager=_hook_manager(receiver.url))])
+        worker = DeliveryWorker(store, {"webhook": WebhookChannel(timeout=5)}, max_attempts=2,
+                                fallback=JsonLinesChannel(fallback_file),
+                                on_result=metrics.alert_delivery, **TINY_BACKOFF)
+        await _run_until(worker, lambda: store.list_alerts()[0].status == "failed")
+        (alert,) = store.list_alerts()
+        exported = io.StringIO()
+        export_jsonl(store, exported)
+    assert len(receiver.requests) == 2
+    (delivery,) = alert.deliveries
+    assert (delivery.status, delivery.attempts) == ("failed", 2)
+    assert delivery.last_error is not None and delivery.last_error.endswith("sent to the fallback channel")
+    assert "HTTP 503" in delivery.last_error and "s3cret" not in delivery.last_error
+    (line,) = fallback_file.read_text(encoding="utf-8").splitlines()
+    record = json.loads(line)
+    assert record["alert_id"] == alert.alert_id
+    assert record["undelivered"] == {"channel": "webhook", "attempts": 2,
+                                     "error": delivery.last_error.split(" — ")[0]}
+    assert record["subject"].startswith("[HIGH] Ada Lovelace")
+    assert json.loads(exported.getvalue())["deliveries"][0]["status"] == "failed"
+    assert _sample(registry, "webhook", "failed") == 1
+    assert _sample(registry, "webhook", "retry") == 1
+    assert _sample(registry, "fallback", "sent") == 1
+
+
+async def test_the_operations_mailbox_as_fallback_gets_an_undelivered_notice(
+    tmp_path: Path, make_failure: MakeFailure, http_receiver: StartReceiver, smtp_server: Any
+) -> None:
+    """With an e-mail fallback to operations, ops receives one mail naming the failed channel and the alert."""
+    receiver = await http_receiver([500])
+    ops = EmailChannel(smtp_server.host, smtp_server.port, sender="cardmon@bank.example",
+                       recipient="ops@bank.example", timeout=5)
+    with AlertStore(tmp_path / "alerts.db") as store:
+        store.record([make_failure("ev-0", T0, manager=_hook_manager(receiver.url))])
+        worker = DeliveryWorker(store, {"webhook": WebhookChannel(timeout=5)}, max_attempts=1,
+                                fallback=ops, **TINY_BACKOFF)
+        assert await worker.deliver_due() == 0
+        (alert,) = store.list_alerts()
+    assert smtp_server.mail.recipients == [["ops@bank.example"]]
+    (mail,) = smtp_server.mail.messages
+    assert mail["Subject"].startswith("[UNDELIVERED via webhook] [HIGH] Ada Lovelace (private)")
+    body = mail.get_content()
+    assert "could not deliver this alert to Bo Chen via webhook after 1 attempt(s)" in body
+    assert "Ada Lovelace" in body and "s3cret" not in body
+    assert mail["Message-ID"] == f"<{alert.alert_id}.fallback.webhook@bank.example>"
+    assert alert.status == "failed"
+
+
+async def test_a_failing_fallback_is_recorded_not_hidden(
+    tmp_path: Path, make_failure: MakeFailure, http_receiver: StartReceiver, unused_port: int
+) -> None:
+    """When the fallback fails too, the row is failed with both errors and the fallback failure is counted."""
+    receiver = await http_receiver([500])
+    registry = CollectorRegistry()
+    metrics = PipelineMetrics(registry)
+    dead_relay = EmailChannel("127.0.0.1", unused_port, sender="cardmon@bank.example",
+                              recipient="ops@bank.example", timeout=2)
+    with AlertStore(tmp_path / "alerts.db") as store:
+        store.record([make_failure("ev-0", T0, manager=_hook_manager(receiver.url))])
+        worker = DeliveryWorker(store, {"webhook": WebhookChannel(timeout=5)}, max_attempts=1,
+                                fallback=dead_relay, on_result=metrics.alert_delivery, **TINY_BACKOFF)
+        assert await worker.deliver_due() == 0
+        (delivery,) = store.list_alerts()[0].deliveries
+    assert delivery.status == "failed"
+    assert "HTTP 500" in (delivery.last_error or "")
+    assert "fallback failed: SMTPConnectError" in (delivery.last_error or "")
+    assert _sample(registry, "webhook", "failed") == 1
+    assert _sample(registry, "fallback", "failed") == 1
