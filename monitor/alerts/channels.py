@@ -43,13 +43,13 @@ from rich.text import Text
 from monitor.alerts.render import AlertMessage
 
 __all__ = [
+    "SIGNATURE_HEADER",
+    "TIMESTAMP_HEADER",
     "Channel",
     "ConsoleChannel",
     "DeliveryError",
     "EmailChannel",
     "JsonLinesChannel",
-    "SIGNATURE_HEADER",
-    "TIMESTAMP_HEADER",
     "WebhookChannel",
     "sign_webhook",
     "verify_webhook_signature",

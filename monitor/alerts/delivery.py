@@ -236,7 +236,7 @@ class DeliveryWorker:
         if base is None or kind == delivery.channel:
             raise LookupError(f"no channel named {kind!r} is configured")
         if not isinstance(base, RoutedChannel):
-            raise LookupError(f"channel {kind!r} takes no per-manager target")
+            raise TypeError(f"channel {kind!r} takes no per-manager target")
         return base.to(apprise_target(self._recipient(delivery, alert), delivery.channel))
 
     async def _send(self, delivery: Delivery) -> None:

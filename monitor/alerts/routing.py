@@ -169,7 +169,7 @@ def channels_for(manager: Manager, severity: Severity, enabled: Collection[str])
         enabled, or whose target the manager lacks (no address, no URL, an index
         past ``apprise_urls``), is left out.
     """
-    keys = manager.channels.get(severity) if severity in manager.channels else None
+    keys = manager.channels.get(severity)
     if keys is None:
         keys = default_channels(manager)
     routes: list[Route] = []
@@ -177,9 +177,7 @@ def channels_for(manager: Manager, severity: Severity, enabled: Collection[str])
         kind = channel_kind(key)
         if kind not in enabled:
             continue
-        if kind == "email" and manager.email:
-            routes.append(Route(key, kind))
-        elif kind == "webhook" and manager.webhook_url:
+        if (kind == "email" and manager.email) or (kind == "webhook" and manager.webhook_url):
             routes.append(Route(key, kind))
         elif kind == "apprise":
             index = _index(key)
