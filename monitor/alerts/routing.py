@@ -31,6 +31,7 @@ from typing import Final
 from monitor.alerts.model import SEVERITIES, Manager, Severity
 
 __all__ = [
+    "MANAGER_CHANNEL_KINDS",
     "ChannelPreferences",
     "Route",
     "apprise_target",
