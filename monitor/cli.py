@@ -4,7 +4,7 @@
 ``cardmon demo``      everything on an embedded broker with synthetic traffic;
 ``cardmon broker``    the embedded Kafka-compatible broker alone;
 ``cardmon simulate``  replay recorded files or synthetic fleets into Kafka;
-``cardmon alerts``    read the alert store (``export``).
+``cardmon alerts``    the alert store: ``export``, ``list``, ``ack``, ``resolve``.
 """
 
 from __future__ import annotations
@@ -27,13 +27,15 @@ import typer
 from monitor import __version__
 
 if TYPE_CHECKING:
+    from monitor.alerts.store import AlertStore
     from monitor.config import Settings
 
 __all__ = ["app", "main"]
 
 app = typer.Typer(help="cardmon: card-transaction health monitor for VIP clients and terminals.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False)
-alerts_app = typer.Typer(help="Read the alert store.", no_args_is_help=True)
+alerts_app = typer.Typer(help="The alert store: export, list, acknowledge, resolve.",
+                         no_args_is_help=True)
 app.add_typer(alerts_app, name="alerts")
 
 dashboards_app = typer.Typer(help="Grafana dashboards: regenerate the JSON, upload it.",
@@ -176,14 +178,20 @@ class ExportFormat(str, Enum):
     jsonl = "jsonl"
 
 
-@alerts_app.command("export")
-def alerts_export(
-    config: ConfigOption = None,
-    store: Annotated[Path | None, typer.Option(help="Alert store file (default: from settings).")] = None,
-    format: Annotated[ExportFormat, typer.Option("--format", help="Output format.")] = ExportFormat.jsonl,
-) -> None:
-    """Print every stored alert with its events, one JSON object per line."""
-    from monitor.alerts.export import export_jsonl
+StoreOption = Annotated[Path | None, typer.Option(help="Alert store file (default: from settings).")]
+
+
+class ListState(str, Enum):
+    open = "open"
+    notified = "notified"
+    acknowledged = "acknowledged"
+    resolved = "resolved"
+    failed = "failed"
+
+
+@contextmanager
+def _alert_store(config: Path | None, store: Path | None) -> Iterator[AlertStore]:
+    """Open an existing alert store (never create one on a typo), or exit 1 with the reason."""
     from monitor.alerts.store import AlertStore
 
     path = store if store is not None else _settings(config).alerting.store_path
@@ -196,9 +204,94 @@ def alerts_export(
         typer.echo(f"cannot read alert store {path}: {error}", err=True)
         raise typer.Exit(1) from None
     try:
-        export_jsonl(alert_store, sys.stdout)
+        yield alert_store
     finally:
         alert_store.close()
+
+
+@alerts_app.command("export")
+def alerts_export(
+    config: ConfigOption = None,
+    store: StoreOption = None,
+    format: Annotated[ExportFormat, typer.Option("--format", help="Output format.")] = ExportFormat.jsonl,
+) -> None:
+    """Print every stored alert with its state, history and events, one JSON object per line."""
+    from monitor.alerts.export import export_jsonl
+
+    with _alert_store(config, store) as alert_store:
+        export_jsonl(alert_store, sys.stdout)
+
+
+def _change(alert_store: AlertStore, what: str, alert_id: str, by: str, note: str | None) -> None:
+    """Acknowledge or resolve through the CLI; print the outcome or exit 1 with the reason."""
+    from monitor.alerts.lifecycle import AlertNotFoundError, StateConflictError
+
+    try:
+        if what == "acknowledged":
+            result = alert_store.acknowledge(alert_id, by=by, via="cli", note=note)
+        else:
+            result = alert_store.resolve(alert_id, by=by, via="cli", note=note or "")
+    except AlertNotFoundError:
+        typer.echo(f"no alert {alert_id}", err=True)
+        raise typer.Exit(1) from None
+    except (StateConflictError, ValueError) as error:
+        typer.echo(f"cannot mark {alert_id} {what}: {error}", err=True)
+        raise typer.Exit(1) from None
+    if result.changed:
+        typer.echo(f"{alert_id} {what} by {by}")
+    else:
+        typer.echo(f"{alert_id} was already {result.state}; nothing changed")
+
+
+@alerts_app.command("ack")
+def alerts_ack(
+    alert_id: Annotated[str, typer.Argument(help="The alert ID (al-...).")],
+    by: Annotated[str, typer.Option("--by", help="Who acknowledges (manager ID or your name).")],
+    note: Annotated[str | None, typer.Option("--note", help="Optional note.")] = None,
+    config: ConfigOption = None,
+    store: StoreOption = None,
+) -> None:
+    """Acknowledge an alert (stops its escalation); acknowledging twice changes nothing."""
+    with _alert_store(config, store) as alert_store:
+        _change(alert_store, "acknowledged", alert_id, by, note)
+
+
+@alerts_app.command("resolve")
+def alerts_resolve(
+    alert_id: Annotated[str, typer.Argument(help="The alert ID (al-...).")],
+    note: Annotated[str, typer.Option("--note", help="What was done (required).")],
+    by: Annotated[str | None, typer.Option("--by", help="Who resolves (default: your login name).")] = None,
+    config: ConfigOption = None,
+    store: StoreOption = None,
+) -> None:
+    """Resolve an acknowledged alert with a note saying what was done."""
+    import getpass
+
+    with _alert_store(config, store) as alert_store:
+        _change(alert_store, "resolved", alert_id, by or getpass.getuser(), note)
+
+
+@alerts_app.command("list")
+def alerts_list(
+    state: Annotated[ListState | None, typer.Option("--state", help="Only alerts in this state.")] = None,
+    manager: Annotated[str | None, typer.Option("--manager", help="Only this manager's alerts (manager ID).")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=500, help="Most alerts to show.")] = 50,
+    config: ConfigOption = None,
+    store: StoreOption = None,
+) -> None:
+    """List alerts, newest first: ID, state, severity, manager, client, recorded time (UTC), events."""
+    with _alert_store(config, store) as alert_store:
+        page = alert_store.find_alerts(state=state.value if state else None,
+                                       manager_id=manager, limit=limit)
+    rows = [("ALERT", "STATE", "SEVERITY", "MANAGER", "CLIENT", "RECORDED (UTC)", "EVENTS")]
+    rows += [(a.alert_id, page.states[a.alert_id], a.severity, a.manager.manager_id,
+              f"{a.customer_name} ({a.customer_id})", a.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+              str(a.event_count)) for a in page.alerts]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    if page.next_cursor is not None:
+        typer.echo(f"(showing the newest {limit}; use --limit for more)", err=True)
 
 
 @dashboards_app.command("build")

@@ -1,4 +1,4 @@
-"""Alert lifecycle: states, history, schema migration, acknowledgement and escalation."""
+"""Alert lifecycle: states, history, schema migration, acknowledgement, escalation and the CLI."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import Result
+from typer.testing import CliRunner
 
 from monitor.alerts.channels import EmailChannel
 from monitor.alerts.lifecycle import (
@@ -22,6 +24,7 @@ from monitor.alerts.model import Manager, VipFailure
 from monitor.alerts.render import render_delivery
 from monitor.alerts.store import AlertStore
 from monitor.alerts.tokens import AckLinks
+from monitor.cli import app as cli_app
 
 T0 = datetime(2024, 5, 6, 12, 1, 30, tzinfo=UTC)
 RECORDED = T0 + timedelta(seconds=30)
@@ -326,3 +329,73 @@ async def test_the_backup_managers_escalation_mail_reaches_the_backups_mailbox(
     assert claim.manager_id == "RM-042"
     assert message.idempotency_key == f"{alert_id}:email:RM-042"
     assert _history(store, alert_id)[-1] == ("notified", "notified", "notified", "RM-042", "email")
+
+
+# -- cardmon alerts ack | resolve | list -----------------------------------------------------
+
+
+def _cli(*args: str) -> Result:
+    return CliRunner().invoke(cli_app, ["alerts", *args])
+
+
+def _two_alerts(path: Path, make_failure: Callable[..., VipFailure]) -> tuple[str, str]:
+    lonely = Manager(manager_id="RM-555", name="Sam Lone", email="sam.lone@bank.example")
+    with AlertStore(path) as store:
+        first = _record(store, make_failure)
+        second = store.record([make_failure("ev-2", T0, manager=lonely, customer_id="C-2",
+                                            customer_name="Grace Hopper")],
+                              now=RECORDED + timedelta(minutes=1)).new_alert_ids[0]
+    return first, second
+
+
+def test_cli_ack_resolve_and_list_change_and_show_the_store(
+    tmp_path: Path, make_failure: Callable[..., VipFailure]
+) -> None:
+    """`alerts ack`, `alerts resolve` and `alerts list` act on the store file and say what happened."""
+    path = tmp_path / "alerts.db"
+    first, second = _two_alerts(path, make_failure)
+    db = ["--store", str(path)]
+
+    acked = _cli("ack", first, "--by", "Ops Desk", "--note", "calling", *db)
+    assert acked.exit_code == 0, acked.output
+    assert acked.stdout.strip() == f"{first} acknowledged by Ops Desk"
+    again = _cli("ack", first, "--by", "Someone", *db)
+    assert (again.exit_code, again.stdout.strip()) == (
+        0, f"{first} was already acknowledged; nothing changed")
+    resolved = _cli("resolve", first, "--note", "client used another card", "--by", "RM-017", *db)
+    assert (resolved.exit_code, resolved.stdout.strip()) == (0, f"{first} resolved by RM-017")
+
+    listing = _cli("list", *db)
+    assert listing.exit_code == 0, listing.output
+    header, newest, oldest = listing.stdout.splitlines()
+    assert header.split()[:4] == ["ALERT", "STATE", "SEVERITY", "MANAGER"]
+    assert newest.split()[:4] == [second, "open", "high", "RM-555"]
+    assert oldest.split()[:4] == [first, "resolved", "high", "RM-017"]
+    assert "Ada Lovelace (C-1001)" in oldest and "2024-05-06 12:02:00" in oldest
+    only_open = _cli("list", "--state", "open", *db).stdout.splitlines()
+    assert [line.split()[0] for line in only_open[1:]] == [second]
+    only_claire = _cli("list", "--manager", "RM-017", *db).stdout.splitlines()
+    assert [line.split()[0] for line in only_claire[1:]] == [first]
+
+    with AlertStore(path) as store:
+        assert [(h.action, h.actor, h.via, h.note) for h in store.history(first)][1:] == [
+            ("acknowledged", "Ops Desk", "cli", "calling"),
+            ("resolved", "RM-017", "cli", "client used another card")]
+
+
+def test_cli_refuses_unknown_alerts_early_resolution_and_missing_stores(
+    tmp_path: Path, make_failure: Callable[..., VipFailure]
+) -> None:
+    """Unknown alert, resolve before ack and a missing store file exit 1 with a one-line reason and change nothing."""
+    path = tmp_path / "alerts.db"
+    first, _ = _two_alerts(path, make_failure)
+    db = ["--store", str(path)]
+    unknown = _cli("ack", "al-nope", "--by", "Ops Desk", *db)
+    assert (unknown.exit_code, unknown.stderr.strip()) == (1, "no alert al-nope")
+    early = _cli("resolve", first, "--note", "done", *db)
+    assert early.exit_code == 1 and "acknowledge it before resolving" in early.stderr
+    missing = _cli("list", "--store", str(tmp_path / "typo.db"))
+    assert missing.exit_code == 1 and "no alert store at" in missing.stderr
+    assert not (tmp_path / "typo.db").exists()
+    with AlertStore(path) as store:
+        assert store.state_of(first) == "open"
