@@ -2,7 +2,7 @@
 
 Apprise (https://github.com/caronc/apprise) sends a title and a body to any
 service named by a URL: ``mailto://`` e-mail, ``json://`` webhooks, ``wecombot://``
-(WeCom / WeChat Work), ``dingtalk://``, ``slack://``, ``msteams://`` (Microsoft
+(WeCom / WeChat Work), ``dingtalk://``, ``slack://``, ``workflows://`` (Microsoft
 Teams workflows), ``tgram://`` (Telegram), and many SMS gateways. A manager names
 their targets in the registry (:mod:`monitor.alerts.routing`); a global fallback or
 an operations sink may be Apprise URLs too.

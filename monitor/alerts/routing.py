@@ -9,7 +9,7 @@ one compact line (see :func:`parse_channels`)::
   every severity that has no rule of its own;
 * a target is ``email`` (the manager's address), ``webhook`` (the manager's
   ``webhook_url``, signed JSON) or ``apprise:<URL>`` (any Apprise URL: ``mailto://``,
-  ``json://``, ``wecombot://``, ``dingtalk://``, ``slack://``, ``msteams://``,
+  ``json://``, ``wecombot://``, ``dingtalk://``, ``slack://``, ``workflows://`` (Teams),
   ``tgram://``, SMS gateways...), separated by ``,``;
 * an empty rule (``low=``) means "no message at that severity";
 * a severity without a rule, or a manager without the column, gets the default:

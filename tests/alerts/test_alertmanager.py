@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,7 +24,7 @@ from monitor.alerts.channels import DeliveryError
 from monitor.alerts.delivery import DeliveryWorker
 from monitor.alerts.model import VipFailure
 from monitor.alerts.render import render
-from monitor.alerts.store import AlertStore
+from monitor.alerts.store import AlertStore, window_start_for
 
 from .conftest import free_port
 
@@ -82,13 +83,17 @@ def _alerts(url: str, alert_id: str) -> list[dict[str, Any]]:
 
 
 def _recorded(tmp_path: Path, make_failure: MakeFailure, sinks: tuple[str, ...] = ()) -> tuple[AlertStore, str]:
-    now = datetime.now(UTC).replace(microsecond=0)
+    # A client of its own per test: the module shares one Alertmanager, and the alert ID
+    # derives from the client and the window.
+    client = f"C-{uuid.uuid4().hex[:8]}"
+    # Two failures in one grouping window an hour ago, whatever the wall clock says.
+    start = window_start_for(datetime.now(UTC) - timedelta(hours=1))
     store = AlertStore(tmp_path / "alerts.db")
     store.record([
-        make_failure("ev-1", now - timedelta(minutes=2), terminal_id="ATM00042",
+        make_failure("ev-1", start + timedelta(minutes=2), customer_id=client, terminal_id="ATM00042",
                      response_code="91", outcome="technical",
                      response_meaning="Issuer or switch inoperative"),
-        make_failure("ev-2", now - timedelta(minutes=1), terminal_id="ATM00077",
+        make_failure("ev-2", start + timedelta(minutes=3), customer_id=client, terminal_id="ATM00077",
                      response_code="91", outcome="technical",
                      response_meaning="Issuer or switch inoperative", card_ref="4000056655665556",
                      pan_masked=None),
@@ -119,7 +124,8 @@ async def test_posted_alert_is_in_alertmanager_with_its_labels(
     assert annotations["summary"].startswith("[HIGH] Ada Lovelace (private): 2 failed transactions")
     assert "400005******5556" in annotations["description"]
     assert "4000056655665556" not in str(posted)
-    assert annotations["customer_id"] == "C-1001"
+    assert annotations["customer_id"] == alert.customer_id
+    assert alert.customer_id not in str(posted["labels"])
     assert annotations["suggested_action"] == "Call the client and offer an emergency cash advance."
     assert posted["generatorURL"] == f"https://cardmon.bank.example/alerts/{alert_id}"
     assert posted["status"]["state"] == "active"
@@ -152,10 +158,10 @@ async def test_hold_seconds_sets_ends_at(
         alert = store.get_alert(alert_id)
         assert alert is not None
         message = render(alert, store.alert_events(alert_id))
-    await AlertmanagerChannel(alertmanager, hold_seconds=3600).send(message)
+    await AlertmanagerChannel(alertmanager, hold_seconds=4 * 3600).send(message)
     (posted,) = _alerts(alertmanager, alert_id)
     ends = datetime.fromisoformat(posted["endsAt"])
-    assert ends == alert.first_event_at + timedelta(hours=1)
+    assert ends == alert.first_event_at + timedelta(hours=4)
 
 
 async def test_an_unreachable_alertmanager_raises(unused_port: int, tmp_path: Path,
