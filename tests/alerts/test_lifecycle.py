@@ -399,3 +399,30 @@ def test_cli_refuses_unknown_alerts_early_resolution_and_missing_stores(
     assert not (tmp_path / "typo.db").exists()
     with AlertStore(path) as store:
         assert store.state_of(first) == "open"
+
+
+def test_export_carries_each_alerts_state_history_and_escalation_recipients(
+    store: AlertStore, make_failure: Callable[..., VipFailure]
+) -> None:
+    """`alerts export` records hold the lifecycle state, every history row and who an escalated delivery went to."""
+    import io
+    import json
+
+    from monitor.alerts.export import export_jsonl
+
+    alert_id = _record(store, make_failure)
+    escalate_due(store, RECORDED + timedelta(minutes=15), RULES, MANAGERS)
+    store.acknowledge(alert_id, by="RM-042", via="link", note="I call her",
+                      at=RECORDED + timedelta(minutes=16))
+    out = io.StringIO()
+    assert export_jsonl(store, out) == 1
+    record = json.loads(out.getvalue())
+    assert record["state"] == "acknowledged"
+    assert [(d["channel"], d["recipient_id"]) for d in record["deliveries"]] == [
+        ("email", None), ("email", "RM-042")]
+    assert [(h["action"], h["by"], h["via"], h["at"]) for h in record["history"]] == [
+        ("opened", "cardmon", "pipeline", "2024-05-06T12:02:00+00:00"),
+        ("escalated", "cardmon", "escalation", "2024-05-06T12:17:00+00:00"),
+        ("acknowledged", "RM-042", "link", "2024-05-06T12:18:00+00:00")]
+    assert record["history"][2]["note"] == "I call her"
+    assert "jonas.weber@bank.example" not in out.getvalue()
