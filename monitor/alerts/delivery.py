@@ -34,15 +34,18 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Final, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Final, Literal, Protocol, runtime_checkable
 
 import tenacity
 
 from monitor.alerts.channels import Channel
 from monitor.alerts.model import Alert, Delivery, Manager
-from monitor.alerts.render import AlertMessage, render
+from monitor.alerts.render import AlertMessage, render_delivery
 from monitor.alerts.routing import apprise_target, channel_kind
 from monitor.alerts.store import AlertStore
+
+if TYPE_CHECKING:
+    from monitor.alerts.tokens import AckLinks
 
 __all__ = ["DeliveryResult", "DeliveryWorker", "ManagerLookup", "ResultCallback", "RoutedChannel"]
 
@@ -93,6 +96,8 @@ class DeliveryWorker:
             when the registry no longer knows the manager.
         fallback: where an alert goes after the last failed attempt on any channel;
             ``None`` = nowhere (the row is still marked failed, loudly).
+        links: signs the acknowledgement link put in messages to people
+            (:func:`monitor.alerts.render.render_delivery`); ``None`` = no link.
     """
 
     def __init__(
@@ -110,6 +115,7 @@ class DeliveryWorker:
         on_result: ResultCallback | None = None,
         managers: ManagerLookup | None = None,
         fallback: Channel | None = None,
+        links: AckLinks | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
@@ -130,6 +136,7 @@ class DeliveryWorker:
         self._on_result = on_result
         self._managers = managers
         self._fallback = fallback
+        self._links = links
 
     def __repr__(self) -> str:
         return (
@@ -211,23 +218,24 @@ class DeliveryWorker:
         if self._on_result is not None:
             self._on_result(channel, status, seconds)
 
-    async def _message(self, delivery: Delivery) -> tuple[Alert, AlertMessage]:
+    async def _message(self, delivery: Delivery, *, with_link: bool = True) -> tuple[Alert, AlertMessage]:
         alert = await asyncio.to_thread(self._store.get_alert, delivery.alert_id)
-        events = await asyncio.to_thread(self._store.alert_events, delivery.alert_id)
         if alert is None:
             raise LookupError(f"alert {delivery.alert_id} is not in the store")
-        message = render(
-            alert, events, manager_timezone=alert.manager.timezone or self._default_timezone
-        ).for_channel(delivery.channel)
+        message = await asyncio.to_thread(
+            render_delivery, self._store, delivery, links=self._links if with_link else None,
+            default_timezone=self._default_timezone)
         return alert, message
 
-    def _recipient(self, delivery: Delivery, alert: Alert) -> Manager:
+    async def _recipient(self, delivery: Delivery, alert: Alert) -> Manager:
         # An escalation row names its recipient; any other row goes to the alert's manager.
-        manager_id = getattr(delivery, "recipient_id", None) or alert.manager.manager_id
-        current = self._managers(manager_id) if self._managers is not None else None
-        return current or alert.manager
+        # The registry's current entry holds the Apprise URLs (the store keeps none).
+        snapshot = await asyncio.to_thread(self._store.delivery_recipient, delivery.delivery_id)
+        snapshot = snapshot or alert.manager
+        current = self._managers(snapshot.manager_id) if self._managers is not None else None
+        return current or snapshot
 
-    def _channel(self, delivery: Delivery, alert: Alert) -> Channel:
+    async def _channel(self, delivery: Delivery, alert: Alert) -> Channel:
         channel = self._channels.get(delivery.channel)
         if channel is not None:
             return channel
@@ -237,14 +245,14 @@ class DeliveryWorker:
             raise LookupError(f"no channel named {kind!r} is configured")
         if not isinstance(base, RoutedChannel):
             raise TypeError(f"channel {kind!r} takes no per-manager target")
-        return base.to(apprise_target(self._recipient(delivery, alert), delivery.channel))
+        return base.to(apprise_target(await self._recipient(delivery, alert), delivery.channel))
 
     async def _send(self, delivery: Delivery) -> None:
         kind = channel_kind(delivery.channel)
         if delivery.channel not in self._channels and kind not in self._channels:
             raise LookupError(f"no channel named {kind!r} is configured")
         alert, message = await self._message(delivery)
-        await self._channel(delivery, alert).send(message)
+        await (await self._channel(delivery, alert)).send(message)
 
     async def _send_fallback(self, delivery: Delivery, error: str, attempts: int) -> str:
         """Send the alert to the fallback channel; return what happened, for ``last_error``."""
@@ -253,7 +261,8 @@ class DeliveryWorker:
         started = time.monotonic()
         try:
             try:
-                alert, message = await self._message(delivery)
+                # No ack link: it is the manager's credential, and operations reads this.
+                alert, message = await self._message(delivery, with_link=False)
                 name = alert.manager.name
             except Exception as render_error:  # noqa: BLE001 — the fallback must still go out
                 name = "the manager"
