@@ -1,0 +1,204 @@
+"""The alert store's SQLite schema and its migrations.
+
+The file's version is ``PRAGMA user_version``. Version 1 is the original store
+(alerts, their events, the delivery outbox); version 2 adds the lifecycle
+(``alerts.state``, ``alerts.escalation_step``, ``alert_history``) and outbox rows per
+recipient (unique on ``(alert_id, channel, recipient_id)``; ``recipient_id`` is ``''``
+for the alert's own manager and for sinks). See ``docs/alert-lifecycle.md``.
+
+A store is never changed any other way than by :func:`migrate`: a new column is a
+new version in :data:`_MIGRATIONS`, never an edit of :data:`_SCHEMA` (the version-1
+schema, which a new file gets before the migrations run).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Final
+
+__all__ = ["SCHEMA_VERSION", "migrate"]
+
+#: The version this code writes and reads.
+SCHEMA_VERSION: Final = 2
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS alerts (
+    alert_id TEXT PRIMARY KEY,
+    customer_id TEXT NOT NULL,
+    customer_name TEXT NOT NULL,
+    tier TEXT NOT NULL,
+    manager_id TEXT NOT NULL,
+    manager_name TEXT NOT NULL,
+    manager_email TEXT,
+    manager_webhook_url TEXT,
+    manager_timezone TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    severity_rank INTEGER NOT NULL,
+    suggested_action TEXT NOT NULL,
+    window_start TEXT NOT NULL,
+    window_end TEXT NOT NULL,
+    first_event_at TEXT NOT NULL,
+    last_event_at TEXT NOT NULL,
+    event_count INTEGER NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alerts_by_customer ON alerts (customer_id, window_start);
+CREATE TABLE IF NOT EXISTS alert_events (
+    event_id TEXT PRIMARY KEY,
+    alert_id TEXT NOT NULL REFERENCES alerts (alert_id) DEFERRABLE INITIALLY DEFERRED,
+    occurred_at TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    terminal_id TEXT NOT NULL,
+    merchant_id TEXT,
+    txn_type TEXT NOT NULL,
+    amount_minor INTEGER NOT NULL,
+    currency TEXT NOT NULL,
+    response_code TEXT,
+    outcome TEXT NOT NULL,
+    response_meaning TEXT NOT NULL,
+    status TEXT NOT NULL,
+    card_ref TEXT,
+    pan_masked TEXT,
+    entry_mode TEXT,
+    latency_ms REAL,
+    city TEXT,
+    region TEXT,
+    branch_id TEXT,
+    severity TEXT NOT NULL,
+    suggested_action TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alert_events_by_alert ON alert_events (alert_id, occurred_at);
+CREATE TABLE IF NOT EXISTS deliveries (
+    delivery_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    alert_id TEXT NOT NULL REFERENCES alerts (alert_id) DEFERRABLE INITIALLY DEFERRED,
+    channel TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'sent', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at TEXT NOT NULL,
+    last_error TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    sent_at TEXT,
+    UNIQUE (alert_id, channel)
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_attempt_at);
+"""
+
+# The outbox columns of schema 1, copied when schema 2 rebuilds the table.
+_DELIVERY_COLUMNS_V1: Final = (
+    "delivery_id, alert_id, channel, status, attempts, next_attempt_at, last_error, "
+    "created_at, updated_at, sent_at"
+)
+
+# <version: statements that upgrade the store from version - 1>, applied in order in
+# one transaction. A store is never changed any other way: a new column is a new
+# version here, never an edit of _SCHEMA (that is the version-1 schema).
+_MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
+    2: (
+        "ALTER TABLE alerts ADD COLUMN state TEXT NOT NULL DEFAULT 'open'",
+        # Steps of the escalation chain already taken (0: none).
+        "ALTER TABLE alerts ADD COLUMN escalation_step INTEGER NOT NULL DEFAULT 0",
+        """UPDATE alerts SET state = CASE
+            WHEN EXISTS (SELECT 1 FROM deliveries d
+                         WHERE d.alert_id = alerts.alert_id AND d.status = 'sent') THEN 'notified'
+            WHEN EXISTS (SELECT 1 FROM deliveries d WHERE d.alert_id = alerts.alert_id)
+             AND NOT EXISTS (SELECT 1 FROM deliveries d
+                             WHERE d.alert_id = alerts.alert_id AND d.status != 'failed')
+                THEN 'failed'
+            ELSE 'open' END""",
+        "CREATE INDEX alerts_by_state ON alerts (state, created_at)",
+        "CREATE INDEX alerts_by_created ON alerts (created_at, alert_id)",
+        """CREATE TABLE alert_history (
+            history_id INTEGER PRIMARY KEY AUTOINCREMENT,
+            alert_id TEXT NOT NULL REFERENCES alerts (alert_id) DEFERRABLE INITIALLY DEFERRED,
+            action TEXT NOT NULL CHECK (action IN
+                ('opened', 'notified', 'failed', 'escalated', 'acknowledged', 'resolved')),
+            from_state TEXT,
+            to_state TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            via TEXT NOT NULL,
+            note TEXT,
+            at TEXT NOT NULL
+        )""",
+        "CREATE INDEX alert_history_by_alert ON alert_history (alert_id, history_id)",
+        # The history of alerts recorded before version 2, rebuilt from what the store knew.
+        """INSERT INTO alert_history (alert_id, action, from_state, to_state, actor, via, note, at)
+            SELECT alert_id, 'opened', NULL, 'open', 'cardmon', 'pipeline',
+                   'recorded before the store kept a history (schema 2)', created_at
+            FROM alerts ORDER BY created_at, alert_id""",
+        """INSERT INTO alert_history (alert_id, action, from_state, to_state, actor, via, note, at)
+            SELECT d.alert_id, 'notified',
+                   CASE WHEN row_number() OVER (PARTITION BY d.alert_id
+                        ORDER BY d.sent_at, d.delivery_id) = 1 THEN 'open' ELSE 'notified' END,
+                   'notified', a.manager_id, d.channel, NULL, d.sent_at
+            FROM deliveries d JOIN alerts a ON a.alert_id = d.alert_id
+            WHERE d.status = 'sent' ORDER BY d.sent_at, d.delivery_id""",
+        """INSERT INTO alert_history (alert_id, action, from_state, to_state, actor, via, note, at)
+            SELECT a.alert_id, 'failed', 'open', 'failed', 'cardmon',
+                   (SELECT d.channel FROM deliveries d WHERE d.alert_id = a.alert_id
+                    ORDER BY d.updated_at DESC, d.delivery_id DESC LIMIT 1),
+                   (SELECT d.last_error FROM deliveries d WHERE d.alert_id = a.alert_id
+                    ORDER BY d.updated_at DESC, d.delivery_id DESC LIMIT 1),
+                   (SELECT max(d.updated_at) FROM deliveries d WHERE d.alert_id = a.alert_id)
+            FROM alerts a WHERE a.state = 'failed' ORDER BY a.created_at, a.alert_id""",
+        # The outbox gets a recipient, so an escalation can send the same channel to
+        # another manager: unique on (alert_id, channel, recipient_id). SQLite cannot
+        # change a UNIQUE constraint in place, hence the rebuild.
+        """CREATE TABLE deliveries_v2 (
+            delivery_id INTEGER PRIMARY KEY AUTOINCREMENT,
+            alert_id TEXT NOT NULL REFERENCES alerts (alert_id) DEFERRABLE INITIALLY DEFERRED,
+            channel TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('pending', 'sent', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT NOT NULL,
+            last_error TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            sent_at TEXT,
+            recipient_id TEXT NOT NULL DEFAULT '',
+            recipient_name TEXT,
+            recipient_email TEXT,
+            recipient_webhook_url TEXT,
+            recipient_timezone TEXT,
+            UNIQUE (alert_id, channel, recipient_id)
+        )""",
+        (f"INSERT INTO deliveries_v2 ({_DELIVERY_COLUMNS_V1}) "
+         f"SELECT {_DELIVERY_COLUMNS_V1} FROM deliveries"),
+        "DROP TABLE deliveries",
+        "ALTER TABLE deliveries_v2 RENAME TO deliveries",
+        "CREATE INDEX deliveries_due ON deliveries (status, next_attempt_at)",
+    ),
+}
+
+
+def migrate(conn: sqlite3.Connection, path: str) -> None:
+    """Create a new store or upgrade an older one in place, inside the caller's transaction.
+
+    Version 0 (a new file) gets the version-1 schema, then each later version gets
+    its :data:`_MIGRATIONS` in order. Run it in a ``BEGIN IMMEDIATE`` transaction so
+    that two processes opening the same old file upgrade it once: the second waits,
+    then sees the new version.
+
+    Args:
+        conn: a connection inside an open write transaction.
+        path: the file, for error messages.
+
+    Raises:
+        sqlite3.DatabaseError: the file is not an SQLite database, or was written by
+            a newer cardmon (its version is above :data:`SCHEMA_VERSION`).
+    """
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version > SCHEMA_VERSION:
+        raise sqlite3.DatabaseError(
+            f"alert store {path} has schema version {version}; this cardmon knows up to "
+            f"{SCHEMA_VERSION} (upgrade cardmon)")
+    if version == 0:
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        version = 1
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        for statement in _MIGRATIONS[target]:
+            conn.execute(statement)
+    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
