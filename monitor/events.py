@@ -34,7 +34,9 @@ __all__ = [
 
 Channel = Literal["ATM", "POS", "ECOM"]
 TxnType = Literal["purchase", "withdrawal", "balance_inquiry", "transfer", "refund", "reversal"]
-EntryMode = Literal["chip", "contactless", "swipe", "manual", "online"]
+#: ISO 8583 field 22 (POS entry mode): ``fallback`` is a chip card read by its magnetic
+#: stripe because the chip read failed (entry mode 80), the card-reader health signal.
+EntryMode = Literal["chip", "contactless", "swipe", "fallback", "manual", "online"]
 #: ``completed``: the issuer (or stand-in) answered with a response code;
 #: ``timeout``: no response arrived, so there is no response code.
 Status = Literal["completed", "timeout"]
@@ -45,7 +47,7 @@ CHANNELS: Final[tuple[str, ...]] = ("ATM", "POS", "ECOM")
 TXN_TYPES: Final[tuple[str, ...]] = (
     "purchase", "withdrawal", "balance_inquiry", "transfer", "refund", "reversal",
 )
-ENTRY_MODES: Final[tuple[str, ...]] = ("chip", "contactless", "swipe", "manual", "online")
+ENTRY_MODES: Final[tuple[str, ...]] = ("chip", "contactless", "swipe", "fallback", "manual", "online")
 STATUSES: Final[tuple[str, ...]] = ("completed", "timeout")
 OUTCOMES: Final[tuple[str, ...]] = (
     "approved", "technical", "terminal", "card", "customer", "fraud", "unknown",

@@ -161,7 +161,7 @@ class _Answerer:
                 progress = min(1.0, (offset - fault.start_s) / max(fault.full_at_s - fault.start_s, 1e-9))
                 if rng.random() < progress * fault.max_failure_share:
                     if rng.random() < fault.fallback_share:
-                        entry_mode = "swipe"  # the terminal falls back to the magnetic stripe
+                        entry_mode = "fallback"  # chip read failed: the stripe is read (ISO 8583 field 22: 80)
                         break
                     return fault.response_code, rng.lognormvariate(math.log(350.0), 0.3), "chip"
             if isinstance(fault, IssuerOutage | CardWave) \

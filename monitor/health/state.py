@@ -319,7 +319,7 @@ class HealthBook:
             (HealthState.DEGRADED, d_enough & (p99 > rules.degraded_latency_p99_seconds),
              pl.format(f"{dw} latency p99 {{}} s over {{}} txns", p99.round(2), d_volume)),
             (HealthState.DEGRADED, d_enough & (fallback >= rules.degraded_swipe_fallback_ratio),
-             pl.format(f"{dw} swipe fallback ratio {{}} over {{}} chip+swipe reads", fallback.round(2),
+             pl.format(f"{dw} chip fallback ratio {{}} over {{}} chip+fallback reads", fallback.round(2),
                        pl.col(f"{dw}_chip_reads") + pl.col(f"{dw}_swipe_fallbacks"))),
             (HealthState.DEGRADED, d_enough & (chip_card >= rules.degraded_chip_card_failure_ratio),
              pl.format(f"{dw} card failures on chip reads ratio {{}} over {{}} chip reads",

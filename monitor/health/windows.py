@@ -9,7 +9,8 @@ time (``occurred_at``), counts only — never raw values:
   so percentiles are *estimates*, interpolated inside the bucket as Prometheus'
   ``histogram_quantile`` does (a value in the ``+Inf`` bucket reads as the highest
   finite bound);
-* chip reads, card-class failures on chip reads and swipes (the card-reader signal).
+* chip reads, card-class failures on chip reads and fallbacks (entry mode ``fallback``:
+  a chip card read by its stripe after the chip failed), the card-reader signal.
 
 A window of length ``L`` in buckets of ``b`` ends at ``end`` and holds the bucket
 containing ``end`` plus the ``L/b - 1`` before it: it spans between ``L - b`` and ``L``,
@@ -22,7 +23,7 @@ Per terminal (one row each, updated per batch): the latest event time, the run o
 consecutive technical failures at the end of its event stream (outcome ``technical``
 or ``terminal``, in event order; any other outcome resets it; a batch whose events are
 all older than the terminal's latest event does not change the run), whether it has
-ever read a chip (only then is a swipe a *fallback*), and the latest non-null
+ever read a chip, and the latest non-null
 ``merchant_id``, ``region``, ``branch_id`` and ``channel`` it reported.
 
 Late events land in their own bucket of each window that still reaches it (a window
@@ -305,7 +306,7 @@ class TerminalWindows:
             *[(pl.col("outcome") == c).sum().cast(pl.UInt32).alias(c) for c in FAILURE_CLASSES],
             chip.sum().cast(pl.UInt32).alias("chip_reads"),
             (chip & (pl.col("outcome") == "card")).sum().cast(pl.UInt32).alias("chip_card_failures"),
-            (pl.col("entry_mode") == "swipe").sum().cast(pl.UInt32).alias("swipes"),
+            (pl.col("entry_mode") == "fallback").sum().cast(pl.UInt32).alias("swipes"),
             *[(pl.col("lat") == i).sum().cast(pl.UInt32).alias(name) for i, name in enumerate(self._lat)],
         ]
         for store in self._stores.values():
@@ -398,8 +399,8 @@ class TerminalWindows:
             terminal) / transactions) and ``w_failure_ratio`` (all failure classes /
             transactions), null without traffic; ``w_latency_p50_seconds``, ``_p95_``,
             ``_p99_`` (bucket estimates, null without latencies); ``w_chip_reads``,
-            ``w_swipe_fallbacks`` (swipes, counted only at terminals that have read a
-            chip), ``w_swipe_fallback_ratio`` (fallbacks / (chip reads + fallbacks)) and
+            ``w_swipe_fallbacks`` (``entry_mode == "fallback"``: chip cards read by their
+            stripe after a failed chip read), ``w_swipe_fallback_ratio`` (fallbacks / (chip reads + fallbacks)) and
             ``w_chip_card_failure_ratio`` (card-class failures on chip reads / chip reads).
         """
         end_us = _micros(end) if end is not None else self.watermark_us
@@ -423,7 +424,9 @@ class TerminalWindows:
                 pl.col([p + c for c in self._counts]).fill_null(0))
             volume = pl.col(p + "transactions")
             per = pl.when(volume > 0)
-            fallbacks = pl.when(pl.col("chip_seen")).then(pl.col(p + "swipes")).otherwise(0)
+            # A fallback is its own entry mode (ISO 8583 field 22: 80); an ordinary
+            # magnetic-stripe card swiped at a chip terminal is not one.
+            fallbacks = pl.col(p + "swipes")
             result = result.with_columns(
                 pl.sum_horizontal([pl.col(p + c) for c in FAILURE_CLASSES]).alias(p + "failures"),
                 per.then(pl.sum_horizontal([pl.col(p + c) for c in TECHNICAL_CLASSES]) / volume)

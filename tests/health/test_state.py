@@ -70,7 +70,7 @@ def test_degraded_rules_over_the_hour(book: HealthBook, batch: Batch) -> None:
     rows = _traffic("RATIO", 0, 16, step=60) + _traffic("RATIO", 1, 2, "card", step=600) \
         + _traffic("RATIO", 2, 2, "technical", step=600) + _traffic("RATIO", 3, 1, "terminal")
     rows += _traffic("SLOW", 0, 19, latency_ms=200.0, step=60) + _traffic("SLOW", 1, 2, latency_ms=9000.0)
-    rows += _traffic("FALLBACK", 0, 18, step=60) + _traffic("FALLBACK", 1, 3, entry_mode="swipe", step=60)
+    rows += _traffic("FALLBACK", 0, 18, step=60) + _traffic("FALLBACK", 1, 3, entry_mode="fallback", step=60)
     rows += _traffic("QUIET", 0, 5, "card", step=60)
     book.observe(batch(rows), now=at(3000))
     book.evaluate(at(3000))
@@ -81,7 +81,7 @@ def test_degraded_rules_over_the_hour(book: HealthBook, batch: Batch) -> None:
     assert reasons[0].startswith("1h latency p99 ")
     assert reasons[0].endswith(" s over 21 txns")
     assert _state(book, "FALLBACK") == (HealthState.DEGRADED,
-                                        ["1h swipe fallback ratio 0.14 over 21 chip+swipe reads"])
+                                        ["1h chip fallback ratio 0.14 over 21 chip+fallback reads"])
     assert _state(book, "QUIET") == (HealthState.OK, [])
 
 

@@ -118,13 +118,14 @@ def test_latency_percentiles_are_interpolated_from_bucket_counts(batch: Batch) -
     assert _row(windows, 60, "T2")["5m_latency_p99_seconds"] == pytest.approx(30.0)
 
 
-def test_swipe_fallbacks_count_only_at_chip_reading_terminals(batch: Batch) -> None:
-    """A swipe is a fallback only where chips are read; card failures on chip reads have their own ratio."""
+def test_only_fallback_reads_count_as_fallbacks(batch: Batch) -> None:
+    """A fallback (entry mode 80) is a failed chip read; an ordinary swipe of a stripe card is not one."""
     windows = TerminalWindows()
     windows.observe(batch(
         [{"terminal_id": "CHIP", "at": 10, "entry_mode": "chip"} for _ in range(7)]
         + [{"terminal_id": "CHIP", "at": 10, "entry_mode": "chip", "outcome": "card"}]
-        + [{"terminal_id": "CHIP", "at": 10, "entry_mode": "swipe"} for _ in range(2)]
+        + [{"terminal_id": "CHIP", "at": 10, "entry_mode": "fallback"} for _ in range(2)]
+        + [{"terminal_id": "CHIP", "at": 10, "entry_mode": "swipe"} for _ in range(4)]
         + [{"terminal_id": "CHIP", "at": 10, "entry_mode": None}]
         + [{"terminal_id": "MAG", "at": 10, "entry_mode": "swipe"} for _ in range(5)]
     ), now=at(60))
