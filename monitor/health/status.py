@@ -21,7 +21,7 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Final, Literal
 
 import msgspec
@@ -123,7 +123,13 @@ def _reason(value: bytes, error: msgspec.DecodeError | msgspec.ValidationError) 
     return "invalid_json", message
 
 
-def _check(event: DeviceStatusEvent) -> tuple[str, str] | None:
+#: Device status is live telemetry, never replayed into the future: an event stamped
+#: later than this past the wall clock is a device clock error and would otherwise pin
+#: the component's state (an older event never overwrites a newer one).
+_FUTURE_TOLERANCE: Final = timedelta(minutes=5)
+
+
+def _check(event: DeviceStatusEvent, latest: datetime) -> tuple[str, str] | None:
     texts = [t for t in (event.event_id, event.detail, event.model) if t]
     if any(_CONTROL.search(t) for t in texts):
         return "invalid_field", "a text field holds a control character or line separator"
@@ -131,6 +137,8 @@ def _check(event: DeviceStatusEvent) -> tuple[str, str] | None:
         return "pan_in_field", "a text field holds a PAN; status events carry no card data"
     if not _EARLIEST <= event.occurred_at < _LATEST:
         return "invalid_field", "occurred_at is not between 1970 and 2100"
+    if event.occurred_at > latest:
+        return "invalid_field", "occurred_at is more than 5 minutes in the future (device clock?)"
     if event.state in ("low", "empty") and event.component not in SUPPLY_COMPONENTS:
         return "invalid_state", (f"state {event.state!r} is a supply level; {event.component!r} "
                                  f"holds no supply (only {', '.join(SUPPLY_COMPONENTS)})")
@@ -146,6 +154,7 @@ def decode_status_batch(values: Sequence[bytes | None]) -> DecodedStatusBatch:
         component without supply).
     """
     batch = DecodedStatusBatch()
+    latest = datetime.now(UTC) + _FUTURE_TOLERANCE
     for index, value in enumerate(values):
         if value is None:
             batch.rejections.append(Rejection(index, "invalid_json", "empty message (tombstone)"))
@@ -158,7 +167,7 @@ def decode_status_batch(values: Sequence[bytes | None]) -> DecodedStatusBatch:
         except (msgspec.DecodeError, msgspec.ValidationError) as error:
             batch.rejections.append(Rejection(index, *_reason(value, error)))
             continue
-        problem = _check(event)
+        problem = _check(event, latest)
         if problem is not None:
             batch.rejections.append(Rejection(index, *problem))
             continue

@@ -186,3 +186,14 @@ def test_simulated_device_trouble_decodes_and_ends_in_the_expected_states() -> N
     assert states == [("card_reader", "fault"), ("cassette", "empty"), ("network", "offline")]
     book.apply(decoded.events)
     assert book.not_ok() == []
+
+
+def test_a_status_from_a_device_clock_in_the_future_is_rejected() -> None:
+    """A status stamped far ahead (a wrong device clock) is dead-lettered: it could pin a terminal offline."""
+    future = status("s-fut", component="network", state="offline", occurred_at="2099-01-01T00:00:00Z")
+    near = status("s-near", component="network", state="ok",
+                  occurred_at=datetime.now(UTC).isoformat(timespec="seconds"))
+    batch = decode_status_batch([encode(future), encode(near)])
+    assert [(r.index, r.reason) for r in batch.rejections] == [(0, "invalid_field")]
+    assert "future" in batch.rejections[0].detail
+    assert [e.event_id for e in batch.events] == ["s-near"]
