@@ -18,7 +18,10 @@ from typing import Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import CollectorRegistry
 
+from monitor.alerts.alertmanager import AlertmanagerChannel
+from monitor.alerts.apprise_channel import AppriseChannel
 from monitor.alerts.channels import (
+    Channel,
     ConsoleChannel,
     EmailChannel,
     JsonLinesChannel,
@@ -26,9 +29,10 @@ from monitor.alerts.channels import (
 )
 from monitor.alerts.delivery import DeliveryWorker
 from monitor.alerts.model import VipFailure
+from monitor.alerts.routing import MANAGER_CHANNEL_KINDS
 from monitor.alerts.store import AlertStore
 from monitor.classify import ResponseCodeTable
-from monitor.config import Settings
+from monitor.config import AlertingSettings, Settings
 from monitor.consumer import TransactionConsumer, ensure_topics
 from monitor.health.service import TerminalHealthService
 from monitor.metrics import PipelineMetrics, serve
@@ -37,33 +41,65 @@ from monitor.pipeline import BatchProcessor
 from monitor.policy import AlertPolicy
 from monitor.registry import RegistryLoader
 
-__all__ = ["MonitorApp", "build_channels"]
+__all__ = ["MonitorApp", "build_channels", "build_fallback"]
 
 log = logging.getLogger(__name__)
+
+
+def _email(alerting: AlertingSettings, recipient: str | None = None) -> EmailChannel:
+    smtp = alerting.smtp
+    assert smtp.host is not None
+    return EmailChannel(
+        host=smtp.host, port=smtp.port, username=smtp.username,
+        password=smtp.password.get_secret_value() if smtp.password else None,
+        sender=smtp.from_address, start_tls=smtp.starttls, use_tls=smtp.use_tls,
+        timeout=smtp.timeout_seconds, recipient=recipient,
+    )
 
 
 def build_channels(settings: Settings) -> dict[str, Any]:
     """The delivery channels the settings enable, by name.
 
-    ``email`` needs ``alerting.smtp.host``; ``webhook`` is always available (each
-    manager's own URL); ``console`` and ``jsonl`` are sinks every alert goes to
-    when listed in ``alerting.sinks``.
+    ``email`` needs ``alerting.smtp.host``; ``webhook`` (each manager's own URL, signed
+    when ``alerting.webhook_signing_secret`` is set) and ``apprise`` (each manager's chat
+    or SMS URLs from the registry) are always available; ``console``, ``jsonl`` and
+    ``alertmanager`` are sinks every alert goes to when listed in ``alerting.sinks``.
     """
     alerting = settings.alerting
-    channels: dict[str, Any] = {"webhook": WebhookChannel(timeout=alerting.webhook_timeout_seconds)}
-    smtp = alerting.smtp
-    if smtp.host:
-        channels["email"] = EmailChannel(
-            host=smtp.host, port=smtp.port, username=smtp.username,
-            password=smtp.password.get_secret_value() if smtp.password else None,
-            sender=smtp.from_address, start_tls=smtp.starttls, use_tls=smtp.use_tls,
-            timeout=smtp.timeout_seconds,
-        )
+    secret = alerting.webhook_signing_secret
+    channels: dict[str, Any] = {
+        "webhook": WebhookChannel(timeout=alerting.webhook_timeout_seconds,
+                                  signing_secret=secret.get_secret_value() if secret else None),
+        "apprise": AppriseChannel(timeout=alerting.apprise_timeout_seconds),
+    }
+    if alerting.smtp.host:
+        channels["email"] = _email(alerting)
     if "console" in alerting.sinks:
         channels["console"] = ConsoleChannel()
     if "jsonl" in alerting.sinks:
         channels["jsonl"] = JsonLinesChannel(alerting.jsonl_path)
+    if "alertmanager" in alerting.sinks and alerting.alertmanager_url:
+        channels["alertmanager"] = AlertmanagerChannel(
+            alerting.alertmanager_url, timeout=alerting.webhook_timeout_seconds,
+            generator_url=alerting.alertmanager_generator_url,
+            hold_seconds=alerting.alertmanager_hold_seconds)
     return channels
+
+
+def build_fallback(alerting: AlertingSettings) -> Channel | None:
+    """The channel an alert goes to after the last failed attempt, or ``None``."""
+    match alerting.fallback:
+        case "email":
+            return _email(alerting, recipient=alerting.fallback_email)
+        case "apprise":
+            assert alerting.fallback_apprise_url is not None
+            return AppriseChannel([alerting.fallback_apprise_url.get_secret_value()],
+                                  timeout=alerting.apprise_timeout_seconds)
+        case "jsonl":
+            return JsonLinesChannel(alerting.fallback_jsonl_path)
+        case "console":
+            return ConsoleChannel()
+    return None
 
 
 class MonitorApp:
@@ -99,8 +135,10 @@ class MonitorApp:
             poll_interval=alerting.poll_interval_seconds,
             default_timezone=alerting.default_timezone,
             on_result=self.metrics.alert_delivery,
+            managers=lambda manager_id: self.vip.current.manager(manager_id),
+            fallback=build_fallback(alerting),
         )
-        self._enabled_channels = tuple(name for name in ("email", "webhook") if name in self.channels)
+        self._enabled_channels = tuple(kind for kind in MANAGER_CHANNEL_KINDS if kind in self.channels)
         self.store_summary = 0  # alerts in the store when run() ended
         self._sinks = tuple(name for name in settings.alerting.sinks if name in self.channels)
 

@@ -55,6 +55,9 @@ def _logging(verbose: bool) -> None:
         stream=sys.stderr,
     )
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    # HTTP clients log whole request URLs at INFO: webhook and chat URLs carry tokens.
+    for name in ("httpx", "httpcore", "urllib3", "niquests"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -94,14 +94,40 @@ class AlertingSettings(BaseModel):
     smtp: SmtpSettings = SmtpSettings()
     webhook_timeout_seconds: float = 10.0
     #: Sinks every alert also goes to: ``console`` prints it, ``jsonl`` appends to ``jsonl_path``.
-    sinks: tuple[Literal["console", "jsonl"], ...] = ()
+    sinks: tuple[Literal["console", "jsonl", "alertmanager"], ...] = ()
     jsonl_path: Path = Path("var/alerts.jsonl")
+    #: HMAC-SHA256 key for ``X-Cardmon-Signature`` on every webhook; ``None`` = unsigned.
+    webhook_signing_secret: SecretStr | None = None
+    #: Seconds for one Apprise notification (all of a manager's Apprise targets).
+    apprise_timeout_seconds: float = Field(default=10.0, gt=0)
+    #: Base URL of the bank's Alertmanager, e.g. ``http://alertmanager:9093`` (sink ``alertmanager``).
+    alertmanager_url: str | None = None
+    #: Link back to the alert in Alertmanager's ``generatorURL``; ``{alert_id}`` is replaced.
+    alertmanager_generator_url: str | None = None
+    #: Seconds after the first failure until the alert resolves in Alertmanager (``None``: its resolve_timeout).
+    alertmanager_hold_seconds: float | None = Field(default=None, gt=0)
+    #: Where an alert goes after the last failed attempt on any channel (never silently dropped).
+    fallback: Literal["email", "apprise", "jsonl", "console"] | None = None
+    fallback_email: str | None = None  # the operations mailbox (needs smtp.host)
+    fallback_apprise_url: SecretStr | None = None
+    fallback_jsonl_path: Path = Path("var/undelivered.jsonl")
     max_attempts: int = Field(default=6, ge=1)
     backoff_initial_seconds: float = Field(default=1.0, gt=0)
     backoff_max_seconds: float = Field(default=300.0, gt=0)
     poll_interval_seconds: float = Field(default=0.25, gt=0)
     #: Zone for alert times when a manager has none.
     default_timezone: str = "UTC"
+
+
+    @model_validator(mode="after")
+    def _sinks_and_fallback_have_targets(self) -> AlertingSettings:
+        if "alertmanager" in self.sinks and not self.alertmanager_url:
+            raise ValueError("sink 'alertmanager' needs alerting.alertmanager_url")
+        if self.fallback == "email" and not (self.fallback_email and self.smtp.host):
+            raise ValueError("fallback 'email' needs alerting.fallback_email and alerting.smtp.host")
+        if self.fallback == "apprise" and self.fallback_apprise_url is None:
+            raise ValueError("fallback 'apprise' needs alerting.fallback_apprise_url")
+        return self
 
 
 class HealthSettings(BaseModel):

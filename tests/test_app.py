@@ -39,19 +39,20 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 def test_channels_follow_the_settings(tmp_path: Path) -> None:
-    """Webhook is always available; e-mail needs an SMTP host; console and jsonl only when listed as sinks."""
+    """Webhook and Apprise are always available; e-mail needs an SMTP host; sinks only when listed."""
     bare = build_channels(Settings())
-    assert set(bare) == {"webhook"}
+    assert set(bare) == {"webhook", "apprise"}
     assert isinstance(bare["webhook"], WebhookChannel)
     full = build_channels(Settings(alerting={
         "smtp": {"host": "mail.bank.internal", "password": "s3cret"},
-        "sinks": ["console", "jsonl"], "jsonl_path": tmp_path / "alerts.jsonl",
+        "sinks": ["console", "jsonl", "alertmanager"], "jsonl_path": tmp_path / "alerts.jsonl",
+        "alertmanager_url": "http://127.0.0.1:9093", "webhook_signing_secret": "hmac-key",
     }))
-    assert set(full) == {"webhook", "email", "console", "jsonl"}
+    assert set(full) == {"webhook", "apprise", "email", "console", "jsonl", "alertmanager"}
     assert isinstance(full["email"], EmailChannel)
     assert isinstance(full["console"], ConsoleChannel)
     assert isinstance(full["jsonl"], JsonLinesChannel)
-    assert "s3cret" not in repr(full)
+    assert "s3cret" not in repr(full) and "hmac-key" not in repr(full)
 
 
 def _metric(body: str, name: str) -> float | None:
