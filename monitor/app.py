@@ -28,9 +28,12 @@ from monitor.alerts.channels import (
     WebhookChannel,
 )
 from monitor.alerts.delivery import DeliveryWorker
+from monitor.alerts.lifecycle import EscalationPolicy, escalate_due
 from monitor.alerts.model import VipFailure
 from monitor.alerts.routing import MANAGER_CHANNEL_KINDS
 from monitor.alerts.store import AlertStore
+from monitor.alerts.tokens import AckLinks
+from monitor.api import ApiServer, build_api, start_api
 from monitor.classify import ResponseCodeTable
 from monitor.config import AlertingSettings, Settings
 from monitor.consumer import TransactionConsumer, ensure_topics
@@ -117,6 +120,12 @@ class MonitorApp:
         alerting = settings.alerting
         self.codes = ResponseCodeTable.load(alerting.response_codes_path or rules_path("response_codes.yaml"))
         self.policy = AlertPolicy.load(alerting.policy_path or rules_path("alerting.yaml"))
+        self.escalation = EscalationPolicy.load(alerting.policy_path or rules_path("alerting.yaml"))
+        api = settings.api
+        self.links = (AckLinks(api.link_secret.get_secret_value(),
+                               api.public_url or f"http://{api.host}:{api.port}",
+                               max_age_seconds=api.link_max_age_seconds)
+                      if api.link_secret else None)
         self.vip = RegistryLoader(settings.registry.customers_path, settings.registry.managers_path)
         self.store = AlertStore(alerting.store_path)
         self.channels = build_channels(settings)
@@ -137,6 +146,7 @@ class MonitorApp:
             on_result=self.metrics.alert_delivery,
             managers=lambda manager_id: self.vip.current.manager(manager_id),
             fallback=build_fallback(alerting),
+            links=self.links,
         )
         self._enabled_channels = tuple(kind for kind in MANAGER_CHANNEL_KINDS if kind in self.channels)
         self.store_summary = 0  # alerts in the store when run() ended
@@ -159,6 +169,13 @@ class MonitorApp:
             log.warning("VIP registry has tier(s) %s that rules/alerting.yaml does not list; "
                         "they alert as its default_tier", ", ".join(map(str, unknown)))
         self.metrics.observe_registry_reload(len(snapshot), datetime.fromtimestamp(snapshot.loaded_at, UTC))
+
+    async def _escalate(self) -> None:
+        # A coroutine: AsyncIOScheduler runs it on the loop, so waking the worker is safe.
+        taken = await asyncio.to_thread(escalate_due, self.store, datetime.now(UTC), self.escalation,
+                                        self.vip.current.managers, channels=self._enabled_channels)
+        if any(e.deliveries_enqueued for e in taken):
+            self.worker.wake()
 
     def _report_outbox(self) -> None:
         self.metrics.set_alerts_pending(self.store.pending_count())
@@ -184,22 +201,33 @@ class MonitorApp:
                           id="registry-reload", max_instances=1, coalesce=True)
         scheduler.add_job(self._report_outbox, "interval", seconds=5, id="outbox-gauge",
                           max_instances=1, coalesce=True)
+        scheduler.add_job(self._escalate, "interval",
+                          seconds=self.settings.alerting.escalation_interval_seconds,
+                          id="alert-escalation", max_instances=1, coalesce=True)
         self.health.schedule(scheduler)
         scheduler.start()
+        api_server: ApiServer | None = None
         worker_task: asyncio.Task[None] | None = None
         status_task: asyncio.Task[None] | None = None
         try:
             if create_topics:
                 await ensure_topics(self.settings.kafka)
+            api = self.settings.api
+            if api.enabled:
+                api_server = await start_api(
+                    build_api(self.store, api_token=api.token.get_secret_value() if api.token else None,
+                              links=self.links),
+                    api.host, api.port)
             await self.consumer.start()
             await self.health.start(create_topics=create_topics)
             status_task = asyncio.create_task(self.health.run(stop), name="cardmon-device-status")
             kafka = self.settings.kafka
             log.info("cardmon running: Kafka %s, topic %s, group %s, dead letters to %s; "
-                     "%d VIP clients of %d managers; channels %s; metrics at %s",
+                     "%d VIP clients of %d managers; channels %s; metrics at %s; alert API at %s",
                      kafka.bootstrap_servers, kafka.topic, kafka.group_id, kafka.dead_letter_topic,
                      len(self.vip.current), len(self.vip.current.managers),
-                     ", ".join(sorted(self.channels)), server.url)
+                     ", ".join(sorted(self.channels)), server.url,
+                     api_server.url if api_server is not None else "off")
             worker_task = asyncio.create_task(self.worker.run(stop), name="cardmon-delivery")
             await self.consumer.run(stop)
         finally:
@@ -214,5 +242,7 @@ class MonitorApp:
                     await asyncio.wait_for(worker_task, timeout=10)
             scheduler.shutdown(wait=False)
             server.close()
+            if api_server is not None:
+                await api_server.close()
             self.store_summary = len(self.store.list_alerts())
             self.store.close()

@@ -23,6 +23,7 @@ from pydantic_settings import (
 
 __all__ = [
     "AlertingSettings",
+    "ApiSettings",
     "HealthSettings",
     "KafkaSettings",
     "MetricsSettings",
@@ -115,6 +116,8 @@ class AlertingSettings(BaseModel):
     backoff_initial_seconds: float = Field(default=1.0, gt=0)
     backoff_max_seconds: float = Field(default=300.0, gt=0)
     poll_interval_seconds: float = Field(default=0.25, gt=0)
+    #: How often unacknowledged high alerts are checked for escalation (seconds).
+    escalation_interval_seconds: float = Field(default=30.0, gt=0)
     #: Zone for alert times when a manager has none.
     default_timezone: str = "UTC"
 
@@ -151,6 +154,26 @@ class HealthSettings(BaseModel):
     evaluate_interval_seconds: float = Field(default=15.0, gt=0)
 
 
+class ApiSettings(BaseModel):
+    """The alert HTTP API and the acknowledgement links in notifications.
+
+    The JSON API needs ``token`` (bearer); acknowledgement links need ``link_secret``
+    (signed, expiring tokens bound to the alert and the manager).
+    """
+
+    model_config = _frozen
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=8465, ge=0, le=65535)
+    #: Base URL managers reach the API at (used in links); ``None``: ``http://{host}:{port}``.
+    public_url: str | None = None
+    #: Bearer token of JSON callers; ``None``: the JSON API answers 403.
+    token: SecretStr | None = None
+    #: Signing secret of acknowledgement links (16+ characters); ``None``: no links.
+    link_secret: SecretStr | None = Field(default=None, min_length=16)
+    link_max_age_seconds: int = Field(default=172_800, gt=0)
+
+
 class MetricsSettings(BaseModel):
     """Where ``/metrics`` is served."""
 
@@ -172,6 +195,7 @@ class Settings(BaseSettings):
     registry: RegistrySettings = RegistrySettings()
     alerting: AlertingSettings = AlertingSettings()
     health: HealthSettings = HealthSettings()
+    api: ApiSettings = ApiSettings()
     metrics: MetricsSettings = MetricsSettings()
 
     @classmethod
