@@ -82,14 +82,18 @@ def _clear_errors(verbose: bool) -> Iterator[None]:
     """Turn the errors an operator can fix (files, ports, broker) into one line and exit 1."""
     from aiokafka.errors import KafkaError
 
+    from monitor.alerts.lifecycle import EscalationRulesError
     from monitor.broker import BrokerError
     from monitor.classify import ResponseCodeError
+    from monitor.health.terminals import OpeningHoursError, TerminalRegistryError
     from monitor.policy import PolicyError
     from monitor.registry import RegistryError
 
+    fixable = (RegistryError, PolicyError, ResponseCodeError, BrokerError, KafkaError, OSError,
+               TerminalRegistryError, OpeningHoursError, EscalationRulesError)
     try:
         yield
-    except (RegistryError, PolicyError, ResponseCodeError, BrokerError, KafkaError, OSError) as error:
+    except fixable as error:
         if verbose:
             raise
         message = str(error) or type(error).__name__

@@ -271,3 +271,19 @@ def test_dashboards_push_without_a_token_says_how_to_give_one(monkeypatch: pytes
     result = runner.invoke(app, ["dashboards", "push", "--url", "http://127.0.0.1:9"])
     assert result.exit_code == 2
     assert "GRAFANA_TOKEN" in result.output
+
+
+def test_run_with_a_bad_terminal_registry_says_so_in_one_line(tmp_path: Path) -> None:
+    """Opening hours that do not parse stop the start with one line naming the problem."""
+    terminals = tmp_path / "terminals.csv"
+    terminals.write_text("terminal_id,timezone,opening_hours\nPOS00001,Europe/Paris,Mo-Fr 25:00-18:00\n")
+    config = tmp_path / "cardmon.yaml"
+    config.write_text(f"health:\n  terminals_path: {terminals}\n"
+                      f"alerting:\n  store_path: {tmp_path / 'alerts.db'}\n"
+                      f"metrics:\n  port: {free_port()}\napi:\n  port: {free_port()}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARDMON_")}
+    result = subprocess.run([str(CARDMON), "run", "--config", str(config)], capture_output=True,
+                            text=True, timeout=60, env=env)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "25:00" in result.stderr
