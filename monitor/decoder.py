@@ -36,6 +36,7 @@ __all__ = [
     "DecodedBatch",
     "DecodedFrame",
     "Rejection",
+    "classify_decode_error",
     "decode_batch",
     "decode_frame",
     "is_pan",
@@ -158,7 +159,9 @@ def scrub_pans(data: bytes) -> bytes:
     return _PAN_IN_TEXT.sub(_mask_run, data)
 
 
-def _classify_error(value: bytes, error: msgspec.DecodeError | msgspec.ValidationError) -> tuple[str, str]:
+def classify_decode_error(value: bytes,
+                          error: msgspec.DecodeError | msgspec.ValidationError) -> tuple[str, str]:
+    """The rejection ``(reason, detail)`` of a msgspec decode or validation error; no PAN in it."""
     # msgspec echoes bad enum values ("Invalid enum value '4111...'"): scrub PANs.
     message = scrub_pans(str(error).encode("utf-8", "backslashreplace")).decode("utf-8")
     if isinstance(error, msgspec.ValidationError):
@@ -260,7 +263,7 @@ def decode_batch(values: list[bytes | None]) -> DecodedBatch:
             rejections.append(Rejection(index, "invalid_json", "JSON nested too deeply"))
             continue
         except (msgspec.DecodeError, msgspec.ValidationError) as error:
-            reason, detail = _classify_error(value, error)
+            reason, detail = classify_decode_error(value, error)
             rejections.append(Rejection(index, reason, detail))
             continue
         had_raw_pan = event.raw_pan is not None

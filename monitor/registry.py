@@ -32,6 +32,7 @@ import polars as pl
 
 from monitor.alerts.apprise_channel import is_apprise_url
 from monitor.alerts.model import Manager
+from monitor.tables import read_table
 from monitor.alerts.routing import ChannelPreferences, parse_channels
 
 __all__ = ["RegistryError", "RegistryLoader", "VipRegistry", "read_registry"]
@@ -51,14 +52,7 @@ class RegistryError(ValueError):
 
 
 def _read_table(path: Path) -> pl.DataFrame:
-    if not path.is_file():
-        raise RegistryError(f"registry file not found: {path}")
-    try:
-        if path.suffix.lower() in {".parquet", ".pq"}:
-            return pl.read_parquet(path)
-        return pl.read_csv(path, infer_schema=False)
-    except Exception as error:  # polars raises several exception types
-        raise RegistryError(f"cannot read registry file {path}: {error}") from error
+    return read_table(path, error=RegistryError, what="registry file")
 
 
 def _require(frame: pl.DataFrame, columns: tuple[str, ...], path: Path) -> None:

@@ -28,7 +28,7 @@ import msgspec
 
 from monitor.config import KafkaSettings
 from monitor.consumer import ConsumerMetrics, TransactionConsumer
-from monitor.decoder import Rejection, scrub_pans
+from monitor.decoder import Rejection, classify_decode_error, scrub_pans
 from monitor.pipeline import ProcessedBatch
 
 __all__ = [
@@ -106,23 +106,6 @@ class DecodedStatusBatch:
     rejections: list[Rejection] = field(default_factory=list)
 
 
-def _reason(value: bytes, error: msgspec.DecodeError | msgspec.ValidationError) -> tuple[str, str]:
-    message = scrub_pans(str(error).encode("utf-8", "backslashreplace")).decode("utf-8")
-    if isinstance(error, msgspec.ValidationError):
-        if message.startswith("Object missing required field"):
-            return "missing_field", message
-        if "timezone" in message:
-            return "naive_timestamp", message
-        if message.startswith("Expected `object`"):
-            return "not_an_object", message
-        return "invalid_field", message
-    try:
-        value.decode("utf-8")
-    except UnicodeDecodeError:
-        return "invalid_utf8", "message is not valid UTF-8"
-    return "invalid_json", message
-
-
 #: Device status is live telemetry, never replayed into the future: an event stamped
 #: later than this past the wall clock is a device clock error and would otherwise pin
 #: the component's state (an older event never overwrites a newer one).
@@ -165,7 +148,7 @@ def decode_status_batch(values: Sequence[bytes | None]) -> DecodedStatusBatch:
             batch.rejections.append(Rejection(index, "invalid_json", "JSON nested too deeply"))
             continue
         except (msgspec.DecodeError, msgspec.ValidationError) as error:
-            batch.rejections.append(Rejection(index, *_reason(value, error)))
+            batch.rejections.append(Rejection(index, *classify_decode_error(value, error)))
             continue
         problem = _check(event, latest)
         if problem is not None:

@@ -44,6 +44,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import polars as pl
 
+from monitor.tables import read_table
+
 __all__ = [
     "OpeningHours",
     "OpeningHoursError",
@@ -333,14 +335,7 @@ class TerminalRegistry:
 
 
 def _read_table(path: Path) -> pl.DataFrame:
-    if not path.is_file():
-        raise TerminalRegistryError(f"terminal registry file not found: {path}")
-    try:
-        if path.suffix.lower() in {".parquet", ".pq"}:
-            return pl.read_parquet(path)
-        return pl.read_csv(path, infer_schema=False)
-    except Exception as error:  # polars raises several exception types
-        raise TerminalRegistryError(f"cannot read terminal registry {path}: {error}") from error
+    return read_table(path, error=TerminalRegistryError, what="terminal registry file")
 
 
 def read_terminals(path: Path) -> TerminalRegistry:
