@@ -186,8 +186,9 @@ def fleet_batch(terminals: int, round_: int, *, seed: int = 7, minute: int | Non
 
     Returns:
         A frame with the :data:`monitor.frame.EVENT_SCHEMA` columns plus ``outcome``
-        and ``tier`` (null for non-VIP clients, ~6 % VIPs); ~3 % of card-present
-        transactions are swipes, the rest chip reads.
+        and ``tier`` (null for non-VIP clients, ~6 % VIPs); ~2 % of card-present
+        transactions are fallbacks to the stripe (entry mode ``fallback``), the rest
+        chip reads; e-commerce ones are ``online``.
     """
     row = pl.int_range(0, terminals, dtype=pl.Int64)
     draw = (row + round_ * terminals).hash(seed) % 10_000  # uniform 0..9999 per row
@@ -217,8 +218,8 @@ def fleet_batch(terminals: int, round_: int, *, seed: int = 7, minute: int | Non
         status=pl.when(outcome == "technical").then(pl.lit("timeout")).otherwise(pl.lit("completed")),
         response_code=pl.lit("00"),
         latency_ms=(draw.cast(pl.Float64) / 10.0 + 100.0),
-        entry_mode=pl.when(channel == "ECOM").then(pl.lit("ecommerce"))
-        .when(draw % 100 >= 97).then(pl.lit("swipe")).otherwise(pl.lit("chip")),
+        entry_mode=pl.when(channel == "ECOM").then(pl.lit("online"))
+        .when(draw % 100 >= 98).then(pl.lit("fallback")).otherwise(pl.lit("chip")),
         city=pl.lit("Paris"),
         region=fixed["region"],
         branch_id=fixed["branch_id"],
