@@ -9,7 +9,10 @@ Two files, CSV or Parquet (chosen by suffix), read with polars:
   ``backup_manager_id``, ``timezone`` (IANA name) and optional ``channels``: the
   manager's channels per severity, e.g. ``high=email,apprise:tgram://...;low=email``
   (syntax in :mod:`monitor.alerts.routing`; it may hold Apprise tokens, so no error
-  or log line quotes it).
+  or log line quotes it); and the optional preferences ``working_hours``,
+  ``quiet_hours`` (opening-hours grammar, e.g. ``Mo-Fr 08:00-18:00``), ``away_from``,
+  ``away_until`` (a date or a local date and time) and ``digest_at`` (``HH:MM``),
+  read in the manager's zone (:mod:`monitor.alerts.preferences`).
 
 A :class:`VipRegistry` is an immutable snapshot; :class:`RegistryLoader` builds a
 new one when either file changes and swaps it in whole, so a batch always sees
@@ -25,13 +28,14 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import polars as pl
 
 from monitor.alerts.apprise_channel import is_apprise_url
 from monitor.alerts.model import Manager
+from monitor.alerts.preferences import PreferenceError, parse_away, parse_digest_at, parse_hours
 from monitor.tables import read_table
 from monitor.alerts.routing import ChannelPreferences, parse_channels
 
@@ -42,7 +46,8 @@ log = logging.getLogger(__name__)
 _CUSTOMER_COLUMNS: Final = ("customer_id", "name", "tier", "manager_id")
 _MANAGER_COLUMNS: Final = ("manager_id", "name")
 _MANAGER_OPTIONAL: Final = ("email", "phone", "webhook_url", "backup_manager_id", "timezone",
-                             "channels")
+                             "channels", "working_hours", "quiet_hours", "away_from", "away_until",
+                             "digest_at")
 #: Columns :meth:`VipRegistry.lookup` adds to a frame.
 LOOKUP_COLUMNS: Final = ("vip_customer_id", "customer_name", "tier", "manager_id")
 
@@ -158,7 +163,10 @@ def read_registry(customers_path: Path, managers_path: Path) -> VipRegistry:
             manager or names an unknown manager, a manager's time zone is not an IANA
             zone, a manager's ``channels`` is malformed, names ``email``/``webhook``
             without the address/URL or holds a URL Apprise does not know, or a
-            Parquet column has a type that cannot be read as text.
+            Parquet column has a type that cannot be read as text, or a manager's
+            ``working_hours``/``quiet_hours`` break the opening-hours grammar, an
+            ``away_from``/``away_until`` is not a date (or ends before it starts) or
+            ``digest_at`` is not ``HH:MM``.
     """
     managers_frame = _read_table(managers_path)
     _require(managers_frame, _MANAGER_COLUMNS, managers_path)
@@ -171,7 +179,7 @@ def read_registry(customers_path: Path, managers_path: Path) -> VipRegistry:
             raise RegistryError(f"{managers_path}: manager_id {manager_id!r} repeats")
         zone = _clean(record.get("timezone")) or "UTC"
         try:
-            ZoneInfo(zone)
+            tz = ZoneInfo(zone)
         except (ZoneInfoNotFoundError, ValueError) as error:
             raise RegistryError(f"{managers_path}: manager {manager_id!r} has unknown time zone {zone!r}") from error
         email = _clean(record.get("email"))
@@ -188,6 +196,7 @@ def read_registry(customers_path: Path, managers_path: Path) -> VipRegistry:
             timezone=zone,
             channels=preferences.channels,
             apprise_urls=preferences.apprise_urls,
+            **_hours_and_absence(record, tz, managers_path, manager_id),
         )
 
     raw = _read_table(customers_path)
@@ -216,6 +225,24 @@ def _preferences(value: object, path: Path, manager_id: str, *,
             raise RegistryError(f"{path}: manager {manager_id!r}: Apprise URL #{index} in channels "
                                 "is not a URL Apprise can send to")
     return preferences
+
+
+def _hours_and_absence(record: dict[str, Any], zone: ZoneInfo, path: Path,
+                       manager_id: str) -> dict[str, Any]:
+    """A manager's checked preference columns, as :class:`Manager` keyword arguments."""
+    try:
+        hours = {column: _clean(record.get(column)) for column in ("working_hours", "quiet_hours")}
+        for text in hours.values():
+            if text is not None:
+                parse_hours(text)
+        away_from = parse_away(_clean(record.get("away_from")), zone, end=False)
+        away_until = parse_away(_clean(record.get("away_until")), zone, end=True)
+        digest_at = parse_digest_at(_clean(record.get("digest_at")))
+    except PreferenceError as error:
+        raise RegistryError(f"{path}: manager {manager_id!r}: {error}") from None
+    if away_from is not None and away_until is not None and away_until <= away_from:
+        raise RegistryError(f"{path}: manager {manager_id!r}: away_until is not after away_from")
+    return {**hours, "away_from": away_from, "away_until": away_until, "digest_at": digest_at}
 
 
 def _customers_and_cards(raw: pl.DataFrame, path: Path,

@@ -8,7 +8,7 @@ worker without either knowing about polars or Kafka.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, time
 from typing import Literal
 
 __all__ = [
@@ -82,6 +82,12 @@ class Manager:
     missing from a non-empty map also gets the default. ``apprise_urls`` are the
     Apprise targets that ``apprise:<index>`` keys point into; they carry tokens, so
     they are left out of ``repr`` and never logged.
+
+    Preferences (see :mod:`monitor.alerts.preferences`, all optional):
+    ``working_hours`` and ``quiet_hours`` are opening-hours texts (``Mo-Fr 08:00-18:00``)
+    in the manager's zone, ``None`` meaning "always working" and "never quiet";
+    ``away_from``/``away_until`` bound an absence (aware, ``[from, until)``; either end
+    may be open); ``digest_at`` is the local time of the daily digest (``None``: none).
     """
 
     manager_id: str
@@ -93,6 +99,11 @@ class Manager:
     timezone: str = "UTC"
     channels: dict[Severity, tuple[str, ...]] = field(default_factory=dict, hash=False)
     apprise_urls: tuple[str, ...] = field(default=(), repr=False)
+    working_hours: str | None = None
+    quiet_hours: str | None = None
+    away_from: datetime | None = None
+    away_until: datetime | None = None
+    digest_at: time | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -4,7 +4,10 @@ The file's version is ``PRAGMA user_version``. Version 1 is the original store
 (alerts, their events, the delivery outbox); version 2 adds the lifecycle
 (``alerts.state``, ``alerts.escalation_step``, ``alert_history``) and outbox rows per
 recipient (unique on ``(alert_id, channel, recipient_id)``; ``recipient_id`` is ``''``
-for the alert's own manager and for sinks). See ``docs/alert-lifecycle.md``.
+for the alert's own manager and for sinks). Version 3 adds the managers' daily
+digests (``digests``, unique on ``(manager_id, local_date)``) and lets an outbox row's
+``alert_id`` name a digest (``dg-...``) as well as an alert. See
+``docs/alert-lifecycle.md`` and ``docs/alert-channels.md``.
 
 A store is never changed any other way than by :func:`migrate`: a new column is a
 new version in :data:`_MIGRATIONS`, never an edit of :data:`_SCHEMA` (the version-1
@@ -19,7 +22,7 @@ from typing import Final
 __all__ = ["SCHEMA_VERSION", "migrate"]
 
 #: The version this code writes and reads.
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -89,6 +92,12 @@ CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_attempt_at
 _DELIVERY_COLUMNS_V1: Final = (
     "delivery_id, alert_id, channel, status, attempts, next_attempt_at, last_error, "
     "created_at, updated_at, sent_at"
+)
+
+# The outbox columns of schema 2, copied when schema 3 rebuilds the table.
+_DELIVERY_COLUMNS_V2: Final = (
+    f"{_DELIVERY_COLUMNS_V1}, recipient_id, recipient_name, recipient_email, "
+    "recipient_webhook_url, recipient_timezone"
 )
 
 # <version: statements that upgrade the store from version - 1>, applied in order in
@@ -168,6 +177,63 @@ _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
         "DROP TABLE deliveries",
         "ALTER TABLE deliveries_v2 RENAME TO deliveries",
         "CREATE INDEX deliveries_due ON deliveries (status, next_attempt_at)",
+    ),
+    3: (
+        # One row per manager and local day: the claim that makes a digest exactly-once
+        # across instances (see monitor/alerts/digest.py). The period is fixed when it
+        # is claimed; the message is rendered when it is sent.
+        """CREATE TABLE digests (
+            digest_id TEXT PRIMARY KEY,
+            manager_id TEXT NOT NULL,
+            local_date TEXT NOT NULL,
+            timezone TEXT NOT NULL,
+            period_start TEXT NOT NULL,
+            period_end TEXT NOT NULL,
+            alert_count INTEGER NOT NULL,
+            created_at TEXT NOT NULL,
+            UNIQUE (manager_id, local_date)
+        )""",
+        "CREATE INDEX digests_by_manager ON digests (manager_id, period_end)",
+        "CREATE INDEX alerts_by_manager ON alerts (manager_id, created_at)",
+        # An outbox row's alert_id now names an alert or a digest, so the foreign key
+        # becomes a trigger that accepts either parent (SQLite cannot drop a foreign key
+        # in place, hence the rebuild).
+        """CREATE TABLE deliveries_v3 (
+            delivery_id INTEGER PRIMARY KEY AUTOINCREMENT,
+            alert_id TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('pending', 'sent', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT NOT NULL,
+            last_error TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            sent_at TEXT,
+            recipient_id TEXT NOT NULL DEFAULT '',
+            recipient_name TEXT,
+            recipient_email TEXT,
+            recipient_webhook_url TEXT,
+            recipient_timezone TEXT,
+            UNIQUE (alert_id, channel, recipient_id)
+        )""",
+        (f"INSERT INTO deliveries_v3 ({_DELIVERY_COLUMNS_V2}) "
+         f"SELECT {_DELIVERY_COLUMNS_V2} FROM deliveries"),
+        # Keep the AUTOINCREMENT high-water mark: a delivery ID is never reused.
+        """INSERT INTO sqlite_sequence (name, seq)
+            SELECT 'deliveries_v3', seq FROM sqlite_sequence WHERE name = 'deliveries'
+            AND NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'deliveries_v3')""",
+        """UPDATE sqlite_sequence SET seq = max(seq, coalesce(
+            (SELECT seq FROM sqlite_sequence WHERE name = 'deliveries'), 0))
+            WHERE name = 'deliveries_v3'""",
+        "DROP TABLE deliveries",
+        "ALTER TABLE deliveries_v3 RENAME TO deliveries",
+        "CREATE INDEX deliveries_due ON deliveries (status, next_attempt_at)",
+        """CREATE TRIGGER deliveries_have_a_parent BEFORE INSERT ON deliveries
+            WHEN NOT EXISTS (SELECT 1 FROM alerts WHERE alert_id = NEW.alert_id)
+             AND NOT EXISTS (SELECT 1 FROM digests WHERE digest_id = NEW.alert_id)
+            BEGIN
+                SELECT RAISE(ABORT, 'FOREIGN KEY constraint failed: a delivery needs an alert or a digest');
+            END""",
     ),
 }
 

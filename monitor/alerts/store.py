@@ -30,10 +30,10 @@ import hashlib
 import re
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, Self
 
@@ -56,16 +56,20 @@ from monitor.alerts.model import (
     Manager,
     VipFailure,
 )
-from monitor.alerts.routing import channels_for
+from monitor.alerts.preferences import covering_manager, delivery_time, manager_zone
+from monitor.alerts.routing import channels_for, default_channels
 from monitor.alerts.schema import migrate
 from monitor.decoder import is_pan, mask_pan, scrub_pans
 
 __all__ = [
     "AlertPage",
     "AlertStore",
+    "DigestRecord",
     "EscalationCandidate",
     "RecordResult",
     "alert_id_for",
+    "digest_id_for",
+    "is_digest_id",
     "window_start_for",
 ]
 
@@ -146,10 +150,36 @@ class EscalationCandidate:
     escalation_step: int
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DigestRecord:
+    """A claimed daily digest (see :meth:`AlertStore.claim_digest`).
+
+    Attributes:
+        digest_id: ``dg-`` + 20 base32 characters, derived from manager and local date.
+        manager_id: whose digest it is.
+        local_date: the manager's local day it belongs to.
+        timezone: the manager's IANA zone when it was claimed.
+        period_start: alerts recorded at or after this instant are in it (UTC).
+        period_end: ... and before this one (UTC): the claim time.
+        alert_count: alerts of the manager's clients recorded in the period.
+        created_at: when it was claimed (UTC).
+    """
+
+    digest_id: str
+    manager_id: str
+    local_date: date
+    timezone: str
+    period_start: datetime
+    period_end: datetime
+    alert_count: int
+    created_at: datetime
+
+
 @dataclass(frozen=True, slots=True)
 class _Routes:
     enabled: tuple[str, ...]  # manager channels that are configured
     sinks: tuple[str, ...]  # global sinks every new alert goes to
+    managers: Mapping[str, Manager] | None = None  # <manager_id: registry entry>, for backups
 
 
 def window_start_for(occurred_at: datetime, window_seconds: int = DEFAULT_WINDOW_SECONDS) -> datetime:
@@ -185,6 +215,17 @@ def alert_id_for(customer_id: str, window_start: datetime) -> str:
     key = f"{customer_id}|{window_start.astimezone(UTC).isoformat()}"
     digest = hashlib.sha256(key.encode()).digest()
     return "al-" + base64.b32encode(digest).decode("ascii")[:20].lower()
+
+
+def digest_id_for(manager_id: str, local_date: date) -> str:
+    """Return the ID of a manager's digest of one local day: ``"dg-"`` + 20 base32 characters."""
+    digest = hashlib.sha256(f"digest|{manager_id}|{local_date.isoformat()}".encode()).digest()
+    return "dg-" + base64.b32encode(digest).decode("ascii")[:20].lower()
+
+
+def is_digest_id(alert_id: str) -> bool:
+    """Whether an outbox row's ``alert_id`` names a digest rather than an alert."""
+    return alert_id.startswith("dg-")
 
 
 def _ts(value: datetime) -> str:
@@ -281,6 +322,7 @@ class AlertStore:
         sinks: Sequence[str] = (),
         channels: Sequence[str] | None = None,
         now: datetime | None = None,
+        managers: Mapping[str, Manager] | None = None,
     ) -> RecordResult:
         """Store failures as alerts and enqueue deliveries, in one committed transaction.
 
@@ -292,7 +334,11 @@ class AlertStore:
                 ``None`` means both. A manager's e-mail or webhook gets a delivery only
                 when its channel is in here.
             now: wall-clock time of recording (UTC now if ``None``); new deliveries
-                are due at once.
+                are due at once unless the recipient's preferences hold them
+                (:func:`monitor.alerts.preferences.delivery_time`).
+            managers: the registry's managers by ID, to find the backup of an away
+                manager (:func:`monitor.alerts.preferences.covering_manager`); ``None``:
+                alerts stay with their own manager.
 
         Returns:
             A :class:`RecordResult`; it is returned only after the commit.
@@ -305,7 +351,7 @@ class AlertStore:
             return RecordResult()
         stamp = _ts(now or datetime.now(UTC))
         enabled = ("email", "webhook") if channels is None else tuple(channels)
-        routes = _Routes(enabled=enabled, sinks=tuple(sinks))
+        routes = _Routes(enabled=enabled, sinks=tuple(sinks), managers=managers)
         new: dict[str, None] = {}
         updated: dict[str, None] = {}
         inserted = duplicate = enqueued = 0
@@ -380,21 +426,44 @@ class AlertStore:
     def _enqueue(
         conn: sqlite3.Connection, alert_id: str, manager: Manager, routes: _Routes, stamp: str
     ) -> int:
-        # The manager's preferences for the alert's current severity (routing.py), then
-        # the global sinks; the route key (``apprise:0``) names a target, never its URL.
+        # Who receives it: the manager, or the first backup who is in when they are away
+        # (preferences.py); when: now, or the start of their next window for a low or
+        # medium alert in quiet or off hours; through what: their per-severity channels
+        # (routing.py; a route key names a target, never its URL). Sinks are not people:
+        # they get every alert at once. The alert's "opened" history row says what was done.
         severity = conn.execute(
             "SELECT severity FROM alerts WHERE alert_id = ?", (alert_id,)).fetchone()[0]
-        channels = [route.channel for route in channels_for(manager, severity, routes.enabled)]
-        channels += [sink for sink in routes.sinks if sink not in channels]
+        now = _dt(stamp)
+        coverage = covering_manager(manager, routes.managers or {}, now)
+        recipient = coverage.manager
+        due = delivery_time(recipient, severity, now)
+        other = recipient.manager_id != manager.manager_id
+        rows = [(route.channel, _ts(due), recipient if other else None)
+                for route in channels_for(recipient, severity, routes.enabled)]
+        rows += [(sink, stamp, None) for sink in routes.sinks if sink not in [r[0] for r in rows]]
         count = 0
-        for channel in channels:
-            row = conn.execute(
+        for channel, next_attempt_at, to in rows:
+            count += conn.execute(
                 """INSERT OR IGNORE INTO deliveries
-                    (alert_id, channel, status, attempts, next_attempt_at, created_at, updated_at)
-                VALUES (?, ?, 'pending', 0, ?, ?, ?)""",
-                (alert_id, channel, stamp, stamp, stamp),
-            )
-            count += row.rowcount
+                    (alert_id, channel, status, attempts, next_attempt_at, created_at, updated_at,
+                     recipient_id, recipient_name, recipient_email, recipient_webhook_url,
+                     recipient_timezone)
+                VALUES (?, ?, 'pending', 0, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                (alert_id, channel, next_attempt_at, stamp, stamp,
+                 *((to.manager_id, _clean_text(to.name), to.email, to.webhook_url, to.timezone)
+                   if to is not None else ("", None, None, None, None))),
+            ).rowcount
+        notes = [coverage.note] if coverage.note else []
+        if due > now:
+            local = due.astimezone(manager_zone(recipient)).strftime("%a %d %b %Y %H:%M %Z")
+            notes.append(f"{severity} alert held for {recipient.manager_id}'s working hours: "
+                         f"due {local}")
+        if notes:
+            conn.execute(
+                """UPDATE alert_history SET note = ? WHERE history_id = (
+                    SELECT max(history_id) FROM alert_history
+                    WHERE alert_id = ? AND action = 'opened')""",
+                (_note("; ".join(notes)), alert_id))
         return count
 
     # -- the outbox ------------------------------------------------------------------
@@ -892,6 +961,8 @@ def _after_sent(conn: sqlite3.Connection, delivery_id: int) -> None:
         FROM deliveries d JOIN alerts a ON a.alert_id = d.alert_id WHERE d.delivery_id = ?""",
         (delivery_id,),
     ).fetchone()
+    if row is None:  # a digest's row: no alert, no alert history
+        return
     state: AlertState = row["state"]
     new_state: AlertState = "notified" if state in ("open", "failed") else state
     if new_state != state:
@@ -906,7 +977,7 @@ def _after_failed(conn: sqlite3.Connection, delivery_id: int) -> None:
         FROM deliveries d JOIN alerts a ON a.alert_id = d.alert_id WHERE d.delivery_id = ?""",
         (delivery_id,),
     ).fetchone()
-    if row["state"] != "open":
+    if row is None or row["state"] != "open":  # None: a digest's row (no alert)
         return
     others = conn.execute(
         "SELECT count(*) FROM deliveries WHERE alert_id = ? AND status != 'failed'",

@@ -22,6 +22,7 @@ from monitor.alerts.lifecycle import (
 )
 from monitor.alerts.model import Manager, VipFailure
 from monitor.alerts.render import render_delivery
+from monitor.alerts.schema import SCHEMA_VERSION
 from monitor.alerts.store import AlertStore
 from monitor.alerts.tokens import AckLinks
 from monitor.cli import app as cli_app
@@ -168,7 +169,7 @@ def test_a_version_1_store_is_upgraded_in_place(tmp_path: Path) -> None:
         conn.executescript(V1_DUMP.read_text(encoding="utf-8"))
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 1
     with AlertStore(path) as store:
-        assert store.schema_version == 2
+        assert store.schema_version == SCHEMA_VERSION
         alerts = {a.customer_id: a for a in store.list_alerts()}
         assert set(alerts) == {"C-1001", "C-2002", "C-3003"}
         sent, failed, pending = alerts["C-1001"], alerts["C-2002"], alerts["C-3003"]
@@ -189,7 +190,7 @@ def test_a_version_1_store_is_upgraded_in_place(tmp_path: Path) -> None:
         newest = store.get_alert(pending.alert_id)
         assert newest is not None and newest.deliveries[-1].delivery_id == 8
     with AlertStore(path) as reopened:  # opening again is a no-op
-        assert reopened.schema_version == 2
+        assert reopened.schema_version == SCHEMA_VERSION
         assert len(reopened.history(sent.alert_id)) == 3
 
 
