@@ -39,10 +39,11 @@ from typing import TYPE_CHECKING, Final, Literal, Protocol, runtime_checkable
 import tenacity
 
 from monitor.alerts.channels import Channel
+from monitor.alerts.digest import render_digest_delivery
 from monitor.alerts.model import Alert, Delivery, Manager
 from monitor.alerts.render import AlertMessage, render_delivery
 from monitor.alerts.routing import apprise_target, channel_kind
-from monitor.alerts.store import AlertStore
+from monitor.alerts.store import AlertStore, is_digest_id
 
 if TYPE_CHECKING:
     from monitor.alerts.tokens import AckLinks
@@ -218,7 +219,11 @@ class DeliveryWorker:
         if self._on_result is not None:
             self._on_result(channel, status, seconds)
 
-    async def _message(self, delivery: Delivery, *, with_link: bool = True) -> tuple[Alert, AlertMessage]:
+    async def _message(
+        self, delivery: Delivery, *, with_link: bool = True
+    ) -> tuple[Alert | None, AlertMessage]:
+        if is_digest_id(delivery.alert_id):  # a manager's daily digest (digest.py): no alert
+            return None, await asyncio.to_thread(render_digest_delivery, self._store, delivery)
         alert = await asyncio.to_thread(self._store.get_alert, delivery.alert_id)
         if alert is None:
             raise LookupError(f"alert {delivery.alert_id} is not in the store")
@@ -227,15 +232,17 @@ class DeliveryWorker:
             default_timezone=self._default_timezone)
         return alert, message
 
-    async def _recipient(self, delivery: Delivery, alert: Alert) -> Manager:
+    async def _recipient(self, delivery: Delivery, alert: Alert | None) -> Manager:
         # An escalation row names its recipient; any other row goes to the alert's manager.
         # The registry's current entry holds the Apprise URLs (the store keeps none).
         snapshot = await asyncio.to_thread(self._store.delivery_recipient, delivery.delivery_id)
-        snapshot = snapshot or alert.manager
+        snapshot = snapshot or (alert.manager if alert is not None else None)
+        if snapshot is None:
+            raise LookupError(f"delivery {delivery.delivery_id} has no recipient")
         current = self._managers(snapshot.manager_id) if self._managers is not None else None
         return current or snapshot
 
-    async def _channel(self, delivery: Delivery, alert: Alert) -> Channel:
+    async def _channel(self, delivery: Delivery, alert: Alert | None) -> Channel:
         channel = self._channels.get(delivery.channel)
         if channel is not None:
             return channel
@@ -263,7 +270,7 @@ class DeliveryWorker:
             try:
                 # No ack link: it is the manager's credential, and operations reads this.
                 alert, message = await self._message(delivery, with_link=False)
-                name = alert.manager.name
+                name = alert.manager.name if alert is not None else "the manager"
             except Exception as render_error:  # noqa: BLE001 — the fallback must still go out
                 name = "the manager"
                 message = AlertMessage(

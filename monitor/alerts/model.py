@@ -135,7 +135,8 @@ class Delivery:
 
     Attributes:
         delivery_id: the outbox row id.
-        alert_id: the alert this message is about.
+        alert_id: the alert this message is about, or the manager's daily digest
+            (``dg-...``, :mod:`monitor.alerts.digest`).
         channel: ``email``, ``webhook`` or a sink name (``console``, ``jsonl``).
         status: see :data:`DeliveryStatus`.
         attempts: attempts made so far.

@@ -57,7 +57,7 @@ from monitor.alerts.model import (
     VipFailure,
 )
 from monitor.alerts.preferences import covering_manager, delivery_time, manager_zone
-from monitor.alerts.routing import channels_for, default_channels
+from monitor.alerts.routing import channels_for
 from monitor.alerts.schema import migrate
 from monitor.decoder import is_pan, mask_pan, scrub_pans
 
@@ -860,6 +860,113 @@ class AlertStore:
             ).fetchall()
         return {row["delivery_id"]: row["recipient_id"] for row in rows}
 
+
+    # -- daily digests (monitor/alerts/digest.py) ------------------------------------
+
+    def claim_digest(
+        self,
+        manager: Manager,
+        local_date: date,
+        *,
+        at: datetime,
+        channels: Sequence[str] = ("email", "webhook"),
+        first_period_seconds: int = 86_400,
+    ) -> DigestRecord | None:
+        """Claim a manager's digest of one local day and enqueue it, exactly once.
+
+        In one ``BEGIN IMMEDIATE`` transaction: insert the ``(manager_id, local_date)``
+        row (unique: a second instance, or a second pass, gets ``None``), fix its
+        period — from the end of the manager's previous digest (or
+        ``first_period_seconds`` before ``at`` for the first one) to ``at`` — and, when
+        the period holds alerts, enqueue one outbox row for it: ``email`` if the
+        manager has an address and e-mail is configured, else ``webhook``. The
+        delivery worker sends it like an alert (retries, fallback, metrics).
+
+        Args:
+            manager: the manager (contact details are kept on the outbox row).
+            local_date: the manager's local day the digest belongs to.
+            at: the time of the claim (aware); the period ends here.
+            channels: the manager channels that are configured.
+            first_period_seconds: length of a manager's first period, in seconds.
+
+        Returns:
+            The claimed :class:`DigestRecord`, or ``None`` when it was already claimed.
+        """
+        stamp = _ts(at)
+        digest_id = digest_id_for(manager.manager_id, local_date)
+        with self._lock, self._transaction() as conn:
+            previous = conn.execute(
+                "SELECT max(period_end) FROM digests WHERE manager_id = ?", (manager.manager_id,)
+            ).fetchone()[0]
+            start = min(previous or _ts(at - timedelta(seconds=first_period_seconds)), stamp)
+            count = conn.execute(
+                "SELECT count(*) FROM alerts WHERE manager_id = ? AND created_at >= ? AND created_at < ?",
+                (manager.manager_id, start, stamp),
+            ).fetchone()[0]
+            claimed = conn.execute(
+                """INSERT OR IGNORE INTO digests (digest_id, manager_id, local_date, timezone,
+                    period_start, period_end, alert_count, created_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+                (digest_id, manager.manager_id, local_date.isoformat(), manager.timezone, start,
+                 stamp, count, stamp),
+            ).rowcount
+            if not claimed:
+                return None
+            channel = next((name for name, wanted in (("email", manager.email),
+                                                      ("webhook", manager.webhook_url))
+                            if wanted and name in channels), None)
+            if count and channel is not None:
+                conn.execute(
+                    """INSERT INTO deliveries
+                        (alert_id, channel, status, attempts, next_attempt_at, created_at,
+                         updated_at, recipient_id, recipient_name, recipient_email,
+                         recipient_webhook_url, recipient_timezone)
+                    VALUES (?, ?, 'pending', 0, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                    (digest_id, channel, stamp, stamp, stamp, manager.manager_id,
+                     _clean_text(manager.name), manager.email, manager.webhook_url,
+                     manager.timezone),
+                )
+        return DigestRecord(digest_id=digest_id, manager_id=manager.manager_id,
+                            local_date=local_date, timezone=manager.timezone,
+                            period_start=_dt(start), period_end=at.astimezone(UTC),
+                            alert_count=count, created_at=at.astimezone(UTC))
+
+    def digest(self, digest_id: str) -> DigestRecord | None:
+        """Return a claimed digest, ``None`` if unknown."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT * FROM digests WHERE digest_id = ?", (digest_id,)).fetchone()
+        if row is None:
+            return None
+        return DigestRecord(digest_id=row["digest_id"], manager_id=row["manager_id"],
+                            local_date=date.fromisoformat(row["local_date"]),
+                            timezone=row["timezone"], period_start=_dt(row["period_start"]),
+                            period_end=_dt(row["period_end"]), alert_count=row["alert_count"],
+                            created_at=_dt(row["created_at"]))
+
+    def digests_of(self, manager_id: str) -> list[DigestRecord]:
+        """Return a manager's claimed digests, oldest first."""
+        with self._lock:
+            ids = [row[0] for row in self._conn.execute(
+                "SELECT digest_id FROM digests WHERE manager_id = ? ORDER BY period_end",
+                (manager_id,)).fetchall()]
+        return [record for record in map(self.digest, ids) if record is not None]
+
+    def manager_alerts(
+        self, manager_id: str, start: datetime, end: datetime
+    ) -> list[tuple[Alert, AlertState]]:
+        """Alerts of a manager's clients recorded in ``[start, end)``, oldest first, with their state.
+
+        The alerts carry no deliveries (``status`` reads ``unrouted``); the state is
+        the lifecycle state now.
+        """
+        with self._lock:
+            rows = self._conn.execute(
+                """SELECT * FROM alerts WHERE manager_id = ? AND created_at >= ? AND created_at < ?
+                ORDER BY created_at, alert_id""",
+                (manager_id, _ts(start), _ts(end)),
+            ).fetchall()
+        return [(_alert(row, ()), row["state"]) for row in rows]
 
 def _event_row(event: AlertEvent, alert_id: str, failure: VipFailure, action: str) -> tuple[Any, ...]:
     return (
