@@ -169,3 +169,29 @@ def test_an_outbox_row_still_needs_an_alert_or_a_digest(store: AlertStore, tmp_p
             sqlite3.IntegrityError, match="a delivery needs an alert or a digest"):
         conn.execute("INSERT INTO deliveries (alert_id, channel, status, next_attempt_at, created_at, "
                      "updated_at) VALUES ('al-nothing', 'email', 'pending', 'x', 'x', 'x')")
+
+
+async def test_a_digest_the_relay_refuses_is_retried_and_then_sent_once(
+    store: AlertStore, make_failure: Callable[..., VipFailure], smtp_server: SmtpServer, unused_port: int
+) -> None:
+    """The relay is down at 18:00: the digest stays pending with the error, and the next pass delivers it once."""
+    import asyncio
+
+    store.record([make_failure("ev-1", MONDAY_6PM - timedelta(hours=2), manager=CLAIRE)],
+                 now=MONDAY_6PM - timedelta(hours=2))
+    for delivery in store.claim_due(MONDAY_6PM):
+        store.mark_sent(delivery.delivery_id, MONDAY_6PM)
+    [record] = digests_due(store, MONDAY_6PM, [CLAIRE])
+    backoff = {"backoff_initial": 0.01, "backoff_max": 0.05, "backoff_jitter": 0.0}
+    down = EmailChannel("127.0.0.1", unused_port, sender="cardmon@bank.example", timeout=2)
+    assert await DeliveryWorker(store, {"email": down}, **backoff).deliver_due() == 0
+    assert store.pending_count() == 1  # the digest's row, waiting for its retry
+    await asyncio.sleep(0.1)
+    up = EmailChannel(smtp_server.host, smtp_server.port, sender="cardmon@bank.example", timeout=5)
+    worker = DeliveryWorker(store, {"email": up}, **backoff)
+    assert await worker.deliver_due() == 1
+    assert await worker.deliver_due() == 0
+    assert store.pending_count() == 0
+    [message] = smtp_server.mail.messages
+    assert str(message["Subject"]).startswith("[DIGEST] Claire Martin — Mon 30 Mar 2026: 1 alert(s)")
+    assert record.digest_id in message.get_content()
