@@ -28,6 +28,7 @@ from monitor.alerts.channels import (
     WebhookChannel,
 )
 from monitor.alerts.delivery import DeliveryWorker
+from monitor.alerts.digest import digests_due
 from monitor.alerts.lifecycle import EscalationPolicy, escalate_due
 from monitor.alerts.model import VipFailure
 from monitor.alerts.routing import MANAGER_CHANNEL_KINDS
@@ -157,8 +158,17 @@ class MonitorApp:
             self.store.record, failures,
             window_seconds=self.policy.grouping_window_seconds,
             sinks=self._sinks, channels=self._enabled_channels,
+            managers=self.vip.current.managers,  # an away manager's alerts go to the backup
         )
         if result.deliveries_enqueued:
+            self.worker.wake()
+
+    async def _send_digests(self) -> None:
+        # Claimed in the store first (unique per manager and local day): exactly once,
+        # however many instances run this job.
+        claimed = await asyncio.to_thread(digests_due, self.store, datetime.now(UTC),
+                                          self.vip.current.managers, channels=self._enabled_channels)
+        if any(d.alert_count for d in claimed):
             self.worker.wake()
 
     def _report_registry(self) -> None:
@@ -201,6 +211,8 @@ class MonitorApp:
                           id="registry-reload", max_instances=1, coalesce=True)
         scheduler.add_job(self._report_outbox, "interval", seconds=5, id="outbox-gauge",
                           max_instances=1, coalesce=True)
+        scheduler.add_job(self._send_digests, "cron", minute="*", second=0,
+                          id="alert-digests", max_instances=1, coalesce=True)
         scheduler.add_job(self._escalate, "interval",
                           seconds=self.settings.alerting.escalation_interval_seconds,
                           id="alert-escalation", max_instances=1, coalesce=True)

@@ -184,6 +184,7 @@ def render(
     locale: str = "en_US",
     recipient: Manager | None = None,
     ack_url: str | None = None,
+    covering_for_away: bool = False,
 ) -> AlertMessage:
     """Render an alert and its events for the relationship manager (or whoever it escalated to).
 
@@ -196,6 +197,8 @@ def render(
         recipient: who receives it when it is not the alert's manager (an
             escalation); their address and webhook go on the message, the subject
             says ``ESCALATED``. ``None``: the alert's manager.
+        covering_for_away: the recipient is the backup of a manager who is away (not
+            an escalation): the message says so instead of ``ESCALATED``.
         ack_url: the signed acknowledgement link for this recipient
             (:meth:`monitor.alerts.tokens.AckLinks.url`), shown at the end of the text
             and as ``payload["ack_url"]``; ``None`` for none.
@@ -225,7 +228,9 @@ def render(
         headline = f"{what} of {amount} failed ({reason})"
     else:
         headline = f"{count} failed transactions, latest {what} of {amount} ({code})"
-    flags = f"[{alert.severity.upper()}]" + ("[ESCALATED]" if escalated else "")
+    covering = escalated and covering_for_away
+    flags = f"[{alert.severity.upper()}]" + (
+        "[BACKUP]" if covering else "[ESCALATED]" if escalated else "")
     subject = f"{flags} {alert.customer_name} ({alert.tier}): {headline}"
 
     lines = [
@@ -262,7 +267,9 @@ def render(
         "",
         f"Manager: {alert.manager.name} · alert {alert.alert_id}",
     ]
-    if escalated:
+    if covering:
+        lines.append(f"Routed to you as backup: {alert.manager.name} is away.")
+    elif escalated:
         lines.append(f"Escalated to you: {alert.manager.name} has not acknowledged this alert.")
     text = _scrub("\n".join(lines) + "\n")
     subject = _scrub(subject)
@@ -345,7 +352,13 @@ def render_delivery(
     ack_url = None
     if links is not None and delivery.channel.partition(":")[0] in _PERSON_CHANNELS:
         ack_url = links.url(alert.alert_id, to.manager_id)
+    # A backup covering an away manager (routed at record time), not an escalation step.
+    covering = recipient is not None and any(
+        entry.note is not None and entry.note.startswith("routed to backup: away")
+        and recipient.manager_id in entry.note
+        for entry in store.history(alert.alert_id))
     message = render(alert, events, manager_timezone=to.timezone or default_timezone,
-                     locale=locale, recipient=recipient, ack_url=ack_url)
+                     locale=locale, recipient=recipient, ack_url=ack_url,
+                     covering_for_away=covering)
     return message.for_channel(delivery.channel,
                                recipient_id=recipient.manager_id if recipient else None)

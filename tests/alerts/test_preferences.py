@@ -180,6 +180,8 @@ async def test_an_away_managers_alert_reaches_the_backup_by_email(
     assert smtp_server.mail.recipients == [["jonas.weber@bank.example"]]
     [message] = smtp_server.mail.messages
     assert "Ada Lovelace" in str(message["Subject"])
+    assert "[BACKUP]" in str(message["Subject"]) and "ESCALATED" not in str(message["Subject"])
+    assert "Routed to you as backup: Claire" in message.get_content()
 
 
 def test_an_away_manager_with_everyone_away_keeps_the_alert(
