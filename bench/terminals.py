@@ -20,7 +20,9 @@ to a temporary directory, as a production monitor would at that size. Then:
 3. after each round, the scheduled jobs' work at that round's event time:
    ``book.evaluate(now)`` and ``detector.evaluate(now)`` + ``book.mark_silent``, timed;
 4. scrapes of :func:`monitor.metrics.serve` over HTTP with ``Accept-Encoding: gzip``
-   as Prometheus sends it (median of ``--repeat``): *after a batch* scrapes follow a
+   as Prometheus sends it (median of ``--repeat``), by an httpx client in a child
+   process (as Prometheus is one: this process's RSS is the monitor's alone; the GET
+   is timed there, decompression included): *after a batch* scrapes follow a
    new batch of ``--batch-terminals`` transactions and an evaluation (untimed), so the
    per-terminal text is rendered and compressed afresh (a live monitor); *cached*
    scrapes repeat without new data; *identity* scrapes ask for no compression;
@@ -45,6 +47,7 @@ import io
 import json
 import pstats
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -52,9 +55,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Final
+from typing import Final, Self
 
-import httpx
 import polars as pl
 from prometheus_client import CollectorRegistry, generate_latest
 
@@ -268,6 +270,49 @@ def _series(exposition: bytes) -> int:
     return exposition.count(b"\n") - exposition.count(b"\n#") - exposition.startswith(b"#")
 
 
+#: The scraping client, in its own process (as Prometheus is): one GET per line read,
+#: answered with ``seconds bytes_on_the_wire body_bytes series`` (the GET timed there).
+_CLIENT: Final = """
+import sys, time, httpx
+with httpx.Client(timeout=120) as http:
+    for line in sys.stdin:
+        started = time.perf_counter()
+        response = http.get(sys.argv[1], headers={"Accept-Encoding": line.strip()})
+        response.raise_for_status()
+        body = response.content
+        seconds = time.perf_counter() - started
+        series = body.count(b"\\n") - body.count(b"\\n#") - body.startswith(b"#")
+        print(seconds, response.num_bytes_downloaded, len(body), series, flush=True)
+"""
+
+
+class _Scraper:
+    """An HTTP client process, so this process's RSS is the monitor's alone (no 50 MiB response)."""
+
+    def __init__(self, url: str) -> None:
+        self._process = subprocess.Popen([sys.executable, "-c", _CLIENT, url], stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, text=True)
+
+    def get(self, encoding: str) -> tuple[float, int, int, int]:
+        """One scrape: ``(seconds, bytes on the wire, body bytes, series)``."""
+        assert self._process.stdin is not None and self._process.stdout is not None
+        self._process.stdin.write(encoding + "\n")
+        self._process.stdin.flush()
+        line = self._process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the scraping client exited with {self._process.wait()}")
+        seconds, wire, body, series = line.split()
+        return float(seconds), int(wire), int(body), int(series)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._process.stdin is not None
+        self._process.stdin.close()
+        self._process.wait(timeout=60)
+
+
 def _median_seconds(action: Callable[[], object], repeat: int) -> float:
     timings = []
     for _ in range(repeat):
@@ -375,22 +420,20 @@ def run(terminals: int, rounds: int, *, repeat: int = 5, seed: int = 7,
         fleet.evaluate(_START + (rounds + 1) * _ROUND)
 
     wire: dict[str, int] = {}  # <Accept-Encoding: bytes downloaded>
-    with serve(registry, "127.0.0.1", 0) as server, httpx.Client(timeout=60) as http:
-        def scrape(encoding: str) -> bytes:
-            response = http.get(server.url, headers={"Accept-Encoding": encoding})
-            response.raise_for_status()
-            wire[encoding] = response.num_bytes_downloaded
-            return response.content
+    with serve(registry, "127.0.0.1", 0) as server, _Scraper(server.url) as scraper:
+        def scrape(encoding: str) -> float:
+            seconds, wire[encoding], body_bytes, series = scraper.get(encoding)
+            wire["body"], wire["series"] = body_bytes, series
+            return seconds
 
         def after_batch(encoding: str) -> float:
-            new_batch()  # untimed: a new snapshot to render
-            return _timed(lambda: scrape(encoding))
+            new_batch()  # a new snapshot to render
+            return scrape(encoding)
 
         scrape_s = statistics.median(after_batch("gzip") for _ in range(repeat))
-        cached_s = _median_seconds(lambda: scrape("gzip"), repeat)
+        cached_s = statistics.median(scrape("gzip") for _ in range(repeat))
         identity_s = statistics.median(after_batch("identity") for _ in range(repeat))
-        body = scrape("identity")
-    series = _series(body)
+    series = wire["series"]
     if profile:
         new_batch()
         profiler = cProfile.Profile()
@@ -429,7 +472,7 @@ def run(terminals: int, rounds: int, *, repeat: int = 5, seed: int = 7,
         evaluate_detector_max_s=maxima["evaluate_detector"],
         http_scrape_median_s=scrape_s, http_scrape_cached_median_s=cached_s,
         http_scrape_identity_median_s=identity_s, scrape_gzip_bytes=wire["gzip"],
-        series=series, exposition_bytes=len(body),
+        series=series, exposition_bytes=wire["body"],
         rss_start_bytes=rss_start, rss_bytes=rss_now, peak_rss_bytes=max(peaks.values()),
         peak_rss_by_step=peaks,
         terminals_by_state=by_state, window_rows=window_rows,
