@@ -11,6 +11,7 @@ registry over HTTP for Prometheus to scrape. Per-terminal families are
 from monitor.metrics._collectors import (
     FAILURE_OUTCOMES,
     LATENCY_BUCKETS_SECONDS,
+    TERMINAL_FAILURE_OUTCOMES,
     LatencyHistogramCollector,
     TerminalCollector,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "MetricKind",
     "MetricsServer",
     "PipelineMetrics",
+    "TERMINAL_FAILURE_OUTCOMES",
     "TerminalCollector",
     "metrics_app",
     "serve",

@@ -36,6 +36,7 @@ from monitor.metrics._exposition import FrameFamily
 
 __all__ = [
     "FAILURE_OUTCOMES",
+    "TERMINAL_FAILURE_OUTCOMES",
     "LATENCY_BUCKETS_SECONDS",
     "LatencyHistogramCollector",
     "TerminalCollector",
@@ -49,6 +50,10 @@ LATENCY_BUCKETS_SECONDS: Final[tuple[float, ...]] = (
 )
 #: Outcome classes that count as a failure (everything but ``approved``).
 FAILURE_OUTCOMES: Final[tuple[str, ...]] = tuple(o for o in OUTCOMES if o != "approved")
+#: The failure classes that say something about the terminal itself, the only ones with a
+#: per-terminal series: a client's funds, PIN or a fraud rule are not the terminal's health,
+#: and three classes instead of six keep 100,000 terminals' series bounded.
+TERMINAL_FAILURE_OUTCOMES: Final[tuple[str, ...]] = ("technical", "terminal", "card")
 
 # prometheus_client's own ``le`` formatting (``1.0``, ``+Inf``), typed for mypy --strict.
 _go_float: Final[Callable[[float], str]] = floatToGoString
@@ -66,7 +71,8 @@ _TERMINAL_TXN_NAME: Final = "cardmon_terminal_transactions"
 _TERMINAL_TXN_HELP: Final = "Transactions seen at the terminal, any outcome."
 _TERMINAL_FAIL_NAME: Final = "cardmon_terminal_failures"
 _TERMINAL_FAIL_HELP: Final = (
-    "Failed transactions at the terminal by outcome class (every class but approved); "
+    "Failed transactions at the terminal by outcome class (technical, terminal, card: the "
+    "classes that are the terminal's own health); "
     "a series appears with the first failure of its class."
 )
 
@@ -157,7 +163,7 @@ def _empty_terminals() -> pl.DataFrame:
             "terminal_id": pl.String,
             "last_us": pl.Int64,
             "transactions": pl.Int64,
-            **{outcome: pl.Int64 for outcome in FAILURE_OUTCOMES},
+            **{outcome: pl.Int64 for outcome in TERMINAL_FAILURE_OUTCOMES},
         }
     )
 
@@ -175,7 +181,7 @@ class TerminalCollector:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         # One row per terminal: terminal_id, last_us (latest occurred_at, Unix µs),
-        # transactions, and one failure count column per FAILURE_OUTCOMES class.
+        # transactions, and one failure count column per TERMINAL_FAILURE_OUTCOMES class.
         self._snapshot: pl.DataFrame = _empty_terminals()
         # (the snapshot the families were built from, its three families)
         self._families: tuple[pl.DataFrame, tuple[FrameFamily, ...]] | None = None
@@ -194,7 +200,7 @@ class TerminalCollector:
             pl.len().cast(pl.Int64).alias("transactions"),
             *[
                 (pl.col("outcome") == outcome).sum().cast(pl.Int64).alias(outcome)
-                for outcome in FAILURE_OUTCOMES
+                for outcome in TERMINAL_FAILURE_OUTCOMES
             ],
         )
         with self._lock:
@@ -204,7 +210,7 @@ class TerminalCollector:
                 .agg(
                     pl.col("last_us").max(),
                     pl.col("transactions").sum(),
-                    *[pl.col(outcome).sum() for outcome in FAILURE_OUTCOMES],
+                    *[pl.col(outcome).sum() for outcome in TERMINAL_FAILURE_OUTCOMES],
                 )
                 .sort("terminal_id")
             )
@@ -243,9 +249,9 @@ def _terminal_families(snapshot: pl.DataFrame) -> tuple[FrameFamily, ...]:
     last = snapshot.select("terminal_id", value=pl.col("last_us") / 1_000_000)
     transactions = snapshot.select("terminal_id", value=pl.col("transactions"))
     # Sparse: 100k terminals x 6 classes of zeros would dominate the scrape. unpivot
-    # stacks the outcome columns in FAILURE_OUTCOMES order, terminal IDs sorted within.
+    # stacks the outcome columns in TERMINAL_FAILURE_OUTCOMES order, terminal IDs sorted within.
     failures = snapshot.unpivot(
-        on=list(FAILURE_OUTCOMES), index="terminal_id", variable_name="outcome", value_name="value"
+        on=list(TERMINAL_FAILURE_OUTCOMES), index="terminal_id", variable_name="outcome", value_name="value"
     ).filter(pl.col("value") > 0)
     return (
         FrameFamily(_TERMINAL_LAST_NAME, _TERMINAL_LAST_HELP, "gauge", last, labels=["terminal_id"]),
