@@ -57,6 +57,9 @@ _LABEL_NAME: Final = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 #: than the default 6 for a ~20 % larger body (label text repeats, it compresses well).
 GZIP_LEVEL: Final = 1
 
+#: Rows rendered into one string at a time (bounds the rendering's transient memory).
+_RENDER_SLICE_ROWS: Final = 50_000
+
 
 def _escape_label_value(column: str) -> pl.Expr:
     # Text format 0.0.4: backslash first, then newline and double quote.
@@ -178,16 +181,17 @@ class FrameFamily(Metric):
             parts += [pl.lit(('{' if index == 0 else ',') + f'{label}="'),
                       _escape_label_value(label), pl.lit('"')]
         parts += [pl.lit("} " if self._labels else " "), _format_value("value")]
-        # One Rust-side string for the whole family; the Binary cast hands it to Python as
-        # bytes in one copy (no intermediate str of the same size).
-        text = self._frame.select(
-            pl.concat_str(
-                pl.lit(header), pl.concat_str(pl.lit(name), *parts).str.join("\n"), pl.lit("\n")
-            ).cast(pl.Binary)
-        ).item()
-        if not isinstance(text, bytes):  # a polars Binary scalar is bytes
-            raise TypeError(f"polars returned {type(text).__name__} for a Binary scalar")
-        return text
+        line = pl.concat_str(pl.lit(name), *parts).str.join("\n")
+        # One Rust-side string per slice of rows; the Binary cast hands it to Python as
+        # bytes in one copy. Slices keep polars' intermediate strings to a fraction of the
+        # family's size (100,000 terminals: tens of MiB at once otherwise).
+        chunks = [header.encode()]
+        for rows in self._frame.iter_slices(_RENDER_SLICE_ROWS):
+            text = rows.select(pl.concat_str(line, pl.lit("\n")).cast(pl.Binary)).item()
+            if not isinstance(text, bytes):  # a polars Binary scalar is bytes
+                raise TypeError(f"polars returned {type(text).__name__} for a Binary scalar")
+            chunks.append(text)
+        return b"".join(chunks)
 
 
 class FrameCollector:
@@ -297,6 +301,7 @@ class Exposition:
         families = tuple(fast)
         with self._lock:
             if self._fast is None or not self._fast.matches(families):
+                self._fast = None  # let the old texts go before the new ones are built
                 self._fast = _FastPart(families)
             part = self._fast
         return part, generate_latest(_Families(slow))
