@@ -373,12 +373,15 @@ class SilentDetector:
 
     def _rates(self, state: pl.DataFrame, now: datetime) -> pl.DataFrame:
         """``state`` + ``rate_now`` (baseline of the current hour) and ``expected_last_hour``."""
-        joined = state.join(self.baseline.frame, on="terminal_id", how="inner")
         parts: list[pl.DataFrame] = []
-        for zone in joined.get_column("timezone").unique().to_list():
+        for zone in state.get_column("timezone").unique().to_list():
             hour, elapsed = _hour_of_week(now, zone)
             current, previous = _SLOTS[hour], _SLOTS[(hour - 1) % HOURS_PER_WEEK]
-            parts.append(joined.filter(pl.col("timezone") == zone).select(
+            # Join only the two hour-of-week columns this zone needs, not all 168.
+            slots = list(dict.fromkeys((current, previous)))
+            joined = state.filter(pl.col("timezone") == zone).join(
+                self.baseline.frame.select("terminal_id", *slots), on="terminal_id", how="inner")
+            parts.append(joined.select(
                 "terminal_id", "open_since",
                 pl.col(current).cast(pl.Float64).alias("rate_now"),
                 # The last 60 minutes overlap the previous hour slot and this one.
