@@ -16,8 +16,8 @@ validated on load). It declares
   ``card_wave``, ``silent``, ``flapping``, ``chip_degradation``
   (:data:`Fault`); visits go through the same faults as background traffic;
 * ``expect``: the known answer (:class:`Expectations`): alerts per client and per
-  manager, metric sample ranges from the monitor's registry, and which terminals
-  show failures.
+  manager, metric sample ranges from the monitor's registry, which terminals
+  show failures, and terminal health states (``health``, ``health_others``).
 
 Event time is compressed: all events are produced as fast as possible with their
 synthetic ``occurred_at`` (from the scenario's ``start``), and the monitor groups in
@@ -30,6 +30,17 @@ on isolated settings (``jsonl`` sink, its own topic and group), produces the eve
 (:func:`simulators.producer.produce`), waits until every event is consumed and every
 delivery has left the outbox, then :func:`check` compares what happened with
 ``expect`` and returns a :class:`ScenarioReport`.
+
+Terminal health is evaluated once, in **event time**, after every event is consumed:
+at the last event's ``occurred_at`` (or ``expect.health_at_offset_s``) the runner
+runs the silent detector, marks its result in the health book and evaluates the
+book, as the monitor's scheduled jobs would at that instant. (The monitor's own
+wall-clock evaluation job is pushed out of the run: scenario events lie in the past,
+and a wall-clock evaluation would drop every terminal as stale.) The silent
+detector's baseline is the generator's own: each background terminal expects
+``traffic.rate × 3600 / background terminals`` transactions in every hour of the
+week (it only applies while the terminal is open), and it starts watching at the
+scenario's ``start``.
 """
 
 from __future__ import annotations
@@ -41,7 +52,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
@@ -54,6 +65,9 @@ from monitor.app import MonitorApp
 from monitor.broker import EmbeddedBroker, free_port
 from monitor.config import isolated_settings
 from monitor.consumer import ensure_topics
+from monitor.health.service import TerminalHealthService
+from monitor.health.silent import HOURS_PER_WEEK, Baseline
+from monitor.health.state import HealthState
 from simulators.producer import produce
 from simulators.scenario_schema import (
     CardWave,
@@ -126,6 +140,18 @@ def _write_terminals(scenario: Scenario, path: Path) -> Path:
     columns = ("terminal_id", "channel", "region", "branch_id", "merchant_id", "timezone", "opening_hours")
     pl.DataFrame([{c: getattr(t, c) for c in columns} for t in scenario.fleet.terminals],
                  schema={c: pl.String for c in columns}).write_csv(path)
+    return path
+
+
+def _write_baseline(scenario: Scenario, path: Path) -> Path:
+    """The silent detector's baseline: each background terminal's Poisson rate, every hour of the week."""
+    background = [t.terminal_id for t in scenario.fleet.terminals if t.background]
+    per_hour = scenario.traffic.rate * 3600 / max(len(background), 1)
+    Baseline(pl.DataFrame(
+        {"terminal_id": sorted(background),
+         **{f"h{hour}": [per_hour] * len(background) for hour in range(HOURS_PER_WEEK)}},
+        schema={"terminal_id": pl.String, **{f"h{hour}": pl.Float32 for hour in range(HOURS_PER_WEEK)}},
+    )).write(path)
     return path
 
 
@@ -322,6 +348,10 @@ class Observed:
     events: dict[str, tuple[AlertEvent, ...]]  # <alert_id: its events>
     registry: CollectorRegistry
     start: datetime  # the scenario's start, for offsets
+    #: <terminal_id: (health state, reasons), or None if the health book does not know it>,
+    #: for every terminal of the fleet, evaluated at ``health_at``.
+    health: dict[str, tuple[HealthState, list[str]] | None] = field(default_factory=dict)
+    health_at: datetime | None = None
 
 
 def _sample_sum(registry: CollectorRegistry, name: str, labels: dict[str, str]) -> float | None:
@@ -353,6 +383,40 @@ def _range_check(name: str, expected: Range, value: float | None) -> Check:
 
 def _set_check(name: str, expected: set[str], observed: set[str]) -> Check:
     return Check(name, str(sorted(expected)), str(sorted(observed)), expected == observed)
+
+
+def _shown(state: tuple[HealthState, list[str]] | None) -> str:
+    if state is None:
+        return "unknown (no transaction)"
+    level, reasons = state
+    return f"{level.label} ({'; '.join(reasons)})" if reasons else level.label
+
+
+def _health_checks(expect: Expectations, observed: Observed) -> list[Check]:
+    """The ``health`` and ``health_others`` expectations against the evaluated states."""
+    checks: list[Check] = []
+    at = ("" if observed.health_at is None
+          else f" at {(observed.health_at - observed.start).total_seconds():g} s")
+    for wanted in expect.health:
+        state = observed.health.get(wanted.terminal_id)
+        expected = wanted.state
+        passed = state is not None and state[0].label == wanted.state
+        if wanted.reason_contains is not None:
+            expected += f" with a reason containing {wanted.reason_contains!r}"
+            needle = wanted.reason_contains.lower()
+            passed = passed and state is not None and any(needle in r.lower() for r in state[1])
+        checks.append(Check(f"health[{wanted.terminal_id}]{at}", expected, _shown(state), passed))
+    others = expect.health_others
+    if others is not None and others != "any":
+        named = {h.terminal_id for h in expect.health}
+        allowed = {HealthState.OK} if others == "ok" else {HealthState.OK, HealthState.DEGRADED}
+        wrong = {tid: state for tid, state in sorted(observed.health.items())
+                 if tid not in named and (state is None or state[0] not in allowed)}
+        shown = "; ".join(f"{tid} {_shown(state)}" for tid, state in wrong.items())
+        checks.append(Check(f"health of the other terminals{at}",
+                            "all ok" if others == "ok" else "all ok or degraded",
+                            shown or "as expected", not wrong))
+    return checks
 
 
 def check(expect: Expectations, observed: Observed) -> list[Check]:
@@ -414,7 +478,17 @@ def check(expect: Expectations, observed: Observed) -> list[Check]:
             offset = None if at is None else at - observed.start.timestamp()
             checks.append(_range_check(f"{prefix}.last_transaction_offset_s",
                                        terminal.last_transaction_offset_s, offset))
+    checks += _health_checks(expect, observed)
     return checks
+
+
+def _evaluate_health(health: TerminalHealthService, at: datetime,
+                     terminal_ids: list[str]) -> dict[str, tuple[HealthState, list[str]] | None]:
+    """Silent detection, then the health book, at event time ``at``: what the scheduled jobs do."""
+    silent = health.detector.evaluate(at)
+    health.book.mark_silent(silent, at)
+    health.book.evaluate(at)
+    return {tid: health.book.state_of(tid) for tid in terminal_ids}
 
 
 # -- running -----------------------------------------------------------------------------------
@@ -462,15 +536,26 @@ async def run_scenario(scenario: Scenario, *, bootstrap_servers: str | None = No
             registry={"customers_path": customers, "managers_path": managers},
             alerting={"store_path": work / "alerts.db", "sinks": ["jsonl"],
                       "jsonl_path": work / "alerts.jsonl", "poll_interval_seconds": 0.05},
-            health={"terminals_path": terminals, "consume_status": False},
+            # The wall-clock evaluation job never runs during a scenario (see the module doc).
+            health={"terminals_path": terminals, "consume_status": False,
+                    "baseline_path": _write_baseline(scenario, work / "registry" / "baseline.parquet"),
+                    "evaluate_interval_seconds": 86_400},
             metrics={"host": "127.0.0.1", "port": free_port()},
         )
         await ensure_topics(settings.kafka, partitions=1)
         monitor = MonitorApp(settings, registry=CollectorRegistry())
+        monitor.health.detector.started_at = scenario.start  # watching since the scenario's start
+        last_event: list[datetime] = [scenario.start]
+
+        def tracked() -> Iterator[dict[str, Any]]:
+            for event in scenario_events(scenario):
+                last_event[0] = max(last_event[0], datetime.fromisoformat(event["occurred_at"]))
+                yield event
+
         stop = asyncio.Event()
         task = asyncio.create_task(monitor.run(stop, create_topics=False))
         try:
-            produced = await produce(scenario_events(scenario), bootstrap_servers=bootstrap, topic=topic)
+            produced = await produce(tracked(), bootstrap_servers=bootstrap, topic=topic)
             await _wait(lambda: monitor.consumer.events >= produced or task.done(),
                         timeout=timeout, what=f"{produced} events to be consumed")
             await _wait(lambda: task.done() or monitor.store.pending_count() == 0,
@@ -479,8 +564,17 @@ async def run_scenario(scenario: Scenario, *, bootstrap_servers: str | None = No
                 await task
             alerts = tuple(monitor.store.list_alerts())
             events = {a.alert_id: tuple(monitor.store.alert_events(a.alert_id)) for a in alerts}
+            health_at = last_event[0]
+            if scenario.expect.health_at_offset_s is not None:
+                health_at = scenario.start + timedelta(seconds=scenario.expect.health_at_offset_s)
+                if health_at < last_event[0]:
+                    raise ScenarioError(
+                        f"expect.health_at_offset_s {scenario.expect.health_at_offset_s:g} is before "
+                        f"the last event ({(last_event[0] - scenario.start).total_seconds():g} s)")
+            health = _evaluate_health(monitor.health, health_at,
+                                      [t.terminal_id for t in scenario.fleet.terminals])
             observed = Observed(alerts=alerts, events=events, registry=monitor.registry,
-                                start=scenario.start)
+                                start=scenario.start, health=health, health_at=health_at)
             checks = check(scenario.expect, observed)
             consumed = monitor.consumer.events
         finally:

@@ -36,6 +36,7 @@ __all__ = [
     "Expectations",
     "Fault",
     "Flapping",
+    "HealthExpectation",
     "IssuerOutage",
     "MetricExpectation",
     "Range",
@@ -293,13 +294,38 @@ class TerminalExpectations(BaseModel):
     each: tuple[TerminalExpectation, ...] = ()
 
 
+HealthStateName = Literal["ok", "degraded", "failing", "silent", "offline"]
+
+
+class HealthExpectation(BaseModel):
+    """One terminal's health state (``monitor.health``) when traffic ends.
+
+    ``reason_contains``: a substring (case-insensitive) of one of its reasons, e.g.
+    ``chip fallback`` for ``"1h chip fallback ratio 0.21 over 180 chip+fallback reads"``.
+    """
+
+    model_config = _closed
+    terminal_id: str
+    state: HealthStateName
+    reason_contains: str | None = Field(default=None, min_length=1)
+
+
 class Expectations(BaseModel):
-    """The known answer."""
+    """The known answer.
+
+    ``health`` is checked once, in event time, at the last event's offset or at
+    ``health_at_offset_s`` if given (later than the last event: silence goes on
+    after the traffic ends); ``health_others`` is what every other terminal of the
+    fleet must be then: ``ok``, ``not_failing`` (ok or degraded) or ``any``.
+    """
 
     model_config = _closed
     alerts: AlertExpectations = AlertExpectations()
     metrics: tuple[MetricExpectation, ...] = ()
     terminals: TerminalExpectations = TerminalExpectations()
+    health: tuple[HealthExpectation, ...] = ()
+    health_others: Literal["ok", "not_failing", "any"] | None = None
+    health_at_offset_s: float | None = Field(default=None, ge=0)
 
 
 class Scenario(BaseModel):
@@ -342,6 +368,10 @@ class Scenario(BaseModel):
         if self.expect.terminals.failing is not None:
             named += self.expect.terminals.failing.terminal_ids
         problems += [f"expect.terminals: unknown terminal {t}" for t in named if t not in terminals]
+        health = [h.terminal_id for h in self.expect.health]
+        problems += [f"expect.health: unknown terminal {t}" for t in health if t not in terminals]
+        problems += [f"expect.health: terminal {t} named twice" for t in sorted(set(health))
+                     if health.count(t) > 1]
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -119,6 +119,43 @@ def test_check_fails_on_a_wrong_expectation(kafka_bootstrap: str, tmp_path: Path
     assert "FAILED" in result.output
 
 
+def test_health_expectation_schema(tmp_path: Path) -> None:
+    """A health expectation naming an unknown terminal or an unknown state is refused with its place in the file."""
+    data = yaml.safe_load((SCENARIOS_DIR / "silent-pos.yaml").read_text(encoding="utf-8"))
+    data["expect"]["health"] = [{"terminal_id": "NOPE0001", "state": "silent"}]
+    path = tmp_path / "broken.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(ScenarioError, match="expect.health: unknown terminal NOPE0001"):
+        load_scenario(path)
+    data["expect"]["health"] = [{"terminal_id": "PBOD0009", "state": "asleep"}]
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(ScenarioError, match=r"expect\.health\.0\.state"):
+        load_scenario(path)
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+def test_check_fails_on_a_wrong_health_expectation(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """`--check` exits 1 with FAIL lines when a scenario expects a healthy terminal silent and all others ok."""
+    data = yaml.safe_load((SCENARIOS_DIR / "silent-pos.yaml").read_text(encoding="utf-8"))
+    data["expect"]["health"] = [{"terminal_id": "PPAR0005", "state": "silent"}]
+    data["expect"]["health_others"] = "ok"  # but PBOD0009, no longer named, is silent
+    path = tmp_path / "wrong-health.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    result = CliRunner().invoke(cardmon, ["simulate", "scenario", str(path), "--check",
+                                          "--bootstrap-servers", kafka_bootstrap,
+                                          "--workdir", str(tmp_path / "work")])
+    assert result.exit_code == 1, result.output
+    lines = result.output.splitlines()
+    assert any(line.startswith("  FAIL  health[PPAR0005] at 179") and line.endswith(": expected silent, observed ok")
+               for line in lines), result.output
+    assert any(line.startswith("  FAIL  health of the other terminals at 179")
+               and ": expected all ok, observed PBOD0009 silent (silent since 2026-03-02T08:29:" in line
+               for line in lines), result.output
+    assert "PASS  alerts.total: expected 0, observed 0" in result.output
+    assert "FAILED" in result.output
+
+
 def test_list_and_unknown_name() -> None:
     """`--list` names every library scenario; an unknown name exits 2 naming the known ones."""
     runner = CliRunner()
