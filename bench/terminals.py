@@ -57,6 +57,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final, Self
 
+import monitor  # noqa: F401  # first: it sets the allocator tuning the service runs with
 import polars as pl
 from prometheus_client import CollectorRegistry, generate_latest
 
