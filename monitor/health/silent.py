@@ -268,8 +268,9 @@ class SilentDetector:
         self.started_at = started_at or datetime.now(UTC)
         self.last_seen: dict[str, int] = {}  # <terminal_id: last occurred_at, µs>
         self._pending: list[pl.DataFrame] = []  # per-batch (terminal_id, bucket, count) frames
-        self._counts = pl.DataFrame(schema={"terminal_id": pl.String, "bucket": pl.Int64,
-                                            "count": pl.UInt32})  # <bucket: start µs // _BUCKET_US>
+        # <bucket: start µs // _BUCKET_US> (Int32: 5-minute buckets since the epoch fit until 22,000 AD)
+        self._counts = pl.DataFrame(schema={"terminal_id": pl.String, "bucket": pl.Int32,
+                                            "count": pl.UInt32})
         self._folded_hour: int | None = None  # last UTC hour (µs // _HOUR_US) in the baseline
         #: The last evaluation: ``terminal_id, reason, expected_per_hour, observed_last_hour,
         #: silent_seconds`` of each silent terminal.
@@ -287,7 +288,7 @@ class SilentDetector:
         cap = _micros(now or datetime.now(UTC))
         agg = (frame.select("terminal_id",
                             pl.col("occurred_at").dt.epoch("us").clip(upper_bound=cap).alias("t"))
-               .group_by("terminal_id", (pl.col("t") // _BUCKET_US).alias("bucket"))
+               .group_by("terminal_id", (pl.col("t") // _BUCKET_US).cast(pl.Int32).alias("bucket"))
                .agg(pl.len().cast(pl.UInt32).alias("count"), pl.col("t").max()))
         self._pending.append(agg.select("terminal_id", "bucket", "count"))
         latest = agg.group_by("terminal_id").agg(pl.col("t").max())

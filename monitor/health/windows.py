@@ -15,9 +15,14 @@ time (``occurred_at``), counts only — never raw values:
 A window of length ``L`` in buckets of ``b`` ends at ``end`` and holds the bucket
 containing ``end`` plus the ``L/b - 1`` before it: it spans between ``L - b`` and ``L``,
 so an event leaves a window at most ``L`` after it happened. Storage is one polars
-frame per window (``terminal_id, bucket`` + UInt32 counts), merged from per-batch
-aggregates once they hold :data:`_MAX_PENDING_ROWS` rows and pruned of the buckets a
-window ending at the watermark can no longer reach.
+frame per window (``terminal_id``, ``bucket`` — the bucket's index since the epoch,
+Int32 for buckets of 2 s or more — and the counts), merged from per-batch aggregates once they hold
+:data:`_MAX_PENDING_ROWS` rows and pruned of the buckets a window ending at the
+watermark can no longer reach. Counts are stored as UInt16 (half the memory of a
+fleet's window frames) while every (terminal, bucket) count fits, i.e. no terminal made
+more than 65,535 transactions in one bucket (218 per second in a 5-minute bucket); a
+window whose frame holds a larger count keeps UInt32 counts, exact, until that bucket is
+pruned. Sums over a window are UInt32 either way.
 
 Per terminal (one row each, updated per batch): the latest event time, the run of
 consecutive technical failures at the end of its event stream (outcome ``technical``
@@ -72,8 +77,11 @@ DEFAULT_LATENCY_BUCKETS: Final[tuple[float, ...]] = (
 QUANTILES: Final[tuple[tuple[str, float], ...]] = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
 #: Batch aggregates are merged into a window frame once they hold this many rows (or at
 #: :meth:`TerminalWindows.stats`): rare enough to keep merges cheap, small enough that
-#: a merge of 100,000 terminals does not double the memory (≈ 110 bytes per row).
+#: a merge of 100,000 terminals does not double the memory (≈ 110 bytes per pending row).
 _MAX_PENDING_ROWS: Final = 200_000
+#: Largest per-bucket count stored as UInt16; every count of a row is at most its
+#: ``transactions``, so that column decides.
+_NARROW_MAX: Final = 65_535
 _US: Final = 1_000_000
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -230,9 +238,13 @@ class TerminalWindows:
         self._counts: tuple[str, ...] = (
             "transactions", *FAILURE_CLASSES, "chip_reads", "chip_card_failures", "swipes", *self._lat,
         )
-        schema = {"terminal_id": pl.String, "bucket": pl.Int64, **dict.fromkeys(self._counts, pl.UInt32)}
+        # Per-batch aggregates; a window frame stores the counts as UInt16 when they fit.
+        # Bucket indexes since the epoch fit Int32 until 2106 for buckets of 2 s or more.
+        bucket = pl.Int32 if min(s.bucket_seconds for s in self.rules.spans) >= 2 else pl.Int64
+        schema = {"terminal_id": pl.String, "bucket": bucket, **dict.fromkeys(self._counts, pl.UInt32)}
         self._schema = schema
-        self._stores = {s.name: _Store(s, pl.DataFrame(schema=schema)) for s in self.rules.spans}
+        narrow = {**schema, **dict.fromkeys(self._counts, pl.UInt16)}
+        self._stores = {s.name: _Store(s, pl.DataFrame(schema=narrow)) for s in self.rules.spans}
         self._longest_us = max(s.length_seconds for s in self.rules.spans) * _US
         # One row per terminal: terminal_id, last_us (latest occurred_at, µs), run (consecutive
         # technical failures at the end of its stream), chip_seen, and the ATTRIBUTES.
@@ -309,10 +321,11 @@ class TerminalWindows:
             (pl.col("entry_mode") == "fallback").sum().cast(pl.UInt32).alias("swipes"),
             *[(pl.col("lat") == i).sum().cast(pl.UInt32).alias(name) for i, name in enumerate(self._lat)],
         ]
+        bucket = self._schema["bucket"]
         for store in self._stores.values():
             width = store.spec.bucket_seconds * _US
             agg = (kept.lazy().filter(pl.col("t") // width >= self._first_bucket(store.spec))
-                   .group_by("terminal_id", (pl.col("t") // width).alias("bucket"))
+                   .group_by("terminal_id", (pl.col("t") // width).cast(bucket).alias("bucket"))
                    .agg(counts).select(list(self._schema)).collect())
             store.pending.append(agg)
             if sum(p.height for p in store.pending) >= _MAX_PENDING_ROWS:
@@ -352,11 +365,21 @@ class TerminalWindows:
             lowest = pending.get_column("bucket").min()
             frame = store.frame
             recent = frame.filter(pl.col("bucket") >= lowest)
-            merged = (pl.concat([recent, pending]).group_by("terminal_id", "bucket")
-                      .agg(pl.col(list(self._counts)).sum()).select(list(self._schema)))
-            store.frame = pl.concat([frame.filter(pl.col("bucket") < lowest), merged])
+            merged = (pl.concat([recent, pending], how="vertical_relaxed").group_by("terminal_id", "bucket")
+                      .agg(pl.col(list(self._counts)).cast(pl.UInt32).sum()).select(list(self._schema)))
+            store.frame = pl.concat([frame.filter(pl.col("bucket") < lowest), self._narrow(merged)],
+                                    how="vertical_relaxed")
         if self.watermark_us is not None:
             store.frame = store.frame.filter(pl.col("bucket") >= self._first_bucket(store.spec))
+        if store.frame.schema["transactions"] != pl.UInt16:  # a large count was pruned since?
+            store.frame = self._narrow(store.frame)
+
+    def _narrow(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """``frame`` with UInt16 counts when every count fits (unchanged otherwise)."""
+        largest = frame.get_column("transactions").max()
+        if isinstance(largest, int) and largest > _NARROW_MAX:
+            return frame
+        return frame.with_columns(pl.col(list(self._counts)).cast(pl.UInt16))
 
     def _first_bucket(self, spec: WindowSpec) -> int:
         """Oldest bucket of ``spec`` that a window ending at the watermark can reach."""
@@ -419,7 +442,7 @@ class TerminalWindows:
                 last = end_us // (spec.bucket_seconds * _US)
                 window = store.frame.filter(pl.col("bucket").is_between(last - spec.buckets + 1, last))
             sums = window.group_by("terminal_id").agg(
-                [pl.col(c).sum().alias(p + c) for c in self._counts])
+                [pl.col(c).cast(pl.UInt32).sum().alias(p + c) for c in self._counts])
             result = result.join(sums, on="terminal_id", how="left", maintain_order="left").with_columns(
                 pl.col([p + c for c in self._counts]).fill_null(0))
             volume = pl.col(p + "transactions")
