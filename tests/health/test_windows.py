@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -172,3 +173,28 @@ def test_memory_per_terminal_for_an_hour_of_traffic(batch: Batch) -> None:
     assert rows == {"5m": terminals * 5, "1h": terminals * 12}
     per_terminal = windows.estimated_size() / terminals
     assert per_terminal < 2048, f"{per_terminal:.0f} bytes per terminal"
+
+
+def _burst(count: int, when: datetime, terminal_id: str = "E1") -> pl.DataFrame:
+    """``count`` technical failures at one terminal and instant (a busy e-commerce gateway)."""
+    return pl.DataFrame({"terminal_id": [terminal_id] * count, "occurred_at": [when] * count,
+                         "outcome": ["technical"] * count, "latency_ms": [100.0] * count,
+                         "entry_mode": ["online"] * count},
+                        schema_overrides={"occurred_at": pl.Datetime("us", "UTC")})
+
+
+def test_counts_past_65535_in_one_bucket_stay_exact() -> None:
+    """Compact counters never under-count: 70,000 events in one minute, and 5 × 20,000, read back exactly."""
+    t0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+    now = t0 + timedelta(days=1)
+    windows = TerminalWindows()
+    windows.observe(_burst(70_000, t0), now=now)
+    windows.observe(_burst(3, t0, terminal_id="P1"), now=now)
+    stats = {row["terminal_id"]: row for row in windows.stats().iter_rows(named=True)}
+    assert (stats["E1"]["5m_transactions"], stats["E1"]["5m_technical"]) == (70_000, 70_000)
+    assert stats["E1"]["1h_transactions"] == 70_000 and stats["P1"]["5m_transactions"] == 3
+    summed = TerminalWindows()
+    for minute in range(5):
+        summed.observe(_burst(20_000, t0 + timedelta(minutes=minute)), now=now)
+    [row] = summed.stats().iter_rows(named=True)
+    assert (row["5m_transactions"], row["1h_transactions"]) == (100_000, 100_000)
