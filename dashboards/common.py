@@ -66,6 +66,7 @@ __all__ = [
     "DATASOURCE_UID",
     "GRAFANA_VERSION",
     "HEALTH_STATES",
+    "QUANTILES",
     "Query",
     "bar_gauge",
     "channel_variable",
@@ -80,6 +81,8 @@ __all__ = [
 DATASOURCE: Final = DataSourceRef(type_val="prometheus", uid=DATASOURCE_UID)
 #: ``cardmon_terminal_health_state`` values (issue 4) and the state names of ``cardmon_terminals``.
 HEALTH_STATES: Final[tuple[str, ...]] = ("ok", "degraded", "failing", "silent", "offline")
+#: The latency quantiles the ``...:quantile`` recording rules publish (rules/prometheus).
+QUANTILES: Final[tuple[str, ...]] = ("0.5", "0.95", "0.99")
 
 _GREEN: Final = "green"
 _RED: Final = "red"

@@ -11,14 +11,19 @@ from typing import Final
 
 from grafana_foundation_sdk.builders.dashboard import Dashboard, Row
 
-from dashboards.common import Query, bar_gauge, new_dashboard, stat_panel, timeseries_panel
+from dashboards.common import (
+    QUANTILES,
+    Query,
+    bar_gauge,
+    new_dashboard,
+    stat_panel,
+    timeseries_panel,
+)
 
 __all__ = ["UID", "build"]
 
 #: Stable dashboard UID (``push`` overwrites by it).
 UID: Final = "cardmon-pipeline"
-
-_QUANTILES: Final = ("0.5", "0.95", "0.99")
 
 
 def build() -> Dashboard:
@@ -120,7 +125,7 @@ def build() -> Dashboard:
             "s",
             [Query(f"histogram_quantile({q}, sum by (le) "
                    "(rate(cardmon_batch_duration_seconds_bucket[$__rate_interval])))", f"q{q}")
-             for q in _QUANTILES],
+             for q in QUANTILES],
         ))
         .with_panel(timeseries_panel(
             "Batch size p50 / p95",
@@ -128,7 +133,7 @@ def build() -> Dashboard:
             "short",
             [Query(f"histogram_quantile({q}, sum by (le) "
                    "(rate(cardmon_batch_size_messages_bucket[$__rate_interval])))", f"q{q}")
-             for q in _QUANTILES[:2]],
+             for q in QUANTILES[:2]],
         ))
         .with_row(Row("Alert delivery"))
         .with_panel(timeseries_panel(

@@ -16,6 +16,7 @@ from typing import Final
 from grafana_foundation_sdk.builders.dashboard import Dashboard, Row
 
 from dashboards.common import (
+    QUANTILES,
     Query,
     bar_gauge,
     new_dashboard,
@@ -28,8 +29,6 @@ __all__ = ["UID", "build"]
 
 #: Stable dashboard UID (``push`` overwrites by it).
 UID: Final = "cardmon-vip-experience"
-
-_QUANTILES: Final = ("0.5", "0.95", "0.99")
 
 
 def build() -> Dashboard:
@@ -135,7 +134,7 @@ def build() -> Dashboard:
             "s",
             [Query(f"histogram_quantile({q}, sum by (channel, le) "
                    "(rate(cardmon_alert_delivery_duration_seconds_bucket[$__rate_interval])))",
-                   f"{{{{channel}}}} q{q}") for q in _QUANTILES],
+                   f"{{{{channel}}}} q{q}") for q in QUANTILES],
             width=24,
         ))
     )
