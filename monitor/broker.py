@@ -99,7 +99,12 @@ class EmbeddedBroker:
         )
         if output is not subprocess.DEVNULL:
             output.close()
-        if not wait_for_port(self.host, self.port, _START_TIMEOUT_SECONDS):
+        try:
+            ready = wait_for_port(self.host, self.port, _START_TIMEOUT_SECONDS)
+        except BaseException:  # Ctrl-C or a signal while waiting: never leave Tansu behind
+            self.stop()
+            raise
+        if not ready:
             self.stop()
             raise BrokerError(f"Tansu did not accept connections on {self.bootstrap_servers}")
         return self

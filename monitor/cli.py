@@ -15,7 +15,7 @@ import logging
 import signal
 import sqlite3
 import sys
-import time
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import Enum
@@ -167,18 +167,20 @@ def broker(
     """Run the embedded Kafka-compatible broker (Tansu, in memory) until Ctrl-C."""
     from monitor.broker import EmbeddedBroker
 
+    stopping = threading.Event()  # set by SIGTERM (systemd, container stop); Ctrl-C raises as usual
+
     def _terminate(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt  # leave the with-block: the broker process is stopped too
+        stopping.set()
 
     signal.signal(signal.SIGTERM, _terminate)
-    with _clear_errors(False), EmbeddedBroker(host=host, port=port) as embedded:
-        typer.echo(f"embedded broker ready: bootstrap servers {embedded.bootstrap_servers} "
-                   "(data in memory; Ctrl-C to stop)")
-        try:
-            while embedded.running:
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            pass
+    try:
+        with _clear_errors(False), EmbeddedBroker(host=host, port=port) as embedded:
+            typer.echo(f"embedded broker ready: bootstrap servers {embedded.bootstrap_servers} "
+                       "(data in memory; Ctrl-C to stop)")
+            while embedded.running and not stopping.wait(0.5):
+                pass
+    except KeyboardInterrupt:
+        pass  # the with-block (or start() itself) has stopped Tansu
 
 
 class ExportFormat(str, Enum):
