@@ -1,10 +1,12 @@
-"""The durable alert store and its delivery outbox (SQLite).
+"""The durable alert store and its delivery outbox (SQLite, or PostgreSQL for several instances).
 
 What it guarantees, step by step, for one call of :meth:`AlertStore.record`:
 
-1. open one ``BEGIN IMMEDIATE`` transaction;
-2. insert each event keyed by ``event_id``; an ``event_id`` already stored (a replay
-   after a rebalance or a restart) is ignored and counted as a duplicate;
+1. open one write transaction (``BEGIN IMMEDIATE`` on SQLite);
+2. insert each event keyed by ``event_id`` (``ON CONFLICT DO NOTHING``), alert by
+   alert in ``(alert_id, event_id)`` order; an ``event_id`` already stored (a replay
+   after a rebalance or a restart, by this instance or another) is ignored and
+   counted as a duplicate;
 3. add the event to its alert — the failures of one client in one tumbling
    event-time window aligned to the epoch — creating the alert if it is new;
 4. for each new alert, enqueue one outbox row per channel (``email``, ``webhook``,
@@ -19,6 +21,13 @@ events added before then are in the message.
 
 The store holds one connection guarded by a lock; every method is short and
 synchronous — from asyncio call it through :func:`asyncio.to_thread`.
+
+Several instances may share one PostgreSQL store (``docs/alert-store.md``): each
+race is settled in the database — unique keys with ``ON CONFLICT DO NOTHING`` for
+events, alerts, outbox rows and digests; ``FOR NO KEY UPDATE SKIP LOCKED`` when
+claiming outbox rows; a row lock, then a check of the state read, for every
+transition (sent, failed, acknowledged, resolved, escalated). The SQL is written
+once for both databases (:mod:`monitor.alerts._db` says how).
 No raw PAN is stored: ``card_ref``/``pan_masked`` that look like a PAN are masked
 and free text is PAN-scrubbed before it is written.
 """
@@ -28,7 +37,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -37,6 +45,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, Self
 
+from monitor.alerts._db import Database, Row, SqliteDatabase, connect, is_url, redact_url
 from monitor.alerts.lifecycle import (
     ALERT_STATES,
     SYSTEM_ACTOR,
@@ -59,6 +68,7 @@ from monitor.alerts.model import (
 from monitor.alerts.preferences import covering_manager, delivery_time, manager_zone
 from monitor.alerts.routing import channels_for
 from monitor.alerts.schema import migrate
+from monitor.alerts.schema_pg import migrate_pg, pg_schema_version
 from monitor.decoder import is_pan, mask_pan, scrub_pans
 
 __all__ = [
@@ -94,8 +104,8 @@ _EVENT_COLUMNS: Final = (
     "severity", "suggested_action",
 )
 _INSERT_EVENT: Final = (
-    f"INSERT OR IGNORE INTO alert_events ({', '.join(_EVENT_COLUMNS)}) "
-    f"VALUES ({', '.join('?' * len(_EVENT_COLUMNS))})"
+    f"INSERT INTO alert_events ({', '.join(_EVENT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(_EVENT_COLUMNS))}) ON CONFLICT DO NOTHING"
 )
 
 
@@ -260,35 +270,49 @@ def _safe_event(event: AlertEvent) -> AlertEvent:
 
 
 class AlertStore:
-    """Alerts, their events and the delivery outbox in one SQLite file.
+    """Alerts, their events and the delivery outbox in a SQLite file or a PostgreSQL database.
 
     Args:
-        path: the database file; parent directories are created. ``":memory:"`` works
-            for throwaway use (nothing survives ``close``).
+        location: a SQLite file (parent directories are created; ``":memory:"`` works
+            for throwaway use), or a ``postgresql://user[:password]@host[:port]/db``
+            URL — the database must exist; the schema is created or upgraded in it.
+            The URL's password is never logged nor shown in ``repr``.
+
+    Raises:
+        sqlite3.DatabaseError: not an SQLite file, or one from a newer cardmon.
+        psycopg.Error: PostgreSQL cannot be reached, refuses the login, or holds a
+            schema from a newer cardmon.
     """
 
-    def __init__(self, path: str | Path) -> None:
-        self._path = str(path)
-        if self._path != ":memory:":
-            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()  # guards self._conn; sqlite3 objects are not thread-safe
-        self._conn = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
-        self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.execute("PRAGMA foreign_keys=ON")
-        self._conn.execute("PRAGMA busy_timeout=5000")
-        with self._transaction() as conn:
-            migrate(conn, self._path)
+    def __init__(self, location: str | Path) -> None:
+        self._location = redact_url(str(location)) if is_url(location) else str(location)
+        self._lock = threading.Lock()  # guards self._conn; a connection is not thread-safe
+        self._conn: Database = connect(location)
+        try:
+            with self._transaction() as conn:
+                if isinstance(conn, SqliteDatabase):
+                    migrate(conn.raw, self._location)
+                else:
+                    migrate_pg(conn, self._location)
+        except BaseException:
+            self._conn.close()
+            raise
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self._conn.dialect
 
     @property
     def schema_version(self) -> int:
-        """The store file's schema version (``PRAGMA user_version``)."""
+        """The store's schema version (SQLite ``PRAGMA user_version``, PostgreSQL ``cardmon_schema``)."""
         with self._lock:
+            if self._conn.dialect == "postgresql":
+                return pg_schema_version(self._conn)
             return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
 
     def __repr__(self) -> str:
-        return f"AlertStore(path={self._path!r})"
+        return f"AlertStore({self._location!r})"
 
     def __enter__(self) -> Self:
         return self
@@ -297,20 +321,16 @@ class AlertStore:
         self.close()
 
     def close(self) -> None:
-        """Close the connection; committed data stays in the file."""
+        """Close the connection; committed data stays."""
         with self._lock:
             self._conn.close()
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+    def _transaction(self) -> Iterator[Database]:
+        # SQLite: BEGIN IMMEDIATE (one writer at a time). PostgreSQL: READ COMMITTED,
+        # each race settled by a unique key, a row lock or a conditional update.
+        with self._conn.transaction() as conn:
             yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
 
     # -- writing ---------------------------------------------------------------------
 
@@ -345,21 +365,32 @@ class AlertStore:
 
         Raises:
             ValueError: an event time is naive.
-            sqlite3.Error: the database could not be written (nothing was committed).
+            sqlite3.Error, psycopg.Error: the database could not be written (nothing
+                was committed).
         """
         if not failures:
             return RecordResult()
         stamp = _ts(now or datetime.now(UTC))
         enabled = ("email", "webhook") if channels is None else tuple(channels)
         routes = _Routes(enabled=enabled, sinks=tuple(sinks), managers=managers)
+        # <(alert_id, event_id, position in the batch): (failure, its safe event, window start)>
+        batch: dict[tuple[str, str, int], tuple[VipFailure, AlertEvent, datetime]] = {}
+        first_seen: dict[str, int] = {}  # <alert_id: first position in the batch>
+        for position, failure in enumerate(failures):
+            event = _safe_event(failure.event)
+            start = window_start_for(event.occurred_at, window_seconds)
+            alert_id = alert_id_for(failure.customer_id, start)
+            first_seen.setdefault(alert_id, position)
+            batch[(alert_id, event.event_id, position)] = (failure, event, start)
         new: dict[str, None] = {}
         updated: dict[str, None] = {}
         inserted = duplicate = enqueued = 0
         with self._lock, self._transaction() as conn:
-            for failure in failures:
-                event = _safe_event(failure.event)
-                start = window_start_for(event.occurred_at, window_seconds)
-                alert_id = alert_id_for(failure.customer_id, start)
+            # One lock order for every instance, alert by alert and event by event: two
+            # instances recording overlapping batches (a replay after a rebalance, one
+            # client failing on terminals of two partitions) wait for each other on
+            # PostgreSQL instead of deadlocking.
+            for (alert_id, _, _), (failure, event, start) in sorted(batch.items()):
                 action = _clean_text(failure.suggested_action)
                 occurred = _ts(event.occurred_at)
                 row = conn.execute(_INSERT_EVENT, _event_row(event, alert_id, failure, action))
@@ -373,24 +404,27 @@ class AlertStore:
                                    "pipeline", None, stamp)
                     enqueued += self._enqueue(conn, alert_id, failure.manager, routes, stamp)
                     continue
+                # Relative to the row as it is now (another instance may have just
+                # changed it): the count grows by one, the rest keeps the extremes.
+                rank = _RANK[failure.severity]
                 conn.execute(
                     """UPDATE alerts SET
                         event_count = event_count + 1,
                         severity = CASE WHEN ? > severity_rank THEN ? ELSE severity END,
                         suggested_action = CASE WHEN ? > severity_rank THEN ? ELSE suggested_action END,
-                        severity_rank = max(severity_rank, ?),
-                        first_event_at = min(first_event_at, ?),
-                        last_event_at = max(last_event_at, ?),
+                        severity_rank = CASE WHEN ? > severity_rank THEN ? ELSE severity_rank END,
+                        first_event_at = CASE WHEN ? < first_event_at THEN ? ELSE first_event_at END,
+                        last_event_at = CASE WHEN ? > last_event_at THEN ? ELSE last_event_at END,
                         updated_at = ?
                     WHERE alert_id = ?""",
-                    (_RANK[failure.severity], failure.severity, _RANK[failure.severity], action,
-                     _RANK[failure.severity], occurred, occurred, stamp, alert_id),
+                    (rank, failure.severity, rank, action, rank, rank, occurred, occurred,
+                     occurred, occurred, stamp, alert_id),
                 )
                 if alert_id not in new:
                     updated[alert_id] = None
         return RecordResult(
-            new_alert_ids=tuple(new),
-            updated_alert_ids=tuple(updated),
+            new_alert_ids=tuple(sorted(new, key=first_seen.__getitem__)),
+            updated_alert_ids=tuple(sorted(updated, key=first_seen.__getitem__)),
             events_inserted=inserted,
             events_duplicate=duplicate,
             deliveries_enqueued=enqueued,
@@ -398,7 +432,7 @@ class AlertStore:
 
     @staticmethod
     def _insert_alert(
-        conn: sqlite3.Connection,
+        conn: Database,
         failure: VipFailure,
         alert_id: str,
         start: datetime,
@@ -409,12 +443,13 @@ class AlertStore:
         manager = failure.manager
         occurred = _ts(failure.event.occurred_at)
         row = conn.execute(
-            """INSERT OR IGNORE INTO alerts (
+            """INSERT INTO alerts (
                 alert_id, customer_id, customer_name, tier, manager_id, manager_name,
                 manager_email, manager_webhook_url, manager_timezone, severity, severity_rank,
                 suggested_action, window_start, window_end, first_event_at, last_event_at,
                 event_count, created_at, updated_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)""",
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)
+            ON CONFLICT DO NOTHING""",
             (alert_id, failure.customer_id, _clean_text(failure.customer_name), failure.tier,
              manager.manager_id, manager.name, manager.email, manager.webhook_url,
              manager.timezone, failure.severity, _RANK[failure.severity], action, _ts(start),
@@ -424,7 +459,7 @@ class AlertStore:
 
     @staticmethod
     def _enqueue(
-        conn: sqlite3.Connection, alert_id: str, manager: Manager, routes: _Routes, stamp: str
+        conn: Database, alert_id: str, manager: Manager, routes: _Routes, stamp: str
     ) -> int:
         # Who receives it: the manager, or the first backup who is in when they are away
         # (preferences.py); when: now, or the start of their next window for a low or
@@ -444,11 +479,12 @@ class AlertStore:
         count = 0
         for channel, next_attempt_at, to in rows:
             count += conn.execute(
-                """INSERT OR IGNORE INTO deliveries
+                """INSERT INTO deliveries
                     (alert_id, channel, status, attempts, next_attempt_at, created_at, updated_at,
                      recipient_id, recipient_name, recipient_email, recipient_webhook_url,
                      recipient_timezone)
-                VALUES (?, ?, 'pending', 0, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                VALUES (?, ?, 'pending', 0, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT DO NOTHING""",
                 (alert_id, channel, next_attempt_at, stamp, stamp,
                  *((to.manager_id, _clean_text(to.name), to.email, to.webhook_url, to.timezone)
                    if to is not None else ("", None, None, None, None))),
@@ -487,9 +523,11 @@ class AlertStore:
         """
         lease_end = _ts(now + timedelta(seconds=lease_seconds))
         with self._lock, self._transaction() as conn:
+            # PostgreSQL: rows another instance is claiming right now are skipped, not
+            # waited for; once it commits, their next_attempt_at is past ``now``.
             rows = conn.execute(
-                """SELECT * FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ?
-                ORDER BY next_attempt_at, delivery_id LIMIT ?""",
+                f"""SELECT * FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ?
+                ORDER BY next_attempt_at, delivery_id LIMIT ?{conn.for_update_skip_locked}""",
                 (_ts(now), limit),
             ).fetchall()
             conn.executemany(
@@ -533,7 +571,7 @@ class AlertStore:
         values: tuple[Any, ...],
         delivery_id: int,
         *,
-        after: Callable[[sqlite3.Connection, int], None] | None = None,
+        after: Callable[[Database, int], None] | None = None,
     ) -> bool:
         with self._lock, self._transaction() as conn:
             row = conn.execute(
@@ -662,7 +700,8 @@ class AlertStore:
         stamp = _ts(at or datetime.now(UTC))
         action: HistoryAction = "acknowledged" if target == "acknowledged" else "resolved"
         with self._lock, self._transaction() as conn:
-            row = conn.execute("SELECT state FROM alerts WHERE alert_id = ?", (alert_id,)).fetchone()
+            row = conn.execute(f"SELECT state FROM alerts WHERE alert_id = ?{conn.for_update}",
+                               (alert_id,)).fetchone()
             if row is None:
                 raise AlertNotFoundError(f"no alert {alert_id}")
             state: AlertState = row["state"]
@@ -796,8 +835,8 @@ class AlertStore:
         stamp = _ts(at)
         with self._lock, self._transaction() as conn:
             row = conn.execute(
-                "SELECT state, escalation_step, manager_id FROM alerts WHERE alert_id = ?",
-                (alert_id,),
+                "SELECT state, escalation_step, manager_id FROM alerts WHERE alert_id = ?"
+                f"{conn.for_update}", (alert_id,),
             ).fetchone()
             if row is None or row["state"] in ("acknowledged", "resolved") \
                     or row["escalation_step"] != step_index:
@@ -874,8 +913,9 @@ class AlertStore:
     ) -> DigestRecord | None:
         """Claim a manager's digest of one local day and enqueue it, exactly once.
 
-        In one ``BEGIN IMMEDIATE`` transaction: insert the ``(manager_id, local_date)``
-        row (unique: a second instance, or a second pass, gets ``None``), fix its
+        In one write transaction: insert the ``(manager_id, local_date)`` row (unique,
+        ``ON CONFLICT DO NOTHING``: a second instance, or a second pass, gets ``None``;
+        on PostgreSQL it waits for the first one's commit to know), fix its
         period — from the end of the manager's previous digest (or
         ``first_period_seconds`` before ``at`` for the first one) to ``at`` — and, when
         the period holds alerts, enqueue one outbox row for it: ``email`` if the
@@ -904,9 +944,10 @@ class AlertStore:
                 (manager.manager_id, start, stamp),
             ).fetchone()[0]
             claimed = conn.execute(
-                """INSERT OR IGNORE INTO digests (digest_id, manager_id, local_date, timezone,
+                """INSERT INTO digests (digest_id, manager_id, local_date, timezone,
                     period_start, period_end, alert_count, created_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT DO NOTHING""",
                 (digest_id, manager.manager_id, local_date.isoformat(), manager.timezone, start,
                  stamp, count, stamp),
             ).rowcount
@@ -982,12 +1023,12 @@ def _error_text(error: str) -> str:
     return _clean_text(error)[:_MAX_ERROR_CHARS]
 
 
-def _event(row: sqlite3.Row) -> AlertEvent:
+def _event(row: Row) -> AlertEvent:
     fields = {name: row[name] for name in _EVENT_COLUMNS[3:-2]}
     return AlertEvent(event_id=row["event_id"], occurred_at=_dt(row["occurred_at"]), **fields)
 
 
-def _delivery(row: sqlite3.Row) -> Delivery:
+def _delivery(row: Row) -> Delivery:
     return Delivery(
         delivery_id=row["delivery_id"],
         alert_id=row["alert_id"],
@@ -1011,7 +1052,7 @@ def _status(deliveries: Sequence[Delivery]) -> AlertStatus:
     return "pending"
 
 
-def _alert(row: sqlite3.Row, deliveries: tuple[Delivery, ...]) -> Alert:
+def _alert(row: Row, deliveries: tuple[Delivery, ...]) -> Alert:
     return Alert(
         alert_id=row["alert_id"],
         customer_id=row["customer_id"],
@@ -1042,30 +1083,33 @@ def _alert(row: sqlite3.Row, deliveries: tuple[Delivery, ...]) -> Alert:
 
 
 def _write_history(
-    conn: sqlite3.Connection, alert_id: str, action: HistoryAction, from_state: AlertState | None,
+    conn: Database, alert_id: str, action: HistoryAction, from_state: AlertState | None,
     to_state: AlertState, actor: str, via: str, note: str | None, stamp: str,
 ) -> HistoryEntry:
-    cursor = conn.execute(
+    history_id = conn.execute(
         """INSERT INTO alert_history (alert_id, action, from_state, to_state, actor, via, note, at)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING history_id""",
         (alert_id, action, from_state, to_state, actor, via, note, stamp),
-    )
-    return HistoryEntry(history_id=int(cursor.lastrowid or 0), alert_id=alert_id, action=action,
+    ).fetchone()[0]
+    return HistoryEntry(history_id=int(history_id), alert_id=alert_id, action=action,
                         from_state=from_state, to_state=to_state, actor=actor, via=via,
                         note=note, at=_dt(stamp))
 
 
-def _history_entry(row: sqlite3.Row) -> HistoryEntry:
+def _history_entry(row: Row) -> HistoryEntry:
     return HistoryEntry(history_id=row["history_id"], alert_id=row["alert_id"],
                         action=row["action"], from_state=row["from_state"],
                         to_state=row["to_state"], actor=row["actor"], via=row["via"],
                         note=row["note"], at=_dt(row["at"]))
 
 
-def _after_sent(conn: sqlite3.Connection, delivery_id: int) -> None:
+def _after_sent(conn: Database, delivery_id: int) -> None:
     row = conn.execute(
-        """SELECT d.alert_id, d.channel, d.recipient_id, d.sent_at, a.state, a.manager_id
-        FROM deliveries d JOIN alerts a ON a.alert_id = d.alert_id WHERE d.delivery_id = ?""",
+        # Locks the alert (PostgreSQL) before its state is read: an acknowledgement by
+        # another instance in between is never overwritten.
+        f"""SELECT d.alert_id, d.channel, d.recipient_id, d.sent_at, a.state, a.manager_id
+        FROM deliveries d JOIN alerts a ON a.alert_id = d.alert_id
+        WHERE d.delivery_id = ?{conn.for_update}""",
         (delivery_id,),
     ).fetchone()
     if row is None:  # a digest's row: no alert, no alert history
@@ -1078,10 +1122,13 @@ def _after_sent(conn: sqlite3.Connection, delivery_id: int) -> None:
                    row["recipient_id"] or row["manager_id"], row["channel"], None, row["sent_at"])
 
 
-def _after_failed(conn: sqlite3.Connection, delivery_id: int) -> None:
+def _after_failed(conn: Database, delivery_id: int) -> None:
     row = conn.execute(
-        """SELECT d.alert_id, d.channel, d.last_error, d.updated_at, a.state
-        FROM deliveries d JOIN alerts a ON a.alert_id = d.alert_id WHERE d.delivery_id = ?""",
+        # Locked as in _after_sent; the count below then sees every other delivery of
+        # the alert that another instance marked before it released the alert.
+        f"""SELECT d.alert_id, d.channel, d.last_error, d.updated_at, a.state
+        FROM deliveries d JOIN alerts a ON a.alert_id = d.alert_id
+        WHERE d.delivery_id = ?{conn.for_update}""",
         (delivery_id,),
     ).fetchone()
     if row is None or row["state"] != "open":  # None: a digest's row (no alert)
@@ -1098,18 +1145,19 @@ def _after_failed(conn: sqlite3.Connection, delivery_id: int) -> None:
 
 
 def _enqueue_for(
-    conn: sqlite3.Connection, alert_id: str, manager: Manager, channels: Sequence[str], stamp: str
+    conn: Database, alert_id: str, manager: Manager, channels: Sequence[str], stamp: str
 ) -> int:
     count = 0
     for channel, wanted in (("email", manager.email), ("webhook", manager.webhook_url)):
         if not wanted or channel not in channels:
             continue
         row = conn.execute(
-            """INSERT OR IGNORE INTO deliveries
+            """INSERT INTO deliveries
                 (alert_id, channel, status, attempts, next_attempt_at, created_at, updated_at,
                  recipient_id, recipient_name, recipient_email, recipient_webhook_url,
                  recipient_timezone)
-            VALUES (?, ?, 'pending', 0, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            VALUES (?, ?, 'pending', 0, ?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT DO NOTHING""",
             (alert_id, channel, stamp, stamp, stamp, manager.manager_id, _clean_text(manager.name),
              manager.email, manager.webhook_url, manager.timezone),
         )
