@@ -128,7 +128,7 @@ class MonitorApp:
                                max_age_seconds=api.link_max_age_seconds)
                       if api.link_secret else None)
         self.vip = RegistryLoader(settings.registry.customers_path, settings.registry.managers_path)
-        self.store = AlertStore(alerting.store_path)
+        self.store = AlertStore(alerting.store_location())
         self.channels = build_channels(settings)
         self.health = TerminalHealthService(settings.health, settings.kafka,
                                             registry=self.registry, metrics=self.metrics)
@@ -235,9 +235,10 @@ class MonitorApp:
             status_task = asyncio.create_task(self.health.run(stop), name="cardmon-device-status")
             kafka = self.settings.kafka
             log.info("cardmon running: Kafka %s, topic %s, group %s, dead letters to %s; "
-                     "%d VIP clients of %d managers; channels %s; metrics at %s; alert API at %s",
+                     "%d VIP clients of %d managers; alert store %r; channels %s; metrics at %s; "
+                     "alert API at %s",
                      kafka.bootstrap_servers, kafka.topic, kafka.group_id, kafka.dead_letter_topic,
-                     len(self.vip.current), len(self.vip.current.managers),
+                     len(self.vip.current), len(self.vip.current.managers), self.store,
                      ", ".join(sorted(self.channels)), server.url,
                      api_server.url if api_server is not None else "off")
             worker_task = asyncio.create_task(self.worker.run(stop), name="cardmon-delivery")

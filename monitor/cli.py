@@ -13,7 +13,6 @@ import asyncio
 import errno
 import logging
 import signal
-import sqlite3
 import sys
 import threading
 from collections.abc import Iterator
@@ -187,7 +186,8 @@ class ExportFormat(str, Enum):
     jsonl = "jsonl"
 
 
-StoreOption = Annotated[Path | None, typer.Option(help="Alert store file (default: from settings).")]
+StoreOption = Annotated[str | None, typer.Option(
+    help="Alert store: a SQLite file or a postgresql:// URL (default: from settings).")]
 
 
 class ListState(str, Enum):
@@ -199,18 +199,28 @@ class ListState(str, Enum):
 
 
 @contextmanager
-def _alert_store(config: Path | None, store: Path | None) -> Iterator[AlertStore]:
-    """Open an existing alert store (never create one on a typo), or exit 1 with the reason."""
+def _alert_store(config: Path | None, store: str | None) -> Iterator[AlertStore]:
+    """Open an existing alert store (never create a SQLite file on a typo), or exit 1 with the reason.
+
+    A PostgreSQL URL's password is never printed.
+    """
+    from monitor.alerts._db import DATABASE_ERRORS, is_url, redact_secret, redact_url
     from monitor.alerts.store import AlertStore
 
-    path = store if store is not None else _settings(config).alerting.store_path
-    if not path.is_file():
-        typer.echo(f"no alert store at {path}", err=True)
-        raise typer.Exit(1)
+    location = store if store is not None else _settings(config).alerting.store_location()
+    if is_url(location):
+        shown = redact_url(str(location))
+    else:
+        location = Path(location)
+        shown = str(location)
+        if not location.is_file():
+            typer.echo(f"no alert store at {location}", err=True)
+            raise typer.Exit(1)
     try:
-        alert_store = AlertStore(path)
-    except sqlite3.DatabaseError as error:
-        typer.echo(f"cannot read alert store {path}: {error}", err=True)
+        alert_store = AlertStore(location)
+    except DATABASE_ERRORS as error:
+        reason = redact_secret(str(error), str(location)) if is_url(location) else str(error)
+        typer.echo(f"cannot read alert store {shown}: {reason}", err=True)
         raise typer.Exit(1) from None
     try:
         yield alert_store

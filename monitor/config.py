@@ -89,7 +89,12 @@ class AlertingSettings(BaseModel):
     """The alert store, the delivery channels and their retry schedule."""
 
     model_config = _frozen
+    #: The SQLite alert store of a single instance (used when ``store_url`` is unset).
     store_path: Path = Path("var/cardmon-alerts.db")
+    #: PostgreSQL, for several instances in one consumer group:
+    #: ``postgresql://user[:password]@host:5432/database``. Secret, as it may hold the
+    #: password (libpq's ``PGPASSWORD`` and ``~/.pgpass`` work too).
+    store_url: SecretStr | None = None
     policy_path: Path | None = None  # None: rules/alerting.yaml
     response_codes_path: Path | None = None  # None: rules/response_codes.yaml
     smtp: SmtpSettings = SmtpSettings()
@@ -121,6 +126,17 @@ class AlertingSettings(BaseModel):
     #: Zone for alert times when a manager has none.
     default_timezone: str = "UTC"
 
+
+    def store_location(self) -> Path | str:
+        """Where the alert store is: the ``store_url`` (with its password) if set, else ``store_path``."""
+        return self.store_url.get_secret_value() if self.store_url is not None else self.store_path
+
+    @model_validator(mode="after")
+    def _store_url_is_postgresql(self) -> AlertingSettings:
+        if self.store_url is not None and not self.store_url.get_secret_value().startswith(
+                ("postgresql://", "postgres://")):
+            raise ValueError("alerting.store_url must be a postgresql:// URL")
+        return self
 
     @model_validator(mode="after")
     def _sinks_and_fallback_have_targets(self) -> AlertingSettings:

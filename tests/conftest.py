@@ -1,4 +1,4 @@
-"""Shared fixtures: a real Kafka-compatible broker for the whole session.
+"""Shared fixtures: a real Kafka-compatible broker and a real PostgreSQL for the whole session.
 
 Set ``KAFKA_BOOTSTRAP_SERVERS`` to test against an existing Kafka instead of the
 embedded Tansu broker.
@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from monitor.broker import EmbeddedBroker
+from tests.postgres import PostgresServer, PostgresUnavailable, find_bindir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TABFORMER_CSV = REPO_ROOT.parent / "shared" / "data" / "tabformer" / "User0_credit_card_transactions.csv"
@@ -56,3 +57,16 @@ def promtool() -> str:
             pytest.fail("promtool not found and CARDMON_REQUIRE_PROMTOOL=1")
         pytest.skip("promtool not installed (Debian package 'prometheus')")
     return path
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server on 127.0.0.1 (Debian package ``postgresql``); skipped where absent, required in CI."""
+    try:
+        bindir = find_bindir()
+    except PostgresUnavailable as error:
+        if os.environ.get("CARDMON_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"{error} and CARDMON_REQUIRE_POSTGRES=1")
+        pytest.skip(f"{error}: apt-get install postgresql")
+    with PostgresServer(bindir) as server:
+        yield server

@@ -29,7 +29,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, Final, Literal, Protocol
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import psycopg
 
@@ -42,6 +42,7 @@ __all__ = [
     "SqliteDatabase",
     "connect",
     "is_url",
+    "redact_secret",
     "redact_url",
 ]
 
@@ -92,6 +93,14 @@ def redact_url(url: str) -> str:
         netloc = f"{user}:***@{hosts}" if colon else netloc
     query = re.sub(r"(?i)(^|&)(password=)[^&]*", r"\1\2***", parts.query)
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def redact_secret(text: str, url: str) -> str:
+    """Return ``text`` (an error message, say) with the password of ``url`` replaced by ``***``."""
+    password = urlsplit(url).password
+    for form in {password, unquote(password or "")} - {None, ""}:
+        text = text.replace(form, "***")
+    return text
 
 
 class Database(ABC):

@@ -59,7 +59,7 @@ async def _run_until(worker: DeliveryWorker, done: Callable[[], bool], timeout: 
 
 
 async def test_manager_receives_one_email_per_alert(
-    tmp_path: Path, make_failure: MakeFailure, smtp_server: Any
+    store_location: Path | str, make_failure: MakeFailure, smtp_server: Any
 ) -> None:
     """Three failures in one window and one 25 minutes later give the manager exactly two e-mails."""
     failures = [
@@ -68,7 +68,7 @@ async def test_manager_receives_one_email_per_alert(
         make_failure("ev-2", T0 + timedelta(minutes=6)),
         make_failure("ev-3", T0 + timedelta(minutes=31), currency="EUR", amount_minor=123450),
     ]
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with AlertStore(store_location) as store:
         store.record(failures)
         worker = DeliveryWorker(store, {"email": _email(smtp_server)}, **TINY_BACKOFF)
         assert await worker.deliver_due() == 2
@@ -99,10 +99,10 @@ async def test_manager_receives_one_email_per_alert(
 
 
 async def test_events_added_before_sending_are_in_the_message(
-    tmp_path: Path, make_failure: MakeFailure, smtp_server: Any
+    store_location: Path | str, make_failure: MakeFailure, smtp_server: Any
 ) -> None:
     """A failure recorded after the alert was raised but before it was sent is in the e-mail."""
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with AlertStore(store_location) as store:
         store.record([make_failure("ev-0", T0)])
         store.record([make_failure("ev-1", T0 + timedelta(minutes=1), amount_minor=777)])
         await DeliveryWorker(store, {"email": _email(smtp_server)}, **TINY_BACKOFF).deliver_due()
@@ -112,14 +112,13 @@ async def test_events_added_before_sending_are_in_the_message(
 
 
 async def test_a_pending_delivery_survives_a_crash(
-    tmp_path: Path, make_failure: MakeFailure, smtp_server: Any
+    store_location: Path | str, make_failure: MakeFailure, smtp_server: Any
 ) -> None:
     """An alert recorded by a process that stopped before sending is sent once after restart."""
-    path = tmp_path / "alerts.db"
-    crashed = AlertStore(path)
+    crashed = AlertStore(store_location)
     crashed.record([make_failure("ev-0", T0)])
     crashed.close()
-    with AlertStore(path) as store:
+    with AlertStore(store_location) as store:
         worker = DeliveryWorker(store, {"email": _email(smtp_server)}, **TINY_BACKOFF)
         assert await worker.deliver_due() == 1
         assert await worker.deliver_due() == 0
@@ -128,10 +127,10 @@ async def test_a_pending_delivery_survives_a_crash(
 
 
 async def test_concurrent_passes_never_send_twice(
-    tmp_path: Path, make_failure: MakeFailure, smtp_server: Any
+    store_location: Path | str, make_failure: MakeFailure, smtp_server: Any
 ) -> None:
     """Two workers on the same store, passing at the same time, send each alert once."""
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with AlertStore(store_location) as store:
         store.record([make_failure(f"ev-{i}", T0, customer_id=f"C-{i}") for i in range(5)])
         workers = [DeliveryWorker(store, {"email": _email(smtp_server)}, **TINY_BACKOFF) for _ in range(2)]
         sent = await asyncio.gather(*(w.deliver_due() for w in workers))
@@ -140,12 +139,12 @@ async def test_concurrent_passes_never_send_twice(
 
 
 async def test_webhook_retries_until_accepted_with_one_idempotency_key(
-    tmp_path: Path, make_failure: MakeFailure, http_receiver: StartReceiver
+    store_location: Path | str, make_failure: MakeFailure, http_receiver: StartReceiver
 ) -> None:
     """A receiver answering 500 twice then 200 gets three tries with the same key; the row is sent."""
     receiver = await http_receiver([500, 500, 200])
     results: list[tuple[str, str]] = []
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with AlertStore(store_location) as store:
         store.record([make_failure("ev-0", T0, manager=_hook_manager(receiver.url))])
         alert_id = store.list_alerts()[0].alert_id
         async with httpx.AsyncClient() as client:
@@ -165,12 +164,12 @@ async def test_webhook_retries_until_accepted_with_one_idempotency_key(
 
 
 async def test_a_receiver_that_always_fails_ends_failed_with_the_error(
-    tmp_path: Path, make_failure: MakeFailure, http_receiver: StartReceiver
+    store_location: Path | str, make_failure: MakeFailure, http_receiver: StartReceiver
 ) -> None:
     """After max_attempts refusals the row is failed, keeps the last error and is not retried."""
     receiver = await http_receiver([503])
     results: list[str] = []
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with AlertStore(store_location) as store:
         store.record([make_failure("ev-0", T0, manager=_hook_manager(receiver.url))])
         worker = DeliveryWorker(store, {"webhook": WebhookChannel(timeout=5)}, max_attempts=3,
                                 on_result=lambda ch, st, s: results.append(st), **TINY_BACKOFF)
@@ -187,11 +186,11 @@ async def test_a_receiver_that_always_fails_ends_failed_with_the_error(
 
 
 async def test_an_unreachable_smtp_relay_is_retried_later(
-    tmp_path: Path, make_failure: MakeFailure, unused_port: int
+    store_location: Path | str, make_failure: MakeFailure, unused_port: int
 ) -> None:
     """A refused SMTP connection is a retry with the error kept and a later due time."""
     results: list[str] = []
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with AlertStore(store_location) as store:
         store.record([make_failure("ev-0", T0)])
         channel = EmailChannel("127.0.0.1", unused_port, sender="cardmon@bank.example", timeout=2)
         worker = DeliveryWorker(store, {"email": channel}, backoff_initial=30, backoff_max=60,
@@ -206,10 +205,10 @@ async def test_an_unreachable_smtp_relay_is_retried_later(
 
 
 async def test_a_delivery_without_its_channel_fails_visibly(
-    tmp_path: Path, make_failure: MakeFailure
+    store_location: Path | str, make_failure: MakeFailure
 ) -> None:
     """A row for a channel the worker does not have is retried, then failed with the reason."""
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with AlertStore(store_location) as store:
         store.record([make_failure("ev-0", T0)], sinks=["jsonl"], channels=[])
         worker = DeliveryWorker(store, {}, max_attempts=2, **TINY_BACKOFF)
         await _run_until(worker, lambda: store.list_alerts()[0].status == "failed")
@@ -218,9 +217,9 @@ async def test_a_delivery_without_its_channel_fails_visibly(
     assert delivery.last_error == "LookupError: no channel named 'jsonl' is configured"
 
 
-def test_retry_delays_grow_exponentially_up_to_the_maximum(tmp_path: Path) -> None:
+def test_retry_delays_grow_exponentially_up_to_the_maximum(store_location: Path | str) -> None:
     """Retry delays double from the initial delay, plus jitter, and never pass the maximum."""
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with AlertStore(store_location) as store:
         worker = DeliveryWorker(store, {}, backoff_initial=1.0, backoff_max=10.0, backoff_jitter=0.5)
         for attempts, low in ((1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0)):
             assert low <= worker.retry_delay(attempts) <= min(low + 0.5, 10.0)
@@ -228,7 +227,7 @@ def test_retry_delays_grow_exponentially_up_to_the_maximum(tmp_path: Path) -> No
 
 
 async def test_real_tabformer_failures_read_as_their_source_amounts(
-    tmp_path: Path, make_failure: MakeFailure, smtp_server: Any, tabformer_csv: Path
+    store_location: Path | str, make_failure: MakeFailure, smtp_server: Any, tabformer_csv: Path
 ) -> None:
     """Declined TabFormer transactions reach the manager with the amount as the source wrote it."""
     rows = []
@@ -247,7 +246,7 @@ async def test_real_tabformer_failures_read_as_their_source_amounts(
         minor = int(Decimal(row["Amount"].lstrip("$")) * 100)
         failures.append(make_failure(f"tf-{i}", occurred, customer_id=f"U0-{i}",
                                      amount_minor=minor, response_meaning=row["Errors?"]))
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with AlertStore(store_location) as store:
         store.record(failures)
         assert await DeliveryWorker(store, {"email": _email(smtp_server)}).deliver_due() == 3
     bodies = sorted(m.get_content() for m in smtp_server.mail.messages)
@@ -264,10 +263,10 @@ class _SlowChannel:
 
 
 async def test_a_send_that_hangs_counts_as_a_failed_attempt(
-    tmp_path: Path, make_failure: MakeFailure
+    store_location: Path | str, make_failure: MakeFailure
 ) -> None:
     """A send longer than send_timeout is cut off and recorded as a TimeoutError retry."""
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with AlertStore(store_location) as store:
         store.record([make_failure("ev-0", T0)], channels=[], sinks=["slow"])
         worker = DeliveryWorker(store, {"slow": _SlowChannel()}, send_timeout=0.05, **TINY_BACKOFF)
         assert await worker.deliver_due() == 0
@@ -276,12 +275,12 @@ async def test_a_send_that_hangs_counts_as_a_failed_attempt(
 
 
 async def test_wake_delivers_without_waiting_for_the_poll_interval(
-        tmp_path: Path, make_failure: MakeFailure) -> None:
+        store_location: Path | str, tmp_path: Path, make_failure: MakeFailure) -> None:
     """A worker polling every 30 s still delivers a new alert at once when it is woken."""
     from monitor.alerts.channels import JsonLinesChannel
 
     sink = tmp_path / "alerts.jsonl"
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with AlertStore(store_location) as store:
         worker = DeliveryWorker(store, {"jsonl": JsonLinesChannel(sink)}, poll_interval=30.0)
         stop = asyncio.Event()
         task = asyncio.create_task(worker.run(stop))
@@ -323,13 +322,13 @@ async def _verifying_receiver(results: list[tuple[bool, bytes, dict[str, str]]])
 
 
 async def test_a_signed_webhook_verifies_and_a_tampered_body_does_not(
-    tmp_path: Path, make_failure: MakeFailure
+    store_location: Path | str, make_failure: MakeFailure
 ) -> None:
     """The receiver verifies cardmon's HMAC over timestamp and exact body; a changed body or old timestamp fails."""
     seen: list[tuple[bool, bytes, dict[str, str]]] = []
     runner, url = await _verifying_receiver(seen)
     try:
-        with AlertStore(tmp_path / "alerts.db") as store:
+        with AlertStore(store_location) as store:
             store.record([make_failure("ev-0", T0, manager=_hook_manager(url))])
             channel = WebhookChannel(timeout=5, signing_secret=SIGNING_SECRET)
             worker = DeliveryWorker(store, {"webhook": channel}, **TINY_BACKOFF)
@@ -356,14 +355,14 @@ async def test_a_signed_webhook_verifies_and_a_tampered_body_does_not(
 
 
 async def test_an_unsigned_webhook_is_refused_by_a_verifying_receiver(
-    tmp_path: Path, make_failure: MakeFailure
+    store_location: Path | str, make_failure: MakeFailure
 ) -> None:
     """Without the secret no signature headers are sent, and the verifying receiver answers 401."""
     seen: list[tuple[bool, bytes, dict[str, str]]] = []
     runner, url = await _verifying_receiver(seen)
     try:
         message_channel = WebhookChannel(timeout=5)
-        with AlertStore(tmp_path / "alerts.db") as store:
+        with AlertStore(store_location) as store:
             store.record([make_failure("ev-0", T0, manager=_hook_manager(url))])
             worker = DeliveryWorker(store, {"webhook": message_channel}, **TINY_BACKOFF)
             assert await worker.deliver_due() == 0
@@ -381,14 +380,14 @@ def _sample(registry: CollectorRegistry, channel: str, status: str) -> float | N
 
 
 async def test_after_the_last_attempt_the_alert_goes_to_the_fallback_and_is_failed(
-    tmp_path: Path, make_failure: MakeFailure, http_receiver: StartReceiver
+    store_location: Path | str, tmp_path: Path, make_failure: MakeFailure, http_receiver: StartReceiver
 ) -> None:
     """A webhook refusing every try: the fallback file gets the alert marked undelivered; the row is failed in store, export and metrics."""
     receiver = await http_receiver([503])
     registry = CollectorRegistry()
     metrics = PipelineMetrics(registry)
     fallback_file = tmp_path / "undelivered.jsonl"
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with AlertStore(store_location) as store:
         store.record([make_failure("ev-0", T0, manager=_hook_manager(receiver.url))])
         worker = DeliveryWorker(store, {"webhook": WebhookChannel(timeout=5)}, max_attempts=2,
                                 fallback=JsonLinesChannel(fallback_file),
@@ -415,13 +414,13 @@ async def test_after_the_last_attempt_the_alert_goes_to_the_fallback_and_is_fail
 
 
 async def test_the_operations_mailbox_as_fallback_gets_an_undelivered_notice(
-    tmp_path: Path, make_failure: MakeFailure, http_receiver: StartReceiver, smtp_server: Any
+    store_location: Path | str, make_failure: MakeFailure, http_receiver: StartReceiver, smtp_server: Any
 ) -> None:
     """With an e-mail fallback to operations, ops receives one mail naming the failed channel and the alert."""
     receiver = await http_receiver([500])
     ops = EmailChannel(smtp_server.host, smtp_server.port, sender="cardmon@bank.example",
                        recipient="ops@bank.example", timeout=5)
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with AlertStore(store_location) as store:
         store.record([make_failure("ev-0", T0, manager=_hook_manager(receiver.url))])
         worker = DeliveryWorker(store, {"webhook": WebhookChannel(timeout=5)}, max_attempts=1,
                                 fallback=ops, **TINY_BACKOFF)
@@ -438,7 +437,7 @@ async def test_the_operations_mailbox_as_fallback_gets_an_undelivered_notice(
 
 
 async def test_a_failing_fallback_is_recorded_not_hidden(
-    tmp_path: Path, make_failure: MakeFailure, http_receiver: StartReceiver, unused_port: int
+    store_location: Path | str, make_failure: MakeFailure, http_receiver: StartReceiver, unused_port: int
 ) -> None:
     """When the fallback fails too, the row is failed with both errors and the fallback failure is counted."""
     receiver = await http_receiver([500])
@@ -446,7 +445,7 @@ async def test_a_failing_fallback_is_recorded_not_hidden(
     metrics = PipelineMetrics(registry)
     dead_relay = EmailChannel("127.0.0.1", unused_port, sender="cardmon@bank.example",
                               recipient="ops@bank.example", timeout=2)
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with AlertStore(store_location) as store:
         store.record([make_failure("ev-0", T0, manager=_hook_manager(receiver.url))])
         worker = DeliveryWorker(store, {"webhook": WebhookChannel(timeout=5)}, max_attempts=1,
                                 fallback=dead_relay, on_result=metrics.alert_delivery, **TINY_BACKOFF)

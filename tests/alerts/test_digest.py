@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -26,9 +26,9 @@ MONDAY_6PM = datetime(2026, 3, 30, 16, 0, tzinfo=UTC)  # 18:00 CEST, the day aft
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> AlertStore:
-    """A fresh alert store file."""
-    with AlertStore(tmp_path / "alerts.db") as opened:
+def store(store_location: Path | str) -> Iterator[AlertStore]:
+    """A fresh alert store (a SQLite file or a PostgreSQL schema)."""
+    with AlertStore(store_location) as opened:
         yield opened
 
 
@@ -73,10 +73,10 @@ def test_a_0230_digest_on_the_fall_back_day_is_sent_once_not_twice(store: AlertS
 
 
 def test_two_instances_racing_claim_one_digest(
-    tmp_path: Path, make_failure: Callable[..., VipFailure]
+    store_location: Path | str, make_failure: Callable[..., VipFailure]
 ) -> None:
-    """Two stores on one SQLite file run the job at the same instant from two threads: one digest, one outbox row."""
-    path = tmp_path / "shared.db"
+    """Two stores on one SQLite file or PostgreSQL database run the job at the same instant from two threads: one digest, one outbox row."""
+    path = store_location
     with AlertStore(path) as first, AlertStore(path) as second:
         first.record([make_failure("ev-1", MONDAY_6PM - timedelta(hours=3), manager=CLAIRE)],
                      now=MONDAY_6PM - timedelta(hours=3))
@@ -160,15 +160,23 @@ async def test_the_digest_reaches_the_manager_over_smtp_with_counts_clients_and_
     assert [h.action for h in store.history(alerts["low"].alert_id)] == ["opened", "notified"]
 
 
-def test_an_outbox_row_still_needs_an_alert_or_a_digest(store: AlertStore, tmp_path: Path) -> None:
+def test_an_outbox_row_still_needs_an_alert_or_a_digest(store_location: Path | str) -> None:
     """Schema 3 keeps the outbox's referential check: a row naming neither an alert nor a digest is refused."""
     import sqlite3
 
-    store.close()
-    with sqlite3.connect(tmp_path / "alerts.db") as conn, pytest.raises(
-            sqlite3.IntegrityError, match="a delivery needs an alert or a digest"):
-        conn.execute("INSERT INTO deliveries (alert_id, channel, status, next_attempt_at, created_at, "
-                     "updated_at) VALUES ('al-nothing', 'email', 'pending', 'x', 'x', 'x')")
+    import psycopg
+
+    AlertStore(store_location).close()
+    insert = ("INSERT INTO deliveries (alert_id, channel, status, next_attempt_at, created_at, "
+              "updated_at) VALUES ('al-nothing', 'email', 'pending', 'x', 'x', 'x')")
+    if isinstance(store_location, Path):
+        with sqlite3.connect(store_location) as conn, pytest.raises(
+                sqlite3.IntegrityError, match="a delivery needs an alert or a digest"):
+            conn.execute(insert)
+    else:
+        with psycopg.connect(store_location) as pg, pytest.raises(
+                psycopg.errors.ForeignKeyViolation, match="a delivery needs an alert or a digest"):
+            pg.execute(insert)
 
 
 async def test_a_digest_the_relay_refuses_is_retried_and_then_sent_once(

@@ -20,10 +20,10 @@ ALERT_FIELDS = {"alert_id", "customer_id", "tier", "manager_id", "severity", "wi
 
 
 def test_export_writes_one_object_per_alert_with_canonical_fields(
-    tmp_path: Path, make_failure: Callable[..., VipFailure]
+    store_location: Path | str, make_failure: Callable[..., VipFailure]
 ) -> None:
     """Each alert is one JSON line with its deliveries and events in canonical contract fields."""
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with AlertStore(store_location) as store:
         store.record([
             make_failure("ev-0", T0),
             make_failure("ev-1", T0 + timedelta(minutes=2), response_code=None, status="timeout",
@@ -50,9 +50,9 @@ def test_export_writes_one_object_per_alert_with_canonical_fields(
     assert "claire.martin@bank.example" not in out.getvalue()
 
 
-def test_export_of_an_empty_store_writes_nothing(tmp_path: Path) -> None:
+def test_export_of_an_empty_store_writes_nothing(store_location: Path | str) -> None:
     """An empty store exports zero lines."""
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with AlertStore(store_location) as store:
         out = io.StringIO()
         assert export_jsonl(store, out) == 0
     assert out.getvalue() == ""

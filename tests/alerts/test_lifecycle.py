@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -47,9 +47,10 @@ RULES = EscalationPolicy.from_mapping({
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> AlertStore:
-    """A fresh alert store file."""
-    return AlertStore(tmp_path / "alerts.db")
+def store(store_location: Path | str) -> Iterator[AlertStore]:
+    """A fresh alert store (a SQLite file or a PostgreSQL schema)."""
+    with AlertStore(store_location) as opened:
+        yield opened
 
 
 def _record(store: AlertStore, make_failure: Callable[..., VipFailure], **overrides: object) -> str:
@@ -339,7 +340,7 @@ def _cli(*args: str) -> Result:
     return CliRunner().invoke(cli_app, ["alerts", *args])
 
 
-def _two_alerts(path: Path, make_failure: Callable[..., VipFailure]) -> tuple[str, str]:
+def _two_alerts(path: Path | str, make_failure: Callable[..., VipFailure]) -> tuple[str, str]:
     lonely = Manager(manager_id="RM-555", name="Sam Lone", email="sam.lone@bank.example")
     with AlertStore(path) as store:
         first = _record(store, make_failure)
@@ -350,10 +351,10 @@ def _two_alerts(path: Path, make_failure: Callable[..., VipFailure]) -> tuple[st
 
 
 def test_cli_ack_resolve_and_list_change_and_show_the_store(
-    tmp_path: Path, make_failure: Callable[..., VipFailure]
+    store_location: Path | str, make_failure: Callable[..., VipFailure]
 ) -> None:
-    """`alerts ack`, `alerts resolve` and `alerts list` act on the store file and say what happened."""
-    path = tmp_path / "alerts.db"
+    """`alerts ack`, `alerts resolve` and `alerts list` act on the store (file or PostgreSQL URL) and say what happened."""
+    path = store_location
     first, second = _two_alerts(path, make_failure)
     db = ["--store", str(path)]
 

@@ -130,12 +130,12 @@ def test_an_away_managers_alerts_follow_the_backup_chain() -> None:
 
 
 def test_the_store_holds_a_low_alert_until_monday_and_says_so(
-    tmp_path: Path, make_failure: Callable[..., VipFailure]
+    store_location: Path | str, make_failure: Callable[..., VipFailure]
 ) -> None:
     """A low alert recorded on Saturday is not claimable before Monday 08:00 Paris time; its history says why."""
     saturday = datetime(2026, 3, 28, 15, 0, tzinfo=UTC)
     monday_8am = datetime(2026, 3, 30, 6, 0, tzinfo=UTC)
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with AlertStore(store_location) as store:
         result = store.record([make_failure("ev-1", saturday, manager=CLAIRE, severity="low")],
                               now=saturday, sinks=["jsonl"], channels=["email"])
         [alert_id] = result.new_alert_ids
@@ -151,24 +151,24 @@ def test_the_store_holds_a_low_alert_until_monday_and_says_so(
 
 
 def test_a_high_alert_at_night_is_due_at_once_through_the_store(
-    tmp_path: Path, make_failure: Callable[..., VipFailure]
+    store_location: Path | str, make_failure: Callable[..., VipFailure]
 ) -> None:
     """A high alert at 03:30 on the spring-forward Sunday is claimable immediately, with no note."""
     night = datetime(2026, 3, 29, 1, 30, tzinfo=UTC)
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with AlertStore(store_location) as store:
         [alert_id] = store.record([make_failure("ev-1", night, manager=CLAIRE)], now=night).new_alert_ids
         assert [d.channel for d in store.claim_due(night)] == ["email"]
         assert store.history(alert_id)[0].note is None
 
 
 async def test_an_away_managers_alert_reaches_the_backup_by_email(
-    tmp_path: Path, make_failure: Callable[..., VipFailure], smtp_server: SmtpServer
+    store_location: Path | str, make_failure: Callable[..., VipFailure], smtp_server: SmtpServer
 ) -> None:
     """Claire on holiday: her client's alert is e-mailed to Jonas only, and the history says 'routed to backup: away'."""
     now = datetime(2026, 8, 5, 9, 0, tzinfo=UTC)
     claire = replace(CLAIRE, **HOLIDAY)
     managers = {m.manager_id: m for m in (claire, JONAS, INES)}
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with AlertStore(store_location) as store:
         [alert_id] = store.record([make_failure("ev-1", now, manager=claire)], now=now,
                                   managers=managers).new_alert_ids
         assert store.delivery_recipients(alert_id) == {1: "RM-042"}
@@ -185,12 +185,12 @@ async def test_an_away_managers_alert_reaches_the_backup_by_email(
 
 
 def test_an_away_manager_with_everyone_away_keeps_the_alert(
-    tmp_path: Path, make_failure: Callable[..., VipFailure]
+    store_location: Path | str, make_failure: Callable[..., VipFailure]
 ) -> None:
     """With the whole backup chain on holiday, the alert goes to its own manager and the history says so."""
     now = datetime(2026, 8, 5, 9, 0, tzinfo=UTC)
     managers = {m.manager_id: replace(m, **HOLIDAY) for m in (CLAIRE, JONAS, INES)}
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with AlertStore(store_location) as store:
         [alert_id] = store.record([make_failure("ev-1", now, manager=managers["RM-017"])], now=now,
                                   managers=managers).new_alert_ids
         assert store.delivery_recipients(alert_id) == {}

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from monitor.alerts.model import Manager, VipFailure
+from monitor.alerts.schema import SCHEMA_VERSION
 from monitor.alerts.store import AlertStore, alert_id_for, window_start_for
 
 T0 = datetime(2024, 5, 6, 12, 1, 30, tzinfo=UTC)
@@ -35,10 +36,10 @@ def test_alert_id_depends_only_on_client_and_window() -> None:
     assert alert_id_for("C-1001", start).startswith("al-") and len(alert_id_for("C-1001", start)) == 23
 
 
-def test_failures_within_one_window_make_one_alert(tmp_path: Path, make_failure: MakeFailure) -> None:
+def test_failures_within_one_window_make_one_alert(store_location: Path | str, make_failure: MakeFailure) -> None:
     """Three failures of one client within ten minutes become one alert with three events."""
     failures = [make_failure(f"ev-{i}", T0 + timedelta(minutes=3 * i)) for i in range(3)]
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with AlertStore(store_location) as store:
         result = store.record(failures)
         assert len(result.new_alert_ids) == 1
         assert result.events_inserted == 3 and result.events_duplicate == 0
@@ -51,9 +52,9 @@ def test_failures_within_one_window_make_one_alert(tmp_path: Path, make_failure:
         assert [d.channel for d in alert.deliveries] == ["email"]
 
 
-def test_grouping_does_not_depend_on_arrival_order(tmp_path: Path, make_failure: MakeFailure) -> None:
+def test_grouping_does_not_depend_on_arrival_order(store_location: Path | str, make_failure: MakeFailure) -> None:
     """Events recorded newest first, in separate batches, land in the same alert."""
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with AlertStore(store_location) as store:
         store.record([make_failure("ev-late", T0 + timedelta(minutes=7))])
         result = store.record([make_failure("ev-early", T0)])
         (alert,) = store.list_alerts()
@@ -61,9 +62,9 @@ def test_grouping_does_not_depend_on_arrival_order(tmp_path: Path, make_failure:
     assert alert.first_event_at == T0 and alert.event_count == 2
 
 
-def test_failures_25_minutes_apart_make_two_alerts(tmp_path: Path, make_failure: MakeFailure) -> None:
+def test_failures_25_minutes_apart_make_two_alerts(store_location: Path | str, make_failure: MakeFailure) -> None:
     """Failures of one client 25 minutes apart fall in different windows: two alerts."""
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with AlertStore(store_location) as store:
         result = store.record([make_failure("ev-a", T0), make_failure("ev-b", T0 + timedelta(minutes=25))])
         alerts = store.list_alerts()
     assert len(result.new_alert_ids) == 2
@@ -71,17 +72,17 @@ def test_failures_25_minutes_apart_make_two_alerts(tmp_path: Path, make_failure:
     assert result.deliveries_enqueued == 2
 
 
-def test_different_clients_get_different_alerts(tmp_path: Path, make_failure: MakeFailure) -> None:
+def test_different_clients_get_different_alerts(store_location: Path | str, make_failure: MakeFailure) -> None:
     """Two clients failing in the same minute get one alert each."""
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with AlertStore(store_location) as store:
         store.record([make_failure("ev-a", T0), make_failure("ev-b", T0, customer_id="C-2002")])
         assert sorted(a.customer_id for a in store.list_alerts()) == ["C-1001", "C-2002"]
 
 
-def test_replay_creates_no_alert_and_no_delivery(tmp_path: Path, make_failure: MakeFailure) -> None:
+def test_replay_creates_no_alert_and_no_delivery(store_location: Path | str, make_failure: MakeFailure) -> None:
     """Recording the same failures again (a replay) changes nothing and is counted."""
     failures = [make_failure(f"ev-{i}", T0 + timedelta(minutes=i)) for i in range(3)]
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with AlertStore(store_location) as store:
         first = store.record(failures, sinks=["jsonl"])
         replay = store.record(list(reversed(failures)), sinks=["jsonl"])
         (alert,) = store.list_alerts()
@@ -92,20 +93,20 @@ def test_replay_creates_no_alert_and_no_delivery(tmp_path: Path, make_failure: M
     assert alert.event_count == 3 and len(alert.deliveries) == 2
 
 
-def test_a_duplicate_inside_one_batch_is_counted_once(tmp_path: Path, make_failure: MakeFailure) -> None:
+def test_a_duplicate_inside_one_batch_is_counted_once(store_location: Path | str, make_failure: MakeFailure) -> None:
     """The same event_id twice in one batch is stored once."""
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with AlertStore(store_location) as store:
         result = store.record([make_failure("ev-1", T0), make_failure("ev-1", T0)])
         assert (result.events_inserted, result.events_duplicate) == (1, 1)
         assert store.list_alerts()[0].event_count == 1
 
 
-def test_deliveries_follow_the_manager_and_the_sinks(tmp_path: Path, make_failure: MakeFailure) -> None:
+def test_deliveries_follow_the_manager_and_the_sinks(store_location: Path | str, make_failure: MakeFailure) -> None:
     """A manager with e-mail and webhook plus two sinks gives four deliveries; none gives unrouted."""
     both = Manager(manager_id="RM-1", name="Bo", email="bo@bank.example",
                    webhook_url="https://hooks.bank.example/rm/1")
     silent = Manager(manager_id="RM-2", name="Cy")
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with AlertStore(store_location) as store:
         store.record([make_failure("ev-1", T0, manager=both)], sinks=["console", "jsonl"])
         store.record([make_failure("ev-2", T0, customer_id="C-2", manager=silent)])
         routed, unrouted = sorted(store.list_alerts(), key=lambda a: a.customer_id)
@@ -114,9 +115,9 @@ def test_deliveries_follow_the_manager_and_the_sinks(tmp_path: Path, make_failur
     assert unrouted.deliveries == () and unrouted.status == "unrouted"
 
 
-def test_severity_and_action_follow_the_worst_event(tmp_path: Path, make_failure: MakeFailure) -> None:
+def test_severity_and_action_follow_the_worst_event(store_location: Path | str, make_failure: MakeFailure) -> None:
     """The alert keeps the highest severity and that event's suggested action."""
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with AlertStore(store_location) as store:
         store.record([make_failure("ev-1", T0, severity="low", suggested_action="Watch.")])
         store.record([make_failure("ev-2", T0 + timedelta(minutes=1), severity="high",
                                    suggested_action="Call now.")])
@@ -126,34 +127,43 @@ def test_severity_and_action_follow_the_worst_event(tmp_path: Path, make_failure
     assert (alert.severity, alert.suggested_action) == ("high", "Call now.")
 
 
-def test_manager_and_client_snapshot_is_stored(tmp_path: Path, make_failure: MakeFailure, paris_manager: Manager) -> None:
+def test_manager_and_client_snapshot_is_stored(store_location: Path | str, make_failure: MakeFailure, paris_manager: Manager) -> None:
     """The alert keeps the manager and client as they were when it was raised."""
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with AlertStore(store_location) as store:
         store.record([make_failure("ev-1", T0)])
         (alert,) = store.list_alerts()
     assert alert.manager == replace(paris_manager, phone=None)
     assert (alert.customer_id, alert.customer_name, alert.tier) == ("C-1001", "Ada Lovelace", "private")
 
 
-def test_no_raw_pan_reaches_the_database_file(tmp_path: Path, make_failure: MakeFailure) -> None:
-    """A PAN slipped into card_ref, pan_masked or free text is masked before it is written."""
-    pan = "4111111111111111"
+def test_no_raw_pan_reaches_the_database_file(
+    store_location: Path | str, tmp_path: Path, make_failure: MakeFailure, request: pytest.FixtureRequest
+) -> None:
+    """A PAN slipped into card_ref, pan_masked or free text is masked before it is written (file, tables or WAL)."""
+    pan = "4000056655665556"
     failure = make_failure("ev-1", T0, card_ref=pan, pan_masked=pan,
                            response_meaning=f"Do not honour {pan}",
                            suggested_action=f"Block card {pan}")
-    path = tmp_path / "alerts.db"
-    with AlertStore(path) as store:
+    with AlertStore(store_location) as store:
         store.record([failure])
         (event,) = store.alert_events(store.list_alerts()[0].alert_id)
-    assert event.card_ref == event.pan_masked == "411111******1111"
-    raw = b"".join(p.read_bytes() for p in tmp_path.iterdir())
+    assert event.card_ref == event.pan_masked == "400005******5556"
+    if isinstance(store_location, Path):
+        files = list(tmp_path.iterdir())
+    else:  # every page PostgreSQL wrote: tables, indexes, WAL
+        server = request.getfixturevalue("postgres")
+        with server.connect() as conn:
+            conn.execute("CHECKPOINT")
+        files = server.data_files()
+    raw = b"".join(p.read_bytes() for p in files)
+    assert b"400005******5556" in raw  # the check reads what the store wrote
     assert pan.encode() not in raw
 
 
-def test_outbox_claim_leases_rows_and_marks_are_final(tmp_path: Path, make_failure: MakeFailure) -> None:
+def test_outbox_claim_leases_rows_and_marks_are_final(store_location: Path | str, make_failure: MakeFailure) -> None:
     """A claimed row is not claimed again during its lease; sent and failed rows leave the outbox."""
     now = datetime.now(UTC)
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with AlertStore(store_location) as store:
         store.record([make_failure("ev-1", T0)], sinks=["jsonl"], now=now)
         email, jsonl = store.claim_due(now, 10, lease_seconds=30)
         assert store.claim_due(now, 10) == []
@@ -171,10 +181,10 @@ def test_outbox_claim_leases_rows_and_marks_are_final(tmp_path: Path, make_failu
     assert alert.status == "notified"
 
 
-def test_an_expired_lease_makes_the_row_due_again(tmp_path: Path, make_failure: MakeFailure) -> None:
+def test_an_expired_lease_makes_the_row_due_again(store_location: Path | str, make_failure: MakeFailure) -> None:
     """A row claimed by a worker that died is claimed again once its lease ends."""
     now = datetime.now(UTC)
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with AlertStore(store_location) as store:
         store.record([make_failure("ev-1", T0)], now=now)
         (claimed,) = store.claim_due(now, 10, lease_seconds=30)
         assert store.claim_due(now + timedelta(seconds=29), 10) == []
@@ -182,35 +192,39 @@ def test_an_expired_lease_makes_the_row_due_again(tmp_path: Path, make_failure: 
     assert reclaimed.delivery_id == claimed.delivery_id and reclaimed.attempts == 0
 
 
-def test_committed_alerts_survive_reopening(tmp_path: Path, make_failure: MakeFailure) -> None:
-    """What record returned is in the file for a new store on the same path."""
-    path = tmp_path / "var" / "alerts.db"
-    store = AlertStore(path)
+def test_committed_alerts_survive_reopening(
+    store_location: Path | str, tmp_path: Path, make_failure: MakeFailure
+) -> None:
+    """What record returned is in the store for a new connection to the same file or database."""
+    location = tmp_path / "var" / "alerts.db" if isinstance(store_location, Path) else store_location
+    store = AlertStore(location)
     result = store.record([make_failure("ev-1", T0)])
     store.close()
-    with AlertStore(path) as reopened:
+    with AlertStore(location) as reopened:
         (alert,) = reopened.list_alerts()
         assert alert.alert_id == result.new_alert_ids[0]
         assert [d.status for d in alert.deliveries] == ["pending"]
-    with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert reopened.schema_version == SCHEMA_VERSION
+    if isinstance(location, Path):
+        with sqlite3.connect(location) as conn:
+            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_a_failed_record_commits_nothing(tmp_path: Path, make_failure: MakeFailure) -> None:
+def test_a_failed_record_commits_nothing(store_location: Path | str, make_failure: MakeFailure) -> None:
     """If one failure of a batch is invalid, none of the batch is stored."""
     naive = make_failure("ev-2", datetime(2024, 5, 6, 12, 0))
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with AlertStore(store_location) as store:
         with pytest.raises(ValueError, match="timezone-aware"):
             store.record([make_failure("ev-1", T0), naive])
         assert store.list_alerts() == []
         assert store.record([make_failure("ev-1", T0)]).events_inserted == 1
 
 
-def test_unconfigured_manager_channels_get_no_delivery(tmp_path: Path, make_failure: MakeFailure) -> None:
+def test_unconfigured_manager_channels_get_no_delivery(store_location: Path | str, make_failure: MakeFailure) -> None:
     """Without an e-mail channel configured, a manager's e-mail address gets no outbox row."""
     both = Manager(manager_id="RM-1", name="Bo", email="bo@bank.example",
                    webhook_url="https://hooks.bank.example/rm/1")
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with AlertStore(store_location) as store:
         result = store.record([make_failure("ev-1", T0, manager=both)], channels=["webhook"],
                               sinks=["jsonl"])
         (alert,) = store.list_alerts()
@@ -218,10 +232,10 @@ def test_unconfigured_manager_channels_get_no_delivery(tmp_path: Path, make_fail
     assert [d.channel for d in alert.deliveries] == ["webhook", "jsonl"]
 
 
-def test_pending_count_follows_the_outbox(tmp_path: Path, make_failure: MakeFailure) -> None:
+def test_pending_count_follows_the_outbox(store_location: Path | str, make_failure: MakeFailure) -> None:
     """The pending count is what still waits to be sent: it falls as deliveries are sent or fail."""
     now = datetime.now(UTC)
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with AlertStore(store_location) as store:
         assert store.pending_count() == 0
         store.record([make_failure("ev-1", T0)], sinks=["jsonl"], now=now)
         assert store.pending_count() == 2
