@@ -235,10 +235,10 @@ class MonitorApp:
             status_task = asyncio.create_task(self.health.run(stop), name="cardmon-device-status")
             kafka = self.settings.kafka
             log.info("cardmon running: Kafka %s, topic %s, group %s, dead letters to %s; "
-                     "%d VIP clients of %d managers; alert store %r; channels %s; metrics at %s; "
+                     "%d VIP clients of %d managers; alert store %s; channels %s; metrics at %s; "
                      "alert API at %s",
                      kafka.bootstrap_servers, kafka.topic, kafka.group_id, kafka.dead_letter_topic,
-                     len(self.vip.current), len(self.vip.current.managers), self.store,
+                     len(self.vip.current), len(self.vip.current.managers), self.store.location,
                      ", ".join(sorted(self.channels)), server.url,
                      api_server.url if api_server is not None else "off")
             worker_task = asyncio.create_task(self.worker.run(stop), name="cardmon-delivery")

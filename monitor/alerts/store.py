@@ -299,6 +299,11 @@ class AlertStore:
             raise
 
     @property
+    def location(self) -> str:
+        """The SQLite file, or the PostgreSQL URL with its password replaced by ``***``."""
+        return self._location
+
+    @property
     def dialect(self) -> str:
         """``sqlite`` or ``postgresql``."""
         return self._conn.dialect
