@@ -198,3 +198,15 @@ def test_isolated_settings_ignore_the_environment(monkeypatch: pytest.MonkeyPatc
     assert settings.alerting.smtp.host is None
     assert settings.kafka.topic == "card.transactions"
     assert settings.kafka.bootstrap_servers == "127.0.0.1:1"
+
+
+def test_the_alert_store_is_sqlite_by_default_and_postgresql_by_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``store_path`` is the store until ``store_url`` is set; the URL is secret and must be postgresql://."""
+    assert Settings().alerting.store_location() == Path("var/cardmon-alerts.db")
+    url = "postgresql://cardmon:pg-s3cret@db.bank.internal:5432/cardmon"
+    monkeypatch.setenv("CARDMON_ALERTING__STORE_URL", url)
+    settings = Settings()
+    assert settings.alerting.store_location() == url
+    assert "pg-s3cret" not in repr(settings) and "pg-s3cret" not in str(settings.model_dump())
+    with pytest.raises(pydantic.ValidationError, match="postgresql:// URL"):
+        Settings(alerting={"store_url": "mysql://cardmon@db/cardmon"})

@@ -97,8 +97,8 @@ def redact_url(url: str) -> str:
 
 def redact_secret(text: str, url: str) -> str:
     """Return ``text`` (an error message, say) with the password of ``url`` replaced by ``***``."""
-    password = urlsplit(url).password
-    for form in {password, unquote(password or "")} - {None, ""}:
+    password = urlsplit(url).password or ""
+    for form in {password, unquote(password)} - {""}:
         text = text.replace(form, "***")
     return text
 
