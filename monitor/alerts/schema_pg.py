@@ -173,7 +173,6 @@ def migrate_pg(db: Database, where: str) -> None:
             cardmon lacks the PostgreSQL statements of a version.
     """
     db.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
-    db.execute("CREATE TABLE IF NOT EXISTS cardmon_schema (version INTEGER NOT NULL)")
     version = pg_schema_version(db)
     if version > SCHEMA_VERSION:
         raise psycopg.DatabaseError(
@@ -184,7 +183,10 @@ def migrate_pg(db: Database, where: str) -> None:
     if missing:
         raise psycopg.DatabaseError(
             f"this cardmon has no PostgreSQL statements for schema version(s) {missing}")
+    if version == SCHEMA_VERSION:
+        return  # the usual start: nothing to create, so no CREATE privilege needed
     if version == 0:
+        db.execute("CREATE TABLE cardmon_schema (version INTEGER NOT NULL)")
         for statement in _SCHEMA:
             db.execute(statement)
         db.execute("INSERT INTO cardmon_schema (version) VALUES (?)", (PG_BASE_VERSION,))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -10,6 +12,7 @@ import pytest
 
 from monitor.alerts import schema_pg
 from monitor.alerts.schema import _MIGRATIONS as SQLITE_MIGRATIONS
+from monitor.alerts.model import VipFailure
 from monitor.alerts.schema import SCHEMA_VERSION
 from monitor.alerts.store import AlertStore
 from tests.postgres import PostgresServer
@@ -66,3 +69,26 @@ def test_a_postgresql_store_from_a_newer_cardmon_is_refused(postgres: PostgresSe
         AlertStore(url)
     with psycopg.connect(url) as pg:
         assert pg.execute("SELECT version FROM cardmon_schema").fetchall() == [(99,)]
+
+
+def test_an_existing_store_runs_with_a_role_that_may_only_read_insert_and_update(
+    postgres: PostgresServer, make_failure: Callable[..., VipFailure]
+) -> None:
+    """Once the schema exists, an instance whose role has SELECT, INSERT and UPDATE only records, sends and acknowledges."""
+    url = postgres.new_store_url()
+    AlertStore(url).close()
+    schema = url.rsplit("%3D", 1)[1]
+    role = f"app_{schema}"
+    with postgres.connect() as admin:
+        admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'app-pw'")
+        admin.execute(f"GRANT USAGE ON SCHEMA {schema} TO {role}")
+        admin.execute(f"GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA {schema} TO {role}")
+        admin.execute(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA {schema} TO {role}")
+    app_url = url.replace(f"cardmon:{postgres.password}@", f"{role}:app-pw@")
+    now = datetime.now(UTC)
+    with AlertStore(app_url) as store:
+        (alert_id,) = store.record([make_failure("ev-1", now)], now=now).new_alert_ids
+        (delivery,) = store.claim_due(now)
+        assert store.mark_sent(delivery.delivery_id, now)
+        assert store.acknowledge(alert_id, by="RM-017", via="api").changed
+        assert store.state_of(alert_id) == "acknowledged"
