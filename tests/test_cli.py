@@ -20,6 +20,7 @@ from monitor.alerts.model import AlertEvent, Manager, VipFailure
 from monitor.alerts.store import AlertStore
 from monitor.broker import free_port
 from monitor.cli import app
+from tests.postgres import PostgresServer
 
 runner = CliRunner()
 CARDMON = Path(sys.executable).parent / "cardmon"
@@ -99,6 +100,24 @@ def test_alerts_export_without_a_store_fails(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert f"no alert store at {missing}" in result.stderr
     assert not missing.exists()  # the export must not create an empty store
+
+
+def test_alerts_on_postgresql_follow_the_settings_and_never_print_the_password(
+    postgres: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`alerts list` uses alerting.store_url when set; a refused login exits 1 without printing the password."""
+    url = postgres.new_store_url()
+    AlertStore(url).close()
+    monkeypatch.setenv("CARDMON_ALERTING__STORE_URL", url)
+    listed = runner.invoke(app, ["alerts", "list"])
+    assert listed.exit_code == 0, listed.output
+    assert listed.stdout.split()[:4] == ["ALERT", "STATE", "SEVERITY", "MANAGER"]
+    wrong = url.replace(postgres.password, "Wr0ng-pw-1234")
+    refused = runner.invoke(app, ["alerts", "list", "--store", wrong])
+    assert refused.exit_code == 1
+    assert refused.stderr.startswith("cannot read alert store postgresql://cardmon:***@127.0.0.1:")
+    assert "password authentication failed" in refused.stderr
+    assert "Wr0ng-pw-1234" not in refused.output and postgres.password not in refused.output
 
 
 def _port_open(port: int) -> bool:
