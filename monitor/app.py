@@ -39,6 +39,7 @@ from monitor.classify import ResponseCodeTable
 from monitor.config import AlertingSettings, Settings
 from monitor.consumer import TransactionConsumer, ensure_topics
 from monitor.health.service import TerminalHealthService
+from monitor.incidents import IncidentChange, IncidentDetector, IncidentRules
 from monitor.metrics import PipelineMetrics, serve
 from monitor.paths import rules_path
 from monitor.pipeline import BatchProcessor
@@ -122,6 +123,8 @@ class MonitorApp:
         self.codes = ResponseCodeTable.load(alerting.response_codes_path or rules_path("response_codes.yaml"))
         self.policy = AlertPolicy.load(alerting.policy_path or rules_path("alerting.yaml"))
         self.escalation = EscalationPolicy.load(alerting.policy_path or rules_path("alerting.yaml"))
+        self.incident_rules = IncidentRules.load(alerting.policy_path or rules_path("alerting.yaml"))
+        self.incidents = IncidentDetector(self.incident_rules) if self.incident_rules else None
         api = settings.api
         self.links = (AckLinks(api.link_secret.get_secret_value(),
                                api.public_url or f"http://{api.host}:{api.port}",
@@ -134,7 +137,7 @@ class MonitorApp:
                                             registry=self.registry, metrics=self.metrics)
         self.processor = BatchProcessor(codes=self.codes, policy=self.policy,
                                         registry=self.vip, metrics=self.metrics,
-                                        observers=self.health.observers)
+                                        observers=self.health.observers, incidents=self.incidents)
         self.consumer = TransactionConsumer(settings.kafka, processor=self.processor,
                                             record_failures=self._record, metrics=self.metrics)
         self.worker = DeliveryWorker(
@@ -153,12 +156,14 @@ class MonitorApp:
         self.store_summary = 0  # alerts in the store when run() ended
         self._sinks = tuple(name for name in settings.alerting.sinks if name in self.channels)
 
-    async def _record(self, failures: Sequence[VipFailure]) -> None:
+    async def _record(self, failures: Sequence[VipFailure],
+                      incidents: Sequence[IncidentChange] = ()) -> None:
         result = await asyncio.to_thread(
             self.store.record, failures,
             window_seconds=self.policy.grouping_window_seconds,
             sinks=self._sinks, channels=self._enabled_channels,
             managers=self.vip.current.managers,  # an away manager's alerts go to the backup
+            incidents=incidents, incident_rules=self.incident_rules,
         )
         if result.deliveries_enqueued:
             self.worker.wake()
@@ -203,6 +208,9 @@ class MonitorApp:
         """
         self.vip.load()
         self.health.load()
+        if self.incidents is not None:  # outages still open when the last run stopped
+            self.incidents.restore(await asyncio.to_thread(self.store.list_incidents, open_only=True,
+                                                           limit=500))
         self._report_registry()
         server = serve(self.registry, self.settings.metrics.host, self.settings.metrics.port)
         scheduler = AsyncIOScheduler(timezone="UTC")
