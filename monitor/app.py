@@ -31,6 +31,7 @@ from monitor.alerts.delivery import DeliveryWorker
 from monitor.alerts.digest import digests_due
 from monitor.alerts.lifecycle import EscalationPolicy, escalate_due
 from monitor.alerts.model import VipFailure
+from monitor.alerts.ratelimit import RateLimit, summaries_due
 from monitor.alerts.routing import MANAGER_CHANNEL_KINDS
 from monitor.alerts.store import AlertStore
 from monitor.alerts.tokens import AckLinks
@@ -125,6 +126,7 @@ class MonitorApp:
         self.escalation = EscalationPolicy.load(alerting.policy_path or rules_path("alerting.yaml"))
         self.incident_rules = IncidentRules.load(alerting.policy_path or rules_path("alerting.yaml"))
         self.incidents = IncidentDetector(self.incident_rules) if self.incident_rules else None
+        self.rate_limit = RateLimit.load(alerting.policy_path or rules_path("alerting.yaml"))
         api = settings.api
         self.links = (AckLinks(api.link_secret.get_secret_value(),
                                api.public_url or f"http://{api.host}:{api.port}",
@@ -163,7 +165,7 @@ class MonitorApp:
             window_seconds=self.policy.grouping_window_seconds,
             sinks=self._sinks, channels=self._enabled_channels,
             managers=self.vip.current.managers,  # an away manager's alerts go to the backup
-            incidents=incidents, incident_rules=self.incident_rules,
+            incidents=incidents, incident_rules=self.incident_rules, rate_limit=self.rate_limit,
         )
         if result.deliveries_enqueued:
             self.worker.wake()
@@ -174,6 +176,16 @@ class MonitorApp:
         claimed = await asyncio.to_thread(digests_due, self.store, datetime.now(UTC),
                                           self.vip.current.managers, channels=self._enabled_channels)
         if any(d.alert_count for d in claimed):
+            self.worker.wake()
+
+    async def _send_summaries(self) -> None:
+        # Claimed in the store (one summary per manager and first capped alert): safe
+        # to run on every instance.
+        if self.rate_limit is None:
+            return
+        claimed = await asyncio.to_thread(summaries_due, self.store, datetime.now(UTC), self.rate_limit,
+                                          self.vip.current.managers, channels=self._enabled_channels)
+        if claimed:
             self.worker.wake()
 
     def _report_registry(self) -> None:
@@ -221,6 +233,8 @@ class MonitorApp:
                           max_instances=1, coalesce=True)
         scheduler.add_job(self._send_digests, "cron", minute="*", second=0,
                           id="alert-digests", max_instances=1, coalesce=True)
+        scheduler.add_job(self._send_summaries, "interval", seconds=30, id="alert-summaries",
+                          max_instances=1, coalesce=True)
         scheduler.add_job(self._escalate, "interval",
                           seconds=self.settings.alerting.escalation_interval_seconds,
                           id="alert-escalation", max_instances=1, coalesce=True)

@@ -281,6 +281,19 @@ _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
             created_at TEXT NOT NULL,
             UNIQUE (incident_id, manager_id, seq)
         )""",
+        # The per-manager rate cap: an alert over the cap waits for the manager's next
+        # summary (summaries, claimed once per manager and first held alert).
+        "ALTER TABLE alerts ADD COLUMN capped_at TEXT",
+        "ALTER TABLE alerts ADD COLUMN summary_id TEXT",
+        "CREATE INDEX alerts_capped ON alerts (capped_at, manager_id) WHERE capped_at IS NOT NULL",
+        """CREATE TABLE summaries (
+            summary_id TEXT PRIMARY KEY,
+            manager_id TEXT NOT NULL,
+            period_start TEXT NOT NULL,
+            period_end TEXT NOT NULL,
+            alert_count INTEGER NOT NULL,
+            created_at TEXT NOT NULL
+        )""",
         # The outbox gets the status 'merged' and may name a notice (rebuild: SQLite
         # cannot change a CHECK constraint in place; the trigger goes with the table).
         """CREATE TABLE deliveries_v4 (
@@ -316,6 +329,7 @@ _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
             WHEN NOT EXISTS (SELECT 1 FROM alerts WHERE alert_id = NEW.alert_id)
              AND NOT EXISTS (SELECT 1 FROM digests WHERE digest_id = NEW.alert_id)
              AND NOT EXISTS (SELECT 1 FROM incident_notices WHERE notice_id = NEW.alert_id)
+             AND NOT EXISTS (SELECT 1 FROM summaries WHERE summary_id = NEW.alert_id)
             BEGIN
                 SELECT RAISE(ABORT,
                     'FOREIGN KEY constraint failed: a delivery needs an alert, a digest or a notice');

@@ -57,6 +57,7 @@ from monitor.alerts.model import (
     VipFailure,
 )
 from monitor.alerts.preferences import covering_manager, delivery_time, manager_zone
+from monitor.alerts.ratelimit import RateLimit, Summary, summary_id_for
 from monitor.alerts.routing import channels_for
 from monitor.alerts.schema import migrate
 from monitor.decoder import is_pan, mask_pan, scrub_pans
@@ -183,6 +184,7 @@ class _Routes:
     sinks: tuple[str, ...]  # global sinks every new alert goes to
     managers: Mapping[str, Manager] | None = None  # <manager_id: registry entry>, for backups
     incidents: IncidentRules | None = None  # storm control (None: every alert on its own)
+    rate_limit: RateLimit | None = None  # per-manager message cap (None: no cap)
 
 
 def window_start_for(occurred_at: datetime, window_seconds: int = DEFAULT_WINDOW_SECONDS) -> datetime:
@@ -328,6 +330,7 @@ class AlertStore:
         managers: Mapping[str, Manager] | None = None,
         incidents: Sequence[IncidentChange] = (),
         incident_rules: IncidentRules | None = None,
+        rate_limit: RateLimit | None = None,
     ) -> RecordResult:
         """Store failures as alerts and enqueue deliveries, in one committed transaction.
 
@@ -354,6 +357,9 @@ class AlertStore:
                 alerts stay with their own manager.
             incidents: the batch's incident changes (:class:`IncidentChange`).
             incident_rules: the storm-control rules; ``None`` turns it off.
+            rate_limit: the per-manager cap (:mod:`monitor.alerts.ratelimit`): a new
+                alert whose manager is at the cap gets no message of its own and
+                waits for the manager's next summary; ``None``: no cap.
 
         Returns:
             A :class:`RecordResult`; it is returned only after the commit.
@@ -367,7 +373,7 @@ class AlertStore:
         stamp = _ts(now or datetime.now(UTC))
         enabled = ("email", "webhook") if channels is None else tuple(channels)
         routes = _Routes(enabled=enabled, sinks=tuple(sinks), managers=managers,
-                         incidents=incident_rules)
+                         incidents=incident_rules, rate_limit=rate_limit)
         new: dict[str, None] = {}
         updated: dict[str, None] = {}
         inserted = duplicate = enqueued = 0
@@ -477,6 +483,10 @@ class AlertStore:
         other = recipient.manager_id != manager.manager_id
         rows = [(route.channel, _ts(due), recipient if other else None)
                 for route in channels_for(recipient, severity, routes.enabled)]
+        capped = rows and _at_cap(conn, alert_id, manager.manager_id, routes, now)
+        if capped:
+            rows = []
+            conn.execute("UPDATE alerts SET capped_at = ? WHERE alert_id = ?", (stamp, alert_id))
         rows += [(sink, stamp, None) for sink in routes.sinks if sink not in [r[0] for r in rows]]
         count = 0
         for channel, next_attempt_at, to in rows:
@@ -491,7 +501,10 @@ class AlertStore:
                    if to is not None else ("", None, None, None, None))),
             ).rowcount
         notes = [coverage.note] if coverage.note else []
-        if hold_seconds and due == now + timedelta(seconds=hold_seconds):
+        if capped and routes.rate_limit is not None:
+            notes.append(f"rate cap: {manager.manager_id} had {routes.rate_limit.max_messages} messages "
+                         f"in {routes.rate_limit.per_seconds} s; this alert goes in their next summary")
+        elif hold_seconds and due == now + timedelta(seconds=hold_seconds):
             notes.append(f"held {hold_seconds:g} s for storm control: an incident may take it in")
         elif due > now:
             local = due.astimezone(manager_zone(recipient)).strftime("%a %d %b %Y %H:%M %Z")
@@ -1007,6 +1020,86 @@ class AlertStore:
             ).fetchall()
         return [(_alert(row, ()), row["state"]) for row in rows]
 
+
+    # -- the per-manager rate cap (monitor/alerts/ratelimit.py) ----------------------
+
+    def claim_summaries(
+        self,
+        cutoff: datetime,
+        *,
+        at: datetime,
+        managers: Mapping[str, Manager],
+        channels: Sequence[str] = ("email", "webhook"),
+    ) -> list[Summary]:
+        """Claim each manager's capped alerts into one summary, when the oldest waited enough.
+
+        In one transaction per call: for each manager whose oldest capped alert not yet
+        in a summary was capped at or before ``cutoff``, insert the summary (its ID
+        derives from the manager and that alert's time: a second instance inserts
+        nothing), stamp the alerts with it and enqueue it to whoever covers the
+        manager, on their channels for the highest severity among the alerts.
+
+        Returns:
+            The summaries claimed by this call.
+        """
+        stamp = _ts(at)
+        claimed: list[Summary] = []
+        with self._lock, self._transaction() as conn:
+            rows = conn.execute(
+                """SELECT manager_id, min(capped_at) AS first, max(capped_at) AS last,
+                    max(severity_rank) AS rank FROM alerts
+                WHERE capped_at IS NOT NULL AND summary_id IS NULL
+                GROUP BY manager_id HAVING min(capped_at) <= ? ORDER BY manager_id""",
+                (_ts(cutoff),)).fetchall()
+            for row in rows:
+                summary_id = summary_id_for(row["manager_id"], _dt(row["first"]))
+                if not conn.execute(
+                    """INSERT INTO summaries (summary_id, manager_id, period_start, period_end,
+                        alert_count, created_at) VALUES (?, ?, ?, ?, 0, ?) ON CONFLICT DO NOTHING""",
+                        (summary_id, row["manager_id"], row["first"], row["last"], stamp)).rowcount:
+                    continue
+                count = conn.execute(
+                    """UPDATE alerts SET summary_id = ? WHERE manager_id = ? AND capped_at IS NOT NULL
+                    AND summary_id IS NULL AND capped_at <= ?""",
+                    (summary_id, row["manager_id"], row["last"])).rowcount
+                conn.execute("UPDATE summaries SET alert_count = ? WHERE summary_id = ?",
+                             (count, summary_id))
+                manager = managers.get(row["manager_id"]) or _manager_of_latest_alert(conn, row["manager_id"])
+                recipient = covering_manager(manager, managers, at).manager
+                for route in channels_for(recipient, SEVERITIES[row["rank"]], channels):
+                    conn.execute(
+                        """INSERT INTO deliveries
+                            (alert_id, channel, status, attempts, next_attempt_at, created_at,
+                             updated_at, recipient_id, recipient_name, recipient_email,
+                             recipient_webhook_url, recipient_timezone)
+                        VALUES (?, ?, 'pending', 0, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
+                        (summary_id, route.channel, stamp, stamp, stamp, recipient.manager_id,
+                         _clean_text(recipient.name), recipient.email, recipient.webhook_url,
+                         recipient.timezone))
+                claimed.append(Summary(summary_id=summary_id, manager_id=row["manager_id"],
+                                       period_start=_dt(row["first"]), period_end=_dt(row["last"]),
+                                       alert_count=count, created_at=at.astimezone(UTC)))
+        return claimed
+
+    def summary(self, summary_id: str) -> Summary | None:
+        """Return a claimed summary, ``None`` if unknown."""
+        with self._lock:
+            row = self._conn.execute("SELECT * FROM summaries WHERE summary_id = ?",
+                                     (summary_id,)).fetchone()
+        if row is None:
+            return None
+        return Summary(summary_id=row["summary_id"], manager_id=row["manager_id"],
+                       period_start=_dt(row["period_start"]), period_end=_dt(row["period_end"]),
+                       alert_count=row["alert_count"], created_at=_dt(row["created_at"]))
+
+    def summary_alerts(self, summary_id: str) -> list[tuple[Alert, AlertState]]:
+        """The alerts of a summary with their lifecycle state, oldest first (no deliveries)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT * FROM alerts WHERE summary_id = ? ORDER BY created_at, alert_id",
+                (summary_id,)).fetchall()
+        return [(_alert(row, ()), row["state"]) for row in rows]
+
     # -- storm control: incidents and their notices (monitor/incidents/) -------------
 
     @staticmethod
@@ -1191,6 +1284,36 @@ class AlertStore:
                  _dt(row["linked_at"])) for row in rows]
 
 
+def _at_cap(conn: sqlite3.Connection, alert_id: str, manager_id: str, routes: _Routes,
+            now: datetime) -> bool:
+    # Messages the manager got in the window: their alerts that went (or go) out on
+    # their own (not folded into an incident, not capped), incident notices, summaries.
+    limit = routes.rate_limit
+    if limit is None:
+        return False
+    since = _ts(now - timedelta(seconds=limit.per_seconds))
+    sinks = tuple(routes.sinks) or ("",)
+    row = conn.execute(
+        f"""SELECT
+            (SELECT count(*) FROM alerts a WHERE a.manager_id = ? AND a.created_at >= ?
+                AND a.alert_id != ? AND a.capped_at IS NULL AND EXISTS (
+                    SELECT 1 FROM deliveries d WHERE d.alert_id = a.alert_id
+                    AND d.recipient_id = '' AND d.status != 'merged'
+                    AND d.channel NOT IN ({', '.join('?' * len(sinks))})))
+          + (SELECT count(*) FROM incident_notices WHERE manager_id = ? AND created_at >= ?)
+          + (SELECT count(*) FROM summaries WHERE manager_id = ? AND created_at >= ?) AS sent""",
+        (manager_id, since, alert_id, *sinks, manager_id, since, manager_id, since)).fetchone()
+    return int(row["sent"]) >= limit.max_messages
+
+
+def _manager_of_latest_alert(conn: sqlite3.Connection, manager_id: str) -> Manager:
+    row = conn.execute(
+        """SELECT manager_id, manager_name, manager_email, manager_webhook_url, manager_timezone
+        FROM alerts WHERE manager_id = ? ORDER BY created_at DESC LIMIT 1""", (manager_id,)).fetchone()
+    return Manager(manager_id=row["manager_id"], name=row["manager_name"], email=row["manager_email"],
+                   webhook_url=row["manager_webhook_url"], timezone=row["manager_timezone"])
+
+
 _INCIDENT_SELECT: Final = """SELECT i.*, count(l.alert_id) AS alert_count,
     count(DISTINCT l.manager_id) AS manager_count
     FROM incidents i LEFT JOIN incident_alerts l ON l.incident_id = i.incident_id"""
@@ -1368,6 +1491,20 @@ def _after_sent(conn: sqlite3.Connection, delivery_id: int) -> None:
 def _after_notice_sent(conn: sqlite3.Connection, delivery_id: int) -> None:
     # An incident notice names its manager's clients: each of their alerts that nobody
     # was told of yet is now notified, with the channel and the incident in its history.
+    # A summary does the same for the capped alerts it lists.
+    summary = conn.execute(
+        """SELECT d.channel, d.recipient_id, d.sent_at, d.alert_id FROM deliveries d
+        JOIN summaries s ON s.summary_id = d.alert_id WHERE d.delivery_id = ?""",
+        (delivery_id,)).fetchone()
+    if summary is not None:
+        for alert in conn.execute(
+                "SELECT alert_id, state FROM alerts WHERE summary_id = ? AND state IN ('open', 'failed')",
+                (summary["alert_id"],)).fetchall():
+            conn.execute("UPDATE alerts SET state = 'notified' WHERE alert_id = ?", (alert["alert_id"],))
+            _write_history(conn, alert["alert_id"], "notified", alert["state"], "notified",
+                           summary["recipient_id"], summary["channel"],
+                           f"in summary {summary['alert_id']} (rate cap)", summary["sent_at"])
+        return
     row = conn.execute(
         """SELECT d.channel, d.recipient_id, d.sent_at, n.incident_id, n.manager_id, n.kind
         FROM deliveries d JOIN incident_notices n ON n.notice_id = d.alert_id
