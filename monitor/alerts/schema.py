@@ -246,7 +246,7 @@ _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
         # unique index), so two instances that both detect it keep one. Event times.
         """CREATE TABLE incidents (
             incident_id TEXT PRIMARY KEY,
-            scope TEXT NOT NULL CHECK (scope IN ('terminal', 'merchant', 'region', 'issuer')),
+            scope TEXT NOT NULL CHECK (scope IN ('terminal', 'merchant', 'region', 'issuer', 'network')),
             scope_key TEXT NOT NULL,
             started_at TEXT NOT NULL,
             last_failure_at TEXT NOT NULL,
@@ -270,6 +270,7 @@ _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
             linked_at TEXT NOT NULL,
             PRIMARY KEY (incident_id, alert_id)
         )""",
+        "CREATE INDEX alert_events_by_time ON alert_events (occurred_at)",
         "CREATE INDEX incident_alerts_by_manager ON incident_alerts (incident_id, manager_id, linked_at)",
         # Messages about an incident to one manager: the first, updates, the resolved one.
         """CREATE TABLE incident_notices (

@@ -379,6 +379,10 @@ class AlertStore:
         inserted = duplicate = enqueued = 0
         with self._lock, self._transaction() as conn:
             stored_ids = _apply_incident_changes(conn, incidents, stamp)
+            for change in incidents:
+                if change.kind == "opened" and incident_rules is not None:
+                    enqueued += self._link_earlier_alerts(conn, stored_ids[change.incident_id],
+                                                          routes, stamp)
             for failure in failures:
                 event = _safe_event(failure.event)
                 start = window_start_for(event.occurred_at, window_seconds)
@@ -1114,6 +1118,45 @@ class AlertStore:
         self, conn: sqlite3.Connection, incident_id: str, alert_id: str, failure: VipFailure,
         routes: _Routes, stamp: str,
     ) -> int:
+        return self._link(conn, incident_id, alert_id, failure.manager, failure.severity, routes, stamp)
+
+    def _link_earlier_alerts(
+        self, conn: sqlite3.Connection, incident_id: str, routes: _Routes, stamp: str
+    ) -> int:
+        # An incident opens after its first failures: alerts recorded before it that
+        # lie inside it (same scope key, outage class, from a window before its start)
+        # join it now — their held messages are folded as long as they were not tried.
+        row = conn.execute("SELECT scope, scope_key, started_at FROM incidents WHERE incident_id = ?",
+                           (incident_id,)).fetchone()
+        rules = routes.incidents
+        if row is None or rules is None:
+            return 0
+        scope, key = row["scope"], row["scope_key"]
+        since = _ts(_dt(row["started_at"]) - timedelta(seconds=rules.window_seconds))
+        where = {"terminal": "e.terminal_id = ?", "merchant": "e.merchant_id = ?",
+                 "region": "e.region = ?", "issuer": "substr(e.pan_masked, 1, 6) = ?",
+                 "network": "? = 'fleet'"}[scope]
+        classes = rules.outcome_classes
+        rows = conn.execute(
+            f"""SELECT DISTINCT a.alert_id, a.manager_id, a.severity FROM alert_events e
+            JOIN alerts a ON a.alert_id = e.alert_id
+            WHERE e.occurred_at >= ? AND {where}
+              AND e.outcome IN ({', '.join('?' * len(classes))})
+              AND NOT EXISTS (SELECT 1 FROM incident_alerts l WHERE l.alert_id = a.alert_id)
+            ORDER BY a.alert_id""",
+            (since, key, *classes)).fetchall()
+        count = 0
+        for alert in rows:
+            manager = (routes.managers or {}).get(alert["manager_id"]) \
+                or _manager_of_latest_alert(conn, alert["manager_id"])
+            count += self._link(conn, incident_id, alert["alert_id"], manager, alert["severity"],
+                                routes, stamp)
+        return count
+
+    def _link(
+        self, conn: sqlite3.Connection, incident_id: str, alert_id: str, manager: Manager,
+        severity: str, routes: _Routes, stamp: str,
+    ) -> int:
         # 1. link the alert (an alert belongs to one incident: the first that takes it);
         # 2. fold its manager messages that have not been tried yet into the incident;
         # 3. make sure its manager has a notice that will name it: the first one (due
@@ -1121,7 +1164,6 @@ class AlertStore:
         #    went out, one update per group_interval.
         if conn.execute("SELECT 1 FROM incidents WHERE incident_id = ?", (incident_id,)).fetchone() is None:
             return 0  # replayed events of an incident this store never opened
-        manager = failure.manager
         linked = conn.execute(
             """INSERT INTO incident_alerts (incident_id, alert_id, manager_id, linked_at)
             VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING""",
@@ -1147,13 +1189,13 @@ class AlertStore:
         if latest is None:
             wait = rules.group_wait_seconds if rules is not None else 0.0
             return self._enqueue_notice(conn, incident_id, manager, "opened", 1,
-                                        now + timedelta(seconds=wait), failure.severity, routes, stamp)
+                                        now + timedelta(seconds=wait), severity, routes, stamp)
         if latest["waiting"]:
             return 0  # rendered when it is sent: it will name this client too
         interval = rules.group_interval_seconds if rules is not None else 0.0
         due = max(now, _dt(latest["created_at"]) + timedelta(seconds=interval))
         return self._enqueue_notice(conn, incident_id, manager, "update", latest["seq"] + 1,
-                                    due, failure.severity, routes, stamp)
+                                    due, severity, routes, stamp)
 
     @staticmethod
     def _enqueue_notice(

@@ -3,6 +3,8 @@
 :class:`IncidentDetector` follows every classified batch frame (all transactions,
 VIP or not) in event time, per scope key, in buckets of ``bucket_seconds``:
 
+0. the scopes are, broadest first: network (the whole fleet), issuer (IIN), region,
+   merchant, terminal;
 1. count each key's transactions and its *outage failures* (the rules'
    ``outcome_classes``, by default technical and terminal: the bank's or the
    network's fault, not the client's), the distinct cards and terminals among them —
@@ -10,7 +12,9 @@ VIP or not) in event time, per scope key, in buckets of ``bucket_seconds``:
 2. a key with no open incident whose last ``window_seconds`` hold at least
    ``min_failures`` failures from ``min_cards`` cards and ``min_terminals`` terminals,
    at a failure ratio of at least ``min_failure_ratio``, opens an incident that
-   starts at its first failure in the window;
+   starts at its first failure in the window — unless a broader open incident holds
+   the key (a terminal of a failing region or merchant, anything while the network
+   fails): that one explains it;
 3. an open incident takes every later failure of its key; the detector walks its
    closed buckets in order — a bucket is *bad* when it has failures at the ratio,
    *good* when it has transactions below it, and an empty one says nothing (a dead
@@ -36,7 +40,7 @@ from typing import Final
 import polars as pl
 
 from monitor.incidents.model import Incident, IncidentChange, IncidentChangeKind, incident_id_for
-from monitor.incidents.rules import IncidentRules, Scope
+from monitor.incidents.rules import FLEET, IncidentRules, Scope, ScopeRule
 
 __all__ = ["IncidentDetector"]
 
@@ -50,6 +54,8 @@ _IIN: Final = r"^[0-9]{6}"
 
 def _scope_key(scope: Scope) -> pl.Expr:
     match scope:
+        case "network":
+            return pl.lit(FLEET, dtype=pl.String)
         case "terminal":
             return pl.col("terminal_id")
         case "merchant":
@@ -84,6 +90,9 @@ class _KeyState:
     #  failing terminal IDs)>
     failing: dict[int, tuple[datetime, datetime, set[str], set[str]]] = field(default_factory=dict)
     incident: _Open | None = None
+    # <broader scope: its key that holds this one> (a terminal's merchant and region;
+    # every key is in the network's one key).
+    parents: dict[Scope, str] = field(default_factory=lambda: {"network": FLEET})
 
 
 class IncidentDetector:
@@ -127,17 +136,22 @@ class IncidentDetector:
             states = self._states[scope]
             fails = (
                 outage.select(_scope_key(scope).alias("key"), bucket, "occurred_at", "card_ref",
-                              "terminal_id")
+                              "terminal_id", "merchant_id", "region")
                 .drop_nulls("key")
                 .group_by("key", "bucket")
                 .agg(pl.len().alias("failures"), pl.col("occurred_at").min().alias("first"),
                      pl.col("occurred_at").max().alias("last"),
                      pl.col("card_ref").drop_nulls().unique().alias("cards"),
-                     pl.col("terminal_id").unique().alias("terminals"))
+                     pl.col("terminal_id").unique().alias("terminals"),
+                     pl.col("merchant_id").drop_nulls().first().alias("merchant"),
+                     pl.col("region").drop_nulls().first().alias("region"))
             )
-            for key, b, count, first, last, cards, terminals in fails.iter_rows():
+            for key, b, count, first, last, cards, terminals, merchant, region in fails.iter_rows():
                 touched.setdefault((scope, key), []).append((b, count, first, last, cards, terminals))
-                states.setdefault(key, _KeyState())
+                state = states.setdefault(key, _KeyState())
+                if scope == "terminal":  # a terminal belongs to one merchant and one region
+                    state.parents.update({k: v for k, v in (("merchant", merchant), ("region", region))
+                                          if v is not None})
             if not states:
                 continue
             volume = (
@@ -178,21 +192,22 @@ class IncidentDetector:
             rule = self.rules.scopes[scope]
             for key in list(states):
                 state = states[key]
-                if state.incident is None:
-                    change = self._maybe_open(scope, key, state, rule.min_failures, rule.min_cards,
-                                              rule.min_terminals, rule.min_failure_ratio)
-                    if change is not None:
-                        opened.append(change)
-                else:
-                    incident = state.incident
+                is_new = (state.incident is None and not self._covered(scope, state)
+                          and self._maybe_open(scope, key, state, rule))
+                incident = state.incident
+                if incident is not None:
                     before = (incident.relapses, incident.recovered)
-                    if self._walk(state, closed, rule.min_failure_ratio):
+                    done = self._walk(state, closed, rule.min_failure_ratio)
+                    if is_new:  # as it stands after walking the batch's buckets
+                        opened.append(self._change("opened", scope, key, incident))
+                    if done:
                         ended.append(self._change("ended", scope, key, incident,
                                                   ended_at=incident.last_failure_at))
                         self._ended[(scope, key)] = (incident.incident_id, incident.started_at,
                                                      incident.last_failure_at)
                         state.incident = None
-                    elif (scope, key) in touched or before != (incident.relapses, incident.recovered):
+                    elif not is_new and ((scope, key) in touched
+                                         or before != (incident.relapses, incident.recovered)):
                         updated.append(self._change("updated", scope, key, incident))
                 # Forget what has left the window (and, for an open incident, was walked).
                 horizon = self._watermark - window
@@ -203,35 +218,45 @@ class IncidentDetector:
                     state.failing.pop(b, None)
                 if state.incident is None and not state.failing:
                     del states[key]
-        opened_ids = {c.incident_id for c in opened}
-        updated = [c for c in updated if c.incident_id not in opened_ids]
         return opened + updated + ended
 
-    def _maybe_open(self, scope: Scope, key: str, state: _KeyState, min_failures: int,
-                    min_cards: int, min_terminals: int, min_ratio: float) -> IncidentChange | None:
-        assert self._watermark is not None
-        low = self._watermark - self.rules.window_buckets
-        in_window = [b for b in state.failing if b > low]
-        failures = sum(state.buckets[b][1] for b in in_window)
-        if failures < min_failures:
-            return None
-        volume = sum(counts[0] for b, counts in state.buckets.items() if b > low)
-        cards: set[str] = set().union(*(state.failing[b][2] for b in in_window))
-        terminals: set[str] = set().union(*(state.failing[b][3] for b in in_window))
-        if len(cards) < min_cards or len(terminals) < min_terminals or failures < min_ratio * volume:
-            return None
-        first_bucket = min(in_window)
-        started = state.failing[first_bucket][0]
-        last_bad = max(in_window)
-        incident = _Open(
-            incident_id=incident_id_for(scope, key, started), started_at=started,
-            last_failure_at=max(state.failing[b][1] for b in in_window),
-            failures=failures, cards=cards, terminals=terminals,
-            last_bad=last_bad, evaluated=first_bucket - 1,
-        )
-        state.incident = incident
-        self._walk(state, self._watermark - 1, min_ratio)
-        return self._change("opened", scope, key, incident)
+    def _covered(self, scope: Scope, state: _KeyState) -> bool:
+        # A key inside an open incident of a broader scope (a terminal of a failing
+        # region, anything while the network fails) opens none of its own: the
+        # broader one explains it, and its failures are attributed to it.
+        return any(parent != scope and parent in self._states
+                   and (held := self._states[parent].get(key)) is not None and held.incident is not None
+                   for parent, key in state.parents.items())
+
+    def _maybe_open(self, scope: Scope, key: str, state: _KeyState, rule: ScopeRule) -> bool:
+        # Every window that ends at a failing bucket is tried, earliest first: a batch
+        # of replayed traffic can span more event time than one window.
+        window = self.rules.window_buckets
+        failing = sorted(state.failing)
+        for end in failing:
+            in_window = [b for b in failing if end - window < b <= end]
+            failures = sum(state.buckets[b][1] for b in in_window)
+            if failures < rule.min_failures:
+                continue
+            volume = sum(counts[0] for b, counts in state.buckets.items() if end - window < b <= end)
+            cards: set[str] = set().union(*(state.failing[b][2] for b in in_window))
+            terminals: set[str] = set().union(*(state.failing[b][3] for b in in_window))
+            if (len(cards) < rule.min_cards or len(terminals) < rule.min_terminals
+                    or failures < rule.min_failure_ratio * volume):
+                continue
+            # It opened at `end`; it also holds the failures after it that this batch brought.
+            held = [b for b in failing if b > end - window]
+            started = state.failing[held[0]][0]
+            state.incident = _Open(
+                incident_id=incident_id_for(scope, key, started), started_at=started,
+                last_failure_at=max(state.failing[b][1] for b in held),
+                failures=sum(state.buckets[b][1] for b in held),
+                cards=set().union(*(state.failing[b][2] for b in held)),
+                terminals=set().union(*(state.failing[b][3] for b in held)),
+                last_bad=end, evaluated=held[0] - 1,
+            )
+            return True
+        return False
 
     def _walk(self, state: _KeyState, closed: int, min_ratio: float) -> bool:
         """Walk the incident's closed buckets in order; return whether it has ended."""
@@ -278,6 +303,7 @@ class IncidentDetector:
         if outcome not in self.rules.outcome_classes:
             return None
         keys: dict[Scope, str | None] = {
+            "network": FLEET,
             "issuer": pan_masked[:6] if pan_masked and pan_masked[:6].isdigit() else None,
             "region": region, "merchant": merchant_id, "terminal": terminal_id,
         }

@@ -61,8 +61,8 @@ class IncidentChange:
         kind: see :data:`IncidentChangeKind`.
         incident_id: the detector's ID (:func:`incident_id_for`); the store keeps the
             first open incident of a scope key if another instance opened it first.
-        scope: ``terminal``, ``merchant``, ``region`` or ``issuer``.
-        scope_key: terminal ID, merchant ID, region or issuer IIN (six digits).
+        scope: ``terminal``, ``merchant``, ``region``, ``issuer`` or ``network``.
+        scope_key: terminal ID, merchant ID, region, issuer IIN (six digits) or ``fleet``.
         started_at: event time of its first failure (UTC).
         last_failure_at: event time of its latest failure (UTC).
         ended_at: event time it ended (its last failure), ``None`` while open.
@@ -121,5 +121,5 @@ class Incident:
     def describe(self) -> str:
         """A short title: ``"ATM/POS terminal T-0042"``, ``"issuer 412345"``..."""
         names = {"terminal": "terminal", "merchant": "merchant", "region": "region",
-                 "issuer": "card issuer (IIN)"}
+                 "issuer": "card issuer (IIN)", "network": "card network or switch:"}
         return f"{names[self.scope]} {self.scope_key}"

@@ -33,7 +33,7 @@ __all__ = ["PAYLOAD_SCHEMA", "render_notice", "render_notice_delivery"]
 PAYLOAD_SCHEMA: Final = "cardmon.incident.v1"
 _LOCAL: Final = "%a %d %b %Y, %H:%M %Z"
 _SCOPE_WORDS: Final = {"terminal": "Terminal", "merchant": "Merchant", "region": "Region",
-                       "issuer": "Card issuer (IIN)"}
+                       "issuer": "Card issuer (IIN)", "network": "Card network or switch: the whole"}
 
 
 def _scrub(text: str) -> str:

@@ -1,9 +1,10 @@
 """The ``incidents:`` section of ``rules/alerting.yaml``: when many failures are one outage.
 
 An *incident* is an outage of one scope — a terminal (ISO 8583 field 41), a merchant
-(field 42), a region, or an issuer (the card's IIN, the first six digits of the
-masked PAN, ISO/IEC 7812-1) — seen as many failed transactions of the outage
-outcome classes at once. The VIP alerts it causes are linked to it and each
+(field 42), a region, an issuer (the card's IIN, the first six digits of the
+masked PAN, ISO/IEC 7812-1), or the whole network (the bank's switch or the card
+scheme: failures across the fleet; its one key is ``fleet``) — seen as many failed
+transactions of the outage outcome classes at once. The VIP alerts it causes are linked to it and each
 relationship manager gets one message naming the incident and their affected
 clients (see :mod:`monitor.incidents.detector` and ``docs/incidents.md``).
 
@@ -20,12 +21,14 @@ from typing import Final, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-__all__ = ["SCOPES", "IncidentRules", "IncidentRulesError", "Scope", "ScopeRule"]
+__all__ = ["FLEET", "SCOPES", "IncidentRules", "IncidentRulesError", "Scope", "ScopeRule"]
 
-Scope = Literal["issuer", "region", "merchant", "terminal"]
+Scope = Literal["network", "issuer", "region", "merchant", "terminal"]
 #: Broadest first: a failure belongs to the open incident of the broadest scope that
 #: holds it (an issuer outage explains the failures at each terminal it touches).
-SCOPES: Final[tuple[Scope, ...]] = ("issuer", "region", "merchant", "terminal")
+SCOPES: Final[tuple[Scope, ...]] = ("network", "issuer", "region", "merchant", "terminal")
+#: The key of the ``network`` scope: the whole fleet.
+FLEET: Final = "fleet"
 
 _frozen = ConfigDict(frozen=True, extra="forbid")
 

@@ -159,3 +159,17 @@ def test_restore_continues_an_open_incident_after_a_restart() -> None:
     changes = restarted.observe(frame([txn(20, card="c7")]))
     assert [(c.kind, c.incident_id, c.failures, c.cards) for c in changes] == [
         ("updated", opened.incident_id, 6, 6)]
+
+
+def test_a_replayed_batch_spanning_more_than_a_window_still_finds_the_burst_inside_it() -> None:
+    """Ten minutes of replayed traffic in one batch: the two-minute burst in the middle opens, and ends, its incident."""
+    detector = IncidentDetector(RULES)
+    rows = [txn(s, outcome="approved", card=f"ok{s}") for s in range(0, 600, 20)]
+    rows += [txn(200 + s, card=f"c{s}") for s in range(0, 60, 4)]
+    changes = detector.observe(frame(rows))
+    assert [(c.kind, c.scope_key) for c in changes] == [("opened", "ATM-1"), ("ended", "ATM-1")]
+    assert changes[0].started_at == T0 + timedelta(seconds=200)
+    assert changes[1].ended_at == T0 + timedelta(seconds=256) and changes[1].failures == 15
+    inside = detector.incident_for(occurred_at=T0 + timedelta(seconds=230), outcome="technical",
+                                   terminal_id="ATM-1", merchant_id=None, region=None, pan_masked=None)
+    assert inside == changes[0].incident_id

@@ -156,3 +156,21 @@ def test_a_second_instance_opening_the_same_outage_joins_the_first_incident(stor
                  managers=MANAGERS)
     [incident] = store.list_incidents()
     assert (incident.incident_id, incident.alert_count, incident.manager_count) == ("in-first", 2, 2)
+
+
+def test_an_incident_that_opens_later_takes_in_the_outage_alerts_recorded_before_it(store: AlertStore) -> None:
+    """Alerts recorded before the incident opened, at its terminal, join it and lose their held message; others do not."""
+    store.record([outage("e1", "C1", ANNA, incident_id=None),
+                  outage("e2", "C2", LI, incident_id=None, second=10)],
+                 incident_rules=RULES, now=NOW, managers=MANAGERS)
+    elsewhere = replace(outage("e3", "C3", ANNA, incident_id=None, second=20),
+                        event=replace(outage("e3", "C3", ANNA).event, terminal_id="ATM-1"))
+    declined = replace(outage("e4", "C4", LI, incident_id=None, second=30),
+                       event=replace(outage("e4", "C4", LI).event, outcome="customer", response_code="51"))
+    store.record([elsewhere, declined], incident_rules=RULES, now=NOW, managers=MANAGERS)
+    store.record([], incidents=[opened()], incident_rules=RULES, now=NOW + timedelta(seconds=8),
+                 managers=MANAGERS)
+    incident = store.get_incident("in-test")
+    assert incident is not None and (incident.alert_count, incident.manager_count) == (2, 2)
+    by_customer = {a.customer_id: a.status for a in store.list_alerts()}
+    assert by_customer == {"C1": "merged", "C2": "merged", "C3": "pending", "C4": "pending"}
