@@ -174,3 +174,30 @@ def test_an_incident_that_opens_later_takes_in_the_outage_alerts_recorded_before
     assert incident is not None and (incident.alert_count, incident.manager_count) == (2, 2)
     by_customer = {a.customer_id: a.status for a in store.list_alerts()}
     assert by_customer == {"C1": "merged", "C2": "merged", "C3": "pending", "C4": "pending"}
+
+
+def test_cardmon_incidents_list_shows_the_store_s_incidents(tmp_path: Path) -> None:
+    """`cardmon incidents list` prints each incident with its key, times, scale and VIP alerts; --open hides ended ones."""
+    from typer.testing import CliRunner
+
+    from monitor.cli import app
+
+    path = tmp_path / "alerts.db"
+    with AlertStore(path) as db:
+        db.record([outage("e1", "C1", ANNA), outage("e2", "C2", LI)], incidents=[opened()],
+                  incident_rules=RULES, now=NOW, managers=MANAGERS)
+        db.record([], incidents=[opened("in-other", scope_key="ATM-7"),
+                                 opened("in-other", kind="ended", scope_key="ATM-7",
+                                        ended_at=T0 + timedelta(seconds=60))],
+                  incident_rules=RULES, now=NOW, managers=MANAGERS)
+    runner = CliRunner()
+    listing = runner.invoke(app, ["incidents", "list", "--store", str(path)])
+    assert listing.exit_code == 0, listing.output
+    header, *rows = listing.stdout.splitlines()
+    assert header.split()[:3] == ["INCIDENT", "SCOPE", "KEY"]
+    assert sorted(row.split()[:3] for row in rows) == [["in-other", "terminal", "ATM-7"],
+                                                       ["in-test", "terminal", "ATM-9"]]
+    test_row = next(row for row in rows if row.startswith("in-test"))
+    assert "2026-11-02 09:00:00  open" in test_row and test_row.split()[-2:] == ["2", "2"]
+    only_open = runner.invoke(app, ["incidents", "list", "--open", "--store", str(path)]).stdout
+    assert [row.split()[0] for row in only_open.splitlines()[1:]] == ["in-test"]
