@@ -864,6 +864,11 @@ class AlertStore:
                            "escalation", _note(note), stamp)
             if recipient is None or recipient.manager_id == row["manager_id"]:
                 return 0
+            linked = conn.execute("SELECT incident_id FROM incident_alerts WHERE alert_id = ?",
+                                  (alert_id,)).fetchone()
+            if linked is not None:  # one escalation message per incident, manager and step
+                return _enqueue_escalation_notice(conn, linked["incident_id"], row["manager_id"],
+                                                  step_index, recipient, channels, stamp)
             return _enqueue_for(conn, alert_id, recipient, channels, stamp)
 
     def enqueue_for_manager(
@@ -1181,7 +1186,7 @@ class AlertStore:
             """SELECT n.notice_id, n.seq, n.created_at, EXISTS (
                 SELECT 1 FROM deliveries d WHERE d.alert_id = n.notice_id
                 AND d.status = 'pending' AND d.attempts = 0) AS waiting
-            FROM incident_notices n WHERE n.incident_id = ? AND n.manager_id = ?
+            FROM incident_notices n WHERE n.incident_id = ? AND n.manager_id = ? AND n.seq > 0
             ORDER BY n.seq DESC LIMIT 1""",
             (incident_id, manager.manager_id)).fetchone()
         rules = routes.incidents
@@ -1237,7 +1242,7 @@ class AlertStore:
             WHERE n.incident_id = ? AND EXISTS (
                 SELECT 1 FROM deliveries d JOIN incident_notices f ON f.notice_id = d.alert_id
                 WHERE f.incident_id = n.incident_id AND f.manager_id = n.manager_id
-                  AND d.status = 'sent')
+                  AND f.seq > 0 AND d.status = 'sent')
             GROUP BY n.manager_id ORDER BY n.manager_id""",
             (incident_id,)).fetchall()
         count = 0
@@ -1530,6 +1535,22 @@ def _after_sent(conn: sqlite3.Connection, delivery_id: int) -> None:
                    row["recipient_id"] or row["manager_id"], row["channel"], None, row["sent_at"])
 
 
+def _enqueue_escalation_notice(
+    conn: sqlite3.Connection, incident_id: str, manager_id: str, step_index: int,
+    recipient: Manager, channels: Sequence[str], stamp: str,
+) -> int:
+    # Escalation notices take negative sequence numbers (-1 for the first step), so
+    # they never collide with the manager's own notices (1, 2, ...).
+    seq = -(step_index + 1)
+    notice_id = notice_id_for(incident_id, manager_id, seq)
+    if not conn.execute(
+        """INSERT INTO incident_notices (notice_id, incident_id, manager_id, kind, seq, created_at)
+        VALUES (?, ?, ?, 'escalated', ?, ?) ON CONFLICT DO NOTHING""",
+        (notice_id, incident_id, manager_id, seq, stamp)).rowcount:
+        return 0
+    return _enqueue_for(conn, notice_id, recipient, channels, stamp)
+
+
 def _after_notice_sent(conn: sqlite3.Connection, delivery_id: int) -> None:
     # An incident notice names its manager's clients: each of their alerts that nobody
     # was told of yet is now notified, with the channel and the incident in its history.
@@ -1551,7 +1572,7 @@ def _after_notice_sent(conn: sqlite3.Connection, delivery_id: int) -> None:
         """SELECT d.channel, d.recipient_id, d.sent_at, n.incident_id, n.manager_id, n.kind
         FROM deliveries d JOIN incident_notices n ON n.notice_id = d.alert_id
         WHERE d.delivery_id = ?""", (delivery_id,)).fetchone()
-    if row is None or row["kind"] == "resolved":
+    if row is None or row["kind"] in ("resolved", "escalated"):
         return
     alerts = conn.execute(
         """SELECT a.alert_id, a.state FROM incident_alerts l JOIN alerts a ON a.alert_id = l.alert_id

@@ -30,8 +30,9 @@ __all__ = [
 #: relapse; ``ended``: the scope stayed healthy for ``resolve_after_seconds``.
 IncidentChangeKind = Literal["opened", "updated", "ended"]
 #: ``opened``: the first message to a manager; ``update``: clients affected after it;
-#: ``resolved``: the incident ended (only to managers who opted in).
-NoticeKind = Literal["opened", "update", "resolved"]
+#: ``resolved``: the incident ended (only to managers who opted in); ``escalated``: to
+#: the manager's backup or team lead, naming the clients nobody acknowledged.
+NoticeKind = Literal["opened", "update", "resolved", "escalated"]
 
 
 def _b32(text: str) -> str:
