@@ -257,6 +257,7 @@ _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
             relapses INTEGER NOT NULL DEFAULT 0,
             flapping INTEGER NOT NULL DEFAULT 0,
             note TEXT,
+            parent_id TEXT,
             created_at TEXT NOT NULL,
             updated_at TEXT NOT NULL
         )""",

@@ -1262,11 +1262,13 @@ class AlertStore:
                 (incident_id,)).fetchone()
         return None if row is None else _incident(row)
 
-    def list_incidents(self, *, open_only: bool = False, limit: int = 100) -> list[Incident]:
+    def list_incidents(self, *, open_only: bool = False, top_level: bool = False,
+                       limit: int = 100) -> list[Incident]:
         """Return incidents, the latest start first.
 
         Args:
             open_only: only incidents that have not ended.
+            top_level: leave out incidents held by a broader one (``parent_id`` set).
             limit: most incidents to return, 1–500.
 
         Raises:
@@ -1274,7 +1276,9 @@ class AlertStore:
         """
         if not 1 <= limit <= _MAX_PAGE:
             raise ValueError(f"limit must be between 1 and {_MAX_PAGE}")
-        where = "WHERE i.ended_at IS NULL" if open_only else ""
+        clauses = [c for c, wanted in (("i.ended_at IS NULL", open_only),
+                                       ("i.parent_id IS NULL", top_level)) if wanted]
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         with self._lock:
             rows = self._conn.execute(
                 f"""{_INCIDENT_SELECT} {where} GROUP BY i.incident_id
@@ -1399,10 +1403,12 @@ def _apply_incident_changes(
                 terminals = CASE WHEN ? > terminals THEN ? ELSE terminals END,
                 relapses = CASE WHEN ? > relapses THEN ? ELSE relapses END,
                 flapping = CASE WHEN ? > flapping THEN ? ELSE flapping END,
-                note = coalesce(?, note), updated_at = ?
+                note = coalesce(?, note), updated_at = ?,
+                parent_id = coalesce(parent_id, ?)
             WHERE incident_id = ? AND ended_at IS NULL""",
             (values[0], values[0], values[1], values[1], values[2], values[2], values[3], values[3],
-             values[4], values[4], values[5], values[5], note, stamp, target))
+             values[4], values[4], values[5], values[5], note, stamp,
+             stored.get(change.parent_id, change.parent_id) if change.parent_id else None, target))
         if change.kind == "ended" and change.ended_at is not None:
             conn.execute(
                 "UPDATE incidents SET ended_at = ?, updated_at = ? WHERE incident_id = ? AND ended_at IS NULL",
@@ -1419,7 +1425,7 @@ def _incident(row: sqlite3.Row) -> Incident:
         cards=row["cards"], terminals=row["terminals"], relapses=row["relapses"],
         flapping=bool(row["flapping"]), note=row["note"], created_at=_dt(row["created_at"]),
         updated_at=_dt(row["updated_at"]), alert_count=row["alert_count"],
-        manager_count=row["manager_count"])
+        manager_count=row["manager_count"], parent_id=row["parent_id"])
 
 
 def _event_row(event: AlertEvent, alert_id: str, failure: VipFailure, action: str) -> tuple[Any, ...]:

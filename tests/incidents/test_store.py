@@ -228,3 +228,15 @@ def test_unacknowledged_alerts_of_an_incident_escalate_to_the_backup_in_one_mess
     assert "Client C2" in message.text and "Client C3" in message.text and "Client C1 " not in message.text
     assert store.mark_sent(row.delivery_id, NOW + timedelta(minutes=16))
     assert {store.state_of(a.alert_id) for a, *_ in store.incident_alerts("in-test")} == {"acknowledged", "notified"}
+
+
+def test_a_child_incident_keeps_its_parent_and_top_level_lists_leave_it_out(store: AlertStore) -> None:
+    """A terminal incident adopted by a network incident records its parent; top_level=True lists the network one only."""
+    store.record([], incidents=[opened()], incident_rules=RULES, now=NOW, managers=MANAGERS)
+    network = opened("in-net", scope="network", scope_key="fleet", failures=60, terminals=12)
+    store.record([], incidents=[network, opened(kind="updated", parent_id="in-net")],
+                 incident_rules=RULES, now=NOW, managers=MANAGERS)
+    child = store.get_incident("in-test")
+    assert child is not None and child.parent_id == "in-net"
+    assert [i.incident_id for i in store.list_incidents(top_level=True)] == ["in-net"]
+    assert {i.incident_id for i in store.list_incidents()} == {"in-net", "in-test"}
