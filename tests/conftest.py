@@ -70,3 +70,12 @@ def postgres() -> Iterator[PostgresServer]:
         pytest.skip(f"{error}: apt-get install postgresql")
     with PostgresServer(bindir) as server:
         yield server
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_location(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """Where a test's alert store lives: a new SQLite file, or a new schema in the session's PostgreSQL."""
+    if request.param == "sqlite":
+        return tmp_path / "alerts.db"
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.new_store_url()

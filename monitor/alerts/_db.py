@@ -35,6 +35,7 @@ import psycopg
 
 __all__ = [
     "DATABASE_ERRORS",
+    "TRANSIENT_ERRORS",
     "Cursor",
     "Database",
     "PostgresDatabase",
@@ -48,6 +49,9 @@ __all__ = [
 
 #: What a failing database raises, whichever it is (``except DATABASE_ERRORS``).
 DATABASE_ERRORS: Final[tuple[type[Exception], ...]] = (sqlite3.Error, psycopg.Error)
+#: Aborted transactions that succeed when run again (PostgreSQL broke a deadlock).
+TRANSIENT_ERRORS: Final[tuple[type[Exception], ...]] = (
+    psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
 
 _URL_SCHEMES: Final = ("postgresql://", "postgres://")
 # SQL that only SQLite runs; refused for PostgreSQL with the portable spelling.
@@ -129,6 +133,14 @@ class Database(ABC):
         """Hold one write transaction: commit on exit, roll back on an exception."""
 
     @abstractmethod
+    def lock_keys(self, keys: Iterable[str]) -> None:
+        """Inside a transaction, lock names until it ends, in sorted order.
+
+        Writers that lock several rows take the names of those rows first: one
+        order for every instance, so they wait for each other and never deadlock.
+        """
+
+    @abstractmethod
     def close(self) -> None:
         """Close the connection; committed data stays."""
 
@@ -172,6 +184,9 @@ class SqliteDatabase(Database):
             self.raw.execute("ROLLBACK")
             raise
         self.raw.execute("COMMIT")
+
+    def lock_keys(self, keys: Iterable[str]) -> None:
+        pass  # the BEGIN IMMEDIATE transaction already holds the whole file
 
     def close(self) -> None:
         self.raw.close()
@@ -285,6 +300,12 @@ class PostgresDatabase(Database):
                 yield self
         finally:
             self._in_transaction = False
+
+    def lock_keys(self, keys: Iterable[str]) -> None:
+        # Transaction-scoped advisory locks on a 64-bit hash of each name; a collision
+        # only makes two writers wait for each other.
+        for key in sorted(set(keys)):
+            self.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (key,))
 
     def close(self) -> None:
         self._closed = True

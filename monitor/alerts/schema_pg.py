@@ -146,7 +146,77 @@ _SCHEMA: Final[tuple[str, ...]] = (
 
 # <version: statements that upgrade a PostgreSQL store from version - 1>, for every
 # version above PG_BASE_VERSION (the SQLite module's _MIGRATIONS has the same keys).
-_MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {}
+_MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
+    4: (
+        # Storm control and the rate cap, as SQLite schema 4 (docs/incidents.md). At most
+        # one open incident per scope key: the partial unique index settles two
+        # instances detecting the same outage (ON CONFLICT DO NOTHING covers it).
+        f"""CREATE TABLE incidents (
+            incident_id {_T} PRIMARY KEY,
+            scope {_T} NOT NULL CHECK (scope IN ('terminal', 'merchant', 'region', 'issuer', 'network')),
+            scope_key {_T} NOT NULL,
+            started_at {_T} NOT NULL,
+            last_failure_at {_T} NOT NULL,
+            ended_at {_T},
+            failures INTEGER NOT NULL,
+            cards INTEGER NOT NULL,
+            terminals INTEGER NOT NULL,
+            relapses INTEGER NOT NULL DEFAULT 0,
+            flapping INTEGER NOT NULL DEFAULT 0,
+            note {_T},
+            parent_id {_T},
+            created_at {_T} NOT NULL,
+            updated_at {_T} NOT NULL
+        )""",
+        "CREATE UNIQUE INDEX incidents_open_per_key ON incidents (scope, scope_key) WHERE ended_at IS NULL",
+        "CREATE INDEX incidents_by_start ON incidents (started_at, incident_id)",
+        f"""CREATE TABLE incident_alerts (
+            incident_id {_T} NOT NULL REFERENCES incidents (incident_id) DEFERRABLE INITIALLY DEFERRED,
+            alert_id {_T} NOT NULL UNIQUE REFERENCES alerts (alert_id) DEFERRABLE INITIALLY DEFERRED,
+            manager_id {_T} NOT NULL,
+            linked_at {_T} NOT NULL,
+            PRIMARY KEY (incident_id, alert_id)
+        )""",
+        "CREATE INDEX alert_events_by_time ON alert_events (occurred_at)",
+        "CREATE INDEX incident_alerts_by_manager ON incident_alerts (incident_id, manager_id, linked_at)",
+        f"""CREATE TABLE incident_notices (
+            notice_id {_T} PRIMARY KEY,
+            incident_id {_T} NOT NULL REFERENCES incidents (incident_id) DEFERRABLE INITIALLY DEFERRED,
+            manager_id {_T} NOT NULL,
+            kind {_T} NOT NULL CHECK (kind IN ('opened', 'update', 'resolved', 'escalated')),
+            seq INTEGER NOT NULL,
+            created_at {_T} NOT NULL,
+            UNIQUE (incident_id, manager_id, seq)
+        )""",
+        f"ALTER TABLE alerts ADD COLUMN capped_at {_T}",
+        f"ALTER TABLE alerts ADD COLUMN summary_id {_T}",
+        "CREATE INDEX alerts_capped ON alerts (capped_at, manager_id) WHERE capped_at IS NOT NULL",
+        f"""CREATE TABLE summaries (
+            summary_id {_T} PRIMARY KEY,
+            manager_id {_T} NOT NULL,
+            period_start {_T} NOT NULL,
+            period_end {_T} NOT NULL,
+            alert_count INTEGER NOT NULL,
+            created_at {_T} NOT NULL
+        )""",
+        # PostgreSQL changes a CHECK constraint and a trigger in place (no rebuild).
+        "ALTER TABLE deliveries DROP CONSTRAINT deliveries_status_check",
+        """ALTER TABLE deliveries ADD CONSTRAINT deliveries_status_check
+            CHECK (status IN ('pending', 'sent', 'failed', 'merged'))""",
+        """CREATE OR REPLACE FUNCTION cardmon_delivery_has_a_parent() RETURNS trigger
+        LANGUAGE plpgsql AS $$
+        BEGIN
+            IF NOT EXISTS (SELECT 1 FROM alerts WHERE alert_id = NEW.alert_id)
+               AND NOT EXISTS (SELECT 1 FROM digests WHERE digest_id = NEW.alert_id)
+               AND NOT EXISTS (SELECT 1 FROM incident_notices WHERE notice_id = NEW.alert_id)
+               AND NOT EXISTS (SELECT 1 FROM summaries WHERE summary_id = NEW.alert_id) THEN
+                RAISE foreign_key_violation USING MESSAGE =
+                    'FOREIGN KEY constraint failed: a delivery needs an alert, a digest or a notice';
+            END IF;
+            RETURN NEW;
+        END $$""",
+    ),
+}
 
 
 def pg_schema_version(db: Database) -> int:

@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
-from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -65,14 +64,6 @@ def _make_failure(
         severity=severity,
         suggested_action=suggested_action,
     )
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_location(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
-    """Where a test's alert store lives: a new SQLite file, or a new schema in the session's PostgreSQL."""
-    if request.param == "sqlite":
-        return tmp_path / "alerts.db"
-    return cast(str, request.getfixturevalue("postgres").new_store_url())
 
 
 @pytest.fixture

@@ -161,7 +161,7 @@ async def test_the_digest_reaches_the_manager_over_smtp_with_counts_clients_and_
 
 
 def test_an_outbox_row_still_needs_an_alert_or_a_digest(store_location: Path | str) -> None:
-    """Schema 3 keeps the outbox's referential check: a row naming neither an alert nor a digest is refused."""
+    """The outbox keeps its referential check: a row naming no alert, digest or incident notice is refused."""
     import sqlite3
 
     import psycopg
@@ -171,11 +171,11 @@ def test_an_outbox_row_still_needs_an_alert_or_a_digest(store_location: Path | s
               "updated_at) VALUES ('al-nothing', 'email', 'pending', 'x', 'x', 'x')")
     if isinstance(store_location, Path):
         with sqlite3.connect(store_location) as conn, pytest.raises(
-                sqlite3.IntegrityError, match="a delivery needs an alert or a digest"):
+                sqlite3.IntegrityError, match="a delivery needs an alert, a digest or a notice"):
             conn.execute(insert)
     else:
         with psycopg.connect(store_location) as pg, pytest.raises(
-                psycopg.errors.ForeignKeyViolation, match="a delivery needs an alert or a digest"):
+                psycopg.errors.ForeignKeyViolation, match="a delivery needs an alert, a digest or a notice"):
             pg.execute(insert)
 
 

@@ -24,6 +24,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from monitor.alerts.store import AlertStore, alert_id_for, window_start_for
 from monitor.broker import free_port
+from monitor.paths import rules_path
 from tests.helpers import encode, event, wait_until, write_registry
 from tests.postgres import PostgresServer
 
@@ -71,6 +72,15 @@ def _in_flight(url: str, mails: Counter[str], hooks: Counter[str]) -> set[tuple[
         leased = {(a.alert_id, d.channel) for a in store.list_alerts() for d in a.deliveries
                   if d.status == "pending" and d.next_attempt_at > now}
     return {(a, c) for a, c in leased if (mails[a] if c == "email" else hooks[f"{a}:{c}"])}
+
+
+def _policy_without_grouping(path: Path) -> Path:
+    """rules/alerting.yaml without storm control and the rate cap: every alert has messages of its own."""
+    rules = yaml.safe_load(rules_path("alerting.yaml").read_text(encoding="utf-8"))
+    rules.pop("incidents", None)
+    rules.pop("rate_limit", None)
+    path.write_text(yaml.safe_dump(rules), encoding="utf-8")
+    return path
 
 
 def _config(path: Path, settings: dict[str, Any]) -> Path:
@@ -128,6 +138,7 @@ async def test_two_instances_share_a_group_and_postgresql_and_one_killed_loses_a
     finally:
         await admin.close()
     url = postgres.new_store_url()
+    policy = _policy_without_grouping(tmp_path / "alerting.yaml")
     api_port = free_port()
     configs: list[Path] = []
     logs: list[Path] = []
@@ -140,7 +151,7 @@ async def test_two_instances_share_a_group_and_postgresql_and_one_killed_loses_a
                       "batch_timeout_ms": 50, "session_timeout_ms": SESSION_TIMEOUT_MS,
                       "heartbeat_interval_ms": 1000},
             "registry": {"customers_path": str(customers), "managers_path": str(managers)},
-            "alerting": {"store_url": url, "poll_interval_seconds": 0.1,
+            "alerting": {"store_url": url, "poll_interval_seconds": 0.1, "policy_path": str(policy),
                          "smtp": {"host": smtp_server.host, "port": smtp_server.port,
                                   "from_address": "cardmon@bank.example"}},
             "health": {"consume_status": False},
