@@ -11,8 +11,8 @@ import psycopg
 import pytest
 
 from monitor.alerts import schema_pg
-from monitor.alerts.schema import _MIGRATIONS as SQLITE_MIGRATIONS
 from monitor.alerts.model import VipFailure
+from monitor.alerts.schema import _MIGRATIONS as SQLITE_MIGRATIONS
 from monitor.alerts.schema import SCHEMA_VERSION
 from monitor.alerts.store import AlertStore
 from tests.postgres import PostgresServer
