@@ -49,7 +49,7 @@ class PostgresUnavailable(RuntimeError):
 
 
 def find_bindir() -> Path:
-    """The newest ``/usr/lib/postgresql/<version>/bin`` holding ``initdb`` and ``postgres``.
+    """The directory of ``initdb`` on PATH, else the newest ``/usr/lib/postgresql/<version>/bin``.
 
     Raises:
         PostgresUnavailable: none is installed (``apt-get install postgresql``).
