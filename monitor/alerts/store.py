@@ -473,9 +473,10 @@ class AlertStore:
     ) -> list[Delivery]:
         """Return pending deliveries due at ``now`` and lease them to the caller.
 
-        A claimed row's ``next_attempt_at`` moves ``lease_seconds`` ahead, so another
-        pass does not send it concurrently; if the caller crashes before marking it,
-        the row becomes due again when the lease ends.
+        A claimed row's ``next_attempt_at`` moves to exactly ``now + lease_seconds``,
+        so another pass does not send it concurrently; if the caller crashes before
+        marking it, the row becomes due again when the lease ends. A caller whose sends
+        may outlast the lease extends it with :meth:`renew_leases`.
 
         Args:
             now: timezone-aware current time.
@@ -497,6 +498,35 @@ class AlertStore:
                 [(lease_end, row["delivery_id"]) for row in rows],
             )
         return [_delivery(row) for row in rows]
+
+    def renew_leases(self, leases: Mapping[int, datetime], until: datetime) -> list[int]:
+        """Extend the leases a worker still holds; a lease someone else changed is left alone.
+
+        A row is renewed only while it is pending and its ``next_attempt_at`` is still
+        the lease end the caller wrote (compare-and-set): a row already marked (sent,
+        retried, failed) or claimed again by another worker after the lease ended
+        keeps what it has.
+
+        Args:
+            leases: ``delivery_id`` → the lease end the caller holds (what
+                :meth:`claim_due` or the previous renewal wrote).
+            until: the new lease end (aware).
+
+        Returns:
+            The delivery IDs whose lease now ends at ``until``.
+        """
+        end = _ts(until)
+        renewed: list[int] = []
+        with self._lock, self._transaction() as conn:
+            for delivery_id, held in leases.items():
+                row = conn.execute(
+                    """UPDATE deliveries SET next_attempt_at = ? WHERE delivery_id = ?
+                    AND status = 'pending' AND next_attempt_at = ?""",
+                    (end, delivery_id, _ts(held)),
+                )
+                if row.rowcount == 1:
+                    renewed.append(delivery_id)
+        return renewed
 
     def mark_sent(self, delivery_id: int, at: datetime) -> bool:
         """Record that the channel accepted a pending delivery; ``False`` if not pending.
