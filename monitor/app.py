@@ -39,7 +39,7 @@ from monitor.classify import ResponseCodeTable
 from monitor.config import AlertingSettings, Settings
 from monitor.consumer import TransactionConsumer, ensure_topics
 from monitor.health.service import TerminalHealthService
-from monitor.metrics import PipelineMetrics, serve
+from monitor.metrics import AlertLifecycleMetrics, PipelineMetrics, serve
 from monitor.paths import rules_path
 from monitor.pipeline import BatchProcessor
 from monitor.policy import AlertPolicy
@@ -122,6 +122,9 @@ class MonitorApp:
         self.codes = ResponseCodeTable.load(alerting.response_codes_path or rules_path("response_codes.yaml"))
         self.policy = AlertPolicy.load(alerting.policy_path or rules_path("alerting.yaml"))
         self.escalation = EscalationPolicy.load(alerting.policy_path or rules_path("alerting.yaml"))
+        self.lifecycle_metrics = AlertLifecycleMetrics(
+            self.registry, escalation_severities=self.escalation.severities,
+            escalation_steps=len(self.escalation.steps))
         api = settings.api
         self.links = (AckLinks(api.link_secret.get_secret_value(),
                                api.public_url or f"http://{api.host}:{api.port}",
@@ -188,7 +191,11 @@ class MonitorApp:
             self.worker.wake()
 
     def _report_outbox(self) -> None:
+        # Runs on a scheduler thread: the outbox backlog, and the acknowledgements,
+        # escalations and resolutions the store's history gained (API, link, CLI, other
+        # instances alike), with the alerts by state.
         self.metrics.set_alerts_pending(self.store.pending_count())
+        self.lifecycle_metrics.refresh(self.store)
 
     def _reload_registry(self) -> None:
         if self.vip.reload_if_changed():

@@ -66,6 +66,7 @@ __all__ = [
     "AlertStore",
     "DigestRecord",
     "EscalationCandidate",
+    "LifecycleRecord",
     "RecordResult",
     "alert_id_for",
     "digest_id_for",
@@ -148,6 +149,30 @@ class EscalationCandidate:
     manager_id: str
     created_at: datetime
     escalation_step: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LifecycleRecord:
+    """An acknowledgement, escalation step or resolution, with what metrics need of its alert.
+
+    Attributes:
+        history_id: the history row (increasing in commit order).
+        action: ``acknowledged``, ``escalated`` or ``resolved``.
+        via: the channel it came through (``api``, ``link``, ``cli``, ``escalation``...).
+        severity: the alert's severity now (``low``, ``medium``, ``high``).
+        at: when it happened (UTC).
+        opened_at: when the alert was recorded (UTC).
+        step: for ``escalated``, which step of the alert's chain it was (1 = the
+            first); 0 otherwise.
+    """
+
+    history_id: int
+    action: HistoryAction
+    via: str
+    severity: str
+    at: datetime
+    opened_at: datetime
+    step: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -633,6 +658,52 @@ class AlertStore:
                 "SELECT * FROM alert_history WHERE alert_id = ? ORDER BY history_id", (alert_id,)
             ).fetchall()
         return [_history_entry(row) for row in rows]
+
+    def lifecycle_records(
+        self, after_history_id: int, limit: int = 5_000
+    ) -> tuple[list[LifecycleRecord], int]:
+        """Acknowledgements, escalation steps and resolutions recorded after a history row.
+
+        Whoever wrote them — this process's API, another instance, the CLI — so a
+        reader that keeps the returned cursor sees each exactly once.
+
+        Args:
+            after_history_id: the cursor of the previous call; 0 for everything.
+            limit: most records returned (>= 1).
+
+        Returns:
+            ``(records, cursor)``: records in history order, and the cursor for the next
+            call (the last history row read; unchanged when nothing is new).
+        """
+        with self._lock:
+            newest = self._conn.execute("SELECT max(history_id) FROM alert_history").fetchone()[0]
+            if newest is None or newest <= after_history_id:
+                return [], after_history_id
+            rows = self._conn.execute(
+                """SELECT h.history_id, h.action, h.via, h.at, a.severity, a.created_at,
+                    CASE WHEN h.action = 'escalated' THEN (
+                        SELECT count(*) FROM alert_history e WHERE e.alert_id = h.alert_id
+                        AND e.action = 'escalated' AND e.history_id <= h.history_id)
+                    ELSE 0 END AS step
+                FROM alert_history h JOIN alerts a ON a.alert_id = h.alert_id
+                WHERE h.history_id > ? AND h.history_id <= ?
+                  AND h.action IN ('acknowledged', 'escalated', 'resolved')
+                ORDER BY h.history_id LIMIT ?""",
+                (after_history_id, newest, limit),
+            ).fetchall()
+        records = [LifecycleRecord(history_id=row["history_id"], action=row["action"],
+                                   via=row["via"], severity=row["severity"], at=_dt(row["at"]),
+                                   opened_at=_dt(row["created_at"]), step=row["step"])
+                   for row in rows]
+        cursor = records[-1].history_id if len(records) == limit else newest
+        return records, cursor
+
+    def state_counts(self) -> dict[tuple[AlertState, str], int]:
+        """Alerts in the store by ``(lifecycle state, severity)``; absent pairs have none."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT state, severity, count(*) FROM alerts GROUP BY state, severity").fetchall()
+        return {(row[0], row[1]): int(row[2]) for row in rows}
 
     def acknowledge(
         self, alert_id: str, *, by: str, via: str, note: str | None = None,
