@@ -1,4 +1,4 @@
-"""The alert HTTP API (aiohttp.web): list, read, acknowledge and resolve alerts.
+"""The alert HTTP API (aiohttp.web): list, read, acknowledge and resolve alerts; list incidents.
 
 Endpoints (JSON unless said otherwise; errors are ``{"error": code, "message": text}``):
 
@@ -18,6 +18,11 @@ Endpoints (JSON unless said otherwise; errors are ``{"error": code, "message": t
     never acknowledges, so a mail scanner that prefetches links changes nothing.
 ``POST /alerts/{id}/resolve``
     Bearer token and JSON ``{"by": str, "note": str}``.
+``GET /incidents``
+    Bearer token. Storm-control incidents, latest start first; ``open=true`` for
+    the ones not ended, ``limit`` (1–500, default 50): ``{"incidents": [...]}``.
+``GET /incidents/{id}``
+    Bearer token. The incident with its VIP alerts (client, manager, state).
 
 Status codes: 400 bad input, 401 missing or wrong bearer token, 403 a refused
 (expired, tampered, other alert's) link token or an API with no token configured,
@@ -47,6 +52,7 @@ from monitor.alerts.lifecycle import (
 )
 from monitor.alerts.store import AlertStore
 from monitor.alerts.tokens import AckLinks, InvalidTokenError
+from monitor.incidents import Incident
 
 __all__ = ["ApiServer", "build_api", "start_api"]
 
@@ -86,6 +92,8 @@ def build_api(
     app.router.add_get("/alerts/{alert_id}/ack", _ack_page)
     app.router.add_post("/alerts/{alert_id}/ack", _ack)
     app.router.add_post("/alerts/{alert_id}/resolve", _resolve)
+    app.router.add_get("/incidents", _list_incidents)
+    app.router.add_get("/incidents/{incident_id}", _get_incident)
     return app
 
 
@@ -165,11 +173,67 @@ async def _full_record(store: AlertStore, alert_id: str) -> dict[str, Any] | Non
         alert = store.get_alert(alert_id)
         if alert is None:
             return None
-        return alert_record(alert, store.alert_events(alert_id), state=store.state_of(alert_id),
-                            history=store.history(alert_id),
-                            recipients=store.delivery_recipients(alert_id))
+        record = alert_record(alert, store.alert_events(alert_id), state=store.state_of(alert_id),
+                              history=store.history(alert_id),
+                              recipients=store.delivery_recipients(alert_id))
+        record["incident_id"] = store.incident_of(alert_id)
+        return record
 
     return await asyncio.to_thread(read)
+
+
+def _incident_json(incident: Incident) -> dict[str, Any]:
+    return {
+        "incident_id": incident.incident_id, "scope": incident.scope,
+        "scope_key": incident.scope_key, "title": incident.describe(),
+        "started_at": incident.started_at.isoformat(),
+        "last_failure_at": incident.last_failure_at.isoformat(),
+        "ended_at": incident.ended_at.isoformat() if incident.ended_at else None,
+        "open": incident.is_open, "failures": incident.failures, "cards": incident.cards,
+        "terminals": incident.terminals, "relapses": incident.relapses,
+        "flapping": incident.flapping, "note": incident.note,
+        "alert_count": incident.alert_count, "manager_count": incident.manager_count,
+    }
+
+
+async def _list_incidents(request: web.Request) -> web.Response:
+    if (denied := _authorize(request)) is not None:
+        return denied
+    try:
+        limit = int(request.query.get("limit", _DEFAULT_PAGE))
+        if not 1 <= limit <= 500:
+            raise ValueError
+    except ValueError:
+        return _error(400, "bad_request", "limit must be an integer from 1 to 500")
+    open_only = request.query.get("open", "").lower() in ("1", "true", "yes")
+    incidents = await asyncio.to_thread(request.app[STORE].list_incidents, open_only=open_only,
+                                        limit=limit)
+    return web.json_response({"incidents": [_incident_json(i) for i in incidents]})
+
+
+async def _get_incident(request: web.Request) -> web.Response:
+    if (denied := _authorize(request)) is not None:
+        return denied
+    store = request.app[STORE]
+    incident_id = request.match_info["incident_id"]
+
+    def read() -> dict[str, Any] | None:
+        incident = store.get_incident(incident_id)
+        if incident is None:
+            return None
+        record = _incident_json(incident)
+        record["alerts"] = [
+            {"alert_id": alert.alert_id, "customer_id": alert.customer_id,
+             "customer_name": alert.customer_name, "tier": alert.tier,
+             "manager_id": alert.manager.manager_id, "severity": alert.severity, "state": state,
+             "failures": alert.event_count, "linked_at": linked_at.isoformat()}
+            for alert, state, linked_at in store.incident_alerts(incident_id)]
+        return record
+
+    record = await asyncio.to_thread(read)
+    if record is None:
+        return _error(404, "not_found", f"no incident {incident_id}")
+    return web.json_response(record)
 
 
 # -- JSON endpoints ----------------------------------------------------------------------

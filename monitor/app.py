@@ -31,6 +31,7 @@ from monitor.alerts.delivery import DeliveryWorker
 from monitor.alerts.digest import digests_due
 from monitor.alerts.lifecycle import EscalationPolicy, escalate_due
 from monitor.alerts.model import VipFailure
+from monitor.alerts.ratelimit import RateLimit, summaries_due
 from monitor.alerts.routing import MANAGER_CHANNEL_KINDS
 from monitor.alerts.store import AlertStore
 from monitor.alerts.tokens import AckLinks
@@ -39,6 +40,7 @@ from monitor.classify import ResponseCodeTable
 from monitor.config import AlertingSettings, Settings
 from monitor.consumer import TransactionConsumer, ensure_topics
 from monitor.health.service import TerminalHealthService
+from monitor.incidents import IncidentChange, IncidentDetector, IncidentRules
 from monitor.metrics import AlertLifecycleMetrics, PipelineMetrics, serve
 from monitor.paths import rules_path
 from monitor.pipeline import BatchProcessor
@@ -125,6 +127,9 @@ class MonitorApp:
         self.lifecycle_metrics = AlertLifecycleMetrics(
             self.registry, escalation_severities=self.escalation.severities,
             escalation_steps=len(self.escalation.steps))
+        self.incident_rules = IncidentRules.load(alerting.policy_path or rules_path("alerting.yaml"))
+        self.incidents = IncidentDetector(self.incident_rules) if self.incident_rules else None
+        self.rate_limit = RateLimit.load(alerting.policy_path or rules_path("alerting.yaml"))
         api = settings.api
         self.links = (AckLinks(api.link_secret.get_secret_value(),
                                api.public_url or f"http://{api.host}:{api.port}",
@@ -137,7 +142,7 @@ class MonitorApp:
                                             registry=self.registry, metrics=self.metrics)
         self.processor = BatchProcessor(codes=self.codes, policy=self.policy,
                                         registry=self.vip, metrics=self.metrics,
-                                        observers=self.health.observers)
+                                        observers=self.health.observers, incidents=self.incidents)
         self.consumer = TransactionConsumer(settings.kafka, processor=self.processor,
                                             record_failures=self._record, metrics=self.metrics)
         self.worker = DeliveryWorker(
@@ -156,12 +161,14 @@ class MonitorApp:
         self.store_summary = 0  # alerts in the store when run() ended
         self._sinks = tuple(name for name in settings.alerting.sinks if name in self.channels)
 
-    async def _record(self, failures: Sequence[VipFailure]) -> None:
+    async def _record(self, failures: Sequence[VipFailure],
+                      incidents: Sequence[IncidentChange] = ()) -> None:
         result = await asyncio.to_thread(
             self.store.record, failures,
             window_seconds=self.policy.grouping_window_seconds,
             sinks=self._sinks, channels=self._enabled_channels,
             managers=self.vip.current.managers,  # an away manager's alerts go to the backup
+            incidents=incidents, incident_rules=self.incident_rules, rate_limit=self.rate_limit,
         )
         if result.deliveries_enqueued:
             self.worker.wake()
@@ -172,6 +179,16 @@ class MonitorApp:
         claimed = await asyncio.to_thread(digests_due, self.store, datetime.now(UTC),
                                           self.vip.current.managers, channels=self._enabled_channels)
         if any(d.alert_count for d in claimed):
+            self.worker.wake()
+
+    async def _send_summaries(self) -> None:
+        # Claimed in the store (one summary per manager and first capped alert): safe
+        # to run on every instance.
+        if self.rate_limit is None:
+            return
+        claimed = await asyncio.to_thread(summaries_due, self.store, datetime.now(UTC), self.rate_limit,
+                                          self.vip.current.managers, channels=self._enabled_channels)
+        if claimed:
             self.worker.wake()
 
     def _report_registry(self) -> None:
@@ -210,6 +227,9 @@ class MonitorApp:
         """
         self.vip.load()
         self.health.load()
+        if self.incidents is not None:  # outages still open when the last run stopped
+            self.incidents.restore(await asyncio.to_thread(self.store.list_incidents, open_only=True,
+                                                           limit=500))
         self._report_registry()
         server = serve(self.registry, self.settings.metrics.host, self.settings.metrics.port)
         scheduler = AsyncIOScheduler(timezone="UTC")
@@ -220,6 +240,8 @@ class MonitorApp:
                           max_instances=1, coalesce=True)
         scheduler.add_job(self._send_digests, "cron", minute="*", second=0,
                           id="alert-digests", max_instances=1, coalesce=True)
+        scheduler.add_job(self._send_summaries, "interval", seconds=30, id="alert-summaries",
+                          max_instances=1, coalesce=True)
         scheduler.add_job(self._escalate, "interval",
                           seconds=self.settings.alerting.escalation_interval_seconds,
                           id="alert-escalation", max_instances=1, coalesce=True)

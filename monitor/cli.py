@@ -38,6 +38,10 @@ alerts_app = typer.Typer(help="The alert store: export, list, acknowledge, resol
                          no_args_is_help=True)
 app.add_typer(alerts_app, name="alerts")
 
+incidents_app = typer.Typer(help="Storm-control incidents: outages of a terminal, merchant, region, "
+                            "issuer or the network.", no_args_is_help=True)
+app.add_typer(incidents_app, name="incidents")
+
 dashboards_app = typer.Typer(help="Grafana dashboards: regenerate the JSON, upload it.",
                              no_args_is_help=True)
 app.add_typer(dashboards_app, name="dashboards")
@@ -296,11 +300,33 @@ def alerts_list(
     rows += [(a.alert_id, page.states[a.alert_id], a.severity, a.manager.manager_id,
               f"{a.customer_name} ({a.customer_id})", a.created_at.strftime("%Y-%m-%d %H:%M:%S"),
               str(a.event_count)) for a in page.alerts]
+    _table(rows)
+    if page.next_cursor is not None:
+        typer.echo(f"(showing the newest {limit}; use --limit for more)", err=True)
+
+
+def _table(rows: list[tuple[str, ...]]) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
-    if page.next_cursor is not None:
-        typer.echo(f"(showing the newest {limit}; use --limit for more)", err=True)
+
+
+@incidents_app.command("list")
+def incidents_list(
+    open_only: Annotated[bool, typer.Option("--open", help="Only incidents that have not ended.")] = False,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=500, help="Most incidents to show.")] = 50,
+    config: ConfigOption = None,
+    store: StoreOption = None,
+) -> None:
+    """List incidents, latest start first: ID, scope and key, start and end (event time, UTC), scale, VIP alerts."""
+    with _alert_store(config, store) as alert_store:
+        incidents = alert_store.list_incidents(open_only=open_only, limit=limit)
+    rows = [("INCIDENT", "SCOPE", "KEY", "STARTED (UTC)", "ENDED (UTC)", "FAILURES", "ALERTS",
+             "MANAGERS", "NOTE")]
+    rows += [(i.incident_id, i.scope, i.scope_key, i.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+              i.ended_at.strftime("%Y-%m-%d %H:%M:%S") if i.ended_at else "open", str(i.failures),
+              str(i.alert_count), str(i.manager_count), i.note or "") for i in incidents]
+    _table(rows)
 
 
 @dashboards_app.command("build")

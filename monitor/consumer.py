@@ -4,8 +4,9 @@ Commit protocol, per micro-batch (``AIOKafkaConsumer.getmany``), in this order:
 
 1. process the whole batch (:class:`monitor.pipeline.BatchProcessor`): decode,
    classify, VIP lookup, metrics, alert policy;
-2. write the batch's VIP failures to the alert store in one durable transaction
-   (retried with backoff until it succeeds: the partition waits, nothing is lost);
+2. write the batch's VIP failures and incident changes (storm control) to the alert
+   store in one durable transaction (retried with backoff until it succeeds: the
+   partition waits, nothing is lost);
 3. send each rejected message to the dead-letter topic, PAN-scrubbed (and cut to
    512 KiB, with a ``cardmon-truncated-from-bytes`` header, when larger), with its
    reason in headers, and wait until the broker has acknowledged every one;
@@ -39,6 +40,7 @@ from aiokafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsErr
 from monitor.alerts.model import VipFailure
 from monitor.config import KafkaSettings
 from monitor.decoder import Rejection, scrub_pans
+from monitor.incidents import IncidentChange
 from monitor.pipeline import BatchProcessor, ProcessedBatch
 
 __all__ = ["ConsumerMetrics", "TransactionConsumer", "ensure_topics", "kafka_client_options"]
@@ -51,7 +53,8 @@ _STORE_RETRY_MAX_SECONDS: Final = 30.0
 #: Largest dead-letter value sent whole; aiokafka's default max_request_size is 1 MiB.
 _DEAD_LETTER_MAX_BYTES: Final = 512 * 1024
 
-RecordFailures = Callable[[Sequence[VipFailure]], Awaitable[Any]]
+#: Stores a batch's VIP failures and its incident changes, durably, before the commit.
+RecordFailures = Callable[[Sequence[VipFailure], Sequence[IncidentChange]], Awaitable[Any]]
 
 
 class ConsumerMetrics(Protocol):
@@ -122,7 +125,8 @@ class TransactionConsumer:
     Args:
         settings: Kafka settings (topic, group, batch bounds).
         processor: turns a batch into rejections and VIP failures.
-        record_failures: durably stores a batch's VIP failures (awaited before commit).
+        record_failures: durably stores a batch's VIP failures and incident changes
+            (awaited before commit).
         metrics: pipeline metrics, or ``None``.
     """
 
@@ -199,8 +203,8 @@ class TransactionConsumer:
         records = [record for messages in batch.values() for record in messages]
         values = [record.value for record in records]
         result = self.processor.process(values)
-        if result.failures:
-            await self._store(result.failures)
+        if result.failures or result.incidents:
+            await self._store(result.failures, result.incidents)
         if result.rejections:
             await self._dead_letter(records, result.rejections)
         await self._commit(batch)
@@ -211,11 +215,11 @@ class TransactionConsumer:
             self._report_lag(batch)
         return result
 
-    async def _store(self, failures: list[VipFailure]) -> None:
+    async def _store(self, failures: list[VipFailure], incidents: list[IncidentChange]) -> None:
         delay = 0.5
         while True:
             try:
-                await self._record_failures(failures)
+                await self._record_failures(failures, incidents)
                 return
             except Exception:  # the store must succeed before the commit; keep trying
                 log.exception("alert store write failed; retrying in %.1f s", delay)

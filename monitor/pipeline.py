@@ -9,7 +9,10 @@
 4. find each event's VIP client (sorted search in the registry snapshot);
 5. update the metrics from the frame (aggregated, never per event);
 6. keep the VIP failures the alert policy says must alert and turn only those
-   few rows into :class:`~monitor.alerts.model.VipFailure` values.
+   few rows into :class:`~monitor.alerts.model.VipFailure` values;
+7. storm control (optional): follow the frame for outages
+   (:class:`~monitor.incidents.IncidentDetector`) and mark each VIP failure with
+   the incident it belongs to.
 
 Writing the failures to the alert store and committing offsets is the
 consumer's job (:mod:`monitor.consumer`), in that order.
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import polars as pl
@@ -27,6 +30,7 @@ import polars as pl
 from monitor.alerts.model import AlertEvent, Manager, VipFailure
 from monitor.classify import ResponseCodeTable
 from monitor.decoder import Rejection, decode_frame
+from monitor.incidents import IncidentChange, IncidentDetector
 from monitor.policy import AlertPolicy
 from monitor.registry import RegistryLoader, VipRegistry
 
@@ -49,11 +53,14 @@ class ProcessedBatch:
         rejections: messages for the dead-letter topic (index into the batch, reason).
         failures: VIP failures to record as alerts, in batch order.
         events: number of valid events.
+        incidents: what the batch did to incidents (storm control), to store with
+            the failures.
     """
 
     rejections: list[Rejection] = field(default_factory=list)
     failures: list[VipFailure] = field(default_factory=list)
     events: int = 0
+    incidents: list[IncidentChange] = field(default_factory=list)
 
 
 class FrameObserver(Protocol):
@@ -72,16 +79,19 @@ class BatchProcessor:
         metrics: receives each batch frame (or ``None`` for no metrics).
         observers: also receive each classified batch frame, after the metrics; an
             observer that raises is logged and skipped, the batch is not re-processed.
+        incidents: the storm-control detector, or ``None`` (no incidents).
     """
 
     def __init__(self, *, codes: ResponseCodeTable, policy: AlertPolicy,
                  registry: RegistryLoader, metrics: BatchMetrics | None = None,
-                 observers: Sequence[FrameObserver] = ()) -> None:
+                 observers: Sequence[FrameObserver] = (),
+                 incidents: IncidentDetector | None = None) -> None:
         self.codes = codes
         self.policy = policy
         self.registry = registry
         self.metrics = metrics
         self.observers = tuple(observers)
+        self.incidents = incidents
 
     def process(self, values: list[bytes | None]) -> ProcessedBatch:
         """Process one batch; a message that makes processing fail is isolated.
@@ -110,6 +120,7 @@ class BatchProcessor:
             result.rejections.extend(one.rejections)
             result.failures.extend(one.failures)
             result.events += one.events
+            result.incidents.extend(one.incidents)
         return result
 
     def _process(self, values: list[bytes | None], *, offset: int,
@@ -133,9 +144,24 @@ class BatchProcessor:
                 observer.observe(frame)
             except Exception:  # health views must never cost an alert or a double count
                 log.exception("%s failed on a batch of %d events", type(observer).__name__, frame.height)
-        return ProcessedBatch(rejections=rejections,
-                              failures=[f for f in failures if f is not None],
-                              events=frame.height)
+        kept = [f for f in failures if f is not None]
+        changes: list[IncidentChange] = []
+        if self.incidents is not None:
+            try:
+                changes = self.incidents.observe(frame)
+                kept = [self._attribute(f, self.incidents) for f in kept]
+            except Exception:  # storm control must never cost an alert: they go out one by one
+                log.exception("incident detection failed on a batch of %d events", frame.height)
+        return ProcessedBatch(rejections=rejections, failures=kept, events=frame.height,
+                              incidents=changes)
+
+    @staticmethod
+    def _attribute(failure: VipFailure, detector: IncidentDetector) -> VipFailure:
+        event = failure.event
+        incident_id = detector.incident_for(
+            occurred_at=event.occurred_at, outcome=event.outcome, terminal_id=event.terminal_id,
+            merchant_id=event.merchant_id, region=event.region, pan_masked=event.pan_masked)
+        return failure if incident_id is None else replace(failure, incident_id=incident_id)
 
     def _failure(self, row: dict[str, object], managers: dict[str, Manager]) -> VipFailure | None:
         manager = managers.get(str(row["manager_id"]))

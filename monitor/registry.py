@@ -12,7 +12,9 @@ Two files, CSV or Parquet (chosen by suffix), read with polars:
   or log line quotes it); and the optional preferences ``working_hours``,
   ``quiet_hours`` (opening-hours grammar, e.g. ``Mo-Fr 08:00-18:00``), ``away_from``,
   ``away_until`` (a date or a local date and time) and ``digest_at`` (``HH:MM``),
-  read in the manager's zone (:mod:`monitor.alerts.preferences`).
+  read in the manager's zone (:mod:`monitor.alerts.preferences`); ``notify_resolved``
+  (``yes``/``no``, ``true``/``false``, ``1``/``0``; default no): a follow-up message
+  when an incident that hit the manager's clients ends.
 
 A :class:`VipRegistry` is an immutable snapshot; :class:`RegistryLoader` builds a
 new one when either file changes and swaps it in whole, so a batch always sees
@@ -47,7 +49,10 @@ _CUSTOMER_COLUMNS: Final = ("customer_id", "name", "tier", "manager_id")
 _MANAGER_COLUMNS: Final = ("manager_id", "name")
 _MANAGER_OPTIONAL: Final = ("email", "phone", "webhook_url", "backup_manager_id", "timezone",
                              "channels", "working_hours", "quiet_hours", "away_from", "away_until",
-                             "digest_at")
+                             "digest_at", "notify_resolved")
+# Spellings of the yes/no column notify_resolved (empty: no).
+_YES: Final = frozenset({"yes", "y", "true", "1"})
+_NO: Final = frozenset({"no", "n", "false", "0", ""})
 #: Columns :meth:`VipRegistry.lookup` adds to a frame.
 LOOKUP_COLUMNS: Final = ("vip_customer_id", "customer_name", "tier", "manager_id")
 
@@ -242,7 +247,13 @@ def _hours_and_absence(record: dict[str, Any], zone: ZoneInfo, path: Path,
         raise RegistryError(f"{path}: manager {manager_id!r}: {error}") from None
     if away_from is not None and away_until is not None and away_until <= away_from:
         raise RegistryError(f"{path}: manager {manager_id!r}: away_until is not after away_from")
-    return {**hours, "away_from": away_from, "away_until": away_until, "digest_at": digest_at}
+    flag = record.get("notify_resolved")
+    text = "" if flag is None else str(flag).strip().lower()
+    if text not in _YES | _NO:
+        raise RegistryError(f"{path}: manager {manager_id!r}: notify_resolved must be yes or no, "
+                            f"not {text!r}")
+    return {**hours, "away_from": away_from, "away_until": away_until, "digest_at": digest_at,
+            "notify_resolved": text in _YES}
 
 
 def _customers_and_cards(raw: pl.DataFrame, path: Path,

@@ -16,8 +16,10 @@ validated on load). It declares
   ``card_wave``, ``silent``, ``flapping``, ``chip_degradation``
   (:data:`Fault`); visits go through the same faults as background traffic;
 * ``expect``: the known answer (:class:`Expectations`): alerts per client and per
-  manager, metric sample ranges from the monitor's registry, which terminals
-  show failures, and terminal health states (``health``, ``health_others``).
+  manager, the incidents storm control opens (scope and key, flapping, ended, how
+  many alerts and which managers), metric sample ranges from the monitor's
+  registry, which terminals show failures, and terminal health states (``health``,
+  ``health_others``).
 
 Event time is compressed: all events are produced as fast as possible with their
 synthetic ``occurred_at`` (from the scenario's ``start``), and the monitor groups in
@@ -68,6 +70,7 @@ from monitor.consumer import ensure_topics
 from monitor.health.service import TerminalHealthService
 from monitor.health.silent import HOURS_PER_WEEK, Baseline
 from monitor.health.state import HealthState
+from monitor.incidents import Incident
 from simulators.producer import produce
 from simulators.scenario_schema import (
     CardWave,
@@ -352,6 +355,8 @@ class Observed:
     #: for every terminal of the fleet, evaluated at ``health_at``.
     health: dict[str, tuple[HealthState, list[str]] | None] = field(default_factory=dict)
     health_at: datetime | None = None
+    #: The store's incidents, with the managers of the clients linked to each.
+    incidents: tuple[tuple[Incident, frozenset[str]], ...] = ()
 
 
 def _sample_sum(registry: CollectorRegistry, name: str, labels: dict[str, str]) -> float | None:
@@ -419,6 +424,35 @@ def _health_checks(expect: Expectations, observed: Observed) -> list[Check]:
     return checks
 
 
+def _incident_checks(expect: Expectations, observed: Observed) -> list[Check]:
+    """The ``incidents`` expectations against the store's incidents."""
+    spec = expect.incidents
+    checks: list[Check] = []
+    if spec.total is not None:
+        checks.append(_range_check("incidents.total", spec.total, len(observed.incidents)))
+    for wanted in spec.each:
+        name = f"incidents[{wanted.scope} {wanted.scope_key}]"
+        found = [(i, m) for i, m in observed.incidents
+                 if (i.scope, i.scope_key) == (wanted.scope, wanted.scope_key)]
+        checks.append(Check(f"{name}.count", "1", str(len(found)), len(found) == 1))
+        if len(found) != 1:
+            continue
+        incident, managers = found[0]
+        if wanted.flapping is not None:
+            checks.append(Check(f"{name}.flapping", str(wanted.flapping).lower(),
+                                f"{str(incident.flapping).lower()} ({incident.relapses} relapses)",
+                                incident.flapping == wanted.flapping))
+        if wanted.ended is not None:
+            ended = incident.ended_at is not None
+            checks.append(Check(f"{name}.ended", str(wanted.ended).lower(), str(ended).lower(),
+                                ended == wanted.ended))
+        if wanted.alerts is not None:
+            checks.append(_range_check(f"{name}.alerts", wanted.alerts, incident.alert_count))
+        if wanted.managers is not None:
+            checks.append(_set_check(f"{name}.managers", set(wanted.managers), set(managers)))
+    return checks
+
+
 def check(expect: Expectations, observed: Observed) -> list[Check]:
     """Compare what happened with what the scenario expected; one :class:`Check` per expectation."""
     checks: list[Check] = []
@@ -478,6 +512,7 @@ def check(expect: Expectations, observed: Observed) -> list[Check]:
             offset = None if at is None else at - observed.start.timestamp()
             checks.append(_range_check(f"{prefix}.last_transaction_offset_s",
                                        terminal.last_transaction_offset_s, offset))
+    checks += _incident_checks(expect, observed)
     checks += _health_checks(expect, observed)
     return checks
 
@@ -573,8 +608,13 @@ async def run_scenario(scenario: Scenario, *, bootstrap_servers: str | None = No
                         f"the last event ({(last_event[0] - scenario.start).total_seconds():g} s)")
             health = _evaluate_health(monitor.health, health_at,
                                       [t.terminal_id for t in scenario.fleet.terminals])
+            incidents = tuple(
+                (incident, frozenset(a.manager.manager_id for a, _, _ in
+                                     monitor.store.incident_alerts(incident.incident_id)))
+                for incident in monitor.store.list_incidents(limit=500))
             observed = Observed(alerts=alerts, events=events, registry=monitor.registry,
-                                start=scenario.start, health=health, health_at=health_at)
+                                start=scenario.start, health=health, health_at=health_at,
+                                incidents=incidents)
             checks = check(scenario.expect, observed)
             consumed = monitor.consumer.events
         finally:

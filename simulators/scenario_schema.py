@@ -310,6 +310,30 @@ class HealthExpectation(BaseModel):
     reason_contains: str | None = Field(default=None, min_length=1)
 
 
+class IncidentExpectation(BaseModel):
+    """One incident the scenario must make (storm control, ``rules/alerting.yaml``).
+
+    ``alerts`` counts the VIP alerts linked to it, ``managers`` the managers of
+    those clients (each of whom got one notice instead of a message per alert).
+    """
+
+    model_config = _closed
+    scope: Literal["terminal", "merchant", "region", "issuer", "network"]
+    scope_key: str
+    flapping: bool | None = None
+    ended: bool | None = None
+    alerts: Range | None = None
+    managers: tuple[str, ...] | None = None
+
+
+class IncidentExpectations(BaseModel):
+    """Incidents: how many in all, and the ones that must be there."""
+
+    model_config = _closed
+    total: Range | None = None
+    each: tuple[IncidentExpectation, ...] = ()
+
+
 class Expectations(BaseModel):
     """The known answer.
 
@@ -321,6 +345,7 @@ class Expectations(BaseModel):
 
     model_config = _closed
     alerts: AlertExpectations = AlertExpectations()
+    incidents: IncidentExpectations = IncidentExpectations()
     metrics: tuple[MetricExpectation, ...] = ()
     terminals: TerminalExpectations = TerminalExpectations()
     health: tuple[HealthExpectation, ...] = ()
@@ -364,6 +389,8 @@ class Scenario(BaseModel):
                      for c in self.expect.alerts.clients if c.customer_id not in vips]
         problems += [f"expect.alerts.managers: unknown manager {m}"
                      for m in self.expect.alerts.managers if m not in managers]
+        problems += [f"expect.incidents: unknown manager {m}" for i in self.expect.incidents.each
+                     for m in (i.managers or ()) if m not in managers]
         named = [t.terminal_id for t in self.expect.terminals.each]
         if self.expect.terminals.failing is not None:
             named += self.expect.terminals.failing.terminal_ids

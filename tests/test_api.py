@@ -261,3 +261,29 @@ async def test_tampered_expired_or_foreign_link_tokens_are_refused_with_403(api:
     assert expired.status_code == 403 and "expired" in expired.text
     assert api.store.state_of(first) == api.store.state_of(second) == "open"
     assert [h.action for h in api.store.history(first)] == ["opened"]
+
+
+async def test_incidents_are_listed_and_read_with_their_alerts(api: Api) -> None:
+    """GET /incidents lists storm-control incidents (open ones on request) and GET /incidents/{id} names their VIP alerts."""
+    from dataclasses import replace as _replace
+
+    from monitor.incidents import IncidentChange, IncidentRules
+
+    rules = IncidentRules.model_validate({"scopes": {"terminal": {"min_failures": 5}}})
+    change = IncidentChange(kind="opened", incident_id="in-apitest", scope="terminal",
+                            scope_key="ATM00042", started_at=T0, last_failure_at=T0, failures=9,
+                            cards=7, terminals=1)
+    failures = [_replace(_failure(n), incident_id="in-apitest") for n in (1, 2)]
+    api.store.record(failures, incidents=[change], incident_rules=rules)
+    listed = await api.client.get("/incidents", params={"open": "true"}, headers=AUTH)
+    assert listed.status_code == 200
+    [incident] = listed.json()["incidents"]
+    assert incident["incident_id"] == "in-apitest" and incident["open"] is True
+    assert (incident["scope"], incident["scope_key"], incident["alert_count"]) == ("terminal", "ATM00042", 2)
+    one = await api.client.get("/incidents/in-apitest", headers=AUTH)
+    assert sorted(a["customer_id"] for a in one.json()["alerts"]) == ["C-0001", "C-0002"]
+    alert_id = one.json()["alerts"][0]["alert_id"]
+    assert (await api.client.get(f"/alerts/{alert_id}", headers=AUTH)).json()["incident_id"] == "in-apitest"
+    assert (await api.client.get("/incidents/in-nope", headers=AUTH)).status_code == 404
+    assert (await api.client.get("/incidents")).status_code == 401
+    assert (await api.client.get("/incidents", params={"limit": "0"}, headers=AUTH)).status_code == 400

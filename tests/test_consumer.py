@@ -77,7 +77,7 @@ async def test_bad_messages_are_dead_lettered_and_good_ones_processed(
     store = AlertStore(tmp_path / "alerts.db")
     consumer = TransactionConsumer(
         settings, processor=_processor(tmp_path, metrics), metrics=metrics,
-        record_failures=lambda failures: asyncio.to_thread(store.record, failures),
+        record_failures=lambda failures, _incidents: asyncio.to_thread(store.record, failures),
     )
     await consumer.start()
     stop = asyncio.Event()
@@ -138,7 +138,7 @@ async def test_offsets_are_committed_after_the_batch(kafka_bootstrap: str, uniqu
         store = AlertStore(tmp_path / "alerts.db")
         consumer = TransactionConsumer(settings, processor=_processor(tmp_path, metrics),
                                        metrics=metrics,
-                                       record_failures=lambda f: asyncio.to_thread(store.record, f))
+                                       record_failures=lambda f, _i: asyncio.to_thread(store.record, f))
         await consumer.start()
         stop = asyncio.Event()
         task = asyncio.create_task(consumer.run(stop))
@@ -198,7 +198,7 @@ async def test_an_oversized_bad_message_is_dead_lettered_cut_with_its_size(
     metrics = PipelineMetrics(registry)
     with AlertStore(tmp_path / "alerts.db") as store:
         consumer = TransactionConsumer(settings, processor=_processor(tmp_path, metrics), metrics=metrics,
-                                       record_failures=lambda f: asyncio.to_thread(store.record, f))
+                                       record_failures=lambda f, _i: asyncio.to_thread(store.record, f))
         await _run_until_consumed(consumer, registry, 3)
     assert consumer.events == 2
     (dead,) = await read_topic(kafka_bootstrap, settings.dead_letter_topic, expected=1)
@@ -236,7 +236,7 @@ async def test_a_failed_dead_letter_write_rereads_the_batch_and_loses_nothing(
     metrics = PipelineMetrics(registry)
     with AlertStore(tmp_path / "alerts.db") as store:
         consumer = _FlakyDeadLetters(settings, processor=_processor(tmp_path, metrics), metrics=metrics,
-                                     record_failures=lambda f: asyncio.to_thread(store.record, f))
+                                     record_failures=lambda f, _i: asyncio.to_thread(store.record, f))
         await _run_until_consumed(consumer, registry, len(stream))
         alerts = store.list_alerts()
     assert consumer.failures_left == 0, "the outage was never simulated"

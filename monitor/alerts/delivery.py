@@ -54,14 +54,24 @@ import tenacity
 from monitor.alerts.channels import Channel
 from monitor.alerts.digest import render_digest_delivery
 from monitor.alerts.model import Alert, Delivery, Manager
+from monitor.alerts.ratelimit import is_summary_id, render_summary_delivery
 from monitor.alerts.render import AlertMessage, render_delivery
 from monitor.alerts.routing import apprise_target, channel_kind
 from monitor.alerts.store import AlertStore, is_digest_id
+from monitor.incidents.model import is_notice_id
+from monitor.incidents.render import render_notice_delivery
 
 if TYPE_CHECKING:
     from monitor.alerts.tokens import AckLinks
 
-__all__ = ["DEFAULT_LEASE_SECONDS", "DeliveryResult", "DeliveryWorker", "ManagerLookup", "ResultCallback", "RoutedChannel"]
+__all__ = [
+    "DEFAULT_LEASE_SECONDS",
+    "DeliveryResult",
+    "DeliveryWorker",
+    "ManagerLookup",
+    "ResultCallback",
+    "RoutedChannel",
+]
 
 log = logging.getLogger(__name__)
 
@@ -281,6 +291,14 @@ class DeliveryWorker:
     ) -> tuple[Alert | None, AlertMessage]:
         if is_digest_id(delivery.alert_id):  # a manager's daily digest (digest.py): no alert
             return None, await asyncio.to_thread(render_digest_delivery, self._store, delivery)
+        if is_summary_id(delivery.alert_id):  # capped alerts of one manager (ratelimit.py)
+            return None, await asyncio.to_thread(
+                render_summary_delivery, self._store, delivery,
+                links=self._links if with_link else None)
+        if is_notice_id(delivery.alert_id):  # one message per manager per incident (incidents/)
+            return None, await asyncio.to_thread(
+                render_notice_delivery, self._store, delivery,
+                links=self._links if with_link else None)
         alert = await asyncio.to_thread(self._store.get_alert, delivery.alert_id)
         if alert is None:
             raise LookupError(f"alert {delivery.alert_id} is not in the store")

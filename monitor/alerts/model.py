@@ -30,14 +30,16 @@ Severity = Literal["low", "medium", "high"]
 SEVERITIES: tuple[Severity, ...] = ("low", "medium", "high")
 
 #: ``pending``: waiting for its first or next attempt; ``sent``: the channel accepted it;
-#: ``failed``: every attempt failed (the last error is kept).
-DeliveryStatus = Literal["pending", "sent", "failed"]
-DELIVERY_STATUSES: tuple[DeliveryStatus, ...] = ("pending", "sent", "failed")
+#: ``failed``: every attempt failed (the last error is kept); ``merged``: never tried, folded
+#: into an incident notice that names the alert (:mod:`monitor.incidents`).
+DeliveryStatus = Literal["pending", "sent", "failed", "merged"]
+DELIVERY_STATUSES: tuple[DeliveryStatus, ...] = ("pending", "sent", "failed", "merged")
 #: Derived from the alert's deliveries: ``notified`` once any delivery is sent,
 #: ``failed`` when all of them failed, ``pending`` while one is still due,
-#: ``unrouted`` when the alert had nowhere to go (no e-mail, no webhook, no sink).
-AlertStatus = Literal["pending", "notified", "failed", "unrouted"]
-ALERT_STATUSES: tuple[AlertStatus, ...] = ("pending", "notified", "failed", "unrouted")
+#: ``unrouted`` when the alert had nowhere to go (no e-mail, no webhook, no sink),
+#: ``merged`` when its only messages are the notices of the incident it belongs to.
+AlertStatus = Literal["pending", "notified", "failed", "unrouted", "merged"]
+ALERT_STATUSES: tuple[AlertStatus, ...] = ("pending", "notified", "failed", "unrouted", "merged")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,7 +89,9 @@ class Manager:
     ``working_hours`` and ``quiet_hours`` are opening-hours texts (``Mo-Fr 08:00-18:00``)
     in the manager's zone, ``None`` meaning "always working" and "never quiet";
     ``away_from``/``away_until`` bound an absence (aware, ``[from, until)``; either end
-    may be open); ``digest_at`` is the local time of the daily digest (``None``: none).
+    may be open); ``digest_at`` is the local time of the daily digest (``None``: none);
+    ``notify_resolved``: the manager opted in to a follow-up when an incident that hit
+    their clients ends.
     """
 
     manager_id: str
@@ -104,6 +108,7 @@ class Manager:
     away_from: datetime | None = None
     away_until: datetime | None = None
     digest_at: time | None = None
+    notify_resolved: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -118,6 +123,8 @@ class VipFailure:
         manager: the client's own relationship manager.
         severity: from the alert policy for this tier and outcome class.
         suggested_action: what the manager should do, one sentence.
+        incident_id: the incident (outage) the failure belongs to, if storm control
+            attributed it to one (:mod:`monitor.incidents`).
     """
 
     event: AlertEvent
@@ -127,6 +134,7 @@ class VipFailure:
     manager: Manager
     severity: Severity
     suggested_action: str
+    incident_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

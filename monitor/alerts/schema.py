@@ -6,8 +6,11 @@ The file's version is ``PRAGMA user_version``. Version 1 is the original store
 recipient (unique on ``(alert_id, channel, recipient_id)``; ``recipient_id`` is ``''``
 for the alert's own manager and for sinks). Version 3 adds the managers' daily
 digests (``digests``, unique on ``(manager_id, local_date)``) and lets an outbox row's
-``alert_id`` name a digest (``dg-...``) as well as an alert. See
-``docs/alert-lifecycle.md`` and ``docs/alert-channels.md``.
+``alert_id`` name a digest (``dg-...``) as well as an alert. Version 4 adds storm
+control (``incidents``, ``incident_alerts``, ``incident_notices``; an outbox row may
+name an incident notice ``ic-...``) and the outbox status ``merged`` (a manager's
+message folded into an incident notice). See ``docs/alert-lifecycle.md``,
+``docs/alert-channels.md`` and ``docs/incidents.md``.
 
 A store is never changed any other way than by :func:`migrate`: a new column is a
 new version in :data:`_MIGRATIONS`, never an edit of :data:`_SCHEMA` (the version-1
@@ -22,7 +25,7 @@ from typing import Final
 __all__ = ["SCHEMA_VERSION", "migrate"]
 
 #: The version this code writes and reads.
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -99,6 +102,9 @@ _DELIVERY_COLUMNS_V2: Final = (
     f"{_DELIVERY_COLUMNS_V1}, recipient_id, recipient_name, recipient_email, "
     "recipient_webhook_url, recipient_timezone"
 )
+
+# The outbox columns of schema 3 (the same as 2), copied when schema 4 rebuilds the table.
+_DELIVERY_COLUMNS_V3: Final = _DELIVERY_COLUMNS_V2
 
 # <version: statements that upgrade the store from version - 1>, applied in order in
 # one transaction. A store is never changed any other way: a new column is a new
@@ -233,6 +239,101 @@ _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
              AND NOT EXISTS (SELECT 1 FROM digests WHERE digest_id = NEW.alert_id)
             BEGIN
                 SELECT RAISE(ABORT, 'FOREIGN KEY constraint failed: a delivery needs an alert or a digest');
+            END""",
+    ),
+    4: (
+        # One row per outage of one scope key; at most one open per key (the partial
+        # unique index), so two instances that both detect it keep one. Event times.
+        """CREATE TABLE incidents (
+            incident_id TEXT PRIMARY KEY,
+            scope TEXT NOT NULL CHECK (scope IN ('terminal', 'merchant', 'region', 'issuer', 'network')),
+            scope_key TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            last_failure_at TEXT NOT NULL,
+            ended_at TEXT,
+            failures INTEGER NOT NULL,
+            cards INTEGER NOT NULL,
+            terminals INTEGER NOT NULL,
+            relapses INTEGER NOT NULL DEFAULT 0,
+            flapping INTEGER NOT NULL DEFAULT 0,
+            note TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )""",
+        "CREATE UNIQUE INDEX incidents_open_per_key ON incidents (scope, scope_key) WHERE ended_at IS NULL",
+        "CREATE INDEX incidents_by_start ON incidents (started_at, incident_id)",
+        # An alert belongs to at most one incident.
+        """CREATE TABLE incident_alerts (
+            incident_id TEXT NOT NULL REFERENCES incidents (incident_id) DEFERRABLE INITIALLY DEFERRED,
+            alert_id TEXT NOT NULL UNIQUE REFERENCES alerts (alert_id) DEFERRABLE INITIALLY DEFERRED,
+            manager_id TEXT NOT NULL,
+            linked_at TEXT NOT NULL,
+            PRIMARY KEY (incident_id, alert_id)
+        )""",
+        "CREATE INDEX alert_events_by_time ON alert_events (occurred_at)",
+        "CREATE INDEX incident_alerts_by_manager ON incident_alerts (incident_id, manager_id, linked_at)",
+        # Messages about an incident to one manager: the first, updates, the resolved one.
+        """CREATE TABLE incident_notices (
+            notice_id TEXT PRIMARY KEY,
+            incident_id TEXT NOT NULL REFERENCES incidents (incident_id) DEFERRABLE INITIALLY DEFERRED,
+            manager_id TEXT NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('opened', 'update', 'resolved')),
+            seq INTEGER NOT NULL,
+            created_at TEXT NOT NULL,
+            UNIQUE (incident_id, manager_id, seq)
+        )""",
+        # The per-manager rate cap: an alert over the cap waits for the manager's next
+        # summary (summaries, claimed once per manager and first held alert).
+        "ALTER TABLE alerts ADD COLUMN capped_at TEXT",
+        "ALTER TABLE alerts ADD COLUMN summary_id TEXT",
+        "CREATE INDEX alerts_capped ON alerts (capped_at, manager_id) WHERE capped_at IS NOT NULL",
+        """CREATE TABLE summaries (
+            summary_id TEXT PRIMARY KEY,
+            manager_id TEXT NOT NULL,
+            period_start TEXT NOT NULL,
+            period_end TEXT NOT NULL,
+            alert_count INTEGER NOT NULL,
+            created_at TEXT NOT NULL
+        )""",
+        # The outbox gets the status 'merged' and may name a notice (rebuild: SQLite
+        # cannot change a CHECK constraint in place; the trigger goes with the table).
+        """CREATE TABLE deliveries_v4 (
+            delivery_id INTEGER PRIMARY KEY AUTOINCREMENT,
+            alert_id TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('pending', 'sent', 'failed', 'merged')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT NOT NULL,
+            last_error TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            sent_at TEXT,
+            recipient_id TEXT NOT NULL DEFAULT '',
+            recipient_name TEXT,
+            recipient_email TEXT,
+            recipient_webhook_url TEXT,
+            recipient_timezone TEXT,
+            UNIQUE (alert_id, channel, recipient_id)
+        )""",
+        (f"INSERT INTO deliveries_v4 ({_DELIVERY_COLUMNS_V3}) "
+         f"SELECT {_DELIVERY_COLUMNS_V3} FROM deliveries"),
+        """INSERT INTO sqlite_sequence (name, seq)
+            SELECT 'deliveries_v4', seq FROM sqlite_sequence WHERE name = 'deliveries'
+            AND NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'deliveries_v4')""",
+        """UPDATE sqlite_sequence SET seq = max(seq, coalesce(
+            (SELECT seq FROM sqlite_sequence WHERE name = 'deliveries'), 0))
+            WHERE name = 'deliveries_v4'""",
+        "DROP TABLE deliveries",
+        "ALTER TABLE deliveries_v4 RENAME TO deliveries",
+        "CREATE INDEX deliveries_due ON deliveries (status, next_attempt_at)",
+        """CREATE TRIGGER deliveries_have_a_parent BEFORE INSERT ON deliveries
+            WHEN NOT EXISTS (SELECT 1 FROM alerts WHERE alert_id = NEW.alert_id)
+             AND NOT EXISTS (SELECT 1 FROM digests WHERE digest_id = NEW.alert_id)
+             AND NOT EXISTS (SELECT 1 FROM incident_notices WHERE notice_id = NEW.alert_id)
+             AND NOT EXISTS (SELECT 1 FROM summaries WHERE summary_id = NEW.alert_id)
+            BEGIN
+                SELECT RAISE(ABORT,
+                    'FOREIGN KEY constraint failed: a delivery needs an alert, a digest or a notice');
             END""",
     ),
 }

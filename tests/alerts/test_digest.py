@@ -161,12 +161,12 @@ async def test_the_digest_reaches_the_manager_over_smtp_with_counts_clients_and_
 
 
 def test_an_outbox_row_still_needs_an_alert_or_a_digest(store: AlertStore, tmp_path: Path) -> None:
-    """Schema 3 keeps the outbox's referential check: a row naming neither an alert nor a digest is refused."""
+    """The outbox keeps its referential check: a row naming no alert, digest or incident notice is refused."""
     import sqlite3
 
     store.close()
     with sqlite3.connect(tmp_path / "alerts.db") as conn, pytest.raises(
-            sqlite3.IntegrityError, match="a delivery needs an alert or a digest"):
+            sqlite3.IntegrityError, match="a delivery needs an alert, a digest or a notice"):
         conn.execute("INSERT INTO deliveries (alert_id, channel, status, next_attempt_at, created_at, "
                      "updated_at) VALUES ('al-nothing', 'email', 'pending', 'x', 'x', 'x')")
 

@@ -106,6 +106,9 @@ def test_check_fails_on_a_wrong_expectation(kafka_bootstrap: str, tmp_path: Path
     data = yaml.safe_load((SCENARIOS_DIR / "atm-failing.yaml").read_text(encoding="utf-8"))
     data["expect"]["alerts"]["total"] = 5
     data["expect"]["terminals"]["failing"]["terminal_ids"] = ["ALYS0002"]
+    data["expect"]["incidents"]["each"] = [
+        {"scope": "terminal", "scope_key": "APAR0001", "flapping": True, "managers": ["RM002"]},
+        {"scope": "region", "scope_key": "Île-de-France"}]
     path = tmp_path / "wrong.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     result = CliRunner().invoke(cardmon, ["simulate", "scenario", str(path), "--check",
@@ -116,6 +119,10 @@ def test_check_fails_on_a_wrong_expectation(kafka_bootstrap: str, tmp_path: Path
     assert "FAIL  terminals with technical/terminal failures: expected ['ALYS0002'], observed ['APAR0001']" \
         in result.output
     assert "PASS  alerts[C-VIP-001].count" in result.output
+    assert "FAIL  incidents[terminal APAR0001].flapping: expected true, observed false (0 relapses)" \
+        in result.output
+    assert "FAIL  incidents[terminal APAR0001].managers: expected ['RM002'], observed ['RM001']" in result.output
+    assert "FAIL  incidents[region Île-de-France].count: expected 1, observed 0" in result.output
     assert "FAILED" in result.output
 
 

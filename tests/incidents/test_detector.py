@@ -1,0 +1,175 @@
+"""Incident detection over batch frames, in event time."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import polars as pl
+
+from monitor.incidents import IncidentDetector, IncidentRules
+
+T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+
+RULES = IncidentRules.model_validate({
+    "window_seconds": 120, "bucket_seconds": 10, "resolve_after_seconds": 120,
+    "flapping_min_relapses": 3,
+    "scopes": {
+        "terminal": {"min_failures": 5, "min_cards": 3, "min_failure_ratio": 0.5},
+        "issuer": {"min_failures": 10, "min_cards": 5, "min_terminals": 3, "min_failure_ratio": 0.5},
+        "region": {"min_failures": 20, "min_cards": 10, "min_terminals": 5, "min_failure_ratio": 0.5},
+    },
+})
+
+
+def txn(second: float, *, terminal: str = "ATM-1", outcome: str = "technical", card: str = "c1",
+        region: str | None = "North", pan: str | None = None) -> dict[str, Any]:
+    return {"occurred_at": T0 + timedelta(seconds=second), "outcome": outcome,
+            "terminal_id": terminal, "merchant_id": None, "region": region,
+            "pan_masked": pan, "card_ref": card}
+
+
+def frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
+    return pl.DataFrame(rows, schema={
+        "occurred_at": pl.Datetime("us", "UTC"), "outcome": pl.String, "terminal_id": pl.String,
+        "merchant_id": pl.String, "region": pl.String, "pan_masked": pl.String, "card_ref": pl.String})
+
+
+def test_an_atm_failing_every_client_opens_one_terminal_incident() -> None:
+    """Five technical failures from five cards at one ATM within two minutes open one incident there."""
+    detector = IncidentDetector(RULES)
+    changes = detector.observe(frame([txn(i * 10, card=f"c{i}") for i in range(5)]))
+    assert [(c.kind, c.scope, c.scope_key, c.failures, c.cards) for c in changes] == [
+        ("opened", "terminal", "ATM-1", 5, 5)]
+    assert changes[0].started_at == T0
+    assert changes[0].last_failure_at == T0 + timedelta(seconds=40)
+
+
+def test_one_client_retrying_is_not_an_outage() -> None:
+    """Ten failures of one card at one ATM stay below the distinct-card threshold."""
+    detector = IncidentDetector(RULES)
+    assert detector.observe(frame([txn(i * 5, card="c1") for i in range(10)])) == []
+
+
+def test_declines_and_a_healthy_majority_do_not_open_an_incident() -> None:
+    """Customer declines do not count, and technical failures under the ratio do not either."""
+    detector = IncidentDetector(RULES)
+    declines = [txn(i, card=f"c{i}", outcome="customer") for i in range(20)]
+    assert detector.observe(frame(declines)) == []
+    busy = [txn(i, card=f"c{i}", outcome="approved") for i in range(30)]
+    busy += [txn(i + 0.5, card=f"d{i}") for i in range(6)]
+    assert detector.observe(frame(busy)) == []
+
+
+def test_failures_spread_over_batches_open_the_incident_in_the_batch_that_crosses() -> None:
+    """The window spans batches: the fifth failure, in a later batch, opens the incident."""
+    detector = IncidentDetector(RULES)
+    for i in range(4):
+        assert detector.observe(frame([txn(i * 20, card=f"c{i}")])) == []
+    changes = detector.observe(frame([txn(90, card="c9")]))
+    assert [c.kind for c in changes] == ["opened"]
+    assert changes[0].started_at == T0
+
+
+def test_failures_older_than_the_window_do_not_count() -> None:
+    """Four failures, then a fifth three minutes later, are not five within two minutes."""
+    detector = IncidentDetector(RULES)
+    detector.observe(frame([txn(i, card=f"c{i}") for i in range(4)]))
+    assert detector.observe(frame([txn(180, card="c9")])) == []
+
+
+def test_an_issuer_outage_is_one_issuer_incident_and_takes_the_terminal_failures() -> None:
+    """91s of one IIN across six terminals make an issuer incident that the failures are attributed to."""
+    detector = IncidentDetector(RULES)
+    rows = [txn(i * 2, terminal=f"POS-{i % 6}", card=f"c{i}", pan="412345******1234", region=None)
+            for i in range(12)]
+    changes = detector.observe(frame(rows))
+    assert [(c.kind, c.scope, c.scope_key, c.terminals) for c in changes] == [
+        ("opened", "issuer", "412345", 6)]
+    owner = detector.incident_for(occurred_at=T0 + timedelta(seconds=30), outcome="technical",
+                                  terminal_id="POS-1", merchant_id=None, region=None,
+                                  pan_masked="412345******9999")
+    assert owner == changes[0].incident_id
+    other_issuer = detector.incident_for(occurred_at=T0 + timedelta(seconds=30), outcome="technical",
+                                         terminal_id="POS-1", merchant_id=None, region=None,
+                                         pan_masked="555555******9999")
+    assert other_issuer is None
+
+
+def test_a_customer_decline_at_a_failing_terminal_belongs_to_no_incident() -> None:
+    """Only outage classes are attributed: insufficient funds at a broken ATM is still the client's."""
+    detector = IncidentDetector(RULES)
+    detector.observe(frame([txn(i, card=f"c{i}") for i in range(5)]))
+    assert detector.incident_for(occurred_at=T0, outcome="customer", terminal_id="ATM-1",
+                                 merchant_id=None, region=None, pan_masked=None) is None
+    assert detector.incident_for(occurred_at=T0, outcome="terminal", terminal_id="ATM-1",
+                                 merchant_id=None, region=None, pan_masked=None) is not None
+
+
+def test_an_incident_ends_after_the_terminal_serves_clients_again_for_resolve_after() -> None:
+    """Approvals for two minutes after the last failure end the incident at that failure."""
+    detector = IncidentDetector(RULES)
+    opened = detector.observe(frame([txn(i, card=f"c{i}") for i in range(5)]))[0]
+    assert detector.observe(frame([txn(60 + i * 10, outcome="approved") for i in range(5)])) != []
+    changes = detector.observe(frame([txn(110 + i * 10, outcome="approved") for i in range(10)]))
+    assert [(c.kind, c.incident_id) for c in changes] == [("ended", opened.incident_id)]
+    assert changes[0].ended_at == T0 + timedelta(seconds=4)
+    assert detector.open_incidents() == []
+
+
+def test_a_silent_terminal_has_not_recovered() -> None:
+    """No transactions at all after the failures keep the incident open, however long."""
+    detector = IncidentDetector(RULES)
+    detector.observe(frame([txn(i, card=f"c{i}") for i in range(5)]))
+    changes = detector.observe(frame([txn(3600, terminal="ATM-2", outcome="approved")]))
+    assert [c.kind for c in changes if c.scope_key == "ATM-1"] == []
+    assert [key for _, key, _ in detector.open_incidents()] == ["ATM-1"]
+
+
+def test_a_terminal_flapping_every_30_seconds_for_10_minutes_is_one_flapping_incident() -> None:
+    """Fail 30 s, recover 30 s, for ten minutes: one incident, marked flapping, never re-opened."""
+    detector = IncidentDetector(RULES)
+    changes = []
+    for cycle in range(10):
+        start = cycle * 60
+        fail = [txn(start + s, card=f"c{cycle}-{s}") for s in range(0, 30, 3)]
+        ok = [txn(start + 30 + s, outcome="approved", card=f"ok{cycle}-{s}") for s in range(0, 30, 3)]
+        changes += detector.observe(frame(fail))
+        changes += detector.observe(frame(ok))
+    opened = [c for c in changes if c.kind == "opened"]
+    assert len(opened) == 1
+    assert {c.incident_id for c in changes} == {opened[0].incident_id}
+    last = changes[-1]
+    assert last.flapping and last.relapses == 9
+    assert last.failures == 100
+
+
+def test_restore_continues_an_open_incident_after_a_restart() -> None:
+    """Open incidents handed back after a restart keep their ID and take new failures."""
+    from monitor.incidents import Incident
+
+    first = IncidentDetector(RULES)
+    opened = first.observe(frame([txn(i, card=f"c{i}") for i in range(5)]))[0]
+    restarted = IncidentDetector(RULES)
+    restarted.restore([Incident(
+        incident_id=opened.incident_id, scope="terminal", scope_key="ATM-1",
+        started_at=opened.started_at, last_failure_at=opened.last_failure_at, ended_at=None,
+        failures=5, cards=5, terminals=1, relapses=0, flapping=False, note=None,
+        created_at=T0, updated_at=T0)])
+    changes = restarted.observe(frame([txn(20, card="c7")]))
+    assert [(c.kind, c.incident_id, c.failures, c.cards) for c in changes] == [
+        ("updated", opened.incident_id, 6, 6)]
+
+
+def test_a_replayed_batch_spanning_more_than_a_window_still_finds_the_burst_inside_it() -> None:
+    """Ten minutes of replayed traffic in one batch: the two-minute burst in the middle opens, and ends, its incident."""
+    detector = IncidentDetector(RULES)
+    rows = [txn(s, outcome="approved", card=f"ok{s}") for s in range(0, 600, 20)]
+    rows += [txn(200 + s, card=f"c{s}") for s in range(0, 60, 4)]
+    changes = detector.observe(frame(rows))
+    assert [(c.kind, c.scope_key) for c in changes] == [("opened", "ATM-1"), ("ended", "ATM-1")]
+    assert changes[0].started_at == T0 + timedelta(seconds=200)
+    assert changes[1].ended_at == T0 + timedelta(seconds=256) and changes[1].failures == 15
+    inside = detector.incident_for(occurred_at=T0 + timedelta(seconds=230), outcome="technical",
+                                   terminal_id="ATM-1", merchant_id=None, region=None, pan_masked=None)
+    assert inside == changes[0].incident_id
