@@ -163,6 +163,7 @@ def _settings(bootstrap: str, topic: str, group: str, batch_max_records: int, wo
         alerting=AlertingSettings(store_path=work / "alerts.db", sinks=("jsonl",),
                                   jsonl_path=work / "alerts.jsonl"),
         metrics=MetricsSettings(host="127.0.0.1", port=free_port()),
+        api={"enabled": False},  # not measured; never hold the API's fixed port
     )
 
 

@@ -20,7 +20,8 @@ Endpoints (JSON unless said otherwise; errors are ``{"error": code, "message": t
     Bearer token and JSON ``{"by": str, "note": str}``.
 ``GET /incidents``
     Bearer token. Storm-control incidents, latest start first; ``open=true`` for
-    the ones not ended, ``limit`` (1–500, default 50): ``{"incidents": [...]}``.
+    the ones not ended, ``top_level=true`` to leave out those a broader incident
+    holds (``parent_id``), ``limit`` (1–500, default 50): ``{"incidents": [...]}``.
 ``GET /incidents/{id}``
     Bearer token. The incident with its VIP alerts (client, manager, state).
 
@@ -193,6 +194,7 @@ def _incident_json(incident: Incident) -> dict[str, Any]:
         "terminals": incident.terminals, "relapses": incident.relapses,
         "flapping": incident.flapping, "note": incident.note,
         "alert_count": incident.alert_count, "manager_count": incident.manager_count,
+        "parent_id": incident.parent_id,
     }
 
 
@@ -206,8 +208,9 @@ async def _list_incidents(request: web.Request) -> web.Response:
     except ValueError:
         return _error(400, "bad_request", "limit must be an integer from 1 to 500")
     open_only = request.query.get("open", "").lower() in ("1", "true", "yes")
+    top_level = request.query.get("top_level", "").lower() in ("1", "true", "yes")
     incidents = await asyncio.to_thread(request.app[STORE].list_incidents, open_only=open_only,
-                                        limit=limit)
+                                        top_level=top_level, limit=limit)
     return web.json_response({"incidents": [_incident_json(i) for i in incidents]})
 
 

@@ -314,18 +314,22 @@ def _table(rows: list[tuple[str, ...]]) -> None:
 @incidents_app.command("list")
 def incidents_list(
     open_only: Annotated[bool, typer.Option("--open", help="Only incidents that have not ended.")] = False,
+    top_level: Annotated[bool, typer.Option(
+        "--top-level", help="Leave out incidents a broader one holds (a terminal in a network outage).")] = False,
     limit: Annotated[int, typer.Option("--limit", min=1, max=500, help="Most incidents to show.")] = 50,
     config: ConfigOption = None,
     store: StoreOption = None,
 ) -> None:
     """List incidents, latest start first: ID, scope and key, start and end (event time, UTC), scale, VIP alerts."""
     with _alert_store(config, store) as alert_store:
-        incidents = alert_store.list_incidents(open_only=open_only, limit=limit)
+        incidents = alert_store.list_incidents(open_only=open_only, top_level=top_level, limit=limit)
     rows = [("INCIDENT", "SCOPE", "KEY", "STARTED (UTC)", "ENDED (UTC)", "FAILURES", "ALERTS",
              "MANAGERS", "NOTE")]
     rows += [(i.incident_id, i.scope, i.scope_key, i.started_at.strftime("%Y-%m-%d %H:%M:%S"),
               i.ended_at.strftime("%Y-%m-%d %H:%M:%S") if i.ended_at else "open", str(i.failures),
-              str(i.alert_count), str(i.manager_count), i.note or "") for i in incidents]
+              str(i.alert_count), str(i.manager_count),
+              "; ".join(filter(None, (i.note, f"inside {i.parent_id}" if i.parent_id else None))))
+             for i in incidents]
     _table(rows)
 
 

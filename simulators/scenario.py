@@ -430,6 +430,9 @@ def _incident_checks(expect: Expectations, observed: Observed) -> list[Check]:
     checks: list[Check] = []
     if spec.total is not None:
         checks.append(_range_check("incidents.total", spec.total, len(observed.incidents)))
+    if spec.top_level is not None:
+        top = sum(incident.parent_id is None for incident, _ in observed.incidents)
+        checks.append(_range_check("incidents.top_level", spec.top_level, top))
     for wanted in spec.each:
         name = f"incidents[{wanted.scope} {wanted.scope_key}]"
         found = [(i, m) for i, m in observed.incidents
@@ -576,6 +579,7 @@ async def run_scenario(scenario: Scenario, *, bootstrap_servers: str | None = No
                     "baseline_path": _write_baseline(scenario, work / "registry" / "baseline.parquet"),
                     "evaluate_interval_seconds": 86_400},
             metrics={"host": "127.0.0.1", "port": free_port()},
+            api={"enabled": False},  # nobody acknowledges in a scenario; never hold a fixed port
         )
         await ensure_topics(settings.kafka, partitions=1)
         monitor = MonitorApp(settings, registry=CollectorRegistry())

@@ -327,10 +327,11 @@ class IncidentExpectation(BaseModel):
 
 
 class IncidentExpectations(BaseModel):
-    """Incidents: how many in all, and the ones that must be there."""
+    """Incidents: how many in all, how many no broader incident holds, and the ones that must be there."""
 
     model_config = _closed
     total: Range | None = None
+    top_level: Range | None = None
     each: tuple[IncidentExpectation, ...] = ()
 
 

@@ -257,6 +257,7 @@ _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
             relapses INTEGER NOT NULL DEFAULT 0,
             flapping INTEGER NOT NULL DEFAULT 0,
             note TEXT,
+            parent_id TEXT,
             created_at TEXT NOT NULL,
             updated_at TEXT NOT NULL
         )""",
@@ -272,12 +273,13 @@ _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
         )""",
         "CREATE INDEX alert_events_by_time ON alert_events (occurred_at)",
         "CREATE INDEX incident_alerts_by_manager ON incident_alerts (incident_id, manager_id, linked_at)",
-        # Messages about an incident to one manager: the first, updates, the resolved one.
+        # Messages about an incident to one manager: the first, updates, the resolved one;
+        # and to their backup or team lead when their clients' alerts escalate (seq < 0).
         """CREATE TABLE incident_notices (
             notice_id TEXT PRIMARY KEY,
             incident_id TEXT NOT NULL REFERENCES incidents (incident_id) DEFERRABLE INITIALLY DEFERRED,
             manager_id TEXT NOT NULL,
-            kind TEXT NOT NULL CHECK (kind IN ('opened', 'update', 'resolved')),
+            kind TEXT NOT NULL CHECK (kind IN ('opened', 'update', 'resolved', 'escalated')),
             seq INTEGER NOT NULL,
             created_at TEXT NOT NULL,
             UNIQUE (incident_id, manager_id, seq)

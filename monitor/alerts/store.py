@@ -965,6 +965,11 @@ class AlertStore:
                            "escalation", _note(note), stamp)
             if recipient is None or recipient.manager_id == row["manager_id"]:
                 return 0
+            linked = conn.execute("SELECT incident_id FROM incident_alerts WHERE alert_id = ?",
+                                  (alert_id,)).fetchone()
+            if linked is not None:  # one escalation message per incident, manager and step
+                return _enqueue_escalation_notice(conn, linked["incident_id"], row["manager_id"],
+                                                  step_index, recipient, channels, stamp)
             return _enqueue_for(conn, alert_id, recipient, channels, stamp)
 
     def enqueue_for_manager(
@@ -1282,7 +1287,7 @@ class AlertStore:
             """SELECT n.notice_id, n.seq, n.created_at, EXISTS (
                 SELECT 1 FROM deliveries d WHERE d.alert_id = n.notice_id
                 AND d.status = 'pending' AND d.attempts = 0) AS waiting
-            FROM incident_notices n WHERE n.incident_id = ? AND n.manager_id = ?
+            FROM incident_notices n WHERE n.incident_id = ? AND n.manager_id = ? AND n.seq > 0
             ORDER BY n.seq DESC LIMIT 1""",
             (incident_id, manager.manager_id)).fetchone()
         rules = routes.incidents
@@ -1338,7 +1343,7 @@ class AlertStore:
             WHERE n.incident_id = ? AND EXISTS (
                 SELECT 1 FROM deliveries d JOIN incident_notices f ON f.notice_id = d.alert_id
                 WHERE f.incident_id = n.incident_id AND f.manager_id = n.manager_id
-                  AND d.status = 'sent')
+                  AND f.seq > 0 AND d.status = 'sent')
             GROUP BY n.manager_id ORDER BY n.manager_id""",
             (incident_id,)).fetchall()
         count = 0
@@ -1358,11 +1363,13 @@ class AlertStore:
                 (incident_id,)).fetchone()
         return None if row is None else _incident(row)
 
-    def list_incidents(self, *, open_only: bool = False, limit: int = 100) -> list[Incident]:
+    def list_incidents(self, *, open_only: bool = False, top_level: bool = False,
+                       limit: int = 100) -> list[Incident]:
         """Return incidents, the latest start first.
 
         Args:
             open_only: only incidents that have not ended.
+            top_level: leave out incidents held by a broader one (``parent_id`` set).
             limit: most incidents to return, 1–500.
 
         Raises:
@@ -1370,7 +1377,9 @@ class AlertStore:
         """
         if not 1 <= limit <= _MAX_PAGE:
             raise ValueError(f"limit must be between 1 and {_MAX_PAGE}")
-        where = "WHERE i.ended_at IS NULL" if open_only else ""
+        clauses = [c for c, wanted in (("i.ended_at IS NULL", open_only),
+                                       ("i.parent_id IS NULL", top_level)) if wanted]
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         with self._lock:
             rows = self._conn.execute(
                 f"""{_INCIDENT_SELECT} {where} GROUP BY i.incident_id
@@ -1495,10 +1504,12 @@ def _apply_incident_changes(
                 terminals = CASE WHEN ? > terminals THEN ? ELSE terminals END,
                 relapses = CASE WHEN ? > relapses THEN ? ELSE relapses END,
                 flapping = CASE WHEN ? > flapping THEN ? ELSE flapping END,
-                note = coalesce(?, note), updated_at = ?
+                note = coalesce(?, note), updated_at = ?,
+                parent_id = coalesce(parent_id, ?)
             WHERE incident_id = ? AND ended_at IS NULL""",
             (values[0], values[0], values[1], values[1], values[2], values[2], values[3], values[3],
-             values[4], values[4], values[5], values[5], note, stamp, target))
+             values[4], values[4], values[5], values[5], note, stamp,
+             stored.get(change.parent_id, change.parent_id) if change.parent_id else None, target))
         if change.kind == "ended" and change.ended_at is not None:
             conn.execute(
                 "UPDATE incidents SET ended_at = ?, updated_at = ? WHERE incident_id = ? AND ended_at IS NULL",
@@ -1515,7 +1526,7 @@ def _incident(row: sqlite3.Row) -> Incident:
         cards=row["cards"], terminals=row["terminals"], relapses=row["relapses"],
         flapping=bool(row["flapping"]), note=row["note"], created_at=_dt(row["created_at"]),
         updated_at=_dt(row["updated_at"]), alert_count=row["alert_count"],
-        manager_count=row["manager_count"])
+        manager_count=row["manager_count"], parent_id=row["parent_id"])
 
 
 def _event_row(event: AlertEvent, alert_id: str, failure: VipFailure, action: str) -> tuple[Any, ...]:
@@ -1631,6 +1642,22 @@ def _after_sent(conn: sqlite3.Connection, delivery_id: int) -> None:
                    row["recipient_id"] or row["manager_id"], row["channel"], None, row["sent_at"])
 
 
+def _enqueue_escalation_notice(
+    conn: sqlite3.Connection, incident_id: str, manager_id: str, step_index: int,
+    recipient: Manager, channels: Sequence[str], stamp: str,
+) -> int:
+    # Escalation notices take negative sequence numbers (-1 for the first step), so
+    # they never collide with the manager's own notices (1, 2, ...).
+    seq = -(step_index + 1)
+    notice_id = notice_id_for(incident_id, manager_id, seq)
+    if not conn.execute(
+        """INSERT INTO incident_notices (notice_id, incident_id, manager_id, kind, seq, created_at)
+        VALUES (?, ?, ?, 'escalated', ?, ?) ON CONFLICT DO NOTHING""",
+        (notice_id, incident_id, manager_id, seq, stamp)).rowcount:
+        return 0
+    return _enqueue_for(conn, notice_id, recipient, channels, stamp)
+
+
 def _after_notice_sent(conn: sqlite3.Connection, delivery_id: int) -> None:
     # An incident notice names its manager's clients: each of their alerts that nobody
     # was told of yet is now notified, with the channel and the incident in its history.
@@ -1652,7 +1679,7 @@ def _after_notice_sent(conn: sqlite3.Connection, delivery_id: int) -> None:
         """SELECT d.channel, d.recipient_id, d.sent_at, n.incident_id, n.manager_id, n.kind
         FROM deliveries d JOIN incident_notices n ON n.notice_id = d.alert_id
         WHERE d.delivery_id = ?""", (delivery_id,)).fetchone()
-    if row is None or row["kind"] == "resolved":
+    if row is None or row["kind"] in ("resolved", "escalated"):
         return
     alerts = conn.execute(
         """SELECT a.alert_id, a.state FROM incident_alerts l JOIN alerts a ON a.alert_id = l.alert_id

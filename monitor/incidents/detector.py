@@ -80,6 +80,7 @@ class _Open:
     evaluated: int = 0  # buckets up to here have been walked
     base_cards: int = 0  # counts restored from the store (their sets are gone)
     base_terminals: int = 0
+    parent_id: str | None = None  # the broader incident holding it
 
 
 @dataclass(slots=True)
@@ -192,14 +193,14 @@ class IncidentDetector:
             rule = self.rules.scopes[scope]
             for key in list(states):
                 state = states[key]
-                is_new = (state.incident is None and not self._covered(scope, state)
-                          and self._maybe_open(scope, key, state, rule))
+                is_new = state.incident is None and self._maybe_open(scope, key, state, rule)
                 incident = state.incident
                 if incident is not None:
                     before = (incident.relapses, incident.recovered)
                     done = self._walk(state, closed, rule.min_failure_ratio)
                     if is_new:  # as it stands after walking the batch's buckets
                         opened.append(self._change("opened", scope, key, incident))
+                        updated += self._adopt(scope, key, incident.incident_id)
                     if done:
                         ended.append(self._change("ended", scope, key, incident,
                                                   ended_at=incident.last_failure_at))
@@ -220,13 +221,37 @@ class IncidentDetector:
                     del states[key]
         return opened + updated + ended
 
-    def _covered(self, scope: Scope, state: _KeyState) -> bool:
-        # A key inside an open incident of a broader scope (a terminal of a failing
-        # region, anything while the network fails) opens none of its own: the
-        # broader one explains it, and its failures are attributed to it.
-        return any(parent != scope and parent in self._states
-                   and (held := self._states[parent].get(key)) is not None and held.incident is not None
-                   for parent, key in state.parents.items())
+    def _adopt(self, scope: Scope, key: str, parent_id: str) -> list[IncidentChange]:
+        # Narrower incidents that opened before this broader one and lie inside it
+        # become its children (they keep their own counts; new failures go to it).
+        adopted: list[IncidentChange] = []
+        for narrower, states in self._states.items():
+            if self.rules.ordered_scopes.index(narrower) <= self.rules.ordered_scopes.index(scope):
+                continue
+            for child_key, child in states.items():
+                if child.incident is not None and child.parents.get(scope) == key \
+                        and child.incident.parent_id is None:
+                    child.incident.parent_id = parent_id
+                    adopted.append(self._change("updated", narrower, child_key, child.incident))
+        return adopted
+
+    def _covered(self, scope: Scope, state: _KeyState, started: datetime) -> bool:
+        # A key inside an incident of a broader scope (a terminal of a failing region or
+        # merchant, anything while the network fails) opens none of its own: the broader
+        # one explains it, and its failures are attributed to it. "Inside" is in time as
+        # well: the broader incident is open, or ended in this batch after `started`.
+        early = timedelta(seconds=self.rules.window_seconds)
+        for parent, parent_key in state.parents.items():
+            if parent == scope or parent not in self._states:
+                continue
+            held = self._states[parent].get(parent_key)
+            if held is not None and held.incident is not None \
+                    and started >= held.incident.started_at - early:
+                return True
+            ended = self._ended.get((parent, parent_key))
+            if ended is not None and ended[1] - early <= started <= ended[2]:
+                return True
+        return False
 
     def _maybe_open(self, scope: Scope, key: str, state: _KeyState, rule: ScopeRule) -> bool:
         # Every window that ends at a failing bucket is tried, earliest first: a batch
@@ -247,6 +272,8 @@ class IncidentDetector:
             # It opened at `end`; it also holds the failures after it that this batch brought.
             held = [b for b in failing if b > end - window]
             started = state.failing[held[0]][0]
+            if self._covered(scope, state, started):
+                return False
             state.incident = _Open(
                 incident_id=incident_id_for(scope, key, started), started_at=started,
                 last_failure_at=max(state.failing[b][1] for b in held),
@@ -287,6 +314,7 @@ class IncidentDetector:
             terminals=max(incident.base_terminals, len(incident.terminals)),
             relapses=incident.relapses,
             flapping=incident.relapses >= self.rules.flapping_min_relapses,
+            parent_id=incident.parent_id,
         )
 
     # -- attribution -----------------------------------------------------------------
@@ -336,7 +364,7 @@ class IncidentDetector:
                 last_failure_at=incident.last_failure_at, failures=incident.failures,
                 cards=set(), terminals=set(), relapses=incident.relapses,
                 last_bad=last, evaluated=last, base_cards=incident.cards,
-                base_terminals=incident.terminals,
+                base_terminals=incident.terminals, parent_id=incident.parent_id,
             )
 
     def open_incidents(self) -> list[tuple[Scope, str, str]]:

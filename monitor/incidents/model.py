@@ -30,8 +30,9 @@ __all__ = [
 #: relapse; ``ended``: the scope stayed healthy for ``resolve_after_seconds``.
 IncidentChangeKind = Literal["opened", "updated", "ended"]
 #: ``opened``: the first message to a manager; ``update``: clients affected after it;
-#: ``resolved``: the incident ended (only to managers who opted in).
-NoticeKind = Literal["opened", "update", "resolved"]
+#: ``resolved``: the incident ended (only to managers who opted in); ``escalated``: to
+#: the manager's backup or team lead, naming the clients nobody acknowledged.
+NoticeKind = Literal["opened", "update", "resolved", "escalated"]
 
 
 def _b32(text: str) -> str:
@@ -71,6 +72,8 @@ class IncidentChange:
         terminals: distinct terminals among them.
         relapses: times it failed again after recovering.
         flapping: ``relapses`` reached the rules' ``flapping_min_relapses``.
+        parent_id: the broader incident that opened later and holds this one (a
+            failing terminal inside a network outage), ``None`` if none.
     """
 
     kind: IncidentChangeKind
@@ -85,6 +88,7 @@ class IncidentChange:
     terminals: int
     relapses: int = 0
     flapping: bool = False
+    parent_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -93,7 +97,8 @@ class Incident:
 
     Times ``started_at``, ``last_failure_at`` and ``ended_at`` are event time (UTC);
     ``created_at``/``updated_at`` are wall clock (UTC). ``alert_count`` and
-    ``manager_count`` count the VIP alerts linked to it and their managers.
+    ``manager_count`` count the VIP alerts linked to it and their managers;
+    ``parent_id`` names the broader incident that holds it, if one opened later.
     """
 
     incident_id: str
@@ -112,6 +117,7 @@ class Incident:
     updated_at: datetime
     alert_count: int = 0
     manager_count: int = 0
+    parent_id: str | None = None
 
     @property
     def is_open(self) -> bool:

@@ -75,17 +75,23 @@ def render_notice(
     zone = manager_zone(manager)
     title = f"{_SCOPE_WORDS[incident.scope]} {incident.scope_key}"
     high = max((a.severity for a, *_ in clients), key=("low", "medium", "high").index, default="high")
+    owner = clients[0][0].manager if clients else manager
     if kind == "resolved":
         subject = (f"[RESOLVED] Incident {title} ended — {len(clients)} of your clients "
                    "had been affected")
+    elif kind == "escalated":
+        subject = (f"[INCIDENT ESCALATED {high.upper()}] {title} outage — {len(clients)} client(s) "
+                   f"of {owner.name} not acknowledged")
     else:
         tag = "INCIDENT UPDATE" if kind == "update" else "INCIDENT"
         subject = f"[{tag} {high.upper()}] {title} outage — {len(clients)} of your clients affected"
     if incident.flapping:
         subject += " (flapping)"
-    lines = [
-        f"Dear {manager.name},",
-        "",
+    lines = [f"Dear {manager.name},", ""]
+    if kind == "escalated":
+        lines += [(f"{owner.name} ({owner.manager_id}) has not acknowledged these clients' alerts; "
+                  "please take them over."), ""]
+    lines += [
         f"Incident {incident.incident_id}: {title} is failing card transactions for many clients.",
         f"Started:   {incident.started_at.astimezone(zone).strftime(_LOCAL)}",
     ]
@@ -98,7 +104,8 @@ def render_notice(
                  f"{incident.terminals} terminal(s)")
     if incident.note:
         lines.append(f"Note:      {incident.note} — one incident, not one message per failure")
-    lines += ["", f"Your affected clients ({len(clients)}):"]
+    lines += ["", (f"Affected clients of {owner.name} not acknowledged yet ({len(clients)}):"
+                   if kind == "escalated" else f"Your affected clients ({len(clients)}):")]
     payload_clients: list[dict[str, Any]] = []
     for alert, state, linked_at, events in clients:
         new = kind == "update" and since is not None and linked_at > since
@@ -167,6 +174,8 @@ def render_notice_delivery(store: AlertStore, delivery: Delivery, *,
     if incident is None:
         raise LookupError(f"incident {incident_id} is not in the store")
     linked = store.incident_alerts(incident_id, manager_id)
+    if kind == "escalated":  # the ones still waiting for someone
+        linked = [item for item in linked if item[1] not in ("acknowledged", "resolved")]
     clients = [(alert, state, linked_at, store.alert_events(alert.alert_id))
                for alert, state, linked_at in linked]
     since = store.incident_notice_created(incident_id, manager_id, seq - 1) if kind == "update" else None

@@ -173,3 +173,24 @@ def test_a_replayed_batch_spanning_more_than_a_window_still_finds_the_burst_insi
     inside = detector.incident_for(occurred_at=T0 + timedelta(seconds=230), outcome="technical",
                                    terminal_id="ATM-1", merchant_id=None, region=None, pan_masked=None)
     assert inside == changes[0].incident_id
+
+
+def test_a_network_outage_opening_after_terminal_incidents_holds_them_as_children() -> None:
+    """Terminal incidents that opened first become children of the network incident; later failures belong to it."""
+    rules = IncidentRules.model_validate({
+        "window_seconds": 120, "bucket_seconds": 10,
+        "scopes": {"network": {"min_failures": 30, "min_cards": 20, "min_terminals": 4},
+                   "terminal": {"min_failures": 5, "min_cards": 3}}})
+    detector = IncidentDetector(rules)
+    first = detector.observe(frame([txn(i, terminal="ATM-1", card=f"a{i}") for i in range(6)]))
+    assert [(c.kind, c.scope) for c in first] == [("opened", "terminal")]
+    rows = [txn(10 + i, terminal=f"ATM-{i % 5}", card=f"n{i}") for i in range(30)]
+    changes = detector.observe(frame(rows))
+    network = next(c for c in changes if c.scope == "network")
+    assert network.kind == "opened"
+    adopted = [c for c in changes if c.scope == "terminal" and c.parent_id == network.incident_id]
+    assert {c.scope_key for c in adopted} == {"ATM-1"}
+    assert not [c for c in changes if c.scope == "terminal" and c.kind == "opened"]
+    owner = detector.incident_for(occurred_at=T0 + timedelta(seconds=35), outcome="technical",
+                                  terminal_id="ATM-1", merchant_id=None, region=None, pan_masked=None)
+    assert owner == network.incident_id

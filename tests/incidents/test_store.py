@@ -201,3 +201,42 @@ def test_cardmon_incidents_list_shows_the_store_s_incidents(tmp_path: Path) -> N
     assert "2026-11-02 09:00:00  open" in test_row and test_row.split()[-2:] == ["2", "2"]
     only_open = runner.invoke(app, ["incidents", "list", "--open", "--store", str(path)]).stdout
     assert [row.split()[0] for row in only_open.splitlines()[1:]] == ["in-test"]
+
+
+def test_unacknowledged_alerts_of_an_incident_escalate_to_the_backup_in_one_message(store: AlertStore) -> None:
+    """Three of Anna's clients in one incident, one acknowledged: her backup gets one message naming the two others."""
+    from monitor.alerts.lifecycle import EscalationPolicy, escalate_due
+
+    backup = Manager(manager_id="RM-9", name="Bo Berg", email="bo@bank.test", timezone="Europe/Stockholm")
+    anna = replace(ANNA, backup_manager_id="RM-9")
+    managers = {"RM-1": anna, "RM-9": backup, "RM-2": LI}
+    store.record([outage("e1", "C1", anna), outage("e2", "C2", anna, second=5),
+                  outage("e3", "C3", anna, second=9)], incidents=[opened()], incident_rules=RULES,
+                 now=NOW, managers=managers)
+    [notice] = store.claim_due(NOW + timedelta(seconds=15), 10)
+    store.mark_sent(notice.delivery_id, NOW + timedelta(seconds=16))
+    first = store.incident_alerts("in-test")[0][0].alert_id
+    store.acknowledge(first, by="RM-1", via="link", at=NOW + timedelta(minutes=5))
+    rules = EscalationPolicy.from_mapping({"severities": ["high"],
+                                           "steps": [{"after_seconds": 900, "to": "backup_manager"}]})
+    taken = escalate_due(store, NOW + timedelta(minutes=16), rules, managers)
+    assert len(taken) == 2 and sum(e.deliveries_enqueued for e in taken) == 1
+    [row] = store.claim_due(NOW + timedelta(minutes=16), 10)
+    message = render_notice_delivery(store, row)
+    assert message.email == "bo@bank.test"
+    assert message.subject.startswith("[INCIDENT ESCALATED HIGH] Terminal ATM-9 outage — 2 client(s) of Anna Berg")
+    assert "Client C2" in message.text and "Client C3" in message.text and "Client C1 " not in message.text
+    assert store.mark_sent(row.delivery_id, NOW + timedelta(minutes=16))
+    assert {store.state_of(a.alert_id) for a, *_ in store.incident_alerts("in-test")} == {"acknowledged", "notified"}
+
+
+def test_a_child_incident_keeps_its_parent_and_top_level_lists_leave_it_out(store: AlertStore) -> None:
+    """A terminal incident adopted by a network incident records its parent; top_level=True lists the network one only."""
+    store.record([], incidents=[opened()], incident_rules=RULES, now=NOW, managers=MANAGERS)
+    network = opened("in-net", scope="network", scope_key="fleet", failures=60, terminals=12)
+    store.record([], incidents=[network, opened(kind="updated", parent_id="in-net")],
+                 incident_rules=RULES, now=NOW, managers=MANAGERS)
+    child = store.get_incident("in-test")
+    assert child is not None and child.parent_id == "in-net"
+    assert [i.incident_id for i in store.list_incidents(top_level=True)] == ["in-net"]
+    assert {i.incident_id for i in store.list_incidents()} == {"in-net", "in-test"}
