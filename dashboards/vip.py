@@ -195,4 +195,44 @@ def build() -> Dashboard:
             [Query("sum by (state) (cardmon_stored_alerts)", "{{state}}")],
             width=24,
         ))
+        .with_row(Row("Storm control"))
+        .with_panel(stat_panel(
+            "Incidents opened in range",
+            "Outages storm control found over the selected time range, per scope (network, "
+            "issuer, region, merchant, terminal): each is one message per affected manager "
+            "instead of one per failure (docs/incidents.md).",
+            "short",
+            [Query("sum by (scope) (increase(cardmon_incidents_opened_total[$__range]))",
+                   "{{scope}}", instant=True)],
+            width=8, warn=1,
+        ))
+        .with_panel(stat_panel(
+            "Incidents open now",
+            "Incidents that have not ended (their scope has not served clients without "
+            "failing for resolve_after_seconds), per scope (cardmon_incidents_open).",
+            "short",
+            [Query("sum by (scope) (cardmon_incidents_open)", "{{scope}}", instant=True)],
+            width=8, warn=1,
+        ))
+        .with_panel(stat_panel(
+            "Messages saved in range",
+            "Alert messages folded into incident notices and alerts held by the per-manager "
+            "rate cap over the selected time range (cardmon_alerts_merged_total, "
+            "cardmon_alerts_rate_capped_total).",
+            "short",
+            [Query("sum(increase(cardmon_alerts_merged_total[$__range]))", "folded into incidents",
+                   instant=True),
+             Query("sum(increase(cardmon_alerts_rate_capped_total[$__range]))", "held by the cap",
+                   instant=True)],
+            width=8,
+        ))
+        .with_panel(timeseries_panel(
+            "Incident notices sent per second",
+            "Incident notices the channels accepted, per kind: opened (the first message to a "
+            "manager), update, resolved (all-clear), escalated (to the backup or team lead).",
+            "reqps",
+            [Query("sum by (kind) (rate(cardmon_incident_notices_sent_total[$__rate_interval]))",
+                   "{{kind}}")],
+            width=24,
+        ))
     )

@@ -71,6 +71,7 @@ __all__ = [
     "EscalationCandidate",
     "LifecycleRecord",
     "RecordResult",
+    "StormCounts",
     "alert_id_for",
     "digest_id_for",
     "is_digest_id",
@@ -201,6 +202,32 @@ class DigestRecord:
     period_end: datetime
     alert_count: int
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StormCounts:
+    """Storm control and the rate cap over the whole store (:meth:`AlertStore.storm_counts`).
+
+    Attributes:
+        incidents_opened: incidents ever recorded, by scope.
+        incidents_open: incidents not ended, by scope.
+        incidents_flapping: incidents marked flapping, by scope.
+        notices_sent: incident notices the channels accepted, by kind (opened,
+            update, resolved, escalated), one per channel.
+        alerts_linked: alerts linked to an incident.
+        alerts_merged: alerts whose own message was folded into an incident notice.
+        alerts_capped: alerts held by the per-manager rate cap.
+        summaries: rate-cap summaries claimed.
+    """
+
+    incidents_opened: dict[str, int]
+    incidents_open: dict[str, int]
+    incidents_flapping: dict[str, int]
+    notices_sent: dict[str, int]
+    alerts_linked: int
+    alerts_merged: int
+    alerts_capped: int
+    summaries: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -1401,6 +1428,32 @@ class AlertStore:
         if row is None:
             return None
         return row["incident_id"], row["manager_id"], row["kind"], row["seq"], _dt(row["created_at"])
+
+    def storm_counts(self) -> StormCounts:
+        """What storm control and the rate cap did, counted over the whole store (for metrics)."""
+        with self._lock:
+            conn = self._conn
+            incidents = conn.execute(
+                """SELECT scope, count(*) AS opened,
+                    sum(CASE WHEN ended_at IS NULL THEN 1 ELSE 0 END) AS still_open,
+                    sum(CASE WHEN flapping = 1 THEN 1 ELSE 0 END) AS flapping
+                FROM incidents GROUP BY scope""").fetchall()
+            notices = conn.execute(
+                """SELECT n.kind, count(*) AS sent FROM deliveries d
+                JOIN incident_notices n ON n.notice_id = d.alert_id
+                WHERE d.status = 'sent' GROUP BY n.kind""").fetchall()
+            merged = conn.execute(
+                "SELECT count(DISTINCT alert_id) FROM deliveries WHERE status = 'merged'").fetchone()[0]
+            linked = conn.execute("SELECT count(*) FROM incident_alerts").fetchone()[0]
+            capped = conn.execute("SELECT count(*) FROM alerts WHERE capped_at IS NOT NULL").fetchone()[0]
+            summaries = conn.execute("SELECT count(*) FROM summaries").fetchone()[0]
+        return StormCounts(
+            incidents_opened={row["scope"]: int(row["opened"]) for row in incidents},
+            incidents_open={row["scope"]: int(row["still_open"] or 0) for row in incidents},
+            incidents_flapping={row["scope"]: int(row["flapping"] or 0) for row in incidents},
+            notices_sent={row["kind"]: int(row["sent"]) for row in notices},
+            alerts_linked=int(linked), alerts_merged=int(merged), alerts_capped=int(capped),
+            summaries=int(summaries))
 
     def incident_notice_created(self, incident_id: str, manager_id: str, seq: int) -> datetime | None:
         """When the ``seq``-th notice of an incident to a manager was created, ``None`` if never."""

@@ -31,6 +31,7 @@ from monitor.metrics._pipeline import (
     PipelineMetrics,
 )
 from monitor.metrics._server import MetricsServer, metrics_app, serve
+from monitor.metrics._storm import NOTICE_KINDS, StormMetrics, StormSource
 
 __all__ = [
     "ACK_VIAS",
@@ -39,6 +40,7 @@ __all__ = [
     "BATCH_SIZE_BUCKETS",
     "FAILURE_OUTCOMES",
     "LATENCY_BUCKETS_SECONDS",
+    "NOTICE_KINDS",
     "REJECTION_REASONS",
     "TIME_TO_ACKNOWLEDGE_BUCKETS_SECONDS",
     "AlertLifecycleMetrics",
@@ -50,6 +52,8 @@ __all__ = [
     "MetricKind",
     "MetricsServer",
     "PipelineMetrics",
+    "StormMetrics",
+    "StormSource",
     "TERMINAL_FAILURE_OUTCOMES",
     "TerminalCollector",
     "metrics_app",
