@@ -3,10 +3,11 @@
 For the card business and the relationship-manager desk. Reads
 ``cardmon_vip_failures_total{tier,outcome}``, ``cardmon_alerts_total{channel,status}``
 (``channel`` is the delivery channel: email, webhook, console, jsonl),
-``cardmon_alerts_pending`` and ``cardmon_alert_delivery_duration_seconds``.
-
-Acknowledgement, escalation and time-to-acknowledge panels are not here yet: the
-monitor has no acknowledgement or escalation metric until issue 3 lands.
+``cardmon_alerts_pending`` and ``cardmon_alert_delivery_duration_seconds``, and what the
+managers did with the alerts: ``cardmon_alerts_acknowledged_total{severity,via}``,
+``cardmon_alerts_escalated_total{severity,step}``, ``cardmon_alerts_resolved_total{severity}``,
+``cardmon_alert_time_to_acknowledge_seconds`` and ``cardmon_stored_alerts{state,severity}``
+(counted from the alert store's history, so acknowledgements through the CLI count too).
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ def build() -> Dashboard:
             "cardmon / VIP experience", UID,
             "Failed transactions of VIP clients by tier and outcome class, and the alerts "
             "sent to their relationship managers: attempts by delivery channel and status, "
-            "outbox backlog and delivery time.",
+            "outbox backlog and delivery time; acknowledgements, escalations and time to "
+            "acknowledge.",
         )
         .with_variable(tier_variable())
         .with_row(Row("VIP failures"))
@@ -135,6 +137,102 @@ def build() -> Dashboard:
             [Query(f"histogram_quantile({q}, sum by (channel, le) "
                    "(rate(cardmon_alert_delivery_duration_seconds_bucket[$__rate_interval])))",
                    f"{{{{channel}}}} q{q}") for q in QUANTILES],
+            width=24,
+        ))
+        .with_row(Row("Acknowledgement and escalation"))
+        .with_panel(stat_panel(
+            "Alerts acknowledged in range",
+            "Alerts a person acknowledged over the selected time range, per severity "
+            "(increase of cardmon_alerts_acknowledged_total; API, signed link and CLI alike).",
+            "short",
+            [Query("sum by (severity) (increase(cardmon_alerts_acknowledged_total[$__range]))",
+                   "{{severity}}", instant=True)],
+            width=8,
+        ))
+        .with_panel(stat_panel(
+            "Escalation steps in range",
+            "Escalation steps taken for alerts nobody acknowledged in time, over the selected "
+            "time range, per severity and step (1: the backup manager, 2: the team lead, as "
+            "rules/alerting.yaml orders them).",
+            "short",
+            [Query("sum by (severity, step) (increase(cardmon_alerts_escalated_total[$__range]))",
+                   "{{severity}} step {{step}}", instant=True)],
+            width=8, warn=1,
+        ))
+        .with_panel(stat_panel(
+            "Alerts nobody has acknowledged",
+            "Alerts in the store that are open, notified or failed (not yet acknowledged nor "
+            "resolved), per severity (cardmon_stored_alerts).",
+            "short",
+            [Query('sum by (severity) (cardmon_stored_alerts{state=~"open|notified|failed"})',
+                   "{{severity}}", instant=True)],
+            width=8, warn=1,
+        ))
+        .with_panel(timeseries_panel(
+            "Time to acknowledge p50 / p95 / p99",
+            "Seconds from when an alert was recorded to its acknowledgement, per severity "
+            "(cardmon_alert_time_to_acknowledge_seconds histogram; escalation starts at 15 min).",
+            "s",
+            [Query(f"histogram_quantile({q}, sum by (severity, le) "
+                   "(rate(cardmon_alert_time_to_acknowledge_seconds_bucket[$__rate_interval])))",
+                   f"{{{{severity}}}} q{q}") for q in QUANTILES],
+        ))
+        .with_panel(timeseries_panel(
+            "Acknowledgements, escalations and resolutions per second",
+            "Alerts acknowledged (by channel: api, link, cli), escalation steps and resolutions "
+            "per second.",
+            "reqps",
+            [Query("sum by (via) (rate(cardmon_alerts_acknowledged_total[$__rate_interval]))",
+                   "acknowledged via {{via}}"),
+             Query("sum(rate(cardmon_alerts_escalated_total[$__rate_interval]))", "escalated"),
+             Query("sum(rate(cardmon_alerts_resolved_total[$__rate_interval]))", "resolved")],
+        ))
+        .with_panel(timeseries_panel(
+            "Alerts by lifecycle state",
+            "Alerts in the store per lifecycle state (open, notified, acknowledged, resolved, "
+            "failed): cardmon_stored_alerts summed over severities.",
+            "short",
+            [Query("sum by (state) (cardmon_stored_alerts)", "{{state}}")],
+            width=24,
+        ))
+        .with_row(Row("Storm control"))
+        .with_panel(stat_panel(
+            "Incidents opened in range",
+            "Outages storm control found over the selected time range, per scope (network, "
+            "issuer, region, merchant, terminal): each is one message per affected manager "
+            "instead of one per failure (docs/incidents.md).",
+            "short",
+            [Query("sum by (scope) (increase(cardmon_incidents_opened_total[$__range]))",
+                   "{{scope}}", instant=True)],
+            width=8, warn=1,
+        ))
+        .with_panel(stat_panel(
+            "Incidents open now",
+            "Incidents that have not ended (their scope has not served clients without "
+            "failing for resolve_after_seconds), per scope (cardmon_incidents_open).",
+            "short",
+            [Query("sum by (scope) (cardmon_incidents_open)", "{{scope}}", instant=True)],
+            width=8, warn=1,
+        ))
+        .with_panel(stat_panel(
+            "Messages saved in range",
+            "Alert messages folded into incident notices and alerts held by the per-manager "
+            "rate cap over the selected time range (cardmon_alerts_merged_total, "
+            "cardmon_alerts_rate_capped_total).",
+            "short",
+            [Query("sum(increase(cardmon_alerts_merged_total[$__range]))", "folded into incidents",
+                   instant=True),
+             Query("sum(increase(cardmon_alerts_rate_capped_total[$__range]))", "held by the cap",
+                   instant=True)],
+            width=8,
+        ))
+        .with_panel(timeseries_panel(
+            "Incident notices sent per second",
+            "Incident notices the channels accepted, per kind: opened (the first message to a "
+            "manager), update, resolved (all-clear), escalated (to the backup or team lead).",
+            "reqps",
+            [Query("sum by (kind) (rate(cardmon_incident_notices_sent_total[$__rate_interval]))",
+                   "{{kind}}")],
             width=24,
         ))
     )

@@ -41,7 +41,7 @@ from monitor.config import AlertingSettings, Settings
 from monitor.consumer import TransactionConsumer, ensure_topics
 from monitor.health.service import TerminalHealthService
 from monitor.incidents import IncidentChange, IncidentDetector, IncidentRules
-from monitor.metrics import PipelineMetrics, serve
+from monitor.metrics import AlertLifecycleMetrics, PipelineMetrics, StormMetrics, serve
 from monitor.paths import rules_path
 from monitor.pipeline import BatchProcessor
 from monitor.policy import AlertPolicy
@@ -124,6 +124,10 @@ class MonitorApp:
         self.codes = ResponseCodeTable.load(alerting.response_codes_path or rules_path("response_codes.yaml"))
         self.policy = AlertPolicy.load(alerting.policy_path or rules_path("alerting.yaml"))
         self.escalation = EscalationPolicy.load(alerting.policy_path or rules_path("alerting.yaml"))
+        self.lifecycle_metrics = AlertLifecycleMetrics(
+            self.registry, escalation_severities=self.escalation.severities,
+            escalation_steps=len(self.escalation.steps))
+        self.storm_metrics = StormMetrics(self.registry)
         self.incident_rules = IncidentRules.load(alerting.policy_path or rules_path("alerting.yaml"))
         self.incidents = IncidentDetector(self.incident_rules) if self.incident_rules else None
         self.rate_limit = RateLimit.load(alerting.policy_path or rules_path("alerting.yaml"))
@@ -205,7 +209,12 @@ class MonitorApp:
             self.worker.wake()
 
     def _report_outbox(self) -> None:
+        # Runs on a scheduler thread: the outbox backlog, and the acknowledgements,
+        # escalations and resolutions the store's history gained (API, link, CLI, other
+        # instances alike), with the alerts by state.
         self.metrics.set_alerts_pending(self.store.pending_count())
+        self.lifecycle_metrics.refresh(self.store)
+        self.storm_metrics.refresh(self.store)  # incidents, notices, folded and capped alerts
 
     def _reload_registry(self) -> None:
         if self.vip.reload_if_changed():

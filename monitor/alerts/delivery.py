@@ -2,8 +2,10 @@
 
 One pass (:meth:`DeliveryWorker.deliver_due`), step by step:
 
-1. claim the pending outbox rows that are due (the store leases them, so a
-   concurrent pass cannot send them too);
+1. claim the pending outbox rows that are due (the store leases them for
+   ``lease_seconds``, so a concurrent pass or instance cannot send them too); the
+   leases are renewed every third of that while the pass holds them, so a slow send
+   keeps its row and a killed worker's rows are due again within one lease;
 2. for each, load the alert and its events *now* (so events added since the alert
    was raised are in the message), render it and send it through its channel,
    bounded by ``send_timeout`` seconds;
@@ -21,9 +23,19 @@ names the channel, whose ``to(target)`` binds it to the manager's target, looked
 at send time (:func:`monitor.alerts.routing.apprise_target`). Metrics see the kind
 only, never a target.
 
-The retry schedule lives in the outbox, so a restart resumes it. Delivery is
-at-least-once: a crash between a channel's acceptance and ``mark_sent`` resends
-after the lease, with the same ``Idempotency-Key`` / ``Message-ID``.
+The retry schedule lives in the outbox, so a restart resumes it. What a crash
+(SIGKILL, power loss) does, by where it lands:
+
+* before a row is claimed, or while its send is in flight and the receiver has not
+  answered: the row is due again when its lease ends (at most ``lease_seconds``
+  after the crash) and is sent then: nothing is lost, and the receiver accepted
+  nothing the first time;
+* between the receiver's acceptance (HTTP 2xx, SMTP 250 after DATA) and the commit
+  of ``mark_sent``: the row is sent again after the lease. No sender can close this
+  window — the acceptance and our commit are two systems — so it is kept short (the
+  commit follows the answer at once) and the resend carries the same
+  ``Idempotency-Key`` / ``Message-ID``, by which the receiver recognises it.
+  Delivery is at-least-once; exactly-once needs the receiver's deduplication.
 """
 
 from __future__ import annotations
@@ -32,6 +44,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
+from contextlib import suppress
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Final, Literal, Protocol, runtime_checkable
@@ -51,7 +64,14 @@ from monitor.incidents.render import render_notice_delivery
 if TYPE_CHECKING:
     from monitor.alerts.tokens import AckLinks
 
-__all__ = ["DeliveryResult", "DeliveryWorker", "ManagerLookup", "ResultCallback", "RoutedChannel"]
+__all__ = [
+    "DEFAULT_LEASE_SECONDS",
+    "DeliveryResult",
+    "DeliveryWorker",
+    "ManagerLookup",
+    "ResultCallback",
+    "RoutedChannel",
+]
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +97,10 @@ class RoutedChannel(Protocol):
 
 # Rows claimed per pass; a full batch means more may be due, so the next pass starts at once.
 _BATCH_SIZE: Final = 50
+#: Seconds a claim holds a row before it must be renewed. Short, so the rows of a
+#: worker that was killed mid-send are due again seconds after a restart; renewed every
+#: third of it, so two missed renewals in a row (a stalled loop) still keep the row.
+DEFAULT_LEASE_SECONDS: Final = 15.0
 
 
 class DeliveryWorker:
@@ -102,6 +126,8 @@ class DeliveryWorker:
             ``None`` = nowhere (the row is still marked failed, loudly).
         links: signs the acknowledgement link put in messages to people
             (:func:`monitor.alerts.render.render_delivery`); ``None`` = no link.
+        lease_seconds: how long a claim holds a row without renewal, in seconds: the
+            longest a killed worker's rows wait before another pass sends them.
     """
 
     def __init__(
@@ -120,9 +146,12 @@ class DeliveryWorker:
         managers: ManagerLookup | None = None,
         fallback: Channel | None = None,
         links: AckLinks | None = None,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
+        if lease_seconds <= 0:
+            raise ValueError("lease_seconds must be positive")
         self._store = store
         self._channels = dict(channels)  # <channel name: channel>
         self._max_attempts = max_attempts
@@ -134,8 +163,7 @@ class DeliveryWorker:
         self._poll_interval = poll_interval
         self._wake = asyncio.Event()  # set when new alerts are committed
         self._send_timeout = send_timeout
-        # The lease outlives any send, so a claimed row is never sent twice concurrently.
-        self._lease_seconds = max(60.0, 2 * send_timeout)
+        self._lease_seconds = lease_seconds
         self._default_timezone = default_timezone
         self._on_result = on_result
         self._managers = managers
@@ -193,23 +221,59 @@ class DeliveryWorker:
 
     async def _pass(self) -> tuple[int, int]:
         # Returns (rows claimed, rows sent).
+        now = datetime.now(UTC)
         due = await asyncio.to_thread(
-            self._store.claim_due, datetime.now(UTC), _BATCH_SIZE,
-            lease_seconds=self._lease_seconds,
+            self._store.claim_due, now, _BATCH_SIZE, lease_seconds=self._lease_seconds,
         )
-        results = await asyncio.gather(*(self._attempt(delivery) for delivery in due))
+        if not due:
+            return 0, 0
+        lease_end = now + timedelta(seconds=self._lease_seconds)  # what claim_due wrote
+        held = {delivery.delivery_id: lease_end for delivery in due}  # <delivery_id: lease end>
+        renewal = asyncio.create_task(self._renew(held), name="cardmon-delivery-leases")
+        try:
+            results = await asyncio.gather(*(self._attempt(delivery, held) for delivery in due))
+        finally:
+            renewal.cancel()
+            with suppress(asyncio.CancelledError):
+                await renewal
         return len(due), results.count("sent")
 
-    async def _attempt(self, delivery: Delivery) -> DeliveryResult:
+    async def _renew(self, held: dict[int, datetime]) -> None:
+        """Extend the leases of ``held`` every third of a lease until cancelled."""
+        while True:
+            await asyncio.sleep(self._lease_seconds / 3)
+            if not held:
+                continue
+            leases = dict(held)
+            until = datetime.now(UTC) + timedelta(seconds=self._lease_seconds)
+            try:
+                renewed = set(await asyncio.to_thread(self._store.renew_leases, leases, until))
+            except Exception:
+                log.exception("renewing %d delivery lease(s) failed; retrying", len(leases))
+                continue
+            for delivery_id in leases:
+                if delivery_id not in held:
+                    continue  # its attempt ended meanwhile
+                if delivery_id in renewed:
+                    held[delivery_id] = until
+                else:  # marked meanwhile, or the lease ran out and another pass took it
+                    del held[delivery_id]
+                    log.debug("delivery %d: lease not renewed", delivery_id)
+
+    async def _attempt(self, delivery: Delivery, held: dict[int, datetime]) -> DeliveryResult:
         started = time.monotonic()
         try:
-            await asyncio.wait_for(self._send(delivery), timeout=self._send_timeout)
-        # Any error of any channel is recorded on the row and retried, never lost.
-        except Exception as error:  # noqa: BLE001
-            status = await self._record_failure(delivery, _describe(error))
-        else:
-            await asyncio.to_thread(self._store.mark_sent, delivery.delivery_id, datetime.now(UTC))
-            status = "sent"
+            try:
+                await asyncio.wait_for(self._send(delivery), timeout=self._send_timeout)
+            # Any error of any channel is recorded on the row and retried, never lost.
+            except Exception as error:  # noqa: BLE001
+                status = await self._record_failure(delivery, _describe(error))
+            else:
+                # At once: between the channel's acceptance and this commit, a crash resends.
+                await asyncio.to_thread(self._store.mark_sent, delivery.delivery_id, datetime.now(UTC))
+                status = "sent"
+        finally:
+            held.pop(delivery.delivery_id, None)
         elapsed = time.monotonic() - started
         log.info(
             "alert %s via %s: %s (attempt %d, %.3f s)",

@@ -89,7 +89,9 @@ __all__ = [
     "AlertStore",
     "DigestRecord",
     "EscalationCandidate",
+    "LifecycleRecord",
     "RecordResult",
+    "StormCounts",
     "alert_id_for",
     "digest_id_for",
     "is_digest_id",
@@ -180,6 +182,30 @@ class EscalationCandidate:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class LifecycleRecord:
+    """An acknowledgement, escalation step or resolution, with what metrics need of its alert.
+
+    Attributes:
+        history_id: the history row (increasing in commit order).
+        action: ``acknowledged``, ``escalated`` or ``resolved``.
+        via: the channel it came through (``api``, ``link``, ``cli``, ``escalation``...).
+        severity: the alert's severity now (``low``, ``medium``, ``high``).
+        at: when it happened (UTC).
+        opened_at: when the alert was recorded (UTC).
+        step: for ``escalated``, which step of the alert's chain it was (1 = the
+            first); 0 otherwise.
+    """
+
+    history_id: int
+    action: HistoryAction
+    via: str
+    severity: str
+    at: datetime
+    opened_at: datetime
+    step: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DigestRecord:
     """A claimed daily digest (see :meth:`AlertStore.claim_digest`).
 
@@ -202,6 +228,32 @@ class DigestRecord:
     period_end: datetime
     alert_count: int
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StormCounts:
+    """Storm control and the rate cap over the whole store (:meth:`AlertStore.storm_counts`).
+
+    Attributes:
+        incidents_opened: incidents ever recorded, by scope.
+        incidents_open: incidents not ended, by scope.
+        incidents_flapping: incidents marked flapping, by scope.
+        notices_sent: incident notices the channels accepted, by kind (opened,
+            update, resolved, escalated), one per channel.
+        alerts_linked: alerts linked to an incident.
+        alerts_merged: alerts whose own message was folded into an incident notice.
+        alerts_capped: alerts held by the per-manager rate cap.
+        summaries: rate-cap summaries claimed.
+    """
+
+    incidents_opened: dict[str, int]
+    incidents_open: dict[str, int]
+    incidents_flapping: dict[str, int]
+    notices_sent: dict[str, int]
+    alerts_linked: int
+    alerts_merged: int
+    alerts_capped: int
+    summaries: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -611,9 +663,10 @@ class AlertStore:
     ) -> list[Delivery]:
         """Return pending deliveries due at ``now`` and lease them to the caller.
 
-        A claimed row's ``next_attempt_at`` moves ``lease_seconds`` ahead, so another
-        pass does not send it concurrently; if the caller crashes before marking it,
-        the row becomes due again when the lease ends.
+        A claimed row's ``next_attempt_at`` moves to exactly ``now + lease_seconds``,
+        so another pass does not send it concurrently; if the caller crashes before
+        marking it, the row becomes due again when the lease ends. A caller whose sends
+        may outlast the lease extends it with :meth:`renew_leases`.
 
         Args:
             now: timezone-aware current time.
@@ -637,6 +690,35 @@ class AlertStore:
                 [(lease_end, row["delivery_id"]) for row in rows],
             )
         return [_delivery(row) for row in rows]
+
+    def renew_leases(self, leases: Mapping[int, datetime], until: datetime) -> list[int]:
+        """Extend the leases a worker still holds; a lease someone else changed is left alone.
+
+        A row is renewed only while it is pending and its ``next_attempt_at`` is still
+        the lease end the caller wrote (compare-and-set): a row already marked (sent,
+        retried, failed) or claimed again by another worker after the lease ended
+        keeps what it has.
+
+        Args:
+            leases: ``delivery_id`` → the lease end the caller holds (what
+                :meth:`claim_due` or the previous renewal wrote).
+            until: the new lease end (aware).
+
+        Returns:
+            The delivery IDs whose lease now ends at ``until``.
+        """
+        end = _ts(until)
+        renewed: list[int] = []
+        with self._lock, self._transaction() as conn:
+            for delivery_id, held in leases.items():
+                row = conn.execute(
+                    """UPDATE deliveries SET next_attempt_at = ? WHERE delivery_id = ?
+                    AND status = 'pending' AND next_attempt_at = ?""",
+                    (end, delivery_id, _ts(held)),
+                )
+                if row.rowcount == 1:
+                    renewed.append(delivery_id)
+        return renewed
 
     def mark_sent(self, delivery_id: int, at: datetime) -> bool:
         """Record that the channel accepted a pending delivery; ``False`` if not pending.
@@ -744,6 +826,52 @@ class AlertStore:
                 "SELECT * FROM alert_history WHERE alert_id = ? ORDER BY history_id", (alert_id,)
             ).fetchall()
         return [_history_entry(row) for row in rows]
+
+    def lifecycle_records(
+        self, after_history_id: int, limit: int = 5_000
+    ) -> tuple[list[LifecycleRecord], int]:
+        """Acknowledgements, escalation steps and resolutions recorded after a history row.
+
+        Whoever wrote them — this process's API, another instance, the CLI — so a
+        reader that keeps the returned cursor sees each exactly once.
+
+        Args:
+            after_history_id: the cursor of the previous call; 0 for everything.
+            limit: most records returned (>= 1).
+
+        Returns:
+            ``(records, cursor)``: records in history order, and the cursor for the next
+            call (the last history row read; unchanged when nothing is new).
+        """
+        with self._lock:
+            newest = self._conn.execute("SELECT max(history_id) FROM alert_history").fetchone()[0]
+            if newest is None or newest <= after_history_id:
+                return [], after_history_id
+            rows = self._conn.execute(
+                """SELECT h.history_id, h.action, h.via, h.at, a.severity, a.created_at,
+                    CASE WHEN h.action = 'escalated' THEN (
+                        SELECT count(*) FROM alert_history e WHERE e.alert_id = h.alert_id
+                        AND e.action = 'escalated' AND e.history_id <= h.history_id)
+                    ELSE 0 END AS step
+                FROM alert_history h JOIN alerts a ON a.alert_id = h.alert_id
+                WHERE h.history_id > ? AND h.history_id <= ?
+                  AND h.action IN ('acknowledged', 'escalated', 'resolved')
+                ORDER BY h.history_id LIMIT ?""",
+                (after_history_id, newest, limit),
+            ).fetchall()
+        records = [LifecycleRecord(history_id=row["history_id"], action=row["action"],
+                                   via=row["via"], severity=row["severity"], at=_dt(row["at"]),
+                                   opened_at=_dt(row["created_at"]), step=row["step"])
+                   for row in rows]
+        cursor = records[-1].history_id if len(records) == limit else newest
+        return records, cursor
+
+    def state_counts(self) -> dict[tuple[AlertState, str], int]:
+        """Alerts in the store by ``(lifecycle state, severity)``; absent pairs have none."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT state, severity, count(*) FROM alerts GROUP BY state, severity").fetchall()
+        return {(row[0], row[1]): int(row[2]) for row in rows}
 
     def acknowledge(
         self, alert_id: str, *, by: str, via: str, note: str | None = None,
@@ -1395,6 +1523,32 @@ class AlertStore:
         if row is None:
             return None
         return row["incident_id"], row["manager_id"], row["kind"], row["seq"], _dt(row["created_at"])
+
+    def storm_counts(self) -> StormCounts:
+        """What storm control and the rate cap did, counted over the whole store (for metrics)."""
+        with self._lock:
+            conn = self._conn
+            incidents = conn.execute(
+                """SELECT scope, count(*) AS opened,
+                    sum(CASE WHEN ended_at IS NULL THEN 1 ELSE 0 END) AS still_open,
+                    sum(CASE WHEN flapping = 1 THEN 1 ELSE 0 END) AS flapping
+                FROM incidents GROUP BY scope""").fetchall()
+            notices = conn.execute(
+                """SELECT n.kind, count(*) AS sent FROM deliveries d
+                JOIN incident_notices n ON n.notice_id = d.alert_id
+                WHERE d.status = 'sent' GROUP BY n.kind""").fetchall()
+            merged = conn.execute(
+                "SELECT count(DISTINCT alert_id) FROM deliveries WHERE status = 'merged'").fetchone()[0]
+            linked = conn.execute("SELECT count(*) FROM incident_alerts").fetchone()[0]
+            capped = conn.execute("SELECT count(*) FROM alerts WHERE capped_at IS NOT NULL").fetchone()[0]
+            summaries = conn.execute("SELECT count(*) FROM summaries").fetchone()[0]
+        return StormCounts(
+            incidents_opened={row["scope"]: int(row["opened"]) for row in incidents},
+            incidents_open={row["scope"]: int(row["still_open"] or 0) for row in incidents},
+            incidents_flapping={row["scope"]: int(row["flapping"] or 0) for row in incidents},
+            notices_sent={row["kind"]: int(row["sent"]) for row in notices},
+            alerts_linked=int(linked), alerts_merged=int(merged), alerts_capped=int(capped),
+            summaries=int(summaries))
 
     def incident_notice_created(self, incident_id: str, manager_id: str, seq: int) -> datetime | None:
         """When the ``seq``-th notice of an incident to a manager was created, ``None`` if never."""

@@ -5,7 +5,8 @@
 registry over HTTP for Prometheus to scrape. Per-terminal families are
 :class:`FrameFamily` objects rendered straight from polars by :class:`Exposition`;
 :class:`FrameCollector` plugs another frame-backed family in with one
-``registry.register(...)``.
+``registry.register(...)``. :class:`AlertLifecycleMetrics` counts acknowledgements,
+escalations and resolutions from the alert store's history.
 """
 
 from monitor.metrics._collectors import (
@@ -16,6 +17,12 @@ from monitor.metrics._collectors import (
     TerminalCollector,
 )
 from monitor.metrics._exposition import Exposition, FrameCollector, FrameFamily, MetricKind
+from monitor.metrics._lifecycle import (
+    ACK_VIAS,
+    TIME_TO_ACKNOWLEDGE_BUCKETS_SECONDS,
+    AlertLifecycleMetrics,
+    LifecycleSource,
+)
 from monitor.metrics._pipeline import (
     ALERT_DELIVERY_BUCKETS_SECONDS,
     BATCH_DURATION_BUCKETS_SECONDS,
@@ -24,21 +31,29 @@ from monitor.metrics._pipeline import (
     PipelineMetrics,
 )
 from monitor.metrics._server import MetricsServer, metrics_app, serve
+from monitor.metrics._storm import NOTICE_KINDS, StormMetrics, StormSource
 
 __all__ = [
+    "ACK_VIAS",
     "ALERT_DELIVERY_BUCKETS_SECONDS",
     "BATCH_DURATION_BUCKETS_SECONDS",
     "BATCH_SIZE_BUCKETS",
     "FAILURE_OUTCOMES",
     "LATENCY_BUCKETS_SECONDS",
+    "NOTICE_KINDS",
     "REJECTION_REASONS",
+    "TIME_TO_ACKNOWLEDGE_BUCKETS_SECONDS",
+    "AlertLifecycleMetrics",
     "Exposition",
     "FrameCollector",
     "FrameFamily",
     "LatencyHistogramCollector",
+    "LifecycleSource",
     "MetricKind",
     "MetricsServer",
     "PipelineMetrics",
+    "StormMetrics",
+    "StormSource",
     "TERMINAL_FAILURE_OUTCOMES",
     "TerminalCollector",
     "metrics_app",

@@ -274,6 +274,43 @@ async def test_a_send_that_hangs_counts_as_a_failed_attempt(
     assert (delivery.status, delivery.attempts, delivery.last_error) == ("pending", 1, "TimeoutError")
 
 
+async def test_a_send_longer_than_the_lease_keeps_its_row(
+    tmp_path: Path, make_failure: MakeFailure
+) -> None:
+    """A webhook answering after three leases is sent once: the worker renews its lease, so another worker never takes the row."""
+    requests: list[str] = []
+
+    async def slow_hook(request: web.Request) -> web.Response:
+        requests.append(request.headers["Idempotency-Key"])
+        await asyncio.sleep(1.0)
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_post("/hook", slow_hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
+    try:
+        with AlertStore(tmp_path / "alerts.db") as store:
+            store.record([make_failure("ev-0", T0, manager=_hook_manager(url))], channels=["webhook"])
+            workers = [DeliveryWorker(store, {"webhook": WebhookChannel()}, lease_seconds=0.3,
+                                      **TINY_BACKOFF) for _ in range(2)]
+            slow = asyncio.create_task(workers[0].deliver_due())
+            while not requests:  # the first worker has claimed the row and is sending
+                await asyncio.sleep(0.01)
+            other_sent = 0
+            while not slow.done():
+                other_sent += await workers[1].deliver_due()
+                await asyncio.sleep(0.05)
+            assert (await slow, other_sent) == (1, 0)
+            (delivery,) = store.list_alerts()[0].deliveries
+    finally:
+        await runner.cleanup()
+    assert (delivery.status, delivery.attempts) == ("sent", 1)
+    assert len(requests) == 1
+
+
 async def test_wake_delivers_without_waiting_for_the_poll_interval(
         store_location: Path | str, tmp_path: Path, make_failure: MakeFailure) -> None:
     """A worker polling every 30 s still delivers a new alert at once when it is woken."""

@@ -192,6 +192,29 @@ def test_an_expired_lease_makes_the_row_due_again(store_location: Path | str, ma
     assert reclaimed.delivery_id == claimed.delivery_id and reclaimed.attempts == 0
 
 
+def test_a_renewed_lease_holds_and_a_changed_row_is_left_alone(
+    store_location: Path | str, make_failure: MakeFailure
+) -> None:
+    """Renewing extends a lease the caller still holds; a row marked or claimed again since keeps its own time."""
+    now = datetime.now(UTC)
+    with AlertStore(store_location) as store:
+        store.record([make_failure("ev-1", T0)], sinks=["jsonl"], now=now)
+        email, jsonl = store.claim_due(now, 10, lease_seconds=30)
+        held = now + timedelta(seconds=30)
+        retry_at = now + timedelta(seconds=5)
+        assert store.mark_retry(jsonl.delivery_id, "OSError: disk full", retry_at)
+        until = now + timedelta(seconds=60)
+        renewed = store.renew_leases({email.delivery_id: held, jsonl.delivery_id: held}, until)
+        assert renewed == [email.delivery_id]
+        assert store.claim_due(now + timedelta(seconds=59), 10)[0].delivery_id == jsonl.delivery_id
+        assert store.claim_due(now + timedelta(seconds=59), 10) == []
+        # The lease ran out and another worker claimed the row: the old holder cannot renew it.
+        (again,) = store.claim_due(until, 10, lease_seconds=30)
+        assert again.delivery_id == email.delivery_id
+        assert store.renew_leases({email.delivery_id: until}, until + timedelta(seconds=60)) == []
+        assert store.claim_due(until + timedelta(seconds=31), 10)[0].delivery_id == email.delivery_id
+
+
 def test_committed_alerts_survive_reopening(
     store_location: Path | str, tmp_path: Path, make_failure: MakeFailure
 ) -> None:

@@ -8,7 +8,11 @@ everything, a POS answering ``58``, a third of the traffic on VIP cards), a few
 malformed messages go to the same topic (dead letters), and every relationship
 manager's webhook is an aiohttp receiver on 127.0.0.1 answering ``503`` (delivery
 retries and failures; the ``jsonl`` sink delivers, so ``sent`` exists too), and an
-ATM's cassette reports low then empty on the device status topic.
+ATM's cassette reports low then empty on the device status topic. The escalation
+policy steps in after 2 and 4 seconds, and a relationship-manager desk acknowledges
+one notified alert a second and resolves one acknowledged alert a second through the
+alert API, so the acknowledgement, escalation and time-to-acknowledge panels have
+real data.
 
 The test walks the committed JSON (``dashboards/json/*.json``), replaces Grafana's
 ``$__rate_interval``, ``$__interval`` and ``$__range`` with concrete durations and
@@ -35,6 +39,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
@@ -49,6 +54,8 @@ from simulators.terminal_status import CassetteDepletion, status_events
 from tests.prometheus.conftest import PrometheusServer, StartPrometheus
 
 RULES = Path(__file__).resolve().parents[2] / "rules" / "prometheus" / "cardmon.rules.yml"
+POLICY = Path(__file__).resolve().parents[2] / "rules" / "alerting.yaml"
+API_TOKEN = "dashboard-test-token"
 #: Grafana macros → concrete values. 20 s holds ~20 samples at the 1 s scrape interval
 #: (Grafana's own $__rate_interval is at least four scrape intervals).
 MACROS = {"$__rate_interval": "20s", "$__interval": "5s", "$__range": "5m"}
@@ -72,6 +79,10 @@ MUST_BE_POSITIVE: frozenset[tuple[str, str]] = frozenset({
     ("cardmon-vip-experience", "VIP failures by tier and outcome class"),
     ("cardmon-vip-experience", "Alerts sent in range"),
     ("cardmon-vip-experience", "Delivery retries and failures in range"),
+    ("cardmon-vip-experience", "Alerts acknowledged in range"),
+    ("cardmon-vip-experience", "Escalation steps in range"),
+    ("cardmon-vip-experience", "Time to acknowledge p50 / p95 / p99"),
+    ("cardmon-vip-experience", "Acknowledgements, escalations and resolutions per second"),
     ("cardmon-pipeline", "Dead letters per second by reason"),
     ("cardmon-pipeline", "Rejected messages in range by reason"),
     ("cardmon-pipeline", "Alert delivery failures by channel"),
@@ -184,6 +195,26 @@ async def _send_malformed(bootstrap: str, topic: str, every_s: float = 3.0) -> N
         await producer.stop()
 
 
+async def _manager_desk(api_url: str, every_s: float = 1.0) -> None:
+    """Until cancelled, every ``every_s`` seconds acknowledge the oldest notified alert and
+    resolve the oldest acknowledged one through the alert API, as a manager would."""
+    headers = {"Authorization": f"Bearer {API_TOKEN}"}
+    async with httpx.AsyncClient(base_url=api_url, headers=headers, timeout=5) as http:
+        while True:
+            await asyncio.sleep(every_s)
+            for state, action, body in (("notified", "ack", {"by": "RM-desk"}),
+                                        ("acknowledged", "resolve",
+                                         {"by": "RM-desk", "note": "called the client"})):
+                try:
+                    alerts = (await http.get("/alerts", params={"state": state})).json()["alerts"]
+                    if alerts:
+                        response = await http.post(f"/alerts/{alerts[-1]['alert_id']}/{action}",
+                                                   json=body)
+                        assert response.status_code == 200, response.text
+                except httpx.TransportError:  # the API is not up yet
+                    pass
+
+
 def _positive(result: list[Any]) -> bool:
     """Whether any sample of an instant query result is above zero (NaN is not)."""
     return any(float(sample["value"][1]) > 0 for sample in result)
@@ -201,7 +232,14 @@ async def test_every_panel_query_returns_data(
     atm, other_atm = [t.terminal_id for t in fleet.terminals if t.channel == "ATM"][:2]
     pos = next(t.terminal_id for t in fleet.terminals if t.channel == "POS")
     customers, managers = write_registry(fleet, tmp_path / "registry")
-    metrics_port = free_port()
+    metrics_port, api_port = free_port(), free_port()
+    # The bank's policy, with the escalation steps seconds instead of minutes apart.
+    policy = yaml.safe_load(POLICY.read_text(encoding="utf-8"))
+    policy["escalation"] = {"severities": ["high"], "steps": [
+        {"after_seconds": 2, "to": "backup_manager"},
+        {"after_seconds": 4, "to": "team_lead", "team_lead_id": fleet.managers[0].manager_id}]}
+    policy_path = tmp_path / "alerting.yaml"
+    policy_path.write_text(yaml.safe_dump(policy), encoding="utf-8")
     settings = isolated_settings(
         kafka={"bootstrap_servers": kafka_bootstrap, "topic": f"tx.{unique_name}",
                "dead_letter_topic": f"tx.{unique_name}.dlq", "group_id": f"dash-{unique_name}",
@@ -209,7 +247,9 @@ async def test_every_panel_query_returns_data(
         registry={"customers_path": customers, "managers_path": managers},
         alerting={"store_path": tmp_path / "alerts.db", "sinks": ["jsonl"],
                   "jsonl_path": tmp_path / "alerts.jsonl", "max_attempts": 2,
-                  "backoff_initial_seconds": 0.2, "backoff_max_seconds": 0.5},
+                  "backoff_initial_seconds": 0.2, "backoff_max_seconds": 0.5,
+                  "policy_path": policy_path, "escalation_interval_seconds": 1.0},
+        api={"host": "127.0.0.1", "port": api_port, "token": API_TOKEN},
         metrics={"host": "127.0.0.1", "port": metrics_port},
         health={"status_topic": f"st.{unique_name}",
                 "status_dead_letter_topic": f"st.{unique_name}.dlq",
@@ -231,6 +271,7 @@ async def test_every_panel_query_returns_data(
         speed=1.0, rebase_to_now=True,
     ))
     malformed_task = asyncio.create_task(_send_malformed(kafka_bootstrap, settings.kafka.topic))
+    desk_task = asyncio.create_task(_manager_desk(f"http://127.0.0.1:{api_port}"))
     await produce(status_events([CassetteDepletion(other_atm, 0.0, 2.0)]),
                   bootstrap_servers=kafka_bootstrap, topic=settings.health.status_topic)
     # Targets still to prove: no series yet, or no positive value yet where one is required.
@@ -241,7 +282,7 @@ async def test_every_panel_query_returns_data(
             loop = asyncio.get_running_loop()
             started = loop.time()
             while loop.time() < started + DATA_TIMEOUT_S:
-                for task in (producer_task, malformed_task):
+                for task in (producer_task, malformed_task, desk_task):
                     assert not task.done() or task.exception() is None
                 assert not monitor_task.done(), "the monitor stopped early"
                 await asyncio.sleep(1.0)
@@ -259,7 +300,7 @@ async def test_every_panel_query_returns_data(
                         not AWAITING_WIRING or loop.time() > started + DATA_TIMEOUT_S / 2):
                     break
     finally:
-        for task in (producer_task, malformed_task):
+        for task in (producer_task, malformed_task, desk_task):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
