@@ -9,10 +9,10 @@ VIP or not) in event time, per scope key, in buckets of ``bucket_seconds``:
    ``outcome_classes``, by default technical and terminal: the bank's or the
    network's fault, not the client's), the distinct cards and terminals among them —
    aggregated with polars per batch, never per event;
-2. a key with no open incident whose last ``window_seconds`` hold at least
-   ``min_failures`` failures from ``min_cards`` cards and ``min_terminals`` terminals,
-   at a failure ratio of at least ``min_failure_ratio``, opens an incident that
-   starts at its first failure in the window — unless a broader open incident holds
+2. a key with no open incident whose *bad* buckets (failures at least
+   ``min_failure_ratio`` of the bucket's transactions) within ``window_seconds`` hold
+   at least ``min_failures`` failures from ``min_cards`` cards and ``min_terminals``
+   terminals opens an incident that starts at its first failure in those buckets — unless a broader open incident holds
    the key (a terminal of a failing region or merchant, anything while the network
    fails): that one explains it;
 3. an open incident takes every later failure of its key; the detector walks its
@@ -254,33 +254,35 @@ class IncidentDetector:
         return False
 
     def _maybe_open(self, scope: Scope, key: str, state: _KeyState, rule: ScopeRule) -> bool:
-        # Every window that ends at a failing bucket is tried, earliest first: a batch
-        # of replayed traffic can span more event time than one window.
+        # Only *bad* buckets count (failures at least min_failure_ratio of the bucket's
+        # transactions): a blip of failures diluted in normal traffic is not an outage,
+        # whatever the scope. Every window that ends at a bad bucket is tried, earliest
+        # first: a batch of replayed traffic can span more event time than one window.
         window = self.rules.window_buckets
-        failing = sorted(state.failing)
-        for end in failing:
-            in_window = [b for b in failing if end - window < b <= end]
+        bad = [b for b in sorted(state.failing)
+               if state.buckets[b][1] >= rule.min_failure_ratio * state.buckets[b][0]]
+        for end in bad:
+            in_window = [b for b in bad if end - window < b <= end]
             failures = sum(state.buckets[b][1] for b in in_window)
             if failures < rule.min_failures:
                 continue
-            volume = sum(counts[0] for b, counts in state.buckets.items() if end - window < b <= end)
             cards: set[str] = set().union(*(state.failing[b][2] for b in in_window))
             terminals: set[str] = set().union(*(state.failing[b][3] for b in in_window))
-            if (len(cards) < rule.min_cards or len(terminals) < rule.min_terminals
-                    or failures < rule.min_failure_ratio * volume):
+            if len(cards) < rule.min_cards or len(terminals) < rule.min_terminals:
                 continue
-            # It opened at `end`; it also holds the failures after it that this batch brought.
-            held = [b for b in failing if b > end - window]
-            started = state.failing[held[0]][0]
+            started = state.failing[in_window[0]][0]
             if self._covered(scope, state, started):
                 return False
+            # It opened at `end`; it also holds the failures after its start that this
+            # batch brought.
+            held = [b for b in state.failing if b >= in_window[0]]
             state.incident = _Open(
                 incident_id=incident_id_for(scope, key, started), started_at=started,
                 last_failure_at=max(state.failing[b][1] for b in held),
                 failures=sum(state.buckets[b][1] for b in held),
                 cards=set().union(*(state.failing[b][2] for b in held)),
                 terminals=set().union(*(state.failing[b][3] for b in held)),
-                last_bad=end, evaluated=held[0] - 1,
+                last_bad=end, evaluated=in_window[0] - 1,
             )
             return True
         return False

@@ -45,7 +45,8 @@ class ScopeRule(BaseModel):
         min_cards: distinct cards (``card_ref``) among them, at least — one client
             retrying ten times is not an outage.
         min_terminals: distinct terminals among them, at least (1 for a terminal).
-        min_failure_ratio: failures / all transactions at the key, at least (0–1).
+        min_failure_ratio: failures / all transactions at the key in a bucket, at least (0–1);
+            only buckets at this ratio count towards the other thresholds.
     """
 
     model_config = _frozen

@@ -194,3 +194,11 @@ def test_a_network_outage_opening_after_terminal_incidents_holds_them_as_childre
     owner = detector.incident_for(occurred_at=T0 + timedelta(seconds=35), outcome="technical",
                                   terminal_id="ATM-1", merchant_id=None, region=None, pan_masked=None)
     assert owner == network.incident_id
+
+
+def test_a_short_blip_diluted_in_normal_traffic_is_no_incident_at_any_scope() -> None:
+    """A few seconds of failures amid busy approvals stay under the ratio in every bucket: nothing opens, not even per terminal."""
+    detector = IncidentDetector(RULES)
+    rows = [txn(s / 4, terminal=f"ATM-{s % 6}", outcome="approved", card=f"ok{s}") for s in range(480)]
+    rows += [txn(60 + s / 4, terminal=f"ATM-{s % 6}", card=f"blip{s}") for s in range(12)]
+    assert detector.observe(frame(rows)) == []
