@@ -128,40 +128,39 @@ class IncidentDetector:
         if frame.height == 0:
             return []
         size = self.rules.bucket_seconds
-        bucket = (pl.col("occurred_at").dt.epoch("s") // size).cast(pl.Int64).alias("bucket")
-        latest = int(frame.select(bucket.max()).item())
+        failed = pl.col("failed")
+        base = frame.select(
+            (pl.col("occurred_at").dt.epoch("s") // size).cast(pl.Int64).alias("bucket"),
+            pl.col("outcome").is_in(self.rules.outcome_classes).alias("failed"),
+            "occurred_at", "card_ref", "terminal_id", "merchant_id", "region", "pan_masked")
+        latest = int(base.get_column("bucket").max())  # type: ignore[arg-type]
         self._watermark = latest if self._watermark is None else max(self._watermark, latest)
-        outage = frame.filter(pl.col("outcome").is_in(self.rules.outcome_classes))
+        # One long frame for every scope: (scope, key, bucket) → the failures with their
+        # times, cards, terminals, merchant and region; then the transactions.
+        long = pl.concat([
+            base.select(pl.lit(scope).alias("scope"), _scope_key(scope).alias("key"), pl.all())
+            for scope in self.rules.ordered_scopes
+        ]).drop_nulls("key")
+        failing = long.filter(failed).group_by("scope", "key", "bucket").agg(
+            pl.len().alias("failures"),
+            pl.col("occurred_at").min().alias("first"), pl.col("occurred_at").max().alias("last"),
+            pl.col("card_ref").drop_nulls().unique().alias("cards"),
+            pl.col("terminal_id").unique().alias("terminals"),
+            pl.col("merchant_id").drop_nulls().first().alias("merchant"),
+            pl.col("region").drop_nulls().first().alias("region_of_failure"),
+        )
         touched: dict[tuple[Scope, str], list[_Failures]] = {}
-        for scope in self.rules.ordered_scopes:
-            states = self._states[scope]
-            fails = (
-                outage.select(_scope_key(scope).alias("key"), bucket, "occurred_at", "card_ref",
-                              "terminal_id", "merchant_id", "region")
-                .drop_nulls("key")
-                .group_by("key", "bucket")
-                .agg(pl.len().alias("failures"), pl.col("occurred_at").min().alias("first"),
-                     pl.col("occurred_at").max().alias("last"),
-                     pl.col("card_ref").drop_nulls().unique().alias("cards"),
-                     pl.col("terminal_id").unique().alias("terminals"),
-                     pl.col("merchant_id").drop_nulls().first().alias("merchant"),
-                     pl.col("region").drop_nulls().first().alias("region"))
-            )
-            for key, b, count, first, last, cards, terminals, merchant, region in fails.iter_rows():
-                touched.setdefault((scope, key), []).append((b, count, first, last, cards, terminals))
-                state = states.setdefault(key, _KeyState())
-                if scope == "terminal":  # a terminal belongs to one merchant and one region
-                    state.parents.update({k: v for k, v in (("merchant", merchant), ("region", region))
-                                          if v is not None})
-            if not states:
-                continue
-            volume = (
-                frame.select(_scope_key(scope).alias("key"), bucket)
-                .filter(pl.col("key").is_in(list(states)))
-                .group_by("key", "bucket").len()
-            )
-            for key, b, count in volume.iter_rows():
-                states[key].buckets.setdefault(b, [0, 0])[0] += count
+        for scope, key, b, failures, first, last, cards, terminals, merchant, region in failing.iter_rows():
+            state = self._states[scope].setdefault(key, _KeyState())
+            touched.setdefault((scope, key), []).append((b, failures, first, last, cards, terminals))
+            if scope == "terminal":  # a terminal belongs to one merchant and one region
+                state.parents.update({k: v for k, v in (("merchant", merchant), ("region", region))
+                                      if v is not None})
+        # Transactions per followed key (one with a failure in the window), failing or not.
+        for scope, key, b, count in long.group_by("scope", "key", "bucket").len().iter_rows():
+            state = self._states[scope].get(key)
+            if state is not None:
+                state.buckets.setdefault(b, [0, 0])[0] += count
         for (scope, key), rows in touched.items():
             self._add_failures(self._states[scope][key], rows)
         return self._evaluate(touched)
@@ -193,7 +192,9 @@ class IncidentDetector:
             rule = self.rules.scopes[scope]
             for key in list(states):
                 state = states[key]
-                is_new = state.incident is None and self._maybe_open(scope, key, state, rule)
+                # Only a key with new failures can cross a threshold.
+                is_new = (state.incident is None and (scope, key) in touched
+                          and self._maybe_open(scope, key, state, rule))
                 incident = state.incident
                 if incident is not None:
                     before = (incident.relapses, incident.recovered)
