@@ -174,11 +174,10 @@ async def _full_record(store: AlertStore, alert_id: str) -> dict[str, Any] | Non
         alert = store.get_alert(alert_id)
         if alert is None:
             return None
-        record = alert_record(alert, store.alert_events(alert_id), state=store.state_of(alert_id),
-                              history=store.history(alert_id),
-                              recipients=store.delivery_recipients(alert_id))
-        record["incident_id"] = store.incident_of(alert_id)
-        return record
+        return alert_record(alert, store.alert_events(alert_id), state=store.state_of(alert_id),
+                            history=store.history(alert_id),
+                            recipients=store.delivery_recipients(alert_id),
+                            incident_id=store.incident_of(alert_id))
 
     return await asyncio.to_thread(read)
 

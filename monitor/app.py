@@ -160,6 +160,7 @@ class MonitorApp:
         )
         self._enabled_channels = tuple(kind for kind in MANAGER_CHANNEL_KINDS if kind in self.channels)
         self.store_summary = 0  # alerts in the store when run() ended
+        self.incident_summary = 0  # top-level incidents in the store when run() ended
         self._sinks = tuple(name for name in settings.alerting.sinks if name in self.channels)
 
     async def _record(self, failures: Sequence[VipFailure],
@@ -289,4 +290,5 @@ class MonitorApp:
             if api_server is not None:
                 await api_server.close()
             self.store_summary = len(self.store.list_alerts())
+            self.incident_summary = len(self.store.list_incidents(top_level=True, limit=500))
             self.store.close()

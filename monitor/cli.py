@@ -12,20 +12,24 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import re
 import signal
+import sqlite3
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Final
 
 import typer
 
 from monitor import __version__
 
 if TYPE_CHECKING:
+    import pydantic
+
     from monitor.alerts.store import AlertStore
     from monitor.config import Settings
 
@@ -76,8 +80,29 @@ def _settings(config: Path | None) -> Settings:
         typer.echo(f"cardmon: {error}", err=True)
         raise typer.Exit(2) from None
     except pydantic.ValidationError as error:
-        typer.echo(f"cardmon: invalid settings: {error}", err=True)
+        typer.echo(f"cardmon: invalid settings: {_settings_errors(error)}", err=True)
         raise typer.Exit(2) from None
+
+
+# Settings whose values are never quoted back (they may hold a password or a token).
+_SECRET_PARTS: Final = ("password", "secret", "token", "url", "apprise")
+
+
+def _settings_errors(error: pydantic.ValidationError) -> str:
+    """Each problem as ``place: message (got value)``; a value is quoted only when harmless.
+
+    A value is shown when it is a short scalar of a field whose name does not suggest a
+    secret; a model-level error (whose input is the whole section) never shows one.
+    """
+    lines = []
+    for problem in error.errors():
+        place = ".".join(str(part) for part in problem["loc"]) or "settings"
+        given = problem.get("input")
+        names = " ".join(str(part).lower() for part in problem["loc"])
+        shown = (isinstance(given, (str, int, float)) and len(str(given)) <= 80
+                 and not any(part in names for part in _SECRET_PARTS))
+        lines.append(f"{place}: {problem['msg']}" + (f" (got {given!r})" if shown else ""))
+    return "; ".join(lines)
 
 
 @contextmanager
@@ -85,21 +110,28 @@ def _clear_errors(verbose: bool) -> Iterator[None]:
     """Turn the errors an operator can fix (files, ports, broker) into one line and exit 1."""
     from aiokafka.errors import KafkaError
 
+    from monitor.alerts._db import DATABASE_ERRORS, redact_url
     from monitor.alerts.lifecycle import EscalationRulesError
+    from monitor.alerts.ratelimit import RateLimitError
     from monitor.broker import BrokerError
     from monitor.classify import ResponseCodeError
     from monitor.health.terminals import OpeningHoursError, TerminalRegistryError
+    from monitor.incidents import IncidentRulesError
     from monitor.policy import PolicyError
     from monitor.registry import RegistryError
 
     fixable = (RegistryError, PolicyError, ResponseCodeError, BrokerError, KafkaError, OSError,
-               TerminalRegistryError, OpeningHoursError, EscalationRulesError)
+               TerminalRegistryError, OpeningHoursError, EscalationRulesError, IncidentRulesError,
+               RateLimitError, *DATABASE_ERRORS)
     try:
         yield
     except fixable as error:
         if verbose:
             raise
         message = str(error) or type(error).__name__
+        if isinstance(error, DATABASE_ERRORS):  # the alert store; a URL in it loses its password
+            message = "alert store: " + re.sub(r"[A-Za-z][A-Za-z0-9+.-]*://\S+",
+                                               lambda m: redact_url(m.group(0)), message)
         if isinstance(error, OSError) and error.errno == errno.EADDRINUSE:
             message = f"{message} (is another cardmon or exporter on that port? try another port)"
         typer.echo(f"cardmon: {message}", err=True)
@@ -220,6 +252,9 @@ def _alert_store(config: Path | None, store: str | None) -> Iterator[AlertStore]
         if not location.is_file():
             typer.echo(f"no alert store at {location}", err=True)
             raise typer.Exit(1)
+        if (reason := _not_a_store(location)) is not None:
+            typer.echo(f"cannot read alert store {shown}: {reason}", err=True)
+            raise typer.Exit(1)
     try:
         alert_store = AlertStore(location)
     except DATABASE_ERRORS as error:
@@ -230,6 +265,23 @@ def _alert_store(config: Path | None, store: str | None) -> Iterator[AlertStore]
         yield alert_store
     finally:
         alert_store.close()
+
+
+def _not_a_store(path: Path) -> str | None:
+    """Why a SQLite file is not a cardmon alert store (``None`` if it is one).
+
+    Read only: a command given another application's database, or an empty file, must
+    refuse it, not create cardmon's tables in it.
+    """
+    try:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as conn:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError as error:
+        return str(error)
+    if version == 0 or "alerts" not in tables:
+        return "not a cardmon alert store (no cardmon schema in it)"
+    return None
 
 
 @alerts_app.command("export")

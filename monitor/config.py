@@ -34,7 +34,8 @@ __all__ = [
     "load_settings",
 ]
 
-_frozen = ConfigDict(frozen=True, extra="forbid")
+# Errors never quote the input: a store URL, an SMTP password or a token may be in it.
+_frozen = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
 
 class KafkaSettings(BaseModel):
@@ -204,6 +205,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         frozen=True,
         extra="forbid",
+        hide_input_in_errors=True,
         env_prefix="CARDMON_",
         env_nested_delimiter="__",
     )

@@ -91,10 +91,14 @@ async def run_demo(*, duration: float = 30.0, bootstrap_servers: str | None = No
             await producer_task
         await monitor_task
         alerts = monitor.store_summary
+        store = settings.alerting.store_path
         console.print(
             f"[bold]cardmon demo finished[/]: {monitor.consumer.events} transactions processed, "
-            f"{alerts} VIP alerts stored in {settings.alerting.store_path}; "
-            f"`cardmon alerts export --store {settings.alerting.store_path}` lists them."
+            f"{alerts} VIP alerts stored in {store}; `cardmon alerts export --store {store}` lists "
+            f"them. Storm control found {monitor.incident_summary} incident(s) (outages of a "
+            f"terminal, region, issuer or the network; the demo's managers have no mailbox, so "
+            f"their one-message-per-incident notices stay in the store): "
+            f"`cardmon incidents list --store {store}`."
         )
         return alerts
     finally:

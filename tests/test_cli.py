@@ -306,3 +306,60 @@ def test_run_with_a_bad_terminal_registry_says_so_in_one_line(tmp_path: Path) ->
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "25:00" in result.stderr
+
+
+def test_store_commands_refuse_a_file_that_is_not_a_cardmon_store_and_leave_it_alone(tmp_path: Path) -> None:
+    """An empty file or another application's SQLite database is refused in one line and not written to."""
+    import sqlite3
+
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE ledger (entry TEXT)")
+    before = {path: path.read_bytes() for path in (empty, other)}
+    for path in (empty, other):
+        for command in (["incidents", "list"], ["alerts", "list"], ["alerts", "export"]):
+            result = runner.invoke(app, [*command, "--store", str(path)])
+            assert result.exit_code == 1, result.output
+            assert result.stderr.strip() == (f"cannot read alert store {path}: "
+                                             "not a cardmon alert store (no cardmon schema in it)")
+    assert {path: path.read_bytes() for path in (empty, other)} == before
+
+
+@pytest.mark.parametrize("section, value, message", [
+    ("incidents", {"scopes": {"network": {"min_failures": -10}}},
+     "incidents.scopes.network.min_failures: Input should be greater than or equal to 1"),
+    ("incidents", {"outcome_classes": ["technicl"]}, "outcome_classes: 'technicl' is not a failure class"),
+    ("rate_limit", {"max_messages": 0}, "rate_limit.max_messages: Input should be greater than or equal to 1"),
+])
+def test_a_bad_storm_control_section_stops_run_in_one_line(tmp_path: Path, section: str,
+                                                           value: dict[str, object], message: str) -> None:
+    """A wrong incidents: or rate_limit: section in the alert policy exits 1 with the field, not a traceback."""
+    import yaml
+
+    from monitor.paths import rules_path
+
+    policy = yaml.safe_load(rules_path("alerting.yaml").read_text(encoding="utf-8"))
+    policy[section] = value
+    (tmp_path / "alerting.yaml").write_text(yaml.safe_dump(policy), encoding="utf-8")
+    config = tmp_path / "cardmon.yaml"
+    config.write_text(f"alerting:\n  policy_path: {tmp_path / 'alerting.yaml'}\n", encoding="utf-8")
+    result = runner.invoke(app, ["run", "--config", str(config)])
+    assert result.exit_code == 1, result.output
+    assert message in result.stderr and "Traceback" not in result.output
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_mistyped_store_url_is_refused_without_printing_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`cardmon run` with a store_url that is not postgresql:// exits 2 in one line that never quotes the URL."""
+    for name in [n for n in os.environ if n.startswith("CARDMON_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("CARDMON_ALERTING__STORE_URL", "postgresq://cm:S3cretTypo@db/c")
+    config = tmp_path / "cardmon.yaml"
+    config.write_text("alerting:\n  sinks: [jsonl]\n", encoding="utf-8")
+    result = runner.invoke(app, ["run", "--config", str(config)])
+    assert result.exit_code == 2, result.output
+    assert "S3cret" not in result.output and "postgresq" not in result.output
+    assert result.stderr.strip() == (
+        "cardmon: invalid settings: alerting: Value error, alerting.store_url must be a postgresql:// URL")

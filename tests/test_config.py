@@ -210,3 +210,14 @@ def test_the_alert_store_is_sqlite_by_default_and_postgresql_by_url(monkeypatch:
     assert "pg-s3cret" not in repr(settings) and "pg-s3cret" not in str(settings.model_dump())
     with pytest.raises(pydantic.ValidationError, match="postgresql:// URL"):
         Settings(alerting={"store_url": "mysql://cardmon@db/cardmon"})
+
+
+@pytest.mark.parametrize("url", ["postgresq://cm:S3cretTypo@db/c", "postgresql+psycopg://cm:S3cretSA@db/c",
+                                 "jdbc:postgresql://db/c?user=cm&password=S3cretJ"])
+def test_an_invalid_store_url_is_refused_without_quoting_it(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A mistyped alerting.store_url fails validation; the error never repeats the URL or its password."""
+    monkeypatch.setenv("CARDMON_ALERTING__STORE_URL", url)
+    with pytest.raises(pydantic.ValidationError) as caught:
+        Settings()
+    assert "store_url must be a postgresql:// URL" in str(caught.value)
+    assert "S3cret" not in str(caught.value)

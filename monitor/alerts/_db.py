@@ -29,7 +29,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, Final, Literal, Protocol
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote
 
 import psycopg
 
@@ -54,6 +54,8 @@ TRANSIENT_ERRORS: Final[tuple[type[Exception], ...]] = (
     psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
 
 _URL_SCHEMES: Final = ("postgresql://", "postgres://")
+# Anything that looks like a URL: a scheme (RFC 3986) then "://".
+_ANY_URL: Final = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 # SQL that only SQLite runs; refused for PostgreSQL with the portable spelling.
 _SQLITE_ONLY: Final = re.compile(r"\bINSERT\s+OR\s+(IGNORE|REPLACE)\b|\bPRAGMA\b", re.IGNORECASE)
 # Seconds to wait for the PostgreSQL server when connecting.
@@ -80,29 +82,52 @@ class Cursor(Protocol):
 
 
 def is_url(location: str | Path) -> bool:
-    """Whether a store location is a PostgreSQL URL (``postgresql://...``) rather than a file."""
-    return isinstance(location, str) and location.startswith(_URL_SCHEMES)
+    """Whether a store location is a URL (``scheme://...``) rather than a file path.
+
+    Any scheme counts, so that ``postgresql+psycopg://...`` is refused as a URL (by
+    :func:`connect`) instead of being taken for a file name with a password in it.
+    """
+    return isinstance(location, str) and _ANY_URL.match(location) is not None
+
+
+def _userinfo(url: str) -> tuple[str, str, str] | None:
+    # (scheme://, user, password) of a URL as people type them: everything between
+    # "://" and the LAST "@" is the user information, so a password with an unencoded
+    # "/", "?", "#" or "@" is still found (urlsplit would stop at the first of them).
+    head, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return None
+    userinfo = rest.rpartition("@")[0]
+    user, colon, password = userinfo.partition(":")
+    return (head + sep, user, password) if colon else None
 
 
 def redact_url(url: str) -> str:
-    """Return a PostgreSQL URL fit for a log: its password replaced by ``***``.
+    """Return a store URL fit for a log: its password replaced by ``***``.
 
-    A ``password=`` query parameter is redacted too.
+    The user information is taken up to the last ``@``, so a password holding an
+    unencoded ``/``, ``?``, ``#`` or ``@`` is hidden whole; a ``password=`` query
+    parameter is redacted too.
     """
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, hosts = netloc.rpartition("@")
-        user, colon, _password = userinfo.partition(":")
-        netloc = f"{user}:***@{hosts}" if colon else netloc
-    query = re.sub(r"(?i)(^|&)(password=)[^&]*", r"\1\2***", parts.query)
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    found = _userinfo(url)
+    if found is not None:
+        head, user, _ = found
+        url = f"{head}{user}:***@{url.partition('://')[2].rpartition('@')[2]}"
+    return re.sub(r"(?i)([?&]password=)[^&#]*", r"\1***", url)
 
 
 def redact_secret(text: str, url: str) -> str:
-    """Return ``text`` (an error message, say) with the password of ``url`` replaced by ``***``."""
-    password = urlsplit(url).password or ""
-    for form in {password, unquote(password)} - {""}:
+    """Return ``text`` (an error message, say) with the password of ``url`` replaced by ``***``.
+
+    Pieces of a password split by an unencoded ``@``, ``/``, ``?`` or ``#`` (which a
+    driver may quote as a host or a path) are hidden too.
+    """
+    found = _userinfo(url)
+    secrets = {found[2]} if found is not None else set()
+    secrets |= set(re.findall(r"(?i)[?&]password=([^&#]*)", url))
+    for secret in list(secrets):
+        secrets |= {unquote(secret), *(piece for piece in re.split(r"[@/?#]", secret) if len(piece) >= 3)}
+    for form in sorted(secrets - {""}, key=len, reverse=True):
         text = text.replace(form, "***")
     return text
 
@@ -323,5 +348,9 @@ def connect(location: str | Path) -> Database:
         psycopg.Error: the PostgreSQL server cannot be reached or refuses the login.
     """
     if is_url(location):
+        if not str(location).startswith(_URL_SCHEMES):
+            scheme = str(location).partition("://")[0]
+            raise psycopg.InterfaceError(
+                f"unsupported alert store URL scheme {scheme!r}: use postgresql://user:password@host/db")
         return PostgresDatabase(str(location))
     return SqliteDatabase(location)

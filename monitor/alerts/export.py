@@ -84,6 +84,7 @@ def alert_record(
     state: AlertState | None = None,
     history: Sequence[HistoryEntry] = (),
     recipients: Mapping[int, str] | None = None,
+    incident_id: str | None = None,
 ) -> dict[str, Any]:
     """Return the JSON-able export record of one alert and its events.
 
@@ -95,6 +96,7 @@ def alert_record(
         recipients: ``delivery_id`` → manager ID of deliveries to another manager
             than the alert's own (``AlertStore.delivery_recipients``); the others
             show ``recipient_id`` ``null`` (the alert's manager, or a sink).
+        incident_id: the storm-control incident the alert belongs to, if any.
     """
     routed = recipients or {}
     return {
@@ -112,6 +114,7 @@ def alert_record(
         "event_count": alert.event_count,
         "status": alert.status,
         "state": state,
+        "incident_id": incident_id,
         "created_at": _time(alert.created_at),
         "updated_at": _time(alert.updated_at),
         "deliveries": [_delivery(d, routed.get(d.delivery_id)) for d in alert.deliveries],
@@ -136,6 +139,7 @@ def export_jsonl(store: AlertStore, out: TextIO) -> int:
             alert, store.alert_events(alert.alert_id), state=store.state_of(alert.alert_id),
             history=store.history(alert.alert_id),
             recipients=store.delivery_recipients(alert.alert_id),
+            incident_id=store.incident_of(alert.alert_id),
         )
         out.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
         count += 1

@@ -100,8 +100,8 @@ class RateLimit(BaseModel):
             return cls.model_validate(section)
         except ValidationError as error:
             first = error.errors()[0]
-            where = ".".join(str(part) for part in first["loc"])
-            raise RateLimitError(f"{path}: rate_limit.{where}: {first['msg']}") from error
+            where = ".".join(["rate_limit", *(str(part) for part in first["loc"])])
+            raise RateLimitError(f"{path}: {where}: {first['msg']}") from None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -21,6 +21,8 @@ from typing import Final, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from monitor.events import OUTCOMES
+
 __all__ = ["FLEET", "SCOPES", "IncidentRules", "IncidentRulesError", "Scope", "ScopeRule"]
 
 Scope = Literal["network", "issuer", "region", "merchant", "terminal"]
@@ -90,6 +92,10 @@ class IncidentRules(BaseModel):
     def _window_holds_buckets(self) -> IncidentRules:
         if self.window_seconds % self.bucket_seconds:
             raise ValueError("window_seconds must be a multiple of bucket_seconds")
+        unknown = [c for c in self.outcome_classes if c not in OUTCOMES or c == "approved"]
+        if unknown:  # a typo would silently turn storm control off
+            raise ValueError(f"outcome_classes: {', '.join(map(repr, unknown))} is not a failure "
+                             f"class (one of {', '.join(c for c in OUTCOMES if c != 'approved')})")
         return self
 
     @property
@@ -124,5 +130,5 @@ class IncidentRules(BaseModel):
             return cls.model_validate(section)
         except ValidationError as error:
             first = error.errors()[0]
-            where = ".".join(str(part) for part in first["loc"])
-            raise IncidentRulesError(f"{path}: incidents.{where}: {first['msg']}") from error
+            where = ".".join(["incidents", *(str(part) for part in first["loc"])])
+            raise IncidentRulesError(f"{path}: {where}: {first['msg']}") from None

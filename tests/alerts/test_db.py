@@ -95,3 +95,27 @@ def test_a_postgresql_connection_killed_by_the_server_is_opened_again(postgres: 
     finally:
         db.close()
     assert "password" not in repr(db) and postgres.password not in repr(db)
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("postgresql://cardmon:S3cret/LeakMe@127.0.0.1:59999/cardmon", "postgresql://cardmon:***@127.0.0.1:59999/cardmon"),
+    ("postgresql://cardmon:S3cret@LeakMe@127.0.0.1/c", "postgresql://cardmon:***@127.0.0.1/c"),
+    ("postgresql://cardmon:a#b?c@db/c", "postgresql://cardmon:***@db/c"),
+    ("postgresql+psycopg://cardmon:S3cretStore@db:5432/cardmon", "postgresql+psycopg://cardmon:***@db:5432/cardmon"),
+])
+def test_passwords_with_unencoded_delimiters_are_hidden_whole(url: str, shown: str) -> None:
+    """A password as people type it (an unencoded /, @, ? or #) is redacted whole, also in driver messages."""
+    assert is_url(url)
+    assert redact_url(url) == shown
+    password = url.partition("://")[2].rpartition("@")[0].partition(":")[2]
+    message = f"failed to resolve host '{password.split('@')[-1]}@127.0.0.1' for {password}"
+    assert "S3cret" not in redact_secret(message, url) and "LeakMe" not in redact_secret(message, url)
+
+
+def test_an_unsupported_url_scheme_is_refused_not_taken_for_a_file(tmp_path: Path) -> None:
+    """postgresql+psycopg:// is a URL cardmon does not speak: refused by name, no file created, no password shown."""
+    import psycopg
+
+    with pytest.raises(psycopg.InterfaceError, match="unsupported alert store URL scheme 'postgresql\\+psycopg'") as caught:
+        connect("postgresql+psycopg://cardmon:S3cretStore@db/cardmon")
+    assert "S3cretStore" not in str(caught.value)
