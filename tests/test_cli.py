@@ -360,6 +360,6 @@ def test_a_mistyped_store_url_is_refused_without_printing_it(tmp_path: Path, mon
     config.write_text("alerting:\n  sinks: [jsonl]\n", encoding="utf-8")
     result = runner.invoke(app, ["run", "--config", str(config)])
     assert result.exit_code == 2, result.output
-    assert "S3cret" not in result.output and "postgresq" not in result.output
+    assert "S3cret" not in result.output and "postgresq://" not in result.output
     assert result.stderr.strip() == (
         "cardmon: invalid settings: alerting: Value error, alerting.store_url must be a postgresql:// URL")
