@@ -79,3 +79,12 @@ def store_location(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str
         return tmp_path / "alerts.db"
     server: PostgresServer = request.getfixturevalue("postgres")
     return server.new_store_url()
+
+
+@pytest.fixture
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No CARDMON_ variable or ./cardmon.yaml leaks into Settings(): use with ``usefixtures``."""
+    for name in list(os.environ):
+        if name.startswith("CARDMON_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from pathlib import Path
 
 import httpx
@@ -29,13 +28,7 @@ C-002,Blaise Pascal,gold,M1,tok_blaise
 """
 
 
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No CARDMON_ variable or ./cardmon.yaml leaks into Settings()."""
-    for name in list(os.environ):
-        if name.startswith("CARDMON_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("clean_environment")  # tests/conftest.py
 
 
 def test_channels_follow_the_settings(tmp_path: Path) -> None:

@@ -32,13 +32,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from monitor.alerts.model import SEVERITIES, Alert, Delivery, Manager
 from monitor.alerts.preferences import manager_zone
 from monitor.alerts.render import AlertMessage
 from monitor.decoder import scrub_pans
+from monitor.sections import read_section
 
 if TYPE_CHECKING:
     from monitor.alerts.lifecycle import AlertState
@@ -89,19 +89,7 @@ class RateLimit(BaseModel):
         Raises:
             RateLimitError: the file cannot be read or the section is invalid.
         """
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as error:
-            raise RateLimitError(f"cannot read {path}: {error}") from error
-        section = data.get("rate_limit") if isinstance(data, dict) else None
-        if section is None:
-            return None
-        try:
-            return cls.model_validate(section)
-        except ValidationError as error:
-            first = error.errors()[0]
-            where = ".".join(["rate_limit", *(str(part) for part in first["loc"])])
-            raise RateLimitError(f"{path}: {where}: {first['msg']}") from None
+        return read_section(path, "rate_limit", cls, RateLimitError)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

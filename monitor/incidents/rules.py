@@ -18,10 +18,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Final, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from monitor.events import OUTCOMES
+from monitor.sections import read_section
 
 __all__ = ["FLEET", "SCOPES", "IncidentRules", "IncidentRulesError", "Scope", "ScopeRule"]
 
@@ -119,16 +119,4 @@ class IncidentRules(BaseModel):
         Raises:
             IncidentRulesError: the file cannot be read or the section is invalid.
         """
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as error:
-            raise IncidentRulesError(f"cannot read {path}: {error}") from error
-        section = data.get("incidents") if isinstance(data, dict) else None
-        if section is None:
-            return None
-        try:
-            return cls.model_validate(section)
-        except ValidationError as error:
-            first = error.errors()[0]
-            where = ".".join(["incidents", *(str(part) for part in first["loc"])])
-            raise IncidentRulesError(f"{path}: {where}: {first['msg']}") from None
+        return read_section(path, "incidents", cls, IncidentRulesError)

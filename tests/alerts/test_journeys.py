@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -26,13 +25,7 @@ from tests.helpers import encode, event, wait_until, write_registry
 API_TOKEN = "journey-api-token-0123456789"
 
 
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No CARDMON_ variable or ./cardmon.yaml leaks into Settings()."""
-    for name in list(os.environ):
-        if name.startswith("CARDMON_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("clean_environment")  # tests/conftest.py
 
 
 @dataclass

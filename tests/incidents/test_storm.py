@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
-import os
 import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -31,13 +30,7 @@ T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 OUTAGE_ATM = "ATM-OUT-1"
 
 
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No CARDMON_ variable or ./cardmon.yaml leaks into Settings()."""
-    for name in list(os.environ):
-        if name.startswith("CARDMON_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("clean_environment")  # tests/conftest.py
 
 
 class Mailbox:
