@@ -91,6 +91,10 @@ class _KeyState:
     #  failing terminal IDs)>
     failing: dict[int, tuple[datetime, datetime, set[str], set[str]]] = field(default_factory=dict)
     incident: _Open | None = None
+    # The bucket in which the key started being followed, when earlier batches may have
+    # had transactions of it in that bucket (not counted): that bucket never counts
+    # towards opening an incident. None: every counted bucket is complete.
+    born: int | None = None
     # <broader scope: its key that holds this one> (a terminal's merchant and region;
     # every key is in the network's one key).
     parents: dict[Scope, str] = field(default_factory=lambda: {"network": FLEET})
@@ -134,6 +138,7 @@ class IncidentDetector:
             pl.col("outcome").is_in(self.rules.outcome_classes).alias("failed"),
             "occurred_at", "card_ref", "terminal_id", "merchant_id", "region", "pan_masked")
         latest = int(base.get_column("bucket").max())  # type: ignore[arg-type]
+        seen = self._watermark  # the latest bucket of earlier batches (None: this is the first)
         self._watermark = latest if self._watermark is None else max(self._watermark, latest)
         # One long frame for every scope: (scope, key, bucket) → the failures with their
         # times, cards, terminals, merchant and region; then the transactions.
@@ -151,7 +156,10 @@ class IncidentDetector:
         )
         touched: dict[tuple[Scope, str], list[_Failures]] = {}
         for scope, key, b, failures, first, last, cards, terminals, merchant, region in failing.iter_rows():
-            state = self._states[scope].setdefault(key, _KeyState())
+            state = self._states[scope].get(key)
+            if state is None:  # earlier batches may have had its transactions of bucket b
+                partial = seen is not None and b <= seen
+                state = self._states[scope][key] = _KeyState(born=b if partial else None)
             touched.setdefault((scope, key), []).append((b, failures, first, last, cards, terminals))
             if scope == "terminal":  # a terminal belongs to one merchant and one region
                 state.parents.update({k: v for k, v in (("merchant", merchant), ("region", region))
@@ -260,8 +268,10 @@ class IncidentDetector:
         # whatever the scope. Every window that ends at a bad bucket is tried, earliest
         # first: a batch of replayed traffic can span more event time than one window.
         window = self.rules.window_buckets
-        bad = [b for b in sorted(state.failing)
-               if state.buckets[b][1] >= rule.min_failure_ratio * state.buckets[b][0]]
+        # A bucket whose earlier transactions were not counted (the key's first, seen
+        # mid-bucket) has a ratio that cannot be trusted: it never counts.
+        bad = [b for b in sorted(state.failing) if b != state.born
+               and state.buckets[b][1] >= rule.min_failure_ratio * state.buckets[b][0]]
         for end in bad:
             in_window = [b for b in bad if end - window < b <= end]
             failures = sum(state.buckets[b][1] for b in in_window)

@@ -202,3 +202,14 @@ def test_a_short_blip_diluted_in_normal_traffic_is_no_incident_at_any_scope() ->
     rows = [txn(s / 4, terminal=f"ATM-{s % 6}", outcome="approved", card=f"ok{s}") for s in range(480)]
     rows += [txn(60 + s / 4, terminal=f"ATM-{s % 6}", card=f"blip{s}") for s in range(12)]
     assert detector.observe(frame(rows)) == []
+
+
+def test_a_key_first_seen_mid_bucket_opens_only_on_complete_buckets() -> None:
+    """Failures at an ATM whose earlier transactions in the same bucket were not counted do not count; a later failing bucket opens the incident."""
+    detector = IncidentDetector(RULES)
+    detector.observe(frame([txn(s * 0.5, outcome="approved", card=f"ok{s}") for s in range(9)]))
+    assert detector.observe(frame([txn(5 + s * 0.5, card=f"c{s}") for s in range(5)])) == []
+    assert detector.observe(frame([txn(10 + s, outcome="approved", card=f"ok-{s}") for s in range(3)])) == []
+    changes = detector.observe(frame([txn(20 + s, card=f"d{s}") for s in range(5)]))
+    assert [(c.kind, c.scope_key) for c in changes] == [("opened", "ATM-1")]
+    assert changes[0].started_at == T0 + timedelta(seconds=20)
