@@ -1,22 +1,41 @@
 """The Kafka side: consume micro-batches, dead-letter bad messages, commit safely.
 
-Commit protocol, per micro-batch (``AIOKafkaConsumer.getmany``), in this order:
+Commit protocol, per micro-batch (:class:`monitor.reader.PartitionReader`, over
+``AIOKafkaConsumer.getmany``), in this order:
 
+0. read the batch; a record batch the client cannot read (bad CRC, unknown or
+   undecodable compression) pauses only its partition, is counted per topic and
+   partition and retried with backoff (:mod:`monitor.reader`): nothing is skipped
+   silently, the other partitions go on;
 1. process the whole batch (:class:`monitor.pipeline.BatchProcessor`): decode,
-   classify, VIP lookup, metrics, alert policy;
+   classify, VIP lookup, metrics, alert policy; a message that breaks decoding or
+   processing is a rejection, the rest of the batch goes on;
 2. write the batch's VIP failures and incident changes (storm control) to the alert
-   store in one durable transaction (retried with backoff until it succeeds: the
-   partition waits, nothing is lost);
-3. send each rejected message to the dead-letter topic, PAN-scrubbed (and cut to
-   512 KiB, with a ``cardmon-truncated-from-bytes`` header, when larger), with its
-   reason in headers, and wait until the broker has acknowledged every one;
-4. commit, per partition, the offset after the batch's last message;
+   store in one durable transaction. A **transient** error (connection, lock, disk,
+   timeout) is retried with capped backoff for ``kafka.retry_timeout_seconds``
+   (:func:`monitor.faults.retry_transient`); a **permanent** one caused by content
+   (``DataError``, ``IntegrityError``, ``ValueError``...; :mod:`monitor.faults`) is
+   isolated by bisecting the failures: the ones the store refuses alone become
+   ``store_rejected`` rejections, the others are stored;
+3. send each rejected message to the dead-letter topic, PAN-scrubbed and bounded
+   (:class:`monitor.dead_letters.DeadLetter`: value, key and every header cut to fit
+   one request), with its reason in headers, and wait until the broker has
+   acknowledged every one. Transient produce errors are retried (only the records that
+   failed) within the same bound; a record the broker refuses for good is replaced by
+   its minimal copy (reason and source coordinates), and if even that is refused it is
+   logged and counted (``cardmon_dead_letters_lost_total``), never retried forever;
+4. commit, per partition, the offset after the batch's last message (transient commit
+   errors retried within the bound; a commit refused after a rebalance is logged: the
+   partition's new owner reads the batch again);
 5. update the consumer-lag gauge from the partitions' high watermarks.
 
-A crash anywhere before step 4 redelivers the batch; a Kafka error in steps 3–4
-seeks the batch's partitions back to its first messages, so it is read again; steps 2 and 3 are
-idempotent for alerts (event IDs and content-derived alert IDs), so a replay
-never notifies a manager twice. Dead letters and metrics are at-least-once.
+The stop event (SIGTERM) ends any retry at once: the batch is left uncommitted and is
+redelivered, and :meth:`TransactionConsumer.run` returns normally. A transient failure
+outlasting the bound raises :class:`monitor.faults.RetryTimeout` out of ``run``
+(``cardmon run`` exits 1; the batch is redelivered after the restart). A crash anywhere
+before step 4 redelivers the batch too; steps 2 and 3 are idempotent for alerts (event
+IDs and content-derived alert IDs), so a replay never notifies a manager twice. Dead
+letters and metrics are at-least-once.
 """
 
 from __future__ import annotations
@@ -25,7 +44,8 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Final, Protocol
+from dataclasses import replace
+from typing import Any, Protocol
 
 from aiokafka import (
     AIOKafkaConsumer,
@@ -35,30 +55,51 @@ from aiokafka import (
     TopicPartition,
 )
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    CommitFailedError,
+    IllegalStateError,
+    KafkaError,
+    TopicAlreadyExistsError,
+)
 
 from monitor.alerts.model import VipFailure
 from monitor.config import KafkaSettings
+from monitor.dead_letters import MAX_REQUEST_BYTES, DeadLetter
 from monitor.decoder import Rejection, scrub_pans
+from monitor.faults import (
+    Stopping,
+    describe_error,
+    is_permanent_produce_error,
+    is_permanent_store_error,
+    retry_transient,
+)
 from monitor.incidents import IncidentChange
 from monitor.pipeline import BatchProcessor, ProcessedBatch
+from monitor.reader import Batch, PartitionReader
 
-__all__ = ["ConsumerMetrics", "TransactionConsumer", "ensure_topics", "kafka_client_options"]
+__all__ = ["ConsumerFaults", "ConsumerMetrics", "TransactionConsumer", "ensure_topics",
+           "kafka_client_options"]
 
 log = logging.getLogger(__name__)
-
-#: Longest wait between two tries to write alerts when the store is failing (seconds).
-_STORE_RETRY_MAX_SECONDS: Final = 30.0
-
-#: Largest dead-letter value sent whole; aiokafka's default max_request_size is 1 MiB.
-_DEAD_LETTER_MAX_BYTES: Final = 512 * 1024
 
 #: Stores a batch's VIP failures and its incident changes, durably, before the commit.
 RecordFailures = Callable[[Sequence[VipFailure], Sequence[IncidentChange]], Awaitable[Any]]
 
 
+class ConsumerFaults(Protocol):
+    """Fault metrics the consumer reports (see :class:`monitor.metrics.ConsumerFaultMetrics`)."""
+
+    def observe_read_error(self, topic: str, partition: int) -> None: ...
+    def set_readable(self, topic: str, partition: int) -> None: ...
+    def forget_partition(self, topic: str, partition: int) -> None: ...
+    def observe_retry(self, topic: str, step: str) -> None: ...
+    def observe_dead_letter_lost(self, reason: str) -> None: ...
+
+
 class ConsumerMetrics(Protocol):
     """Pipeline metrics the consumer reports (see :mod:`monitor.metrics`)."""
+
+    faults: ConsumerFaults
 
     def observe_rejections(self, reasons: dict[str, int]) -> None: ...
     def observe_dead_letters(self, reasons: dict[str, int]) -> None: ...
@@ -123,7 +164,7 @@ class TransactionConsumer:
     """Consumes ``card.transactions`` in micro-batches for one consumer group member.
 
     Args:
-        settings: Kafka settings (topic, group, batch bounds).
+        settings: Kafka settings (topic, group, batch bounds, retry bound).
         processor: turns a batch into rejections and VIP failures.
         record_failures: durably stores a batch's VIP failures and incident changes
             (awaited before commit).
@@ -138,13 +179,21 @@ class TransactionConsumer:
         self.metrics = metrics
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
+        self._reader: PartitionReader | None = None
+        self._stop = asyncio.Event()  # run()'s stop event; never set when handle() runs alone
         self.batches = 0
         self.events = 0
+
+    @property
+    def unreadable(self) -> dict[TopicPartition, str]:
+        """Partitions held at a record batch that cannot be read, with the error."""
+        return self._reader.unreadable if self._reader is not None else {}
 
     async def start(self) -> None:
         """Connect and join the consumer group."""
         options = kafka_client_options(self.settings)
-        self._producer = AIOKafkaProducer(acks="all", linger_ms=5, **options)
+        self._producer = AIOKafkaProducer(acks="all", linger_ms=5,
+                                          max_request_size=MAX_REQUEST_BYTES, **options)
         await self._producer.start()
         self._consumer = AIOKafkaConsumer(
             group_id=self.settings.group_id,
@@ -157,29 +206,41 @@ class TransactionConsumer:
         )
         await self._consumer.start()
         self._consumer.subscribe([self.settings.topic], listener=_LagCleanup(self.metrics))
+        self._reader = PartitionReader(
+            self._consumer, timeout_ms=self.settings.batch_timeout_ms,
+            max_records=self.settings.batch_max_records,
+            faults=self.metrics.faults if self.metrics is not None else None)
 
     async def stop(self) -> None:
         """Leave the group and close both clients (uncommitted work is redelivered)."""
         consumer, self._consumer = self._consumer, None
         producer, self._producer = self._producer, None
+        self._reader = None
         if consumer is not None:
             await consumer.stop()
         if producer is not None:
             await producer.stop()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Consume until ``stop`` is set. Never returns because of a bad message."""
-        assert self._consumer is not None, "call start() first"
+        """Consume until ``stop`` is set. Never returns because of a bad message.
+
+        Raises:
+            monitor.faults.RetryTimeout: a transient failure of a batch step (store,
+                dead-letter produce, commit) lasted ``kafka.retry_timeout_seconds``; the
+                batch is uncommitted and will be redelivered.
+        """
+        assert self._reader is not None, "call start() first"
+        self._stop = stop
         backoff = 0.5
         while not stop.is_set():
             try:
-                batch = await self._consumer.getmany(
-                    timeout_ms=self.settings.batch_timeout_ms,
-                    max_records=self.settings.batch_max_records,
-                )
+                batch = await self._reader.read()
                 if batch:
                     try:
                         await self.handle(batch)
+                    except Stopping:
+                        log.info("stopping: the batch in hand is left uncommitted (redelivered)")
+                        return
                     except KafkaError:
                         # Nothing of this batch was committed: read it again, lose nothing.
                         self._rewind(batch)
@@ -187,24 +248,37 @@ class TransactionConsumer:
                 backoff = 0.5
             except KafkaError as error:
                 log.warning("Kafka error, retrying in %.1f s: %s", backoff, error)
-                await asyncio.sleep(backoff)
+                await self._pause(backoff)
                 backoff = min(backoff * 2, 10.0)
 
-    def _rewind(self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+    async def _pause(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less if the stop event is set."""
+        try:
+            await asyncio.wait_for(self._stop.wait(), timeout=seconds)
+        except TimeoutError:
+            pass
+
+    def _rewind(self, batch: Batch) -> None:
         """Seek every partition of ``batch`` back to its first message (the batch is redelivered)."""
         assert self._consumer is not None
         for tp, messages in batch.items():
             if messages and tp in self._consumer.assignment():
                 self._consumer.seek(tp, messages[0].offset)
 
-    async def handle(self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> ProcessedBatch:
-        """Process, store, dead-letter and commit one ``getmany`` result (steps 1–5)."""
+    async def handle(self, batch: Batch) -> ProcessedBatch:
+        """Process, store, dead-letter and commit one batch (steps 1–5).
+
+        Raises:
+            monitor.faults.Stopping: the stop event was set while a step was retried
+                (nothing committed).
+            monitor.faults.RetryTimeout: a step kept failing transiently past the bound.
+        """
         started = time.perf_counter()
         records = [record for messages in batch.values() for record in messages]
         values = [record.value for record in records]
         result = self.processor.process(values)
         if result.failures or result.incidents:
-            await self._store(result.failures, result.incidents)
+            result.rejections.extend(await self._store(result))
         if result.rejections:
             await self._dead_letter(records, result.rejections)
         await self._commit(batch)
@@ -215,25 +289,78 @@ class TransactionConsumer:
             self._report_lag(batch)
         return result
 
-    async def _store(self, failures: list[VipFailure], incidents: list[IncidentChange]) -> None:
-        delay = 0.5
-        while True:
+    def _on_retry(self, step: str) -> Callable[[BaseException], None]:
+        def count(_: BaseException) -> None:
+            if self.metrics is not None:
+                self.metrics.faults.observe_retry(self.settings.topic, step)
+        return count
+
+    async def _write(self, failures: list[VipFailure], incidents: list[IncidentChange]) -> None:
+        """One store write, transient errors retried; a permanent error is raised."""
+        await retry_transient(
+            lambda: self._record_failures(failures, incidents), what="alert store write",
+            stop=self._stop, timeout_seconds=self.settings.retry_timeout_seconds,
+            is_permanent=is_permanent_store_error, on_retry=self._on_retry("store"))
+
+    async def _store(self, result: ProcessedBatch) -> list[Rejection]:
+        """Store the batch's failures and incidents; return rejections for what the store refuses.
+
+        Only errors of :data:`monitor.faults.PERMANENT_STORE_ERRORS` lead to rejections:
+        the failures are bisected until each refused one is alone (``k`` refused of
+        ``n`` cost about ``k·log2(n)`` writes), the others are stored. Incident changes
+        the store refuses on their own are dropped (logged): the batch's alerts then go
+        out one by one, as when storm control fails in the pipeline.
+        """
+        failures, incidents = result.failures, result.incidents
+        try:
+            await self._write(failures, incidents)
+            return []
+        except Exception as error:
+            if not is_permanent_store_error(error):
+                raise
+            log.warning("the alert store refused a batch of %d VIP failures (%s); isolating "
+                        "the failure(s) it refuses", len(failures), describe_error(error))
+        if incidents:
             try:
-                await self._record_failures(failures, incidents)
-                return
-            except Exception:  # the store must succeed before the commit; keep trying
-                log.exception("alert store write failed; retrying in %.1f s", delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _STORE_RETRY_MAX_SECONDS)
+                await self._write([], incidents)
+            except Exception as error:
+                if not is_permanent_store_error(error):
+                    raise
+                log.error("the alert store refuses this batch's %d incident change(s) (%s); "
+                          "its VIP failures are stored without storm control",
+                          len(incidents), describe_error(error))
+                incidents = []
+                failures = [replace(f, incident_id=None) for f in failures]
+        refused = await self._isolate(list(zip(failures, result.failure_indices)), incidents)
+        if refused:
+            log.error("the alert store refused %d of %d VIP failures; their messages go to the "
+                      "dead-letter topic (reason store_rejected): %s", len(refused),
+                      len(failures), ", ".join(sorted({why for _, why in refused})))
+        return [Rejection(index, "store_rejected", f"the alert store refused this event: {why}")
+                for index, why in refused]
+
+    async def _isolate(self, items: list[tuple[VipFailure, int]],
+                       incidents: list[IncidentChange]) -> list[tuple[int, str]]:
+        """Bisect ``items``; return ``(batch index, error)`` of each failure refused alone."""
+        try:
+            await self._write([failure for failure, _ in items], incidents)
+            return []
+        except Exception as error:
+            if not is_permanent_store_error(error):
+                raise
+            if len(items) == 1:
+                return [(items[0][1], describe_error(error))]
+        middle = len(items) // 2
+        return (await self._isolate(items[:middle], incidents)
+                + await self._isolate(items[middle:], incidents))
 
     async def _dead_letter(self, records: list[ConsumerRecord[bytes, bytes]],
                            rejections: list[Rejection]) -> None:
-        assert self._producer is not None
         by_index: dict[int, list[Rejection]] = {}
         for rejection in rejections:
             by_index.setdefault(rejection.index, []).append(rejection)
         reasons: dict[str, int] = {}
-        sends = []
+        pending: list[tuple[str, DeadLetter]] = []  # (reason, record), not yet acknowledged
         for index, found in by_index.items():
             record = records[index]
             reason = found[0].reason
@@ -247,27 +374,74 @@ class TransactionConsumer:
             ]
             value = scrub_pans(record.value) if record.value is not None else b""
             key = scrub_pans(record.key) if record.key is not None else None
-            if len(value) > _DEAD_LETTER_MAX_BYTES:
-                # Too large for one produce request: keep the head, say how much there was.
-                headers.append(("cardmon-truncated-from-bytes", str(len(value)).encode()))
-                value = value[:_DEAD_LETTER_MAX_BYTES]
-            sends.append(await self._producer.send(
-                self.settings.dead_letter_topic, value=value, key=key, headers=headers))
-        await asyncio.gather(*sends)
+            pending.append((reason, DeadLetter.bounded(key=key, value=value, headers=headers)))
+
+        async def send_pending() -> None:
+            results = await asyncio.gather(*(self._send(letter) for _, letter in pending),
+                                           return_exceptions=True)
+            failed: list[tuple[str, DeadLetter]] = []
+            first: BaseException | None = None
+            for (reason, letter), outcome in zip(pending, results):
+                if outcome is None:
+                    continue
+                if isinstance(outcome, Exception) and is_permanent_produce_error(outcome):
+                    try:
+                        await self._send_minimal(reason, letter, outcome)
+                        continue
+                    except Exception as again:  # transient: the whole record again  # noqa: BLE001
+                        outcome = again
+                failed.append((reason, letter))
+                first = first or outcome
+            pending[:] = failed
+            if first is not None:
+                raise first
+
+        await retry_transient(send_pending, what="dead-letter produce", stop=self._stop,
+                              timeout_seconds=self.settings.retry_timeout_seconds,
+                              is_permanent=lambda _: False, on_retry=self._on_retry("dead_letter"))
         if self.metrics is not None:
             self.metrics.observe_rejections(reasons)
             self.metrics.observe_dead_letters(reasons)
 
-    async def _commit(self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+    async def _send(self, letter: DeadLetter) -> None:
+        """Produce one dead letter and wait for the broker's acknowledgement."""
+        assert self._producer is not None
+        delivery = await self._producer.send(self.settings.dead_letter_topic, value=letter.value,
+                                             key=letter.key, headers=letter.headers)
+        await delivery
+
+    async def _send_minimal(self, reason: str, letter: DeadLetter, error: Exception) -> None:
+        """The broker refused a dead letter for good: send where it is instead, or log it."""
+        source = dict(letter.headers)
+        where = (f"{source['cardmon-source-topic'].decode()}[{source['cardmon-source-partition'].decode()}]"
+                 f" offset {source['cardmon-source-offset'].decode()}")
+        log.warning("the broker refused the dead letter of %s (%d bytes, %s); sending its reason "
+                    "and location only", where, letter.size, describe_error(error))
+        try:
+            await self._send(letter.minimal(describe_error(error)))
+        except Exception as again:
+            if isinstance(again, KafkaError) and not is_permanent_produce_error(again):
+                raise  # transient: the whole record is retried
+            log.error("the dead letter of %s (reason %s) could not be written at all (%s); "
+                      "the message is only in its source topic", where, reason, describe_error(again))
+            if self.metrics is not None:
+                self.metrics.faults.observe_dead_letter_lost(reason)
+
+    async def _commit(self, batch: Batch) -> None:
         assert self._consumer is not None
+        consumer = self._consumer
         offsets = {tp: messages[-1].offset + 1 for tp, messages in batch.items() if messages}
         try:
-            await self._consumer.commit(offsets)
-        except CommitFailedError as error:
+            await retry_transient(
+                lambda: consumer.commit(offsets), what="offset commit", stop=self._stop,
+                timeout_seconds=self.settings.retry_timeout_seconds,
+                is_permanent=lambda e: isinstance(e, (CommitFailedError, IllegalStateError)),
+                on_retry=self._on_retry("commit"))
+        except (CommitFailedError, IllegalStateError) as error:
             # The group rebalanced under us: the new owner redelivers; alerts are idempotent.
             log.warning("offset commit failed after a rebalance (batch will be redelivered): %s", error)
 
-    def _report_lag(self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+    def _report_lag(self, batch: Batch) -> None:
         assert self._consumer is not None and self.metrics is not None
         for tp, messages in batch.items():
             highwater = self._consumer.highwater(tp)

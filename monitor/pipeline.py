@@ -55,12 +55,15 @@ class ProcessedBatch:
         events: number of valid events.
         incidents: what the batch did to incidents (storm control), to store with
             the failures.
+        failure_indices: for each failure, the position in the batch of the message it
+            came from (so a failure the store refuses can be dead-lettered).
     """
 
     rejections: list[Rejection] = field(default_factory=list)
     failures: list[VipFailure] = field(default_factory=list)
     events: int = 0
     incidents: list[IncidentChange] = field(default_factory=list)
+    failure_indices: list[int] = field(default_factory=list)
 
 
 class FrameObserver(Protocol):
@@ -119,6 +122,7 @@ class BatchProcessor:
                 continue
             result.rejections.extend(one.rejections)
             result.failures.extend(one.failures)
+            result.failure_indices.extend(one.failure_indices)
             result.events += one.events
             result.incidents.extend(one.incidents)
         return result
@@ -133,8 +137,9 @@ class BatchProcessor:
             return ProcessedBatch(rejections=rejections)
         frame = self.codes.classify(decoded.frame)
         frame = registry.lookup(frame)
-        alerting = self.policy.select(frame)
+        alerting = self.policy.select(frame.with_row_index("_row"))
         failures = [self._failure(row, registry.managers) for row in alerting.iter_rows(named=True)]
+        positions = [decoded.indices[row] + offset for row in alerting.get_column("_row").to_list()]
         # Metrics last: if anything above raises, the batch is isolated and re-processed
         # message by message, and no event may be counted twice.
         if self.metrics is not None:
@@ -145,6 +150,7 @@ class BatchProcessor:
             except Exception:  # health views must never cost an alert or a double count
                 log.exception("%s failed on a batch of %d events", type(observer).__name__, frame.height)
         kept = [f for f in failures if f is not None]
+        kept_indices = [i for f, i in zip(failures, positions) if f is not None]
         changes: list[IncidentChange] = []
         if self.incidents is not None:
             try:
@@ -153,7 +159,7 @@ class BatchProcessor:
             except Exception:  # storm control must never cost an alert: they go out one by one
                 log.exception("incident detection failed on a batch of %d events", frame.height)
         return ProcessedBatch(rejections=rejections, failures=kept, events=frame.height,
-                              incidents=changes)
+                              incidents=changes, failure_indices=kept_indices)
 
     @staticmethod
     def _attribute(failure: VipFailure, detector: IncidentDetector) -> VipFailure:

@@ -16,6 +16,7 @@ from monitor.metrics._collectors import (
     LatencyHistogramCollector,
     TerminalCollector,
 )
+from monitor.metrics._consumer import CONSUMER_STEPS, ConsumerFaultMetrics
 from monitor.metrics._exposition import Exposition, FrameCollector, FrameFamily, MetricKind
 from monitor.metrics._lifecycle import (
     ACK_VIAS,
@@ -38,12 +39,14 @@ __all__ = [
     "ALERT_DELIVERY_BUCKETS_SECONDS",
     "BATCH_DURATION_BUCKETS_SECONDS",
     "BATCH_SIZE_BUCKETS",
+    "CONSUMER_STEPS",
     "FAILURE_OUTCOMES",
     "LATENCY_BUCKETS_SECONDS",
     "NOTICE_KINDS",
     "REJECTION_REASONS",
     "TIME_TO_ACKNOWLEDGE_BUCKETS_SECONDS",
     "AlertLifecycleMetrics",
+    "ConsumerFaultMetrics",
     "Exposition",
     "FrameCollector",
     "FrameFamily",

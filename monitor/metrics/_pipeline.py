@@ -28,6 +28,7 @@ from monitor.metrics._collectors import (
     LatencyHistogramCollector,
     TerminalCollector,
 )
+from monitor.metrics._consumer import ConsumerFaultMetrics
 
 __all__ = [
     "ALERT_DELIVERY_BUCKETS_SECONDS",
@@ -52,7 +53,7 @@ ALERT_DELIVERY_BUCKETS_SECONDS: Final[tuple[float, ...]] = (
 REJECTION_REASONS: Final[tuple[str, ...]] = (
     "invalid_utf8", "invalid_json", "not_an_object", "missing_field", "invalid_field",
     "naive_timestamp", "unknown_currency", "response_code_required", "pan_in_card_ref",
-    "pan_in_field", "raw_pan", "processing_error",
+    "pan_in_field", "raw_pan", "processing_error", "store_rejected",
 )
 
 
@@ -163,6 +164,8 @@ class PipelineMetrics:
             "cardmon_build", "cardmon build; the value is always 1.", registry=registry
         )
         self.build_info.info({"version": version or monitor.__version__})
+        #: Unreadable partitions, retried batch steps, lost dead letters (the consumer's).
+        self.faults = ConsumerFaultMetrics(registry)
 
         self.latency = LatencyHistogramCollector(latency_buckets)
         self.terminals = TerminalCollector()
