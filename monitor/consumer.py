@@ -63,6 +63,7 @@ from aiokafka.errors import (
 )
 
 from monitor.alerts.model import VipFailure
+from monitor.batches import RecordBatchInfo
 from monitor.config import KafkaSettings
 from monitor.dead_letters import MAX_REQUEST_BYTES, DeadLetter
 from monitor.decoder import Rejection, scrub_pans
@@ -92,6 +93,7 @@ class ConsumerFaults(Protocol):
     def observe_read_error(self, topic: str, partition: int) -> None: ...
     def set_readable(self, topic: str, partition: int) -> None: ...
     def forget_partition(self, topic: str, partition: int) -> None: ...
+    def observe_batch_skipped(self, topic: str, partition: int) -> None: ...
     def observe_retry(self, topic: str, step: str) -> None: ...
     def observe_dead_letter_lost(self, reason: str) -> None: ...
 
@@ -209,7 +211,9 @@ class TransactionConsumer:
         self._reader = PartitionReader(
             self._consumer, timeout_ms=self.settings.batch_timeout_ms,
             max_records=self.settings.batch_max_records,
-            faults=self.metrics.faults if self.metrics is not None else None)
+            faults=self.metrics.faults if self.metrics is not None else None,
+            skip_after=self.settings.skip_unreadable_after_seconds,
+            skip=self._skip_unreadable, client_options=options)
 
     async def stop(self) -> None:
         """Leave the group and close both clients (uncommitted work is redelivered)."""
@@ -238,14 +242,14 @@ class TransactionConsumer:
                 if batch:
                     try:
                         await self.handle(batch)
-                    except Stopping:
-                        log.info("stopping: the batch in hand is left uncommitted (redelivered)")
-                        return
                     except KafkaError:
                         # Nothing of this batch was committed: read it again, lose nothing.
                         self._rewind(batch)
                         raise
                 backoff = 0.5
+            except Stopping:
+                log.info("stopping: the batch in hand is left uncommitted (it is redelivered)")
+                return
             except KafkaError as error:
                 log.warning("Kafka error, retrying in %.1f s: %s", backoff, error)
                 await self._pause(backoff)
@@ -428,9 +432,12 @@ class TransactionConsumer:
                 self.metrics.faults.observe_dead_letter_lost(reason)
 
     async def _commit(self, batch: Batch) -> None:
+        await self._commit_offsets(
+            {tp: messages[-1].offset + 1 for tp, messages in batch.items() if messages})
+
+    async def _commit_offsets(self, offsets: dict[TopicPartition, int]) -> None:
         assert self._consumer is not None
         consumer = self._consumer
-        offsets = {tp: messages[-1].offset + 1 for tp, messages in batch.items() if messages}
         try:
             await retry_transient(
                 lambda: consumer.commit(offsets), what="offset commit", stop=self._stop,
@@ -440,6 +447,23 @@ class TransactionConsumer:
         except (CommitFailedError, IllegalStateError) as error:
             # The group rebalanced under us: the new owner redelivers; alerts are idempotent.
             log.warning("offset commit failed after a rebalance (batch will be redelivered): %s", error)
+
+    async def _skip_unreadable(self, tp: TopicPartition, batch: RecordBatchInfo) -> None:
+        """Dead-letter a record naming an unreadable batch's offsets, then commit past it."""
+        letter = DeadLetter.bounded(key=None, value=b"", headers=[
+            ("cardmon-reason", b"unreadable_batch"),
+            ("cardmon-detail", f"{batch.codec} record batch, {batch.error}".encode()),
+            ("cardmon-source-topic", tp.topic.encode()),
+            ("cardmon-source-partition", str(tp.partition).encode()),
+            ("cardmon-source-offset", str(batch.base_offset).encode()),
+            ("cardmon-source-last-offset", str(batch.next_offset - 1).encode()),
+        ])
+        await retry_transient(lambda: self._send(letter), what="dead-letter produce",
+                              stop=self._stop, timeout_seconds=self.settings.retry_timeout_seconds,
+                              is_permanent=lambda _: False, on_retry=self._on_retry("dead_letter"))
+        await self._commit_offsets({tp: batch.next_offset})
+        if self.metrics is not None:
+            self.metrics.observe_dead_letters({"unreadable_batch": 1})
 
     def _report_lag(self, batch: Batch) -> None:
         assert self._consumer is not None and self.metrics is not None

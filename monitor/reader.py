@@ -13,32 +13,43 @@ next fetch: left alone, the consumer would retry it forever in silence.
    the one(s) that raise (the others' records are returned as usual);
 2. **pauses** such a partition, counts ``cardmon_partition_read_errors_total`` and
    sets ``cardmon_partition_unreadable`` to 1 for it (topic and partition labels),
-   and logs the topic, partition and offset with the way out (``cardmon kafka
-   skip-batch``, docs/operations.md) — all within seconds of the first error;
+   and logs the topic, partition and offset with the way out (docs/operations.md) —
+   all within seconds of the first error;
 3. reads it again on its own, one record at a time so every readable record before the
    bad batch is still processed, after a backoff (1 s doubling to 30 s): a batch that
-   reads again (a transient corruption on the wire) clears the gauge.
+   reads again (a transient corruption on the wire) clears the gauge;
+4. only when ``kafka.skip_unreadable_after_seconds`` is set and the batch has been
+   unreadable that long: describes it from the broker's raw bytes
+   (:func:`monitor.batches.fetch_batches`), hands it to ``skip`` (the consumer
+   dead-letters a record naming its offsets and commits past it), counts
+   ``cardmon_batches_skipped_total`` and reads on after it.
 
-The partition's other messages wait behind the batch (its order is kept, nothing is
-skipped silently); the other partitions go on. Only an operator skips a batch.
+By default (no skipping) the partition's later messages wait behind the batch, in
+order; the other partitions go on. Nothing is skipped without an operator's setting.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.errors import ConsumerStoppedError
+from aiokafka.errors import ConsumerStoppedError, KafkaError
 
-__all__ = ["Batch", "PartitionReader", "ReadFaults"]
+from monitor.batches import RecordBatchInfo, fetch_batches
+
+__all__ = ["Batch", "PartitionReader", "ReadFaults", "SkipBatch"]
 
 log = logging.getLogger(__name__)
 
 #: One ``getmany`` result: records per partition, in offset order.
 Batch = dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+#: Records that an unreadable batch is skipped (dead letter, commit past it); raises to retry.
+SkipBatch = Callable[[TopicPartition, RecordBatchInfo], Awaitable[None]]
 
 #: How long one partition is read on its own while looking for the unreadable one
 #: (milliseconds): long enough for a fetch round trip to bring the bad batch back.
@@ -54,15 +65,22 @@ class ReadFaults(Protocol):
     def observe_read_error(self, topic: str, partition: int) -> None: ...
     def set_readable(self, topic: str, partition: int) -> None: ...
     def forget_partition(self, topic: str, partition: int) -> None: ...
+    def observe_batch_skipped(self, topic: str, partition: int) -> None: ...
 
 
 @dataclass(slots=True)
 class _Unreadable:
-    """A paused partition: when to read it again, how often it failed, the last error."""
+    """A paused partition: since when, when to read it again, failures, the last error."""
 
+    since: float  # time.monotonic() of the first failure
     retry_at: float  # time.monotonic()
     failures: int
     error: str
+
+
+def _describe(error: BaseException) -> str:
+    text, name = str(error), type(error).__name__
+    return (text if text.startswith(name) else f"{name}: {text}")[:300]
 
 
 class PartitionReader:
@@ -73,14 +91,25 @@ class PartitionReader:
         timeout_ms: longest wait for a batch (``kafka.batch_timeout_ms``).
         max_records: most records per batch (``kafka.batch_max_records``).
         faults: metrics, or ``None``.
+        skip_after: seconds a batch stays unreadable before it is skipped; ``None``
+            (the default) never skips.
+        skip: what records a skip (dead letter and commit); needed with ``skip_after``.
+        client_options: aiokafka client options, to read the raw batch before a skip.
     """
 
     def __init__(self, consumer: AIOKafkaConsumer, *, timeout_ms: int, max_records: int,
-                 faults: ReadFaults | None = None) -> None:
+                 faults: ReadFaults | None = None, skip_after: float | None = None,
+                 skip: SkipBatch | None = None,
+                 client_options: Mapping[str, Any] | None = None) -> None:
+        if skip_after is not None and (skip is None or client_options is None):
+            raise ValueError("skip_after needs skip and client_options")
         self._consumer = consumer
         self._timeout_ms = timeout_ms
         self._max_records = max_records
         self._faults = faults
+        self._skip_after = skip_after
+        self._skip = skip
+        self._client_options = dict(client_options or {})
         self._unreadable: dict[TopicPartition, _Unreadable] = {}  # <paused partition: state>
 
     @property
@@ -95,10 +124,11 @@ class PartitionReader:
             aiokafka.errors.ConsumerStoppedError: the consumer was stopped.
             aiokafka.errors.KafkaError: an error no single partition explains (group
                 coordinator, authorisation); the caller backs off and reads again.
+            Exception: what ``skip`` raised (e.g. :class:`monitor.faults.Stopping`).
         """
         self._forget_revoked()
         now = time.monotonic()
-        for tp, state in self._unreadable.items():
+        for tp, state in list(self._unreadable.items()):
             if state.retry_at <= now:
                 return await self._read_again(tp, state)
         try:
@@ -111,8 +141,8 @@ class PartitionReader:
 
     async def _isolate(self, error: Exception) -> Batch:
         """Read every assigned partition alone; pause the ones that raise."""
-        log.warning("reading a batch failed (%s: %s); reading each partition alone to find "
-                    "the unreadable one", type(error).__name__, error)
+        log.warning("reading a batch failed (%s); reading each partition alone to find the "
+                    "unreadable one", _describe(error))
         batch: Batch = {}
         found = False
         for tp in sorted(self._consumer.assignment() - set(self._unreadable)):
@@ -125,7 +155,10 @@ class PartitionReader:
                 found = True
                 # Read it again at once, one record at a time: the records before the bad
                 # batch are processed and the position ends exactly at the bad batch.
-                self._set_aside(tp, own, retry_in=0.0)
+                self._consumer.pause(tp)
+                now = time.monotonic()
+                self._unreadable[tp] = _Unreadable(now, now, 0, _describe(own))
+                self._count_error(tp)
                 continue
             batch.update(got)
         if not found and not batch:
@@ -146,36 +179,75 @@ class PartitionReader:
         except ConsumerStoppedError:
             raise
         except Exception as error:  # noqa: BLE001
-            if records:  # the readable records first; the bad batch is next
-                consumer.pause(tp)
+            consumer.pause(tp)
+            if records:  # the readable records first; the bad batch comes next
                 state.retry_at = 0.0
                 return {tp: records}
-            delay = min(_FIRST_RETRY_SECONDS * 2 ** state.failures, _MAX_RETRY_SECONDS)
-            self._set_aside(tp, error, retry_in=delay, failures=state.failures + 1)
+            await self._still_unreadable(tp, state, error)
             return {}
         del self._unreadable[tp]
         log.info("partition %s[%d] is readable again at offset %d", tp.topic, tp.partition,
-                 consumer.position(tp) if tp in consumer.assignment() else -1)
+                 await self._position(tp))
         if self._faults is not None:
             self._faults.set_readable(tp.topic, tp.partition)
         return {tp: records} if records else {}
 
-    def _set_aside(self, tp: TopicPartition, error: Exception, *, retry_in: float,
-                   failures: int = 0) -> None:
-        """Pause ``tp``, count the error, and say where it is stuck and what to do."""
-        self._consumer.pause(tp)
-        description = f"{type(error).__name__}: {error}"[:300]
-        self._unreadable[tp] = _Unreadable(time.monotonic() + retry_in, failures, description)
+    async def _still_unreadable(self, tp: TopicPartition, state: _Unreadable,
+                                error: Exception) -> None:
+        """Count, log where it is stuck and what to do, then wait longer or skip."""
+        self._count_error(tp)
+        state.error = _describe(error)
+        delay = min(_FIRST_RETRY_SECONDS * 2 ** state.failures, _MAX_RETRY_SECONDS)
+        state.failures += 1
+        state.retry_at = time.monotonic() + delay
+        offset = await self._position(tp)
+        stuck_for = time.monotonic() - state.since
+        if self._skip_after is not None and stuck_for >= self._skip_after and offset >= 0:
+            await self._skip_batch(tp, offset, state)
+            return
+        log.error("partition %s[%d] cannot be read at offset %d for %.0f s (%s): its later "
+                  "messages wait, the other partitions go on; reading it again in %.0f s. "
+                  "The way out is in docs/operations.md (unreadable record batch)",
+                  tp.topic, tp.partition, offset, stuck_for, state.error, delay)
+
+    async def _skip_batch(self, tp: TopicPartition, offset: int, state: _Unreadable) -> None:
+        """Skip the unreadable batch at ``offset`` (the operator's setting allows it)."""
+        assert self._skip is not None
+        try:
+            batches = await fetch_batches(self._client_options, tp, offset)
+        except KafkaError as error:
+            log.warning("cannot read the raw batch of %s[%d] at offset %d to skip it (%s); "
+                        "trying again later", tp.topic, tp.partition, offset, _describe(error))
+            return
+        bad = next((b for b in batches if b.base_offset <= offset < b.next_offset), None)
+        if bad is None or bad.readable:
+            log.warning("the batch of %s[%d] at offset %d reads from the broker's raw bytes; "
+                        "not skipped, reading it again later", tp.topic, tp.partition, offset)
+            return
+        await self._skip(tp, bad)
+        self._consumer.seek(tp, bad.next_offset)
+        self._consumer.resume(tp)
+        del self._unreadable[tp]
+        if self._faults is not None:
+            self._faults.observe_batch_skipped(tp.topic, tp.partition)
+            self._faults.set_readable(tp.topic, tp.partition)
+        log.error("SKIPPED the unreadable record batch of %s[%d], offsets %d to %d (%s codec, "
+                  "%s), after %.0f s (kafka.skip_unreadable_after_seconds); its records are not "
+                  "monitored; a dead letter names them", tp.topic, tp.partition, bad.base_offset,
+                  bad.next_offset - 1, bad.codec, bad.error, time.monotonic() - state.since)
+
+    def _count_error(self, tp: TopicPartition) -> None:
         if self._faults is not None:
             self._faults.observe_read_error(tp.topic, tp.partition)
-        if retry_in == 0.0:
-            return  # the records before the bad batch are read first; then it is logged
-        offset = self._consumer.position(tp) if tp in self._consumer.assignment() else -1
-        log.error("partition %s[%d] cannot be read at offset %d (%s): its later messages wait, "
-                  "the other partitions go on; retrying in %.0f s. If it never reads, stop every "
-                  "cardmon of the group and run `cardmon kafka skip-batch --topic %s --partition "
-                  "%d` (docs/operations.md)", tp.topic, tp.partition, offset, description,
-                  retry_in, tp.topic, tp.partition)
+
+    async def _position(self, tp: TopicPartition) -> int:
+        """The partition's next offset to read, or -1 when it is not known at once."""
+        if tp not in self._consumer.assignment():
+            return -1
+        try:
+            return await asyncio.wait_for(self._consumer.position(tp), timeout=1.0)
+        except (TimeoutError, KafkaError):
+            return -1
 
     def _forget_revoked(self) -> None:
         """Drop the state of partitions a rebalance took away (their new owner retries)."""

@@ -1,4 +1,4 @@
-"""The consumer's fault metrics: unreadable partitions, retried steps, lost dead letters.
+"""The consumer's fault metrics: unreadable partitions and skipped batches, retried steps, lost dead letters.
 
 Labels are Kafka topic and partition, the batch step and the rejection reason: all
 bounded, none personal.
@@ -38,6 +38,13 @@ class ConsumerFaultMetrics:
             ["topic", "partition"],
             registry=registry,
         )
+        self.skipped = Counter(
+            "cardmon_batches_skipped_total",
+            "Unreadable record batches skipped (kafka.skip_unreadable_after_seconds; a dead "
+            "letter names their offsets), by topic and partition.",
+            ["topic", "partition"],
+            registry=registry,
+        )
         self.retries = Counter(
             "cardmon_consumer_retries_total",
             "Transient failures of a batch step that were retried (store: the alert store "
@@ -61,6 +68,10 @@ class ConsumerFaultMetrics:
     def set_readable(self, topic: str, partition: int) -> None:
         """The partition was read again after an unreadable batch (or was skipped past it)."""
         self.unreadable.labels(topic, str(partition)).set(0)
+
+    def observe_batch_skipped(self, topic: str, partition: int) -> None:
+        """Count one unreadable record batch skipped on the operator's setting."""
+        self.skipped.labels(topic, str(partition)).inc()
 
     def forget_partition(self, topic: str, partition: int) -> None:
         """Drop the unreadable gauge of a partition this member no longer owns."""
