@@ -90,6 +90,7 @@ RecordFailures = Callable[[Sequence[VipFailure], Sequence[IncidentChange]], Awai
 class ConsumerFaults(Protocol):
     """Fault metrics the consumer reports (see :class:`monitor.metrics.ConsumerFaultMetrics`)."""
 
+    def watch_partition(self, topic: str, partition: int) -> None: ...
     def observe_read_error(self, topic: str, partition: int) -> None: ...
     def set_readable(self, topic: str, partition: int) -> None: ...
     def forget_partition(self, topic: str, partition: int) -> None: ...
@@ -111,7 +112,11 @@ class ConsumerMetrics(Protocol):
 
 
 class _LagCleanup(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Drops the lag series of partitions this member no longer owns after a rebalance."""
+    """Keeps per-partition series in step with a rebalance.
+
+    Drops the lag and unreadable series of partitions this member no longer owns; starts
+    the fault counters of newly assigned ones at zero.
+    """
 
     def __init__(self, metrics: ConsumerMetrics | None) -> None:
         self._metrics = metrics
@@ -120,8 +125,12 @@ class _LagCleanup(ConsumerRebalanceListener):  # type: ignore[misc]
         if self._metrics is not None:
             for tp in revoked:
                 self._metrics.forget_lag(tp.topic, tp.partition)
+                self._metrics.faults.forget_partition(tp.topic, tp.partition)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        if self._metrics is not None:
+            for tp in assigned:
+                self._metrics.faults.watch_partition(tp.topic, tp.partition)
         log.info("partitions assigned: %s", sorted((tp.topic, tp.partition) for tp in assigned))
 
 

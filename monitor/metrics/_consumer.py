@@ -6,6 +6,7 @@ bounded, none personal.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -21,9 +22,10 @@ class ConsumerFaultMetrics:
 
     Args:
         registry: where the metrics are registered.
+        reasons: rejection reasons whose lost-dead-letter series start at zero.
     """
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, *, reasons: Sequence[str] = ()) -> None:
         self.read_errors = Counter(
             "cardmon_partition_read_errors_total",
             "Failed attempts to read a partition's next record batch (corrupt: bad CRC, "
@@ -59,6 +61,17 @@ class ConsumerFaultMetrics:
             ["reason"],
             registry=registry,
         )
+
+        for reason in reasons:
+            self.dead_letters_lost.labels(reason)
+
+    def watch_partition(self, topic: str, partition: int) -> None:
+        """Start a newly assigned partition's series at zero, so ``increase()`` sees the first error."""
+        self.read_errors.labels(topic, str(partition))
+        self.skipped.labels(topic, str(partition))
+        self.unreadable.labels(topic, str(partition)).set(0)
+        for step in CONSUMER_STEPS:
+            self.retries.labels(topic, step)
 
     def observe_read_error(self, topic: str, partition: int) -> None:
         """Count one failed read of a partition and mark it unreadable."""

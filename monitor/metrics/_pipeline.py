@@ -165,7 +165,7 @@ class PipelineMetrics:
         )
         self.build_info.info({"version": version or monitor.__version__})
         #: Unreadable partitions, retried batch steps, lost dead letters (the consumer's).
-        self.faults = ConsumerFaultMetrics(registry)
+        self.faults = ConsumerFaultMetrics(registry, reasons=(*REJECTION_REASONS, "unreadable_batch"))
 
         self.latency = LatencyHistogramCollector(latency_buckets)
         self.terminals = TerminalCollector()
