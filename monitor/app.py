@@ -18,6 +18,7 @@ from typing import Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import CollectorRegistry
 
+from monitor.alerts._db import DATABASE_ERRORS
 from monitor.alerts.alertmanager import AlertmanagerChannel
 from monitor.alerts.apprise_channel import AppriseChannel
 from monitor.alerts.channels import (
@@ -39,6 +40,7 @@ from monitor.api import ApiServer, build_api, start_api
 from monitor.classify import ResponseCodeTable
 from monitor.config import AlertingSettings, Settings
 from monitor.consumer import TransactionConsumer, ensure_topics
+from monitor.faults import describe_error
 from monitor.health.service import TerminalHealthService
 from monitor.incidents import IncidentChange, IncidentDetector, IncidentRules
 from monitor.metrics import AlertLifecycleMetrics, PipelineMetrics, StormMetrics, serve
@@ -289,6 +291,9 @@ class MonitorApp:
             server.close()
             if api_server is not None:
                 await api_server.close()
-            self.store_summary = len(self.store.list_alerts())
-            self.incident_summary = len(self.store.list_incidents(top_level=True, limit=500))
+            try:
+                self.store_summary = len(self.store.list_alerts())
+                self.incident_summary = len(self.store.list_incidents(top_level=True, limit=500))
+            except DATABASE_ERRORS as error:  # stopping during a store outage: no summary
+                log.warning("no alert store summary at shutdown (%s)", describe_error(error))
             self.store.close()
