@@ -44,7 +44,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import replace
 from typing import Any, Protocol
 
 from aiokafka import (
@@ -65,18 +64,13 @@ from aiokafka.errors import (
 from monitor.alerts.model import VipFailure
 from monitor.batches import RecordBatchInfo
 from monitor.config import KafkaSettings
-from monitor.dead_letters import MAX_REQUEST_BYTES, DeadLetter
+from monitor.dead_letters import MAX_REQUEST_BYTES, DeadLetter, send_dead_letters
 from monitor.decoder import Rejection, scrub_pans
-from monitor.faults import (
-    Stopping,
-    describe_error,
-    is_permanent_produce_error,
-    is_permanent_store_error,
-    retry_transient,
-)
+from monitor.faults import Stopping, is_permanent_store_error, retry_transient
 from monitor.incidents import IncidentChange
 from monitor.pipeline import BatchProcessor, ProcessedBatch
 from monitor.reader import Batch, PartitionReader
+from monitor.recorder import record_isolating
 
 __all__ = ["ConsumerFaults", "ConsumerMetrics", "TransactionConsumer", "ensure_topics",
            "kafka_client_options"]
@@ -302,70 +296,26 @@ class TransactionConsumer:
             self._report_lag(batch)
         return result
 
-    def _on_retry(self, step: str) -> Callable[[BaseException], None]:
+    async def _retry(self, attempt: Callable[[], Awaitable[Any]], *, step: str, what: str,
+                     is_permanent: Callable[[BaseException], bool] = lambda _: False) -> Any:
+        """Run one step, transient errors retried within the bound; the stop event ends it."""
         def count(_: BaseException) -> None:
             if self.metrics is not None:
                 self.metrics.faults.observe_retry(self.settings.topic, step)
-        return count
+
+        return await retry_transient(attempt, what=what, stop=self._stop,
+                                     timeout_seconds=self.settings.retry_timeout_seconds,
+                                     is_permanent=is_permanent, on_retry=count)
 
     async def _write(self, failures: list[VipFailure], incidents: list[IncidentChange]) -> None:
         """One store write, transient errors retried; a permanent error is raised."""
-        await retry_transient(
-            lambda: self._record_failures(failures, incidents), what="alert store write",
-            stop=self._stop, timeout_seconds=self.settings.retry_timeout_seconds,
-            is_permanent=is_permanent_store_error, on_retry=self._on_retry("store"))
+        await self._retry(lambda: self._record_failures(failures, incidents), step="store",
+                          what="alert store write", is_permanent=is_permanent_store_error)
 
     async def _store(self, result: ProcessedBatch) -> list[Rejection]:
-        """Store the batch's failures and incidents; return rejections for what the store refuses.
-
-        Only errors of :data:`monitor.faults.PERMANENT_STORE_ERRORS` lead to rejections:
-        the failures are bisected until each refused one is alone (``k`` refused of
-        ``n`` cost about ``k·log2(n)`` writes), the others are stored. Incident changes
-        the store refuses on their own are dropped (logged): the batch's alerts then go
-        out one by one, as when storm control fails in the pipeline.
-        """
-        failures, incidents = result.failures, result.incidents
-        try:
-            await self._write(failures, incidents)
-            return []
-        except Exception as error:
-            if not is_permanent_store_error(error):
-                raise
-            log.warning("the alert store refused a batch of %d VIP failures (%s); isolating "
-                        "the failure(s) it refuses", len(failures), describe_error(error))
-        if incidents:
-            try:
-                await self._write([], incidents)
-            except Exception as error:
-                if not is_permanent_store_error(error):
-                    raise
-                log.error("the alert store refuses this batch's %d incident change(s) (%s); "
-                          "its VIP failures are stored without storm control",
-                          len(incidents), describe_error(error))
-                incidents = []
-                failures = [replace(f, incident_id=None) for f in failures]
-        refused = await self._isolate(list(zip(failures, result.failure_indices)), incidents)
-        if refused:
-            log.error("the alert store refused %d of %d VIP failures; their messages go to the "
-                      "dead-letter topic (reason store_rejected): %s", len(refused),
-                      len(failures), ", ".join(sorted({why for _, why in refused})))
-        return [Rejection(index, "store_rejected", f"the alert store refused this event: {why}")
-                for index, why in refused]
-
-    async def _isolate(self, items: list[tuple[VipFailure, int]],
-                       incidents: list[IncidentChange]) -> list[tuple[int, str]]:
-        """Bisect ``items``; return ``(batch index, error)`` of each failure refused alone."""
-        try:
-            await self._write([failure for failure, _ in items], incidents)
-            return []
-        except Exception as error:
-            if not is_permanent_store_error(error):
-                raise
-            if len(items) == 1:
-                return [(items[0][1], describe_error(error))]
-        middle = len(items) // 2
-        return (await self._isolate(items[:middle], incidents)
-                + await self._isolate(items[middle:], incidents))
+        """Store the batch's failures and incidents; rejections for what the store refuses."""
+        return await record_isolating(self._write, result.failures, result.failure_indices,
+                                      result.incidents)
 
     async def _dead_letter(self, records: list[ConsumerRecord[bytes, bytes]],
                            rejections: list[Rejection]) -> None:
@@ -373,7 +323,7 @@ class TransactionConsumer:
         for rejection in rejections:
             by_index.setdefault(rejection.index, []).append(rejection)
         reasons: dict[str, int] = {}
-        pending: list[tuple[str, DeadLetter]] = []  # (reason, record), not yet acknowledged
+        pending: list[tuple[str, DeadLetter]] = []  # (reason, record) of each rejected message
         for index, found in by_index.items():
             record = records[index]
             reason = found[0].reason
@@ -389,29 +339,9 @@ class TransactionConsumer:
             key = scrub_pans(record.key) if record.key is not None else None
             pending.append((reason, DeadLetter.bounded(key=key, value=value, headers=headers)))
 
-        async def send_pending() -> None:
-            results = await asyncio.gather(*(self._send(letter) for _, letter in pending),
-                                           return_exceptions=True)
-            failed: list[tuple[str, DeadLetter]] = []
-            first: BaseException | None = None
-            for (reason, letter), outcome in zip(pending, results):
-                if outcome is None:
-                    continue
-                if isinstance(outcome, Exception) and is_permanent_produce_error(outcome):
-                    try:
-                        await self._send_minimal(reason, letter, outcome)
-                        continue
-                    except Exception as again:  # transient: the whole record again  # noqa: BLE001
-                        outcome = again
-                failed.append((reason, letter))
-                first = first or outcome
-            pending[:] = failed
-            if first is not None:
-                raise first
-
-        await retry_transient(send_pending, what="dead-letter produce", stop=self._stop,
-                              timeout_seconds=self.settings.retry_timeout_seconds,
-                              is_permanent=lambda _: False, on_retry=self._on_retry("dead_letter"))
+        await send_dead_letters(
+            pending, self._send, on_lost=self._dead_letter_lost,
+            retry=lambda attempt: self._retry(attempt, step="dead_letter", what="dead-letter produce"))
         if self.metrics is not None:
             self.metrics.observe_rejections(reasons)
             self.metrics.observe_dead_letters(reasons)
@@ -423,22 +353,9 @@ class TransactionConsumer:
                                              key=letter.key, headers=letter.headers)
         await delivery
 
-    async def _send_minimal(self, reason: str, letter: DeadLetter, error: Exception) -> None:
-        """The broker refused a dead letter for good: send where it is instead, or log it."""
-        source = dict(letter.headers)
-        where = (f"{source['cardmon-source-topic'].decode()}[{source['cardmon-source-partition'].decode()}]"
-                 f" offset {source['cardmon-source-offset'].decode()}")
-        log.warning("the broker refused the dead letter of %s (%d bytes, %s); sending its reason "
-                    "and location only", where, letter.size, describe_error(error))
-        try:
-            await self._send(letter.minimal(describe_error(error)))
-        except Exception as again:
-            if isinstance(again, KafkaError) and not is_permanent_produce_error(again):
-                raise  # transient: the whole record is retried
-            log.error("the dead letter of %s (reason %s) could not be written at all (%s); "
-                      "the message is only in its source topic", where, reason, describe_error(again))
-            if self.metrics is not None:
-                self.metrics.faults.observe_dead_letter_lost(reason)
+    def _dead_letter_lost(self, reason: str) -> None:
+        if self.metrics is not None:
+            self.metrics.faults.observe_dead_letter_lost(reason)
 
     async def _commit(self, batch: Batch) -> None:
         await self._commit_offsets(
@@ -448,11 +365,9 @@ class TransactionConsumer:
         assert self._consumer is not None
         consumer = self._consumer
         try:
-            await retry_transient(
-                lambda: consumer.commit(offsets), what="offset commit", stop=self._stop,
-                timeout_seconds=self.settings.retry_timeout_seconds,
-                is_permanent=lambda e: isinstance(e, (CommitFailedError, IllegalStateError)),
-                on_retry=self._on_retry("commit"))
+            await self._retry(
+                lambda: consumer.commit(offsets), step="commit", what="offset commit",
+                is_permanent=lambda e: isinstance(e, (CommitFailedError, IllegalStateError)))
         except (CommitFailedError, IllegalStateError) as error:
             # The group rebalanced under us: the new owner redelivers; alerts are idempotent.
             log.warning("offset commit failed after a rebalance (batch will be redelivered): %s", error)
@@ -467,9 +382,7 @@ class TransactionConsumer:
             ("cardmon-source-offset", str(batch.base_offset).encode()),
             ("cardmon-source-last-offset", str(batch.next_offset - 1).encode()),
         ])
-        await retry_transient(lambda: self._send(letter), what="dead-letter produce",
-                              stop=self._stop, timeout_seconds=self.settings.retry_timeout_seconds,
-                              is_permanent=lambda _: False, on_retry=self._on_retry("dead_letter"))
+        await self._retry(lambda: self._send(letter), step="dead_letter", what="dead-letter produce")
         await self._commit_offsets({tp: batch.next_offset})
         if self.metrics is not None:
             self.metrics.observe_dead_letters({"unreadable_batch": 1})

@@ -77,7 +77,7 @@ _FIRST_BACKOFF_SECONDS: Final = 0.5
 _STOP_GRACE_SECONDS: Final = 5.0
 
 
-class Stopping(Exception):  # noqa: N818 (a signal, not an error)
+class Stopping(Exception):
     """The stop event was set while a step was being retried: leave the batch uncommitted."""
 
 

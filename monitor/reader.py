@@ -132,8 +132,9 @@ class PartitionReader:
             if state.retry_at <= now:
                 return await self._read_again(tp, state)
         try:
-            return await self._consumer.getmany(timeout_ms=self._timeout_ms,
-                                                max_records=self._max_records)
+            batch: Batch = await self._consumer.getmany(timeout_ms=self._timeout_ms,
+                                                        max_records=self._max_records)
+            return batch
         except ConsumerStoppedError:
             raise
         except Exception as error:  # noqa: BLE001 (a decompressor raises its own types)
