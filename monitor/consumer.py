@@ -5,8 +5,9 @@ Commit protocol, per micro-batch (:class:`monitor.reader.PartitionReader`, over
 
 0. read the batch; a record batch the client cannot read (bad CRC, unknown or
    undecodable compression) pauses only its partition, is counted per topic and
-   partition and retried with backoff (:mod:`monitor.reader`): nothing is skipped
-   silently, the other partitions go on;
+   partition and retried with backoff (:mod:`monitor.reader`): the other partitions go
+   on; it is skipped only with ``kafka.skip_unreadable_after_seconds`` (a dead letter
+   names its offsets, then the offset after it is committed);
 1. process the whole batch (:class:`monitor.pipeline.BatchProcessor`): decode,
    classify, VIP lookup, metrics, alert policy; a message that breaks decoding or
    processing is a rejection, the rest of the batch goes on;
@@ -15,8 +16,8 @@ Commit protocol, per micro-batch (:class:`monitor.reader.PartitionReader`, over
    timeout) is retried with capped backoff for ``kafka.retry_timeout_seconds``
    (:func:`monitor.faults.retry_transient`); a **permanent** one caused by content
    (``DataError``, ``IntegrityError``, ``ValueError``...; :mod:`monitor.faults`) is
-   isolated by bisecting the failures: the ones the store refuses alone become
-   ``store_rejected`` rejections, the others are stored;
+   isolated by bisecting the failures (:mod:`monitor.recorder`): the ones the store
+   refuses alone become ``store_rejected`` rejections, the others are stored;
 3. send each rejected message to the dead-letter topic, PAN-scrubbed and bounded
    (:class:`monitor.dead_letters.DeadLetter`: value, key and every header cut to fit
    one request), with its reason in headers, and wait until the broker has
