@@ -31,6 +31,7 @@ from typing import Any, Final
 
 import msgspec
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from rich.progress import Progress
 
 from monitor.faults import RetryTimeout, is_permanent_produce_error, retry_transient
@@ -83,8 +84,13 @@ class _Sender:
 
     async def send(self, value: bytes, key: bytes) -> None:
         """Hand one message to the client (retried while its buffer or metadata wait times out)."""
-        future = await self._retry(lambda: self._producer.send(self._topic, value, key=key),
-                                   f"sending to {self._topic}")
+        try:  # the common case costs one call: no retry machinery per message
+            future = await self._producer.send(self._topic, value, key=key)
+        except KafkaError as error:
+            if is_permanent_produce_error(error):
+                raise
+            future = await self._retry(lambda: self._producer.send(self._topic, value, key=key),
+                                       f"sending to {self._topic}")
         self.pending.append(_Sent(future, value, key))
 
     async def settle(self) -> None:
