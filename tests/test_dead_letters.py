@@ -1,8 +1,11 @@
-"""The dead-letter copy is bounded part by part, and always fits one produce request."""
+"""The dead-letter copy is bounded part by part and always fits; its delivery never retries forever."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import pytest
+from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError, RequestTimedOutError
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from monitor.dead_letters import (
@@ -11,6 +14,7 @@ from monitor.dead_letters import (
     MAX_REQUEST_BYTES,
     VALUE_MAX_BYTES,
     DeadLetter,
+    send_dead_letters,
 )
 
 
@@ -61,3 +65,66 @@ def test_too_many_headers_are_refused() -> None:
     """The header count is bounded too (room is kept for the two truncation headers)."""
     with pytest.raises(ValueError, match="at most 8 headers"):
         DeadLetter.bounded(key=None, value=b"", headers=[("h", b"")] * 9)
+
+
+def _letter(offset: int) -> DeadLetter:
+    headers = [(n, v) for n, v in _headers(b"detail") if n != "cardmon-source-offset"]
+    return DeadLetter.bounded(key=b"k", value=b"v" * offset,
+                              headers=[*headers, ("cardmon-source-offset", str(offset).encode())])
+
+
+async def _retry_three_times(attempt: Callable[[], Awaitable[None]]) -> None:
+    """A stand-in for the consumer's bounded retry: three tries, no wait."""
+    for left in (2, 1, 0):
+        try:
+            await attempt()
+            return
+        except Exception:
+            if not left:
+                raise
+
+
+async def test_only_the_records_that_failed_transiently_are_sent_again() -> None:
+    """A timeout on one of three records: the other two are sent once, that one twice."""
+    sent: list[int] = []
+    failed_once: set[int] = set()
+
+    async def send(letter: DeadLetter) -> None:
+        offset = int(dict(letter.headers)["cardmon-source-offset"])
+        if offset == 2 and offset not in failed_once:
+            failed_once.add(offset)
+            raise RequestTimedOutError()
+        sent.append(offset)
+
+    await send_dead_letters([("invalid_json", _letter(n)) for n in (1, 2, 3)], send,
+                            retry=_retry_three_times, on_lost=lambda reason: None)
+    assert sorted(sent) == [1, 2, 3]
+
+
+async def test_a_record_refused_for_good_goes_minimal_and_a_refused_minimal_is_counted() -> None:
+    """MessageSizeTooLargeError: the minimal copy instead; refused too: counted as lost, never retried."""
+    attempts: list[tuple[int, bool]] = []
+    lost: list[str] = []
+
+    async def send(letter: DeadLetter) -> None:
+        offset = int(dict(letter.headers)["cardmon-source-offset"])
+        attempts.append((offset, letter.value == b""))
+        if offset in (2, 3) and letter.value:
+            raise MessageSizeTooLargeError()
+        if offset == 3:
+            raise MessageSizeTooLargeError()  # even the minimal copy
+
+    await send_dead_letters([("invalid_field", _letter(n)) for n in (1, 2, 3)], send,
+                            retry=_retry_three_times, on_lost=lost.append)
+    assert sorted(attempts) == [(1, False), (2, False), (2, True), (3, False), (3, True)]
+    assert lost == ["invalid_field"]
+
+
+async def test_a_broker_that_stays_down_ends_the_retry_with_its_error() -> None:
+    """Transient errors past the retry's bound come out of send_dead_letters (the batch is not committed)."""
+    async def send(letter: DeadLetter) -> None:
+        raise KafkaConnectionError()
+
+    with pytest.raises(KafkaConnectionError):
+        await send_dead_letters([("invalid_json", _letter(1))], send, retry=_retry_three_times,
+                                on_lost=lambda reason: None)
