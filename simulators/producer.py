@@ -36,7 +36,7 @@ from rich.progress import Progress
 
 from monitor.faults import RetryTimeout, is_permanent_produce_error, retry_transient
 
-__all__ = ["produce"]
+__all__ = ["DEFAULT_RETRY_SECONDS", "produce"]
 
 #: Client-side batching window: long enough to fill batches at replay speed,
 #: short enough not to be seen at demo rates.
