@@ -38,7 +38,12 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.errors import ConsumerStoppedError, KafkaError
+from aiokafka.errors import (
+    ConsumerStoppedError,
+    CorruptRecordException,
+    KafkaError,
+    UnsupportedCodecError,
+)
 
 from monitor.batches import RecordBatchInfo, fetch_batches
 
@@ -76,6 +81,17 @@ class _Unreadable:
     retry_at: float  # time.monotonic()
     failures: int
     error: str
+
+
+def _batch_error(error: BaseException) -> bool:
+    """Whether an error of ``getmany`` comes from a record batch's bytes (not the group or the broker).
+
+    aiokafka's own batch errors, and anything not a Kafka error: a decompressor
+    (``cramjam``) or a parser raises its own types. A coordinator or authorisation
+    error is a ``KafkaError`` of another kind: it holds no partition.
+    """
+    return isinstance(error, (CorruptRecordException, UnsupportedCodecError)) \
+        or not isinstance(error, KafkaError)
 
 
 def _describe(error: BaseException) -> str:
@@ -152,7 +168,9 @@ class PartitionReader:
                                                    max_records=self._max_records)
             except ConsumerStoppedError:
                 raise
-            except Exception as own:  # noqa: BLE001
+            except Exception as own:
+                if not _batch_error(own):
+                    raise  # not this partition's bytes: the caller backs off and reads again
                 found = True
                 # Read it again at once, one record at a time: the records before the bad
                 # batch are processed and the position ends exactly at the bad batch.
@@ -179,8 +197,13 @@ class PartitionReader:
                 records.extend(got.get(tp, ()))
         except ConsumerStoppedError:
             raise
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             consumer.pause(tp)
+            if not _batch_error(error):
+                state.retry_at = 0.0
+                if records:
+                    return {tp: records}
+                raise  # not the batch: the caller backs off, then this partition is read again
             if records:  # the readable records first; the bad batch comes next
                 state.retry_at = 0.0
                 return {tp: records}
