@@ -154,6 +154,8 @@ class PartitionReader:
         except ConsumerStoppedError:
             raise
         except Exception as error:  # noqa: BLE001 (a decompressor raises its own types)
+            if not _batch_error(error):
+                raise
             return await self._isolate(error)
 
     async def _isolate(self, error: Exception) -> Batch:
