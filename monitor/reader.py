@@ -153,7 +153,7 @@ class PartitionReader:
             return batch
         except ConsumerStoppedError:
             raise
-        except Exception as error:  # noqa: BLE001 (a decompressor raises its own types)
+        except Exception as error:  # a decompressor raises its own types
             if not _batch_error(error):
                 raise
             return await self._isolate(error)
