@@ -97,7 +97,8 @@ class ConsumerFaults(Protocol):
 class ConsumerMetrics(Protocol):
     """Pipeline metrics the consumer reports (see :mod:`monitor.metrics`)."""
 
-    faults: ConsumerFaults
+    @property
+    def faults(self) -> ConsumerFaults: ...  # unreadable partitions, retries, lost dead letters
 
     def observe_rejections(self, reasons: dict[str, int]) -> None: ...
     def observe_dead_letters(self, reasons: dict[str, int]) -> None: ...
