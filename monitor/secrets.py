@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from typing import Final
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 __all__ = ["redact_secret", "redact_url", "redact_urls", "scrub_url", "url_host"]
 
@@ -61,10 +61,14 @@ def redact_url(url: str) -> str:
 
 
 def _forms(secret: str) -> set[str]:
-    """A secret as it may appear in a message: as typed, percent-decoded, split at delimiters."""
-    forms = {secret, unquote(secret)}
+    """A secret as it may appear in a message: as typed, percent-decoded or -encoded, in pieces.
+
+    The pieces are split at the URL delimiters and ``%`` (a driver may quote a password
+    as a host, a path or a "percent-encoded token").
+    """
+    forms = {secret, unquote(secret), quote(secret, safe="")}
     for form in list(forms):
-        forms |= {piece for piece in re.split(r"[@/?#:]", form) if len(piece) >= _MIN_PIECE}
+        forms |= {piece for piece in re.split(r"[@/?#:%]", form) if len(piece) >= _MIN_PIECE}
     return forms - {""}
 
 
