@@ -135,11 +135,14 @@ async def _bounded(name: str, step: Awaitable[Any], seconds: float) -> None:
         log.warning("shutdown: %s failed (%s: %s); going on", name, type(error).__name__, error)
 
 
-async def _drained(name: str, task: asyncio.Task[None], seconds: float) -> None:
-    """Let ``task`` end by itself for up to ``seconds``, then cancel it; never raise."""
-    done, _ = await asyncio.wait({task}, timeout=max(0.0, seconds))
+async def _drained(name: str, task: asyncio.Task[None], until: float, drain: float) -> None:
+    """Let ``task`` end by itself until ``until`` (``time.monotonic()``), then cancel it; never raise.
+
+    ``drain`` is the whole allowance in seconds, for the log.
+    """
+    done, _ = await asyncio.wait({task}, timeout=max(0.0, until - time.monotonic()))
     if not done:
-        log.warning("shutdown: %s still busy after the %g s drain; cancelling it", name, seconds)
+        log.warning("shutdown: %s still busy after the %g s drain; cancelling it", name, drain)
         task.cancel()
         await asyncio.wait({task}, timeout=_STOP_STEP_SECONDS)
         return
@@ -392,15 +395,16 @@ class MonitorApp:
                         status_task: asyncio.Task[None] | None) -> None:
         """Stop everything in the order of the module docstring; each step bounded, none skipped."""
         stop.set()
-        drain_until = time.monotonic() + self.settings.alerting.shutdown_drain_seconds
-        log.info("cardmon stopping: in-flight sends get up to %g s",
-                 self.settings.alerting.shutdown_drain_seconds)
+        drain = self.settings.alerting.shutdown_drain_seconds
+        drain_until = time.monotonic() + drain
+        log.info("cardmon stopping: in-flight sends get up to %g s", drain)
         await _bounded("the Kafka consumer", self.consumer.stop(), _STOP_STEP_SECONDS)
         if status_task is not None:
-            await _drained("the device-status consumer", status_task, _STOP_STEP_SECONDS)
+            await _drained("the device-status consumer", status_task,
+                           time.monotonic() + _STOP_STEP_SECONDS, _STOP_STEP_SECONDS)
         await _bounded("terminal health", self.health.stop(), _STOP_STEP_SECONDS)
         if worker_task is not None:
-            await _drained("the delivery worker", worker_task, drain_until - time.monotonic())
+            await _drained("the delivery worker", worker_task, drain_until, drain)
         _quietly("the scheduler", lambda: scheduler.shutdown(wait=False))  # on the loop: it owns a timer
         _quietly("the metrics server", server.close)
         if api_server is not None:
