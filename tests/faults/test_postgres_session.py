@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sqlite3
@@ -11,12 +12,16 @@ from collections.abc import Iterator
 from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import httpx
 import psycopg
 import pytest
 
 from monitor.alerts._db import PostgresDatabase, StoreUnavailable, connect, is_transient
+from monitor.alerts.delivery import DeliveryWorker
 from monitor.alerts.store import AlertStore
+from monitor.api import build_api, start_api
 from monitor.config import PostgresSettings
 from tests.faults.tcp_proxy import StallingProxy
 from tests.postgres import PostgresServer, PostgresUnavailable, find_bindir
@@ -257,3 +262,56 @@ def test_a_nul_byte_is_a_permanent_error(postgres: PostgresServer) -> None:
         assert db.execute("SELECT 1").fetchone()[0] == 1  # the connection is fine
     finally:
         db.close()
+
+
+async def test_the_api_answers_503_while_the_store_is_down_and_200_when_it_is_back(
+        own_postgres: PostgresServer) -> None:
+    """While PostgreSQL is down the API answers 503 store_unavailable with Retry-After (no traceback, no password); then 200 again."""
+    token = "api-token-for-the-outage-test"
+    store = AlertStore(own_postgres.new_store_url(), postgres=FAST)
+    server = await start_api(build_api(store, api_token=token))
+    headers = {"Authorization": f"Bearer {token}"}
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+            assert (await client.get("/alerts", headers=headers)).status_code == 200
+            await asyncio.to_thread(own_postgres.halt)
+            try:
+                down = await client.get("/alerts", headers=headers)
+            finally:
+                await asyncio.to_thread(own_postgres.resume)
+            up = await client.get("/alerts", headers=headers)
+    finally:
+        await server.close()
+        store.close()
+    assert down.status_code == 503 and down.headers["Retry-After"] == "5"
+    assert down.json()["error"] == "store_unavailable"
+    assert own_postgres.password not in down.text and "Traceback" not in down.text
+    assert up.status_code == 200
+
+
+async def test_the_delivery_worker_backs_off_while_the_store_is_down(own_postgres: PostgresServer) -> None:
+    """With the store down, the worker's passes come ever further apart (not every poll interval), and it never dies."""
+    store = AlertStore(own_postgres.new_store_url(), postgres=FAST)
+    claims: list[float] = []
+    claim_due = store.claim_due
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        claims.append(time.monotonic())
+        return claim_due(*args, **kwargs)
+
+    store.claim_due = counted  # type: ignore[method-assign]
+    worker = DeliveryWorker(store, {}, poll_interval=0.01)
+    stop = asyncio.Event()
+    await asyncio.to_thread(own_postgres.halt)
+    try:
+        task = asyncio.create_task(worker.run(stop))
+        await asyncio.sleep(4.0)
+        stop.set()
+        await asyncio.wait_for(task, timeout=10)
+    finally:
+        await asyncio.to_thread(own_postgres.resume)
+        store.close()
+    # At a fixed 10 ms poll it would be ~400 passes; doubling pauses make it about a dozen.
+    assert 3 <= len(claims) <= 15, len(claims)
+    gaps = [b - a for a, b in zip(claims, claims[1:], strict=False)]
+    assert gaps[-1] > gaps[0]
