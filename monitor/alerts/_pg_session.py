@@ -107,6 +107,7 @@ class AnswerWatchdog:
         self._seconds = 0.0  # the armed statement's allowance, for the reason text
         self._socket: tuple[int, Any, Any] | None = None  # (fd, local address, peer address)
         self._fired: str | None = None  # why the armed statement's connection was dropped
+        self._idle = False  # the thread sleeps with no deadline: the next arm() must wake it
         self._stopped = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -125,7 +126,11 @@ class AnswerWatchdog:
             self._deadline = time.monotonic() + seconds
             self._seconds = seconds
             self._fired = None
-            self._cond.notify()
+            # Woken only from an idle sleep: while statements follow each other, the
+            # thread wakes at the previous deadline, finds this later one and sleeps on
+            # (no thread switch per statement).
+            if self._idle:
+                self._cond.notify()
 
     def disarm(self) -> str | None:
         """The statement ended; return why its connection was dropped, or ``None``."""
@@ -150,7 +155,9 @@ class AnswerWatchdog:
         with self._cond:
             while not self._stopped:
                 if self._deadline is None:
+                    self._idle = True
                     self._cond.wait()
+                    self._idle = False
                     continue
                 remaining = self._deadline - time.monotonic()
                 if remaining > 0:
