@@ -128,3 +128,25 @@ def test_a_role_with_special_characters_in_its_password_connects_and_never_shows
     with AlertStore(url) as store:
         assert store.location.startswith("postgresql://odd_pw:***@127.0.0.1:")
         assert "S3c" not in repr(store) and "S3c" not in store.location
+
+
+@pytest.mark.parametrize("token", ["", "short", "fifteen-chars-x"])
+def test_an_api_token_shorter_than_16_characters_is_refused_without_quoting_it(token: str) -> None:
+    """api.token needs 16+ characters; the error says so and how to make one, and never quotes the token."""
+    with pytest.raises(Exception) as caught:  # noqa: PT011 - pydantic's ValidationError
+        Settings(api={"token": token})
+    message = str(caught.value)
+    assert "api.token" in message and "at least 16 characters" in message
+    assert "openssl rand -hex 32" in message
+    assert not token or token not in message
+    assert Settings(api={"token": "x" * 16}).api.token is not None
+
+
+def test_cardmon_run_with_a_short_api_token_exits_2_in_one_line(tmp_path: Path) -> None:
+    """`cardmon run` refuses a short API token before starting anything, in one line that does not quote it."""
+    config = tmp_path / "cardmon.yaml"
+    config.write_text(yaml.safe_dump({"api": {"token": "changeme"}}), encoding="utf-8")
+    result = runner.invoke(app, ["run", "--config", str(config)])
+    assert result.exit_code == 2
+    assert "api.token: Value error, must be at least 16 characters" in result.output
+    assert "changeme" not in result.output
