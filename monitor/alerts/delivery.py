@@ -267,8 +267,12 @@ class DeliveryWorker:
             until = datetime.now(UTC) + timedelta(seconds=self._lease_seconds)
             try:
                 renewed = set(await asyncio.to_thread(self._store.renew_leases, leases, until))
-            except Exception:
-                log.exception("renewing %d delivery lease(s) failed; retrying", len(leases))
+            except Exception as error:
+                if not is_transient(error):
+                    log.exception("renewing %d delivery lease(s) failed; retrying", len(leases))
+                else:  # one line: an outage is not a bug
+                    log.warning("renewing %d delivery lease(s) failed, the alert store is "
+                                "unavailable (%s); retrying", len(leases), _describe(error))
                 continue
             for delivery_id in leases:
                 if delivery_id not in held:
