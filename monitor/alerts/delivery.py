@@ -36,6 +36,12 @@ The retry schedule lives in the outbox, so a restart resumes it. What a crash
   commit follows the answer at once) and the resend carries the same
   ``Idempotency-Key`` / ``Message-ID``, by which the receiver recognises it.
   Delivery is at-least-once; exactly-once needs the receiver's deduplication.
+
+An alert store outage (:func:`monitor.alerts._db.is_transient`) costs time, never a
+message: a failing pass is tried again after a pause doubling up to 30 s; a send the
+channel accepted is recorded once the store is back (retried for up to 10 minutes,
+so the row is not sent again); a message that could not be rendered because the
+store failed counts no attempt and is due again when its lease ends.
 """
 
 from __future__ import annotations
