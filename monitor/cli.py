@@ -256,7 +256,6 @@ def _alert_store(config: Path | None, store: str | None) -> Iterator[AlertStore]
     """
     from monitor.alerts._db import DATABASE_ERRORS, is_transient, is_url, redact_secret, redact_url
     from monitor.alerts.store import AlertStore
-
     from monitor.config import PostgresSettings
 
     if store is not None:

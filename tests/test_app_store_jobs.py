@@ -24,8 +24,8 @@ def test_an_outage_is_one_warning_then_one_line_when_it_ends(caplog: pytest.LogC
         for _ in range(6):
             guarded()
     lines = [r.getMessage() for r in caplog.records]
-    assert lines == ["outbox gauge skipped: the alert store is unavailable (StoreUnavailable: down); "
-                     "it runs again at its next interval", "outbox gauge: the alert store is back"]
+    assert lines == [("outbox gauge skipped: the alert store is unavailable (StoreUnavailable: down); "
+                      "it runs again at its next interval"), "outbox gauge: the alert store is back"]
     assert not any(r.exc_info for r in caplog.records)
 
 

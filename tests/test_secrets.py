@@ -58,7 +58,7 @@ def test_url_host_and_scrub_url_keep_only_the_host() -> None:
 @pytest.mark.parametrize("password", PASSWORDS)
 def test_settings_errors_never_quote_a_store_url(password: str) -> None:
     """A store URL the settings refuse (not postgresql://) is never quoted back."""
-    with pytest.raises(Exception) as caught:  # noqa: PT011 - pydantic's ValidationError
+    with pytest.raises(Exception) as caught:
         Settings(alerting={"store_url": f"mysql://cardmon:{password}@db/cardmon"})
     for form in _forms(password):
         assert form not in str(caught.value)
@@ -72,7 +72,7 @@ def test_opening_a_store_never_prints_its_password(password: str, caplog: pytest
     encoded = f"postgresql://cardmon:{quote(password, safe='')}@127.0.0.1:{free_port()}/cardmon"
     errors = []
     for url in (raw, encoded):
-        with pytest.raises(Exception) as caught:  # noqa: PT011 - malformed or unreachable
+        with pytest.raises(Exception) as caught:
             AlertStore(url)
         errors.append(caught.value)
     assert isinstance(errors[1], StoreUnavailable)  # well-formed, nobody listening: transient
@@ -133,7 +133,7 @@ def test_a_role_with_special_characters_in_its_password_connects_and_never_shows
 @pytest.mark.parametrize("token", ["", "short", "fifteen-chars-x"])
 def test_an_api_token_shorter_than_16_characters_is_refused_without_quoting_it(token: str) -> None:
     """api.token needs 16+ characters; the error says so and how to make one, and never quotes the token."""
-    with pytest.raises(Exception) as caught:  # noqa: PT011 - pydantic's ValidationError
+    with pytest.raises(Exception) as caught:
         Settings(api={"token": token})
     message = str(caught.value)
     assert "api.token" in message and "at least 16 characters" in message

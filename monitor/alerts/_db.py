@@ -80,7 +80,7 @@ log = logging.getLogger("monitor.alerts.store")
 T = TypeVar("T")
 
 
-class StoreUnavailable(Exception):  # noqa: N818 - a state, like TimeoutError's peers
+class StoreUnavailable(Exception):
     """The store's database cannot be reached, or the connection broke during a call (transient).
 
     The message never holds a password. The next call opens a new connection.

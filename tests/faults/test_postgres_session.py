@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import sqlite3
@@ -148,7 +149,7 @@ def test_a_session_idle_in_a_transaction_is_ended_by_the_server_and_frees_its_lo
     db.execute("CREATE TABLE t (k TEXT PRIMARY KEY)")
     schema = url.rpartition("%3D")[2]
     try:
-        with pytest.raises(Exception) as caught, db.transaction() as conn:  # noqa: PT011
+        with pytest.raises(Exception) as caught, db.transaction() as conn:
             conn.execute("LOCK TABLE t IN ACCESS EXCLUSIVE MODE")
             with postgres.connect() as admin:
                 admin.execute("SET lock_timeout = '5s'")
@@ -210,7 +211,7 @@ def test_close_interrupts_a_call_waiting_on_a_lock(postgres: PostgresServer) -> 
     def claim() -> None:
         try:
             store.claim_due(datetime.now(UTC))
-        except BaseException as error:  # noqa: BLE001 - handed to the test
+        except BaseException as error:  # noqa: BLE001 — handed to the test
             outcome.append(error)
 
     with postgres.connect() as admin:
@@ -243,9 +244,8 @@ def test_sqlite_busy_is_transient_and_a_constraint_is_not(tmp_path: Path) -> Non
     with closing(sqlite3.connect(path, timeout=0, isolation_level=None)) as other:
         other.execute("BEGIN IMMEDIATE")
         db.execute("PRAGMA busy_timeout=0")
-        with pytest.raises(sqlite3.OperationalError) as busy:
-            with db.transaction():
-                pass
+        with pytest.raises(sqlite3.OperationalError) as busy, db.transaction():
+            pass
         other.execute("ROLLBACK")
     db.close()
     assert is_transient(busy.value) and not is_transient(constraint.value)
@@ -313,5 +313,5 @@ async def test_the_delivery_worker_backs_off_while_the_store_is_down(own_postgre
         store.close()
     # At a fixed 10 ms poll it would be ~400 passes; doubling pauses make it about a dozen.
     assert 3 <= len(claims) <= 15, len(claims)
-    gaps = [b - a for a, b in zip(claims, claims[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(claims)]
     assert gaps[-1] > gaps[0]
