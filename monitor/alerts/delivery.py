@@ -291,6 +291,7 @@ class DeliveryWorker:
 
     async def _attempt(self, delivery: Delivery, held: dict[int, datetime]) -> DeliveryResult:
         started = time.monotonic()
+        status: DeliveryResult
         try:
             try:
                 await asyncio.wait_for(self._send(delivery), timeout=self._send_timeout)
