@@ -36,6 +36,12 @@ The retry schedule lives in the outbox, so a restart resumes it. What a crash
   commit follows the answer at once) and the resend carries the same
   ``Idempotency-Key`` / ``Message-ID``, by which the receiver recognises it.
   Delivery is at-least-once; exactly-once needs the receiver's deduplication.
+
+An alert store outage (:func:`monitor.alerts._db.is_transient`) costs time, never a
+message: a failing pass is tried again after a pause doubling up to 30 s; a send the
+channel accepted is recorded once the store is back (retried for up to 10 minutes,
+so the row is not sent again); a message that could not be rendered because the
+store failed counts no attempt and is due again when its lease ends.
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ from typing import TYPE_CHECKING, Final, Literal, Protocol, runtime_checkable
 
 import tenacity
 
+from monitor.alerts._db import is_transient
 from monitor.alerts.channels import Channel
 from monitor.alerts.digest import render_digest_delivery
 from monitor.alerts.model import Alert, Delivery, Manager
@@ -60,6 +67,7 @@ from monitor.alerts.routing import apprise_target, channel_kind
 from monitor.alerts.store import AlertStore, is_digest_id
 from monitor.incidents.model import is_notice_id
 from monitor.incidents.render import render_notice_delivery
+from monitor.secrets import redact_urls
 
 if TYPE_CHECKING:
     from monitor.alerts.tokens import AckLinks
@@ -97,6 +105,11 @@ class RoutedChannel(Protocol):
 
 # Rows claimed per pass; a full batch means more may be due, so the next pass starts at once.
 _BATCH_SIZE: Final = 50
+#: Longest pause between two tries while the alert store is unavailable (seconds).
+_STORE_PAUSE_MAX_SECONDS: Final = 30.0
+#: How long a send's outcome is retried into an unavailable store before giving up (the
+#: row is then sent again after its lease: at-least-once, same Idempotency-Key).
+_MARK_RETRY_SECONDS: Final = 600.0
 #: Seconds a claim holds a row before it must be renewed. Short, so the rows of a
 #: worker that was killed mid-send are due again seconds after a restart; renewed every
 #: third of it, so two missed renewals in a row (a stalled loop) still keep the row.
@@ -183,19 +196,31 @@ class DeliveryWorker:
         return float(self._wait(state))
 
     async def run(self, stop_event: asyncio.Event) -> None:
-        """Deliver until ``stop_event`` is set; a failing pass is logged, never fatal."""
+        """Deliver until ``stop_event`` is set; a failing pass is logged, never fatal.
+
+        Passes that fail (the alert store down, say) are tried again after a pause
+        that doubles from the poll interval up to 30 s, so an outage is ridden out
+        without busy-looping; new alerts (:meth:`wake`) end the pause early.
+        """
+        pause = 0.0  # seconds before the next pass after a failed one; 0 after a good one
         while not stop_event.is_set():
             try:
                 claimed, _ = await self._pass()
-            except Exception:
-                log.exception("delivery pass failed; retrying after the poll interval")
+                pause = 0.0
+            except Exception as error:
+                pause = min(max(pause * 2, self._poll_interval), _STORE_PAUSE_MAX_SECONDS)
+                if is_transient(error):  # one line: an outage is not a bug
+                    log.warning("delivery pass failed, the alert store is unavailable (%s); "
+                                "next pass in %.1f s", _describe(error), pause)
+                else:
+                    log.exception("delivery pass failed; next pass in %.1f s", pause)
                 claimed = 0
             if claimed >= _BATCH_SIZE:
                 continue
             # Sleep until the poll interval ends, the store has news (wake) or we must stop.
             waits = [asyncio.ensure_future(stop_event.wait()), asyncio.ensure_future(self._wake.wait())]
             try:
-                await asyncio.wait(waits, timeout=self._poll_interval,
+                await asyncio.wait(waits, timeout=pause or self._poll_interval,
                                    return_when=asyncio.FIRST_COMPLETED)
             finally:
                 for waiter in waits:
@@ -248,8 +273,12 @@ class DeliveryWorker:
             until = datetime.now(UTC) + timedelta(seconds=self._lease_seconds)
             try:
                 renewed = set(await asyncio.to_thread(self._store.renew_leases, leases, until))
-            except Exception:
-                log.exception("renewing %d delivery lease(s) failed; retrying", len(leases))
+            except Exception as error:
+                if not is_transient(error):
+                    log.exception("renewing %d delivery lease(s) failed; retrying", len(leases))
+                else:  # one line: an outage is not a bug
+                    log.warning("renewing %d delivery lease(s) failed, the alert store is "
+                                "unavailable (%s); retrying", len(leases), _describe(error))
                 continue
             for delivery_id in leases:
                 if delivery_id not in held:
@@ -262,15 +291,23 @@ class DeliveryWorker:
 
     async def _attempt(self, delivery: Delivery, held: dict[int, datetime]) -> DeliveryResult:
         started = time.monotonic()
+        status: DeliveryResult
         try:
             try:
                 await asyncio.wait_for(self._send(delivery), timeout=self._send_timeout)
-            # Any error of any channel is recorded on the row and retried, never lost.
             except Exception as error:  # noqa: BLE001
-                status = await self._record_failure(delivery, _describe(error))
+                if is_transient(error):
+                    # The store, not the channel, failed (rendering reads it): nothing was
+                    # sent and no attempt is counted; the row is due again when its lease ends.
+                    log.warning("alert %s via %s: not sent, the alert store is unavailable (%s)",
+                                delivery.alert_id, delivery.channel, _describe(error))
+                    status = "retry"
+                else:  # any error of any channel is recorded on the row and retried, never lost
+                    status = await self._record_failure(delivery, _describe(error))
             else:
                 # At once: between the channel's acceptance and this commit, a crash resends.
-                await asyncio.to_thread(self._store.mark_sent, delivery.delivery_id, datetime.now(UTC))
+                await self._durably(f"alert {delivery.alert_id} sent via {delivery.channel}",
+                                    self._store.mark_sent, delivery.delivery_id, datetime.now(UTC))
                 status = "sent"
         finally:
             held.pop(delivery.delivery_id, None)
@@ -281,6 +318,28 @@ class DeliveryWorker:
         )
         self._report(channel_kind(delivery.channel), status, elapsed)
         return status
+
+    async def _durably(self, what: str, mark: Callable[..., object], *args: object) -> None:
+        """Record what a channel did (``mark(*args)`` in a thread), riding out a store outage.
+
+        A mark that is lost would make the row be sent again (a duplicate for the
+        manager) or lose an attempt, so transient store errors are retried with a pause
+        doubling up to 30 s, for up to :data:`_MARK_RETRY_SECONDS`; the shutdown's drain
+        bound cancels it sooner. Anything else is raised.
+        """
+        pause = 0.5
+        deadline = time.monotonic() + _MARK_RETRY_SECONDS
+        while True:
+            try:
+                await asyncio.to_thread(mark, *args)
+                return
+            except Exception as error:
+                if not is_transient(error) or time.monotonic() + pause > deadline:
+                    raise
+                log.warning("%s: not recorded yet, the alert store is unavailable (%s); "
+                            "trying again in %.1f s", what, _describe(error), pause)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, _STORE_PAUSE_MAX_SECONDS)
 
     def _report(self, channel: str, status: DeliveryResult, seconds: float) -> None:
         if self._on_result is not None:
@@ -380,16 +439,19 @@ class DeliveryWorker:
                 log.error("alert %s: delivery via %s failed after %d attempt(s) and no "
                           "fallback channel is configured", delivery.alert_id,
                           channel_kind(delivery.channel), attempts)
-            await asyncio.to_thread(self._store.mark_failed, delivery.delivery_id, error)
+            await self._durably(f"alert {delivery.alert_id} failed via {delivery.channel}",
+                                self._store.mark_failed, delivery.delivery_id, error)
             return "failed"
         next_at = datetime.now(UTC) + timedelta(seconds=self.retry_delay(attempts))
-        await asyncio.to_thread(self._store.mark_retry, delivery.delivery_id, error, next_at)
+        await self._durably(f"alert {delivery.alert_id} retry via {delivery.channel}",
+                            self._store.mark_retry, delivery.delivery_id, error, next_at)
         return "retry"
 
 
 def _describe(error: Exception) -> str:
     # "TimeoutError" alone says more than "TimeoutError: " (its text is often empty).
-    text = str(error)
+    # No URL survives: the text goes to the outbox, the API, logs and the fallback mail.
+    text = redact_urls(str(error))
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
