@@ -89,6 +89,7 @@ async def test_a_running_monitor_reads_every_codec_on_both_topics(
         alerting={"store_path": tmp_path / "alerts.db"},
         health={"status_topic": f"st-{unique_name}", "status_dead_letter_topic": f"st-dlq-{unique_name}"},
         metrics={"port": free_port()},
+        api={"enabled": False},  # its fixed default port may be taken on a shared machine
     )
     topics = (settings.kafka.topic, settings.health.status_topic)
     await ensure_topics(settings.kafka, partitions=PARTITIONS,

@@ -60,6 +60,7 @@ async def test_a_60_s_broker_freeze_loses_nothing_and_alerts_nobody_twice(
             health={"status_topic": f"st-{unique_name}",
                     "status_dead_letter_topic": f"st-dlq-{unique_name}"},
             metrics={"port": free_port()},
+            api={"enabled": False},  # its fixed default port may be taken on a shared machine
         )
         topic = settings.kafka.topic
         registry = CollectorRegistry()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -76,6 +77,7 @@ async def _start_then_lose_the_store(kafka_bootstrap: str, name: str, tmp_path: 
         "alerting": {"store_url": server.new_store_url()},
         "health": {"consume_status": False},
         "metrics": {"host": "127.0.0.1", "port": free_port()},
+        "api": {"enabled": False},  # its fixed default port may be taken on a shared machine
     }), encoding="utf-8")
     return config, kafka
 
@@ -119,7 +121,7 @@ async def test_sigterm_while_the_store_write_is_retried_exits_0_within_the_bound
     text = _text(log)
     assert returncode == 0, text[-3000:]
     assert took < EXIT_BOUND_SECONDS, f"exit took {took:.1f} s"
-    assert "left uncommitted" in text
+    assert "left uncommitted" in text, text[-5000:]
     assert own_postgres.password not in text
 
 
@@ -136,5 +138,5 @@ async def test_a_store_outage_longer_than_the_retry_bound_exits_1_for_a_restart(
         returncode = await asyncio.to_thread(process.wait, 60)
     text = _text(log)
     assert returncode == 1, text[-3000:]
-    assert "cardmon: alert store write still failing after 3 s (OperationalError" in text
+    assert re.search(r"cardmon: alert store write still failing after 3 s \((StoreUnavailable|OperationalError)", text)
     assert own_postgres.password not in text
