@@ -110,14 +110,16 @@ class ConsumerMetrics(Protocol):
 class _LagCleanup(ConsumerRebalanceListener):  # type: ignore[misc]
     """Keeps per-partition series in step with a rebalance.
 
-    Drops the lag and unreadable series of partitions this member no longer owns; starts
-    the fault counters of newly assigned ones at zero.
+    Drops the lag and unreadable series (and the reader's state) of partitions this member
+    no longer owns; starts the fault counters of newly assigned ones at zero.
     """
 
-    def __init__(self, metrics: ConsumerMetrics | None) -> None:
+    def __init__(self, metrics: ConsumerMetrics | None, reader: PartitionReader) -> None:
         self._metrics = metrics
+        self._reader = reader
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        self._reader.forget(revoked)
         if self._metrics is not None:
             for tp in revoked:
                 self._metrics.forget_lag(tp.topic, tp.partition)
@@ -212,13 +214,15 @@ class TransactionConsumer:
             **options,
         )
         await self._consumer.start()
-        self._consumer.subscribe([self.settings.topic], listener=_LagCleanup(self.metrics))
         self._reader = PartitionReader(
             self._consumer, timeout_ms=self.settings.batch_timeout_ms,
             max_records=self.settings.batch_max_records,
             faults=self.metrics.faults if self.metrics is not None else None,
             skip_after=self.settings.skip_unreadable_after_seconds,
-            skip=self._skip_unreadable, client_options=options)
+            skip=self._skip_unreadable, client_options=options,
+            reset=self.settings.auto_offset_reset)
+        self._consumer.subscribe([self.settings.topic],
+                                 listener=_LagCleanup(self.metrics, self._reader))
 
     async def stop(self) -> None:
         """Leave the group and close both clients (uncommitted work is redelivered)."""

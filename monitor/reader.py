@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -111,12 +111,14 @@ class PartitionReader:
             (the default) never skips.
         skip: what records a skip (dead letter and commit); needed with ``skip_after``.
         client_options: aiokafka client options, to read the raw batch before a skip.
+        reset: the consumer's ``auto_offset_reset`` (where a partition never committed starts).
     """
 
     def __init__(self, consumer: AIOKafkaConsumer, *, timeout_ms: int, max_records: int,
                  faults: ReadFaults | None = None, skip_after: float | None = None,
                  skip: SkipBatch | None = None,
-                 client_options: Mapping[str, Any] | None = None) -> None:
+                 client_options: Mapping[str, Any] | None = None,
+                 reset: str = "earliest") -> None:
         if skip_after is not None and (skip is None or client_options is None):
             raise ValueError("skip_after needs skip and client_options")
         self._consumer = consumer
@@ -126,7 +128,9 @@ class PartitionReader:
         self._skip_after = skip_after
         self._skip = skip
         self._client_options = dict(client_options or {})
+        self._reset = reset
         self._unreadable: dict[TopicPartition, _Unreadable] = {}  # <paused partition: state>
+        self._returned: dict[TopicPartition, int] = {}  # <partition: offset after the last record returned>
 
     @property
     def unreadable(self) -> dict[TopicPartition, str]:
@@ -142,6 +146,20 @@ class PartitionReader:
                 coordinator, authorisation); the caller backs off and reads again.
             Exception: what ``skip`` raised (e.g. :class:`monitor.faults.Stopping`).
         """
+        batch = await self._read()
+        for tp, records in batch.items():
+            if records:
+                self._returned[tp] = records[-1].offset + 1
+        return batch
+
+    def forget(self, partitions: Iterable[TopicPartition]) -> None:
+        """Drop what is known of partitions a rebalance took away (call from the listener)."""
+        for tp in partitions:
+            self._returned.pop(tp, None)
+            if self._unreadable.pop(tp, None) is not None and self._faults is not None:
+                self._faults.forget_partition(tp.topic, tp.partition)
+
+    async def _read(self) -> Batch:
         self._forget_revoked()
         now = time.monotonic()
         for tp, state in list(self._unreadable.items()):
@@ -156,7 +174,30 @@ class PartitionReader:
         except Exception as error:  # a decompressor raises its own types
             if not _batch_error(error):
                 raise
+            await self._put_back_dropped()
             return await self._isolate(error)
+
+    async def _put_back_dropped(self) -> None:
+        """Seek every readable partition back to the offset after what was returned.
+
+        ``getmany`` drains partition after partition, moving each position as it goes;
+        when one partition's batch then raises, the records already drained from the
+        others are dropped with the exception, their positions already past them. Each
+        partition goes back to the offset after the last record this reader returned, or
+        (nothing returned since it was assigned) to its committed offset, or to where
+        ``auto_offset_reset`` starts it.
+        """
+        consumer = self._consumer
+        for tp in sorted(consumer.assignment() - set(self._unreadable)):
+            offset = self._returned.get(tp)
+            if offset is None:
+                offset = await consumer.committed(tp)
+            if offset is not None:
+                consumer.seek(tp, offset)
+            elif self._reset == "earliest":
+                await consumer.seek_to_beginning(tp)
+            # "latest" and never committed: it starts at the end anyway (records drained
+            # from such a partition in the failing call are not read again).
 
     async def _isolate(self, error: Exception) -> Batch:
         """Read every assigned partition alone; pause the ones that raise."""
@@ -252,6 +293,7 @@ class PartitionReader:
             return
         await self._skip(tp, bad)
         self._consumer.seek(tp, bad.next_offset)
+        self._returned[tp] = bad.next_offset
         self._consumer.resume(tp)
         del self._unreadable[tp]
         if self._faults is not None:
@@ -276,9 +318,6 @@ class PartitionReader:
             return -1
 
     def _forget_revoked(self) -> None:
-        """Drop the state of partitions a rebalance took away (their new owner retries)."""
-        assigned = self._consumer.assignment()
-        for tp in [tp for tp in self._unreadable if tp not in assigned]:
-            del self._unreadable[tp]
-            if self._faults is not None:
-                self._faults.forget_partition(tp.topic, tp.partition)
+        """Drop the state of partitions no longer assigned (their new owner retries)."""
+        self.forget([tp for tp in [*self._unreadable, *self._returned]
+                     if tp not in self._consumer.assignment()])

@@ -107,3 +107,32 @@ async def test_an_unreadable_batch_holds_its_partition_is_reported_and_is_skippe
              h["cardmon-source-last-offset"]) for h in markers] == [
         (b"unreadable_batch", b"0", b"3", b"5"), (b"unreadable_batch", b"1", b"2", b"4")]
     assert all(r.value == b"" for r in dead), "an unreadable batch's bytes are never copied"
+
+
+async def test_records_drained_before_the_bad_batch_raised_are_not_lost(
+        kafka_bootstrap: str, unique_name: str, tmp_path: Path) -> None:
+    """The bad batch on the last partition: getmany drains p0 and p1 before it raises; those 2 x 6 records are still all processed."""
+    settings = KafkaSettings(bootstrap_servers=kafka_bootstrap, topic=f"tx-{unique_name}",
+                             dead_letter_topic=f"dlq-{unique_name}", group_id=f"g-{unique_name}",
+                             batch_timeout_ms=100)
+    await ensure_topics(settings, partitions=3)
+    await produce_raw_batch(kafka_bootstrap, settings.topic, 2, [encode(event("bad-0"))], corrupt="crc")
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    try:
+        for partition in (0, 1):
+            await _send(producer, settings.topic, partition, f"p{partition}", 6)
+    finally:
+        await producer.stop()
+    registry = CollectorRegistry()
+    metrics = PipelineMetrics(registry)
+    with AlertStore(tmp_path / "alerts.db") as store:
+        consumer = TransactionConsumer(
+            settings, processor=processor(tmp_path, metrics), metrics=metrics,
+            record_failures=lambda f, _i: asyncio.to_thread(store.record, f))
+        async with running(consumer):
+            await wait_until(lambda: consumer.events >= 12 and bool(consumer.unreadable), timeout=60,
+                             what="both good partitions processed, the bad one held")
+            await asyncio.sleep(1)
+            assert [tp.partition for tp in consumer.unreadable] == [2]
+    assert consumer.events == 12
