@@ -56,6 +56,7 @@ from monitor.alerts._store_lifecycle import (
     EscalationCandidate,
     LifecycleQueries,
     LifecycleRecord,
+    Resend,
 )
 from monitor.alerts._store_rows import (
     _alert,
@@ -71,6 +72,7 @@ from monitor.alerts._store_rows import (
 from monitor.alerts._store_storm import (
     StormCounts,
     StormQueries,
+    _after_notice_failed,
     _after_notice_sent,
     _apply_incident_changes,
     _at_cap,
@@ -79,7 +81,13 @@ from monitor.alerts.lifecycle import SYSTEM_ACTOR, AlertState
 from monitor.alerts.model import SEVERITIES, Alert, AlertEvent, Delivery, Manager, VipFailure
 from monitor.alerts.preferences import covering_manager, delivery_time, manager_zone
 from monitor.alerts.ratelimit import RateLimit
-from monitor.alerts.routing import channels_for
+from monitor.alerts.routing import (
+    PERSON_CHANNEL_SQL,
+    channel_kind,
+    channels_for,
+    default_channels,
+    is_person_channel,
+)
 from monitor.alerts.schema import migrate
 from monitor.alerts.schema_pg import migrate_pg, pg_schema_version
 from monitor.decoder import is_pan, mask_pan
@@ -93,6 +101,7 @@ __all__ = [
     "EscalationCandidate",
     "LifecycleRecord",
     "RecordResult",
+    "Resend",
     "StormCounts",
     "alert_id_for",
     "digest_id_for",
@@ -131,6 +140,8 @@ class RecordResult:
         events_inserted: events stored by this call.
         events_duplicate: events ignored because their ``event_id`` was already stored.
         deliveries_enqueued: outbox rows added (only new alerts get rows).
+        late_alert_ids: new alerts recorded late (stale events): no person is told.
+        unroutable_alert_ids: new alerts whose manager no configured channel reaches.
     """
 
     new_alert_ids: tuple[str, ...] = ()
@@ -138,6 +149,8 @@ class RecordResult:
     events_inserted: int = 0
     events_duplicate: int = 0
     deliveries_enqueued: int = 0
+    late_alert_ids: tuple[str, ...] = ()
+    unroutable_alert_ids: tuple[str, ...] = ()
 
 
 def window_start_for(occurred_at: datetime, window_seconds: int = DEFAULT_WINDOW_SECONDS) -> datetime:
@@ -274,6 +287,7 @@ class AlertStore(LifecycleQueries, DigestQueries, StormQueries):
         incidents: Sequence[IncidentChange] = (),
         incident_rules: IncidentRules | None = None,
         rate_limit: RateLimit | None = None,
+        stale_after_seconds: float | None = None,
     ) -> RecordResult:
         """Store failures as alerts and enqueue deliveries, in one committed transaction.
 
@@ -303,6 +317,12 @@ class AlertStore(LifecycleQueries, DigestQueries, StormQueries):
             rate_limit: the per-manager cap (:mod:`monitor.alerts.ratelimit`): a new
                 alert whose manager is at the cap gets no message of its own and
                 waits for the manager's next summary; ``None``: no cap.
+            stale_after_seconds: a new alert whose failure happened longer ago than
+                this before ``now`` is *late* (a replay after an outage): it is stored,
+                exported and goes to the record-only sinks (``console``, ``jsonl``),
+                but no person and no incident notice is told of it, and it never
+                escalates. A fresh failure joining it later makes it an ordinary alert
+                (then enqueued). ``None``: nothing is late.
 
         Returns:
             A :class:`RecordResult`; it is returned only after the commit.
@@ -314,7 +334,8 @@ class AlertStore(LifecycleQueries, DigestQueries, StormQueries):
         """
         if not failures and not incidents:
             return RecordResult()
-        stamp = _ts(now or datetime.now(UTC))
+        moment = now or datetime.now(UTC)
+        stamp = _ts(moment)
         enabled = ("email", "webhook") if channels is None else tuple(channels)
         routes = _Routes(enabled=enabled, sinks=tuple(sinks), managers=managers,
                          incidents=incident_rules, rate_limit=rate_limit)
@@ -326,6 +347,8 @@ class AlertStore(LifecycleQueries, DigestQueries, StormQueries):
             batch.append((alert_id_for(failure.customer_id, start), failure, event, start))
         new: dict[str, None] = {}
         updated: dict[str, None] = {}
+        late: dict[str, None] = {}  # new alerts recorded late (paged to nobody)
+        unroutable: dict[str, None] = {}  # new alerts no configured channel can route
         inserted = duplicate = enqueued = 0
         with self._lock, self._transaction() as conn:
             # PostgreSQL: every alert and incident this batch may change, locked first and
@@ -351,22 +374,28 @@ class AlertStore(LifecycleQueries, DigestQueries, StormQueries):
                 incident_id = stored_ids.get(failure.incident_id or "", failure.incident_id)
                 if incident_rules is None:
                     incident_id = None
-                if self._insert_alert(conn, failure, alert_id, start, window_seconds, action, stamp):
+                stale = _age_if_stale(event.occurred_at, moment, stale_after_seconds)
+                if self._insert_alert(conn, failure, alert_id, start, window_seconds, action, stamp,
+                                      late=stale is not None):
                     new[alert_id] = None
                     _write_history(conn, alert_id, "opened", None, "open", SYSTEM_ACTOR,
                                    "pipeline", None, stamp)
-                    hold = (incident_rules.group_wait_seconds
-                            if incident_rules is not None and incident_id is None
-                            and event.outcome in incident_rules.outcome_classes else 0.0)
-                    if incident_id is None:
-                        enqueued += self._enqueue(conn, alert_id, failure.manager, routes, stamp,
-                                                  hold_seconds=hold)
-                    else:
-                        enqueued += self._enqueue_sinks(conn, alert_id, routes, stamp)
-                        enqueued += self._link_to_incident(conn, incident_id, alert_id, failure,
-                                                           routes, stamp)
+                    if stale is not None:  # recorded for the record, paged to nobody
+                        late[alert_id] = None
+                        enqueued += self._enqueue_sinks(conn, alert_id, routes, stamp, record_only=True)
+                        _note_opened(conn, alert_id, _late_note(stale, stale_after_seconds))
+                        continue
+                    enqueued += self._route_new(conn, alert_id, failure, event, incident_id, routes,
+                                                stamp, unroutable)
                     continue
-                if incident_id is not None:
+                if stale is None and conn.execute(
+                        "UPDATE alerts SET late = 0 WHERE alert_id = ? AND late = 1", (alert_id,)).rowcount:
+                    # A fresh failure joins an alert that was late: it is news now.
+                    late.pop(alert_id, None)
+                    _note_opened(conn, alert_id, f"no longer late: a fresh failure joined it at {stamp}")
+                    enqueued += self._route_new(conn, alert_id, failure, event, incident_id, routes,
+                                                stamp, unroutable)
+                elif incident_id is not None and stale is None:
                     enqueued += self._link_to_incident(conn, incident_id, alert_id, failure,
                                                        routes, stamp)
                 # Relative to the row as it is now (another instance may have just
@@ -397,7 +426,32 @@ class AlertStore(LifecycleQueries, DigestQueries, StormQueries):
             events_inserted=inserted,
             events_duplicate=duplicate,
             deliveries_enqueued=enqueued,
+            late_alert_ids=tuple(late),
+            unroutable_alert_ids=tuple(unroutable),
         )
+
+    def _route_new(
+        self, conn: Database, alert_id: str, failure: VipFailure, event: AlertEvent,
+        incident_id: str | None, routes: _Routes, stamp: str, unroutable: dict[str, None],
+    ) -> int:
+        # A new (or no longer late) alert: its own messages, or its incident's notice.
+        rules = routes.incidents
+        if incident_id is None:
+            hold = (rules.group_wait_seconds if rules is not None
+                    and event.outcome in rules.outcome_classes else 0.0)
+            count, lost = self._enqueue(conn, alert_id, failure.manager, routes, stamp,
+                                        hold_seconds=hold)
+        else:
+            count = self._enqueue_sinks(conn, alert_id, routes, stamp)
+            count += self._link_to_incident(conn, incident_id, alert_id, failure, routes, stamp)
+            manager = (routes.managers or {}).get(failure.manager.manager_id, failure.manager)
+            lost = _unroutable_note(manager, failure.severity, routes.enabled)
+            if lost:
+                _note_opened(conn, alert_id, lost)
+        if lost:
+            conn.execute("UPDATE alerts SET unroutable = 1 WHERE alert_id = ?", (alert_id,))
+            unroutable[alert_id] = None
+        return count
 
     @staticmethod
     def _insert_alert(
@@ -408,6 +462,8 @@ class AlertStore(LifecycleQueries, DigestQueries, StormQueries):
         window_seconds: int,
         action: str,
         stamp: str,
+        *,
+        late: bool = False,
     ) -> bool:
         manager = failure.manager
         occurred = _ts(failure.event.occurred_at)
@@ -416,13 +472,14 @@ class AlertStore(LifecycleQueries, DigestQueries, StormQueries):
                 alert_id, customer_id, customer_name, tier, manager_id, manager_name,
                 manager_email, manager_webhook_url, manager_timezone, severity, severity_rank,
                 suggested_action, window_start, window_end, first_event_at, last_event_at,
-                event_count, created_at, updated_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)
+                event_count, created_at, updated_at, late)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)
             ON CONFLICT DO NOTHING""",
             (alert_id, failure.customer_id, _clean_text(failure.customer_name), failure.tier,
              manager.manager_id, manager.name, manager.email, manager.webhook_url,
              manager.timezone, failure.severity, _RANK[failure.severity], action, _ts(start),
-             _ts(start + timedelta(seconds=window_seconds)), occurred, occurred, stamp, stamp),
+             _ts(start + timedelta(seconds=window_seconds)), occurred, occurred, stamp, stamp,
+             int(late)),
         )
         return row.rowcount == 1
 
@@ -430,7 +487,8 @@ class AlertStore(LifecycleQueries, DigestQueries, StormQueries):
     def _enqueue(
         conn: Database, alert_id: str, manager: Manager, routes: _Routes, stamp: str,
         *, hold_seconds: float = 0.0,
-    ) -> int:
+    ) -> tuple[int, str | None]:
+        # Returns (outbox rows added, why no channel reaches the recipient or None).
         # Who receives it: the manager, or the first backup who is in when they are away
         # (preferences.py); when: now, or the start of their next window for a low or
         # medium alert in quiet or off hours; through what: their per-severity channels
@@ -445,6 +503,7 @@ class AlertStore(LifecycleQueries, DigestQueries, StormQueries):
         other = recipient.manager_id != manager.manager_id
         rows = [(route.channel, _ts(due), recipient if other else None)
                 for route in channels_for(recipient, severity, routes.enabled)]
+        lost = None if rows else _unroutable_note(recipient, severity, routes.enabled)
         capped = rows and _at_cap(conn, alert_id, manager.manager_id, routes, now)
         if capped:
             rows = []
@@ -464,6 +523,8 @@ class AlertStore(LifecycleQueries, DigestQueries, StormQueries):
                    if to is not None else ("", None, None, None, None))),
             ).rowcount
         notes = [coverage.note] if coverage.note else []
+        if lost:
+            notes.append(lost)
         if capped and routes.rate_limit is not None:
             notes.append(f"rate cap: {manager.manager_id} had {routes.rate_limit.max_messages} messages "
                          f"in {routes.rate_limit.per_seconds} s; this alert goes in their next summary")
@@ -474,12 +535,8 @@ class AlertStore(LifecycleQueries, DigestQueries, StormQueries):
             notes.append(f"{severity} alert held for {recipient.manager_id}'s working hours: "
                          f"due {local}")
         if notes:
-            conn.execute(
-                """UPDATE alert_history SET note = ? WHERE history_id = (
-                    SELECT max(history_id) FROM alert_history
-                    WHERE alert_id = ? AND action = 'opened')""",
-                (_note("; ".join(notes)), alert_id))
-        return count
+            _note_opened(conn, alert_id, _note("; ".join(notes)) or "")
+        return count, lost
 
     # -- the outbox ------------------------------------------------------------------
 
@@ -500,7 +557,8 @@ class AlertStore(LifecycleQueries, DigestQueries, StormQueries):
             lease_seconds: how long the claim holds, in seconds.
 
         Returns:
-            The claimed rows as they were before the claim.
+            The claimed rows as they were before the claim, except ``first_attempt_at``:
+            ``now`` for a row claimed for the first time (the start of its retry window).
         """
         lease_end = _ts(now + timedelta(seconds=lease_seconds))
         with self._lock, self._transaction() as conn:
@@ -511,11 +569,14 @@ class AlertStore(LifecycleQueries, DigestQueries, StormQueries):
                 ORDER BY next_attempt_at, delivery_id LIMIT ?{conn.for_update_skip_locked}""",
                 (_ts(now), limit),
             ).fetchall()
+            # The first claim starts the row's retry window (alerting.retry_for_seconds).
             conn.executemany(
-                "UPDATE deliveries SET next_attempt_at = ? WHERE delivery_id = ?",
-                [(lease_end, row["delivery_id"]) for row in rows],
+                """UPDATE deliveries SET next_attempt_at = ?,
+                    first_attempt_at = coalesce(first_attempt_at, ?) WHERE delivery_id = ?""",
+                [(lease_end, _ts(now), row["delivery_id"]) for row in rows],
             )
-        return [_delivery(row) for row in rows]
+        claimed = [_delivery(row) for row in rows]
+        return [d if d.first_attempt_at else replace(d, first_attempt_at=now) for d in claimed]
 
     def renew_leases(self, leases: Mapping[int, datetime], until: datetime) -> list[int]:
         """Extend the leases a worker still holds; a lease someone else changed is left alone.
@@ -549,8 +610,10 @@ class AlertStore(LifecycleQueries, DigestQueries, StormQueries):
     def mark_sent(self, delivery_id: int, at: datetime) -> bool:
         """Record that the channel accepted a pending delivery; ``False`` if not pending.
 
-        The alert's history gets a ``notified`` row (who: the recipient, via: the
-        channel); an ``open`` or ``failed`` alert becomes ``notified``.
+        When the channel reaches a person (``email``, ``webhook``, ``apprise:<n>``), the
+        alert's history gets a ``notified`` row (who: the recipient, via: the channel)
+        and an ``open`` or ``failed`` alert becomes ``notified``. A sink (``console``,
+        ``jsonl``, ``alertmanager``) that accepted it told nobody: the state stays.
         """
         return self._mark(
             "status = 'sent', attempts = attempts + 1, sent_at = ?, updated_at = ?",
@@ -567,13 +630,83 @@ class AlertStore(LifecycleQueries, DigestQueries, StormQueries):
     def mark_failed(self, delivery_id: int, error: str) -> bool:
         """Record the last failed attempt and give up; ``False`` if not pending.
 
-        When every delivery of an ``open`` alert has failed, the alert becomes
-        ``failed`` (a history row carries the last error).
+        When every delivery of an ``open`` alert to a person has failed (sinks do not
+        count), the alert becomes ``failed`` (a history row carries the last error);
+        an incident notice or a summary whose deliveries all failed does that to the
+        ``open`` alerts it carries. ``cardmon alerts resend`` (:meth:`resend`) puts
+        failed rows back in the outbox.
         """
         return self._mark(
             "status = 'failed', attempts = attempts + 1, last_error = ?, updated_at = ?",
             (_error_text(error), _ts(datetime.now(UTC))), delivery_id, after=_after_failed,
         )
+
+    def mark_fallback(
+        self,
+        delivery_id: int,
+        at: datetime,
+        note: str,
+        *,
+        backup: Manager | None = None,
+        channels: Sequence[str] = ("email", "webhook"),
+        done: bool = True,
+    ) -> int | None:
+        """Record that the fallback was told about a pending delivery that is not getting through.
+
+        In one transaction: with a ``backup``, enqueue the alert to them on their
+        channels for its severity, due at once (unique per alert, channel and recipient:
+        calling again adds nothing); when ``done``, stamp the row's ``fallback_at`` (the
+        fallback is told once per row); and, when either changed something, write a
+        ``fallback`` history row on the alert (actor ``cardmon``, via ``fallback``,
+        ``note``). The row itself stays pending and keeps its retries.
+
+        Args:
+            delivery_id: the row that is not getting through.
+            at: when (aware).
+            note: what was done (whom it could not reach, since when, who was told).
+            backup: the manager to tell as well (the recipient's backup), or ``None``.
+            channels: the manager channels that are configured.
+            done: every part of the fallback worked; ``False`` leaves ``fallback_at``
+                unset, so the next failed attempt tells it again.
+
+        Returns:
+            Outbox rows added for the backup, or ``None`` when the row is no longer
+            pending or its fallback was already told (nothing changed).
+        """
+        return self._fallback(delivery_id, _ts(at), _note(note) or "", backup, tuple(channels), done)
+
+    @_retried
+    def _fallback(self, delivery_id: int, stamp: str, note: str, backup: Manager | None,
+                  channels: tuple[str, ...], done: bool) -> int | None:
+        with self._lock, self._transaction() as conn:
+            row = conn.execute(
+                f"""SELECT d.alert_id, d.fallback_at, d.status FROM deliveries d
+                WHERE d.delivery_id = ?{conn.for_update}""", (delivery_id,)).fetchone()
+            if row is None or row["status"] != "pending" or row["fallback_at"] is not None:
+                return None
+            if done:
+                conn.execute("UPDATE deliveries SET fallback_at = ? WHERE delivery_id = ?",
+                             (stamp, delivery_id))
+            alert = conn.execute(
+                f"SELECT state, severity, manager_id FROM alerts WHERE alert_id = ?{conn.for_update}",
+                (row["alert_id"],)).fetchone()
+            if alert is None:  # a digest, notice or summary: no alert history, no backup
+                return 0
+            added = 0
+            if backup is not None and backup.manager_id != alert["manager_id"]:
+                added = sum(conn.execute(
+                    """INSERT INTO deliveries
+                        (alert_id, channel, status, attempts, next_attempt_at, created_at,
+                         updated_at, recipient_id, recipient_name, recipient_email,
+                         recipient_webhook_url, recipient_timezone)
+                    VALUES (?, ?, 'pending', 0, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
+                    (row["alert_id"], route.channel, stamp, stamp, stamp, backup.manager_id,
+                     _clean_text(backup.name), backup.email, backup.webhook_url, backup.timezone),
+                ).rowcount for route in channels_for(backup, alert["severity"], channels))
+            if done or added:
+                _write_history(conn, row["alert_id"], "fallback", alert["state"], alert["state"],
+                               SYSTEM_ACTOR, "fallback", note, stamp)
+            return added
 
     @_retried
     def _mark(
@@ -668,6 +801,8 @@ def _after_sent(conn: Database, delivery_id: int) -> None:
     if row is None:  # a digest's or an incident notice's row: no alert of its own
         _after_notice_sent(conn, delivery_id)
         return
+    if not is_person_channel(row["channel"]):
+        return  # a sink recorded it: nobody was told, the state stays
     state: AlertState = row["state"]
     new_state: AlertState = "notified" if state in ("open", "failed") else state
     if new_state != state:
@@ -685,10 +820,14 @@ def _after_failed(conn: Database, delivery_id: int) -> None:
         WHERE d.delivery_id = ?{conn.for_update}""",
         (delivery_id,),
     ).fetchone()
-    if row is None or row["state"] != "open":  # None: a digest's row (no alert)
+    if row is None:  # a digest's, notice's or summary's row (no alert of its own)
+        _after_notice_failed(conn, delivery_id)
         return
+    if row["state"] != "open" or not is_person_channel(row["channel"]):
+        return  # a sink that failed tells nothing about whether a person was told
     others = conn.execute(
-        "SELECT count(*) FROM deliveries WHERE alert_id = ? AND status != 'failed'",
+        f"""SELECT count(*) FROM deliveries d WHERE d.alert_id = ? AND d.status != 'failed'
+        AND {PERSON_CHANNEL_SQL}""",
         (row["alert_id"],),
     ).fetchone()[0]
     if others:
@@ -696,3 +835,45 @@ def _after_failed(conn: Database, delivery_id: int) -> None:
     conn.execute("UPDATE alerts SET state = 'failed' WHERE alert_id = ?", (row["alert_id"],))
     _write_history(conn, row["alert_id"], "failed", "open", "failed", SYSTEM_ACTOR, row["channel"],
                    row["last_error"], row["updated_at"])
+
+
+def _age_if_stale(occurred_at: datetime, now: datetime, stale_after: float | None) -> float | None:
+    """The event's age in seconds at ``now`` when it is older than ``stale_after``, else ``None``."""
+    if stale_after is None:
+        return None
+    age = (now - occurred_at).total_seconds()
+    return age if age > stale_after else None
+
+
+def _late_note(age: float, stale_after: float | None) -> str:
+    return (f"late: the failure happened {_duration(age)} before cardmon processed it "
+            f"(alerting.stale_after_seconds {stale_after:g}); recorded, nobody paged")
+
+
+def _duration(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    days, rest = divmod(minutes, 1440)
+    hours, minutes = divmod(rest, 60)
+    parts = [f"{days} d" if days else "", f"{hours} h" if hours else "", f"{minutes} min"]
+    return " ".join(part for part in parts if part)
+
+
+def _unroutable_note(manager: Manager, severity: str, enabled: Sequence[str]) -> str | None:
+    """Why no configured channel reaches ``manager`` at ``severity``; ``None`` when one does or they muted it."""
+    wanted = manager.channels.get(severity)  # type: ignore[call-overload]
+    if wanted == () or channels_for(manager, severity, enabled):  # type: ignore[arg-type]
+        return None
+    kinds = sorted({channel_kind(key) for key in (wanted or default_channels(manager))})
+    has = f"their channels: {', '.join(kinds)}" if kinds else "no e-mail address, webhook or Apprise URL"
+    return (f"unroutable: no configured channel reaches {manager.manager_id} at {severity} "
+            f"({has}; configured: {', '.join(enabled) or 'none'})")
+
+
+def _note_opened(conn: Database, alert_id: str, note: str) -> None:
+    # Appends to the note of the alert's latest 'opened' history row.
+    conn.execute(
+        """UPDATE alert_history SET note = substr(CASE WHEN note IS NULL THEN ? ELSE note || '; ' || ? END,
+                                                   1, 2000)
+        WHERE history_id = (SELECT max(history_id) FROM alert_history
+                            WHERE alert_id = ? AND action = 'opened')""",
+        (note, note, alert_id))
