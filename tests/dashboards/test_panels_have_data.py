@@ -246,7 +246,7 @@ async def test_every_panel_query_returns_data(
                "batch_timeout_ms": 100},
         registry={"customers_path": customers, "managers_path": managers},
         alerting={"store_path": tmp_path / "alerts.db", "sinks": ["jsonl"],
-                  "jsonl_path": tmp_path / "alerts.jsonl", "max_attempts": 2,
+                  "jsonl_path": tmp_path / "alerts.jsonl", "retry_for_seconds": 0.5,
                   "backoff_initial_seconds": 0.2, "backoff_max_seconds": 0.5,
                   "policy_path": policy_path, "escalation_interval_seconds": 1.0},
         api={"host": "127.0.0.1", "port": api_port, "token": API_TOKEN},
