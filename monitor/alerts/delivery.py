@@ -440,17 +440,17 @@ class DeliveryWorker:
         first = delivery.first_attempt_at or now
         elapsed = max(0.0, (now - first).total_seconds())
         give_up = elapsed >= self._retry_for
-        wants_fallback = self._fallback is not None or self._backup_to_registry
-        if wants_fallback and delivery.fallback_at is None and (
-                give_up or elapsed >= self._fallback_after):
+        told = False
+        if delivery.fallback_at is None and (give_up or elapsed >= self._fallback_after):
             outcome = await self._tell_fallback(delivery, error, attempts, elapsed, final=give_up)
-            error = f"{error} — {outcome}"
+            if outcome is not None:
+                error, told = f"{error} — {outcome}", True
         if give_up:
-            if not wants_fallback:
-                log.error("alert %s: delivery via %s failed for %.0f s (%d attempt(s)) and no "
-                          "fallback is configured; `cardmon alerts resend %s` re-sends it",
-                          delivery.alert_id, channel_kind(delivery.channel), elapsed, attempts,
-                          delivery.alert_id)
+            if not told and delivery.fallback_at is None:
+                log.error("alert %s: delivery via %s failed for %s (%d attempt(s)) and no "
+                          "fallback applies; `cardmon alerts resend %s` re-sends it",
+                          delivery.alert_id, channel_kind(delivery.channel), _duration(elapsed),
+                          attempts, delivery.alert_id)
             await self._store_call(f"marking delivery {delivery.delivery_id} failed",
                                    lambda: self._store.mark_failed(delivery.delivery_id, error))
             return "failed"
@@ -462,14 +462,24 @@ class DeliveryWorker:
         return "retry"
 
     async def _tell_fallback(self, delivery: Delivery, error: str, attempts: int, elapsed: float,
-                             *, final: bool) -> str:
+                             *, final: bool) -> str | None:
         """Tell the backup manager and/or operations that a row is not getting through.
 
-        Returns what happened, for the row's ``last_error``. The fallback counts as told
-        (``fallback_at``, once per row) when every configured part of it worked; a
-        failed operations channel is tried again at the row's next failure.
+        The backup is told only of an alert whose own manager's channel fails (not of an
+        escalation's, a backup's, a digest's, a notice's or a summary's row: no chain
+        through the registry); operations (``fallback``) of any row.
+
+        Returns:
+            What happened, for the row's ``last_error``; ``None`` when no fallback
+            applies to the row. The fallback counts as told (``fallback_at``, once per
+            row) when every part of it worked; a failed operations channel is tried
+            again at the row's next failure.
         """
         kind = channel_kind(delivery.channel)
+        own_row = await asyncio.to_thread(self._store.delivery_recipient, delivery.delivery_id) is None
+        to_backup = self._backup_to_registry and own_row and not _is_message_id(delivery.alert_id)
+        if not to_backup and self._fallback is None:
+            return None
         alert: Alert | None = None
         try:
             alert, message = await self._message(delivery, with_link=False)
@@ -480,18 +490,18 @@ class DeliveryWorker:
         recipient = await self._recipient(delivery, alert)
         who = recipient.manager_id if recipient is not None else "its recipient"
         name = recipient.name if recipient is not None else "the recipient"
-        backup = self._backup_of(recipient) if self._backup_to_registry and alert is not None else None
+        backup = self._backup_of(recipient) if to_backup and alert is not None else None
         parts: list[str] = []
         done = True
-        if self._backup_to_registry and alert is not None:
+        if to_backup and alert is not None:
             parts.append(f"told backup {backup.manager_id}" if backup is not None
                          else f"{who} has no backup in the registry")
         if self._fallback is not None:
-            sent = await self._send_fallback(delivery, message, name=name, error=error,
-                                             attempts=attempts, elapsed=elapsed, final=final)
-            parts.append("sent to the fallback channel" if sent is None
-                         else f"fallback failed: {sent}")
-            done = sent is None
+            failure = await self._send_fallback(delivery, message, name=name, error=error,
+                                                attempts=attempts, elapsed=elapsed, final=final)
+            parts.append("sent to the fallback channel" if failure is None
+                         else f"fallback failed: {failure}")
+            done = failure is None
         note = (f"not delivered to {who} via {kind} for {_duration(elapsed)} "
                 f"({attempts} attempt(s)); {'; '.join(parts)}")
         if done or backup is not None:
@@ -544,6 +554,11 @@ class DeliveryWorker:
             return _describe(fallback_error)
         self._report(FALLBACK, "sent", time.monotonic() - started)
         return None
+
+
+def _is_message_id(alert_id: str) -> bool:
+    # A digest, incident notice or rate-cap summary rather than an alert.
+    return is_digest_id(alert_id) or is_notice_id(alert_id) or is_summary_id(alert_id)
 
 
 def _describe(error: BaseException) -> str:
