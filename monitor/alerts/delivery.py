@@ -305,7 +305,11 @@ class DeliveryWorker:
         return len(due), sum(1 for result in results if result == "sent")
 
     async def _renew(self, held: dict[int, datetime]) -> None:
-        """Extend the leases of ``held`` every third of a lease until cancelled."""
+        """Extend the leases of ``held`` every third of a lease until cancelled.
+
+        A renewal that waited (a lock) or failed brings the next one forward: it comes
+        before half of what is left of the earliest lease held is spent.
+        """
         pause = self._lease_seconds / 3
         while True:
             await asyncio.sleep(pause)
@@ -319,7 +323,7 @@ class DeliveryWorker:
             except Exception as error:  # noqa: BLE001 — a lock or a lost connection: try again soon
                 log.warning("renewing %d delivery lease(s) failed (%s); trying again",
                             len(leases), _describe(error))
-                pause = min(_RENEW_RETRY_SECONDS, pause)
+                pause = min(_RENEW_RETRY_SECONDS, self._half_left(held))
                 continue
             for delivery_id in leases:
                 if delivery_id not in held:
@@ -329,6 +333,14 @@ class DeliveryWorker:
                 else:  # marked meanwhile, or the lease ran out and another pass took it
                     del held[delivery_id]
                     log.debug("delivery %d: lease not renewed", delivery_id)
+            pause = min(pause, self._half_left(held))
+
+    @staticmethod
+    def _half_left(held: dict[int, datetime]) -> float:
+        # Half the seconds left of the earliest lease held (0 when one has run out).
+        if not held:
+            return float("inf")
+        return max(0.0, (min(held.values()) - datetime.now(UTC)).total_seconds() / 2)
 
     async def _store_call(self, what: str, call: Callable[[], T]) -> T:
         """Run a store write in a thread, retried with backoff while the store fails transiently.
