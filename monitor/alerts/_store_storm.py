@@ -583,7 +583,8 @@ def _after_notice_sent(conn: Database, delivery_id: int) -> None:
     if found is None or not is_person_channel(found[0]["channel"]):
         return
     row, alerts = found
-    where = (f"in summary {row['alert_id']} (rate cap)" if "incident_id" not in row.keys()
+    # sqlite3.Row's "in" looks at values, not names: ask its keys.
+    where = (f"in summary {row['alert_id']} (rate cap)" if "incident_id" not in row.keys()  # noqa: SIM118
              else f"in the notice of incident {row['incident_id']}")
     for alert in alerts:
         conn.execute("UPDATE alerts SET state = 'notified' WHERE alert_id = ?", (alert["alert_id"],))

@@ -354,7 +354,7 @@ class DeliveryWorker:
             stop=tenacity.stop_after_delay(self._mark_retry_seconds),
             before_sleep=lambda state: log.warning(
                 "alert store: %s failed (%s); trying again", what,
-                _describe(state.outcome.exception()) if state.outcome else "?"),
+                _describe(error) if state.outcome and (error := state.outcome.exception()) else "?"),
             reraise=True,
         )
         async for attempt in retrying:

@@ -158,8 +158,8 @@ def render_digest(
     if len(waiting) > _MAX_LISTED:
         lines.append(f"  … and {len(waiting) - _MAX_LISTED} more")
     if late:
-        lines += ["", f"Late ({len(late)}): failures cardmon processed long after they happened "
-                  "(a replay after an outage); nobody was paged about them:"]
+        lines += ["", (f"Late ({len(late)}): failures cardmon processed long after they happened "
+                       "(a replay after an outage); nobody was paged about them:")]
         for alert in late[:_MAX_LISTED]:
             lines.append(
                 f"  happened {alert.first_event_at.astimezone(zone).strftime('%a %d %b %H:%M %Z')}  "

@@ -59,7 +59,11 @@ __all__ = [
 
 AlertState = Literal["open", "notified", "acknowledged", "resolved", "failed"]
 ALERT_STATES: tuple[AlertState, ...] = ("open", "notified", "acknowledged", "resolved", "failed")
-HistoryAction = Literal["opened", "notified", "failed", "escalated", "acknowledged", "resolved"]
+#: What a history row records. ``resent``: someone put failed deliveries back in the
+#: outbox; ``fallback``: a delivery kept failing and the fallback (the backup manager,
+#: operations) was told; ``corrected``: schema 5 recomputed a state (see schema.py).
+HistoryAction = Literal["opened", "notified", "failed", "escalated", "acknowledged", "resolved",
+                        "resent", "fallback", "corrected"]
 #: Who writes the rows the monitor itself causes.
 SYSTEM_ACTOR: Final = "cardmon"
 #: Escalation targets a step may name.

@@ -53,17 +53,16 @@ def _sqlite_v4(path: Path) -> None:
 
 def _postgresql_v4(url: str) -> None:
     """A PostgreSQL schema with the schema-4 tables and the rows (identity counters moved past them)."""
-    with psycopg.connect(url, autocommit=True) as pg:
-        with pg.transaction():
-            pg.execute("CREATE TABLE cardmon_schema (version INTEGER NOT NULL)")
-            for statement in (*schema_pg._SCHEMA, *schema_pg._MIGRATIONS[4]):
-                pg.execute(statement)
-            for row in _rows():
-                pg.execute(row)
-            for table, column in (("deliveries", "delivery_id"), ("alert_history", "history_id")):
-                pg.execute(f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'), "
-                           f"(SELECT max({column}) FROM {table}))")
-            pg.execute("INSERT INTO cardmon_schema (version) VALUES (4)")
+    with psycopg.connect(url, autocommit=True) as pg, pg.transaction():
+        pg.execute("CREATE TABLE cardmon_schema (version INTEGER NOT NULL)")
+        for statement in (*schema_pg._SCHEMA, *schema_pg._MIGRATIONS[4]):
+            pg.execute(statement)
+        for row in _rows():
+            pg.execute(row)
+        for table, column in (("deliveries", "delivery_id"), ("alert_history", "history_id")):
+            pg.execute(f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'), "
+                       f"(SELECT max({column}) FROM {table}))")
+        pg.execute("INSERT INTO cardmon_schema (version) VALUES (4)")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
