@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from monitor.alerts._db import Database
 from monitor.alerts._store_rows import (
     _MAX_PAGE,
     StoreConnection,
@@ -42,7 +41,7 @@ from monitor.alerts.lifecycle import (
 )
 from monitor.alerts.model import Alert, Delivery, Manager
 
-__all__ = ["AlertPage", "EscalationCandidate", "LifecycleQueries", "LifecycleRecord", "Resend"]
+__all__ = ["AlertPage", "EscalationCandidate", "LifecycleQueries", "LifecycleRecord", "_actor", "_via"]
 
 # Bounds on what people type into the history (an API caller must not bloat the store).
 _MAX_ACTOR_CHARS: Final = 200
@@ -103,23 +102,6 @@ class LifecycleRecord:
     at: datetime
     opened_at: datetime
     step: int = 0
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Resend:
-    """What :meth:`AlertStore.resend` put back in the outbox.
-
-    Attributes:
-        deliveries: failed outbox rows made pending again (due at once).
-        alert_ids: alerts whose history got a ``resent`` row (a ``failed`` one is
-            ``open`` again), in alert ID order.
-        message_ids: the IDs the re-queued rows belong to (alerts, incident notices,
-            summaries, digests), in ID order.
-    """
-
-    deliveries: int
-    alert_ids: tuple[str, ...]
-    message_ids: tuple[str, ...]
 
 
 class LifecycleQueries(StoreConnection):
@@ -260,85 +242,6 @@ class LifecycleQueries(StoreConnection):
             conn.execute("UPDATE alerts SET state = ? WHERE alert_id = ?", (target, alert_id))
             entry = _write_history(conn, alert_id, action, state, target, actor, channel, text, stamp)
         return Transition(alert_id=alert_id, state=target, changed=True, entry=entry)
-
-    @_retried
-    def resend(
-        self, message_id: str | None, *, by: str, via: str, at: datetime | None = None
-    ) -> Resend:
-        """Put failed deliveries back in the outbox, due at once, and record who did it.
-
-        The rows of ``message_id`` (an alert, and the incident notices and rate-cap
-        summary that carry it; or a digest, notice or summary ID), or with ``None``
-        every failed row of the store, become ``pending`` with a new retry window
-        (attempts from 0, the fallback told again if they keep failing); each keeps its
-        last error and records ``resent_by``/``resent_at``. Each alert concerned gets a
-        ``resent`` history row (``by``, ``via``, which channels); a ``failed`` alert is
-        ``open`` again. Nothing failed: nothing changes.
-
-        Args:
-            message_id: an alert (``al-``), notice (``ic-``), summary or digest (``dg-``)
-                ID; ``None`` for every failed delivery (``--all-failed``).
-            by: who (operator name or manager ID; 1–200 characters, PAN-scrubbed).
-            via: the channel it came through (``cli``, ``api``).
-            at: when (aware; UTC now if ``None``).
-
-        Returns:
-            The :class:`Resend`.
-
-        Raises:
-            AlertNotFoundError: ``message_id`` names nothing in the store.
-            ValueError: ``by`` or ``via`` is empty or too long.
-        """
-        actor, channel = _actor(by), _via(via)
-        stamp = _ts(at or datetime.now(UTC))
-        with self._lock, self._transaction() as conn:
-            if message_id is None:
-                rows = conn.execute(
-                    f"""SELECT delivery_id, alert_id, channel FROM deliveries WHERE status = 'failed'
-                    ORDER BY delivery_id{conn.for_update}""").fetchall()
-            else:
-                if not _message_exists(conn, message_id):
-                    raise AlertNotFoundError(f"no alert, notice, summary or digest {message_id}")
-                rows = conn.execute(
-                    f"""SELECT delivery_id, alert_id, channel FROM deliveries WHERE status = 'failed'
-                    AND (alert_id = ? OR alert_id IN (
-                        SELECT n.notice_id FROM incident_notices n JOIN incident_alerts l
-                          ON l.incident_id = n.incident_id AND l.manager_id = n.manager_id
-                        WHERE l.alert_id = ? AND n.kind IN ('opened', 'update'))
-                      OR alert_id IN (SELECT summary_id FROM alerts WHERE alert_id = ?))
-                    ORDER BY delivery_id{conn.for_update}""",
-                    (message_id, message_id, message_id)).fetchall()
-            if not rows:
-                return Resend(deliveries=0, alert_ids=(), message_ids=())
-            conn.executemany(
-                """UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?,
-                    first_attempt_at = NULL, fallback_at = NULL, resent_by = ?, resent_at = ?,
-                    updated_at = ? WHERE delivery_id = ? AND status = 'failed'""",
-                [(stamp, actor, stamp, stamp, row["delivery_id"]) for row in rows])
-            concerned: dict[str, list[str]] = {}  # <alert_id: re-queued channels>
-            for row in rows:
-                for alert_id in _alerts_of_message(conn, row["alert_id"]):
-                    via_text = (row["channel"] if alert_id == row["alert_id"]
-                                else f"{row['channel']} of {row['alert_id']}")
-                    concerned.setdefault(alert_id, []).append(via_text)
-            for alert_id in sorted(concerned):
-                state = conn.execute(f"SELECT state FROM alerts WHERE alert_id = ?{conn.for_update}",
-                                     (alert_id,)).fetchone()["state"]
-                target: AlertState = "open" if state == "failed" else state
-                if target != state:
-                    conn.execute("UPDATE alerts SET state = ? WHERE alert_id = ?", (target, alert_id))
-                _write_history(conn, alert_id, "resent", state, target, actor, channel,
-                               _note(f"re-queued failed deliveries: {', '.join(concerned[alert_id])}"),
-                               stamp)
-        return Resend(deliveries=len(rows), alert_ids=tuple(sorted(concerned)),
-                      message_ids=tuple(sorted({row["alert_id"] for row in rows})))
-
-    def failed_deliveries(self) -> int:
-        """Outbox rows that failed for good and were not re-sent (for a metric)."""
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT count(*) FROM deliveries WHERE status = 'failed'").fetchone()
-        return int(row[0])
 
     def find_alerts(
         self,
@@ -568,27 +471,3 @@ def _decode_cursor(cursor: str) -> tuple[str, str]:
     except (ValueError, UnicodeError) as error:
         raise ValueError("cursor is not one this store returned") from error
     return created_at, alert_id
-
-
-def _message_exists(conn: Database, message_id: str) -> bool:
-    return conn.execute(
-        """SELECT EXISTS (SELECT 1 FROM alerts WHERE alert_id = ?)
-            OR EXISTS (SELECT 1 FROM incident_notices WHERE notice_id = ?)
-            OR EXISTS (SELECT 1 FROM summaries WHERE summary_id = ?)
-            OR EXISTS (SELECT 1 FROM digests WHERE digest_id = ?)""",
-        (message_id,) * 4).fetchone()[0] in (1, True)
-
-
-def _alerts_of_message(conn: Database, message_id: str) -> list[str]:
-    # The alert itself, or the alerts an opened/update notice or a summary carries that
-    # its failure left failed (a digest, resolved or escalation notice carries none).
-    if conn.execute("SELECT 1 FROM alerts WHERE alert_id = ?", (message_id,)).fetchone() is not None:
-        return [message_id]
-    rows = conn.execute(
-        """SELECT a.alert_id FROM alerts a WHERE a.summary_id = ? AND a.state = 'failed'
-        UNION SELECT a.alert_id FROM incident_notices n
-            JOIN incident_alerts l ON l.incident_id = n.incident_id AND l.manager_id = n.manager_id
-            JOIN alerts a ON a.alert_id = l.alert_id
-        WHERE n.notice_id = ? AND n.kind IN ('opened', 'update') AND a.state = 'failed'
-        ORDER BY 1""", (message_id, message_id)).fetchall()
-    return [row[0] for row in rows]
