@@ -21,8 +21,8 @@ One pass (:meth:`DeliveryWorker.deliver_due`), step by step:
    message, once, when their channel is back): the backup manager from the registry
    (``backup_to_registry``: the alert is enqueued to them, on their own channels,
    with its own retries) and/or the operations channel (``fallback``: the operations
-   mailbox, an Apprise URL, a JSON Lines file...). ``fallback_at`` records it; the
-   alert's history gets a ``fallback`` row;
+   mailbox, an Apprise URL, a JSON Lines file...; :mod:`monitor.alerts.fallback`).
+   ``fallback_at`` records it; the alert's history gets a ``fallback`` row;
 5. refused at the end of its window → the fallback is told if it was not yet, and
    ``mark_failed``: the row is ``failed`` (an alert whose deliveries to people all
    failed becomes ``failed``), visible in the API, ``cardmon alerts list --state
@@ -63,15 +63,23 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Final, Literal, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Final, Protocol, TypeVar, runtime_checkable
 
 import tenacity
 
 from monitor.alerts._db import DATABASE_ERRORS
 from monitor.alerts.channels import Channel
 from monitor.alerts.digest import render_digest_delivery
+from monitor.alerts.fallback import (
+    FALLBACK,
+    DeliveryFallback,
+    DeliveryResult,
+    ManagerLookup,
+    ResultCallback,
+    describe_error,
+    duration,
+)
 from monitor.alerts.model import Alert, Delivery, Manager
 from monitor.alerts.ratelimit import is_summary_id, render_summary_delivery
 from monitor.alerts.render import AlertMessage, render_delivery
@@ -88,6 +96,7 @@ __all__ = [
     "DEFAULT_FALLBACK_AFTER_SECONDS",
     "DEFAULT_LEASE_SECONDS",
     "DEFAULT_RETRY_FOR_SECONDS",
+    "FALLBACK",
     "DeliveryResult",
     "DeliveryWorker",
     "ManagerLookup",
@@ -98,16 +107,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-#: What one attempt came to (the ``status`` label of ``cardmon_alerts_total``).
-DeliveryResult = Literal["sent", "retry", "failed"]
-#: ``on_result(channel, status, seconds)``: called once per attempt; ``channel`` is the
-#: channel kind (``apprise``, never ``apprise:0``) or ``fallback``; ``seconds`` is how
-#: long the attempt took.
-ResultCallback = Callable[[str, DeliveryResult, float], None]
-#: ``managers(manager_id)``: the manager as the registry knows them now, or ``None``.
-ManagerLookup = Callable[[str], Manager | None]
-#: The channel label of sends to the fallback channel.
-FALLBACK: Final = "fallback"
 #: Six hours of retries: a mail relay or webhook down for a night shift's first hours
 #: loses nothing, and an alert older than that is the digest's business.
 DEFAULT_RETRY_FOR_SECONDS: Final = 21_600.0
@@ -220,16 +219,17 @@ class DeliveryWorker:
         self._default_timezone = default_timezone
         self._on_result = on_result
         self._managers = managers
-        self._fallback = fallback
         self._fallback_after = fallback_after
-        self._backup_to_registry = backup_to_registry
-        self._manager_channels = tuple(manager_channels)
+        self._fallback = DeliveryFallback(
+            store, channel=fallback, backup_to_registry=backup_to_registry, managers=managers,
+            manager_channels=manager_channels, retry_for=retry_for, send_timeout=send_timeout,
+            on_result=on_result, on_enqueued=self.wake)
         self._links = links
 
     def __repr__(self) -> str:
         return (
             f"DeliveryWorker(channels={sorted(self._channels)}, retry_for={self._retry_for:g}, "
-            f"fallback={self._fallback!r}, backup_to_registry={self._backup_to_registry})"
+            f"fallback={self._fallback!r})"
         )
 
     def retry_delay(self, attempts: int) -> float:
@@ -301,7 +301,7 @@ class DeliveryWorker:
             if isinstance(result, Exception):
                 log.error("delivery %d of %s: its outcome could not be recorded (%s); it is "
                           "due again when its lease ends", delivery.delivery_id,
-                          delivery.alert_id, _describe(result))
+                          delivery.alert_id, describe_error(result))
         return len(due), sum(1 for result in results if result == "sent")
 
     async def _renew(self, held: dict[int, datetime]) -> None:
@@ -322,7 +322,7 @@ class DeliveryWorker:
                 renewed = set(await asyncio.to_thread(self._store.renew_leases, leases, until))
             except Exception as error:  # noqa: BLE001 — a lock or a lost connection: try again soon
                 log.warning("renewing %d delivery lease(s) failed (%s); trying again",
-                            len(leases), _describe(error))
+                            len(leases), describe_error(error))
                 pause = min(_RENEW_RETRY_SECONDS, self._half_left(held))
                 continue
             for delivery_id in leases:
@@ -354,7 +354,7 @@ class DeliveryWorker:
             stop=tenacity.stop_after_delay(self._mark_retry_seconds),
             before_sleep=lambda state: log.warning(
                 "alert store: %s failed (%s); trying again", what,
-                _describe(error) if state.outcome and (error := state.outcome.exception()) else "?"),
+                describe_error(error) if state.outcome and (error := state.outcome.exception()) else "?"),
             reraise=True,
         )
         async for attempt in retrying:
@@ -369,7 +369,7 @@ class DeliveryWorker:
                 await asyncio.wait_for(self._send(delivery), timeout=self._send_timeout)
             # Any error of any channel is recorded on the row and retried, never lost.
             except Exception as error:  # noqa: BLE001
-                status = await self._record_failure(delivery, _describe(error))
+                status = await self._record_failure(delivery, describe_error(error))
             else:
                 # At once: between the channel's acceptance and this commit, a crash resends.
                 await self._store_call(f"marking delivery {delivery.delivery_id} sent",
@@ -454,14 +454,17 @@ class DeliveryWorker:
         give_up = elapsed >= self._retry_for
         told = False
         if delivery.fallback_at is None and (give_up or elapsed >= self._fallback_after):
-            outcome = await self._tell_fallback(delivery, error, attempts, elapsed, final=give_up)
+            outcome = await self._fallback.tell(
+                delivery, error, attempts, elapsed, final=give_up,
+                render=lambda row: self._message(row, with_link=False), recipient=self._recipient,
+                record=self._store_call)
             if outcome is not None:
                 error, told = f"{error} — {outcome}", True
         if give_up:
             if not told and delivery.fallback_at is None:
                 log.error("alert %s: delivery via %s failed for %s (%d attempt(s)) and no "
                           "fallback applies; `cardmon alerts resend %s` re-sends it",
-                          delivery.alert_id, channel_kind(delivery.channel), _duration(elapsed),
+                          delivery.alert_id, channel_kind(delivery.channel), duration(elapsed),
                           attempts, delivery.alert_id)
             await self._store_call(f"marking delivery {delivery.delivery_id} failed",
                                    lambda: self._store.mark_failed(delivery.delivery_id, error))
@@ -472,120 +475,6 @@ class DeliveryWorker:
         await self._store_call(f"marking delivery {delivery.delivery_id} for a retry",
                                lambda: self._store.mark_retry(delivery.delivery_id, error, next_at))
         return "retry"
-
-    async def _tell_fallback(self, delivery: Delivery, error: str, attempts: int, elapsed: float,
-                             *, final: bool) -> str | None:
-        """Tell the backup manager and/or operations that a row is not getting through.
-
-        The backup is told only of an alert whose own manager's channel fails (not of an
-        escalation's, a backup's, a digest's, a notice's or a summary's row: no chain
-        through the registry); operations (``fallback``) of any row.
-
-        Returns:
-            What happened, for the row's ``last_error``; ``None`` when no fallback
-            applies to the row. The fallback counts as told (``fallback_at``, once per
-            row) when every part of it worked; a failed operations channel is tried
-            again at the row's next failure.
-        """
-        kind = channel_kind(delivery.channel)
-        own_row = await asyncio.to_thread(self._store.delivery_recipient, delivery.delivery_id) is None
-        to_backup = self._backup_to_registry and own_row and not _is_message_id(delivery.alert_id)
-        if not to_backup and self._fallback is None:
-            return None
-        alert: Alert | None = None
-        try:
-            alert, message = await self._message(delivery, with_link=False)
-        except Exception as render_error:  # noqa: BLE001 — the fallback must still go out
-            message = AlertMessage(
-                alert_id=delivery.alert_id, subject=f"alert {delivery.alert_id}",
-                text=f"(the alert could not be rendered: {_describe(render_error)})\n")
-        recipient = await self._recipient(delivery, alert)
-        who = recipient.manager_id if recipient is not None else "its recipient"
-        name = recipient.name if recipient is not None else "the recipient"
-        backup = self._backup_of(recipient) if to_backup and alert is not None else None
-        parts: list[str] = []
-        done = True
-        if to_backup and alert is not None:
-            parts.append(f"told backup {backup.manager_id}" if backup is not None
-                         else f"{who} has no backup in the registry")
-        if self._fallback is not None:
-            failure = await self._send_fallback(delivery, message, name=name, error=error,
-                                                attempts=attempts, elapsed=elapsed, final=final)
-            parts.append("sent to the fallback channel" if failure is None
-                         else f"fallback failed: {failure}")
-            done = failure is None
-        note = (f"not delivered to {who} via {kind} for {_duration(elapsed)} "
-                f"({attempts} attempt(s)); {'; '.join(parts)}")
-        if done or backup is not None:
-            added = await self._store_call(
-                f"recording the fallback of delivery {delivery.delivery_id}",
-                lambda: self._store.mark_fallback(
-                    delivery.delivery_id, datetime.now(UTC), note, backup=backup,
-                    channels=self._manager_channels, done=done))
-            if added:
-                self.wake()  # the backup's rows are due at once
-        log.warning("alert %s: %s", delivery.alert_id, note)
-        return "; ".join(parts)
-
-    def _backup_of(self, recipient: Manager | None) -> Manager | None:
-        if recipient is None or self._managers is None or not recipient.backup_manager_id:
-            return None
-        backup = self._managers(recipient.backup_manager_id)
-        return None if backup is None or backup.manager_id == recipient.manager_id else backup
-
-    async def _send_fallback(self, delivery: Delivery, message: AlertMessage, *, name: str,
-                             error: str, attempts: int, elapsed: float, final: bool) -> str | None:
-        """Send the operations fallback message; ``None`` when it was accepted, else the error."""
-        assert self._fallback is not None
-        kind = channel_kind(delivery.channel)
-        started = time.monotonic()
-        if final:
-            note = (f"cardmon gave up delivering this message to {name} via {kind} after "
-                    f"{_duration(elapsed)} ({attempts} attempt(s)); last error: {error}. Please "
-                    f"pass it on; `cardmon alerts resend {delivery.alert_id}` sends it again.\n\n")
-        else:
-            until = (delivery.first_attempt_at or datetime.now(UTC)) + timedelta(seconds=self._retry_for)
-            note = (f"cardmon has not been able to deliver this message to {name} via {kind} for "
-                    f"{_duration(elapsed)} ({attempts} attempt(s)); last error: {error}. It keeps "
-                    f"trying until {until:%Y-%m-%d %H:%M} UTC. Please pass it on.\n\n")
-        undelivered = replace(
-            message,
-            subject=f"[UNDELIVERED via {kind}] {message.subject}",
-            text=note + message.text,
-            payload={**message.payload,
-                     "undelivered": {"channel": kind, "attempts": attempts, "error": error,
-                                     "seconds": round(elapsed), "final": final}},
-        ).for_channel(f"{FALLBACK}:{delivery.channel}")
-        try:
-            # No ack link: it is the manager's credential, and operations reads this.
-            await asyncio.wait_for(self._fallback.send(undelivered), timeout=self._send_timeout)
-        except Exception as fallback_error:  # noqa: BLE001 — recorded on the row and logged
-            self._report(FALLBACK, "failed", time.monotonic() - started)
-            log.error("alert %s: delivery via %s is failing and so did the fallback: %s",
-                      delivery.alert_id, kind, _describe(fallback_error))
-            return _describe(fallback_error)
-        self._report(FALLBACK, "sent", time.monotonic() - started)
-        return None
-
-
-def _is_message_id(alert_id: str) -> bool:
-    # A digest, incident notice or rate-cap summary rather than an alert.
-    return is_digest_id(alert_id) or is_notice_id(alert_id) or is_summary_id(alert_id)
-
-
-def _describe(error: BaseException) -> str:
-    # "TimeoutError" alone says more than "TimeoutError: " (its text is often empty).
-    text = str(error)
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
 
 def _multiplier(initial: float) -> dict[str, float]:
     # tenacity 9.2 renamed ``initial`` to ``multiplier`` (and warns on the old name).
