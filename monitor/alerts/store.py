@@ -380,7 +380,7 @@ class AlertStore(OutboxQueries, LifecycleQueries, DigestQueries, StormQueries):
                     enqueued += self._route_new(conn, alert_id, failure, event, incident_id, routes,
                                                 stamp, unroutable)
                     continue
-                if stale is None and conn.execute(
+                if stale is None and stale_after_seconds is not None and conn.execute(
                         "UPDATE alerts SET late = 0 WHERE alert_id = ? AND late = 1", (alert_id,)).rowcount:
                     # A fresh failure joins an alert that was late: it is news now.
                     late.pop(alert_id, None)
