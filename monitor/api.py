@@ -33,7 +33,10 @@ Endpoints (JSON unless said otherwise; errors are ``{"error": code, "message": t
 
 Status codes: 400 bad input, 401 missing or wrong bearer token, 403 a refused
 (expired, tampered, other alert's) link token or an API with no token configured,
-404 unknown alert, 409 resolving an alert that is not acknowledged. Acknowledging
+404 unknown alert, 409 resolving an alert that is not acknowledged, 503
+``store_unavailable`` (with ``Retry-After``) while the alert store cannot be reached
+(a transient error: ask again; nothing was changed), 500 ``store_error`` for any
+other store failure (its detail only in the monitor's log, never in the answer). Acknowledging
 or resolving twice answers 200 with ``"changed": false``. The store holds no raw
 PAN, and notes are PAN-scrubbed before they are stored.
 """
@@ -43,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from html import escape
@@ -50,6 +54,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from monitor.alerts._db import DATABASE_ERRORS, is_transient
 from monitor.alerts.export import alert_record, history_record
 from monitor.alerts.lifecycle import (
     ALERT_STATES,
@@ -63,6 +68,8 @@ from monitor.incidents import Incident
 
 __all__ = ["ApiServer", "build_api", "start_api"]
 
+log = logging.getLogger(__name__)
+
 STORE: Final = web.AppKey("store", AlertStore)
 LINKS: Final = web.AppKey("links", AckLinks)
 TOKEN: Final = web.AppKey("api_token", str)
@@ -70,6 +77,8 @@ _DEFAULT_PAGE: Final = 50
 # Query values of a true/false filter; "" (absent) means no filter.
 _BOOLEANS: Final[dict[str, bool | None]] = {"": None, "true": True, "1": True, "yes": True,
                                             "false": False, "0": False, "no": False}
+# Seconds a caller is asked to wait when the store is unavailable (Retry-After).
+_RETRY_AFTER_SECONDS: Final = 5
 # Request bodies are a name and a note: 64 KiB is plenty and bounds what a caller can send.
 _MAX_BODY_BYTES: Final = 64 * 1024
 # A link page must not leak its token (Referer), be cached, or be framed.
@@ -91,7 +100,7 @@ def build_api(
         api_token: the bearer token of JSON callers; ``None`` refuses them all (403).
         links: the ack link verifier; ``None`` refuses every link (403).
     """
-    app = web.Application(client_max_size=_MAX_BODY_BYTES)
+    app = web.Application(client_max_size=_MAX_BODY_BYTES, middlewares=[_store_errors])
     app[STORE] = store
     if api_token:
         app[TOKEN] = api_token
@@ -139,6 +148,25 @@ async def start_api(app: web.Application, host: str = "127.0.0.1", port: int = 0
 
 
 # -- helpers ---------------------------------------------------------------------------
+
+
+@web.middleware
+async def _store_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """A store failure is a JSON 503 (transient) or 500, never a traceback or a secret."""
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except DATABASE_ERRORS as error:
+        # The path, never the query string: an ack link's token is in it.
+        if is_transient(error):
+            log.warning("API %s %s: the alert store is unavailable (%s)", request.method,
+                        request.path, type(error).__name__)
+            return _error(503, "store_unavailable",
+                          "the alert store is unavailable; nothing was changed, try again shortly",
+                          **{"Retry-After": str(_RETRY_AFTER_SECONDS)})
+        log.error("API %s %s: the alert store failed (%s, SQLSTATE %s)", request.method,
+                  request.path, type(error).__name__, getattr(error, "sqlstate", None))
+        return _error(500, "store_error", "the alert store failed; see the monitor's log")
 
 
 def _error(status: int, code: str, message: str, **headers: str) -> web.Response:

@@ -4,20 +4,36 @@
 delivery worker, terminal health (device-status consumer, silent detection, state
 evaluation), the ``/metrics`` server and the scheduler (registry reloads, health
 jobs). ``run`` starts them, waits for a stop signal, and stops them in reverse order.
+
+Shutdown (the stop signal: SIGTERM, SIGINT), step by step; every step is bounded,
+and one that fails or overruns is logged and passed, never skipped past the rest:
+
+1. stop consuming and leave the group (uncommitted batches are redelivered to the
+   next owner), stop terminal health;
+2. let the delivery worker finish its in-flight sends and record them, for up to
+   ``alerting.shutdown_drain_seconds`` from the signal; then cancel what is left
+   (those rows are sent again after a restart, with the same Idempotency-Key);
+3. stop the scheduler, the ``/metrics`` server and the alert API;
+4. close the alert store (a call still waiting on the database is interrupted).
+
+A scheduled job that meets an unavailable alert store logs one line (then one a
+minute while it lasts) and runs again at its next interval.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Sequence
-from contextlib import suppress
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final, TypeVar
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import CollectorRegistry
 
+from monitor.alerts._db import is_transient
 from monitor.alerts.alertmanager import AlertmanagerChannel
 from monitor.alerts.apprise_channel import AppriseChannel
 from monitor.alerts.channels import (
@@ -56,6 +72,101 @@ from monitor.registry import RegistryLoader
 __all__ = ["MonitorApp", "build_channels", "build_fallback"]
 
 log = logging.getLogger(__name__)
+R = TypeVar("R")
+
+# Seconds between two reports of one scheduled job's store outage (the first is at once).
+_OUTAGE_REPORT_SECONDS: Final = 60.0
+# Bounds of the shutdown steps that do not drain anything (seconds).
+_STOP_STEP_SECONDS: Final = 10.0
+
+
+class _StoreJobs:
+    """Wraps scheduled jobs so that an unavailable store is a line in the log, not a traceback a run.
+
+    A transient store error (:func:`monitor.alerts._db.is_transient`) is logged once
+    when it starts, then at most once a minute, and its end once; the job runs again
+    at its next interval (its interval is its backoff). Other errors propagate to the
+    scheduler, which logs them.
+    """
+
+    def __init__(self) -> None:
+        self._failing: dict[str, float] = {}  # <job name: time.monotonic() of its last report>
+
+    def _failed(self, name: str, error: Exception) -> None:
+        if not is_transient(error):
+            raise error
+        now = time.monotonic()
+        last = self._failing.get(name)
+        if last is None or now - last >= _OUTAGE_REPORT_SECONDS:
+            self._failing[name] = now
+            log.warning("%s skipped: the alert store is unavailable (%s: %s); it runs again "
+                        "at its next interval", name, type(error).__name__, error)
+
+    def _ok(self, name: str) -> None:
+        if self._failing.pop(name, None) is not None:
+            log.info("%s: the alert store is back", name)
+
+    def sync(self, name: str, job: Callable[[], None]) -> Callable[[], None]:
+        """``job`` (run on a scheduler thread), guarded."""
+        @functools.wraps(job)
+        def run() -> None:
+            try:
+                job()
+            except Exception as error:  # noqa: BLE001 - re-raised unless transient
+                self._failed(name, error)
+            else:
+                self._ok(name)
+        return run
+
+    def coroutine(self, name: str, job: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        """``job`` (a coroutine run on the loop), guarded."""
+        @functools.wraps(job)
+        async def run() -> None:
+            try:
+                await job()
+            except Exception as error:  # noqa: BLE001 - re-raised unless transient
+                self._failed(name, error)
+            else:
+                self._ok(name)
+        return run
+
+
+async def _bounded(name: str, step: Awaitable[Any], seconds: float) -> None:
+    """Await one shutdown step for up to ``seconds``; log, never raise, when it fails or overruns."""
+    try:
+        await asyncio.wait_for(step, timeout=seconds)
+    except TimeoutError:
+        log.warning("shutdown: %s did not stop within %g s; going on", name, seconds)
+    except Exception as error:  # noqa: BLE001 - the other steps must still run
+        log.warning("shutdown: %s failed (%s: %s); going on", name, type(error).__name__, error)
+
+
+async def _drained(name: str, task: asyncio.Task[None], until: float, drain: float) -> None:
+    """Let ``task`` end by itself until ``until`` (``time.monotonic()``), then cancel it; never raise.
+
+    ``drain`` is the whole allowance in seconds, for the log.
+    """
+    done, _ = await asyncio.wait({task}, timeout=max(0.0, until - time.monotonic()))
+    if not done:
+        log.warning("shutdown: %s still busy after the %g s drain; cancelling it", name, drain)
+        task.cancel()
+        await asyncio.wait({task}, timeout=_STOP_STEP_SECONDS)
+        return
+    if not task.cancelled() and task.exception() is not None:
+        error = task.exception()
+        log.warning("shutdown: %s had failed (%s: %s)", name, type(error).__name__, error)
+
+
+def _quietly(name: str, step: Callable[[], object]) -> None:
+    """Run one quick synchronous shutdown step; log, never raise, when it fails."""
+    try:
+        step()
+    except Exception as error:  # noqa: BLE001 - the other steps must still run
+        log.warning("shutdown: %s failed (%s: %s); going on", name, type(error).__name__, error)
+
+
+async def _in_thread(call: Callable[[], R]) -> R:
+    return await asyncio.to_thread(call)
 
 
 def _email(alerting: AlertingSettings, recipient: str | None = None) -> EmailChannel:
@@ -153,7 +264,7 @@ class MonitorApp:
                                max_age_seconds=api.link_max_age_seconds)
                       if api.link_secret else None)
         self.vip = RegistryLoader(settings.registry.customers_path, settings.registry.managers_path)
-        self.store = AlertStore(alerting.store_location())
+        self.store = AlertStore(alerting.store_location(), postgres=alerting.postgres)
         self.channels = build_channels(settings)
         self.health = TerminalHealthService(settings.health, settings.kafka,
                                             registry=self.registry, metrics=self.metrics)
@@ -282,16 +393,17 @@ class MonitorApp:
         self._report_registry()
         server = serve(self.registry, self.settings.metrics.host, self.settings.metrics.port)
         scheduler = AsyncIOScheduler(timezone="UTC")
+        guard = _StoreJobs()
         scheduler.add_job(self._reload_registry, "interval",
                           seconds=self.settings.registry.reload_interval_seconds,
                           id="registry-reload", max_instances=1, coalesce=True)
-        scheduler.add_job(self._report_outbox, "interval", seconds=5, id="outbox-gauge",
-                          max_instances=1, coalesce=True)
-        scheduler.add_job(self._send_digests, "cron", minute="*", second=0,
-                          id="alert-digests", max_instances=1, coalesce=True)
-        scheduler.add_job(self._send_summaries, "interval", seconds=30, id="alert-summaries",
-                          max_instances=1, coalesce=True)
-        scheduler.add_job(self._escalate, "interval",
+        scheduler.add_job(guard.sync("outbox gauge", self._report_outbox), "interval", seconds=5,
+                          id="outbox-gauge", max_instances=1, coalesce=True)
+        scheduler.add_job(guard.coroutine("daily digests", self._send_digests), "cron", minute="*",
+                          second=0, id="alert-digests", max_instances=1, coalesce=True)
+        scheduler.add_job(guard.coroutine("rate-cap summaries", self._send_summaries), "interval",
+                          seconds=30, id="alert-summaries", max_instances=1, coalesce=True)
+        scheduler.add_job(guard.coroutine("escalation", self._escalate), "interval",
                           seconds=self.settings.alerting.escalation_interval_seconds,
                           id="alert-escalation", max_instances=1, coalesce=True)
         self.health.schedule(scheduler)
@@ -322,19 +434,32 @@ class MonitorApp:
             worker_task = asyncio.create_task(self.worker.run(stop), name="cardmon-delivery")
             await self.consumer.run(stop)
         finally:
-            stop.set()
-            await self.consumer.stop()
-            if status_task is not None:
-                with suppress(asyncio.CancelledError):
-                    await asyncio.wait_for(status_task, timeout=10)
-            await self.health.stop()
-            if worker_task is not None:
-                with suppress(asyncio.CancelledError):
-                    await asyncio.wait_for(worker_task, timeout=10)
-            scheduler.shutdown(wait=False)
-            server.close()
-            if api_server is not None:
-                await api_server.close()
-            self.store_summary = len(self.store.list_alerts())
-            self.incident_summary = len(self.store.list_incidents(top_level=True, limit=500))
-            self.store.close()
+            await self._shutdown(stop, scheduler, server, api_server, worker_task, status_task)
+
+    async def _shutdown(self, stop: asyncio.Event, scheduler: AsyncIOScheduler, server: Any,
+                        api_server: ApiServer | None, worker_task: asyncio.Task[None] | None,
+                        status_task: asyncio.Task[None] | None) -> None:
+        """Stop everything in the order of the module docstring; each step bounded, none skipped."""
+        stop.set()
+        drain = self.settings.alerting.shutdown_drain_seconds
+        drain_until = time.monotonic() + drain
+        log.info("cardmon stopping: in-flight sends get up to %g s", drain)
+        await _bounded("the Kafka consumer", self.consumer.stop(), _STOP_STEP_SECONDS)
+        if status_task is not None:
+            await _drained("the device-status consumer", status_task,
+                           time.monotonic() + _STOP_STEP_SECONDS, _STOP_STEP_SECONDS)
+        await _bounded("terminal health", self.health.stop(), _STOP_STEP_SECONDS)
+        if worker_task is not None:
+            await _drained("the delivery worker", worker_task, drain_until, drain)
+        _quietly("the scheduler", lambda: scheduler.shutdown(wait=False))  # on the loop: it owns a timer
+        _quietly("the metrics server", server.close)
+        if api_server is not None:
+            await _bounded("the alert API", api_server.close(), _STOP_STEP_SECONDS)
+        await _bounded("the store summary", self._summarise(), _STOP_STEP_SECONDS)
+        await _bounded("the alert store", _in_thread(self.store.close), _STOP_STEP_SECONDS)
+        log.info("cardmon stopped")
+
+    async def _summarise(self) -> None:
+        self.store_summary = len(await asyncio.to_thread(self.store.list_alerts))
+        self.incident_summary = len(await asyncio.to_thread(
+            self.store.list_incidents, top_level=True, limit=500))

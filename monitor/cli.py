@@ -139,10 +139,24 @@ def _clear_errors(verbose: bool) -> Iterator[None]:
 
 
 def _stop_on_signals(stop: asyncio.Event) -> None:
+    """SIGINT and SIGTERM set ``stop``: the service shuts down cleanly and exits 0.
+
+    The shutdown is bounded (``alerting.shutdown_drain_seconds`` for in-flight sends,
+    seconds for the rest), so a second signal only says that it is under way.
+    """
     loop = asyncio.get_running_loop()
+    log = logging.getLogger("monitor.cli")
+
+    def received(sig: signal.Signals) -> None:
+        if stop.is_set():
+            log.warning("%s received: already stopping, within a bounded time", sig.name)
+            return
+        log.info("%s received: stopping", sig.name)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, received, sig)
         except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
             pass
 
@@ -240,10 +254,16 @@ def _alert_store(config: Path | None, store: str | None) -> Iterator[AlertStore]
 
     A PostgreSQL URL's password is never printed.
     """
-    from monitor.alerts._db import DATABASE_ERRORS, is_url, redact_secret, redact_url
+    from monitor.alerts._db import DATABASE_ERRORS, is_transient, is_url, redact_secret, redact_url
     from monitor.alerts.store import AlertStore
+    from monitor.config import PostgresSettings
 
-    location = store if store is not None else _settings(config).alerting.store_location()
+    if store is not None:
+        location: str | Path = store
+        postgres = PostgresSettings()
+    else:
+        alerting = _settings(config).alerting
+        location, postgres = alerting.store_location(), alerting.postgres
     if is_url(location):
         shown = redact_url(str(location))
     else:
@@ -256,13 +276,18 @@ def _alert_store(config: Path | None, store: str | None) -> Iterator[AlertStore]
             typer.echo(f"cannot read alert store {shown}: {reason}", err=True)
             raise typer.Exit(1)
     try:
-        alert_store = AlertStore(location)
+        alert_store = AlertStore(location, postgres=postgres)
     except DATABASE_ERRORS as error:
         reason = redact_secret(str(error), str(location)) if is_url(location) else str(error)
         typer.echo(f"cannot read alert store {shown}: {reason}", err=True)
         raise typer.Exit(1) from None
     try:
         yield alert_store
+    except DATABASE_ERRORS as error:
+        reason = redact_secret(str(error), str(location)) if is_url(location) else str(error)
+        hint = " (transient: try again)" if is_transient(error) else ""
+        typer.echo(f"alert store {shown} failed{hint}: {type(error).__name__}: {reason}", err=True)
+        raise typer.Exit(1) from None
     finally:
         alert_store.close()
 

@@ -24,12 +24,14 @@ from pydantic_settings import (
 )
 
 __all__ = [
+    "MIN_SECRET_CHARS",
     "AlertingSettings",
     "ApiSettings",
     "FallbackTarget",
     "HealthSettings",
     "KafkaSettings",
     "MetricsSettings",
+    "PostgresSettings",
     "RegistrySettings",
     "Settings",
     "SmtpSettings",
@@ -39,6 +41,8 @@ __all__ = [
 
 #: Who the delivery fallback may tell (``alerting.fallback``).
 FallbackTarget = Literal["backup_manager", "email", "apprise", "jsonl", "console"]
+#: Fewest characters of an API token or link secret: 16 random characters resist guessing.
+MIN_SECRET_CHARS = 16
 
 # Errors never quote the input: a store URL, an SMTP password or a token may be in it.
 _frozen = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
@@ -92,6 +96,37 @@ class SmtpSettings(BaseModel):
     timeout_seconds: float = 10.0
 
 
+class PostgresSettings(BaseModel):
+    """Timeouts and TCP keepalives of the PostgreSQL alert store's connections (not used for SQLite).
+
+    The server limits are set for each session cardmon opens (libpq ``options``); the
+    libpq ones are connection parameters. A parameter given in ``store_url`` itself
+    wins over these. Besides them, cardmon gives up on a statement the server has not
+    answered within ``statement_timeout_seconds`` plus 5 s (a frozen server, a
+    connection that went half-open), drops that connection and opens a new one.
+    docs/alert-store.md says what each one bounds.
+    """
+
+    model_config = _frozen
+    #: libpq ``connect_timeout``: seconds to reach the server and log in (libpq's minimum is 2).
+    connect_timeout_seconds: int = Field(default=10, ge=2)
+    #: ``statement_timeout``: longest statement (seconds); the server cancels it after that.
+    statement_timeout_seconds: float = Field(default=30.0, gt=0)
+    #: ``lock_timeout``: longest wait for a row, table or advisory lock (seconds).
+    lock_timeout_seconds: float = Field(default=10.0, gt=0)
+    #: ``idle_in_transaction_session_timeout``: the server ends a session whose open
+    #: transaction has been idle this long (seconds): a stalled client frees its locks.
+    idle_in_transaction_timeout_seconds: float = Field(default=60.0, gt=0)
+    #: TCP keepalives (libpq ``keepalives_idle``/``_interval``/``_count``): an idle
+    #: connection whose peer vanished is found dead after idle + interval x count seconds.
+    keepalives_idle_seconds: int = Field(default=30, ge=1)
+    keepalives_interval_seconds: int = Field(default=10, ge=1)
+    keepalives_count: int = Field(default=3, ge=1)
+    #: libpq ``tcp_user_timeout`` (Linux): data sent but unacknowledged this long ends
+    #: the connection (seconds; 0: the system's default).
+    tcp_user_timeout_seconds: float = Field(default=30.0, ge=0)
+
+
 class AlertingSettings(BaseModel):
     """The alert store, the delivery channels and their retry schedule."""
 
@@ -102,6 +137,8 @@ class AlertingSettings(BaseModel):
     #: ``postgresql://user[:password]@host:5432/database``. Secret, as it may hold the
     #: password (libpq's ``PGPASSWORD`` and ``~/.pgpass`` work too).
     store_url: SecretStr | None = None
+    #: Timeouts and keepalives of the PostgreSQL store's connections.
+    postgres: PostgresSettings = PostgresSettings()
     policy_path: Path | None = None  # None: rules/alerting.yaml
     response_codes_path: Path | None = None  # None: rules/response_codes.yaml
     smtp: SmtpSettings = SmtpSettings()
@@ -147,6 +184,9 @@ class AlertingSettings(BaseModel):
     escalation_interval_seconds: float = Field(default=30.0, gt=0)
     #: Zone for alert times when a manager has none.
     default_timezone: str = "UTC"
+    #: On SIGTERM, seconds in-flight sends get to finish and be recorded; then they are
+    #: cancelled (their rows are sent again after a restart).
+    shutdown_drain_seconds: float = Field(default=15.0, gt=0)
 
 
     def store_location(self) -> Path | str:
@@ -240,11 +280,20 @@ class ApiSettings(BaseModel):
     port: int = Field(default=8465, ge=0, le=65535)
     #: Base URL managers reach the API at (used in links); ``None``: ``http://{host}:{port}``.
     public_url: str | None = None
-    #: Bearer token of JSON callers; ``None``: the JSON API answers 403.
+    #: Bearer token of JSON callers (16+ characters); ``None``: the JSON API answers 403.
     token: SecretStr | None = None
     #: Signing secret of acknowledgement links (16+ characters); ``None``: no links.
-    link_secret: SecretStr | None = Field(default=None, min_length=16)
+    link_secret: SecretStr | None = Field(default=None, min_length=MIN_SECRET_CHARS)
     link_max_age_seconds: int = Field(default=172_800, gt=0)
+
+    @field_validator("token")
+    @classmethod
+    def _token_is_long_enough(cls, token: SecretStr | None) -> SecretStr | None:
+        # The message says how to make one and never quotes the value.
+        if token is not None and len(token.get_secret_value()) < MIN_SECRET_CHARS:
+            raise ValueError(f"must be at least {MIN_SECRET_CHARS} characters "
+                             "(make one with `openssl rand -hex 32`)")
+        return token
 
 
 class MetricsSettings(BaseModel):

@@ -29,6 +29,7 @@ from monitor.alerts._store_storm import _after_notice_failed, _after_notice_sent
 from monitor.alerts.lifecycle import SYSTEM_ACTOR, AlertNotFoundError, AlertState
 from monitor.alerts.model import Delivery, Manager
 from monitor.alerts.routing import PERSON_CHANNEL_SQL, channels_for, is_person_channel
+from monitor.secrets import redact_urls
 
 __all__ = ["OutboxQueries", "Resend"]
 
@@ -335,7 +336,8 @@ class OutboxQueries(StoreConnection):
 
 
 def _error_text(error: str) -> str:
-    return _clean_text(error)[:_MAX_ERROR_CHARS]
+    # The API serves it and the fallback mails it: no PAN, no URL (credentials, tokens).
+    return redact_urls(_clean_text(error))[:_MAX_ERROR_CHARS]
 
 
 def _after_sent(conn: Database, delivery_id: int) -> None:

@@ -30,10 +30,11 @@ One pass (:meth:`DeliveryWorker.deliver_due`), step by step:
    puts it back. The row stays pending until then, so a crash in between only
    repeats the last attempt: an alert is never dropped silently.
 
-Recording an outcome (``mark_sent``, ``mark_retry``...) is retried for up to
-``mark_retry_seconds`` when the store fails transiently (a lock held by another
-process, a dropped PostgreSQL connection), while the leases of the pass are still
-renewed: one slow write never lets another row's lease lapse and be sent twice.
+Recording an outcome (``mark_sent``, ``mark_retry``, the fallback...) is retried for
+up to ``mark_retry_seconds`` (10 minutes) when the store fails transiently (a lock
+held by another process, a dropped PostgreSQL connection), while the leases of the
+pass are still renewed: one slow write never lets another row's lease lapse and be
+sent twice.
 
 A row's channel is a channel name of the map (``email``, ``webhook``, ``console``,
 ``jsonl``, ``alertmanager``) or a route key (``apprise:0``): its kind (``apprise``)
@@ -54,6 +55,12 @@ The retry schedule lives in the outbox, so a restart resumes it. What a crash
   commit follows the answer at once) and the resend carries the same
   ``Idempotency-Key`` / ``Message-ID``, by which the receiver recognises it.
   Delivery is at-least-once; exactly-once needs the receiver's deduplication.
+
+An alert store outage (:func:`monitor.alerts._db.is_transient`) costs time, never a
+message: a failing pass is tried again after a pause doubling up to 30 s; a send the
+channel accepted is recorded once the store is back (retried for up to 10 minutes,
+so the row is not sent again); a message that could not be rendered because the
+store failed counts no attempt and is due again when its lease ends.
 """
 
 from __future__ import annotations
@@ -68,7 +75,7 @@ from typing import TYPE_CHECKING, Final, Protocol, TypeVar, runtime_checkable
 
 import tenacity
 
-from monitor.alerts._db import DATABASE_ERRORS
+from monitor.alerts._db import is_transient
 from monitor.alerts.channels import Channel
 from monitor.alerts.digest import render_digest_delivery
 from monitor.alerts.fallback import (
@@ -128,13 +135,15 @@ class RoutedChannel(Protocol):
 
 # Rows claimed per pass; a full batch means more may be due, so the next pass starts at once.
 _BATCH_SIZE: Final = 50
+#: Longest pause between two tries while the alert store is unavailable (seconds).
+_STORE_PAUSE_MAX_SECONDS: Final = 30.0
+#: How long a send's outcome is retried into an unavailable store before giving up (the
+#: row is then sent again after its lease: at-least-once, same Idempotency-Key).
+_MARK_RETRY_SECONDS: Final = 600.0
 #: Seconds a claim holds a row before it must be renewed. Short, so the rows of a
 #: worker that was killed mid-send are due again seconds after a restart; renewed every
 #: third of it, so two missed renewals in a row (a stalled loop) still keep the row.
 DEFAULT_LEASE_SECONDS: Final = 15.0
-# How long recording an outcome is retried when the store fails transiently: four
-# leases, renewed all along, then the row is left to its lease (at-least-once).
-_MARK_RETRY_SECONDS: Final = 60.0
 # A failed lease renewal is tried again this soon, not a third of a lease later.
 _RENEW_RETRY_SECONDS: Final = 0.5
 
@@ -239,19 +248,31 @@ class DeliveryWorker:
         return float(self._wait(state))
 
     async def run(self, stop_event: asyncio.Event) -> None:
-        """Deliver until ``stop_event`` is set; a failing pass is logged, never fatal."""
+        """Deliver until ``stop_event`` is set; a failing pass is logged, never fatal.
+
+        Passes that fail (the alert store down, say) are tried again after a pause
+        that doubles from the poll interval up to 30 s, so an outage is ridden out
+        without busy-looping; new alerts (:meth:`wake`) end the pause early.
+        """
+        pause = 0.0  # seconds before the next pass after a failed one; 0 after a good one
         while not stop_event.is_set():
             try:
                 claimed, _ = await self._pass()
-            except Exception:
-                log.exception("delivery pass failed; retrying after the poll interval")
+                pause = 0.0
+            except Exception as error:
+                pause = min(max(pause * 2, self._poll_interval), _STORE_PAUSE_MAX_SECONDS)
+                if is_transient(error):  # one line: an outage is not a bug
+                    log.warning("delivery pass failed, the alert store is unavailable (%s); "
+                                "next pass in %.1f s", describe_error(error), pause)
+                else:
+                    log.exception("delivery pass failed; next pass in %.1f s", pause)
                 claimed = 0
             if claimed >= _BATCH_SIZE:
                 continue
             # Sleep until the poll interval ends, the store has news (wake) or we must stop.
             waits = [asyncio.ensure_future(stop_event.wait()), asyncio.ensure_future(self._wake.wait())]
             try:
-                await asyncio.wait(waits, timeout=self._poll_interval,
+                await asyncio.wait(waits, timeout=pause or self._poll_interval,
                                    return_when=asyncio.FIRST_COMPLETED)
             finally:
                 for waiter in waits:
@@ -320,9 +341,12 @@ class DeliveryWorker:
             until = datetime.now(UTC) + timedelta(seconds=self._lease_seconds)
             try:
                 renewed = set(await asyncio.to_thread(self._store.renew_leases, leases, until))
-            except Exception as error:  # noqa: BLE001 — a lock or a lost connection: try again soon
-                log.warning("renewing %d delivery lease(s) failed (%s); trying again",
-                            len(leases), describe_error(error))
+            except Exception as error:
+                if not is_transient(error):
+                    log.exception("renewing %d delivery lease(s) failed; retrying", len(leases))
+                else:  # one line: an outage or a lock is not a bug
+                    log.warning("renewing %d delivery lease(s) failed, the alert store is "
+                                "unavailable (%s); retrying", len(leases), describe_error(error))
                 pause = min(_RENEW_RETRY_SECONDS, self._half_left(held))
                 continue
             for delivery_id in leases:
@@ -342,39 +366,26 @@ class DeliveryWorker:
             return float("inf")
         return max(0.0, (min(held.values()) - datetime.now(UTC)).total_seconds() / 2)
 
-    async def _store_call(self, what: str, call: Callable[[], T]) -> T:
-        """Run a store write in a thread, retried with backoff while the store fails transiently.
-
-        Raises:
-            the store's error, once ``mark_retry_seconds`` have passed.
-        """
-        retrying = tenacity.AsyncRetrying(
-            retry=tenacity.retry_if_exception_type(DATABASE_ERRORS),
-            wait=tenacity.wait_exponential(multiplier=0.05, max=2.0),
-            stop=tenacity.stop_after_delay(self._mark_retry_seconds),
-            before_sleep=lambda state: log.warning(
-                "alert store: %s failed (%s); trying again", what,
-                describe_error(error) if state.outcome and (error := state.outcome.exception()) else "?"),
-            reraise=True,
-        )
-        async for attempt in retrying:
-            with attempt:
-                return await asyncio.to_thread(call)
-        raise AssertionError("unreachable")  # pragma: no cover
-
     async def _attempt(self, delivery: Delivery, held: dict[int, datetime]) -> DeliveryResult:
         started = time.monotonic()
+        status: DeliveryResult
         try:
             try:
                 await asyncio.wait_for(self._send(delivery), timeout=self._send_timeout)
-            # Any error of any channel is recorded on the row and retried, never lost.
             except Exception as error:  # noqa: BLE001
-                status = await self._record_failure(delivery, describe_error(error))
+                if is_transient(error):
+                    # The store, not the channel, failed (rendering reads it): nothing was
+                    # sent and no attempt is counted; the row is due again when its lease ends.
+                    log.warning("alert %s via %s: not sent, the alert store is unavailable (%s)",
+                                delivery.alert_id, delivery.channel, describe_error(error))
+                    status = "retry"
+                else:  # any error of any channel is recorded on the row and retried, never lost
+                    status = await self._record_failure(delivery, describe_error(error))
             else:
                 # At once: between the channel's acceptance and this commit, a crash resends.
-                await self._store_call(f"marking delivery {delivery.delivery_id} sent",
-                                       lambda: self._store.mark_sent(delivery.delivery_id,
-                                                                     datetime.now(UTC)))
+                await self._durably(f"alert {delivery.alert_id} sent via {delivery.channel}",
+                                    lambda: self._store.mark_sent(delivery.delivery_id,
+                                                                  datetime.now(UTC)))
                 status = "sent"
         finally:
             held.pop(delivery.delivery_id, None)
@@ -385,6 +396,31 @@ class DeliveryWorker:
         )
         self._report(channel_kind(delivery.channel), status, elapsed)
         return status
+
+    async def _durably(self, what: str, call: Callable[[], T]) -> T:
+        """Record what a channel did (``call()`` in a thread), riding out a store outage.
+
+        A mark that is lost would make the row be sent again (a duplicate for the
+        manager) or lose an attempt, so transient store errors are retried with a pause
+        doubling from 0.5 s up to 30 s, for up to ``mark_retry_seconds``; the shutdown's
+        drain bound cancels it sooner. The leases of the pass are renewed meanwhile.
+        Anything else is raised.
+
+        Returns:
+            What ``call`` returned.
+        """
+        pause = 0.5
+        deadline = time.monotonic() + self._mark_retry_seconds
+        while True:
+            try:
+                return await asyncio.to_thread(call)
+            except Exception as error:
+                if not is_transient(error) or time.monotonic() + pause > deadline:
+                    raise
+                log.warning("%s: not recorded yet, the alert store is unavailable (%s); "
+                            "trying again in %.1f s", what, describe_error(error), pause)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, _STORE_PAUSE_MAX_SECONDS)
 
     def _report(self, channel: str, status: DeliveryResult, seconds: float) -> None:
         if self._on_result is not None:
@@ -457,7 +493,7 @@ class DeliveryWorker:
             outcome = await self._fallback.tell(
                 delivery, error, attempts, elapsed, final=give_up,
                 render=lambda row: self._message(row, with_link=False), recipient=self._recipient,
-                record=self._store_call)
+                record=self._durably)
             if outcome is not None:
                 error, told = f"{error} — {outcome}", True
         if give_up:
@@ -466,15 +502,16 @@ class DeliveryWorker:
                           "fallback applies; `cardmon alerts resend %s` re-sends it",
                           delivery.alert_id, channel_kind(delivery.channel), duration(elapsed),
                           attempts, delivery.alert_id)
-            await self._store_call(f"marking delivery {delivery.delivery_id} failed",
-                                   lambda: self._store.mark_failed(delivery.delivery_id, error))
+            await self._durably(f"alert {delivery.alert_id} failed via {delivery.channel}",
+                                lambda: self._store.mark_failed(delivery.delivery_id, error))
             return "failed"
         # The last try lands at the end of the window, not a whole backoff after it.
         remaining = self._retry_for - elapsed
         next_at = now + timedelta(seconds=min(self.retry_delay(attempts), remaining))
-        await self._store_call(f"marking delivery {delivery.delivery_id} for a retry",
-                               lambda: self._store.mark_retry(delivery.delivery_id, error, next_at))
+        await self._durably(f"alert {delivery.alert_id} retry via {delivery.channel}",
+                            lambda: self._store.mark_retry(delivery.delivery_id, error, next_at))
         return "retry"
+
 
 def _multiplier(initial: float) -> dict[str, float]:
     # tenacity 9.2 renamed ``initial`` to ``multiplier`` (and warns on the old name).

@@ -37,6 +37,7 @@ from monitor.alerts.render import AlertMessage
 from monitor.alerts.routing import channel_kind
 from monitor.alerts.store import AlertStore, is_digest_id
 from monitor.incidents.model import is_notice_id
+from monitor.secrets import redact_urls
 
 __all__ = [
     "FALLBACK",
@@ -215,8 +216,12 @@ def _is_message_id(alert_id: str) -> bool:
 
 
 def describe_error(error: BaseException) -> str:
-    """``Type: text`` of an error (``TimeoutError`` alone when its text is empty)."""
-    text = str(error)
+    """``Type: text`` of an error (``TimeoutError`` alone when its text is empty).
+
+    No URL survives (``scheme://<redacted>``): the text goes to the outbox, the API,
+    logs and the fallback message, and a URL may carry credentials or a token.
+    """
+    text = redact_urls(str(error))
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 

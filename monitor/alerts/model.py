@@ -101,7 +101,7 @@ class Manager:
     name: str
     email: str | None = None
     phone: str | None = None
-    webhook_url: str | None = None
+    webhook_url: str | None = field(default=None, repr=False)  # may carry user:pass@ or a token
     backup_manager_id: str | None = None
     timezone: str = "UTC"
     channels: dict[Severity, tuple[str, ...]] = field(default_factory=dict, hash=False)

@@ -81,7 +81,7 @@ class AlertMessage:
     text: str
     payload: dict[str, Any] = field(default_factory=dict)
     email: str | None = None
-    webhook_url: str | None = None
+    webhook_url: str | None = field(default=None, repr=False)  # may carry user:pass@ or a token
     idempotency_key: str = ""
 
     def for_channel(self, channel: str, *, recipient_id: str | None = None) -> AlertMessage:

@@ -50,7 +50,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, Self
 
-from monitor.alerts._db import Database, Row, SqliteDatabase, connect, is_url, redact_url
+from monitor.alerts._db import (
+    Database,
+    Row,
+    SqliteDatabase,
+    connect,
+    is_url,
+    redact_url,
+)
 from monitor.alerts._store_digests import DigestQueries, DigestRecord, digest_id_for, is_digest_id
 from monitor.alerts._store_lifecycle import (
     AlertPage,
@@ -87,6 +94,7 @@ from monitor.alerts.routing import (
 )
 from monitor.alerts.schema import migrate
 from monitor.alerts.schema_pg import migrate_pg, pg_schema_version
+from monitor.config import PostgresSettings
 from monitor.decoder import is_pan, mask_pan
 from monitor.incidents.model import IncidentChange
 from monitor.incidents.rules import IncidentRules
@@ -205,16 +213,27 @@ class AlertStore(OutboxQueries, LifecycleQueries, DigestQueries, StormQueries):
             URL — the database must exist; the schema is created or upgraded in it.
             The URL's password is never logged nor shown in ``repr``.
 
+        postgres: timeouts and keepalives of a PostgreSQL connection
+            (:class:`~monitor.config.PostgresSettings`; its defaults when ``None``).
+
+    Errors of every method are transient or permanent by
+    :func:`monitor.alerts._db.is_transient`: a transient one (the database down or
+    unreachable, :class:`~monitor.alerts._db.StoreUnavailable`; a lock or statement
+    timeout; a deadlock) is retried inside the store for a few seconds at most, then
+    raised, and the caller rides out the rest of the outage with its own backoff.
+
     Raises:
         sqlite3.DatabaseError: not an SQLite file, or one from a newer cardmon.
-        psycopg.Error: PostgreSQL cannot be reached, refuses the login, or holds a
-            schema from a newer cardmon.
+        StoreUnavailable: PostgreSQL cannot be reached or refuses the login.
+        psycopg.Error: the URL is malformed, or the database holds a schema from a
+            newer cardmon.
     """
 
-    def __init__(self, location: str | Path) -> None:
+    def __init__(self, location: str | Path, *, postgres: PostgresSettings | None = None) -> None:
         self._location = redact_url(str(location)) if is_url(location) else str(location)
         self._lock = threading.Lock()  # guards self._conn; a connection is not thread-safe
-        self._conn: Database = connect(location)
+        self._closing = False  # set by close(): no more retries, running statements end
+        self._conn: Database = connect(location, postgres)
         try:
             with self._transaction() as conn:
                 if isinstance(conn, SqliteDatabase):
@@ -253,9 +272,20 @@ class AlertStore(OutboxQueries, LifecycleQueries, DigestQueries, StormQueries):
         self.close()
 
     def close(self) -> None:
-        """Close the connection; committed data stays."""
-        with self._lock:
+        """Close the connection; committed data stays.
+
+        Safe from any thread, and quick: a call still running in another thread (a
+        lock wait, a silent server) is interrupted and raises
+        :class:`~monitor.alerts._db.StoreUnavailable`; nothing is retried after this.
+        """
+        self._closing = True
+        if not self._lock.acquire(blocking=False):
+            self._conn.interrupt()
+            self._lock.acquire()
+        try:
             self._conn.close()
+        finally:
+            self._lock.release()
 
     @contextmanager
     def _transaction(self) -> Iterator[Database]:
