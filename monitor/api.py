@@ -4,7 +4,9 @@ Endpoints (JSON unless said otherwise; errors are ``{"error": code, "message": t
 
 ``GET /alerts``
     Bearer token. Filters ``state`` (open, notified, acknowledged, resolved, failed),
-    ``manager_id``, ``since`` (RFC 3339 with offset; alerts recorded at or after it);
+    ``manager_id``, ``since`` (RFC 3339 with offset; alerts recorded at or after it),
+    ``late`` and ``unroutable`` (``true``/``false``: late alerts are stale events
+    nobody was paged about; unroutable ones reach no configured channel);
     ``limit`` (1–500, default 50) and ``cursor`` (the previous page's ``next_cursor``).
     Newest first: ``{"alerts": [...], "next_cursor": str | null}``.
 ``GET /alerts/{id}``
@@ -18,6 +20,10 @@ Endpoints (JSON unless said otherwise; errors are ``{"error": code, "message": t
     never acknowledges, so a mail scanner that prefetches links changes nothing.
 ``POST /alerts/{id}/resolve``
     Bearer token and JSON ``{"by": str, "note": str}``.
+``POST /alerts/{id}/resend``
+    Bearer token and JSON ``{"by": str}``: the alert's failed deliveries (and those of
+    the notice or summary that carries it) go back in the outbox, due at once; a
+    failed alert is open again. ``{"alert_id", "deliveries", "alert_ids"}``.
 ``GET /incidents``
     Bearer token. Storm-control incidents, latest start first; ``open=true`` for
     the ones not ended, ``top_level=true`` to leave out those a broader incident
@@ -68,6 +74,9 @@ STORE: Final = web.AppKey("store", AlertStore)
 LINKS: Final = web.AppKey("links", AckLinks)
 TOKEN: Final = web.AppKey("api_token", str)
 _DEFAULT_PAGE: Final = 50
+# Query values of a true/false filter; "" (absent) means no filter.
+_BOOLEANS: Final[dict[str, bool | None]] = {"": None, "true": True, "1": True, "yes": True,
+                                            "false": False, "0": False, "no": False}
 # Seconds a caller is asked to wait when the store is unavailable (Retry-After).
 _RETRY_AFTER_SECONDS: Final = 5
 # Request bodies are a name and a note: 64 KiB is plenty and bounds what a caller can send.
@@ -102,6 +111,7 @@ def build_api(
     app.router.add_get("/alerts/{alert_id}/ack", _ack_page)
     app.router.add_post("/alerts/{alert_id}/ack", _ack)
     app.router.add_post("/alerts/{alert_id}/resolve", _resolve)
+    app.router.add_post("/alerts/{alert_id}/resend", _resend)
     app.router.add_get("/incidents", _list_incidents)
     app.router.add_get("/incidents/{incident_id}", _get_incident)
     return app
@@ -289,11 +299,17 @@ async def _list_alerts(request: web.Request) -> web.Response:
         limit = int(query.get("limit", _DEFAULT_PAGE))
     except ValueError:
         return _error(400, "bad_request", "limit must be an integer")
+    flags: dict[str, bool | None] = {}
+    for name in ("late", "unroutable"):
+        given = query.get(name, "").lower()
+        if given not in _BOOLEANS:
+            return _error(400, "bad_request", f"{name} must be true or false")
+        flags[name] = _BOOLEANS[given]
     store = request.app[STORE]
     try:
         page = await asyncio.to_thread(
             store.find_alerts, state=state, manager_id=query.get("manager_id") or None,
-            since=since, limit=limit, cursor=query.get("cursor") or None,
+            since=since, limit=limit, cursor=query.get("cursor") or None, **flags,
         )
     except ValueError as error:
         return _error(400, "bad_request", str(error))
@@ -337,6 +353,25 @@ async def _resolve(request: web.Request) -> web.Response:
     if not body.get("by") or not (body.get("note") or "").strip():
         return _error(400, "bad_request", "'by' and a 'note' saying what was done are required")
     return await _apply(request, "resolve", by=body["by"], note=body["note"], via="api")
+
+
+async def _resend(request: web.Request) -> web.Response:
+    if (denied := _authorize(request)) is not None:
+        return denied
+    body = await _json_body(request)
+    if isinstance(body, web.Response):
+        return body
+    if not body.get("by"):
+        return _error(400, "bad_request", "'by' (who re-sends) is required")
+    alert_id = request.match_info["alert_id"]
+    try:
+        result = await asyncio.to_thread(request.app[STORE].resend, alert_id, by=body["by"], via="api")
+    except AlertNotFoundError:
+        return _error(404, "not_found", f"no alert {alert_id}")
+    except ValueError as error:
+        return _error(400, "bad_request", str(error))
+    return web.json_response({"alert_id": alert_id, "deliveries": result.deliveries,
+                              "alert_ids": list(result.alert_ids)})
 
 
 async def _apply(request: web.Request, what: str, *, by: str, note: str | None,

@@ -48,7 +48,7 @@ from monitor.alerts.digest import digests_due
 from monitor.alerts.lifecycle import EscalationPolicy, escalate_due
 from monitor.alerts.model import VipFailure
 from monitor.alerts.ratelimit import RateLimit, summaries_due
-from monitor.alerts.routing import MANAGER_CHANNEL_KINDS
+from monitor.alerts.routing import MANAGER_CHANNEL_KINDS, unreachable_managers
 from monitor.alerts.store import AlertStore
 from monitor.alerts.tokens import AckLinks
 from monitor.api import ApiServer, build_api, start_api
@@ -57,7 +57,13 @@ from monitor.config import AlertingSettings, Settings
 from monitor.consumer import TransactionConsumer, ensure_topics
 from monitor.health.service import TerminalHealthService
 from monitor.incidents import IncidentChange, IncidentDetector, IncidentRules
-from monitor.metrics import AlertLifecycleMetrics, PipelineMetrics, StormMetrics, serve
+from monitor.metrics import (
+    AlertLifecycleMetrics,
+    DeliveryMetrics,
+    PipelineMetrics,
+    StormMetrics,
+    serve,
+)
 from monitor.paths import rules_path
 from monitor.pipeline import BatchProcessor
 from monitor.policy import AlertPolicy
@@ -204,8 +210,12 @@ def build_channels(settings: Settings) -> dict[str, Any]:
 
 
 def build_fallback(alerting: AlertingSettings) -> Channel | None:
-    """The channel an alert goes to after the last failed attempt, or ``None``."""
-    match alerting.fallback:
+    """The operations channel told about a delivery that keeps failing, or ``None``.
+
+    The backup manager (``backup_manager`` in ``alerting.fallback``) is no channel: the
+    delivery worker enqueues the alert to them (``DeliveryWorker(backup_to_registry=...)``).
+    """
+    match alerting.operations_fallback():
         case "email":
             return _email(alerting, recipient=alerting.fallback_email)
         case "apprise":
@@ -217,6 +227,12 @@ def build_fallback(alerting: AlertingSettings) -> Channel | None:
         case "console":
             return ConsoleChannel()
     return None
+
+
+def _some(ids: Sequence[str], shown: int = 10) -> str:
+    # A log line names the first few IDs, and how many more there are.
+    more = len(ids) - shown
+    return ", ".join(ids[:shown]) + (f" and {more} more" if more > 0 else "")
 
 
 class MonitorApp:
@@ -257,9 +273,11 @@ class MonitorApp:
                                         observers=self.health.observers, incidents=self.incidents)
         self.consumer = TransactionConsumer(settings.kafka, processor=self.processor,
                                             record_failures=self._record, metrics=self.metrics)
+        self.delivery_metrics = DeliveryMetrics(self.registry)
+        self._enabled_channels = tuple(kind for kind in MANAGER_CHANNEL_KINDS if kind in self.channels)
         self.worker = DeliveryWorker(
             self.store, self.channels,
-            max_attempts=alerting.max_attempts,
+            retry_for=alerting.retry_for_seconds,
             backoff_initial=alerting.backoff_initial_seconds,
             backoff_max=alerting.backoff_max_seconds,
             poll_interval=alerting.poll_interval_seconds,
@@ -267,9 +285,11 @@ class MonitorApp:
             on_result=self.metrics.alert_delivery,
             managers=lambda manager_id: self.vip.current.manager(manager_id),
             fallback=build_fallback(alerting),
+            fallback_after=alerting.fallback_after_seconds,
+            backup_to_registry="backup_manager" in alerting.fallback,
+            manager_channels=self._enabled_channels,
             links=self.links,
         )
-        self._enabled_channels = tuple(kind for kind in MANAGER_CHANNEL_KINDS if kind in self.channels)
         self.store_summary = 0  # alerts in the store when run() ended
         self.incident_summary = 0  # top-level incidents in the store when run() ended
         self._sinks = tuple(name for name in settings.alerting.sinks if name in self.channels)
@@ -282,7 +302,17 @@ class MonitorApp:
             sinks=self._sinks, channels=self._enabled_channels,
             managers=self.vip.current.managers,  # an away manager's alerts go to the backup
             incidents=incidents, incident_rules=self.incident_rules, rate_limit=self.rate_limit,
+            stale_after_seconds=self.settings.alerting.stale_after_seconds,
         )
+        self.delivery_metrics.observe_record(len(result.late_alert_ids), len(result.unroutable_alert_ids))
+        if result.unroutable_alert_ids:
+            log.warning("%d new alert(s) no configured channel can route to their manager "
+                        "(their history says why): %s", len(result.unroutable_alert_ids),
+                        _some(result.unroutable_alert_ids))
+        if result.late_alert_ids:
+            log.info("%d new alert(s) recorded late (failures older than %g s when processed); "
+                     "nobody paged: %s", len(result.late_alert_ids),
+                     self.settings.alerting.stale_after_seconds, _some(result.late_alert_ids))
         if result.deliveries_enqueued:
             self.worker.wake()
 
@@ -312,6 +342,21 @@ class MonitorApp:
             log.warning("VIP registry has tier(s) %s that rules/alerting.yaml does not list; "
                         "they alert as its default_tier", ", ".join(map(str, unknown)))
         self.metrics.observe_registry_reload(len(snapshot), datetime.fromtimestamp(snapshot.loaded_at, UTC))
+        self._report_unreachable()
+
+    def _report_unreachable(self) -> None:
+        # At start and after each registry reload: the managers the configured channels
+        # cannot reach (by ID: no address is logged), so nobody learns it from silence.
+        missed = unreachable_managers(self.vip.current.managers.values(), self._enabled_channels)
+        self.delivery_metrics.set_unreachable(len(missed))
+        if missed:
+            log.warning(
+                "%d manager(s) cannot be reached with the configured channels (%s): %s; their "
+                "alerts at those severities are stored and counted as unroutable but reach "
+                "nobody until a channel is configured (e.g. alerting.smtp.host for e-mail) or "
+                "the registry gives them one", len(missed), ", ".join(self._enabled_channels),
+                "; ".join(f"{manager_id} ({', '.join(severities)})"
+                          for manager_id, severities in sorted(missed.items())))
 
     async def _escalate(self) -> None:
         # A coroutine: AsyncIOScheduler runs it on the loop, so waking the worker is safe.
@@ -325,6 +370,7 @@ class MonitorApp:
         # escalations and resolutions the store's history gained (API, link, CLI, other
         # instances alike), with the alerts by state.
         self.metrics.set_alerts_pending(self.store.pending_count())
+        self.delivery_metrics.set_failed(self.store.failed_deliveries())
         self.lifecycle_metrics.refresh(self.store)
         self.storm_metrics.refresh(self.store)  # incidents, notices, folded and capped alerts
 

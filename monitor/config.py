@@ -9,13 +9,15 @@ changes its settings.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
@@ -25,6 +27,7 @@ __all__ = [
     "MIN_SECRET_CHARS",
     "AlertingSettings",
     "ApiSettings",
+    "FallbackTarget",
     "HealthSettings",
     "KafkaSettings",
     "MetricsSettings",
@@ -36,8 +39,11 @@ __all__ = [
     "load_settings",
 ]
 
+#: Who the delivery fallback may tell (``alerting.fallback``).
+FallbackTarget = Literal["backup_manager", "email", "apprise", "jsonl", "console"]
 #: Fewest characters of an API token or link secret: 16 random characters resist guessing.
 MIN_SECRET_CHARS = 16
+
 # Errors never quote the input: a store URL, an SMTP password or a token may be in it.
 _frozen = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
@@ -160,14 +166,29 @@ class AlertingSettings(BaseModel):
     alertmanager_generator_url: str | None = None
     #: Seconds after the first failure until the alert resolves in Alertmanager (``None``: its resolve_timeout).
     alertmanager_hold_seconds: float | None = Field(default=None, gt=0)
-    #: Where an alert goes after the last failed attempt on any channel (never silently dropped).
-    fallback: Literal["email", "apprise", "jsonl", "console"] | None = None
+    #: Who is told when a delivery keeps failing (``fallback_after_seconds`` into its
+    #: retries, and at their end), while the retries go on: ``backup_manager`` (the
+    #: recipient's ``backup_manager_id`` in the registry gets the alert on their own
+    #: channels) and at most one operations channel: ``email`` (``fallback_email``, the
+    #: operations mailbox), ``apprise`` (``fallback_apprise_url``), ``jsonl``
+    #: (``fallback_jsonl_path``) or ``console``. A list or one name; ``[]``: nobody
+    #: (an ERROR is still logged and the row counted).
+    fallback: Annotated[tuple[FallbackTarget, ...], NoDecode] = ("backup_manager",)
     fallback_email: str | None = None  # the operations mailbox (needs smtp.host)
     fallback_apprise_url: SecretStr | None = None
     fallback_jsonl_path: Path = Path("var/undelivered.jsonl")
-    max_attempts: int = Field(default=6, ge=1)
+    #: Seconds a delivery is retried from its first attempt before it is ``failed``
+    #: (then ``cardmon alerts resend`` re-sends it). 0: one attempt.
+    retry_for_seconds: float = Field(default=21_600.0, ge=0)
+    #: Seconds into a delivery's retries before the fallback is told (once per delivery).
+    fallback_after_seconds: float = Field(default=900.0, ge=0)
     backoff_initial_seconds: float = Field(default=1.0, gt=0)
-    backoff_max_seconds: float = Field(default=300.0, gt=0)
+    #: Longest wait between two tries: the most a message arrives after its channel is back.
+    backoff_max_seconds: float = Field(default=120.0, gt=0, le=3600)
+    #: A VIP failure older than this (event time) when it is processed is *late* (a
+    #: replay after an outage): stored, exported and in the digest, but nobody is paged.
+    #: ``null``: never late.
+    stale_after_seconds: float | None = Field(default=1800.0, gt=0)
     poll_interval_seconds: float = Field(default=0.25, gt=0)
     #: How often unacknowledged high alerts are checked for escalation (seconds).
     escalation_interval_seconds: float = Field(default=30.0, gt=0)
@@ -189,15 +210,50 @@ class AlertingSettings(BaseModel):
             raise ValueError("alerting.store_url must be a postgresql:// URL")
         return self
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_max_attempts(cls, data: Any) -> Any:
+        # Refused, not ignored: an operator who set it expects a count to bound retries,
+        # and six attempts (the old default) lost every message of a 35 s relay outage.
+        if isinstance(data, dict) and "max_attempts" in data:
+            raise ValueError(
+                "alerting.max_attempts is gone: deliveries are retried for a time, not a "
+                "number of attempts. Remove it and set alerting.retry_for_seconds (default "
+                "21600, 6 h) and alerting.backoff_max_seconds (default 120) if the defaults "
+                "do not suit you")
+        return data
+
+    @field_validator("fallback", mode="before")
+    @classmethod
+    def _fallback_list(cls, value: Any) -> Any:
+        # One name (the old form, "fallback: email") or a list; from the environment,
+        # "backup_manager,email" or a JSON list.
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return tuple(part.strip() for part in text.split(",") if part.strip())
+        return value
+
     @model_validator(mode="after")
     def _sinks_and_fallback_have_targets(self) -> AlertingSettings:
         if "alertmanager" in self.sinks and not self.alertmanager_url:
             raise ValueError("sink 'alertmanager' needs alerting.alertmanager_url")
-        if self.fallback == "email" and not (self.fallback_email and self.smtp.host):
+        operations = [target for target in self.fallback if target != "backup_manager"]
+        if len(operations) > 1:
+            raise ValueError("alerting.fallback takes backup_manager and at most one operations "
+                             "channel (email, apprise, jsonl or console)")
+        if "email" in operations and not (self.fallback_email and self.smtp.host):
             raise ValueError("fallback 'email' needs alerting.fallback_email and alerting.smtp.host")
-        if self.fallback == "apprise" and self.fallback_apprise_url is None:
+        if "apprise" in operations and self.fallback_apprise_url is None:
             raise ValueError("fallback 'apprise' needs alerting.fallback_apprise_url")
         return self
+
+    def operations_fallback(self) -> FallbackTarget | None:
+        """The operations channel of ``fallback`` (``email``, ``apprise``, ``jsonl``, ``console``), if any."""
+        return next((target for target in self.fallback if target != "backup_manager"), None)
 
 
 class HealthSettings(BaseModel):

@@ -22,6 +22,7 @@ from monitor.alerts._db import Database, Row, is_transient
 from monitor.alerts.lifecycle import AlertState, HistoryAction, HistoryEntry
 from monitor.alerts.model import Alert, AlertStatus, Delivery, Manager
 from monitor.alerts.ratelimit import RateLimit
+from monitor.alerts.routing import is_person_channel
 from monitor.decoder import scrub_pans
 from monitor.incidents.rules import IncidentRules
 
@@ -121,6 +122,10 @@ def _retried(method: Callable[P, R]) -> Callable[P, R]:
     return run
 
 
+def _maybe_dt(value: str | None) -> datetime | None:
+    return _dt(value) if value else None
+
+
 def _error_name(state: tenacity.RetryCallState) -> str:
     error = state.outcome.exception() if state.outcome is not None else None
     return type(error).__name__ if error is not None else "?"
@@ -136,18 +141,26 @@ def _delivery(row: Row) -> Delivery:
         next_attempt_at=_dt(row["next_attempt_at"]),
         last_error=row["last_error"],
         created_at=_dt(row["created_at"]),
-        sent_at=_dt(row["sent_at"]) if row["sent_at"] else None,
+        sent_at=_maybe_dt(row["sent_at"]),
+        first_attempt_at=_maybe_dt(row["first_attempt_at"]),
+        fallback_at=_maybe_dt(row["fallback_at"]),
+        resent_by=row["resent_by"],
+        resent_at=_maybe_dt(row["resent_at"]),
     )
 
 
-def _status(deliveries: Sequence[Delivery]) -> AlertStatus:
-    if not deliveries:
-        return "unrouted"
-    if any(d.status == "sent" for d in deliveries):
+def _status(deliveries: Sequence[Delivery], *, late: bool, unroutable: bool) -> AlertStatus:
+    # Only deliveries to people count: a sink that accepted it told nobody.
+    people = [d for d in deliveries if is_person_channel(d.channel)]
+    if any(d.status == "sent" for d in people):
         return "notified"
-    if all(d.status == "merged" for d in deliveries):
+    if late:
+        return "late"
+    if unroutable or not people:
+        return "unrouted"
+    if all(d.status == "merged" for d in people):
         return "merged"
-    if all(d.status in ("failed", "merged") for d in deliveries):
+    if all(d.status in ("failed", "merged") for d in people):
         return "failed"
     return "pending"
 
@@ -172,10 +185,12 @@ def _alert(row: Row, deliveries: tuple[Delivery, ...]) -> Alert:
         first_event_at=_dt(row["first_event_at"]),
         last_event_at=_dt(row["last_event_at"]),
         event_count=row["event_count"],
-        status=_status(deliveries),
+        status=_status(deliveries, late=bool(row["late"]), unroutable=bool(row["unroutable"])),
         created_at=_dt(row["created_at"]),
         updated_at=_dt(row["updated_at"]),
         deliveries=deliveries,
+        late=bool(row["late"]),
+        unroutable=bool(row["unroutable"]),
     )
 
 

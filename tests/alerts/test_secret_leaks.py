@@ -48,7 +48,7 @@ def _leaks(*texts: Any) -> list[str]:
 async def _fail_then_fallback(store: AlertStore, channels: dict[str, Any], smtp_server: SmtpServer) -> None:
     fallback = EmailChannel(smtp_server.host, smtp_server.port, sender="cardmon@bank.example",
                             recipient="ops@bank.example", timeout=5)
-    worker = DeliveryWorker(store, channels, max_attempts=2, fallback=fallback, **TINY_BACKOFF)
+    worker = DeliveryWorker(store, channels, retry_for=0.2, fallback=fallback, **TINY_BACKOFF)
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
     try:
