@@ -45,6 +45,8 @@ from aiokafka.errors import (
     UnsupportedForMessageFormatError,
 )
 
+from monitor.secrets import redact_urls
+
 __all__ = [
     "PERMANENT_PRODUCE_ERRORS",
     "PERMANENT_STORE_ERRORS",
@@ -121,6 +123,19 @@ def describe_error(error: BaseException) -> str:
     return f"{name} ({', '.join(parts)})" if parts else name
 
 
+def _transient_reason(error: BaseException) -> str:
+    """:func:`describe_error` and the first line of a transient error's message, URLs redacted.
+
+    The first line of a connection, timeout, lock or deadlock error says what happened
+    ("no answer from PostgreSQL within 7 s", "Connection refused"); a database's row
+    quotes (``DETAIL: Failing row contains ...``) come on later lines, and only with
+    errors of content, which are never retried.
+    """
+    lines = str(error).strip().splitlines()
+    first = redact_urls(lines[0])[:200] if lines else ""
+    return f"{describe_error(error)}: {first}" if first else describe_error(error)
+
+
 async def _attempt_or_stop(attempt: Callable[[], Awaitable[T]], stop: asyncio.Event) -> T:
     """Run one attempt; if ``stop`` is set meanwhile, give it a short grace, then leave."""
     if stop.is_set():
@@ -180,7 +195,7 @@ async def retry_transient(
         assert error is not None
         delay = state.upcoming_sleep
         log.warning("%s failed (%s); retrying in %.1f s (attempt %d, giving up after %.0f s)",
-                    what, describe_error(error), delay, state.attempt_number, timeout_seconds)
+                    what, _transient_reason(error), delay, state.attempt_number, timeout_seconds)
         if on_retry is not None:
             on_retry(error)
 

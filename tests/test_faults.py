@@ -137,3 +137,25 @@ async def test_the_stop_event_ends_a_hanging_attempt_after_a_grace() -> None:
         await retry_transient(attempt, what="store", stop=stop, timeout_seconds=600,
                               is_permanent=is_permanent_store_error)
     assert 5.0 <= time.monotonic() - started < 7.0
+
+
+async def test_the_retry_warning_names_what_happened_without_secrets_or_rows(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The first line of a transient error is logged, URL password redacted; its later lines are not."""
+    calls = 0
+
+    async def attempt() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise psycopg.OperationalError(
+                "cannot reach postgresql://cardmon:s3cr3t-pw@db:5432/cardmon: Connection refused\n"
+                "DETAIL:  Failing row contains (C-SECRET-42)")
+
+    with caplog.at_level("WARNING", logger="monitor.faults"):
+        await retry_transient(attempt, what="alert store write", stop=asyncio.Event(),
+                              timeout_seconds=30, is_permanent=is_permanent_store_error,
+                              max_backoff=0.05)
+    assert "alert store write failed (OperationalError: cannot reach postgresql://" in caplog.text
+    assert "Connection refused" in caplog.text
+    assert "s3cr3t-pw" not in caplog.text and "C-SECRET-42" not in caplog.text
