@@ -332,16 +332,25 @@ def _rust_class(chars: str) -> str:
 #: Conservative column versions of the text rules (Rust regex: no look-around, no
 #: back-references). A row matching none of them passes the identity rules and needs no
 #: cleaning; a row matching one is decided by decode_batch.
-# A PAN form (monitor.privacy) needs 13 digit-likes, each gap holding invisible
-# characters and at most 3 separators: this matches every one (and more).
+# A PAN form (monitor.privacy) is 13 or more digit-likes with only invisible characters
+# between them, or card groups (4 digits, a gap, then 4-4-x or 6-4...) whose gaps hold
+# 1-3 separators and invisible characters: these match every one (and more).
 _COLUMN_DIGIT: Final = f"[\\p{{Nd}}{_rust_class(''.join(NFKC_DIGITS))}]"
 _COLUMN_INVISIBLE: Final = r"[\x00\p{Cf}\p{Mn}\p{Me}]"
 _COLUMN_SEPARATOR: Final = (
     f"[\\p{{Zs}}\\p{{Zl}}\\p{{Zp}}\\p{{Cc}}\\p{{Pd}}\\u2212{_rust_class(DOTS)}]"
 )
+
+
+def _column_digits(count: int) -> str:
+    return f"{_COLUMN_DIGIT}(?:{_COLUMN_INVISIBLE}*{_COLUMN_DIGIT}){{{count - 1}}}"
+
+
+_COLUMN_GAP: Final = f"{_COLUMN_INVISIBLE}*(?:{_COLUMN_SEPARATOR}{_COLUMN_INVISIBLE}*){{1,3}}"
 _COLUMN_PAN: Final = (
-    f"{_COLUMN_DIGIT}(?:{_COLUMN_INVISIBLE}*(?:{_COLUMN_SEPARATOR}{_COLUMN_INVISIBLE}*){{0,3}}"
-    f"{_COLUMN_DIGIT}){{12}}"
+    f"{_column_digits(13)}"
+    f"|{_column_digits(4)}{_COLUMN_GAP}(?:{_column_digits(4)}{_COLUMN_GAP}{_column_digits(4)}"
+    f"{_COLUMN_GAP}{_COLUMN_DIGIT}|{_column_digits(6)}{_COLUMN_GAP}{_column_digits(4)})"
 )
 _COLUMN_IDENTITY_SUSPECT: Final = f"{FORBIDDEN_IN_IDENTITY_CLASS}|{_COLUMN_PAN}"
 # merchant_id: a PAN is a 16-digit run or a card grouping (MERCHANT_ID_PAN_DIGITS), so

@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-from monitor.privacy import find_pans, mask_pans
+from monitor.privacy import PAN_MIN_DIGITS, find_pans, mask_pans
 
 __all__ = [
     "CONTROL_CLASS",
@@ -59,6 +59,9 @@ FORBIDDEN_IN_IDENTITY_CLASS: Final = CONTROL_CLASS[:-1] + INVISIBLE_CLASS[1:]
 _CONTROL: Final = re.compile(CONTROL_CLASS)
 _INVISIBLE: Final = re.compile(INVISIBLE_CLASS)
 _FORBIDDEN: Final = re.compile(FORBIDDEN_IN_IDENTITY_CLASS)
+# What clean_descriptive would change besides a PAN: a forbidden character, white space
+# at an end, doubled, or other than a plain space (Python's \s also covers \x1c-\x1f).
+_UNCLEAN: Final = re.compile(f"{FORBIDDEN_IN_IDENTITY_CLASS}|^\\s|\\s$|\\s\\s|[^\\S ]")
 #: ISO 8583 field 42 is 15 characters, often 15 digits: as long as an Amex PAN, so a
 #: merchant ID is taken for a PAN only as a run of 16 digits (Visa/Mastercard length,
 #: which no standard merchant ID has) or printed in card groups. Longer runs pass too
@@ -82,7 +85,10 @@ def identity_problem(name: str, text: str) -> tuple[str, str] | None:
     if _FORBIDDEN.search(text):
         return "invalid_field", (f"{name} holds a control or invisible character "
                                  "(identity fields may not)")
-    spans = find_pans(text)
+    if len(text) < PAN_MIN_DIGITS:  # the ISO 8583 ids, most codes: too short for a PAN
+        return None
+    # A wrong "PAN" here loses the event: hex strings (hashes, hex tokens) are read as hex.
+    spans = find_pans(text, hex_strings=True)
     if name == "merchant_id":
         spans = [s for s in spans if s.grouped or len(s.digits) == MERCHANT_ID_PAN_DIGITS]
     if not spans:
@@ -122,6 +128,9 @@ def clean_descriptive(text: str) -> Cleaned:
     Returns:
         A :class:`Cleaned`; ``value`` is ``None`` if the text was only blanks.
     """
+    if _UNCLEAN.search(text) is None:
+        masked = mask_pans(text, escapes=False)
+        return Cleaned(masked, text_changed=False, pan_masked=masked is not text)
     cleaned = " ".join(_INVISIBLE.sub("", _CONTROL.sub(" ", text)).split())
     masked = mask_pans(cleaned, escapes=False)
     return Cleaned(masked or None, text_changed=cleaned != text, pan_masked=masked != cleaned)

@@ -21,10 +21,12 @@ the way a person reads them:
 * letters or other characters may touch it (``tok_4111111111111111``,
   ``abc4111-1111-1111-1111xyz``), but not more digits: a run of more than 19 digits,
   or one glued to another digit group in a non-card grouping, is not a PAN;
-* one exception keeps hashes usable as card references: a run inside a token of 32 or
-  more hexadecimal characters with at least one letter a–f (an MD5/SHA hex digest, a
-  128-bit key) is part of that hash, not a PAN (0.4 % of SHA-256 hex digests hold a
-  Luhn-valid 13–19 digit run by chance).
+* with ``hex_strings=True`` (the decoder's choice for identity fields, where a wrong
+  "PAN" rejects the event) a run glued to the letters a–f inside a token made only of
+  hexadecimal characters (16 or more, at least one letter) is read as part of that hex
+  string, not as a PAN: 0.4 % of SHA-256 hex digests and 0.05 % of 16-hex-digit tokens
+  hold a Luhn-valid 13–19 digit run by chance. A run that *is* the whole token
+  (``tok_4111111111111111``) is still a PAN. Output scrubbing reads no exception.
 
 Groupings that are not card-like (``2026-03-02-000912``, ``+49 1512 3456 7890``) are
 not PANs: dates, phone numbers and reference numbers keep their digits.
@@ -68,8 +70,8 @@ _SHAPES: Final[tuple[tuple[int, ...], ...]] = (
     *((4, 4, 4, 4, last) for last in range(1, 4)),
     (4, 6, 4), (4, 6, 5),
 )
-# A hash, not a card: a hex token at least this long holding an a-f letter.
-_HEX_TOKEN_MIN: Final = 32
+# A hex string, not a card: a hex token at least this long holding an a-f letter.
+_HEX_TOKEN_MIN: Final = 16
 _HEX: Final = frozenset("0123456789abcdefABCDEF")
 _ALNUM_ASCII: Final = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
@@ -98,6 +100,20 @@ _KINDS: dict[str, int] = {str(d): d for d in range(10)}  # <character: digit val
 _DIGIT_CLASS: Final = "\\d" + "".join(NFKC_DIGITS)
 _CANDIDATE: Final = re.compile(
     f"[{_DIGIT_CLASS}](?:[^\\w]*[{_DIGIT_CLASS}]){{{PAN_MIN_DIGITS - 1},}}")
+# Within an ASCII candidate, what a PAN form needs (13 digits with only NULs between, or
+# card groups with 1-3 ASCII separators per gap): a candidate without it is skipped
+# without the character-by-character reading. Separators: C0 controls, DEL, space, -, .
+_ASCII_GAP: Final = r"\x00*(?:[\x01-\x1f\x7f .\-]\x00*){1,3}"
+
+
+def _ascii_digits(count: int) -> str:
+    return f"[0-9](?:\\x00*[0-9]){{{count - 1}}}"
+
+
+_ASCII_GATE: Final = re.compile(
+    f"{_ascii_digits(PAN_MIN_DIGITS)}|{_ascii_digits(4)}{_ASCII_GAP}(?:{_ascii_digits(4)}{_ASCII_GAP}"
+    f"{_ascii_digits(4)}{_ASCII_GAP}[0-9]|{_ascii_digits(6)}{_ASCII_GAP}{_ascii_digits(4)})"
+)
 # Escapes read as the character they stand for (output scrubbing), and bytes that were
 # not UTF-8 (``surrogateescape``). A surrogate pair first, then single escapes.
 _ESCAPE: Final = re.compile(
@@ -220,8 +236,8 @@ class _Group:
     digits: list[str]
 
 
-def _hex_hash(text: str, group: _Group) -> bool:
-    """Whether the run ``group`` lies inside a hexadecimal hash token (see the module doc)."""
+def _hex_string(text: str, group: _Group) -> bool:
+    """Whether the run ``group`` lies inside a hexadecimal string token (see the module doc)."""
     start, end = group.start, group.end
     while start > 0 and text[start - 1] in _ALNUM_ASCII:
         start -= 1
@@ -263,14 +279,14 @@ def _runs(text: str, start: int, end: int) -> list[list[_Group]]:
     return runs
 
 
-def _pans_in_run(text: str, run: list[_Group]) -> list[PanSpan]:
+def _pans_in_run(text: str, run: list[_Group], hex_strings: bool) -> list[PanSpan]:
     found: list[PanSpan] = []
     index = 0
     while index < len(run):
         best: tuple[int, str] | None = None  # <(last group index, digits)>
         digits = "".join(run[index].digits)
         if (PAN_MIN_DIGITS <= len(digits) <= PAN_MAX_DIGITS and luhn_valid(digits)
-                and not _hex_hash(text, run[index])):
+                and not (hex_strings and _hex_string(text, run[index]))):
             best = (index, digits)
         for shape in _SHAPES:
             last = index + len(shape) - 1
@@ -289,12 +305,15 @@ def _pans_in_run(text: str, run: list[_Group]) -> list[PanSpan]:
     return found
 
 
-def _find(text: str) -> list[PanSpan]:
+def _find(text: str, hex_strings: bool = False) -> list[PanSpan]:
     spans: list[PanSpan] = []
     for match in _CANDIDATE.finditer(text):
+        region = match.group()
+        if region.isascii() and _ASCII_GATE.search(region) is None:
+            continue
         for run in _runs(text, match.start(), match.end()):
             if sum(len(g.digits) for g in run) >= PAN_MIN_DIGITS:
-                spans.extend(_pans_in_run(text, run))
+                spans.extend(_pans_in_run(text, run, hex_strings))
     return spans
 
 
@@ -344,18 +363,20 @@ def _find_escaped(text: str) -> list[PanSpan]:
     return [PanSpan(original(s.start), original(s.end), s.digits, s.grouped) for s in spans]
 
 
-def find_pans(text: str, *, escapes: bool = False) -> list[PanSpan]:
+def find_pans(text: str, *, escapes: bool = False, hex_strings: bool = False) -> list[PanSpan]:
     """Every PAN form in ``text``, left to right, not overlapping.
 
     Args:
         text: any text.
         escapes: also read JSON/Python escapes and ``surrogateescape`` bytes as the
             characters they stand for (for raw output such as a dead-letter value).
+        hex_strings: read a run glued to a–f letters inside a hex token as part of
+            that hex string, not as a PAN (see the module doc; not with ``escapes``).
 
     Returns:
         The spans, in text order (indices into ``text``).
     """
-    return _find_escaped(text) if escapes else _find(text)
+    return _find_escaped(text) if escapes else _find(text, hex_strings)
 
 
 def contains_pan(text: str) -> bool:
