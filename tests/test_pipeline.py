@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -60,6 +61,7 @@ class RecordingMetrics:
     def __init__(self, breaking_event: str | None = None) -> None:
         self.breaking_event = breaking_event
         self.batches: list[list[str]] = []
+        self.sanitised: dict[tuple[str, str], int] = {}
 
     def observe_batch(self, frame: pl.DataFrame) -> None:
         """Record the batch, or raise like a bug would for one particular event."""
@@ -67,6 +69,11 @@ class RecordingMetrics:
         if self.breaking_event in event_ids:
             raise ZeroDivisionError("a bug triggered by one event")
         self.batches.append(event_ids)
+
+    def observe_sanitised(self, changes: Mapping[tuple[str, str], int]) -> None:
+        """Add up the decoder's cleaned-field counts."""
+        for key, count in changes.items():
+            self.sanitised[key] = self.sanitised.get(key, 0) + count
 
 
 def alert_event(event_id: str, *, response_code: str | None, outcome: str, meaning: str,
