@@ -80,7 +80,7 @@ GOOD: dict[str, dict[str, Any]] = {
     "digit groupings that are not card numbers": message(
         event_id="sw-2026-03-02-000912", customer_id="+49 1512 3456 7890", merchant_id="378282246310005"),
     "PAN-like run inside a SHA-256 hex digest": message(
-        card_ref="0123456789abcdef0123" + "4111111111111111" + "abcdef0123456789abcdef0123456789"),
+        card_ref="0123456789abcdef" + "4111111111111111" + "abcdef0123456789abcdef0123456789"),
 }
 
 BAD: dict[str, dict[str, Any] | list[Any]] = {
