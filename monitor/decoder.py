@@ -353,13 +353,11 @@ _COLUMN_PAN: Final = (
     f"{_COLUMN_GAP}{_COLUMN_DIGIT}|{_column_digits(6)}{_COLUMN_GAP}{_column_digits(4)})"
 )
 _COLUMN_IDENTITY_SUSPECT: Final = f"{FORBIDDEN_IN_IDENTITY_CLASS}|{_COLUMN_PAN}"
-# merchant_id: a PAN is a 16-digit run or a card grouping (MERCHANT_ID_PAN_DIGITS), so
-# TabFormer's 19-digit IDs stay on the fast path; anything beyond printable ASCII
-# (controls, invisibles, other scripts' digits, Unicode spaces) is left to Python.
-_COLUMN_MERCHANT_SUSPECT: Final = (
-    r"[^\x20-\x7e]|[0-9]{4}[ .\-]{1,3}[0-9]"
-    f"|(?:^|[^0-9])[0-9]{{{MERCHANT_ID_PAN_DIGITS}}}(?:[^0-9]|$)"
-)
+# merchant_id: a value that is wholly a signed number of other than 16 digits is an ID
+# (MERCHANT_ID_PAN_DIGITS), so TabFormer's 19-digit IDs stay on the fast path; any other
+# value goes by the identity rule.
+_COLUMN_MERCHANT_NUMBER: Final = r"^-?[0-9]+$"
+_COLUMN_MERCHANT_16: Final = f"^-?[0-9]{{{MERCHANT_ID_PAN_DIGITS}}}$"
 # Descriptive fields: anything clean_descriptive would change (a control or invisible
 # character, white space at an end, doubled or other than a plain space, a PAN form).
 _COLUMN_DESCRIPTIVE_SUSPECT: Final = (
@@ -384,7 +382,10 @@ def _suspect(frame: pl.DataFrame) -> pl.Series:
     ]
     flags += [pl.col(name).str.contains(_COLUMN_IDENTITY_SUSPECT).fill_null(False)
               for name in _COLUMN_IDENTITY_FIELDS]
-    flags.append(pl.col("merchant_id").str.contains(_COLUMN_MERCHANT_SUSPECT).fill_null(False))
+    merchant = pl.col("merchant_id")
+    flags.append((merchant.str.contains(_COLUMN_MERCHANT_16)
+                  | (merchant.str.contains(_COLUMN_MERCHANT_NUMBER).not_()
+                     & merchant.str.contains(_COLUMN_IDENTITY_SUSPECT))).fill_null(False))
     flags += [pl.col(name).str.contains(_COLUMN_DESCRIPTIVE_SUSPECT).fill_null(False)
               for name in DESCRIPTIVE_FIELDS]
     flags += [

@@ -62,19 +62,21 @@ _FORBIDDEN: Final = re.compile(FORBIDDEN_IN_IDENTITY_CLASS)
 # What clean_descriptive would change besides a PAN: a forbidden character, white space
 # at an end, doubled, or other than a plain space (Python's \s also covers \x1c-\x1f).
 _UNCLEAN: Final = re.compile(f"{FORBIDDEN_IN_IDENTITY_CLASS}|^\\s|\\s$|\\s\\s|[^\\S ]")
-#: ISO 8583 field 42 is 15 characters, often 15 digits: as long as an Amex PAN, so a
-#: merchant ID is taken for a PAN only as a run of 16 digits (Visa/Mastercard length,
-#: which no standard merchant ID has) or printed in card groups. Longer runs pass too
-#: (TabFormer's signed 19-digit merchant IDs).
+#: ISO 8583 field 42 is 15 characters, often 15 digits: as long as an Amex PAN. So a
+#: merchant ID that is *wholly* one ASCII number (optionally signed: TabFormer's 19-digit
+#: IDs are signed 64-bit integers) is a merchant ID unless it has 16 digits
+#: (Visa/Mastercard length, which no standard merchant ID has). Any other PAN form in it
+#: (inside a longer token, grouped, other digit scripts) follows the common rule.
 MERCHANT_ID_PAN_DIGITS: Final = 16
+_MERCHANT_NUMBER: Final = re.compile(r"-?[0-9]{13,19}")
 
 
 def identity_problem(name: str, text: str) -> tuple[str, str] | None:
     """The rejection ``(reason, detail)`` of identity field ``name`` holding ``text``, or ``None``.
 
     Args:
-        name: one of :data:`IDENTITY_FIELDS` (``merchant_id`` has its own PAN rule,
-            :data:`MERCHANT_ID_PAN_DIGITS`).
+        name: one of :data:`IDENTITY_FIELDS` (a ``merchant_id`` that is wholly a number
+            has its own rule, :data:`MERCHANT_ID_PAN_DIGITS`).
         text: the field's value.
 
     Returns:
@@ -89,8 +91,9 @@ def identity_problem(name: str, text: str) -> tuple[str, str] | None:
         return None
     # A wrong "PAN" here loses the event: hex strings (hashes, hex tokens) are read as hex.
     spans = find_pans(text, hex_strings=True)
-    if name == "merchant_id":
-        spans = [s for s in spans if s.grouped or len(s.digits) == MERCHANT_ID_PAN_DIGITS]
+    if (name == "merchant_id" and _MERCHANT_NUMBER.fullmatch(text)
+            and len(text.lstrip("-")) != MERCHANT_ID_PAN_DIGITS):
+        return None
     if not spans:
         return None
     if name == "card_ref":

@@ -49,6 +49,8 @@ def test_the_forbidden_class_is_controls_plus_invisibles() -> None:
     ("merchant_id", PAN, "pan_in_field"),  # 16 digits: a Visa/Mastercard length
     ("merchant_id", "3782-822463-10005", "pan_in_field"),  # an Amex printed in groups
     ("merchant_id", f"M{PAN}", "pan_in_field"),
+    ("merchant_id", "MID378282246310005", "pan_in_field"),  # an Amex inside a longer token
+    ("merchant_id", "-4111111111111111", "pan_in_field"),
     ("event_id", "evt\x00", "invalid_field"),
     ("card_ref", "tok\n", "invalid_field"),
     ("customer_id", "C\u200b1", "invalid_field"),
