@@ -513,6 +513,16 @@ def _clean_json(value: Any) -> Any:
     return value if masked == text else masked
 
 
+def _scrub_as_text(value: bytes) -> bytes:
+    """A value that is not JSON, without ``pan`` members and PAN forms (see :func:`dead_letter_copy`)."""
+    encoding = json.detect_encoding(value)
+    if encoding != "utf-8":  # UTF-16 or -32 (a BOM or the NUL pattern): read it as such
+        text = value.decode(encoding, "replace")
+        return scrub_pans(_drop_pan_members(text).encode("utf-8", "backslashreplace"))
+    text = value.decode("utf-8", "surrogateescape")
+    return scrub_pans(_drop_pan_members(text).encode("utf-8", "surrogateescape"))
+
+
 def dead_letter_copy(value: bytes) -> bytes:
     """The copy of a rejected message value that may be written to a dead-letter topic.
 
@@ -521,7 +531,8 @@ def dead_letter_copy(value: bytes) -> bytes:
     PAN form in its other strings, keys and numbers is masked; it is written back as
     compact UTF-8 JSON. Anything else (truncated JSON, not UTF-8, not JSON at all)
     loses each ``"pan": value`` member the text holds, then every PAN form in it is
-    masked (:func:`scrub_pans`). Never raises.
+    masked (:func:`scrub_pans`); text that starts like UTF-16 or -32 is read as such and
+    written back as UTF-8. Never raises.
 
     Args:
         value: the message value as read from Kafka.
@@ -532,14 +543,12 @@ def dead_letter_copy(value: bytes) -> bytes:
     try:
         parsed = json.loads(value)
     except (ValueError, RecursionError):
-        text = value.decode("utf-8", "surrogateescape")
-        return scrub_pans(_drop_pan_members(text).encode("utf-8", "surrogateescape"))
+        return _scrub_as_text(value)
     try:
         cleaned = _clean_json(parsed)
         encoded = json.dumps(cleaned, ensure_ascii=False, separators=(",", ":"))
     except RecursionError:  # deeper than json.dumps can go: treat as text
-        text = value.decode("utf-8", "surrogateescape")
-        return scrub_pans(_drop_pan_members(text).encode("utf-8", "surrogateescape"))
+        return _scrub_as_text(value)
     # Belt and braces: a PAN form across two strings of the re-encoded text.
     return scrub_pans(encoded.encode("utf-8", "backslashreplace"))
 

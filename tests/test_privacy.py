@@ -215,3 +215,10 @@ def test_dead_letter_copy_survives_deep_nesting() -> None:
     deep = b'{"pan": "4111111111111112", "a": ' + b"[" * 100_000 + PAN.encode()
     copy = dead_letter_copy(deep)
     assert b"4111111111111112" not in copy and PAN.encode() not in copy
+
+
+def test_dead_letter_copy_reads_truncated_utf16_as_utf16() -> None:
+    """A truncated UTF-16 value is read as UTF-16: its pan member goes, its PAN forms are masked."""
+    text = '{"pan": "4111111111111112", "city": "\u2074111.1111.1111.1111", "x": "tr'
+    copy = dead_letter_copy(text.encode("utf-16"))
+    assert copy.decode() == '{"city": "411111******1111", "x": "tr'

@@ -9,7 +9,9 @@ The messages go through the real pipeline (decode, classify, VIP lookup, metrics
 the real alert store, and then every output is read back: the store (every table, and
 the SQLite file's bytes), the logs (DEBUG), the /metrics exposition, the dead-letter
 copy and its headers, the ``cardmon alerts export`` JSON Lines, the rendered e-mail,
-webhook and Apprise messages, and the API answers served for real on 127.0.0.1.
+webhook and Apprise messages, and the API answers served for real on 127.0.0.1. A
+second test sends such messages through the real broker and consumer and reads the
+real dead-letter topic.
 
 One more documented exception: a ``merchant_id`` that is wholly an ASCII number of
 13-15 or 17-19 digits is a merchant ID, not a PAN (ISO 8583 field 42 is 15 digits), so
@@ -39,6 +41,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from confluent_kafka import Producer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
@@ -50,7 +53,9 @@ from monitor.alerts.store import AlertStore
 from monitor.alerts.tokens import AckLinks
 from monitor.api import build_api, start_api
 from monitor.classify import ResponseCodeTable
-from monitor.decoder import decode_frame
+from monitor.config import KafkaSettings
+from monitor.consumer import TransactionConsumer, ensure_topics
+from monitor.decoder import decode_batch, decode_frame
 from monitor.metrics import PipelineMetrics
 from monitor.metrics._exposition import Exposition
 from monitor.paths import rules_path
@@ -58,7 +63,7 @@ from monitor.pipeline import BatchProcessor
 from monitor.policy import AlertPolicy
 from monitor.privacy import dead_letter_copy, luhn_valid, scrub_pans
 from monitor.registry import RegistryLoader
-from tests.helpers import event, write_registry
+from tests.helpers import event, read_topic, wait_until, write_registry
 
 API_TOKEN = "property-test-token-0123456789abcdef"
 LINK_SECRET = "property-test-link-secret-0123456789"
@@ -171,7 +176,7 @@ PLACES = ["event_id", "terminal_id", "card_ref", "customer_id", "merchant_id", "
           "occurred_at", "pan", "pan_number", "note", "key"]
 # Weighted towards the free-text and identity fields, where a PAN is processed, not refused.
 PLACE_WEIGHTS = {"merchant_name": 4, "city": 3, "region": 2, "branch_id": 2, "decline_reasons": 2,
-                 "event_id": 2, "card_ref": 3, "customer_id": 2, "merchant_id": 2, "pan": 2, "key": 2}
+                 "event_id": 2, "card_ref": 3, "customer_id": 2, "merchant_id": 2, "pan": 3, "key": 2}
 
 
 @dataclass
@@ -207,11 +212,16 @@ def build_message(number: int, placed: list[tuple[str, str, Any]], encoding: str
     return Message(encoded, key.encode(), [pan for _, pan, _ in placed])
 
 
+_numbers = iter(range(10**9))  # event IDs and 10-minute windows, new for every message
+
+
 @st.composite
-def messages(draw: st.DrawFn, number: int) -> Message:
+def messages(draw: st.DrawFn) -> Message:
     """A message with one to three PAN forms in drawn places."""
+    # Not drawn (so alerts do not pile up in a few windows); nothing drawn depends on it.
+    number = next(_numbers)
     placed = []
-    for _ in range(draw(st.integers(1, 3))):
+    for _ in range(draw(st.sampled_from([1, 1, 1, 2, 3]))):
         place = draw(st.sampled_from([p for p in PLACES for _ in range(PLACE_WEIGHTS.get(p, 1))]))
         pan = draw(pans())
         text: Any = draw(forms(len(pan))).write(pan)
@@ -228,7 +238,10 @@ def messages(draw: st.DrawFn, number: int) -> Message:
             text = "MID" + text
         placed.append((place, pan, text))
     encoding = draw(st.sampled_from(["utf-8"] * 8 + ["utf-16", "cp1252"]))
-    return build_message(number, placed, encoding)
+    message = build_message(number, placed, encoding)
+    if draw(st.integers(0, 9)) == 0:  # cut short, as a broken producer would
+        message.value = message.value[:len(message.value) * draw(st.integers(1, 999)) // 1000]
+    return message
 
 
 # --- reading outputs as a person would ------------------------------------------------
@@ -291,7 +304,6 @@ class Run:
     metrics_registry: CollectorRegistry
     links: AckLinks
     pans: list[str] = field(default_factory=list)
-    numbers: int = 0
     # What the drawn messages exercised (so the test proves it reached each path).
     seen: dict[str, int] = field(default_factory=dict)
 
@@ -426,12 +438,7 @@ def property_test(run: Run, examples: int) -> Callable[[], None]:
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     @given(st.data())
     def batches(data: st.DataObject) -> None:
-        size = data.draw(st.integers(1, 4))
-        batch = []
-        for _ in range(size):
-            run.numbers += 1
-            batch.append(data.draw(messages(run.numbers)))
-        process(run, batch)
+        process(run, data.draw(st.lists(messages(), min_size=1, max_size=4)))
 
     return batches
 
@@ -444,10 +451,77 @@ def test_no_pan_form_reaches_any_output(store_location: Path | str, tmp_path: Pa
     sqlite = isinstance(store_location, Path)
     property_test(run, 120 if sqlite else 30)()
     # The draws reached every path: rejected, processed with masks, alerted, rendered.
-    paths = ["events", "pan_masked", "failures", "pan_in_field", "invalid_field", "rendered:email",
-             "rendered:webhook", "rendered:apprise"]
+    paths = ["events", "pan_masked", "failures", "rendered:email", "rendered:webhook",
+             "rendered:apprise"]
     if sqlite:
-        paths += ["pan_in_card_ref", "raw_pan", "invalid_utf8"]
+        paths += ["pan_in_field", "invalid_field", "pan_in_card_ref", "raw_pan", "invalid_utf8",
+                  "invalid_json"]
     for what in paths:
         assert run.seen.get(what, 0) > 0, (what, run.seen)
     final_checks(run, caplog, store_location)
+
+
+def broker_messages(count: int, seed: int = 8) -> list[Message]:
+    """``count`` messages with PAN forms in every place, drawn with ``random`` (same forms as above)."""
+    rng = random.Random(seed)
+    out = []
+    for number in range(count):
+        placed: list[tuple[str, str, Any]] = []
+        for place in (PLACES[number % len(PLACES)], rng.choice(PLACES)):
+            length = rng.randint(13, 19)
+            pan = luhn_pan("".join(rng.choice("0123456789") for _ in range(length - 1)))
+            text: Any = random_form(rng, length).write(pan)
+            if place == "merchant_id" and re.fullmatch("[0-9]+", text) and length != 16:
+                text = "MID" + text  # a wholly numeric merchant ID is an ID (see above)
+            if place == "pan":
+                if rng.random() < 0.5:
+                    pan = pan[:-1] + str((int(pan[-1]) + 1) % 10)  # fails Luhn now
+                text = rng.choice([pan, int(pan), [pan], text])
+            placed.append((place, pan, text))
+        out.append(build_message(10_000 + number, placed, rng.choice(["utf-8"] * 8 + ["utf-16", "cp1252"])))
+    return out
+
+
+@pytest.mark.integration
+async def test_no_pan_form_reaches_the_real_dead_letter_topic(kafka_bootstrap: str, unique_name: str,
+                                                              tmp_path: Path) -> None:
+    """Through the real broker and consumer, no dead-letter value, key or header holds a PAN form."""
+    settings = KafkaSettings(bootstrap_servers=kafka_bootstrap, topic=f"tx-{unique_name}",
+                             dead_letter_topic=f"dlq-{unique_name}", group_id=f"g-{unique_name}",
+                             batch_timeout_ms=100)
+    await ensure_topics(settings, partitions=2)
+    batch = broker_messages(120)
+    pans = [pan for m in batch for pan in m.pans]
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for message in batch:
+        producer.produce(settings.topic, value=message.value, key=message.key)
+    assert producer.flush(10) == 0
+    decoded = decode_batch([m.value for m in batch])
+    dead_expected = len({r.index for r in decoded.rejections})  # raw_pan events are both
+    assert 0 < dead_expected < len(batch) and decoded.events
+
+    run = make_run(tmp_path / "alerts.db", tmp_path)
+    consumer = TransactionConsumer(
+        settings, processor=run.processor, metrics=None,
+        record_failures=lambda failures, _incidents: asyncio.to_thread(run.store.record, failures),
+    )
+    await consumer.start()
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    try:
+        dead = await read_topic(kafka_bootstrap, settings.dead_letter_topic, expected=dead_expected,
+                                timeout=60)
+        await wait_until(lambda: consumer.events == len(decoded.events), timeout=60,
+                         what="every valid event processed")
+    finally:
+        stop.set()
+        await task
+        await consumer.stop()
+    assert len(dead) == dead_expected
+    for record in dead:
+        assert_no_pan(record.value, pans, "a dead-letter value on the topic")
+        assert_no_pan(record.key or b"", pans, "a dead-letter key on the topic")
+        for name, header in record.headers:
+            assert_no_pan(header, pans, f"the dead-letter header {name}")
+    assert_no_pan(dump_store(run.store), pans, "the alert store")
+    run.store.close()
