@@ -425,7 +425,7 @@ def scrub_pans(data: bytes) -> bytes:
 # --- dead-letter copies ---------------------------------------------------------------
 
 # A quoted key followed by a colon (JSON double quotes, or single quotes).
-_KEY: Final = re.compile(r"""(?:"((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)')\s*:\s*""", re.S)
+_KEY: Final = re.compile(r"""(?:"((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)')\s*:\s*""", re.DOTALL)
 #: Names of the member a dead-letter copy never keeps (compared case-insensitively).
 _PAN_KEYS: Final = frozenset({"pan"})
 

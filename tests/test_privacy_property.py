@@ -364,7 +364,7 @@ def process(run: Run, batch: list[Message]) -> None:
 
 def dump_store(store: AlertStore) -> str:
     """Every row of every table of the store, as text."""
-    conn = store._conn  # noqa: SLF001 (the test reads the raw tables on purpose)
+    conn = store._conn  # the test reads the raw tables on purpose
     if type(conn).__name__.startswith("Sqlite"):
         tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()]
     else:
@@ -373,7 +373,7 @@ def dump_store(store: AlertStore) -> str:
     assert "alert_events" in tables
     lines = []
     for table in tables:
-        for row in conn.execute(f'SELECT * FROM "{table}"').fetchall():  # noqa: S608 (table names from the catalogue)
+        for row in conn.execute(f'SELECT * FROM "{table}"').fetchall():  # names from the catalogue
             lines.append(table + ": " + " | ".join(str(value) for value in row))
     return "\n".join(lines)
 
