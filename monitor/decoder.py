@@ -53,6 +53,7 @@ from monitor.frame import events_frame
 from monitor.privacy import (
     DOTS,
     NFKC_DIGITS,
+    PAN_MIN_DIGITS,
     is_pan,
     luhn_valid,
     mask_pan,
@@ -76,8 +77,10 @@ __all__ = [
 _decoder: Final = msgspec.json.Decoder(TransactionEvent)
 # ISO 4217 codes known to CLDR (via Babel), including funds codes.
 _CURRENCIES: Final[frozenset[str]] = frozenset(list_currencies())
-#: What one line of a rejection detail may not hold (it becomes a Kafka header).
+#: What one line of a rejection detail (a Kafka header) or an identity field may not hold.
 _DETAIL_CONTROL: Final = re.compile(FORBIDDEN_IN_IDENTITY_CLASS)
+# Joins identity values for one search: a private-use character, not forbidden.
+_JOIN: Final = "\ue000"
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,12 +184,15 @@ def _sanitise(event: TransactionEvent, changes: list[Sanitised]) -> None:
 
 
 def _check(event: TransactionEvent) -> tuple[str, str] | None:
-    for name in IDENTITY_FIELDS:
-        text = getattr(event, name)
-        if text is not None:
-            problem = identity_problem(name, text)
-            if problem is not None:
-                return problem
+    present = [(name, text) for name in IDENTITY_FIELDS if (text := getattr(event, name)) is not None]
+    # One search for a forbidden character in all of them; without one, only a value
+    # long enough for a PAN can hold a problem. Fields are checked in contract order.
+    if _DETAIL_CONTROL.search(_JOIN.join(text for _, text in present)) is None:
+        present = [(name, text) for name, text in present if len(text) >= PAN_MIN_DIGITS]
+    for name, text in present:
+        problem = identity_problem(name, text)
+        if problem is not None:
+            return problem
     if not _EARLIEST <= event.occurred_at < _LATEST:
         return "invalid_field", "occurred_at is not between 1970 and 2100"
     if event.currency not in _CURRENCIES:
@@ -353,16 +359,17 @@ _COLUMN_PAN: Final = (
     f"{_COLUMN_GAP}{_COLUMN_DIGIT}|{_column_digits(6)}{_COLUMN_GAP}{_column_digits(4)})"
 )
 _COLUMN_IDENTITY_SUSPECT: Final = f"{FORBIDDEN_IN_IDENTITY_CLASS}|{_COLUMN_PAN}"
-# merchant_id: a value that is wholly a signed number of other than 16 digits is an ID
+# merchant_id: a value that is wholly a signed number of 13-15 or 17-19 digits is an ID
 # (MERCHANT_ID_PAN_DIGITS), so TabFormer's 19-digit IDs stay on the fast path; any other
 # value goes by the identity rule.
-_COLUMN_MERCHANT_NUMBER: Final = r"^-?[0-9]+$"
-_COLUMN_MERCHANT_16: Final = f"^-?[0-9]{{{MERCHANT_ID_PAN_DIGITS}}}$"
-# Descriptive fields: anything clean_descriptive would change (a control or invisible
-# character, white space at an end, doubled or other than a plain space, a PAN form).
-_COLUMN_DESCRIPTIVE_SUSPECT: Final = (
-    f"{FORBIDDEN_IN_IDENTITY_CLASS}|^\\s|\\s$|\\s\\s|[^\\S ]|{_COLUMN_PAN}"
-)
+_COLUMN_MERCHANT_ID_NUMBER: Final = r"^-?(?:[0-9]{13,15}|[0-9]{17,19})$"
+# Descriptive fields: white space that clean_descriptive collapses (at an end, doubled,
+# or other than a plain space) is collapsed here, per column; a control or invisible
+# character, or a PAN form in the collapsed text, is left to Python. Rust's \s (Unicode
+# White_Space) is Python's str.split() white space but for U+001C-U+001F, controls both.
+_COLUMN_WHITESPACE: Final = r"^\s|\s$|\s\s|[^\S ]"
+_COLUMN_DESCRIPTIVE_SUSPECT: Final = f"{FORBIDDEN_IN_IDENTITY_CLASS}|{_COLUMN_PAN}"
+_COLUMN_DESCRIPTIVE_UNUSUAL: Final = f"{_COLUMN_WHITESPACE}|{_COLUMN_DESCRIPTIVE_SUSPECT}"
 #: Identity fields without a strict pattern (a pattern of printable ASCII, like
 #: terminal_id's, still lets a 16-digit PAN through); the others' patterns admit
 #: neither a control character nor 13 digits.
@@ -372,8 +379,21 @@ _CHECK_ONLY: Final[dict[str, pl.DataType]] = {"mti": pl.String(), "processing_co
 assert CONTROL_CLASS[1:-1] in FORBIDDEN_IN_IDENTITY_CLASS  # descriptive flags rely on it
 
 
-def _suspect(frame: pl.DataFrame) -> pl.Series:
-    """True for each row that decode_batch might reject or change (see the section comment)."""
+def _collapsed(name: str) -> pl.Expr:
+    """The descriptive column ``name`` with its white space collapsed and trimmed, ``""`` as null."""
+    text = pl.col(name).str.replace_all(r"\s+", " ").str.strip_chars(" ")
+    return pl.when(text == "").then(None).otherwise(text).alias(name)
+
+
+def _checked(frame: pl.DataFrame) -> tuple[pl.Series, pl.DataFrame]:
+    """The rows decode_batch might reject or change beyond white space, and the cleaned columns.
+
+    Returns:
+        ``suspect`` (True: send the row to decode_batch) and, row for row, one
+        ``_ws_<name>`` flag per descriptive field (True: its white space is to be
+        collapsed; only meaningful where ``suspect`` is False) and the collapsed column
+        of each field that has a flag set.
+    """
     flags: list[pl.Expr] = [
         # A pattern the unchecked decode skipped (Rust's `$` is the end of the text, so
         # it is stricter than Python's, which also matches before a final newline).
@@ -383,17 +403,42 @@ def _suspect(frame: pl.DataFrame) -> pl.Series:
     flags += [pl.col(name).str.contains(_COLUMN_IDENTITY_SUSPECT).fill_null(False)
               for name in _COLUMN_IDENTITY_FIELDS]
     merchant = pl.col("merchant_id")
-    flags.append((merchant.str.contains(_COLUMN_MERCHANT_16)
-                  | (merchant.str.contains(_COLUMN_MERCHANT_NUMBER).not_()
-                     & merchant.str.contains(_COLUMN_IDENTITY_SUSPECT))).fill_null(False))
-    flags += [pl.col(name).str.contains(_COLUMN_DESCRIPTIVE_SUSPECT).fill_null(False)
-              for name in DESCRIPTIVE_FIELDS]
+    flags.append((merchant.str.contains(_COLUMN_IDENTITY_SUSPECT)
+                  & merchant.str.contains(_COLUMN_MERCHANT_ID_NUMBER).not_()).fill_null(False))
     flags += [
         (pl.col("occurred_at") < _EARLIEST) | (pl.col("occurred_at") >= _LATEST),
         pl.col("currency").is_in(pl.Series(sorted(_CURRENCIES)).implode()).not_(),
         (pl.col("status") == "completed") & pl.col("response_code").is_null(),
     ]
-    return frame.select(pl.any_horizontal(flags).alias("suspect")).to_series()
+    # Descriptive fields: one pass for anything unusual; the few columns with some are
+    # looked at closer (a forbidden character or a PAN form: Python; white space only:
+    # collapsed here).
+    checked = frame.select(
+        pl.any_horizontal(flags).alias("_suspect"),
+        *[pl.col(name).str.contains(_COLUMN_DESCRIPTIVE_UNUSUAL).fill_null(False).alias(f"_ws_{name}")
+          for name in DESCRIPTIVE_FIELDS],
+    )
+    unusual = [name for name in DESCRIPTIVE_FIELDS if checked.get_column(f"_ws_{name}").any()]
+    if unusual:
+        closer = frame.select(
+            *[pl.col(name).str.contains(_COLUMN_DESCRIPTIVE_SUSPECT).fill_null(False)
+              .alias(f"_hard_{name}") for name in unusual],
+            *[pl.col(name).str.contains(_COLUMN_WHITESPACE).fill_null(False).alias(f"_ws_{name}")
+              for name in unusual],
+            *[_collapsed(name) for name in unusual],
+        )
+        # Collapsing can make a PAN form ("4111    1111 ..." has too many spaces in a gap,
+        # "4111 1111 ..." does not): the collapsed text is checked again.
+        hard = closer.select(pl.any_horizontal(
+            *[pl.col(f"_hard_{name}") for name in unusual],
+            *[pl.col(name).str.contains(_COLUMN_PAN).fill_null(False) for name in unusual],
+        )).to_series()
+        checked = checked.with_columns(
+            (pl.col("_suspect") | hard).alias("_suspect"),
+            *[closer.get_column(f"_ws_{name}") for name in unusual],
+            *[closer.get_column(name) for name in unusual],
+        )
+    return checked.get_column("_suspect"), checked.drop("_suspect")
 
 
 @dataclass(slots=True)
@@ -418,8 +463,9 @@ def decode_frame(values: list[bytes | None]) -> DecodedFrame:
     """Decode Kafka message values into the batch frame, with the checks run per column.
 
     The result is exactly ``events_frame(decode_batch(values).events)`` with the same
-    indices, rejections and sanitised counts: every message the column checks cannot clear is decoded by
-    :func:`decode_batch` itself.
+    indices, rejections and sanitised counts: white space in descriptive fields is
+    collapsed per column, and every message the column checks cannot clear otherwise
+    is decoded by :func:`decode_batch` itself.
 
     Args:
         values: raw message values in batch order; ``None`` is a tombstone and is rejected.
@@ -443,20 +489,27 @@ def decode_frame(values: list[bytes | None]) -> DecodedFrame:
         rows.append(row)
         row_indices.append(index)
     frame = events_frame(rows, extra=_CHECK_ONLY)
+    sanitised: Counter[Sanitised] = Counter()
     if rows:
-        suspect = _suspect(frame)
+        suspect, cleaned = _checked(frame)
         if suspect.any():
             flagged = suspect.to_list()
             slow.extend(i for i, bad in zip(row_indices, flagged) if bad)
             slow.sort()
             row_indices = [i for i, bad in zip(row_indices, flagged) if not bad]
-            frame = frame.filter(~suspect)
+            frame, cleaned = frame.filter(~suspect), cleaned.filter(~suspect)
+        changed = cleaned.select(pl.col(f"_ws_{name}").sum() for name in DESCRIPTIVE_FIELDS).row(0)
+        if any(changed):
+            frame = frame.with_columns(cleaned.select(
+                name for name, count in zip(DESCRIPTIVE_FIELDS, changed) if count))
+            sanitised.update({(name, "text"): count
+                              for name, count in zip(DESCRIPTIVE_FIELDS, changed) if count})
     frame = frame.drop(list(_CHECK_ONLY))
     if not slow:
-        return DecodedFrame(frame, row_indices, [])
+        return DecodedFrame(frame, row_indices, [], sanitised)
     reference = decode_batch([values[i] for i in slow])
     rejections = [Rejection(slow[r.index], r.reason, r.detail) for r in reference.rejections]
-    sanitised = reference.sanitised
+    sanitised.update(reference.sanitised)
     if not reference.events:
         return DecodedFrame(frame, row_indices, rejections, sanitised)
     slow_indices = [slow[i] for i in reference.indices]

@@ -89,12 +89,11 @@ def identity_problem(name: str, text: str) -> tuple[str, str] | None:
                                  "(identity fields may not)")
     if len(text) < PAN_MIN_DIGITS:  # the ISO 8583 ids, most codes: too short for a PAN
         return None
-    # A wrong "PAN" here loses the event: hex strings (hashes, hex tokens) are read as hex.
-    spans = find_pans(text, hex_strings=True)
     if (name == "merchant_id" and _MERCHANT_NUMBER.fullmatch(text)
             and len(text.lstrip("-")) != MERCHANT_ID_PAN_DIGITS):
         return None
-    if not spans:
+    # A wrong "PAN" here loses the event: hex strings (hashes, hex tokens) are read as hex.
+    if not find_pans(text, hex_strings=True):
         return None
     if name == "card_ref":
         return "pan_in_card_ref", "card_ref holds a PAN; send a token or hash of the card"

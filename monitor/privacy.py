@@ -100,19 +100,14 @@ _KINDS: dict[str, int] = {str(d): d for d in range(10)}  # <character: digit val
 _DIGIT_CLASS: Final = "\\d" + "".join(NFKC_DIGITS)
 _CANDIDATE: Final = re.compile(
     f"[{_DIGIT_CLASS}](?:[^\\w]*[{_DIGIT_CLASS}]){{{PAN_MIN_DIGITS - 1},}}")
-# Within an ASCII candidate, what a PAN form needs (13 digits with only NULs between, or
-# card groups with 1-3 ASCII separators per gap): a candidate without it is skipped
-# without the character-by-character reading. Separators: C0 controls, DEL, space, -, .
-_ASCII_GAP: Final = r"\x00*(?:[\x01-\x1f\x7f .\-]\x00*){1,3}"
-
-
-def _ascii_digits(count: int) -> str:
-    return f"[0-9](?:\\x00*[0-9]){{{count - 1}}}"
-
-
+# Within an ASCII candidate (NULs removed), what a PAN form needs: 13 digits in a row,
+# or card groups starting at a group start with 1-3 ASCII separators per gap (C0
+# controls, DEL, space, -, .). A candidate without it is skipped without the
+# character-by-character reading.
+_ASCII_SEP: Final = r"[\x01-\x1f\x7f .\-]{1,3}"
 _ASCII_GATE: Final = re.compile(
-    f"{_ascii_digits(PAN_MIN_DIGITS)}|{_ascii_digits(4)}{_ASCII_GAP}(?:{_ascii_digits(4)}{_ASCII_GAP}"
-    f"{_ascii_digits(4)}{_ASCII_GAP}[0-9]|{_ascii_digits(6)}{_ASCII_GAP}{_ascii_digits(4)})"
+    f"[0-9]{{{PAN_MIN_DIGITS}}}|(?<![0-9])[0-9]{{4}}{_ASCII_SEP}"
+    f"(?:[0-9]{{4}}{_ASCII_SEP}[0-9]{{4}}{_ASCII_SEP}[0-9]|[0-9]{{6}}{_ASCII_SEP}[0-9]{{4}})"
 )
 # Escapes read as the character they stand for (output scrubbing), and bytes that were
 # not UTF-8 (``surrogateescape``). A surrogate pair first, then single escapes.
@@ -305,11 +300,18 @@ def _pans_in_run(text: str, run: list[_Group], hex_strings: bool) -> list[PanSpa
     return found
 
 
+def _gate(text: str) -> bool:
+    """Whether ASCII ``text`` may hold a PAN form (see _ASCII_GATE)."""
+    return _ASCII_GATE.search(text.replace("\0", "") if "\0" in text else text) is not None
+
+
 def _find(text: str, hex_strings: bool = False) -> list[PanSpan]:
+    if text.isascii() and not _gate(text):  # most text: one regex search, no Python loop
+        return []
     spans: list[PanSpan] = []
     for match in _CANDIDATE.finditer(text):
         region = match.group()
-        if region.isascii() and _ASCII_GATE.search(region) is None:
+        if region.isascii() and not _gate(region):
             continue
         for run in _runs(text, match.start(), match.end()):
             if sum(len(g.digits) for g in run) >= PAN_MIN_DIGITS:
@@ -381,7 +383,7 @@ def find_pans(text: str, *, escapes: bool = False, hex_strings: bool = False) ->
 
 def contains_pan(text: str) -> bool:
     """Return whether ``text`` holds at least one PAN form (no escapes read)."""
-    return _CANDIDATE.search(text) is not None and bool(_find(text))
+    return bool(_find(text))
 
 
 def mask_pans(text: str, *, escapes: bool = True) -> str:
@@ -395,8 +397,6 @@ def mask_pans(text: str, *, escapes: bool = True) -> str:
         escapes: also read escapes as characters (see :func:`find_pans`); the default,
             as output may hold JSON or ``repr`` text.
     """
-    if _CANDIDATE.search(text) is None and not (escapes and "\\" in text):
-        return text
     spans = find_pans(text, escapes=escapes)
     if not spans:
         return text

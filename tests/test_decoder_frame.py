@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from monitor.decoder import _PATTERNS, decode_batch, decode_frame
+from monitor.decoder import _CHECK_ONLY, _PATTERNS, _checked, _unchecked_decoder, decode_batch, decode_frame
 from monitor.events import TransactionEvent
 from monitor.frame import EVENT_SCHEMA, events_frame
 
@@ -69,6 +69,8 @@ HOSTILE_TEXT = [
     "caf\u00e9 du port", "cafe\u0301", "a  b", " a", "a ",
     "a\u00a0b", "bidi\u202etxt", "zw\u200bj", "soft\u00adhyphen", "\u3000", "x" * 127 + "\n",
     "1234\u00a05678", "4111 1111 1111 1111", "4111" + "\u200d" * 40 + "111111111111",
+    "4111    1111    1111    1111", "CARREFOUR CITY      LYON          FR", "  ", "\u00a0x\u00a0",
+    "x\u2003\u2003y", "4111\u00a0\u00a0\u00a0\u00a01111 1111 1111",
 ]
 HOSTILE_FIELD: dict[str, list[Any]] = {
     "currency": ["EUR", "eur", "XYZ", "EUR\n", "EURO", "", 978, None, "XTS", "USN"],
@@ -183,3 +185,17 @@ def test_column_patterns_are_the_event_patterns() -> None:
     assert set(_PATTERNS) == set(declared)
     for name, pattern in _PATTERNS.items():
         assert repr(pattern) in declared[name]
+
+
+def test_padded_descriptive_fields_stay_on_the_fast_path() -> None:
+    """Fixed-width, space-padded names (ISO 8583 field 43) are collapsed per column, not sent to Python."""
+    padded = {"merchant_name": "CARREFOUR CITY      LYON          FR", "city": " Lyon ",
+              "region": "Auvergne\u00a0Rh\u00f4ne-Alpes", "branch_id": "LYO  01"}
+    values = [json.dumps(message(n, **padded)).encode() for n in range(20)]
+    rows = [_unchecked_decoder.decode(v) for v in values]
+    suspect, cleaned = _checked(events_frame(rows, extra=_CHECK_ONLY))
+    assert not suspect.any()
+    assert cleaned.row(0, named=True)["merchant_name"] == "CARREFOUR CITY LYON FR"
+    fast = decode_frame(values)
+    assert fast.sanitised == {(name, "text"): 20 for name in padded}
+    assert_same(values)
