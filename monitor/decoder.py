@@ -40,7 +40,6 @@ from babel.numbers import list_currencies
 
 from monitor.events import TransactionEvent
 from monitor.fields import (
-    CONTROL_CLASS,
     DESCRIPTIVE_FIELDS,
     DESCRIPTIVE_LIST_FIELDS,
     FORBIDDEN_IN_IDENTITY_CLASS,
@@ -53,6 +52,7 @@ from monitor.frame import events_frame
 from monitor.privacy import (
     DOTS,
     NFKC_DIGITS,
+    PAN_MAX_DIGITS,
     PAN_MIN_DIGITS,
     is_pan,
     luhn_valid,
@@ -362,7 +362,10 @@ _COLUMN_IDENTITY_SUSPECT: Final = f"{FORBIDDEN_IN_IDENTITY_CLASS}|{_COLUMN_PAN}"
 # merchant_id: a value that is wholly a signed number of 13-15 or 17-19 digits is an ID
 # (MERCHANT_ID_PAN_DIGITS), so TabFormer's 19-digit IDs stay on the fast path; any other
 # value goes by the identity rule.
-_COLUMN_MERCHANT_ID_NUMBER: Final = r"^-?(?:[0-9]{13,15}|[0-9]{17,19})$"
+_COLUMN_MERCHANT_ID_NUMBER: Final = (
+    f"^-?(?:[0-9]{{{PAN_MIN_DIGITS},{MERCHANT_ID_PAN_DIGITS - 1}}}"
+    f"|[0-9]{{{MERCHANT_ID_PAN_DIGITS + 1},{PAN_MAX_DIGITS}}})$"
+)
 # Descriptive fields: white space that clean_descriptive collapses (at an end, doubled,
 # or other than a plain space) is collapsed here, per column; a control or invisible
 # character, or a PAN form in the collapsed text, is left to Python. Rust's \s (Unicode
@@ -376,7 +379,6 @@ _COLUMN_DESCRIPTIVE_UNUSUAL: Final = f"{_COLUMN_WHITESPACE}|{_COLUMN_DESCRIPTIVE
 _COLUMN_IDENTITY_FIELDS: Final = ("event_id", "terminal_id", "card_ref", "customer_id")
 # Columns of the unchecked decode that only the checks need (not part of the frame).
 _CHECK_ONLY: Final[dict[str, pl.DataType]] = {"mti": pl.String(), "processing_code": pl.String()}
-assert CONTROL_CLASS[1:-1] in FORBIDDEN_IN_IDENTITY_CLASS  # descriptive flags rely on it
 
 
 def _collapsed(name: str) -> pl.Expr:

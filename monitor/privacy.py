@@ -2,8 +2,9 @@
 
 A foundation module: it imports nothing of cardmon, so every layer may use it. One
 definition of a *PAN form* serves the decoder's decisions and every output scrubber
-(dead letters, logs, messages, the store), so what the decoder accepts is never
-altered on the way out.
+(dead letters, logs, messages, the store), so what the decoder accepts is not altered
+on the way out (but for the decoder's two identity-field exceptions, merchant IDs that
+are wholly a number and hex strings: see :mod:`monitor.fields`).
 
 A PAN form is 13–19 decimal digits that pass the Luhn check (ISO/IEC 7812-1), read
 the way a person reads them:
@@ -47,6 +48,10 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 __all__ = [
+    "DOTS",
+    "NFKC_DIGITS",
+    "PAN_MAX_DIGITS",
+    "PAN_MIN_DIGITS",
     "PanSpan",
     "contains_pan",
     "dead_letter_copy",

@@ -11,7 +11,14 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from monitor.decoder import _CHECK_ONLY, _PATTERNS, _checked, _unchecked_decoder, decode_batch, decode_frame
+from monitor.decoder import (
+    _CHECK_ONLY,
+    _PATTERNS,
+    _checked,
+    _unchecked_decoder,
+    decode_batch,
+    decode_frame,
+)
 from monitor.events import TransactionEvent
 from monitor.frame import EVENT_SCHEMA, events_frame
 
