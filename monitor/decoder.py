@@ -353,12 +353,20 @@ def _column_digits(count: int) -> str:
 
 
 _COLUMN_GAP: Final = f"{_COLUMN_INVISIBLE}*(?:{_COLUMN_SEPARATOR}{_COLUMN_INVISIBLE}*){{1,3}}"
-_COLUMN_PAN: Final = (
-    f"{_column_digits(13)}"
-    f"|{_column_digits(4)}{_COLUMN_GAP}(?:{_column_digits(4)}{_COLUMN_GAP}{_column_digits(4)}"
+_COLUMN_RUN: Final = _column_digits(13)
+_COLUMN_GROUPED: Final = (
+    f"{_column_digits(4)}{_COLUMN_GAP}(?:{_column_digits(4)}{_COLUMN_GAP}{_column_digits(4)}"
     f"{_COLUMN_GAP}{_COLUMN_DIGIT}|{_column_digits(6)}{_COLUMN_GAP}{_column_digits(4)})"
 )
+_COLUMN_PAN: Final = f"{_COLUMN_RUN}|{_COLUMN_GROUPED}"
 _COLUMN_IDENTITY_SUSPECT: Final = f"{FORBIDDEN_IN_IDENTITY_CLASS}|{_COLUMN_PAN}"
+# The hex-string exception of the identity fields (monitor.privacy, hex_strings=True),
+# on the rows the column checks flagged: in a value of printable ASCII, a run of digits
+# inside a token of hex characters with an a-f letter is not a PAN, so such tokens are
+# replaced (by "x", which joins no digits) before looking for a 13-digit run again. The
+# boundaries are consumed, so of two tokens one character apart the second stays
+# (conservative). Grouped forms, forbidden and other characters are checked as before.
+_COLUMN_HEX_TOKEN: Final = r"(?:^|[^0-9A-Za-z])[0-9]*[a-fA-F][0-9a-fA-F]*(?:[^0-9A-Za-z]|$)"
 # merchant_id: a value that is wholly a signed number of 13-15 or 17-19 digits is an ID
 # (MERCHANT_ID_PAN_DIGITS), so TabFormer's 19-digit IDs stay on the fast path; any other
 # value goes by the identity rule.
@@ -387,6 +395,23 @@ def _collapsed(name: str) -> pl.Expr:
     return pl.when(text == "").then(None).otherwise(text).alias(name)
 
 
+def _identity_flags(frame: pl.DataFrame, name: str) -> pl.Series:
+    """Rows whose identity field ``name`` might be rejected (see _COLUMN_HEX_TOKEN)."""
+    flags = frame.get_column(name).str.contains(_COLUMN_IDENTITY_SUSPECT).fill_null(False)
+    if not flags.any():
+        return flags
+    # Look closer at the flagged rows only (few): a hex string alone clears a row.
+    at = flags.arg_true()
+    text = pl.col(name)
+    closer = frame.select(text.gather(at)).select(
+        text.str.contains(f"{FORBIDDEN_IN_IDENTITY_CLASS}|{_COLUMN_GROUPED}")
+        | (text.str.contains(_COLUMN_RUN)
+           & (text.str.contains(r"[^\x20-\x7e]")
+              | text.str.replace_all(_COLUMN_HEX_TOKEN, "x").str.contains("[0-9]{13}")))
+    ).to_series()
+    return flags.scatter(at, closer)
+
+
 def _checked(frame: pl.DataFrame) -> tuple[pl.Series, pl.DataFrame]:
     """The rows decode_batch might reject or change beyond white space, and the cleaned columns.
 
@@ -402,8 +427,7 @@ def _checked(frame: pl.DataFrame) -> tuple[pl.Series, pl.DataFrame]:
         pl.col(name).str.contains(pattern).not_().fill_null(False)
         for name, pattern in _PATTERNS.items()
     ]
-    flags += [pl.col(name).str.contains(_COLUMN_IDENTITY_SUSPECT).fill_null(False)
-              for name in _COLUMN_IDENTITY_FIELDS]
+    flags += [_identity_flags(frame, name) for name in _COLUMN_IDENTITY_FIELDS]
     merchant = pl.col("merchant_id")
     flags.append((merchant.str.contains(_COLUMN_IDENTITY_SUSPECT)
                   & merchant.str.contains(_COLUMN_MERCHANT_ID_NUMBER).not_()).fill_null(False))

@@ -24,7 +24,7 @@ the way a person reads them:
   or one glued to another digit group in a non-card grouping, is not a PAN;
 * with ``hex_strings=True`` (the decoder's choice for identity fields, where a wrong
   "PAN" rejects the event) a run glued to the letters a–f inside a token made only of
-  hexadecimal characters (16 or more, at least one letter) is read as part of that hex
+  hexadecimal characters (at least one of them a letter) is read as part of that hex
   string, not as a PAN: 0.4 % of SHA-256 hex digests and 0.05 % of 16-hex-digit tokens
   hold a Luhn-valid 13–19 digit run by chance. A run that *is* the whole token
   (``tok_4111111111111111``) is still a PAN. Output scrubbing reads no exception.
@@ -75,8 +75,6 @@ _SHAPES: Final[tuple[tuple[int, ...], ...]] = (
     *((4, 4, 4, 4, last) for last in range(1, 4)),
     (4, 6, 4), (4, 6, 5),
 )
-# A hex string, not a card: a hex token at least this long holding an a-f letter.
-_HEX_TOKEN_MIN: Final = 16
 _HEX: Final = frozenset("0123456789abcdefABCDEF")
 _ALNUM_ASCII: Final = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
@@ -244,8 +242,7 @@ def _hex_string(text: str, group: _Group) -> bool:
     while end < len(text) and text[end] in _ALNUM_ASCII:
         end += 1
     token = text[start:end]
-    return (len(token) >= _HEX_TOKEN_MIN and all(c in _HEX for c in token)
-            and not token.isdigit())
+    return all(c in _HEX for c in token) and not token.isdigit()
 
 
 def _runs(text: str, start: int, end: int) -> list[list[_Group]]:

@@ -78,6 +78,11 @@ HOSTILE_TEXT = [
     "1234\u00a05678", "4111 1111 1111 1111", "4111" + "\u200d" * 40 + "111111111111",
     "4111    1111    1111    1111", "CARREFOUR CITY      LYON          FR", "  ", "\u00a0x\u00a0",
     "x\u2003\u2003y", "4111\u00a0\u00a0\u00a0\u00a01111 1111 1111",
+    # Hex strings (the identity fields' exception) next to real PANs.
+    "a4111111111111", "tok_70768005956542de", "x70768005956542de", "70768005956542de-beef",
+    "dead4111111111111111", "0123456789abcdef4111111111111111 4111111111111111",
+    "dead4111\u0301111111111111", "beef-4111-1111-1111-1111", "cafe4111 1111 1111 1111",
+    "4111111111111111abc def0", "a4111111111111111b-c4111111111111111",
 ]
 HOSTILE_FIELD: dict[str, list[Any]] = {
     "currency": ["EUR", "eur", "XYZ", "EUR\n", "EURO", "", 978, None, "XTS", "USN"],
