@@ -279,3 +279,17 @@ def test_long_signed_merchant_ids_are_not_taken_for_pans() -> None:
                           encode(message(merchant_id="-727612092139916043"))])
     assert batch.rejections == []
     assert [e.merchant_id for e in batch.events] == ["3527213246127876953", "-727612092139916043"]
+
+
+@pytest.mark.parametrize("value", [
+    "\uff14" + "\uff11" * 15, "4111.1111.1111.1111", "4111\u00a01111\u00a01111\u00a01111",
+    "tok_4111111111111111", "41\u200b11111111111111",
+])
+def test_rejection_details_echo_no_pan_form(value: str) -> None:
+    """msgspec echoes a bad enum value; the detail masks it in every PAN form."""
+    batch = decode_batch([encode(message(channel=value)), encode(message(txn_type=value))])
+    assert [r.reason for r in batch.rejections] == ["invalid_field", "invalid_field"]
+    for rejection in batch.rejections:
+        assert "411111" in rejection.detail  # the mask is there, the middle digits are not
+        assert "4111111111111111" not in rejection.detail.replace("\u200b", "")
+        assert value not in rejection.detail
