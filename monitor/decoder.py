@@ -361,12 +361,18 @@ _COLUMN_GROUPED: Final = (
 _COLUMN_PAN: Final = f"{_COLUMN_RUN}|{_COLUMN_GROUPED}"
 _COLUMN_IDENTITY_SUSPECT: Final = f"{FORBIDDEN_IN_IDENTITY_CLASS}|{_COLUMN_PAN}"
 # The hex-string exception of the identity fields (monitor.privacy, hex_strings=True),
-# on the rows the column checks flagged: in a value of printable ASCII, a run of digits
-# inside a token of hex characters with an a-f letter is not a PAN, so such tokens are
-# replaced (by "x", which joins no digits) before looking for a 13-digit run again. The
-# boundaries are consumed, so of two tokens one character apart the second stays
-# (conservative). Grouped forms, forbidden and other characters are checked as before.
+# on the rows the column checks flagged: a value beyond printable ASCII stays flagged;
+# in one of printable ASCII (no forbidden or invisible character can be there), a run of
+# digits inside a token of hex characters with an a-f letter is not a PAN, so such
+# tokens are replaced (by "x", which joins no digits) before looking for a 13-digit run
+# again. The boundaries are consumed, so of two tokens one character apart the second
+# stays (conservative). Card groupings stay flagged.
 _COLUMN_HEX_TOKEN: Final = r"(?:^|[^0-9A-Za-z])[0-9]*[a-fA-F][0-9a-fA-F]*(?:[^0-9A-Za-z]|$)"
+# A card grouping in printable ASCII (separators: space, "-", "."), starting at a group.
+_COLUMN_ASCII_GROUPED: Final = (
+    r"(?:^|[^0-9])[0-9]{4}[ .\-]{1,3}"
+    r"(?:[0-9]{4}[ .\-]{1,3}[0-9]{4}[ .\-]{1,3}[0-9]|[0-9]{6}[ .\-]{1,3}[0-9]{4})"
+)
 # merchant_id: a value that is wholly a signed number of 13-15 or 17-19 digits is an ID
 # (MERCHANT_ID_PAN_DIGITS), so TabFormer's 19-digit IDs stay on the fast path; any other
 # value goes by the identity rule.
@@ -395,21 +401,26 @@ def _collapsed(name: str) -> pl.Expr:
     return pl.when(text == "").then(None).otherwise(text).alias(name)
 
 
-def _identity_flags(frame: pl.DataFrame, name: str) -> pl.Series:
-    """Rows whose identity field ``name`` might be rejected (see _COLUMN_HEX_TOKEN)."""
-    flags = frame.get_column(name).str.contains(_COLUMN_IDENTITY_SUSPECT).fill_null(False)
-    if not flags.any():
-        return flags
-    # Look closer at the flagged rows only (few): a hex string alone clears a row.
-    at = flags.arg_true()
-    text = pl.col(name)
-    closer = frame.select(text.gather(at)).select(
-        text.str.contains(f"{FORBIDDEN_IN_IDENTITY_CLASS}|{_COLUMN_GROUPED}")
-        | (text.str.contains(_COLUMN_RUN)
-           & (text.str.contains(r"[^\x20-\x7e]")
-              | text.str.replace_all(_COLUMN_HEX_TOKEN, "x").str.contains("[0-9]{13}")))
-    ).to_series()
-    return flags.scatter(at, closer)
+def _identity_flags(frame: pl.DataFrame) -> pl.Series:
+    """Rows whose identity fields without a strict pattern might be rejected.
+
+    One pass over the fields joined (by a private-use character: not a digit, separator,
+    invisible or forbidden one, so no PAN form spans two fields), then the flagged rows
+    (few) looked at closer, field by field: a value of printable ASCII whose only
+    13-digit runs lie in hex strings is cleared (see _COLUMN_HEX_TOKEN).
+    """
+    joined = frame.select(pl.concat_str(_COLUMN_IDENTITY_FIELDS, separator=_JOIN, ignore_nulls=True)
+                          .str.contains(_COLUMN_IDENTITY_SUSPECT).fill_null(False)).to_series()
+    if not joined.any():
+        return joined
+    at = joined.arg_true()
+    flagged = frame.select(pl.col(_COLUMN_IDENTITY_FIELDS).gather(at))
+    closer = flagged.select(pl.any_horizontal(
+        (text.str.contains(r"[^\x20-\x7e]") | text.str.contains(_COLUMN_ASCII_GROUPED)
+         | text.str.replace_all(_COLUMN_HEX_TOKEN, "x").str.contains("[0-9]{13}")).fill_null(False)
+        for text in (pl.col(name) for name in _COLUMN_IDENTITY_FIELDS)
+    )).to_series()
+    return joined.scatter(at, closer)
 
 
 def _checked(frame: pl.DataFrame) -> tuple[pl.Series, pl.DataFrame]:
@@ -427,7 +438,7 @@ def _checked(frame: pl.DataFrame) -> tuple[pl.Series, pl.DataFrame]:
         pl.col(name).str.contains(pattern).not_().fill_null(False)
         for name, pattern in _PATTERNS.items()
     ]
-    flags += [_identity_flags(frame, name) for name in _COLUMN_IDENTITY_FIELDS]
+    flags.append(_identity_flags(frame))
     merchant = pl.col("merchant_id")
     flags.append((merchant.str.contains(_COLUMN_IDENTITY_SUSPECT)
                   & merchant.str.contains(_COLUMN_MERCHANT_ID_NUMBER).not_()).fill_null(False))
