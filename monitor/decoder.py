@@ -338,27 +338,30 @@ def _rust_class(chars: str) -> str:
 #: Conservative column versions of the text rules (Rust regex: no look-around, no
 #: back-references). A row matching none of them passes the identity rules and needs no
 #: cleaning; a row matching one is decided by decode_batch.
-# A PAN form (monitor.privacy) is 13 or more digit-likes with only invisible characters
-# between them, or card groups (4 digits, a gap, then 4-4-x or 6-4...) whose gaps hold
-# 1-3 separators and invisible characters: these match every one (and more).
-_COLUMN_DIGIT: Final = f"[\\p{{Nd}}{_rust_class(''.join(NFKC_DIGITS))}]"
-_COLUMN_INVISIBLE: Final = r"[\x00\p{Cf}\p{Mn}\p{Me}]"
-_COLUMN_SEPARATOR: Final = (
-    f"[\\p{{Zs}}\\p{{Zl}}\\p{{Zp}}\\p{{Cc}}\\p{{Pd}}\\u2212{_rust_class(DOTS)}]"
+# A PAN form (monitor.privacy) made of ASCII only is 13 digits in a row, or card groups
+# (4 digits after a non-digit, a gap, then 4-4-x or 6-4...) with 1-3 separators per
+# gap: the ASCII part matches every one. A PAN form with a character beyond ASCII has a
+# digit of another script, or a separator or invisible character beyond ASCII reached
+# from a digit across separators and invisibles only: the second part matches every
+# one, and (unlike a 13-fold repetition of Unicode classes) compiles in microseconds,
+# which matters as polars compiles each pattern on each batch.
+_COLUMN_ASCII_SEPARATORS: Final = r"[\x01-\x1f\x7f .\-]{1,3}"
+_COLUMN_ASCII_GROUPED: Final = (
+    f"(?:^|[^0-9])[0-9]{{4}}{_COLUMN_ASCII_SEPARATORS}"
+    f"(?:[0-9]{{4}}{_COLUMN_ASCII_SEPARATORS}[0-9]{{4}}{_COLUMN_ASCII_SEPARATORS}[0-9]"
+    f"|[0-9]{{6}}{_COLUMN_ASCII_SEPARATORS}[0-9]{{4}})"
 )
-
-
-def _column_digits(count: int) -> str:
-    return f"{_COLUMN_DIGIT}(?:{_COLUMN_INVISIBLE}*{_COLUMN_DIGIT}){{{count - 1}}}"
-
-
-_COLUMN_GAP: Final = f"{_COLUMN_INVISIBLE}*(?:{_COLUMN_SEPARATOR}{_COLUMN_INVISIBLE}*){{1,3}}"
-_COLUMN_RUN: Final = _column_digits(13)
-_COLUMN_GROUPED: Final = (
-    f"{_column_digits(4)}{_COLUMN_GAP}(?:{_column_digits(4)}{_COLUMN_GAP}{_column_digits(4)}"
-    f"{_COLUMN_GAP}{_COLUMN_DIGIT}|{_column_digits(6)}{_COLUMN_GAP}{_column_digits(4)})"
+_COLUMN_ASCII_PAN: Final = f"[0-9]{{{PAN_MIN_DIGITS}}}|{_COLUMN_ASCII_GROUPED}"
+_COLUMN_DIGIT: Final = f"\\p{{Nd}}{_rust_class(''.join(NFKC_DIGITS))}"
+_COLUMN_BETWEEN: Final = (
+    f"\\p{{Zs}}\\p{{Zl}}\\p{{Zp}}\\p{{Cc}}\\p{{Pd}}\\u2212{_rust_class(DOTS)}"
+    r"\p{Cf}\p{Mn}\p{Me}"
 )
-_COLUMN_PAN: Final = f"{_COLUMN_RUN}|{_COLUMN_GROUPED}"
+_COLUMN_WIDE_PAN: Final = (
+    f"[[{_COLUMN_DIGIT}]--[0-9]]"
+    f"|[{_COLUMN_DIGIT}][{_COLUMN_BETWEEN}]*[[{_COLUMN_BETWEEN}]--[\\x00-\\x7f]]"
+)
+_COLUMN_PAN: Final = f"{_COLUMN_ASCII_PAN}|{_COLUMN_WIDE_PAN}"
 _COLUMN_IDENTITY_SUSPECT: Final = f"{FORBIDDEN_IN_IDENTITY_CLASS}|{_COLUMN_PAN}"
 # The hex-string exception of the identity fields (monitor.privacy, hex_strings=True),
 # on the rows the column checks flagged: a value beyond printable ASCII stays flagged;
@@ -368,11 +371,6 @@ _COLUMN_IDENTITY_SUSPECT: Final = f"{FORBIDDEN_IN_IDENTITY_CLASS}|{_COLUMN_PAN}"
 # again. The boundaries are consumed, so of two tokens one character apart the second
 # stays (conservative). Card groupings stay flagged.
 _COLUMN_HEX_TOKEN: Final = r"(?:^|[^0-9A-Za-z])[0-9]*[a-fA-F][0-9a-fA-F]*(?:[^0-9A-Za-z]|$)"
-# A card grouping in printable ASCII (separators: space, "-", "."), starting at a group.
-_COLUMN_ASCII_GROUPED: Final = (
-    r"(?:^|[^0-9])[0-9]{4}[ .\-]{1,3}"
-    r"(?:[0-9]{4}[ .\-]{1,3}[0-9]{4}[ .\-]{1,3}[0-9]|[0-9]{6}[ .\-]{1,3}[0-9]{4})"
-)
 # merchant_id: a value that is wholly a signed number of 13-15 or 17-19 digits is an ID
 # (MERCHANT_ID_PAN_DIGITS), so TabFormer's 19-digit IDs stay on the fast path; any other
 # value goes by the identity rule.
