@@ -42,6 +42,7 @@ from monitor.config import KafkaSettings
 from monitor.decoder import Rejection, scrub_pans
 from monitor.incidents import IncidentChange
 from monitor.pipeline import BatchProcessor, ProcessedBatch
+from monitor.privacy import dead_letter_copy
 
 __all__ = ["ConsumerMetrics", "TransactionConsumer", "ensure_topics", "kafka_client_options"]
 
@@ -245,7 +246,7 @@ class TransactionConsumer:
                 ("cardmon-source-partition", str(record.partition).encode()),
                 ("cardmon-source-offset", str(record.offset).encode()),
             ]
-            value = scrub_pans(record.value) if record.value is not None else b""
+            value = dead_letter_copy(record.value) if record.value is not None else b""
             key = scrub_pans(record.key) if record.key is not None else None
             if len(value) > _DEAD_LETTER_MAX_BYTES:
                 # Too large for one produce request: keep the head, say how much there was.

@@ -3,7 +3,8 @@
 ``BatchProcessor.process`` is pure CPU work on a whole batch:
 
 1. decode every value straight into one frame (:func:`monitor.decoder.decode_frame`,
-   checked per column): invalid ones become rejections, a raw PAN is masked and dropped;
+   checked per column): invalid ones become rejections, a raw PAN is masked and dropped,
+   descriptive fields are cleaned (counted with the metrics);
 2. (the frame has the columns of :data:`monitor.frame.EVENT_SCHEMA`);
 3. classify the response codes (``rules/response_codes.yaml``), vectorised;
 4. find each event's VIP client (sorted search in the registry snapshot);
@@ -21,7 +22,7 @@ consumer's job (:mod:`monitor.consumer`), in that order.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -43,6 +44,8 @@ class BatchMetrics(Protocol):
     """What the processor needs from the metrics (see :mod:`monitor.metrics`)."""
 
     def observe_batch(self, frame: pl.DataFrame) -> None: ...
+
+    def observe_sanitised(self, changes: Mapping[tuple[str, str], int]) -> None: ...
 
 
 @dataclass(slots=True)
@@ -139,6 +142,8 @@ class BatchProcessor:
         # message by message, and no event may be counted twice.
         if self.metrics is not None:
             self.metrics.observe_batch(frame)
+            if decoded.sanitised:
+                self.metrics.observe_sanitised(decoded.sanitised)
         for observer in self.observers:
             try:
                 observer.observe(frame)
@@ -180,6 +185,7 @@ class BatchProcessor:
             channel=str(row["channel"]),
             terminal_id=str(row["terminal_id"]),
             merchant_id=row["merchant_id"],  # type: ignore[arg-type]
+            merchant_name=row["merchant_name"],  # type: ignore[arg-type]
             txn_type=str(row["txn_type"]),
             amount_minor=int(row["amount_minor"]),  # type: ignore[call-overload]
             currency=str(row["currency"]),
