@@ -51,7 +51,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import Final, Literal
 
 import polars as pl
 
@@ -156,7 +156,7 @@ class IncidentDetector:
 
     # -- feeding ---------------------------------------------------------------------
 
-    def observe(self, frame: pl.DataFrame, *, watermark: datetime | int | None = None,
+    def observe(self, frame: pl.DataFrame, *, watermark: datetime | int | None | Literal["latest"] = "latest",
                 vip: pl.DataFrame | None = None) -> list[IncidentChange]:
         """Account one classified batch frame, judge the buckets it closes, return the changes.
 
@@ -165,7 +165,8 @@ class IncidentDetector:
                 ``merchant_id``, ``region``, ``pan_masked`` and ``card_ref``.
             watermark: the event time every partition has been read up to (aware
                 datetime, or µs since the epoch), from :class:`monitor.watermark.EventClock`;
-                ``None``: the latest event time seen (one source, in order).
+                ``None``: none yet (nothing is judged); ``"latest"``: the latest event
+                time seen (one source, in order).
             vip: the batch's VIP failures to attribute: ``event_id`` and the columns
                 above but ``card_ref`` (rows of other outcome classes are ignored).
 
@@ -180,7 +181,7 @@ class IncidentDetector:
             self._queue(vip)
         if isinstance(watermark, datetime):
             watermark = (watermark - _EPOCH) // timedelta(microseconds=1)
-        mark = watermark if watermark is not None else self._latest_us
+        mark = self._latest_us if watermark == "latest" else watermark
         if mark is None:
             return []
         closed = mark // (self.rules.bucket_seconds * _US) - 1  # its end is at or before the watermark

@@ -42,7 +42,7 @@ def observe(detector: IncidentDetector, rows: list[dict[str, Any]], until: float
     if vip is not None:
         vips = frame(vip).with_columns(pl.Series("event_id", [v["event_id"] for v in vip], dtype=pl.String))
     return detector.observe(frame(rows), vip=vips,
-                            watermark=None if until is None else T0 + timedelta(seconds=until))
+                            watermark="latest" if until is None else T0 + timedelta(seconds=until))
 
 
 def test_an_atm_failing_every_client_opens_one_terminal_incident() -> None:
