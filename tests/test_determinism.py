@@ -324,15 +324,19 @@ def outages(draw: st.DrawFn) -> Outage:
                   draw(st.integers(20, 240)), flapping=draw(st.booleans()))
 
 
+#: (interleaving, batch sizes cycled, its seed). Batches of exactly one event cost a
+#: whole pipeline pass each, so they come as part of mixed sizes here; the example
+#: tests above run the exact sizes 1, 7, 500 and 5,000.
 SPLITS = st.one_of(
     st.tuples(st.sampled_from(["time", "partition", "chunks", "random"]),
-              st.sampled_from([[1], [7], [500], [5000]]), st.integers(0, 2**16)),
+              st.sampled_from([[7], [500], [5000]]), st.integers(0, 2**16)),
     st.tuples(st.sampled_from(["time", "chunks", "random"]),
-              st.lists(st.integers(1, 400), min_size=1, max_size=8), st.integers(0, 2**16)),
+              st.lists(st.one_of(st.just(1), st.integers(2, 400)), min_size=1, max_size=8),
+              st.integers(0, 2**16)),
 )
 
 
-@settings(derandomize=True, deadline=None, max_examples=12,
+@settings(derandomize=True, deadline=None, max_examples=10,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(found=st.lists(outages(), min_size=1, max_size=4), seed=st.integers(0, 2**32 - 1),
        late=st.integers(0, 3), splits=st.lists(SPLITS, min_size=2, max_size=2))
@@ -340,7 +344,7 @@ def test_any_batch_split_and_partition_interleaving_gives_the_same_outcome(
         found: list[Outage], seed: int, late: int, splits: list[tuple[str, list[int], int]],
         tmp_path: Path) -> None:
     """Generated outages (every scope, flapping, recoveries, VIPs of four managers) give the same incidents, health and alerts however they are batched and interleaved."""
-    scenario = build(found, seed=seed, duration=300, late=late)
+    scenario = build(found, seed=seed, duration=240, late=late)
     expected = run(scenario, interleave(scenario, "time"), [scenario.size], tmp_path)
     for how, sizes, order_seed in splits:
         assert run(scenario, interleave(scenario, how, seed=order_seed), sizes, tmp_path) == expected, (how, sizes)
