@@ -103,6 +103,19 @@ def test_consecutive_technical_failures_run_to_the_end_of_the_stream(batch: Batc
     assert _row(windows, 100)["consecutive_technical"] == 0
 
 
+def test_the_run_of_technical_failures_does_not_depend_on_the_batch_split(batch: Batch) -> None:
+    """A terminal's events in one batch or two, one of them earlier in time than the one read before it: the same run."""
+    rows = [{"terminal_id": "T1", "at": 10, "outcome": "approved"},
+            {"terminal_id": "T1", "at": 30, "outcome": "technical"},
+            {"terminal_id": "T1", "at": 28, "outcome": "approved"}]  # read last: the end of its stream
+    whole, split = TerminalWindows(), TerminalWindows()
+    whole.observe(batch(rows), now=at(100))
+    split.observe(batch(rows[:2]), now=at(100))
+    split.observe(batch(rows[2:]), now=at(100))
+    assert whole.terminals.equals(split.terminals)
+    assert _row(whole, 100)["consecutive_technical"] == 0
+
+
 def test_latency_percentiles_are_interpolated_from_bucket_counts(batch: Batch) -> None:
     """p50/p95/p99 come from bucket counts (interpolated like histogram_quantile); the +Inf bucket reads as 30 s."""
     windows = TerminalWindows()
