@@ -141,7 +141,10 @@ class IncidentDetector:
         self.rules = rules
         self._states: dict[Scope, dict[str, _KeyState]] = {s: {} for s in rules.ordered_scopes}
         self._rank = {scope: i for i, scope in enumerate(rules.ordered_scopes)}
-        self._pending: list[pl.DataFrame] = []  # per-batch aggregates of buckets not closed yet
+        # Per-batch aggregates of buckets not closed yet: <(scope, key, bucket): transactions,
+        # failures> for every key, and the failing ones' times, cards, terminals, places.
+        self._pending: list[pl.DataFrame] = []
+        self._pending_failing: list[pl.DataFrame] = []
         self._closed: int | None = None  # buckets up to this index have been judged
         self._latest_us: int | None = None  # latest event time seen (watermark when none is given)
         self._swept = 0  # bucket of the last full prune
@@ -200,31 +203,35 @@ class IncidentDetector:
         assert isinstance(latest, datetime)
         latest_us = (latest - _EPOCH) // timedelta(microseconds=1)
         self._latest_us = latest_us if self._latest_us is None else max(self._latest_us, latest_us)
-        base = frame.select(
+        base = frame.lazy().select(
             (pl.col("occurred_at").dt.epoch("s") // size).cast(pl.Int64).alias("bucket"),
             pl.col("outcome").is_in(self.rules.outcome_classes).alias("failed"),
             "occurred_at", "card_ref", *_KEY_COLUMNS)
         if self._closed is not None:
-            late = base.filter(pl.col("bucket") <= self._closed).height
+            late = int(((frame.get_column("occurred_at").dt.epoch("s") // size) <= self._closed).sum())
             if late:
                 self.late_events += late
                 base = base.filter(pl.col("bucket") > self._closed)
-        # One long frame for every scope: (scope, key, bucket) → transactions, failures
-        # with their times, cards, terminals, merchant and region.
-        long = pl.concat([
-            base.select(pl.lit(scope).alias("scope"), _scope_key(scope).alias("key"), pl.all())
-            for scope in self.rules.ordered_scopes
-        ]).drop_nulls("key")
-        self._pending.append(long.group_by("scope", "key", "bucket").agg(
-            pl.len().cast(pl.Int64).alias("transactions"),
-            failed.sum().cast(pl.Int64).alias("failures"),
-            pl.col("occurred_at").filter(failed).min().alias("first"),
-            pl.col("occurred_at").filter(failed).max().alias("last"),
-            pl.col("card_ref").filter(failed).drop_nulls().unique().alias("cards"),
-            pl.col("terminal_id").filter(failed).unique().alias("terminals"),
-            pl.col("merchant_id").filter(failed).min().alias("merchant"),
-            pl.col("region").filter(failed).min().alias("region"),
-        ))
+        # One long frame for every scope: (scope, key, bucket) → transactions and failures
+        # for every key; the failures' times, cards, terminals, merchant and region for
+        # the failing ones only (a few percent of the rows).
+        scopes = self.rules.ordered_scopes
+        every = pl.concat([base.select(pl.lit(scope).alias("scope"), _scope_key(scope).alias("key"),
+                                       "bucket", "failed") for scope in scopes]).drop_nulls("key")
+        failures = base.filter(failed)
+        failing_long = pl.concat([failures.select(pl.lit(scope).alias("scope"), _scope_key(scope).alias("key"),
+                                                  pl.all()) for scope in scopes]).drop_nulls("key")
+        counts, failing = pl.collect_all([
+            every.group_by("scope", "key", "bucket").agg(
+                pl.len().cast(pl.Int64).alias("transactions"), failed.sum().cast(pl.Int64).alias("failures")),
+            failing_long.group_by("scope", "key", "bucket").agg(
+                pl.col("occurred_at").min().alias("first"), pl.col("occurred_at").max().alias("last"),
+                pl.col("card_ref").drop_nulls().unique().alias("cards"),
+                pl.col("terminal_id").unique().alias("terminals"),
+                pl.col("merchant_id").min().alias("merchant"), pl.col("region").min().alias("region")),
+        ])
+        self._pending.append(counts)
+        self._pending_failing.append(failing)
 
     def _queue(self, vip: pl.DataFrame) -> None:
         size = self.rules.bucket_seconds
@@ -264,16 +271,16 @@ class IncidentDetector:
         """The rows of the buckets up to ``closed``, merged, by bucket, in judging order."""
         if not self._pending:
             return {}
-        pending = pl.concat(self._pending)
-        self._pending = [pending.filter(pl.col("bucket") > closed)]
-        due = pending.filter(pl.col("bucket") <= closed)
-        if due.height == 0:
+        due_bucket = pl.col("bucket") <= closed
+        counts = pl.concat(self._pending)
+        failing = pl.concat(self._pending_failing)
+        self._pending = [counts.filter(~due_bucket)]
+        self._pending_failing = [failing.filter(~due_bucket)]
+        counts, failing = counts.filter(due_bucket), failing.filter(due_bucket)
+        if counts.height == 0:
             return {}
-        followed = pl.DataFrame(
-            [(scope, key) for scope, states in self._states.items() for key in states],
-            schema={"scope": pl.String, "key": pl.String}, orient="row")
-        merged = due.group_by("scope", "key", "bucket").agg(
-            pl.col("transactions").sum(), pl.col("failures").sum(),
+        keys = ["scope", "key", "bucket"]
+        failing = failing.group_by(keys).agg(
             pl.col("first").min(), pl.col("last").max(),
             pl.col("cards").explode().drop_nulls().unique().sort(),
             pl.col("terminals").explode().drop_nulls().unique().sort(),
@@ -281,17 +288,21 @@ class IncidentDetector:
         )
         # A bucket without failures matters only for a key followed by then (its bad ratio,
         # its recovery): one followed already, or with a failure in these buckets.
-        failing = merged.filter(pl.col("failures") > 0)
-        followed = pl.concat([followed, failing.select("scope", "key")])
-        merged = pl.concat([
-            failing,
-            merged.filter(pl.col("failures") == 0).join(followed, on=["scope", "key"], how="semi"),
-        ]).with_columns(pl.col("scope").replace_strict(self._rank, return_dtype=pl.Int32).alias("rank"))
+        followed = pl.concat([
+            pl.DataFrame([(scope, key) for scope, states in self._states.items() for key in states],
+                         schema={"scope": pl.String, "key": pl.String}, orient="row"),
+            failing.select("scope", "key"),
+        ])
+        merged = (counts.join(followed, on=["scope", "key"], how="semi")
+                  .group_by(keys).agg(pl.col("transactions").sum(), pl.col("failures").sum())
+                  .join(failing, on=keys, how="left")
+                  .with_columns(pl.col("scope").replace_strict(self._rank, return_dtype=pl.Int32).alias("rank"))
+                  .sort("bucket", "rank", "key"))
         by_bucket: dict[int, list[_Row]] = {}
         for scope, key, b, volume, failures, first, last, cards, terminals, merchant, region, _ in (
-                merged.sort("bucket", "rank", "key").iter_rows()):
+                merged.iter_rows()):
             by_bucket.setdefault(b, []).append(
-                (scope, key, volume, failures, first, last, cards, terminals, merchant, region))
+                (scope, key, volume, failures, first, last, cards or [], terminals or [], merchant, region))
         return by_bucket
 
     def _deadline(self, after: int) -> int | None:
