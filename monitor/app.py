@@ -44,9 +44,9 @@ from monitor.incidents import IncidentChange, IncidentDetector, IncidentRules
 from monitor.metrics import AlertLifecycleMetrics, PipelineMetrics, StormMetrics, serve
 from monitor.paths import rules_path
 from monitor.pipeline import BatchProcessor
-from monitor.watermark import EventClock
 from monitor.policy import AlertPolicy
 from monitor.registry import RegistryLoader
+from monitor.watermark import EventClock
 
 __all__ = ["MonitorApp", "build_channels", "build_fallback"]
 

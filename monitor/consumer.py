@@ -35,7 +35,7 @@ from aiokafka import (
     TopicPartition,
 )
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
 
 from monitor.alerts.model import VipFailure
 from monitor.config import KafkaSettings
@@ -230,7 +230,7 @@ class TransactionConsumer:
             messages = batch.get(tp)
             try:
                 position = messages[-1].offset + 1 if messages else await self._consumer.position(tp)
-            except IllegalStateError:  # revoked meanwhile
+            except KafkaError:  # IllegalStateError: revoked meanwhile
                 continue
             if position >= highwater:
                 caught_up.add(tp.partition)

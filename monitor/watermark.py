@@ -135,7 +135,7 @@ class EventClock:
             held = self._latest.get(p)
             self._latest[p] = latest if held is None else max(held, latest)
             self._progressed[p] = now
-        self.late_events += late.sum()
+        self.late_events += int(late.sum())
         self._move(now)
         return late
 

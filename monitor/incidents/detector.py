@@ -331,8 +331,10 @@ class IncidentDetector:
                 state.failing[b] = (first, last, set(cards), set(terminals))
                 failing[scope].add(key)
                 if scope == "terminal":  # a terminal belongs to one merchant and one region
-                    state.parents.update({k: v for k, v in (("merchant", merchant), ("region", region))
-                                          if v is not None})
+                    if merchant is not None:
+                        state.parents["merchant"] = merchant
+                    if region is not None:
+                        state.parents["region"] = region
         opened: list[IncidentChange] = []
         updated: list[IncidentChange] = []
         ended: list[IncidentChange] = []
@@ -517,7 +519,7 @@ class IncidentDetector:
             return
         detail = state.failing.get(b)
         if detail is not None:
-            first, last, cards, terminals = detail
+            _, last, cards, terminals = detail
             incident.failures += counts[1]
             incident.cards.update(cards)
             incident.terminals.update(terminals)
