@@ -140,6 +140,7 @@ class IncidentDetector:
     def __init__(self, rules: IncidentRules) -> None:
         self.rules = rules
         self._states: dict[Scope, dict[str, _KeyState]] = {s: {} for s in rules.ordered_scopes}
+        self._open: dict[Scope, set[str]] = {s: set() for s in rules.ordered_scopes}  # keys with an incident
         self._rank = {scope: i for i, scope in enumerate(rules.ordered_scopes)}
         # Per-batch aggregates of buckets not closed yet: <(scope, key, bucket): transactions,
         # failures> for every key, and the failing ones' times, cards, terminals, places.
@@ -308,9 +309,9 @@ class IncidentDetector:
     def _deadline(self, after: int) -> int | None:
         """The first bucket after ``after`` at which a recovered incident ends if nothing fails."""
         quiet = math.ceil(self.rules.resolve_after_seconds / self.rules.bucket_seconds)
-        ends = [max(state.incident.last_bad + quiet, after + 1)
-                for states in self._states.values() for state in states.values()
-                if state.incident is not None and state.incident.recovered]
+        ends = [max(incident.last_bad + quiet, after + 1)
+                for scope, keys in self._open.items() for key in keys
+                if (incident := self._states[scope][key].incident) is not None and incident.recovered]
         return min(ends) if ends else None
 
     def _step(self, b: int, rows: list[_Row]) -> list[IncidentChange]:
@@ -341,12 +342,13 @@ class IncidentDetector:
         links: dict[str, list[str]] = {}  # <incident_id: VIP event IDs it takes, in order>
         for scope, states in self._states.items():
             rule = self.rules.scopes[scope]
-            for key in sorted(failing[scope] | {k for k, s in states.items() if s.incident is not None}):
+            for key in sorted(failing[scope] | self._open[scope]):
                 state = states[key]
                 incident = state.incident
                 if incident is None:
                     if self._maybe_open(scope, key, state, rule, b):
                         assert state.incident is not None
+                        self._open[scope].add(key)
                         opened.append(self._change("opened", scope, key, state.incident))
                         updated += self._adopt(scope, key, state.incident.incident_id)
                         self._claim(scope, key, state.incident, b, links)
@@ -359,6 +361,7 @@ class IncidentDetector:
                     self._ended.setdefault((scope, key), []).append(_Ended(
                         incident.incident_id, incident.started_at, incident.last_failure_at, b))
                     state.incident = None
+                    self._open[scope].discard(key)
                 elif key in failing[scope] or before != (incident.relapses, incident.recovered):
                     updated.append(self._change("updated", scope, key, incident))
         for vip in sorted(self._vips.pop(b, []), key=lambda v: (v.at, v.event_id)):
@@ -388,10 +391,11 @@ class IncidentDetector:
         return changes
 
     def _find(self, incident_id: str) -> tuple[Scope, str, _Open] | None:
-        for scope, states in self._states.items():
-            for key, state in states.items():
-                if state.incident is not None and state.incident.incident_id == incident_id:
-                    return scope, key, state.incident
+        for scope, keys in self._open.items():
+            for key in keys:
+                incident = self._states[scope][key].incident
+                if incident is not None and incident.incident_id == incident_id:
+                    return scope, key, incident
         return None
 
     def _prune(self, b: int, touched: dict[Scope, set[str]]) -> None:
@@ -422,7 +426,7 @@ class IncidentDetector:
         for narrower, states in self._states.items():
             if self._rank[narrower] <= self._rank[scope]:
                 continue
-            for child_key in sorted(states):
+            for child_key in sorted(self._open[narrower]):
                 child = states[child_key]
                 if child.incident is not None and child.parents.get(scope) == key \
                         and child.incident.parent_id is None:
@@ -590,6 +594,7 @@ class IncidentDetector:
             if not incident.is_open or incident.scope not in self._states:
                 continue
             state = self._states[incident.scope].setdefault(incident.scope_key, _KeyState())
+            self._open[incident.scope].add(incident.scope_key)
             state.incident = _Open(
                 incident_id=incident.incident_id, started_at=incident.started_at,
                 last_failure_at=incident.last_failure_at, failures=incident.failures,
@@ -600,9 +605,8 @@ class IncidentDetector:
 
     def open_incidents(self) -> list[tuple[Scope, str, str]]:
         """The open incidents as ``(scope, scope_key, incident_id)``."""
-        return [(scope, key, state.incident.incident_id)
-                for scope, states in self._states.items()
-                for key, state in states.items() if state.incident is not None]
+        return [(scope, key, incident.incident_id) for scope, keys in self._open.items()
+                for key in sorted(keys) if (incident := self._states[scope][key].incident) is not None]
 
 
 def _bucket_of(at: datetime, size: int) -> int:

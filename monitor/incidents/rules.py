@@ -72,9 +72,9 @@ class IncidentRules(BaseModel):
         flapping_min_relapses: failing again after recovering this many times marks
             the incident as flapping (one incident, with a note, not one per relapse).
         group_wait_seconds: a new alert of an outage class waits this long before it
-            is sent on its own, so an incident that opens meanwhile can take it in;
-            more than ``bucket_seconds`` plus the allowed lateness (settings
-            ``event_time``), as a bucket is judged only once closed.
+            is sent on its own, so an incident that opens meanwhile can take it in (a
+            bucket is judged once closed: up to ``bucket_seconds`` plus the allowed
+            lateness, settings ``event_time``, after its failures).
         group_interval_seconds: least time between two messages about one incident to
             one manager (clients affected after the first message come in an update).
         scopes: the scopes to watch and their thresholds; a scope left out is not watched.
@@ -86,7 +86,7 @@ class IncidentRules(BaseModel):
     bucket_seconds: int = Field(default=10, ge=1)
     resolve_after_seconds: int = Field(default=300, ge=1)
     flapping_min_relapses: int = Field(default=3, ge=1)
-    group_wait_seconds: float = Field(default=30.0, ge=0)
+    group_wait_seconds: float = Field(default=15.0, ge=0)
     group_interval_seconds: float = Field(default=300.0, ge=0)
     scopes: dict[Scope, ScopeRule] = Field(default_factory=dict)
 
