@@ -4,7 +4,9 @@ Endpoints (JSON unless said otherwise; errors are ``{"error": code, "message": t
 
 ``GET /alerts``
     Bearer token. Filters ``state`` (open, notified, acknowledged, resolved, failed),
-    ``manager_id``, ``since`` (RFC 3339 with offset; alerts recorded at or after it);
+    ``manager_id``, ``since`` (RFC 3339 with offset; alerts recorded at or after it),
+    ``late`` and ``unroutable`` (``true``/``false``: late alerts are stale events
+    nobody was paged about; unroutable ones reach no configured channel);
     ``limit`` (1–500, default 50) and ``cursor`` (the previous page's ``next_cursor``).
     Newest first: ``{"alerts": [...], "next_cursor": str | null}``.
 ``GET /alerts/{id}``
@@ -18,6 +20,10 @@ Endpoints (JSON unless said otherwise; errors are ``{"error": code, "message": t
     never acknowledges, so a mail scanner that prefetches links changes nothing.
 ``POST /alerts/{id}/resolve``
     Bearer token and JSON ``{"by": str, "note": str}``.
+``POST /alerts/{id}/resend``
+    Bearer token and JSON ``{"by": str}``: the alert's failed deliveries (and those of
+    the notice or summary that carries it) go back in the outbox, due at once; a
+    failed alert is open again. ``{"alert_id", "deliveries", "alert_ids"}``.
 ``GET /incidents``
     Bearer token. Storm-control incidents, latest start first; ``open=true`` for
     the ones not ended, ``top_level=true`` to leave out those a broader incident
@@ -27,7 +33,10 @@ Endpoints (JSON unless said otherwise; errors are ``{"error": code, "message": t
 
 Status codes: 400 bad input, 401 missing or wrong bearer token, 403 a refused
 (expired, tampered, other alert's) link token or an API with no token configured,
-404 unknown alert, 409 resolving an alert that is not acknowledged. Acknowledging
+404 unknown alert, 409 resolving an alert that is not acknowledged, 503
+``store_unavailable`` (with ``Retry-After``) while the alert store cannot be reached
+(a transient error: ask again; nothing was changed), 500 ``store_error`` for any
+other store failure (its detail only in the monitor's log, never in the answer). Acknowledging
 or resolving twice answers 200 with ``"changed": false``. The store holds no raw
 PAN, and notes are PAN-scrubbed before they are stored.
 """
@@ -37,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from html import escape
@@ -44,6 +54,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from monitor.alerts._db import DATABASE_ERRORS, is_transient
 from monitor.alerts.export import alert_record, history_record
 from monitor.alerts.lifecycle import (
     ALERT_STATES,
@@ -57,10 +68,17 @@ from monitor.incidents import Incident
 
 __all__ = ["ApiServer", "build_api", "start_api"]
 
+log = logging.getLogger(__name__)
+
 STORE: Final = web.AppKey("store", AlertStore)
 LINKS: Final = web.AppKey("links", AckLinks)
 TOKEN: Final = web.AppKey("api_token", str)
 _DEFAULT_PAGE: Final = 50
+# Query values of a true/false filter; "" (absent) means no filter.
+_BOOLEANS: Final[dict[str, bool | None]] = {"": None, "true": True, "1": True, "yes": True,
+                                            "false": False, "0": False, "no": False}
+# Seconds a caller is asked to wait when the store is unavailable (Retry-After).
+_RETRY_AFTER_SECONDS: Final = 5
 # Request bodies are a name and a note: 64 KiB is plenty and bounds what a caller can send.
 _MAX_BODY_BYTES: Final = 64 * 1024
 # A link page must not leak its token (Referer), be cached, or be framed.
@@ -82,7 +100,7 @@ def build_api(
         api_token: the bearer token of JSON callers; ``None`` refuses them all (403).
         links: the ack link verifier; ``None`` refuses every link (403).
     """
-    app = web.Application(client_max_size=_MAX_BODY_BYTES)
+    app = web.Application(client_max_size=_MAX_BODY_BYTES, middlewares=[_store_errors])
     app[STORE] = store
     if api_token:
         app[TOKEN] = api_token
@@ -93,6 +111,7 @@ def build_api(
     app.router.add_get("/alerts/{alert_id}/ack", _ack_page)
     app.router.add_post("/alerts/{alert_id}/ack", _ack)
     app.router.add_post("/alerts/{alert_id}/resolve", _resolve)
+    app.router.add_post("/alerts/{alert_id}/resend", _resend)
     app.router.add_get("/incidents", _list_incidents)
     app.router.add_get("/incidents/{incident_id}", _get_incident)
     return app
@@ -129,6 +148,25 @@ async def start_api(app: web.Application, host: str = "127.0.0.1", port: int = 0
 
 
 # -- helpers ---------------------------------------------------------------------------
+
+
+@web.middleware
+async def _store_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """A store failure is a JSON 503 (transient) or 500, never a traceback or a secret."""
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except DATABASE_ERRORS as error:
+        # The path, never the query string: an ack link's token is in it.
+        if is_transient(error):
+            log.warning("API %s %s: the alert store is unavailable (%s)", request.method,
+                        request.path, type(error).__name__)
+            return _error(503, "store_unavailable",
+                          "the alert store is unavailable; nothing was changed, try again shortly",
+                          **{"Retry-After": str(_RETRY_AFTER_SECONDS)})
+        log.error("API %s %s: the alert store failed (%s, SQLSTATE %s)", request.method,
+                  request.path, type(error).__name__, getattr(error, "sqlstate", None))
+        return _error(500, "store_error", "the alert store failed; see the monitor's log")
 
 
 def _error(status: int, code: str, message: str, **headers: str) -> web.Response:
@@ -261,11 +299,17 @@ async def _list_alerts(request: web.Request) -> web.Response:
         limit = int(query.get("limit", _DEFAULT_PAGE))
     except ValueError:
         return _error(400, "bad_request", "limit must be an integer")
+    flags: dict[str, bool | None] = {}
+    for name in ("late", "unroutable"):
+        given = query.get(name, "").lower()
+        if given not in _BOOLEANS:
+            return _error(400, "bad_request", f"{name} must be true or false")
+        flags[name] = _BOOLEANS[given]
     store = request.app[STORE]
     try:
         page = await asyncio.to_thread(
             store.find_alerts, state=state, manager_id=query.get("manager_id") or None,
-            since=since, limit=limit, cursor=query.get("cursor") or None,
+            since=since, limit=limit, cursor=query.get("cursor") or None, **flags,
         )
     except ValueError as error:
         return _error(400, "bad_request", str(error))
@@ -309,6 +353,25 @@ async def _resolve(request: web.Request) -> web.Response:
     if not body.get("by") or not (body.get("note") or "").strip():
         return _error(400, "bad_request", "'by' and a 'note' saying what was done are required")
     return await _apply(request, "resolve", by=body["by"], note=body["note"], via="api")
+
+
+async def _resend(request: web.Request) -> web.Response:
+    if (denied := _authorize(request)) is not None:
+        return denied
+    body = await _json_body(request)
+    if isinstance(body, web.Response):
+        return body
+    if not body.get("by"):
+        return _error(400, "bad_request", "'by' (who re-sends) is required")
+    alert_id = request.match_info["alert_id"]
+    try:
+        result = await asyncio.to_thread(request.app[STORE].resend, alert_id, by=body["by"], via="api")
+    except AlertNotFoundError:
+        return _error(404, "not_found", f"no alert {alert_id}")
+    except ValueError as error:
+        return _error(400, "bad_request", str(error))
+    return web.json_response({"alert_id": alert_id, "deliveries": result.deliveries,
+                              "alert_ids": list(result.alert_ids)})
 
 
 async def _apply(request: web.Request, what: str, *, by: str, note: str | None,

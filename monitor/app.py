@@ -4,20 +4,36 @@
 delivery worker, terminal health (device-status consumer, silent detection, state
 evaluation), the ``/metrics`` server and the scheduler (registry reloads, health
 jobs). ``run`` starts them, waits for a stop signal, and stops them in reverse order.
+
+Shutdown (the stop signal: SIGTERM, SIGINT), step by step; every step is bounded,
+and one that fails or overruns is logged and passed, never skipped past the rest:
+
+1. stop consuming and leave the group (uncommitted batches are redelivered to the
+   next owner), stop terminal health;
+2. let the delivery worker finish its in-flight sends and record them, for up to
+   ``alerting.shutdown_drain_seconds`` from the signal; then cancel what is left
+   (those rows are sent again after a restart, with the same Idempotency-Key);
+3. stop the scheduler, the ``/metrics`` server and the alert API;
+4. close the alert store (a call still waiting on the database is interrupted).
+
+A scheduled job that meets an unavailable alert store logs one line (then one a
+minute while it lasts) and runs again at its next interval.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Sequence
-from contextlib import suppress
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final, TypeVar
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import CollectorRegistry
 
+from monitor.alerts._db import is_transient
 from monitor.alerts.alertmanager import AlertmanagerChannel
 from monitor.alerts.apprise_channel import AppriseChannel
 from monitor.alerts.channels import (
@@ -32,7 +48,7 @@ from monitor.alerts.digest import digests_due
 from monitor.alerts.lifecycle import EscalationPolicy, escalate_due
 from monitor.alerts.model import VipFailure
 from monitor.alerts.ratelimit import RateLimit, summaries_due
-from monitor.alerts.routing import MANAGER_CHANNEL_KINDS
+from monitor.alerts.routing import MANAGER_CHANNEL_KINDS, unreachable_managers
 from monitor.alerts.store import AlertStore
 from monitor.alerts.tokens import AckLinks
 from monitor.api import ApiServer, build_api, start_api
@@ -41,7 +57,13 @@ from monitor.config import AlertingSettings, Settings
 from monitor.consumer import TransactionConsumer, ensure_topics
 from monitor.health.service import TerminalHealthService
 from monitor.incidents import IncidentChange, IncidentDetector, IncidentRules
-from monitor.metrics import AlertLifecycleMetrics, PipelineMetrics, StormMetrics, serve
+from monitor.metrics import (
+    AlertLifecycleMetrics,
+    DeliveryMetrics,
+    PipelineMetrics,
+    StormMetrics,
+    serve,
+)
 from monitor.paths import rules_path
 from monitor.pipeline import BatchProcessor
 from monitor.policy import AlertPolicy
@@ -51,6 +73,101 @@ from monitor.watermark import EventClock
 __all__ = ["MonitorApp", "build_channels", "build_fallback"]
 
 log = logging.getLogger(__name__)
+R = TypeVar("R")
+
+# Seconds between two reports of one scheduled job's store outage (the first is at once).
+_OUTAGE_REPORT_SECONDS: Final = 60.0
+# Bounds of the shutdown steps that do not drain anything (seconds).
+_STOP_STEP_SECONDS: Final = 10.0
+
+
+class _StoreJobs:
+    """Wraps scheduled jobs so that an unavailable store is a line in the log, not a traceback a run.
+
+    A transient store error (:func:`monitor.alerts._db.is_transient`) is logged once
+    when it starts, then at most once a minute, and its end once; the job runs again
+    at its next interval (its interval is its backoff). Other errors propagate to the
+    scheduler, which logs them.
+    """
+
+    def __init__(self) -> None:
+        self._failing: dict[str, float] = {}  # <job name: time.monotonic() of its last report>
+
+    def _failed(self, name: str, error: Exception) -> None:
+        if not is_transient(error):
+            raise error
+        now = time.monotonic()
+        last = self._failing.get(name)
+        if last is None or now - last >= _OUTAGE_REPORT_SECONDS:
+            self._failing[name] = now
+            log.warning("%s skipped: the alert store is unavailable (%s: %s); it runs again "
+                        "at its next interval", name, type(error).__name__, error)
+
+    def _ok(self, name: str) -> None:
+        if self._failing.pop(name, None) is not None:
+            log.info("%s: the alert store is back", name)
+
+    def sync(self, name: str, job: Callable[[], None]) -> Callable[[], None]:
+        """``job`` (run on a scheduler thread), guarded."""
+        @functools.wraps(job)
+        def run() -> None:
+            try:
+                job()
+            except Exception as error:  # noqa: BLE001 - re-raised unless transient
+                self._failed(name, error)
+            else:
+                self._ok(name)
+        return run
+
+    def coroutine(self, name: str, job: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        """``job`` (a coroutine run on the loop), guarded."""
+        @functools.wraps(job)
+        async def run() -> None:
+            try:
+                await job()
+            except Exception as error:  # noqa: BLE001 - re-raised unless transient
+                self._failed(name, error)
+            else:
+                self._ok(name)
+        return run
+
+
+async def _bounded(name: str, step: Awaitable[Any], seconds: float) -> None:
+    """Await one shutdown step for up to ``seconds``; log, never raise, when it fails or overruns."""
+    try:
+        await asyncio.wait_for(step, timeout=seconds)
+    except TimeoutError:
+        log.warning("shutdown: %s did not stop within %g s; going on", name, seconds)
+    except Exception as error:  # noqa: BLE001 - the other steps must still run
+        log.warning("shutdown: %s failed (%s: %s); going on", name, type(error).__name__, error)
+
+
+async def _drained(name: str, task: asyncio.Task[None], until: float, drain: float) -> None:
+    """Let ``task`` end by itself until ``until`` (``time.monotonic()``), then cancel it; never raise.
+
+    ``drain`` is the whole allowance in seconds, for the log.
+    """
+    done, _ = await asyncio.wait({task}, timeout=max(0.0, until - time.monotonic()))
+    if not done:
+        log.warning("shutdown: %s still busy after the %g s drain; cancelling it", name, drain)
+        task.cancel()
+        await asyncio.wait({task}, timeout=_STOP_STEP_SECONDS)
+        return
+    if not task.cancelled() and task.exception() is not None:
+        error = task.exception()
+        log.warning("shutdown: %s had failed (%s: %s)", name, type(error).__name__, error)
+
+
+def _quietly(name: str, step: Callable[[], object]) -> None:
+    """Run one quick synchronous shutdown step; log, never raise, when it fails."""
+    try:
+        step()
+    except Exception as error:  # noqa: BLE001 - the other steps must still run
+        log.warning("shutdown: %s failed (%s: %s); going on", name, type(error).__name__, error)
+
+
+async def _in_thread(call: Callable[[], R]) -> R:
+    return await asyncio.to_thread(call)
 
 
 def _email(alerting: AlertingSettings, recipient: str | None = None) -> EmailChannel:
@@ -94,8 +211,12 @@ def build_channels(settings: Settings) -> dict[str, Any]:
 
 
 def build_fallback(alerting: AlertingSettings) -> Channel | None:
-    """The channel an alert goes to after the last failed attempt, or ``None``."""
-    match alerting.fallback:
+    """The operations channel told about a delivery that keeps failing, or ``None``.
+
+    The backup manager (``backup_manager`` in ``alerting.fallback``) is no channel: the
+    delivery worker enqueues the alert to them (``DeliveryWorker(backup_to_registry=...)``).
+    """
+    match alerting.operations_fallback():
         case "email":
             return _email(alerting, recipient=alerting.fallback_email)
         case "apprise":
@@ -107,6 +228,12 @@ def build_fallback(alerting: AlertingSettings) -> Channel | None:
         case "console":
             return ConsoleChannel()
     return None
+
+
+def _some(ids: Sequence[str], shown: int = 10) -> str:
+    # A log line names the first few IDs, and how many more there are.
+    more = len(ids) - shown
+    return ", ".join(ids[:shown]) + (f" and {more} more" if more > 0 else "")
 
 
 class MonitorApp:
@@ -138,7 +265,7 @@ class MonitorApp:
                                max_age_seconds=api.link_max_age_seconds)
                       if api.link_secret else None)
         self.vip = RegistryLoader(settings.registry.customers_path, settings.registry.managers_path)
-        self.store = AlertStore(alerting.store_location())
+        self.store = AlertStore(alerting.store_location(), postgres=alerting.postgres)
         self.channels = build_channels(settings)
         # Event time across the partitions: late events and the watermark (monitor/watermark.py).
         self.clock = EventClock(allowed_lateness_seconds=settings.event_time.allowed_lateness_seconds,
@@ -152,9 +279,11 @@ class MonitorApp:
                                         clock=self.clock)
         self.consumer = TransactionConsumer(settings.kafka, processor=self.processor,
                                             record_failures=self._record, metrics=self.metrics)
+        self.delivery_metrics = DeliveryMetrics(self.registry)
+        self._enabled_channels = tuple(kind for kind in MANAGER_CHANNEL_KINDS if kind in self.channels)
         self.worker = DeliveryWorker(
             self.store, self.channels,
-            max_attempts=alerting.max_attempts,
+            retry_for=alerting.retry_for_seconds,
             backoff_initial=alerting.backoff_initial_seconds,
             backoff_max=alerting.backoff_max_seconds,
             poll_interval=alerting.poll_interval_seconds,
@@ -162,9 +291,11 @@ class MonitorApp:
             on_result=self.metrics.alert_delivery,
             managers=lambda manager_id: self.vip.current.manager(manager_id),
             fallback=build_fallback(alerting),
+            fallback_after=alerting.fallback_after_seconds,
+            backup_to_registry="backup_manager" in alerting.fallback,
+            manager_channels=self._enabled_channels,
             links=self.links,
         )
-        self._enabled_channels = tuple(kind for kind in MANAGER_CHANNEL_KINDS if kind in self.channels)
         self.store_summary = 0  # alerts in the store when run() ended
         self.incident_summary = 0  # top-level incidents in the store when run() ended
         self._sinks = tuple(name for name in settings.alerting.sinks if name in self.channels)
@@ -177,7 +308,17 @@ class MonitorApp:
             sinks=self._sinks, channels=self._enabled_channels,
             managers=self.vip.current.managers,  # an away manager's alerts go to the backup
             incidents=incidents, incident_rules=self.incident_rules, rate_limit=self.rate_limit,
+            stale_after_seconds=self.settings.alerting.stale_after_seconds,
         )
+        self.delivery_metrics.observe_record(len(result.late_alert_ids), len(result.unroutable_alert_ids))
+        if result.unroutable_alert_ids:
+            log.warning("%d new alert(s) no configured channel can route to their manager "
+                        "(their history says why): %s", len(result.unroutable_alert_ids),
+                        _some(result.unroutable_alert_ids))
+        if result.late_alert_ids:
+            log.info("%d new alert(s) recorded late (failures older than %g s when processed); "
+                     "nobody paged: %s", len(result.late_alert_ids),
+                     self.settings.alerting.stale_after_seconds, _some(result.late_alert_ids))
         if result.deliveries_enqueued:
             self.worker.wake()
 
@@ -207,6 +348,21 @@ class MonitorApp:
             log.warning("VIP registry has tier(s) %s that rules/alerting.yaml does not list; "
                         "they alert as its default_tier", ", ".join(map(str, unknown)))
         self.metrics.observe_registry_reload(len(snapshot), datetime.fromtimestamp(snapshot.loaded_at, UTC))
+        self._report_unreachable()
+
+    def _report_unreachable(self) -> None:
+        # At start and after each registry reload: the managers the configured channels
+        # cannot reach (by ID: no address is logged), so nobody learns it from silence.
+        missed = unreachable_managers(self.vip.current.managers.values(), self._enabled_channels)
+        self.delivery_metrics.set_unreachable(len(missed))
+        if missed:
+            log.warning(
+                "%d manager(s) cannot be reached with the configured channels (%s): %s; their "
+                "alerts at those severities are stored and counted as unroutable but reach "
+                "nobody until a channel is configured (e.g. alerting.smtp.host for e-mail) or "
+                "the registry gives them one", len(missed), ", ".join(self._enabled_channels),
+                "; ".join(f"{manager_id} ({', '.join(severities)})"
+                          for manager_id, severities in sorted(missed.items())))
 
     async def _escalate(self) -> None:
         # A coroutine: AsyncIOScheduler runs it on the loop, so waking the worker is safe.
@@ -220,6 +376,7 @@ class MonitorApp:
         # escalations and resolutions the store's history gained (API, link, CLI, other
         # instances alike), with the alerts by state.
         self.metrics.set_alerts_pending(self.store.pending_count())
+        self.delivery_metrics.set_failed(self.store.failed_deliveries())
         self.lifecycle_metrics.refresh(self.store)
         self.storm_metrics.refresh(self.store)  # incidents, notices, folded and capped alerts
 
@@ -242,16 +399,17 @@ class MonitorApp:
         self._report_registry()
         server = serve(self.registry, self.settings.metrics.host, self.settings.metrics.port)
         scheduler = AsyncIOScheduler(timezone="UTC")
+        guard = _StoreJobs()
         scheduler.add_job(self._reload_registry, "interval",
                           seconds=self.settings.registry.reload_interval_seconds,
                           id="registry-reload", max_instances=1, coalesce=True)
-        scheduler.add_job(self._report_outbox, "interval", seconds=5, id="outbox-gauge",
-                          max_instances=1, coalesce=True)
-        scheduler.add_job(self._send_digests, "cron", minute="*", second=0,
-                          id="alert-digests", max_instances=1, coalesce=True)
-        scheduler.add_job(self._send_summaries, "interval", seconds=30, id="alert-summaries",
-                          max_instances=1, coalesce=True)
-        scheduler.add_job(self._escalate, "interval",
+        scheduler.add_job(guard.sync("outbox gauge", self._report_outbox), "interval", seconds=5,
+                          id="outbox-gauge", max_instances=1, coalesce=True)
+        scheduler.add_job(guard.coroutine("daily digests", self._send_digests), "cron", minute="*",
+                          second=0, id="alert-digests", max_instances=1, coalesce=True)
+        scheduler.add_job(guard.coroutine("rate-cap summaries", self._send_summaries), "interval",
+                          seconds=30, id="alert-summaries", max_instances=1, coalesce=True)
+        scheduler.add_job(guard.coroutine("escalation", self._escalate), "interval",
                           seconds=self.settings.alerting.escalation_interval_seconds,
                           id="alert-escalation", max_instances=1, coalesce=True)
         self.health.schedule(scheduler)
@@ -282,19 +440,32 @@ class MonitorApp:
             worker_task = asyncio.create_task(self.worker.run(stop), name="cardmon-delivery")
             await self.consumer.run(stop)
         finally:
-            stop.set()
-            await self.consumer.stop()
-            if status_task is not None:
-                with suppress(asyncio.CancelledError):
-                    await asyncio.wait_for(status_task, timeout=10)
-            await self.health.stop()
-            if worker_task is not None:
-                with suppress(asyncio.CancelledError):
-                    await asyncio.wait_for(worker_task, timeout=10)
-            scheduler.shutdown(wait=False)
-            server.close()
-            if api_server is not None:
-                await api_server.close()
-            self.store_summary = len(self.store.list_alerts())
-            self.incident_summary = len(self.store.list_incidents(top_level=True, limit=500))
-            self.store.close()
+            await self._shutdown(stop, scheduler, server, api_server, worker_task, status_task)
+
+    async def _shutdown(self, stop: asyncio.Event, scheduler: AsyncIOScheduler, server: Any,
+                        api_server: ApiServer | None, worker_task: asyncio.Task[None] | None,
+                        status_task: asyncio.Task[None] | None) -> None:
+        """Stop everything in the order of the module docstring; each step bounded, none skipped."""
+        stop.set()
+        drain = self.settings.alerting.shutdown_drain_seconds
+        drain_until = time.monotonic() + drain
+        log.info("cardmon stopping: in-flight sends get up to %g s", drain)
+        await _bounded("the Kafka consumer", self.consumer.stop(), _STOP_STEP_SECONDS)
+        if status_task is not None:
+            await _drained("the device-status consumer", status_task,
+                           time.monotonic() + _STOP_STEP_SECONDS, _STOP_STEP_SECONDS)
+        await _bounded("terminal health", self.health.stop(), _STOP_STEP_SECONDS)
+        if worker_task is not None:
+            await _drained("the delivery worker", worker_task, drain_until, drain)
+        _quietly("the scheduler", lambda: scheduler.shutdown(wait=False))  # on the loop: it owns a timer
+        _quietly("the metrics server", server.close)
+        if api_server is not None:
+            await _bounded("the alert API", api_server.close(), _STOP_STEP_SECONDS)
+        await _bounded("the store summary", self._summarise(), _STOP_STEP_SECONDS)
+        await _bounded("the alert store", _in_thread(self.store.close), _STOP_STEP_SECONDS)
+        log.info("cardmon stopped")
+
+    async def _summarise(self) -> None:
+        self.store_summary = len(await asyncio.to_thread(self.store.list_alerts))
+        self.incident_summary = len(await asyncio.to_thread(
+            self.store.list_incidents, top_level=True, limit=500))

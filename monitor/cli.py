@@ -4,7 +4,7 @@
 ``cardmon demo``      everything on an embedded broker with synthetic traffic;
 ``cardmon broker``    the embedded Kafka-compatible broker alone;
 ``cardmon simulate``  replay recorded files or synthetic fleets into Kafka;
-``cardmon alerts``    the alert store: ``export``, ``list``, ``ack``, ``resolve``.
+``cardmon alerts``    the alert store: ``export``, ``list``, ``ack``, ``resolve``, ``resend``.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ __all__ = ["app", "main"]
 
 app = typer.Typer(help="cardmon: card-transaction health monitor for VIP clients and terminals.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False)
-alerts_app = typer.Typer(help="The alert store: export, list, acknowledge, resolve.",
+alerts_app = typer.Typer(help="The alert store: export, list, acknowledge, resolve, re-send.",
                          no_args_is_help=True)
 app.add_typer(alerts_app, name="alerts")
 
@@ -139,10 +139,24 @@ def _clear_errors(verbose: bool) -> Iterator[None]:
 
 
 def _stop_on_signals(stop: asyncio.Event) -> None:
+    """SIGINT and SIGTERM set ``stop``: the service shuts down cleanly and exits 0.
+
+    The shutdown is bounded (``alerting.shutdown_drain_seconds`` for in-flight sends,
+    seconds for the rest), so a second signal only says that it is under way.
+    """
     loop = asyncio.get_running_loop()
+    log = logging.getLogger("monitor.cli")
+
+    def received(sig: signal.Signals) -> None:
+        if stop.is_set():
+            log.warning("%s received: already stopping, within a bounded time", sig.name)
+            return
+        log.info("%s received: stopping", sig.name)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, received, sig)
         except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
             pass
 
@@ -240,10 +254,16 @@ def _alert_store(config: Path | None, store: str | None) -> Iterator[AlertStore]
 
     A PostgreSQL URL's password is never printed.
     """
-    from monitor.alerts._db import DATABASE_ERRORS, is_url, redact_secret, redact_url
+    from monitor.alerts._db import DATABASE_ERRORS, is_transient, is_url, redact_secret, redact_url
     from monitor.alerts.store import AlertStore
+    from monitor.config import PostgresSettings
 
-    location = store if store is not None else _settings(config).alerting.store_location()
+    if store is not None:
+        location: str | Path = store
+        postgres = PostgresSettings()
+    else:
+        alerting = _settings(config).alerting
+        location, postgres = alerting.store_location(), alerting.postgres
     if is_url(location):
         shown = redact_url(str(location))
     else:
@@ -256,13 +276,18 @@ def _alert_store(config: Path | None, store: str | None) -> Iterator[AlertStore]
             typer.echo(f"cannot read alert store {shown}: {reason}", err=True)
             raise typer.Exit(1)
     try:
-        alert_store = AlertStore(location)
+        alert_store = AlertStore(location, postgres=postgres)
     except DATABASE_ERRORS as error:
         reason = redact_secret(str(error), str(location)) if is_url(location) else str(error)
         typer.echo(f"cannot read alert store {shown}: {reason}", err=True)
         raise typer.Exit(1) from None
     try:
         yield alert_store
+    except DATABASE_ERRORS as error:
+        reason = redact_secret(str(error), str(location)) if is_url(location) else str(error)
+        hint = " (transient: try again)" if is_transient(error) else ""
+        typer.echo(f"alert store {shown} failed{hint}: {type(error).__name__}: {reason}", err=True)
+        raise typer.Exit(1) from None
     finally:
         alert_store.close()
 
@@ -346,20 +371,73 @@ def alerts_resolve(
         _change(alert_store, "resolved", alert_id, by or getpass.getuser(), note)
 
 
+@alerts_app.command("resend")
+def alerts_resend(
+    alert_id: Annotated[str | None, typer.Argument(
+        help="The alert ID (al-...), or an incident notice, summary or digest ID.")] = None,
+    all_failed: Annotated[bool, typer.Option(
+        "--all-failed", help="Every failed delivery of the store instead of one alert's.")] = False,
+    by: Annotated[str | None, typer.Option("--by", help="Who re-sends (default: your login name).")] = None,
+    config: ConfigOption = None,
+    store: StoreOption = None,
+) -> None:
+    """Put failed deliveries back in the outbox, due at once; the running monitor sends them.
+
+    A failed alert is open again; its history records who re-sent it. Each re-sent
+    delivery starts a new retry window (alerting.retry_for_seconds).
+    """
+    import getpass
+
+    from monitor.alerts.lifecycle import AlertNotFoundError
+
+    if (alert_id is None) == (not all_failed):
+        typer.echo("give an alert ID or --all-failed (not both)", err=True)
+        raise typer.Exit(2)
+    who = by or getpass.getuser()
+    with _alert_store(config, store) as alert_store:
+        try:
+            result = alert_store.resend(None if all_failed else alert_id, by=who, via="cli")
+        except AlertNotFoundError:
+            typer.echo(f"no alert {alert_id}", err=True)
+            raise typer.Exit(1) from None
+        except ValueError as error:
+            typer.echo(f"cannot re-send: {error}", err=True)
+            raise typer.Exit(1) from None
+    what = "the store" if all_failed else alert_id
+    if not result.deliveries:
+        typer.echo(f"{what} has no failed delivery; nothing changed")
+        return
+    typer.echo(f"re-queued {result.deliveries} failed deliveries of {what} "
+               f"({', '.join(result.message_ids)}) for {who}; the running monitor sends them now")
+    if result.alert_ids:
+        typer.echo(f"alerts concerned: {', '.join(result.alert_ids)}")
+
+
 @alerts_app.command("list")
 def alerts_list(
     state: Annotated[ListState | None, typer.Option("--state", help="Only alerts in this state.")] = None,
     manager: Annotated[str | None, typer.Option("--manager", help="Only this manager's alerts (manager ID).")] = None,
+    late: Annotated[bool, typer.Option(
+        "--late", help="Only late alerts (stale events recorded without paging anyone).")] = False,
+    unrouted: Annotated[bool, typer.Option(
+        "--unroutable", help="Only alerts no configured channel could route to their manager.")] = False,
     limit: Annotated[int, typer.Option("--limit", min=1, max=500, help="Most alerts to show.")] = 50,
     config: ConfigOption = None,
     store: StoreOption = None,
 ) -> None:
-    """List alerts, newest first: ID, state, severity, manager, client, recorded time (UTC), events."""
+    """List alerts, newest first: ID, state, delivery, severity, manager, client, recorded time (UTC), events.
+
+    DELIVERY is what happened to the alert's messages to people: notified, pending,
+    failed, late (nobody paged: stale events), unrouted (no channel reaches the
+    manager, or a notice or summary carries it), merged (in an incident notice).
+    """
     with _alert_store(config, store) as alert_store:
         page = alert_store.find_alerts(state=state.value if state else None,
-                                       manager_id=manager, limit=limit)
-    rows = [("ALERT", "STATE", "SEVERITY", "MANAGER", "CLIENT", "RECORDED (UTC)", "EVENTS")]
-    rows += [(a.alert_id, page.states[a.alert_id], a.severity, a.manager.manager_id,
+                                       manager_id=manager, limit=limit,
+                                       late=True if late else None,
+                                       unroutable=True if unrouted else None)
+    rows = [("ALERT", "STATE", "DELIVERY", "SEVERITY", "MANAGER", "CLIENT", "RECORDED (UTC)", "EVENTS")]
+    rows += [(a.alert_id, page.states[a.alert_id], a.status, a.severity, a.manager.manager_id,
               f"{a.customer_name} ({a.customer_id})", a.created_at.strftime("%Y-%m-%d %H:%M:%S"),
               str(a.event_count)) for a in page.alerts]
     _table(rows)

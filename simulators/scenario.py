@@ -572,8 +572,11 @@ async def run_scenario(scenario: Scenario, *, bootstrap_servers: str | None = No
             kafka={"bootstrap_servers": bootstrap, "topic": topic, "dead_letter_topic": f"{topic}.dlq",
                    "group_id": f"cardmon-scenario-{run_id}", "batch_timeout_ms": 50},
             registry={"customers_path": customers, "managers_path": managers},
+            # A scenario replays its own timeline from a fixed start: its failures are
+            # never stale (alerting.stale_after_seconds is for a live monitor).
             alerting={"store_path": work / "alerts.db", "sinks": ["jsonl"],
-                      "jsonl_path": work / "alerts.jsonl", "poll_interval_seconds": 0.05},
+                      "jsonl_path": work / "alerts.jsonl", "poll_interval_seconds": 0.05,
+                      "stale_after_seconds": None},
             # The wall-clock evaluation job never runs during a scenario (see the module doc).
             health={"terminals_path": terminals, "consume_status": False,
                     "baseline_path": _write_baseline(scenario, work / "registry" / "baseline.parquet"),

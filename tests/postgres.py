@@ -1,7 +1,9 @@
 """A real, throwaway PostgreSQL server for the tests (Debian package ``postgresql``).
 
 :class:`PostgresServer` runs ``initdb`` in a temporary directory and ``postgres`` on
-127.0.0.1 and a free port, with password (SCRAM) logins, until :meth:`stop`.
+127.0.0.1 and a free port, with password (SCRAM) logins, until :meth:`stop`. For
+fault tests, :meth:`halt` and :meth:`resume` stop and restart it on the same port
+with its data, and :meth:`backend_pids` finds the processes serving cardmon's sessions.
 ``initdb`` refuses to run as root: as root, the server runs as the ``postgres``
 system user (created by the Debian package), else ``nobody``. The database's
 default collation is ICU ``en-US``, not ``C``, so the store's ``COLLATE "C"``
@@ -18,6 +20,7 @@ import pwd
 import re
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -148,10 +151,17 @@ class PostgresServer:
         )
         if initdb.returncode != 0:
             raise RuntimeError(f"initdb failed ({initdb.returncode}): {initdb.stderr[-2000:]}")
+        self._launch()
+        self.startup_seconds = time.monotonic() - began
+        return self
+
+    def _launch(self, *, create_database: bool = True) -> None:
+        """Start ``postgres`` on the data directory; return when it accepts logins."""
         options = [item for key, value in _SERVER_SETTINGS.items() for item in ("-c", f"{key}={value}")]
         log = self.log_path.open("ab")
         self._process = subprocess.Popen(
-            [str(self.bindir / "postgres"), "-D", str(data), "-p", str(self.port), *options],
+            [str(self.bindir / "postgres"), "-D", str(self._root / "data"), "-p", str(self.port),
+             *options],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self._root,
             **self._run_as(),  # type: ignore[call-overload]
         )
@@ -160,15 +170,39 @@ class PostgresServer:
         while True:
             try:
                 with psycopg.connect(self.url("postgres"), autocommit=True, connect_timeout=2) as conn:
-                    conn.execute(f"CREATE DATABASE {_DATABASE}")
-                break
+                    if create_database:
+                        conn.execute(f"CREATE DATABASE {_DATABASE}")
+                return
             except psycopg.OperationalError as error:
                 if self._process.poll() is not None or time.monotonic() > deadline:
                     self.stop()
                     raise RuntimeError(f"PostgreSQL did not start: {error}\n{self._log_tail()}") from None
                 time.sleep(0.05)
-        self.startup_seconds = time.monotonic() - began
-        return self
+
+    def halt(self) -> None:
+        """Stop the server as an outage would (fast shutdown: sessions end), keeping its data."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(signal.SIGINT)
+            self._process.wait(timeout=30)
+        self._process = None
+
+    def resume(self) -> None:
+        """Start the halted server again on the same port; return when it accepts logins."""
+        if self._process is None:
+            self._launch(create_database=False)
+
+    @property
+    def running(self) -> bool:
+        """Whether the server process is up."""
+        return self._process is not None and self._process.poll() is None
+
+    def backend_pids(self, application_name: str = "cardmon") -> list[int]:
+        """PIDs of the server processes serving the sessions of ``application_name``."""
+        with self.connect() as conn:
+            rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s "
+                                "AND pid <> pg_backend_pid() ORDER BY pid",
+                                (application_name,)).fetchall()
+        return [int(row[0]) for row in rows]
 
     def _log_tail(self) -> str:
         try:
@@ -183,7 +217,7 @@ class PostgresServer:
     def stop(self) -> None:
         """Fast shutdown (SIGINT to the server we started), then delete the directory."""
         if self._process is not None and self._process.poll() is None:
-            self._process.send_signal(2)
+            self._process.send_signal(signal.SIGINT)
             try:
                 self._process.wait(timeout=30)
             except subprocess.TimeoutExpired:

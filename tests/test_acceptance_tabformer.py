@@ -73,8 +73,8 @@ async def test_tabformer_replay_alerts_every_failure_exactly_once(
         await wait_until(lambda: monitor.consumer.events >= ROWS, timeout=120, what="all rows consumed")
         scrape = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
         store = monitor.store
-        await wait_until(lambda: all(a.status != "pending" for a in store.list_alerts()),
-                         timeout=60, what="every alert delivered")
+        # The 2002-era rows are late (stale events): nobody is paged, the jsonl sink records them.
+        await wait_until(lambda: store.pending_count() == 0, timeout=60, what="every alert delivered")
     finally:
         stop.set()
         await task

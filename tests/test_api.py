@@ -139,9 +139,10 @@ async def test_list_filters_by_state_manager_and_time_and_pages_newest_first(api
 
 @pytest.mark.parametrize("params", [{"state": "closed"}, {"since": "2024-05-06T12:00:00"},
                                     {"since": "yesterday"}, {"limit": "0"}, {"limit": "many"},
-                                    {"cursor": "not-a-cursor"}])
+                                    {"cursor": "not-a-cursor"}, {"late": "perhaps"},
+                                    {"unroutable": "2"}])
 async def test_bad_list_parameters_answer_400(api: Api, params: dict[str, str]) -> None:
-    """An unknown state, a time without offset, a bad limit or a forged cursor is a 400 with a message."""
+    """An unknown state, a time without offset, a bad limit, a forged cursor or a flag that is not true/false is a 400 with a message."""
     response = await api.client.get("/alerts", params=params, headers=AUTH)
     assert response.status_code == 400
     assert response.json()["error"] == "bad_request" and response.json()["message"]
@@ -287,3 +288,45 @@ async def test_incidents_are_listed_and_read_with_their_alerts(api: Api) -> None
     assert (await api.client.get("/incidents/in-nope", headers=AUTH)).status_code == 404
     assert (await api.client.get("/incidents")).status_code == 401
     assert (await api.client.get("/incidents", params={"limit": "0"}, headers=AUTH)).status_code == 400
+
+
+async def test_late_and_unroutable_alerts_are_fields_and_filters(api: Api) -> None:
+    """A failure a week old when processed is listed with late=true and found by ?late=true; ?unroutable=true finds the alert no channel reaches."""
+    processed = T0 + timedelta(days=7)
+    [late] = list(api.store.record([_failure(1)], now=processed, stale_after_seconds=1800).late_alert_ids)
+    [fresh] = api.record(_failure(2, minutes=1), at=T0 + timedelta(minutes=2))
+    nobody = Manager(manager_id="RM-077", name="No Contact")
+    [lost] = api.record(_failure(3, nobody), at=T0 + timedelta(minutes=3))
+
+    async def listed(**params: Any) -> list[dict[str, Any]]:
+        response = await api.client.get("/alerts", params=params, headers=AUTH)
+        assert response.status_code == 200, response.text
+        return list(response.json()["alerts"])
+
+    assert [(a["alert_id"], a["late"], a["status"]) for a in await listed(late="true")] == [
+        (late, True, "late")]
+    assert {a["alert_id"] for a in await listed(late="false")} == {fresh, lost}
+    assert [(a["alert_id"], a["unroutable"], a["status"]) for a in await listed(unroutable="true")] == [
+        (lost, True, "unrouted")]
+    record = (await api.client.get(f"/alerts/{late}", headers=AUTH)).json()
+    assert record["late"] is True and record["deliveries"] == []
+
+
+async def test_a_failed_alert_is_resent_through_the_api_and_the_history_says_who(api: Api) -> None:
+    """POST /alerts/{id}/resend re-queues the failed e-mail, the alert is open again, and its history names who re-sent it."""
+    [alert_id] = api.record(_failure(1), at=T0)
+    [row] = api.store.claim_due(T0, 10)
+    api.store.mark_failed(row.delivery_id, "SMTPConnectError: relay down")
+    assert (await api.client.post(f"/alerts/{alert_id}/resend", json={}, headers=AUTH)).status_code == 400
+    response = await api.client.post(f"/alerts/{alert_id}/resend", json={"by": "Ops Desk"}, headers=AUTH)
+    assert response.status_code == 200
+    assert response.json() == {"alert_id": alert_id, "deliveries": 1, "alert_ids": [alert_id]}
+    record = (await api.client.get(f"/alerts/{alert_id}", headers=AUTH)).json()
+    assert record["state"] == "open"
+    assert record["deliveries"][0]["status"] == "pending"
+    assert record["deliveries"][0]["resent_by"] == "Ops Desk"
+    assert record["history"][-1]["action"] == "resent" and record["history"][-1]["by"] == "Ops Desk"
+    again = await api.client.post(f"/alerts/{alert_id}/resend", json={"by": "Ops Desk"}, headers=AUTH)
+    assert again.json()["deliveries"] == 0
+    missing = await api.client.post("/alerts/al-nothing/resend", json={"by": "x"}, headers=AUTH)
+    assert missing.status_code == 404

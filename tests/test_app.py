@@ -124,3 +124,49 @@ async def test_service_alerts_and_reloads_its_registry(kafka_bootstrap: str, uni
     text = json.dumps(delivered)
     assert "Ada Lovelace" in text and "Carl Gauss" in text
     assert "Blaise Pascal" not in text
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(90)
+async def test_managers_no_channel_reaches_are_named_at_start_and_after_a_reload(
+        kafka_bootstrap: str, unique_name: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Without an SMTP relay, the running monitor names (by ID, no address) the e-mail-only manager at start, counts them, and again after a registry reload."""
+    customers, managers = write_registry(
+        tmp_path / "registry", CUSTOMERS,
+        "manager_id,name,email,webhook_url,timezone\n"
+        "M1,Alice Martin,alice.martin@bank.example,,Europe/Paris\n"
+        "M2,Bo Chen,,https://hooks.bank.example/bo,Asia/Singapore")
+    settings = Settings(
+        kafka={"bootstrap_servers": kafka_bootstrap, "topic": f"tx.{unique_name}",
+               "dead_letter_topic": f"tx.{unique_name}.dlq", "group_id": f"app-{unique_name}",
+               "batch_timeout_ms": 50},
+        registry={"customers_path": customers, "managers_path": managers, "reload_interval_seconds": 0.2},
+        alerting={"store_path": tmp_path / "alerts.db"},
+        api={"enabled": False},
+        metrics={"host": "127.0.0.1", "port": free_port()},
+    )
+    monitor = MonitorApp(settings, registry=CollectorRegistry())
+    stop = asyncio.Event()
+    caplog.set_level("WARNING", logger="monitor.app")
+
+    def warnings() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "cannot be reached" in r.getMessage()]
+
+    def unreachable() -> float | None:
+        return monitor.registry.get_sample_value("cardmon_managers_unreachable")
+
+    task = asyncio.create_task(monitor.run(stop))
+    try:
+        await wait_until(lambda: len(warnings()) == 1, timeout=30, what="the start-up warning")
+        assert "M1 (high, medium, low)" in warnings()[0] and "M2" not in warnings()[0]
+        assert "alice.martin" not in caplog.text
+        assert unreachable() == 1
+        managers.write_text("manager_id,name,email,webhook_url,timezone\n"
+                            "M1,Alice Martin,alice.martin@bank.example,,Europe/Paris\n"
+                            "M2,Bo Chen,bo.chen@bank.example,,Asia/Singapore\n", encoding="utf-8")
+        await wait_until(lambda: len(warnings()) == 2, timeout=30, what="the warning after the reload")
+        assert "M1 (high, medium, low); M2 (high, medium, low)" in warnings()[1]
+        assert unreachable() == 2
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=30)

@@ -111,7 +111,7 @@ def test_alerts_on_postgresql_follow_the_settings_and_never_print_the_password(
     monkeypatch.setenv("CARDMON_ALERTING__STORE_URL", url)
     listed = runner.invoke(app, ["alerts", "list"])
     assert listed.exit_code == 0, listed.output
-    assert listed.stdout.split()[:4] == ["ALERT", "STATE", "SEVERITY", "MANAGER"]
+    assert listed.stdout.split()[:5] == ["ALERT", "STATE", "DELIVERY", "SEVERITY", "MANAGER"]
     wrong = url.replace(postgres.password, "Wr0ng-pw-1234")
     refused = runner.invoke(app, ["alerts", "list", "--store", wrong])
     assert refused.exit_code == 1

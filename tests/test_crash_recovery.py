@@ -199,7 +199,7 @@ async def test_sigkill_mid_delivery_then_restart_delivers_every_alert_once(
         f"alerting:\n  store_path: {store_path}\n"
         f"  smtp: {{host: 127.0.0.1, port: {smtp_port}, from_address: cardmon@bank.example}}\n"
         f"  webhook_signing_secret: {SECRET}\n"
-        "  poll_interval_seconds: 0.05\n  max_attempts: 20\n"
+        "  poll_interval_seconds: 0.05\n  retry_for_seconds: 120\n"
         "  backoff_initial_seconds: 0.2\n  backoff_max_seconds: 1\n"
         "  escalation_interval_seconds: 3600\n"
         f"health: {{status_topic: status.{unique_name}, status_dead_letter_topic: status.{unique_name}.dlq}}\n"

@@ -41,7 +41,7 @@ from monitor.alerts.lifecycle import (
 )
 from monitor.alerts.model import Alert, Delivery, Manager
 
-__all__ = ["AlertPage", "EscalationCandidate", "LifecycleQueries", "LifecycleRecord"]
+__all__ = ["AlertPage", "EscalationCandidate", "LifecycleQueries", "LifecycleRecord", "_actor", "_via"]
 
 # Bounds on what people type into the history (an API caller must not bloat the store).
 _MAX_ACTOR_CHARS: Final = 200
@@ -251,6 +251,8 @@ class LifecycleQueries(StoreConnection):
         since: datetime | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        late: bool | None = None,
+        unroutable: bool | None = None,
     ) -> AlertPage:
         """Return one page of alerts, newest first, with their states and deliveries.
 
@@ -258,6 +260,10 @@ class LifecycleQueries(StoreConnection):
             state: only alerts in this lifecycle state.
             manager_id: only alerts of this relationship manager (the client's own).
             since: only alerts recorded at or after this time (aware).
+            late: ``True``: only late alerts (stale events, paged to nobody);
+                ``False``: only the others; ``None``: both.
+            unroutable: ``True``: only alerts no configured channel could route;
+                ``False``: only the others; ``None``: both.
             limit: page size, 1–500.
             cursor: ``next_cursor`` of the previous page; ``None`` for the first page.
 
@@ -282,6 +288,10 @@ class LifecycleQueries(StoreConnection):
         if since is not None:
             clauses.append("created_at >= ?")
             params.append(_ts(since))
+        for column, wanted in (("late", late), ("unroutable", unroutable)):
+            if wanted is not None:
+                clauses.append(f"{column} = ?")
+                params.append(int(wanted))
         if cursor is not None:
             clauses.append("(created_at, alert_id) < (?, ?)")
             params.extend(_decode_cursor(cursor))
@@ -313,9 +323,10 @@ class LifecycleQueries(StoreConnection):
     ) -> list[EscalationCandidate]:
         """Alerts that may have an escalation step due at ``now``, oldest first.
 
-        Those of one of ``severities``, neither acknowledged nor resolved, with fewer
-        than ``step_count`` steps taken and recorded at least ``first_after_seconds``
-        before ``now``.
+        Those of one of ``severities``, neither acknowledged nor resolved nor late
+        (stale events page nobody, not even by escalation), with fewer than
+        ``step_count`` steps taken and recorded at least ``first_after_seconds`` before
+        ``now``.
         """
         if not severities:
             return []
@@ -323,7 +334,7 @@ class LifecycleQueries(StoreConnection):
         with self._lock:
             rows = self._conn.execute(
                 f"""SELECT alert_id, manager_id, created_at, escalation_step FROM alerts
-                WHERE state NOT IN ('acknowledged', 'resolved')
+                WHERE state NOT IN ('acknowledged', 'resolved') AND late = 0
                   AND severity IN ({', '.join('?' * len(severities))})
                   AND escalation_step < ? AND created_at <= ?
                 ORDER BY created_at, alert_id""",

@@ -16,10 +16,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final, ParamSpec, TypeVar
 
-from monitor.alerts._db import TRANSIENT_ERRORS, Database, Row
+import tenacity
+
+from monitor.alerts._db import Database, Row, is_transient
 from monitor.alerts.lifecycle import AlertState, HistoryAction, HistoryEntry
 from monitor.alerts.model import Alert, AlertStatus, Delivery, Manager
 from monitor.alerts.ratelimit import RateLimit
+from monitor.alerts.routing import is_person_channel
 from monitor.decoder import scrub_pans
 from monitor.incidents.rules import IncidentRules
 
@@ -46,6 +49,9 @@ R = TypeVar("R")
 
 # A deadlock aborts one of two transactions: running it again twice more is plenty.
 _TRANSACTION_ATTEMPTS: Final = 3
+# No new attempt after this many seconds: a lock or statement timeout (10 s and more)
+# is not waited out twice here; the caller's backoff takes over.
+_RETRY_WINDOW_SECONDS: Final = 5.0
 # Bounds on what people type into the history (an API caller must not bloat the store).
 _MAX_NOTE_CHARS: Final = 2000
 # Most rows one page of a listing returns (find_alerts, list_incidents).
@@ -57,6 +63,7 @@ class StoreConnection:
 
     _lock: threading.Lock  # guards _conn; a connection is not thread-safe
     _conn: Database  # the store's one connection
+    _closing: bool  # close() began: transient errors are no longer retried
     # One write transaction: BEGIN IMMEDIATE on SQLite, READ COMMITTED on PostgreSQL.
     _transaction: Callable[[], AbstractContextManager[Database]]
 
@@ -86,26 +93,42 @@ def _clean_text(value: str) -> str:
 
 
 def _retried(method: Callable[P, R]) -> Callable[P, R]:
-    """Run a write method again when PostgreSQL aborted its transaction to break a deadlock.
+    """Run a write method again, briefly, when it failed in a way that may pass (:func:`is_transient`).
 
     Each write method is one transaction with no effect outside it, so running it again
-    is safe. Deadlocks need two instances locking the same rows in opposite orders:
-    ``record`` orders its alert locks, but incident changes, summaries and notices
-    touch rows in the order of their own data.
+    is safe. What passes in a moment is retried here: a deadlock (two instances locking
+    the same rows in opposite orders: ``record`` orders its alert locks, but incident
+    changes, summaries and notices touch rows in the order of their own data), a
+    server restart or failover a few seconds long. At most :data:`_TRANSACTION_ATTEMPTS`
+    attempts, none started after :data:`_RETRY_WINDOW_SECONDS`; then the error is
+    raised, and riding out a longer outage is the caller's job (with backoff and its
+    stop signal). A store that is closing is not retried.
     """
     @functools.wraps(method)
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
-        for attempt in range(1, _TRANSACTION_ATTEMPTS + 1):
-            try:
-                return method(*args, **kwargs)
-            except TRANSIENT_ERRORS as error:
-                if attempt == _TRANSACTION_ATTEMPTS:
-                    raise
-                log.warning("alert store: %s aborted (%s), trying again (%d/%d)",
-                            method.__name__, type(error).__name__, attempt + 1,
-                            _TRANSACTION_ATTEMPTS)
-        raise AssertionError("unreachable")
+        store = args[0]
+        retrying = tenacity.Retrying(
+            stop=(tenacity.stop_after_attempt(_TRANSACTION_ATTEMPTS)
+                  | tenacity.stop_after_delay(_RETRY_WINDOW_SECONDS)),
+            wait=tenacity.wait_random_exponential(multiplier=0.1, max=1.0),
+            retry=tenacity.retry_if_exception(
+                lambda error: is_transient(error) and not getattr(store, "_closing", False)),
+            before_sleep=lambda state: log.warning(
+                "alert store: %s failed (%s), trying again (%d/%d)", method.__name__,
+                _error_name(state), state.attempt_number + 1, _TRANSACTION_ATTEMPTS),
+            reraise=True,
+        )
+        return retrying(method, *args, **kwargs)
     return run
+
+
+def _maybe_dt(value: str | None) -> datetime | None:
+    return _dt(value) if value else None
+
+
+def _error_name(state: tenacity.RetryCallState) -> str:
+    error = state.outcome.exception() if state.outcome is not None else None
+    return type(error).__name__ if error is not None else "?"
 
 
 def _delivery(row: Row) -> Delivery:
@@ -118,18 +141,26 @@ def _delivery(row: Row) -> Delivery:
         next_attempt_at=_dt(row["next_attempt_at"]),
         last_error=row["last_error"],
         created_at=_dt(row["created_at"]),
-        sent_at=_dt(row["sent_at"]) if row["sent_at"] else None,
+        sent_at=_maybe_dt(row["sent_at"]),
+        first_attempt_at=_maybe_dt(row["first_attempt_at"]),
+        fallback_at=_maybe_dt(row["fallback_at"]),
+        resent_by=row["resent_by"],
+        resent_at=_maybe_dt(row["resent_at"]),
     )
 
 
-def _status(deliveries: Sequence[Delivery]) -> AlertStatus:
-    if not deliveries:
-        return "unrouted"
-    if any(d.status == "sent" for d in deliveries):
+def _status(deliveries: Sequence[Delivery], *, late: bool, unroutable: bool) -> AlertStatus:
+    # Only deliveries to people count: a sink that accepted it told nobody.
+    people = [d for d in deliveries if is_person_channel(d.channel)]
+    if any(d.status == "sent" for d in people):
         return "notified"
-    if all(d.status == "merged" for d in deliveries):
+    if late:
+        return "late"
+    if unroutable or not people:
+        return "unrouted"
+    if all(d.status == "merged" for d in people):
         return "merged"
-    if all(d.status in ("failed", "merged") for d in deliveries):
+    if all(d.status in ("failed", "merged") for d in people):
         return "failed"
     return "pending"
 
@@ -154,10 +185,12 @@ def _alert(row: Row, deliveries: tuple[Delivery, ...]) -> Alert:
         first_event_at=_dt(row["first_event_at"]),
         last_event_at=_dt(row["last_event_at"]),
         event_count=row["event_count"],
-        status=_status(deliveries),
+        status=_status(deliveries, late=bool(row["late"]), unroutable=bool(row["unroutable"])),
         created_at=_dt(row["created_at"]),
         updated_at=_dt(row["updated_at"]),
         deliveries=deliveries,
+        late=bool(row["late"]),
+        unroutable=bool(row["unroutable"]),
     )
 
 

@@ -27,16 +27,17 @@ from monitor.alerts._store_rows import (
     _ts,
     _write_history,
 )
-from monitor.alerts.lifecycle import AlertState
+from monitor.alerts.lifecycle import SYSTEM_ACTOR, AlertState
 from monitor.alerts.model import SEVERITIES, Alert, Delivery, Manager, VipFailure
 from monitor.alerts.preferences import covering_manager
 from monitor.alerts.ratelimit import Summary, summary_id_for
-from monitor.alerts.routing import channels_for
+from monitor.alerts.routing import PERSON_CHANNEL_SQL, RECORD_SINKS, channels_for, is_person_channel
 from monitor.incidents.model import Incident, IncidentChange, NoticeKind, notice_id_for
 
 __all__ = [
     "StormCounts",
     "StormQueries",
+    "_after_notice_failed",
     "_after_notice_sent",
     "_apply_incident_changes",
     "_at_cap",
@@ -158,12 +159,16 @@ class StormQueries(StoreConnection):
     # -- storm control: incidents and their notices (monitor/incidents/) -------------
 
     @staticmethod
-    def _enqueue_sinks(conn: Database, alert_id: str, routes: _Routes, stamp: str) -> int:
+    def _enqueue_sinks(
+        conn: Database, alert_id: str, routes: _Routes, stamp: str, *, record_only: bool = False
+    ) -> int:
         # Sinks are not people: an alert inside an incident still goes to each of them.
+        # A late alert goes to the record-only ones (never to Alertmanager, which pages).
         return sum(conn.execute(
             """INSERT INTO deliveries (alert_id, channel, status, attempts, next_attempt_at,
                 created_at, updated_at) VALUES (?, ?, 'pending', 0, ?, ?, ?) ON CONFLICT DO NOTHING""",
-            (alert_id, sink, stamp, stamp, stamp)).rowcount for sink in routes.sinks)
+            (alert_id, sink, stamp, stamp, stamp)).rowcount
+            for sink in routes.sinks if not record_only or sink in RECORD_SINKS)
 
     def _link_to_incident(
         self, conn: Database, incident_id: str, alert_id: str, failure: VipFailure,
@@ -182,8 +187,9 @@ class StormQueries(StoreConnection):
         for event_id in event_ids:
             alert = conn.execute(
                 """SELECT a.alert_id, a.manager_id, a.severity FROM alert_events e
-                JOIN alerts a ON a.alert_id = e.alert_id WHERE e.event_id = ?""", (event_id,)).fetchone()
-            if alert is None:  # not a stored VIP failure (nothing to link)
+                JOIN alerts a ON a.alert_id = e.alert_id WHERE e.event_id = ? AND a.late = 0""",
+                (event_id,)).fetchone()
+            if alert is None:  # not a stored VIP failure, or a late one (it pages nobody)
                 continue
             manager = (routes.managers or {}).get(alert["manager_id"]) \
                 or _manager_of_latest_alert(conn, alert["manager_id"])
@@ -503,38 +509,71 @@ def _enqueue_escalation_notice(
     return _enqueue_for(conn, notice_id, recipient, channels, stamp)
 
 
-def _after_notice_sent(conn: Database, delivery_id: int) -> None:
-    # An incident notice names its manager's clients: each of their alerts that nobody
-    # was told of yet is now notified, with the channel and the incident in its history.
-    # A summary does the same for the capped alerts it lists.
+def _carried_alerts(conn: Database, delivery_id: int) -> tuple[Row, list[Row]] | None:
+    """The outbox row of a summary or an opened/update notice, and the ``open``/``failed`` alerts it names.
+
+    ``None`` for any other row (a digest, a resolved or escalation notice). The alerts
+    are locked (PostgreSQL) in alert order before their states are read, as in
+    ``_after_sent``. ``row["note"]`` says which message carried them.
+    """
     summary = conn.execute(
-        """SELECT d.channel, d.recipient_id, d.sent_at, d.alert_id FROM deliveries d
-        JOIN summaries s ON s.summary_id = d.alert_id WHERE d.delivery_id = ?""",
-        (delivery_id,)).fetchone()
+        """SELECT d.channel, d.recipient_id, d.sent_at, d.updated_at, d.last_error, d.alert_id,
+            s.manager_id FROM deliveries d JOIN summaries s ON s.summary_id = d.alert_id
+        WHERE d.delivery_id = ?""", (delivery_id,)).fetchone()
     if summary is not None:
-        for alert in conn.execute(
-                "SELECT alert_id, state FROM alerts WHERE summary_id = ? AND state IN ('open', 'failed') "
-                f"ORDER BY alert_id{conn.for_update}",
-                (summary["alert_id"],)).fetchall():
-            conn.execute("UPDATE alerts SET state = 'notified' WHERE alert_id = ?", (alert["alert_id"],))
-            _write_history(conn, alert["alert_id"], "notified", alert["state"], "notified",
-                           summary["recipient_id"], summary["channel"],
-                           f"in summary {summary['alert_id']} (rate cap)", summary["sent_at"])
-        return
+        alerts = conn.execute(
+            "SELECT alert_id, state FROM alerts WHERE summary_id = ? AND state IN ('open', 'failed') "
+            f"ORDER BY alert_id{conn.for_update}", (summary["alert_id"],)).fetchall()
+        return summary, alerts
     row = conn.execute(
-        """SELECT d.channel, d.recipient_id, d.sent_at, n.incident_id, n.manager_id, n.kind
+        """SELECT d.channel, d.recipient_id, d.sent_at, d.updated_at, d.last_error, d.alert_id,
+            n.incident_id, n.manager_id, n.kind
         FROM deliveries d JOIN incident_notices n ON n.notice_id = d.alert_id
         WHERE d.delivery_id = ?""", (delivery_id,)).fetchone()
     if row is None or row["kind"] in ("resolved", "escalated"):
-        return
-    # Locked (PostgreSQL) in alert order before their states are read, as in _after_sent.
+        return None
     alerts = conn.execute(
         f"""SELECT a.alert_id, a.state FROM incident_alerts l JOIN alerts a ON a.alert_id = l.alert_id
         WHERE l.incident_id = ? AND l.manager_id = ? AND a.state IN ('open', 'failed')
           AND l.linked_at <= ? ORDER BY a.alert_id{conn.for_update}""",
-        (row["incident_id"], row["manager_id"], row["sent_at"])).fetchall()
+        (row["incident_id"], row["manager_id"], row["sent_at"] or row["updated_at"])).fetchall()
+    return row, alerts
+
+
+def _after_notice_failed(conn: Database, delivery_id: int) -> None:
+    # A notice or summary whose deliveries to people all failed: the open alerts it
+    # carried reached nobody, so they are failed too (a re-send makes them open again).
+    found = _carried_alerts(conn, delivery_id)
+    if found is None:
+        return
+    row, alerts = found
+    others = conn.execute(
+        f"""SELECT count(*) FROM deliveries d WHERE d.alert_id = ? AND d.status != 'failed'
+        AND {PERSON_CHANNEL_SQL}""", (row["alert_id"],)).fetchone()[0]
+    if others:
+        return
+    for alert in alerts:
+        if alert["state"] != "open":
+            continue
+        conn.execute("UPDATE alerts SET state = 'failed' WHERE alert_id = ?", (alert["alert_id"],))
+        _write_history(conn, alert["alert_id"], "failed", "open", "failed", SYSTEM_ACTOR,
+                       row["channel"], f"{row['alert_id']}: {row['last_error'] or 'failed'}",
+                       row["updated_at"])
+
+
+def _after_notice_sent(conn: Database, delivery_id: int) -> None:
+    # An incident notice names its manager's clients: each of their alerts that nobody
+    # was told of yet is now notified, with the channel and the incident in its history.
+    # A summary does the same for the capped alerts it lists. Only through a channel
+    # that reaches a person (notices and summaries are routed to people only).
+    found = _carried_alerts(conn, delivery_id)
+    if found is None or not is_person_channel(found[0]["channel"]):
+        return
+    row, alerts = found
+    # sqlite3.Row's "in" looks at values, not names: ask its keys.
+    where = (f"in summary {row['alert_id']} (rate cap)" if "incident_id" not in row.keys()  # noqa: SIM118
+             else f"in the notice of incident {row['incident_id']}")
     for alert in alerts:
         conn.execute("UPDATE alerts SET state = 'notified' WHERE alert_id = ?", (alert["alert_id"],))
         _write_history(conn, alert["alert_id"], "notified", alert["state"], "notified",
-                       row["recipient_id"] or row["manager_id"], row["channel"],
-                       f"in the notice of incident {row['incident_id']}", row["sent_at"])
+                       row["recipient_id"] or row["manager_id"], row["channel"], where, row["sent_at"])

@@ -34,12 +34,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 import httpx
 
 from monitor.alerts.channels import DeliveryError
 from monitor.alerts.render import AlertMessage
+from monitor.secrets import scrub_url, url_host
 
 __all__ = ["ALERTNAME", "AlertmanagerChannel", "alertmanager_alert"]
 
@@ -134,24 +134,30 @@ class AlertmanagerChannel:
         self._hold_seconds = hold_seconds
 
     def __repr__(self) -> str:
-        return f"AlertmanagerChannel(host={urlsplit(self._endpoint).netloc!r}, timeout={self._timeout})"
+        return f"AlertmanagerChannel(host={url_host(self._endpoint)!r}, timeout={self._timeout})"
 
     async def send(self, message: AlertMessage) -> None:
         """Post the alert; anything but 200 raises.
 
         Raises:
-            DeliveryError: the payload lacks facts, or Alertmanager answered non-2xx
-                (400 names its reason, e.g. an invalid label).
-            httpx.HTTPError: the connection failed or timed out.
+            DeliveryError: the payload lacks facts, Alertmanager answered non-2xx (400
+                names its reason, e.g. an invalid label), or the request failed
+                (connection, timeout). The text names the host only: the URL's
+                ``user:pass@`` or token never appears.
         """
         body = [alertmanager_alert(message, generator_url=self._generator_url,
                                    hold_seconds=self._hold_seconds)]
-        if self._client is None:
-            async with httpx.AsyncClient() as client:
-                response = await client.post(self._endpoint, json=body, timeout=self._timeout)
-        else:
-            response = await self._client.post(self._endpoint, json=body, timeout=self._timeout)
+        host = url_host(self._endpoint)
+        try:
+            if self._client is None:
+                async with httpx.AsyncClient() as client:
+                    response = await client.post(self._endpoint, json=body, timeout=self._timeout)
+            else:
+                response = await self._client.post(self._endpoint, json=body, timeout=self._timeout)
+        except (httpx.HTTPError, httpx.InvalidURL) as error:
+            text = scrub_url(str(error), self._endpoint)
+            raise DeliveryError(f"Alertmanager at {host}: {type(error).__name__}"
+                                + (f": {text}" if text else "")) from None
         if not response.is_success:
-            reason = response.text.strip()[:200]
-            raise DeliveryError(f"Alertmanager at {urlsplit(self._endpoint).netloc} answered "
-                                f"HTTP {response.status_code}: {reason}")
+            reason = scrub_url(response.text.strip()[:200], self._endpoint)
+            raise DeliveryError(f"Alertmanager at {host} answered HTTP {response.status_code}: {reason}")

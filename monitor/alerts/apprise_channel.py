@@ -22,7 +22,6 @@ honoured by Apprise, so leave it out of registry URLs.
 from __future__ import annotations
 
 import logging
-import re
 import warnings
 from collections.abc import Sequence
 from typing import Final
@@ -31,16 +30,9 @@ import apprise
 
 from monitor.alerts.channels import DeliveryError
 from monitor.alerts.render import AlertMessage
+from monitor.secrets import redact_urls
 
 __all__ = ["AppriseChannel", "is_apprise_url", "redact_urls"]
-
-# URL-shaped text (scheme://anything up to a space or a quote) in an Apprise log record.
-_URL: Final = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*)://[^\s'\"<>]+")
-
-
-def redact_urls(text: str) -> str:
-    """Replace every ``scheme://...`` in ``text`` by ``scheme://<redacted>``."""
-    return _URL.sub(r"\1://<redacted>", text)
 
 
 class _RedactAppriseRecords(logging.Filter):

@@ -25,14 +25,14 @@ import asyncio
 import hashlib
 import hmac
 import json
+import os
 import threading
 import time
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
-from typing import Final, Protocol, runtime_checkable
-from urllib.parse import urlsplit
+from typing import Final, Protocol, TextIO, runtime_checkable
 
 import aiosmtplib
 import httpx
@@ -41,6 +41,7 @@ from rich.panel import Panel
 from rich.text import Text
 
 from monitor.alerts.render import AlertMessage
+from monitor.secrets import scrub_url, url_host
 
 __all__ = [
     "SIGNATURE_HEADER",
@@ -51,6 +52,7 @@ __all__ = [
     "EmailChannel",
     "JsonLinesChannel",
     "WebhookChannel",
+    "open_private",
     "sign_webhook",
     "verify_webhook_signature",
 ]
@@ -62,6 +64,8 @@ TIMESTAMP_HEADER: Final = "X-Cardmon-Timestamp"
 #: A receiver refuses signatures older (or newer) than this, in seconds: replays of a
 #: captured request stop working after five minutes (as Stripe and Slack do).
 DEFAULT_SIGNATURE_TOLERANCE_SECONDS: Final = 300
+# Owner read/write only: alert files hold client names and card references.
+_PRIVATE: Final = 0o600
 
 
 class DeliveryError(Exception):
@@ -269,27 +273,55 @@ class WebhookChannel:
         """POST ``message.payload``; any non-2xx answer raises.
 
         Raises:
-            DeliveryError: no webhook, or the receiver answered non-2xx (the error
-                names the host only: webhook URLs often carry a token).
-            httpx.HTTPError: the connection failed or timed out.
+            DeliveryError: no webhook, the receiver answered non-2xx, or the request
+                failed (connection, timeout: the error names the httpx error class).
+                The text names the host only, never the URL: webhook URLs carry
+                ``user:pass@``, tokens in the path or the query.
         """
         url = self._url or message.webhook_url
         if not url:
             raise DeliveryError(f"alert {message.alert_id}: the manager has no webhook")
         body = self.body(message)
         headers = self.headers(message, body)
-        if self._client is None:
-            async with httpx.AsyncClient() as client:
-                response = await client.post(url, content=body, headers=headers, timeout=self._timeout)
-        else:
-            response = await self._client.post(url, content=body, headers=headers, timeout=self._timeout)
+        try:
+            if self._client is None:
+                async with httpx.AsyncClient() as client:
+                    response = await client.post(url, content=body, headers=headers,
+                                                 timeout=self._timeout)
+            else:
+                response = await self._client.post(url, content=body, headers=headers,
+                                                   timeout=self._timeout)
+        except (httpx.HTTPError, httpx.InvalidURL) as error:
+            raise DeliveryError(_failed(f"webhook at {url_host(url)}", error, url)) from None
         if not response.is_success:
-            host = urlsplit(url).netloc
-            raise DeliveryError(f"webhook at {host} answered HTTP {response.status_code}")
+            raise DeliveryError(f"webhook at {url_host(url)} answered HTTP {response.status_code}")
+
+
+def _failed(target: str, error: Exception, url: str) -> str:
+    """``"<target>: <ErrorClass>: <text>"`` with nothing of ``url`` but its host."""
+    text = scrub_url(str(error), url)
+    return f"{target}: {type(error).__name__}" + (f": {text}" if text else "")
+
+
+def open_private(path: Path) -> TextIO:
+    """Open ``path`` for appending (UTF-8); a new file is created with mode 0600, whatever the umask.
+
+    For files that hold alerts (client names, card references): only the service's
+    user may read them. An existing file keeps its mode.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, _PRIVATE)
+    try:
+        if os.fstat(fd).st_size == 0:
+            os.fchmod(fd, _PRIVATE)  # new (or empty): exact, the umask only removes bits
+        return os.fdopen(fd, "a", encoding="utf-8")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 class JsonLinesChannel:
-    """Appends each alert payload as one JSON line to ``path`` (parents created)."""
+    """Appends each alert payload as one JSON line to ``path`` (parents created, a new file 0600)."""
 
     def __init__(self, path: str | Path) -> None:
         self._path = Path(path)
@@ -299,11 +331,9 @@ class JsonLinesChannel:
         return f"JsonLinesChannel(path={str(self._path)!r})"
 
     def _append(self, line: str) -> None:
-        with self._lock:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            with self._path.open("a", encoding="utf-8") as file:
-                file.write(line)
-                file.flush()
+        with self._lock, open_private(self._path) as file:
+            file.write(line)
+            file.flush()
 
     async def send(self, message: AlertMessage) -> None:
         """Append ``message.payload`` as one line.

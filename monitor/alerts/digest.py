@@ -3,7 +3,8 @@
 A manager with a ``digest_at`` time in the registry (``18:00``, local to their
 ``timezone``) gets, once per local day, a summary of the alerts of their clients
 recorded since their previous digest: how many of each severity and in each state,
-which clients were affected, and the alerts still not acknowledged. A period
+which clients were affected, the alerts still not acknowledged, and the late ones
+(failures processed long after they happened, which paged nobody). A period
 without alerts sends nothing. An away manager gets none; their first digest back
 covers the whole absence.
 
@@ -122,13 +123,17 @@ def render_digest(
     """
     zone = manager_zone(manager)
     day = record.local_date.strftime("%a %d %b %Y")
-    waiting = [(alert, state) for alert, state in alerts if state in _UNACKNOWLEDGED]
+    # Late alerts (stale events: nobody was paged) have their own section, not "waiting".
+    late = [alert for alert, _ in alerts if alert.late]
+    waiting = [(alert, state) for alert, state in alerts
+               if state in _UNACKNOWLEDGED and not alert.late]
     clients: dict[str, tuple[Alert, int]] = {}  # <customer_id: (latest alert, alert count)>
     for alert, _ in alerts:
         clients[alert.customer_id] = (alert, clients.get(alert.customer_id, (alert, 0))[1] + 1)
     by_severity = _counts((a.severity for a, _ in alerts), tuple(reversed(SEVERITIES)))
     subject = (f"[DIGEST] {manager.name} — {day}: {len(alerts)} alert(s) "
-               f"({by_severity.replace(' · ', ', ')}), {len(waiting)} unacknowledged")
+               f"({by_severity.replace(' · ', ', ')}), {len(waiting)} unacknowledged"
+               + (f", {len(late)} late" if late else ""))
     local = "%a %d %b %Y, %H:%M %Z"
     lines = [
         f"Daily alert digest for {manager.name} ({manager.manager_id})",
@@ -144,7 +149,7 @@ def render_digest(
     for customer_id, (alert, count) in sorted(clients.items(), key=lambda item: item[1][0].customer_name):
         lines.append(f"  {alert.customer_name} — {alert.tier} (client {customer_id}): {count} alert(s)")
     lines += ["", f"Not acknowledged yet ({len(waiting)}), oldest first:" if waiting
-              else "Every alert of the period is acknowledged."]
+              else "No alert of the period is waiting for an acknowledgement."]
     for alert, state in waiting[:_MAX_LISTED]:
         lines.append(
             f"  {alert.created_at.astimezone(zone).strftime('%a %d %b %H:%M %Z')}  "
@@ -152,6 +157,16 @@ def render_digest(
             f"{alert.event_count} failure(s), {state} — alert {alert.alert_id}")
     if len(waiting) > _MAX_LISTED:
         lines.append(f"  … and {len(waiting) - _MAX_LISTED} more")
+    if late:
+        lines += ["", (f"Late ({len(late)}): failures cardmon processed long after they happened "
+                       "(a replay after an outage); nobody was paged about them:")]
+        for alert in late[:_MAX_LISTED]:
+            lines.append(
+                f"  happened {alert.first_event_at.astimezone(zone).strftime('%a %d %b %H:%M %Z')}  "
+                f"[{alert.severity.upper()}] {alert.customer_name} ({alert.tier}): "
+                f"{alert.event_count} failure(s) — alert {alert.alert_id}")
+        if len(late) > _MAX_LISTED:
+            lines.append(f"  … and {len(late) - _MAX_LISTED} more")
     lines += ["", (f"Digest {record.digest_id} · alerts recorded at or after the period's start "
                    "and before its end")]
     text = _scrub("\n".join(lines) + "\n")
@@ -170,6 +185,9 @@ def render_digest(
         "unacknowledged": [{"alert_id": a.alert_id, "customer_id": a.customer_id,
                             "severity": a.severity, "state": s,
                             "created_at": a.created_at.isoformat()} for a, s in waiting],
+        "late": [{"alert_id": a.alert_id, "customer_id": a.customer_id, "severity": a.severity,
+                  "first_event_at": a.first_event_at.isoformat(),
+                  "created_at": a.created_at.isoformat()} for a in late],
         "subject": _scrub(subject),
         "text": text,
     }

@@ -1,7 +1,7 @@
 """Export stored alerts as JSON Lines (``cardmon alerts export --format jsonl``).
 
 One JSON object per alert, oldest window first, with its lifecycle ``state``, its
-deliveries (``recipient_id`` set for an escalation's), its ``history`` (every
+``late`` and ``unroutable`` flags, its deliveries (``recipient_id`` set for an escalation's), its ``history`` (every
 transition and event: ``action``, ``from_state``, ``to_state``, ``by``, ``via``,
 ``note``, ``at``) and its events (oldest first). Event fields are the canonical contract names of
 :class:`monitor.events.TransactionEvent`; times are RFC 3339 in UTC; money is integer
@@ -61,6 +61,10 @@ def _delivery(delivery: Delivery, recipient_id: str | None = None) -> dict[str, 
         "created_at": _time(delivery.created_at),
         "sent_at": _time(delivery.sent_at),
         "next_attempt_at": _time(delivery.next_attempt_at) if delivery.status == "pending" else None,
+        "first_attempt_at": _time(delivery.first_attempt_at),
+        "fallback_at": _time(delivery.fallback_at),
+        "resent_by": delivery.resent_by,
+        "resent_at": _time(delivery.resent_at),
     }
 
 
@@ -114,6 +118,8 @@ def alert_record(
         "event_count": alert.event_count,
         "status": alert.status,
         "state": state,
+        "late": alert.late,
+        "unroutable": alert.unroutable,
         "incident_id": incident_id,
         "created_at": _time(alert.created_at),
         "updated_at": _time(alert.updated_at),

@@ -2,16 +2,24 @@
 
 States (``alerts.state``), and what moves an alert between them::
 
-    open ──(a delivery is sent)──▶ notified ──(ack)──▶ acknowledged ──(resolve)──▶ resolved
-      │                              ▲
-      └─(every delivery failed)──▶ failed ──(a later delivery is sent)─┘
+    open ──(a person's channel accepted it)──▶ notified ──(ack)──▶ acknowledged ──(resolve)──▶ resolved
+      │  ▲                                        ▲
+      │  └──(resent)── failed ─(a later delivery to a person is sent)─┘
+      └─(every delivery to a person failed)──▶ failed
     open / notified / failed ──(ack)──▶ acknowledged
 
-``escalated`` is an event, not a state: it is written to the history and the
-alert keeps its state. Every change and every event is one row of the alert's
-history: what happened, the state before and after, who (a manager ID, an
-operator's name, ``cardmon``), when (UTC), through which channel (``pipeline``,
-``email``, ``webhook``, ``api``, ``link``, ``cli``, ``escalation``) and a note.
+``notified`` means a person's channel accepted a message about the alert: e-mail
+(the relay took it), webhook (2xx), Apprise -- to the client's manager, their backup
+or the escalation's recipient, or an incident notice or rate-cap summary naming it.
+A sink that only records (``console``, ``jsonl``) or the operations sink
+(``alertmanager``) never makes an alert notified, nor does the operations fallback.
+
+``escalated`` and ``fallback`` are events, not states: they are written to the
+history and the alert keeps its state. Every change and every event is one row of
+the alert's history: what happened, the state before and after, who (a manager ID,
+an operator's name, ``cardmon``), when (UTC), through which channel (``pipeline``,
+``email``, ``webhook``, ``api``, ``link``, ``cli``, ``escalation``, ``fallback``)
+and a note.
 
 Rules: acknowledging twice is one transition (the second is a no-op); resolving
 needs an acknowledgement first (someone owned the alert) and resolving twice is a
@@ -59,7 +67,11 @@ __all__ = [
 
 AlertState = Literal["open", "notified", "acknowledged", "resolved", "failed"]
 ALERT_STATES: tuple[AlertState, ...] = ("open", "notified", "acknowledged", "resolved", "failed")
-HistoryAction = Literal["opened", "notified", "failed", "escalated", "acknowledged", "resolved"]
+#: What a history row records. ``resent``: someone put failed deliveries back in the
+#: outbox; ``fallback``: a delivery kept failing and the fallback (the backup manager,
+#: operations) was told; ``corrected``: schema 5 recomputed a state (see schema.py).
+HistoryAction = Literal["opened", "notified", "failed", "escalated", "acknowledged", "resolved",
+                        "resent", "fallback", "corrected"]
 #: Who writes the rows the monitor itself causes.
 SYSTEM_ACTOR: Final = "cardmon"
 #: Escalation targets a step may name.

@@ -34,12 +34,15 @@ SEVERITIES: tuple[Severity, ...] = ("low", "medium", "high")
 #: into an incident notice that names the alert (:mod:`monitor.incidents`).
 DeliveryStatus = Literal["pending", "sent", "failed", "merged"]
 DELIVERY_STATUSES: tuple[DeliveryStatus, ...] = ("pending", "sent", "failed", "merged")
-#: Derived from the alert's deliveries: ``notified`` once any delivery is sent,
-#: ``failed`` when all of them failed, ``pending`` while one is still due,
-#: ``unrouted`` when the alert had nowhere to go (no e-mail, no webhook, no sink),
-#: ``merged`` when its only messages are the notices of the incident it belongs to.
-AlertStatus = Literal["pending", "notified", "failed", "unrouted", "merged"]
-ALERT_STATUSES: tuple[AlertStatus, ...] = ("pending", "notified", "failed", "unrouted", "merged")
+#: Derived from the alert's deliveries to people (``email``, ``webhook``, ``apprise:<n>``;
+#: sinks do not count): ``notified`` once one of them is sent, ``failed`` when all of
+#: them failed, ``pending`` while one is still due, ``merged`` when its only messages are
+#: the notices of the incident it belongs to, ``late`` when it was recorded late (stale
+#: events: paged to nobody), ``unrouted`` when no message of its own goes to a person
+#: (no channel reaches the manager, the manager muted that severity, or an incident
+#: notice or a rate-cap summary carries it).
+AlertStatus = Literal["pending", "notified", "failed", "unrouted", "merged", "late"]
+ALERT_STATUSES: tuple[AlertStatus, ...] = ("pending", "notified", "failed", "unrouted", "merged", "late")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -98,7 +101,7 @@ class Manager:
     name: str
     email: str | None = None
     phone: str | None = None
-    webhook_url: str | None = None
+    webhook_url: str | None = field(default=None, repr=False)  # may carry user:pass@ or a token
     backup_manager_id: str | None = None
     timezone: str = "UTC"
     channels: dict[Severity, tuple[str, ...]] = field(default_factory=dict, hash=False)
@@ -152,6 +155,13 @@ class Delivery:
         last_error: the last attempt's error, ``None`` if none failed.
         created_at: when the alert was recorded.
         sent_at: when the channel accepted it, ``None`` until then.
+        first_attempt_at: when it was first tried (retries are bounded by time from
+            here), ``None`` until then (or since a re-send).
+        fallback_at: when the fallback was told that it is not getting through,
+            ``None`` if not (yet).
+        resent_by: who re-queued it after it had failed (``cardmon alerts resend``),
+            ``None`` if nobody did.
+        resent_at: when they did.
     """
 
     delivery_id: int
@@ -163,6 +173,10 @@ class Delivery:
     last_error: str | None
     created_at: datetime
     sent_at: datetime | None = None
+    first_attempt_at: datetime | None = None
+    fallback_at: datetime | None = None
+    resent_by: str | None = None
+    resent_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -187,6 +201,10 @@ class Alert:
         created_at: when it was first recorded (wall clock, UTC).
         updated_at: when an event was last added (wall clock, UTC).
         deliveries: its outbox rows, one per channel.
+        late: its first failure was older than ``alerting.stale_after_seconds`` when it
+            was processed: stored and exported, shown in the digest, paged to nobody.
+        unroutable: its manager wants messages at its severity but no configured
+            channel reaches them (counted and logged when it was recorded).
     """
 
     alert_id: str
@@ -205,3 +223,5 @@ class Alert:
     created_at: datetime
     updated_at: datetime
     deliveries: tuple[Delivery, ...] = ()
+    late: bool = False
+    unroutable: bool = False

@@ -81,7 +81,7 @@ class AlertMessage:
     text: str
     payload: dict[str, Any] = field(default_factory=dict)
     email: str | None = None
-    webhook_url: str | None = None
+    webhook_url: str | None = field(default=None, repr=False)  # may carry user:pass@ or a token
     idempotency_key: str = ""
 
     def for_channel(self, channel: str, *, recipient_id: str | None = None) -> AlertMessage:
@@ -185,6 +185,7 @@ def render(
     recipient: Manager | None = None,
     ack_url: str | None = None,
     covering_for_away: bool = False,
+    covering_unreachable: bool = False,
 ) -> AlertMessage:
     """Render an alert and its events for the relationship manager (or whoever it escalated to).
 
@@ -199,6 +200,8 @@ def render(
             says ``ESCALATED``. ``None``: the alert's manager.
         covering_for_away: the recipient is the backup of a manager who is away (not
             an escalation): the message says so instead of ``ESCALATED``.
+        covering_unreachable: the recipient is the backup of a manager cardmon could
+            not reach (the fallback): the message says so instead of ``ESCALATED``.
         ack_url: the signed acknowledgement link for this recipient
             (:meth:`monitor.alerts.tokens.AckLinks.url`), shown at the end of the text
             and as ``payload["ack_url"]``; ``None`` for none.
@@ -228,9 +231,10 @@ def render(
         headline = f"{what} of {amount} failed ({reason})"
     else:
         headline = f"{count} failed transactions, latest {what} of {amount} ({code})"
-    covering = escalated and covering_for_away
+    covering = escalated and (covering_for_away or covering_unreachable)
     flags = f"[{alert.severity.upper()}]" + (
-        "[BACKUP]" if covering else "[ESCALATED]" if escalated else "")
+        "[BACKUP]" if covering else "[ESCALATED]" if escalated else "") + (
+        "[LATE]" if alert.late else "")
     subject = f"{flags} {alert.customer_name} ({alert.tier}): {headline}"
 
     lines = [
@@ -267,7 +271,13 @@ def render(
         "",
         f"Manager: {alert.manager.name} · alert {alert.alert_id}",
     ]
-    if covering:
+    if alert.late:
+        lines.append("Late: cardmon processed this failure long after it happened; "
+                     "it was recorded, and no one was paged.")
+    if covering and covering_unreachable:
+        lines.append(f"Sent to you as backup: cardmon cannot reach {alert.manager.name} "
+                     "through their channels right now.")
+    elif covering:
         lines.append(f"Routed to you as backup: {alert.manager.name} is away.")
     elif escalated:
         lines.append(f"Escalated to you: {alert.manager.name} has not acknowledged this alert.")
@@ -295,6 +305,7 @@ def render(
     payload = json.loads(_scrub(json.dumps(payload, ensure_ascii=False)))
     payload["recipient"] = {"manager_id": to.manager_id, "name": _scrub(to.name)}
     payload["escalated"] = escalated
+    payload["late"] = alert.late
     # The link is added after scrubbing: it is ours, holds no PAN, and must stay intact.
     payload["ack_url"] = ack_url
     if ack_url:
@@ -353,12 +364,16 @@ def render_delivery(
     if links is not None and delivery.channel.partition(":")[0] in _PERSON_CHANNELS:
         ack_url = links.url(alert.alert_id, to.manager_id)
     # A backup covering an away manager (routed at record time), not an escalation step.
+    history = store.history(alert.alert_id) if recipient is not None else []
     covering = recipient is not None and any(
         entry.note is not None and entry.note.startswith("routed to backup: away")
-        and recipient.manager_id in entry.note
-        for entry in store.history(alert.alert_id))
+        and recipient.manager_id in entry.note for entry in history)
+    # The backup told by the fallback (delivery.py) because the manager is unreachable.
+    unreachable = recipient is not None and any(
+        entry.action == "fallback" and f"told backup {recipient.manager_id}" in (entry.note or "")
+        for entry in history)
     message = render(alert, events, manager_timezone=to.timezone or default_timezone,
                      locale=locale, recipient=recipient, ack_url=ack_url,
-                     covering_for_away=covering)
+                     covering_for_away=covering, covering_unreachable=unreachable)
     return message.for_channel(delivery.channel,
                                recipient_id=recipient.manager_id if recipient else None)

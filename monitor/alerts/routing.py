@@ -24,7 +24,7 @@ URL up when it sends (:func:`apprise_target`).
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Final
 
@@ -32,17 +32,29 @@ from monitor.alerts.model import SEVERITIES, Manager, Severity
 
 __all__ = [
     "MANAGER_CHANNEL_KINDS",
+    "PERSON_CHANNEL_SQL",
+    "RECORD_SINKS",
     "ChannelPreferences",
     "Route",
     "apprise_target",
     "channel_kind",
     "channels_for",
     "default_channels",
+    "is_person_channel",
     "parse_channels",
+    "unreachable_managers",
 ]
 
-#: Channel kinds a manager's preferences may name.
+#: Channel kinds a manager's preferences may name. They are also the only channels
+#: that reach a person: a delivery through one of them makes an alert ``notified``.
 MANAGER_CHANNEL_KINDS: Final = ("email", "webhook", "apprise")
+#: Sinks that only record (a terminal, a file). They get late alerts too; they never
+#: make an alert ``notified``. ``alertmanager`` is neither: it is the operations sink
+#: (it routes to the bank's receivers, which cardmon cannot see), so it never makes an
+#: alert ``notified`` either, and it gets no late alert (that would page operations).
+RECORD_SINKS: Final = ("console", "jsonl")
+#: SQL condition "``d.channel`` reaches a person" (outbox rows aliased ``d``).
+PERSON_CHANNEL_SQL: Final = "(d.channel IN ('email', 'webhook') OR d.channel LIKE 'apprise:%')"
 # Split only where the next rule or target starts, so ';' and ',' inside a URL survive.
 _RULE_SPLIT: Final = re.compile(r";(?=\s*(?:low|medium|high|\*)\s*=)")
 _TARGET_SPLIT: Final = re.compile(r",(?=\s*(?:email|webhook)\s*(?:,|$)|\s*apprise:)")
@@ -147,6 +159,15 @@ def default_channels(manager: Manager) -> tuple[str, ...]:
                                            ("webhook", manager.webhook_url)) if wanted)
 
 
+def is_person_channel(channel: str) -> bool:
+    """Whether a delivery row's channel reaches a person (``email``, ``webhook``, ``apprise:<n>``).
+
+    Only these make an alert ``notified``; sinks (``console``, ``jsonl``,
+    ``alertmanager``) and the fallback never do.
+    """
+    return channel_kind(channel) in MANAGER_CHANNEL_KINDS
+
+
 def channel_kind(channel: str) -> str:
     """The channel kind of a delivery row's channel name: ``apprise:0`` → ``apprise``.
 
@@ -206,3 +227,30 @@ def apprise_target(manager: Manager, channel: str) -> str:
         raise LookupError(f"manager {manager.manager_id} has no Apprise URL #{index} "
                           f"(the registry lists {len(manager.apprise_urls)})")
     return manager.apprise_urls[index]
+
+
+def unreachable_managers(
+    managers: Iterable[Manager], enabled: Collection[str]
+) -> dict[str, tuple[Severity, ...]]:
+    """The managers no configured channel can reach, with the severities they miss.
+
+    A severity is missed when the manager wants messages at it (a rule naming targets,
+    or the default) but none of those routes works here (``channels_for`` is empty):
+    an e-mail-only manager when no SMTP relay is configured, a manager with neither
+    address nor URL. A severity the manager muted (``low=``) is not missed.
+
+    Args:
+        managers: the registry's managers.
+        enabled: the channel kinds this monitor has configured.
+
+    Returns:
+        ``manager_id`` → missed severities (most severe first), for the managers that
+        miss at least one; names no address or URL.
+    """
+    missed: dict[str, tuple[Severity, ...]] = {}
+    for manager in managers:
+        lost = tuple(severity for severity in reversed(SEVERITIES)
+                     if manager.channels.get(severity) != () and not channels_for(manager, severity, enabled))
+        if lost:
+            missed[manager.manager_id] = lost
+    return missed

@@ -9,7 +9,13 @@ digests (``digests``, unique on ``(manager_id, local_date)``) and lets an outbox
 ``alert_id`` name a digest (``dg-...``) as well as an alert. Version 4 adds storm
 control (``incidents``, ``incident_alerts``, ``incident_notices``; an outbox row may
 name an incident notice ``ic-...``) and the outbox status ``merged`` (a manager's
-message folded into an incident notice). See ``docs/alert-lifecycle.md``,
+message folded into an incident notice). Version 5 makes ``notified`` mean "a
+person's channel accepted it" (states recomputed: a sink alone no longer notifies),
+bounds retries by time (``deliveries.first_attempt_at``), records the fallback
+(``fallback_at``) and re-sends (``resent_by``, ``resent_at``), flags late alerts
+(``alerts.late``: stale events, paged to nobody) and unroutable ones
+(``alerts.unroutable``), and lets the history say ``resent``, ``fallback`` and
+``corrected``. See ``docs/alert-lifecycle.md``,
 ``docs/alert-channels.md`` and ``docs/incidents.md``.
 
 A store is never changed any other way than by :func:`migrate`: a new column is a
@@ -22,10 +28,10 @@ from __future__ import annotations
 import sqlite3
 from typing import Final
 
-__all__ = ["SCHEMA_VERSION", "migrate"]
+__all__ = ["CORRECTED_NOTE", "SCHEMA_VERSION", "corrected_states", "migrate"]
 
 #: The version this code writes and reads.
-SCHEMA_VERSION: Final = 4
+SCHEMA_VERSION: Final = 5
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -105,6 +111,47 @@ _DELIVERY_COLUMNS_V2: Final = (
 
 # The outbox columns of schema 3 (the same as 2), copied when schema 4 rebuilds the table.
 _DELIVERY_COLUMNS_V3: Final = _DELIVERY_COLUMNS_V2
+
+# The history columns of schema 2 (unchanged since), copied when schema 5 rebuilds the table.
+_HISTORY_COLUMNS_V2: Final = "history_id, alert_id, action, from_state, to_state, actor, via, note, at"
+
+# Schema 5: "a person was told" -- a 'notified' history row through a person's channel
+# (e-mail, webhook, Apprise; incident notices and summaries write one too).
+_TOLD: Final = """EXISTS (SELECT 1 FROM alert_history h WHERE h.alert_id = a.alert_id
+    AND h.action = 'notified' AND (h.via IN ('email', 'webhook') OR h.via LIKE 'apprise:%'))"""
+# Schema 5: the state an alert nobody was told of has: 'failed' when its deliveries to
+# people all failed, else 'open' (still being tried, or carried by a notice or summary).
+_UNTOLD_STATE: Final = """CASE WHEN EXISTS (SELECT 1 FROM deliveries d WHERE d.alert_id = a.alert_id
+        AND (d.channel IN ('email', 'webhook') OR d.channel LIKE 'apprise:%') AND d.status = 'failed')
+    AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.alert_id = a.alert_id
+        AND (d.channel IN ('email', 'webhook') OR d.channel LIKE 'apprise:%') AND d.status != 'failed')
+    THEN 'failed' ELSE 'open' END"""
+#: Schema 5's history note on an alert whose state it corrected.
+CORRECTED_NOTE: Final = ("schema 5: 'notified' now means a person's channel (e-mail, webhook, "
+                         "Apprise) accepted the alert; only a sink or nothing had")
+
+
+def corrected_states(now_sql: str) -> tuple[str, ...]:
+    """Schema 5's statements that recompute the states a sink alone had made ``notified``.
+
+    Shared by SQLite and PostgreSQL (:mod:`monitor.alerts.schema_pg`): a history row
+    ``corrected`` (actor ``cardmon``, via ``schema``) for each alert that changes, then
+    the change. Acknowledged and resolved alerts keep their state.
+
+    Args:
+        now_sql: the dialect's SQL expression for "now" in the store's text format.
+    """
+    where = f"a.state IN ('open', 'notified', 'failed') AND NOT {_TOLD} AND {_UNTOLD_STATE} != a.state"
+    return (
+        f"""INSERT INTO alert_history (alert_id, action, from_state, to_state, actor, via, note, at)
+            SELECT a.alert_id, 'corrected', a.state, {_UNTOLD_STATE}, 'cardmon', 'schema',
+                   '{CORRECTED_NOTE.replace("'", "''")}', {now_sql}
+            FROM alerts a WHERE {where} ORDER BY a.created_at, a.alert_id""",
+        f"""UPDATE alerts SET state = (SELECT {_UNTOLD_STATE} FROM alerts a
+                                      WHERE a.alert_id = alerts.alert_id)
+            WHERE alert_id IN (SELECT a.alert_id FROM alerts a WHERE {where})""",
+    )
+
 
 # <version: statements that upgrade the store from version - 1>, applied in order in
 # one transaction. A store is never changed any other way: a new column is a new
@@ -337,6 +384,51 @@ _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
                 SELECT RAISE(ABORT,
                     'FOREIGN KEY constraint failed: a delivery needs an alert, a digest or a notice');
             END""",
+    ),
+    5: (
+        # Retries are bounded by time from the first attempt (a row held for working hours
+        # starts its window when it is first tried); the fallback is told once per row
+        # (fallback_at); a re-send says who asked for it.
+        "ALTER TABLE deliveries ADD COLUMN first_attempt_at TEXT",
+        "ALTER TABLE deliveries ADD COLUMN fallback_at TEXT",
+        "ALTER TABLE deliveries ADD COLUMN resent_by TEXT",
+        "ALTER TABLE deliveries ADD COLUMN resent_at TEXT",
+        # Rows already being retried: their window started no later than their creation.
+        "UPDATE deliveries SET first_attempt_at = created_at WHERE status = 'pending' AND attempts > 0",
+        # Late: its first failure was older than alerting.stale_after_seconds when it was
+        # processed (a replay after an outage): stored and exported, paged to nobody.
+        "ALTER TABLE alerts ADD COLUMN late INTEGER NOT NULL DEFAULT 0",
+        # Unroutable: its manager wants messages at its severity but no configured
+        # channel reaches them (an e-mail-only manager without an SMTP relay).
+        "ALTER TABLE alerts ADD COLUMN unroutable INTEGER NOT NULL DEFAULT 0",
+        "CREATE INDEX alerts_flagged ON alerts (late, unroutable, created_at)",
+        # The history may say resent, fallback and corrected (rebuild: SQLite cannot
+        # change a CHECK constraint in place; IDs and their sequence are kept).
+        """CREATE TABLE alert_history_v5 (
+            history_id INTEGER PRIMARY KEY AUTOINCREMENT,
+            alert_id TEXT NOT NULL REFERENCES alerts (alert_id) DEFERRABLE INITIALLY DEFERRED,
+            action TEXT NOT NULL CHECK (action IN
+                ('opened', 'notified', 'failed', 'escalated', 'acknowledged', 'resolved',
+                 'resent', 'fallback', 'corrected')),
+            from_state TEXT,
+            to_state TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            via TEXT NOT NULL,
+            note TEXT,
+            at TEXT NOT NULL
+        )""",
+        (f"INSERT INTO alert_history_v5 ({_HISTORY_COLUMNS_V2}) "
+         f"SELECT {_HISTORY_COLUMNS_V2} FROM alert_history"),
+        """INSERT INTO sqlite_sequence (name, seq)
+            SELECT 'alert_history_v5', seq FROM sqlite_sequence WHERE name = 'alert_history'
+            AND NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'alert_history_v5')""",
+        """UPDATE sqlite_sequence SET seq = max(seq, coalesce(
+            (SELECT seq FROM sqlite_sequence WHERE name = 'alert_history'), 0))
+            WHERE name = 'alert_history_v5'""",
+        "DROP TABLE alert_history",
+        "ALTER TABLE alert_history_v5 RENAME TO alert_history",
+        "CREATE INDEX alert_history_by_alert ON alert_history (alert_id, history_id)",
+        *corrected_states("strftime('%Y-%m-%dT%H:%M:%S', 'now') || '.000000+00:00'"),
     ),
 }
 

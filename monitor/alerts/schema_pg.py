@@ -19,7 +19,7 @@ from typing import Final
 import psycopg
 
 from monitor.alerts._db import Database
-from monitor.alerts.schema import SCHEMA_VERSION
+from monitor.alerts.schema import SCHEMA_VERSION, corrected_states
 
 __all__ = ["PG_BASE_VERSION", "migrate_pg", "pg_schema_version"]
 
@@ -215,6 +215,22 @@ _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
             END IF;
             RETURN NEW;
         END $$""",
+    ),
+    5: (
+        # As SQLite schema 5: retries bounded by time, the fallback and re-sends recorded,
+        # late and unroutable alerts flagged, new history actions, states recomputed.
+        f"""ALTER TABLE deliveries ADD COLUMN first_attempt_at {_T}, ADD COLUMN fallback_at {_T},
+            ADD COLUMN resent_by {_T}, ADD COLUMN resent_at {_T}""",
+        "UPDATE deliveries SET first_attempt_at = created_at WHERE status = 'pending' AND attempts > 0",
+        """ALTER TABLE alerts ADD COLUMN late INTEGER NOT NULL DEFAULT 0,
+            ADD COLUMN unroutable INTEGER NOT NULL DEFAULT 0""",
+        "CREATE INDEX alerts_flagged ON alerts (late, unroutable, created_at)",
+        "ALTER TABLE alert_history DROP CONSTRAINT alert_history_action_check",
+        """ALTER TABLE alert_history ADD CONSTRAINT alert_history_action_check CHECK (action IN
+            ('opened', 'notified', 'failed', 'escalated', 'acknowledged', 'resolved',
+             'resent', 'fallback', 'corrected'))""",
+        *corrected_states(
+            """to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') || '+00:00'"""),
     ),
 }
 

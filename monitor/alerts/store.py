@@ -21,8 +21,9 @@ events added before then are in the message.
 
 The store holds one connection guarded by a lock; every method is short and
 synchronous — from asyncio call it through :func:`asyncio.to_thread`. Its methods
-live in this module (recording, the outbox, reading) and in private mixins, one
-concern each: lifecycle and escalation (:mod:`monitor.alerts._store_lifecycle`),
+live in this module (recording, reading) and in private mixins, one concern each:
+the outbox (:mod:`monitor.alerts._store_outbox`), lifecycle and escalation
+(:mod:`monitor.alerts._store_lifecycle`),
 daily digests (:mod:`monitor.alerts._store_digests`), storm control and the rate cap
 (:mod:`monitor.alerts._store_storm`); the row helpers they share are in
 :mod:`monitor.alerts._store_rows`.
@@ -42,14 +43,21 @@ from __future__ import annotations
 import base64
 import hashlib
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, Self
 
-from monitor.alerts._db import Database, Row, SqliteDatabase, connect, is_url, redact_url
+from monitor.alerts._db import (
+    Database,
+    Row,
+    SqliteDatabase,
+    connect,
+    is_url,
+    redact_url,
+)
 from monitor.alerts._store_digests import DigestQueries, DigestRecord, digest_id_for, is_digest_id
 from monitor.alerts._store_lifecycle import (
     AlertPage,
@@ -57,6 +65,7 @@ from monitor.alerts._store_lifecycle import (
     LifecycleQueries,
     LifecycleRecord,
 )
+from monitor.alerts._store_outbox import OutboxQueries, Resend
 from monitor.alerts._store_rows import (
     _alert,
     _clean_text,
@@ -71,17 +80,21 @@ from monitor.alerts._store_rows import (
 from monitor.alerts._store_storm import (
     StormCounts,
     StormQueries,
-    _after_notice_sent,
     _apply_incident_changes,
     _at_cap,
 )
-from monitor.alerts.lifecycle import SYSTEM_ACTOR, AlertState
+from monitor.alerts.lifecycle import SYSTEM_ACTOR
 from monitor.alerts.model import SEVERITIES, Alert, AlertEvent, Delivery, Manager, VipFailure
 from monitor.alerts.preferences import covering_manager, delivery_time, manager_zone
 from monitor.alerts.ratelimit import RateLimit
-from monitor.alerts.routing import channels_for
+from monitor.alerts.routing import (
+    channel_kind,
+    channels_for,
+    default_channels,
+)
 from monitor.alerts.schema import migrate
 from monitor.alerts.schema_pg import migrate_pg, pg_schema_version
+from monitor.config import PostgresSettings
 from monitor.decoder import is_pan, mask_pan
 from monitor.incidents.model import IncidentChange
 from monitor.incidents.rules import IncidentRules
@@ -93,6 +106,7 @@ __all__ = [
     "EscalationCandidate",
     "LifecycleRecord",
     "RecordResult",
+    "Resend",
     "StormCounts",
     "alert_id_for",
     "digest_id_for",
@@ -102,11 +116,6 @@ __all__ = [
 
 #: The issue's grouping window: 10 minutes of event time.
 DEFAULT_WINDOW_SECONDS: Final = 600
-# Longer than any send (the worker bounds a send to well under this), so a row claimed
-# by a worker that crashed mid-send becomes due again after the lease.
-_DEFAULT_LEASE_SECONDS: Final = 120.0
-# Bounded so a huge exception text cannot bloat the outbox.
-_MAX_ERROR_CHARS: Final = 2000
 _RANK: Final = {severity: rank for rank, severity in enumerate(SEVERITIES)}
 
 _EVENT_COLUMNS: Final = (
@@ -131,6 +140,8 @@ class RecordResult:
         events_inserted: events stored by this call.
         events_duplicate: events ignored because their ``event_id`` was already stored.
         deliveries_enqueued: outbox rows added (only new alerts get rows).
+        late_alert_ids: new alerts recorded late (stale events): no person is told.
+        unroutable_alert_ids: new alerts whose manager no configured channel reaches.
     """
 
     new_alert_ids: tuple[str, ...] = ()
@@ -138,6 +149,8 @@ class RecordResult:
     events_inserted: int = 0
     events_duplicate: int = 0
     deliveries_enqueued: int = 0
+    late_alert_ids: tuple[str, ...] = ()
+    unroutable_alert_ids: tuple[str, ...] = ()
 
 
 def window_start_for(occurred_at: datetime, window_seconds: int = DEFAULT_WINDOW_SECONDS) -> datetime:
@@ -191,7 +204,7 @@ def _safe_event(event: AlertEvent) -> AlertEvent:
     )
 
 
-class AlertStore(LifecycleQueries, DigestQueries, StormQueries):
+class AlertStore(OutboxQueries, LifecycleQueries, DigestQueries, StormQueries):
     """Alerts, their events and the delivery outbox in a SQLite file or a PostgreSQL database.
 
     Args:
@@ -200,16 +213,27 @@ class AlertStore(LifecycleQueries, DigestQueries, StormQueries):
             URL — the database must exist; the schema is created or upgraded in it.
             The URL's password is never logged nor shown in ``repr``.
 
+        postgres: timeouts and keepalives of a PostgreSQL connection
+            (:class:`~monitor.config.PostgresSettings`; its defaults when ``None``).
+
+    Errors of every method are transient or permanent by
+    :func:`monitor.alerts._db.is_transient`: a transient one (the database down or
+    unreachable, :class:`~monitor.alerts._db.StoreUnavailable`; a lock or statement
+    timeout; a deadlock) is retried inside the store for a few seconds at most, then
+    raised, and the caller rides out the rest of the outage with its own backoff.
+
     Raises:
         sqlite3.DatabaseError: not an SQLite file, or one from a newer cardmon.
-        psycopg.Error: PostgreSQL cannot be reached, refuses the login, or holds a
-            schema from a newer cardmon.
+        StoreUnavailable: PostgreSQL cannot be reached or refuses the login.
+        psycopg.Error: the URL is malformed, or the database holds a schema from a
+            newer cardmon.
     """
 
-    def __init__(self, location: str | Path) -> None:
+    def __init__(self, location: str | Path, *, postgres: PostgresSettings | None = None) -> None:
         self._location = redact_url(str(location)) if is_url(location) else str(location)
         self._lock = threading.Lock()  # guards self._conn; a connection is not thread-safe
-        self._conn: Database = connect(location)
+        self._closing = False  # set by close(): no more retries, running statements end
+        self._conn: Database = connect(location, postgres)
         try:
             with self._transaction() as conn:
                 if isinstance(conn, SqliteDatabase):
@@ -248,9 +272,20 @@ class AlertStore(LifecycleQueries, DigestQueries, StormQueries):
         self.close()
 
     def close(self) -> None:
-        """Close the connection; committed data stays."""
-        with self._lock:
+        """Close the connection; committed data stays.
+
+        Safe from any thread, and quick: a call still running in another thread (a
+        lock wait, a silent server) is interrupted and raises
+        :class:`~monitor.alerts._db.StoreUnavailable`; nothing is retried after this.
+        """
+        self._closing = True
+        if not self._lock.acquire(blocking=False):
+            self._conn.interrupt()
+            self._lock.acquire()
+        try:
             self._conn.close()
+        finally:
+            self._lock.release()
 
     @contextmanager
     def _transaction(self) -> Iterator[Database]:
@@ -274,6 +309,7 @@ class AlertStore(LifecycleQueries, DigestQueries, StormQueries):
         incidents: Sequence[IncidentChange] = (),
         incident_rules: IncidentRules | None = None,
         rate_limit: RateLimit | None = None,
+        stale_after_seconds: float | None = None,
     ) -> RecordResult:
         """Store failures as alerts and enqueue deliveries, in one committed transaction.
 
@@ -306,6 +342,12 @@ class AlertStore(LifecycleQueries, DigestQueries, StormQueries):
             rate_limit: the per-manager cap (:mod:`monitor.alerts.ratelimit`): a new
                 alert whose manager is at the cap gets no message of its own and
                 waits for the manager's next summary; ``None``: no cap.
+            stale_after_seconds: a new alert whose failure happened longer ago than
+                this before ``now`` is *late* (a replay after an outage): it is stored,
+                exported and goes to the record-only sinks (``console``, ``jsonl``),
+                but no person and no incident notice is told of it, and it never
+                escalates. A fresh failure joining it later makes it an ordinary alert
+                (then enqueued). ``None``: nothing is late.
 
         Returns:
             A :class:`RecordResult`; it is returned only after the commit.
@@ -317,7 +359,8 @@ class AlertStore(LifecycleQueries, DigestQueries, StormQueries):
         """
         if not failures and not incidents:
             return RecordResult()
-        stamp = _ts(now or datetime.now(UTC))
+        moment = now or datetime.now(UTC)
+        stamp = _ts(moment)
         enabled = ("email", "webhook") if channels is None else tuple(channels)
         routes = _Routes(enabled=enabled, sinks=tuple(sinks), managers=managers,
                          incidents=incident_rules, rate_limit=rate_limit)
@@ -329,6 +372,8 @@ class AlertStore(LifecycleQueries, DigestQueries, StormQueries):
             batch.append((alert_id_for(failure.customer_id, start), failure, event, start))
         new: dict[str, None] = {}
         updated: dict[str, None] = {}
+        late: dict[str, None] = {}  # new alerts recorded late (paged to nobody)
+        unroutable: dict[str, None] = {}  # new alerts no configured channel can route
         inserted = duplicate = enqueued = 0
         with self._lock, self._transaction() as conn:
             # PostgreSQL: every alert and incident this batch may change, locked first and
@@ -350,22 +395,28 @@ class AlertStore(LifecycleQueries, DigestQueries, StormQueries):
                 incident_id = stored_ids.get(failure.incident_id or "", failure.incident_id)
                 if incident_rules is None:
                     incident_id = None
-                if self._insert_alert(conn, failure, alert_id, start, window_seconds, action, stamp):
+                stale = _age_if_stale(event.occurred_at, moment, stale_after_seconds)
+                if self._insert_alert(conn, failure, alert_id, start, window_seconds, action, stamp,
+                                      late=stale is not None):
                     new[alert_id] = None
                     _write_history(conn, alert_id, "opened", None, "open", SYSTEM_ACTOR,
                                    "pipeline", None, stamp)
-                    hold = (incident_rules.group_wait_seconds
-                            if incident_rules is not None and incident_id is None
-                            and event.outcome in incident_rules.outcome_classes else 0.0)
-                    if incident_id is None:
-                        enqueued += self._enqueue(conn, alert_id, failure.manager, routes, stamp,
-                                                  hold_seconds=hold)
-                    else:
-                        enqueued += self._enqueue_sinks(conn, alert_id, routes, stamp)
-                        enqueued += self._link_to_incident(conn, incident_id, alert_id, failure,
-                                                           routes, stamp)
+                    if stale is not None:  # recorded for the record, paged to nobody
+                        late[alert_id] = None
+                        enqueued += self._enqueue_sinks(conn, alert_id, routes, stamp, record_only=True)
+                        _note_opened(conn, alert_id, _late_note(stale, stale_after_seconds))
+                        continue
+                    enqueued += self._route_new(conn, alert_id, failure, event, incident_id, routes,
+                                                stamp, unroutable)
                     continue
-                if incident_id is not None:
+                if stale is None and stale_after_seconds is not None and conn.execute(
+                        "UPDATE alerts SET late = 0 WHERE alert_id = ? AND late = 1", (alert_id,)).rowcount:
+                    # A fresh failure joins an alert that was late: it is news now.
+                    late.pop(alert_id, None)
+                    _note_opened(conn, alert_id, f"no longer late: a fresh failure joined it at {stamp}")
+                    enqueued += self._route_new(conn, alert_id, failure, event, incident_id, routes,
+                                                stamp, unroutable)
+                elif incident_id is not None and stale is None:
                     enqueued += self._link_to_incident(conn, incident_id, alert_id, failure,
                                                        routes, stamp)
                 # Relative to the row as it is now (another instance may have just
@@ -408,7 +459,32 @@ class AlertStore(LifecycleQueries, DigestQueries, StormQueries):
             events_inserted=inserted,
             events_duplicate=duplicate,
             deliveries_enqueued=enqueued,
+            late_alert_ids=tuple(late),
+            unroutable_alert_ids=tuple(unroutable),
         )
+
+    def _route_new(
+        self, conn: Database, alert_id: str, failure: VipFailure, event: AlertEvent,
+        incident_id: str | None, routes: _Routes, stamp: str, unroutable: dict[str, None],
+    ) -> int:
+        # A new (or no longer late) alert: its own messages, or its incident's notice.
+        rules = routes.incidents
+        if incident_id is None:
+            hold = (rules.group_wait_seconds if rules is not None
+                    and event.outcome in rules.outcome_classes else 0.0)
+            count, lost = self._enqueue(conn, alert_id, failure.manager, routes, stamp,
+                                        hold_seconds=hold)
+        else:
+            count = self._enqueue_sinks(conn, alert_id, routes, stamp)
+            count += self._link_to_incident(conn, incident_id, alert_id, failure, routes, stamp)
+            manager = (routes.managers or {}).get(failure.manager.manager_id, failure.manager)
+            lost = _unroutable_note(manager, failure.severity, routes.enabled)
+            if lost:
+                _note_opened(conn, alert_id, lost)
+        if lost:
+            conn.execute("UPDATE alerts SET unroutable = 1 WHERE alert_id = ?", (alert_id,))
+            unroutable[alert_id] = None
+        return count
 
     @staticmethod
     def _insert_alert(
@@ -419,6 +495,8 @@ class AlertStore(LifecycleQueries, DigestQueries, StormQueries):
         window_seconds: int,
         action: str,
         stamp: str,
+        *,
+        late: bool = False,
     ) -> bool:
         manager = failure.manager
         occurred = _ts(failure.event.occurred_at)
@@ -427,13 +505,14 @@ class AlertStore(LifecycleQueries, DigestQueries, StormQueries):
                 alert_id, customer_id, customer_name, tier, manager_id, manager_name,
                 manager_email, manager_webhook_url, manager_timezone, severity, severity_rank,
                 suggested_action, window_start, window_end, first_event_at, last_event_at,
-                event_count, created_at, updated_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)
+                event_count, created_at, updated_at, late)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)
             ON CONFLICT DO NOTHING""",
             (alert_id, failure.customer_id, _clean_text(failure.customer_name), failure.tier,
              manager.manager_id, manager.name, manager.email, manager.webhook_url,
              manager.timezone, failure.severity, _RANK[failure.severity], action, _ts(start),
-             _ts(start + timedelta(seconds=window_seconds)), occurred, occurred, stamp, stamp),
+             _ts(start + timedelta(seconds=window_seconds)), occurred, occurred, stamp, stamp,
+             int(late)),
         )
         return row.rowcount == 1
 
@@ -441,7 +520,8 @@ class AlertStore(LifecycleQueries, DigestQueries, StormQueries):
     def _enqueue(
         conn: Database, alert_id: str, manager: Manager, routes: _Routes, stamp: str,
         *, hold_seconds: float = 0.0,
-    ) -> int:
+    ) -> tuple[int, str | None]:
+        # Returns (outbox rows added, why no channel reaches the recipient or None).
         # Who receives it: the manager, or the first backup who is in when they are away
         # (preferences.py); when: now, or the start of their next window for a low or
         # medium alert in quiet or off hours; through what: their per-severity channels
@@ -456,6 +536,7 @@ class AlertStore(LifecycleQueries, DigestQueries, StormQueries):
         other = recipient.manager_id != manager.manager_id
         rows = [(route.channel, _ts(due), recipient if other else None)
                 for route in channels_for(recipient, severity, routes.enabled)]
+        lost = None if rows else _unroutable_note(recipient, severity, routes.enabled)
         capped = rows and _at_cap(conn, alert_id, manager.manager_id, routes, now)
         if capped:
             rows = []
@@ -475,6 +556,8 @@ class AlertStore(LifecycleQueries, DigestQueries, StormQueries):
                    if to is not None else ("", None, None, None, None))),
             ).rowcount
         notes = [coverage.note] if coverage.note else []
+        if lost:
+            notes.append(lost)
         if capped and routes.rate_limit is not None:
             notes.append(f"rate cap: {manager.manager_id} had {routes.rate_limit.max_messages} messages "
                          f"in {routes.rate_limit.per_seconds} s; this alert goes in their next summary")
@@ -485,124 +568,8 @@ class AlertStore(LifecycleQueries, DigestQueries, StormQueries):
             notes.append(f"{severity} alert held for {recipient.manager_id}'s working hours: "
                          f"due {local}")
         if notes:
-            conn.execute(
-                """UPDATE alert_history SET note = ? WHERE history_id = (
-                    SELECT max(history_id) FROM alert_history
-                    WHERE alert_id = ? AND action = 'opened')""",
-                (_note("; ".join(notes)), alert_id))
-        return count
-
-    # -- the outbox ------------------------------------------------------------------
-
-    @_retried
-    def claim_due(
-        self, now: datetime, limit: int = 50, *, lease_seconds: float = _DEFAULT_LEASE_SECONDS
-    ) -> list[Delivery]:
-        """Return pending deliveries due at ``now`` and lease them to the caller.
-
-        A claimed row's ``next_attempt_at`` moves to exactly ``now + lease_seconds``,
-        so another pass does not send it concurrently; if the caller crashes before
-        marking it, the row becomes due again when the lease ends. A caller whose sends
-        may outlast the lease extends it with :meth:`renew_leases`.
-
-        Args:
-            now: timezone-aware current time.
-            limit: most rows to return, oldest due first.
-            lease_seconds: how long the claim holds, in seconds.
-
-        Returns:
-            The claimed rows as they were before the claim.
-        """
-        lease_end = _ts(now + timedelta(seconds=lease_seconds))
-        with self._lock, self._transaction() as conn:
-            # PostgreSQL: rows another instance is claiming right now are skipped, not
-            # waited for; once it commits, their next_attempt_at is past ``now``.
-            rows = conn.execute(
-                f"""SELECT * FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ?
-                ORDER BY next_attempt_at, delivery_id LIMIT ?{conn.for_update_skip_locked}""",
-                (_ts(now), limit),
-            ).fetchall()
-            conn.executemany(
-                "UPDATE deliveries SET next_attempt_at = ? WHERE delivery_id = ?",
-                [(lease_end, row["delivery_id"]) for row in rows],
-            )
-        return [_delivery(row) for row in rows]
-
-    def renew_leases(self, leases: Mapping[int, datetime], until: datetime) -> list[int]:
-        """Extend the leases a worker still holds; a lease someone else changed is left alone.
-
-        A row is renewed only while it is pending and its ``next_attempt_at`` is still
-        the lease end the caller wrote (compare-and-set): a row already marked (sent,
-        retried, failed) or claimed again by another worker after the lease ended
-        keeps what it has.
-
-        Args:
-            leases: ``delivery_id`` → the lease end the caller holds (what
-                :meth:`claim_due` or the previous renewal wrote).
-            until: the new lease end (aware).
-
-        Returns:
-            The delivery IDs whose lease now ends at ``until``.
-        """
-        end = _ts(until)
-        renewed: list[int] = []
-        with self._lock, self._transaction() as conn:
-            for delivery_id, held in leases.items():
-                row = conn.execute(
-                    """UPDATE deliveries SET next_attempt_at = ? WHERE delivery_id = ?
-                    AND status = 'pending' AND next_attempt_at = ?""",
-                    (end, delivery_id, _ts(held)),
-                )
-                if row.rowcount == 1:
-                    renewed.append(delivery_id)
-        return renewed
-
-    def mark_sent(self, delivery_id: int, at: datetime) -> bool:
-        """Record that the channel accepted a pending delivery; ``False`` if not pending.
-
-        The alert's history gets a ``notified`` row (who: the recipient, via: the
-        channel); an ``open`` or ``failed`` alert becomes ``notified``.
-        """
-        return self._mark(
-            "status = 'sent', attempts = attempts + 1, sent_at = ?, updated_at = ?",
-            (_ts(at), _ts(at)), delivery_id, after=_after_sent,
-        )
-
-    def mark_retry(self, delivery_id: int, error: str, next_attempt_at: datetime) -> bool:
-        """Record a failed attempt and when to try again; ``False`` if not pending."""
-        return self._mark(
-            "attempts = attempts + 1, last_error = ?, next_attempt_at = ?, updated_at = ?",
-            (_error_text(error), _ts(next_attempt_at), _ts(datetime.now(UTC))), delivery_id,
-        )
-
-    def mark_failed(self, delivery_id: int, error: str) -> bool:
-        """Record the last failed attempt and give up; ``False`` if not pending.
-
-        When every delivery of an ``open`` alert has failed, the alert becomes
-        ``failed`` (a history row carries the last error).
-        """
-        return self._mark(
-            "status = 'failed', attempts = attempts + 1, last_error = ?, updated_at = ?",
-            (_error_text(error), _ts(datetime.now(UTC))), delivery_id, after=_after_failed,
-        )
-
-    @_retried
-    def _mark(
-        self,
-        assignments: str,
-        values: tuple[Any, ...],
-        delivery_id: int,
-        *,
-        after: Callable[[Database, int], None] | None = None,
-    ) -> bool:
-        with self._lock, self._transaction() as conn:
-            row = conn.execute(
-                f"UPDATE deliveries SET {assignments} WHERE delivery_id = ? AND status = 'pending'",
-                (*values, delivery_id),
-            )
-            if row.rowcount == 1 and after is not None:
-                after(conn, delivery_id)
-        return row.rowcount == 1
+            _note_opened(conn, alert_id, _note("; ".join(notes)) or "")
+        return count, lost
 
     # -- reading ---------------------------------------------------------------------
 
@@ -616,13 +583,6 @@ class AlertStore(LifecycleQueries, DigestQueries, StormQueries):
                 "SELECT * FROM deliveries WHERE alert_id = ? ORDER BY delivery_id", (alert_id,)
             ).fetchall()
         return _alert(row, tuple(_delivery(d) for d in deliveries))
-
-    def pending_count(self) -> int:
-        """Deliveries still waiting in the outbox (first try or a retry)."""
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT count(*) FROM deliveries WHERE status = 'pending'").fetchone()
-        return int(row[0])
 
     def list_alerts(self) -> list[Alert]:
         """Return every alert with its deliveries, oldest window first."""
@@ -658,52 +618,48 @@ def _event_row(event: AlertEvent, alert_id: str, failure: VipFailure, action: st
     )
 
 
-def _error_text(error: str) -> str:
-    return _clean_text(error)[:_MAX_ERROR_CHARS]
-
-
 def _event(row: Row) -> AlertEvent:
     fields = {name: row[name] for name in _EVENT_COLUMNS[3:-2]}
     return AlertEvent(event_id=row["event_id"], occurred_at=_dt(row["occurred_at"]), **fields)
 
 
-def _after_sent(conn: Database, delivery_id: int) -> None:
-    row = conn.execute(
-        # Locks the alert (PostgreSQL) before its state is read: an acknowledgement by
-        # another instance in between is never overwritten.
-        f"""SELECT d.alert_id, d.channel, d.recipient_id, d.sent_at, a.state, a.manager_id
-        FROM deliveries d JOIN alerts a ON a.alert_id = d.alert_id
-        WHERE d.delivery_id = ?{conn.for_update}""",
-        (delivery_id,),
-    ).fetchone()
-    if row is None:  # a digest's or an incident notice's row: no alert of its own
-        _after_notice_sent(conn, delivery_id)
-        return
-    state: AlertState = row["state"]
-    new_state: AlertState = "notified" if state in ("open", "failed") else state
-    if new_state != state:
-        conn.execute("UPDATE alerts SET state = ? WHERE alert_id = ?", (new_state, row["alert_id"]))
-    _write_history(conn, row["alert_id"], "notified", state, new_state,
-                   row["recipient_id"] or row["manager_id"], row["channel"], None, row["sent_at"])
+def _age_if_stale(occurred_at: datetime, now: datetime, stale_after: float | None) -> float | None:
+    """The event's age in seconds at ``now`` when it is older than ``stale_after``, else ``None``."""
+    if stale_after is None:
+        return None
+    age = (now - occurred_at).total_seconds()
+    return age if age > stale_after else None
 
 
-def _after_failed(conn: Database, delivery_id: int) -> None:
-    row = conn.execute(
-        # Locked as in _after_sent; the count below then sees every other delivery of
-        # the alert that another instance marked before it released the alert.
-        f"""SELECT d.alert_id, d.channel, d.last_error, d.updated_at, a.state
-        FROM deliveries d JOIN alerts a ON a.alert_id = d.alert_id
-        WHERE d.delivery_id = ?{conn.for_update}""",
-        (delivery_id,),
-    ).fetchone()
-    if row is None or row["state"] != "open":  # None: a digest's row (no alert)
-        return
-    others = conn.execute(
-        "SELECT count(*) FROM deliveries WHERE alert_id = ? AND status != 'failed'",
-        (row["alert_id"],),
-    ).fetchone()[0]
-    if others:
-        return
-    conn.execute("UPDATE alerts SET state = 'failed' WHERE alert_id = ?", (row["alert_id"],))
-    _write_history(conn, row["alert_id"], "failed", "open", "failed", SYSTEM_ACTOR, row["channel"],
-                   row["last_error"], row["updated_at"])
+def _late_note(age: float, stale_after: float | None) -> str:
+    return (f"late: the failure happened {_duration(age)} before cardmon processed it "
+            f"(alerting.stale_after_seconds {stale_after:g}); recorded, nobody paged")
+
+
+def _duration(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    days, rest = divmod(minutes, 1440)
+    hours, minutes = divmod(rest, 60)
+    parts = [f"{days} d" if days else "", f"{hours} h" if hours else "", f"{minutes} min"]
+    return " ".join(part for part in parts if part)
+
+
+def _unroutable_note(manager: Manager, severity: str, enabled: Sequence[str]) -> str | None:
+    """Why no configured channel reaches ``manager`` at ``severity``; ``None`` when one does or they muted it."""
+    wanted = manager.channels.get(severity)  # type: ignore[call-overload]
+    if wanted == () or channels_for(manager, severity, enabled):  # type: ignore[arg-type]
+        return None
+    kinds = sorted({channel_kind(key) for key in (wanted or default_channels(manager))})
+    has = f"their channels: {', '.join(kinds)}" if kinds else "no e-mail address, webhook or Apprise URL"
+    return (f"unroutable: no configured channel reaches {manager.manager_id} at {severity} "
+            f"({has}; configured: {', '.join(enabled) or 'none'})")
+
+
+def _note_opened(conn: Database, alert_id: str, note: str) -> None:
+    # Appends to the note of the alert's latest 'opened' history row.
+    conn.execute(
+        """UPDATE alert_history SET note = substr(CASE WHEN note IS NULL THEN ? ELSE note || '; ' || ? END,
+                                                   1, 2000)
+        WHERE history_id = (SELECT max(history_id) FROM alert_history
+                            WHERE alert_id = ? AND action = 'opened')""",
+        (note, note, alert_id))

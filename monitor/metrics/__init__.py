@@ -6,7 +6,8 @@ registry over HTTP for Prometheus to scrape. Per-terminal families are
 :class:`FrameFamily` objects rendered straight from polars by :class:`Exposition`;
 :class:`FrameCollector` plugs another frame-backed family in with one
 ``registry.register(...)``. :class:`AlertLifecycleMetrics` counts acknowledgements,
-escalations and resolutions from the alert store's history.
+escalations and resolutions from the alert store's history; :class:`DeliveryMetrics`
+counts late and unroutable alerts, unreachable managers and failed deliveries.
 """
 
 from monitor.metrics._collectors import (
@@ -16,6 +17,7 @@ from monitor.metrics._collectors import (
     LatencyHistogramCollector,
     TerminalCollector,
 )
+from monitor.metrics._delivery import DeliveryMetrics
 from monitor.metrics._exposition import Exposition, FrameCollector, FrameFamily, MetricKind
 from monitor.metrics._lifecycle import (
     ACK_VIAS,
@@ -44,6 +46,7 @@ __all__ = [
     "REJECTION_REASONS",
     "TIME_TO_ACKNOWLEDGE_BUCKETS_SECONDS",
     "AlertLifecycleMetrics",
+    "DeliveryMetrics",
     "Exposition",
     "FrameCollector",
     "FrameFamily",

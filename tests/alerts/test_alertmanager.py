@@ -172,7 +172,7 @@ async def test_an_unreachable_alertmanager_raises(unused_port: int, tmp_path: Pa
         alert = store.get_alert(alert_id)
         assert alert is not None
         message = render(alert, store.alert_events(alert_id))
-    with pytest.raises(httpx.ConnectError):
+    with pytest.raises(DeliveryError, match=f"Alertmanager at 127.0.0.1:{unused_port}: ConnectError"):
         await AlertmanagerChannel(f"http://127.0.0.1:{unused_port}", timeout=2).send(message)
 
 

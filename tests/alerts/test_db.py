@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from monitor.alerts._db import (
     PostgresDatabase,
+    StoreUnavailable,
     _pg_sql,
     connect,
+    is_transient,
     is_url,
     redact_secret,
     redact_url,
@@ -89,8 +90,9 @@ def test_a_postgresql_connection_killed_by_the_server_is_opened_again(postgres: 
         pid = db.execute("SELECT pg_backend_pid()").fetchone()[0]
         with postgres.connect() as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-        with pytest.raises(psycopg.OperationalError):
+        with pytest.raises(StoreUnavailable, match="administrator command") as caught:
             db.execute("SELECT 1")
+        assert is_transient(caught.value)
         assert db.execute("SELECT pg_backend_pid()").fetchone()[0] != pid
     finally:
         db.close()

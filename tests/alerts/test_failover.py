@@ -151,7 +151,9 @@ async def test_two_instances_share_a_group_and_postgresql_and_one_killed_loses_a
                       "batch_timeout_ms": 50, "session_timeout_ms": SESSION_TIMEOUT_MS,
                       "heartbeat_interval_ms": 1000},
             "registry": {"customers_path": str(customers), "managers_path": str(managers)},
+            # The events happened two hours ago: none is stale here.
             "alerting": {"store_url": url, "poll_interval_seconds": 0.1, "policy_path": str(policy),
+                         "stale_after_seconds": None,
                          "smtp": {"host": smtp_server.host, "port": smtp_server.port,
                                   "from_address": "cardmon@bank.example"}},
             "health": {"consume_status": False},

@@ -67,8 +67,10 @@ def settings_for(tmp_path: Path, bootstrap: str, unique: str, registry: tuple[Pa
         kafka={"bootstrap_servers": bootstrap, "topic": f"tx.{unique}", "dead_letter_topic": f"tx.{unique}.dlq",
                "group_id": f"journey-{unique}", "batch_timeout_ms": 50},
         registry={"customers_path": registry[0], "managers_path": registry[1]},
+        # The events carry fixed past times (tests.helpers.event): none is stale here.
         alerting={"store_path": tmp_path / "alerts.db", "poll_interval_seconds": 0.05,
-                  "backoff_initial_seconds": 0.1, "backoff_max_seconds": 0.3, **alerting},
+                  "backoff_initial_seconds": 0.1, "backoff_max_seconds": 0.3,
+                  "stale_after_seconds": None, **alerting},
         health={"status_topic": f"st.{unique}", "status_dead_letter_topic": f"st.{unique}.dlq"},
         api={"port": free_port(), "token": API_TOKEN},
         metrics={"host": "127.0.0.1", "port": free_port()},

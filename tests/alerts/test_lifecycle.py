@@ -370,9 +370,9 @@ def test_cli_ack_resolve_and_list_change_and_show_the_store(
     listing = _cli("list", *db)
     assert listing.exit_code == 0, listing.output
     header, newest, oldest = listing.stdout.splitlines()
-    assert header.split()[:4] == ["ALERT", "STATE", "SEVERITY", "MANAGER"]
-    assert newest.split()[:4] == [second, "open", "high", "RM-555"]
-    assert oldest.split()[:4] == [first, "resolved", "high", "RM-017"]
+    assert header.split()[:5] == ["ALERT", "STATE", "DELIVERY", "SEVERITY", "MANAGER"]
+    assert newest.split()[:5] == [second, "open", "pending", "high", "RM-555"]
+    assert oldest.split()[:5] == [first, "resolved", "pending", "high", "RM-017"]
     assert "Ada Lovelace (C-1001)" in oldest and "2024-05-06 12:02:00" in oldest
     only_open = _cli("list", "--state", "open", *db).stdout.splitlines()
     assert [line.split()[0] for line in only_open[1:]] == [second]

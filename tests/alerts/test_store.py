@@ -161,7 +161,7 @@ def test_no_raw_pan_reaches_the_database_file(
 
 
 def test_outbox_claim_leases_rows_and_marks_are_final(store_location: Path | str, make_failure: MakeFailure) -> None:
-    """A claimed row is not claimed again during its lease; sent and failed rows leave the outbox."""
+    """A claimed row is not claimed again during its lease; sent and failed rows leave the outbox; a sink alone notifies nobody."""
     now = datetime.now(UTC)
     with AlertStore(store_location) as store:
         store.record([make_failure("ev-1", T0)], sinks=["jsonl"], now=now)
@@ -178,7 +178,7 @@ def test_outbox_claim_leases_rows_and_marks_are_final(store_location: Path | str
         alert = store.list_alerts()[0]
     assert [(d.channel, d.status, d.attempts) for d in alert.deliveries] == [
         ("email", "failed", 2), ("jsonl", "sent", 1)]
-    assert alert.status == "notified"
+    assert alert.status == "failed"
 
 
 def test_an_expired_lease_makes_the_row_due_again(store_location: Path | str, make_failure: MakeFailure) -> None:

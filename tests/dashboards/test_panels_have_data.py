@@ -196,17 +196,20 @@ async def _send_malformed(bootstrap: str, topic: str, every_s: float = 3.0) -> N
 
 
 async def _manager_desk(api_url: str, every_s: float = 1.0) -> None:
-    """Until cancelled, every ``every_s`` seconds acknowledge the oldest notified alert and
-    resolve the oldest acknowledged one through the alert API, as a manager would."""
+    """Until cancelled, every ``every_s`` seconds acknowledge the oldest notified alert (or, when
+    none is, the oldest open one: the fleet's webhooks fail, and only a person's channel
+    notifies) and resolve the oldest acknowledged one through the alert API, as a manager would."""
     headers = {"Authorization": f"Bearer {API_TOKEN}"}
     async with httpx.AsyncClient(base_url=api_url, headers=headers, timeout=5) as http:
         while True:
             await asyncio.sleep(every_s)
-            for state, action, body in (("notified", "ack", {"by": "RM-desk"}),
-                                        ("acknowledged", "resolve",
-                                         {"by": "RM-desk", "note": "called the client"})):
+            for states, action, body in ((("notified", "open"), "ack", {"by": "RM-desk"}),
+                                         (("acknowledged",), "resolve",
+                                          {"by": "RM-desk", "note": "called the client"})):
                 try:
-                    alerts = (await http.get("/alerts", params={"state": state})).json()["alerts"]
+                    alerts = []
+                    for state in states:
+                        alerts = alerts or (await http.get("/alerts", params={"state": state})).json()["alerts"]
                     if alerts:
                         response = await http.post(f"/alerts/{alerts[-1]['alert_id']}/{action}",
                                                    json=body)
@@ -246,7 +249,7 @@ async def test_every_panel_query_returns_data(
                "batch_timeout_ms": 100},
         registry={"customers_path": customers, "managers_path": managers},
         alerting={"store_path": tmp_path / "alerts.db", "sinks": ["jsonl"],
-                  "jsonl_path": tmp_path / "alerts.jsonl", "max_attempts": 2,
+                  "jsonl_path": tmp_path / "alerts.jsonl", "retry_for_seconds": 0.5,
                   "backoff_initial_seconds": 0.2, "backoff_max_seconds": 0.5,
                   "policy_path": policy_path, "escalation_interval_seconds": 1.0},
         api={"host": "127.0.0.1", "port": api_port, "token": API_TOKEN},

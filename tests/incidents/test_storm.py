@@ -111,8 +111,9 @@ def settings_for(tmp_path: Path, bootstrap: str, unique: str, registry: tuple[Pa
                "dead_letter_topic": f"tx.{unique}.dlq", "group_id": f"storm-{unique}",
                "batch_timeout_ms": 50, "batch_max_records": 40},
         registry={"customers_path": registry[0], "managers_path": registry[1]},
+        # The events carry fixed past times (T0): none is stale here.
         alerting={"store_path": tmp_path / "alerts.db", "poll_interval_seconds": 0.05,
-                  "policy_path": policy,
+                  "policy_path": policy, "stale_after_seconds": None,
                   "smtp": {"host": "127.0.0.1", "port": smtp_port, "from_address": "cardmon@bank.test"}},
         health={"status_topic": f"st.{unique}", "status_dead_letter_topic": f"st.{unique}.dlq"},
         api={"port": free_port(), "link_secret": "storm-test-link-secret"},

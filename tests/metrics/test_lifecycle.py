@@ -161,7 +161,7 @@ async def test_acknowledgements_from_the_api_and_the_cli_reach_the_monitors_metr
         alerting={"store_path": store_path, "escalation_interval_seconds": 3600},
         health={"status_topic": f"st.{unique_name}", "status_dead_letter_topic": f"st.{unique_name}.dlq"},
         metrics={"host": "127.0.0.1", "port": metrics_port},
-        api={"host": "127.0.0.1", "port": api_port, "token": "api-token"},
+        api={"host": "127.0.0.1", "port": api_port, "token": "api-token-for-lifecycle-tests"},
     )
     monitor = MonitorApp(settings, registry=CollectorRegistry())
     stop = asyncio.Event()
@@ -173,7 +173,7 @@ async def test_acknowledgements_from_the_api_and_the_cli_reach_the_monitors_metr
                 try:
                     response = await http.post(
                         f"http://127.0.0.1:{api_port}/alerts/{by_api}/ack", json={"by": "RM-017"},
-                        headers={"Authorization": "Bearer api-token"}, timeout=5)
+                        headers={"Authorization": "Bearer api-token-for-lifecycle-tests"}, timeout=5)
                 except httpx.TransportError:
                     return 0
                 return response.status_code
