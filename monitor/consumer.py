@@ -43,6 +43,7 @@ from monitor.decoder import Rejection, scrub_pans
 from monitor.incidents import IncidentChange
 from monitor.pipeline import BatchProcessor, ProcessedBatch
 from monitor.privacy import dead_letter_copy
+from monitor.watermark import PartitionProgress
 
 __all__ = ["ConsumerMetrics", "TransactionConsumer", "ensure_topics", "kafka_client_options"]
 
@@ -203,7 +204,8 @@ class TransactionConsumer:
         started = time.perf_counter()
         records = [record for messages in batch.values() for record in messages]
         values = [record.value for record in records]
-        result = self.processor.process(values)
+        result = self.processor.process(values, partitions=[record.partition for record in records],
+                                        progress=await self._progress(batch))
         if result.failures or result.incidents:
             await self._store(result.failures, result.incidents)
         if result.rejections:
@@ -215,6 +217,25 @@ class TransactionConsumer:
             self.metrics.observe_batch_duration(time.perf_counter() - started, len(records))
             self._report_lag(batch)
         return result
+
+    async def _progress(self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+                        ) -> PartitionProgress:
+        """The assigned partitions and those read to their end (see :mod:`monitor.watermark`)."""
+        assert self._consumer is not None
+        assigned, caught_up = set(), set()
+        for tp in self._consumer.assignment():
+            assigned.add(tp.partition)
+            highwater = self._consumer.highwater(tp)
+            if highwater is None:  # not fetched yet: it may hold anything
+                continue
+            messages = batch.get(tp)
+            try:
+                position = messages[-1].offset + 1 if messages else await self._consumer.position(tp)
+            except KafkaError:  # IllegalStateError: revoked meanwhile
+                continue
+            if position >= highwater:
+                caught_up.add(tp.partition)
+        return PartitionProgress(frozenset(assigned), frozenset(caught_up))
 
     async def _store(self, failures: list[VipFailure], incidents: list[IncidentChange]) -> None:
         delay = 0.5

@@ -194,7 +194,8 @@ class Alert:
         tier: the client's tier.
         manager: snapshot of the relationship manager when the alert was raised.
         severity: the highest severity among its events.
-        suggested_action: the action of its most severe event.
+        suggested_action: the action of its most severe event (the earliest of those,
+            by event time then event ID, on a tie: not the first to arrive).
         window_start: start of the event-time window (UTC, inclusive).
         window_end: end of the window (UTC, exclusive).
         first_event_at: earliest ``occurred_at`` among its events (UTC).

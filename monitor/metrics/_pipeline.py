@@ -125,6 +125,12 @@ class PipelineMetrics:
             ["reason"],
             registry=registry,
         )
+        self.events_late = Counter(
+            "cardmon_events_late_total",
+            "Valid events read more than the allowed lateness behind their partition or the "
+            "watermark: left out of incident detection and terminal health, still alerted.",
+            registry=registry,
+        )
         self.dead_letters = Counter(
             "cardmon_dead_letters_total",
             "Messages written (PAN-scrubbed) to the dead-letter topic, by rejection reason.",
@@ -263,6 +269,10 @@ class PipelineMetrics:
         for reason, count in reasons.items():
             if count:
                 self.dead_letters.labels(reason).inc(count)
+
+    def observe_late(self, count: int) -> None:
+        """Add ``count`` late events (:class:`monitor.watermark.EventClock`)."""
+        self.events_late.inc(count)
 
     def observe_batch_duration(self, seconds: float, size: int) -> None:
         """Record one finished micro-batch.
