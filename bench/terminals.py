@@ -212,6 +212,7 @@ def fleet_batch(terminals: int, round_: int, *, seed: int = 7, minute: int | Non
         channel=channel,
         terminal_id=fixed["terminal_id"],
         merchant_id=fixed["merchant_id"],
+        merchant_name=pl.lit(None, dtype=pl.String),
         txn_type=pl.when(channel == "ATM").then(pl.lit("withdrawal")).otherwise(pl.lit("purchase")),
         amount_minor=(draw * 7 + 100).cast(pl.Int64),
         currency=pl.lit("EUR"),

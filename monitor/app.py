@@ -68,6 +68,7 @@ from monitor.paths import rules_path
 from monitor.pipeline import BatchProcessor
 from monitor.policy import AlertPolicy
 from monitor.registry import RegistryLoader
+from monitor.watermark import EventClock
 
 __all__ = ["MonitorApp", "build_channels", "build_fallback"]
 
@@ -266,11 +267,16 @@ class MonitorApp:
         self.vip = RegistryLoader(settings.registry.customers_path, settings.registry.managers_path)
         self.store = AlertStore(alerting.store_location(), postgres=alerting.postgres)
         self.channels = build_channels(settings)
+        # Event time across the partitions: late events and the watermark (monitor/watermark.py).
+        self.clock = EventClock(allowed_lateness_seconds=settings.event_time.allowed_lateness_seconds,
+                                stalled_partition_seconds=settings.event_time.stalled_partition_seconds)
         self.health = TerminalHealthService(settings.health, settings.kafka,
-                                            registry=self.registry, metrics=self.metrics)
+                                            registry=self.registry, metrics=self.metrics,
+                                            clock=self.clock)
         self.processor = BatchProcessor(codes=self.codes, policy=self.policy,
                                         registry=self.vip, metrics=self.metrics,
-                                        observers=self.health.observers, incidents=self.incidents)
+                                        observers=self.health.observers, incidents=self.incidents,
+                                        clock=self.clock)
         self.consumer = TransactionConsumer(settings.kafka, processor=self.processor,
                                             record_failures=self._record, metrics=self.metrics)
         self.delivery_metrics = DeliveryMetrics(self.registry)

@@ -27,6 +27,7 @@ __all__ = [
     "MIN_SECRET_CHARS",
     "AlertingSettings",
     "ApiSettings",
+    "EventTimeSettings",
     "FallbackTarget",
     "HealthSettings",
     "KafkaSettings",
@@ -277,6 +278,21 @@ class HealthSettings(BaseModel):
     evaluate_interval_seconds: float = Field(default=15.0, gt=0)
 
 
+class EventTimeSettings(BaseModel):
+    """Event time across partitions (``monitor.watermark``; ``docs/incidents.md``).
+
+    ``allowed_lateness_seconds``: how far behind its partition's latest earlier event
+    (and the watermark behind the partitions) an event may be and still count for
+    incidents and terminal health; later ones are late (counted, still alerted).
+    ``stalled_partition_seconds``: wall-clock time after which a partition that has
+    unread messages but makes no progress stops holding the watermark back.
+    """
+
+    model_config = _frozen
+    allowed_lateness_seconds: float = Field(default=10.0, ge=0)
+    stalled_partition_seconds: float = Field(default=60.0, gt=0)
+
+
 class ApiSettings(BaseModel):
     """The alert HTTP API and the acknowledgement links in notifications.
 
@@ -328,6 +344,7 @@ class Settings(BaseSettings):
     registry: RegistrySettings = RegistrySettings()
     alerting: AlertingSettings = AlertingSettings()
     health: HealthSettings = HealthSettings()
+    event_time: EventTimeSettings = EventTimeSettings()
     api: ApiSettings = ApiSettings()
     metrics: MetricsSettings = MetricsSettings()
 

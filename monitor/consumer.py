@@ -70,8 +70,10 @@ from monitor.decoder import Rejection, scrub_pans
 from monitor.faults import Stopping, is_permanent_store_error, retry_transient
 from monitor.incidents import IncidentChange
 from monitor.pipeline import BatchProcessor, ProcessedBatch
+from monitor.privacy import dead_letter_copy
 from monitor.reader import Batch, PartitionReader
 from monitor.recorder import record_isolating
+from monitor.watermark import PartitionProgress
 
 __all__ = ["ConsumerFaults", "ConsumerMetrics", "TransactionConsumer", "ensure_topics",
            "kafka_client_options"]
@@ -289,7 +291,8 @@ class TransactionConsumer:
         started = time.perf_counter()
         records = [record for messages in batch.values() for record in messages]
         values = [record.value for record in records]
-        result = self.processor.process(values)
+        result = self.processor.process(values, partitions=[record.partition for record in records],
+                                        progress=await self._progress(batch))
         if result.failures or result.incidents:
             result.rejections.extend(await self._store(result))
         if result.rejections:
@@ -301,6 +304,25 @@ class TransactionConsumer:
             self.metrics.observe_batch_duration(time.perf_counter() - started, len(records))
             self._report_lag(batch)
         return result
+
+    async def _progress(self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+                        ) -> PartitionProgress:
+        """The assigned partitions and those read to their end (see :mod:`monitor.watermark`)."""
+        assert self._consumer is not None
+        assigned, caught_up = set(), set()
+        for tp in self._consumer.assignment():
+            assigned.add(tp.partition)
+            highwater = self._consumer.highwater(tp)
+            if highwater is None:  # not fetched yet: it may hold anything
+                continue
+            messages = batch.get(tp)
+            try:
+                position = messages[-1].offset + 1 if messages else await self._consumer.position(tp)
+            except KafkaError:  # IllegalStateError: revoked meanwhile
+                continue
+            if position >= highwater:
+                caught_up.add(tp.partition)
+        return PartitionProgress(frozenset(assigned), frozenset(caught_up))
 
     async def _retry(self, attempt: Callable[[], Awaitable[Any]], *, step: str, what: str,
                      is_permanent: Callable[[BaseException], bool] = lambda _: False) -> Any:
@@ -341,7 +363,7 @@ class TransactionConsumer:
                 ("cardmon-source-partition", str(record.partition).encode()),
                 ("cardmon-source-offset", str(record.offset).encode()),
             ]
-            value = scrub_pans(record.value) if record.value is not None else b""
+            value = dead_letter_copy(record.value) if record.value is not None else b""
             key = scrub_pans(record.key) if record.key is not None else None
             pending.append((reason, DeadLetter.bounded(key=key, value=value, headers=headers)))
 

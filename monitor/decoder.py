@@ -7,11 +7,19 @@ The decoder is the privacy and validity gate of the pipeline:
 * a message that breaks the contract becomes a :class:`Rejection` with a short
   machine-readable ``reason`` (used as the dead-letter header and metric label)
   and a human ``detail``; the messages around it are unaffected;
-* a raw PAN sent in ``pan`` is masked into ``pan_masked`` and dropped (PCI DSS
-  3.3/3.4); the event is processed and a PAN-scrubbed copy is also reported as a
-  ``raw_pan`` rejection so the producer can be fixed;
-* :func:`scrub_pans` removes any Luhn-valid 13–19 digit run from bytes before
-  they are written anywhere (dead-letter topic, logs).
+* text fields follow :mod:`monitor.fields`: an identity field (event, terminal, card,
+  client or merchant ID, an ISO 8583 id) holding a control or invisible character or
+  a PAN form rejects the event; a descriptive field (merchant name, city, region,
+  branch) is cleaned and any PAN form in it masked, the event is processed and the
+  change counted (:attr:`DecodedBatch.sanitised`);
+* a raw PAN sent in ``pan`` (any JSON type) is masked into ``pan_masked`` and dropped
+  (PCI DSS 3.3/3.4); the event is processed and a ``raw_pan`` rejection is also
+  reported so the producer can be fixed (its dead-letter copy never holds ``pan``:
+  :func:`monitor.privacy.dead_letter_copy`).
+
+PAN detection, masking and scrubbing live in :mod:`monitor.privacy`; :func:`is_pan`,
+:func:`mask_pan` and :func:`scrub_pans` are re-exported here for the modules that
+import them from the decoder.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import operator
 import re
 import types
 import typing
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final
@@ -30,7 +39,27 @@ import polars as pl
 from babel.numbers import list_currencies
 
 from monitor.events import TransactionEvent
+from monitor.fields import (
+    DESCRIPTIVE_FIELDS,
+    DESCRIPTIVE_LIST_FIELDS,
+    FORBIDDEN_IN_IDENTITY_CLASS,
+    IDENTITY_FIELDS,
+    MERCHANT_ID_PAN_DIGITS,
+    clean_descriptive,
+    identity_problem,
+)
 from monitor.frame import events_frame
+from monitor.privacy import (
+    DOTS,
+    NFKC_DIGITS,
+    PAN_MAX_DIGITS,
+    PAN_MIN_DIGITS,
+    is_pan,
+    luhn_valid,
+    mask_pan,
+    mask_pans,
+    scrub_pans,
+)
 
 __all__ = [
     "DecodedBatch",
@@ -40,18 +69,18 @@ __all__ = [
     "decode_batch",
     "decode_frame",
     "is_pan",
+    "luhn_valid",
     "mask_pan",
     "scrub_pans",
 ]
 
 _decoder: Final = msgspec.json.Decoder(TransactionEvent)
-_DIGITS: Final = re.compile(r"^[0-9]{13,19}$")
-# Runs of at least 13 digits, with optional single spaces or dashes between groups;
-# :func:`scrub_pans` looks for PANs inside each run along group boundaries.
-_PAN_IN_TEXT: Final = re.compile(rb"(?<![0-9])[0-9](?:[ -]?[0-9]){12,}(?![0-9])")
-_SEPARATOR: Final = re.compile(rb"([ -])")
 # ISO 4217 codes known to CLDR (via Babel), including funds codes.
 _CURRENCIES: Final[frozenset[str]] = frozenset(list_currencies())
+#: What one line of a rejection detail (a Kafka header) or an identity field may not hold.
+_DETAIL_CONTROL: Final = re.compile(FORBIDDEN_IN_IDENTITY_CLASS)
+# Joins identity values for one search: a private-use character, not forbidden.
+_JOIN: Final = "\ue000"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,16 +90,22 @@ class Rejection:
     Attributes:
         index: position of the message in the batch given to :func:`decode_batch`.
         reason: short code, one of ``invalid_utf8``, ``invalid_json``, ``not_an_object``,
-            ``missing_field``, ``invalid_field``, ``naive_timestamp``,
+            ``missing_field``, ``invalid_field`` (including a control or invisible
+            character in an identity field), ``naive_timestamp``,
             ``unknown_currency``, ``response_code_required``, ``pan_in_card_ref``,
-            ``pan_in_field`` (a PAN in another text field), ``raw_pan`` (the event was
-            still processed, with the PAN masked).
-        detail: one line for a person; never contains a PAN.
+            ``pan_in_field`` (a PAN in another identity field), ``raw_pan`` (the
+            event was still processed, with the PAN masked).
+        detail: one line for a person; never contains a PAN or a field's value.
     """
 
     index: int
     reason: str
     detail: str
+
+
+#: A change the decoder made to a valid event: ``(field, change)`` with change ``text``
+#: (control, invisible or white-space characters cleaned) or ``pan`` (a PAN masked).
+Sanitised = tuple[str, str]
 
 
 @dataclass(slots=True)
@@ -81,89 +116,25 @@ class DecodedBatch:
         events: the valid events, in batch order.
         indices: for each event, its position in the input batch.
         rejections: one per invalid message (and one per scrubbed raw PAN).
+        sanitised: events whose descriptive fields were changed, per
+            ``(field, change)`` (see :data:`Sanitised`); valid events only.
     """
 
     events: list[TransactionEvent] = field(default_factory=list)
     indices: list[int] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
-
-
-def luhn_valid(digits: str) -> bool:
-    """Return whether a digit string passes the Luhn (mod 10) check of ISO/IEC 7812-1."""
-    total = 0
-    for position, char in enumerate(reversed(digits)):
-        value = ord(char) - 48
-        if position % 2:
-            value *= 2
-            if value > 9:
-                value -= 9
-        total += value
-    return total % 10 == 0
-
-
-def is_pan(text: str) -> bool:
-    """Return whether ``text`` looks like a full PAN: 13–19 digits that pass Luhn."""
-    return bool(_DIGITS.match(text)) and luhn_valid(text)
-
-
-def mask_pan(pan: str) -> str | None:
-    """Mask a PAN to first six + last four digits (PCI DSS 3.4), ``None`` if not a PAN.
-
-    Args:
-        pan: the raw PAN; spaces and dashes are ignored.
-
-    Returns:
-        e.g. ``"411111******1111"``, or ``None`` when ``pan`` has not 13–19 digits.
-    """
-    digits = pan.replace(" ", "").replace("-", "")
-    if not _DIGITS.match(digits):
-        return None
-    return digits[:6] + "*" * (len(digits) - 10) + digits[-4:]
-
-
-def _mask_run(match: re.Match[bytes]) -> bytes:
-    # A run is digit groups joined by single spaces or dashes ("99 4111 1111 1111 1111").
-    # A PAN starts at the run's start or after a separator and ends at the run's end or
-    # before one; at each start the longest Luhn-valid 13-19 digit span is masked.
-    parts = _SEPARATOR.split(match.group(0))  # [group, separator, group, ...]
-    groups, separators = parts[0::2], parts[1::2]
-    out: list[bytes] = []
-    start = 0
-    while start < len(groups):
-        end, length, found = start, 0, -1
-        while end < len(groups) and length + len(groups[end]) <= 19:
-            length += len(groups[end])
-            if length >= 13 and luhn_valid(b"".join(groups[start : end + 1]).decode()):
-                found = end
-            end += 1
-        if found < 0:
-            out.append(groups[start])
-            found = start
-        else:
-            digits = b"".join(groups[start : found + 1])
-            out.append(digits[:6] + b"*" * (len(digits) - 10) + digits[-4:])
-        if found < len(separators):
-            out.append(separators[found])
-        start = found + 1
-    return b"".join(out)
-
-
-def scrub_pans(data: bytes) -> bytes:
-    """Replace every Luhn-valid 13–19 digit PAN in ``data`` by its masked form.
-
-    Digits may be grouped with single spaces or dashes (``4111 1111 1111 1111``);
-    the masked form drops them (``411111******1111``). A PAN next to other digit
-    groups (``ref 99 4111111111111111``) is found too; a run of more than 19
-    digits without separators is not a PAN and is left alone.
-    """
-    return _PAN_IN_TEXT.sub(_mask_run, data)
+    sanitised: Counter[Sanitised] = field(default_factory=Counter)
 
 
 def classify_decode_error(value: bytes,
                           error: msgspec.DecodeError | msgspec.ValidationError) -> tuple[str, str]:
-    """The rejection ``(reason, detail)`` of a msgspec decode or validation error; no PAN in it."""
-    # msgspec echoes bad enum values ("Invalid enum value '4111...'"): scrub PANs.
-    message = scrub_pans(str(error).encode("utf-8", "backslashreplace")).decode("utf-8")
+    """The rejection ``(reason, detail)`` of a msgspec decode or validation error.
+
+    msgspec echoes bad values (``Invalid enum value '4111...'``): every PAN form in the
+    message is masked (escapes read too) and control characters become spaces, so the
+    detail is one line without a PAN.
+    """
+    message = _DETAIL_CONTROL.sub(" ", mask_pans(str(error)))
     if isinstance(error, msgspec.ValidationError):
         if message.startswith("Object missing required field"):
             return "missing_field", message
@@ -179,63 +150,64 @@ def classify_decode_error(value: bytes,
     return "invalid_json", message
 
 
-#: Text fields a producer fills in freely: none may carry a PAN or a control character.
-_TEXT_FIELDS: Final = ("event_id", "terminal_id", "customer_id", "city", "region", "branch_id",
-                       "merchant_id")
-# Joins the text fields for one regex pass; a character no field may hold (it is a control one).
-_JOIN: Final = "\x1f"
-_CONTROL: Final = re.compile(r"[\x00-\x1e\x7f-\x9f\u2028\u2029]")
-# A PAN as people write it: 13–19 digits in one run, or grouped 4-4-4-4(-1..3) or 4-6-5
-# (Amex) with spaces or dashes. Other digit-dash identifiers (20240101-000123) are not PANs.
-_PAN_CANDIDATE: Final = re.compile(
-    r"(?<![0-9])(?:[0-9]{13,19}"
-    r"|[0-9]{4}([ -])[0-9]{4}\1[0-9]{4}\1[0-9]{1,4}(?:\1[0-9]{1,3})?"
-    r"|[0-9]{4}([ -])[0-9]{6}\2[0-9]{5})(?![0-9])"
-)
-#: ISO 8583 field 42 is 15 characters, often 15 digits: as long as an Amex PAN, so a
-#: merchant ID is only taken for a PAN at 16 digits (Visa/Mastercard length), which no
-#: standard merchant ID has. Longer ones (TabFormer's signed 19 digits) pass too.
-_MERCHANT_ID_PAN_DIGITS: Final = 16
 #: Event times outside this range are typos or broken clocks, not transactions. The upper
 #: bound is fixed, not "now": replays rebased to now legitimately run into the future.
 _EARLIEST: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _LATEST: Final = datetime(2100, 1, 1, tzinfo=UTC)
 
 
-def _pan_field(event: TransactionEvent) -> str | None:
-    """Name of the first text field holding a Luhn-valid 13–19 digit run, else ``None``."""
-    for name in _TEXT_FIELDS:
+def _sanitise(event: TransactionEvent, changes: list[Sanitised]) -> None:
+    """Clean the descriptive fields of ``event`` in place; append what changed to ``changes``."""
+    for name in DESCRIPTIVE_FIELDS:
         text = getattr(event, name)
         if text is None:
             continue
-        for match in _PAN_CANDIDATE.finditer(text):
-            digits = match.group(0).replace(" ", "").replace("-", "")
-            if name == "merchant_id" and len(digits) != _MERCHANT_ID_PAN_DIGITS:
-                continue
-            if luhn_valid(digits):
-                return name
-    if event.decline_reasons and any(scrub_pans(r.encode()) != r.encode() for r in event.decline_reasons):
-        return "decline_reasons"
-    return None
+        cleaned = clean_descriptive(text)
+        if cleaned.text_changed or cleaned.pan_masked:
+            setattr(event, name, cleaned.value)
+            if cleaned.text_changed:
+                changes.append((name, "text"))
+            if cleaned.pan_masked:
+                changes.append((name, "pan"))
+    for name in DESCRIPTIVE_LIST_FIELDS:
+        items = getattr(event, name)
+        if not items:
+            continue
+        results = [clean_descriptive(item) for item in items]
+        if any(r.text_changed or r.pan_masked for r in results):
+            kept = [r.value for r in results if r.value is not None]
+            setattr(event, name, kept or None)
+            if any(r.text_changed for r in results):
+                changes.append((name, "text"))
+            if any(r.pan_masked for r in results):
+                changes.append((name, "pan"))
 
 
 def _check(event: TransactionEvent) -> tuple[str, str] | None:
-    texts = _JOIN.join(t for t in (event.event_id, event.terminal_id, event.customer_id, event.city,
-                                   event.region, event.branch_id, event.merchant_id) if t)
-    if _CONTROL.search(texts):
-        return "invalid_field", "a text field holds a control character or line separator"
-    if _PAN_CANDIDATE.search(texts) or event.decline_reasons:
-        field_name = _pan_field(event)
-        if field_name is not None:
-            return "pan_in_field", f"{field_name} holds a PAN; card numbers belong nowhere but pan_masked"
+    present = [(name, text) for name in IDENTITY_FIELDS if (text := getattr(event, name)) is not None]
+    # One search for a forbidden character in all of them; without one, only a value
+    # long enough for a PAN can hold a problem. Fields are checked in contract order.
+    if _DETAIL_CONTROL.search(_JOIN.join(text for _, text in present)) is None:
+        present = [(name, text) for name, text in present if len(text) >= PAN_MIN_DIGITS]
+    for name, text in present:
+        problem = identity_problem(name, text)
+        if problem is not None:
+            return problem
     if not _EARLIEST <= event.occurred_at < _LATEST:
         return "invalid_field", "occurred_at is not between 1970 and 2100"
     if event.currency not in _CURRENCIES:
         return "unknown_currency", f"currency {event.currency!r} is not an ISO 4217 code"
     if event.status == "completed" and event.response_code is None:
         return "response_code_required", "response_code is required unless status is 'timeout'"
-    if is_pan(event.card_ref.replace(" ", "").replace("-", "")):
-        return "pan_in_card_ref", "card_ref is a PAN; send a token or hash of the card"
+    return None
+
+
+def _raw_pan_masked(value: Any) -> str | None:
+    """The mask of a raw ``pan`` value of any JSON type, ``None`` if it is not a PAN."""
+    if isinstance(value, str):
+        return mask_pan(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return mask_pan(str(value))
     return None
 
 
@@ -268,10 +240,12 @@ def decode_batch(values: list[bytes | None]) -> DecodedBatch:
             continue
         had_raw_pan = event.raw_pan is not None
         if had_raw_pan:
-            masked = mask_pan(event.raw_pan)  # type: ignore[arg-type]
+            masked = _raw_pan_masked(event.raw_pan)
             event.raw_pan = None
             if event.pan_masked is None and masked is not None:
                 event.pan_masked = masked
+        changes: list[Sanitised] = []
+        _sanitise(event, changes)
         problem = _check(event)
         if problem is not None:
             reason, detail = problem
@@ -285,6 +259,7 @@ def decode_batch(values: list[bytes | None]) -> DecodedBatch:
             )
         events.append(event)
         indices.append(index)
+        batch.sanitised.update(changes)
     return batch
 
 
@@ -356,44 +331,149 @@ def _unchecked_event() -> tuple[type[msgspec.Struct], dict[str, str]]:
 _UncheckedEvent, _PATTERNS = _unchecked_event()
 _unchecked_decoder: Final = msgspec.json.Decoder(_UncheckedEvent)
 
-#: Conservative column versions of _check's text rules (Rust regex: no look-around, no
-#: back-references). A row matching none of them passes _check's control character and
-#: PAN rules; _PAN_CANDIDATE's three shapes each contain one of these.
-_COLUMN_CONTROL: Final = r"[\x00-\x1e\x7f-\x9f\x{2028}\x{2029}]"
-_COLUMN_GROUPED_PAN: Final = r"[0-9]{4}[ -][0-9]{4}[ -][0-9]{4}[ -][0-9]|[0-9]{4}[ -][0-9]{6}[ -][0-9]{5}"
-_COLUMN_TEXT_SUSPECT: Final = f"{_COLUMN_CONTROL}|{_COLUMN_GROUPED_PAN}|[0-9]{{13}}"
-# merchant_id: only a 16-digit candidate counts (_MERCHANT_ID_PAN_DIGITS); a bare digit
-# run is a candidate only as a whole run (13-19 digits between non-digits).
-_COLUMN_MERCHANT_SUSPECT: Final = (
-    f"{_COLUMN_CONTROL}|{_COLUMN_GROUPED_PAN}"
-    f"|(?:^|[^0-9])[0-9]{{{_MERCHANT_ID_PAN_DIGITS}}}(?:[^0-9]|$)"
+def _rust_class(chars: str) -> str:
+    return "".join(f"\\u{ord(c):04x}" for c in chars)
+
+
+#: Conservative column versions of the text rules (Rust regex: no look-around, no
+#: back-references). A row matching none of them passes the identity rules and needs no
+#: cleaning; a row matching one is decided by decode_batch.
+# A PAN form (monitor.privacy) made of ASCII only is 13 digits in a row, or card groups
+# (4 digits after a non-digit, a gap, then 4-4-x or 6-4...) with 1-3 separators per
+# gap: the ASCII part matches every one. A PAN form with a character beyond ASCII has a
+# digit of another script, or a separator or invisible character beyond ASCII reached
+# from a digit across separators and invisibles only: the second part matches every
+# one, and (unlike a 13-fold repetition of Unicode classes) compiles in microseconds,
+# which matters as polars compiles each pattern on each batch.
+_COLUMN_ASCII_SEPARATORS: Final = r"[\x01-\x1f\x7f .\-]{1,3}"
+_COLUMN_ASCII_GROUPED: Final = (
+    f"(?:^|[^0-9])[0-9]{{4}}{_COLUMN_ASCII_SEPARATORS}"
+    f"(?:[0-9]{{4}}{_COLUMN_ASCII_SEPARATORS}[0-9]{{4}}{_COLUMN_ASCII_SEPARATORS}[0-9]"
+    f"|[0-9]{{6}}{_COLUMN_ASCII_SEPARATORS}[0-9]{{4}})"
 )
+_COLUMN_ASCII_PAN: Final = f"[0-9]{{{PAN_MIN_DIGITS}}}|{_COLUMN_ASCII_GROUPED}"
+_COLUMN_DIGIT: Final = f"\\p{{Nd}}{_rust_class(''.join(NFKC_DIGITS))}"
+_COLUMN_BETWEEN: Final = (
+    f"\\p{{Zs}}\\p{{Zl}}\\p{{Zp}}\\p{{Cc}}\\p{{Pd}}\\u2212{_rust_class(DOTS)}"
+    r"\p{Cf}\p{Mn}\p{Me}"
+)
+_COLUMN_WIDE_PAN: Final = (
+    f"[[{_COLUMN_DIGIT}]--[0-9]]"
+    f"|[{_COLUMN_DIGIT}][{_COLUMN_BETWEEN}]*[[{_COLUMN_BETWEEN}]--[\\x00-\\x7f]]"
+)
+_COLUMN_PAN: Final = f"{_COLUMN_ASCII_PAN}|{_COLUMN_WIDE_PAN}"
+_COLUMN_IDENTITY_SUSPECT: Final = f"{FORBIDDEN_IN_IDENTITY_CLASS}|{_COLUMN_PAN}"
+# The hex-string exception of the identity fields (monitor.privacy, hex_strings=True),
+# on the rows the column checks flagged: a value beyond printable ASCII stays flagged;
+# in one of printable ASCII (no forbidden or invisible character can be there), a run of
+# digits inside a token of hex characters with an a-f letter is not a PAN, so such
+# tokens are replaced (by "x", which joins no digits) before looking for a 13-digit run
+# again. The boundaries are consumed, so of two tokens one character apart the second
+# stays (conservative). Card groupings stay flagged.
+_COLUMN_HEX_TOKEN: Final = r"(?:^|[^0-9A-Za-z])[0-9]*[a-fA-F][0-9a-fA-F]*(?:[^0-9A-Za-z]|$)"
+# merchant_id: a value that is wholly a signed number of 13-15 or 17-19 digits is an ID
+# (MERCHANT_ID_PAN_DIGITS), so TabFormer's 19-digit IDs stay on the fast path; any other
+# value goes by the identity rule.
+_COLUMN_MERCHANT_ID_NUMBER: Final = (
+    f"^-?(?:[0-9]{{{PAN_MIN_DIGITS},{MERCHANT_ID_PAN_DIGITS - 1}}}"
+    f"|[0-9]{{{MERCHANT_ID_PAN_DIGITS + 1},{PAN_MAX_DIGITS}}})$"
+)
+# Descriptive fields: white space that clean_descriptive collapses (at an end, doubled,
+# or other than a plain space) is collapsed here, per column; a control or invisible
+# character, or a PAN form in the collapsed text, is left to Python. Rust's \s (Unicode
+# White_Space) is Python's str.split() white space but for U+001C-U+001F, controls both.
+_COLUMN_WHITESPACE: Final = r"^\s|\s$|\s\s|[^\S ]"
+_COLUMN_DESCRIPTIVE_SUSPECT: Final = f"{FORBIDDEN_IN_IDENTITY_CLASS}|{_COLUMN_PAN}"
+_COLUMN_DESCRIPTIVE_UNUSUAL: Final = f"{_COLUMN_WHITESPACE}|{_COLUMN_DESCRIPTIVE_SUSPECT}"
+#: Identity fields without a strict pattern (a pattern of printable ASCII, like
+#: terminal_id's, still lets a 16-digit PAN through); the others' patterns admit
+#: neither a control character nor 13 digits.
+_COLUMN_IDENTITY_FIELDS: Final = ("event_id", "terminal_id", "card_ref", "customer_id")
 # Columns of the unchecked decode that only the checks need (not part of the frame).
 _CHECK_ONLY: Final[dict[str, pl.DataType]] = {"mti": pl.String(), "processing_code": pl.String()}
 
 
-def _suspect(frame: pl.DataFrame) -> pl.Series:
-    """True for each row that decode_batch might reject or change (see the section comment)."""
+def _collapsed(name: str) -> pl.Expr:
+    """The descriptive column ``name`` with its white space collapsed and trimmed, ``""`` as null."""
+    text = pl.col(name).str.replace_all(r"\s+", " ").str.strip_chars(" ")
+    return pl.when(text == "").then(None).otherwise(text).alias(name)
+
+
+def _identity_flags(frame: pl.DataFrame) -> pl.Series:
+    """Rows whose identity fields without a strict pattern might be rejected.
+
+    One pass over the fields joined (by a private-use character: not a digit, separator,
+    invisible or forbidden one, so no PAN form spans two fields), then the flagged rows
+    (few) looked at closer, field by field: a value of printable ASCII whose only
+    13-digit runs lie in hex strings is cleared (see _COLUMN_HEX_TOKEN).
+    """
+    joined = frame.select(pl.concat_str(_COLUMN_IDENTITY_FIELDS, separator=_JOIN, ignore_nulls=True)
+                          .str.contains(_COLUMN_IDENTITY_SUSPECT).fill_null(False)).to_series()
+    if not joined.any():
+        return joined
+    at = joined.arg_true()
+    flagged = frame.select(pl.col(_COLUMN_IDENTITY_FIELDS).gather(at))
+    closer = flagged.select(pl.any_horizontal(
+        (text.str.contains(r"[^\x20-\x7e]") | text.str.contains(_COLUMN_ASCII_GROUPED)
+         | text.str.replace_all(_COLUMN_HEX_TOKEN, "x").str.contains("[0-9]{13}")).fill_null(False)
+        for text in (pl.col(name) for name in _COLUMN_IDENTITY_FIELDS)
+    )).to_series()
+    return joined.scatter(at, closer)
+
+
+def _checked(frame: pl.DataFrame) -> tuple[pl.Series, pl.DataFrame]:
+    """The rows decode_batch might reject or change beyond white space, and the cleaned columns.
+
+    Returns:
+        ``suspect`` (True: send the row to decode_batch) and, row for row, one
+        ``_ws_<name>`` flag per descriptive field (True: its white space is to be
+        collapsed; only meaningful where ``suspect`` is False) and the collapsed column
+        of each field that has a flag set.
+    """
     flags: list[pl.Expr] = [
         # A pattern the unchecked decode skipped (Rust's `$` is the end of the text, so
         # it is stricter than Python's, which also matches before a final newline).
         pl.col(name).str.contains(pattern).not_().fill_null(False)
         for name, pattern in _PATTERNS.items()
     ]
-    flags += [
-        pl.col(name).str.contains(
-            _COLUMN_MERCHANT_SUSPECT if name == "merchant_id" else _COLUMN_TEXT_SUSPECT
-        ).fill_null(False)
-        for name in _TEXT_FIELDS
-    ]
+    flags.append(_identity_flags(frame))
+    merchant = pl.col("merchant_id")
+    flags.append((merchant.str.contains(_COLUMN_IDENTITY_SUSPECT)
+                  & merchant.str.contains(_COLUMN_MERCHANT_ID_NUMBER).not_()).fill_null(False))
     flags += [
         (pl.col("occurred_at") < _EARLIEST) | (pl.col("occurred_at") >= _LATEST),
         pl.col("currency").is_in(pl.Series(sorted(_CURRENCIES)).implode()).not_(),
         (pl.col("status") == "completed") & pl.col("response_code").is_null(),
-        # is_pan(card_ref without spaces and dashes) needs digits, maybe one final newline.
-        pl.col("card_ref").str.contains(r"^[0-9 \n-]+$"),
     ]
-    return frame.select(pl.any_horizontal(flags).alias("suspect")).to_series()
+    # Descriptive fields: one pass for anything unusual; the few columns with some are
+    # looked at closer (a forbidden character or a PAN form: Python; white space only:
+    # collapsed here).
+    checked = frame.select(
+        pl.any_horizontal(flags).alias("_suspect"),
+        *[pl.col(name).str.contains(_COLUMN_DESCRIPTIVE_UNUSUAL).fill_null(False).alias(f"_ws_{name}")
+          for name in DESCRIPTIVE_FIELDS],
+    )
+    unusual = [name for name in DESCRIPTIVE_FIELDS if checked.get_column(f"_ws_{name}").any()]
+    if unusual:
+        closer = frame.select(
+            *[pl.col(name).str.contains(_COLUMN_DESCRIPTIVE_SUSPECT).fill_null(False)
+              .alias(f"_hard_{name}") for name in unusual],
+            *[pl.col(name).str.contains(_COLUMN_WHITESPACE).fill_null(False).alias(f"_ws_{name}")
+              for name in unusual],
+            *[_collapsed(name) for name in unusual],
+        )
+        # Collapsing can make a PAN form ("4111    1111 ..." has too many spaces in a gap,
+        # "4111 1111 ..." does not): the collapsed text is checked again.
+        hard = closer.select(pl.any_horizontal(
+            *[pl.col(f"_hard_{name}") for name in unusual],
+            *[pl.col(name).str.contains(_COLUMN_PAN).fill_null(False) for name in unusual],
+        )).to_series()
+        checked = checked.with_columns(
+            (pl.col("_suspect") | hard).alias("_suspect"),
+            *[closer.get_column(f"_ws_{name}") for name in unusual],
+            *[closer.get_column(name) for name in unusual],
+        )
+    return checked.get_column("_suspect"), checked.drop("_suspect")
 
 
 @dataclass(slots=True)
@@ -405,19 +485,22 @@ class DecodedFrame:
             batch order.
         indices: for each row of ``frame``, its position in the input batch.
         rejections: one per invalid message (and one per scrubbed raw PAN), by index.
+        sanitised: events whose descriptive fields were changed, per ``(field, change)``.
     """
 
     frame: pl.DataFrame
     indices: list[int] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
+    sanitised: Counter[Sanitised] = field(default_factory=Counter)
 
 
 def decode_frame(values: list[bytes | None]) -> DecodedFrame:
     """Decode Kafka message values into the batch frame, with the checks run per column.
 
     The result is exactly ``events_frame(decode_batch(values).events)`` with the same
-    indices and rejections: every message the column checks cannot clear is decoded by
-    :func:`decode_batch` itself.
+    indices, rejections and sanitised counts: white space in descriptive fields is
+    collapsed per column, and every message the column checks cannot clear otherwise
+    is decoded by :func:`decode_batch` itself.
 
     Args:
         values: raw message values in batch order; ``None`` is a tombstone and is rejected.
@@ -441,27 +524,35 @@ def decode_frame(values: list[bytes | None]) -> DecodedFrame:
         rows.append(row)
         row_indices.append(index)
     frame = events_frame(rows, extra=_CHECK_ONLY)
+    sanitised: Counter[Sanitised] = Counter()
     if rows:
-        suspect = _suspect(frame)
+        suspect, cleaned = _checked(frame)
         if suspect.any():
             flagged = suspect.to_list()
             slow.extend(i for i, bad in zip(row_indices, flagged) if bad)
             slow.sort()
             row_indices = [i for i, bad in zip(row_indices, flagged) if not bad]
-            frame = frame.filter(~suspect)
+            frame, cleaned = frame.filter(~suspect), cleaned.filter(~suspect)
+        changed = cleaned.select(pl.col(f"_ws_{name}").sum() for name in DESCRIPTIVE_FIELDS).row(0)
+        if any(changed):
+            frame = frame.with_columns(cleaned.select(
+                name for name, count in zip(DESCRIPTIVE_FIELDS, changed) if count))
+            sanitised.update({(name, "text"): count
+                              for name, count in zip(DESCRIPTIVE_FIELDS, changed) if count})
     frame = frame.drop(list(_CHECK_ONLY))
     if not slow:
-        return DecodedFrame(frame, row_indices, [])
+        return DecodedFrame(frame, row_indices, [], sanitised)
     reference = decode_batch([values[i] for i in slow])
     rejections = [Rejection(slow[r.index], r.reason, r.detail) for r in reference.rejections]
+    sanitised.update(reference.sanitised)
     if not reference.events:
-        return DecodedFrame(frame, row_indices, rejections)
+        return DecodedFrame(frame, row_indices, rejections, sanitised)
     slow_indices = [slow[i] for i in reference.indices]
     if not row_indices:
-        return DecodedFrame(events_frame(reference.events), slow_indices, rejections)
+        return DecodedFrame(events_frame(reference.events), slow_indices, rejections, sanitised)
     merged = pl.concat([
         frame.with_columns(pl.Series("_index", row_indices, dtype=pl.Int64)),
         events_frame(reference.events).with_columns(pl.Series("_index", slow_indices, dtype=pl.Int64)),
     ]).sort("_index")
     indices = merged.get_column("_index").to_list()
-    return DecodedFrame(merged.drop("_index"), indices, rejections)
+    return DecodedFrame(merged.drop("_index"), indices, rejections, sanitised)

@@ -8,13 +8,16 @@ Field names follow ISO 8583:1987 where one exists: ``terminal_id`` is field 41
 (card acceptor terminal identification), ``merchant_id`` is field 42 (card
 acceptor identification code), ``response_code`` is field 39, ``stan`` is field
 11, ``rrn`` is field 37, ``processing_code`` is field 3 and ``mti`` is the
-message type indicator.
+message type indicator. ``merchant_name`` is field 43 (card acceptor name/location).
+
+Which text fields identify (rejected when they hold a control character or a PAN)
+and which describe (cleaned and masked) is :mod:`monitor.fields`.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
@@ -79,8 +82,8 @@ class TransactionEvent(msgspec.Struct, kw_only=True, omit_defaults=True, repr_om
     at most the first six and last four digits (PCI DSS 3.4).
 
     ``raw_pan`` exists only so the decoder can see a raw ``pan`` that a producer
-    wrongly sent; :func:`monitor.decoder.decode_batch` masks it into ``pan_masked``
-    and sets it to ``None`` before any event leaves the decoder.
+    wrongly sent, of any JSON type; :func:`monitor.decoder.decode_batch` masks it into
+    ``pan_masked`` and sets it to ``None`` before any event leaves the decoder.
     """
 
     event_id: _Id
@@ -94,6 +97,8 @@ class TransactionEvent(msgspec.Struct, kw_only=True, omit_defaults=True, repr_om
     status: Status = "completed"
     response_code: _ResponseCode | None = None
     merchant_id: _MerchantId | None = None
+    #: ISO 8583 field 43, card acceptor name/location (40 characters in the standard).
+    merchant_name: _ShortText | None = None
     pan_masked: _PanMasked | None = None
     customer_id: _Id | None = None
     latency_ms: _LatencyMs | None = None
@@ -107,4 +112,4 @@ class TransactionEvent(msgspec.Struct, kw_only=True, omit_defaults=True, repr_om
     stan: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{6}$")] | None = None
     rrn: Annotated[str, msgspec.Meta(pattern=r"^[0-9A-Za-z]{12}$")] | None = None
     processing_code: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{6}$")] | None = None
-    raw_pan: str | None = msgspec.field(default=None, name="pan")
+    raw_pan: Any = msgspec.field(default=None, name="pan")

@@ -27,6 +27,7 @@ EVENT_SCHEMA: Final[dict[str, pl.DataType]] = {
     "channel": pl.String(),
     "terminal_id": pl.String(),
     "merchant_id": pl.String(),
+    "merchant_name": pl.String(),
     "txn_type": pl.String(),
     "amount_minor": pl.Int64(),
     "currency": pl.String(),

@@ -3,16 +3,23 @@
 ``BatchProcessor.process`` is pure CPU work on a whole batch:
 
 1. decode every value straight into one frame (:func:`monitor.decoder.decode_frame`,
-   checked per column): invalid ones become rejections, a raw PAN is masked and dropped;
+   checked per column): invalid ones become rejections, a raw PAN is masked and dropped,
+   descriptive fields are cleaned (counted with the metrics);
 2. (the frame has the columns of :data:`monitor.frame.EVENT_SCHEMA`);
 3. classify the response codes (``rules/response_codes.yaml``), vectorised;
 4. find each event's VIP client (sorted search in the registry snapshot);
 5. update the metrics from the frame (aggregated, never per event);
 6. keep the VIP failures the alert policy says must alert and turn only those
    few rows into :class:`~monitor.alerts.model.VipFailure` values;
-7. storm control (optional): follow the frame for outages
-   (:class:`~monitor.incidents.IncidentDetector`) and mark each VIP failure with
-   the incident it belongs to.
+7. event time: the :class:`~monitor.watermark.EventClock` marks late events (more
+   than the allowed lateness behind their partition or the watermark) and moves the
+   watermark; late events are counted and left out of steps 8–9, which must give
+   the same results whatever the batches and the partition interleaving;
+8. the observers (terminal health, silent detection) take the events on time;
+9. storm control (optional): follow the frame for outages
+   (:class:`~monitor.incidents.IncidentDetector`), judging buckets as the watermark
+   closes them and attributing the VIP failures of outage classes to incidents
+   (the changes carry them to the store).
 
 Writing the failures to the alert store and committing offsets is the
 consumer's job (:mod:`monitor.consumer`), in that order.
@@ -21,8 +28,8 @@ consumer's job (:mod:`monitor.consumer`), in that order.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import polars as pl
@@ -33,6 +40,7 @@ from monitor.decoder import Rejection, decode_frame
 from monitor.incidents import IncidentChange, IncidentDetector
 from monitor.policy import AlertPolicy
 from monitor.registry import RegistryLoader, VipRegistry
+from monitor.watermark import EventClock, PartitionProgress
 
 __all__ = ["BatchMetrics", "BatchProcessor", "FrameObserver", "ProcessedBatch"]
 
@@ -43,6 +51,9 @@ class BatchMetrics(Protocol):
     """What the processor needs from the metrics (see :mod:`monitor.metrics`)."""
 
     def observe_batch(self, frame: pl.DataFrame) -> None: ...
+    def observe_late(self, count: int) -> None: ...
+
+    def observe_sanitised(self, changes: Mapping[tuple[str, str], int]) -> None: ...
 
 
 @dataclass(slots=True)
@@ -54,7 +65,8 @@ class ProcessedBatch:
         failures: VIP failures to record as alerts, in batch order.
         events: number of valid events.
         incidents: what the batch did to incidents (storm control), to store with
-            the failures.
+            the failures; they carry the VIP failures attributed to each incident.
+        late: valid events left out of terminal health and incidents as late.
         failure_indices: for each failure, the position in the batch of the message it
             came from (so a failure the store refuses can be dead-lettered).
     """
@@ -63,6 +75,7 @@ class ProcessedBatch:
     failures: list[VipFailure] = field(default_factory=list)
     events: int = 0
     incidents: list[IncidentChange] = field(default_factory=list)
+    late: int = 0
     failure_indices: list[int] = field(default_factory=list)
 
 
@@ -83,20 +96,25 @@ class BatchProcessor:
         observers: also receive each classified batch frame, after the metrics; an
             observer that raises is logged and skipped, the batch is not re-processed.
         incidents: the storm-control detector, or ``None`` (no incidents).
+        clock: event time across partitions (late events, the watermark); default:
+            one with the default lateness.
     """
 
     def __init__(self, *, codes: ResponseCodeTable, policy: AlertPolicy,
                  registry: RegistryLoader, metrics: BatchMetrics | None = None,
                  observers: Sequence[FrameObserver] = (),
-                 incidents: IncidentDetector | None = None) -> None:
+                 incidents: IncidentDetector | None = None,
+                 clock: EventClock | None = None) -> None:
         self.codes = codes
         self.policy = policy
         self.registry = registry
         self.metrics = metrics
         self.observers = tuple(observers)
         self.incidents = incidents
+        self.clock = clock if clock is not None else EventClock()
 
-    def process(self, values: list[bytes | None]) -> ProcessedBatch:
+    def process(self, values: list[bytes | None], *, partitions: Sequence[int] | None = None,
+                progress: PartitionProgress | None = None) -> ProcessedBatch:
         """Process one batch; a message that makes processing fail is isolated.
 
         Never raises because of a message's content: if processing the whole batch
@@ -104,16 +122,26 @@ class BatchProcessor:
         become ``processing_error`` rejections.
 
         The whole batch sees one registry snapshot, also when messages are isolated.
+
+        Args:
+            values: the messages' values, each partition's in its order.
+            partitions: each message's partition (aligned with ``values``); ``None``:
+                one partition.
+            progress: the consumer's assigned and caught-up partitions after this
+                batch (see :class:`~monitor.watermark.EventClock`), or ``None``.
         """
         registry = self.registry.current
         try:
-            return self._process(values, offset=0, registry=registry)
+            return self._process(values, offset=0, registry=registry,
+                                 partitions=partitions, progress=progress)
         except Exception:
             log.exception("batch of %d failed; isolating the message that breaks it", len(values))
         result = ProcessedBatch()
         for index, value in enumerate(values):
             try:
-                one = self._process([value], offset=index, registry=registry)
+                one = self._process([value], offset=index, registry=registry,
+                                    partitions=None if partitions is None else partitions[index:index + 1],
+                                    progress=progress)
             except Exception as error:  # a bug, not bad input: keep going, keep the message
                 log.exception("message %d of the batch could not be processed", index)
                 result.rejections.append(
@@ -125,49 +153,68 @@ class BatchProcessor:
             result.failure_indices.extend(one.failure_indices)
             result.events += one.events
             result.incidents.extend(one.incidents)
+            result.late += one.late
         return result
 
-    def _process(self, values: list[bytes | None], *, offset: int,
-                 registry: VipRegistry) -> ProcessedBatch:
+    def _process(self, values: list[bytes | None], *, offset: int, registry: VipRegistry,
+                 partitions: Sequence[int] | None, progress: PartitionProgress | None) -> ProcessedBatch:
         decoded = decode_frame(values)
         rejections = [
             Rejection(r.index + offset, r.reason, r.detail) for r in decoded.rejections
         ] if offset else decoded.rejections
-        if decoded.frame.height == 0:
-            return ProcessedBatch(rejections=rejections)
+        if decoded.frame.height == 0:  # the partitions' progress may still move the watermark
+            return ProcessedBatch(rejections=rejections, incidents=self._follow(decoded.frame, progress))
         frame = self.codes.classify(decoded.frame)
         frame = registry.lookup(frame)
-        alerting = self.policy.select(frame.with_row_index("_row"))
+        selected = self.policy.select(frame.with_row_index("_row"))
+        positions = [decoded.indices[row] + offset for row in selected.get_column("_row").to_list()]
+        alerting = selected.drop("_row")
         failures = [self._failure(row, registry.managers) for row in alerting.iter_rows(named=True)]
-        positions = [decoded.indices[row] + offset for row in alerting.get_column("_row").to_list()]
         # Metrics last: if anything above raises, the batch is isolated and re-processed
         # message by message, and no event may be counted twice.
         if self.metrics is not None:
             self.metrics.observe_batch(frame)
+            if decoded.sanitised:
+                self.metrics.observe_sanitised(decoded.sanitised)
+        # Event time: which events are late (the rest is a function of the events alone).
+        on_time, late = frame, 0
+        try:
+            mask = self.clock.advance(
+                frame.get_column("occurred_at"),
+                None if partitions is None else [partitions[i] for i in decoded.indices],
+                progress)
+            late = int(mask.sum())
+            if late:
+                on_time = frame.filter(~mask)
+                if self.metrics is not None:
+                    self.metrics.observe_late(late)
+        except Exception:  # never cost an alert; the events count as on time
+            log.exception("event-time tracking failed on a batch of %d events", frame.height)
         for observer in self.observers:
             try:
-                observer.observe(frame)
+                observer.observe(on_time)
             except Exception:  # health views must never cost an alert or a double count
                 log.exception("%s failed on a batch of %d events", type(observer).__name__, frame.height)
         kept = [f for f in failures if f is not None]
         kept_indices = [i for f, i in zip(failures, positions) if f is not None]
-        changes: list[IncidentChange] = []
-        if self.incidents is not None:
-            try:
-                changes = self.incidents.observe(frame)
-                kept = [self._attribute(f, self.incidents) for f in kept]
-            except Exception:  # storm control must never cost an alert: they go out one by one
-                log.exception("incident detection failed on a batch of %d events", frame.height)
+        vip = alerting.join(on_time.select("event_id").unique(), on="event_id", how="semi") \
+            if late else alerting
         return ProcessedBatch(rejections=rejections, failures=kept, events=frame.height,
-                              incidents=changes, failure_indices=kept_indices)
+                              incidents=self._follow(on_time, vip=vip), late=late,
+                              failure_indices=kept_indices)
 
-    @staticmethod
-    def _attribute(failure: VipFailure, detector: IncidentDetector) -> VipFailure:
-        event = failure.event
-        incident_id = detector.incident_for(
-            occurred_at=event.occurred_at, outcome=event.outcome, terminal_id=event.terminal_id,
-            merchant_id=event.merchant_id, region=event.region, pan_masked=event.pan_masked)
-        return failure if incident_id is None else replace(failure, incident_id=incident_id)
+    def _follow(self, on_time: pl.DataFrame, progress: PartitionProgress | None = None, *,
+                vip: pl.DataFrame | None = None) -> list[IncidentChange]:
+        """Storm control on the events on time; ``progress`` only when the batch had none."""
+        if progress is not None:
+            self.clock.advance(pl.Series("t", [], dtype=pl.Datetime("us", "UTC")), [], progress)
+        if self.incidents is None:
+            return []
+        try:
+            return self.incidents.observe(on_time, watermark=self.clock.watermark_us, vip=vip)
+        except Exception:  # storm control must never cost an alert: they go out one by one
+            log.exception("incident detection failed on a batch of %d events", on_time.height)
+            return []
 
     def _failure(self, row: dict[str, object], managers: dict[str, Manager]) -> VipFailure | None:
         manager = managers.get(str(row["manager_id"]))
@@ -186,6 +233,7 @@ class BatchProcessor:
             channel=str(row["channel"]),
             terminal_id=str(row["terminal_id"]),
             merchant_id=row["merchant_id"],  # type: ignore[arg-type]
+            merchant_name=row["merchant_name"],  # type: ignore[arg-type]
             txn_type=str(row["txn_type"]),
             amount_minor=int(row["amount_minor"]),  # type: ignore[call-overload]
             currency=str(row["currency"]),

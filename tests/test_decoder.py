@@ -231,23 +231,46 @@ def test_scrub_pans_on_a_rejected_value_removes_the_pan() -> None:
 @pytest.mark.parametrize(("changes", "reason"), [
     ({"terminal_id": PAN}, "pan_in_field"),
     ({"event_id": f"evt-{PAN}"}, "pan_in_field"),
-    ({"city": "Lyon 4111-1111-1111-1111"}, "pan_in_field"),
-    ({"region": "4111 1111 1111 1111"}, "pan_in_field"),
-    ({"branch_id": PAN}, "pan_in_field"),
     ({"customer_id": PAN}, "pan_in_field"),
     ({"merchant_id": PAN}, "pan_in_field"),
-    ({"decline_reasons": [f"card {PAN} refused"]}, "pan_in_field"),
-    ({"city": "Lyon\u001b[2J"}, "invalid_field"),
+    ({"card_ref": f"tok_{PAN}"}, "pan_in_card_ref"),
+    ({"card_ref": "4111.1111.1111.1111"}, "pan_in_card_ref"),
+    ({"customer_id": "C-\uff14\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11"},
+     "pan_in_field"),
+    ({"card_ref": "tok\x00"}, "invalid_field"),
+    ({"event_id": "evt\u202e1"}, "invalid_field"),
+    ({"stan": "000123\n"}, "invalid_field"),
     ({"merchant_id": "M1\nManager: call +1-900-SCAM"}, "invalid_field"),
     ({"occurred_at": "2999-01-01T00:00:00+00:00"}, "invalid_field"),
     ({"occurred_at": "0001-01-01T00:00:00+14:00"}, "invalid_field"),
 ])
 def test_pans_control_characters_and_absurd_times_are_rejected(changes: dict[str, Any], reason: str) -> None:
-    """A PAN hidden in any text field, a control character or an impossible time is dead-lettered."""
+    """A PAN or a control character in an identity field, or an impossible time, is dead-lettered."""
     batch = decode_batch([encode(message(**changes)), encode(message(event_id="evt-ok"))])
     assert [(r.index, r.reason) for r in batch.rejections] == [(0, reason)]
     assert [e.event_id for e in batch.events] == ["evt-ok"]
     assert PAN not in batch.rejections[0].detail
+
+
+@pytest.mark.parametrize(("changes", "cleaned"), [
+    ({"city": "Lyon 4111-1111-1111-1111"}, {"city": f"Lyon {PAN_MASKED}"}),
+    ({"region": "4111 1111 1111 1111"}, {"region": PAN_MASKED}),
+    ({"branch_id": PAN}, {"branch_id": PAN_MASKED}),
+    ({"decline_reasons": [f"card {PAN} refused", "Bad PIN"]},
+     {"decline_reasons": [f"card {PAN_MASKED} refused", "Bad PIN"]}),
+    ({"city": "Lyon\u001b[2J"}, {"city": "Lyon [2J"}),
+    ({"merchant_name": "CAFE DU\nPORT  LYON\u2028FR "}, {"merchant_name": "CAFE DU PORT LYON FR"}),
+    ({"city": "\n"}, {"city": None}),
+])
+def test_descriptive_fields_are_cleaned_and_the_event_processed(changes: dict[str, Any],
+                                                               cleaned: dict[str, Any]) -> None:
+    """A PAN or a control character in a descriptive field is masked or cleaned, and the event kept."""
+    batch = decode_batch([encode(message(**changes))])
+    assert batch.rejections == []
+    (event,) = batch.events
+    for name, value in cleaned.items():
+        assert getattr(event, name) == value
+    assert sum(batch.sanitised.values()) >= 1
 
 
 def test_long_signed_merchant_ids_are_not_taken_for_pans() -> None:
@@ -256,3 +279,17 @@ def test_long_signed_merchant_ids_are_not_taken_for_pans() -> None:
                           encode(message(merchant_id="-727612092139916043"))])
     assert batch.rejections == []
     assert [e.merchant_id for e in batch.events] == ["3527213246127876953", "-727612092139916043"]
+
+
+@pytest.mark.parametrize("value", [
+    "\uff14" + "\uff11" * 15, "4111.1111.1111.1111", "4111\u00a01111\u00a01111\u00a01111",
+    "tok_4111111111111111", "41\u200b11111111111111",
+])
+def test_rejection_details_echo_no_pan_form(value: str) -> None:
+    """msgspec echoes a bad enum value; the detail masks it in every PAN form."""
+    batch = decode_batch([encode(message(channel=value)), encode(message(txn_type=value))])
+    assert [r.reason for r in batch.rejections] == ["invalid_field", "invalid_field"]
+    for rejection in batch.rejections:
+        assert "411111" in rejection.detail  # the mask is there, the middle digits are not
+        assert "4111111111111111" not in rejection.detail.replace("\u200b", "")
+        assert value not in rejection.detail

@@ -11,7 +11,14 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from monitor.decoder import _PATTERNS, decode_batch, decode_frame
+from monitor.decoder import (
+    _CHECK_ONLY,
+    _PATTERNS,
+    _checked,
+    _unchecked_decoder,
+    decode_batch,
+    decode_frame,
+)
 from monitor.events import TransactionEvent
 from monitor.frame import EVENT_SCHEMA, events_frame
 
@@ -33,6 +40,7 @@ def message(index: int, **changes: Any) -> dict[str, Any]:
         "status": "completed",
         "response_code": "00",
         "merchant_id": "481970464790429",
+        "merchant_name": "CARREFOUR CITY STRASBOURG FR",
         "pan_masked": "535522******8973",
         "customer_id": "C0011442",
         "latency_ms": 426.7,
@@ -58,6 +66,23 @@ HOSTILE_TEXT = [
     "ps\u2029", "esc\x1b[2J", "unit\x1fsep", " ", "é", "x" * 128, "x" * 129, "", "😀",
     "5274 5763 9425 9961", "20240101-000123", "1234567890123", "123456789012", "12345678901234567890",
     "-727612092139916043", "3527213246127876953", "4111 1111 1111 1111 1", "4111-1111 1111-1111",
+    # PAN forms of issue 8: dots, Unicode spaces, other digit scripts, invisibles, tokens.
+    "4111.1111.1111.1111", "4111\u00a01111\u00a01111\u00a01111", "4111\u2009-\u20091111 1111 1111",
+    "\uff14\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11",
+    "\u0664\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661",
+    "41\u200b11111111111111", f"tok_{PAN}", "abc4111-1111-1111-1111xyz", "4111\u30fb1111\u30fb1111\u30fb1111",
+    "\u2074111111111111111", "sw-2026-03-02-000912", "+49 1512 3456 7890", "2026-03-02",
+    "0123456789abcdef0123" + PAN + "abcdef", "0123456789abcdef" + PAN + "abcdef0123456789abcdef0123456789",
+    "caf\u00e9 du port", "cafe\u0301", "a  b", " a", "a ",
+    "a\u00a0b", "bidi\u202etxt", "zw\u200bj", "soft\u00adhyphen", "\u3000", "x" * 127 + "\n",
+    "1234\u00a05678", "4111 1111 1111 1111", "4111" + "\u200d" * 40 + "111111111111",
+    "4111    1111    1111    1111", "CARREFOUR CITY      LYON          FR", "  ", "\u00a0x\u00a0",
+    "x\u2003\u2003y", "4111\u00a0\u00a0\u00a0\u00a01111 1111 1111",
+    # Hex strings (the identity fields' exception) next to real PANs.
+    "a4111111111111", "tok_70768005956542de", "x70768005956542de", "70768005956542de-beef",
+    "dead4111111111111111", "0123456789abcdef4111111111111111 4111111111111111",
+    "dead4111\u0301111111111111", "beef-4111-1111-1111-1111", "cafe4111 1111 1111 1111",
+    "4111111111111111abc def0", "a4111111111111111b-c4111111111111111",
 ]
 HOSTILE_FIELD: dict[str, list[Any]] = {
     "currency": ["EUR", "eur", "XYZ", "EUR\n", "EURO", "", 978, None, "XTS", "USN"],
@@ -82,7 +107,8 @@ HOSTILE_FIELD: dict[str, list[Any]] = {
     "latency_ms": [0, 12, 3_600_000, 3_600_001, -1, "1", float("nan"), None],
     "entry_mode": ["chip", "tap", None],
     "decline_reasons": [["Bad PIN"], [f"card {PAN} refused"], [""], [], None, ["a\nb"], "Bad PIN"],
-    "pan": [PAN, "4111 1111 1111 1111", "12345", "", None, 4111],
+    "pan": [PAN, "4111 1111 1111 1111", "12345", "", None, 4111, 4111111111111111, 4111.5, True,
+            ["4111"], {"n": PAN}, "4111111111111112"],
 }
 RAW = [None, b"", b"{", b"[]", b'"x"', b"null", b"\xff\xfe", b'{"event_id": "\xff"}', b" {} ",
        b"[" * 10_000, b'{"a": ' * 5000, b"1", b"{}\n{}"]
@@ -97,7 +123,8 @@ def hostile(rng: random.Random, index: int) -> bytes | None:
     for _ in range(rng.choice([0, 0, 1, 1, 1, 2, 3])):
         if rng.random() < 0.4:
             name = rng.choice(["event_id", "terminal_id", "customer_id", "city", "region",
-                               "branch_id", "merchant_id", "card_ref", "pan_masked"])
+                               "branch_id", "merchant_id", "merchant_name", "card_ref",
+                               "pan_masked"])
             event[name] = rng.choice(HOSTILE_TEXT)
         elif rng.random() < 0.1:
             event.pop(rng.choice(list(event)))
@@ -114,6 +141,7 @@ def assert_same(values: list[bytes | None]) -> None:
     fast = decode_frame(values)
     assert fast.rejections == reference.rejections
     assert fast.indices == reference.indices
+    assert fast.sanitised == reference.sanitised
     assert_frame_equal(fast.frame, events_frame(reference.events))
 
 
@@ -126,7 +154,7 @@ def test_random_hostile_batches_decode_identically(seed: int) -> None:
 
 
 @pytest.mark.parametrize("name", ["event_id", "terminal_id", "customer_id", "city", "region",
-                                  "branch_id", "merchant_id", "card_ref"])
+                                  "branch_id", "merchant_id", "merchant_name", "card_ref"])
 def test_every_hostile_text_in_every_field_decodes_identically(name: str) -> None:
     """Each hostile text value in each text field gives the reference's result, neighbours unaffected."""
     values = [json.dumps(message(n, **{name: text})).encode() for n, text in enumerate(HOSTILE_TEXT)]
@@ -169,3 +197,17 @@ def test_column_patterns_are_the_event_patterns() -> None:
     assert set(_PATTERNS) == set(declared)
     for name, pattern in _PATTERNS.items():
         assert repr(pattern) in declared[name]
+
+
+def test_padded_descriptive_fields_stay_on_the_fast_path() -> None:
+    """Fixed-width, space-padded names (ISO 8583 field 43) are collapsed per column, not sent to Python."""
+    padded = {"merchant_name": "CARREFOUR CITY      LYON          FR", "city": " Lyon ",
+              "region": "Auvergne\u00a0Rh\u00f4ne-Alpes", "branch_id": "LYO  01"}
+    values = [json.dumps(message(n, **padded)).encode() for n in range(20)]
+    rows = [_unchecked_decoder.decode(v) for v in values]
+    suspect, cleaned = _checked(events_frame(rows, extra=_CHECK_ONLY))
+    assert not suspect.any()
+    assert cleaned.row(0, named=True)["merchant_name"] == "CARREFOUR CITY LYON FR"
+    fast = decode_frame(values)
+    assert fast.sanitised == {(name, "text"): 20 for name in padded}
+    assert_same(values)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,6 +11,8 @@ import polars as pl
 import pytest
 
 from monitor.alerts.model import AlertEvent, Manager, VipFailure
+from monitor.alerts.render import render_delivery
+from monitor.alerts.store import AlertStore
 from monitor.classify import ResponseCodeTable
 from monitor.decoder import Rejection
 from monitor.paths import rules_path
@@ -60,6 +63,7 @@ class RecordingMetrics:
     def __init__(self, breaking_event: str | None = None) -> None:
         self.breaking_event = breaking_event
         self.batches: list[list[str]] = []
+        self.sanitised: dict[tuple[str, str], int] = {}
 
     def observe_batch(self, frame: pl.DataFrame) -> None:
         """Record the batch, or raise like a bug would for one particular event."""
@@ -67,6 +71,14 @@ class RecordingMetrics:
         if self.breaking_event in event_ids:
             raise ZeroDivisionError("a bug triggered by one event")
         self.batches.append(event_ids)
+
+    def observe_sanitised(self, changes: Mapping[tuple[str, str], int]) -> None:
+        """Add up the decoder's cleaned-field counts."""
+        for key, count in changes.items():
+            self.sanitised[key] = self.sanitised.get(key, 0) + count
+
+    def observe_late(self, count: int) -> None:
+        """Late events are not what these tests look at."""
 
 
 def alert_event(event_id: str, *, response_code: str | None, outcome: str, meaning: str,
@@ -232,3 +244,28 @@ def test_empty_registry_counts_but_never_alerts(codes: ResponseCodeTable, policy
     result = processor.process([encode(event("e0", customer_id="C-001", response_code="91"))])
     assert result.failures == [] and result.events == 1
     assert metrics.batches == [["e0"]]
+
+
+def test_a_vip_failure_at_a_merchant_whose_name_holds_a_newline_reaches_its_manager(
+    codes: ResponseCodeTable, policy: AlertPolicy, loader: RegistryLoader, tmp_path: Path,
+) -> None:
+    """A merchant name with a newline, tab and a dotted PAN is cleaned and counted; the VIP failure alerts its manager."""
+    metrics = RecordingMetrics()
+    processor = BatchProcessor(codes=codes, policy=policy, registry=loader, metrics=metrics)
+    result = processor.process([encode(event(
+        "e-newline", customer_id="C-001", response_code="91", channel="POS", terminal_id="POS00007",
+        txn_type="purchase", merchant_id="MER-12",
+        merchant_name="CAFE DU PORT\nLYON\tFR ref 4111.1111.1111.1111"))])
+    assert result.rejections == [] and result.events == 1
+    (failure,) = result.failures
+    assert failure.manager == ALICE
+    assert failure.event.merchant_name == "CAFE DU PORT LYON FR ref 411111******1111"
+    assert metrics.sanitised == {("merchant_name", "text"): 1, ("merchant_name", "pan"): 1}
+
+    with AlertStore(tmp_path / "alerts.db") as store:
+        recorded = store.record(result.failures)
+        assert recorded.deliveries_enqueued == 1
+        (delivery,) = store.claim_due(datetime.now(UTC) + timedelta(hours=1))
+        message = render_delivery(store, delivery)
+    assert message.email == "alice@bank.example"
+    assert "Ada Lovelace" in message.text and "4111111111111111" not in message.text

@@ -13,6 +13,7 @@ from jsonschema import Draft202012Validator
 
 from monitor.decoder import decode_batch
 from monitor.events import TransactionEvent
+from monitor.fields import DESCRIPTIVE_FIELDS, FORBIDDEN_IN_IDENTITY_CLASS, IDENTITY_FIELDS
 from monitor.paths import schema_path
 
 DROP = object()
@@ -67,6 +68,19 @@ GOOD: dict[str, dict[str, Any]] = {
     "unknown extra field": message(acquirer_country="BE"),
     "terminal id 16 printable": message(terminal_id="T!~" + "x" * 13),
     "integer latency": message(latency_ms=12),
+    # Descriptive fields are cleaned, never rejected for their characters (issue 8).
+    "merchant name with a newline": message(merchant_name="CAFE DU PORT\nLYON FR"),
+    "city with control and bidi characters": message(city="Lyon\x1b[2J\u202e", region="\t ARA "),
+    "branch with a line separator": message(branch_id="LYO\u202801"),
+    "blank city": message(city="\n"),
+    "descriptive PAN forms are masked": message(
+        merchant_name="SHOP 4111.1111.1111.1111", city="\uff14" + "\uff11" * 15,
+        decline_reasons=["card 4111 1111 1111 1111 refused", "\u2028"]),
+    "identity with non-ASCII letters": message(customer_id="Zoë-∑", event_id="évt-1"),
+    "digit groupings that are not card numbers": message(
+        event_id="sw-2026-03-02-000912", customer_id="+49 1512 3456 7890", merchant_id="378282246310005"),
+    "PAN-like run inside a SHA-256 hex digest": message(
+        card_ref="0123456789abcdef" + "4111111111111111" + "abcdef0123456789abcdef0123456789"),
 }
 
 BAD: dict[str, dict[str, Any] | list[Any]] = {
@@ -102,6 +116,18 @@ BAD: dict[str, dict[str, Any] | list[Any]] = {
     "stan too short": message(stan="123"),
     "empty decline reason": message(decline_reasons=[""]),
     "raw PAN in pan": message(pan="4111111111111111"),
+    "raw PAN in pan as a number": message(pan=4111111111111111),
+    # Identity fields may not hold a control or invisible character (issue 8).
+    "NUL in card_ref": message(card_ref="tok_5d1e\x00"),
+    "newline in event_id": message(event_id="evt-1\n"),
+    "C1 control in customer_id": message(customer_id="C-1\x85"),
+    "bidi override in merchant_id": message(merchant_id="M\u202e77"),
+    "zero-width space in customer_id": message(customer_id="C\u200b1"),
+    "BOM in event_id": message(event_id="\ufeffevt-1"),
+    "trailing newline in stan": message(stan="000123\n"),
+    "trailing newline in currency": message(currency="EUR\n"),
+    "trailing newline in response_code": message(response_code="05\n"),
+    "trailing newline in terminal_id": message(terminal_id="POS00007\n"),
 }
 
 # Messages on which the schema and the decoder disagree, on purpose, with the reason.
@@ -114,6 +140,18 @@ DIFFERENCES: dict[str, tuple[dict[str, Any], bool, bool, str]] = {
     "PAN as card_ref": (
         message(card_ref="4111111111111111"), False, True,
         "JSON Schema cannot run the Luhn check that tells a PAN from a digit token",
+    ),
+    "PAN inside a card_ref token": (
+        message(card_ref="tok_4111111111111111"), False, True,
+        "JSON Schema cannot run the Luhn check on a run inside a token",
+    ),
+    "dotted PAN in event_id": (
+        message(event_id="evt-4111.1111.1111.1111"), False, True,
+        "JSON Schema cannot run the Luhn check on grouped digits",
+    ),
+    "full-width PAN in customer_id": (
+        message(customer_id="\uff14" + "\uff11" * 15), False, True,
+        "JSON Schema cannot read other scripts' digits as numbers",
     ),
     "integral float amount": (
         message(amount_minor=2599.0), False, True,
@@ -209,3 +247,30 @@ def test_examples_in_the_contract_document_are_valid() -> None:
         example = json.loads(block)
         assert schema_accepts(validator, example), block
         assert decoder_accepts(example), block
+
+
+def _schema() -> dict[str, Any]:
+    return json.loads(schema_path("transaction-event.v1.json").read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+
+
+def test_schema_marks_exactly_the_identity_fields() -> None:
+    """The schema's identity rule is the decoder's character class, on exactly the decoder's identity fields."""
+    schema = _schema()
+    assert schema["$defs"]["identity"]["not"]["pattern"] == FORBIDDEN_IN_IDENTITY_CLASS
+    identity = {name for name, prop in schema["properties"].items()
+                if prop.get("$ref") == "#/$defs/identity"}
+    descriptive = {name for name, prop in schema["properties"].items()
+                   if prop.get("$ref") == "#/$defs/descriptive"}
+    assert identity == set(IDENTITY_FIELDS)
+    assert descriptive == set(DESCRIPTIVE_FIELDS)
+
+
+@pytest.mark.parametrize("name", IDENTITY_FIELDS)
+@pytest.mark.parametrize("char", ["\x00", "\n", "\x1f", "\x7f", "\x9f", "\u2028", "\u2029", "\u200b",
+                                  "\u202e", "\u2066", "\ufeff", "\u00ad"])
+def test_a_forbidden_character_in_any_identity_field_fails_both(
+        validator: Draft202012Validator, name: str, char: str) -> None:
+    """Each control or invisible character, in each identity field, is rejected by the schema and the decoder."""
+    value = message(**{name: GOOD["all optional fields"].get(name, message().get(name, "x")) + char})
+    assert not schema_accepts(validator, value)
+    assert not decoder_accepts(value)

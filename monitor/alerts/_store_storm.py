@@ -176,34 +176,21 @@ class StormQueries(StoreConnection):
     ) -> int:
         return self._link(conn, incident_id, alert_id, failure.manager, failure.severity, routes, stamp)
 
-    def _link_earlier_alerts(
-        self, conn: Database, incident_id: str, routes: _Routes, stamp: str
+    def _link_events(
+        self, conn: Database, incident_id: str, event_ids: Sequence[str], routes: _Routes, stamp: str
     ) -> int:
-        # An incident opens after its first failures: alerts recorded before it that
-        # lie inside it (same scope key, outage class, from a window before its start)
-        # join it now — their held messages are folded as long as they were not tried.
-        row = conn.execute("SELECT scope, scope_key, started_at FROM incidents WHERE incident_id = ?",
-                           (incident_id,)).fetchone()
-        rules = routes.incidents
-        if row is None or rules is None:
-            return 0
-        scope, key = row["scope"], row["scope_key"]
-        since = _ts(_dt(row["started_at"]) - timedelta(seconds=rules.window_seconds))
-        where = {"terminal": "e.terminal_id = ?", "merchant": "e.merchant_id = ?",
-                 "region": "e.region = ?", "issuer": "substr(e.pan_masked, 1, 6) = ?",
-                 "network": "? = 'fleet'"}[scope]
-        classes = rules.outcome_classes
-        rows = conn.execute(
-            f"""SELECT DISTINCT a.alert_id, a.manager_id, a.severity FROM alert_events e
-            JOIN alerts a ON a.alert_id = e.alert_id
-            WHERE e.occurred_at >= ? AND {where}
-              AND e.outcome IN ({', '.join('?' * len(classes))})
-              AND NOT EXISTS (SELECT 1 FROM incident_alerts l WHERE l.alert_id = a.alert_id)
-              AND a.late = 0
-            ORDER BY a.alert_id""",
-            (since, key, *classes)).fetchall()
+        # The detector attributed these VIP failures to the incident when their bucket
+        # closed (or when it opened, for earlier ones): link their alerts, in that order
+        # (an alert already linked stays with the incident that took it first), and fold
+        # their held messages as long as they were not tried.
         count = 0
-        for alert in rows:
+        for event_id in event_ids:
+            alert = conn.execute(
+                """SELECT a.alert_id, a.manager_id, a.severity FROM alert_events e
+                JOIN alerts a ON a.alert_id = e.alert_id WHERE e.event_id = ? AND a.late = 0""",
+                (event_id,)).fetchone()
+            if alert is None:  # not a stored VIP failure, or a late one (it pages nobody)
+                continue
             manager = (routes.managers or {}).get(alert["manager_id"]) \
                 or _manager_of_latest_alert(conn, alert["manager_id"])
             count += self._link(conn, incident_id, alert["alert_id"], manager, alert["severity"],

@@ -52,6 +52,9 @@ class AlertEvent:
     ``amount_minor`` is integer minor units of ``currency`` (ISO 4217);
     ``occurred_at`` is timezone-aware; ``latency_ms`` is milliseconds.
     ``response_code`` is ``None`` for a timeout (``status == "timeout"``).
+    ``merchant_name`` is ISO 8583 field 43 (card acceptor name/location) as the
+    decoder cleaned it; the alert store does not keep it yet (no column), so an alert
+    read back from the store has ``None``.
     """
 
     event_id: str
@@ -73,6 +76,7 @@ class AlertEvent:
     city: str | None = None
     region: str | None = None
     branch_id: str | None = None
+    merchant_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -190,7 +194,8 @@ class Alert:
         tier: the client's tier.
         manager: snapshot of the relationship manager when the alert was raised.
         severity: the highest severity among its events.
-        suggested_action: the action of its most severe event.
+        suggested_action: the action of its most severe event (the earliest of those,
+            by event time then event ID, on a tie: not the first to arrive).
         window_start: start of the event-time window (UTC, inclusive).
         window_end: end of the window (UTC, exclusive).
         first_event_at: earliest ``occurred_at`` among its events (UTC).

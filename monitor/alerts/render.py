@@ -2,7 +2,7 @@
 
 The message speaks the manager's language: the client's name and tier, the masked
 card, the time in the manager's own time zone (with its abbreviation), the place
-(terminal ID, merchant ID, city, channel), the amount formatted for its currency
+(terminal ID, merchant name and ID, city, channel), the amount formatted for its currency
 (Babel, ISO 4217 exponent), the response code with its meaning and outcome class,
 and what to do next. Several failures in one alert become a compact list, newest
 first. The same facts go into a JSON-able ``payload`` for webhooks and files.
@@ -135,8 +135,10 @@ def _card(event: AlertEvent) -> str:
 
 def _place(event: AlertEvent) -> str:
     parts = [f"{_CHANNEL_WORDS.get(event.channel, event.channel)} {event.terminal_id}"]
-    if event.merchant_id:
-        parts.append(f"merchant {event.merchant_id}")
+    if event.merchant_name and event.merchant_id:
+        parts.append(f"{event.merchant_name} (merchant {event.merchant_id})")
+    elif event.merchant_name or event.merchant_id:
+        parts.append(event.merchant_name or f"merchant {event.merchant_id}")
     locality = ", ".join(p for p in (event.city, event.region) if p)
     if locality:
         parts.append(locality)
@@ -158,6 +160,7 @@ def _event_payload(event: AlertEvent, zone: ZoneInfo, locale: str) -> dict[str, 
         "channel": event.channel,
         "terminal_id": event.terminal_id,
         "merchant_id": event.merchant_id,
+        "merchant_name": event.merchant_name,
         "city": event.city,
         "region": event.region,
         "txn_type": event.txn_type,

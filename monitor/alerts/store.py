@@ -315,10 +315,13 @@ class AlertStore(OutboxQueries, LifecycleQueries, DigestQueries, StormQueries):
 
         With storm control (``incident_rules``), the batch's incident changes are
         applied first; a failure that carries an ``incident_id`` links its alert to
-        that incident, and its manager gets one incident notice (``ic-...``) instead of
-        a message per alert (:meth:`_link_to_incident`); a new alert of an outage
+        that incident, and so does each event a change attributes to its incident
+        (``IncidentChange.event_ids``, in the changes' order, after the failures are
+        stored); its manager gets one incident notice (``ic-...``) instead of
+        a message per alert (:meth:`_link_to_incident`). An alert belongs to the first
+        incident that takes it. A new alert of an outage
         class that no incident holds yet waits ``group_wait_seconds`` before going out
-        on its own, so that an incident opening meanwhile can take it in. An ended
+        on its own, so that an incident taking it in meanwhile folds its message. An ended
         incident enqueues a resolved notice to each of its managers who opted in.
 
         Args:
@@ -381,10 +384,6 @@ class AlertStore(OutboxQueries, LifecycleQueries, DigestQueries, StormQueries):
             conn.lock_keys([f"alert:{alert_id}" for alert_id, *_ in batch]
                            + [f"incident:{c.scope}:{c.scope_key}" for c in incidents])
             stored_ids = _apply_incident_changes(conn, incidents, stamp)
-            for change in incidents:
-                if change.kind == "opened" and incident_rules is not None:
-                    enqueued += self._link_earlier_alerts(conn, stored_ids[change.incident_id],
-                                                          routes, stamp)
             for alert_id, failure, event, start in batch:
                 action = _clean_text(failure.suggested_action)
                 occurred = _ts(event.occurred_at)
@@ -422,22 +421,34 @@ class AlertStore(OutboxQueries, LifecycleQueries, DigestQueries, StormQueries):
                                                        routes, stamp)
                 # Relative to the row as it is now (another instance may have just
                 # changed it): the count grows by one, the rest keeps the extremes.
+                # The action is the most severe event's, the earliest of those on a tie
+                # (by event time, then ID), so it does not depend on arrival order.
                 rank = _RANK[failure.severity]
                 conn.execute(
                     """UPDATE alerts SET
                         event_count = event_count + 1,
                         severity = CASE WHEN ? > severity_rank THEN ? ELSE severity END,
-                        suggested_action = CASE WHEN ? > severity_rank THEN ? ELSE suggested_action END,
+                        suggested_action = CASE WHEN ? > severity_rank THEN ?
+                            WHEN ? < severity_rank THEN suggested_action
+                            ELSE (SELECT e.suggested_action FROM alert_events e
+                                  WHERE e.alert_id = alerts.alert_id AND e.severity = alerts.severity
+                                  ORDER BY e.occurred_at, e.event_id LIMIT 1) END,
                         severity_rank = CASE WHEN ? > severity_rank THEN ? ELSE severity_rank END,
                         first_event_at = CASE WHEN ? < first_event_at THEN ? ELSE first_event_at END,
                         last_event_at = CASE WHEN ? > last_event_at THEN ? ELSE last_event_at END,
                         updated_at = ?
                     WHERE alert_id = ?""",
-                    (rank, failure.severity, rank, action, rank, rank, occurred, occurred,
+                    (rank, failure.severity, rank, action, rank, rank, rank, occurred, occurred,
                      occurred, occurred, stamp, alert_id),
                 )
                 if alert_id not in new:
                     updated[alert_id] = None
+            if incident_rules is not None:  # the detector's attributions, in its order
+                for change in incidents:
+                    if change.event_ids:
+                        enqueued += self._link_events(
+                            conn, stored_ids.get(change.incident_id, change.incident_id),
+                            change.event_ids, routes, stamp)
             for change in incidents:
                 if change.kind == "ended":
                     enqueued += self._enqueue_resolved_notices(

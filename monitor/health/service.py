@@ -30,6 +30,7 @@ from monitor.health.status import DeviceStatusBook, StatusConsumer
 from monitor.health.terminals import TerminalRegistryLoader
 from monitor.metrics import FrameCollector
 from monitor.paths import rules_path
+from monitor.watermark import EventClock
 
 __all__ = ["TerminalHealthService"]
 
@@ -73,6 +74,8 @@ class TerminalHealthService:
             them with its own topic, dead-letter topic and group).
         registry: the Prometheus registry the health collectors are registered in.
         metrics: pipeline metrics for the status topic's rejections, dead letters and lag.
+        clock: the transaction pipeline's event time (silent detection folds an hour
+            into the baseline once the watermark has passed it), or ``None``.
 
     Raises:
         monitor.health.terminals.TerminalRegistryError: the terminal registry is invalid.
@@ -80,13 +83,15 @@ class TerminalHealthService:
     """
 
     def __init__(self, settings: HealthSettings, kafka: KafkaSettings, *,
-                 registry: CollectorRegistry, metrics: ConsumerMetrics | None = None) -> None:
+                 registry: CollectorRegistry, metrics: ConsumerMetrics | None = None,
+                 clock: EventClock | None = None) -> None:
         self.settings = settings
         rules_file = settings.rules_path or rules_path("health.yaml")
         self.terminals = TerminalRegistryLoader(settings.terminals_path)
         self.book = HealthBook(HealthRules.load(rules_file), registry=self.terminals)
         baseline = Baseline.read(settings.baseline_path) if settings.baseline_path else None
-        self.detector = SilentDetector(SilentRules.load(rules_file), baseline, registry=self.terminals)
+        self.detector = SilentDetector(SilentRules.load(rules_file), baseline, registry=self.terminals,
+                                       clock=clock)
         # The per-terminal state gauge goes through the fast text exposition (100,000
         # terminals in milliseconds); the fleet-level families through prometheus_client.
         self.collector = HealthCollector(self.book, terminal_states=False)

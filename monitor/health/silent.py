@@ -36,6 +36,7 @@ import polars as pl
 import yaml
 
 from monitor.health.terminals import TerminalRegistry, TerminalRegistryLoader
+from monitor.watermark import EventClock
 
 __all__ = ["HOURS_PER_WEEK", "Baseline", "SilentDetector", "SilentRules", "learn_baseline"]
 
@@ -253,6 +254,10 @@ class SilentDetector:
         registry: terminal registry holder (opening hours, time zones, status).
         started_at: when the detector started watching (aware; default: now). Silence
             is never counted from before it.
+        clock: the pipeline's event time (:class:`monitor.watermark.EventClock`), or
+            ``None``. With one, an hour is folded into the baseline only once the
+            watermark has passed its end, so every event of that hour is in it
+            whenever the job runs and however far the consumer lags.
 
     State (all event time, in microseconds since the epoch, UTC):
     ``last_seen`` ``{terminal_id: last occurred_at}`` and 5-minute bucket counts.
@@ -261,8 +266,9 @@ class SilentDetector:
 
     def __init__(self, rules: SilentRules, baseline: Baseline | None = None, *,
                  registry: TerminalRegistryLoader | None = None,
-                 started_at: datetime | None = None) -> None:
+                 started_at: datetime | None = None, clock: EventClock | None = None) -> None:
         self.rules = rules
+        self.clock = clock
         self.baseline = baseline or Baseline.empty()
         self.registry = registry or TerminalRegistryLoader(None)
         self.started_at = started_at or datetime.now(UTC)
@@ -307,7 +313,7 @@ class SilentDetector:
             # The hour the detector started in is incomplete: never fold it.
             self._folded_hour = _micros(self.started_at) // _HOUR_US
         registry = self.registry.current
-        while self._folded_hour + 1 < current_hour:
+        while self._folded_hour + 1 < current_hour and self._complete(self._folded_hour + 1):
             hour = self._folded_hour + 1
             first, last = hour * _HOUR_US // _BUCKET_US, (hour + 1) * _HOUR_US // _BUCKET_US
             counts = (self._counts.filter(pl.col("bucket").is_between(first, last, closed="left"))
@@ -316,8 +322,16 @@ class SilentDetector:
                 counts, _EPOCH + timedelta(microseconds=hour * _HOUR_US),
                 self.rules.baseline_alpha, registry)
             self._folded_hour = hour
-        oldest = (now_us - 2 * _HOUR_US) // _BUCKET_US  # one hour window + the hour to fold
+        # One hour window + the hours still to fold.
+        oldest = min(now_us - 2 * _HOUR_US, (self._folded_hour + 1) * _HOUR_US) // _BUCKET_US
         self._counts = self._counts.filter(pl.col("bucket") >= oldest)
+
+    def _complete(self, hour: int) -> bool:
+        """Whether every event of UTC ``hour`` (µs // _HOUR_US) is in (the watermark passed it)."""
+        if self.clock is None:
+            return True
+        watermark = self.clock.watermark_us
+        return watermark is not None and watermark >= (hour + 1) * _HOUR_US
 
     def evaluate(self, now: datetime | None = None) -> set[str]:
         """The IDs of the terminals silent at ``now`` (aware; default: the wall clock).

@@ -241,8 +241,12 @@ class StatusProcessor:
         self.book = book
         self._on_change = on_change
 
-    def process(self, values: list[bytes | None]) -> ProcessedBatch:
-        """Process one batch; never raises because of a message's content."""
+    def process(self, values: list[bytes | None], **_partitions: object) -> ProcessedBatch:
+        """Process one batch; never raises because of a message's content.
+
+        The partition keywords of :meth:`monitor.pipeline.BatchProcessor.process` are
+        accepted and unused: device status keeps the latest event per component.
+        """
         decoded = decode_status_batch(values)
         changed = self.book.apply(decoded.events)
         if changed and self._on_change is not None:

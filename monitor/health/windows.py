@@ -26,10 +26,10 @@ pruned. Sums over a window are UInt32 either way.
 
 Per terminal (one row each, updated per batch): the latest event time, the run of
 consecutive technical failures at the end of its event stream (outcome ``technical``
-or ``terminal``, in event order; any other outcome resets it; a batch whose events are
-all older than the terminal's latest event does not change the run), whether it has
-ever read a chip, and the latest non-null
-``merchant_id``, ``region``, ``branch_id`` and ``channel`` it reported.
+or ``terminal``; any other outcome resets it), whether it has ever read a chip, and
+the latest non-null ``merchant_id``, ``region``, ``branch_id`` and ``channel`` it
+reported. "Latest" and "end" are in the order the terminal's events are read: its
+Kafka partition's order (the key is the terminal ID), the same whatever the batches.
 
 Late events land in their own bucket of each window that still reaches it (a window
 ending at the watermark); events older than the longest window of the watermark are
@@ -334,10 +334,10 @@ class TerminalWindows:
     def _update_terminals(self, events: pl.DataFrame) -> None:
         """Fold one batch into the per-terminal row: latest time, run, chip seen, attributes."""
         technical = pl.col("outcome").is_in(TECHNICAL_CLASSES)
-        ordered = events.sort("terminal_id", "t", maintain_order=True)
-        batch = ordered.group_by("terminal_id", maintain_order=True).agg(
+        # In the order read (each terminal's partition order), not sorted by event time:
+        # a sort inside each batch would make the run depend on where batches split.
+        batch = events.group_by("terminal_id", maintain_order=True).agg(
             pl.col("t").max().alias("b_last"),
-            pl.col("t").min().alias("b_first"),
             technical.all().alias("b_all_technical"),
             # Technical failures after the last non-technical event of the batch.
             (technical.cast(pl.UInt32).reverse().cum_min() .sum()).cast(pl.UInt32).alias("b_run"),
@@ -345,14 +345,13 @@ class TerminalWindows:
             *[pl.col(a).drop_nulls().last().alias(f"b_{a}") for a in ATTRIBUTES],
         )
         merged = self._terminals.join(batch, on="terminal_id", how="full", coalesce=True)
-        newer = pl.col("last_us").is_null() | (pl.col("b_last") >= pl.col("last_us"))
         touched = pl.col("b_last").is_not_null()
         run = (pl.when(pl.col("b_all_technical")).then(pl.col("run").fill_null(0) + pl.col("b_run"))
                .otherwise(pl.col("b_run")))
         self._terminals = merged.select(
             "terminal_id",
             pl.max_horizontal("last_us", "b_last").alias("last_us"),
-            pl.when(touched & newer).then(run).otherwise(pl.col("run")).cast(pl.UInt32).alias("run"),
+            pl.when(touched).then(run).otherwise(pl.col("run")).cast(pl.UInt32).alias("run"),
             (pl.col("chip_seen").fill_null(False) | pl.col("b_chip").fill_null(False)).alias("chip_seen"),
             *[pl.coalesce(f"b_{a}", a).alias(a) for a in ATTRIBUTES],
         )

@@ -8,34 +8,50 @@ VIP or not) in event time, per scope key, in buckets of ``bucket_seconds``:
 1. count each key's transactions and its *outage failures* (the rules'
    ``outcome_classes``, by default technical and terminal: the bank's or the
    network's fault, not the client's), the distinct cards and terminals among them —
-   aggregated with polars per batch, never per event;
-2. a key with no open incident whose *bad* buckets (failures at least
-   ``min_failure_ratio`` of the bucket's transactions) within ``window_seconds`` hold
-   at least ``min_failures`` failures from ``min_cards`` cards and ``min_terminals``
-   terminals opens an incident that starts at its first failure in those buckets — unless a broader open incident holds
-   the key (a terminal of a failing region or merchant, anything while the network
-   fails): that one explains it;
-3. an open incident takes every later failure of its key; the detector walks its
-   closed buckets in order — a bucket is *bad* when it has failures at the ratio,
-   *good* when it has transactions below it, and an empty one says nothing (a dead
-   ATM nobody uses has not recovered). Bad → good is a recovery, good → bad a
-   relapse; ``flapping_min_relapses`` relapses mark it flapping. It stays one
-   incident;
-4. after a recovery, ``resolve_after_seconds`` without a bad bucket end it.
+   aggregated with polars per batch, never per event, for every key;
+2. a bucket is judged only once it is **closed**: the watermark (see
+   :mod:`monitor.watermark`: the event time up to which every partition has been
+   read) has passed its end. Closed buckets are taken one at a time, in order, the
+   same way whatever batches they arrived in; within a bucket the scopes go broadest
+   first and the keys in sorted order;
+3. a key with no open incident whose *bad* buckets (failures at least
+   ``min_failure_ratio`` of the bucket's transactions) within ``window_seconds``
+   ending at the bucket just closed hold at least ``min_failures`` failures from
+   ``min_cards`` cards and ``min_terminals`` terminals opens an incident that starts
+   at its first failure in those buckets — unless a broader incident holds the key
+   (a terminal of a failing region or merchant, anything while the network fails):
+   that one explains it;
+4. an open incident takes every failure of its key in each closed bucket; a bucket
+   is *bad* when it has failures at the ratio, *good* when it has transactions below
+   it, and an empty one says nothing (a dead ATM nobody uses has not recovered).
+   Bad → good is a recovery, good → bad a relapse; ``flapping_min_relapses`` relapses
+   mark it flapping. It stays one incident;
+5. after a recovery, ``resolve_after_seconds`` without a bad bucket end it, at the
+   bucket where that time is reached;
+6. each VIP failure of an outage class (``vip`` frame) is *attributed* when its
+   bucket closes, to the broadest incident that holds it (key matches, at or after
+   one window before the incident's start, not after its end); one that no incident
+   holds yet can still be taken by an incident that opens within two windows. The
+   attributions ride on the changes (``event_ids``) in the order they were made,
+   so the store links each alert to the first incident that took one of its events
+   the same way every time.
 
-A bucket is closed one bucket after the watermark (the latest event time seen) has
-passed it, so events of other partitions up to one bucket late still count.
-The detector's state is memory only; :meth:`IncidentDetector.restore` takes the open
-incidents back from the store after a restart. With several instances, each sees
-its own partitions: a terminal's events (key = terminal ID) all reach one
-instance, a region's or an issuer's are split between them.
+Everything is a function of the closed buckets' contents, so the same events give
+the same incidents, counts and attributions in any batches and any partition
+interleaving; events of an already closed bucket are late and left out
+(:attr:`IncidentDetector.late_events`). The detector's state is memory only;
+:meth:`IncidentDetector.restore` takes the open incidents back from the store after
+a restart. With several instances, each sees its own partitions: a terminal's
+events (key = terminal ID) all reach one instance, a region's or an issuer's are
+split between them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import Final, Literal
 
 import polars as pl
 
@@ -45,11 +61,14 @@ from monitor.incidents.rules import FLEET, IncidentRules, Scope, ScopeRule
 __all__ = ["IncidentDetector"]
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-# One key's failures in one bucket of a batch: (bucket index, count, earliest time,
-# latest time, card refs, terminal IDs).
-_Failures = tuple[int, int, datetime, datetime, list[str], list[str]]
+_US: Final = 1_000_000
+# One key's closed bucket: (scope, key, transactions, failures, earliest failure time,
+# latest failure time, failing card refs, failing terminal IDs, merchant, region).
+_Row = tuple[Scope, str, int, int, datetime | None, datetime | None, list[str], list[str],
+             str | None, str | None]
 # The issuer of a card is its IIN: the first six digits of the (masked) PAN, ISO/IEC 7812-1.
 _IIN: Final = r"^[0-9]{6}"
+_KEY_COLUMNS: Final = ("terminal_id", "merchant_id", "region", "pan_masked")
 
 
 def _scope_key(scope: Scope) -> pl.Expr:
@@ -77,7 +96,6 @@ class _Open:
     relapses: int = 0
     recovered: bool = False  # phase: False while failing, True after a good bucket
     last_bad: int = 0  # bucket index of its latest bad bucket
-    evaluated: int = 0  # buckets up to here have been walked
     base_cards: int = 0  # counts restored from the store (their sets are gone)
     base_terminals: int = 0
     parent_id: str | None = None  # the broader incident holding it
@@ -85,19 +103,31 @@ class _Open:
 
 @dataclass(slots=True)
 class _KeyState:
-    # <bucket index: [transactions, outage failures]>
+    # <closed bucket index: [transactions, outage failures]>
     buckets: dict[int, list[int]] = field(default_factory=dict)
-    # <bucket index: (earliest failure time, latest failure time, failing card refs,
-    #  failing terminal IDs)>
+    # <closed bucket index: (earliest failure time, latest failure time, failing card
+    #  refs, failing terminal IDs)>
     failing: dict[int, tuple[datetime, datetime, set[str], set[str]]] = field(default_factory=dict)
     incident: _Open | None = None
-    # The bucket in which the key started being followed, when earlier batches may have
-    # had transactions of it in that bucket (not counted): that bucket never counts
-    # towards opening an incident. None: every counted bucket is complete.
-    born: int | None = None
     # <broader scope: its key that holds this one> (a terminal's merchant and region;
     # every key is in the network's one key).
     parents: dict[Scope, str] = field(default_factory=lambda: {"network": FLEET})
+
+
+@dataclass(frozen=True, slots=True)
+class _Ended:
+    incident_id: str
+    started_at: datetime
+    ended_at: datetime
+    bucket: int  # the closed bucket at which it ended
+
+
+@dataclass(frozen=True, slots=True)
+class _Vip:
+    bucket: int
+    at: datetime
+    event_id: str
+    keys: tuple[tuple[Scope, str | None], ...]  # (scope, its key) in the rules' scope order
 
 
 class IncidentDetector:
@@ -110,134 +140,294 @@ class IncidentDetector:
     def __init__(self, rules: IncidentRules) -> None:
         self.rules = rules
         self._states: dict[Scope, dict[str, _KeyState]] = {s: {} for s in rules.ordered_scopes}
-        self._watermark: int | None = None  # latest bucket index seen
-        self._ended: dict[tuple[Scope, str], tuple[str, datetime, datetime]] = {}  # this batch's
+        self._open: dict[Scope, set[str]] = {s: set() for s in rules.ordered_scopes}  # keys with an incident
+        self._rank = {scope: i for i, scope in enumerate(rules.ordered_scopes)}
+        # Per-batch aggregates of buckets not closed yet: <(scope, key, bucket): transactions,
+        # failures> for every key, and the failing ones' times, cards, terminals, places.
+        self._pending: list[pl.DataFrame] = []
+        self._pending_failing: list[pl.DataFrame] = []
+        self._closed: int | None = None  # buckets up to this index have been judged
+        self._latest_us: int | None = None  # latest event time seen (watermark when none is given)
+        self._swept = 0  # bucket of the last full prune
+        self._ended: dict[tuple[Scope, str], list[_Ended]] = {}  # recently ended, by key
+        self._vips: dict[int, list[_Vip]] = {}  # <bucket: VIP failures waiting for it to close>
+        self._unclaimed: list[_Vip] = []  # VIP failures of closed buckets no incident took yet
+        #: Events that arrived for a bucket already judged (left out).
+        self.late_events = 0
 
     def __repr__(self) -> str:
         return f"IncidentDetector(open={len(self.open_incidents())}, scopes={self.rules.ordered_scopes})"
 
     # -- feeding ---------------------------------------------------------------------
 
-    def observe(self, frame: pl.DataFrame) -> list[IncidentChange]:
-        """Account one classified batch frame and return what changed.
+    def observe(self, frame: pl.DataFrame, *, watermark: datetime | int | None | Literal["latest"] = "latest",
+                vip: pl.DataFrame | None = None) -> list[IncidentChange]:
+        """Account one classified batch frame, judge the buckets it closes, return the changes.
 
         Args:
             frame: a batch frame with ``occurred_at`` (UTC), ``outcome``, ``terminal_id``,
                 ``merchant_id``, ``region``, ``pan_masked`` and ``card_ref``.
+            watermark: the event time every partition has been read up to (aware
+                datetime, or µs since the epoch), from :class:`monitor.watermark.EventClock`;
+                ``None``: none yet (nothing is judged); ``"latest"``: the latest event
+                time seen (one source, in order).
+            vip: the batch's VIP failures to attribute: ``event_id`` and the columns
+                above but ``card_ref`` (rows of other outcome classes are ignored).
 
         Returns:
-            One change per incident the batch opened, updated or ended, in that order.
+            The changes of each bucket closed, bucket by bucket (opened, updated, ended
+            within one); an ``updated`` change followed by another change of the same
+            incident in this batch is left out unless it attributes VIP failures.
         """
-        self._ended = {}
-        if frame.height == 0:
+        if frame.height:
+            self._add(frame)
+        if vip is not None and vip.height:
+            self._queue(vip)
+        if isinstance(watermark, datetime):
+            watermark = (watermark - _EPOCH) // timedelta(microseconds=1)
+        mark = self._latest_us if watermark == "latest" else watermark
+        if mark is None:
             return []
+        closed = mark // (self.rules.bucket_seconds * _US) - 1  # its end is at or before the watermark
+        if self._closed is not None and closed <= self._closed:
+            return []
+        changes = self._close(closed)
+        self._closed = closed
+        last = {change.incident_id: i for i, change in enumerate(changes)}
+        return [c for i, c in enumerate(changes)
+                if c.kind != "updated" or c.event_ids or last[c.incident_id] == i]
+
+    def _add(self, frame: pl.DataFrame) -> None:
         size = self.rules.bucket_seconds
         failed = pl.col("failed")
-        base = frame.select(
+        latest = frame.get_column("occurred_at").max()
+        assert isinstance(latest, datetime)
+        latest_us = (latest - _EPOCH) // timedelta(microseconds=1)
+        self._latest_us = latest_us if self._latest_us is None else max(self._latest_us, latest_us)
+        base = frame.lazy().select(
             (pl.col("occurred_at").dt.epoch("s") // size).cast(pl.Int64).alias("bucket"),
             pl.col("outcome").is_in(self.rules.outcome_classes).alias("failed"),
-            "occurred_at", "card_ref", "terminal_id", "merchant_id", "region", "pan_masked")
-        latest = int(base.get_column("bucket").max())  # type: ignore[arg-type]
-        seen = self._watermark  # the latest bucket of earlier batches (None: this is the first)
-        self._watermark = latest if self._watermark is None else max(self._watermark, latest)
-        # One long frame for every scope: (scope, key, bucket) → the failures with their
-        # times, cards, terminals, merchant and region; then the transactions.
-        long = pl.concat([
-            base.select(pl.lit(scope).alias("scope"), _scope_key(scope).alias("key"), pl.all())
-            for scope in self.rules.ordered_scopes
-        ]).drop_nulls("key")
-        failing = long.filter(failed).group_by("scope", "key", "bucket").agg(
-            pl.len().alias("failures"),
-            pl.col("occurred_at").min().alias("first"), pl.col("occurred_at").max().alias("last"),
-            pl.col("card_ref").drop_nulls().unique().alias("cards"),
-            pl.col("terminal_id").unique().alias("terminals"),
-            pl.col("merchant_id").drop_nulls().first().alias("merchant"),
-            pl.col("region").drop_nulls().first().alias("region_of_failure"),
+            "occurred_at", "card_ref", *_KEY_COLUMNS)
+        if self._closed is not None:
+            late = int(((frame.get_column("occurred_at").dt.epoch("s") // size) <= self._closed).sum())
+            if late:
+                self.late_events += late
+                base = base.filter(pl.col("bucket") > self._closed)
+        # One long frame for every scope: (scope, key, bucket) → transactions and failures
+        # for every key; the failures' times, cards, terminals, merchant and region for
+        # the failing ones only (a few percent of the rows).
+        scopes = self.rules.ordered_scopes
+        every = pl.concat([base.select(pl.lit(scope).alias("scope"), _scope_key(scope).alias("key"),
+                                       "bucket", "failed") for scope in scopes]).drop_nulls("key")
+        failures = base.filter(failed)
+        failing_long = pl.concat([failures.select(pl.lit(scope).alias("scope"), _scope_key(scope).alias("key"),
+                                                  pl.all()) for scope in scopes]).drop_nulls("key")
+        counts, failing = pl.collect_all([
+            every.group_by("scope", "key", "bucket").agg(
+                pl.len().cast(pl.Int64).alias("transactions"), failed.sum().cast(pl.Int64).alias("failures")),
+            failing_long.group_by("scope", "key", "bucket").agg(
+                pl.col("occurred_at").min().alias("first"), pl.col("occurred_at").max().alias("last"),
+                pl.col("card_ref").drop_nulls().unique().alias("cards"),
+                pl.col("terminal_id").unique().alias("terminals"),
+                pl.col("merchant_id").min().alias("merchant"), pl.col("region").min().alias("region")),
+        ])
+        self._pending.append(counts)
+        self._pending_failing.append(failing)
+
+    def _queue(self, vip: pl.DataFrame) -> None:
+        size = self.rules.bucket_seconds
+        scopes = self.rules.ordered_scopes
+        rows = vip.filter(pl.col("outcome").is_in(self.rules.outcome_classes)).select(
+            (pl.col("occurred_at").dt.epoch("s") // size).cast(pl.Int64).alias("bucket"),
+            "occurred_at", pl.col("event_id").cast(pl.String),
+            *[_scope_key(scope).alias(f"k_{scope}") for scope in scopes],
         )
-        touched: dict[tuple[Scope, str], list[_Failures]] = {}
-        for scope, key, b, failures, first, last, cards, terminals, merchant, region in failing.iter_rows():
-            state = self._states[scope].get(key)
-            if state is None:  # earlier batches may have had its transactions of bucket b
-                partial = seen is not None and b <= seen
-                state = self._states[scope][key] = _KeyState(born=b if partial else None)
-            touched.setdefault((scope, key), []).append((b, failures, first, last, cards, terminals))
-            if scope == "terminal":  # a terminal belongs to one merchant and one region
-                state.parents.update({k: v for k, v in (("merchant", merchant), ("region", region))
-                                      if v is not None})
-        # Transactions per followed key (one with a failure in the window), failing or not.
-        for scope, key, b, count in long.group_by("scope", "key", "bucket").len().iter_rows():
-            state = self._states[scope].get(key)
-            if state is not None:
-                state.buckets.setdefault(b, [0, 0])[0] += count
-        for (scope, key), rows in touched.items():
-            self._add_failures(self._states[scope][key], rows)
-        return self._evaluate(touched)
+        for bucket, at, event_id, *keys in rows.iter_rows():
+            if self._closed is not None and bucket <= self._closed:
+                continue  # its bucket was judged: late
+            self._vips.setdefault(bucket, []).append(_Vip(bucket, at, event_id, tuple(zip(scopes, keys))))
 
-    @staticmethod
-    def _add_failures(state: _KeyState, rows: list[_Failures]) -> None:
-        incident = state.incident
-        for b, count, first, last, cards, terminals in rows:
-            state.buckets.setdefault(b, [0, 0])[1] += count
-            earliest, latest, card_set, terminal_set = state.failing.get(b, (first, last, set(), set()))
-            card_set.update(cards)
-            terminal_set.update(terminals)
-            state.failing[b] = (min(earliest, first), max(latest, last), card_set, terminal_set)
-            if incident is not None:
-                incident.failures += count
-                incident.cards.update(cards)
-                incident.terminals.update(terminals)
-                incident.last_failure_at = max(incident.last_failure_at, last)
+    # -- judging closed buckets --------------------------------------------------------
 
-    def _evaluate(self, touched: dict[tuple[Scope, str], list[_Failures]]
-                  ) -> list[IncidentChange]:
-        assert self._watermark is not None
-        window = self.rules.window_buckets
-        closed = self._watermark - 1  # buckets up to here are complete (one bucket of lateness)
+    def _close(self, closed: int) -> list[IncidentChange]:
+        rows = self._due(closed)
+        data = sorted(rows)
+        changes: list[IncidentChange] = []
+        step = self._closed if self._closed is not None else (data[0] - 1 if data else closed)
+        index = 0
+        while True:
+            nexts = [b for b in (data[index] if index < len(data) else None, self._deadline(step))
+                     if b is not None]
+            if not nexts or min(nexts) > closed:
+                break
+            step = min(nexts)
+            if index < len(data) and data[index] == step:
+                index += 1
+            changes += self._step(step, rows.get(step, []))
+        for bucket in [b for b in self._vips if b <= closed]:  # attributed at their step
+            self._unclaimed += self._vips.pop(bucket)
+        return changes
+
+    def _due(self, closed: int) -> dict[int, list[_Row]]:
+        """The rows of the buckets up to ``closed``, merged, by bucket, in judging order."""
+        if not self._pending:
+            return {}
+        due_bucket = pl.col("bucket") <= closed
+        counts = pl.concat(self._pending)
+        failing = pl.concat(self._pending_failing)
+        self._pending = [counts.filter(~due_bucket)]
+        self._pending_failing = [failing.filter(~due_bucket)]
+        counts, failing = counts.filter(due_bucket), failing.filter(due_bucket)
+        if counts.height == 0:
+            return {}
+        keys = ["scope", "key", "bucket"]
+        failing = failing.group_by(keys).agg(
+            pl.col("first").min(), pl.col("last").max(),
+            pl.col("cards").explode().drop_nulls().unique().sort(),
+            pl.col("terminals").explode().drop_nulls().unique().sort(),
+            pl.col("merchant").min(), pl.col("region").min(),
+        )
+        # A bucket without failures matters only for a key followed by then (its bad ratio,
+        # its recovery): one followed already, or with a failure in these buckets.
+        followed = pl.concat([
+            pl.DataFrame([(scope, key) for scope, states in self._states.items() for key in states],
+                         schema={"scope": pl.String, "key": pl.String}, orient="row"),
+            failing.select("scope", "key"),
+        ])
+        merged = (counts.join(followed, on=["scope", "key"], how="semi")
+                  .group_by(keys).agg(pl.col("transactions").sum(), pl.col("failures").sum())
+                  .join(failing, on=keys, how="left")
+                  .with_columns(pl.col("scope").replace_strict(self._rank, return_dtype=pl.Int32).alias("rank"))
+                  .sort("bucket", "rank", "key"))
+        by_bucket: dict[int, list[_Row]] = {}
+        for scope, key, b, volume, failures, first, last, cards, terminals, merchant, region, _ in (
+                merged.iter_rows()):
+            by_bucket.setdefault(b, []).append(
+                (scope, key, volume, failures, first, last, cards or [], terminals or [], merchant, region))
+        return by_bucket
+
+    def _deadline(self, after: int) -> int | None:
+        """The first bucket after ``after`` at which a recovered incident ends if nothing fails."""
+        quiet = math.ceil(self.rules.resolve_after_seconds / self.rules.bucket_seconds)
+        ends = [max(incident.last_bad + quiet, after + 1)
+                for scope, keys in self._open.items() for key in keys
+                if (incident := self._states[scope][key].incident) is not None and incident.recovered]
+        return min(ends) if ends else None
+
+    def _step(self, b: int, rows: list[_Row]) -> list[IncidentChange]:
+        """Judge closed bucket ``b`` (its rows sorted by scope, broadest first, then key)."""
+        failing: dict[Scope, set[str]] = {scope: set() for scope in self._states}
+        touched: dict[Scope, set[str]] = {scope: set() for scope in self._states}
+        for scope, key, volume, failures, first, last, cards, terminals, merchant, region in rows:
+            states = self._states[scope]
+            state = states.get(key)
+            if state is None:
+                if not failures:
+                    continue
+                state = states[key] = _KeyState()
+            state.buckets[b] = [volume, failures]
+            touched[scope].add(key)
+            if failures:
+                assert first is not None and last is not None
+                state.failing[b] = (first, last, set(cards), set(terminals))
+                failing[scope].add(key)
+                if scope == "terminal":  # a terminal belongs to one merchant and one region
+                    if merchant is not None:
+                        state.parents["merchant"] = merchant
+                    if region is not None:
+                        state.parents["region"] = region
         opened: list[IncidentChange] = []
         updated: list[IncidentChange] = []
         ended: list[IncidentChange] = []
+        links: dict[str, list[str]] = {}  # <incident_id: VIP event IDs it takes, in order>
         for scope, states in self._states.items():
             rule = self.rules.scopes[scope]
-            for key in list(states):
+            for key in sorted(failing[scope] | self._open[scope]):
                 state = states[key]
-                # Only a key with new failures can cross a threshold.
-                is_new = (state.incident is None and (scope, key) in touched
-                          and self._maybe_open(scope, key, state, rule))
                 incident = state.incident
-                if incident is not None:
-                    before = (incident.relapses, incident.recovered)
-                    done = self._walk(state, closed, rule.min_failure_ratio)
-                    if is_new:  # as it stands after walking the batch's buckets
-                        opened.append(self._change("opened", scope, key, incident))
-                        updated += self._adopt(scope, key, incident.incident_id)
-                    if done:
-                        ended.append(self._change("ended", scope, key, incident,
-                                                  ended_at=incident.last_failure_at))
-                        self._ended[(scope, key)] = (incident.incident_id, incident.started_at,
-                                                     incident.last_failure_at)
-                        state.incident = None
-                    elif not is_new and ((scope, key) in touched
-                                         or before != (incident.relapses, incident.recovered)):
-                        updated.append(self._change("updated", scope, key, incident))
-                # Forget what has left the window (and, for an open incident, was walked).
-                horizon = self._watermark - window
-                if state.incident is not None:
-                    horizon = min(horizon, state.incident.evaluated)
-                for b in [b for b in state.buckets if b <= horizon]:
-                    del state.buckets[b]
-                    state.failing.pop(b, None)
+                if incident is None:
+                    if self._maybe_open(scope, key, state, rule, b):
+                        assert state.incident is not None
+                        self._open[scope].add(key)
+                        opened.append(self._change("opened", scope, key, state.incident))
+                        updated += self._adopt(scope, key, state.incident.incident_id)
+                        self._claim(scope, key, state.incident, b, links)
+                    continue
+                before = (incident.relapses, incident.recovered)
+                self._walk(state, b, rule.min_failure_ratio)
+                if self._done(incident, b):
+                    ended.append(self._change("ended", scope, key, incident,
+                                              ended_at=incident.last_failure_at))
+                    self._ended.setdefault((scope, key), []).append(_Ended(
+                        incident.incident_id, incident.started_at, incident.last_failure_at, b))
+                    state.incident = None
+                    self._open[scope].discard(key)
+                elif key in failing[scope] or before != (incident.relapses, incident.recovered):
+                    updated.append(self._change("updated", scope, key, incident))
+        for vip in sorted(self._vips.pop(b, []), key=lambda v: (v.at, v.event_id)):
+            holder = self._holder(vip.at, vip.keys)
+            if holder is None:
+                self._unclaimed.append(vip)
+            else:
+                links.setdefault(holder[2], []).append(vip.event_id)
+        changes = self._with_links(opened + updated + ended, links)
+        self._prune(b, touched)
+        return changes
+
+    def _with_links(self, changes: list[IncidentChange], links: dict[str, list[str]]
+                    ) -> list[IncidentChange]:
+        # Each attribution rides on the last change of its incident in this bucket (an
+        # incident that holds a failure of this bucket has one, unless it ended earlier).
+        last = {change.incident_id: i for i, change in enumerate(changes)}
+        for incident_id, event_ids in links.items():
+            if incident_id in last:
+                i = last[incident_id]
+                changes[i] = replace(changes[i], event_ids=changes[i].event_ids + tuple(event_ids))
+                continue
+            found = self._find(incident_id)
+            if found is not None:
+                scope, key, incident = found
+                changes.append(self._change("updated", scope, key, incident, event_ids=tuple(event_ids)))
+        return changes
+
+    def _find(self, incident_id: str) -> tuple[Scope, str, _Open] | None:
+        for scope, keys in self._open.items():
+            for key in keys:
+                incident = self._states[scope][key].incident
+                if incident is not None and incident.incident_id == incident_id:
+                    return scope, key, incident
+        return None
+
+    def _prune(self, b: int, touched: dict[Scope, set[str]]) -> None:
+        # Forget buckets that have left the window of every later bucket; every window
+        # (or two, for attribution), sweep every key. Deterministic: it only depends on
+        # which buckets were judged.
+        window = self.rules.window_buckets
+        sweep = b - self._swept >= window
+        for scope, states in self._states.items():
+            for key in list(states) if sweep else list(touched[scope]):
+                state = states[key]
+                for old in [c for c in state.buckets if c <= b - window]:
+                    del state.buckets[old]
+                    state.failing.pop(old, None)
                 if state.incident is None and not state.failing:
                     del states[key]
-        return opened + updated + ended
+        if sweep:
+            self._swept = b
+            keep = b - 2 * window - 1
+            self._unclaimed = [v for v in self._unclaimed if v.bucket >= keep]
+            self._ended = {k: kept for k, ended in self._ended.items()
+                           if (kept := [e for e in ended if e.bucket >= keep])}
 
     def _adopt(self, scope: Scope, key: str, parent_id: str) -> list[IncidentChange]:
         # Narrower incidents that opened before this broader one and lie inside it
         # become its children (they keep their own counts; new failures go to it).
         adopted: list[IncidentChange] = []
         for narrower, states in self._states.items():
-            if self.rules.ordered_scopes.index(narrower) <= self.rules.ordered_scopes.index(scope):
+            if self._rank[narrower] <= self._rank[scope]:
                 continue
-            for child_key, child in states.items():
+            for child_key in sorted(self._open[narrower]):
+                child = states[child_key]
                 if child.incident is not None and child.parents.get(scope) == key \
                         and child.incident.parent_id is None:
                     child.incident.parent_id = parent_id
@@ -248,7 +438,7 @@ class IncidentDetector:
         # A key inside an incident of a broader scope (a terminal of a failing region or
         # merchant, anything while the network fails) opens none of its own: the broader
         # one explains it, and its failures are attributed to it. "Inside" is in time as
-        # well: the broader incident is open, or ended in this batch after `started`.
+        # well: the broader incident is open, or ended after `started`.
         early = timedelta(seconds=self.rules.window_seconds)
         for parent, parent_key in state.parents.items():
             if parent == scope or parent not in self._states:
@@ -257,68 +447,95 @@ class IncidentDetector:
             if held is not None and held.incident is not None \
                     and started >= held.incident.started_at - early:
                 return True
-            ended = self._ended.get((parent, parent_key))
-            if ended is not None and ended[1] - early <= started <= ended[2]:
+            if any(e.started_at - early <= started <= e.ended_at
+                   for e in self._ended.get((parent, parent_key), ())):
                 return True
         return False
 
-    def _maybe_open(self, scope: Scope, key: str, state: _KeyState, rule: ScopeRule) -> bool:
+    def _bad(self, state: _KeyState, b: int, rule: ScopeRule) -> bool:
+        volume, failures = state.buckets.get(b, (0, 0))
+        return failures > 0 and failures >= rule.min_failure_ratio * volume
+
+    def _maybe_open(self, scope: Scope, key: str, state: _KeyState, rule: ScopeRule, b: int) -> bool:
         # Only *bad* buckets count (failures at least min_failure_ratio of the bucket's
         # transactions): a blip of failures diluted in normal traffic is not an outage,
-        # whatever the scope. Every window that ends at a bad bucket is tried, earliest
-        # first: a batch of replayed traffic can span more event time than one window.
+        # whatever the scope. The window is the one ending at the bucket just closed
+        # (earlier windows were judged when their own last bucket closed).
+        if not self._bad(state, b, rule):
+            return False
         window = self.rules.window_buckets
-        # A bucket whose earlier transactions were not counted (the key's first, seen
-        # mid-bucket) has a ratio that cannot be trusted: it never counts.
-        bad = [b for b in sorted(state.failing) if b != state.born
-               and state.buckets[b][1] >= rule.min_failure_ratio * state.buckets[b][0]]
-        for end in bad:
-            in_window = [b for b in bad if end - window < b <= end]
-            failures = sum(state.buckets[b][1] for b in in_window)
-            if failures < rule.min_failures:
-                continue
-            cards: set[str] = set().union(*(state.failing[b][2] for b in in_window))
-            terminals: set[str] = set().union(*(state.failing[b][3] for b in in_window))
-            if len(cards) < rule.min_cards or len(terminals) < rule.min_terminals:
-                continue
-            started = state.failing[in_window[0]][0]
-            if self._covered(scope, state, started):
-                return False
-            # It opened at `end`; it also holds the failures after its start that this
-            # batch brought.
-            held = [b for b in state.failing if b >= in_window[0]]
-            state.incident = _Open(
-                incident_id=incident_id_for(scope, key, started), started_at=started,
-                last_failure_at=max(state.failing[b][1] for b in held),
-                failures=sum(state.buckets[b][1] for b in held),
-                cards=set().union(*(state.failing[b][2] for b in held)),
-                terminals=set().union(*(state.failing[b][3] for b in held)),
-                last_bad=end, evaluated=in_window[0] - 1,
-            )
-            return True
-        return False
+        in_window = [c for c in sorted(state.failing) if b - window < c <= b and self._bad(state, c, rule)]
+        if sum(state.buckets[c][1] for c in in_window) < rule.min_failures:
+            return False
+        cards: set[str] = set().union(*(state.failing[c][2] for c in in_window))
+        terminals: set[str] = set().union(*(state.failing[c][3] for c in in_window))
+        if len(cards) < rule.min_cards or len(terminals) < rule.min_terminals:
+            return False
+        started = state.failing[in_window[0]][0]
+        if self._covered(scope, state, started):
+            return False
+        # It holds every failure of its key from its first bad bucket of the window on.
+        held = [c for c in state.failing if c >= in_window[0]]
+        incident = state.incident = _Open(
+            incident_id=incident_id_for(scope, key, started), started_at=started,
+            last_failure_at=max(state.failing[c][1] for c in held),
+            failures=sum(state.buckets[c][1] for c in held),
+            cards=set().union(*(state.failing[c][2] for c in held)),
+            terminals=set().union(*(state.failing[c][3] for c in held)),
+            last_bad=in_window[0],
+        )
+        for c in sorted(state.buckets):  # its phases so far: recoveries inside the window
+            if c >= in_window[0]:
+                self._phase(incident, c, state.buckets[c], rule.min_failure_ratio)
+        return True
 
-    def _walk(self, state: _KeyState, closed: int, min_ratio: float) -> bool:
-        """Walk the incident's closed buckets in order; return whether it has ended."""
+    def _claim(self, scope: Scope, key: str, incident: _Open, b: int, links: dict[str, list[str]]) -> None:
+        # A new incident takes the VIP failures of earlier buckets that no incident took
+        # and that it holds (its key, from one window before its start).
+        since = incident.started_at - timedelta(seconds=self.rules.window_seconds)
+        taken = [v for v in self._unclaimed
+                 if v.bucket < b and v.at >= since and dict(v.keys).get(scope) == key]
+        if taken:
+            links.setdefault(incident.incident_id, []).extend(
+                v.event_id for v in sorted(taken, key=lambda v: (v.at, v.event_id)))
+            gone = {id(v) for v in taken}
+            self._unclaimed = [v for v in self._unclaimed if id(v) not in gone]
+
+    @staticmethod
+    def _phase(incident: _Open, b: int, counts: list[int], min_ratio: float) -> None:
+        volume, failures = counts
+        if volume == 0:
+            return
+        if failures and failures >= min_ratio * volume:
+            if incident.recovered:
+                incident.relapses += 1
+            incident.recovered = False
+            incident.last_bad = max(incident.last_bad, b)
+        else:
+            incident.recovered = True
+
+    def _walk(self, state: _KeyState, b: int, min_ratio: float) -> None:
+        """Take closed bucket ``b`` into the open incident: its failures and its phase."""
         incident = state.incident
         assert incident is not None
-        for b in range(incident.evaluated + 1, closed + 1):
-            volume, failures = state.buckets.get(b, (0, 0))
-            if volume == 0:
-                continue
-            if failures and failures >= min_ratio * volume:
-                if incident.recovered:
-                    incident.relapses += 1
-                incident.recovered = False
-                incident.last_bad = max(incident.last_bad, b)
-            else:
-                incident.recovered = True
-        incident.evaluated = max(incident.evaluated, closed)
-        quiet = (closed - incident.last_bad) * self.rules.bucket_seconds
+        counts = state.buckets.get(b)
+        if counts is None:
+            return
+        detail = state.failing.get(b)
+        if detail is not None:
+            _, last, cards, terminals = detail
+            incident.failures += counts[1]
+            incident.cards.update(cards)
+            incident.terminals.update(terminals)
+            incident.last_failure_at = max(incident.last_failure_at, last)
+        self._phase(incident, b, counts, min_ratio)
+
+    def _done(self, incident: _Open, b: int) -> bool:
+        quiet = (b - incident.last_bad) * self.rules.bucket_seconds
         return incident.recovered and quiet >= self.rules.resolve_after_seconds
 
     def _change(self, kind: IncidentChangeKind, scope: Scope, key: str, incident: _Open,
-                ended_at: datetime | None = None) -> IncidentChange:
+                ended_at: datetime | None = None, event_ids: tuple[str, ...] = ()) -> IncidentChange:
         return IncidentChange(
             kind=kind, incident_id=incident.incident_id, scope=scope, scope_key=key,
             started_at=incident.started_at, last_failure_at=incident.last_failure_at,
@@ -327,40 +544,46 @@ class IncidentDetector:
             terminals=max(incident.base_terminals, len(incident.terminals)),
             relapses=incident.relapses,
             flapping=incident.relapses >= self.rules.flapping_min_relapses,
-            parent_id=incident.parent_id,
+            parent_id=incident.parent_id, event_ids=event_ids,
         )
 
     # -- attribution -----------------------------------------------------------------
 
-    def incident_for(self, *, occurred_at: datetime, outcome: str, terminal_id: str,
-                     merchant_id: str | None, region: str | None, pan_masked: str | None) -> str | None:
-        """Return the incident a failed transaction belongs to, or ``None``.
-
-        The broadest open incident (issuer, region, merchant, terminal) whose key the
-        transaction carries and that had started by ``occurred_at`` minus one window;
-        an incident that ended in the last batch still takes the failures up to its end.
-        Only outage classes belong to incidents.
-        """
-        if outcome not in self.rules.outcome_classes:
-            return None
-        keys: dict[Scope, str | None] = {
-            "network": FLEET,
-            "issuer": pan_masked[:6] if pan_masked and pan_masked[:6].isdigit() else None,
-            "region": region, "merchant": merchant_id, "terminal": terminal_id,
-        }
+    def _holder(self, at: datetime, keys: tuple[tuple[Scope, str | None], ...]
+                ) -> tuple[Scope, str, str] | None:
+        """``(scope, key, incident_id)`` of the broadest incident holding a failure at ``at``."""
         early = timedelta(seconds=self.rules.window_seconds)
-        for scope in self.rules.ordered_scopes:
-            key = keys[scope]
+        for scope, key in keys:
             if key is None:
                 continue
             state = self._states[scope].get(key)
-            if (state is not None and state.incident is not None
-                    and occurred_at >= state.incident.started_at - early):
-                return state.incident.incident_id
-            ended = self._ended.get((scope, key))
-            if ended is not None and ended[1] - early <= occurred_at <= ended[2]:
-                return ended[0]
+            if state is not None and state.incident is not None \
+                    and at >= state.incident.started_at - early:
+                return scope, key, state.incident.incident_id
+            for ended in reversed(self._ended.get((scope, key), [])):
+                if ended.started_at - early <= at <= ended.ended_at:
+                    return scope, key, ended.incident_id
         return None
+
+    def incident_for(self, *, occurred_at: datetime, outcome: str, terminal_id: str,
+                     merchant_id: str | None, region: str | None, pan_masked: str | None) -> str | None:
+        """Return the incident a failed transaction belongs to as of now, or ``None``.
+
+        The broadest incident (network, issuer, region, merchant, terminal) whose key the
+        transaction carries and that had started by ``occurred_at`` minus one window
+        (open, or ended recently at or after ``occurred_at``). Only outage classes belong
+        to incidents. The pipeline attributes VIP failures itself, when their bucket
+        closes (``vip`` of :meth:`observe`); this is the same rule, for one question.
+        """
+        if outcome not in self.rules.outcome_classes:
+            return None
+        frame = pl.DataFrame({"terminal_id": [terminal_id], "merchant_id": [merchant_id],
+                              "region": [region], "pan_masked": [pan_masked]},
+                             schema=dict.fromkeys(_KEY_COLUMNS, pl.String))
+        scopes = self.rules.ordered_scopes
+        keys = frame.select([_scope_key(scope).alias(scope) for scope in scopes]).row(0)
+        holder = self._holder(occurred_at, tuple(zip(scopes, keys)))
+        return None if holder is None else holder[2]
 
     # -- restart ---------------------------------------------------------------------
 
@@ -370,24 +593,21 @@ class IncidentDetector:
         for incident in incidents:
             if not incident.is_open or incident.scope not in self._states:
                 continue
-            last = _bucket_of(incident.last_failure_at, size)
             state = self._states[incident.scope].setdefault(incident.scope_key, _KeyState())
+            self._open[incident.scope].add(incident.scope_key)
             state.incident = _Open(
                 incident_id=incident.incident_id, started_at=incident.started_at,
                 last_failure_at=incident.last_failure_at, failures=incident.failures,
                 cards=set(), terminals=set(), relapses=incident.relapses,
-                last_bad=last, evaluated=last, base_cards=incident.cards,
+                last_bad=_bucket_of(incident.last_failure_at, size), base_cards=incident.cards,
                 base_terminals=incident.terminals, parent_id=incident.parent_id,
             )
 
     def open_incidents(self) -> list[tuple[Scope, str, str]]:
         """The open incidents as ``(scope, scope_key, incident_id)``."""
-        return [(scope, key, state.incident.incident_id)
-                for scope, states in self._states.items()
-                for key, state in states.items() if state.incident is not None]
+        return [(scope, key, incident.incident_id) for scope, keys in self._open.items()
+                for key in sorted(keys) if (incident := self._states[scope][key].incident) is not None]
 
 
 def _bucket_of(at: datetime, size: int) -> int:
     return int((at - _EPOCH).total_seconds()) // size
-
-

@@ -74,6 +74,9 @@ class IncidentChange:
         flapping: ``relapses`` reached the rules' ``flapping_min_relapses``.
         parent_id: the broader incident that opened later and holds this one (a
             failing terminal inside a network outage), ``None`` if none.
+        event_ids: VIP failures (event IDs) the detector attributed to this incident
+            with this change, in the order it did; the store links each one's alert
+            to the incident unless an earlier attribution linked it elsewhere.
     """
 
     kind: IncidentChangeKind
@@ -89,6 +92,7 @@ class IncidentChange:
     relapses: int = 0
     flapping: bool = False
     parent_id: str | None = None
+    event_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -72,7 +72,9 @@ class IncidentRules(BaseModel):
         flapping_min_relapses: failing again after recovering this many times marks
             the incident as flapping (one incident, with a note, not one per relapse).
         group_wait_seconds: a new alert of an outage class waits this long before it
-            is sent on its own, so an incident that opens meanwhile can take it in.
+            is sent on its own, so an incident that opens meanwhile can take it in (a
+            bucket is judged once closed: up to ``bucket_seconds`` plus the allowed
+            lateness, settings ``event_time``, after its failures).
         group_interval_seconds: least time between two messages about one incident to
             one manager (clients affected after the first message come in an update).
         scopes: the scopes to watch and their thresholds; a scope left out is not watched.

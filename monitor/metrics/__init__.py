@@ -31,6 +31,8 @@ from monitor.metrics._pipeline import (
     BATCH_DURATION_BUCKETS_SECONDS,
     BATCH_SIZE_BUCKETS,
     REJECTION_REASONS,
+    SANITISED_CHANGES,
+    SANITISED_FIELDS,
     PipelineMetrics,
 )
 from monitor.metrics._server import MetricsServer, metrics_app, serve
@@ -46,6 +48,8 @@ __all__ = [
     "LATENCY_BUCKETS_SECONDS",
     "NOTICE_KINDS",
     "REJECTION_REASONS",
+    "SANITISED_CHANGES",
+    "SANITISED_FIELDS",
     "TIME_TO_ACKNOWLEDGE_BUCKETS_SECONDS",
     "AlertLifecycleMetrics",
     "ConsumerFaultMetrics",

@@ -2,8 +2,9 @@
 
 Label policy: labels hold only bounded, non-personal values — transaction
 channel, outcome class, tier, delivery channel and status, rejection reason,
-Kafka topic and partition, build version, and the terminal ID (ISO 8583 field
-41, acquirer equipment). Customer ID, card reference, PAN (masked or not),
+the name of a sanitised contract field and the kind of change, Kafka topic and
+partition, build version, and the terminal ID (ISO 8583 field 41, acquirer
+equipment). Customer ID, card reference, PAN (masked or not),
 merchant ID and response code never appear as labels; the response code is
 never crossed with the terminal ID.
 
@@ -23,6 +24,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 import monitor
 from monitor.events import CHANNELS, OUTCOMES
+from monitor.fields import DESCRIPTIVE_FIELDS, DESCRIPTIVE_LIST_FIELDS
 from monitor.metrics._collectors import (
     LATENCY_BUCKETS_SECONDS,
     LatencyHistogramCollector,
@@ -35,6 +37,8 @@ __all__ = [
     "BATCH_DURATION_BUCKETS_SECONDS",
     "BATCH_SIZE_BUCKETS",
     "REJECTION_REASONS",
+    "SANITISED_CHANGES",
+    "SANITISED_FIELDS",
     "PipelineMetrics",
 ]
 
@@ -55,6 +59,12 @@ REJECTION_REASONS: Final[tuple[str, ...]] = (
     "naive_timestamp", "unknown_currency", "response_code_required", "pan_in_card_ref",
     "pan_in_field", "raw_pan", "processing_error", "store_rejected",
 )
+
+#: Contract fields the decoder cleans (label ``field`` of the sanitised counter): names
+#: from the contract, never a value, so the label set is bounded.
+SANITISED_FIELDS: Final[tuple[str, ...]] = DESCRIPTIVE_FIELDS + DESCRIPTIVE_LIST_FIELDS
+#: ``text``: control, invisible or white-space characters cleaned; ``pan``: a PAN masked.
+SANITISED_CHANGES: Final[tuple[str, ...]] = ("text", "pan")
 
 
 class PipelineMetrics:
@@ -116,10 +126,23 @@ class PipelineMetrics:
             ["reason"],
             registry=registry,
         )
+        self.events_late = Counter(
+            "cardmon_events_late_total",
+            "Valid events read more than the allowed lateness behind their partition or the "
+            "watermark: left out of incident detection and terminal health, still alerted.",
+            registry=registry,
+        )
         self.dead_letters = Counter(
             "cardmon_dead_letters_total",
             "Messages written (PAN-scrubbed) to the dead-letter topic, by rejection reason.",
             ["reason"],
+            registry=registry,
+        )
+        self.fields_sanitised = Counter(
+            "cardmon_event_fields_sanitised_total",
+            "Valid events whose descriptive field was cleaned (change=text: control, invisible "
+            "or white-space characters; change=pan: a PAN form masked), by contract field.",
+            ["field", "change"],
             registry=registry,
         )
         self.batch_duration = Histogram(
@@ -178,6 +201,9 @@ class PipelineMetrics:
                 self.transactions.labels(channel, outcome)
         for reason in REJECTION_REASONS:
             self.events_rejected.labels(reason)
+        for name in SANITISED_FIELDS:
+            for change in SANITISED_CHANGES:
+                self.fields_sanitised.labels(name, change)
 
     def observe_batch(self, frame: pl.DataFrame) -> None:
         """Count one micro-batch of decoded, classified events.
@@ -220,6 +246,23 @@ class PipelineMetrics:
             if count:
                 self.events_rejected.labels(reason).inc(count)
 
+    def observe_sanitised(self, changes: Mapping[tuple[str, str], int]) -> None:
+        """Count valid events whose descriptive fields the decoder cleaned.
+
+        Args:
+            changes: count of events per ``(field, change)``, as
+                :attr:`monitor.decoder.DecodedFrame.sanitised` holds them.
+
+        Raises:
+            ValueError: a field or change outside :data:`SANITISED_FIELDS` and
+                :data:`SANITISED_CHANGES` (labels stay bounded).
+        """
+        for (name, change), count in changes.items():
+            if name not in SANITISED_FIELDS or change not in SANITISED_CHANGES:
+                raise ValueError(f"not a sanitised field and change: {name!r}, {change!r}")
+            if count:
+                self.fields_sanitised.labels(name, change).inc(count)
+
     def observe_dead_letters(self, reasons: Mapping[str, int]) -> None:
         """Count messages written to the dead-letter topic.
 
@@ -229,6 +272,10 @@ class PipelineMetrics:
         for reason, count in reasons.items():
             if count:
                 self.dead_letters.labels(reason).inc(count)
+
+    def observe_late(self, count: int) -> None:
+        """Add ``count`` late events (:class:`monitor.watermark.EventClock`)."""
+        self.events_late.inc(count)
 
     def observe_batch_duration(self, seconds: float, size: int) -> None:
         """Record one finished micro-batch.

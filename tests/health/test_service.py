@@ -40,6 +40,7 @@ async def test_failing_atm_and_offline_network_show_in_health_metrics(
         health={"status_topic": f"st-{unique_name}", "status_dead_letter_topic": f"st-dlq-{unique_name}",
                 "evaluate_interval_seconds": 0.5},
         metrics={"port": port},
+        api={"port": free_port()},  # never the default port another monitor may hold
     )
     app = MonitorApp(settings)
     stop = asyncio.Event()

@@ -12,6 +12,7 @@ import pytest
 from monitor.health.silent import Baseline, SilentDetector, SilentRules, learn_baseline
 from monitor.health.terminals import TerminalRegistryLoader
 from monitor.paths import rules_path
+from monitor.watermark import EventClock
 
 PARIS = ZoneInfo("Europe/Paris")
 HEADER = "terminal_id,channel,timezone,opening_hours,status"
@@ -180,6 +181,23 @@ def test_completed_hours_update_the_baseline(registry: TerminalRegistryLoader) -
     assert watch.baseline.expected("POS00001", how(1, 10)) == pytest.approx(60 + 0.125 * (20 - 60))
     assert watch.baseline.expected("POS00001", how(1, 9)) == 0  # the detector's partial first hour
     assert watch.baseline.expected("POS00009", how(1, 10)) == pytest.approx(60 * 0.875)
+
+
+def test_an_hour_is_folded_only_once_the_watermark_has_passed_it(registry: TerminalRegistryLoader) -> None:
+    """With the pipeline's event clock, a lagging consumer's hour waits for all its events before it moves the baseline."""
+    clock = EventClock(allowed_lateness_seconds=0)
+    watch = detector(registry, started_at=paris(1, 9, 30))
+    watch.clock = clock
+    first_half = traffic("POS00001", paris(1, 10), paris(1, 10, 30), 20)
+    clock.advance(first_half.get_column("occurred_at"))
+    watch.observe(first_half, now=paris(1, 12))
+    watch.evaluate(paris(1, 12, 1))  # the wall clock is past 11:00, the events are not
+    assert watch.baseline.expected("POS00001", how(1, 10)) == 60
+    second_half = traffic("POS00001", paris(1, 10, 30), paris(1, 11, 5), 20)
+    clock.advance(second_half.get_column("occurred_at"))
+    watch.observe(second_half, now=paris(1, 12))
+    watch.evaluate(paris(1, 12, 2))
+    assert watch.baseline.expected("POS00001", how(1, 10)) == pytest.approx(60 + 0.125 * (20 - 60))
 
 
 def test_event_times_in_the_future_do_not_hide_silence(registry: TerminalRegistryLoader) -> None:

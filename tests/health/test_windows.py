@@ -82,7 +82,7 @@ def test_old_buckets_are_pruned_as_the_watermark_moves(batch: Batch) -> None:
 
 
 def test_consecutive_technical_failures_run_to_the_end_of_the_stream(batch: Batch) -> None:
-    """Technical and terminal failures in a row add up across batches; any other outcome resets; a late batch is ignored."""
+    """Technical and terminal failures in a row add up across batches, in the order read (the terminal's partition order); any other outcome resets."""
     windows = TerminalWindows()
     windows.observe(batch([
         {"terminal_id": "T1", "at": 10, "outcome": "technical"},
@@ -97,10 +97,23 @@ def test_consecutive_technical_failures_run_to_the_end_of_the_stream(batch: Batc
     windows.observe(batch([{"terminal_id": "T1", "at": 50, "outcome": "technical"},
                            {"terminal_id": "T1", "at": 60, "outcome": "technical"}]), now=at(100))
     assert _row(windows, 100)["consecutive_technical"] == 4
-    windows.observe(batch([{"terminal_id": "T1", "at": 5, "outcome": "approved"}]), now=at(100))
-    assert _row(windows, 100)["consecutive_technical"] == 4
+    windows.observe(batch([{"terminal_id": "T1", "at": 45, "outcome": "technical"}]), now=at(100))
+    assert _row(windows, 100)["consecutive_technical"] == 5  # read last: the end of its stream
     windows.observe(batch([{"terminal_id": "T1", "at": 70, "outcome": "card"}]), now=at(100))
     assert _row(windows, 100)["consecutive_technical"] == 0
+
+
+def test_the_run_of_technical_failures_does_not_depend_on_the_batch_split(batch: Batch) -> None:
+    """A terminal's events in one batch or two, one of them earlier in time than the one read before it: the same run."""
+    rows = [{"terminal_id": "T1", "at": 10, "outcome": "approved"},
+            {"terminal_id": "T1", "at": 30, "outcome": "technical"},
+            {"terminal_id": "T1", "at": 28, "outcome": "approved"}]  # read last: the end of its stream
+    whole, split = TerminalWindows(), TerminalWindows()
+    whole.observe(batch(rows), now=at(100))
+    split.observe(batch(rows[:2]), now=at(100))
+    split.observe(batch(rows[2:]), now=at(100))
+    assert whole.terminals.equals(split.terminals)
+    assert _row(whole, 100)["consecutive_technical"] == 0
 
 
 def test_latency_percentiles_are_interpolated_from_bucket_counts(batch: Batch) -> None:

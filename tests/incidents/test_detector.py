@@ -7,7 +7,7 @@ from typing import Any
 
 import polars as pl
 
-from monitor.incidents import IncidentDetector, IncidentRules
+from monitor.incidents import IncidentChange, IncidentDetector, IncidentRules
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
@@ -35,38 +35,57 @@ def frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
         "merchant_id": pl.String, "region": pl.String, "pan_masked": pl.String, "card_ref": pl.String})
 
 
+def observe(detector: IncidentDetector, rows: list[dict[str, Any]], until: float | None = None,
+            vip: list[dict[str, Any]] | None = None) -> list[IncidentChange]:
+    """Feed ``rows``; ``until``: the watermark (seconds after T0), else the latest event seen."""
+    vips = None
+    if vip is not None:
+        vips = frame(vip).with_columns(pl.Series("event_id", [v["event_id"] for v in vip], dtype=pl.String))
+    return detector.observe(frame(rows), vip=vips,
+                            watermark="latest" if until is None else T0 + timedelta(seconds=until))
+
+
 def test_an_atm_failing_every_client_opens_one_terminal_incident() -> None:
     """Five technical failures from five cards at one ATM within two minutes open one incident there."""
     detector = IncidentDetector(RULES)
-    changes = detector.observe(frame([txn(i * 10, card=f"c{i}") for i in range(5)]))
+    changes = observe(detector, [txn(i * 10, card=f"c{i}") for i in range(5)], until=50)
     assert [(c.kind, c.scope, c.scope_key, c.failures, c.cards) for c in changes] == [
         ("opened", "terminal", "ATM-1", 5, 5)]
     assert changes[0].started_at == T0
     assert changes[0].last_failure_at == T0 + timedelta(seconds=40)
 
 
+def test_a_bucket_is_judged_only_once_the_watermark_has_passed_its_end() -> None:
+    """Failures in a bucket the watermark has not passed yet change nothing; the watermark reaching its end opens the incident."""
+    detector = IncidentDetector(RULES)
+    assert observe(detector, [txn(i, card=f"c{i}") for i in range(5)], until=9) == []
+    changes = observe(detector, [], until=10)
+    assert [(c.kind, c.failures) for c in changes] == [("opened", 5)]
+
+
 def test_one_client_retrying_is_not_an_outage() -> None:
     """Ten failures of one card at one ATM stay below the distinct-card threshold."""
     detector = IncidentDetector(RULES)
-    assert detector.observe(frame([txn(i * 5, card="c1") for i in range(10)])) == []
+    assert observe(detector, [txn(i * 5, card="c1") for i in range(10)], until=600) == []
 
 
 def test_declines_and_a_healthy_majority_do_not_open_an_incident() -> None:
     """Customer declines do not count, and technical failures under the ratio do not either."""
     detector = IncidentDetector(RULES)
     declines = [txn(i, card=f"c{i}", outcome="customer") for i in range(20)]
-    assert detector.observe(frame(declines)) == []
-    busy = [txn(i, card=f"c{i}", outcome="approved") for i in range(30)]
-    busy += [txn(i + 0.5, card=f"d{i}") for i in range(6)]
-    assert detector.observe(frame(busy)) == []
+    assert observe(detector, declines, until=20) == []
+    busy = [txn(100 + i, card=f"c{i}", outcome="approved") for i in range(30)]
+    busy += [txn(100 + i + 0.5, card=f"d{i}") for i in range(6)]
+    assert observe(detector, busy, until=600) == []
 
 
-def test_failures_spread_over_batches_open_the_incident_in_the_batch_that_crosses() -> None:
-    """The window spans batches: the fifth failure, in a later batch, opens the incident."""
+def test_failures_spread_over_batches_open_the_incident_when_the_bucket_that_crosses_closes() -> None:
+    """The window spans batches: the fifth failure, in a later batch, opens the incident once its bucket closes."""
     detector = IncidentDetector(RULES)
     for i in range(4):
-        assert detector.observe(frame([txn(i * 20, card=f"c{i}")])) == []
-    changes = detector.observe(frame([txn(90, card="c9")]))
+        assert observe(detector, [txn(i * 20, card=f"c{i}")]) == []
+    assert observe(detector, [txn(90, card="c9")]) == []
+    changes = observe(detector, [txn(100, card="ok", outcome="approved")])
     assert [c.kind for c in changes] == ["opened"]
     assert changes[0].started_at == T0
 
@@ -74,8 +93,8 @@ def test_failures_spread_over_batches_open_the_incident_in_the_batch_that_crosse
 def test_failures_older_than_the_window_do_not_count() -> None:
     """Four failures, then a fifth three minutes later, are not five within two minutes."""
     detector = IncidentDetector(RULES)
-    detector.observe(frame([txn(i, card=f"c{i}") for i in range(4)]))
-    assert detector.observe(frame([txn(180, card="c9")])) == []
+    observe(detector, [txn(i, card=f"c{i}") for i in range(4)])
+    assert observe(detector, [txn(180, card="c9")], until=600) == []
 
 
 def test_an_issuer_outage_is_one_issuer_incident_and_takes_the_terminal_failures() -> None:
@@ -83,7 +102,7 @@ def test_an_issuer_outage_is_one_issuer_incident_and_takes_the_terminal_failures
     detector = IncidentDetector(RULES)
     rows = [txn(i * 2, terminal=f"POS-{i % 6}", card=f"c{i}", pan="412345******1234", region=None)
             for i in range(12)]
-    changes = detector.observe(frame(rows))
+    changes = observe(detector, rows, until=20)
     assert [(c.kind, c.scope, c.scope_key, c.terminals) for c in changes] == [
         ("opened", "issuer", "412345", 6)]
     owner = detector.incident_for(occurred_at=T0 + timedelta(seconds=30), outcome="technical",
@@ -99,7 +118,7 @@ def test_an_issuer_outage_is_one_issuer_incident_and_takes_the_terminal_failures
 def test_a_customer_decline_at_a_failing_terminal_belongs_to_no_incident() -> None:
     """Only outage classes are attributed: insufficient funds at a broken ATM is still the client's."""
     detector = IncidentDetector(RULES)
-    detector.observe(frame([txn(i, card=f"c{i}") for i in range(5)]))
+    observe(detector, [txn(i, card=f"c{i}") for i in range(5)], until=10)
     assert detector.incident_for(occurred_at=T0, outcome="customer", terminal_id="ATM-1",
                                  merchant_id=None, region=None, pan_masked=None) is None
     assert detector.incident_for(occurred_at=T0, outcome="terminal", terminal_id="ATM-1",
@@ -107,11 +126,11 @@ def test_a_customer_decline_at_a_failing_terminal_belongs_to_no_incident() -> No
 
 
 def test_an_incident_ends_after_the_terminal_serves_clients_again_for_resolve_after() -> None:
-    """Approvals for two minutes after the last failure end the incident at that failure."""
+    """Approvals for two minutes after the last failing bucket end the incident, at its last failure."""
     detector = IncidentDetector(RULES)
-    opened = detector.observe(frame([txn(i, card=f"c{i}") for i in range(5)]))[0]
-    assert detector.observe(frame([txn(60 + i * 10, outcome="approved") for i in range(5)])) != []
-    changes = detector.observe(frame([txn(110 + i * 10, outcome="approved") for i in range(10)]))
+    opened = observe(detector, [txn(i, card=f"c{i}") for i in range(5)], until=10)[0]
+    assert observe(detector, [txn(10 + i * 10, outcome="approved") for i in range(12)]) != []
+    changes = observe(detector, [txn(130 + i * 10, outcome="approved") for i in range(3)])
     assert [(c.kind, c.incident_id) for c in changes] == [("ended", opened.incident_id)]
     assert changes[0].ended_at == T0 + timedelta(seconds=4)
     assert detector.open_incidents() == []
@@ -120,8 +139,8 @@ def test_an_incident_ends_after_the_terminal_serves_clients_again_for_resolve_af
 def test_a_silent_terminal_has_not_recovered() -> None:
     """No transactions at all after the failures keep the incident open, however long."""
     detector = IncidentDetector(RULES)
-    detector.observe(frame([txn(i, card=f"c{i}") for i in range(5)]))
-    changes = detector.observe(frame([txn(3600, terminal="ATM-2", outcome="approved")]))
+    observe(detector, [txn(i, card=f"c{i}") for i in range(5)], until=10)
+    changes = observe(detector, [txn(3600, terminal="ATM-2", outcome="approved")], until=3610)
     assert [c.kind for c in changes if c.scope_key == "ATM-1"] == []
     assert [key for _, key, _ in detector.open_incidents()] == ["ATM-1"]
 
@@ -134,8 +153,9 @@ def test_a_terminal_flapping_every_30_seconds_for_10_minutes_is_one_flapping_inc
         start = cycle * 60
         fail = [txn(start + s, card=f"c{cycle}-{s}") for s in range(0, 30, 3)]
         ok = [txn(start + 30 + s, outcome="approved", card=f"ok{cycle}-{s}") for s in range(0, 30, 3)]
-        changes += detector.observe(frame(fail))
-        changes += detector.observe(frame(ok))
+        changes += observe(detector, fail)
+        changes += observe(detector, ok)
+    changes += observe(detector, [], until=600)
     opened = [c for c in changes if c.kind == "opened"]
     assert len(opened) == 1
     assert {c.incident_id for c in changes} == {opened[0].incident_id}
@@ -149,14 +169,14 @@ def test_restore_continues_an_open_incident_after_a_restart() -> None:
     from monitor.incidents import Incident
 
     first = IncidentDetector(RULES)
-    opened = first.observe(frame([txn(i, card=f"c{i}") for i in range(5)]))[0]
+    opened = observe(first, [txn(i, card=f"c{i}") for i in range(5)], until=10)[0]
     restarted = IncidentDetector(RULES)
     restarted.restore([Incident(
         incident_id=opened.incident_id, scope="terminal", scope_key="ATM-1",
         started_at=opened.started_at, last_failure_at=opened.last_failure_at, ended_at=None,
         failures=5, cards=5, terminals=1, relapses=0, flapping=False, note=None,
         created_at=T0, updated_at=T0)])
-    changes = restarted.observe(frame([txn(20, card="c7")]))
+    changes = observe(restarted, [txn(20, card="c7")], until=30)
     assert [(c.kind, c.incident_id, c.failures, c.cards) for c in changes] == [
         ("updated", opened.incident_id, 6, 6)]
 
@@ -166,7 +186,7 @@ def test_a_replayed_batch_spanning_more_than_a_window_still_finds_the_burst_insi
     detector = IncidentDetector(RULES)
     rows = [txn(s, outcome="approved", card=f"ok{s}") for s in range(0, 600, 20)]
     rows += [txn(200 + s, card=f"c{s}") for s in range(0, 60, 4)]
-    changes = detector.observe(frame(rows))
+    changes = observe(detector, rows, until=600)
     assert [(c.kind, c.scope_key) for c in changes] == [("opened", "ATM-1"), ("ended", "ATM-1")]
     assert changes[0].started_at == T0 + timedelta(seconds=200)
     assert changes[1].ended_at == T0 + timedelta(seconds=256) and changes[1].failures == 15
@@ -182,10 +202,10 @@ def test_a_network_outage_opening_after_terminal_incidents_holds_them_as_childre
         "scopes": {"network": {"min_failures": 30, "min_cards": 20, "min_terminals": 4},
                    "terminal": {"min_failures": 5, "min_cards": 3}}})
     detector = IncidentDetector(rules)
-    first = detector.observe(frame([txn(i, terminal="ATM-1", card=f"a{i}") for i in range(6)]))
+    first = observe(detector, [txn(i, terminal="ATM-1", card=f"a{i}") for i in range(6)], until=10)
     assert [(c.kind, c.scope) for c in first] == [("opened", "terminal")]
     rows = [txn(10 + i, terminal=f"ATM-{i % 5}", card=f"n{i}") for i in range(30)]
-    changes = detector.observe(frame(rows))
+    changes = observe(detector, rows, until=40)
     network = next(c for c in changes if c.scope == "network")
     assert network.kind == "opened"
     adopted = [c for c in changes if c.scope == "terminal" and c.parent_id == network.incident_id]
@@ -201,15 +221,42 @@ def test_a_short_blip_diluted_in_normal_traffic_is_no_incident_at_any_scope() ->
     detector = IncidentDetector(RULES)
     rows = [txn(s / 4, terminal=f"ATM-{s % 6}", outcome="approved", card=f"ok{s}") for s in range(480)]
     rows += [txn(60 + s / 4, terminal=f"ATM-{s % 6}", card=f"blip{s}") for s in range(12)]
-    assert detector.observe(frame(rows)) == []
+    assert observe(detector, rows, until=600) == []
 
 
-def test_a_key_first_seen_mid_bucket_opens_only_on_complete_buckets() -> None:
-    """Failures at an ATM whose earlier transactions in the same bucket were not counted do not count; a later failing bucket opens the incident."""
+def test_a_bucket_counts_every_transaction_of_its_key_whatever_the_batch_split() -> None:
+    """Approvals of a bucket read in an earlier batch than its failures still dilute them: split or not, the same result."""
+    rows_ok = [txn(s * 0.5, outcome="approved", card=f"ok{s}") for s in range(9)]
+    rows_fail = [txn(5 + s * 0.5, card=f"c{s}") for s in range(5)]
+    later = [txn(20 + s, card=f"d{s}") for s in range(5)]
+    split = IncidentDetector(RULES)
+    changes = observe(split, rows_ok, until=4) + observe(split, rows_fail, until=9)
+    changes += observe(split, later, until=30)
+    whole = IncidentDetector(RULES)
+    assert changes == observe(whole, rows_ok + rows_fail + later, until=30)
+    assert [(c.kind, c.started_at, c.failures) for c in changes] == [
+        ("opened", T0 + timedelta(seconds=20), 5)]
+
+
+def test_events_of_a_bucket_already_judged_are_late_and_left_out() -> None:
+    """A failure arriving after the watermark passed its bucket changes nothing and is counted as late."""
     detector = IncidentDetector(RULES)
-    detector.observe(frame([txn(s * 0.5, outcome="approved", card=f"ok{s}") for s in range(9)]))
-    assert detector.observe(frame([txn(5 + s * 0.5, card=f"c{s}") for s in range(5)])) == []
-    assert detector.observe(frame([txn(10 + s, outcome="approved", card=f"ok-{s}") for s in range(3)])) == []
-    changes = detector.observe(frame([txn(20 + s, card=f"d{s}") for s in range(5)]))
-    assert [(c.kind, c.scope_key) for c in changes] == [("opened", "ATM-1")]
-    assert changes[0].started_at == T0 + timedelta(seconds=20)
+    observe(detector, [txn(i, card=f"c{i}") for i in range(4)], until=20)
+    assert observe(detector, [txn(5, card="late")], until=30) == []
+    assert detector.late_events == 1
+
+
+def test_vip_failures_are_attributed_when_their_bucket_closes_in_the_order_taken() -> None:
+    """A VIP failure before the incident opened is taken when it opens; one after, when its own bucket closes."""
+    detector = IncidentDetector(RULES)
+    early = [txn(i * 3, card=f"c{i}") | {"event_id": f"e{i}"} for i in range(2)]
+    changes = observe(detector, early, vip=early, until=10)
+    assert changes == []
+    burst = [txn(10 + i, card=f"b{i}") | {"event_id": f"b{i}"} for i in range(4)]
+    changes = observe(detector, burst, vip=burst[1:2], until=15)
+    assert changes == []  # the bucket of the burst is not closed yet
+    changes = observe(detector, [], until=20)
+    assert [(c.kind, c.event_ids) for c in changes] == [("opened", ("e0", "e1", "b1"))]
+    after = [txn(25, card="z") | {"event_id": "z"}]
+    changes = observe(detector, after, vip=after, until=30)
+    assert [(c.kind, c.event_ids) for c in changes] == [("updated", ("z",))]

@@ -158,8 +158,8 @@ def test_a_second_instance_opening_the_same_outage_joins_the_first_incident(stor
     assert (incident.incident_id, incident.alert_count, incident.manager_count) == ("in-first", 2, 2)
 
 
-def test_an_incident_that_opens_later_takes_in_the_outage_alerts_recorded_before_it(store: AlertStore) -> None:
-    """Alerts recorded before the incident opened, at its terminal, join it and lose their held message; others do not."""
+def test_an_incident_that_opens_later_takes_in_the_outage_alerts_its_change_names(store: AlertStore) -> None:
+    """Alerts recorded before the incident opened join it when its change names their events, and lose their held message; others do not."""
     store.record([outage("e1", "C1", ANNA, incident_id=None),
                   outage("e2", "C2", LI, incident_id=None, second=10)],
                  incident_rules=RULES, now=NOW, managers=MANAGERS)
@@ -168,12 +168,35 @@ def test_an_incident_that_opens_later_takes_in_the_outage_alerts_recorded_before
     declined = replace(outage("e4", "C4", LI, incident_id=None, second=30),
                        event=replace(outage("e4", "C4", LI).event, outcome="customer", response_code="51"))
     store.record([elsewhere, declined], incident_rules=RULES, now=NOW, managers=MANAGERS)
-    store.record([], incidents=[opened()], incident_rules=RULES, now=NOW + timedelta(seconds=8),
-                 managers=MANAGERS)
+    store.record([], incidents=[opened(event_ids=("e1", "e2", "unknown"))], incident_rules=RULES,
+                 now=NOW + timedelta(seconds=8), managers=MANAGERS)
     incident = store.get_incident("in-test")
     assert incident is not None and (incident.alert_count, incident.manager_count) == (2, 2)
     by_customer = {a.customer_id: a.status for a in store.list_alerts()}
     assert by_customer == {"C1": "merged", "C2": "merged", "C3": "pending", "C4": "pending"}
+
+
+def test_an_alert_stays_with_the_first_incident_that_takes_one_of_its_events(store: AlertStore) -> None:
+    """Two incidents naming events of one alert in one batch: the alert joins the first in the changes' order."""
+    store.record([outage("e1", "C1", ANNA, incident_id=None), outage("e2", "C1", ANNA, incident_id=None, second=5)],
+                 incident_rules=RULES, now=NOW, managers=MANAGERS)
+    store.record([], incidents=[opened("in-b", scope_key="ATM-8", event_ids=("e2",)),
+                                opened("in-a", event_ids=("e1",))],
+                 incident_rules=RULES, now=NOW, managers=MANAGERS)
+    [alert] = store.list_alerts()
+    assert store.incident_of(alert.alert_id) == "in-b"
+
+
+def test_the_suggested_action_does_not_depend_on_the_order_events_arrive(store: AlertStore) -> None:
+    """Equally severe failures with different actions: an alert keeps the earliest event's action, in either arrival order."""
+    def failure(event_id: str, customer: str, second: int, action: str) -> VipFailure:
+        return replace(outage(event_id, customer, ANNA, incident_id=None, second=second), suggested_action=action)
+
+    for failure_ in (failure("a1", "C1", 1, "call the issuer"), failure("a2", "C1", 2, "check the ATM"),
+                     failure("b2", "C2", 2, "check the ATM"), failure("b1", "C2", 1, "call the issuer")):
+        store.record([failure_], now=NOW, managers=MANAGERS)
+    assert {a.customer_id: a.suggested_action for a in store.list_alerts()} == {
+        "C1": "call the issuer", "C2": "call the issuer"}
 
 
 def test_cardmon_incidents_list_shows_the_store_s_incidents(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from monitor.alerts.store import AlertStore
 from monitor.app import MonitorApp
 from monitor.broker import free_port
 from monitor.config import Settings
+from monitor.consumer import ensure_topics
 from monitor.paths import rules_path
 from tests.helpers import encode, event, wait_until, write_registry
 
@@ -172,12 +173,20 @@ async def test_an_atm_outage_hitting_50_vips_of_10_managers_is_one_incident_and_
     # A VIP failure elsewhere is not part of the outage: it goes out on its own.
     values.append(event("lone", occurred_at=at(60), terminal_id="ATM-FINE-2", card_ref="tok-lone",
                         response_code="91"))
+    # The rest of the fleet goes on serving clients: the watermark passes the outage's
+    # last bucket, so its figures are final (docs/incidents.md, "Event time").
+    values += [event(f"after-{s}", occurred_at=at(120 + s), terminal_id="ATM-FINE-2",
+                     card_ref=f"tok-after-{s}", response_code="00") for s in range(0, 30, 2)]
 
+    # Two minutes of event time are produced in about a second: the monitor reads them
+    # as a backlog (had it read them live, a partition whose share of a chunk became
+    # readable a moment after another's would be read as events arriving too late).
+    await ensure_topics(settings.kafka)
+    await produce(kafka_bootstrap, settings.kafka.topic, values)
     monitor = MonitorApp(settings, registry=CollectorRegistry())
     stop = asyncio.Event()
     task = asyncio.create_task(monitor.run(stop))
     try:
-        await produce(kafka_bootstrap, settings.kafka.topic, values)
 
         def delivered() -> int:
             return len(box.snapshot()) + len(hooks.posts)

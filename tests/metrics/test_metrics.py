@@ -236,6 +236,7 @@ def test_no_label_holds_customer_or_card_data(registry, metrics):
     metrics.observe_rejections({"invalid_json": 1})
     metrics.alert_delivery("email", "sent", 0.2)
     metrics.set_lag("card.transactions", 0, 3)
+    metrics.observe_sanitised({("merchant_name", "text"): 2, ("city", "pan"): 1})
     names: set[str] = set()
     values: set[str] = set()
     for family in registry.collect():
@@ -244,7 +245,7 @@ def test_no_label_holds_customer_or_card_data(registry, metrics):
             values.update(sample.labels.values())
     assert names == {
         "channel", "outcome", "tier", "status", "reason", "topic", "partition", "version",
-        "terminal_id", "le",
+        "terminal_id", "le", "field", "change",
     }
     frame = pl.concat([BATCH_1, BATCH_2])
     sensitive = set()
@@ -253,6 +254,20 @@ def test_no_label_holds_customer_or_card_data(registry, metrics):
         sensitive.update(frame[column].drop_nulls().to_list())
     assert values.isdisjoint(sensitive)
     assert {"T-ATM-01", "T-NEW-01"} <= values
+
+
+def test_sanitised_fields_are_counted_by_contract_field_and_change(registry, metrics):
+    """cardmon_event_fields_sanitised_total counts cleaned fields by name and change, starting at zero."""
+    assert registry.get_sample_value(
+        "cardmon_event_fields_sanitised_total", {"field": "merchant_name", "change": "pan"}) == 0
+    metrics.observe_sanitised({("merchant_name", "text"): 2, ("city", "pan"): 1})
+    metrics.observe_sanitised({("merchant_name", "text"): 1})
+    assert registry.get_sample_value(
+        "cardmon_event_fields_sanitised_total", {"field": "merchant_name", "change": "text"}) == 3
+    assert registry.get_sample_value(
+        "cardmon_event_fields_sanitised_total", {"field": "city", "change": "pan"}) == 1
+    with pytest.raises(ValueError):
+        metrics.observe_sanitised({("card_ref", "text"): 1})
 
 
 def test_empty_batch_changes_nothing(registry, metrics):
