@@ -34,6 +34,7 @@ def _event(event: AlertEvent) -> dict[str, Any]:
         "channel": event.channel,
         "terminal_id": event.terminal_id,
         "merchant_id": event.merchant_id,
+        "merchant_name": event.merchant_name,
         "txn_type": event.txn_type,
         "amount_minor": event.amount_minor,
         "currency": event.currency,

@@ -402,6 +402,8 @@ _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
         # channel reaches them (an e-mail-only manager without an SMTP relay).
         "ALTER TABLE alerts ADD COLUMN unroutable INTEGER NOT NULL DEFAULT 0",
         "CREATE INDEX alerts_flagged ON alerts (late, unroutable, created_at)",
+        # The card acceptor's name and location (ISO 8583 field 43), as the decoder cleaned it.
+        "ALTER TABLE alert_events ADD COLUMN merchant_name TEXT",
         # The history may say resent, fallback and corrected (rebuild: SQLite cannot
         # change a CHECK constraint in place; IDs and their sequence are kept).
         """CREATE TABLE alert_history_v5 (

@@ -225,6 +225,7 @@ _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
         """ALTER TABLE alerts ADD COLUMN late INTEGER NOT NULL DEFAULT 0,
             ADD COLUMN unroutable INTEGER NOT NULL DEFAULT 0""",
         "CREATE INDEX alerts_flagged ON alerts (late, unroutable, created_at)",
+        f"ALTER TABLE alert_events ADD COLUMN merchant_name {_T}",
         "ALTER TABLE alert_history DROP CONSTRAINT alert_history_action_check",
         """ALTER TABLE alert_history ADD CONSTRAINT alert_history_action_check CHECK (action IN
             ('opened', 'notified', 'failed', 'escalated', 'acknowledged', 'resolved',

@@ -122,7 +122,7 @@ _EVENT_COLUMNS: Final = (
     "event_id", "alert_id", "occurred_at", "channel", "terminal_id", "merchant_id", "txn_type",
     "amount_minor", "currency", "response_code", "outcome", "response_meaning", "status",
     "card_ref", "pan_masked", "entry_mode", "latency_ms", "city", "region", "branch_id",
-    "severity", "suggested_action",
+    "merchant_name", "severity", "suggested_action",
 )
 _INSERT_EVENT: Final = (
     f"INSERT INTO alert_events ({', '.join(_EVENT_COLUMNS)}) "
@@ -614,7 +614,7 @@ def _event_row(event: AlertEvent, alert_id: str, failure: VipFailure, action: st
         event.merchant_id, event.txn_type, event.amount_minor, event.currency,
         event.response_code, event.outcome, event.response_meaning, event.status,
         event.card_ref, event.pan_masked, event.entry_mode, event.latency_ms, event.city,
-        event.region, event.branch_id, failure.severity, action,
+        event.region, event.branch_id, event.merchant_name, failure.severity, action,
     )
 
 

@@ -267,3 +267,14 @@ def test_pending_count_follows_the_outbox(store_location: Path | str, make_failu
         assert store.pending_count() == 1
         store.mark_failed(email.delivery_id, "refused")
         assert store.pending_count() == 0
+
+
+def test_the_merchant_name_is_stored_and_read_back(store_location: Path | str, make_failure: MakeFailure) -> None:
+    """The card acceptor's name (ISO 8583 field 43) comes back from the store with its event."""
+    failure = make_failure("ev-shop", T0)
+    failure = replace(failure, event=replace(failure.event, merchant_name="CAFE DU PORT LYON FR"))
+    with AlertStore(store_location) as store:
+        store.record([failure])
+        (alert,) = store.list_alerts()
+        (event,) = store.alert_events(alert.alert_id)
+        assert event.merchant_name == "CAFE DU PORT LYON FR"
