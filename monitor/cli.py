@@ -115,6 +115,7 @@ def _clear_errors(verbose: bool) -> Iterator[None]:
     from monitor.alerts.ratelimit import RateLimitError
     from monitor.broker import BrokerError
     from monitor.classify import ResponseCodeError
+    from monitor.faults import RetryTimeout
     from monitor.health.terminals import OpeningHoursError, TerminalRegistryError
     from monitor.incidents import IncidentRulesError
     from monitor.policy import PolicyError
@@ -122,7 +123,7 @@ def _clear_errors(verbose: bool) -> Iterator[None]:
 
     fixable = (RegistryError, PolicyError, ResponseCodeError, BrokerError, KafkaError, OSError,
                TerminalRegistryError, OpeningHoursError, EscalationRulesError, IncidentRulesError,
-               RateLimitError, *DATABASE_ERRORS)
+               RateLimitError, RetryTimeout, *DATABASE_ERRORS)
     try:
         yield
     except fixable as error:

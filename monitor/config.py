@@ -68,6 +68,16 @@ class KafkaSettings(BaseModel):
     #: How long the group waits for a silent member before rebalancing its partitions away.
     session_timeout_ms: int = Field(default=10_000, ge=1_000)
     heartbeat_interval_ms: int = Field(default=3_000, ge=100)
+    #: How long (seconds) a batch's transient failures (alert store write, dead-letter
+    #: produce, offset commit) are retried before the consumer gives up: ``cardmon run``
+    #: then exits 1, uncommitted, so a supervisor restarts it and the batch is redelivered.
+    #: The default rides out a database or broker outage of a few minutes.
+    retry_timeout_seconds: float = Field(default=300.0, gt=0)
+    #: A record batch that cannot be read (bad CRC, unknown or undecodable compression)
+    #: holds its partition until it reads; with a value, the consumer skips it after that
+    #: many seconds, naming its offsets in a dead letter (docs/operations.md). ``None``
+    #: never skips: an operator decides.
+    skip_unreadable_after_seconds: float | None = Field(default=None, ge=0)
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str | None = None
     sasl_username: str | None = None

@@ -67,6 +67,8 @@ class ProcessedBatch:
         incidents: what the batch did to incidents (storm control), to store with
             the failures; they carry the VIP failures attributed to each incident.
         late: valid events left out of terminal health and incidents as late.
+        failure_indices: for each failure, the position in the batch of the message it
+            came from (so a failure the store refuses can be dead-lettered).
     """
 
     rejections: list[Rejection] = field(default_factory=list)
@@ -74,6 +76,7 @@ class ProcessedBatch:
     events: int = 0
     incidents: list[IncidentChange] = field(default_factory=list)
     late: int = 0
+    failure_indices: list[int] = field(default_factory=list)
 
 
 class FrameObserver(Protocol):
@@ -147,6 +150,7 @@ class BatchProcessor:
                 continue
             result.rejections.extend(one.rejections)
             result.failures.extend(one.failures)
+            result.failure_indices.extend(one.failure_indices)
             result.events += one.events
             result.incidents.extend(one.incidents)
             result.late += one.late
@@ -162,7 +166,9 @@ class BatchProcessor:
             return ProcessedBatch(rejections=rejections, incidents=self._follow(decoded.frame, progress))
         frame = self.codes.classify(decoded.frame)
         frame = registry.lookup(frame)
-        alerting = self.policy.select(frame)
+        selected = self.policy.select(frame.with_row_index("_row"))
+        positions = [decoded.indices[row] + offset for row in selected.get_column("_row").to_list()]
+        alerting = selected.drop("_row")
         failures = [self._failure(row, registry.managers) for row in alerting.iter_rows(named=True)]
         # Metrics last: if anything above raises, the batch is isolated and re-processed
         # message by message, and no event may be counted twice.
@@ -190,10 +196,12 @@ class BatchProcessor:
             except Exception:  # health views must never cost an alert or a double count
                 log.exception("%s failed on a batch of %d events", type(observer).__name__, frame.height)
         kept = [f for f in failures if f is not None]
+        kept_indices = [i for f, i in zip(failures, positions) if f is not None]
         vip = alerting.join(on_time.select("event_id").unique(), on="event_id", how="semi") \
             if late else alerting
         return ProcessedBatch(rejections=rejections, failures=kept, events=frame.height,
-                              incidents=self._follow(on_time, vip=vip), late=late)
+                              incidents=self._follow(on_time, vip=vip), late=late,
+                              failure_indices=kept_indices)
 
     def _follow(self, on_time: pl.DataFrame, progress: PartitionProgress | None = None, *,
                 vip: pl.DataFrame | None = None) -> list[IncidentChange]:

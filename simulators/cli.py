@@ -25,7 +25,7 @@ import typer
 from aiokafka.errors import KafkaError
 from rich.console import Console
 
-from simulators.producer import produce
+from simulators.producer import DEFAULT_RETRY_SECONDS, produce
 from simulators.replay import RecordingFormatError, replay
 from simulators.scenario import ScenarioError, list_scenarios, resolve_scenario, run_scenario
 from simulators.synthetic import build_fleet, default_faults, synthetic_events, write_registry
@@ -47,14 +47,18 @@ BootstrapOption = Annotated[str, typer.Option(
 )]
 TopicOption = Annotated[str, typer.Option(help="Destination topic.")]
 ProgressOption = Annotated[bool, typer.Option(help="Show a progress bar.")]
+RetryOption = Annotated[float, typer.Option(
+    "--retry-seconds", min=0.0,
+    help="How long a broker that is down, paused or restarting is waited for before giving up.")]
 
 
 def _send(events: Any, *, bootstrap_servers: str, topic: str, speed: float | None,
-          rebase_to_now: bool, progress: bool, total: int | None) -> None:
+          rebase_to_now: bool, progress: bool, total: int | None, retry_seconds: float) -> None:
     try:
         sent = asyncio.run(produce(
             events, bootstrap_servers=bootstrap_servers, topic=topic, speed=speed,
             rebase_to_now=rebase_to_now, progress=progress, total=total,
+            retry_seconds=retry_seconds,
         ))
     except KafkaError as error:
         _console.print(f"[red]Kafka at {bootstrap_servers} failed:[/red] {error}")
@@ -76,6 +80,7 @@ def tabformer(
         help="Shift all timestamps so the first event happens now (gaps kept).")] = False,
     limit: Annotated[int | None, typer.Option(min=1, help="Send only the first N rows.")] = None,
     progress: ProgressOption = True,
+    retry_seconds: RetryOption = DEFAULT_RETRY_SECONDS,
 ) -> None:
     """Replay an IBM TabFormer card-transaction CSV."""
     try:
@@ -90,7 +95,8 @@ def tabformer(
     if limit is not None:
         frame = frame.head(limit)
     _send(frame_events(frame), bootstrap_servers=bootstrap_servers, topic=topic,
-          speed=speed or None, rebase_to_now=rebase_to_now, progress=progress, total=frame.height)
+          speed=speed or None, rebase_to_now=rebase_to_now, progress=progress, total=frame.height,
+          retry_seconds=retry_seconds)
 
 
 @app.command()
@@ -117,6 +123,7 @@ def synthetic(
     webhook_base_url: Annotated[str | None, typer.Option(
         help="Managers' webhook URL prefix in the registry ({base}/{manager_id}).")] = None,
     progress: ProgressOption = True,
+    retry_seconds: RetryOption = DEFAULT_RETRY_SECONDS,
 ) -> None:
     """Run a synthetic fleet of ATMs and POS terminals, with injected faults."""
     if vips > customers:
@@ -134,7 +141,7 @@ def synthetic(
                               duration_s=run_for, faults=scenario, vip_share=vip_share, seed=seed)
     total = round(rate * duration) if duration else None
     _send(events, bootstrap_servers=bootstrap_servers, topic=topic, speed=speed or None,
-          rebase_to_now=False, progress=progress, total=total)
+          rebase_to_now=False, progress=progress, total=total, retry_seconds=retry_seconds)
 
 
 @app.command()
@@ -173,6 +180,7 @@ def replay_command(
         min=0.0, help="Move each event by a random offset within ± this many seconds.")] = 0.0,
     seed: Annotated[int, typer.Option(help="Seed of the jitter: same seed, same replay.")] = 0,
     progress: ProgressOption = True,
+    retry_seconds: RetryOption = DEFAULT_RETRY_SECONDS,
 ) -> None:
     """Replay recorded canonical-schema traffic (JSON lines, CSV or Parquet)."""
     if fmt not in ("auto", "jsonl", "csv", "parquet"):
@@ -181,7 +189,7 @@ def replay_command(
         sent = asyncio.run(replay(
             path, bootstrap_servers=bootstrap_servers, topic=topic, fmt=fmt,  # type: ignore[arg-type]
             speed=speed or None, loops=loop or None, rebase_to_now=rebase_to_now,
-            jitter_s=jitter, seed=seed, progress=progress,
+            jitter_s=jitter, seed=seed, progress=progress, retry_seconds=retry_seconds,
         ))
     except RecordingFormatError as error:
         _console.print(f"[red]{error}[/red]")

@@ -33,7 +33,7 @@ from typing import Any, Final, Literal
 import msgspec
 import polars as pl
 
-from simulators.producer import produce
+from simulators.producer import DEFAULT_RETRY_SECONDS, produce
 
 __all__ = [
     "RecordingFormat",
@@ -187,7 +187,8 @@ def replay_events(events: list[dict[str, Any]], *, loops: int | None = 1, jitter
 async def replay(path: str | Path, *, bootstrap_servers: str, topic: str,
                  fmt: RecordingFormat | Literal["auto"] = "auto", speed: float | None = None,
                  loops: int | None = 1, rebase_to_now: bool = False, jitter_s: float = 0.0,
-                 seed: int = 0, progress: bool = False) -> int:
+                 seed: int = 0, progress: bool = False,
+                 retry_seconds: float = DEFAULT_RETRY_SECONDS) -> int:
     """Read a recording and send it to Kafka through :func:`simulators.producer.produce`.
 
     Args:
@@ -201,6 +202,7 @@ async def replay(path: str | Path, *, bootstrap_servers: str, topic: str,
         jitter_s: see :func:`replay_events`.
         seed: seed of the jitter.
         progress: show a progress bar.
+        retry_seconds: how long a broker outage is ridden out (:func:`simulators.producer.produce`).
 
     Returns:
         Events sent.
@@ -213,4 +215,5 @@ async def replay(path: str | Path, *, bootstrap_servers: str, topic: str,
     total = None if loops is None else len(events) * loops
     return await produce(replay_events(events, loops=loops, jitter_s=jitter_s, seed=seed),
                          bootstrap_servers=bootstrap_servers, topic=topic, speed=speed,
-                         rebase_to_now=rebase_to_now, progress=progress, total=total)
+                         rebase_to_now=rebase_to_now, progress=progress, total=total,
+                         retry_seconds=retry_seconds)

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import struct
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import msgspec
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.client import AIOKafkaClient
+from aiokafka.protocol.produce import ProduceRequest
+from aiokafka.record.default_records import DefaultRecordBase, DefaultRecordBatchBuilder
+from aiokafka.record.util import calc_crc32c
 
 
 def event(event_id: str, **fields: Any) -> dict[str, Any]:
@@ -69,3 +74,45 @@ async def read_topic(bootstrap: str, topic: str, expected: int, timeout: float =
     finally:
         await consumer.stop()
     return records
+
+
+async def produce_raw_batch(bootstrap: str, topic: str, partition: int, values: list[bytes], *,
+                            corrupt: str) -> None:
+    """Put one record batch the client cannot read on the broker, with a raw Produce request.
+
+    Built with aiokafka's own protocol classes, as a faulty producer, disk or proxy
+    would leave it: ``corrupt="crc"`` flips a byte after the CRC was computed (the
+    broker stores it, the consumer's CRC-32C check fails); ``corrupt="snappy"`` marks
+    uncompressed records as snappy with a valid CRC (the consumer's decompression fails).
+
+    Raises:
+        AssertionError: the broker refused the batch.
+    """
+    builder = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=0,
+                                        producer_id=-1, producer_epoch=-1, base_sequence=-1,
+                                        batch_size=1 << 20)
+    for offset, value in enumerate(values):
+        builder.append(offset, timestamp=None, key=b"RAW00001", value=value, headers=[])
+    data = bytearray(builder.build())
+    if corrupt == "crc":
+        data[-1] ^= 0xFF
+    elif corrupt == "snappy":
+        at = DefaultRecordBase.ATTRIBUTES_OFFSET
+        attributes = struct.unpack_from(">h", data, at)[0]
+        struct.pack_into(">h", data, at, (attributes & ~DefaultRecordBase.CODEC_MASK)
+                         | DefaultRecordBase.CODEC_SNAPPY)
+        struct.pack_into(">I", data, DefaultRecordBase.CRC_OFFSET, calc_crc32c(bytes(data[at:])))
+    else:
+        raise ValueError(f"corrupt must be 'crc' or 'snappy', not {corrupt!r}")
+    client = AIOKafkaClient(bootstrap_servers=bootstrap)
+    await client.bootstrap()
+    try:
+        await client.add_topic(topic)
+        leader = client.cluster.leader_for_partition(TopicPartition(topic, partition))
+        response = await client.send(leader, ProduceRequest(
+            transactional_id=None, required_acks=-1, timeout=10_000,
+            topics=[(topic, [(partition, bytes(data))])]))
+    finally:
+        await client.close()
+    ((_, ((_, error_code, *_),)),) = response.topics
+    assert error_code == 0, f"the broker refused the raw batch (error code {error_code})"

@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
 from confluent_kafka import Producer
 from prometheus_client import CollectorRegistry
@@ -243,3 +244,45 @@ async def test_a_failed_dead_letter_write_rereads_the_batch_and_loses_nothing(
     dead = await read_topic(kafka_bootstrap, settings.dead_letter_topic, expected=2, timeout=5)
     assert sorted(dict(r.headers)["cardmon-reason"] for r in dead) == [b"invalid_json", b"naive_timestamp"]
     assert [a.event_count for a in alerts] == [1], "the re-read batch must not alert twice"
+
+
+class _SmallRequests(TransactionConsumer):
+    """A consumer whose dead-letter producer takes requests of 64 KiB at most (a stricter broker)."""
+
+    async def start(self) -> None:
+        await super().start()
+        assert self._producer is not None
+        await self._producer.stop()
+        self._producer = AIOKafkaProducer(bootstrap_servers=self.settings.bootstrap_servers,
+                                          max_request_size=64 * 1024)
+        await self._producer.start()
+
+
+async def test_a_dead_letter_refused_for_its_size_is_replaced_by_its_minimal_copy(
+        kafka_bootstrap: str, unique_name: str, tmp_path: Path) -> None:
+    """MessageSizeTooLargeError is permanent: the reason and source offset go instead, once, and the batch goes on."""
+    settings = KafkaSettings(bootstrap_servers=kafka_bootstrap, topic=f"tx-{unique_name}",
+                             dead_letter_topic=f"dlq-{unique_name}", group_id=f"g-{unique_name}",
+                             batch_timeout_ms=100)
+    await ensure_topics(settings, partitions=1)
+    big = encode(event("big-city", city="y" * 300_000, amount_minor="bad"))
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for value in (GOOD[0], big, GOOD[1]):
+        producer.produce(settings.topic, value=value, key=b"ATM00042")
+    assert producer.flush(10) == 0
+    registry = CollectorRegistry()
+    metrics = PipelineMetrics(registry)
+    with AlertStore(tmp_path / "alerts.db") as store:
+        consumer = _SmallRequests(settings, processor=_processor(tmp_path, metrics), metrics=metrics,
+                                  record_failures=lambda f, _i: asyncio.to_thread(store.record, f))
+        await _run_until_consumed(consumer, registry, 3)
+    assert consumer.events == 2
+    (dead,) = await read_topic(kafka_bootstrap, settings.dead_letter_topic, expected=1)
+    assert dead.key is None and dead.value == b""
+    assert dict(dead.headers) == {
+        "cardmon-reason": b"invalid_field", "cardmon-source-topic": settings.topic.encode(),
+        "cardmon-source-partition": b"0", "cardmon-source-offset": b"1",
+        "cardmon-dead-letter-error": b"MessageSizeTooLargeError"}
+    assert registry.get_sample_value("cardmon_dead_letters_total", {"reason": "invalid_field"}) == 1
+    assert registry.get_sample_value("cardmon_consumer_retries_total",
+                                     {"topic": settings.topic, "step": "dead_letter"}) == 0

@@ -47,6 +47,7 @@ class _StatusMetrics:
 
     def __init__(self, metrics: ConsumerMetrics) -> None:
         self._metrics = metrics
+        self.faults = metrics.faults  # unreadable partitions, retries: labelled by topic
 
     def observe_rejections(self, reasons: dict[str, int]) -> None:
         self._metrics.observe_rejections(reasons)

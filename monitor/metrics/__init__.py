@@ -17,6 +17,7 @@ from monitor.metrics._collectors import (
     LatencyHistogramCollector,
     TerminalCollector,
 )
+from monitor.metrics._consumer import CONSUMER_STEPS, ConsumerFaultMetrics
 from monitor.metrics._delivery import DeliveryMetrics
 from monitor.metrics._exposition import Exposition, FrameCollector, FrameFamily, MetricKind
 from monitor.metrics._lifecycle import (
@@ -42,6 +43,7 @@ __all__ = [
     "ALERT_DELIVERY_BUCKETS_SECONDS",
     "BATCH_DURATION_BUCKETS_SECONDS",
     "BATCH_SIZE_BUCKETS",
+    "CONSUMER_STEPS",
     "FAILURE_OUTCOMES",
     "LATENCY_BUCKETS_SECONDS",
     "NOTICE_KINDS",
@@ -50,6 +52,7 @@ __all__ = [
     "SANITISED_FIELDS",
     "TIME_TO_ACKNOWLEDGE_BUCKETS_SECONDS",
     "AlertLifecycleMetrics",
+    "ConsumerFaultMetrics",
     "DeliveryMetrics",
     "Exposition",
     "FrameCollector",

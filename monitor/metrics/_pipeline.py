@@ -30,6 +30,7 @@ from monitor.metrics._collectors import (
     LatencyHistogramCollector,
     TerminalCollector,
 )
+from monitor.metrics._consumer import ConsumerFaultMetrics
 
 __all__ = [
     "ALERT_DELIVERY_BUCKETS_SECONDS",
@@ -56,7 +57,7 @@ ALERT_DELIVERY_BUCKETS_SECONDS: Final[tuple[float, ...]] = (
 REJECTION_REASONS: Final[tuple[str, ...]] = (
     "invalid_utf8", "invalid_json", "not_an_object", "missing_field", "invalid_field",
     "naive_timestamp", "unknown_currency", "response_code_required", "pan_in_card_ref",
-    "pan_in_field", "raw_pan", "processing_error",
+    "pan_in_field", "raw_pan", "processing_error", "store_rejected",
 )
 
 #: Contract fields the decoder cleans (label ``field`` of the sanitised counter): names
@@ -186,6 +187,8 @@ class PipelineMetrics:
             "cardmon_build", "cardmon build; the value is always 1.", registry=registry
         )
         self.build_info.info({"version": version or monitor.__version__})
+        #: Unreadable partitions, retried batch steps, lost dead letters (the consumer's).
+        self.faults = ConsumerFaultMetrics(registry, reasons=(*REJECTION_REASONS, "unreadable_batch"))
 
         self.latency = LatencyHistogramCollector(latency_buckets)
         self.terminals = TerminalCollector()

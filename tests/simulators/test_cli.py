@@ -73,10 +73,10 @@ def test_unknown_time_zone_is_refused(tabformer_csv: Path) -> None:
 
 
 def test_unreachable_broker_is_reported(tabformer_csv: Path) -> None:
-    """A broker that cannot be reached ends the command with exit code 1 and a message."""
+    """A broker that cannot be reached for --retry-seconds ends the command with exit code 1 and a message."""
     result = runner.invoke(app, [
         "tabformer", str(tabformer_csv), "--bootstrap-servers", "127.0.0.1:1",
-        "--limit", "1", "--no-progress",
+        "--limit", "1", "--no-progress", "--retry-seconds", "1",
     ])
     assert result.exit_code == 1
     assert "127.0.0.1:1" in result.output

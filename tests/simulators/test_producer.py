@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 from datetime import UTC, datetime, timedelta
@@ -9,7 +10,9 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from aiokafka.errors import KafkaError
 
+from monitor.broker import EmbeddedBroker, free_port
 from monitor.decoder import decode_batch
 from simulators.producer import produce
 from simulators.tabformer import tabformer_events
@@ -90,3 +93,27 @@ async def test_rejects_non_positive_speed(kafka_bootstrap: str) -> None:
     """A speed of zero is refused before anything is sent."""
     with pytest.raises(ValueError, match="speed"):
         await produce([], bootstrap_servers=kafka_bootstrap, topic="unused", speed=0)
+
+
+async def test_a_broker_that_comes_up_late_is_waited_for(unique_name: str, topic_reader) -> None:
+    """The broker starts 3 s after the simulator: the events are sent, not refused at once."""
+    broker = EmbeddedBroker(port=free_port())
+    asyncio.get_running_loop().call_later(3.0, broker.start)
+    try:
+        now = datetime.now(UTC)
+        sent = await produce([_event(i, now) for i in range(5)],
+                             bootstrap_servers=broker.bootstrap_servers, topic=f"late-{unique_name}")
+        assert sent == 5
+        records = await topic_reader(broker.bootstrap_servers, f"late-{unique_name}", 5)
+        assert len(records) == 5
+    finally:
+        broker.stop()
+
+
+async def test_a_broker_that_never_comes_fails_after_the_retry_bound() -> None:
+    """Nothing listening: the Kafka error comes out after retry_seconds, not at once and not never."""
+    started = time.monotonic()
+    with pytest.raises(KafkaError):
+        await produce([_event(0, datetime.now(UTC))], bootstrap_servers=f"127.0.0.1:{free_port()}",
+                      topic="nowhere", retry_seconds=2.0)
+    assert 2.0 <= time.monotonic() - started < 10.0
