@@ -182,10 +182,18 @@ def test_demo_runs_alerts_serves_metrics_and_stops_its_broker(tmp_path: Path) ->
                           capture_output=True, check=False).returncode == 1
     assert not _port_open(port)
 
-    # What the demo stored can be exported by the CLI.
+    # The demo's managers are reachable: their webhooks accepted messages, none is unreachable.
+    delivered = re.search(r"(\d+) messages delivered to the\s+managers'\s+webhooks", stderr)
+    assert delivered and int(delivered.group(1)) >= 1, stderr[-2000:]
+    assert "delivered to " in stderr and "webhook" in stderr
+    assert "cannot reach" not in stderr, stderr[-2000:]
+
+    # What the demo stored can be exported by the CLI; a person's channel made some notified.
     result = runner.invoke(app, ["alerts", "export", "--store", str(workdir / "alerts.db")])
     assert result.exit_code == 0, result.output
-    assert len(result.stdout.splitlines()) == int(finished.group(1))
+    exported = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(exported) == int(finished.group(1))
+    assert any(alert["state"] == "notified" for alert in exported), [a["state"] for a in exported]
 
 
 def test_alerts_export_of_a_file_that_is_not_a_store_fails(tmp_path: Path) -> None:
