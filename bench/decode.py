@@ -1,4 +1,4 @@
-"""Decode micro-benchmark: :func:`monitor.decoder.decode_frame` on synthetic batches.
+"""Decode micro-benchmark: :func:`monitor.pipeline.decoder.decode_frame` on synthetic batches.
 
 One run (``python -m bench.decode``) encodes ``--events`` synthetic ATM/POS events
 (:func:`simulators.synthetic.synthetic_events`, the fleet of ``bench.throughput``) into
@@ -22,7 +22,7 @@ from typing import Any, Final
 
 import msgspec
 
-from monitor.decoder import decode_frame
+from monitor.pipeline.decoder import decode_frame
 from simulators.synthetic import build_fleet, synthetic_events
 
 __all__ = ["main", "make_values", "measure"]

@@ -47,7 +47,6 @@ from aiokafka import AIOKafkaConsumer
 
 from monitor.alerts.store import AlertStore
 from monitor.app import MonitorApp
-from monitor.broker import EmbeddedBroker, free_port
 from monitor.config import (
     AlertingSettings,
     KafkaSettings,
@@ -56,7 +55,8 @@ from monitor.config import (
     Settings,
     isolated_settings,
 )
-from monitor.consumer import ensure_topics
+from monitor.pipeline.consumer import ensure_topics
+from monitor.testing.broker import EmbeddedBroker, free_port
 from simulators.producer import produce
 from simulators.synthetic import (
     Fleet,
@@ -68,7 +68,7 @@ from simulators.synthetic import (
 
 __all__ = ["BenchReport", "format_report", "main", "percentile", "run_benchmark"]
 
-#: Same fetch bound per partition as the monitor's consumer (monitor/consumer.py), so the
+#: Same fetch bound per partition as the monitor's consumer (monitor/pipeline/consumer.py), so the
 #: bare consumer is not handicapped by smaller fetches.
 _MAX_PARTITION_FETCH_BYTES: Final = 4 * 1024 * 1024
 #: Event-time rate of the backlog (events/s): 200,000 events span ~7 minutes of event
@@ -232,7 +232,7 @@ class _Clock:
 def _instrument(app: MonitorApp) -> _Clock:
     """Time the monitor's parts by wrapping its methods on the instances (monitor/ unchanged).
 
-    ``handle`` is one whole batch (steps 1-5 of monitor/consumer.py); ``process`` is the
+    ``handle`` is one whole batch (steps 1-5 of monitor/pipeline/consumer.py); ``process`` is the
     CPU pipeline, ``alert store`` the SQLite write (in a thread, awaited), ``dead letters``
     and ``commit`` the Kafka round trips; what ``handle`` has beyond those four is
     metrics and lag bookkeeping. Time outside ``handle`` is ``getmany`` (fetch and wait).
@@ -389,7 +389,7 @@ async def run_benchmark(*, events: int = 200_000, bootstrap_servers: str | None 
         profile: if given, enabled only while the monitor consumes the backlog.
 
     Raises:
-        monitor.broker.BrokerError: the embedded broker could not start.
+        monitor.testing.broker.BrokerError: the embedded broker could not start.
         TimeoutError: a phase did not finish in 10 minutes.
     """
     report = BenchReport(events=events, partitions=partitions, batch_max_records=batch_max_records)

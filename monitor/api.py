@@ -54,7 +54,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from monitor.alerts._db import DATABASE_ERRORS, is_transient
+from monitor.alerts.delivery.links import AckLinks, InvalidTokenError
 from monitor.alerts.export import alert_record, history_record
 from monitor.alerts.lifecycle import (
     ALERT_STATES,
@@ -63,7 +63,7 @@ from monitor.alerts.lifecycle import (
     Transition,
 )
 from monitor.alerts.store import AlertStore
-from monitor.alerts.tokens import AckLinks, InvalidTokenError
+from monitor.alerts.store.db import DATABASE_ERRORS, is_transient
 from monitor.incidents import Incident
 
 __all__ = ["ApiServer", "build_api", "start_api"]

@@ -33,28 +33,26 @@ from typing import Any, Final, TypeVar
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import CollectorRegistry
 
-from monitor.alerts._db import is_transient
-from monitor.alerts.alertmanager import AlertmanagerChannel
-from monitor.alerts.apprise_channel import AppriseChannel
-from monitor.alerts.channels import (
+from monitor.alerts.delivery.alertmanager import AlertmanagerChannel
+from monitor.alerts.delivery.apprise import AppriseChannel
+from monitor.alerts.delivery.channels import (
     Channel,
     ConsoleChannel,
     EmailChannel,
     JsonLinesChannel,
     WebhookChannel,
 )
-from monitor.alerts.delivery import DeliveryWorker
-from monitor.alerts.digest import digests_due
+from monitor.alerts.delivery.links import AckLinks
+from monitor.alerts.delivery.worker import DeliveryWorker
 from monitor.alerts.lifecycle import EscalationPolicy, escalate_due
-from monitor.alerts.model import VipFailure
+from monitor.alerts.messages.digest import digests_due
 from monitor.alerts.ratelimit import RateLimit, summaries_due
 from monitor.alerts.routing import MANAGER_CHANNEL_KINDS, unreachable_managers
 from monitor.alerts.store import AlertStore
-from monitor.alerts.tokens import AckLinks
+from monitor.alerts.store.db import is_transient
 from monitor.api import ApiServer, build_api, start_api
-from monitor.classify import ResponseCodeTable
 from monitor.config import AlertingSettings, Settings
-from monitor.consumer import TransactionConsumer, ensure_topics
+from monitor.domain import VipFailure
 from monitor.health.service import TerminalHealthService
 from monitor.incidents import IncidentChange, IncidentDetector, IncidentRules
 from monitor.metrics import (
@@ -65,10 +63,12 @@ from monitor.metrics import (
     serve,
 )
 from monitor.paths import rules_path
-from monitor.pipeline import BatchProcessor
-from monitor.policy import AlertPolicy
-from monitor.registry import RegistryLoader
-from monitor.watermark import EventClock
+from monitor.pipeline.classify import ResponseCodeTable
+from monitor.pipeline.consumer import TransactionConsumer, ensure_topics
+from monitor.pipeline.processor import BatchProcessor
+from monitor.pipeline.selection import AlertPolicy
+from monitor.pipeline.vips import RegistryLoader
+from monitor.pipeline.watermark import EventClock
 
 __all__ = ["MonitorApp", "build_channels", "build_fallback"]
 
@@ -84,7 +84,7 @@ _STOP_STEP_SECONDS: Final = 10.0
 class _StoreJobs:
     """Wraps scheduled jobs so that an unavailable store is a line in the log, not a traceback a run.
 
-    A transient store error (:func:`monitor.alerts._db.is_transient`) is logged once
+    A transient store error (:func:`monitor.alerts.store.db.is_transient`) is logged once
     when it starts, then at most once a minute, and its end once; the job runs again
     at its next interval (its interval is its backoff). Other errors propagate to the
     scheduler, which logs them.
@@ -267,7 +267,7 @@ class MonitorApp:
         self.vip = RegistryLoader(settings.registry.customers_path, settings.registry.managers_path)
         self.store = AlertStore(alerting.store_location(), postgres=alerting.postgres)
         self.channels = build_channels(settings)
-        # Event time across the partitions: late events and the watermark (monitor/watermark.py).
+        # Event time across the partitions: late events and the watermark (monitor/pipeline/watermark.py).
         self.clock = EventClock(allowed_lateness_seconds=settings.event_time.allowed_lateness_seconds,
                                 stalled_partition_seconds=settings.event_time.stalled_partition_seconds)
         self.health = TerminalHealthService(settings.health, settings.kafka,
@@ -388,7 +388,7 @@ class MonitorApp:
         """Run until ``stop`` is set, then shut everything down cleanly.
 
         Raises:
-            monitor.registry.RegistryError: the VIP registry files are invalid at start.
+            monitor.pipeline.vips.RegistryError: the VIP registry files are invalid at start.
             aiokafka.errors.KafkaError: the broker cannot be reached at start.
         """
         self.vip.load()

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Annotated, Final
 
 import typer
 
-from monitor import __version__
+from monitor._version import __version__
 
 if TYPE_CHECKING:
     import pydantic
@@ -110,16 +110,17 @@ def _clear_errors(verbose: bool) -> Iterator[None]:
     """Turn the errors an operator can fix (files, ports, broker) into one line and exit 1."""
     from aiokafka.errors import KafkaError
 
-    from monitor.alerts._db import DATABASE_ERRORS, redact_url
     from monitor.alerts.lifecycle import EscalationRulesError
     from monitor.alerts.ratelimit import RateLimitError
-    from monitor.broker import BrokerError
-    from monitor.classify import ResponseCodeError
+    from monitor.alerts.store.db import DATABASE_ERRORS, redact_url
     from monitor.faults import RetryTimeout
-    from monitor.health.terminals import OpeningHoursError, TerminalRegistryError
+    from monitor.health.terminals import TerminalRegistryError
+    from monitor.hours import OpeningHoursError
     from monitor.incidents import IncidentRulesError
-    from monitor.policy import PolicyError
-    from monitor.registry import RegistryError
+    from monitor.pipeline.classify import ResponseCodeError
+    from monitor.pipeline.selection import PolicyError
+    from monitor.pipeline.vips import RegistryError
+    from monitor.testing.broker import BrokerError
 
     fixable = (RegistryError, PolicyError, ResponseCodeError, BrokerError, KafkaError, OSError,
                TerminalRegistryError, OpeningHoursError, EscalationRulesError, IncidentRulesError,
@@ -200,7 +201,7 @@ def demo(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging, tracebacks on errors.")] = False,
 ) -> None:
     """Run everything with no installed services: broker, simulator, monitor, /metrics."""
-    from monitor.demo import run_demo
+    from simulators.demo import run_demo
 
     _logging(verbose)
     with _clear_errors(verbose):
@@ -215,7 +216,7 @@ def broker(
     port: Annotated[int, typer.Option(help="Kafka port.")] = 9092,
 ) -> None:
     """Run the embedded Kafka-compatible broker (Tansu, in memory) until Ctrl-C."""
-    from monitor.broker import EmbeddedBroker
+    from monitor.testing.broker import EmbeddedBroker
 
     stopping = threading.Event()  # set by SIGTERM (systemd, container stop); Ctrl-C raises as usual
 
@@ -255,8 +256,14 @@ def _alert_store(config: Path | None, store: str | None) -> Iterator[AlertStore]
 
     A PostgreSQL URL's password is never printed.
     """
-    from monitor.alerts._db import DATABASE_ERRORS, is_transient, is_url, redact_secret, redact_url
     from monitor.alerts.store import AlertStore
+    from monitor.alerts.store.db import (
+        DATABASE_ERRORS,
+        is_transient,
+        is_url,
+        redact_secret,
+        redact_url,
+    )
     from monitor.config import PostgresSettings
 
     if store is not None:

@@ -279,7 +279,7 @@ class HealthSettings(BaseModel):
 
 
 class EventTimeSettings(BaseModel):
-    """Event time across partitions (``monitor.watermark``; ``docs/incidents.md``).
+    """Event time across partitions (``monitor.pipeline.watermark``; ``docs/incidents.md``).
 
     ``allowed_lateness_seconds``: how far behind its partition's latest earlier event
     (and the watermark behind the partitions) an event may be and still count for

@@ -45,6 +45,7 @@ from aiokafka.errors import (
     UnsupportedForMessageFormatError,
 )
 
+from monitor.errors import CardmonError
 from monitor.secrets import redact_urls
 
 __all__ = [
@@ -79,11 +80,11 @@ _FIRST_BACKOFF_SECONDS: Final = 0.5
 _STOP_GRACE_SECONDS: Final = 5.0
 
 
-class Stopping(Exception):
+class Stopping(CardmonError):
     """The stop event was set while a step was being retried: leave the batch uncommitted."""
 
 
-class RetryTimeout(RuntimeError):
+class RetryTimeout(CardmonError, RuntimeError):
     """A transient failure lasted longer than the retry bound.
 
     The batch is not committed (it is redelivered to whichever member owns the

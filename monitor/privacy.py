@@ -4,7 +4,7 @@ A foundation module: it imports nothing of cardmon, so every layer may use it. O
 definition of a *PAN form* serves the decoder's decisions and every output scrubber
 (dead letters, logs, messages, the store), so what the decoder accepts is not altered
 on the way out (but for the decoder's two identity-field exceptions, merchant IDs that
-are wholly a number and hex strings: see :mod:`monitor.fields`).
+are wholly a number and hex strings: see :mod:`monitor.pipeline.contract`).
 
 A PAN form is 13–19 decimal digits that pass the Luhn check (ISO/IEC 7812-1), read
 the way a person reads them:

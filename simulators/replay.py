@@ -1,7 +1,7 @@
 """Replay recorded traffic in the canonical schema (contract v1) from JSON lines, CSV or Parquet.
 
 A recording is a table with one row per event and the fields of
-:class:`monitor.events.TransactionEvent` as columns (``occurred_at`` an RFC 3339
+:class:`monitor.domain.TransactionEvent` as columns (``occurred_at`` an RFC 3339
 string with offset, or a timezone-aware Parquet timestamp). Formats:
 
 * JSON lines (``.jsonl``, ``.ndjson``): one event object per line, as on the topic;
@@ -33,6 +33,7 @@ from typing import Any, Final, Literal
 import msgspec
 import polars as pl
 
+from monitor.errors import ConfigurationError
 from simulators.producer import DEFAULT_RETRY_SECONDS, produce
 
 __all__ = [
@@ -54,7 +55,7 @@ _NUMERIC: Final = {"amount_minor": pl.Int64, "latency_ms": pl.Float64}
 _LIST_SEPARATOR: Final = ";"  # decline_reasons in CSV
 
 
-class RecordingFormatError(ValueError):
+class RecordingFormatError(ConfigurationError):
     """A recording cannot be read: unknown format, unreadable file, or a missing column."""
 
 

@@ -62,15 +62,15 @@ from typing import Any, Final
 import polars as pl
 from prometheus_client import CollectorRegistry
 
-from monitor.alerts.model import Alert, AlertEvent
 from monitor.app import MonitorApp
-from monitor.broker import EmbeddedBroker, free_port
 from monitor.config import isolated_settings
-from monitor.consumer import ensure_topics
+from monitor.domain import Alert, AlertEvent
 from monitor.health.service import TerminalHealthService
 from monitor.health.silent import HOURS_PER_WEEK, Baseline
 from monitor.health.state import HealthState
 from monitor.incidents import Incident
+from monitor.pipeline.consumer import ensure_topics
+from monitor.testing.broker import EmbeddedBroker, free_port
 from simulators.producer import produce
 from simulators.scenario_schema import (
     CardWave,
@@ -555,7 +555,7 @@ async def run_scenario(scenario: Scenario, *, bootstrap_servers: str | None = No
 
     Raises:
         TimeoutError: the monitor did not consume every event, or deliver every alert, in time.
-        monitor.broker.BrokerError: the embedded broker could not start.
+        monitor.testing.broker.BrokerError: the embedded broker could not start.
         aiokafka.errors.KafkaError: the broker could not be reached.
     """
     started = time.monotonic()
@@ -598,7 +598,7 @@ async def run_scenario(scenario: Scenario, *, bootstrap_servers: str | None = No
         task = asyncio.create_task(monitor.run(stop, create_topics=False))
         try:
             produced = await produce(tracked(), bootstrap_servers=bootstrap, topic=topic)
-            await _wait(lambda: monitor.consumer.events >= produced or task.done(),
+            await _wait(lambda: monitor.pipeline.consumer.events >= produced or task.done(),
                         timeout=timeout, what=f"{produced} events to be consumed")
             await _wait(lambda: task.done() or monitor.store.pending_count() == 0,
                         timeout=timeout, what="every alert to be delivered")
@@ -619,11 +619,11 @@ async def run_scenario(scenario: Scenario, *, bootstrap_servers: str | None = No
                 (incident, frozenset(a.manager.manager_id for a, _, _ in
                                      monitor.store.incident_alerts(incident.incident_id)))
                 for incident in monitor.store.list_incidents(limit=500))
-            observed = Observed(alerts=alerts, events=events, registry=monitor.registry,
+            observed = Observed(alerts=alerts, events=events, registry=monitor.pipeline.vips,
                                 start=scenario.start, health=health, health_at=health_at,
                                 incidents=incidents)
             checks = check(scenario.expect, observed)
-            consumed = monitor.consumer.events
+            consumed = monitor.pipeline.consumer.events
         finally:
             stop.set()
             await asyncio.wait_for(task, timeout=30)

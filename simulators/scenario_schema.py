@@ -24,8 +24,8 @@ from pydantic import (
     model_validator,
 )
 
-from monitor.alerts.model import Manager
-from monitor.events import OUTCOMES
+from monitor.domain import OUTCOMES, Manager
+from monitor.errors import ConfigurationError
 
 __all__ = [
     "AlertExpectations",
@@ -59,7 +59,7 @@ Outcome = Literal["approved", "technical", "terminal", "card", "customer", "frau
 assert set(OUTCOMES) == set(Outcome.__args__)  # type: ignore[attr-defined]
 
 
-class ScenarioError(ValueError):
+class ScenarioError(ConfigurationError):
     """A scenario file is missing, unreadable or breaks the schema (the message says where)."""
 
 

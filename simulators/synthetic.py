@@ -40,7 +40,7 @@ from typing import Any, Final
 
 import polars as pl
 
-from monitor.alerts.model import Manager
+from monitor.domain import Manager
 
 __all__ = [
     "AUTHORIZATION_TIMEOUT_MS",
@@ -241,7 +241,7 @@ def build_fleet(
 def write_registry(fleet: Fleet, directory: str | Path) -> tuple[Path, Path]:
     """Write the fleet's VIP registry as ``customers.csv`` and ``managers.csv``.
 
-    The files have the columns :mod:`monitor.registry` reads:
+    The files have the columns :mod:`monitor.pipeline.vips` reads:
     ``customer_id,name,tier,manager_id,card_refs`` (``card_refs`` ``;``-separated) and
     ``manager_id,name,email,phone,webhook_url,backup_manager_id,timezone``.
 

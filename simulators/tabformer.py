@@ -2,7 +2,7 @@
 
 TabFormer (IBM, Apache-2.0) is a synthetic credit-card data set, one row per
 authorization. This module maps a TabFormer CSV onto contract v1
-(:class:`monitor.events.TransactionEvent`), whole file at once in polars. Every
+(:class:`monitor.domain.TransactionEvent`), whole file at once in polars. Every
 column is read as a string, so ``Merchant Name`` (a signed 19-digit integer)
 never goes through a float and ``Amount`` is parsed as text.
 
@@ -61,6 +61,8 @@ from typing import Any, Final
 
 import polars as pl
 
+from monitor.errors import ConfigurationError
+
 __all__ = [
     "DEFAULT_REASON_CODE",
     "REASON_CODES",
@@ -110,7 +112,7 @@ _OUTPUT_COLUMNS: Final[tuple[str, ...]] = (
 )
 
 
-class TabFormerFormatError(ValueError):
+class TabFormerFormatError(ConfigurationError):
     """The file is not a TabFormer card-transaction CSV this module can map."""
 
 
@@ -185,7 +187,7 @@ def read_tabformer(path: str | Path, *, timezone: str = "UTC") -> pl.DataFrame:
         ``txn_type``, ``amount_minor`` (``Int64``, cents), ``currency``, ``card_ref``,
         ``status``, ``response_code``, ``merchant_id``, ``customer_id``, ``entry_mode``,
         ``city``, ``region`` and ``decline_reasons`` (``List[String]``, null if approved),
-        named and typed as the fields of :class:`monitor.events.TransactionEvent`.
+        named and typed as the fields of :class:`monitor.domain.TransactionEvent`.
 
     Raises:
         TabFormerFormatError: a column is missing, or an ``Amount``, ``Use Chip`` or

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.broker import EmbeddedBroker
+from monitor.testing.broker import EmbeddedBroker
 from tests.postgres import PostgresServer, PostgresUnavailable, find_bindir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -21,8 +21,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from monitor.alerts.export import export_jsonl
 from monitor.alerts.store import AlertStore
 from monitor.app import MonitorApp
-from monitor.broker import free_port
 from monitor.config import Settings
+from monitor.testing.broker import free_port
 from simulators.producer import produce
 from simulators.tabformer import tabformer_events
 from tests.helpers import wait_until, write_registry
@@ -70,7 +70,7 @@ async def test_tabformer_replay_alerts_every_failure_exactly_once(
         sent = await produce(tabformer_events(tabformer_csv), bootstrap_servers=kafka_bootstrap,
                              topic=settings.kafka.topic)
         assert sent == ROWS
-        await wait_until(lambda: monitor.consumer.events >= ROWS, timeout=120, what="all rows consumed")
+        await wait_until(lambda: monitor.pipeline.consumer.events >= ROWS, timeout=120, what="all rows consumed")
         scrape = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
         store = monitor.store
         # The 2002-era rows are late (stale events): nobody is paged, the jsonl sink records them.

@@ -11,10 +11,10 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from monitor.alerts.model import AlertEvent, Manager, VipFailure
+from monitor.alerts.delivery.links import AckLinks
 from monitor.alerts.store import AlertStore
-from monitor.alerts.tokens import AckLinks
 from monitor.api import build_api, start_api
+from monitor.domain import AlertEvent, Manager, VipFailure
 
 API_TOKEN = "api-token-for-tests-0123456789"
 SECRET = "link-secret-for-tests-0123456789"

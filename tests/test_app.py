@@ -11,10 +11,15 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
-from monitor.alerts.channels import ConsoleChannel, EmailChannel, JsonLinesChannel, WebhookChannel
+from monitor.alerts.delivery.channels import (
+    ConsoleChannel,
+    EmailChannel,
+    JsonLinesChannel,
+    WebhookChannel,
+)
 from monitor.app import MonitorApp, build_channels
-from monitor.broker import free_port
 from monitor.config import Settings
+from monitor.testing.broker import free_port
 from tests.helpers import encode, event, wait_until, write_registry
 
 MANAGERS = """
@@ -153,7 +158,7 @@ async def test_managers_no_channel_reaches_are_named_at_start_and_after_a_reload
         return [r.getMessage() for r in caplog.records if "cannot be reached" in r.getMessage()]
 
     def unreachable() -> float | None:
-        return monitor.registry.get_sample_value("cardmon_managers_unreachable")
+        return monitor.pipeline.vips.get_sample_value("cardmon_managers_unreachable")
 
     task = asyncio.create_task(monitor.run(stop))
     try:

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from monitor.alerts._db import StoreUnavailable
+from monitor.alerts.store.db import StoreUnavailable
 from monitor.app import _StoreJobs
 
 

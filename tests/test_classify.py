@@ -8,13 +8,13 @@ import polars as pl
 import pytest
 import yaml
 
-from monitor.classify import ResponseCodeError, ResponseCodeTable, default_table
-from monitor.events import OUTCOMES
+from monitor.domain import OUTCOMES
 from monitor.paths import rules_path
+from monitor.pipeline.classify import ResponseCodeError, ResponseCodeTable, default_table
 
 # ISO 8583:1987 field 39 codes the standard assigns (the rest of 00-99 is reserved).
 ISO_DEFINED = (
-    [f"{n:02d}" for n in range(0, 45)]
+    [f"{n:02d}" for n in range(45)]
     + [f"{n:02d}" for n in range(51, 69)]
     + ["75"]
     + [f"{n:02d}" for n in range(90, 97)]

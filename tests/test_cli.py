@@ -16,10 +16,10 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from monitor.alerts.model import AlertEvent, Manager, VipFailure
 from monitor.alerts.store import AlertStore
-from monitor.broker import free_port
 from monitor.cli import app
+from monitor.domain import AlertEvent, Manager, VipFailure
+from monitor.testing.broker import free_port
 from tests.postgres import PostgresServer
 
 runner = CliRunner()

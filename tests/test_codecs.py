@@ -17,10 +17,10 @@ from prometheus_client import CollectorRegistry
 
 from monitor.alerts.store import AlertStore
 from monitor.app import MonitorApp
-from monitor.batches import fetch_batches
-from monitor.broker import free_port
 from monitor.config import isolated_settings
-from monitor.consumer import ensure_topics
+from monitor.kafka.batches import fetch_batches
+from monitor.pipeline.consumer import ensure_topics
+from monitor.testing.broker import free_port
 from tests.helpers import encode, event, wait_until, write_registry
 
 CODECS = ("none", "gzip", "snappy", "lz4", "zstd")

@@ -12,14 +12,14 @@ from confluent_kafka import Producer
 from prometheus_client import CollectorRegistry
 
 from monitor.alerts.store import AlertStore
-from monitor.classify import ResponseCodeTable
 from monitor.config import KafkaSettings
-from monitor.consumer import TransactionConsumer, ensure_topics
 from monitor.metrics import PipelineMetrics
 from monitor.paths import rules_path
-from monitor.pipeline import BatchProcessor
-from monitor.policy import AlertPolicy
-from monitor.registry import RegistryLoader
+from monitor.pipeline.classify import ResponseCodeTable
+from monitor.pipeline.consumer import TransactionConsumer, ensure_topics
+from monitor.pipeline.processor import BatchProcessor
+from monitor.pipeline.selection import AlertPolicy
+from monitor.pipeline.vips import RegistryLoader
 from tests.helpers import encode, event, read_topic, wait_until, write_registry
 
 PAN = "4111111111111111"

@@ -10,7 +10,7 @@ The kill lands at an instant the test observes: the receivers hold their answers
 slow receiver, then a gate), many requests are in the middle of being answered, and
 every answer already given has been recorded as sent by the monitor. Killing between
 a receiver's answer and the monitor's commit of ``sent`` is the one window no sender
-can close (see ``monitor/alerts/delivery.py``); the ``Idempotency-Key`` / ``Message-ID``
+can close (see ``monitor/alerts/delivery/worker.py``); the ``Idempotency-Key`` / ``Message-ID``
 of the resend lets the receiver recognise it.
 """
 
@@ -39,9 +39,9 @@ from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from aiosmtpd.controller import Controller
 
-from monitor.alerts.channels import verify_webhook_signature
+from monitor.alerts.delivery.channels import verify_webhook_signature
 from monitor.alerts.store import alert_id_for, window_start_for
-from monitor.broker import free_port
+from monitor.testing.broker import free_port
 from tests.helpers import encode, event, wait_until, write_registry
 
 CARDMON = Path(sys.executable).parent / "cardmon"

@@ -8,7 +8,7 @@ import pytest
 from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError, RequestTimedOutError
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
-from monitor.dead_letters import (
+from monitor.kafka.dead_letters import (
     HEADER_MAX_BYTES,
     KEY_MAX_BYTES,
     MAX_REQUEST_BYTES,

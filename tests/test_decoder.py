@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
 import pytest
 
-from monitor.decoder import decode_batch, is_pan, mask_pan, scrub_pans
+from monitor.pipeline.decoder import decode_batch
+from monitor.privacy import is_pan, mask_pan, scrub_pans
 
 PAN = "4111111111111111"  # Visa test PAN, Luhn-valid
 PAN_MASKED = "411111******1111"
@@ -178,7 +179,7 @@ def test_offset_forms_are_accepted() -> None:
     batch = decode_batch([encode(message(occurred_at=stamp)) for stamp in stamps])
     assert batch.rejections == []
     assert {event.occurred_at for event in batch.events} == {
-        datetime(2024, 3, 1, 8, 15, tzinfo=timezone.utc)
+        datetime(2024, 3, 1, 8, 15, tzinfo=UTC)
     }
 
 

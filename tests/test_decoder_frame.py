@@ -11,7 +11,8 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from monitor.decoder import (
+from monitor.domain import TransactionEvent
+from monitor.pipeline.decoder import (
     _CHECK_ONLY,
     _PATTERNS,
     _checked,
@@ -19,8 +20,7 @@ from monitor.decoder import (
     decode_batch,
     decode_frame,
 )
-from monitor.events import TransactionEvent
-from monitor.frame import EVENT_SCHEMA, events_frame
+from monitor.pipeline.frame import EVENT_SCHEMA, events_frame
 
 PAN = "4111111111111111"  # Visa test PAN, Luhn-valid
 AMEX = "378282246310005"

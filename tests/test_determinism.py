@@ -1,7 +1,7 @@
 """Results are a function of the events: any batch split, any partition interleaving, the same outcome.
 
-The real pipeline (:class:`~monitor.pipeline.BatchProcessor` with the
-:class:`~monitor.watermark.EventClock`, the :class:`~monitor.incidents.IncidentDetector`,
+The real pipeline (:class:`~monitor.pipeline.processor.BatchProcessor` with the
+:class:`~monitor.pipeline.watermark.EventClock`, the :class:`~monitor.incidents.IncidentDetector`,
 the :class:`~monitor.health.HealthBook`) feeds a real SQLite
 :class:`~monitor.alerts.store.AlertStore`, batch by batch, as the consumer does. The
 same events (three partitions keyed by terminal ID, each partition's order kept) are
@@ -27,14 +27,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from monitor.alerts.store import AlertStore
-from monitor.classify import ResponseCodeTable
 from monitor.health import HealthBook
 from monitor.incidents import IncidentDetector, IncidentRules
 from monitor.paths import rules_path
-from monitor.pipeline import BatchProcessor
-from monitor.policy import AlertPolicy
-from monitor.registry import RegistryLoader
-from monitor.watermark import EventClock, PartitionProgress
+from monitor.pipeline.classify import ResponseCodeTable
+from monitor.pipeline.processor import BatchProcessor
+from monitor.pipeline.selection import AlertPolicy
+from monitor.pipeline.vips import RegistryLoader
+from monitor.pipeline.watermark import EventClock, PartitionProgress
 from tests.helpers import encode, event, write_registry
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)  # a Monday morning, in the past

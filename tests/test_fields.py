@@ -1,4 +1,4 @@
-"""monitor.fields: identity fields are rejected for odd characters or a PAN, descriptive ones cleaned."""
+"""monitor.pipeline.contract: identity fields are rejected for odd characters or a PAN, descriptive ones cleaned."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import re
 import msgspec
 import pytest
 
-from monitor.events import TransactionEvent
-from monitor.fields import (
+from monitor.domain import TransactionEvent
+from monitor.pipeline.contract import (
     CONTROL_CLASS,
     DESCRIPTIVE_FIELDS,
     DESCRIPTIVE_LIST_FIELDS,

@@ -10,15 +10,15 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from monitor.alerts.model import AlertEvent, Manager, VipFailure
-from monitor.alerts.render import render_delivery
+from monitor.alerts.messages.alert import render_delivery
 from monitor.alerts.store import AlertStore
-from monitor.classify import ResponseCodeTable
-from monitor.decoder import Rejection
+from monitor.domain import AlertEvent, Manager, VipFailure
 from monitor.paths import rules_path
-from monitor.pipeline import BatchProcessor
-from monitor.policy import AlertPolicy
-from monitor.registry import RegistryLoader
+from monitor.pipeline.classify import ResponseCodeTable
+from monitor.pipeline.decoder import Rejection
+from monitor.pipeline.processor import BatchProcessor
+from monitor.pipeline.selection import AlertPolicy
+from monitor.pipeline.vips import RegistryLoader
 from tests.helpers import encode, event, write_registry
 
 MANAGERS = """

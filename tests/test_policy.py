@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from monitor.paths import rules_path
-from monitor.policy import FAILURE_OUTCOMES, AlertPolicy, PolicyError
+from monitor.pipeline.selection import FAILURE_OUTCOMES, AlertPolicy, PolicyError
 
 OUTCOMES = ("approved", *FAILURE_OUTCOMES)
 

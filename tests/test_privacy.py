@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-import monitor.decoder
+import monitor.pipeline.decoder
 import monitor.privacy
 from monitor.privacy import (
     contains_pan,
@@ -39,9 +39,9 @@ def test_privacy_is_a_foundation_module() -> None:
 
 
 def test_decoder_re_exports_the_privacy_functions() -> None:
-    """The names other modules import from monitor.decoder are privacy's own functions."""
+    """The names other modules import from monitor.pipeline.decoder are privacy's own functions."""
     for name in ("is_pan", "mask_pan", "scrub_pans", "luhn_valid"):
-        assert getattr(monitor.decoder, name) is getattr(monitor.privacy, name)
+        assert getattr(monitor.pipeline.decoder, name) is getattr(monitor.privacy, name)
 
 
 def test_luhn_and_masks() -> None:

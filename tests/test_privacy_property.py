@@ -46,23 +46,23 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from monitor.alerts.channels import EmailChannel, WebhookChannel
+from monitor.alerts.delivery.channels import EmailChannel, WebhookChannel
+from monitor.alerts.delivery.links import AckLinks
 from monitor.alerts.export import export_jsonl
-from monitor.alerts.render import render_delivery
+from monitor.alerts.messages.alert import render_delivery
 from monitor.alerts.store import AlertStore
-from monitor.alerts.tokens import AckLinks
 from monitor.api import build_api, start_api
-from monitor.classify import ResponseCodeTable
 from monitor.config import KafkaSettings
-from monitor.consumer import TransactionConsumer, ensure_topics
-from monitor.decoder import decode_batch, decode_frame
 from monitor.metrics import PipelineMetrics
 from monitor.metrics._exposition import Exposition
 from monitor.paths import rules_path
-from monitor.pipeline import BatchProcessor
-from monitor.policy import AlertPolicy
+from monitor.pipeline.classify import ResponseCodeTable
+from monitor.pipeline.consumer import TransactionConsumer, ensure_topics
+from monitor.pipeline.decoder import decode_batch, decode_frame
+from monitor.pipeline.processor import BatchProcessor
+from monitor.pipeline.selection import AlertPolicy
+from monitor.pipeline.vips import RegistryLoader
 from monitor.privacy import dead_letter_copy, luhn_valid, scrub_pans
-from monitor.registry import RegistryLoader
 from tests.helpers import event, read_topic, wait_until, write_registry
 
 API_TOKEN = "property-test-token-0123456789abcdef"
@@ -234,7 +234,7 @@ def messages(draw: st.DrawFn) -> Message:
         if place == "merchant_id" and re.fullmatch("[0-9]+", text) and len(pan) != 16:
             # A merchant ID that is wholly a number of 13-15 or 17-19 digits is an ID by
             # contract (ISO 8583 field 42 is 15 digits, TabFormer's are 19): see
-            # monitor.fields.MERCHANT_ID_PAN_DIGITS. Any other form is drawn as it is.
+            # monitor.pipeline.contract.MERCHANT_ID_PAN_DIGITS. Any other form is drawn as it is.
             text = "MID" + text
         placed.append((place, pan, text))
     encoding = draw(st.sampled_from(["utf-8"] * 8 + ["utf-16", "cp1252"]))

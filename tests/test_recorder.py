@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from monitor.alerts.model import AlertEvent, Manager, VipFailure
 from monitor.alerts.store import AlertStore
+from monitor.domain import AlertEvent, Manager, VipFailure
 from monitor.incidents import IncidentChange
-from monitor.recorder import record_isolating
+from monitor.pipeline.recorder import record_isolating
 
 MANAGER = Manager(manager_id="M-1", name="Paul Durand", email="paul@bank.test")
 AT = datetime(2026, 3, 2, 9, 15, tzinfo=UTC)

@@ -11,8 +11,8 @@ import polars as pl
 import pytest
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from monitor.alerts.model import Manager
-from monitor.registry import RegistryError, RegistryLoader, VipRegistry, read_registry
+from monitor.domain import Manager
+from monitor.pipeline.vips import RegistryError, RegistryLoader, VipRegistry, read_registry
 from tests.helpers import wait_until, write_registry
 
 MANAGERS_CSV = """

@@ -11,10 +11,14 @@ import msgspec
 import pytest
 from jsonschema import Draft202012Validator
 
-from monitor.decoder import decode_batch
-from monitor.events import TransactionEvent
-from monitor.fields import DESCRIPTIVE_FIELDS, FORBIDDEN_IN_IDENTITY_CLASS, IDENTITY_FIELDS
+from monitor.domain import TransactionEvent
 from monitor.paths import schema_path
+from monitor.pipeline.contract import (
+    DESCRIPTIVE_FIELDS,
+    FORBIDDEN_IN_IDENTITY_CLASS,
+    IDENTITY_FIELDS,
+)
+from monitor.pipeline.decoder import decode_batch
 
 DROP = object()
 
@@ -239,7 +243,7 @@ def test_schema_lists_every_event_field() -> None:
 def test_examples_in_the_contract_document_are_valid() -> None:
     """Every JSON example in docs/event-contract.md passes the schema and the decoder."""
     doc = Path(__file__).resolve().parents[1] / "docs" / "event-contract.md"
-    blocks = re.findall(r"```json\n(.*?)```", doc.read_text(encoding="utf-8"), flags=re.S)
+    blocks = re.findall(r"```json\n(.*?)```", doc.read_text(encoding="utf-8"), flags=re.DOTALL)
     assert len(blocks) >= 2
     schema = json.loads(schema_path("transaction-event.v1.json").read_text(encoding="utf-8"))
     validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)

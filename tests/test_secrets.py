@@ -12,12 +12,12 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from monitor.alerts._db import StoreUnavailable
 from monitor.alerts.store import AlertStore
-from monitor.broker import free_port
+from monitor.alerts.store.db import StoreUnavailable
 from monitor.cli import app
 from monitor.config import Settings
 from monitor.secrets import redact_secret, redact_url, redact_urls, scrub_url, url_host
+from monitor.testing.broker import free_port
 from tests.postgres import PostgresServer
 
 CARDMON = Path(sys.executable).parent / "cardmon"

@@ -10,14 +10,14 @@ import polars as pl
 import pytest
 from confluent_kafka import Producer
 
-from monitor.classify import ResponseCodeTable
 from monitor.config import KafkaSettings
-from monitor.consumer import TransactionConsumer, ensure_topics
 from monitor.paths import rules_path
-from monitor.pipeline import BatchProcessor
-from monitor.policy import AlertPolicy
-from monitor.registry import RegistryLoader
-from monitor.watermark import EventClock, PartitionProgress
+from monitor.pipeline.classify import ResponseCodeTable
+from monitor.pipeline.consumer import TransactionConsumer, ensure_topics
+from monitor.pipeline.processor import BatchProcessor
+from monitor.pipeline.selection import AlertPolicy
+from monitor.pipeline.vips import RegistryLoader
+from monitor.pipeline.watermark import EventClock, PartitionProgress
 from tests.helpers import encode, event, wait_until
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)

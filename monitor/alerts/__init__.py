@@ -4,56 +4,42 @@ The pipeline calls :meth:`AlertStore.record` (one transaction, committed before 
 Kafka offsets); :class:`DeliveryWorker` sends what the outbox holds through the
 channels; :func:`export_jsonl` writes the stored alerts out.
 
-``monitor.alerts.render.render`` is not re-exported here: the name would hide the
-``render`` submodule.
+The shared values (:class:`~monitor.domain.Manager`, :class:`~monitor.domain.VipFailure`,
+:class:`~monitor.domain.Alert`...) live in :mod:`monitor.domain`.
 """
 
-from monitor.alerts.channels import (
-    Channel,
-    ConsoleChannel,
-    DeliveryError,
-    EmailChannel,
-    JsonLinesChannel,
-    WebhookChannel,
-)
-from monitor.alerts.delivery import DeliveryResult, DeliveryWorker, ResultCallback
-from monitor.alerts.export import export_jsonl
-from monitor.alerts.model import (
-    Alert,
-    AlertEvent,
-    AlertStatus,
-    Delivery,
-    DeliveryStatus,
-    Manager,
-    Severity,
-    VipFailure,
-)
-from monitor.alerts.render import AlertMessage, format_amount
-from monitor.alerts.store import AlertStore, RecordResult, alert_id_for, window_start_for
+import lazy_loader
 
-__all__ = [
-    "Alert",
-    "AlertEvent",
-    "AlertMessage",
-    "AlertStatus",
-    "AlertStore",
-    "Channel",
-    "ConsoleChannel",
-    "Delivery",
-    "DeliveryError",
-    "DeliveryResult",
-    "DeliveryStatus",
-    "DeliveryWorker",
-    "EmailChannel",
-    "JsonLinesChannel",
-    "Manager",
-    "RecordResult",
-    "ResultCallback",
-    "Severity",
-    "VipFailure",
-    "WebhookChannel",
-    "alert_id_for",
-    "export_jsonl",
-    "format_amount",
-    "window_start_for",
-]
+# Names resolve on first use, so importing one submodule does not load the others.
+
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "delivery.channels": [
+            "Channel",
+            "ConsoleChannel",
+            "DeliveryError",
+            "EmailChannel",
+            "JsonLinesChannel",
+            "WebhookChannel",
+        ],
+        "delivery.worker": [
+            "DeliveryResult",
+            "DeliveryWorker",
+            "ResultCallback",
+        ],
+        "export": [
+            "export_jsonl",
+        ],
+        "messages.alert": [
+            "AlertMessage",
+            "format_amount",
+        ],
+        "store": [
+            "AlertStore",
+            "RecordResult",
+            "alert_id_for",
+            "window_start_for",
+        ],
+    },
+)

@@ -4,7 +4,7 @@ One JSON object per alert, oldest window first, with its lifecycle ``state``, it
 ``late`` and ``unroutable`` flags, its deliveries (``recipient_id`` set for an escalation's), its ``history`` (every
 transition and event: ``action``, ``from_state``, ``to_state``, ``by``, ``via``,
 ``note``, ``at``) and its events (oldest first). Event fields are the canonical contract names of
-:class:`monitor.events.TransactionEvent`; times are RFC 3339 in UTC; money is integer
+:class:`monitor.domain.TransactionEvent`; times are RFC 3339 in UTC; money is integer
 minor units plus the ISO 4217 currency. Nothing here holds a raw PAN (the store never
 has one), and webhook URLs and e-mail addresses are left out.
 """
@@ -17,8 +17,8 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from monitor.alerts.lifecycle import AlertState, HistoryEntry
-from monitor.alerts.model import Alert, AlertEvent, Delivery
 from monitor.alerts.store import AlertStore
+from monitor.domain import Alert, AlertEvent, Delivery
 
 __all__ = ["alert_record", "export_jsonl", "history_record"]
 

@@ -44,7 +44,8 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 import yaml
 
-from monitor.alerts.model import SEVERITIES, Manager, Severity
+from monitor.domain import SEVERITIES, Manager, Severity
+from monitor.errors import CardmonError, ConfigurationError
 
 if TYPE_CHECKING:
     from monitor.alerts.store import AlertStore
@@ -79,11 +80,11 @@ EscalationTarget = Literal["backup_manager", "team_lead"]
 _TARGETS: Final = ("backup_manager", "team_lead")
 
 
-class EscalationRulesError(ValueError):
+class EscalationRulesError(ConfigurationError):
     """The ``escalation:`` section of the alert policy is invalid (the message names the entry)."""
 
 
-class LifecycleError(Exception):
+class LifecycleError(CardmonError):
     """An acknowledgement or resolution could not be applied (nothing changed)."""
 
 

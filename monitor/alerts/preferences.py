@@ -5,7 +5,7 @@ time zone (``timezone``) with :mod:`zoneinfo`, so they keep their meaning across
 daylight-saving changes:
 
 * ``working_hours`` — when the manager works, in the opening-hours grammar of the
-  terminal registry (:class:`monitor.health.terminals.OpeningHours`:
+  terminal registry (:class:`monitor.hours.OpeningHours`:
   ``Mo-Fr 08:00-18:00``, ``Mo-Th 08:00-18:00; Fr 08:00-15:00``). Empty: always.
 * ``quiet_hours`` — when the manager must not be disturbed, same grammar
   (``Mo-Su 21:00-07:00``). Empty: never.
@@ -44,13 +44,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import TYPE_CHECKING, Final
+from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from monitor.alerts.model import Manager, Severity
-
-if TYPE_CHECKING:
-    from monitor.health.terminals import OpeningHours
+from monitor.domain import Manager, Severity
+from monitor.errors import ConfigurationError
+from monitor.hours import OpeningHours, OpeningHoursError, local_instant
 
 __all__ = [
     "Coverage",
@@ -74,7 +73,7 @@ _MINUTES_PER_DAY: Final = 24 * 60
 _DIGEST_AT: Final = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
 
 
-class PreferenceError(ValueError):
+class PreferenceError(ConfigurationError):
     """A preference column breaks its grammar (the message names the column and value)."""
 
 
@@ -85,9 +84,6 @@ def parse_hours(text: str) -> OpeningHours:
     Raises:
         PreferenceError: the text breaks the opening-hours grammar.
     """
-    # Imported here: monitor.health's package imports the pipeline, which imports us.
-    from monitor.health.terminals import OpeningHours, OpeningHoursError
-
     try:
         return OpeningHours.parse(text)
     except OpeningHoursError as error:
@@ -100,17 +96,6 @@ def manager_zone(manager: Manager) -> ZoneInfo:
         return ZoneInfo(manager.timezone or "UTC")
     except (ZoneInfoNotFoundError, ValueError):
         return ZoneInfo("UTC")
-
-
-def local_instant(day: date, at: time, zone: ZoneInfo) -> datetime:
-    """The instant (UTC) when the wall clock of ``zone`` shows ``at`` on ``day``.
-
-    A time skipped by a spring-forward change is read with the offset before the
-    gap (02:30 → 03:30 summer time); a time repeated by a fall-back change is its
-    first occurrence (RFC 5545, PEP 495 ``fold=0``).
-    """
-    naive = datetime.combine(day, at.replace(tzinfo=None, fold=0))
-    return naive.replace(tzinfo=zone).astimezone(UTC)
 
 
 def parse_away(text: str | None, zone: ZoneInfo, *, end: bool) -> datetime | None:

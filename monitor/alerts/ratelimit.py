@@ -34,16 +34,17 @@ from typing import TYPE_CHECKING, Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from monitor.alerts.model import SEVERITIES, Alert, Delivery, Manager
+from monitor.alerts.messages.alert import AlertMessage
 from monitor.alerts.preferences import manager_zone
-from monitor.alerts.render import AlertMessage
-from monitor.decoder import scrub_pans
-from monitor.sections import read_section
+from monitor.domain import SEVERITIES, Alert, Delivery, Manager
+from monitor.errors import ConfigurationError
+from monitor.privacy import scrub_pans
+from monitor.rulebook import read_section
 
 if TYPE_CHECKING:
+    from monitor.alerts.delivery.links import AckLinks
     from monitor.alerts.lifecycle import AlertState
     from monitor.alerts.store import AlertStore
-    from monitor.alerts.tokens import AckLinks
 
 __all__ = [
     "PAYLOAD_SCHEMA",
@@ -63,7 +64,7 @@ PAYLOAD_SCHEMA: Final = "cardmon.summary.v1"
 _MAX_LISTED: Final = 100
 
 
-class RateLimitError(ValueError):
+class RateLimitError(ConfigurationError):
     """The ``rate_limit:`` section is invalid (the message names the field)."""
 
 

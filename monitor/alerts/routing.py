@@ -28,7 +28,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Final
 
-from monitor.alerts.model import SEVERITIES, Manager, Severity
+from monitor.domain import SEVERITIES, Manager, Severity
 
 __all__ = [
     "MANAGER_CHANNEL_KINDS",

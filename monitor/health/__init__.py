@@ -1,44 +1,53 @@
 """Terminal health: registry and opening hours, silent terminals, device status,
 sliding windows, health states, fleet aggregation and their Prometheus collector."""
 
-from monitor.health.aggregate import AggregateRules, group_stats, worst_terminals
-from monitor.health.collector import HealthCollector
-from monitor.health.scheduling import SchedulerJobMetrics, schedule_silent_detection
-from monitor.health.silent import Baseline, SilentDetector, SilentRules, learn_baseline
-from monitor.health.state import HealthBook, HealthRules, HealthState, StateRules
-from monitor.health.status import (
-    DeviceStatusBook,
-    DeviceStatusEvent,
-    StatusConsumer,
-    decode_status_batch,
-)
-from monitor.health.terminals import Terminal, TerminalRegistry, TerminalRegistryLoader, is_open
-from monitor.health.windows import TerminalWindows, WindowRules, WindowSpec
+import lazy_loader
 
-__all__ = [
-    "AggregateRules",
-    "Baseline",
-    "DeviceStatusBook",
-    "DeviceStatusEvent",
-    "HealthBook",
-    "HealthCollector",
-    "HealthRules",
-    "HealthState",
-    "SchedulerJobMetrics",
-    "SilentDetector",
-    "SilentRules",
-    "StateRules",
-    "StatusConsumer",
-    "Terminal",
-    "TerminalRegistry",
-    "TerminalRegistryLoader",
-    "TerminalWindows",
-    "WindowRules",
-    "WindowSpec",
-    "decode_status_batch",
-    "group_stats",
-    "is_open",
-    "learn_baseline",
-    "schedule_silent_detection",
-    "worst_terminals",
-]
+# Names resolve on first use, so importing one submodule does not load the others.
+
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "aggregate": [
+            "AggregateRules",
+            "group_stats",
+            "worst_terminals",
+        ],
+        "collector": [
+            "HealthCollector",
+        ],
+        "scheduling": [
+            "SchedulerJobMetrics",
+            "schedule_silent_detection",
+        ],
+        "silent": [
+            "Baseline",
+            "SilentDetector",
+            "SilentRules",
+            "learn_baseline",
+        ],
+        "state": [
+            "HealthBook",
+            "HealthRules",
+            "HealthState",
+            "StateRules",
+        ],
+        "device_status": [
+            "DeviceStatusBook",
+            "DeviceStatusEvent",
+            "StatusConsumer",
+            "decode_status_batch",
+        ],
+        "terminals": [
+            "Terminal",
+            "TerminalRegistry",
+            "TerminalRegistryLoader",
+            "is_open",
+        ],
+        "windows": [
+            "TerminalWindows",
+            "WindowRules",
+            "WindowSpec",
+        ],
+    },
+)

@@ -21,16 +21,20 @@ from apscheduler.schedulers.base import BaseScheduler
 from prometheus_client import CollectorRegistry
 
 from monitor.config import HealthSettings, KafkaSettings
-from monitor.consumer import ConsumerMetrics, ensure_topics
 from monitor.health.collector import HealthCollector
-from monitor.health.scheduling import SILENT_DETECTION_JOB, SchedulerJobMetrics, schedule_silent_detection
+from monitor.health.device_status import DeviceStatusBook, StatusConsumer
+from monitor.health.scheduling import (
+    SILENT_DETECTION_JOB,
+    SchedulerJobMetrics,
+    schedule_silent_detection,
+)
 from monitor.health.silent import Baseline, SilentDetector, SilentRules
 from monitor.health.state import HealthBook, HealthRules
-from monitor.health.status import DeviceStatusBook, StatusConsumer
 from monitor.health.terminals import TerminalRegistryLoader
 from monitor.metrics import FrameCollector
 from monitor.paths import rules_path
-from monitor.watermark import EventClock
+from monitor.pipeline.consumer import ConsumerMetrics, ensure_topics
+from monitor.pipeline.watermark import EventClock
 
 __all__ = ["TerminalHealthService"]
 

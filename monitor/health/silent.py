@@ -36,7 +36,7 @@ import polars as pl
 import yaml
 
 from monitor.health.terminals import TerminalRegistry, TerminalRegistryLoader
-from monitor.watermark import EventClock
+from monitor.pipeline.watermark import EventClock
 
 __all__ = ["HOURS_PER_WEEK", "Baseline", "SilentDetector", "SilentRules", "learn_baseline"]
 
@@ -254,7 +254,7 @@ class SilentDetector:
         registry: terminal registry holder (opening hours, time zones, status).
         started_at: when the detector started watching (aware; default: now). Silence
             is never counted from before it.
-        clock: the pipeline's event time (:class:`monitor.watermark.EventClock`), or
+        clock: the pipeline's event time (:class:`monitor.pipeline.watermark.EventClock`), or
             ``None``. With one, an hour is folded into the baseline only once the
             watermark has passed its end, so every event of that hour is in it
             whenever the job runs and however far the consumer lags.

@@ -32,7 +32,7 @@ import polars as pl
 import yaml
 
 from monitor.health.aggregate import AggregateRules, group_stats, worst_terminals
-from monitor.health.status import DeviceStatusEvent
+from monitor.health.device_status import DeviceStatusEvent
 from monitor.health.terminals import TerminalRegistryLoader
 from monitor.health.windows import FAILURE_CLASSES, TerminalWindows, WindowRules
 

@@ -50,7 +50,7 @@ from typing import Any, Final
 import polars as pl
 import yaml
 
-from monitor.events import OUTCOMES
+from monitor.domain import OUTCOMES
 
 __all__ = [
     "ATTRIBUTES",

@@ -4,26 +4,29 @@ See :mod:`monitor.incidents.detector` for how an incident is found and ended and
 ``docs/incidents.md`` for what managers receive.
 """
 
-from monitor.incidents.detector import IncidentDetector
-from monitor.incidents.model import (
-    Incident,
-    IncidentChange,
-    incident_id_for,
-    is_notice_id,
-    notice_id_for,
-)
-from monitor.incidents.rules import SCOPES, IncidentRules, IncidentRulesError, Scope, ScopeRule
+import lazy_loader
 
-__all__ = [
-    "SCOPES",
-    "Incident",
-    "IncidentChange",
-    "IncidentDetector",
-    "IncidentRules",
-    "IncidentRulesError",
-    "Scope",
-    "ScopeRule",
-    "incident_id_for",
-    "is_notice_id",
-    "notice_id_for",
-]
+# Names resolve on first use, so importing one submodule does not load the others.
+
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "detector": [
+            "IncidentDetector",
+        ],
+        "model": [
+            "Incident",
+            "IncidentChange",
+            "incident_id_for",
+            "is_notice_id",
+            "notice_id_for",
+        ],
+        "rules": [
+            "IncidentRules",
+            "IncidentRulesError",
+            "SCOPES",
+            "Scope",
+            "ScopeRule",
+        ],
+    },
+)

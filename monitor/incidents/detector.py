@@ -10,7 +10,7 @@ VIP or not) in event time, per scope key, in buckets of ``bucket_seconds``:
    network's fault, not the client's), the distinct cards and terminals among them —
    aggregated with polars per batch, never per event, for every key;
 2. a bucket is judged only once it is **closed**: the watermark (see
-   :mod:`monitor.watermark`: the event time up to which every partition has been
+   :mod:`monitor.pipeline.watermark`: the event time up to which every partition has been
    read) has passed its end. Closed buckets are taken one at a time, in order, the
    same way whatever batches they arrived in; within a bucket the scopes go broadest
    first and the keys in sorted order;
@@ -168,7 +168,7 @@ class IncidentDetector:
             frame: a batch frame with ``occurred_at`` (UTC), ``outcome``, ``terminal_id``,
                 ``merchant_id``, ``region``, ``pan_masked`` and ``card_ref``.
             watermark: the event time every partition has been read up to (aware
-                datetime, or µs since the epoch), from :class:`monitor.watermark.EventClock`;
+                datetime, or µs since the epoch), from :class:`monitor.pipeline.watermark.EventClock`;
                 ``None``: none yet (nothing is judged); ``"latest"``: the latest event
                 time seen (one source, in order).
             vip: the batch's VIP failures to attribute: ``event_id`` and the columns

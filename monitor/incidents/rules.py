@@ -20,8 +20,9 @@ from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from monitor.events import OUTCOMES
-from monitor.sections import read_section
+from monitor.domain import OUTCOMES
+from monitor.errors import ConfigurationError
+from monitor.rulebook import read_section
 
 __all__ = ["FLEET", "SCOPES", "IncidentRules", "IncidentRulesError", "Scope", "ScopeRule"]
 
@@ -35,7 +36,7 @@ FLEET: Final = "fleet"
 _frozen = ConfigDict(frozen=True, extra="forbid")
 
 
-class IncidentRulesError(ValueError):
+class IncidentRulesError(ConfigurationError):
     """The ``incidents:`` section is invalid (the message names the field)."""
 
 

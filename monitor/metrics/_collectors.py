@@ -31,13 +31,13 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.utils import floatToGoString
 
-from monitor.events import CHANNELS, OUTCOMES
+from monitor.domain import CHANNELS, OUTCOMES
 from monitor.metrics._exposition import FrameFamily
 
 __all__ = [
     "FAILURE_OUTCOMES",
-    "TERMINAL_FAILURE_OUTCOMES",
     "LATENCY_BUCKETS_SECONDS",
+    "TERMINAL_FAILURE_OUTCOMES",
     "LatencyHistogramCollector",
     "TerminalCollector",
 ]

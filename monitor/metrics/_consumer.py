@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 __all__ = ["CONSUMER_STEPS", "ConsumerFaultMetrics"]
 
-#: The steps of a batch that are retried when they fail transiently (monitor/consumer.py).
+#: The steps of a batch that are retried when they fail transiently (monitor/pipeline/consumer.py).
 CONSUMER_STEPS: Final[tuple[str, ...]] = ("store", "dead_letter", "commit")
 
 

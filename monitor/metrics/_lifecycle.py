@@ -28,8 +28,8 @@ from typing import Final, Protocol
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from monitor.alerts.lifecycle import ALERT_STATES, AlertState
-from monitor.alerts.model import SEVERITIES
 from monitor.alerts.store import LifecycleRecord
+from monitor.domain import SEVERITIES
 
 __all__ = [
     "ACK_VIAS",

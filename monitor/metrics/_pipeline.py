@@ -22,15 +22,15 @@ from typing import Final
 import polars as pl
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
-import monitor
-from monitor.events import CHANNELS, OUTCOMES
-from monitor.fields import DESCRIPTIVE_FIELDS, DESCRIPTIVE_LIST_FIELDS
+from monitor._version import __version__
+from monitor.domain import CHANNELS, OUTCOMES
 from monitor.metrics._collectors import (
     LATENCY_BUCKETS_SECONDS,
     LatencyHistogramCollector,
     TerminalCollector,
 )
 from monitor.metrics._consumer import ConsumerFaultMetrics
+from monitor.pipeline.contract import DESCRIPTIVE_FIELDS, DESCRIPTIVE_LIST_FIELDS
 
 __all__ = [
     "ALERT_DELIVERY_BUCKETS_SECONDS",
@@ -53,7 +53,7 @@ BATCH_SIZE_BUCKETS: Final[tuple[float, ...]] = tuple(float(2**n) for n in range(
 ALERT_DELIVERY_BUCKETS_SECONDS: Final[tuple[float, ...]] = (
     0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
 )
-#: Rejection reasons of :class:`monitor.decoder.Rejection`, exposed at zero from the start.
+#: Rejection reasons of :class:`monitor.pipeline.decoder.Rejection`, exposed at zero from the start.
 REJECTION_REASONS: Final[tuple[str, ...]] = (
     "invalid_utf8", "invalid_json", "not_an_object", "missing_field", "invalid_field",
     "naive_timestamp", "unknown_currency", "response_code_required", "pan_in_card_ref",
@@ -186,7 +186,7 @@ class PipelineMetrics:
         self.build_info = Info(
             "cardmon_build", "cardmon build; the value is always 1.", registry=registry
         )
-        self.build_info.info({"version": version or monitor.__version__})
+        self.build_info.info({"version": version or __version__})
         #: Unreadable partitions, retried batch steps, lost dead letters (the consumer's).
         self.faults = ConsumerFaultMetrics(registry, reasons=(*REJECTION_REASONS, "unreadable_batch"))
 
@@ -240,7 +240,7 @@ class PipelineMetrics:
         """Count messages the decoder rejected.
 
         Args:
-            reasons: count per :attr:`monitor.decoder.Rejection.reason`.
+            reasons: count per :attr:`monitor.pipeline.decoder.Rejection.reason`.
         """
         for reason, count in reasons.items():
             if count:
@@ -251,7 +251,7 @@ class PipelineMetrics:
 
         Args:
             changes: count of events per ``(field, change)``, as
-                :attr:`monitor.decoder.DecodedFrame.sanitised` holds them.
+                :attr:`monitor.pipeline.decoder.DecodedFrame.sanitised` holds them.
 
         Raises:
             ValueError: a field or change outside :data:`SANITISED_FIELDS` and
@@ -274,7 +274,7 @@ class PipelineMetrics:
                 self.dead_letters.labels(reason).inc(count)
 
     def observe_late(self, count: int) -> None:
-        """Add ``count`` late events (:class:`monitor.watermark.EventClock`)."""
+        """Add ``count`` late events (:class:`monitor.pipeline.watermark.EventClock`)."""
         self.events_late.inc(count)
 
     def observe_batch_duration(self, seconds: float, size: int) -> None:

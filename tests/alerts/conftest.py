@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 from aiosmtpd.controller import Controller
 
-from monitor.alerts.model import AlertEvent, Manager, Severity, VipFailure
+from monitor.domain import AlertEvent, Manager, Severity, VipFailure
 
 PARIS_MANAGER = Manager(
     manager_id="RM-017",

@@ -19,12 +19,12 @@ from typing import Any
 import httpx
 import pytest
 
-from monitor.alerts.alertmanager import ALERTNAME, AlertmanagerChannel, alertmanager_alert
-from monitor.alerts.channels import DeliveryError
-from monitor.alerts.delivery import DeliveryWorker
-from monitor.alerts.model import VipFailure
-from monitor.alerts.render import render
+from monitor.alerts.delivery.alertmanager import ALERTNAME, AlertmanagerChannel, alertmanager_alert
+from monitor.alerts.delivery.channels import DeliveryError
+from monitor.alerts.delivery.worker import DeliveryWorker
+from monitor.alerts.messages.alert import render
 from monitor.alerts.store import AlertStore, window_start_for
+from monitor.domain import VipFailure
 
 from .conftest import free_port
 
@@ -178,7 +178,7 @@ async def test_an_unreachable_alertmanager_raises(unused_port: int, tmp_path: Pa
 
 def test_a_payload_without_events_is_refused() -> None:
     """A message whose payload lacks the facts for the labels raises DeliveryError."""
-    from monitor.alerts.render import AlertMessage
+    from monitor.alerts.messages.alert import AlertMessage
 
     with pytest.raises(DeliveryError, match="cannot be posted to Alertmanager"):
         alertmanager_alert(AlertMessage(alert_id="al-1", subject="s", text="t", payload={}))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.alerts._db import (
+from monitor.alerts.store.db import (
     PostgresDatabase,
     StoreUnavailable,
     _pg_sql,

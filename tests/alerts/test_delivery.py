@@ -17,7 +17,7 @@ import httpx
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from monitor.alerts.channels import (
+from monitor.alerts.delivery.channels import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     EmailChannel,
@@ -25,10 +25,10 @@ from monitor.alerts.channels import (
     WebhookChannel,
     verify_webhook_signature,
 )
-from monitor.alerts.delivery import DeliveryWorker
+from monitor.alerts.delivery.worker import DeliveryWorker
 from monitor.alerts.export import export_jsonl
-from monitor.alerts.model import Manager, VipFailure
 from monitor.alerts.store import AlertStore
+from monitor.domain import Manager, VipFailure
 from monitor.metrics import PipelineMetrics
 
 T0 = datetime(2024, 5, 6, 12, 1, 30, tzinfo=UTC)  # 14:01:30 CEST in Paris
@@ -317,7 +317,7 @@ async def test_a_send_longer_than_the_lease_keeps_its_row(
 async def test_wake_delivers_without_waiting_for_the_poll_interval(
         store_location: Path | str, tmp_path: Path, make_failure: MakeFailure) -> None:
     """A worker polling every 30 s still delivers a new alert at once when it is woken."""
-    from monitor.alerts.channels import JsonLinesChannel
+    from monitor.alerts.delivery.channels import JsonLinesChannel
 
     sink = tmp_path / "alerts.jsonl"
     with AlertStore(store_location) as store:

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from monitor.alerts.channels import EmailChannel
-from monitor.alerts.delivery import DeliveryWorker
-from monitor.alerts.digest import digests_due
-from monitor.alerts.model import Manager, VipFailure
+from monitor.alerts.delivery.channels import EmailChannel
+from monitor.alerts.delivery.worker import DeliveryWorker
+from monitor.alerts.messages.digest import digests_due
 from monitor.alerts.store import AlertStore, DigestRecord
+from monitor.domain import Manager, VipFailure
 
 from .conftest import SmtpServer
 

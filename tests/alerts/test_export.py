@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from monitor.alerts.export import export_jsonl
-from monitor.alerts.model import VipFailure
 from monitor.alerts.store import AlertStore
+from monitor.domain import VipFailure
 
 T0 = datetime(2024, 5, 6, 12, 1, 30, tzinfo=UTC)
 EVENT_FIELDS = {"event_id", "occurred_at", "channel", "terminal_id", "merchant_id", "txn_type",

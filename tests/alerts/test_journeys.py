@@ -17,9 +17,9 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
 from monitor.app import MonitorApp
-from monitor.broker import free_port
 from monitor.config import Settings
 from monitor.paths import rules_path
+from monitor.testing.broker import free_port
 from tests.helpers import encode, event, wait_until, write_registry
 
 API_TOKEN = "journey-api-token-0123456789"

@@ -12,7 +12,8 @@ import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
-from monitor.alerts.channels import EmailChannel
+from monitor.alerts.delivery.channels import EmailChannel
+from monitor.alerts.delivery.links import AckLinks
 from monitor.alerts.lifecycle import (
     AlertNotFoundError,
     EscalationPolicy,
@@ -20,12 +21,11 @@ from monitor.alerts.lifecycle import (
     StateConflictError,
     escalate_due,
 )
-from monitor.alerts.model import Manager, VipFailure
-from monitor.alerts.render import render_delivery
-from monitor.alerts.schema import SCHEMA_VERSION
+from monitor.alerts.messages.alert import render_delivery
 from monitor.alerts.store import AlertStore
-from monitor.alerts.tokens import AckLinks
+from monitor.alerts.store.schema import SCHEMA_VERSION
 from monitor.cli import app as cli_app
+from monitor.domain import Manager, VipFailure
 
 T0 = datetime(2024, 5, 6, 12, 1, 30, tzinfo=UTC)
 RECORDED = T0 + timedelta(seconds=30)

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from monitor.alerts.digest import render_digest_delivery
 from monitor.alerts.lifecycle import AlertNotFoundError, EscalationPolicy, escalate_due
-from monitor.alerts.model import Manager, VipFailure
+from monitor.alerts.messages.digest import render_digest_delivery
 from monitor.alerts.ratelimit import RateLimit, is_summary_id, summaries_due
 from monitor.alerts.routing import unreachable_managers
 from monitor.alerts.store import AlertStore
+from monitor.domain import Manager, VipFailure
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 MakeFailure = Callable[..., VipFailure]

@@ -14,11 +14,11 @@ from typing import Any
 from aiohttp import web
 from typer.testing import CliRunner
 
-from monitor.alerts.channels import EmailChannel, JsonLinesChannel, WebhookChannel
-from monitor.alerts.delivery import DeliveryWorker
-from monitor.alerts.model import Manager, VipFailure
+from monitor.alerts.delivery.channels import EmailChannel, JsonLinesChannel, WebhookChannel
+from monitor.alerts.delivery.worker import DeliveryWorker
 from monitor.alerts.store import AlertStore
 from monitor.cli import app as cli_app
+from monitor.domain import Manager, VipFailure
 from tests.helpers import wait_until
 from tests.smtp import SmtpRelay
 

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from monitor.alerts.channels import EmailChannel
-from monitor.alerts.delivery import DeliveryWorker
-from monitor.alerts.model import Manager, VipFailure
+from monitor.alerts.delivery.channels import EmailChannel
+from monitor.alerts.delivery.worker import DeliveryWorker
 from monitor.alerts.preferences import (
     covering_manager,
     delivery_time,
@@ -21,7 +20,8 @@ from monitor.alerts.preferences import (
     parse_away,
 )
 from monitor.alerts.store import AlertStore
-from monitor.registry import RegistryError, read_registry
+from monitor.domain import Manager, VipFailure
+from monitor.pipeline.vips import RegistryError, read_registry
 
 from .conftest import SmtpServer
 

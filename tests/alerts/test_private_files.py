@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from monitor.alerts.channels import JsonLinesChannel
-from monitor.alerts.model import VipFailure
-from monitor.alerts.render import AlertMessage
+from monitor.alerts.delivery.channels import JsonLinesChannel
+from monitor.alerts.messages.alert import AlertMessage
 from monitor.alerts.store import AlertStore
+from monitor.domain import VipFailure
 
 T0 = datetime(2026, 3, 2, 9, 15, tzinfo=UTC)
 

@@ -8,9 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from monitor.alerts.model import Manager, VipFailure
-from monitor.alerts.ratelimit import RateLimit, RateLimitError, is_summary_id, render_summary_delivery, summaries_due
+from monitor.alerts.ratelimit import (
+    RateLimit,
+    RateLimitError,
+    is_summary_id,
+    render_summary_delivery,
+    summaries_due,
+)
 from monitor.alerts.store import AlertStore
+from monitor.domain import Manager, VipFailure
 
 NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 LIMIT = RateLimit(max_messages=3, per_seconds=3600, summary_after_seconds=600)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from monitor.alerts.model import Alert, AlertEvent, VipFailure
-from monitor.alerts.render import format_amount, render
+from monitor.alerts.messages.alert import format_amount, render
 from monitor.alerts.store import AlertStore
+from monitor.domain import Alert, AlertEvent, VipFailure
 
 T0 = datetime(2024, 5, 6, 12, 1, 30, tzinfo=UTC)  # 14:01:30 CEST in Paris
 MakeFailure = Callable[..., VipFailure]

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from monitor.alerts.model import Manager, VipFailure
 from monitor.alerts.routing import (
     Route,
     apprise_target,
@@ -18,7 +17,8 @@ from monitor.alerts.routing import (
     parse_channels,
 )
 from monitor.alerts.store import AlertStore
-from monitor.registry import RegistryError, read_registry
+from monitor.domain import Manager, VipFailure
+from monitor.pipeline.vips import RegistryError, read_registry
 
 T0 = datetime(2024, 5, 6, 12, 1, 30, tzinfo=UTC)
 TGRAM = "tgram://123456789:AAH-secret-bot-token/-100987654"

@@ -10,11 +10,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from monitor.alerts import schema_pg
-from monitor.alerts.model import VipFailure
-from monitor.alerts.schema import _MIGRATIONS as SQLITE_MIGRATIONS
-from monitor.alerts.schema import SCHEMA_VERSION
-from monitor.alerts.store import AlertStore
+from monitor.alerts.store import AlertStore, schema_pg
+from monitor.alerts.store.schema import _MIGRATIONS as SQLITE_MIGRATIONS
+from monitor.alerts.store.schema import SCHEMA_VERSION
+from monitor.domain import VipFailure
 from tests.postgres import PostgresServer
 
 
@@ -23,7 +22,7 @@ def test_every_sqlite_version_above_the_base_has_postgresql_statements() -> None
     assert schema_pg.PG_BASE_VERSION <= SCHEMA_VERSION
     above = {v for v in SQLITE_MIGRATIONS if v > schema_pg.PG_BASE_VERSION}
     assert above == set(schema_pg._MIGRATIONS), (
-        "add the PostgreSQL statements of each new version to monitor/alerts/schema_pg.py")
+        "add the PostgreSQL statements of each new version to monitor/alerts/store/schema_pg.py")
 
 
 def test_postgresql_has_the_same_tables_and_columns_as_sqlite(postgres: PostgresServer, tmp_path: Path) -> None:

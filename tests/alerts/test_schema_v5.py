@@ -9,10 +9,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from monitor.alerts import schema, schema_pg
-from monitor.alerts.model import Manager
-from monitor.alerts.schema import CORRECTED_NOTE, SCHEMA_VERSION
-from monitor.alerts.store import AlertStore
+from monitor.alerts.store import AlertStore, schema, schema_pg
+from monitor.alerts.store.schema import CORRECTED_NOTE, SCHEMA_VERSION
+from monitor.domain import Manager
 from tests.postgres import PostgresServer
 
 # Rows the schema-4 code wrote (tests/alerts/data: how they were made is in the file).

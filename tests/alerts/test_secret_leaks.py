@@ -12,12 +12,12 @@ from typing import Any
 import httpx
 import pytest
 
-from monitor.alerts.alertmanager import AlertmanagerChannel
-from monitor.alerts.channels import EmailChannel, WebhookChannel
-from monitor.alerts.delivery import DeliveryWorker
-from monitor.alerts.model import Manager, VipFailure
+from monitor.alerts.delivery.alertmanager import AlertmanagerChannel
+from monitor.alerts.delivery.channels import EmailChannel, WebhookChannel
+from monitor.alerts.delivery.worker import DeliveryWorker
 from monitor.alerts.store import AlertStore
 from monitor.api import build_api, start_api
+from monitor.domain import Manager, VipFailure
 
 from .conftest import Receiver, SmtpServer
 

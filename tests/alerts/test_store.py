@@ -11,9 +11,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from monitor.alerts.model import Manager, VipFailure
-from monitor.alerts.schema import SCHEMA_VERSION
 from monitor.alerts.store import AlertStore, alert_id_for, window_start_for
+from monitor.alerts.store.schema import SCHEMA_VERSION
+from monitor.domain import Manager, VipFailure
 
 T0 = datetime(2024, 5, 6, 12, 1, 30, tzinfo=UTC)
 MakeFailure = Callable[..., VipFailure]

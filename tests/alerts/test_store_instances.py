@@ -12,9 +12,9 @@ from typing import Any, TypeVar
 import psycopg
 import pytest
 
-from monitor.alerts.model import Delivery, Manager, VipFailure
-from monitor.alerts.schema import SCHEMA_VERSION
 from monitor.alerts.store import AlertStore
+from monitor.alerts.store.schema import SCHEMA_VERSION
+from monitor.domain import Delivery, Manager, VipFailure
 from tests.postgres import PostgresServer
 
 T0 = datetime(2024, 5, 6, 12, 1, 30, tzinfo=UTC)

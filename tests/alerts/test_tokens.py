@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from itsdangerous import URLSafeTimedSerializer
 
-from monitor.alerts.tokens import ACK_SALT, AckLinks, InvalidTokenError
+from monitor.alerts.delivery.links import ACK_SALT, AckLinks, InvalidTokenError
 
 SECRET = "k9-test-secret-of-32-characters!"
 T0 = datetime(2024, 5, 6, 12, 0, tzinfo=UTC)

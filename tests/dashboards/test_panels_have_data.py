@@ -46,8 +46,8 @@ from prometheus_client import CollectorRegistry
 
 from dashboards.build import JSON_DIR
 from monitor.app import MonitorApp
-from monitor.broker import free_port
 from monitor.config import isolated_settings
+from monitor.testing.broker import free_port
 from simulators.producer import produce
 from simulators.synthetic import TerminalFault, build_fleet, synthetic_events, write_registry
 from simulators.terminal_status import CassetteDepletion, status_events

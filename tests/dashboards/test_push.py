@@ -23,7 +23,7 @@ from aiohttp import web
 
 from dashboards.build import DASHBOARDS, JSON_DIR
 from dashboards.push import PushError, folder_uid_for, push, token_from_env
-from monitor.broker import free_port
+from monitor.testing.broker import free_port
 
 TOKEN = "glsa_test_token_0123456789"
 REPO_ROOT = Path(__file__).resolve().parents[2]

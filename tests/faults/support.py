@@ -10,13 +10,13 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from monitor.classify import ResponseCodeTable
-from monitor.consumer import TransactionConsumer
 from monitor.metrics import PipelineMetrics
 from monitor.paths import rules_path
-from monitor.pipeline import BatchProcessor
-from monitor.policy import AlertPolicy
-from monitor.registry import RegistryLoader
+from monitor.pipeline.classify import ResponseCodeTable
+from monitor.pipeline.consumer import TransactionConsumer
+from monitor.pipeline.processor import BatchProcessor
+from monitor.pipeline.selection import AlertPolicy
+from monitor.pipeline.vips import RegistryLoader
 from tests.helpers import write_registry
 
 CUSTOMERS = "customer_id,name,tier,manager_id,card_refs\nC-VIP,Hélène Martin,private,M-1,tok_vip"

@@ -15,9 +15,9 @@ from prometheus_client import CollectorRegistry
 
 from monitor.alerts.store import AlertStore
 from monitor.config import KafkaSettings
-from monitor.consumer import TransactionConsumer, ensure_topics
-from monitor.dead_letters import HEADER_MAX_BYTES, VALUE_MAX_BYTES
+from monitor.kafka.dead_letters import HEADER_MAX_BYTES, VALUE_MAX_BYTES
 from monitor.metrics import PipelineMetrics
+from monitor.pipeline.consumer import TransactionConsumer, ensure_topics
 from tests.faults.support import processor, running, sample
 from tests.helpers import encode, event, read_topic, wait_until
 from tests.postgres import PostgresServer

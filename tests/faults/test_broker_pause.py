@@ -14,8 +14,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from monitor.app import MonitorApp
-from monitor.broker import EmbeddedBroker, free_port
 from monitor.config import isolated_settings
+from monitor.testing.broker import EmbeddedBroker, free_port
 from simulators.producer import produce
 from tests.faults.support import sample
 from tests.helpers import event, read_topic, wait_until, write_registry

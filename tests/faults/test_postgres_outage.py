@@ -7,9 +7,9 @@ flow and messages are in flight; afterwards every VIP failure is stored once and
 alert reached its manager's mailbox and webhook exactly once (counted by
 ``Message-ID`` and ``Idempotency-Key``, the keys a receiver deduplicates on).
 
-The consumer's retry loop (monitor/consumer.py) rides out the store's transient
+The consumer's retry loop (monitor/pipeline/consumer.py) rides out the store's transient
 errors with a backoff up to 30 s; the delivery worker pauses its passes and records
-a send's outcome once the store is back (monitor/alerts/delivery.py).
+a send's outcome once the store is back (monitor/alerts/delivery/worker.py).
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ from prometheus_client import CollectorRegistry
 
 from monitor.alerts.store import AlertStore, alert_id_for, window_start_for
 from monitor.app import MonitorApp
-from monitor.broker import free_port
 from monitor.config import Settings
 from monitor.paths import rules_path
+from monitor.testing.broker import free_port
 from tests.faults.tcp_proxy import StallingProxy
 from tests.helpers import encode, event, wait_until, write_registry
 from tests.postgres import PostgresServer, PostgresUnavailable, find_bindir

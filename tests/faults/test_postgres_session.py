@@ -19,9 +19,9 @@ import httpx
 import psycopg
 import pytest
 
-from monitor.alerts._db import PostgresDatabase, StoreUnavailable, connect, is_transient
-from monitor.alerts.delivery import DeliveryWorker
+from monitor.alerts.delivery.worker import DeliveryWorker
 from monitor.alerts.store import AlertStore
+from monitor.alerts.store.db import PostgresDatabase, StoreUnavailable, connect, is_transient
 from monitor.api import build_api, start_api
 from monitor.config import PostgresSettings
 from tests.faults.tcp_proxy import StallingProxy

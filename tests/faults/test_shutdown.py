@@ -20,8 +20,8 @@ import yaml
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
-from monitor.broker import free_port
 from monitor.paths import rules_path
+from monitor.testing.broker import free_port
 from tests.helpers import encode, event, wait_until, write_registry
 
 CARDMON = Path(sys.executable).parent / "cardmon"

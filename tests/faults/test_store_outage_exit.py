@@ -17,9 +17,9 @@ import pytest
 import yaml
 from aiokafka import AIOKafkaProducer
 
-from monitor.broker import free_port
 from monitor.config import KafkaSettings
-from monitor.consumer import ensure_topics
+from monitor.pipeline.consumer import ensure_topics
+from monitor.testing.broker import free_port
 from tests.helpers import encode, event, wait_until, write_registry
 from tests.postgres import PostgresServer, PostgresUnavailable, find_bindir
 

@@ -11,10 +11,10 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from monitor.alerts.store import AlertStore
-from monitor.batches import fetch_batches
 from monitor.config import KafkaSettings
-from monitor.consumer import TransactionConsumer, ensure_topics
+from monitor.kafka.batches import fetch_batches
 from monitor.metrics import PipelineMetrics
+from monitor.pipeline.consumer import TransactionConsumer, ensure_topics
 from tests.faults.support import processor, running, sample
 from tests.helpers import encode, event, produce_raw_batch, read_topic, wait_until
 

@@ -9,8 +9,8 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from monitor.health.collector import HealthCollector
+from monitor.health.device_status import DeviceStatusEvent
 from monitor.health.state import HealthBook
-from monitor.health.status import DeviceStatusEvent
 from tests.health.conftest import Batch, at
 
 

@@ -12,8 +12,8 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.app import MonitorApp
-from monitor.broker import free_port
 from monitor.config import isolated_settings
+from monitor.testing.broker import free_port
 from tests.helpers import encode, event, wait_until, write_registry
 
 

@@ -12,7 +12,7 @@ import pytest
 from monitor.health.silent import Baseline, SilentDetector, SilentRules, learn_baseline
 from monitor.health.terminals import TerminalRegistryLoader
 from monitor.paths import rules_path
-from monitor.watermark import EventClock
+from monitor.pipeline.watermark import EventClock
 
 PARIS = ZoneInfo("Europe/Paris")
 HEADER = "terminal_id,channel,timezone,opening_hours,status"

@@ -13,14 +13,14 @@ from confluent_kafka import Producer
 from jsonschema import Draft202012Validator
 
 from monitor.config import KafkaSettings
-from monitor.consumer import ensure_topics
-from monitor.health.status import (
+from monitor.health.device_status import (
     DeviceStatusBook,
     DeviceStatusEvent,
     StatusConsumer,
     decode_status_batch,
 )
 from monitor.paths import schema_path
+from monitor.pipeline.consumer import ensure_topics
 from simulators.synthetic import build_fleet
 from simulators.terminal_status import default_status_scenarios, status_events
 from tests.helpers import read_topic, wait_until

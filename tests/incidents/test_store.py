@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from monitor.alerts.model import Manager, VipFailure
+from monitor.alerts.messages.incident_notice import render_notice_delivery
 from monitor.alerts.store import AlertStore
+from monitor.domain import Manager, VipFailure
 from monitor.incidents import IncidentChange, IncidentRules, is_notice_id
-from monitor.incidents.render import render_notice_delivery
 from tests.alerts.conftest import _make_failure
 
 NOW = datetime(2026, 11, 2, 9, 0, 30, tzinfo=UTC)
@@ -107,7 +107,7 @@ def test_a_client_hit_after_the_notice_went_out_comes_in_one_update_per_group_in
 
 def test_the_notice_names_the_managers_clients_in_their_zone_with_ack_links(store: AlertStore) -> None:
     """A notice lists only its manager's clients, with local times, codes and the incident's scale."""
-    from monitor.alerts.tokens import AckLinks
+    from monitor.alerts.delivery.links import AckLinks
 
     store.record([outage("e1", "C1", ANNA), outage("e2", "C2", LI, second=30)], incidents=[opened()],
                  incident_rules=RULES, now=NOW, managers=MANAGERS)

@@ -21,10 +21,10 @@ from prometheus_client import CollectorRegistry
 
 from monitor.alerts.store import AlertStore
 from monitor.app import MonitorApp
-from monitor.broker import free_port
 from monitor.config import Settings
-from monitor.consumer import ensure_topics
 from monitor.paths import rules_path
+from monitor.pipeline.consumer import ensure_topics
+from monitor.testing.broker import free_port
 from tests.helpers import encode, event, wait_until, write_registry
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)

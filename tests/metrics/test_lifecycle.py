@@ -13,12 +13,12 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from monitor.alerts.model import AlertEvent, Manager, VipFailure
 from monitor.alerts.store import AlertStore
 from monitor.app import MonitorApp
-from monitor.broker import free_port
 from monitor.config import isolated_settings
+from monitor.domain import AlertEvent, Manager, VipFailure
 from monitor.metrics import AlertLifecycleMetrics
+from monitor.testing.broker import free_port
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 MANAGER = Manager(manager_id="RM-017", name="Claire Martin", email="claire.martin@bank.example",

@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import monitor
 import monitor.metrics
-from monitor.events import CHANNELS, OUTCOMES
+from monitor.domain import CHANNELS, OUTCOMES
 from monitor.metrics import (
     FAILURE_OUTCOMES,
     LATENCY_BUCKETS_SECONDS,

@@ -9,9 +9,9 @@ from pathlib import Path
 import polars as pl
 from prometheus_client import CollectorRegistry
 
-from monitor.classify import default_table
-from monitor.events import CHANNELS, OUTCOMES
+from monitor.domain import CHANNELS, OUTCOMES
 from monitor.metrics import PipelineMetrics
+from monitor.pipeline.classify import default_table
 from simulators.tabformer import read_tabformer
 
 VIP_CARD = "U0-C1"

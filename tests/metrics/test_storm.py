@@ -8,9 +8,9 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from monitor.alerts.model import Manager
 from monitor.alerts.ratelimit import RateLimit
 from monitor.alerts.store import AlertStore
+from monitor.domain import Manager
 from monitor.incidents import IncidentChange, IncidentRules
 from monitor.metrics import StormMetrics
 from tests.alerts.conftest import _make_failure

@@ -22,7 +22,7 @@ import httpx
 import pytest
 import yaml
 
-from monitor.broker import free_port
+from monitor.testing.broker import free_port
 
 #: Seconds to wait for /-/ready; Prometheus replays an empty WAL in well under a second.
 _READY_TIMEOUT_S = 30.0

@@ -24,8 +24,8 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from monitor.app import MonitorApp
-from monitor.broker import free_port
 from monitor.config import isolated_settings
+from monitor.testing.broker import free_port
 from simulators.producer import produce
 from simulators.synthetic import TerminalFault, build_fleet, synthetic_events, write_registry
 from tests.prometheus.conftest import PrometheusServer, StartPrometheus

@@ -11,7 +11,7 @@ import msgspec
 import polars as pl
 from typer.testing import CliRunner
 
-from monitor.decoder import decode_batch
+from monitor.pipeline.decoder import decode_batch
 from simulators.cli import app
 from simulators.synthetic import build_fleet, default_faults, synthetic_events
 

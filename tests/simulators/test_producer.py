@@ -12,8 +12,8 @@ import msgspec
 import pytest
 from aiokafka.errors import KafkaError
 
-from monitor.broker import EmbeddedBroker, free_port
-from monitor.decoder import decode_batch
+from monitor.pipeline.decoder import decode_batch
+from monitor.testing.broker import EmbeddedBroker, free_port
 from simulators.producer import produce
 from simulators.tabformer import tabformer_events
 

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from monitor.cli import app as cardmon
-from monitor.decoder import decode_batch
+from monitor.pipeline.decoder import decode_batch
 from simulators.replay import (
     RecordingFormatError,
     read_recording,

@@ -12,7 +12,7 @@ import msgspec
 import polars as pl
 import pytest
 
-from monitor.decoder import decode_batch
+from monitor.pipeline.decoder import decode_batch
 from simulators import synthetic
 from simulators.synthetic import (
     IssuerOutage,
@@ -174,7 +174,7 @@ def test_registry_csv_files(tmp_path: Path) -> None:
 
 def test_registry_is_readable_by_the_monitor(tmp_path: Path) -> None:
     """The monitor's registry reader accepts the written files and finds VIPs by card."""
-    registry = pytest.importorskip("monitor.registry")
+    registry = pytest.importorskip("monitor.pipeline.vips")
     fleet = build_fleet()
     loaded = registry.read_registry(*write_registry(fleet, tmp_path))
     assert len(loaded) == len(fleet.vips)

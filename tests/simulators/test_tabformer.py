@@ -13,7 +13,7 @@ import msgspec
 import polars as pl
 import pytest
 
-from monitor.decoder import decode_batch
+from monitor.pipeline.decoder import decode_batch
 from simulators.tabformer import TabFormerFormatError, read_tabformer, tabformer_events
 
 SAMPLE = (Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "tabformer"

@@ -1,0 +1,382 @@
+"""Turn a stored alert into a message a relationship manager can act on.
+
+The message speaks the manager's language: the client's name and tier, the masked
+card, the time in the manager's own time zone (with its abbreviation), the place
+(terminal ID, merchant name and ID, city, channel), the amount formatted for its currency
+(Babel, ISO 4217 exponent), the response code with its meaning and outcome class,
+and what to do next. Several failures in one alert become a compact list, newest
+first. The same facts go into a JSON-able ``payload`` for webhooks and files.
+
+Every text that leaves this module is PAN-scrubbed (defence in depth: the store
+holds only masked PANs).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from babel.numbers import format_currency, get_currency_precision
+
+from monitor.domain import Alert, AlertEvent, Delivery, Manager
+from monitor.privacy import scrub_pans
+
+if TYPE_CHECKING:
+    from monitor.alerts.delivery.links import AckLinks
+    from monitor.alerts.store import AlertStore
+
+__all__ = ["AlertMessage", "format_amount", "render", "render_delivery"]
+
+#: Version of the ``payload`` shape, so receivers can tell what they get.
+PAYLOAD_SCHEMA: Final = "cardmon.alert.v1"
+# An alert with more failures lists the newest ones only (the count is always exact).
+_MAX_LISTED: Final = 20
+
+# PCI DSS display masking, as in the event contract (first six, last four).
+_MASKED_PAN: Final = re.compile(r"^[0-9]{6}[*Xx]{2,9}[0-9]{4}$")
+# Channel kinds that reach a person, so their messages carry an ack link.
+_PERSON_CHANNELS: Final = frozenset({"email", "webhook", "apprise"})
+_CHANNEL_WORDS: Final = {"ATM": "ATM", "POS": "card terminal (POS)", "ECOM": "online (e-commerce)"}
+_TXN_WORDS: Final = {
+    "purchase": "purchase",
+    "withdrawal": "cash withdrawal",
+    "balance_inquiry": "balance inquiry",
+    "transfer": "transfer",
+    "refund": "refund",
+    "reversal": "reversal",
+}
+_OUTCOME_WORDS: Final = {
+    "approved": "approved",
+    "technical": "technical problem at the bank or network",
+    "terminal": "terminal problem",
+    "card": "card problem",
+    "customer": "declined for the client's account",
+    "fraud": "security decline",
+    "unknown": "unclassified response",
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AlertMessage:
+    """One rendered alert, ready for any channel.
+
+    Attributes:
+        alert_id: the alert it renders.
+        subject: one line (e-mail subject, console title).
+        text: the plain-text body.
+        payload: JSON-able dict with the same facts (``schema`` names its version).
+        email: the manager's e-mail address, ``None`` if they have none.
+        webhook_url: the manager's webhook, ``None`` if they have none.
+        idempotency_key: the same on every retry of one delivery
+            (``<alert_id>:<channel>``); the worker sets it.
+    """
+
+    alert_id: str
+    subject: str
+    text: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    email: str | None = None
+    webhook_url: str | None = field(default=None, repr=False)  # may carry user:pass@ or a token
+    idempotency_key: str = ""
+
+    def for_channel(self, channel: str, *, recipient_id: str | None = None) -> AlertMessage:
+        """Return a copy whose ``idempotency_key`` is ``<alert_id>:<channel>``.
+
+        A message to another manager than the alert's own (an escalation) gets
+        ``<alert_id>:<channel>:<recipient_id>``, so it is not taken for a repeat of
+        the first message.
+        """
+        key = f"{self.alert_id}:{channel}" + (f":{recipient_id}" if recipient_id else "")
+        return replace(self, idempotency_key=key)
+
+
+def format_amount(amount_minor: int, currency: str, *, locale: str = "en_US") -> str:
+    """Format integer minor units as money, e.g. ``13409, "USD"`` → ``"$134.09"``.
+
+    Args:
+        amount_minor: amount in minor units of ``currency``.
+        currency: ISO 4217 code; its exponent comes from CLDR via Babel (JPY 0, BHD 3).
+        locale: CLDR locale of the reader.
+
+    Returns:
+        The amount as the reader writes it (``"€1,234.50"``, ``"¥1,234"``).
+    """
+    exponent = get_currency_precision(currency)
+    amount = Decimal(amount_minor).scaleb(-exponent)
+    return str(format_currency(amount, currency, locale=locale))
+
+
+def _zone(name: str | None) -> ZoneInfo:
+    try:
+        return ZoneInfo(name or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def _local(moment: datetime, zone: ZoneInfo, pattern: str = "%a %d %b %Y, %H:%M:%S %Z") -> str:
+    return moment.astimezone(zone).strftime(pattern)
+
+
+def _card(event: AlertEvent) -> str:
+    if event.pan_masked:
+        return event.pan_masked
+    if event.card_ref and _MASKED_PAN.match(event.card_ref):
+        return event.card_ref
+    if event.card_ref:
+        ref = event.card_ref
+        return f"card ref {ref[:8]}…" if len(ref) > 12 else f"card ref {ref}"
+    return "card unknown"
+
+
+def _place(event: AlertEvent) -> str:
+    parts = [f"{_CHANNEL_WORDS.get(event.channel, event.channel)} {event.terminal_id}"]
+    if event.merchant_name and event.merchant_id:
+        parts.append(f"{event.merchant_name} (merchant {event.merchant_id})")
+    elif event.merchant_name or event.merchant_id:
+        parts.append(event.merchant_name or f"merchant {event.merchant_id}")
+    locality = ", ".join(p for p in (event.city, event.region) if p)
+    if locality:
+        parts.append(locality)
+    return ", ".join(parts)
+
+
+def _result(event: AlertEvent) -> str:
+    outcome = _OUTCOME_WORDS.get(event.outcome, event.outcome)
+    if event.response_code is None:
+        return f"no response from the issuer (timeout) — {outcome}"
+    return f"response code {event.response_code} {event.response_meaning} — {outcome}"
+
+
+def _event_payload(event: AlertEvent, zone: ZoneInfo, locale: str) -> dict[str, Any]:
+    return {
+        "event_id": event.event_id,
+        "occurred_at": event.occurred_at.isoformat(),
+        "occurred_at_local": event.occurred_at.astimezone(zone).isoformat(),
+        "channel": event.channel,
+        "terminal_id": event.terminal_id,
+        "merchant_id": event.merchant_id,
+        "merchant_name": event.merchant_name,
+        "city": event.city,
+        "region": event.region,
+        "txn_type": event.txn_type,
+        "amount_minor": event.amount_minor,
+        "currency": event.currency,
+        "amount": format_amount(event.amount_minor, event.currency, locale=locale),
+        "status": event.status,
+        "response_code": event.response_code,
+        "response_meaning": event.response_meaning,
+        "outcome": event.outcome,
+        "card": _card(event),
+    }
+
+
+def _scrub(text: str) -> str:
+    return scrub_pans(text.encode()).decode()
+
+
+def render(
+    alert: Alert,
+    events: list[AlertEvent],
+    *,
+    manager_timezone: str | None = None,
+    locale: str = "en_US",
+    recipient: Manager | None = None,
+    ack_url: str | None = None,
+    covering_for_away: bool = False,
+    covering_unreachable: bool = False,
+) -> AlertMessage:
+    """Render an alert and its events for the relationship manager (or whoever it escalated to).
+
+    Args:
+        alert: the stored alert.
+        events: its events, any order (at least one).
+        manager_timezone: IANA zone for times; ``None`` uses the recipient's zone;
+            an unknown zone falls back to UTC.
+        locale: CLDR locale for amounts.
+        recipient: who receives it when it is not the alert's manager (an
+            escalation); their address and webhook go on the message, the subject
+            says ``ESCALATED``. ``None``: the alert's manager.
+        covering_for_away: the recipient is the backup of a manager who is away (not
+            an escalation): the message says so instead of ``ESCALATED``.
+        covering_unreachable: the recipient is the backup of a manager cardmon could
+            not reach (the fallback): the message says so instead of ``ESCALATED``.
+        ack_url: the signed acknowledgement link for this recipient
+            (:meth:`monitor.alerts.delivery.links.AckLinks.url`), shown at the end of the text
+            and as ``payload["ack_url"]``; ``None`` for none.
+
+    Returns:
+        An :class:`AlertMessage`; ``idempotency_key`` is left for the caller.
+
+    Raises:
+        ValueError: ``events`` is empty.
+    """
+    if not events:
+        raise ValueError(f"alert {alert.alert_id} has no events to render")
+    to = recipient or alert.manager
+    escalated = to.manager_id != alert.manager.manager_id
+    zone = _zone(manager_timezone or to.timezone)
+    newest_first = sorted(events, key=lambda e: (e.occurred_at, e.event_id), reverse=True)
+    latest = newest_first[0]
+    count = len(events)
+    amount = format_amount(latest.amount_minor, latest.currency, locale=locale)
+    what = _TXN_WORDS.get(latest.txn_type, latest.txn_type)
+    code = latest.response_code or "timeout"
+    # "91 Issuer or switch is inoperative"; a timeout's meaning already says "timeout".
+    reason = (f"{latest.response_code} {latest.response_meaning}" if latest.response_code
+              else latest.response_meaning or "timeout")
+
+    if count == 1:
+        headline = f"{what} of {amount} failed ({reason})"
+    else:
+        headline = f"{count} failed transactions, latest {what} of {amount} ({code})"
+    covering = escalated and (covering_for_away or covering_unreachable)
+    flags = f"[{alert.severity.upper()}]" + (
+        "[BACKUP]" if covering else "[ESCALATED]" if escalated else "") + (
+        "[LATE]" if alert.late else "")
+    subject = f"{flags} {alert.customer_name} ({alert.tier}): {headline}"
+
+    lines = [
+        f"Client:    {alert.customer_name} — {alert.tier} (client {alert.customer_id})",
+        f"Severity:  {alert.severity}",
+        f"Action:    {alert.suggested_action}",
+        "",
+        "Latest failure" if count > 1 else "Failure",
+        f"  When:    {_local(latest.occurred_at, zone)}",
+        f"  Card:    {_card(latest)}",
+        f"  Where:   {_place(latest)}",
+        f"  What:    {what} of {amount}",
+        f"  Result:  {_result(latest)}",
+    ]
+    if count > 1:
+        first = newest_first[-1].occurred_at
+        lines += [
+            "",
+            (
+                f"{count} failed transactions between {_local(first, zone, '%H:%M')} and "
+                f"{_local(latest.occurred_at, zone, '%H:%M %Z')}, newest first:"
+            ),
+        ]
+        for event in newest_first[:_MAX_LISTED]:
+            lines.append(
+                f"  {_local(event.occurred_at, zone, '%H:%M:%S %Z')}  {event.channel:<4} "
+                f"{event.terminal_id:<10} "
+                f"{format_amount(event.amount_minor, event.currency, locale=locale):>14}  "
+                f"{event.response_code or '--'} {event.response_meaning}  {_card(event)}"
+            )
+        if count > _MAX_LISTED:
+            lines.append(f"  … and {count - _MAX_LISTED} earlier")
+    lines += [
+        "",
+        f"Manager: {alert.manager.name} · alert {alert.alert_id}",
+    ]
+    if alert.late:
+        lines.append("Late: cardmon processed this failure long after it happened; "
+                     "it was recorded, and no one was paged.")
+    if covering and covering_unreachable:
+        lines.append(f"Sent to you as backup: cardmon cannot reach {alert.manager.name} "
+                     "through their channels right now.")
+    elif covering:
+        lines.append(f"Routed to you as backup: {alert.manager.name} is away.")
+    elif escalated:
+        lines.append(f"Escalated to you: {alert.manager.name} has not acknowledged this alert.")
+    text = _scrub("\n".join(lines) + "\n")
+    subject = _scrub(subject)
+
+    payload: dict[str, Any] = {
+        "schema": PAYLOAD_SCHEMA,
+        "alert_id": alert.alert_id,
+        "severity": alert.severity,
+        "customer": {
+            "customer_id": alert.customer_id,
+            "name": alert.customer_name,
+            "tier": alert.tier,
+        },
+        "manager": {"manager_id": alert.manager.manager_id, "name": alert.manager.name},
+        "suggested_action": alert.suggested_action,
+        "window_start": alert.window_start.isoformat(),
+        "window_end": alert.window_end.isoformat(),
+        "event_count": count,
+        "subject": subject,
+        "text": text,
+        "events": [_event_payload(e, zone, locale) for e in newest_first],
+    }
+    payload = json.loads(_scrub(json.dumps(payload, ensure_ascii=False)))
+    payload["recipient"] = {"manager_id": to.manager_id, "name": _scrub(to.name)}
+    payload["escalated"] = escalated
+    payload["late"] = alert.late
+    # The link is added after scrubbing: it is ours, holds no PAN, and must stay intact.
+    payload["ack_url"] = ack_url
+    if ack_url:
+        text += f"\nAcknowledge: {ack_url}\n(opens a confirmation page; the link expires)\n"
+        payload["text"] = text
+    return AlertMessage(
+        alert_id=alert.alert_id,
+        subject=subject,
+        text=text,
+        payload=payload,
+        email=to.email,
+        webhook_url=to.webhook_url,
+    )
+
+
+def render_delivery(
+    store: AlertStore,
+    delivery: Delivery,
+    *,
+    links: AckLinks | None = None,
+    default_timezone: str = "UTC",
+    locale: str = "en_US",
+) -> AlertMessage:
+    """Render the message of one outbox row, for its recipient, with its ack link.
+
+    The recipient is the row's own (an escalation's backup manager or team lead,
+    :meth:`AlertStore.delivery_recipient`) or else the alert's manager. Rows of a
+    manager channel (``email``, ``webhook``, ``apprise:<n>``) carry an ack link
+    signed for that recipient; sink rows (``console``, ``jsonl``...) carry none: a
+    file or a console is not a person, and a link there would be a credential
+    anyone reading it could use. Synchronous (it reads the store): call it through
+    :func:`asyncio.to_thread`.
+
+    Args:
+        store: the alert store.
+        delivery: the claimed outbox row.
+        links: the ack link maker; ``None`` renders without links.
+        default_timezone: zone when the recipient has none.
+        locale: CLDR locale for amounts.
+
+    Returns:
+        The message, with ``idempotency_key`` ``<alert_id>:<channel>`` (plus
+        ``:<recipient_id>`` for a row to another manager).
+
+    Raises:
+        LookupError: the alert is not in the store.
+        ValueError: the alert has no events.
+    """
+    alert = store.get_alert(delivery.alert_id)
+    if alert is None:
+        raise LookupError(f"alert {delivery.alert_id} is not in the store")
+    events = store.alert_events(delivery.alert_id)
+    recipient = store.delivery_recipient(delivery.delivery_id)
+    to = recipient or alert.manager
+    ack_url = None
+    if links is not None and delivery.channel.partition(":")[0] in _PERSON_CHANNELS:
+        ack_url = links.url(alert.alert_id, to.manager_id)
+    # A backup covering an away manager (routed at record time), not an escalation step.
+    history = store.history(alert.alert_id) if recipient is not None else []
+    covering = recipient is not None and any(
+        entry.note is not None and entry.note.startswith("routed to backup: away")
+        and recipient.manager_id in entry.note for entry in history)
+    # The backup told by the fallback (delivery.py) because the manager is unreachable.
+    unreachable = recipient is not None and any(
+        entry.action == "fallback" and f"told backup {recipient.manager_id}" in (entry.note or "")
+        for entry in history)
+    message = render(alert, events, manager_timezone=to.timezone or default_timezone,
+                     locale=locale, recipient=recipient, ack_url=ack_url,
+                     covering_for_away=covering, covering_unreachable=unreachable)
+    return message.for_channel(delivery.channel,
+                               recipient_id=recipient.manager_id if recipient else None)

@@ -1,0 +1,7 @@
+"""Kafka plumbing under the consumer: reading record batches, their headers, dead letters.
+
+``batches`` (record-batch metadata, including batches aiokafka cannot decode) →
+``reader`` (per-partition fetch that holds an unreadable batch instead of losing it) →
+``dead_letters`` (bounded dead-letter records with a reason). Importing this package
+loads nothing; import the module you need.
+"""

@@ -1,0 +1,334 @@
+"""Outcome classes of authorization responses, from ``rules/response_codes.yaml``.
+
+Each response code (ISO 8583:1987 field 39, plus a few network-specific codes such
+as Visa ``N7``) maps to exactly one outcome class (:data:`monitor.domain.OUTCOMES`),
+the standard's meaning and a one-sentence action for a relationship manager. A
+``status: timeout`` event has no response code and classifies as ``technical``; a
+code absent from the table classifies as ``unknown``.
+
+Scalar look-ups (:meth:`ResponseCodeTable.outcome`, ``meaning``, ``action``) serve
+alert text; :meth:`ResponseCodeTable.classify` labels a whole polars batch at once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any, Final
+
+import polars as pl
+import yaml
+
+from monitor.domain import OUTCOMES
+from monitor.errors import ConfigurationError
+from monitor.paths import rules_path
+
+__all__ = [
+    "ResponseCode",
+    "ResponseCodeError",
+    "ResponseCodeTable",
+    "default_table",
+]
+
+_CODE: Final = re.compile(r"^[0-9A-Z]{2}$")
+_OUTCOMES: Final[frozenset[str]] = frozenset(OUTCOMES)
+_DEFAULT_FILE: Final = "response_codes.yaml"
+
+
+class ResponseCodeError(ConfigurationError):
+    """The response-code table file is malformed; the message names the file and entry."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseCode:
+    """One row of the table.
+
+    Attributes:
+        code: two characters ``[0-9A-Z]{2}`` (ISO 8583 field 39), e.g. ``"51"``.
+        outcome: the outcome class, one of :data:`monitor.domain.OUTCOMES`.
+        meaning: the standard's (or network's) wording.
+        action: one sentence for a relationship manager.
+        network: ``None`` for an ISO 8583:1987 code, else the network (``"Visa"``).
+    """
+
+    code: str
+    outcome: str
+    meaning: str
+    action: str
+    network: str | None = None
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe YAML loader that rejects duplicate mapping keys instead of keeping the last."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node)
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping
+)
+
+
+class ResponseCodeTable:
+    """Response code -> outcome class, meaning and action.
+
+    Build one with :meth:`load` (or :func:`default_table` for the shipped file).
+    """
+
+    def __init__(
+        self,
+        codes: Iterable[ResponseCode],
+        *,
+        timeout: ResponseCode,
+        unknown: ResponseCode,
+        reserved: Mapping[str, str] | None = None,
+    ) -> None:
+        """Create a table.
+
+        Args:
+            codes: the known codes; each code at most once.
+            timeout: meaning and action for ``status: timeout`` (outcome ``technical``).
+            unknown: meaning and action for a code that is not in ``codes``.
+            reserved: code -> wording of its reserved range (e.g. "Reserved for ISO
+                use"); such codes classify as ``unknown`` but keep that meaning.
+
+        Raises:
+            ResponseCodeError: a code is duplicated or malformed.
+        """
+        self._codes: dict[str, ResponseCode] = {}  # <code: row>
+        for row in codes:
+            if row.code in self._codes:
+                raise ResponseCodeError(f"response code {row.code!r} is listed twice")
+            self._codes[row.code] = row
+        self._timeout = timeout
+        self._unknown = unknown
+        self._reserved: dict[str, str] = dict(reserved or {})  # <code: range wording>
+
+    @classmethod
+    def load(cls, path: Path | str | None = None) -> ResponseCodeTable:
+        """Load and validate a table file.
+
+        Args:
+            path: the YAML file; defaults to ``rules/response_codes.yaml`` (see
+                :func:`monitor.paths.rules_path`).
+
+        Returns:
+            The table.
+
+        Raises:
+            ResponseCodeError: the file is not valid YAML, lacks a section, or has an
+                entry with a bad code, class or missing text; the message names the
+                file and the entry.
+            FileNotFoundError: the file does not exist.
+        """
+        file = Path(path) if path is not None else rules_path(_DEFAULT_FILE)
+        with file.open(encoding="utf-8") as stream:
+            try:
+                document = yaml.load(stream, Loader=_UniqueKeyLoader)
+            except yaml.YAMLError as error:
+                raise ResponseCodeError(f"{file}: not valid YAML: {error}") from error
+        return _parse(file, document)
+
+    def __len__(self) -> int:
+        return len(self._codes)
+
+    def __contains__(self, code: object) -> bool:
+        return code in self._codes
+
+    def __repr__(self) -> str:
+        return f"ResponseCodeTable({len(self._codes)} codes)"
+
+    @property
+    def codes(self) -> Mapping[str, ResponseCode]:
+        """The known codes, in file order (reserved codes are not included)."""
+        return self._codes
+
+    def _row(self, code: str | None, status: str) -> ResponseCode:
+        if status == "timeout":
+            return self._timeout
+        row = self._codes.get(code) if code is not None else None
+        return row if row is not None else self._unknown
+
+    def outcome(self, code: str | None, status: str = "completed") -> str:
+        """Return the outcome class of a response.
+
+        Args:
+            code: the response code (field 39), ``None`` when there is none.
+            status: the event's ``status``; ``"timeout"`` always gives ``"technical"``.
+
+        Returns:
+            One of :data:`monitor.domain.OUTCOMES`; ``"unknown"`` for a code not in
+            the table (including reserved codes) or a completed event without a code.
+        """
+        return self._row(code, status).outcome
+
+    def meaning(self, code: str | None, status: str = "completed") -> str:
+        """Return the standard's wording for a response (see :meth:`outcome` for arguments).
+
+        A reserved code gives its range's wording ("Reserved for ISO use"); any
+        other unknown code gives the table's ``unknown`` meaning.
+        """
+        if status != "timeout" and code is not None and code not in self._codes:
+            reserved = self._reserved.get(code)
+            if reserved is not None:
+                return reserved
+        return self._row(code, status).meaning
+
+    def action(self, code: str | None, status: str = "completed") -> str:
+        """Return the suggested relationship-manager action (see :meth:`outcome` for arguments)."""
+        return self._row(code, status).action
+
+    def classify(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """Add ``outcome`` and ``response_meaning`` columns to a batch of events.
+
+        Args:
+            frame: has a ``response_code`` column (string, nullable) and optionally
+                a ``status`` column (``"completed"``/``"timeout"``); without
+                ``status`` every row counts as completed.
+
+        Returns:
+            ``frame`` with two string columns added (replacing any of the same name):
+            ``outcome`` and ``response_meaning``, equal row by row to
+            :meth:`outcome` and :meth:`meaning`.
+
+        Raises:
+            polars.exceptions.ColumnNotFoundError: ``response_code`` is missing.
+        """
+        codes = list(self._codes)
+        meaning_codes = codes + list(self._reserved)
+        code = pl.col("response_code").cast(pl.String)
+        outcome = code.replace_strict(
+            codes,
+            [row.outcome for row in self._codes.values()],
+            default=pl.lit(self._unknown.outcome),
+            return_dtype=pl.String,
+        )
+        meaning = code.replace_strict(
+            meaning_codes,
+            [row.meaning for row in self._codes.values()] + list(self._reserved.values()),
+            default=pl.lit(self._unknown.meaning),
+            return_dtype=pl.String,
+        )
+        if "status" in frame.columns:
+            timed_out = pl.col("status") == "timeout"
+            outcome = pl.when(timed_out).then(pl.lit(self._timeout.outcome)).otherwise(outcome)
+            meaning = pl.when(timed_out).then(pl.lit(self._timeout.meaning)).otherwise(meaning)
+        return frame.with_columns(outcome.alias("outcome"), meaning.alias("response_meaning"))
+
+
+@cache
+def default_table() -> ResponseCodeTable:
+    """Return the shipped table (``rules/response_codes.yaml``), loaded once per process."""
+    return ResponseCodeTable.load()
+
+
+# --- parsing -----------------------------------------------------------------
+
+
+def _text(file: Path, where: str, entry: Mapping[str, Any], key: str) -> str:
+    value = entry.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise ResponseCodeError(f"{file}: {where}: {key!r} must be a non-empty string")
+    return " ".join(value.split())
+
+
+def _code(file: Path, where: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ResponseCodeError(
+            f"{file}: {where}: code {value!r} must be a quoted string such as \"05\""
+        )
+    if not _CODE.match(value):
+        raise ResponseCodeError(f"{file}: {where}: code {value!r} must match [0-9A-Z]{{2}}")
+    return value
+
+
+def _row(
+    file: Path, where: str, entry: Any, code: str, *, outcome: str | None = None
+) -> ResponseCode:
+    if not isinstance(entry, Mapping):
+        raise ResponseCodeError(f"{file}: {where}: must be a mapping")
+    declared = entry.get("class")
+    if declared not in _OUTCOMES:
+        allowed = ", ".join(OUTCOMES)
+        raise ResponseCodeError(f"{file}: {where}: class {declared!r} is not one of {allowed}")
+    if outcome is not None and declared != outcome:
+        raise ResponseCodeError(f"{file}: {where}: class must be {outcome!r}, not {declared!r}")
+    network = entry.get("network")
+    if network is not None and not isinstance(network, str):
+        raise ResponseCodeError(f"{file}: {where}: 'network' must be a string")
+    return ResponseCode(
+        code=code,
+        outcome=declared,
+        meaning=_text(file, where, entry, "meaning"),
+        action=_text(file, where, entry, "action"),
+        network=network,
+    )
+
+
+def _reserved(file: Path, ranges: Any) -> dict[str, str]:
+    if ranges is None:
+        return {}
+    if not isinstance(ranges, list):
+        raise ResponseCodeError(f"{file}: 'reserved' must be a list of ranges")
+    reserved: dict[str, str] = {}
+    for position, entry in enumerate(ranges):
+        where = f"reserved[{position}]"
+        if not isinstance(entry, Mapping):
+            raise ResponseCodeError(f"{file}: {where}: must be a mapping")
+        first, last = _code(file, where, entry.get("from")), _code(file, where, entry.get("to"))
+        if not (first.isdigit() and last.isdigit() and first <= last):
+            raise ResponseCodeError(
+                f"{file}: {where}: range {first}-{last} must be numeric, low to high"
+            )
+        meaning = _text(file, where, entry, "meaning")
+        for number in range(int(first), int(last) + 1):
+            reserved[f"{number:02d}"] = meaning
+    return reserved
+
+
+def _parse(file: Path, document: Any) -> ResponseCodeTable:
+    if not isinstance(document, Mapping):
+        raise ResponseCodeError(f"{file}: top level must be a mapping")
+    for section in ("codes", "timeout", "unknown"):
+        if section not in document:
+            raise ResponseCodeError(f"{file}: missing section {section!r}")
+    entries = document["codes"]
+    if not isinstance(entries, list) or not entries:
+        raise ResponseCodeError(f"{file}: 'codes' must be a non-empty list")
+    rows: list[ResponseCode] = []
+    seen: dict[str, int] = {}  # <code: position of its first entry>
+    for position, entry in enumerate(entries):
+        where = f"codes[{position}]"
+        if not isinstance(entry, Mapping):
+            raise ResponseCodeError(f"{file}: {where}: must be a mapping")
+        code = _code(file, where, entry.get("code"))
+        where = f"codes[{position}] (code {code!r})"
+        if code in seen:
+            raise ResponseCodeError(
+                f"{file}: {where}: duplicate code, first listed at codes[{seen[code]}]"
+            )
+        seen[code] = position
+        rows.append(_row(file, where, entry, code))
+    reserved = _reserved(file, document.get("reserved"))
+    overlap = sorted(set(reserved) & set(seen))
+    if overlap:
+        raise ResponseCodeError(f"{file}: codes {', '.join(overlap)} are both listed and reserved")
+    return ResponseCodeTable(
+        rows,
+        timeout=_row(file, "timeout", document["timeout"], "", outcome="technical"),
+        unknown=_row(file, "unknown", document["unknown"], "", outcome="unknown"),
+        reserved=reserved,
+    )

@@ -1,0 +1,132 @@
+"""The alert policy (``rules/alerting.yaml``): which VIP failures alert, at which severity.
+
+A policy is a small table ``(tier, outcome) → severity`` that the pipeline joins
+with a batch's VIP failures in one vectorised step, plus the grouping window and
+the suggested action per outcome class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import polars as pl
+import yaml
+
+from monitor.domain import SEVERITIES
+from monitor.errors import ConfigurationError
+
+__all__ = ["FAILURE_OUTCOMES", "AlertPolicy", "PolicyError"]
+
+#: Outcome classes that are failures (everything but approved).
+FAILURE_OUTCOMES: Final = ("technical", "terminal", "card", "customer", "fraud", "unknown")
+#: Tier label used in the policy table for clients whose tier the policy does not list.
+_DEFAULT_TIER: Final = "\x00default"
+
+
+class PolicyError(ConfigurationError):
+    """The alert policy file is missing or invalid (the message names the entry)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AlertPolicy:
+    """The loaded alert policy.
+
+    Attributes:
+        grouping_window_seconds: length of the tumbling event-time window (seconds).
+        table: ``tier, outcome, severity`` rows that alert (``tier`` may be the
+            internal default-tier marker).
+        tiers: tier names, top tier first.
+        actions: suggested action per outcome class.
+    """
+
+    grouping_window_seconds: int
+    table: pl.DataFrame
+    tiers: tuple[str, ...]
+    actions: dict[str, str]
+
+    @classmethod
+    def load(cls, path: Path) -> AlertPolicy:
+        """Read a policy file.
+
+        Raises:
+            PolicyError: unreadable YAML, no tiers, a tier that is not a mapping, an
+                unknown outcome class or severity (in alert_on or a severity mapping).
+        """
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as error:
+            raise PolicyError(f"cannot read alert policy {path}: {error}") from error
+        return cls.from_mapping(data, source=str(path))
+
+    @classmethod
+    def from_mapping(cls, data: Any, *, source: str = "<policy>") -> AlertPolicy:
+        """Build a policy from the YAML's mapping (see :meth:`load`)."""
+        if not isinstance(data, dict) or not isinstance(data.get("tiers"), dict) or not data["tiers"]:
+            raise PolicyError(f"{source}: needs a non-empty 'tiers' mapping")
+        window = data.get("grouping_window_seconds", 600)
+        if not isinstance(window, int) or isinstance(window, bool) or window <= 0:
+            raise PolicyError(f"{source}: grouping_window_seconds must be a positive integer")
+        defaults = _severities(data.get("default_severity"), source, "default_severity")
+        for outcome in FAILURE_OUTCOMES:
+            defaults.setdefault(outcome, "medium")
+        rows: list[tuple[str, str, str]] = []
+        tiers_spec: dict[str, Any] = dict(data["tiers"])
+        tiers_spec[_DEFAULT_TIER] = data.get("default_tier") or {"alert_on": []}
+        for tier, spec in tiers_spec.items():
+            name = "default_tier" if tier == _DEFAULT_TIER else f"tier {tier!r}"
+            spec = spec or {}
+            if not isinstance(spec, dict):
+                raise PolicyError(f"{source}: {name} must be a mapping with 'alert_on'")
+            alert_on = spec.get("alert_on") or []
+            if not isinstance(alert_on, list):
+                raise PolicyError(f"{source}: {name} 'alert_on' must be a list of outcome classes")
+            overrides = dict(defaults, **_severities(spec.get("severity"), source, f"{name} severity"))
+            for outcome in alert_on:
+                if outcome not in FAILURE_OUTCOMES:
+                    raise PolicyError(f"{source}: {name} alerts on unknown outcome {outcome!r}")
+                rows.append((str(tier), outcome, overrides[outcome]))
+        actions = {str(k): " ".join(str(v).split()) for k, v in (data.get("actions") or {}).items()}
+        table = pl.DataFrame(rows, schema={"policy_tier": pl.String, "outcome": pl.String,
+                                           "severity": pl.String}, orient="row")
+        return cls(window, table, tuple(str(t) for t in data["tiers"]), actions)
+
+    def select(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """Keep the rows of ``frame`` that must alert and add their ``severity``.
+
+        Args:
+            frame: events with ``tier`` (null for non-VIP) and ``outcome`` columns.
+
+        Returns:
+            Only VIP failures whose tier and outcome class alert, with ``severity``.
+        """
+        vip = frame.filter(pl.col("tier").is_not_null() & (pl.col("outcome") != "approved"))
+        if vip.height == 0:
+            return vip.with_columns(pl.lit(None, dtype=pl.String).alias("severity"))
+        known = list(self.tiers)
+        vip = vip.with_columns(
+            pl.when(pl.col("tier").is_in(known)).then(pl.col("tier"))
+            .otherwise(pl.lit(_DEFAULT_TIER)).alias("policy_tier")
+        )
+        return vip.join(self.table, on=["policy_tier", "outcome"], how="inner",
+                        maintain_order="left").drop("policy_tier")
+
+    def action_for(self, outcome: str) -> str:
+        """The suggested action for an outcome class (empty string if none)."""
+        return self.actions.get(outcome, "")
+
+
+def _severities(value: Any, source: str, where: str) -> dict[str, str]:
+    """Check an ``outcome → severity`` mapping (``None`` is empty)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise PolicyError(f"{source}: {where} must be a mapping of outcome class to severity")
+    for outcome, severity in value.items():
+        if outcome not in FAILURE_OUTCOMES:
+            raise PolicyError(f"{source}: {where} names unknown outcome {outcome!r}")
+        if severity not in SEVERITIES:
+            raise PolicyError(f"{source}: severity {severity!r} for {outcome} in {where} "
+                              f"is not one of {', '.join(SEVERITIES)}")
+    return {str(k): str(v) for k, v in value.items()}

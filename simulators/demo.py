@@ -1,0 +1,171 @@
+"""``cardmon demo``: the whole monitor with no installed services.
+
+Starts the embedded broker (unless a Kafka is given), writes a small VIP registry
+for a synthetic fleet, runs the monitor with the ``console`` and ``jsonl`` sinks,
+feeds it real-time synthetic ATM/POS traffic with injected faults (a timing-out
+ATM, a POS refusing everything, an issuer outage burst of 91s), serves
+``/metrics`` and stops cleanly after ``duration`` seconds or on Ctrl-C.
+
+The demo's managers are reachable: each has a webhook on a small receiver the demo
+serves on 127.0.0.1 (:class:`DemoInbox`), which accepts every message and prints
+one line for it, so their alerts and incident notices are really delivered and
+read ``notified`` (the ``console`` and ``jsonl`` sinks only record them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import tempfile
+import uuid
+from pathlib import Path
+
+import polars as pl
+from aiohttp import web
+from rich.console import Console
+
+from monitor.app import MonitorApp
+from monitor.config import isolated_settings
+from monitor.pipeline.consumer import ensure_topics
+from monitor.testing.broker import EmbeddedBroker
+from simulators.producer import produce
+from simulators.synthetic import build_fleet, default_faults, synthetic_events, write_registry
+
+__all__ = ["DemoInbox", "run_demo"]
+
+
+class DemoInbox:
+    """The demo managers' webhook receiver: accepts every message, prints one line each.
+
+    ``POST /managers/{manager_id}`` with the alert or notice payload (JSON) answers
+    204. ``received`` counts the messages accepted.
+
+    Args:
+        console: where the one-line receipts are printed.
+    """
+
+    def __init__(self, console: Console) -> None:
+        self._console = console
+        self._runner: web.AppRunner | None = None
+        self.received = 0
+        self.url = ""
+
+    async def start(self) -> str:
+        """Serve on a free port of 127.0.0.1; return the base URL of the managers' webhooks."""
+        app = web.Application()
+        app.router.add_post("/managers/{manager_id}", self._receive)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{port}/managers"
+        return self.url
+
+    async def stop(self) -> None:
+        """Stop serving."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _receive(self, request: web.Request) -> web.Response:
+        payload = await request.json()
+        self.received += 1
+        recipient = payload.get("recipient") or payload.get("manager") or {}
+        who = recipient.get("name") or request.match_info["manager_id"]
+        subject = payload.get("subject") or payload.get("alert_id") or "message"
+        self._console.print(f"[green]→ delivered to {who}'s webhook[/]: {subject}", markup=True,
+                            highlight=False)
+        return web.Response(status=204)
+
+
+def _route_managers_to(managers_path: Path, inbox_url: str) -> None:
+    """Point every manager's ``webhook_url`` of the registry file at the demo inbox."""
+    managers = pl.read_csv(managers_path, infer_schema=False)
+    managers.with_columns(
+        webhook_url=pl.lit(inbox_url + "/") + pl.col("manager_id"),
+    ).write_csv(managers_path)
+
+
+async def run_demo(*, duration: float = 30.0, bootstrap_servers: str | None = None,
+                   metrics_port: int = 9464, rate: float = 200.0, terminals: int = 40,
+                   seed: int = 7, workdir: Path | None = None) -> int:
+    """Run the demo; return the number of alerts stored.
+
+    Args:
+        duration: seconds of traffic (and of the run).
+        bootstrap_servers: an existing Kafka; ``None`` starts the embedded broker.
+        metrics_port: port of ``/metrics`` on 127.0.0.1.
+        rate: synthetic transactions per second.
+        terminals: terminals in the fleet.
+        seed: seed of the fleet and its traffic.
+        workdir: folder for the registry, alert store and ``alerts.jsonl`` (temp dir if ``None``).
+
+    Raises:
+        monitor.testing.broker.BrokerError: the embedded broker could not start.
+    """
+    console = Console(stderr=True)
+    broker = EmbeddedBroker().start() if bootstrap_servers is None else None
+    bootstrap = broker.bootstrap_servers if broker else str(bootstrap_servers)
+    work = workdir or Path(tempfile.mkdtemp(prefix="cardmon-demo-"))
+    work.mkdir(parents=True, exist_ok=True)
+    inbox: DemoInbox | None = None
+    try:
+        fleet = build_fleet(terminals=terminals, seed=seed)
+        customers, managers = write_registry(fleet, work / "registry")
+        inbox = DemoInbox(console)
+        _route_managers_to(managers, await inbox.start())
+        run_id = uuid.uuid4().hex[:8]
+        settings = isolated_settings(
+            kafka={"bootstrap_servers": bootstrap, "group_id": f"cardmon-demo-{run_id}",
+                   "batch_timeout_ms": 100},
+            registry={"customers_path": customers, "managers_path": managers},
+            alerting={"store_path": work / "alerts.db", "sinks": ["console", "jsonl"],
+                      "jsonl_path": work / "alerts.jsonl", "poll_interval_seconds": 0.1},
+            metrics={"host": "127.0.0.1", "port": metrics_port},
+        )
+        await ensure_topics(settings.kafka)
+        monitor = MonitorApp(settings)
+        console.print(
+            f"[bold]cardmon demo[/]: broker {bootstrap}"
+            f"{' (embedded Tansu, in memory)' if broker else ''}; "
+            f"{len(fleet.terminals)} terminals, {len(fleet.vips)} VIP clients of "
+            f"{len(fleet.managers)} managers; metrics at http://127.0.0.1:{metrics_port}/metrics; "
+            f"files in {work}; stopping after {duration:g} s (Ctrl-C stops sooner)."
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        monitor_task = asyncio.create_task(monitor.run(stop, create_topics=False))
+        events = synthetic_events(fleet, rate=rate, duration_s=duration,
+                                  faults=default_faults(fleet, duration), seed=seed)
+        producer_task = asyncio.create_task(produce(
+            events, bootstrap_servers=bootstrap, topic=settings.kafka.topic, speed=1.0))
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=duration + 2.0)
+        except TimeoutError:
+            pass
+        stop.set()
+        producer_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await producer_task
+        await monitor_task
+        alerts = monitor.store_summary
+        store = settings.alerting.store_path
+        console.print(
+            f"[bold]cardmon demo finished[/]: {monitor.pipeline.consumer.events} transactions processed, "
+            f"{alerts} VIP alerts stored in {store}, {inbox.received} messages delivered to the "
+            f"managers' webhooks; `cardmon alerts export --store {store}` lists them. Storm "
+            f"control found {monitor.incident_summary} incident(s) (outages of a terminal, region, "
+            f"issuer or the network; each manager got one message per incident): "
+            f"`cardmon incidents list --store {store}`."
+        )
+        return alerts
+    finally:
+        if inbox is not None:
+            await inbox.stop()
+        if broker is not None:
+            broker.stop()
