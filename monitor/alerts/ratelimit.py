@@ -22,8 +22,6 @@ The cap, the window and the wait come from ``rate_limit:`` in ``rules/alerting.y
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -38,6 +36,7 @@ from monitor.alerts.messages.alert import AlertMessage
 from monitor.alerts.preferences import manager_zone
 from monitor.domain import SEVERITIES, Alert, Delivery, Manager
 from monitor.errors import ConfigurationError
+from monitor.ids import content_id
 from monitor.privacy import scrub_pans
 from monitor.rulebook import read_section
 
@@ -107,8 +106,7 @@ class Summary:
 
 def summary_id_for(manager_id: str, first_capped_at: datetime) -> str:
     """Return the ID of a manager's summary that starts with the alert capped at that time."""
-    digest = hashlib.sha256(f"summary|{manager_id}|{first_capped_at.isoformat()}".encode()).digest()
-    return "sm-" + base64.b32encode(digest).decode("ascii")[:20].lower()
+    return content_id("sm", "summary", manager_id, first_capped_at.isoformat())
 
 
 def is_summary_id(alert_id: str) -> bool:

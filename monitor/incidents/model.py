@@ -8,13 +8,12 @@ or digits: an ID must not hold a digit run a PAN scrubber would mask.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
 from monitor.incidents.rules import Scope
+from monitor.ids import content_id
 
 __all__ = [
     "Incident",
@@ -35,18 +34,14 @@ IncidentChangeKind = Literal["opened", "updated", "ended"]
 NoticeKind = Literal["opened", "update", "resolved", "escalated"]
 
 
-def _b32(text: str) -> str:
-    return base64.b32encode(hashlib.sha256(text.encode()).digest()).decode("ascii")[:20].lower()
-
-
 def incident_id_for(scope: Scope, scope_key: str, started_at: datetime) -> str:
     """Return the incident ID for an outage of ``scope_key`` that started at ``started_at``."""
-    return "in-" + _b32(f"incident|{scope}|{scope_key}|{started_at.astimezone(UTC).isoformat()}")
+    return content_id("in", "incident", scope, scope_key, started_at.astimezone(UTC).isoformat())
 
 
 def notice_id_for(incident_id: str, manager_id: str, seq: int) -> str:
     """Return the ID of the ``seq``-th message (1-based) about an incident to one manager."""
-    return "ic-" + _b32(f"notice|{incident_id}|{manager_id}|{seq}")
+    return content_id("ic", "notice", incident_id, manager_id, str(seq))
 
 
 def is_notice_id(alert_id: str) -> bool:

@@ -40,8 +40,6 @@ and free text is PAN-scrubbed before it is written.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -95,6 +93,7 @@ from monitor.alerts.store.storm import (
 )
 from monitor.config import PostgresSettings
 from monitor.domain import SEVERITIES, Alert, AlertEvent, Delivery, Manager, VipFailure
+from monitor.ids import content_id
 from monitor.incidents.model import IncidentChange
 from monitor.incidents.rules import IncidentRules
 from monitor.privacy import is_pan, mask_pan
@@ -183,9 +182,7 @@ def alert_id_for(customer_id: str, window_start: datetime) -> str:
     Base32 (``a-z2-7``), not hex: an ID must never hold a 13–19 digit run that the
     PAN scrubbers of the sinks would take for a card number and mask.
     """
-    key = f"{customer_id}|{window_start.astimezone(UTC).isoformat()}"
-    digest = hashlib.sha256(key.encode()).digest()
-    return "al-" + base64.b32encode(digest).decode("ascii")[:20].lower()
+    return content_id("al", customer_id, window_start.astimezone(UTC).isoformat())
 
 
 def _clean_card(value: str | None) -> str | None:

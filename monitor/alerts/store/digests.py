@@ -6,8 +6,6 @@ it is claimed is :mod:`monitor.alerts.messages.digest`.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -15,6 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 from monitor.alerts.lifecycle import AlertState
 from monitor.alerts.store.rows import StoreConnection, _alert, _clean_text, _dt, _retried, _ts
 from monitor.domain import Alert, Manager
+from monitor.ids import content_id
 
 __all__ = ["DigestQueries", "DigestRecord", "digest_id_for", "is_digest_id"]
 
@@ -46,8 +45,7 @@ class DigestRecord:
 
 def digest_id_for(manager_id: str, local_date: date) -> str:
     """Return the ID of a manager's digest of one local day: ``"dg-"`` + 20 base32 characters."""
-    digest = hashlib.sha256(f"digest|{manager_id}|{local_date.isoformat()}".encode()).digest()
-    return "dg-" + base64.b32encode(digest).decode("ascii")[:20].lower()
+    return content_id("dg", "digest", manager_id, local_date.isoformat())
 
 
 def is_digest_id(alert_id: str) -> bool:
