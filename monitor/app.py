@@ -66,7 +66,7 @@ from monitor.paths import rules_path
 from monitor.pipeline.classify import ResponseCodeTable
 from monitor.pipeline.consumer import TransactionConsumer, ensure_topics
 from monitor.pipeline.processor import BatchProcessor
-from monitor.pipeline.selection import AlertPolicy
+from monitor.pipeline.selection import AlertPolicy, read_policy_file
 from monitor.pipeline.vips import RegistryLoader
 from monitor.pipeline.watermark import EventClock
 
@@ -250,15 +250,17 @@ class MonitorApp:
         self.metrics = PipelineMetrics(self.registry)
         alerting = settings.alerting
         self.codes = ResponseCodeTable.load(alerting.response_codes_path or rules_path("response_codes.yaml"))
-        self.policy = AlertPolicy.load(alerting.policy_path or rules_path("alerting.yaml"))
-        self.escalation = EscalationPolicy.load(alerting.policy_path or rules_path("alerting.yaml"))
+        # rules/alerting.yaml is read once; each concern validates its own section of it.
+        policy_file = read_policy_file(alerting.policy_path or rules_path("alerting.yaml"))
+        self.policy = AlertPolicy.from_rules(policy_file)
+        self.escalation = EscalationPolicy.from_rules(policy_file)
         self.lifecycle_metrics = AlertLifecycleMetrics(
             self.registry, escalation_severities=self.escalation.severities,
             escalation_steps=len(self.escalation.steps))
         self.storm_metrics = StormMetrics(self.registry)
-        self.incident_rules = IncidentRules.load(alerting.policy_path or rules_path("alerting.yaml"))
+        self.incident_rules = IncidentRules.from_rules(policy_file)
         self.incidents = IncidentDetector(self.incident_rules) if self.incident_rules else None
-        self.rate_limit = RateLimit.load(alerting.policy_path or rules_path("alerting.yaml"))
+        self.rate_limit = RateLimit.from_rules(policy_file)
         api = settings.api
         self.links = (AckLinks(api.link_secret.get_secret_value(),
                                api.public_url or f"http://{api.host}:{api.port}",

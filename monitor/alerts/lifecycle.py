@@ -42,10 +42,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-import yaml
-
 from monitor.domain import SEVERITIES, Manager, Severity
 from monitor.errors import CardmonError, ConfigurationError
+from monitor.rulebook import RuleFile
 
 if TYPE_CHECKING:
     from monitor.alerts.store import AlertStore
@@ -190,15 +189,22 @@ class EscalationPolicy:
         """Read the ``escalation:`` section of an alert policy file (absent → no escalation).
 
         Raises:
-            EscalationRulesError: unreadable YAML or an invalid section (the message names the entry).
+            EscalationRulesError: unreadable or not strict YAML, or an invalid section
+                (the message names the entry).
         """
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as error:
-            raise EscalationRulesError(f"cannot read {path}: {error}") from error
+        return cls.from_rules(RuleFile.read(path, error=EscalationRulesError))
+
+    @classmethod
+    def from_rules(cls, rules: RuleFile) -> EscalationPolicy:
+        """Build the policy from the alert policy file's ``escalation:`` section (absent → none).
+
+        Raises:
+            EscalationRulesError: the file is no mapping or the section is invalid.
+        """
+        data = rules.document or {}
         if not isinstance(data, dict):
-            raise EscalationRulesError(f"{path}: expected a mapping")
-        return cls.from_mapping(data.get("escalation"), source=str(path))
+            raise EscalationRulesError(f"{rules.path}: expected a mapping")
+        return cls.from_mapping(data.get("escalation"), source=str(rules.path))
 
     @classmethod
     def from_mapping(cls, data: Any, *, source: str = "<escalation>") -> EscalationPolicy:

@@ -38,7 +38,7 @@ from monitor.domain import SEVERITIES, Alert, Delivery, Manager
 from monitor.errors import ConfigurationError
 from monitor.ids import content_id
 from monitor.privacy import scrub_pans
-from monitor.rulebook import read_section
+from monitor.rulebook import RuleFile
 
 if TYPE_CHECKING:
     from monitor.alerts.delivery.links import AckLinks
@@ -89,7 +89,16 @@ class RateLimit(BaseModel):
         Raises:
             RateLimitError: the file cannot be read or the section is invalid.
         """
-        return read_section(path, "rate_limit", cls, RateLimitError)
+        return cls.from_rules(RuleFile.read(path, error=RateLimitError))
+
+    @classmethod
+    def from_rules(cls, rules: RuleFile) -> RateLimit | None:
+        """The ``rate_limit:`` section of the alert policy file; ``None`` when absent (no cap).
+
+        Raises:
+            RateLimitError: the section is invalid (the message names the field).
+        """
+        return rules.validate("rate_limit", cls, RateLimitError)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

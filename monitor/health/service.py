@@ -35,6 +35,7 @@ from monitor.metrics import FrameCollector
 from monitor.paths import rules_path
 from monitor.pipeline.consumer import ConsumerMetrics, ensure_topics
 from monitor.pipeline.watermark import EventClock
+from monitor.rulebook import RuleFile
 
 __all__ = ["TerminalHealthService"]
 
@@ -90,11 +91,13 @@ class TerminalHealthService:
                  registry: CollectorRegistry, metrics: ConsumerMetrics | None = None,
                  clock: EventClock | None = None) -> None:
         self.settings = settings
-        rules_file = settings.rules_path or rules_path("health.yaml")
+        # rules/health.yaml is read once; the book and the detector each take their sections.
+        rules = RuleFile.read(settings.rules_path or rules_path("health.yaml"), error=ValueError,
+                              what="health rules")
         self.terminals = TerminalRegistryLoader(settings.terminals_path)
-        self.book = HealthBook(HealthRules.load(rules_file), registry=self.terminals)
+        self.book = HealthBook(HealthRules.from_rules(rules), registry=self.terminals)
         baseline = Baseline.read(settings.baseline_path) if settings.baseline_path else None
-        self.detector = SilentDetector(SilentRules.load(rules_file), baseline, registry=self.terminals,
+        self.detector = SilentDetector(SilentRules.from_rules(rules), baseline, registry=self.terminals,
                                        clock=clock)
         # The per-terminal state gauge goes through the fast text exposition (100,000
         # terminals in milliseconds); the fleet-level families through prometheus_client.

@@ -33,10 +33,10 @@ from pathlib import Path
 from typing import Final
 
 import polars as pl
-import yaml
 
 from monitor.health.terminals import TerminalRegistry, TerminalRegistryLoader
 from monitor.pipeline.watermark import EventClock
+from monitor.rulebook import RuleFile
 
 __all__ = ["HOURS_PER_WEEK", "Baseline", "SilentDetector", "SilentRules", "learn_baseline"]
 
@@ -71,11 +71,12 @@ class SilentRules:
                 or a value is not a positive number (``drop_ratio`` and ``baseline_alpha``
                 must also be at most 1).
         """
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as error:
-            raise ValueError(f"cannot read health rules {path}: {error}") from error
-        section = data.get("silent") if isinstance(data, dict) else None
+        return cls.from_rules(RuleFile.read(path, error=ValueError, what="health rules"))
+
+    @classmethod
+    def from_rules(cls, rules: RuleFile) -> SilentRules:
+        """The ``silent`` section of the health rules file, read once at start (see :meth:`load`)."""
+        section, path = rules.section("silent"), rules.path
         if not isinstance(section, dict):
             raise ValueError(f"{path}: no 'silent' section")  # noqa: TRY004 (a file, not an argument)
         known = {f.name for f in fields(cls)}

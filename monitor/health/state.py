@@ -29,12 +29,12 @@ from pathlib import Path
 from typing import Any, Final
 
 import polars as pl
-import yaml
 
 from monitor.health.aggregate import AggregateRules, group_stats, worst_terminals
 from monitor.health.device_status import DeviceStatusEvent
 from monitor.health.terminals import TerminalRegistryLoader
 from monitor.health.windows import FAILURE_CLASSES, TerminalWindows, WindowRules
+from monitor.rulebook import RuleFile
 
 __all__ = ["HealthBook", "HealthRules", "HealthState", "StateRules"]
 
@@ -148,11 +148,12 @@ class HealthRules:
             ValueError: the file is unreadable, or a section is invalid or names a
                 window that ``windows`` does not define.
         """
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as error:
-            raise ValueError(f"cannot read health rules {path}: {error}") from error
-        data = data if isinstance(data, dict) else {}
+        return cls.from_rules(RuleFile.read(path, error=ValueError, what="health rules"))
+
+    @classmethod
+    def from_rules(cls, rules: RuleFile) -> HealthRules:
+        """The three sections of the health rules file, read once at start (see :meth:`load`)."""
+        data, path = rules.document if isinstance(rules.document, dict) else {}, rules.path
         try:
             return cls(
                 windows=WindowRules.from_mapping(data.get("windows") or {}),

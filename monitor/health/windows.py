@@ -48,9 +48,9 @@ from pathlib import Path
 from typing import Any, Final
 
 import polars as pl
-import yaml
 
 from monitor.domain import OUTCOMES
+from monitor.rulebook import RuleFile
 
 __all__ = [
     "ATTRIBUTES",
@@ -177,11 +177,16 @@ class WindowRules:
         Raises:
             ValueError: the file is unreadable or the section is invalid.
         """
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as error:
-            raise ValueError(f"cannot read health rules {path}: {error}") from error
-        section = data.get("windows") if isinstance(data, dict) else None
+        return cls.from_rules(RuleFile.read(path, error=ValueError, what="health rules"))
+
+    @classmethod
+    def from_rules(cls, rules: RuleFile) -> WindowRules:
+        """The ``windows`` section of the health rules file, read once at start (defaults when absent).
+
+        Raises:
+            ValueError: the section is invalid.
+        """
+        section, path = rules.section("windows"), rules.path
         if section is None:
             return cls()
         if not isinstance(section, dict):

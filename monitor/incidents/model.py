@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-from monitor.incidents.rules import Scope
 from monitor.ids import content_id
+from monitor.incidents.rules import Scope
 
 __all__ = [
     "Incident",

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from monitor.domain import OUTCOMES
 from monitor.errors import ConfigurationError
-from monitor.rulebook import read_section
+from monitor.rulebook import RuleFile
 
 __all__ = ["FLEET", "SCOPES", "IncidentRules", "IncidentRulesError", "Scope", "ScopeRule"]
 
@@ -122,4 +122,13 @@ class IncidentRules(BaseModel):
         Raises:
             IncidentRulesError: the file cannot be read or the section is invalid.
         """
-        return read_section(path, "incidents", cls, IncidentRulesError)
+        return cls.from_rules(RuleFile.read(path, error=IncidentRulesError))
+
+    @classmethod
+    def from_rules(cls, rules: RuleFile) -> IncidentRules | None:
+        """The ``incidents:`` section of the alert policy file; ``None`` when absent (storm control off).
+
+        Raises:
+            IncidentRulesError: the section is invalid (the message names the field).
+        """
+        return rules.validate("incidents", cls, IncidentRulesError)

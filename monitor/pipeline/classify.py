@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any, Final
 
 import polars as pl
-import yaml
 
 from monitor.domain import OUTCOMES
 from monitor.errors import ConfigurationError
 from monitor.paths import rules_path
+from monitor.rulebook import RuleFile, RuleFileError
 
 __all__ = [
     "ResponseCode",
@@ -59,27 +59,6 @@ class ResponseCode:
     meaning: str
     action: str
     network: str | None = None
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe YAML loader that rejects duplicate mapping keys instead of keeping the last."""
-
-
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
-        seen.add(key)
-    return loader.construct_mapping(node)
-
-
-_UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping
-)
 
 
 class ResponseCodeTable:
@@ -129,18 +108,29 @@ class ResponseCodeTable:
             The table.
 
         Raises:
-            ResponseCodeError: the file is not valid YAML, lacks a section, or has an
+            ResponseCodeError: the file is not valid YAML (a key written twice
+                included: :class:`monitor.rulebook.RuleFile`), lacks a section, or has an
                 entry with a bad code, class or missing text; the message names the
                 file and the entry.
             FileNotFoundError: the file does not exist.
         """
         file = Path(path) if path is not None else rules_path(_DEFAULT_FILE)
-        with file.open(encoding="utf-8") as stream:
-            try:
-                document = yaml.load(stream, Loader=_UniqueKeyLoader)
-            except yaml.YAMLError as error:
-                raise ResponseCodeError(f"{file}: not valid YAML: {error}") from error
-        return _parse(file, document)
+        try:
+            rules = RuleFile.read(file)
+        except RuleFileError as error:
+            if isinstance(error.__cause__, OSError):
+                raise error.__cause__ from None  # FileNotFoundError and its kin, as they were
+            raise ResponseCodeError(f"{file}: not valid YAML: {error.problem}") from error
+        return cls.from_rules(rules)
+
+    @classmethod
+    def from_rules(cls, rules: RuleFile) -> ResponseCodeTable:
+        """Build the table from a response-code rule file read once at start (see :meth:`load`).
+
+        Raises:
+            ResponseCodeError: a section is missing or an entry is invalid.
+        """
+        return _parse(rules.path, rules.document)
 
     def __len__(self) -> int:
         return len(self._codes)

@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any, Final
 
 import polars as pl
-import yaml
 
 from monitor.domain import SEVERITIES
 from monitor.errors import ConfigurationError
+from monitor.rulebook import RuleFile
 
-__all__ = ["FAILURE_OUTCOMES", "AlertPolicy", "PolicyError"]
+__all__ = ["FAILURE_OUTCOMES", "AlertPolicy", "PolicyError", "read_policy_file"]
 
 #: Outcome classes that are failures (everything but approved).
 FAILURE_OUTCOMES: Final = ("technical", "terminal", "card", "customer", "fraud", "unknown")
@@ -27,6 +27,19 @@ _DEFAULT_TIER: Final = "\x00default"
 
 class PolicyError(ConfigurationError):
     """The alert policy file is missing or invalid (the message names the entry)."""
+
+
+def read_policy_file(path: Path) -> RuleFile:
+    """Read ``rules/alerting.yaml`` (or the operator's copy) once, strictly.
+
+    Every concern with a section in it (policy, escalation, incidents, rate limit)
+    is built from the one :class:`~monitor.rulebook.RuleFile` this returns.
+
+    Raises:
+        PolicyError: the file cannot be read or is not strict YAML (one line naming
+            the file, and the line and key of a duplicate).
+    """
+    return RuleFile.read(path, error=PolicyError, what="alert policy")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,17 +61,23 @@ class AlertPolicy:
 
     @classmethod
     def load(cls, path: Path) -> AlertPolicy:
-        """Read a policy file.
+        """Read a policy file (:meth:`monitor.rulebook.RuleFile.read`, strict) and build the policy.
 
         Raises:
-            PolicyError: unreadable YAML, no tiers, a tier that is not a mapping, an
-                unknown outcome class or severity (in alert_on or a severity mapping).
+            PolicyError: unreadable or not strict YAML (a key written twice), or see
+                :meth:`from_rules`.
         """
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as error:
-            raise PolicyError(f"cannot read alert policy {path}: {error}") from error
-        return cls.from_mapping(data, source=str(path))
+        return cls.from_rules(read_policy_file(path))
+
+    @classmethod
+    def from_rules(cls, rules: RuleFile) -> AlertPolicy:
+        """Build the policy from the alert policy file, read once at start.
+
+        Raises:
+            PolicyError: no tiers, a tier that is not a mapping, an unknown outcome class
+                or severity (in alert_on or a severity mapping).
+        """
+        return cls.from_mapping(rules.document, source=str(rules.path))
 
     @classmethod
     def from_mapping(cls, data: Any, *, source: str = "<policy>") -> AlertPolicy:
