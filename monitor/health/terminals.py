@@ -21,7 +21,6 @@ the registry does not know is treated as open 24/7 in UTC.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,7 +32,7 @@ import polars as pl
 
 from monitor.errors import ConfigurationError
 from monitor.hours import OpeningHours, OpeningHoursError, Schedule
-from monitor.tables import read_table
+from monitor.tables import ReloadingTable, read_table
 
 __all__ = [
     "Terminal",
@@ -215,54 +214,33 @@ def read_terminals(path: Path) -> TerminalRegistry:
     return TerminalRegistry(table=table, schedules=schedules, loaded_at=time.time())
 
 
-class TerminalRegistryLoader:
+class TerminalRegistryLoader(ReloadingTable[TerminalRegistry]):
     """Holds the current :class:`TerminalRegistry` and reloads it when the file changes.
 
     Args:
         path: the registry file; ``None`` = an empty registry (all terminals 24/7 UTC).
 
-    A failed reload keeps the previous snapshot and is logged once per file version.
+    A failed reload keeps the previous snapshot and is logged once per file version
+    (the recipe is :class:`monitor.tables.ReloadingTable`'s).
     """
 
+    what = "terminal registry"
+    error = TerminalRegistryError
+    logger = log
+
     def __init__(self, path: Path | None) -> None:
-        self._path = path
-        self._signature: tuple[int, int] | None = None  # <(mtime_ns, size) of the loaded file>
-        self._last_failure: tuple[int, int] | None = None  # file's stat when a reload failed
-        self._lock = threading.Lock()
-        self.current: TerminalRegistry = TerminalRegistry.empty()
-        self.reload_failures = 0
+        super().__init__((path,), TerminalRegistry.empty())
 
-    def _stat(self) -> tuple[int, int]:
-        assert self._path is not None
-        info = self._path.stat()
-        return info.st_mtime_ns, info.st_size
+    def _read(self) -> TerminalRegistry:
+        path = self._paths[0]
+        assert path is not None
+        return read_terminals(path)
 
-    def load(self) -> TerminalRegistry:
-        """Read the file now.
+    def _unreadable(self, error: OSError) -> Exception:
+        return TerminalRegistryError(f"terminal registry not found or unreadable: {self._paths[0]}")
 
-        Raises:
-            TerminalRegistryError: the file is bad (see :func:`read_terminals`).
-        """
-        if self._path is None:
-            return self.current
-        with self._lock:
-            try:
-                signature = self._stat()
-            except OSError as error:
-                raise TerminalRegistryError(f"terminal registry not found or unreadable: {self._path}") from error
-            self.current = read_terminals(self._path)
-            self._signature = signature
-        log.info("terminal registry loaded: %d terminals, %d schedules",
-                 len(self.current), len(self.current.schedules))
-        return self.current
-
-    def reload_if_changed(self) -> bool:
-        """Reload when the file's mtime or size changed; return whether it reloaded.
-
-        Never raises: a bad or missing file keeps the previous snapshot.
-        """
-        if self._path is None:
-            return False
+    def _summary(self, snapshot: TerminalRegistry) -> str:
+        return f"{len(snapshot)} terminals, {len(snapshot.schedules)} schedules"
         try:
             if self._stat() == self._signature:
                 return False

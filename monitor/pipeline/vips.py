@@ -26,7 +26,6 @@ sorted key columns: a batch's few hundred failures cost microseconds even with
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +39,7 @@ from monitor.alerts.preferences import PreferenceError, parse_away, parse_digest
 from monitor.alerts.routing import ChannelPreferences, parse_channels
 from monitor.domain import Manager
 from monitor.errors import ConfigurationError
-from monitor.tables import read_table
+from monitor.tables import ReloadingTable, read_table
 
 __all__ = ["RegistryError", "RegistryLoader", "VipRegistry", "read_registry"]
 
@@ -306,7 +305,7 @@ def _customers_and_cards(raw: pl.DataFrame, path: Path,
     return customers, cards
 
 
-class RegistryLoader:
+class RegistryLoader(ReloadingTable[VipRegistry]):
     """Holds the current :class:`VipRegistry` and reloads it when a file changes.
 
     Args:
@@ -314,24 +313,16 @@ class RegistryLoader:
         managers_path: managers file.
 
     A failed reload keeps the previous snapshot and is logged (the monitor keeps
-    alerting on yesterday's list rather than on none).
+    alerting on yesterday's list rather than on none); the recipe is
+    :class:`monitor.tables.ReloadingTable`'s.
     """
 
-    def __init__(self, customers_path: Path | None, managers_path: Path | None) -> None:
-        self._paths = (customers_path, managers_path)
-        self._signature: tuple[tuple[int, int], ...] | None = None  # <(mtime_ns, size) per file>
-        self._lock = threading.Lock()
-        self.current: VipRegistry = VipRegistry.empty()
-        self.reload_failures = 0
-        self._last_failure: tuple[tuple[int, int], ...] | None = None  # files' stat when it failed
+    what = "VIP registry"
+    error = RegistryError
+    logger = log
 
-    def _stat(self) -> tuple[tuple[int, int], ...]:
-        stats = []
-        for path in self._paths:
-            assert path is not None
-            info = path.stat()
-            stats.append((info.st_mtime_ns, info.st_size))
-        return tuple(stats)
+    def __init__(self, customers_path: Path | None, managers_path: Path | None) -> None:
+        super().__init__((customers_path, managers_path), VipRegistry.empty())
 
     def load(self) -> VipRegistry:
         """Read the files now.
@@ -341,35 +332,21 @@ class RegistryLoader:
                 two paths is configured (a half-configured registry would never alert).
         """
         customers_path, managers_path = self._paths
-        if customers_path is None and managers_path is None:
-            return self.current
-        if customers_path is None or managers_path is None:
+        if (customers_path is None) != (managers_path is None):
             raise RegistryError("the VIP registry needs both customers_path and managers_path; "
                                 f"got customers={customers_path}, managers={managers_path}")
-        with self._lock:
-            try:
-                signature = self._stat()
-            except OSError as error:
-                raise RegistryError(f"registry file not found or unreadable: {error.filename}") from error
-            self.current = read_registry(customers_path, managers_path)
-            self._signature = signature
-        log.info("VIP registry loaded: %d clients, %d managers",
-                 len(self.current), len(self.current.managers))
-        return self.current
+        return super().load()
 
-    def _failed_signature(self) -> tuple[tuple[int, int], ...] | None:
-        try:
-            return self._stat()
-        except OSError:
-            return None
+    def _read(self) -> VipRegistry:
+        customers_path, managers_path = self._paths
+        assert customers_path is not None and managers_path is not None
+        return read_registry(customers_path, managers_path)
 
-    def reload_if_changed(self) -> bool:
-        """Reload when either file's mtime or size changed; return whether it reloaded.
+    def _unreadable(self, error: OSError) -> Exception:
+        return RegistryError(f"registry file not found or unreadable: {error.filename}")
 
-        Never raises: a bad or missing file keeps the previous snapshot.
-        """
-        if self._paths[0] is None or self._paths[1] is None:
-            return False
+    def _summary(self, snapshot: VipRegistry) -> str:
+        return f"{len(snapshot)} clients, {len(snapshot.managers)} managers"
         try:
             if self._stat() == self._signature:
                 return False
