@@ -31,8 +31,10 @@ from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.schedulers.base import BaseScheduler
 from prometheus_client import CollectorRegistry
 
+from monitor import jobs
 from monitor.alerts.delivery.alertmanager import AlertmanagerChannel
 from monitor.alerts.delivery.apprise import AppriseChannel
 from monitor.alerts.delivery.channels import (
@@ -386,6 +388,24 @@ class MonitorApp:
         if self.vip.reload_if_changed():
             self._report_registry()
 
+    def schedule(self, scheduler: BaseScheduler) -> None:
+        """Add every scheduled job to ``scheduler``, timed by the job table (:data:`monitor.jobs.JOBS`).
+
+        Jobs that use the alert store are guarded: an unavailable store is a log line,
+        and the job runs again at its next interval.
+        """
+        guard = _StoreJobs()
+        self.health.count_job_runs(scheduler)
+        runners: dict[str, Callable[[], Any]] = {
+            jobs.REGISTRY_RELOAD_JOB: self._reload_registry,
+            jobs.STORE_GAUGES_JOB: guard.sync("outbox gauge", self._report_outbox),
+            jobs.DIGESTS_JOB: guard.coroutine("daily digests", self._send_digests),
+            jobs.SUMMARIES_JOB: guard.coroutine("rate-cap summaries", self._send_summaries),
+            jobs.ESCALATION_JOB: guard.coroutine("escalation", self._escalate),
+            **self.health.jobs(),
+        }
+        jobs.schedule(scheduler, runners, jobs.Timing(settings=self.settings, silent=self.health.detector.rules))
+
     async def run(self, stop: asyncio.Event, *, create_topics: bool = True) -> None:
         """Run until ``stop`` is set, then shut everything down cleanly.
 
@@ -401,20 +421,7 @@ class MonitorApp:
         self._report_registry()
         server = serve(self.registry, self.settings.metrics.host, self.settings.metrics.port)
         scheduler = AsyncIOScheduler(timezone="UTC")
-        guard = _StoreJobs()
-        scheduler.add_job(self._reload_registry, "interval",
-                          seconds=self.settings.registry.reload_interval_seconds,
-                          id="registry-reload", max_instances=1, coalesce=True)
-        scheduler.add_job(guard.sync("outbox gauge", self._report_outbox), "interval", seconds=5,
-                          id="outbox-gauge", max_instances=1, coalesce=True)
-        scheduler.add_job(guard.coroutine("daily digests", self._send_digests), "cron", minute="*",
-                          second=0, id="alert-digests", max_instances=1, coalesce=True)
-        scheduler.add_job(guard.coroutine("rate-cap summaries", self._send_summaries), "interval",
-                          seconds=30, id="alert-summaries", max_instances=1, coalesce=True)
-        scheduler.add_job(guard.coroutine("escalation", self._escalate), "interval",
-                          seconds=self.settings.alerting.escalation_interval_seconds,
-                          id="alert-escalation", max_instances=1, coalesce=True)
-        self.health.schedule(scheduler)
+        self.schedule(scheduler)
         scheduler.start()
         api_server: ApiServer | None = None
         worker_task: asyncio.Task[None] | None = None

@@ -193,6 +193,8 @@ class AlertingSettings(BaseModel):
     poll_interval_seconds: float = Field(default=0.25, gt=0)
     #: How often unacknowledged high alerts are checked for escalation (seconds).
     escalation_interval_seconds: float = Field(default=30.0, gt=0)
+    #: How often rate-cap summaries that are due are claimed and enqueued (seconds).
+    summary_interval_seconds: float = Field(default=30.0, gt=0)
     #: Zone for alert times when a manager has none.
     default_timezone: str = "UTC"
     #: On SIGTERM, seconds in-flight sends get to finish and be recorded; then they are
@@ -276,6 +278,8 @@ class HealthSettings(BaseModel):
     consume_status: bool = True
     #: How often terminal health states are recomputed (seconds).
     evaluate_interval_seconds: float = Field(default=15.0, gt=0)
+    #: How often ``terminals_path`` is checked for changes and reread (seconds).
+    terminals_reload_interval_seconds: float = Field(default=30.0, gt=0)
 
 
 class EventTimeSettings(BaseModel):
@@ -328,6 +332,9 @@ class MetricsSettings(BaseModel):
     model_config = _frozen
     host: str = "127.0.0.1"
     port: int = Field(default=9464, ge=0, le=65535)
+    #: How often the gauges read from the alert store (outbox backlog, failed
+    #: deliveries, alerts by state, incidents) are refreshed (seconds).
+    store_gauges_interval_seconds: float = Field(default=5.0, gt=0)
 
 
 class Settings(BaseSettings):

@@ -18,7 +18,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
         ],
         "scheduling": [
             "SchedulerJobMetrics",
-            "schedule_silent_detection",
+            "silent_detection",
         ],
         "silent": [
             "Baseline",

@@ -1,4 +1,5 @@
-"""Scheduled health jobs (APScheduler 3) and the metric that counts how their runs went.
+"""Terminal health's scheduled jobs (APScheduler 3): their IDs, the silent-detection run, and the
+metric that counts how every job's runs went (the job table itself is :mod:`monitor.jobs`).
 
 Every job event APScheduler emits for a job is counted in
 ``cardmon_scheduler_job_events_total{job, event}``:
@@ -10,7 +11,8 @@ Every job event APScheduler emits for a job is counted in
   skipped (``EVENT_JOB_MAX_INSTANCES``) — the job takes longer than its interval;
 * ``error``: a run raised (``EVENT_JOB_ERROR``); the traceback is logged by APScheduler.
 
-Label values are job IDs (a handful, fixed in code), never terminal or card data.
+Label values are job IDs (a handful, fixed in code: :data:`monitor.jobs.JOBS`), never
+terminal or card data.
 """
 
 from __future__ import annotations
@@ -28,18 +30,27 @@ from apscheduler.events import (
     EVENT_JOB_MISSED,
     JobEvent,
 )
-from apscheduler.job import Job
 from apscheduler.schedulers.base import BaseScheduler
 from prometheus_client import CollectorRegistry, Counter
 
 from monitor.health.silent import SilentDetector
 
-__all__ = ["SILENT_DETECTION_JOB", "SchedulerJobMetrics", "schedule_silent_detection"]
+__all__ = [
+    "EVALUATE_JOB",
+    "SILENT_DETECTION_JOB",
+    "TERMINAL_REGISTRY_JOB",
+    "OnSilent",
+    "SchedulerJobMetrics",
+    "silent_detection",
+]
 
 log = logging.getLogger(__name__)
 
-#: Job ID (and ``job`` label value) of the silent-terminal detection job.
+#: Job IDs (and ``job`` label values) of terminal health; their rows, with their
+#: intervals, are in the job table :data:`monitor.jobs.JOBS`.
 SILENT_DETECTION_JOB: Final = "silent_detection"
+EVALUATE_JOB: Final = "health_evaluate"
+TERMINAL_REGISTRY_JOB: Final = "terminal_registry_reload"
 
 #: APScheduler event code → ``event`` label value.
 _EVENTS: Final = {
@@ -85,31 +96,25 @@ class SchedulerJobMetrics:
             self.events.labels(job=event.job_id, event=name).inc()
 
 
-def schedule_silent_detection(
-    scheduler: BaseScheduler, detector: SilentDetector, on_silent: OnSilent, *,
+def silent_detection(
+    detector: SilentDetector, on_silent: OnSilent, *,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    job_id: str = SILENT_DETECTION_JOB,
-) -> Job:
-    """Add the interval job that runs :meth:`SilentDetector.evaluate` and reports the result.
+) -> Callable[[], Awaitable[None]]:
+    """The silent-detection job's run: :meth:`SilentDetector.evaluate`, then report the result.
 
-    The job is a coroutine, so with an ``AsyncIOScheduler`` it runs on the event loop
-    that also feeds the detector (no locking needed). Runs are never queued up: one
-    instance at a time (``max_instances=1``), and a run later than
-    ``rules.misfire_grace_seconds`` is skipped and counted as missed (``coalesce=False``:
-    every skipped run is counted, not folded into the next one).
+    The run is a coroutine, so with an ``AsyncIOScheduler`` it runs on the event loop
+    that also feeds the detector (no locking needed). It is scheduled from the job
+    table, :data:`monitor.jobs.JOBS` (every ``rules.interval_seconds``).
 
     Args:
-        scheduler: an APScheduler 3 scheduler (started or not).
-        detector: the detector; its rules give the interval and the grace time.
+        detector: the detector.
         on_silent: called with ``(silent terminal IDs, now)`` after each evaluation,
             awaited if it returns an awaitable.
         clock: the wall clock (aware datetimes).
-        job_id: the job's ID and metric label.
 
     Returns:
-        The scheduled :class:`apscheduler.job.Job`.
+        A coroutine function taking no arguments.
     """
-    rules = detector.rules
 
     async def detect_silent_terminals() -> None:
         now = clock()
@@ -120,8 +125,4 @@ def schedule_silent_detection(
         if silent:
             log.info("%d silent terminal(s)", len(silent))
 
-    return scheduler.add_job(
-        detect_silent_terminals, "interval", seconds=rules.interval_seconds, id=job_id,
-        name="silent-terminal detection", max_instances=1, coalesce=False,
-        misfire_grace_time=rules.misfire_grace_seconds, replace_existing=True,
-    )
+    return detect_silent_terminals

@@ -6,14 +6,15 @@ collectors, so :class:`monitor.app.MonitorApp` only has to:
 
 1. pass :attr:`observers` to the batch processor (every classified batch frame
    feeds the book's windows and the detector, on the event loop);
-2. call :meth:`schedule` with its scheduler (silent detection, state evaluation,
-   terminal-registry reloads);
+2. schedule :meth:`jobs` (silent detection, state evaluation, terminal-registry
+   reloads) from the job table :data:`monitor.jobs.JOBS`, and :meth:`count_job_runs`;
 3. ``await`` :meth:`run` beside the transaction consumer (device status topic).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,9 +25,11 @@ from monitor.config import HealthSettings, KafkaSettings
 from monitor.health.collector import HealthCollector
 from monitor.health.device_status import DeviceStatusBook, StatusConsumer
 from monitor.health.scheduling import (
+    EVALUATE_JOB,
     SILENT_DETECTION_JOB,
+    TERMINAL_REGISTRY_JOB,
     SchedulerJobMetrics,
-    schedule_silent_detection,
+    silent_detection,
 )
 from monitor.health.silent import Baseline, SilentDetector, SilentRules
 from monitor.health.state import HealthBook, HealthRules
@@ -40,11 +43,6 @@ from monitor.rulebook import RuleFile
 __all__ = ["TerminalHealthService"]
 
 log = logging.getLogger(__name__)
-
-EVALUATE_JOB = "health_evaluate"
-TERMINAL_REGISTRY_JOB = "terminal_registry_reload"
-#: How often the terminal registry file is checked for changes (seconds).
-_TERMINAL_RELOAD_SECONDS = 30
 
 
 class _StatusMetrics:
@@ -130,21 +128,31 @@ class TerminalHealthService:
         if self.settings.terminals_path is not None:
             self.terminals.load()
 
-    def schedule(self, scheduler: BaseScheduler) -> None:
-        """Add silent detection, state evaluation and registry reloads to ``scheduler``."""
-        self.job_metrics.attach(scheduler, jobs=(SILENT_DETECTION_JOB, EVALUATE_JOB,
-                                                 TERMINAL_REGISTRY_JOB))
-        schedule_silent_detection(scheduler, self.detector, self.book.mark_silent)
+    def jobs(self) -> dict[str, Callable[[], Any]]:
+        """What each of terminal health's scheduled jobs runs, by job ID.
+
+        Their timing is in the job table (:data:`monitor.jobs.JOBS`): silent detection,
+        state evaluation, and the terminal registry reload (only with ``terminals_path``).
+        """
 
         async def evaluate() -> None:  # a coroutine: runs on the loop that feeds the book
             self.book.evaluate(datetime.now(UTC))
 
-        scheduler.add_job(evaluate, "interval", seconds=self.settings.evaluate_interval_seconds,
-                          id=EVALUATE_JOB, max_instances=1, coalesce=True)
+        runners: dict[str, Callable[[], Any]] = {
+            SILENT_DETECTION_JOB: silent_detection(self.detector, self.book.mark_silent),
+            EVALUATE_JOB: evaluate,
+        }
         if self.settings.terminals_path is not None:
-            scheduler.add_job(self.terminals.reload_if_changed, "interval",
-                              seconds=_TERMINAL_RELOAD_SECONDS, id=TERMINAL_REGISTRY_JOB,
-                              max_instances=1, coalesce=True)
+            runners[TERMINAL_REGISTRY_JOB] = self.terminals.reload_if_changed
+        return runners
+
+    def count_job_runs(self, scheduler: BaseScheduler) -> None:
+        """Count every job event of ``scheduler`` (``cardmon_scheduler_job_events_total``).
+
+        Terminal health's jobs get their series at 0 now, so the first ``missed`` is an increase.
+        """
+        self.job_metrics.attach(scheduler, jobs=(SILENT_DETECTION_JOB, EVALUATE_JOB,
+                                                 TERMINAL_REGISTRY_JOB))
 
     async def start(self, *, create_topics: bool = True) -> None:
         """Join the device-status consumer group (if status is consumed)."""

@@ -1,0 +1,219 @@
+"""Every scheduled job of the monitor, in one table: what runs when, and where its timing is set.
+
+The monitor runs one APScheduler 3 ``AsyncIOScheduler`` (UTC). :data:`JOBS` lists every
+job it may schedule; :func:`schedule` adds the ones the running parts hand a runner
+for (the terminal registry reload only when ``health.terminals_path`` is set).
+``docs/operations.md`` ("Scheduled jobs") shows the same table to operators, and
+``tests/test_jobs.py`` checks that the app schedules nothing this table does not list.
+
+Timing comes from the frozen settings (:mod:`monitor.config`), except:
+
+* ``alert-digests`` runs at second 0 of every minute (a cron trigger, not a setting):
+  each manager's ``digest_at`` is a local ``HH:MM``, so the check must land on each minute;
+* ``silent_detection`` runs every ``silent.interval_seconds`` of ``rules/health.yaml``
+  and skips a run later than ``silent.misfire_grace_seconds``: silent-terminal policy,
+  which lives with the other ``silent`` thresholds in that rule file.
+
+Runs are never queued: one instance of a job at a time (``max_instances=1``); a run
+due while the previous one still runs is skipped. Every job's runs are counted in
+``cardmon_scheduler_job_events_total{job, event}``
+(:class:`monitor.health.scheduling.SchedulerJobMetrics`), its ``job`` label being the
+job ID below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from apscheduler.job import Job
+from apscheduler.schedulers.base import BaseScheduler
+
+from monitor.config import Settings
+from monitor.health.scheduling import (
+    EVALUATE_JOB,
+    SILENT_DETECTION_JOB,
+    TERMINAL_REGISTRY_JOB,
+    OnSilent,
+    silent_detection,
+)
+from monitor.health.silent import SilentDetector, SilentRules
+
+__all__ = [
+    "DIGESTS_JOB",
+    "ESCALATION_JOB",
+    "EVALUATE_JOB",
+    "JOBS",
+    "REGISTRY_RELOAD_JOB",
+    "SILENT_DETECTION_JOB",
+    "STORE_GAUGES_JOB",
+    "SUMMARIES_JOB",
+    "TERMINAL_REGISTRY_JOB",
+    "ScheduledJob",
+    "Timing",
+    "schedule",
+    "schedule_silent_detection",
+]
+
+#: Job IDs (and ``job`` label values) of the alerting side; the health side's are in
+#: :mod:`monitor.health.scheduling`.
+REGISTRY_RELOAD_JOB: Final = "registry-reload"
+STORE_GAUGES_JOB: Final = "outbox-gauge"
+DIGESTS_JOB: Final = "alert-digests"
+SUMMARIES_JOB: Final = "alert-summaries"
+ESCALATION_JOB: Final = "alert-escalation"
+
+#: A runner: a function (run on a scheduler thread) or a coroutine function (run on the loop).
+Runner = Callable[[], Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Timing:
+    """Where job timing is read from.
+
+    Attributes:
+        settings: the frozen settings (every job but ``silent_detection``).
+        silent: the ``silent`` section of ``rules/health.yaml`` (``silent_detection``).
+    """
+
+    settings: Settings | None = None
+    silent: SilentRules | None = None
+
+    def need_settings(self) -> Settings:
+        """The settings (raises ``ValueError`` when a job needs them and they were not given)."""
+        if self.settings is None:
+            raise ValueError("this job's interval comes from the settings; none were given")
+        return self.settings
+
+    def need_silent(self) -> SilentRules:
+        """The silent rules (raises ``ValueError`` when they were not given)."""
+        if self.silent is None:
+            raise ValueError("silent detection's interval comes from rules/health.yaml; none was given")
+        return self.silent
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScheduledJob:
+    """One row of the job table.
+
+    Attributes:
+        job_id: the APScheduler job ID and the ``job`` metric label.
+        what: what one run does, in one line.
+        every: where its timing is set, for people (a settings key or a rule).
+        trigger: the APScheduler trigger and its timing arguments, from :class:`Timing`.
+        options: the other ``add_job`` arguments (``max_instances``, ``coalesce``...).
+    """
+
+    job_id: str
+    what: str
+    every: str
+    trigger: Callable[[Timing], dict[str, Any]]
+    options: Mapping[str, Any] = field(default_factory=lambda: {"max_instances": 1, "coalesce": True})
+
+    def add(self, scheduler: BaseScheduler, runner: Runner, timing: Timing, *,
+            job_id: str | None = None) -> Job:
+        """Add this job to ``scheduler`` with ``runner`` (``job_id`` overrides the ID)."""
+        return scheduler.add_job(runner, id=job_id or self.job_id, **self.trigger(timing),
+                                 **self.options)
+
+
+def _every(seconds: float) -> dict[str, Any]:
+    return {"trigger": "interval", "seconds": seconds}
+
+
+def _silent(timing: Timing) -> dict[str, Any]:
+    rules = timing.need_silent()
+    return {**_every(rules.interval_seconds), "misfire_grace_time": rules.misfire_grace_seconds}
+
+
+#: Every job the monitor may schedule, in the order it schedules them.
+JOBS: Final[tuple[ScheduledJob, ...]] = (
+    ScheduledJob(
+        job_id=REGISTRY_RELOAD_JOB, what="reread the VIP registry files if either changed",
+        every="registry.reload_interval_seconds",
+        trigger=lambda t: _every(t.need_settings().registry.reload_interval_seconds)),
+    ScheduledJob(
+        job_id=STORE_GAUGES_JOB,
+        what="refresh the gauges read from the alert store (outbox, failed deliveries, "
+             "alerts by state, incidents)",
+        every="metrics.store_gauges_interval_seconds",
+        trigger=lambda t: _every(t.need_settings().metrics.store_gauges_interval_seconds)),
+    ScheduledJob(
+        job_id=DIGESTS_JOB, what="claim and enqueue the daily digests that are due",
+        every="second 0 of every minute (fixed: digest_at is a local HH:MM)",
+        trigger=lambda t: {"trigger": "cron", "minute": "*", "second": 0}),
+    ScheduledJob(
+        job_id=SUMMARIES_JOB, what="claim and enqueue the rate-cap summaries that are due",
+        every="alerting.summary_interval_seconds",
+        trigger=lambda t: _every(t.need_settings().alerting.summary_interval_seconds)),
+    ScheduledJob(
+        job_id=ESCALATION_JOB, what="escalate unacknowledged alerts whose next step is due",
+        every="alerting.escalation_interval_seconds",
+        trigger=lambda t: _every(t.need_settings().alerting.escalation_interval_seconds)),
+    ScheduledJob(
+        job_id=SILENT_DETECTION_JOB, what="find terminals that went silent in their opening hours",
+        every="rules/health.yaml silent.interval_seconds (late runs: silent.misfire_grace_seconds)",
+        trigger=_silent,
+        # coalesce=False: every skipped run is counted as missed, not folded into the next.
+        options={"name": "silent-terminal detection", "max_instances": 1, "coalesce": False,
+                 "replace_existing": True}),
+    ScheduledJob(
+        job_id=EVALUATE_JOB, what="recompute every terminal's health state",
+        every="health.evaluate_interval_seconds",
+        trigger=lambda t: _every(t.need_settings().health.evaluate_interval_seconds)),
+    ScheduledJob(
+        job_id=TERMINAL_REGISTRY_JOB, what="reread the terminal registry file if it changed",
+        every="health.terminals_reload_interval_seconds (only with health.terminals_path)",
+        trigger=lambda t: _every(t.need_settings().health.terminals_reload_interval_seconds)),
+)
+
+_BY_ID: Final[dict[str, ScheduledJob]] = {job.job_id: job for job in JOBS}
+
+
+def schedule(scheduler: BaseScheduler, runners: Mapping[str, Runner], timing: Timing) -> list[Job]:
+    """Add a job for each runner, timed as :data:`JOBS` says, in the table's order.
+
+    Args:
+        scheduler: an APScheduler 3 scheduler (started or not).
+        runners: job ID → what one run calls; a job without a runner is not scheduled.
+        timing: the settings and rules the intervals come from.
+
+    Returns:
+        The jobs added.
+
+    Raises:
+        KeyError: a runner is given for a job the table does not list.
+    """
+    unknown = sorted(set(runners) - set(_BY_ID))
+    if unknown:
+        raise KeyError(f"job(s) not in monitor/jobs.py JOBS: {', '.join(unknown)}")
+    return [job.add(scheduler, runners[job.job_id], timing) for job in JOBS if job.job_id in runners]
+
+
+def schedule_silent_detection(
+    scheduler: BaseScheduler, detector: SilentDetector, on_silent: OnSilent, *,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    job_id: str = SILENT_DETECTION_JOB,
+) -> Job:
+    """Add the silent-detection job alone (its row of :data:`JOBS`), e.g. beside another scheduler's jobs.
+
+    The job is a coroutine, so with an ``AsyncIOScheduler`` it runs on the event loop
+    that also feeds the detector (no locking needed). A run later than
+    ``rules.misfire_grace_seconds`` is skipped and counted as missed.
+
+    Args:
+        scheduler: an APScheduler 3 scheduler (started or not).
+        detector: the detector; its rules give the interval and the grace time.
+        on_silent: called with ``(silent terminal IDs, now)`` after each evaluation,
+            awaited if it returns an awaitable.
+        clock: the wall clock (aware datetimes).
+        job_id: the job's ID and metric label.
+
+    Returns:
+        The scheduled :class:`apscheduler.job.Job`.
+    """
+    return _BY_ID[SILENT_DETECTION_JOB].add(
+        scheduler, silent_detection(detector, on_silent, clock=clock),
+        Timing(silent=detector.rules), job_id=job_id)

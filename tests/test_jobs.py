@@ -1,0 +1,94 @@
+"""The job table: every job the app schedules is listed there, timed from the settings."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from prometheus_client import CollectorRegistry
+
+from monitor import jobs
+from monitor.app import MonitorApp
+from monitor.config import Settings
+
+pytestmark = pytest.mark.usefixtures("clean_environment")  # tests/conftest.py
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _scheduled(settings: Settings) -> dict[str, object]:
+    """Job ID -> trigger of every job the app adds to a (not started) scheduler."""
+    monitor = MonitorApp(settings, registry=CollectorRegistry())
+    try:
+        scheduler = AsyncIOScheduler(timezone="UTC")
+        monitor.schedule(scheduler)
+        return {job.id: job.trigger for job in scheduler.get_jobs()}
+    finally:
+        monitor.store.close()
+
+
+def test_the_table_lists_every_job_the_app_schedules(tmp_path: Path) -> None:
+    """With every optional part on, the app schedules exactly the jobs of JOBS, none twice."""
+    scheduled = _scheduled(Settings(alerting={"store_path": tmp_path / "alerts.db"},
+                                    health={"terminals_path": tmp_path / "terminals.csv"}))
+    assert sorted(scheduled) == sorted(job.job_id for job in jobs.JOBS)
+    assert len({job.job_id for job in jobs.JOBS}) == len(jobs.JOBS)
+
+
+def test_intervals_come_from_the_settings(tmp_path: Path) -> None:
+    """Each interval job runs at the interval its settings key gives; digests at second 0 of each minute."""
+    scheduled = _scheduled(Settings(
+        alerting={"store_path": tmp_path / "alerts.db", "escalation_interval_seconds": 41,
+                  "summary_interval_seconds": 42},
+        registry={"reload_interval_seconds": 43},
+        metrics={"store_gauges_interval_seconds": 44},
+        health={"terminals_path": tmp_path / "terminals.csv", "evaluate_interval_seconds": 45,
+                "terminals_reload_interval_seconds": 46},
+    ))
+    every = {job_id: trigger.interval for job_id, trigger in scheduled.items()
+             if isinstance(trigger, IntervalTrigger)}
+    assert every == {
+        jobs.ESCALATION_JOB: timedelta(seconds=41), jobs.SUMMARIES_JOB: timedelta(seconds=42),
+        jobs.REGISTRY_RELOAD_JOB: timedelta(seconds=43), jobs.STORE_GAUGES_JOB: timedelta(seconds=44),
+        jobs.EVALUATE_JOB: timedelta(seconds=45), jobs.TERMINAL_REGISTRY_JOB: timedelta(seconds=46),
+        jobs.SILENT_DETECTION_JOB: timedelta(seconds=60),  # rules/health.yaml silent.interval_seconds
+    }
+    digests = scheduled[jobs.DIGESTS_JOB]
+    assert isinstance(digests, CronTrigger)
+    assert {f.name: str(f) for f in digests.fields}["second"] == "0"
+
+
+def test_the_defaults_are_the_intervals_of_before(tmp_path: Path) -> None:
+    """The settings that took over constants keep their values: store gauges 5 s, summaries and terminal reloads 30 s."""
+    settings = Settings(alerting={"store_path": tmp_path / "alerts.db"})
+    assert settings.metrics.store_gauges_interval_seconds == 5
+    assert settings.alerting.summary_interval_seconds == 30
+    assert settings.health.terminals_reload_interval_seconds == 30
+
+
+def test_without_a_terminal_registry_its_reload_is_not_scheduled(tmp_path: Path) -> None:
+    """The terminal registry reload runs only when health.terminals_path is set."""
+    scheduled = _scheduled(Settings(alerting={"store_path": tmp_path / "alerts.db"}))
+    assert jobs.TERMINAL_REGISTRY_JOB not in scheduled
+    assert set(scheduled) < {job.job_id for job in jobs.JOBS}
+
+
+def test_a_runner_for_a_job_the_table_lacks_is_refused() -> None:
+    """A job cannot be scheduled past the table: an unknown ID raises KeyError naming it."""
+    with pytest.raises(KeyError, match="nightly-cleanup"):
+        jobs.schedule(AsyncIOScheduler(timezone="UTC"), {"nightly-cleanup": lambda: None},
+                      jobs.Timing(settings=Settings()))
+
+
+def test_the_operations_guide_shows_every_job() -> None:
+    """docs/operations.md lists each job ID and where its timing is set, so an operator sees what runs when."""
+    guide = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    for job in jobs.JOBS:
+        row = next((line for line in guide.splitlines() if line.startswith(f"| `{job.job_id}` ")), None)
+        assert row is not None, job.job_id
+        setting = job.every.split()[0]
+        assert setting in row, (job.job_id, setting)
