@@ -88,7 +88,8 @@ from monitor.alerts.delivery.fallback import (
 from monitor.alerts.messages.alert import AlertMessage, render_delivery
 from monitor.alerts.messages.digest import render_digest_delivery
 from monitor.alerts.messages.incident_notice import render_notice_delivery
-from monitor.alerts.ratelimit import is_summary_id, render_summary_delivery
+from monitor.alerts.messages.summary import render_summary_delivery
+from monitor.alerts.ratelimit import is_summary_id
 from monitor.alerts.routing import apprise_target, channel_kind
 from monitor.alerts.store import AlertStore, is_digest_id
 from monitor.alerts.store.db import is_transient

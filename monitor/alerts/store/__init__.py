@@ -50,7 +50,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, Self
 
-from monitor.alerts.lifecycle import SYSTEM_ACTOR
 from monitor.alerts.preferences import covering_manager, delivery_time, manager_zone
 from monitor.alerts.ratelimit import RateLimit
 from monitor.alerts.routing import (
@@ -58,6 +57,7 @@ from monitor.alerts.routing import (
     channels_for,
     default_channels,
 )
+from monitor.alerts.states import SYSTEM_ACTOR
 from monitor.alerts.store.db import (
     Database,
     Row,

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from monitor.alerts.lifecycle import AlertState
+from monitor.alerts.states import AlertState
 from monitor.alerts.store.rows import StoreConnection, _alert, _clean_text, _dt, _retried, _ts
 from monitor.domain import Alert, Manager
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from monitor.alerts.lifecycle import (
+from monitor.alerts.states import (
     ALERT_STATES,
     SYSTEM_ACTOR,
     AlertNotFoundError,

@@ -14,8 +14,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from monitor.alerts.lifecycle import SYSTEM_ACTOR, AlertNotFoundError, AlertState
 from monitor.alerts.routing import PERSON_CHANNEL_SQL, channels_for, is_person_channel
+from monitor.alerts.states import SYSTEM_ACTOR, AlertNotFoundError, AlertState
 from monitor.alerts.store.db import Database
 from monitor.alerts.store.lifecycle import _actor, _via
 from monitor.alerts.store.rows import (

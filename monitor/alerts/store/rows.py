@@ -18,9 +18,9 @@ from typing import Final, ParamSpec, TypeVar
 
 import tenacity
 
-from monitor.alerts.lifecycle import AlertState, HistoryAction, HistoryEntry
 from monitor.alerts.ratelimit import RateLimit
 from monitor.alerts.routing import is_person_channel
+from monitor.alerts.states import AlertState, HistoryAction, HistoryEntry
 from monitor.alerts.store.db import Database, Row, is_transient
 from monitor.domain import Alert, AlertStatus, Delivery, Manager
 from monitor.incidents.rules import IncidentRules

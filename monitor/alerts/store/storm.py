@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from monitor.alerts.lifecycle import SYSTEM_ACTOR, AlertState
 from monitor.alerts.preferences import covering_manager
 from monitor.alerts.ratelimit import Summary, summary_id_for
 from monitor.alerts.routing import PERSON_CHANNEL_SQL, RECORD_SINKS, channels_for, is_person_channel
+from monitor.alerts.states import SYSTEM_ACTOR, AlertState
 from monitor.alerts.store.db import Database, Row
 from monitor.alerts.store.rows import (
     _MAX_PAGE,
