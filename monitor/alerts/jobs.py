@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from monitor.alerts.lifecycle import EscalationPolicy, EscalationStep, EscalationTarget
-from monitor.alerts.preferences import is_away, local_instant, manager_zone
+from monitor.alerts.preferences import covering_manager, is_away, local_instant, manager_zone
 from monitor.alerts.ratelimit import RateLimit, Summary
+from monitor.alerts.routing import channels_for
 from monitor.alerts.store import AlertStore, DigestRecord
-from monitor.domain import Manager
+from monitor.domain import Manager, Severity
 
 __all__ = ["Escalation", "digests_due", "escalate_due", "summaries_due"]
 
@@ -142,8 +143,14 @@ def summaries_due(
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be timezone-aware")
     people = managers if isinstance(managers, Mapping) else {m.manager_id: m for m in managers}
+
+    def route(manager: Manager, severity: Severity) -> tuple[Manager, list[str]]:
+        # Whoever covers the manager now, on their channels for the alerts' top severity.
+        recipient = covering_manager(manager, people, now).manager
+        return recipient, [choice.channel for choice in channels_for(recipient, severity, channels)]
+
     return store.claim_summaries(now - timedelta(seconds=limit.summary_after_seconds), at=now,
-                                 managers=people, channels=channels)
+                                 managers=people, route=route)
 
 
 def digests_due(

@@ -11,16 +11,16 @@ is :mod:`monitor.alerts.store.resend`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from monitor.alerts.routing import channels_for
 from monitor.alerts.states import SYSTEM_ACTOR
 from monitor.alerts.store.connection import StoreConnection, retried
 from monitor.alerts.store.db import Database
 from monitor.alerts.store.outcomes import after_failed, after_sent
+from monitor.alerts.store.routes import RouteChoice
 from monitor.alerts.store.rows import (
     clean_note,
     delivery_from_row,
@@ -154,13 +154,13 @@ class OutboxQueries(StoreConnection):
         note: str,
         *,
         backup: Manager | None = None,
-        channels: Sequence[str] = ("email", "webhook"),
+        route: RouteChoice | None = None,
         done: bool = True,
     ) -> int | None:
         """Record that the fallback was told about a pending delivery that is not getting through.
 
-        In one transaction: with a ``backup``, enqueue the alert to them on their
-        channels for its severity, due at once (unique per alert, channel and recipient:
+        In one transaction: with a ``backup``, enqueue the alert to them on the routes
+        ``route`` chooses for them at its severity, due at once (unique per alert, channel and recipient:
         calling again adds nothing); when ``done``, stamp the row's ``fallback_at`` (the
         fallback is told once per row); and, when either changed something, write a
         ``fallback`` history row on the alert (actor ``cardmon``, via ``fallback``,
@@ -171,7 +171,9 @@ class OutboxQueries(StoreConnection):
             at: when (aware).
             note: what was done (whom it could not reach, since when, who was told).
             backup: the manager to tell as well (the recipient's backup), or ``None``.
-            channels: the manager channels that are configured.
+            route: the caller's decision for the backup: their routes at the alert's
+                severity (the recipient it returns is ignored: the backup is told);
+                required with a ``backup``.
             done: every part of the fallback worked; ``False`` leaves ``fallback_at``
                 unset, so the next failed attempt tells it again.
 
@@ -179,11 +181,13 @@ class OutboxQueries(StoreConnection):
             Outbox rows added for the backup, or ``None`` when the row is no longer
             pending or its fallback was already told (nothing changed).
         """
-        return self._fallback(delivery_id, utc_text(at), clean_note(note) or "", backup, tuple(channels), done)
+        if backup is not None and route is None:
+            raise ValueError("telling a backup needs the route choice for them")
+        return self._fallback(delivery_id, utc_text(at), clean_note(note) or "", backup, route, done)
 
     @retried
     def _fallback(self, delivery_id: int, stamp: str, note: str, backup: Manager | None,
-                  channels: tuple[str, ...], done: bool) -> int | None:
+                  route: RouteChoice | None, done: bool) -> int | None:
         with self._lock, self._transaction() as conn:
             row = conn.execute(
                 f"""SELECT d.alert_id, d.fallback_at, d.status FROM deliveries d
@@ -199,16 +203,16 @@ class OutboxQueries(StoreConnection):
             if alert is None:  # a digest, notice or summary: no alert history, no backup
                 return 0
             added = 0
-            if backup is not None and backup.manager_id != alert["manager_id"]:
+            if backup is not None and route is not None and backup.manager_id != alert["manager_id"]:
                 added = sum(conn.execute(
                     """INSERT INTO deliveries
                         (alert_id, channel, status, attempts, next_attempt_at, created_at,
                          updated_at, recipient_id, recipient_name, recipient_email,
                          recipient_webhook_url, recipient_timezone)
                     VALUES (?, ?, 'pending', 0, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
-                    (row["alert_id"], route.channel, stamp, stamp, stamp, backup.manager_id,
+                    (row["alert_id"], channel, stamp, stamp, stamp, backup.manager_id,
                      scrubbed(backup.name), backup.email, backup.webhook_url, backup.timezone),
-                ).rowcount for route in channels_for(backup, alert["severity"], channels))
+                ).rowcount for channel in route(backup, alert["severity"])[1])
             if done or added:
                 write_history(conn, row["alert_id"], "fallback", alert["state"], alert["state"],
                                SYSTEM_ACTOR, "fallback", note, stamp)

@@ -6,23 +6,30 @@ Who gets a message, through which channel and when is decided by
 the outcome as outbox rows (``deliveries``). :class:`Routes` carries what
 :meth:`~monitor.alerts.store.AlertStore.record` was told about the configured
 channels, sinks, managers, storm control and the rate cap into the functions that
-enqueue; the functions here write rows for a recipient already chosen. Each runs
+enqueue; the functions here write rows for a recipient already chosen. Where the
+caller can decide before the store reads its rows, it hands the decision in as a
+:data:`RouteChoice` (the summary job, the delivery fallback). Each runs
 inside the caller's transaction and never commits.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from monitor.alerts.ratelimit import RateLimit
 from monitor.alerts.routing import RECORD_SINKS
 from monitor.alerts.store.db import Database
 from monitor.alerts.store.rows import scrubbed
-from monitor.domain import Manager
+from monitor.domain import Manager, Severity
 from monitor.incidents.rules import IncidentRules
 
-__all__ = ["Routes", "enqueue_sinks", "enqueue_to_manager", "manager_of_latest_alert"]
+__all__ = ["RouteChoice", "Routes", "enqueue_sinks", "enqueue_to_manager", "manager_of_latest_alert"]
+
+#: The caller's routing decision, handed to the store: for a message meant for this
+#: manager at this severity, who receives it (the manager, or whoever covers them) and
+#: through which route keys (``email``, ``webhook``, ``apprise:<n>``), best first.
+RouteChoice = Callable[[Manager, Severity], tuple[Manager, Sequence[str]]]
 
 
 @dataclass(frozen=True, slots=True)

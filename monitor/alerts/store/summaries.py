@@ -11,16 +11,14 @@ reads it back for the renderer. The cap's rules and the summary's identity are
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
-from monitor.alerts.preferences import covering_manager
 from monitor.alerts.ratelimit import Summary, summary_id_for
-from monitor.alerts.routing import channels_for
 from monitor.alerts.states import AlertState
 from monitor.alerts.store.connection import StoreConnection, retried
 from monitor.alerts.store.db import Database
-from monitor.alerts.store.routes import Routes, manager_of_latest_alert
+from monitor.alerts.store.routes import RouteChoice, Routes, manager_of_latest_alert
 from monitor.alerts.store.rows import alert_from_row, parse_utc, scrubbed, utc_text
 from monitor.domain import SEVERITIES, Alert, Manager
 
@@ -37,15 +35,25 @@ class SummaryQueries(StoreConnection):
         *,
         at: datetime,
         managers: Mapping[str, Manager],
-        channels: Sequence[str] = ("email", "webhook"),
+        route: RouteChoice,
     ) -> list[Summary]:
         """Claim each manager's capped alerts into one summary, when the oldest waited enough.
 
         In one transaction per call: for each manager whose oldest capped alert not yet
         in a summary was capped at or before ``cutoff``, insert the summary (its ID
         derives from the manager and that alert's time: a second instance inserts
-        nothing), stamp the alerts with it and enqueue it to whoever covers the
-        manager, on their channels for the highest severity among the alerts.
+        nothing), stamp the alerts with it and enqueue it to the recipient and on the
+        routes that ``route`` chooses for the manager at the highest severity among
+        the alerts.
+
+        Args:
+            cutoff: claim a manager's alerts when the oldest was capped at or before this.
+            at: the time of the claim (aware).
+            managers: the registry's managers by ID (a manager it no longer names is
+                taken from their latest stored alert).
+            route: the caller's decision: who gets the summary, through which routes
+                (:func:`monitor.alerts.jobs.summaries_due`: whoever covers the manager,
+                on their channels for that severity).
 
         Returns:
             The summaries claimed by this call.
@@ -75,15 +83,15 @@ class SummaryQueries(StoreConnection):
                 if not count:  # PostgreSQL: another instance's summary took them meanwhile
                     continue
                 manager = managers.get(row["manager_id"]) or manager_of_latest_alert(conn, row["manager_id"])
-                recipient = covering_manager(manager, managers, at).manager
-                for route in channels_for(recipient, SEVERITIES[row["rank"]], channels):
+                recipient, channels = route(manager, SEVERITIES[row["rank"]])
+                for channel in channels:
                     conn.execute(
                         """INSERT INTO deliveries
                             (alert_id, channel, status, attempts, next_attempt_at, created_at,
                              updated_at, recipient_id, recipient_name, recipient_email,
                              recipient_webhook_url, recipient_timezone)
                         VALUES (?, ?, 'pending', 0, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
-                        (summary_id, route.channel, stamp, stamp, stamp, recipient.manager_id,
+                        (summary_id, channel, stamp, stamp, stamp, recipient.manager_id,
                          scrubbed(recipient.name), recipient.email, recipient.webhook_url,
                          recipient.timezone))
                 claimed.append(Summary(summary_id=summary_id, manager_id=row["manager_id"],
