@@ -93,7 +93,7 @@ class PostgresDatabase(Database):
     connection dropped by the deadline) makes the call raise
     :class:`StoreUnavailable`; the next call outside a transaction opens a new
     connection. A statement is never run again here: whether to repeat a whole
-    transaction is the store's decision (``_retried``), and the caller's.
+    transaction is the store's decision (:func:`~monitor.alerts.store.connection.retried`), and the caller's.
 
     Args:
         url: ``postgresql://user[:password]@host[:port]/database[?param=value]``; any
