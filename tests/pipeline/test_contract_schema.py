@@ -242,7 +242,7 @@ def test_schema_lists_every_event_field() -> None:
 
 def test_examples_in_the_contract_document_are_valid() -> None:
     """Every JSON example in docs/event-contract.md passes the schema and the decoder."""
-    doc = Path(__file__).resolve().parents[1] / "docs" / "event-contract.md"
+    doc = Path(__file__).resolve().parents[2] / "docs" / "event-contract.md"
     blocks = re.findall(r"```json\n(.*?)```", doc.read_text(encoding="utf-8"), flags=re.DOTALL)
     assert len(blocks) >= 2
     schema = json.loads(schema_path("transaction-event.v1.json").read_text(encoding="utf-8"))

@@ -35,7 +35,7 @@ EXPECTED_CLASSES = {
     "fraud": ["04", "07", "34", "41", "43", "59", "63"],
 }
 
-SHIPPED = Path(__file__).resolve().parents[1] / "rules" / "response_codes.yaml"
+SHIPPED = Path(__file__).resolve().parents[2] / "rules" / "response_codes.yaml"
 
 
 @pytest.fixture(scope="module")
