@@ -29,8 +29,9 @@ from monitor.app import MonitorApp
 from monitor.config import isolated_settings
 from monitor.pipeline.consumer import ensure_topics
 from monitor.testing.broker import EmbeddedBroker
+from simulators.fleet import build_fleet, write_registry
 from simulators.producer import produce
-from simulators.synthetic import build_fleet, default_faults, synthetic_events, write_registry
+from simulators.sources.synthetic import default_faults, synthetic_events
 
 __all__ = ["DemoInbox", "run_demo"]
 

@@ -63,7 +63,8 @@ from monitor.pipeline.processor import BatchProcessor
 from monitor.pipeline.selection import AlertPolicy
 from monitor.pipeline.vips import RegistryLoader
 from monitor.privacy import dead_letter_copy, luhn_valid, scrub_pans
-from tests.helpers import event, read_topic, wait_until, write_registry
+from monitor.testing.fixtures import wait_until
+from tests.helpers import event, read_topic, write_registry
 
 API_TOKEN = "property-test-token-0123456789abcdef"
 LINK_SECRET = "property-test-link-secret-0123456789"

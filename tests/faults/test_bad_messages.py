@@ -18,8 +18,9 @@ from monitor.config import KafkaSettings
 from monitor.kafka.dead_letters import HEADER_MAX_BYTES, VALUE_MAX_BYTES
 from monitor.metrics import PipelineMetrics
 from monitor.pipeline.consumer import TransactionConsumer, ensure_topics
+from monitor.testing.fixtures import wait_until
 from tests.faults.support import processor, running, sample
-from tests.helpers import encode, event, read_topic, wait_until
+from tests.helpers import encode, event, read_topic
 from tests.postgres import PostgresServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]

@@ -41,8 +41,9 @@ from monitor.app import MonitorApp
 from monitor.config import Settings
 from monitor.paths import rules_path
 from monitor.testing.broker import free_port
+from monitor.testing.fixtures import wait_until
 from tests.faults.tcp_proxy import StallingProxy
-from tests.helpers import encode, event, wait_until, write_registry
+from tests.helpers import encode, event, write_registry
 from tests.postgres import PostgresServer, PostgresUnavailable, find_bindir
 
 MANAGERS = 4

@@ -20,7 +20,8 @@ from aiokafka import AIOKafkaProducer
 from monitor.config import KafkaSettings
 from monitor.pipeline.consumer import ensure_topics
 from monitor.testing.broker import free_port
-from tests.helpers import encode, event, wait_until, write_registry
+from monitor.testing.fixtures import wait_until
+from tests.helpers import encode, event, write_registry
 from tests.postgres import PostgresServer, PostgresUnavailable, find_bindir
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]

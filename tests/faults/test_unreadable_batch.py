@@ -15,8 +15,9 @@ from monitor.config import KafkaSettings
 from monitor.kafka.batches import fetch_batches
 from monitor.metrics import PipelineMetrics
 from monitor.pipeline.consumer import TransactionConsumer, ensure_topics
+from monitor.testing.fixtures import wait_until
 from tests.faults.support import processor, running, sample
-from tests.helpers import encode, event, produce_raw_batch, read_topic, wait_until
+from tests.helpers import encode, event, produce_raw_batch, read_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from monitor.health.scheduling import SchedulerJobMetrics, schedule_silent_detection
 from monitor.health.silent import SilentDetector, SilentRules, learn_baseline
-from tests.helpers import wait_until
+from monitor.testing.fixtures import wait_until
 
 
 @pytest.fixture

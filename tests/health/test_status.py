@@ -21,9 +21,10 @@ from monitor.health.device_status import (
 )
 from monitor.paths import schema_path
 from monitor.pipeline.consumer import ensure_topics
-from simulators.synthetic import build_fleet
-from simulators.terminal_status import default_status_scenarios, status_events
-from tests.helpers import read_topic, wait_until
+from monitor.testing.fixtures import wait_until
+from simulators.fleet import build_fleet
+from simulators.sources.terminal_status import default_status_scenarios, status_events
+from tests.helpers import read_topic
 
 PAN = "4111111111111111"
 

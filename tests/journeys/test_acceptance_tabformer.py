@@ -21,11 +21,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from monitor.alerts.export import export_jsonl
 from monitor.alerts.store import AlertStore
 from monitor.app import MonitorApp
-from monitor.config import Settings
 from monitor.testing.broker import free_port
+from monitor.testing.fixtures import monitor_settings, wait_until
 from simulators.producer import produce
-from simulators.tabformer import tabformer_events
-from tests.helpers import wait_until, write_registry
+from simulators.sources.tabformer import tabformer_events
+from tests.helpers import write_registry
 
 ROWS = 19_963
 # From the file itself (SOURCES.md): outcome class of each Errors? value under the
@@ -54,14 +54,11 @@ async def test_tabformer_replay_alerts_every_failure_exactly_once(
         "M-01,Dana Scully,,+1-202-555-0100,,,America/Los_Angeles",
     )
     port = free_port()
-    settings = Settings(
-        kafka={"bootstrap_servers": kafka_bootstrap, "topic": f"tf-{unique_name}",
-               "dead_letter_topic": f"tf-dlq-{unique_name}", "group_id": f"tf-{unique_name}",
-               "batch_timeout_ms": 100},
-        registry={"customers_path": customers, "managers_path": managers},
-        alerting={"store_path": tmp_path / "alerts.db", "sinks": ["jsonl"],
-                  "jsonl_path": tmp_path / "alerts.jsonl", "poll_interval_seconds": 0.05},
-        metrics={"host": "127.0.0.1", "port": port},
+    settings = monitor_settings(
+        tmp_path, kafka_bootstrap, unique_name, vip_registry=(customers, managers),
+        kafka={"batch_timeout_ms": 100},
+        alerting={"sinks": ["jsonl"], "jsonl_path": tmp_path / "alerts.jsonl"},
+        metrics={"port": port},
     )
     monitor = MonitorApp(settings)
     stop = asyncio.Event()

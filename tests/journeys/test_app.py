@@ -20,7 +20,8 @@ from monitor.alerts.delivery.channels import (
 from monitor.app import MonitorApp, build_channels
 from monitor.config import Settings
 from monitor.testing.broker import free_port
-from tests.helpers import encode, event, wait_until, write_registry
+from monitor.testing.fixtures import monitor_settings, wait_until
+from tests.helpers import encode, event, write_registry
 
 MANAGERS = """
 manager_id,name,email,timezone
@@ -33,7 +34,7 @@ C-002,Blaise Pascal,gold,M1,tok_blaise
 """
 
 
-pytestmark = pytest.mark.usefixtures("clean_environment")  # tests/conftest.py
+pytestmark = pytest.mark.usefixtures("clean_environment")  # monitor.testing.fixtures
 
 
 def test_channels_follow_the_settings(tmp_path: Path) -> None:
@@ -69,14 +70,11 @@ async def test_service_alerts_and_reloads_its_registry(kafka_bootstrap: str, uni
     customers, managers = write_registry(tmp_path / "registry", CUSTOMERS, MANAGERS)
     metrics_port = free_port()
     jsonl = tmp_path / "alerts.jsonl"
-    settings = Settings(
-        kafka={"bootstrap_servers": kafka_bootstrap, "topic": f"tx.{unique_name}",
-               "dead_letter_topic": f"tx.{unique_name}.dlq", "group_id": f"app-{unique_name}",
-               "batch_timeout_ms": 50},
-        registry={"customers_path": customers, "managers_path": managers, "reload_interval_seconds": 0.2},
-        alerting={"store_path": tmp_path / "alerts.db", "sinks": ["jsonl"], "jsonl_path": jsonl,
-                  "poll_interval_seconds": 0.05},
-        metrics={"host": "127.0.0.1", "port": metrics_port},
+    settings = monitor_settings(
+        tmp_path, kafka_bootstrap, unique_name, vip_registry=(customers, managers),
+        registry={"reload_interval_seconds": 0.2},
+        alerting={"sinks": ["jsonl"], "jsonl_path": jsonl},
+        metrics={"port": metrics_port},
     )
     monitor = MonitorApp(settings, registry=CollectorRegistry())
     stop = asyncio.Event()
@@ -141,14 +139,10 @@ async def test_managers_no_channel_reaches_are_named_at_start_and_after_a_reload
         "manager_id,name,email,webhook_url,timezone\n"
         "M1,Alice Martin,alice.martin@bank.example,,Europe/Paris\n"
         "M2,Bo Chen,,https://hooks.bank.example/bo,Asia/Singapore")
-    settings = Settings(
-        kafka={"bootstrap_servers": kafka_bootstrap, "topic": f"tx.{unique_name}",
-               "dead_letter_topic": f"tx.{unique_name}.dlq", "group_id": f"app-{unique_name}",
-               "batch_timeout_ms": 50},
-        registry={"customers_path": customers, "managers_path": managers, "reload_interval_seconds": 0.2},
-        alerting={"store_path": tmp_path / "alerts.db"},
+    settings = monitor_settings(
+        tmp_path, kafka_bootstrap, unique_name, vip_registry=(customers, managers),
+        registry={"reload_interval_seconds": 0.2},
         api={"enabled": False},
-        metrics={"host": "127.0.0.1", "port": free_port()},
     )
     monitor = MonitorApp(settings, registry=CollectorRegistry())
     stop = asyncio.Event()

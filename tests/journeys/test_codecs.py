@@ -21,7 +21,8 @@ from monitor.config import isolated_settings
 from monitor.kafka.batches import fetch_batches
 from monitor.pipeline.consumer import ensure_topics
 from monitor.testing.broker import free_port
-from tests.helpers import encode, event, wait_until, write_registry
+from monitor.testing.fixtures import wait_until
+from tests.helpers import encode, event, write_registry
 
 CODECS = ("none", "gzip", "snappy", "lz4", "zstd")
 PARTITIONS = 3

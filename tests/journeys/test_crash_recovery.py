@@ -42,7 +42,8 @@ from aiosmtpd.controller import Controller
 from monitor.alerts.delivery.channels import verify_webhook_signature
 from monitor.alerts.store import alert_id_for, window_start_for
 from monitor.testing.broker import free_port
-from tests.helpers import encode, event, wait_until, write_registry
+from monitor.testing.fixtures import wait_until
+from tests.helpers import encode, event, write_registry
 
 CARDMON = Path(sys.executable).parent / "cardmon"
 SECRET = "crash-test-hmac-key"

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import email
-import email.policy
-import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,7 +13,6 @@ import pytest
 import yaml
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
-from aiosmtpd.controller import Controller
 from prometheus_client import CollectorRegistry
 
 from monitor.alerts.store import AlertStore
@@ -24,46 +20,15 @@ from monitor.app import MonitorApp
 from monitor.config import Settings
 from monitor.paths import rules_path
 from monitor.pipeline.consumer import ensure_topics
-from monitor.testing.broker import free_port
-from tests.helpers import encode, event, wait_until, write_registry
+from monitor.testing.fixtures import monitor_settings, wait_until
+from monitor.testing.smtp import SmtpSink
+from tests.helpers import encode, event, write_registry
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 OUTAGE_ATM = "ATM-OUT-1"
 
 
-pytestmark = pytest.mark.usefixtures("clean_environment")  # tests/conftest.py
-
-
-class Mailbox:
-    """aiosmtpd handler keeping (recipient, subject, body) of every accepted message."""
-
-    def __init__(self) -> None:
-        self.messages: list[tuple[str, str, str]] = []
-        self._lock = threading.Lock()  # the SMTP server runs in its own thread
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        body = message.get_body(preferencelist=("plain",))
-        with self._lock:
-            for to in envelope.rcpt_tos:
-                self.messages.append((to, str(message["Subject"]), body.get_content() if body else ""))
-        return "250 Message accepted for delivery"
-
-    def snapshot(self) -> list[tuple[str, str, str]]:
-        with self._lock:
-            return list(self.messages)
-
-
-@pytest.fixture
-def mailbox() -> Iterator[tuple[Mailbox, int]]:
-    """A real SMTP server on 127.0.0.1 collecting what it is sent."""
-    box = Mailbox()
-    controller = Controller(box, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    try:
-        yield box, controller.port
-    finally:
-        controller.stop()
+pytestmark = pytest.mark.usefixtures("clean_environment")  # monitor.testing.fixtures
 
 
 @dataclass
@@ -106,18 +71,13 @@ def policy_file(folder: Path, **incidents: Any) -> Path:
 
 def settings_for(tmp_path: Path, bootstrap: str, unique: str, registry: tuple[Path, Path],
                  smtp_port: int, policy: Path) -> Settings:
-    return Settings(
-        kafka={"bootstrap_servers": bootstrap, "topic": f"tx.{unique}",
-               "dead_letter_topic": f"tx.{unique}.dlq", "group_id": f"storm-{unique}",
-               "batch_timeout_ms": 50, "batch_max_records": 40},
-        registry={"customers_path": registry[0], "managers_path": registry[1]},
+    return monitor_settings(
+        tmp_path, bootstrap, unique, vip_registry=registry,
+        kafka={"batch_max_records": 40},
         # The events carry fixed past times (T0): none is stale here.
-        alerting={"store_path": tmp_path / "alerts.db", "poll_interval_seconds": 0.05,
-                  "policy_path": policy, "stale_after_seconds": None,
+        alerting={"policy_path": policy, "stale_after_seconds": None,
                   "smtp": {"host": "127.0.0.1", "port": smtp_port, "from_address": "cardmon@bank.test"}},
-        health={"status_topic": f"st.{unique}", "status_dead_letter_topic": f"st.{unique}.dlq"},
-        api={"port": free_port(), "link_secret": "storm-test-link-secret"},
-        metrics={"host": "127.0.0.1", "port": free_port()},
+        api={"link_secret": "storm-test-link-secret"},
     )
 
 
@@ -142,10 +102,9 @@ def at(seconds: float) -> str:
 @pytest.mark.integration
 @pytest.mark.timeout(120)
 async def test_an_atm_outage_hitting_50_vips_of_10_managers_is_one_incident_and_one_message_each(
-        kafka_bootstrap: str, unique_name: str, tmp_path: Path, mailbox: tuple[Mailbox, int],
+        kafka_bootstrap: str, unique_name: str, tmp_path: Path, smtp_sink: SmtpSink,
         hooks: Hooks) -> None:
     """One ATM failing every client for two minutes: one incident; each manager gets exactly one message naming their five clients."""
-    box, smtp_port = mailbox
     managers = ["manager_id,name,email,webhook_url,timezone"]
     customers = ["customer_id,name,tier,manager_id,card_refs"]
     for m in range(1, 11):
@@ -158,7 +117,7 @@ async def test_an_atm_outage_hitting_50_vips_of_10_managers_is_one_incident_and_
     customers.append("C999,Lone Client,private,M01,tok-lone")
     registry = write_registry(tmp_path / "registry", "\n".join(customers), "\n".join(managers))
     policy = policy_file(tmp_path, group_wait_seconds=4, group_interval_seconds=300)
-    settings = settings_for(tmp_path, kafka_bootstrap, unique_name, registry, smtp_port, policy)
+    settings = settings_for(tmp_path, kafka_bootstrap, unique_name, registry, smtp_sink.port, policy)
 
     values: list[dict[str, Any]] = []
     vips = [f"tok-{m:02d}-{c}" for c in range(1, 6) for m in range(1, 11)]
@@ -189,7 +148,7 @@ async def test_an_atm_outage_hitting_50_vips_of_10_managers_is_one_incident_and_
     try:
 
         def delivered() -> int:
-            return len(box.snapshot()) + len(hooks.posts)
+            return len(smtp_sink.deliveries()) + len(hooks.posts)
 
         await wait_until(lambda: delivered() >= 11, timeout=60, what="ten notices and one alert")
         await asyncio.sleep(3)  # anything sent twice, or late, would arrive now
@@ -197,7 +156,7 @@ async def test_an_atm_outage_hitting_50_vips_of_10_managers_is_one_incident_and_
         stop.set()
         await asyncio.wait_for(task, timeout=30)
 
-    mails, posts = box.snapshot(), list(hooks.posts)
+    mails, posts = smtp_sink.deliveries(), list(hooks.posts)
     by_manager: dict[str, list[str]] = {}
     for to, subject, body in mails:
         by_manager.setdefault(to.split("@")[0].replace("rm", "M"), []).append(subject + "\n" + body)
@@ -233,9 +192,8 @@ async def test_an_atm_outage_hitting_50_vips_of_10_managers_is_one_incident_and_
 @pytest.mark.integration
 @pytest.mark.timeout(120)
 async def test_a_terminal_flapping_every_30_seconds_for_10_minutes_is_one_incident_with_a_flapping_note(
-        kafka_bootstrap: str, unique_name: str, tmp_path: Path, mailbox: tuple[Mailbox, int]) -> None:
+        kafka_bootstrap: str, unique_name: str, tmp_path: Path, smtp_sink: SmtpSink) -> None:
     """Fail 30 s, recover 30 s, for ten minutes: one incident marked flapping, one message, then one all-clear to the manager who opted in."""
-    box, smtp_port = mailbox
     registry = write_registry(
         tmp_path / "registry",
         "customer_id,name,tier,manager_id,card_refs\n"
@@ -244,7 +202,7 @@ async def test_a_terminal_flapping_every_30_seconds_for_10_minutes_is_one_incide
         "M1,Opted In,m1@bank.test,Europe/Paris,yes\n"
         "M2,Not Opted,m2@bank.test,Asia/Shanghai,no\n")
     policy = policy_file(tmp_path, group_wait_seconds=3, group_interval_seconds=300)
-    settings = settings_for(tmp_path, kafka_bootstrap, unique_name, registry, smtp_port, policy)
+    settings = settings_for(tmp_path, kafka_bootstrap, unique_name, registry, smtp_sink.port, policy)
     flapping = "POS-FLAP-7"
     values: list[dict[str, Any]] = []
     for cycle in range(10):
@@ -262,15 +220,15 @@ async def test_a_terminal_flapping_every_30_seconds_for_10_minutes_is_one_incide
     task = asyncio.create_task(monitor.run(stop))
     try:
         await produce(kafka_bootstrap, settings.kafka.topic, values, chunk=40)
-        await wait_until(lambda: len(box.snapshot()) >= 2, timeout=60, what="one notice per manager")
+        await wait_until(lambda: len(smtp_sink.deliveries()) >= 2, timeout=60, what="one notice per manager")
         await asyncio.sleep(2)
-        first = box.snapshot()
+        first = smtp_sink.deliveries()
         # Then the terminal works for six minutes: the incident ends.
         healthy = [event(f"h-{s}", occurred_at=at(600 + s), terminal_id=flapping, channel="POS",
                          txn_type="purchase", card_ref=f"tok-h-{s}", response_code="00")
                    for s in range(0, 360, 5)]
         await produce(kafka_bootstrap, settings.kafka.topic, healthy, chunk=40)
-        await wait_until(lambda: len(box.snapshot()) >= 3, timeout=30, what="the resolved follow-up")
+        await wait_until(lambda: len(smtp_sink.deliveries()) >= 3, timeout=30, what="the resolved follow-up")
         await asyncio.sleep(2)
     finally:
         stop.set()
@@ -287,7 +245,7 @@ async def test_a_terminal_flapping_every_30_seconds_for_10_minutes_is_one_incide
         assert subject.startswith("[INCIDENT HIGH]") and subject.endswith("(flapping)"), subject
         assert "flapping: failed again 9 times after recovering" in body
         assert incident.incident_id in body
-    mails = box.snapshot()
+    mails = smtp_sink.deliveries()
     assert sorted(to for to, _, _ in mails) == ["m1@bank.test", "m1@bank.test", "m2@bank.test"]
     resolved = [(to, subject) for to, subject, _ in mails if subject.startswith("[RESOLVED]")]
     assert resolved == [("m1@bank.test", resolved[0][1])]

@@ -20,7 +20,8 @@ from monitor.pipeline.consumer import TransactionConsumer, ensure_topics
 from monitor.pipeline.processor import BatchProcessor
 from monitor.pipeline.selection import AlertPolicy
 from monitor.pipeline.vips import RegistryLoader
-from tests.helpers import encode, event, read_topic, wait_until, write_registry
+from monitor.testing.fixtures import wait_until
+from tests.helpers import encode, event, read_topic, write_registry
 
 PAN = "4111111111111111"
 

@@ -13,7 +13,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from monitor.domain import Manager
 from monitor.pipeline.vips import RegistryError, RegistryLoader, VipRegistry, read_registry
-from tests.helpers import wait_until, write_registry
+from monitor.testing.fixtures import wait_until
+from tests.helpers import write_registry
 
 MANAGERS_CSV = """
 manager_id,name,email,phone,webhook_url,backup_manager_id,timezone

@@ -18,7 +18,8 @@ from monitor.pipeline.processor import BatchProcessor
 from monitor.pipeline.selection import AlertPolicy
 from monitor.pipeline.vips import RegistryLoader
 from monitor.pipeline.watermark import EventClock, PartitionProgress
-from tests.helpers import encode, event, wait_until
+from monitor.testing.fixtures import wait_until
+from tests.helpers import encode, event
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 

@@ -1,7 +1,7 @@
 """Device status events for the synthetic fleet (topic ``card.terminal-status``).
 
 Scenarios are small frozen values, by offset in seconds from the start of the
-traffic, like the transaction faults of :mod:`simulators.synthetic`:
+traffic, like the transaction faults of :mod:`simulators.faults`:
 
 * :class:`CassetteDepletion`: an ATM cassette goes ``low``, then ``empty``, and is
   optionally replenished (``ok``) — XFS ``WFS_CDM_STATCULOW``/``STATCUEMPTY``;
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from simulators.synthetic import Fleet
+from simulators.fleet import Fleet
 
 __all__ = [
     "CassetteDepletion",

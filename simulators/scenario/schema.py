@@ -6,13 +6,18 @@ Cross-references are checked too: every visit and fault names a declared
 terminal, every VIP a declared manager, every expectation a declared client.
 
 Offsets (``*_s``) are seconds of event time after the scenario's ``start``.
-Money is integer minor units with an ISO 4217 currency.
+Money is integer minor units with an ISO 4217 currency. The ``faults`` are the
+simulators' own (:mod:`simulators.faults`), named by their ``kind``.
+
+The library of scenarios shipped with cardmon is :data:`SCENARIOS_DIR`
+(``simulators/scenarios/``): :func:`list_scenarios` names them and
+:func:`resolve_scenario` loads one by name or any file by path.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Final, Literal, Self
 
 import yaml
 from pydantic import (
@@ -26,34 +31,35 @@ from pydantic import (
 
 from monitor.domain import OUTCOMES, Manager
 from monitor.errors import ConfigurationError
+from simulators.faults import Fault, ResponseCode
+from simulators.traffic import NORMAL_DECLINES
 
 __all__ = [
+    "SCENARIOS_DIR",
     "AlertExpectations",
     "CardSpec",
-    "CardWave",
-    "ChipDegradation",
     "ClientExpectation",
     "Expectations",
-    "Fault",
-    "Flapping",
+    "FleetSpec",
     "HealthExpectation",
-    "IssuerOutage",
     "MetricExpectation",
     "Range",
     "Scenario",
     "ScenarioError",
-    "Silent",
     "TerminalExpectation",
-    "TerminalFault",
     "TerminalSpec",
     "Traffic",
     "VipSpec",
     "Visit",
+    "list_scenarios",
     "load_scenario",
+    "resolve_scenario",
 ]
 
+#: The scenario library shipped with cardmon.
+SCENARIOS_DIR: Final = Path(__file__).resolve().parents[1] / "scenarios"
+
 _closed = ConfigDict(frozen=True, extra="forbid")
-_Code = Annotated[str, Field(pattern=r"^[0-9A-Z]{2}$")]  # ISO 8583 field 39
 _Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]  # ISO 4217
 Outcome = Literal["approved", "technical", "terminal", "card", "customer", "fraud", "unknown"]
 assert set(OUTCOMES) == set(Outcome.__args__)  # type: ignore[attr-defined]
@@ -106,8 +112,8 @@ class TerminalSpec(BaseModel):
     background: bool = True
 
 
-class Fleet(BaseModel):
-    """The terminals."""
+class FleetSpec(BaseModel):
+    """The file's ``fleet`` section: its terminals (the registry a monitor reads)."""
 
     model_config = _closed
     terminals: tuple[TerminalSpec, ...] = Field(min_length=1)
@@ -140,7 +146,7 @@ class Traffic(BaseModel):
     rate: float = Field(gt=0)  # events per second of event time, across the fleet
     customers: int = Field(default=500, ge=1)
     #: Normal declines: response code -> probability (the rest is 00).
-    declines: dict[_Code, float] = {"51": 0.015, "55": 0.008, "05": 0.008, "54": 0.004}
+    declines: dict[ResponseCode, float] = dict(NORMAL_DECLINES)
 
 
 class Visit(BaseModel):
@@ -157,82 +163,8 @@ class Visit(BaseModel):
     card: int = Field(default=0, ge=0)  # index into the client's cards
     amount_minor: int | None = Field(default=None, ge=0)
     currency: _Currency | None = None  # default: the terminal's
-    response_code: _Code | None = None  # the issuer's own answer, faults notwithstanding
+    response_code: ResponseCode | None = None  # the issuer's own answer, faults notwithstanding
     entry_mode: Literal["chip", "contactless", "swipe"] | None = None  # default: drawn
-
-
-class TerminalFault(BaseModel):
-    """One terminal fails everything from ``start_s`` to ``end_s``; ``response_code: null`` times out."""
-
-    model_config = _closed
-    kind: Literal["terminal_fault"]
-    terminal_id: str
-    start_s: float = Field(ge=0)
-    end_s: float | None = None
-    response_code: _Code | None = "58"
-
-
-class Flapping(BaseModel):
-    """A terminal fails for ``period_s``, recovers for ``period_s``, and so on, from ``start_s``."""
-
-    model_config = _closed
-    kind: Literal["flapping"]
-    terminal_id: str
-    start_s: float = Field(ge=0)
-    end_s: float | None = None
-    period_s: float = Field(default=30.0, gt=0)
-    response_code: _Code | None = "91"
-
-
-class Silent(BaseModel):
-    """A terminal sends nothing from ``start_s`` to ``end_s`` (power, network, or a frozen application)."""
-
-    model_config = _closed
-    kind: Literal["silent"]
-    terminal_id: str
-    start_s: float = Field(ge=0)
-    end_s: float | None = None
-
-
-class ChipDegradation(BaseModel):
-    """A chip reader wearing out: from ``start_s`` a share of chip reads fail, rising linearly to
-    ``max_failure_share`` at ``full_at_s``; a failed read falls back to the stripe (``swipe``)
-    with probability ``fallback_share``, else the card is declined with ``response_code``."""
-
-    model_config = _closed
-    kind: Literal["chip_degradation"]
-    terminal_id: str
-    start_s: float = Field(ge=0)
-    full_at_s: float = Field(gt=0)
-    max_failure_share: float = Field(default=0.6, gt=0, le=1)
-    fallback_share: float = Field(default=0.5, ge=0, le=1)
-    response_code: _Code = "Q1"  # Visa: card authentication failed (card class)
-
-
-class IssuerOutage(BaseModel):
-    """Issuer or switch down: ``share`` of all transactions in the window get ``response_code`` (slowly)."""
-
-    model_config = _closed
-    kind: Literal["issuer_outage"]
-    start_s: float = Field(ge=0)
-    duration_s: float = Field(gt=0)
-    share: float = Field(default=0.9, gt=0, le=1)
-    response_code: _Code = "91"
-
-
-class CardWave(BaseModel):
-    """A wave of card declines across the fleet (e.g. a batch of cards expiring): ``share`` get ``response_code``."""
-
-    model_config = _closed
-    kind: Literal["card_wave"]
-    start_s: float = Field(ge=0)
-    duration_s: float = Field(gt=0)
-    share: float = Field(default=0.3, gt=0, le=1)
-    response_code: _Code = "54"
-
-
-Fault = Annotated[TerminalFault | Flapping | Silent | ChipDegradation | IssuerOutage | CardWave,
-                  Field(discriminator="kind")]
 
 
 class ClientExpectation(BaseModel):
@@ -362,7 +294,7 @@ class Scenario(BaseModel):
     description: str
     seed: int = 7
     start: AwareDatetime
-    fleet: Fleet
+    fleet: FleetSpec
     managers: tuple[Manager, ...]
     vips: tuple[VipSpec, ...] = ()
     traffic: Traffic
@@ -422,3 +354,22 @@ def load_scenario(path: str | Path) -> Scenario:
     except ValidationError as error:
         lines = [f"{'.'.join(map(str, e['loc'])) or '(file)'}: {e['msg']}" for e in error.errors()]
         raise ScenarioError(f"{source}: invalid scenario\n  " + "\n  ".join(lines)) from error
+
+
+def list_scenarios(directory: Path = SCENARIOS_DIR) -> list[str]:
+    """Names of the scenarios in ``directory`` (file stems, sorted)."""
+    return sorted(path.stem for path in directory.glob("*.yaml"))
+
+
+def resolve_scenario(name_or_path: str, directory: Path = SCENARIOS_DIR) -> Scenario:
+    """Load a library scenario by name, or any scenario file by path.
+
+    Raises:
+        ScenarioError: no such scenario, or the file breaks the schema.
+    """
+    path = Path(name_or_path)
+    if not path.is_file():
+        path = directory / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise ScenarioError(f"no scenario {name_or_path!r}; known: {', '.join(list_scenarios(directory))}")
+    return load_scenario(path)
