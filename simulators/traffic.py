@@ -28,7 +28,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-from simulators.faults import CardWave, ChipDegradation, Fault, Flapping, IssuerOutage, TerminalFault, within
+from simulators.faults import (
+    CardWave,
+    ChipDegradation,
+    Fault,
+    Flapping,
+    IssuerOutage,
+    TerminalFault,
+    within,
+)
 
 __all__ = [
     "AUTHORIZATION_TIMEOUT_MS",

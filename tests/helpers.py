@@ -18,7 +18,9 @@ from aiokafka.protocol.produce import ProduceRequest
 from aiokafka.record.default_records import DefaultRecordBase, DefaultRecordBatchBuilder
 from aiokafka.record.util import calc_crc32c
 
-from monitor.testing.fixtures import wait_until as wait_until
+from monitor.testing.fixtures import wait_until
+
+__all__ = ["encode", "event", "produce_raw_batch", "read_topic", "wait_until", "write_registry"]
 
 
 def event(event_id: str, **fields: Any) -> dict[str, Any]:

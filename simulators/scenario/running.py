@@ -45,7 +45,12 @@ from monitor.testing.broker import EmbeddedBroker, free_port
 from simulators.fleet import write_registry
 from simulators.producer import produce
 from simulators.scenario.checking import Observed, ScenarioReport, check
-from simulators.scenario.generation import scenario_events, scenario_fleet, write_baseline, write_terminals
+from simulators.scenario.generation import (
+    scenario_events,
+    scenario_fleet,
+    write_baseline,
+    write_terminals,
+)
 from simulators.scenario.schema import Scenario, ScenarioError
 
 __all__ = ["run_scenario"]

@@ -31,7 +31,13 @@ from typing import Any
 
 from simulators.faults import IssuerOutage, TerminalFault
 from simulators.fleet import Fleet
-from simulators.traffic import FLEET_MIX, PROCESSING_CODES, answer, draw_transaction, retrieval_reference
+from simulators.traffic import (
+    FLEET_MIX,
+    PROCESSING_CODES,
+    answer,
+    draw_transaction,
+    retrieval_reference,
+)
 
 __all__ = ["default_faults", "synthetic_events"]
 

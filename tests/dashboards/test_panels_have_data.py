@@ -48,9 +48,9 @@ from dashboards.build import JSON_DIR
 from monitor.app import MonitorApp
 from monitor.config import isolated_settings
 from monitor.testing.broker import free_port
-from simulators.producer import produce
 from simulators.faults import TerminalFault
 from simulators.fleet import build_fleet, write_registry
+from simulators.producer import produce
 from simulators.sources.synthetic import synthetic_events
 from simulators.sources.terminal_status import CassetteDepletion, status_events
 from tests.prometheus.conftest import PrometheusServer, StartPrometheus

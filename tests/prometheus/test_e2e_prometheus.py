@@ -26,9 +26,9 @@ from prometheus_client import CollectorRegistry
 from monitor.app import MonitorApp
 from monitor.config import isolated_settings
 from monitor.testing.broker import free_port
-from simulators.producer import produce
 from simulators.faults import TerminalFault
 from simulators.fleet import build_fleet, write_registry
+from simulators.producer import produce
 from simulators.sources.synthetic import synthetic_events
 from tests.prometheus.conftest import PrometheusServer, StartPrometheus
 

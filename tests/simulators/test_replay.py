@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from monitor.cli import app as cardmon
 from monitor.pipeline.decoder import decode_batch
+from simulators.fleet import build_fleet
 from simulators.sources.replay import (
     RecordingFormatError,
     read_recording,
@@ -18,7 +19,6 @@ from simulators.sources.replay import (
     replay_events,
     write_recording,
 )
-from simulators.fleet import build_fleet
 from simulators.sources.synthetic import default_faults, synthetic_events
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
