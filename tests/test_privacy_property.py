@@ -52,7 +52,6 @@ from monitor.alerts.export import export_jsonl
 from monitor.alerts.messages.alert import render_delivery
 from monitor.alerts.store import AlertStore
 from monitor.api import build_api, start_api
-from monitor.config import KafkaSettings
 from monitor.metrics import PipelineMetrics
 from monitor.metrics._exposition import Exposition
 from monitor.paths import rules_path
@@ -63,7 +62,7 @@ from monitor.pipeline.processor import BatchProcessor
 from monitor.pipeline.selection import AlertPolicy
 from monitor.pipeline.vips import RegistryLoader
 from monitor.privacy import dead_letter_copy, luhn_valid, scrub_pans
-from monitor.testing.fixtures import wait_until
+from monitor.testing.fixtures import kafka_settings, wait_until
 from tests.helpers import event, read_topic, write_registry
 
 API_TOKEN = "property-test-token-0123456789abcdef"
@@ -487,9 +486,7 @@ def broker_messages(count: int, seed: int = 8) -> list[Message]:
 async def test_no_pan_form_reaches_the_real_dead_letter_topic(kafka_bootstrap: str, unique_name: str,
                                                               tmp_path: Path) -> None:
     """Through the real broker and consumer, no dead-letter value, key or header holds a PAN form."""
-    settings = KafkaSettings(bootstrap_servers=kafka_bootstrap, topic=f"tx-{unique_name}",
-                             dead_letter_topic=f"dlq-{unique_name}", group_id=f"g-{unique_name}",
-                             batch_timeout_ms=100)
+    settings = kafka_settings(kafka_bootstrap, unique_name, batch_timeout_ms=100)
     await ensure_topics(settings, partitions=2)
     batch = broker_messages(120)
     pans = [pan for m in batch for pan in m.pans]

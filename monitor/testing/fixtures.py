@@ -22,6 +22,7 @@ Plain functions:
 
 * :func:`monitor_settings`: isolated settings for one monitor under test (its own
   topics, consumer group, alert store and free ports), section by section overridable;
+* :func:`kafka_settings`: the ``kafka`` section alone, for a consumer under test;
 * :func:`wait_until`: poll a condition until it holds, or fail after a timeout.
 """
 
@@ -37,13 +38,14 @@ from typing import Any
 
 import pytest
 
-from monitor.config import Settings, isolated_settings
+from monitor.config import KafkaSettings, Settings, isolated_settings
 from monitor.testing.broker import EmbeddedBroker, free_port
 from monitor.testing.smtp import SmtpSink
 
 __all__ = [
     "clean_environment",
     "kafka_bootstrap",
+    "kafka_settings",
     "monitor_settings",
     "smtp_sink",
     "unique_name",
@@ -84,6 +86,26 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
 
 
+def _kafka_defaults(bootstrap_servers: str, name: str) -> dict[str, Any]:
+    return {"bootstrap_servers": bootstrap_servers, "topic": f"tx.{name}", "dead_letter_topic": f"tx.{name}.dlq",
+            "group_id": f"monitor-{name}", "batch_timeout_ms": 50}
+
+
+def kafka_settings(bootstrap_servers: str, name: str, **values: Any) -> KafkaSettings:
+    """The ``kafka`` settings of one consumer under test: topic ``tx.{name}``, dead letters
+    ``tx.{name}.dlq``, consumer group ``monitor-{name}``, ``batch_timeout_ms`` 50.
+
+    Args:
+        bootstrap_servers: the broker (the ``kafka_bootstrap`` fixture).
+        name: what makes the topics and group unique (the ``unique_name`` fixture).
+        **values: other fields of :class:`monitor.config.KafkaSettings`, or replacements.
+
+    Raises:
+        pydantic.ValidationError: a value breaks the settings model.
+    """
+    return KafkaSettings(**{**_kafka_defaults(bootstrap_servers, name), **values})
+
+
 def monitor_settings(workdir: Path, bootstrap_servers: str, name: str, *,
                      vip_registry: tuple[Path, Path] | None = None,
                      **sections: Mapping[str, Any]) -> Settings:
@@ -93,8 +115,7 @@ def monitor_settings(workdir: Path, bootstrap_servers: str, name: str, *,
     file is read). Each section starts from these values, and the keys given in
     ``sections`` replace or add to them one by one:
 
-    * ``kafka``: ``bootstrap_servers``, topic ``tx.{name}``, dead letters ``tx.{name}.dlq``,
-      consumer group ``monitor-{name}``, ``batch_timeout_ms`` 50;
+    * ``kafka``: as :func:`kafka_settings`;
     * ``registry``: ``customers_path`` and ``managers_path`` from ``vip_registry`` (if given);
     * ``alerting``: the SQLite store ``{workdir}/alerts.db`` (unless ``store_url`` is
       given), ``poll_interval_seconds`` 0.05;
@@ -121,9 +142,7 @@ def monitor_settings(workdir: Path, bootstrap_servers: str, name: str, *,
     if "store_url" not in sections.get("alerting", {}):
         alerting["store_path"] = workdir / "alerts.db"
     defaults: dict[str, dict[str, Any]] = {
-        "kafka": {"bootstrap_servers": bootstrap_servers, "topic": f"tx.{name}",
-                  "dead_letter_topic": f"tx.{name}.dlq", "group_id": f"monitor-{name}",
-                  "batch_timeout_ms": 50},
+        "kafka": _kafka_defaults(bootstrap_servers, name),
         "registry": ({"customers_path": vip_registry[0], "managers_path": vip_registry[1]}
                      if vip_registry is not None else {}),
         "alerting": alerting,

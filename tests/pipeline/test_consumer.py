@@ -12,7 +12,6 @@ from confluent_kafka import Producer
 from prometheus_client import CollectorRegistry
 
 from monitor.alerts.store import AlertStore
-from monitor.config import KafkaSettings
 from monitor.metrics import PipelineMetrics
 from monitor.paths import rules_path
 from monitor.pipeline.classify import ResponseCodeTable
@@ -20,7 +19,7 @@ from monitor.pipeline.consumer import TransactionConsumer, ensure_topics
 from monitor.pipeline.processor import BatchProcessor
 from monitor.pipeline.selection import AlertPolicy
 from monitor.pipeline.vips import RegistryLoader
-from monitor.testing.fixtures import wait_until
+from monitor.testing.fixtures import kafka_settings, wait_until
 from tests.helpers import encode, event, read_topic, write_registry
 
 PAN = "4111111111111111"
@@ -63,9 +62,7 @@ def _processor(tmp_path: Path, metrics: PipelineMetrics) -> BatchProcessor:
 async def test_bad_messages_are_dead_lettered_and_good_ones_processed(
         kafka_bootstrap: str, unique_name: str, tmp_path: Path) -> None:
     """Every bad message lands in the DLQ with its reason; every valid one around it is processed."""
-    settings = KafkaSettings(bootstrap_servers=kafka_bootstrap, topic=f"tx-{unique_name}",
-                             dead_letter_topic=f"dlq-{unique_name}", group_id=f"g-{unique_name}",
-                             batch_timeout_ms=100)
+    settings = kafka_settings(kafka_bootstrap, unique_name, batch_timeout_ms=100)
     await ensure_topics(settings, partitions=2)
     # A foreign producer (librdkafka), as a bank's switch would use.
     producer = Producer({"bootstrap.servers": kafka_bootstrap})
@@ -123,9 +120,7 @@ async def test_bad_messages_are_dead_lettered_and_good_ones_processed(
 async def test_offsets_are_committed_after_the_batch(kafka_bootstrap: str, unique_name: str,
                                                      tmp_path: Path) -> None:
     """A restarted consumer in the same group resumes after what was processed, not from the start."""
-    settings = KafkaSettings(bootstrap_servers=kafka_bootstrap, topic=f"tx-{unique_name}",
-                             dead_letter_topic=f"dlq-{unique_name}", group_id=f"g-{unique_name}",
-                             batch_timeout_ms=100)
+    settings = kafka_settings(kafka_bootstrap, unique_name, batch_timeout_ms=100)
     # A short session timeout: the broker must notice the stopped member quickly.
     settings = settings.model_copy(update={"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000})
     await ensure_topics(settings, partitions=1)
@@ -187,9 +182,7 @@ async def _run_until_consumed(consumer: TransactionConsumer, registry: Collector
 async def test_an_oversized_bad_message_is_dead_lettered_cut_with_its_size(
         kafka_bootstrap: str, unique_name: str, tmp_path: Path) -> None:
     """A 3 MB bad message reaches the DLQ cut to 512 KiB with its size in a header; neighbours are processed."""
-    settings = KafkaSettings(bootstrap_servers=kafka_bootstrap, topic=f"tx-{unique_name}",
-                             dead_letter_topic=f"dlq-{unique_name}", group_id=f"g-{unique_name}",
-                             batch_timeout_ms=100)
+    settings = kafka_settings(kafka_bootstrap, unique_name, batch_timeout_ms=100)
     await ensure_topics(settings, partitions=1)
     huge = encode(event("huge-city", city="x" * 3_000_000))
     producer = Producer({"bootstrap.servers": kafka_bootstrap, "message.max.bytes": 10_000_000})
@@ -225,9 +218,7 @@ class _FlakyDeadLetters(TransactionConsumer):
 async def test_a_failed_dead_letter_write_rereads_the_batch_and_loses_nothing(
         kafka_bootstrap: str, unique_name: str, tmp_path: Path) -> None:
     """When the DLQ write fails, the batch is read again: every bad message is dead-lettered, none lost."""
-    settings = KafkaSettings(bootstrap_servers=kafka_bootstrap, topic=f"tx-{unique_name}",
-                             dead_letter_topic=f"dlq-{unique_name}", group_id=f"g-{unique_name}",
-                             batch_timeout_ms=100)
+    settings = kafka_settings(kafka_bootstrap, unique_name, batch_timeout_ms=100)
     await ensure_topics(settings, partitions=1)
     producer = Producer({"bootstrap.servers": kafka_bootstrap})
     stream = [GOOD[0], BAD["invalid_json"], GOOD[1], BAD["naive_timestamp"], GOOD[2]]
@@ -262,9 +253,7 @@ class _SmallRequests(TransactionConsumer):
 async def test_a_dead_letter_refused_for_its_size_is_replaced_by_its_minimal_copy(
         kafka_bootstrap: str, unique_name: str, tmp_path: Path) -> None:
     """MessageSizeTooLargeError is permanent: the reason and source offset go instead, once, and the batch goes on."""
-    settings = KafkaSettings(bootstrap_servers=kafka_bootstrap, topic=f"tx-{unique_name}",
-                             dead_letter_topic=f"dlq-{unique_name}", group_id=f"g-{unique_name}",
-                             batch_timeout_ms=100)
+    settings = kafka_settings(kafka_bootstrap, unique_name, batch_timeout_ms=100)
     await ensure_topics(settings, partitions=1)
     big = encode(event("big-city", city="y" * 300_000, amount_minor="bad"))
     producer = Producer({"bootstrap.servers": kafka_bootstrap})

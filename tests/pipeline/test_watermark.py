@@ -10,7 +10,6 @@ import polars as pl
 import pytest
 from confluent_kafka import Producer
 
-from monitor.config import KafkaSettings
 from monitor.paths import rules_path
 from monitor.pipeline.classify import ResponseCodeTable
 from monitor.pipeline.consumer import TransactionConsumer, ensure_topics
@@ -18,7 +17,7 @@ from monitor.pipeline.processor import BatchProcessor
 from monitor.pipeline.selection import AlertPolicy
 from monitor.pipeline.vips import RegistryLoader
 from monitor.pipeline.watermark import EventClock, PartitionProgress
-from monitor.testing.fixtures import wait_until
+from monitor.testing.fixtures import kafka_settings, wait_until
 from tests.helpers import encode, event
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -126,9 +125,8 @@ def test_late_events_are_counted_and_kept_from_the_observers_but_still_processed
 async def test_a_backlog_partition_holds_the_watermark_and_empty_ones_do_not(
         kafka_bootstrap: str, unique_name: str) -> None:
     """Through the real consumer: partition 1's backlog, read after partition 0's, is not late; the empty partition 2 holds nothing."""
-    settings = KafkaSettings(bootstrap_servers=kafka_bootstrap, topic=f"tx-{unique_name}",
-                             dead_letter_topic=f"dlq-{unique_name}", group_id=f"g-{unique_name}",
-                             batch_timeout_ms=100, batch_max_records=10)
+    settings = kafka_settings(kafka_bootstrap, unique_name, batch_timeout_ms=100,
+                              batch_max_records=10)
     await ensure_topics(settings, partitions=3)
     producer = Producer({"bootstrap.servers": kafka_bootstrap})
     for partition, count in ((0, 60), (1, 30)):

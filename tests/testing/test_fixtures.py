@@ -9,7 +9,7 @@ from pathlib import Path
 import aiosmtplib
 import pytest
 
-from monitor.testing.fixtures import monitor_settings, wait_until
+from monitor.testing.fixtures import kafka_settings, monitor_settings, wait_until
 from monitor.testing.smtp import SmtpSink
 
 
@@ -40,6 +40,15 @@ def test_monitor_settings_overrides_replace_one_key_and_keep_the_others(tmp_path
     assert settings.alerting.poll_interval_seconds == 0.05
     assert settings.alerting.store_path == tmp_path / "alerts.db"
     assert settings.api.enabled is False and settings.api.port != 0
+
+
+def test_kafka_settings_name_the_topics_and_group_and_take_overrides() -> None:
+    """The kafka section alone has the same unique topics and group as a whole monitor's, and any field can be replaced."""
+    kafka = kafka_settings("127.0.0.1:9", "k", batch_timeout_ms=100, session_timeout_ms=6000)
+    assert (kafka.topic, kafka.dead_letter_topic, kafka.group_id) == ("tx.k", "tx.k.dlq", "monitor-k")
+    assert (kafka.batch_timeout_ms, kafka.session_timeout_ms) == (100, 6000)
+    assert kafka == monitor_settings(Path("."), "127.0.0.1:9", "k", kafka={
+        "batch_timeout_ms": 100, "session_timeout_ms": 6000}).kafka
 
 
 def test_monitor_settings_ignore_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
