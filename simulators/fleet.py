@@ -5,8 +5,9 @@ One definition of the fleet for every simulator: :class:`Fleet` holds the
 :class:`Card` values) and the relationship managers (:class:`monitor.domain.Manager`).
 :func:`build_fleet` draws one from a seed (the synthetic source,
 :mod:`simulators.sources.synthetic`, then draws its traffic); a scenario builds one from
-its file (:mod:`simulators.scenario.generation`). :func:`write_registry` writes a fleet's
-VIP registry as the monitor reads it.
+its file (:func:`simulators.scenario.generation.scenario_fleet`: the terminals of its
+``fleet`` section, its VIPs and managers). :func:`write_registry` writes a fleet's VIP registry as
+the monitor reads it.
 
 Everything is deterministic given a seed: the same arguments give the same fleet.
 """

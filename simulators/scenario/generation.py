@@ -16,8 +16,8 @@ contract-v1 events in time order:
 
 Generation is deterministic given the scenario (its ``seed`` included).
 
-The registry files: :func:`scenario_fleet` (the VIPs and managers, written with
-:func:`simulators.fleet.write_registry`), :func:`write_terminals` (the terminal
+The registry files: :func:`scenario_fleet` (the scenario as a :class:`simulators.fleet.Fleet`;
+its VIPs and managers are written with :func:`simulators.fleet.write_registry`), :func:`write_terminals` (the terminal
 registry with opening hours) and :func:`write_baseline` (the silent detector's
 baseline: each background terminal expects ``traffic.rate × 3600 / background
 terminals`` transactions in every hour of the week).
@@ -35,7 +35,7 @@ import polars as pl
 
 from monitor.health.silent import HOURS_PER_WEEK, Baseline
 from simulators.faults import is_silent
-from simulators.fleet import Card, Customer, Fleet
+from simulators.fleet import Card, Customer, Fleet, Terminal
 from simulators.scenario.schema import Scenario, TerminalSpec
 from simulators.traffic import (
     PROCESSING_CODES,
@@ -50,13 +50,22 @@ __all__ = ["scenario_events", "scenario_fleet", "write_baseline", "write_termina
 
 
 def scenario_fleet(scenario: Scenario) -> Fleet:
-    """The scenario's VIPs and managers as a :class:`simulators.fleet.Fleet` (for ``write_registry``)."""
+    """The scenario's terminals, VIPs and managers as a :class:`simulators.fleet.Fleet`.
+
+    Its clients are the VIPs only (background clients are drawn by :func:`scenario_events`);
+    :func:`simulators.fleet.write_registry` writes their registry.
+    """
+    terminals = tuple(
+        Terminal(terminal_id=t.terminal_id, channel=t.channel, city=t.city, region=t.region,
+                 merchant_id=t.merchant_id, branch_id=t.branch_id)
+        for t in scenario.fleet.terminals
+    )
     vips = tuple(
         Customer(customer_id=vip.customer_id, name=vip.name, tier=vip.tier, manager_id=vip.manager_id,
                  cards=tuple(Card(card_ref=c.card_ref, pan_masked=c.pan_masked) for c in vip.cards))
         for vip in scenario.vips
     )
-    return Fleet(terminals=(), customers=vips, managers=tuple(scenario.managers))
+    return Fleet(terminals=terminals, customers=vips, managers=tuple(scenario.managers))
 
 
 def write_terminals(scenario: Scenario, path: Path) -> Path:
