@@ -56,12 +56,7 @@ from aiohttp import web
 
 from monitor.alerts.delivery.links import AckLinks, InvalidTokenError
 from monitor.alerts.export import alert_record, history_record
-from monitor.alerts.lifecycle import (
-    ALERT_STATES,
-    AlertNotFoundError,
-    StateConflictError,
-    Transition,
-)
+from monitor.alerts.states import ALERT_STATES, AlertNotFoundError, StateConflictError, Transition
 from monitor.alerts.store import AlertStore
 from monitor.alerts.store.db import DATABASE_ERRORS, is_transient
 from monitor.incidents import Incident
