@@ -63,6 +63,7 @@ NORMAL_DECLINES: Final = (("51", 0.015), ("55", 0.008), ("05", 0.008), ("54", 0.
 #: Shares of chip, contactless and swipe reads at a POS in a scenario.
 SCENARIO_POS_ENTRY_MODES: Final = (0.6, 0.35, 0.05)
 _ENTRY_MODES: Final = ("chip", "contactless", "swipe")
+_FLEET_WIDE: Final = (IssuerOutage, CardWave)  # faults of every terminal, not one
 
 #: (response code, or ``None`` for a timeout; latency in ms; entry mode).
 Answer = tuple[str | None, float, str]
@@ -123,7 +124,13 @@ def answer(rng: random.Random, *, terminal_id: str, channel: str, offset: float,
         ``(response code or None for a timeout, latency in ms, entry mode)``.
     """
     for fault in faults:
-        if getattr(fault, "terminal_id", terminal_id) != terminal_id:
+        if isinstance(fault, _FLEET_WIDE):
+            if within(offset, fault.start_s, fault.start_s + fault.duration_s) and rng.random() < fault.share:
+                # An outage answers after the switch's own timeout; a card decline is quick.
+                median = 8_000.0 if isinstance(fault, IssuerOutage) else 300.0
+                return fault.response_code, rng.lognormvariate(math.log(median), 0.2), entry_mode
+            continue
+        if fault.terminal_id != terminal_id:
             continue
         if isinstance(fault, TerminalFault) and within(offset, fault.start_s, fault.end_s):
             return _failed(rng, fault.response_code, entry_mode)
@@ -137,12 +144,6 @@ def answer(rng: random.Random, *, terminal_id: str, channel: str, offset: float,
                     entry_mode = "fallback"  # chip read failed: the stripe is read (ISO 8583 field 22: 80)
                     break
                 return fault.response_code, rng.lognormvariate(math.log(350.0), 0.3), "chip"
-        if isinstance(fault, IssuerOutage | CardWave) \
-                and within(offset, fault.start_s, fault.start_s + fault.duration_s) \
-                and rng.random() < fault.share:
-            # An outage answers after the switch's own timeout; a card decline is quick.
-            median = 8_000.0 if isinstance(fault, IssuerOutage) else 300.0
-            return fault.response_code, rng.lognormvariate(math.log(median), 0.2), entry_mode
     latency = rng.lognormvariate(math.log(450.0 if channel == "ATM" else 300.0), 0.35)
     draw = rng.random() if normal_declines else 1.0
     for code, probability in mix.declines:
