@@ -1,7 +1,7 @@
 """Small builders shared by the integration tests (not fixtures: plain functions).
 
-``wait_until`` lives in :mod:`monitor.testing.fixtures`; it is imported here only for
-the test modules that still take it from this one.
+The fixtures and helpers a bank's own tests could use too (the broker, an SMTP sink,
+isolated settings, ``wait_until``) are public, in :mod:`monitor.testing`.
 """
 
 from __future__ import annotations
@@ -18,9 +18,7 @@ from aiokafka.protocol.produce import ProduceRequest
 from aiokafka.record.default_records import DefaultRecordBase, DefaultRecordBatchBuilder
 from aiokafka.record.util import calc_crc32c
 
-from monitor.testing.fixtures import wait_until
-
-__all__ = ["encode", "event", "produce_raw_batch", "read_topic", "wait_until", "write_registry"]
+__all__ = ["encode", "event", "produce_raw_batch", "read_topic", "write_registry"]
 
 
 def event(event_id: str, **fields: Any) -> dict[str, Any]:

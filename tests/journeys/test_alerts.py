@@ -16,16 +16,18 @@ from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
+from monitor.alerts.store import AlertStore
 from monitor.app import MonitorApp
 from monitor.config import Settings
 from monitor.paths import rules_path
-from monitor.testing.broker import free_port
-from tests.helpers import encode, event, wait_until, write_registry
+from monitor.testing.fixtures import monitor_settings, wait_until
+from monitor.testing.smtp import SmtpSink
+from tests.helpers import encode, event, write_registry
 
 API_TOKEN = "journey-api-token-0123456789"
 
 
-pytestmark = pytest.mark.usefixtures("clean_environment")  # tests/conftest.py
+pytestmark = pytest.mark.usefixtures("clean_environment")  # monitor.testing.fixtures
 
 
 @dataclass
@@ -63,17 +65,12 @@ async def hook() -> AsyncIterator[Hook]:
 
 def settings_for(tmp_path: Path, bootstrap: str, unique: str, registry: tuple[Path, Path],
                  **alerting: Any) -> Settings:
-    return Settings(
-        kafka={"bootstrap_servers": bootstrap, "topic": f"tx.{unique}", "dead_letter_topic": f"tx.{unique}.dlq",
-               "group_id": f"journey-{unique}", "batch_timeout_ms": 50},
-        registry={"customers_path": registry[0], "managers_path": registry[1]},
+    return monitor_settings(
+        tmp_path, bootstrap, unique, vip_registry=registry,
         # The events carry fixed past times (tests.helpers.event): none is stale here.
-        alerting={"store_path": tmp_path / "alerts.db", "poll_interval_seconds": 0.05,
-                  "backoff_initial_seconds": 0.1, "backoff_max_seconds": 0.3,
+        alerting={"backoff_initial_seconds": 0.1, "backoff_max_seconds": 0.3,
                   "stale_after_seconds": None, **alerting},
-        health={"status_topic": f"st.{unique}", "status_dead_letter_topic": f"st.{unique}.dlq"},
-        api={"port": free_port(), "token": API_TOKEN},
-        metrics={"host": "127.0.0.1", "port": free_port()},
+        api={"token": API_TOKEN},
     )
 
 
@@ -121,15 +118,8 @@ async def test_a_webhook_answering_500_three_times_then_200_gets_the_alert_once_
 @pytest.mark.integration
 @pytest.mark.timeout(90)
 async def test_an_unacknowledged_high_alert_escalates_on_time_and_an_acknowledged_one_does_not(
-        kafka_bootstrap: str, unique_name: str, tmp_path: Path) -> None:
+        kafka_bootstrap: str, unique_name: str, tmp_path: Path, smtp_sink: SmtpSink) -> None:
     """Two high alerts; one is acknowledged through the API at once; only the other reaches the backup at 3 s and the team lead at 6 s."""
-    from aiosmtpd.controller import Controller
-
-    from tests.alerts.conftest import MailCollector
-
-    mail = MailCollector()
-    smtp = Controller(mail, hostname="127.0.0.1", port=free_port())
-    smtp.start()
     policy = yaml.safe_load(rules_path("alerting.yaml").read_text(encoding="utf-8"))
     policy["escalation"]["steps"] = [{"after_seconds": 3, "to": "backup_manager"},
                                      {"after_seconds": 6, "to": "team_lead", "team_lead_id": "LEAD"}]
@@ -144,7 +134,7 @@ async def test_an_unacknowledged_high_alert_escalates_on_time_and_an_acknowledge
         "LEAD,Lena Schmidt,lena@bank.test,,Europe/Berlin")
     settings = settings_for(tmp_path, kafka_bootstrap, unique_name, registry,
                             policy_path=tmp_path / "alerting.yaml", escalation_interval_seconds=0.5,
-                            smtp={"host": "127.0.0.1", "port": smtp.port, "from_address": "cardmon@bank.test"})
+                            smtp={"host": "127.0.0.1", "port": smtp_sink.port, "from_address": "cardmon@bank.test"})
     monitor = MonitorApp(settings, registry=CollectorRegistry())
     stop = asyncio.Event()
     task = asyncio.create_task(monitor.run(stop))
@@ -154,7 +144,7 @@ async def test_an_unacknowledged_high_alert_escalates_on_time_and_an_acknowledge
         await send(kafka_bootstrap, settings.kafka.topic,
                    [event("ev-ada", card_ref="tok-ada", response_code="59"),
                     event("ev-blaise", card_ref="tok-blaise", response_code="59", terminal_id="ATM00043")])
-        await wait_until(lambda: len(mail.recipients) >= 2, timeout=30, what="both alerts to Alice")
+        await wait_until(lambda: len(smtp_sink.messages()) >= 2, timeout=30, what="both alerts to Alice")
         recorded = time.monotonic()
         alerts = {a.customer_id: a.alert_id for a in monitor.store.list_alerts()}
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.api.port}") as client:
@@ -163,7 +153,7 @@ async def test_an_unacknowledged_high_alert_escalates_on_time_and_an_acknowledge
         assert answer.status_code == 200 and answer.json()["state"] == "acknowledged"
 
         def arrived(address: str) -> bool:
-            if any(address in to for to in mail.recipients):
+            if any(address in to for to, _ in smtp_sink.messages()):
                 sent_at.setdefault(address, time.monotonic() - recorded)
                 return True
             return False
@@ -174,14 +164,11 @@ async def test_an_unacknowledged_high_alert_escalates_on_time_and_an_acknowledge
     finally:
         stop.set()
         await asyncio.wait_for(task, timeout=30)
-        smtp.stop()
-    to = [r[0] for r in mail.recipients]
+    to = [recipients[0] for recipients, _ in smtp_sink.messages()]
     assert sorted(to) == ["alice@bank.test", "alice@bank.test", "bruno@bank.test", "lena@bank.test"]
-    escalated = [m for m in mail.messages if "ESCALATED" in str(m["Subject"])]
+    escalated = [m for _, m in smtp_sink.messages() if "ESCALATED" in str(m["Subject"])]
     assert len(escalated) == 2 and all("Blaise Pascal" in str(m["Subject"]) for m in escalated)
     # On time: each step taken at its delay after the alert was recorded (the job runs every 0.5 s).
-    from monitor.alerts.store import AlertStore
-
     with AlertStore(tmp_path / "alerts.db") as store:
         created = store.get_alert(alerts["C2"]).created_at  # type: ignore[union-attr]
         steps = [(h.at - created).total_seconds() for h in store.history(alerts["C2"])
