@@ -59,6 +59,7 @@ async def test_tabformer_replay_alerts_every_failure_exactly_once(
         kafka={"batch_timeout_ms": 100},
         alerting={"sinks": ["jsonl"], "jsonl_path": tmp_path / "alerts.jsonl"},
         metrics={"port": port},
+        api={"enabled": False},  # not under test here
     )
     monitor = MonitorApp(settings)
     stop = asyncio.Event()
