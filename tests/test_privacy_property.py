@@ -53,6 +53,7 @@ from monitor.alerts.messages.alert import render_delivery
 from monitor.alerts.store import AlertStore
 from monitor.api import build_api, start_api
 from monitor.config import KafkaSettings
+from monitor.dead_letter_copy import dead_letter_copy
 from monitor.metrics import PipelineMetrics
 from monitor.metrics._exposition import Exposition
 from monitor.paths import rules_path
@@ -62,7 +63,7 @@ from monitor.pipeline.decoder import decode_batch, decode_frame
 from monitor.pipeline.processor import BatchProcessor
 from monitor.pipeline.selection import AlertPolicy
 from monitor.pipeline.vips import RegistryLoader
-from monitor.privacy import dead_letter_copy, luhn_valid, scrub_pans
+from monitor.privacy import luhn_valid, scrub_pans
 from tests.helpers import event, read_topic, wait_until, write_registry
 
 API_TOKEN = "property-test-token-0123456789abcdef"

@@ -63,6 +63,7 @@ from aiokafka.errors import (
 )
 
 from monitor.config import KafkaSettings
+from monitor.dead_letter_copy import dead_letter_copy
 from monitor.domain import VipFailure
 from monitor.faults import Stopping, is_permanent_store_error, retry_transient
 from monitor.incidents import IncidentChange
@@ -73,7 +74,7 @@ from monitor.pipeline.decoder import Rejection
 from monitor.pipeline.processor import BatchProcessor, ProcessedBatch
 from monitor.pipeline.recorder import record_isolating
 from monitor.pipeline.watermark import PartitionProgress
-from monitor.privacy import dead_letter_copy, scrub_pans
+from monitor.privacy import scrub_pans
 
 __all__ = ["ConsumerFaults", "ConsumerMetrics", "TransactionConsumer", "ensure_topics",
            "kafka_client_options"]
