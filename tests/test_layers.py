@@ -41,6 +41,10 @@ LAZY_IMPORTERS: dict[str, str] = {
     # `cardmon --help` and `cardmon version` must answer without loading polars, Kafka
     # and the whole service: each command imports what it runs.
     "monitor.cli": "each command loads only what it runs",
+    "monitor.cli.alerts": "each command loads only what it runs",
+    "monitor.cli.service": "each command loads only what it runs",
+    "monitor.cli.settings": "each command loads only what it runs",
+    "monitor.cli.store": "each command loads only what it runs",
 }
 
 
