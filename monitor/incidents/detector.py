@@ -45,16 +45,14 @@ a restart. With several instances, each sees its own partitions: a terminal's
 events (key = terminal ID) all reach one instance, a region's or an issuer's are
 split between them.
 
-The per-bucket aggregation is :mod:`monitor.incidents.buckets`, the per-key records and
-the phase rules :mod:`monitor.incidents.tracking`. The judging stays whole here (a little
-over 400 lines): opening, adoption by a broader incident, ending and attribution read
-and change the same per-key state in one order, and that order is what makes the result
-the same in any batches.
+This module judges (scope evaluation: which closed bucket opens, feeds or ends an
+incident, and which incident takes each VIP failure); the per-bucket aggregation is
+:mod:`monitor.incidents.buckets`, the bookkeeping (per-key records, open and ended
+incidents, what holds what, the phase rules) :mod:`monitor.incidents.tracking`.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Final, Literal
@@ -65,14 +63,13 @@ from monitor.incidents.buckets import (
     KEY_COLUMNS,
     BucketCounts,
     BucketRow,
-    bucket_of,
     micros,
     scope_key,
 )
-from monitor.incidents.model import Incident, IncidentChange, IncidentChangeKind, incident_id_for
+from monitor.incidents.model import Incident, IncidentChange, incident_id_for
 from monitor.incidents.rules import IncidentRules, Scope, ScopeRule
 from monitor.incidents.tracking import (
-    EndedIncident,
+    IncidentBook,
     KeyState,
     OpenIncident,
     WaitingVip,
@@ -95,13 +92,9 @@ class IncidentDetector:
 
     def __init__(self, rules: IncidentRules) -> None:
         self.rules = rules
-        self._states: dict[Scope, dict[str, KeyState]] = {s: {} for s in rules.ordered_scopes}
-        self._open: dict[Scope, set[str]] = {s: set() for s in rules.ordered_scopes}  # keys with an incident
-        self._rank = {scope: i for i, scope in enumerate(rules.ordered_scopes)}
+        self._book = IncidentBook(rules)  # every key's state, open and recently ended incidents
         self._counts = BucketCounts(rules)  # aggregates of the buckets not judged yet
         self._closed: int | None = None  # buckets up to this index have been judged
-        self._swept = 0  # bucket of the last full prune
-        self._ended: dict[tuple[Scope, str], list[EndedIncident]] = {}  # recently ended, by key
         self._vips: dict[int, list[WaitingVip]] = {}  # <bucket: VIP failures waiting for it to close>
         self._unclaimed: list[WaitingVip] = []  # VIP failures of closed buckets no incident took yet
 
@@ -168,14 +161,13 @@ class IncidentDetector:
     # -- judging closed buckets --------------------------------------------------------
 
     def _close(self, closed: int) -> list[IncidentChange]:
-        followed = [(scope, key) for scope, states in self._states.items() for key in states]
-        rows = self._counts.take_due(closed, followed, self._rank)
+        rows = self._counts.take_due(closed, self._book.followed(), self._book.rank)
         data = sorted(rows)
         changes: list[IncidentChange] = []
         step = self._closed if self._closed is not None else (data[0] - 1 if data else closed)
         index = 0
         while True:
-            nexts = [b for b in (data[index] if index < len(data) else None, self._deadline(step))
+            nexts = [b for b in (data[index] if index < len(data) else None, self._book.deadline(step))
                      if b is not None]
             if not nexts or min(nexts) > closed:
                 break
@@ -187,20 +179,12 @@ class IncidentDetector:
             self._unclaimed += self._vips.pop(bucket)
         return changes
 
-    def _deadline(self, after: int) -> int | None:
-        """The first bucket after ``after`` at which a recovered incident ends if nothing fails."""
-        quiet = math.ceil(self.rules.resolve_after_seconds / self.rules.bucket_seconds)
-        ends = [max(incident.last_bad + quiet, after + 1)
-                for scope, keys in self._open.items() for key in keys
-                if (incident := self._states[scope][key].incident) is not None and incident.recovered]
-        return min(ends) if ends else None
-
     def _step(self, b: int, rows: list[BucketRow]) -> list[IncidentChange]:
         """Judge closed bucket ``b`` (its rows sorted by scope, broadest first, then key)."""
-        failing: dict[Scope, set[str]] = {scope: set() for scope in self._states}
-        touched: dict[Scope, set[str]] = {scope: set() for scope in self._states}
+        failing: dict[Scope, set[str]] = {scope: set() for scope in self._book.states}
+        touched: dict[Scope, set[str]] = {scope: set() for scope in self._book.states}
         for scope, key, volume, failures, first, last, cards, terminals, merchant, region in rows:
-            states = self._states[scope]
+            states = self._book.states[scope]
             state = states.get(key)
             if state is None:
                 if not failures:
@@ -221,38 +205,35 @@ class IncidentDetector:
         updated: list[IncidentChange] = []
         ended: list[IncidentChange] = []
         links: dict[str, list[str]] = {}  # <incident_id: VIP event IDs it takes, in order>
-        for scope, states in self._states.items():
+        for scope, states in self._book.states.items():
             rule = self.rules.scopes[scope]
-            for key in sorted(failing[scope] | self._open[scope]):
+            for key in sorted(failing[scope] | self._book.open[scope]):
                 state = states[key]
                 incident = state.incident
                 if incident is None:
                     if self._maybe_open(scope, key, state, rule, b):
                         assert state.incident is not None
-                        self._open[scope].add(key)
-                        opened.append(self._change("opened", scope, key, state.incident))
-                        updated += self._adopt(scope, key, state.incident.incident_id)
+                        self._book.open[scope].add(key)
+                        opened.append(self._book.change("opened", scope, key, state.incident))
+                        updated += self._book.adopt(scope, key, state.incident.incident_id)
                         self._claim(scope, key, state.incident, b, links)
                     continue
                 before = (incident.relapses, incident.recovered)
                 take_bucket(state, b, rule.min_failure_ratio)
-                if self._done(incident, b):
-                    ended.append(self._change("ended", scope, key, incident,
-                                              ended_at=incident.last_failure_at))
-                    self._ended.setdefault((scope, key), []).append(EndedIncident(
-                        incident.incident_id, incident.started_at, incident.last_failure_at, b))
-                    state.incident = None
-                    self._open[scope].discard(key)
+                if self._book.done(incident, b):
+                    ended.append(self._book.end(scope, key, b))
                 elif key in failing[scope] or before != (incident.relapses, incident.recovered):
-                    updated.append(self._change("updated", scope, key, incident))
+                    updated.append(self._book.change("updated", scope, key, incident))
         for vip in sorted(self._vips.pop(b, []), key=lambda v: (v.at, v.event_id)):
-            holder = self._holder(vip.at, vip.keys)
+            holder = self._book.holder(vip.at, vip.keys)
             if holder is None:
                 self._unclaimed.append(vip)
             else:
                 links.setdefault(holder[2], []).append(vip.event_id)
         changes = self._with_links(opened + updated + ended, links)
-        self._prune(b, touched)
+        keep = self._book.prune(b, touched)
+        if keep is not None:
+            self._unclaimed = [v for v in self._unclaimed if v.bucket >= keep]
         return changes
 
     def _with_links(self, changes: list[IncidentChange], links: dict[str, list[str]]
@@ -265,73 +246,11 @@ class IncidentDetector:
                 i = last[incident_id]
                 changes[i] = replace(changes[i], event_ids=changes[i].event_ids + tuple(event_ids))
                 continue
-            found = self._find(incident_id)
+            found = self._book.find(incident_id)
             if found is not None:
                 scope, key, incident = found
-                changes.append(self._change("updated", scope, key, incident, event_ids=tuple(event_ids)))
+                changes.append(self._book.change("updated", scope, key, incident, event_ids=tuple(event_ids)))
         return changes
-
-    def _find(self, incident_id: str) -> tuple[Scope, str, OpenIncident] | None:
-        for scope, keys in self._open.items():
-            for key in keys:
-                incident = self._states[scope][key].incident
-                if incident is not None and incident.incident_id == incident_id:
-                    return scope, key, incident
-        return None
-
-    def _prune(self, b: int, touched: dict[Scope, set[str]]) -> None:
-        # Forget buckets that have left the window of every later bucket; every window
-        # (or two, for attribution), sweep every key. Deterministic: it only depends on
-        # which buckets were judged.
-        window = self.rules.window_buckets
-        sweep = b - self._swept >= window
-        for scope, states in self._states.items():
-            for key in list(states) if sweep else list(touched[scope]):
-                state = states[key]
-                for old in [c for c in state.buckets if c <= b - window]:
-                    del state.buckets[old]
-                    state.failing.pop(old, None)
-                if state.incident is None and not state.failing:
-                    del states[key]
-        if sweep:
-            self._swept = b
-            keep = b - 2 * window - 1
-            self._unclaimed = [v for v in self._unclaimed if v.bucket >= keep]
-            self._ended = {k: kept for k, ended in self._ended.items()
-                           if (kept := [e for e in ended if e.bucket >= keep])}
-
-    def _adopt(self, scope: Scope, key: str, parent_id: str) -> list[IncidentChange]:
-        # Narrower incidents that opened before this broader one and lie inside it
-        # become its children (they keep their own counts; new failures go to it).
-        adopted: list[IncidentChange] = []
-        for narrower, states in self._states.items():
-            if self._rank[narrower] <= self._rank[scope]:
-                continue
-            for child_key in sorted(self._open[narrower]):
-                child = states[child_key]
-                if child.incident is not None and child.parents.get(scope) == key \
-                        and child.incident.parent_id is None:
-                    child.incident.parent_id = parent_id
-                    adopted.append(self._change("updated", narrower, child_key, child.incident))
-        return adopted
-
-    def _covered(self, scope: Scope, state: KeyState, started: datetime) -> bool:
-        # A key inside an incident of a broader scope (a terminal of a failing region or
-        # merchant, anything while the network fails) opens none of its own: the broader
-        # one explains it, and its failures are attributed to it. "Inside" is in time as
-        # well: the broader incident is open, or ended after `started`.
-        early = timedelta(seconds=self.rules.window_seconds)
-        for parent, parent_key in state.parents.items():
-            if parent == scope or parent not in self._states:
-                continue
-            held = self._states[parent].get(parent_key)
-            if held is not None and held.incident is not None \
-                    and started >= held.incident.started_at - early:
-                return True
-            if any(e.started_at - early <= started <= e.ended_at
-                   for e in self._ended.get((parent, parent_key), ())):
-                return True
-        return False
 
     def _maybe_open(self, scope: Scope, key: str, state: KeyState, rule: ScopeRule, b: int) -> bool:
         # Only *bad* buckets count (failures at least min_failure_ratio of the bucket's
@@ -349,7 +268,7 @@ class IncidentDetector:
         if len(cards) < rule.min_cards or len(terminals) < rule.min_terminals:
             return False
         started = state.failing[in_window[0]][0]
-        if self._covered(scope, state, started):
+        if self._book.covered(scope, state, started):
             return False
         # It holds every failure of its key from its first bad bucket of the window on.
         held = [c for c in state.failing if c >= in_window[0]]
@@ -378,40 +297,7 @@ class IncidentDetector:
             gone = {id(v) for v in taken}
             self._unclaimed = [v for v in self._unclaimed if id(v) not in gone]
 
-    def _done(self, incident: OpenIncident, b: int) -> bool:
-        quiet = (b - incident.last_bad) * self.rules.bucket_seconds
-        return incident.recovered and quiet >= self.rules.resolve_after_seconds
-
-    def _change(self, kind: IncidentChangeKind, scope: Scope, key: str, incident: OpenIncident,
-                ended_at: datetime | None = None, event_ids: tuple[str, ...] = ()) -> IncidentChange:
-        return IncidentChange(
-            kind=kind, incident_id=incident.incident_id, scope=scope, scope_key=key,
-            started_at=incident.started_at, last_failure_at=incident.last_failure_at,
-            ended_at=ended_at, failures=incident.failures,
-            cards=incident.base_cards + len(incident.cards),
-            terminals=max(incident.base_terminals, len(incident.terminals)),
-            relapses=incident.relapses,
-            flapping=incident.relapses >= self.rules.flapping_min_relapses,
-            parent_id=incident.parent_id, event_ids=event_ids,
-        )
-
     # -- attribution -----------------------------------------------------------------
-
-    def _holder(self, at: datetime, keys: tuple[tuple[Scope, str | None], ...]
-                ) -> tuple[Scope, str, str] | None:
-        """``(scope, key, incident_id)`` of the broadest incident holding a failure at ``at``."""
-        early = timedelta(seconds=self.rules.window_seconds)
-        for scope, key in keys:
-            if key is None:
-                continue
-            state = self._states[scope].get(key)
-            if state is not None and state.incident is not None \
-                    and at >= state.incident.started_at - early:
-                return scope, key, state.incident.incident_id
-            for ended in reversed(self._ended.get((scope, key), [])):
-                if ended.started_at - early <= at <= ended.ended_at:
-                    return scope, key, ended.incident_id
-        return None
 
     def incident_for(self, *, occurred_at: datetime, outcome: str, terminal_id: str,
                      merchant_id: str | None, region: str | None, pan_masked: str | None) -> str | None:
@@ -430,29 +316,15 @@ class IncidentDetector:
                              schema=dict.fromkeys(KEY_COLUMNS, pl.String))
         scopes = self.rules.ordered_scopes
         keys = frame.select([scope_key(scope).alias(scope) for scope in scopes]).row(0)
-        holder = self._holder(occurred_at, tuple(zip(scopes, keys)))
+        holder = self._book.holder(occurred_at, tuple(zip(scopes, keys)))
         return None if holder is None else holder[2]
 
     # -- restart ---------------------------------------------------------------------
 
     def restore(self, incidents: list[Incident]) -> None:
         """Take back the store's open incidents after a restart (their counts continue)."""
-        size = self.rules.bucket_seconds
-        for incident in incidents:
-            if not incident.is_open or incident.scope not in self._states:
-                continue
-            state = self._states[incident.scope].setdefault(incident.scope_key, KeyState())
-            self._open[incident.scope].add(incident.scope_key)
-            state.incident = OpenIncident(
-                incident_id=incident.incident_id, started_at=incident.started_at,
-                last_failure_at=incident.last_failure_at, failures=incident.failures,
-                cards=set(), terminals=set(), relapses=incident.relapses,
-                last_bad=bucket_of(incident.last_failure_at, size), base_cards=incident.cards,
-                base_terminals=incident.terminals, parent_id=incident.parent_id,
-            )
+        self._book.restore(incidents)
 
     def open_incidents(self) -> list[tuple[Scope, str, str]]:
         """The open incidents as ``(scope, scope_key, incident_id)``."""
-        return [(scope, key, incident.incident_id) for scope, keys in self._open.items()
-                for key in sorted(keys) if (incident := self._states[scope][key].incident) is not None]
-
+        return self._book.open_incidents()
