@@ -12,6 +12,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from monitor.domain import TransactionEvent
+from monitor.pipeline.batch_frame import EVENT_SCHEMA, events_frame
 from monitor.pipeline.column_checks import (
     CHECK_ONLY_COLUMNS,
     FIELD_PATTERNS,
@@ -19,7 +20,6 @@ from monitor.pipeline.column_checks import (
     unchecked_decoder,
 )
 from monitor.pipeline.decoder import decode_batch, decode_frame
-from monitor.pipeline.frame import EVENT_SCHEMA, events_frame
 
 PAN = "4111111111111111"  # Visa test PAN, Luhn-valid
 AMEX = "378282246310005"

@@ -3,7 +3,7 @@
 :func:`decode_frame` is what the pipeline calls. Its result is exactly that of the
 reference decoder, :func:`monitor.pipeline.reference_decoder.decode_batch` (which says
 what is valid: the contract's text rules, PAN masking, rejections with a reason), fed to
-:func:`monitor.pipeline.frame.events_frame`; it gets there faster by checking whole
+:func:`monitor.pipeline.batch_frame.events_frame`; it gets there faster by checking whole
 columns (:mod:`monitor.pipeline.column_checks`) and sending only the messages those
 checks cannot clear through the reference.
 
@@ -21,9 +21,9 @@ from typing import Any
 
 import polars as pl
 
+from monitor.pipeline.batch_frame import events_frame
 from monitor.pipeline.column_checks import CHECK_ONLY_COLUMNS, check_columns, unchecked_decoder
 from monitor.pipeline.contract import DESCRIPTIVE_FIELDS
-from monitor.pipeline.frame import events_frame
 from monitor.pipeline.reference_decoder import (
     DecodedBatch,
     Rejection,
@@ -48,7 +48,7 @@ class DecodedFrame:
     """One batch decoded straight into the batch frame (see :func:`decode_frame`).
 
     Attributes:
-        frame: the valid events as :func:`monitor.pipeline.frame.events_frame` builds them, in
+        frame: the valid events as :func:`monitor.pipeline.batch_frame.events_frame` builds them, in
             batch order.
         indices: for each row of ``frame``, its position in the input batch.
         rejections: one per invalid message (and one per scrubbed raw PAN), by index.
