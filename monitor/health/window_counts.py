@@ -13,6 +13,7 @@ exact, until that bucket is pruned. Sums over a window are UInt32 either way.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Final
 
 import polars as pl
@@ -41,7 +42,8 @@ class WindowCounts:
         counts: the names of the count columns.
     """
 
-    def __init__(self, *, bucket_seconds: int, buckets: int, schema: dict[str, pl.DataType],
+    def __init__(self, *, bucket_seconds: int, buckets: int,
+                 schema: Mapping[str, pl.DataType | type[pl.DataType]],
                  counts: tuple[str, ...]) -> None:
         self.bucket_seconds = bucket_seconds
         self.buckets = buckets
