@@ -44,9 +44,9 @@ from monitor.alerts.delivery.channels import (
 )
 from monitor.alerts.delivery.links import AckLinks
 from monitor.alerts.delivery.worker import DeliveryWorker
-from monitor.alerts.lifecycle import EscalationPolicy, escalate_due
-from monitor.alerts.messages.digest import digests_due
-from monitor.alerts.ratelimit import RateLimit, summaries_due
+from monitor.alerts.jobs import digests_due, escalate_due, summaries_due
+from monitor.alerts.lifecycle import EscalationPolicy
+from monitor.alerts.ratelimit import RateLimit
 from monitor.alerts.routing import MANAGER_CHANNEL_KINDS, unreachable_managers
 from monitor.alerts.store import AlertStore
 from monitor.alerts.store.db import is_transient

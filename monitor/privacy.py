@@ -16,9 +16,10 @@ the way a person reads them:
 * the digits are either **one run** (``4111111111111111``) or **grouped as card
   numbers are printed**: 4-4-4-1…4, 4-4-4-4-1…3 or 4-6-4…5 (Amex, Diners), with
   1–3 separators in each gap. A separator is any Unicode space (NBSP, thin, ideographic
-  spaces...), line or paragraph separator, control character, dash (Pd, U+2212
-  minus) or dot (``.``, ``·``, ``•``, ``․``, ``‧``, ``∙``, ``⋅``, ``・``, ``﹒``,
-  ``．``, ``｡``, ``･``);
+  spaces...), line or paragraph separator, control character, punctuation (dashes,
+  U+2212 minus, dots ``.`` ``·`` ``•`` ``・`` ``．``, ``_``, ``/``, ``:``, ``,``,
+  brackets, quotes...: Unicode categories P*) or symbol (``+``, ``|``, ``~``, ``$``...:
+  categories S*): anything a person reads past between digit groups;
 * letters or other characters may touch it (``tok_4111111111111111``,
   ``abc4111-1111-1111-1111xyz``), but not more digits: a run of more than 19 digits,
   or one glued to another digit group in a non-card grouping, is not a PAN;
@@ -53,6 +54,7 @@ from dataclasses import dataclass
 from typing import Final
 
 __all__ = [
+    "ASCII_SEPARATOR_CLASS",
     "DOTS",
     "NFKC_DIGITS",
     "PAN_MAX_DIGITS",
@@ -91,9 +93,14 @@ NFKC_DIGITS: Final[dict[str, int]] = {
     **{chr(0x2460 + i): 1 + i for i in range(9)},
     "\u24ea": 0,
 }
-#: Dots that separate digit groups (besides spaces, controls and dashes).
+#: Dots that separate digit groups (all punctuation does; kept as a name for the decoder).
 DOTS: Final = ".\u00b7\u2022\u2024\u2027\u2219\u22c5\u30fb\ufe52\uff0e\uff61\uff65"
-_SEPARATOR_CATEGORIES: Final = frozenset({"Zs", "Zl", "Zp", "Cc", "Pd"})
+#: Spaces, line and paragraph separators, controls, punctuation (connector ``_``, dash,
+#: open/close, quotes, other: ``/ : , . !``) and symbols (math ``+ | ~``, currency,
+#: modifier, other): what may stand between the digit groups of a printed card number.
+_SEPARATOR_CATEGORIES: Final = frozenset({
+    "Zs", "Zl", "Zp", "Cc", "Pc", "Pd", "Ps", "Pe", "Pi", "Pf", "Po", "Sm", "Sc", "Sk", "So",
+})
 _INVISIBLE_CATEGORIES: Final = frozenset({"Cf", "Mn", "Me"})
 
 # Character kinds of the scanner.
@@ -102,16 +109,20 @@ _INVISIBLE: Final = -2
 _OTHER: Final = -3
 _KINDS: dict[str, int] = {str(d): d for d in range(10)}  # <character: digit value or kind>
 
-# 13 digit-like characters with only non-word characters between them: every PAN form
+# 13 digit-like characters with only non-word characters (or ``_``) between them: every PAN form
 # (and more) matches; the exact reading happens in Python on the match only.
 _DIGIT_CLASS: Final = "\\d" + "".join(NFKC_DIGITS)
 _CANDIDATE: Final = re.compile(
-    f"[{_DIGIT_CLASS}](?:[^\\w]*[{_DIGIT_CLASS}]){{{PAN_MIN_DIGITS - 1},}}")
+    f"[{_DIGIT_CLASS}](?:[\\W_]*[{_DIGIT_CLASS}]){{{PAN_MIN_DIGITS - 1},}}")
 # Within an ASCII candidate (NULs removed), what a PAN form needs: 13 digits in a row,
 # or card groups starting at a group start with 1-3 ASCII separators per gap (C0
-# controls, DEL, space, -, .). A candidate without it is skipped without the
-# character-by-character reading.
-_ASCII_SEP: Final = r"[\x01-\x1f\x7f .\-]{1,3}"
+# controls, DEL, space, punctuation and symbols: every ASCII character but letters and
+# digits). A candidate without it is skipped without the character-by-character reading.
+#: An ASCII character that separates digit groups: C0 controls, DEL, space, punctuation
+#: and symbols (every ASCII character but NUL, letters and digits). Python's ``re`` and
+#: Rust's ``regex`` (the decoder's polars column checks) read it the same way.
+ASCII_SEPARATOR_CLASS: Final = r"[\x01-\x2f\x3a-\x40\x5b-\x60\x7b-\x7f]"
+_ASCII_SEP: Final = ASCII_SEPARATOR_CLASS + "{1,3}"
 _ASCII_GATE: Final = re.compile(
     f"[0-9]{{{PAN_MIN_DIGITS}}}|(?<![0-9])[0-9]{{4}}{_ASCII_SEP}"
     f"(?:[0-9]{{4}}{_ASCII_SEP}[0-9]{{4}}{_ASCII_SEP}[0-9]|[0-9]{{6}}{_ASCII_SEP}[0-9]{{4}})"

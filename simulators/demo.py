@@ -156,7 +156,7 @@ async def run_demo(*, duration: float = 30.0, bootstrap_servers: str | None = No
         alerts = monitor.store_summary
         store = settings.alerting.store_path
         console.print(
-            f"[bold]cardmon demo finished[/]: {monitor.pipeline.consumer.events} transactions processed, "
+            f"[bold]cardmon demo finished[/]: {monitor.consumer.events} transactions processed, "
             f"{alerts} VIP alerts stored in {store}, {inbox.received} messages delivered to the "
             f"managers' webhooks; `cardmon alerts export --store {store}` lists them. Storm "
             f"control found {monitor.incident_summary} incident(s) (outages of a terminal, region, "

@@ -598,7 +598,7 @@ async def run_scenario(scenario: Scenario, *, bootstrap_servers: str | None = No
         task = asyncio.create_task(monitor.run(stop, create_topics=False))
         try:
             produced = await produce(tracked(), bootstrap_servers=bootstrap, topic=topic)
-            await _wait(lambda: monitor.pipeline.consumer.events >= produced or task.done(),
+            await _wait(lambda: monitor.consumer.events >= produced or task.done(),
                         timeout=timeout, what=f"{produced} events to be consumed")
             await _wait(lambda: task.done() or monitor.store.pending_count() == 0,
                         timeout=timeout, what="every alert to be delivered")
@@ -619,11 +619,11 @@ async def run_scenario(scenario: Scenario, *, bootstrap_servers: str | None = No
                 (incident, frozenset(a.manager.manager_id for a, _, _ in
                                      monitor.store.incident_alerts(incident.incident_id)))
                 for incident in monitor.store.list_incidents(limit=500))
-            observed = Observed(alerts=alerts, events=events, registry=monitor.pipeline.vips,
+            observed = Observed(alerts=alerts, events=events, registry=monitor.registry,
                                 start=scenario.start, health=health, health_at=health_at,
                                 incidents=incidents)
             checks = check(scenario.expect, observed)
-            consumed = monitor.pipeline.consumer.events
+            consumed = monitor.consumer.events
         finally:
             stop.set()
             await asyncio.wait_for(task, timeout=30)

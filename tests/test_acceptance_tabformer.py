@@ -70,7 +70,7 @@ async def test_tabformer_replay_alerts_every_failure_exactly_once(
         sent = await produce(tabformer_events(tabformer_csv), bootstrap_servers=kafka_bootstrap,
                              topic=settings.kafka.topic)
         assert sent == ROWS
-        await wait_until(lambda: monitor.pipeline.consumer.events >= ROWS, timeout=120, what="all rows consumed")
+        await wait_until(lambda: monitor.consumer.events >= ROWS, timeout=120, what="all rows consumed")
         scrape = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
         store = monitor.store
         # The 2002-era rows are late (stale events): nobody is paged, the jsonl sink records them.

@@ -158,7 +158,7 @@ async def test_managers_no_channel_reaches_are_named_at_start_and_after_a_reload
         return [r.getMessage() for r in caplog.records if "cannot be reached" in r.getMessage()]
 
     def unreachable() -> float | None:
-        return monitor.pipeline.vips.get_sample_value("cardmon_managers_unreachable")
+        return monitor.registry.get_sample_value("cardmon_managers_unreachable")
 
     task = asyncio.create_task(monitor.run(stop))
     try:

@@ -51,6 +51,9 @@ def test_the_forbidden_class_is_controls_plus_invisibles() -> None:
     ("merchant_id", f"M{PAN}", "pan_in_field"),
     ("merchant_id", "MID378282246310005", "pan_in_field"),  # an Amex inside a longer token
     ("merchant_id", "-4111111111111111", "pan_in_field"),
+    ("merchant_id", "0004111111111111111", "pan_in_field"),  # a Visa length, zero-padded to 19
+    ("merchant_id", "MER_4111_1111_1111_1111", "pan_in_field"),  # grouped by underscores
+    ("card_ref", "tok_4111_1111_1111_1111", "pan_in_card_ref"),
     ("event_id", "evt\x00", "invalid_field"),
     ("card_ref", "tok\n", "invalid_field"),
     ("customer_id", "C\u200b1", "invalid_field"),

@@ -38,10 +38,11 @@ def test_privacy_is_a_foundation_module() -> None:
     assert not any(name == "monitor" or name.startswith(("monitor.", "simulators")) for name in imported)
 
 
-def test_pan_helpers_have_one_home() -> None:
-    """The decoder re-exports no PAN helper: every module takes them from monitor.privacy."""
+def test_pan_functions_have_one_home() -> None:
+    """PAN functions are imported from monitor.privacy only: the decoder does not re-export them."""
     for name in ("is_pan", "mask_pan", "scrub_pans", "luhn_valid"):
-        assert not hasattr(monitor.pipeline.decoder, name)
+        assert name not in monitor.pipeline.decoder.__all__
+        assert name in monitor.privacy.__all__
 
 
 def test_luhn_and_masks() -> None:
@@ -76,6 +77,13 @@ PAN_FORMS: dict[str, tuple[str, str]] = {
     "full-width dot": ("4111\uff0e1111\uff0e1111\uff0e1111", MASKED),
     "mixed separators": ("4111 - 1111.1111\u00a01111", MASKED),
     "line breaks": ("4111\n1111\r\n1111\n1111", MASKED),
+    "underscores inside a token": ("tok_4111_1111_1111_1111", f"tok_{MASKED}"),
+    "slashes": ("REF 4111/1111/1111/1111", f"REF {MASKED}"),
+    "colons": ("4111:1111:1111:1111", MASKED),
+    "commas": ("4111,1111,1111,1111", MASKED),
+    "plus signs": ("4111+1111+1111+1111", MASKED),
+    "pipes": ("4111|1111|1111|1111", MASKED),
+    "broken bar and tilde": ("4111\u00a61111~1111\u00a61111", MASKED),
     "full-width digits": (FULL_WIDTH, MASKED),
     "Arabic-Indic digits": (f"\u0631\u0642\u0645 {ARABIC_INDIC}", f"\u0631\u0642\u0645 {MASKED}"),
     "Devanagari digits": (DEVANAGARI, MASKED),

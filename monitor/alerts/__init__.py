@@ -2,7 +2,9 @@
 
 The pipeline calls :meth:`AlertStore.record` (one transaction, committed before the
 Kafka offsets); :class:`DeliveryWorker` sends what the outbox holds through the
-channels; :func:`export_jsonl` writes the stored alerts out.
+channels; the jobs of :mod:`monitor.alerts.jobs` claim escalation steps, rate-cap
+summaries and daily digests; :func:`export_jsonl` writes the stored alerts out. An
+alert's states and history values are :mod:`monitor.alerts.states`.
 
 The shared values (:class:`~monitor.domain.Manager`, :class:`~monitor.domain.VipFailure`,
 :class:`~monitor.domain.Alert`...) live in :mod:`monitor.domain`.

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, TextIO
 
-from monitor.alerts.lifecycle import AlertState, HistoryEntry
+from monitor.alerts.states import AlertState, HistoryEntry
 from monitor.alerts.store import AlertStore
 from monitor.domain import Alert, AlertEvent, Delivery
 

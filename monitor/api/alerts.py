@@ -9,12 +9,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from monitor.alerts.export import alert_record, history_record
-from monitor.alerts.lifecycle import (
-    ALERT_STATES,
-    AlertNotFoundError,
-    StateConflictError,
-    Transition,
-)
+from monitor.alerts.states import ALERT_STATES, AlertNotFoundError, StateConflictError, Transition
 from monitor.api.links import ack_by_link
 from monitor.api.requests import (
     DEFAULT_PAGE,

@@ -14,7 +14,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from monitor.alerts.delivery.links import InvalidTokenError
-from monitor.alerts.lifecycle import AlertNotFoundError
+from monitor.alerts.states import AlertNotFoundError
 from monitor.api.requests import LINKS, STORE, full_record
 
 __all__ = ["ack_by_link", "ack_page"]

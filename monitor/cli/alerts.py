@@ -45,7 +45,7 @@ def alerts_export(
 
 def _change(alert_store: AlertStore, what: str, alert_id: str, by: str, note: str | None) -> None:
     """Acknowledge or resolve through the CLI; print the outcome or exit 1 with the reason."""
-    from monitor.alerts.lifecycle import AlertNotFoundError, StateConflictError
+    from monitor.alerts.states import AlertNotFoundError, StateConflictError
 
     try:
         if what == "acknowledged":
@@ -109,7 +109,7 @@ def alerts_resend(
     """
     import getpass
 
-    from monitor.alerts.lifecycle import AlertNotFoundError
+    from monitor.alerts.states import AlertNotFoundError
 
     if (alert_id is None) == (not all_failed):
         typer.echo("give an alert ID or --all-failed (not both)", err=True)

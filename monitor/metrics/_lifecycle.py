@@ -27,7 +27,7 @@ from typing import Final, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from monitor.alerts.lifecycle import ALERT_STATES, AlertState
+from monitor.alerts.states import ALERT_STATES, AlertState
 from monitor.alerts.store import LifecycleRecord
 from monitor.domain import SEVERITIES
 

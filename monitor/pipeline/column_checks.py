@@ -34,7 +34,7 @@ from monitor.pipeline.reference_decoder import (
     IDENTITY_JOINER,
     LATEST_EVENT_TIME,
 )
-from monitor.privacy import DOTS, NFKC_DIGITS, PAN_MAX_DIGITS, PAN_MIN_DIGITS
+from monitor.privacy import ASCII_SEPARATOR_CLASS, NFKC_DIGITS, PAN_MAX_DIGITS, PAN_MIN_DIGITS
 
 __all__ = [
     "CHECK_ONLY_COLUMNS",
@@ -117,7 +117,7 @@ def _rust_class(chars: str) -> str:
 # from a digit across separators and invisibles only: the second part matches every
 # one, and (unlike a 13-fold repetition of Unicode classes) compiles in microseconds,
 # which matters as polars compiles each pattern on each batch.
-_COLUMN_ASCII_SEPARATORS: Final = r"[\x01-\x1f\x7f .\-]{1,3}"
+_COLUMN_ASCII_SEPARATORS: Final = ASCII_SEPARATOR_CLASS + "{1,3}"
 _COLUMN_ASCII_GROUPED: Final = (
     f"(?:^|[^0-9])[0-9]{{4}}{_COLUMN_ASCII_SEPARATORS}"
     f"(?:[0-9]{{4}}{_COLUMN_ASCII_SEPARATORS}[0-9]{{4}}{_COLUMN_ASCII_SEPARATORS}[0-9]"
@@ -126,7 +126,7 @@ _COLUMN_ASCII_GROUPED: Final = (
 _COLUMN_ASCII_PAN: Final = f"[0-9]{{{PAN_MIN_DIGITS}}}|{_COLUMN_ASCII_GROUPED}"
 _COLUMN_DIGIT: Final = f"\\p{{Nd}}{_rust_class(''.join(NFKC_DIGITS))}"
 _COLUMN_BETWEEN: Final = (
-    f"\\p{{Zs}}\\p{{Zl}}\\p{{Zp}}\\p{{Cc}}\\p{{Pd}}\\u2212{_rust_class(DOTS)}"
+    "\\p{Zs}\\p{Zl}\\p{Zp}\\p{Cc}\\p{P}\\p{S}"
     r"\p{Cf}\p{Mn}\p{Me}"
 )
 _COLUMN_WIDE_PAN: Final = (
@@ -143,13 +143,11 @@ _COLUMN_IDENTITY_SUSPECT: Final = f"{FORBIDDEN_IN_IDENTITY_CLASS}|{_COLUMN_PAN}"
 # again. The boundaries are consumed, so of two tokens one character apart the second
 # stays (conservative). Card groupings stay flagged.
 _COLUMN_HEX_TOKEN: Final = r"(?:^|[^0-9A-Za-z])[0-9]*[a-fA-F][0-9a-fA-F]*(?:[^0-9A-Za-z]|$)"
-# merchant_id: a value that is wholly a signed number of 13-15 or 17-19 digits is an ID
-# (MERCHANT_ID_PAN_DIGITS), so TabFormer's 19-digit IDs stay on the fast path; any other
-# value goes by the identity rule.
-_COLUMN_MERCHANT_ID_NUMBER: Final = (
-    f"^-?(?:[0-9]{{{PAN_MIN_DIGITS},{MERCHANT_ID_PAN_DIGITS - 1}}}"
-    f"|[0-9]{{{MERCHANT_ID_PAN_DIGITS + 1},{PAN_MAX_DIGITS}}})$"
-)
+# merchant_id: a value that is wholly a signed number of 13-19 digits is an ID unless
+# it has 16 digits past its leading zeros (MERCHANT_ID_PAN_DIGITS), so TabFormer's
+# 19-digit IDs stay on the fast path; any other value goes by the identity rule.
+_COLUMN_MERCHANT_ID_NUMBER: Final = f"^-?[0-9]{{{PAN_MIN_DIGITS},{PAN_MAX_DIGITS}}}$"
+_COLUMN_MERCHANT_ID_CARD_LENGTH: Final = f"^-?0*[1-9][0-9]{{{MERCHANT_ID_PAN_DIGITS - 1}}}$"
 # Descriptive fields: white space that clean_descriptive collapses (at an end, doubled,
 # or other than a plain space) is collapsed here, per column; a control or invisible
 # character, or a PAN form in the collapsed text, is left to Python. Rust's \s (Unicode
@@ -211,7 +209,8 @@ def check_columns(frame: pl.DataFrame) -> tuple[pl.Series, pl.DataFrame]:
     flags.append(_identity_flags(frame))
     merchant = pl.col("merchant_id")
     flags.append((merchant.str.contains(_COLUMN_IDENTITY_SUSPECT)
-                  & merchant.str.contains(_COLUMN_MERCHANT_ID_NUMBER).not_()).fill_null(False))
+                  & (merchant.str.contains(_COLUMN_MERCHANT_ID_NUMBER)
+                     & merchant.str.contains(_COLUMN_MERCHANT_ID_CARD_LENGTH).not_()).not_()).fill_null(False))
     flags += [
         (pl.col("occurred_at") < EARLIEST_EVENT_TIME) | (pl.col("occurred_at") >= LATEST_EVENT_TIME),
         pl.col("currency").is_in(pl.Series(sorted(CURRENCIES)).implode()).not_(),

@@ -64,8 +64,9 @@ _FORBIDDEN: Final = re.compile(FORBIDDEN_IN_IDENTITY_CLASS)
 _UNCLEAN: Final = re.compile(f"{FORBIDDEN_IN_IDENTITY_CLASS}|^\\s|\\s$|\\s\\s|[^\\S ]")
 #: ISO 8583 field 42 is 15 characters, often 15 digits: as long as an Amex PAN. So a
 #: merchant ID that is *wholly* one ASCII number (optionally signed: TabFormer's 19-digit
-#: IDs are signed 64-bit integers) is a merchant ID unless it has 16 digits
-#: (Visa/Mastercard length, which no standard merchant ID has). Any other PAN form in it
+#: IDs are signed 64-bit integers) is a merchant ID unless it has 16 digits once its
+#: leading zeros are set aside (Visa/Mastercard length, which no standard merchant ID
+#: has; ``0004111111111111111`` is a zero-padded card number). Any other PAN form in it
 #: (inside a longer token, grouped, other digit scripts) follows the common rule.
 MERCHANT_ID_PAN_DIGITS: Final = 16
 _MERCHANT_NUMBER: Final = re.compile(r"-?[0-9]{13,19}")
@@ -90,7 +91,7 @@ def identity_problem(name: str, text: str) -> tuple[str, str] | None:
     if len(text) < PAN_MIN_DIGITS:  # the ISO 8583 ids, most codes: too short for a PAN
         return None
     if (name == "merchant_id" and _MERCHANT_NUMBER.fullmatch(text)
-            and len(text.lstrip("-")) != MERCHANT_ID_PAN_DIGITS):
+            and len(text.lstrip("-").lstrip("0")) != MERCHANT_ID_PAN_DIGITS):
         return None
     # A wrong "PAN" here loses the event: hex strings (hashes, hex tokens) are read as hex.
     if not find_pans(text, hex_strings=True):

@@ -6,16 +6,15 @@ from pathlib import Path
 
 import pytest
 
+from monitor.alerts.store.connection import connect
 from monitor.alerts.store.db import (
-    PostgresDatabase,
     StoreUnavailable,
-    _pg_sql,
-    connect,
     is_transient,
     is_url,
     redact_secret,
     redact_url,
 )
+from monitor.alerts.store.postgres import PostgresDatabase, _pg_sql
 from tests.postgres import PostgresServer
 
 

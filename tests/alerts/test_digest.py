@@ -12,7 +12,7 @@ import pytest
 
 from monitor.alerts.delivery.channels import EmailChannel
 from monitor.alerts.delivery.worker import DeliveryWorker
-from monitor.alerts.messages.digest import digests_due
+from monitor.alerts.jobs import digests_due
 from monitor.alerts.store import AlertStore, DigestRecord
 from monitor.domain import Manager, VipFailure
 

@@ -14,14 +14,10 @@ from typer.testing import CliRunner
 
 from monitor.alerts.delivery.channels import EmailChannel
 from monitor.alerts.delivery.links import AckLinks
-from monitor.alerts.lifecycle import (
-    AlertNotFoundError,
-    EscalationPolicy,
-    EscalationRulesError,
-    StateConflictError,
-    escalate_due,
-)
+from monitor.alerts.jobs import escalate_due
+from monitor.alerts.lifecycle import EscalationPolicy, EscalationRulesError
 from monitor.alerts.messages.alert import render_delivery
+from monitor.alerts.states import AlertNotFoundError, StateConflictError
 from monitor.alerts.store import AlertStore
 from monitor.alerts.store.schema import SCHEMA_VERSION
 from monitor.cli import app as cli_app

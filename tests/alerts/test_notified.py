@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from monitor.alerts.lifecycle import AlertNotFoundError, EscalationPolicy, escalate_due
+from monitor.alerts.jobs import escalate_due, summaries_due
+from monitor.alerts.lifecycle import EscalationPolicy
 from monitor.alerts.messages.digest import render_digest_delivery
-from monitor.alerts.ratelimit import RateLimit, is_summary_id, summaries_due
+from monitor.alerts.ratelimit import RateLimit, is_summary_id
 from monitor.alerts.routing import unreachable_managers
+from monitor.alerts.states import AlertNotFoundError
 from monitor.alerts.store import AlertStore
 from monitor.domain import Manager, VipFailure
 

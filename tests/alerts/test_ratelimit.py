@@ -8,13 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from monitor.alerts.ratelimit import (
-    RateLimit,
-    RateLimitError,
-    is_summary_id,
-    render_summary_delivery,
-    summaries_due,
-)
+from monitor.alerts.jobs import summaries_due
+from monitor.alerts.messages.summary import render_summary_delivery
+from monitor.alerts.ratelimit import RateLimit, RateLimitError, is_summary_id
 from monitor.alerts.store import AlertStore
 from monitor.domain import Manager, VipFailure
 

@@ -21,7 +21,9 @@ import pytest
 
 from monitor.alerts.delivery.worker import DeliveryWorker
 from monitor.alerts.store import AlertStore
-from monitor.alerts.store.db import PostgresDatabase, StoreUnavailable, connect, is_transient
+from monitor.alerts.store.connection import connect
+from monitor.alerts.store.db import StoreUnavailable, is_transient
+from monitor.alerts.store.postgres import PostgresDatabase
 from monitor.api import build_api, start_api
 from monitor.config import PostgresSettings
 from tests.faults.tcp_proxy import StallingProxy

@@ -194,7 +194,7 @@ async def test_a_relay_down_then_back_loses_nothing_doubles_nothing_and_tells_th
         await asyncio.sleep(outage.backoff_max + 2)  # a second copy, or a second fallback, would come now
         alerts = {a.alert_id: a for a in store.list_alerts()}
         histories = {a: store.history(a) for a in alerts}
-        fallback_sent = monitor.pipeline.vips.get_sample_value(
+        fallback_sent = monitor.registry.get_sample_value(
             "cardmon_alerts_total", {"channel": "fallback", "status": "sent"})
     finally:
         stop.set()

@@ -228,7 +228,8 @@ def test_cardmon_incidents_list_shows_the_store_s_incidents(tmp_path: Path) -> N
 
 def test_unacknowledged_alerts_of_an_incident_escalate_to_the_backup_in_one_message(store: AlertStore) -> None:
     """Three of Anna's clients in one incident, one acknowledged: her backup gets one message naming the two others."""
-    from monitor.alerts.lifecycle import EscalationPolicy, escalate_due
+    from monitor.alerts.jobs import escalate_due
+    from monitor.alerts.lifecycle import EscalationPolicy
 
     backup = Manager(manager_id="RM-9", name="Bo Berg", email="bo@bank.test", timezone="Europe/Stockholm")
     anna = replace(ANNA, backup_manager_id="RM-9")

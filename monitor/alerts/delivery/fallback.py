@@ -33,9 +33,9 @@ from typing import Final, Literal
 from monitor.alerts.delivery.channels import Channel
 from monitor.alerts.messages.alert import AlertMessage
 from monitor.alerts.ratelimit import is_summary_id
-from monitor.alerts.routing import channel_kind
+from monitor.alerts.routing import channel_kind, channels_for
 from monitor.alerts.store import AlertStore, is_digest_id
-from monitor.domain import Alert, Delivery, Manager
+from monitor.domain import Alert, Delivery, Manager, Severity
 from monitor.incidents.model import is_notice_id
 from monitor.secrets import redact_urls
 
@@ -159,11 +159,15 @@ class DeliveryFallback:
                 f"recording the fallback of delivery {delivery.delivery_id}",
                 lambda: self._store.mark_fallback(
                     delivery.delivery_id, datetime.now(UTC), note, backup=backup,
-                    channels=self._manager_channels, done=done))
+                    route=self._backup_route, done=done))
             if added and self._on_enqueued is not None:
                 self._on_enqueued()  # the backup's rows are due at once
         log.warning("alert %s: %s", delivery.alert_id, note)
         return "; ".join(parts)
+
+    def _backup_route(self, backup: Manager, severity: Severity) -> tuple[Manager, list[str]]:
+        # The backup themself, on their channels for the alert's severity.
+        return backup, [route.channel for route in channels_for(backup, severity, self._manager_channels)]
 
     def _backup_of(self, recipient: Manager | None) -> Manager | None:
         if recipient is None or self._managers is None or not recipient.backup_manager_id:

@@ -71,10 +71,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Final, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Final, TypeVar
 
 import tenacity
 
+from monitor.alerts.delivery.addressing import Addressing
 from monitor.alerts.delivery.channels import Channel
 from monitor.alerts.delivery.fallback import (
     FALLBACK,
@@ -85,15 +86,16 @@ from monitor.alerts.delivery.fallback import (
     describe_error,
     duration,
 )
-from monitor.alerts.messages.alert import AlertMessage, render_delivery
-from monitor.alerts.messages.digest import render_digest_delivery
-from monitor.alerts.messages.incident_notice import render_notice_delivery
-from monitor.alerts.ratelimit import is_summary_id, render_summary_delivery
-from monitor.alerts.routing import apprise_target, channel_kind
-from monitor.alerts.store import AlertStore, is_digest_id
+from monitor.alerts.delivery.leases import (
+    DEFAULT_LEASE_SECONDS,
+    STORE_PAUSE_MAX_SECONDS,
+    LeaseRenewal,
+    record_durably,
+)
+from monitor.alerts.routing import channel_kind
+from monitor.alerts.store import AlertStore
 from monitor.alerts.store.db import is_transient
-from monitor.domain import Alert, Delivery, Manager
-from monitor.incidents.model import is_notice_id
+from monitor.domain import Delivery
 
 if TYPE_CHECKING:
     from monitor.alerts.delivery.links import AckLinks
@@ -101,14 +103,12 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_BACKOFF_MAX_SECONDS",
     "DEFAULT_FALLBACK_AFTER_SECONDS",
-    "DEFAULT_LEASE_SECONDS",
     "DEFAULT_RETRY_FOR_SECONDS",
     "FALLBACK",
     "DeliveryResult",
     "DeliveryWorker",
     "ManagerLookup",
     "ResultCallback",
-    "RoutedChannel",
 ]
 
 log = logging.getLogger(__name__)
@@ -125,27 +125,11 @@ DEFAULT_BACKOFF_MAX_SECONDS: Final = 120.0
 DEFAULT_FALLBACK_AFTER_SECONDS: Final = 900.0
 
 
-@runtime_checkable
-class RoutedChannel(Protocol):
-    """A channel kind whose target comes from the manager (``apprise``)."""
-
-    def to(self, target: str) -> Channel:
-        """The channel bound to one target (a URL; never logged)."""
-        ...
-
 # Rows claimed per pass; a full batch means more may be due, so the next pass starts at once.
 _BATCH_SIZE: Final = 50
-#: Longest pause between two tries while the alert store is unavailable (seconds).
-_STORE_PAUSE_MAX_SECONDS: Final = 30.0
 #: How long a send's outcome is retried into an unavailable store before giving up (the
 #: row is then sent again after its lease: at-least-once, same Idempotency-Key).
 _MARK_RETRY_SECONDS: Final = 600.0
-#: Seconds a claim holds a row before it must be renewed. Short, so the rows of a
-#: worker that was killed mid-send are due again seconds after a restart; renewed every
-#: third of it, so two missed renewals in a row (a stalled loop) still keep the row.
-DEFAULT_LEASE_SECONDS: Final = 15.0
-# A failed lease renewal is tried again this soon, not a third of a lease later.
-_RENEW_RETRY_SECONDS: Final = 0.5
 
 
 class DeliveryWorker:
@@ -225,15 +209,15 @@ class DeliveryWorker:
         self._send_timeout = send_timeout
         self._lease_seconds = lease_seconds
         self._mark_retry_seconds = mark_retry_seconds
-        self._default_timezone = default_timezone
         self._on_result = on_result
-        self._managers = managers
         self._fallback_after = fallback_after
         self._fallback = DeliveryFallback(
             store, channel=fallback, backup_to_registry=backup_to_registry, managers=managers,
             manager_channels=manager_channels, retry_for=retry_for, send_timeout=send_timeout,
             on_result=on_result, on_enqueued=self.wake)
-        self._links = links
+        self._addressing = Addressing(store, self._channels, managers=managers, links=links,
+                                      default_timezone=default_timezone)
+        self._leases = LeaseRenewal(store, lease_seconds)
 
     def __repr__(self) -> str:
         return (
@@ -260,7 +244,7 @@ class DeliveryWorker:
                 claimed, _ = await self._pass()
                 pause = 0.0
             except Exception as error:
-                pause = min(max(pause * 2, self._poll_interval), _STORE_PAUSE_MAX_SECONDS)
+                pause = min(max(pause * 2, self._poll_interval), STORE_PAUSE_MAX_SECONDS)
                 if is_transient(error):  # one line: an outage is not a bug
                     log.warning("delivery pass failed, the alert store is unavailable (%s); "
                                 "next pass in %.1f s", describe_error(error), pause)
@@ -306,7 +290,7 @@ class DeliveryWorker:
             return 0, 0
         lease_end = now + timedelta(seconds=self._lease_seconds)  # what claim_due wrote
         held = {delivery.delivery_id: lease_end for delivery in due}  # <delivery_id: lease end>
-        renewal = asyncio.create_task(self._renew(held), name="cardmon-delivery-leases")
+        renewal = asyncio.create_task(self._leases.keep(held), name="cardmon-delivery-leases")
         try:
             # Every attempt runs to its end (its outcome recorded or given up on) before
             # the renewal stops: one failing attempt never lets the others' leases lapse.
@@ -324,47 +308,6 @@ class DeliveryWorker:
                           "due again when its lease ends", delivery.delivery_id,
                           delivery.alert_id, describe_error(result))
         return len(due), sum(1 for result in results if result == "sent")
-
-    async def _renew(self, held: dict[int, datetime]) -> None:
-        """Extend the leases of ``held`` every third of a lease until cancelled.
-
-        A renewal that waited (a lock) or failed brings the next one forward: it comes
-        before half of what is left of the earliest lease held is spent.
-        """
-        pause = self._lease_seconds / 3
-        while True:
-            await asyncio.sleep(pause)
-            pause = self._lease_seconds / 3
-            if not held:
-                continue
-            leases = dict(held)
-            until = datetime.now(UTC) + timedelta(seconds=self._lease_seconds)
-            try:
-                renewed = set(await asyncio.to_thread(self._store.renew_leases, leases, until))
-            except Exception as error:
-                if not is_transient(error):
-                    log.exception("renewing %d delivery lease(s) failed; retrying", len(leases))
-                else:  # one line: an outage or a lock is not a bug
-                    log.warning("renewing %d delivery lease(s) failed, the alert store is "
-                                "unavailable (%s); retrying", len(leases), describe_error(error))
-                pause = min(_RENEW_RETRY_SECONDS, self._half_left(held))
-                continue
-            for delivery_id in leases:
-                if delivery_id not in held:
-                    continue  # its attempt ended meanwhile
-                if delivery_id in renewed:
-                    held[delivery_id] = until
-                else:  # marked meanwhile, or the lease ran out and another pass took it
-                    del held[delivery_id]
-                    log.debug("delivery %d: lease not renewed", delivery_id)
-            pause = min(pause, self._half_left(held))
-
-    @staticmethod
-    def _half_left(held: dict[int, datetime]) -> float:
-        # Half the seconds left of the earliest lease held (0 when one has run out).
-        if not held:
-            return float("inf")
-        return max(0.0, (min(held.values()) - datetime.now(UTC)).total_seconds() / 2)
 
     async def _attempt(self, delivery: Delivery, held: dict[int, datetime]) -> DeliveryResult:
         started = time.monotonic()
@@ -398,87 +341,18 @@ class DeliveryWorker:
         return status
 
     async def _durably(self, what: str, call: Callable[[], T]) -> T:
-        """Record what a channel did (``call()`` in a thread), riding out a store outage.
-
-        A mark that is lost would make the row be sent again (a duplicate for the
-        manager) or lose an attempt, so transient store errors are retried with a pause
-        doubling from 0.5 s up to 30 s, for up to ``mark_retry_seconds``; the shutdown's
-        drain bound cancels it sooner. The leases of the pass are renewed meanwhile.
-        Anything else is raised.
-
-        Returns:
-            What ``call`` returned.
-        """
-        pause = 0.5
-        deadline = time.monotonic() + self._mark_retry_seconds
-        while True:
-            try:
-                return await asyncio.to_thread(call)
-            except Exception as error:
-                if not is_transient(error) or time.monotonic() + pause > deadline:
-                    raise
-                log.warning("%s: not recorded yet, the alert store is unavailable (%s); "
-                            "trying again in %.1f s", what, describe_error(error), pause)
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, _STORE_PAUSE_MAX_SECONDS)
+        # Through a store outage, for up to mark_retry_seconds (leases.record_durably).
+        return await record_durably(what, call, self._mark_retry_seconds)
 
     def _report(self, channel: str, status: DeliveryResult, seconds: float) -> None:
         if self._on_result is not None:
             self._on_result(channel, status, seconds)
 
-    async def _message(
-        self, delivery: Delivery, *, with_link: bool = True
-    ) -> tuple[Alert | None, AlertMessage]:
-        if is_digest_id(delivery.alert_id):  # a manager's daily digest (digest.py): no alert
-            return None, await asyncio.to_thread(render_digest_delivery, self._store, delivery)
-        if is_summary_id(delivery.alert_id):  # capped alerts of one manager (ratelimit.py)
-            return None, await asyncio.to_thread(
-                render_summary_delivery, self._store, delivery,
-                links=self._links if with_link else None)
-        if is_notice_id(delivery.alert_id):  # one message per manager per incident (incidents/)
-            return None, await asyncio.to_thread(
-                render_notice_delivery, self._store, delivery,
-                links=self._links if with_link else None)
-        alert = await asyncio.to_thread(self._store.get_alert, delivery.alert_id)
-        if alert is None:
-            raise LookupError(f"alert {delivery.alert_id} is not in the store")
-        message = await asyncio.to_thread(
-            render_delivery, self._store, delivery, links=self._links if with_link else None,
-            default_timezone=self._default_timezone)
-        return alert, message
-
-    async def _recipient(self, delivery: Delivery, alert: Alert | None) -> Manager | None:
-        # An escalation (or backup) row names its recipient; any other row goes to the
-        # alert's manager. The registry's current entry holds the Apprise URLs and the
-        # backup (the store keeps neither). None: a sink's row of a digest or notice.
-        snapshot = await asyncio.to_thread(self._store.delivery_recipient, delivery.delivery_id)
-        snapshot = snapshot or (alert.manager if alert is not None else None)
-        if snapshot is None:
-            return None
-        current = self._managers(snapshot.manager_id) if self._managers is not None else None
-        return current or snapshot
-
-    async def _channel(self, delivery: Delivery, alert: Alert | None) -> Channel:
-        channel = self._channels.get(delivery.channel)
-        if channel is not None:
-            return channel
-        kind = channel_kind(delivery.channel)
-        base = self._channels.get(kind)
-        if base is None or kind == delivery.channel:
-            raise LookupError(f"no channel named {kind!r} is configured")
-        if not isinstance(base, RoutedChannel):
-            raise TypeError(f"channel {kind!r} takes no per-manager target")
-        recipient = await self._recipient(delivery, alert)
-        if recipient is None:
-            raise LookupError(f"delivery {delivery.delivery_id} has no recipient")
-        return base.to(apprise_target(recipient, delivery.channel))
-
     async def _send(self, delivery: Delivery) -> None:
-        kind = channel_kind(delivery.channel)
-        if delivery.channel not in self._channels and kind not in self._channels:
-            raise LookupError(f"no channel named {kind!r} is configured")
-        alert, message = await self._message(delivery)
-        await (await self._channel(delivery, alert)).send(message)
+        if not self._addressing.configured(delivery):
+            raise LookupError(f"no channel named {channel_kind(delivery.channel)!r} is configured")
+        alert, message = await self._addressing.message(delivery)
+        await (await self._addressing.channel(delivery, alert)).send(message)
 
     # -- failures: retries bounded by time, the fallback after a delay -------------------
 
@@ -492,7 +366,8 @@ class DeliveryWorker:
         if delivery.fallback_at is None and (give_up or elapsed >= self._fallback_after):
             outcome = await self._fallback.tell(
                 delivery, error, attempts, elapsed, final=give_up,
-                render=lambda row: self._message(row, with_link=False), recipient=self._recipient,
+                render=lambda row: self._addressing.message(row, with_link=False),
+                recipient=self._addressing.recipient,
                 record=self._durably)
             if outcome is not None:
                 error, told = f"{error} — {outcome}", True

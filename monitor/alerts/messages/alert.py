@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel.numbers import format_currency, get_currency_precision
@@ -27,10 +27,9 @@ from monitor.domain import Alert, AlertEvent, Delivery, Manager
 from monitor.privacy import scrub_pans
 
 if TYPE_CHECKING:
-    from monitor.alerts.delivery.links import AckLinks
     from monitor.alerts.store import AlertStore
 
-__all__ = ["AlertMessage", "format_amount", "render", "render_delivery"]
+__all__ = ["AckLinkMaker", "AlertMessage", "format_amount", "render", "render_delivery"]
 
 #: Version of the ``payload`` shape, so receivers can tell what they get.
 PAYLOAD_SCHEMA: Final = "cardmon.alert.v1"
@@ -59,6 +58,18 @@ _OUTCOME_WORDS: Final = {
     "fraud": "security decline",
     "unknown": "unclassified response",
 }
+
+
+class AckLinkMaker(Protocol):
+    """What a renderer needs of the acknowledgement links: one signed URL per alert and recipient.
+
+    :class:`monitor.alerts.delivery.links.AckLinks` is the one in use; the renderers
+    name only this shape, so messages never import delivery.
+    """
+
+    def url(self, alert_id: str, manager_id: str) -> str:
+        """The signed acknowledgement link of ``alert_id`` for the manager ``manager_id``."""
+        ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -328,7 +339,7 @@ def render_delivery(
     store: AlertStore,
     delivery: Delivery,
     *,
-    links: AckLinks | None = None,
+    links: AckLinkMaker | None = None,
     default_timezone: str = "UTC",
     locale: str = "en_US",
 ) -> AlertMessage:

@@ -8,8 +8,8 @@ which clients were affected, the alerts still not acknowledged, and the late one
 without alerts sends nothing. An away manager gets none; their first digest back
 covers the whole absence.
 
-How one digest happens, step by step (:func:`digests_due`, from an APScheduler
-``interval`` job every minute, on every instance):
+How one digest happens, step by step (:func:`monitor.alerts.jobs.digests_due`, from
+an APScheduler job every minute, on every instance):
 
 1. for each manager with ``digest_at``, compute the instant their wall clock shows
    ``digest_at`` today (RFC 5545: a 02:30 skipped by the spring-forward change is
@@ -32,21 +32,20 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from monitor.alerts.messages.alert import AlertMessage
-from monitor.alerts.preferences import is_away, local_instant, manager_zone
+from monitor.alerts.preferences import manager_zone
 from monitor.alerts.store import DigestRecord, is_digest_id
 from monitor.domain import SEVERITIES, Alert, Delivery, Manager
 from monitor.privacy import scrub_pans
 
 if TYPE_CHECKING:
-    from monitor.alerts.lifecycle import AlertState
+    from monitor.alerts.states import AlertState
     from monitor.alerts.store import AlertStore
 
-__all__ = ["PAYLOAD_SCHEMA", "digests_due", "is_digest_id", "render_digest", "render_digest_delivery"]
+__all__ = ["PAYLOAD_SCHEMA", "is_digest_id", "render_digest", "render_digest_delivery"]
 
 #: Version of the digest ``payload`` shape.
 PAYLOAD_SCHEMA: Final = "cardmon.digest.v1"
@@ -55,45 +54,6 @@ _UNACKNOWLEDGED: Final = ("open", "notified", "failed")
 _STATE_ORDER: Final = ("open", "notified", "failed", "acknowledged", "resolved")
 # A digest lists at most this many unacknowledged alerts (the counts stay exact).
 _MAX_LISTED: Final = 50
-
-
-def digests_due(
-    store: AlertStore,
-    now: datetime,
-    managers: Mapping[str, Manager] | Iterable[Manager],
-    *,
-    channels: Sequence[str] = ("email", "webhook"),
-) -> list[DigestRecord]:
-    """Claim and enqueue every digest due at ``now``; one pass, safe to repeat anywhere.
-
-    Args:
-        store: the alert store shared by every instance.
-        now: the current time (aware); inject it in tests.
-        managers: the registry's managers (by ID, or any iterable of them).
-        channels: the manager channels that are configured (``email``, ``webhook``).
-
-    Returns:
-        The digests this call claimed (the ones another pass or instance claimed are
-        not in it). A digest with ``alert_count == 0`` was claimed but sends nothing.
-
-    Raises:
-        ValueError: ``now`` is naive.
-    """
-    if now.tzinfo is None or now.utcoffset() is None:
-        raise ValueError("now must be timezone-aware")
-    people = managers.values() if isinstance(managers, Mapping) else managers
-    claimed: list[DigestRecord] = []
-    for manager in people:
-        if manager.digest_at is None or is_away(manager, now):
-            continue
-        zone = manager_zone(manager)
-        today = now.astimezone(zone).date()
-        if now < local_instant(today, manager.digest_at, zone):
-            continue
-        record = store.claim_digest(manager, today, at=now, channels=channels)
-        if record is not None:
-            claimed.append(record)
-    return claimed
 
 
 def _scrub(text: str) -> str:

@@ -16,15 +16,14 @@ from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
-from monitor.alerts.messages.alert import AlertMessage, format_amount
+from monitor.alerts.messages.alert import AckLinkMaker, AlertMessage, format_amount
 from monitor.alerts.preferences import manager_zone
 from monitor.domain import Alert, AlertEvent, Delivery, Manager
 from monitor.incidents.model import Incident, NoticeKind
 from monitor.privacy import scrub_pans
 
 if TYPE_CHECKING:
-    from monitor.alerts.delivery.links import AckLinks
-    from monitor.alerts.lifecycle import AlertState
+    from monitor.alerts.states import AlertState
     from monitor.alerts.store import AlertStore
 
 __all__ = ["PAYLOAD_SCHEMA", "render_notice", "render_notice_delivery"]
@@ -159,7 +158,7 @@ def render_notice(
 
 
 def render_notice_delivery(store: AlertStore, delivery: Delivery, *,
-                           links: AckLinks | None = None) -> AlertMessage:
+                           links: AckLinkMaker | None = None) -> AlertMessage:
     """Render the message of an incident notice's outbox row (synchronous: use a thread).
 
     Raises:

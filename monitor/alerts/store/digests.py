@@ -1,7 +1,7 @@
 """The alert store's daily digests: claiming one per manager and local day, reading them back.
 
-A mixin of :class:`~monitor.alerts.store.AlertStore`; what goes in a digest and when
-it is claimed is :mod:`monitor.alerts.messages.digest`.
+A part of :class:`~monitor.alerts.store.AlertStore`; when a digest is claimed is
+:func:`monitor.alerts.jobs.digests_due`, what goes in it :mod:`monitor.alerts.messages.digest`.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from monitor.alerts.lifecycle import AlertState
-from monitor.alerts.store.rows import StoreConnection, _alert, _clean_text, _dt, _retried, _ts
+from monitor.alerts.states import AlertState
+from monitor.alerts.store.connection import StoreConnection, retried
+from monitor.alerts.store.rows import alert_from_row, parse_utc, scrubbed, utc_text
 from monitor.domain import Alert, Manager
 
 __all__ = ["DigestQueries", "DigestRecord", "digest_id_for", "is_digest_id"]
@@ -56,11 +57,11 @@ def is_digest_id(alert_id: str) -> bool:
 
 
 class DigestQueries(StoreConnection):
-    """The daily digests of :class:`AlertStore`."""
+    """The daily digests of :class:`~monitor.alerts.store.AlertStore`."""
 
     # -- daily digests (monitor/alerts/messages/digest.py) ------------------------------------
 
-    @_retried
+    @retried
     def claim_digest(
         self,
         manager: Manager,
@@ -91,13 +92,13 @@ class DigestQueries(StoreConnection):
         Returns:
             The claimed :class:`DigestRecord`, or ``None`` when it was already claimed.
         """
-        stamp = _ts(at)
+        stamp = utc_text(at)
         digest_id = digest_id_for(manager.manager_id, local_date)
         with self._lock, self._transaction() as conn:
             previous = conn.execute(
                 "SELECT max(period_end) FROM digests WHERE manager_id = ?", (manager.manager_id,)
             ).fetchone()[0]
-            start = min(previous or _ts(at - timedelta(seconds=first_period_seconds)), stamp)
+            start = min(previous or utc_text(at - timedelta(seconds=first_period_seconds)), stamp)
             count = conn.execute(
                 "SELECT count(*) FROM alerts WHERE manager_id = ? AND created_at >= ? AND created_at < ?",
                 (manager.manager_id, start, stamp),
@@ -123,12 +124,12 @@ class DigestQueries(StoreConnection):
                          recipient_webhook_url, recipient_timezone)
                     VALUES (?, ?, 'pending', 0, ?, ?, ?, ?, ?, ?, ?, ?)""",
                     (digest_id, channel, stamp, stamp, stamp, manager.manager_id,
-                     _clean_text(manager.name), manager.email, manager.webhook_url,
+                     scrubbed(manager.name), manager.email, manager.webhook_url,
                      manager.timezone),
                 )
         return DigestRecord(digest_id=digest_id, manager_id=manager.manager_id,
                             local_date=local_date, timezone=manager.timezone,
-                            period_start=_dt(start), period_end=at.astimezone(UTC),
+                            period_start=parse_utc(start), period_end=at.astimezone(UTC),
                             alert_count=count, created_at=at.astimezone(UTC))
 
     def digest(self, digest_id: str) -> DigestRecord | None:
@@ -140,9 +141,9 @@ class DigestQueries(StoreConnection):
             return None
         return DigestRecord(digest_id=row["digest_id"], manager_id=row["manager_id"],
                             local_date=date.fromisoformat(row["local_date"]),
-                            timezone=row["timezone"], period_start=_dt(row["period_start"]),
-                            period_end=_dt(row["period_end"]), alert_count=row["alert_count"],
-                            created_at=_dt(row["created_at"]))
+                            timezone=row["timezone"], period_start=parse_utc(row["period_start"]),
+                            period_end=parse_utc(row["period_end"]), alert_count=row["alert_count"],
+                            created_at=parse_utc(row["created_at"]))
 
     def digests_of(self, manager_id: str) -> list[DigestRecord]:
         """Return a manager's claimed digests, oldest first."""
@@ -164,6 +165,6 @@ class DigestQueries(StoreConnection):
             rows = self._conn.execute(
                 """SELECT * FROM alerts WHERE manager_id = ? AND created_at >= ? AND created_at < ?
                 ORDER BY created_at, alert_id""",
-                (manager_id, _ts(start), _ts(end)),
+                (manager_id, utc_text(start), utc_text(end)),
             ).fetchall()
-        return [(_alert(row, ()), row["state"]) for row in rows]
+        return [(alert_from_row(row, ()), row["state"]) for row in rows]

@@ -1,151 +1,130 @@
-"""Helpers the alert store's modules share: stamps, scrubbing, rows to models, history, outbox rows.
+"""The alert store's rows: stored text to models and back, and the history rows every part writes.
 
-:mod:`monitor.alerts.store` and its query mixins (:mod:`._store_lifecycle`,
-:mod:`._store_digests`, :mod:`._store_storm`) use these; a helper that takes ``conn``
-runs inside the caller's transaction and never commits.
+Times are stored as one fixed-width UTC text (:func:`utc_text`), so comparing text in
+SQL compares times. What people type (actor, channel name, note) and free text
+from events is PAN-scrubbed and bounded before it is stored. A function that takes
+``conn`` runs inside the caller's transaction and never commits.
+
+Every module of :mod:`monitor.alerts.store` builds on these; this one imports no other
+part of the store but the database adapter.
 """
 
 from __future__ import annotations
 
-import functools
-import logging
-import threading
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager
-from dataclasses import dataclass
+import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Final, ParamSpec, TypeVar
+from typing import Final
 
-import tenacity
-
-from monitor.alerts.lifecycle import AlertState, HistoryAction, HistoryEntry
-from monitor.alerts.ratelimit import RateLimit
 from monitor.alerts.routing import is_person_channel
-from monitor.alerts.store.db import Database, Row, is_transient
-from monitor.domain import Alert, AlertStatus, Delivery, Manager
-from monitor.incidents.rules import IncidentRules
+from monitor.alerts.states import AlertState, HistoryAction, HistoryEntry
+from monitor.alerts.store.db import Database, Row
+from monitor.domain import Alert, AlertEvent, AlertStatus, Delivery, Manager
 from monitor.privacy import scrub_pans
 
 __all__ = [
-    "_MAX_PAGE",
-    "StoreConnection",
-    "_Routes",
-    "_alert",
-    "_clean_text",
-    "_delivery",
-    "_dt",
-    "_enqueue_for",
-    "_history_entry",
-    "_note",
-    "_retried",
-    "_ts",
-    "_write_history",
+    "EVENT_COLUMNS",
+    "MAX_PAGE",
+    "alert_from_row",
+    "clean_actor",
+    "clean_note",
+    "clean_via",
+    "delivery_from_row",
+    "event_from_row",
+    "history_entry_from_row",
+    "note_on_opened",
+    "parse_utc",
+    "scrubbed",
+    "utc_text",
+    "write_history",
 ]
 
-# The store's logger, where the retries of _retried have always been logged.
-log = logging.getLogger("monitor.alerts.store")
-P = ParamSpec("P")
-R = TypeVar("R")
-
-# A deadlock aborts one of two transactions: running it again twice more is plenty.
-_TRANSACTION_ATTEMPTS: Final = 3
-# No new attempt after this many seconds: a lock or statement timeout (10 s and more)
-# is not waited out twice here; the caller's backoff takes over.
-_RETRY_WINDOW_SECONDS: Final = 5.0
+#: The columns of ``alert_events``, in the order the store inserts them.
+EVENT_COLUMNS: Final = (
+    "event_id", "alert_id", "occurred_at", "channel", "terminal_id", "merchant_id", "txn_type",
+    "amount_minor", "currency", "response_code", "outcome", "response_meaning", "status",
+    "card_ref", "pan_masked", "entry_mode", "latency_ms", "city", "region", "branch_id",
+    "merchant_name", "severity", "suggested_action",
+)
+#: Most rows one page of a listing returns (find_alerts, list_incidents).
+MAX_PAGE: Final = 500
 # Bounds on what people type into the history (an API caller must not bloat the store).
 _MAX_NOTE_CHARS: Final = 2000
-# Most rows one page of a listing returns (find_alerts, list_incidents).
-_MAX_PAGE: Final = 500
+_MAX_ACTOR_CHARS: Final = 200
+_VIA: Final = re.compile(r"[a-z][a-z0-9_.:-]{0,31}")
 
 
-class StoreConnection:
-    """What the query mixins use of :class:`~monitor.alerts.store.AlertStore`, which sets it up."""
+def utc_text(value: datetime) -> str:
+    """The stored form of a time: ISO 8601 in UTC with microseconds (fixed width).
 
-    _lock: threading.Lock  # guards _conn; a connection is not thread-safe
-    _conn: Database  # the store's one connection
-    _closing: bool  # close() began: transient errors are no longer retried
-    # One write transaction: BEGIN IMMEDIATE on SQLite, READ COMMITTED on PostgreSQL.
-    _transaction: Callable[[], AbstractContextManager[Database]]
-
-
-@dataclass(frozen=True, slots=True)
-class _Routes:
-    enabled: tuple[str, ...]  # manager channels that are configured
-    sinks: tuple[str, ...]  # global sinks every new alert goes to
-    managers: Mapping[str, Manager] | None = None  # <manager_id: registry entry>, for backups
-    incidents: IncidentRules | None = None  # storm control (None: every alert on its own)
-    rate_limit: RateLimit | None = None  # per-manager message cap (None: no cap)
-
-
-def _ts(value: datetime) -> str:
-    # One fixed-width UTC format, so text comparison in SQL is time comparison.
+    Raises:
+        ValueError: ``value`` is naive.
+    """
     if value.tzinfo is None:
         raise ValueError("naive datetime given to the alert store")
     return value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def _dt(value: str) -> datetime:
+def parse_utc(value: str) -> datetime:
+    """The aware time of a stored time text (:func:`utc_text`)."""
     return datetime.fromisoformat(value)
 
 
-def _clean_text(value: str) -> str:
+def _maybe_utc(value: str | None) -> datetime | None:
+    return parse_utc(value) if value else None
+
+
+def scrubbed(value: str) -> str:
+    """``value`` with anything that looks like a PAN masked (free text, names)."""
     return scrub_pans(value.encode()).decode()
 
 
-def _retried(method: Callable[P, R]) -> Callable[P, R]:
-    """Run a write method again, briefly, when it failed in a way that may pass (:func:`is_transient`).
+def clean_note(note: str | None) -> str | None:
+    """A history note as stored: stripped, PAN-scrubbed, at most 2,000 characters; ``None`` if blank."""
+    if note is None or not note.strip():
+        return None
+    return scrubbed(note.strip())[:_MAX_NOTE_CHARS]
 
-    Each write method is one transaction with no effect outside it, so running it again
-    is safe. What passes in a moment is retried here: a deadlock (two instances locking
-    the same rows in opposite orders: ``record`` orders its alert locks, but incident
-    changes, summaries and notices touch rows in the order of their own data), a
-    server restart or failover a few seconds long. At most :data:`_TRANSACTION_ATTEMPTS`
-    attempts, none started after :data:`_RETRY_WINDOW_SECONDS`; then the error is
-    raised, and riding out a longer outage is the caller's job (with backoff and its
-    stop signal). A store that is closing is not retried.
+
+def clean_actor(by: str) -> str:
+    """Who did it (manager ID or operator name) as stored: stripped and PAN-scrubbed.
+
+    Raises:
+        ValueError: empty, or longer than 200 characters.
     """
-    @functools.wraps(method)
-    def run(*args: P.args, **kwargs: P.kwargs) -> R:
-        store = args[0]
-        retrying = tenacity.Retrying(
-            stop=(tenacity.stop_after_attempt(_TRANSACTION_ATTEMPTS)
-                  | tenacity.stop_after_delay(_RETRY_WINDOW_SECONDS)),
-            wait=tenacity.wait_random_exponential(multiplier=0.1, max=1.0),
-            retry=tenacity.retry_if_exception(
-                lambda error: is_transient(error) and not getattr(store, "_closing", False)),
-            before_sleep=lambda state: log.warning(
-                "alert store: %s failed (%s), trying again (%d/%d)", method.__name__,
-                _error_name(state), state.attempt_number + 1, _TRANSACTION_ATTEMPTS),
-            reraise=True,
-        )
-        return retrying(method, *args, **kwargs)
-    return run
+    text = scrubbed(by.strip())
+    if not text or len(text) > _MAX_ACTOR_CHARS:
+        raise ValueError(f"'by' must be 1 to {_MAX_ACTOR_CHARS} characters")
+    return text
 
 
-def _maybe_dt(value: str | None) -> datetime | None:
-    return _dt(value) if value else None
+def clean_via(via: str) -> str:
+    """The channel a change came through (``api``, ``link``, ``cli``...), checked.
+
+    Raises:
+        ValueError: not a short lower-case channel name.
+    """
+    if not _VIA.fullmatch(via):
+        raise ValueError("'via' must be a short channel name such as api, link or cli")
+    return via
 
 
-def _error_name(state: tenacity.RetryCallState) -> str:
-    error = state.outcome.exception() if state.outcome is not None else None
-    return type(error).__name__ if error is not None else "?"
-
-
-def _delivery(row: Row) -> Delivery:
+def delivery_from_row(row: Row) -> Delivery:
+    """The :class:`~monitor.domain.Delivery` of a ``deliveries`` row."""
     return Delivery(
         delivery_id=row["delivery_id"],
         alert_id=row["alert_id"],
         channel=row["channel"],
         status=row["status"],
         attempts=row["attempts"],
-        next_attempt_at=_dt(row["next_attempt_at"]),
+        next_attempt_at=parse_utc(row["next_attempt_at"]),
         last_error=row["last_error"],
-        created_at=_dt(row["created_at"]),
-        sent_at=_maybe_dt(row["sent_at"]),
-        first_attempt_at=_maybe_dt(row["first_attempt_at"]),
-        fallback_at=_maybe_dt(row["fallback_at"]),
+        created_at=parse_utc(row["created_at"]),
+        sent_at=_maybe_utc(row["sent_at"]),
+        first_attempt_at=_maybe_utc(row["first_attempt_at"]),
+        fallback_at=_maybe_utc(row["fallback_at"]),
         resent_by=row["resent_by"],
-        resent_at=_maybe_dt(row["resent_at"]),
+        resent_at=_maybe_utc(row["resent_at"]),
     )
 
 
@@ -165,7 +144,12 @@ def _status(deliveries: Sequence[Delivery], *, late: bool, unroutable: bool) -> 
     return "pending"
 
 
-def _alert(row: Row, deliveries: tuple[Delivery, ...]) -> Alert:
+def alert_from_row(row: Row, deliveries: tuple[Delivery, ...]) -> Alert:
+    """The :class:`~monitor.domain.Alert` of an ``alerts`` row with its deliveries.
+
+    Its ``status`` is derived from the deliveries to people (pass ``()`` when they are
+    not read: the status then reads ``unrouted``).
+    """
     return Alert(
         alert_id=row["alert_id"],
         customer_id=row["customer_id"],
@@ -180,27 +164,43 @@ def _alert(row: Row, deliveries: tuple[Delivery, ...]) -> Alert:
         ),
         severity=row["severity"],
         suggested_action=row["suggested_action"],
-        window_start=_dt(row["window_start"]),
-        window_end=_dt(row["window_end"]),
-        first_event_at=_dt(row["first_event_at"]),
-        last_event_at=_dt(row["last_event_at"]),
+        window_start=parse_utc(row["window_start"]),
+        window_end=parse_utc(row["window_end"]),
+        first_event_at=parse_utc(row["first_event_at"]),
+        last_event_at=parse_utc(row["last_event_at"]),
         event_count=row["event_count"],
         status=_status(deliveries, late=bool(row["late"]), unroutable=bool(row["unroutable"])),
-        created_at=_dt(row["created_at"]),
-        updated_at=_dt(row["updated_at"]),
+        created_at=parse_utc(row["created_at"]),
+        updated_at=parse_utc(row["updated_at"]),
         deliveries=deliveries,
         late=bool(row["late"]),
         unroutable=bool(row["unroutable"]),
     )
 
 
-# -- lifecycle helpers (each runs inside the caller's transaction) -----------------------
+def event_from_row(row: Row) -> AlertEvent:
+    """The :class:`~monitor.domain.AlertEvent` of an ``alert_events`` row."""
+    fields = {name: row[name] for name in EVENT_COLUMNS[3:-2]}
+    return AlertEvent(event_id=row["event_id"], occurred_at=parse_utc(row["occurred_at"]), **fields)
 
 
-def _write_history(
+def history_entry_from_row(row: Row) -> HistoryEntry:
+    """The :class:`~monitor.alerts.states.HistoryEntry` of an ``alert_history`` row."""
+    return HistoryEntry(history_id=row["history_id"], alert_id=row["alert_id"],
+                        action=row["action"], from_state=row["from_state"],
+                        to_state=row["to_state"], actor=row["actor"], via=row["via"],
+                        note=row["note"], at=parse_utc(row["at"]))
+
+
+def write_history(
     conn: Database, alert_id: str, action: HistoryAction, from_state: AlertState | None,
     to_state: AlertState, actor: str, via: str, note: str | None, stamp: str,
 ) -> HistoryEntry:
+    """Append one row to an alert's history (``stamp``: a :func:`utc_text` time).
+
+    Returns:
+        The row written, with its ``history_id``.
+    """
     history_id = conn.execute(
         """INSERT INTO alert_history (alert_id, action, from_state, to_state, actor, via, note, at)
         VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING history_id""",
@@ -208,38 +208,14 @@ def _write_history(
     ).fetchone()[0]
     return HistoryEntry(history_id=int(history_id), alert_id=alert_id, action=action,
                         from_state=from_state, to_state=to_state, actor=actor, via=via,
-                        note=note, at=_dt(stamp))
+                        note=note, at=parse_utc(stamp))
 
 
-def _history_entry(row: Row) -> HistoryEntry:
-    return HistoryEntry(history_id=row["history_id"], alert_id=row["alert_id"],
-                        action=row["action"], from_state=row["from_state"],
-                        to_state=row["to_state"], actor=row["actor"], via=row["via"],
-                        note=row["note"], at=_dt(row["at"]))
-
-
-def _enqueue_for(
-    conn: Database, alert_id: str, manager: Manager, channels: Sequence[str], stamp: str
-) -> int:
-    count = 0
-    for channel, wanted in (("email", manager.email), ("webhook", manager.webhook_url)):
-        if not wanted or channel not in channels:
-            continue
-        row = conn.execute(
-            """INSERT INTO deliveries
-                (alert_id, channel, status, attempts, next_attempt_at, created_at, updated_at,
-                 recipient_id, recipient_name, recipient_email, recipient_webhook_url,
-                 recipient_timezone)
-            VALUES (?, ?, 'pending', 0, ?, ?, ?, ?, ?, ?, ?, ?)
-            ON CONFLICT DO NOTHING""",
-            (alert_id, channel, stamp, stamp, stamp, manager.manager_id, _clean_text(manager.name),
-             manager.email, manager.webhook_url, manager.timezone),
-        )
-        count += row.rowcount
-    return count
-
-
-def _note(note: str | None) -> str | None:
-    if note is None or not note.strip():
-        return None
-    return _clean_text(note.strip())[:_MAX_NOTE_CHARS]
+def note_on_opened(conn: Database, alert_id: str, note: str) -> None:
+    """Append ``note`` to the note of the alert's latest ``opened`` history row (2,000 characters at most)."""
+    conn.execute(
+        """UPDATE alert_history SET note = substr(CASE WHEN note IS NULL THEN ? ELSE note || '; ' || ? END,
+                                                   1, 2000)
+        WHERE history_id = (SELECT max(history_id) FROM alert_history
+                            WHERE alert_id = ? AND action = 'opened')""",
+        (note, note, alert_id))

@@ -21,6 +21,11 @@ bounds retries by time (``deliveries.first_attempt_at``), records the fallback
 A store is never changed any other way than by :func:`migrate`: a new column is a
 new version in :data:`_MIGRATIONS`, never an edit of :data:`_SCHEMA` (the version-1
 schema, which a new file gets before the migrations run).
+
+This module stays whole (most of its lines are SQL): it is the SQLite store's one
+ordered history — the version-1 schema, each migration after it, and :func:`migrate`
+that applies them — so a migration is read and checked against the versions before it
+in one place (:mod:`monitor.alerts.store.schema_pg` mirrors it for PostgreSQL).
 """
 
 from __future__ import annotations
