@@ -62,6 +62,7 @@ async def test_tabformer_replay_alerts_every_failure_exactly_once(
         alerting={"store_path": tmp_path / "alerts.db", "sinks": ["jsonl"],
                   "jsonl_path": tmp_path / "alerts.jsonl", "poll_interval_seconds": 0.05},
         metrics={"host": "127.0.0.1", "port": port},
+        api={"enabled": False},  # not under test here; no fixed port (8465) to collide on
     )
     monitor = MonitorApp(settings)
     stop = asyncio.Event()

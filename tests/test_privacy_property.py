@@ -101,9 +101,12 @@ def luhn_pan(body: str) -> str:
 def pans(draw: st.DrawFn) -> str:
     """A Luhn-valid PAN of 13 to 19 ASCII digits."""
     length = draw(st.integers(13, 19))
-    # A card's first digit is its major industry identifier, 1-9 (ISO/IEC 7812-1).
+    # A card's first digit is its major industry identifier, 1-9 (ISO/IEC 7812-1). No run
+    # of eight equal digits: the reader below joins digits across dots, so such a "PAN"
+    # (40000000000003) would be read in a float's rounding noise (2940.0000000000003).
     first = draw(st.sampled_from("123456789"))
-    body = draw(st.text("0123456789", min_size=length - 2, max_size=length - 2))
+    body = draw(st.text("0123456789", min_size=length - 2, max_size=length - 2)
+                .filter(lambda digits: re.search(r"(.)\1{7}", first + digits) is None))
     return luhn_pan(first + body)
 
 
@@ -448,6 +451,23 @@ def final_checks(run: Run, caplog: pytest.LogCaptureFixture, location: Path | st
             assert_no_pan(file.read_bytes(), pans, f"the SQLite file {file.name}")
 
 
+def every_path() -> list[Message]:
+    """One message per path of the decoder and the outputs, whatever the draws reach."""
+    pan = "4111111111111111"
+    grouped = "4111_1111/1111:1111"
+    cut = build_message(next(_numbers), [("city", pan, grouped)], "utf-8")
+    cut.value = cut.value[: len(cut.value) // 2]
+    return [
+        build_message(next(_numbers), [("merchant_name", pan, f"REF {grouped}")], "utf-8"),
+        build_message(next(_numbers), [("card_ref", pan, f"tok_{grouped}")], "utf-8"),
+        build_message(next(_numbers), [("event_id", pan, f"ev-{grouped}")], "utf-8"),
+        build_message(next(_numbers), [("stan", pan, grouped)], "utf-8"),
+        build_message(next(_numbers), [("pan", pan, pan)], "utf-8"),
+        build_message(next(_numbers), [("region", pan, grouped)], "utf-16"),
+        cut,
+    ]
+
+
 def property_test(run: Run, examples: int) -> Callable[[], None]:
     """The Hypothesis test over batches of drawn messages, deterministic for CI."""
 
@@ -466,6 +486,7 @@ def test_no_pan_form_reaches_any_output(store_location: Path | str, tmp_path: Pa
     caplog.set_level(logging.DEBUG)
     run = make_run(store_location, tmp_path)
     sqlite = isinstance(store_location, Path)
+    process(run, every_path())  # each path for sure; the drawn batches add the breadth
     property_test(run, 120 if sqlite else 30)()
     # The draws reached every path: rejected, processed with masks, alerted, rendered.
     paths = ["events", "pan_masked", "failures", "rendered:email", "rendered:webhook",

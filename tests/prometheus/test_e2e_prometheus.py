@@ -104,6 +104,7 @@ async def test_failing_terminal_fires_the_technical_failure_alert(
         alerting={"store_path": tmp_path / "alerts.db", "sinks": ["jsonl"],
                   "jsonl_path": tmp_path / "alerts.jsonl"},
         metrics={"host": "127.0.0.1", "port": metrics_port},
+        api={"enabled": False},  # not under test here; no fixed port (8465) to collide on
     )
     rules = [fast_copy(RULES_DIR / name, tmp_path) for name in ("cardmon.rules.yml", "cardmon.alerts.yml")]
     prometheus = start_prometheus([f"127.0.0.1:{metrics_port}"], rules)
