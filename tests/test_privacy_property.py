@@ -52,6 +52,7 @@ from monitor.alerts.export import export_jsonl
 from monitor.alerts.messages.alert import render_delivery
 from monitor.alerts.store import AlertStore
 from monitor.api import build_api, start_api
+from monitor.dead_letter_copy import dead_letter_copy
 from monitor.metrics import PipelineMetrics
 from monitor.metrics._exposition import Exposition
 from monitor.paths import rules_path
@@ -61,7 +62,7 @@ from monitor.pipeline.decoder import decode_batch, decode_frame
 from monitor.pipeline.processor import BatchProcessor
 from monitor.pipeline.selection import AlertPolicy
 from monitor.pipeline.vips import RegistryLoader
-from monitor.privacy import dead_letter_copy, luhn_valid, scrub_pans
+from monitor.privacy import luhn_valid, scrub_pans
 from monitor.testing.fixtures import kafka_settings, wait_until
 from tests.helpers import event, read_topic, write_registry
 

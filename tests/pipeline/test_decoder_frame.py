@@ -12,15 +12,14 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from monitor.domain import TransactionEvent
-from monitor.pipeline.decoder import (
-    _CHECK_ONLY,
-    _PATTERNS,
-    _checked,
-    _unchecked_decoder,
-    decode_batch,
-    decode_frame,
+from monitor.pipeline.batch_frame import EVENT_SCHEMA, events_frame
+from monitor.pipeline.column_checks import (
+    CHECK_ONLY_COLUMNS,
+    FIELD_PATTERNS,
+    check_columns,
+    unchecked_decoder,
 )
-from monitor.pipeline.frame import EVENT_SCHEMA, events_frame
+from monitor.pipeline.decoder import decode_batch, decode_frame
 
 PAN = "4111111111111111"  # Visa test PAN, Luhn-valid
 AMEX = "378282246310005"
@@ -194,8 +193,8 @@ def test_column_patterns_are_the_event_patterns() -> None:
         text = repr(info.type)
         if "pattern=" in text:
             declared[info.name] = text
-    assert set(_PATTERNS) == set(declared)
-    for name, pattern in _PATTERNS.items():
+    assert set(FIELD_PATTERNS) == set(declared)
+    for name, pattern in FIELD_PATTERNS.items():
         assert repr(pattern) in declared[name]
 
 
@@ -204,8 +203,8 @@ def test_padded_descriptive_fields_stay_on_the_fast_path() -> None:
     padded = {"merchant_name": "CARREFOUR CITY      LYON          FR", "city": " Lyon ",
               "region": "Auvergne\u00a0Rh\u00f4ne-Alpes", "branch_id": "LYO  01"}
     values = [json.dumps(message(n, **padded)).encode() for n in range(20)]
-    rows = [_unchecked_decoder.decode(v) for v in values]
-    suspect, cleaned = _checked(events_frame(rows, extra=_CHECK_ONLY))
+    rows = [unchecked_decoder.decode(v) for v in values]
+    suspect, cleaned = check_columns(events_frame(rows, extra=CHECK_ONLY_COLUMNS))
     assert not suspect.any()
     assert cleaned.row(0, named=True)["merchant_name"] == "CARREFOUR CITY LYON FR"
     fast = decode_frame(values)

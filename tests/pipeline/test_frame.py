@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import polars as pl
 
+from monitor.pipeline.batch_frame import EVENT_SCHEMA, events_frame
 from monitor.pipeline.decoder import decode_batch
-from monitor.pipeline.frame import EVENT_SCHEMA, events_frame
 from tests.helpers import encode, event
 
 

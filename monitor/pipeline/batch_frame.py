@@ -1,4 +1,4 @@
-"""Turn a batch of decoded events into one polars DataFrame with the canonical schema.
+"""The batch frame: a batch of decoded events as one polars DataFrame with the canonical schema.
 
 Everything downstream of the decoder (classification, VIP lookup, policy,
 metrics) works on this frame, column by column, never event by event.
