@@ -1,7 +1,7 @@
 """Decode micro-benchmark: :func:`monitor.pipeline.decoder.decode_frame` on synthetic batches.
 
 One run (``python -m bench.decode``) encodes ``--events`` synthetic ATM/POS events
-(:func:`simulators.synthetic.synthetic_events`, the fleet of ``bench.throughput``) into
+(:func:`simulators.sources.synthetic.synthetic_events`, the fleet of ``bench.throughput``) into
 JSON message values once, then decodes them ``--repeat`` times in batches of
 ``--batch`` (the consumer's ``getmany`` bound) and prints the best rate in events per
 second. No broker, no store: only the decoder, so a change to it is measured alone.
@@ -23,7 +23,8 @@ from typing import Any, Final
 import msgspec
 
 from monitor.pipeline.decoder import decode_frame
-from simulators.synthetic import build_fleet, synthetic_events
+from simulators.fleet import build_fleet
+from simulators.sources.synthetic import synthetic_events
 
 __all__ = ["main", "make_values", "measure"]
 

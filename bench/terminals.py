@@ -9,7 +9,7 @@ hours) and traffic baseline (60 transactions per hour, every hour of the week) w
 to a temporary directory, as a production monitor would at that size. Then:
 
 1. ``--rounds`` batch frames shaped like the pipeline's (the columns of
-   :data:`monitor.pipeline.frame.EVENT_SCHEMA` plus ``outcome`` and ``tier``), one transaction
+   :data:`monitor.pipeline.batch_frame.EVENT_SCHEMA` plus ``outcome`` and ``tier``), one transaction
    per terminal each, event time advancing one minute per round, all with polars
    expressions (a hash of the row number stands in for a random draw: deterministic).
    Round 0 fails every terminal once; later rounds fail ~10 % of transactions. Each
@@ -65,7 +65,7 @@ from monitor.config import HealthSettings, KafkaSettings
 from monitor.health.service import TerminalHealthService
 from monitor.health.silent import HOURS_PER_WEEK, Baseline
 from monitor.metrics import Exposition, PipelineMetrics, serve
-from monitor.pipeline.frame import EVENT_SCHEMA
+from monitor.pipeline.batch_frame import EVENT_SCHEMA
 
 __all__ = ["FleetReport", "fleet_batch", "fleet_files", "main", "rss_bytes"]
 
@@ -188,7 +188,7 @@ def fleet_batch(terminals: int, round_: int, *, seed: int = 7, minute: int | Non
         minute: the events fall in this minute after the start (default: ``round_``).
 
     Returns:
-        A frame with the :data:`monitor.pipeline.frame.EVENT_SCHEMA` columns plus ``outcome``
+        A frame with the :data:`monitor.pipeline.batch_frame.EVENT_SCHEMA` columns plus ``outcome``
         and ``tier`` (null for non-VIP clients, ~6 % VIPs); ~2 % of card-present
         transactions are fallbacks to the stripe (entry mode ``fallback``), the rest
         chip reads; e-commerce ones are ``online``.

@@ -57,14 +57,9 @@ from monitor.config import (
 )
 from monitor.pipeline.consumer import ensure_topics
 from monitor.testing.broker import EmbeddedBroker, free_port
+from simulators.fleet import Fleet, build_fleet, write_registry
 from simulators.producer import produce
-from simulators.synthetic import (
-    Fleet,
-    build_fleet,
-    default_faults,
-    synthetic_events,
-    write_registry,
-)
+from simulators.sources.synthetic import default_faults, synthetic_events
 
 __all__ = ["BenchReport", "format_report", "main", "percentile", "run_benchmark"]
 

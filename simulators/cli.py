@@ -2,13 +2,13 @@
 
 Commands ending in :func:`simulators.producer.produce`:
 
-* ``tabformer PATH``: replay an IBM TabFormer CSV (:mod:`simulators.tabformer`);
+* ``tabformer PATH``: replay an IBM TabFormer CSV (:mod:`simulators.sources.tabformer`);
 * ``synthetic``: a fleet of ATMs and POS terminals with injected faults
-  (:mod:`simulators.synthetic`), optionally writing its VIP registry CSVs;
+  (:mod:`simulators.sources.synthetic`), optionally writing its VIP registry CSVs;
 * ``registry DIR``: only write the synthetic fleet's VIP registry (for a monitor
   that starts before the simulator, as in ``docker-compose.yml``);
 * ``replay PATH``: recorded canonical-schema traffic (JSON lines, CSV, Parquet;
-  :mod:`simulators.replay`);
+  :mod:`simulators.sources.replay`);
 * ``scenario NAME [--check]``: a fault scenario of the library through Kafka and
   a monitor, compared with its expected outcome (:mod:`simulators.scenario`).
 """
@@ -25,11 +25,13 @@ import typer
 from aiokafka.errors import KafkaError
 from rich.console import Console
 
+from simulators.fleet import build_fleet, write_registry
 from simulators.producer import DEFAULT_RETRY_SECONDS, produce
-from simulators.replay import RecordingFormatError, replay
-from simulators.scenario import ScenarioError, list_scenarios, resolve_scenario, run_scenario
-from simulators.synthetic import build_fleet, default_faults, synthetic_events, write_registry
-from simulators.tabformer import TabFormerFormatError, frame_events, read_tabformer
+from simulators.scenario.running import run_scenario
+from simulators.scenario.schema import ScenarioError, list_scenarios, resolve_scenario
+from simulators.sources.replay import RecordingFormatError, replay
+from simulators.sources.synthetic import default_faults, synthetic_events
+from simulators.sources.tabformer import TabFormerFormatError, frame_events, read_tabformer
 
 __all__ = ["app"]
 
@@ -136,7 +138,7 @@ def synthetic(
     run_for = duration or None
     scenario = default_faults(fleet, duration or 60.0) if faults else ()
     for fault in scenario:
-        _console.print(f"fault: {fault}")
+        _console.print(f"fault: {fault!r}")
     events = synthetic_events(fleet, start=datetime.now(UTC), rate=rate,
                               duration_s=run_for, faults=scenario, vip_share=vip_share, seed=seed)
     total = round(rate * duration) if duration else None

@@ -20,6 +20,7 @@ import signal
 import tempfile
 import uuid
 from pathlib import Path
+from typing import Final
 
 import polars as pl
 from aiohttp import web
@@ -29,8 +30,9 @@ from monitor.app import MonitorApp
 from monitor.config import isolated_settings
 from monitor.pipeline.consumer import ensure_topics
 from monitor.testing.broker import EmbeddedBroker
+from simulators.fleet import build_fleet, write_registry
 from simulators.producer import produce
-from simulators.synthetic import build_fleet, default_faults, synthetic_events, write_registry
+from simulators.sources.synthetic import default_faults, synthetic_events
 
 __all__ = ["DemoInbox", "run_demo"]
 
@@ -88,13 +90,37 @@ def _route_managers_to(managers_path: Path, inbox_url: str) -> None:
     ).write_csv(managers_path)
 
 
+#: Longest wait after the traffic's faults for held messages to go out: storm control's
+#: group_wait (15 s, rules/alerting.yaml) plus a bucket and the allowed lateness.
+SETTLE_SECONDS: Final = 35.0
+
+
+async def _stopped(stop: asyncio.Event, seconds: float) -> bool:
+    """Wait ``seconds`` or until ``stop`` is set (Ctrl-C); return whether it was set."""
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except TimeoutError:
+        return False
+    return True
+
+
+async def _settled(monitor: MonitorApp, stop: asyncio.Event) -> None:
+    """Wait until the outbox holds no pending message, at most :data:`SETTLE_SECONDS` or Ctrl-C."""
+    deadline = asyncio.get_running_loop().time() + SETTLE_SECONDS
+    while monitor.store.pending_count() and asyncio.get_running_loop().time() < deadline:
+        if await _stopped(stop, 0.5):
+            return
+
+
 async def run_demo(*, duration: float = 30.0, bootstrap_servers: str | None = None,
                    metrics_port: int = 9464, rate: float = 200.0, terminals: int = 40,
                    seed: int = 7, workdir: Path | None = None) -> int:
     """Run the demo; return the number of alerts stored.
 
     Args:
-        duration: seconds of traffic (and of the run).
+        duration: seconds of traffic with faults; the demo then waits (at most
+            :data:`SETTLE_SECONDS`, healthy traffic going on) for the messages storm control
+            holds to go out.
         bootstrap_servers: an existing Kafka; ``None`` starts the embedded broker.
         metrics_port: port of ``/metrics`` on 127.0.0.1.
         rate: synthetic transactions per second.
@@ -132,7 +158,9 @@ async def run_demo(*, duration: float = 30.0, bootstrap_servers: str | None = No
             f"{' (embedded Tansu, in memory)' if broker else ''}; "
             f"{len(fleet.terminals)} terminals, {len(fleet.vips)} VIP clients of "
             f"{len(fleet.managers)} managers; metrics at http://127.0.0.1:{metrics_port}/metrics; "
-            f"files in {work}; stopping after {duration:g} s (Ctrl-C stops sooner)."
+            f"files in {work}; faults for {duration:g} s (Ctrl-C stops sooner). The console "
+            f"shows each alert as it is stored; a manager's webhook gets it once storm "
+            f"control's hold (15 s) is over."
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -140,14 +168,20 @@ async def run_demo(*, duration: float = 30.0, bootstrap_servers: str | None = No
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
         monitor_task = asyncio.create_task(monitor.run(stop, create_topics=False))
-        events = synthetic_events(fleet, rate=rate, duration_s=duration,
+        # The faults fall inside ``duration``; healthy traffic goes on while the demo
+        # settles, so event time moves on and storm control judges the last buckets.
+        events = synthetic_events(fleet, rate=rate, duration_s=duration + SETTLE_SECONDS + 5.0,
                                   faults=default_faults(fleet, duration), seed=seed)
         producer_task = asyncio.create_task(produce(
             events, bootstrap_servers=bootstrap, topic=settings.kafka.topic, speed=1.0))
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=duration + 2.0)
-        except TimeoutError:
-            pass
+        if not await _stopped(stop, duration + 2.0):
+            pending = monitor.store.pending_count()
+            if pending:
+                console.print(f"[bold]cardmon demo[/]: faults over; waiting up to {SETTLE_SECONDS:g} s "
+                              f"for {pending} message(s) storm control is holding or still sending "
+                              "(Ctrl-C stops sooner).")
+                await _settled(monitor, stop)
+        pending = monitor.store.pending_count()
         stop.set()
         producer_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -162,6 +196,8 @@ async def run_demo(*, duration: float = 30.0, bootstrap_servers: str | None = No
             f"control found {monitor.incident_summary} incident(s) (outages of a terminal, region, "
             f"issuer or the network; each manager got one message per incident): "
             f"`cardmon incidents list --store {store}`."
+            + (f" {pending} message(s) were still waiting (held for working hours, storm control "
+               "or a retry); the next `cardmon run` on that store sends them." if pending else "")
         )
         return alerts
     finally:

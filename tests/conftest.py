@@ -1,41 +1,27 @@
-"""Shared fixtures: a real Kafka-compatible broker and a real PostgreSQL for the whole session.
+"""Shared fixtures: the public ones of :mod:`monitor.testing.fixtures`, and this repository's own.
 
-Set ``KAFKA_BOOTSTRAP_SERVERS`` to test against an existing Kafka instead of the
-embedded Tansu broker.
+The plugin gives the real Kafka-compatible broker for the whole session
+(``kafka_bootstrap``; set ``KAFKA_BOOTSTRAP_SERVERS`` to test against an existing Kafka
+instead of the embedded Tansu broker), ``unique_name``, ``smtp_sink`` and
+``clean_environment``. Here: a real PostgreSQL for the whole session, the TabFormer
+sample, ``promtool``, and where a test's alert store lives.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from monitor.testing.broker import EmbeddedBroker
 from tests.postgres import PostgresServer, PostgresUnavailable, find_bindir
+
+pytest_plugins = ["monitor.testing.fixtures"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TABFORMER_CSV = REPO_ROOT.parent / "shared" / "data" / "tabformer" / "User0_credit_card_transactions.csv"
-
-
-@pytest.fixture(scope="session")
-def kafka_bootstrap() -> Iterator[str]:
-    """Bootstrap servers of a running Kafka-compatible broker."""
-    existing = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if existing:
-        yield existing
-        return
-    with EmbeddedBroker() as broker:
-        yield broker.bootstrap_servers
-
-
-@pytest.fixture
-def unique_name() -> str:
-    """A short unique suffix for topics and consumer groups, so tests never share state."""
-    return uuid.uuid4().hex[:10]
 
 
 @pytest.fixture
@@ -79,12 +65,3 @@ def store_location(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str
         return tmp_path / "alerts.db"
     server: PostgresServer = request.getfixturevalue("postgres")
     return server.new_store_url()
-
-
-@pytest.fixture
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No CARDMON_ variable or ./cardmon.yaml leaks into Settings(): use with ``usefixtures``."""
-    for name in list(os.environ):
-        if name.startswith("CARDMON_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)

@@ -1,11 +1,13 @@
-"""Small builders shared by the integration tests (not fixtures: plain functions)."""
+"""Small builders shared by the integration tests (not fixtures: plain functions).
+
+The fixtures and helpers a bank's own tests could use too (the broker, an SMTP sink,
+isolated settings, ``wait_until``) are public, in :mod:`monitor.testing`.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import struct
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,8 @@ from aiokafka.client import AIOKafkaClient
 from aiokafka.protocol.produce import ProduceRequest
 from aiokafka.record.default_records import DefaultRecordBase, DefaultRecordBatchBuilder
 from aiokafka.record.util import calc_crc32c
+
+__all__ = ["encode", "event", "produce_raw_batch", "read_topic", "write_registry"]
 
 
 def event(event_id: str, **fields: Any) -> dict[str, Any]:
@@ -48,15 +52,6 @@ def write_registry(folder: Path, customers: str, managers: str) -> tuple[Path, P
     customers_path.write_text(customers.strip() + "\n", encoding="utf-8")
     managers_path.write_text(managers.strip() + "\n", encoding="utf-8")
     return customers_path, managers_path
-
-
-async def wait_until(condition: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
-    """Poll ``condition`` every 50 ms; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 30.0) -> list[Any]:

@@ -24,7 +24,7 @@ PACKAGE = ROOT / "monitor"
 LAYERS: tuple[tuple[str, ...], ...] = (
     # Foundations: shared vocabulary and helpers, no cardmon feature above them.
     ("monitor._version", "monitor.paths", "monitor.errors", "monitor.domain", "monitor.secrets",
-     "monitor.privacy", "monitor.hours", "monitor.ids", "monitor.tables", "monitor.rulebook",
+     "monitor.privacy", "monitor.dead_letter_copy", "monitor.hours", "monitor.ids", "monitor.tables", "monitor.rulebook",
      "monitor.config", "monitor.faults", "monitor.testing"),
     ("monitor.kafka", "monitor.incidents"),
     ("monitor.alerts",),
@@ -41,6 +41,10 @@ LAZY_IMPORTERS: dict[str, str] = {
     # `cardmon --help` and `cardmon version` must answer without loading polars, Kafka
     # and the whole service: each command imports what it runs.
     "monitor.cli": "each command loads only what it runs",
+    "monitor.cli.alerts": "each command loads only what it runs",
+    "monitor.cli.service": "each command loads only what it runs",
+    "monitor.cli.settings": "each command loads only what it runs",
+    "monitor.cli.store": "each command loads only what it runs",
 }
 
 

@@ -10,9 +10,9 @@ import pytest
 
 import monitor.pipeline.decoder
 import monitor.privacy
+from monitor.dead_letter_copy import dead_letter_copy
 from monitor.privacy import (
     contains_pan,
-    dead_letter_copy,
     find_pans,
     is_pan,
     luhn_valid,

@@ -52,7 +52,7 @@ from monitor.alerts.export import export_jsonl
 from monitor.alerts.messages.alert import render_delivery
 from monitor.alerts.store import AlertStore
 from monitor.api import build_api, start_api
-from monitor.config import KafkaSettings
+from monitor.dead_letter_copy import dead_letter_copy
 from monitor.metrics import PipelineMetrics
 from monitor.metrics._exposition import Exposition
 from monitor.paths import rules_path
@@ -62,8 +62,9 @@ from monitor.pipeline.decoder import decode_batch, decode_frame
 from monitor.pipeline.processor import BatchProcessor
 from monitor.pipeline.selection import AlertPolicy
 from monitor.pipeline.vips import RegistryLoader
-from monitor.privacy import dead_letter_copy, luhn_valid, scrub_pans
-from tests.helpers import event, read_topic, wait_until, write_registry
+from monitor.privacy import luhn_valid, scrub_pans
+from monitor.testing.fixtures import kafka_settings, wait_until
+from tests.helpers import event, read_topic, write_registry
 
 API_TOKEN = "property-test-token-0123456789abcdef"
 LINK_SECRET = "property-test-link-secret-0123456789"
@@ -100,9 +101,12 @@ def luhn_pan(body: str) -> str:
 def pans(draw: st.DrawFn) -> str:
     """A Luhn-valid PAN of 13 to 19 ASCII digits."""
     length = draw(st.integers(13, 19))
-    # A card's first digit is its major industry identifier, 1-9 (ISO/IEC 7812-1).
+    # A card's first digit is its major industry identifier, 1-9 (ISO/IEC 7812-1). No run
+    # of eight equal digits: the reader below joins digits across dots, so such a "PAN"
+    # (40000000000003) would be read in a float's rounding noise (2940.0000000000003).
     first = draw(st.sampled_from("123456789"))
-    body = draw(st.text("0123456789", min_size=length - 2, max_size=length - 2))
+    body = draw(st.text("0123456789", min_size=length - 2, max_size=length - 2)
+                .filter(lambda digits: re.search(r"(.)\1{7}", first + digits) is None))
     return luhn_pan(first + body)
 
 
@@ -447,6 +451,23 @@ def final_checks(run: Run, caplog: pytest.LogCaptureFixture, location: Path | st
             assert_no_pan(file.read_bytes(), pans, f"the SQLite file {file.name}")
 
 
+def every_path() -> list[Message]:
+    """One message per path of the decoder and the outputs, whatever the draws reach."""
+    pan = "4111111111111111"
+    grouped = "4111_1111/1111:1111"
+    cut = build_message(next(_numbers), [("city", pan, grouped)], "utf-8")
+    cut.value = cut.value[: len(cut.value) // 2]
+    return [
+        build_message(next(_numbers), [("merchant_name", pan, f"REF {grouped}")], "utf-8"),
+        build_message(next(_numbers), [("card_ref", pan, f"tok_{grouped}")], "utf-8"),
+        build_message(next(_numbers), [("event_id", pan, f"ev-{grouped}")], "utf-8"),
+        build_message(next(_numbers), [("stan", pan, grouped)], "utf-8"),
+        build_message(next(_numbers), [("pan", pan, pan)], "utf-8"),
+        build_message(next(_numbers), [("region", pan, grouped)], "utf-16"),
+        cut,
+    ]
+
+
 def property_test(run: Run, examples: int) -> Callable[[], None]:
     """The Hypothesis test over batches of drawn messages, deterministic for CI."""
 
@@ -465,6 +486,7 @@ def test_no_pan_form_reaches_any_output(store_location: Path | str, tmp_path: Pa
     caplog.set_level(logging.DEBUG)
     run = make_run(store_location, tmp_path)
     sqlite = isinstance(store_location, Path)
+    process(run, every_path())  # each path for sure; the drawn batches add the breadth
     property_test(run, 120 if sqlite else 30)()
     # The draws reached every path: rejected, processed with masks, alerted, rendered.
     paths = ["events", "pan_masked", "failures", "rendered:email", "rendered:webhook",
@@ -502,9 +524,7 @@ def broker_messages(count: int, seed: int = 8) -> list[Message]:
 async def test_no_pan_form_reaches_the_real_dead_letter_topic(kafka_bootstrap: str, unique_name: str,
                                                               tmp_path: Path) -> None:
     """Through the real broker and consumer, no dead-letter value, key or header holds a PAN form."""
-    settings = KafkaSettings(bootstrap_servers=kafka_bootstrap, topic=f"tx-{unique_name}",
-                             dead_letter_topic=f"dlq-{unique_name}", group_id=f"g-{unique_name}",
-                             batch_timeout_ms=100)
+    settings = kafka_settings(kafka_bootstrap, unique_name, batch_timeout_ms=100)
     await ensure_topics(settings, partitions=2)
     batch = broker_messages(120)
     pans = [pan for m in batch for pan in m.pans]

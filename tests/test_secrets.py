@@ -25,7 +25,7 @@ runner = CliRunner()
 # Passwords as operators type them: unencoded delimiters, percent signs valid and not.
 PASSWORDS = ["p%zzS3cretA", "S3cret%2", "S3c%40ret/with#odd?chars", "pa:ss@S3cretB", "100%S3cretC"]
 
-pytestmark = pytest.mark.usefixtures("clean_environment")  # tests/conftest.py
+pytestmark = pytest.mark.usefixtures("clean_environment")  # monitor.testing.fixtures
 
 
 def _forms(password: str) -> list[str]:

@@ -15,21 +15,15 @@ time (``occurred_at``), counts only — never raw values:
 A window of length ``L`` in buckets of ``b`` ends at ``end`` and holds the bucket
 containing ``end`` plus the ``L/b - 1`` before it: it spans between ``L - b`` and ``L``,
 so an event leaves a window at most ``L`` after it happened. Storage is one polars
-frame per window (``terminal_id``, ``bucket`` — the bucket's index since the epoch,
-Int32 for buckets of 2 s or more — and the counts), merged from per-batch aggregates once they hold
-:data:`_MAX_PENDING_ROWS` rows and pruned of the buckets a window ending at the
-watermark can no longer reach. Counts are stored as UInt16 (half the memory of a
-fleet's window frames) while every (terminal, bucket) count fits, i.e. no terminal made
-more than 65,535 transactions in one bucket (218 per second in a 5-minute bucket); a
-window whose frame holds a larger count keeps UInt32 counts, exact, until that bucket is
-pruned. Sums over a window are UInt32 either way.
+frame per window (:class:`monitor.health.window_counts.WindowCounts`: merged from
+per-batch aggregates, pruned of the buckets a window ending at the watermark can no
+longer reach, counts as UInt16 while they fit).
 
-Per terminal (one row each, updated per batch): the latest event time, the run of
-consecutive technical failures at the end of its event stream (outcome ``technical``
-or ``terminal``; any other outcome resets it), whether it has ever read a chip, and
-the latest non-null ``merchant_id``, ``region``, ``branch_id`` and ``channel`` it
-reported. "Latest" and "end" are in the order the terminal's events are read: its
-Kafka partition's order (the key is the terminal ID), the same whatever the batches.
+Per terminal (one row each, updated per batch; :mod:`monitor.health.terminal_rows`):
+the latest event time, the run of consecutive technical failures at the end of its
+event stream, whether it has ever read a chip, and the latest non-null
+``merchant_id``, ``region``, ``branch_id`` and ``channel`` it reported, in the order
+its events are read (its Kafka partition's order, the same whatever the batches).
 
 Late events land in their own bucket of each window that still reaches it (a window
 ending at the watermark); events older than the longest window of the watermark are
@@ -42,7 +36,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
@@ -50,6 +44,20 @@ from typing import Any, Final
 import polars as pl
 
 from monitor.domain import OUTCOMES
+from monitor.health.latency import (
+    DEFAULT_LATENCY_BUCKETS,
+    QUANTILES,
+    latency_bucket,
+    latency_columns,
+    quantile,
+)
+from monitor.health.terminal_rows import (
+    ATTRIBUTES,
+    TECHNICAL_CLASSES,
+    TERMINAL_ROW_SCHEMA,
+    fold_terminal_rows,
+)
+from monitor.health.window_counts import WindowCounts
 from monitor.rulebook import RuleFile
 
 __all__ = [
@@ -63,25 +71,6 @@ __all__ = [
 
 #: Outcome classes that are failures (everything but ``approved``).
 FAILURE_CLASSES: Final[tuple[str, ...]] = tuple(o for o in OUTCOMES if o != "approved")
-#: Outcome classes of the consecutive-failure run and of ``technical_ratio``: the host,
-#: switch, issuer or the terminal itself failed (not the card or the customer).
-TECHNICAL_CLASSES: Final[tuple[str, ...]] = ("technical", "terminal")
-#: Event columns kept per terminal (latest non-null value) for aggregation.
-ATTRIBUTES: Final[tuple[str, ...]] = ("channel", "merchant_id", "region", "branch_id")
-#: Latency bucket upper bounds (seconds), the same as the authorization latency histogram:
-#: dense below 1 s (issuers answer in well under a second), sparse up to the 30 s host timeout.
-DEFAULT_LATENCY_BUCKETS: Final[tuple[float, ...]] = (
-    0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0,
-)
-#: Percentiles reported per window.
-QUANTILES: Final[tuple[tuple[str, float], ...]] = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
-#: Batch aggregates are merged into a window frame once they hold this many rows (or at
-#: :meth:`TerminalWindows.stats`): rare enough to keep merges cheap, small enough that
-#: a merge of 100,000 terminals does not double the memory (≈ 110 bytes per pending row).
-_MAX_PENDING_ROWS: Final = 200_000
-#: Largest per-bucket count stored as UInt16; every count of a row is at most its
-#: ``transactions``, so that column decides.
-_NARROW_MAX: Final = 65_535
 _US: Final = 1_000_000
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -197,35 +186,6 @@ class WindowRules:
             raise ValueError(f"{path}: {error}") from error
 
 
-def _latency_columns(bounds: tuple[float, ...]) -> list[str]:
-    return [f"lat{i}" for i in range(len(bounds) + 1)]  # the last one is the +Inf bucket
-
-
-def _quantile(q: float, bounds: tuple[float, ...], prefix: str) -> pl.Expr:
-    """``histogram_quantile``-style estimate from per-bucket (non-cumulative) counts."""
-    counts = [pl.col(f"{prefix}lat{i}").cast(pl.Float64) for i in range(len(bounds) + 1)]
-    cumulative = list(itertools.accumulate(counts, lambda a, b: a + b))
-    total = cumulative[-1]
-    rank = total * q
-    branches = []
-    previous: pl.Expr = pl.lit(0.0)
-    for i, upper in enumerate(bounds):
-        lower = bounds[i - 1] if i else 0.0
-        inside = (previous < rank) & (cumulative[i] >= rank)
-        value = lower + (upper - lower) * (rank - previous) / (cumulative[i] - previous)
-        branches.append(pl.when(inside).then(value))
-        previous = cumulative[i]
-    branches.append(pl.when(previous < rank).then(pl.lit(bounds[-1])))  # the +Inf bucket
-    return pl.when(total > 0).then(pl.coalesce(branches)).otherwise(None)
-
-
-@dataclass(slots=True)
-class _Store:
-    spec: WindowSpec
-    frame: pl.DataFrame  # <(terminal_id, bucket): counts>, one row per pair
-    pending: list[pl.DataFrame] = field(default_factory=list)  # per-batch aggregates, same shape
-
-
 class TerminalWindows:
     """Sliding-window statistics of every terminal, fed once per batch.
 
@@ -239,7 +199,7 @@ class TerminalWindows:
     def __init__(self, rules: WindowRules | None = None) -> None:
         self.rules = rules or WindowRules()
         bounds = self.rules.latency_buckets_seconds
-        self._lat = _latency_columns(bounds)
+        self._lat = latency_columns(bounds)
         self._counts: tuple[str, ...] = (
             "transactions", *FAILURE_CLASSES, "chip_reads", "chip_card_failures", "swipes", *self._lat,
         )
@@ -248,15 +208,12 @@ class TerminalWindows:
         bucket = pl.Int32 if min(s.bucket_seconds for s in self.rules.spans) >= 2 else pl.Int64
         schema = {"terminal_id": pl.String, "bucket": bucket, **dict.fromkeys(self._counts, pl.UInt32)}
         self._schema = schema
-        narrow = {**schema, **dict.fromkeys(self._counts, pl.UInt16)}
-        self._stores = {s.name: _Store(s, pl.DataFrame(schema=narrow)) for s in self.rules.spans}
+        self._stores = {s.name: WindowCounts(bucket_seconds=s.bucket_seconds, buckets=s.buckets,
+                                             schema=schema, counts=self._counts)
+                        for s in self.rules.spans}
         self._longest_us = max(s.length_seconds for s in self.rules.spans) * _US
-        # One row per terminal: terminal_id, last_us (latest occurred_at, µs), run (consecutive
-        # technical failures at the end of its stream), chip_seen, and the ATTRIBUTES.
-        self._terminals = pl.DataFrame(schema={
-            "terminal_id": pl.String, "last_us": pl.Int64, "run": pl.UInt32, "chip_seen": pl.Boolean,
-            **dict.fromkeys(ATTRIBUTES, pl.String),
-        })
+        # One row per terminal (monitor.health.terminal_rows).
+        self._terminals = pl.DataFrame(schema=TERMINAL_ROW_SCHEMA)
         #: Latest event time observed (µs since the epoch, capped at the wall clock), or None.
         self.watermark_us: int | None = None
         #: Events dropped because they were older than every kept bucket.
@@ -293,9 +250,7 @@ class TerminalWindows:
         names = frame.columns
         seconds = pl.col("latency_ms") / 1000.0
         bounds = self.rules.latency_buckets_seconds
-        lat_index = pl.lit(len(bounds), dtype=pl.UInt32)
-        for i in reversed(range(len(bounds))):  # smallest bound with latency <= bound (le)
-            lat_index = pl.when(seconds <= bounds[i]).then(pl.lit(i, dtype=pl.UInt32)).otherwise(lat_index)
+        lat_index = latency_bucket(seconds, bounds)
         events = frame.lazy().select(
             pl.col("terminal_id").cast(pl.String),
             pl.col("occurred_at").dt.epoch("us").clip(upper_bound=cap).alias("t"),
@@ -314,7 +269,7 @@ class TerminalWindows:
         kept = events.filter(pl.col("t") >= oldest)
         self.late_dropped += events.height - kept.height
         self.watermark_us = watermark
-        self._update_terminals(events)
+        self._terminals = fold_terminal_rows(self._terminals, events)
         if kept.height == 0:
             return
         chip = pl.col("entry_mode") == "chip"
@@ -328,72 +283,16 @@ class TerminalWindows:
         ]
         bucket = self._schema["bucket"]
         for store in self._stores.values():
-            width = store.spec.bucket_seconds * _US
-            agg = (kept.lazy().filter(pl.col("t") // width >= self._first_bucket(store.spec))
+            width = store.bucket_seconds * _US
+            agg = (kept.lazy().filter(pl.col("t") // width >= store.first_bucket(watermark))
                    .group_by("terminal_id", (pl.col("t") // width).cast(bucket).alias("bucket"))
                    .agg(counts).select(list(self._schema)).collect())
-            store.pending.append(agg)
-            if sum(p.height for p in store.pending) >= _MAX_PENDING_ROWS:
-                self._compact(store)
-
-    def _update_terminals(self, events: pl.DataFrame) -> None:
-        """Fold one batch into the per-terminal row: latest time, run, chip seen, attributes."""
-        technical = pl.col("outcome").is_in(TECHNICAL_CLASSES)
-        # In the order read (each terminal's partition order), not sorted by event time:
-        # a sort inside each batch would make the run depend on where batches split.
-        batch = events.group_by("terminal_id", maintain_order=True).agg(
-            pl.col("t").max().alias("b_last"),
-            technical.all().alias("b_all_technical"),
-            # Technical failures after the last non-technical event of the batch.
-            (technical.cast(pl.UInt32).reverse().cum_min() .sum()).cast(pl.UInt32).alias("b_run"),
-            (pl.col("entry_mode") == "chip").any().alias("b_chip"),
-            *[pl.col(a).drop_nulls().last().alias(f"b_{a}") for a in ATTRIBUTES],
-        )
-        merged = self._terminals.join(batch, on="terminal_id", how="full", coalesce=True)
-        touched = pl.col("b_last").is_not_null()
-        run = (pl.when(pl.col("b_all_technical")).then(pl.col("run").fill_null(0) + pl.col("b_run"))
-               .otherwise(pl.col("b_run")))
-        self._terminals = merged.select(
-            "terminal_id",
-            pl.max_horizontal("last_us", "b_last").alias("last_us"),
-            pl.when(touched).then(run).otherwise(pl.col("run")).cast(pl.UInt32).alias("run"),
-            (pl.col("chip_seen").fill_null(False) | pl.col("b_chip").fill_null(False)).alias("chip_seen"),
-            *[pl.coalesce(f"b_{a}", a).alias(a) for a in ATTRIBUTES],
-        )
-
-    def _compact(self, store: _Store) -> None:
-        """Merge the pending batch aggregates into the window frame and prune old buckets."""
-        if store.pending:
-            pending = pl.concat(store.pending)
-            store.pending = []
-            lowest = pending.get_column("bucket").min()
-            frame = store.frame
-            recent = frame.filter(pl.col("bucket") >= lowest)
-            merged = (pl.concat([recent, pending], how="vertical_relaxed").group_by("terminal_id", "bucket")
-                      .agg(pl.col(list(self._counts)).cast(pl.UInt32).sum()).select(list(self._schema)))
-            store.frame = pl.concat([frame.filter(pl.col("bucket") < lowest), self._narrow(merged)],
-                                    how="vertical_relaxed")
-        if self.watermark_us is not None:
-            store.frame = store.frame.filter(pl.col("bucket") >= self._first_bucket(store.spec))
-        if store.frame.schema["transactions"] != pl.UInt16:  # a large count was pruned since?
-            store.frame = self._narrow(store.frame)
-
-    def _narrow(self, frame: pl.DataFrame) -> pl.DataFrame:
-        """``frame`` with UInt16 counts when every count fits (unchanged otherwise)."""
-        largest = frame.get_column("transactions").max()
-        if isinstance(largest, int) and largest > _NARROW_MAX:
-            return frame
-        return frame.with_columns(pl.col(list(self._counts)).cast(pl.UInt16))
-
-    def _first_bucket(self, spec: WindowSpec) -> int:
-        """Oldest bucket of ``spec`` that a window ending at the watermark can reach."""
-        assert self.watermark_us is not None
-        return self.watermark_us // (spec.bucket_seconds * _US) - spec.buckets + 1
+            store.add(agg, watermark)
 
     def bucket_rows(self) -> dict[str, int]:
         """``{window name: (terminal, bucket) rows held}`` after merging pending batches."""
         for store in self._stores.values():
-            self._compact(store)
+            store.compact(self.watermark_us)
         return {name: store.frame.height for name, store in self._stores.items()}
 
     def forget(self, terminal_ids: set[str]) -> None:
@@ -402,15 +301,13 @@ class TerminalWindows:
             return
         gone = pl.DataFrame({"terminal_id": sorted(terminal_ids)}, schema={"terminal_id": pl.String})
         for store in self._stores.values():
-            self._compact(store)
-            store.frame = store.frame.join(gone, on="terminal_id", how="anti", maintain_order="left")
+            store.forget(gone, self.watermark_us)
         self._terminals = self._terminals.join(gone, on="terminal_id", how="anti", maintain_order="left")
 
     def estimated_size(self) -> int:
         """Bytes held by the window frames and the terminal table (polars' estimate)."""
         return int(self._terminals.estimated_size()
-                   + sum(s.frame.estimated_size() + sum(p.estimated_size() for p in s.pending)
-                         for s in self._stores.values()))
+                   + sum(s.estimated_size() for s in self._stores.values()))
 
     def stats(self, end: datetime | None = None) -> pl.DataFrame:
         """Statistics of every known terminal for every window ending at ``end``.
@@ -436,9 +333,9 @@ class TerminalWindows:
             pl.col("last_us").cast(pl.Datetime("us")).dt.replace_time_zone("UTC").alias("last_transaction_at"),
             pl.col("run").alias("consecutive_technical"), "chip_seen", *ATTRIBUTES,
         )
-        for store in self._stores.values():
-            self._compact(store)
-            spec = store.spec
+        for spec in self.rules.spans:
+            store = self._stores[spec.name]
+            store.compact(self.watermark_us)
             p = f"{spec.name}_"
             if end_us is None:
                 window = store.frame.clear()
@@ -460,7 +357,7 @@ class TerminalWindows:
                 .alias(p + "technical_ratio"),
                 per.then(pl.sum_horizontal([pl.col(p + c) for c in FAILURE_CLASSES]) / volume)
                 .alias(p + "failure_ratio"),
-                *[_quantile(q, self.rules.latency_buckets_seconds, p).alias(f"{p}latency_{name}_seconds")
+                *[quantile(q, self.rules.latency_buckets_seconds, p).alias(f"{p}latency_{name}_seconds")
                   for name, q in QUANTILES],
                 fallbacks.cast(pl.UInt32).alias(p + "swipe_fallbacks"),
                 pl.when(pl.col(p + "chip_reads") + fallbacks > 0)

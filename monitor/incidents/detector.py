@@ -44,90 +44,43 @@ interleaving; events of an already closed bucket are late and left out
 a restart. With several instances, each sees its own partitions: a terminal's
 events (key = terminal ID) all reach one instance, a region's or an issuer's are
 split between them.
+
+This module judges (scope evaluation: which closed bucket opens, feeds or ends an
+incident, and which incident takes each VIP failure); the per-bucket aggregation is
+:mod:`monitor.incidents.buckets`, the bookkeeping (per-key records, open and ended
+incidents, what holds what, the phase rules) :mod:`monitor.incidents.tracking`.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Final, Literal
 
 import polars as pl
 
-from monitor.incidents.model import Incident, IncidentChange, IncidentChangeKind, incident_id_for
-from monitor.incidents.rules import FLEET, IncidentRules, Scope, ScopeRule
+from monitor.incidents.buckets import (
+    KEY_COLUMNS,
+    BucketCounts,
+    BucketRow,
+    micros,
+    scope_key,
+)
+from monitor.incidents.model import Incident, IncidentChange, incident_id_for
+from monitor.incidents.rules import IncidentRules, Scope, ScopeRule
+from monitor.incidents.tracking import (
+    IncidentBook,
+    KeyState,
+    OpenIncident,
+    WaitingVip,
+    is_bad,
+    take_bucket,
+    take_phase,
+)
 
 __all__ = ["IncidentDetector"]
 
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _US: Final = 1_000_000
-# One key's closed bucket: (scope, key, transactions, failures, earliest failure time,
-# latest failure time, failing card refs, failing terminal IDs, merchant, region).
-_Row = tuple[Scope, str, int, int, datetime | None, datetime | None, list[str], list[str],
-             str | None, str | None]
-# The issuer of a card is its IIN: the first six digits of the (masked) PAN, ISO/IEC 7812-1.
-_IIN: Final = r"^[0-9]{6}"
-_KEY_COLUMNS: Final = ("terminal_id", "merchant_id", "region", "pan_masked")
-
-
-def _scope_key(scope: Scope) -> pl.Expr:
-    match scope:
-        case "network":
-            return pl.lit(FLEET, dtype=pl.String)
-        case "terminal":
-            return pl.col("terminal_id")
-        case "merchant":
-            return pl.col("merchant_id")
-        case "region":
-            return pl.col("region")
-        case "issuer":
-            return pl.col("pan_masked").str.extract(f"({_IIN})", 1)
-
-
-@dataclass(slots=True)
-class _Open:
-    incident_id: str
-    started_at: datetime
-    last_failure_at: datetime
-    failures: int
-    cards: set[str]
-    terminals: set[str]
-    relapses: int = 0
-    recovered: bool = False  # phase: False while failing, True after a good bucket
-    last_bad: int = 0  # bucket index of its latest bad bucket
-    base_cards: int = 0  # counts restored from the store (their sets are gone)
-    base_terminals: int = 0
-    parent_id: str | None = None  # the broader incident holding it
-
-
-@dataclass(slots=True)
-class _KeyState:
-    # <closed bucket index: [transactions, outage failures]>
-    buckets: dict[int, list[int]] = field(default_factory=dict)
-    # <closed bucket index: (earliest failure time, latest failure time, failing card
-    #  refs, failing terminal IDs)>
-    failing: dict[int, tuple[datetime, datetime, set[str], set[str]]] = field(default_factory=dict)
-    incident: _Open | None = None
-    # <broader scope: its key that holds this one> (a terminal's merchant and region;
-    # every key is in the network's one key).
-    parents: dict[Scope, str] = field(default_factory=lambda: {"network": FLEET})
-
-
-@dataclass(frozen=True, slots=True)
-class _Ended:
-    incident_id: str
-    started_at: datetime
-    ended_at: datetime
-    bucket: int  # the closed bucket at which it ended
-
-
-@dataclass(frozen=True, slots=True)
-class _Vip:
-    bucket: int
-    at: datetime
-    event_id: str
-    keys: tuple[tuple[Scope, str | None], ...]  # (scope, its key) in the rules' scope order
 
 
 class IncidentDetector:
@@ -139,21 +92,16 @@ class IncidentDetector:
 
     def __init__(self, rules: IncidentRules) -> None:
         self.rules = rules
-        self._states: dict[Scope, dict[str, _KeyState]] = {s: {} for s in rules.ordered_scopes}
-        self._open: dict[Scope, set[str]] = {s: set() for s in rules.ordered_scopes}  # keys with an incident
-        self._rank = {scope: i for i, scope in enumerate(rules.ordered_scopes)}
-        # Per-batch aggregates of buckets not closed yet: <(scope, key, bucket): transactions,
-        # failures> for every key, and the failing ones' times, cards, terminals, places.
-        self._pending: list[pl.DataFrame] = []
-        self._pending_failing: list[pl.DataFrame] = []
+        self._book = IncidentBook(rules)  # every key's state, open and recently ended incidents
+        self._counts = BucketCounts(rules)  # aggregates of the buckets not judged yet
         self._closed: int | None = None  # buckets up to this index have been judged
-        self._latest_us: int | None = None  # latest event time seen (watermark when none is given)
-        self._swept = 0  # bucket of the last full prune
-        self._ended: dict[tuple[Scope, str], list[_Ended]] = {}  # recently ended, by key
-        self._vips: dict[int, list[_Vip]] = {}  # <bucket: VIP failures waiting for it to close>
-        self._unclaimed: list[_Vip] = []  # VIP failures of closed buckets no incident took yet
-        #: Events that arrived for a bucket already judged (left out).
-        self.late_events = 0
+        self._vips: dict[int, list[WaitingVip]] = {}  # <bucket: VIP failures waiting for it to close>
+        self._unclaimed: list[WaitingVip] = []  # VIP failures of closed buckets no incident took yet
+
+    @property
+    def late_events(self) -> int:
+        """Events that arrived for a bucket already judged (left out)."""
+        return self._counts.late_events
 
     def __repr__(self) -> str:
         return f"IncidentDetector(open={len(self.open_incidents())}, scopes={self.rules.ordered_scopes})"
@@ -180,12 +128,12 @@ class IncidentDetector:
             incident in this batch is left out unless it attributes VIP failures.
         """
         if frame.height:
-            self._add(frame)
+            self._counts.add(frame, self._closed)
         if vip is not None and vip.height:
             self._queue(vip)
         if isinstance(watermark, datetime):
-            watermark = (watermark - _EPOCH) // timedelta(microseconds=1)
-        mark = self._latest_us if watermark == "latest" else watermark
+            watermark = micros(watermark)
+        mark = self._counts.latest_us if watermark == "latest" else watermark
         if mark is None:
             return []
         closed = mark // (self.rules.bucket_seconds * _US) - 1  # its end is at or before the watermark
@@ -197,66 +145,29 @@ class IncidentDetector:
         return [c for i, c in enumerate(changes)
                 if c.kind != "updated" or c.event_ids or last[c.incident_id] == i]
 
-    def _add(self, frame: pl.DataFrame) -> None:
-        size = self.rules.bucket_seconds
-        failed = pl.col("failed")
-        latest = frame.get_column("occurred_at").max()
-        assert isinstance(latest, datetime)
-        latest_us = (latest - _EPOCH) // timedelta(microseconds=1)
-        self._latest_us = latest_us if self._latest_us is None else max(self._latest_us, latest_us)
-        base = frame.lazy().select(
-            (pl.col("occurred_at").dt.epoch("s") // size).cast(pl.Int64).alias("bucket"),
-            pl.col("outcome").is_in(self.rules.outcome_classes).alias("failed"),
-            "occurred_at", "card_ref", *_KEY_COLUMNS)
-        if self._closed is not None:
-            late = int(((frame.get_column("occurred_at").dt.epoch("s") // size) <= self._closed).sum())
-            if late:
-                self.late_events += late
-                base = base.filter(pl.col("bucket") > self._closed)
-        # One long frame for every scope: (scope, key, bucket) → transactions and failures
-        # for every key; the failures' times, cards, terminals, merchant and region for
-        # the failing ones only (a few percent of the rows).
-        scopes = self.rules.ordered_scopes
-        every = pl.concat([base.select(pl.lit(scope).alias("scope"), _scope_key(scope).alias("key"),
-                                       "bucket", "failed") for scope in scopes]).drop_nulls("key")
-        failures = base.filter(failed)
-        failing_long = pl.concat([failures.select(pl.lit(scope).alias("scope"), _scope_key(scope).alias("key"),
-                                                  pl.all()) for scope in scopes]).drop_nulls("key")
-        counts, failing = pl.collect_all([
-            every.group_by("scope", "key", "bucket").agg(
-                pl.len().cast(pl.Int64).alias("transactions"), failed.sum().cast(pl.Int64).alias("failures")),
-            failing_long.group_by("scope", "key", "bucket").agg(
-                pl.col("occurred_at").min().alias("first"), pl.col("occurred_at").max().alias("last"),
-                pl.col("card_ref").drop_nulls().unique().alias("cards"),
-                pl.col("terminal_id").unique().alias("terminals"),
-                pl.col("merchant_id").min().alias("merchant"), pl.col("region").min().alias("region")),
-        ])
-        self._pending.append(counts)
-        self._pending_failing.append(failing)
-
     def _queue(self, vip: pl.DataFrame) -> None:
         size = self.rules.bucket_seconds
         scopes = self.rules.ordered_scopes
         rows = vip.filter(pl.col("outcome").is_in(self.rules.outcome_classes)).select(
             (pl.col("occurred_at").dt.epoch("s") // size).cast(pl.Int64).alias("bucket"),
             "occurred_at", pl.col("event_id").cast(pl.String),
-            *[_scope_key(scope).alias(f"k_{scope}") for scope in scopes],
+            *[scope_key(scope).alias(f"k_{scope}") for scope in scopes],
         )
         for bucket, at, event_id, *keys in rows.iter_rows():
             if self._closed is not None and bucket <= self._closed:
                 continue  # its bucket was judged: late
-            self._vips.setdefault(bucket, []).append(_Vip(bucket, at, event_id, tuple(zip(scopes, keys))))
+            self._vips.setdefault(bucket, []).append(WaitingVip(bucket, at, event_id, tuple(zip(scopes, keys))))
 
     # -- judging closed buckets --------------------------------------------------------
 
     def _close(self, closed: int) -> list[IncidentChange]:
-        rows = self._due(closed)
+        rows = self._counts.take_due(closed, self._book.followed(), self._book.rank)
         data = sorted(rows)
         changes: list[IncidentChange] = []
         step = self._closed if self._closed is not None else (data[0] - 1 if data else closed)
         index = 0
         while True:
-            nexts = [b for b in (data[index] if index < len(data) else None, self._deadline(step))
+            nexts = [b for b in (data[index] if index < len(data) else None, self._book.deadline(step))
                      if b is not None]
             if not nexts or min(nexts) > closed:
                 break
@@ -268,63 +179,17 @@ class IncidentDetector:
             self._unclaimed += self._vips.pop(bucket)
         return changes
 
-    def _due(self, closed: int) -> dict[int, list[_Row]]:
-        """The rows of the buckets up to ``closed``, merged, by bucket, in judging order."""
-        if not self._pending:
-            return {}
-        due_bucket = pl.col("bucket") <= closed
-        counts = pl.concat(self._pending)
-        failing = pl.concat(self._pending_failing)
-        self._pending = [counts.filter(~due_bucket)]
-        self._pending_failing = [failing.filter(~due_bucket)]
-        counts, failing = counts.filter(due_bucket), failing.filter(due_bucket)
-        if counts.height == 0:
-            return {}
-        keys = ["scope", "key", "bucket"]
-        failing = failing.group_by(keys).agg(
-            pl.col("first").min(), pl.col("last").max(),
-            pl.col("cards").explode().drop_nulls().unique().sort(),
-            pl.col("terminals").explode().drop_nulls().unique().sort(),
-            pl.col("merchant").min(), pl.col("region").min(),
-        )
-        # A bucket without failures matters only for a key followed by then (its bad ratio,
-        # its recovery): one followed already, or with a failure in these buckets.
-        followed = pl.concat([
-            pl.DataFrame([(scope, key) for scope, states in self._states.items() for key in states],
-                         schema={"scope": pl.String, "key": pl.String}, orient="row"),
-            failing.select("scope", "key"),
-        ])
-        merged = (counts.join(followed, on=["scope", "key"], how="semi")
-                  .group_by(keys).agg(pl.col("transactions").sum(), pl.col("failures").sum())
-                  .join(failing, on=keys, how="left")
-                  .with_columns(pl.col("scope").replace_strict(self._rank, return_dtype=pl.Int32).alias("rank"))
-                  .sort("bucket", "rank", "key"))
-        by_bucket: dict[int, list[_Row]] = {}
-        for scope, key, b, volume, failures, first, last, cards, terminals, merchant, region, _ in (
-                merged.iter_rows()):
-            by_bucket.setdefault(b, []).append(
-                (scope, key, volume, failures, first, last, cards or [], terminals or [], merchant, region))
-        return by_bucket
-
-    def _deadline(self, after: int) -> int | None:
-        """The first bucket after ``after`` at which a recovered incident ends if nothing fails."""
-        quiet = math.ceil(self.rules.resolve_after_seconds / self.rules.bucket_seconds)
-        ends = [max(incident.last_bad + quiet, after + 1)
-                for scope, keys in self._open.items() for key in keys
-                if (incident := self._states[scope][key].incident) is not None and incident.recovered]
-        return min(ends) if ends else None
-
-    def _step(self, b: int, rows: list[_Row]) -> list[IncidentChange]:
+    def _step(self, b: int, rows: list[BucketRow]) -> list[IncidentChange]:
         """Judge closed bucket ``b`` (its rows sorted by scope, broadest first, then key)."""
-        failing: dict[Scope, set[str]] = {scope: set() for scope in self._states}
-        touched: dict[Scope, set[str]] = {scope: set() for scope in self._states}
+        failing: dict[Scope, set[str]] = {scope: set() for scope in self._book.states}
+        touched: dict[Scope, set[str]] = {scope: set() for scope in self._book.states}
         for scope, key, volume, failures, first, last, cards, terminals, merchant, region in rows:
-            states = self._states[scope]
+            states = self._book.states[scope]
             state = states.get(key)
             if state is None:
                 if not failures:
                     continue
-                state = states[key] = _KeyState()
+                state = states[key] = KeyState()
             state.buckets[b] = [volume, failures]
             touched[scope].add(key)
             if failures:
@@ -340,38 +205,35 @@ class IncidentDetector:
         updated: list[IncidentChange] = []
         ended: list[IncidentChange] = []
         links: dict[str, list[str]] = {}  # <incident_id: VIP event IDs it takes, in order>
-        for scope, states in self._states.items():
+        for scope, states in self._book.states.items():
             rule = self.rules.scopes[scope]
-            for key in sorted(failing[scope] | self._open[scope]):
+            for key in sorted(failing[scope] | self._book.open[scope]):
                 state = states[key]
                 incident = state.incident
                 if incident is None:
                     if self._maybe_open(scope, key, state, rule, b):
                         assert state.incident is not None
-                        self._open[scope].add(key)
-                        opened.append(self._change("opened", scope, key, state.incident))
-                        updated += self._adopt(scope, key, state.incident.incident_id)
+                        self._book.open[scope].add(key)
+                        opened.append(self._book.change("opened", scope, key, state.incident))
+                        updated += self._book.adopt(scope, key, state.incident.incident_id)
                         self._claim(scope, key, state.incident, b, links)
                     continue
                 before = (incident.relapses, incident.recovered)
-                self._walk(state, b, rule.min_failure_ratio)
-                if self._done(incident, b):
-                    ended.append(self._change("ended", scope, key, incident,
-                                              ended_at=incident.last_failure_at))
-                    self._ended.setdefault((scope, key), []).append(_Ended(
-                        incident.incident_id, incident.started_at, incident.last_failure_at, b))
-                    state.incident = None
-                    self._open[scope].discard(key)
+                take_bucket(state, b, rule.min_failure_ratio)
+                if self._book.done(incident, b):
+                    ended.append(self._book.end(scope, key, b))
                 elif key in failing[scope] or before != (incident.relapses, incident.recovered):
-                    updated.append(self._change("updated", scope, key, incident))
+                    updated.append(self._book.change("updated", scope, key, incident))
         for vip in sorted(self._vips.pop(b, []), key=lambda v: (v.at, v.event_id)):
-            holder = self._holder(vip.at, vip.keys)
+            holder = self._book.holder(vip.at, vip.keys)
             if holder is None:
                 self._unclaimed.append(vip)
             else:
                 links.setdefault(holder[2], []).append(vip.event_id)
         changes = self._with_links(opened + updated + ended, links)
-        self._prune(b, touched)
+        keep = self._book.prune(b, touched)
+        if keep is not None:
+            self._unclaimed = [v for v in self._unclaimed if v.bucket >= keep]
         return changes
 
     def _with_links(self, changes: list[IncidentChange], links: dict[str, list[str]]
@@ -384,87 +246,21 @@ class IncidentDetector:
                 i = last[incident_id]
                 changes[i] = replace(changes[i], event_ids=changes[i].event_ids + tuple(event_ids))
                 continue
-            found = self._find(incident_id)
+            found = self._book.find(incident_id)
             if found is not None:
                 scope, key, incident = found
-                changes.append(self._change("updated", scope, key, incident, event_ids=tuple(event_ids)))
+                changes.append(self._book.change("updated", scope, key, incident, event_ids=tuple(event_ids)))
         return changes
 
-    def _find(self, incident_id: str) -> tuple[Scope, str, _Open] | None:
-        for scope, keys in self._open.items():
-            for key in keys:
-                incident = self._states[scope][key].incident
-                if incident is not None and incident.incident_id == incident_id:
-                    return scope, key, incident
-        return None
-
-    def _prune(self, b: int, touched: dict[Scope, set[str]]) -> None:
-        # Forget buckets that have left the window of every later bucket; every window
-        # (or two, for attribution), sweep every key. Deterministic: it only depends on
-        # which buckets were judged.
-        window = self.rules.window_buckets
-        sweep = b - self._swept >= window
-        for scope, states in self._states.items():
-            for key in list(states) if sweep else list(touched[scope]):
-                state = states[key]
-                for old in [c for c in state.buckets if c <= b - window]:
-                    del state.buckets[old]
-                    state.failing.pop(old, None)
-                if state.incident is None and not state.failing:
-                    del states[key]
-        if sweep:
-            self._swept = b
-            keep = b - 2 * window - 1
-            self._unclaimed = [v for v in self._unclaimed if v.bucket >= keep]
-            self._ended = {k: kept for k, ended in self._ended.items()
-                           if (kept := [e for e in ended if e.bucket >= keep])}
-
-    def _adopt(self, scope: Scope, key: str, parent_id: str) -> list[IncidentChange]:
-        # Narrower incidents that opened before this broader one and lie inside it
-        # become its children (they keep their own counts; new failures go to it).
-        adopted: list[IncidentChange] = []
-        for narrower, states in self._states.items():
-            if self._rank[narrower] <= self._rank[scope]:
-                continue
-            for child_key in sorted(self._open[narrower]):
-                child = states[child_key]
-                if child.incident is not None and child.parents.get(scope) == key \
-                        and child.incident.parent_id is None:
-                    child.incident.parent_id = parent_id
-                    adopted.append(self._change("updated", narrower, child_key, child.incident))
-        return adopted
-
-    def _covered(self, scope: Scope, state: _KeyState, started: datetime) -> bool:
-        # A key inside an incident of a broader scope (a terminal of a failing region or
-        # merchant, anything while the network fails) opens none of its own: the broader
-        # one explains it, and its failures are attributed to it. "Inside" is in time as
-        # well: the broader incident is open, or ended after `started`.
-        early = timedelta(seconds=self.rules.window_seconds)
-        for parent, parent_key in state.parents.items():
-            if parent == scope or parent not in self._states:
-                continue
-            held = self._states[parent].get(parent_key)
-            if held is not None and held.incident is not None \
-                    and started >= held.incident.started_at - early:
-                return True
-            if any(e.started_at - early <= started <= e.ended_at
-                   for e in self._ended.get((parent, parent_key), ())):
-                return True
-        return False
-
-    def _bad(self, state: _KeyState, b: int, rule: ScopeRule) -> bool:
-        volume, failures = state.buckets.get(b, (0, 0))
-        return failures > 0 and failures >= rule.min_failure_ratio * volume
-
-    def _maybe_open(self, scope: Scope, key: str, state: _KeyState, rule: ScopeRule, b: int) -> bool:
+    def _maybe_open(self, scope: Scope, key: str, state: KeyState, rule: ScopeRule, b: int) -> bool:
         # Only *bad* buckets count (failures at least min_failure_ratio of the bucket's
         # transactions): a blip of failures diluted in normal traffic is not an outage,
         # whatever the scope. The window is the one ending at the bucket just closed
         # (earlier windows were judged when their own last bucket closed).
-        if not self._bad(state, b, rule):
+        if not is_bad(state, b, rule):
             return False
         window = self.rules.window_buckets
-        in_window = [c for c in sorted(state.failing) if b - window < c <= b and self._bad(state, c, rule)]
+        in_window = [c for c in sorted(state.failing) if b - window < c <= b and is_bad(state, c, rule)]
         if sum(state.buckets[c][1] for c in in_window) < rule.min_failures:
             return False
         cards: set[str] = set().union(*(state.failing[c][2] for c in in_window))
@@ -472,11 +268,11 @@ class IncidentDetector:
         if len(cards) < rule.min_cards or len(terminals) < rule.min_terminals:
             return False
         started = state.failing[in_window[0]][0]
-        if self._covered(scope, state, started):
+        if self._book.covered(scope, state, started):
             return False
         # It holds every failure of its key from its first bad bucket of the window on.
         held = [c for c in state.failing if c >= in_window[0]]
-        incident = state.incident = _Open(
+        incident = state.incident = OpenIncident(
             incident_id=incident_id_for(scope, key, started), started_at=started,
             last_failure_at=max(state.failing[c][1] for c in held),
             failures=sum(state.buckets[c][1] for c in held),
@@ -486,10 +282,10 @@ class IncidentDetector:
         )
         for c in sorted(state.buckets):  # its phases so far: recoveries inside the window
             if c >= in_window[0]:
-                self._phase(incident, c, state.buckets[c], rule.min_failure_ratio)
+                take_phase(incident, c, state.buckets[c], rule.min_failure_ratio)
         return True
 
-    def _claim(self, scope: Scope, key: str, incident: _Open, b: int, links: dict[str, list[str]]) -> None:
+    def _claim(self, scope: Scope, key: str, incident: OpenIncident, b: int, links: dict[str, list[str]]) -> None:
         # A new incident takes the VIP failures of earlier buckets that no incident took
         # and that it holds (its key, from one window before its start).
         since = incident.started_at - timedelta(seconds=self.rules.window_seconds)
@@ -501,69 +297,7 @@ class IncidentDetector:
             gone = {id(v) for v in taken}
             self._unclaimed = [v for v in self._unclaimed if id(v) not in gone]
 
-    @staticmethod
-    def _phase(incident: _Open, b: int, counts: list[int], min_ratio: float) -> None:
-        volume, failures = counts
-        if volume == 0:
-            return
-        if failures and failures >= min_ratio * volume:
-            if incident.recovered:
-                incident.relapses += 1
-            incident.recovered = False
-            incident.last_bad = max(incident.last_bad, b)
-        else:
-            incident.recovered = True
-
-    def _walk(self, state: _KeyState, b: int, min_ratio: float) -> None:
-        """Take closed bucket ``b`` into the open incident: its failures and its phase."""
-        incident = state.incident
-        assert incident is not None
-        counts = state.buckets.get(b)
-        if counts is None:
-            return
-        detail = state.failing.get(b)
-        if detail is not None:
-            _, last, cards, terminals = detail
-            incident.failures += counts[1]
-            incident.cards.update(cards)
-            incident.terminals.update(terminals)
-            incident.last_failure_at = max(incident.last_failure_at, last)
-        self._phase(incident, b, counts, min_ratio)
-
-    def _done(self, incident: _Open, b: int) -> bool:
-        quiet = (b - incident.last_bad) * self.rules.bucket_seconds
-        return incident.recovered and quiet >= self.rules.resolve_after_seconds
-
-    def _change(self, kind: IncidentChangeKind, scope: Scope, key: str, incident: _Open,
-                ended_at: datetime | None = None, event_ids: tuple[str, ...] = ()) -> IncidentChange:
-        return IncidentChange(
-            kind=kind, incident_id=incident.incident_id, scope=scope, scope_key=key,
-            started_at=incident.started_at, last_failure_at=incident.last_failure_at,
-            ended_at=ended_at, failures=incident.failures,
-            cards=incident.base_cards + len(incident.cards),
-            terminals=max(incident.base_terminals, len(incident.terminals)),
-            relapses=incident.relapses,
-            flapping=incident.relapses >= self.rules.flapping_min_relapses,
-            parent_id=incident.parent_id, event_ids=event_ids,
-        )
-
     # -- attribution -----------------------------------------------------------------
-
-    def _holder(self, at: datetime, keys: tuple[tuple[Scope, str | None], ...]
-                ) -> tuple[Scope, str, str] | None:
-        """``(scope, key, incident_id)`` of the broadest incident holding a failure at ``at``."""
-        early = timedelta(seconds=self.rules.window_seconds)
-        for scope, key in keys:
-            if key is None:
-                continue
-            state = self._states[scope].get(key)
-            if state is not None and state.incident is not None \
-                    and at >= state.incident.started_at - early:
-                return scope, key, state.incident.incident_id
-            for ended in reversed(self._ended.get((scope, key), [])):
-                if ended.started_at - early <= at <= ended.ended_at:
-                    return scope, key, ended.incident_id
-        return None
 
     def incident_for(self, *, occurred_at: datetime, outcome: str, terminal_id: str,
                      merchant_id: str | None, region: str | None, pan_masked: str | None) -> str | None:
@@ -579,35 +313,18 @@ class IncidentDetector:
             return None
         frame = pl.DataFrame({"terminal_id": [terminal_id], "merchant_id": [merchant_id],
                               "region": [region], "pan_masked": [pan_masked]},
-                             schema=dict.fromkeys(_KEY_COLUMNS, pl.String))
+                             schema=dict.fromkeys(KEY_COLUMNS, pl.String))
         scopes = self.rules.ordered_scopes
-        keys = frame.select([_scope_key(scope).alias(scope) for scope in scopes]).row(0)
-        holder = self._holder(occurred_at, tuple(zip(scopes, keys)))
+        keys = frame.select([scope_key(scope).alias(scope) for scope in scopes]).row(0)
+        holder = self._book.holder(occurred_at, tuple(zip(scopes, keys)))
         return None if holder is None else holder[2]
 
     # -- restart ---------------------------------------------------------------------
 
     def restore(self, incidents: list[Incident]) -> None:
         """Take back the store's open incidents after a restart (their counts continue)."""
-        size = self.rules.bucket_seconds
-        for incident in incidents:
-            if not incident.is_open or incident.scope not in self._states:
-                continue
-            state = self._states[incident.scope].setdefault(incident.scope_key, _KeyState())
-            self._open[incident.scope].add(incident.scope_key)
-            state.incident = _Open(
-                incident_id=incident.incident_id, started_at=incident.started_at,
-                last_failure_at=incident.last_failure_at, failures=incident.failures,
-                cards=set(), terminals=set(), relapses=incident.relapses,
-                last_bad=_bucket_of(incident.last_failure_at, size), base_cards=incident.cards,
-                base_terminals=incident.terminals, parent_id=incident.parent_id,
-            )
+        self._book.restore(incidents)
 
     def open_incidents(self) -> list[tuple[Scope, str, str]]:
         """The open incidents as ``(scope, scope_key, incident_id)``."""
-        return [(scope, key, incident.incident_id) for scope, keys in self._open.items()
-                for key in sorted(keys) if (incident := self._states[scope][key].incident) is not None]
-
-
-def _bucket_of(at: datetime, size: int) -> int:
-    return int((at - _EPOCH).total_seconds()) // size
+        return self._book.open_incidents()

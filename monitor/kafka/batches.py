@@ -80,7 +80,7 @@ async def fetch_batches(client_options: Mapping[str, Any], tp: TopicPartition,
 
     Args:
         client_options: aiokafka client keyword arguments
-            (:func:`monitor.pipeline.consumer.kafka_client_options`).
+            (:func:`monitor.kafka.clients.kafka_client_options`).
         tp: the partition.
         offset: an offset inside the first batch wanted (the broker returns whole batches,
             so the first one may start before it).

@@ -1,7 +1,8 @@
 """The batch path, in flow order: one Kafka micro-batch in, VIP failures and metrics out.
 
 ``consumer`` (poll, commit, dead-letter) → ``contract`` (which text fields identify and
-which describe) → ``decoder`` (JSON to a polars frame, PANs masked) → ``frame`` (the
+which describe) → ``decoder`` (JSON to a polars frame, PANs masked; ``reference_decoder``
+says what is valid, event by event, ``column_checks`` clears whole columns) → ``batch_frame`` (the
 frame's schema) → ``classify`` (ISO 8583 field 39 to an outcome class) → ``vips`` (the
 VIP registry and the join) → ``selection`` (which failures are worth an alert) →
 ``watermark`` (event-time progress per partition) → ``processor`` (the whole batch) →

@@ -54,27 +54,29 @@ from aiokafka import (
     ConsumerRecord,
     TopicPartition,
 )
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
     CommitFailedError,
     IllegalStateError,
     KafkaError,
-    TopicAlreadyExistsError,
 )
 
 from monitor.config import KafkaSettings
+from monitor.dead_letter_copy import dead_letter_copy
 from monitor.domain import VipFailure
 from monitor.faults import Stopping, is_permanent_store_error, retry_transient
 from monitor.incidents import IncidentChange
 from monitor.kafka.batches import RecordBatchInfo
+from monitor.kafka.clients import ensure_topics, kafka_client_options
 from monitor.kafka.dead_letters import MAX_REQUEST_BYTES, DeadLetter, send_dead_letters
 from monitor.kafka.reader import Batch, PartitionReader
 from monitor.pipeline.decoder import Rejection
 from monitor.pipeline.processor import BatchProcessor, ProcessedBatch
 from monitor.pipeline.recorder import record_isolating
 from monitor.pipeline.watermark import PartitionProgress
-from monitor.privacy import dead_letter_copy, scrub_pans
+from monitor.privacy import scrub_pans
 
+# ensure_topics and kafka_client_options live in monitor.kafka.clients; re-exported for
+# the callers that start a consumer.
 __all__ = ["ConsumerFaults", "ConsumerMetrics", "TransactionConsumer", "ensure_topics",
            "kafka_client_options"]
 
@@ -132,43 +134,6 @@ class _LagCleanup(ConsumerRebalanceListener):  # type: ignore[misc]
             for tp in assigned:
                 self._metrics.faults.watch_partition(tp.topic, tp.partition)
         log.info("partitions assigned: %s", sorted((tp.topic, tp.partition) for tp in assigned))
-
-
-def kafka_client_options(settings: KafkaSettings) -> dict[str, Any]:
-    """aiokafka keyword arguments shared by the consumer, producer and admin client."""
-    options: dict[str, Any] = {
-        "bootstrap_servers": settings.bootstrap_servers,
-        "client_id": settings.client_id,
-        "security_protocol": settings.security_protocol,
-    }
-    if settings.sasl_mechanism:
-        options["sasl_mechanism"] = settings.sasl_mechanism
-        options["sasl_plain_username"] = settings.sasl_username
-        if settings.sasl_password is not None:
-            options["sasl_plain_password"] = settings.sasl_password.get_secret_value()
-    return options
-
-
-async def ensure_topics(settings: KafkaSettings, *, partitions: int = 3,
-                        topics: Sequence[str] | None = None) -> None:
-    """Create the event and dead-letter topics if they do not exist yet.
-
-    Raises:
-        aiokafka.errors.KafkaError: the broker cannot be reached.
-    """
-    names = list(topics) if topics is not None else [settings.topic, settings.dead_letter_topic]
-    admin = AIOKafkaAdminClient(**kafka_client_options(settings))
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        missing = [NewTopic(name, partitions, 1) for name in names if name not in existing]
-        if missing:
-            try:
-                await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass
-    finally:
-        await admin.close()
 
 
 class TransactionConsumer:

@@ -5,7 +5,7 @@
 1. decode every value straight into one frame (:func:`monitor.pipeline.decoder.decode_frame`,
    checked per column): invalid ones become rejections, a raw PAN is masked and dropped,
    descriptive fields are cleaned (counted with the metrics);
-2. (the frame has the columns of :data:`monitor.pipeline.frame.EVENT_SCHEMA`);
+2. (the frame has the columns of :data:`monitor.pipeline.batch_frame.EVENT_SCHEMA`);
 3. classify the response codes (``rules/response_codes.yaml``), vectorised;
 4. find each event's VIP client (sorted search in the registry snapshot);
 5. update the metrics from the frame (aggregated, never per event);

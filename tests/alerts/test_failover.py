@@ -25,7 +25,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from monitor.alerts.store import AlertStore, alert_id_for, window_start_for
 from monitor.paths import rules_path
 from monitor.testing.broker import free_port
-from tests.helpers import encode, event, wait_until, write_registry
+from monitor.testing.fixtures import wait_until
+from tests.helpers import encode, event, write_registry
 from tests.postgres import PostgresServer
 
 from .conftest import Receiver, SmtpServer

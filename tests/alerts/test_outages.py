@@ -19,8 +19,8 @@ from monitor.alerts.delivery.worker import DeliveryWorker
 from monitor.alerts.store import AlertStore
 from monitor.cli import app as cli_app
 from monitor.domain import Manager, VipFailure
-from tests.helpers import wait_until
-from tests.smtp import SmtpRelay
+from monitor.testing.fixtures import wait_until
+from monitor.testing.smtp import SmtpSink
 
 MakeFailure = Callable[..., VipFailure]
 FAST = {"backoff_initial": 0.05, "backoff_max": 0.3, "backoff_jitter": 0.05, "poll_interval": 0.02}
@@ -28,7 +28,7 @@ MANAGERS = [Manager(manager_id=f"RM-{n:03d}", name=f"Manager {n}", email=f"rm{n}
                     timezone="Europe/Paris") for n in range(1, 4)]
 
 
-def _email(relay: SmtpRelay) -> EmailChannel:
+def _email(relay: SmtpSink) -> EmailChannel:
     return EmailChannel(relay.host, relay.port, sender="cardmon@bank.example", timeout=2)
 
 
@@ -46,7 +46,7 @@ async def _running(worker: DeliveryWorker) -> tuple[asyncio.Event, asyncio.Task[
 async def test_an_smtp_relay_down_then_back_delivers_every_message_once_and_tells_the_fallback_once(
         tmp_path: Path, make_failure: MakeFailure) -> None:
     """The relay is down for seconds: alerts stay open (the jsonl sink is no notification), the fallback is told once per e-mail after its delay, and every e-mail arrives exactly once when the relay is back."""
-    relay = SmtpRelay().start()
+    relay = SmtpSink().start()
     fallback_file = tmp_path / "undelivered.jsonl"
     with AlertStore(tmp_path / "alerts.db") as store:
         worker = DeliveryWorker(
@@ -142,7 +142,7 @@ async def test_a_failed_alert_is_resent_from_the_command_line_and_delivered(
         tmp_path: Path, make_failure: MakeFailure, unused_port: int) -> None:
     """An alert failed for good: `cardmon alerts resend` (by a named operator) re-queues it, a later pass delivers it, and the history says who."""
     path = tmp_path / "alerts.db"
-    relay = SmtpRelay().start()
+    relay = SmtpSink().start()
     try:
         with AlertStore(path) as store:
             alert_id = store.record([make_failure("ev-1", datetime.now(UTC))]).new_alert_ids[0]

@@ -48,9 +48,11 @@ from dashboards.build import JSON_DIR
 from monitor.app import MonitorApp
 from monitor.config import isolated_settings
 from monitor.testing.broker import free_port
+from simulators.faults import TerminalFault
+from simulators.fleet import build_fleet, write_registry
 from simulators.producer import produce
-from simulators.synthetic import TerminalFault, build_fleet, synthetic_events, write_registry
-from simulators.terminal_status import CassetteDepletion, status_events
+from simulators.sources.synthetic import synthetic_events
+from simulators.sources.terminal_status import CassetteDepletion, status_events
 from tests.prometheus.conftest import PrometheusServer, StartPrometheus
 
 RULES = Path(__file__).resolve().parents[2] / "rules" / "prometheus" / "cardmon.rules.yml"
@@ -266,8 +268,8 @@ async def test_every_panel_query_returns_data(
     monitor_task = asyncio.create_task(monitor.run(stop))
     traffic = synthetic_events(
         fleet, rate=60.0, duration_s=DATA_TIMEOUT_S + 60, vip_share=0.3, seed=5,
-        faults=[TerminalFault(atm, 0.0, 3600.0, response_code="91"),
-                TerminalFault(pos, 0.0, 3600.0, response_code="58")],
+        faults=[TerminalFault(terminal_id=atm, start_s=0.0, end_s=3600.0, response_code="91"),
+                TerminalFault(terminal_id=pos, start_s=0.0, end_s=3600.0, response_code="58")],
     )
     producer_task = asyncio.create_task(produce(
         traffic, bootstrap_servers=kafka_bootstrap, topic=settings.kafka.topic,

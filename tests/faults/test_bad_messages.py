@@ -18,16 +18,16 @@ from monitor.config import KafkaSettings
 from monitor.kafka.dead_letters import HEADER_MAX_BYTES, VALUE_MAX_BYTES
 from monitor.metrics import PipelineMetrics
 from monitor.pipeline.consumer import TransactionConsumer, ensure_topics
+from monitor.testing.fixtures import kafka_settings, wait_until
 from tests.faults.support import processor, running, sample
-from tests.helpers import encode, event, read_topic, wait_until
+from tests.helpers import encode, event, read_topic
 from tests.postgres import PostgresServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 
 def _settings(bootstrap: str, name: str) -> KafkaSettings:
-    return KafkaSettings(bootstrap_servers=bootstrap, topic=f"tx-{name}",
-                         dead_letter_topic=f"dlq-{name}", group_id=f"g-{name}", batch_timeout_ms=100)
+    return kafka_settings(bootstrap, name, batch_timeout_ms=100)
 
 
 def _vip_failure(event_id: str, **fields: Any) -> bytes:

@@ -16,9 +16,10 @@ from prometheus_client import CollectorRegistry
 from monitor.app import MonitorApp
 from monitor.config import isolated_settings
 from monitor.testing.broker import EmbeddedBroker, free_port
+from monitor.testing.fixtures import wait_until
 from simulators.producer import produce
 from tests.faults.support import sample
-from tests.helpers import event, read_topic, wait_until, write_registry
+from tests.helpers import event, read_topic, write_registry
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 

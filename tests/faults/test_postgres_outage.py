@@ -38,11 +38,11 @@ from prometheus_client import CollectorRegistry
 
 from monitor.alerts.store import AlertStore, alert_id_for, window_start_for
 from monitor.app import MonitorApp
-from monitor.config import Settings
 from monitor.paths import rules_path
 from monitor.testing.broker import free_port
+from monitor.testing.fixtures import monitor_settings, wait_until
 from tests.faults.tcp_proxy import StallingProxy
-from tests.helpers import encode, event, wait_until, write_registry
+from tests.helpers import encode, event, write_registry
 from tests.postgres import PostgresServer, PostgresUnavailable, find_bindir
 
 MANAGERS = 4
@@ -186,22 +186,18 @@ async def start_stream(kafka_bootstrap: str, unique_name: str, tmp_path: Path,
         rules.pop("rate_limit", None)
         policy = tmp_path / "alerting.yaml"
         policy.write_text(yaml.safe_dump(rules), encoding="utf-8")
-        topic = f"tx.{unique_name}"
-        settings = Settings(
-            kafka={"bootstrap_servers": kafka_bootstrap, "topic": topic,
-                   "dead_letter_topic": f"{topic}.dlq", "group_id": f"pg-{unique_name}",
-                   "batch_timeout_ms": 50},
-            registry={"customers_path": customers_path, "managers_path": managers_path},
+        settings = monitor_settings(
+            tmp_path, kafka_bootstrap, unique_name, vip_registry=(customers_path, managers_path),
             alerting={"store_url": store_url, "postgres": FAST_POSTGRES, "policy_path": policy,
                       "smtp": {"host": "127.0.0.1", "port": smtp_port,
                                "from_address": "cardmon@bank.example"},
-                      "poll_interval_seconds": 0.05, "retry_for_seconds": 600,
+                      "retry_for_seconds": 600,
                       "backoff_initial_seconds": 0.2, "backoff_max_seconds": 1.0,
                       "escalation_interval_seconds": 3600},
             health={"consume_status": False},
-            metrics={"host": "127.0.0.1", "port": free_port()},
             api={"enabled": False},
         )
+        topic = settings.kafka.topic
         monitor = MonitorApp(settings, registry=CollectorRegistry())
         stop = asyncio.Event()
         task = asyncio.create_task(monitor.run(stop))

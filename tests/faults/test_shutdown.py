@@ -22,7 +22,8 @@ from aiokafka import AIOKafkaProducer
 
 from monitor.paths import rules_path
 from monitor.testing.broker import free_port
-from tests.helpers import encode, event, wait_until, write_registry
+from monitor.testing.fixtures import wait_until
+from tests.helpers import encode, event, write_registry
 
 CARDMON = Path(sys.executable).parent / "cardmon"
 CLIENTS = 6

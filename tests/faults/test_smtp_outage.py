@@ -38,15 +38,15 @@ from prometheus_client import CollectorRegistry
 
 from monitor.app import MonitorApp
 from monitor.config import Settings
-from monitor.testing.broker import free_port
-from tests.helpers import encode, event, wait_until, write_registry
-from tests.smtp import SmtpRelay
+from monitor.testing.fixtures import monitor_settings, wait_until
+from monitor.testing.smtp import SmtpSink
+from tests.helpers import encode, event, write_registry
 
 API_TOKEN = "smtp-outage-api-token-0123456789"
 MANAGERS = ("RM-001", "RM-002", "RM-003")
 BACKUP = "RM-900"
 
-pytestmark = pytest.mark.usefixtures("clean_environment")  # tests/conftest.py
+pytestmark = pytest.mark.usefixtures("clean_environment")  # monitor.testing.fixtures
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ async def receiver() -> AsyncIterator[Receiver]:
     await runner.cleanup()
 
 
-def _settings(tmp_path: Path, bootstrap: str, unique: str, relay: SmtpRelay, receiver: Receiver,
+def _settings(tmp_path: Path, bootstrap: str, unique: str, relay: SmtpSink, receiver: Receiver,
               outage: Outage) -> Settings:
     customers = ["customer_id,name,tier,manager_id,card_refs"]
     managers = ["manager_id,name,email,webhook_url,backup_manager_id,timezone"]
@@ -103,12 +103,9 @@ def _settings(tmp_path: Path, bootstrap: str, unique: str, relay: SmtpRelay, rec
         customers += [f"C{m}{c},Client {m}-{c},private,{manager_id},tok-{m}-{c}" for c in range(3)]
     managers.append(f"{BACKUP},Backup Desk,,http://{receiver.url}/backup,,Europe/Paris")
     registry = write_registry(tmp_path / "registry", "\n".join(customers), "\n".join(managers))
-    return Settings(
-        kafka={"bootstrap_servers": bootstrap, "topic": f"tx.{unique}", "dead_letter_topic": f"tx.{unique}.dlq",
-               "group_id": f"smtp-outage-{unique}", "batch_timeout_ms": 50},
-        registry={"customers_path": registry[0], "managers_path": registry[1]},
-        alerting={"store_path": tmp_path / "alerts.db", "sinks": ["jsonl"],
-                  "jsonl_path": tmp_path / "alerts.jsonl",
+    return monitor_settings(
+        tmp_path, bootstrap, unique, vip_registry=registry,
+        alerting={"sinks": ["jsonl"], "jsonl_path": tmp_path / "alerts.jsonl",
                   "smtp": {"host": relay.host, "port": relay.port, "from_address": "cardmon@bank.example",
                            "timeout_seconds": 5},
                   "poll_interval_seconds": 0.1, "retry_for_seconds": 3600,
@@ -117,8 +114,7 @@ def _settings(tmp_path: Path, bootstrap: str, unique: str, relay: SmtpRelay, rec
                   "fallback_apprise_url": f"json://{receiver.url}/ops",
                   "fallback_after_seconds": outage.fallback_after},
         health={"consume_status": False},
-        api={"port": free_port(), "token": API_TOKEN},
-        metrics={"host": "127.0.0.1", "port": free_port()},
+        api={"token": API_TOKEN},
     )
 
 
@@ -141,7 +137,7 @@ async def _send(bootstrap: str, topic: str, cards: list[str], prefix: str) -> No
 async def test_a_relay_down_then_back_loses_nothing_doubles_nothing_and_tells_the_fallback_in_time(
         kafka_bootstrap: str, unique_name: str, tmp_path: Path, receiver: Receiver, outage: Outage) -> None:
     """Mail relay down, then back on the same port: each manager e-mail arrives once, the backup and operations are told once per e-mail after the delay, and no alert reads notified because of the jsonl sink."""
-    relay = SmtpRelay().start()
+    relay = SmtpSink().start()
     settings = _settings(tmp_path, kafka_bootstrap, unique_name, relay, receiver, outage)
     monitor = MonitorApp(settings, registry=CollectorRegistry())
     stop = asyncio.Event()

@@ -20,7 +20,8 @@ from aiokafka import AIOKafkaProducer
 from monitor.config import KafkaSettings
 from monitor.pipeline.consumer import ensure_topics
 from monitor.testing.broker import free_port
-from tests.helpers import encode, event, wait_until, write_registry
+from monitor.testing.fixtures import kafka_settings, wait_until
+from tests.helpers import encode, event, write_registry
 from tests.postgres import PostgresServer, PostgresUnavailable, find_bindir
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -66,9 +67,8 @@ async def _start_then_lose_the_store(kafka_bootstrap: str, name: str, tmp_path: 
     customers, managers = write_registry(
         tmp_path / "registry", "customer_id,name,tier,manager_id,card_refs\nC-VIP,Ann Lee,private,M-1,",
         "manager_id,name,email,phone,webhook_url,backup_manager_id,timezone\nM-1,Bo Chan,,,,,UTC")
-    kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap, topic=f"tx-{name}",
-                          dead_letter_topic=f"dlq-{name}", group_id=f"g-{name}", batch_timeout_ms=100,
-                          retry_timeout_seconds=retry_timeout)
+    kafka = kafka_settings(kafka_bootstrap, name, batch_timeout_ms=100,
+                           retry_timeout_seconds=retry_timeout)
     await ensure_topics(kafka, partitions=1)
     config = tmp_path / "cardmon.yaml"
     config.write_text(yaml.safe_dump({

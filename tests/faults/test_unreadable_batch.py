@@ -11,12 +11,12 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from monitor.alerts.store import AlertStore
-from monitor.config import KafkaSettings
 from monitor.kafka.batches import fetch_batches
 from monitor.metrics import PipelineMetrics
 from monitor.pipeline.consumer import TransactionConsumer, ensure_topics
+from monitor.testing.fixtures import kafka_settings, wait_until
 from tests.faults.support import processor, running, sample
-from tests.helpers import encode, event, produce_raw_batch, read_topic, wait_until
+from tests.helpers import encode, event, produce_raw_batch, read_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -35,10 +35,8 @@ async def _send(producer: AIOKafkaProducer, topic: str, partition: int, prefix: 
 async def test_an_unreadable_batch_holds_its_partition_is_reported_and_is_skipped_on_request(
         kafka_bootstrap: str, unique_name: str, tmp_path: Path) -> None:
     """Bad CRC on p0 and undecodable snappy on p1: other events flow, metrics name both within a minute; the skip setting gets past them."""
-    settings = KafkaSettings(bootstrap_servers=kafka_bootstrap, topic=f"tx-{unique_name}",
-                             dead_letter_topic=f"dlq-{unique_name}", group_id=f"g-{unique_name}",
-                             batch_timeout_ms=100, session_timeout_ms=6000,
-                             heartbeat_interval_ms=1000)
+    settings = kafka_settings(kafka_bootstrap, unique_name, batch_timeout_ms=100,
+                              session_timeout_ms=6000, heartbeat_interval_ms=1000)
     topic = settings.topic
     await ensure_topics(settings, partitions=3)
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
@@ -112,9 +110,7 @@ async def test_an_unreadable_batch_holds_its_partition_is_reported_and_is_skippe
 async def test_records_drained_before_the_bad_batch_raised_are_not_lost(
         kafka_bootstrap: str, unique_name: str, tmp_path: Path) -> None:
     """The bad batch on the last partition: getmany drains p0 and p1 before it raises; those 2 x 6 records are still all processed."""
-    settings = KafkaSettings(bootstrap_servers=kafka_bootstrap, topic=f"tx-{unique_name}",
-                             dead_letter_topic=f"dlq-{unique_name}", group_id=f"g-{unique_name}",
-                             batch_timeout_ms=100)
+    settings = kafka_settings(kafka_bootstrap, unique_name, batch_timeout_ms=100)
     await ensure_topics(settings, partitions=3)
     await produce_raw_batch(kafka_bootstrap, settings.topic, 2, [encode(event("bad-0"))], corrupt="crc")
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)

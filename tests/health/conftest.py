@@ -9,7 +9,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-from monitor.pipeline.frame import EVENT_SCHEMA
+from monitor.pipeline.batch_frame import EVENT_SCHEMA
 
 #: A Monday morning; every test's event times are offsets from it.
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from monitor.health.scheduling import SchedulerJobMetrics
 from monitor.health.silent import SilentDetector, SilentRules, learn_baseline
 from monitor.jobs import schedule_silent_detection
-from tests.helpers import wait_until
+from monitor.testing.fixtures import wait_until
 
 
 @pytest.fixture

@@ -14,7 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from monitor.app import MonitorApp
 from monitor.config import isolated_settings
 from monitor.testing.broker import free_port
-from tests.helpers import encode, event, wait_until, write_registry
+from monitor.testing.fixtures import wait_until
+from tests.helpers import encode, event, write_registry
 
 
 def _samples(url: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:

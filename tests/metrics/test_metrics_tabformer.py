@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 from monitor.domain import CHANNELS, OUTCOMES
 from monitor.metrics import PipelineMetrics
 from monitor.pipeline.classify import default_table
-from simulators.tabformer import read_tabformer
+from simulators.sources.tabformer import read_tabformer
 
 VIP_CARD = "U0-C1"
 

@@ -26,8 +26,10 @@ from prometheus_client import CollectorRegistry
 from monitor.app import MonitorApp
 from monitor.config import isolated_settings
 from monitor.testing.broker import free_port
+from simulators.faults import TerminalFault
+from simulators.fleet import build_fleet, write_registry
 from simulators.producer import produce
-from simulators.synthetic import TerminalFault, build_fleet, synthetic_events, write_registry
+from simulators.sources.synthetic import synthetic_events
 from tests.prometheus.conftest import PrometheusServer, StartPrometheus
 
 RULES_DIR = Path(__file__).resolve().parents[2] / "rules" / "prometheus"
@@ -104,6 +106,7 @@ async def test_failing_terminal_fires_the_technical_failure_alert(
         alerting={"store_path": tmp_path / "alerts.db", "sinks": ["jsonl"],
                   "jsonl_path": tmp_path / "alerts.jsonl"},
         metrics={"host": "127.0.0.1", "port": metrics_port},
+        api={"enabled": False},  # not under test here; no fixed port (8465) to collide on
     )
     rules = [fast_copy(RULES_DIR / name, tmp_path) for name in ("cardmon.rules.yml", "cardmon.alerts.yml")]
     prometheus = start_prometheus([f"127.0.0.1:{metrics_port}"], rules)
@@ -113,7 +116,7 @@ async def test_failing_terminal_fires_the_technical_failure_alert(
     monitor_task = asyncio.create_task(monitor.run(stop))
     # 60 events/s over 20 terminals (3/s each), paced in real time so rates are real.
     traffic = synthetic_events(fleet, rate=60.0, duration_s=FIRE_TIMEOUT_S + 30, vip_share=0.0,
-                               faults=[TerminalFault(faulty, 0.0, 3600.0, response_code="91")])
+                               faults=[TerminalFault(terminal_id=faulty, start_s=0.0, end_s=3600.0, response_code="91")])
     producer_task = asyncio.create_task(produce(
         traffic, bootstrap_servers=kafka_bootstrap, topic=settings.kafka.topic,
         speed=1.0, rebase_to_now=True,

@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from monitor.pipeline.decoder import decode_batch
 from simulators.cli import app
-from simulators.synthetic import build_fleet, default_faults, synthetic_events
+from simulators.fleet import build_fleet
+from simulators.sources.synthetic import default_faults, synthetic_events
 
 runner = CliRunner()
 

@@ -15,7 +15,7 @@ from aiokafka.errors import KafkaError
 from monitor.pipeline.decoder import decode_batch
 from monitor.testing.broker import EmbeddedBroker, free_port
 from simulators.producer import produce
-from simulators.tabformer import tabformer_events
+from simulators.sources.tabformer import tabformer_events
 
 pytestmark = pytest.mark.integration
 

@@ -11,14 +11,15 @@ from typer.testing import CliRunner
 
 from monitor.cli import app as cardmon
 from monitor.pipeline.decoder import decode_batch
-from simulators.replay import (
+from simulators.fleet import build_fleet
+from simulators.sources.replay import (
     RecordingFormatError,
     read_recording,
     replay,
     replay_events,
     write_recording,
 )
-from simulators.synthetic import build_fleet, default_faults, synthetic_events
+from simulators.sources.synthetic import default_faults, synthetic_events
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 

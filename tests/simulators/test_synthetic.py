@@ -13,15 +13,10 @@ import polars as pl
 import pytest
 
 from monitor.pipeline.decoder import decode_batch
-from simulators import synthetic
-from simulators.synthetic import (
-    IssuerOutage,
-    TerminalFault,
-    build_fleet,
-    default_faults,
-    synthetic_events,
-    write_registry,
-)
+from simulators import traffic
+from simulators.faults import IssuerOutage, TerminalFault
+from simulators.fleet import build_fleet, write_registry
+from simulators.sources.synthetic import default_faults, synthetic_events
 
 START = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
 
@@ -96,14 +91,15 @@ def test_terminal_fault_window() -> None:
     fleet = build_fleet()
     atm = fleet.terminals[0].terminal_id
     pos = fleet.terminals[-1].terminal_id
-    faults = [TerminalFault(atm, 10, 20, response_code=None), TerminalFault(pos, 5, 15)]
+    faults = [TerminalFault(terminal_id=atm, start_s=10, end_s=20, response_code=None),
+              TerminalFault(terminal_id=pos, start_s=5, end_s=15)]
     events = list(synthetic_events(fleet, start=START, duration_s=30, faults=faults))
     at_atm = [e for e in events if e["terminal_id"] == atm]
     inside = [e for e in at_atm if 10 <= _offset(e) < 20]
     outside = [e for e in at_atm if not 10 <= _offset(e) < 20]
     assert len(inside) > 20
     assert all(e["status"] == "timeout" and "response_code" not in e for e in inside)
-    assert all(e["latency_ms"] == synthetic.AUTHORIZATION_TIMEOUT_MS for e in inside)
+    assert all(e["latency_ms"] == traffic.AUTHORIZATION_TIMEOUT_MS for e in inside)
     assert all(e["status"] == "completed" for e in outside)
     at_pos = [e for e in events if e["terminal_id"] == pos]
     assert {e["response_code"] for e in at_pos if 5 <= _offset(e) < 15} == {"58"}
@@ -116,7 +112,7 @@ def test_issuer_outage_window() -> None:
     """An issuer outage gives 91 to about its share of all transactions inside its window only."""
     fleet = build_fleet()
     events = list(synthetic_events(fleet, start=START, duration_s=30,
-                                   faults=[IssuerOutage(10, 5, share=0.7)]))
+                                   faults=[IssuerOutage(start_s=10, duration_s=5, share=0.7)]))
     inside = [e for e in events if 10 <= _offset(e) < 15]
     share = sum(e["response_code"] == "91" for e in inside) / len(inside)
     assert 0.6 < share < 0.8

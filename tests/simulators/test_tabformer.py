@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 
 from monitor.pipeline.decoder import decode_batch
-from simulators.tabformer import TabFormerFormatError, read_tabformer, tabformer_events
+from simulators.sources.tabformer import TabFormerFormatError, read_tabformer, tabformer_events
 
 SAMPLE = (Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "tabformer"
           / "User0_credit_card_transactions.csv")

@@ -312,6 +312,7 @@ class DeliveryWorker:
     async def _attempt(self, delivery: Delivery, held: dict[int, datetime]) -> DeliveryResult:
         started = time.monotonic()
         status: DeliveryResult
+        reason = ""  # why the channel refused, for the log line of a retry or a failure
         try:
             try:
                 await asyncio.wait_for(self._send(delivery), timeout=self._send_timeout)
@@ -323,7 +324,8 @@ class DeliveryWorker:
                                 delivery.alert_id, delivery.channel, describe_error(error))
                     status = "retry"
                 else:  # any error of any channel is recorded on the row and retried, never lost
-                    status = await self._record_failure(delivery, describe_error(error))
+                    reason = describe_error(error)
+                    status = await self._record_failure(delivery, reason)
             else:
                 # At once: between the channel's acceptance and this commit, a crash resends.
                 await self._durably(f"alert {delivery.alert_id} sent via {delivery.channel}",
@@ -333,9 +335,11 @@ class DeliveryWorker:
         finally:
             held.pop(delivery.delivery_id, None)
         elapsed = time.monotonic() - started
-        log.info(
-            "alert %s via %s: %s (attempt %d, %.3f s)",
+        log.log(
+            logging.INFO if status == "sent" or not reason else logging.WARNING,
+            "alert %s via %s: %s (attempt %d, %.3f s)%s",
             delivery.alert_id, delivery.channel, status, delivery.attempts + 1, elapsed,
+            f": {reason}" if reason else "",
         )
         self._report(channel_kind(delivery.channel), status, elapsed)
         return status

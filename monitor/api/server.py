@@ -1,0 +1,102 @@
+"""The API application and its server: routes, the store-failure middleware, start and close."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Final
+
+from aiohttp import web
+
+from monitor.alerts.delivery.links import AckLinks
+from monitor.alerts.store import AlertStore
+from monitor.alerts.store.db import DATABASE_ERRORS, is_transient
+from monitor.api.alerts import ack, get_alert, list_alerts, resend, resolve
+from monitor.api.incidents import get_incident, list_incidents
+from monitor.api.links import ack_page
+from monitor.api.requests import LINKS, STORE, TOKEN, error_response
+
+__all__ = ["ApiServer", "build_api", "start_api"]
+
+log = logging.getLogger("monitor.api")
+
+# Seconds a caller is asked to wait when the store is unavailable (Retry-After).
+_RETRY_AFTER_SECONDS: Final = 5
+# Request bodies are a name and a note: 64 KiB is plenty and bounds what a caller can send.
+_MAX_BODY_BYTES: Final = 64 * 1024
+
+
+def build_api(
+    store: AlertStore, *, api_token: str | None = None, links: AckLinks | None = None
+) -> web.Application:
+    """Return the API application.
+
+    Args:
+        store: the alert store (its calls run in a thread).
+        api_token: the bearer token of JSON callers; ``None`` refuses them all (403).
+        links: the ack link verifier; ``None`` refuses every link (403).
+    """
+    app = web.Application(client_max_size=_MAX_BODY_BYTES, middlewares=[_store_errors])
+    app[STORE] = store
+    if api_token:
+        app[TOKEN] = api_token
+    if links is not None:
+        app[LINKS] = links
+    app.router.add_get("/alerts", list_alerts)
+    app.router.add_get("/alerts/{alert_id}", get_alert)
+    app.router.add_get("/alerts/{alert_id}/ack", ack_page)
+    app.router.add_post("/alerts/{alert_id}/ack", ack)
+    app.router.add_post("/alerts/{alert_id}/resolve", resolve)
+    app.router.add_post("/alerts/{alert_id}/resend", resend)
+    app.router.add_get("/incidents", list_incidents)
+    app.router.add_get("/incidents/{incident_id}", get_incident)
+    return app
+
+
+@dataclass(frozen=True, slots=True)
+class ApiServer:
+    """A running API server: ``url`` is its base URL; ``await close()`` stops it."""
+
+    url: str
+    runner: web.AppRunner
+
+    async def close(self) -> None:
+        """Stop listening and finish in-flight requests."""
+        await self.runner.cleanup()
+
+
+async def start_api(app: web.Application, host: str = "127.0.0.1", port: int = 0) -> ApiServer:
+    """Serve ``app`` on ``host:port`` (0: any free port) until ``close``.
+
+    Raises:
+        OSError: the address is taken or not ours.
+    """
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    bound_host, bound_port = runner.addresses[0][:2]
+    return ApiServer(url=f"http://{bound_host}:{bound_port}", runner=runner)
+
+
+@web.middleware
+async def _store_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """A store failure is a JSON 503 (transient) or 500, never a traceback or a secret."""
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except DATABASE_ERRORS as error:
+        # The path, never the query string: an ack link's token is in it.
+        if is_transient(error):
+            log.warning("API %s %s: the alert store is unavailable (%s)", request.method,
+                        request.path, type(error).__name__)
+            return error_response(503, "store_unavailable",
+                          "the alert store is unavailable; nothing was changed, try again shortly",
+                          **{"Retry-After": str(_RETRY_AFTER_SECONDS)})
+        log.error("API %s %s: the alert store failed (%s, SQLSTATE %s)", request.method,
+                  request.path, type(error).__name__, getattr(error, "sqlstate", None))
+        return error_response(500, "store_error", "the alert store failed; see the monitor's log")

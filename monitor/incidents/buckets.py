@@ -1,0 +1,159 @@
+"""Per-key bucket counts for storm control: each scope's keys, their transactions and failures per bucket.
+
+A batch frame is aggregated at once, with polars, for every scope and key
+(:meth:`BucketCounts.add`): per ``(scope, key, bucket)`` the transactions and the
+*outage failures* (the rules' ``outcome_classes``), and for the failing ones (a few
+percent of the rows) the failures' earliest and latest times, cards, terminals,
+merchant and region. The aggregates wait until their bucket is closed;
+:meth:`BucketCounts.take_due` then merges them into one :data:`BucketRow` per key and
+bucket, in the order :class:`~monitor.incidents.detector.IncidentDetector` judges
+them (bucket, scope broadest first, key). Events of a bucket already judged are late:
+counted (:attr:`BucketCounts.late_events`), left out.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+import polars as pl
+
+from monitor.incidents.rules import FLEET, IncidentRules, Scope
+
+__all__ = ["EPOCH", "KEY_COLUMNS", "BucketCounts", "BucketRow", "bucket_of", "micros", "scope_key"]
+
+EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+#: One key's closed bucket: (scope, key, transactions, failures, earliest failure time,
+#: latest failure time, failing card refs, failing terminal IDs, merchant, region).
+BucketRow = tuple[Scope, str, int, int, datetime | None, datetime | None, list[str], list[str],
+                  str | None, str | None]
+#: The columns the scope keys are read from.
+KEY_COLUMNS: Final = ("terminal_id", "merchant_id", "region", "pan_masked")
+# The issuer of a card is its IIN: the first six digits of the (masked) PAN, ISO/IEC 7812-1.
+_IIN: Final = r"^[0-9]{6}"
+
+
+def scope_key(scope: Scope) -> pl.Expr:
+    """The key of ``scope`` of each row (``null``: the row has none, e.g. no region)."""
+    match scope:
+        case "network":
+            return pl.lit(FLEET, dtype=pl.String)
+        case "terminal":
+            return pl.col("terminal_id")
+        case "merchant":
+            return pl.col("merchant_id")
+        case "region":
+            return pl.col("region")
+        case "issuer":
+            return pl.col("pan_masked").str.extract(f"({_IIN})", 1)
+
+
+def micros(at: datetime) -> int:
+    """``at`` (aware) in µs since the epoch."""
+    return (at - EPOCH) // timedelta(microseconds=1)
+
+
+def bucket_of(at: datetime, size: int) -> int:
+    """The index of the ``size``-second bucket (since the epoch) that holds ``at``."""
+    return int((at - EPOCH).total_seconds()) // size
+
+
+class BucketCounts:
+    """The aggregates of buckets not judged yet, for every scope (see the module docstring).
+
+    Args:
+        rules: the ``incidents:`` rules (bucket size, outcome classes, scopes).
+    """
+
+    def __init__(self, rules: IncidentRules) -> None:
+        self.rules = rules
+        # Per-batch aggregates of buckets not closed yet: <(scope, key, bucket): transactions,
+        # failures> for every key, and the failing ones' times, cards, terminals, places.
+        self._pending: list[pl.DataFrame] = []
+        self._pending_failing: list[pl.DataFrame] = []
+        #: Latest event time seen (µs since the epoch; the watermark when none is given).
+        self.latest_us: int | None = None
+        #: Events that arrived for a bucket already judged (left out).
+        self.late_events = 0
+
+    def add(self, frame: pl.DataFrame, closed: int | None) -> None:
+        """Aggregate a classified batch frame (not empty); buckets up to ``closed`` are judged."""
+        size = self.rules.bucket_seconds
+        failed = pl.col("failed")
+        latest = frame.get_column("occurred_at").max()
+        assert isinstance(latest, datetime)
+        latest_us = micros(latest)
+        self.latest_us = latest_us if self.latest_us is None else max(self.latest_us, latest_us)
+        base = frame.lazy().select(
+            (pl.col("occurred_at").dt.epoch("s") // size).cast(pl.Int64).alias("bucket"),
+            pl.col("outcome").is_in(self.rules.outcome_classes).alias("failed"),
+            "occurred_at", "card_ref", *KEY_COLUMNS)
+        if closed is not None:
+            late = int(((frame.get_column("occurred_at").dt.epoch("s") // size) <= closed).sum())
+            if late:
+                self.late_events += late
+                base = base.filter(pl.col("bucket") > closed)
+        # One long frame for every scope: (scope, key, bucket) → transactions and failures
+        # for every key; the failures' times, cards, terminals, merchant and region for
+        # the failing ones only (a few percent of the rows).
+        scopes = self.rules.ordered_scopes
+        every = pl.concat([base.select(pl.lit(scope).alias("scope"), scope_key(scope).alias("key"),
+                                       "bucket", "failed") for scope in scopes]).drop_nulls("key")
+        failures = base.filter(failed)
+        failing_long = pl.concat([failures.select(pl.lit(scope).alias("scope"), scope_key(scope).alias("key"),
+                                                  pl.all()) for scope in scopes]).drop_nulls("key")
+        counts, failing = pl.collect_all([
+            every.group_by("scope", "key", "bucket").agg(
+                pl.len().cast(pl.Int64).alias("transactions"), failed.sum().cast(pl.Int64).alias("failures")),
+            failing_long.group_by("scope", "key", "bucket").agg(
+                pl.col("occurred_at").min().alias("first"), pl.col("occurred_at").max().alias("last"),
+                pl.col("card_ref").drop_nulls().unique().alias("cards"),
+                pl.col("terminal_id").unique().alias("terminals"),
+                pl.col("merchant_id").min().alias("merchant"), pl.col("region").min().alias("region")),
+        ])
+        self._pending.append(counts)
+        self._pending_failing.append(failing)
+
+    def take_due(self, closed: int, followed: list[tuple[Scope, str]],
+                 rank: dict[Scope, int]) -> dict[int, list[BucketRow]]:
+        """The rows of the buckets up to ``closed``, merged, by bucket, in judging order.
+
+        Args:
+            closed: the last closed bucket; later ones stay pending.
+            followed: ``(scope, key)`` of the keys the detector follows already.
+            rank: each scope's place, broadest first.
+        """
+        if not self._pending:
+            return {}
+        due_bucket = pl.col("bucket") <= closed
+        counts = pl.concat(self._pending)
+        failing = pl.concat(self._pending_failing)
+        self._pending = [counts.filter(~due_bucket)]
+        self._pending_failing = [failing.filter(~due_bucket)]
+        counts, failing = counts.filter(due_bucket), failing.filter(due_bucket)
+        if counts.height == 0:
+            return {}
+        keys = ["scope", "key", "bucket"]
+        failing = failing.group_by(keys).agg(
+            pl.col("first").min(), pl.col("last").max(),
+            pl.col("cards").explode().drop_nulls().unique().sort(),
+            pl.col("terminals").explode().drop_nulls().unique().sort(),
+            pl.col("merchant").min(), pl.col("region").min(),
+        )
+        # A bucket without failures matters only for a key followed by then (its bad ratio,
+        # its recovery): one followed already, or with a failure in these buckets.
+        followed_keys = pl.concat([
+            pl.DataFrame(followed, schema={"scope": pl.String, "key": pl.String}, orient="row"),
+            failing.select("scope", "key"),
+        ])
+        merged = (counts.join(followed_keys, on=["scope", "key"], how="semi")
+                  .group_by(keys).agg(pl.col("transactions").sum(), pl.col("failures").sum())
+                  .join(failing, on=keys, how="left")
+                  .with_columns(pl.col("scope").replace_strict(rank, return_dtype=pl.Int32).alias("rank"))
+                  .sort("bucket", "rank", "key"))
+        by_bucket: dict[int, list[BucketRow]] = {}
+        for scope, key, b, volume, failures, first, last, cards, terminals, merchant, region, _ in (
+                merged.iter_rows()):
+            by_bucket.setdefault(b, []).append(
+                (scope, key, volume, failures, first, last, cards or [], terminals or [], merchant, region))
+        return by_bucket
