@@ -23,7 +23,6 @@ minute while it lasts) and runs again at its next interval.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -35,15 +34,7 @@ from apscheduler.schedulers.base import BaseScheduler
 from prometheus_client import CollectorRegistry
 
 from monitor import jobs
-from monitor.alerts.delivery.alertmanager import AlertmanagerChannel
-from monitor.alerts.delivery.apprise import AppriseChannel
-from monitor.alerts.delivery.channels import (
-    Channel,
-    ConsoleChannel,
-    EmailChannel,
-    JsonLinesChannel,
-    WebhookChannel,
-)
+from monitor.alerts.delivery.configured import build_channels, build_fallback
 from monitor.alerts.delivery.links import AckLinks
 from monitor.alerts.delivery.worker import DeliveryWorker
 from monitor.alerts.jobs import digests_due, escalate_due, summaries_due
@@ -51,9 +42,8 @@ from monitor.alerts.lifecycle import EscalationPolicy
 from monitor.alerts.ratelimit import RateLimit
 from monitor.alerts.routing import MANAGER_CHANNEL_KINDS, unreachable_managers
 from monitor.alerts.store import AlertStore
-from monitor.alerts.store.db import is_transient
 from monitor.api import ApiServer, build_api, start_api
-from monitor.config import AlertingSettings, Settings
+from monitor.config import Settings
 from monitor.domain import VipFailure
 from monitor.health.service import TerminalHealthService
 from monitor.incidents import IncidentChange, IncidentDetector, IncidentRules
@@ -72,66 +62,13 @@ from monitor.pipeline.selection import AlertPolicy, read_policy_file
 from monitor.pipeline.vips import RegistryLoader
 from monitor.pipeline.watermark import EventClock
 
-__all__ = ["MonitorApp", "build_channels", "build_fallback"]
+__all__ = ["MonitorApp"]
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
 
-# Seconds between two reports of one scheduled job's store outage (the first is at once).
-_OUTAGE_REPORT_SECONDS: Final = 60.0
 # Bounds of the shutdown steps that do not drain anything (seconds).
 _STOP_STEP_SECONDS: Final = 10.0
-
-
-class _StoreJobs:
-    """Wraps scheduled jobs so that an unavailable store is a line in the log, not a traceback a run.
-
-    A transient store error (:func:`monitor.alerts.store.db.is_transient`) is logged once
-    when it starts, then at most once a minute, and its end once; the job runs again
-    at its next interval (its interval is its backoff). Other errors propagate to the
-    scheduler, which logs them.
-    """
-
-    def __init__(self) -> None:
-        self._failing: dict[str, float] = {}  # <job name: time.monotonic() of its last report>
-
-    def _failed(self, name: str, error: Exception) -> None:
-        if not is_transient(error):
-            raise error
-        now = time.monotonic()
-        last = self._failing.get(name)
-        if last is None or now - last >= _OUTAGE_REPORT_SECONDS:
-            self._failing[name] = now
-            log.warning("%s skipped: the alert store is unavailable (%s: %s); it runs again "
-                        "at its next interval", name, type(error).__name__, error)
-
-    def _ok(self, name: str) -> None:
-        if self._failing.pop(name, None) is not None:
-            log.info("%s: the alert store is back", name)
-
-    def sync(self, name: str, job: Callable[[], None]) -> Callable[[], None]:
-        """``job`` (run on a scheduler thread), guarded."""
-        @functools.wraps(job)
-        def run() -> None:
-            try:
-                job()
-            except Exception as error:  # noqa: BLE001 - re-raised unless transient
-                self._failed(name, error)
-            else:
-                self._ok(name)
-        return run
-
-    def coroutine(self, name: str, job: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
-        """``job`` (a coroutine run on the loop), guarded."""
-        @functools.wraps(job)
-        async def run() -> None:
-            try:
-                await job()
-            except Exception as error:  # noqa: BLE001 - re-raised unless transient
-                self._failed(name, error)
-            else:
-                self._ok(name)
-        return run
 
 
 async def _bounded(name: str, step: Awaitable[Any], seconds: float) -> None:
@@ -172,66 +109,6 @@ async def _in_thread(call: Callable[[], R]) -> R:
     return await asyncio.to_thread(call)
 
 
-def _email(alerting: AlertingSettings, recipient: str | None = None) -> EmailChannel:
-    smtp = alerting.smtp
-    assert smtp.host is not None
-    return EmailChannel(
-        host=smtp.host, port=smtp.port, username=smtp.username,
-        password=smtp.password.get_secret_value() if smtp.password else None,
-        sender=smtp.from_address, start_tls=smtp.starttls, use_tls=smtp.use_tls,
-        timeout=smtp.timeout_seconds, recipient=recipient,
-    )
-
-
-def build_channels(settings: Settings) -> dict[str, Any]:
-    """The delivery channels the settings enable, by name.
-
-    ``email`` needs ``alerting.smtp.host``; ``webhook`` (each manager's own URL, signed
-    when ``alerting.webhook_signing_secret`` is set) and ``apprise`` (each manager's chat
-    or SMS URLs from the registry) are always available; ``console``, ``jsonl`` and
-    ``alertmanager`` are sinks every alert goes to when listed in ``alerting.sinks``.
-    """
-    alerting = settings.alerting
-    secret = alerting.webhook_signing_secret
-    channels: dict[str, Any] = {
-        "webhook": WebhookChannel(timeout=alerting.webhook_timeout_seconds,
-                                  signing_secret=secret.get_secret_value() if secret else None),
-        "apprise": AppriseChannel(timeout=alerting.apprise_timeout_seconds),
-    }
-    if alerting.smtp.host:
-        channels["email"] = _email(alerting)
-    if "console" in alerting.sinks:
-        channels["console"] = ConsoleChannel()
-    if "jsonl" in alerting.sinks:
-        channels["jsonl"] = JsonLinesChannel(alerting.jsonl_path)
-    if "alertmanager" in alerting.sinks and alerting.alertmanager_url:
-        channels["alertmanager"] = AlertmanagerChannel(
-            alerting.alertmanager_url, timeout=alerting.webhook_timeout_seconds,
-            generator_url=alerting.alertmanager_generator_url,
-            hold_seconds=alerting.alertmanager_hold_seconds)
-    return channels
-
-
-def build_fallback(alerting: AlertingSettings) -> Channel | None:
-    """The operations channel told about a delivery that keeps failing, or ``None``.
-
-    The backup manager (``backup_manager`` in ``alerting.fallback``) is no channel: the
-    delivery worker enqueues the alert to them (``DeliveryWorker(backup_to_registry=...)``).
-    """
-    match alerting.operations_fallback():
-        case "email":
-            return _email(alerting, recipient=alerting.fallback_email)
-        case "apprise":
-            assert alerting.fallback_apprise_url is not None
-            return AppriseChannel([alerting.fallback_apprise_url.get_secret_value()],
-                                  timeout=alerting.apprise_timeout_seconds)
-        case "jsonl":
-            return JsonLinesChannel(alerting.fallback_jsonl_path)
-        case "console":
-            return ConsoleChannel()
-    return None
-
-
 def _some(ids: Sequence[str], shown: int = 10) -> str:
     # A log line names the first few IDs, and how many more there are.
     more = len(ids) - shown
@@ -243,13 +120,17 @@ class MonitorApp:
 
     Args:
         settings: the frozen settings.
-        registry: the Prometheus registry to export (a fresh one by default).
+        metrics_registry: the Prometheus registry to export (a fresh one by default).
+
+    Attributes:
+        metrics_registry: the Prometheus registry ``/metrics`` serves.
+        vip_registry: the VIP registry (clients, cards, managers), reloaded when its files change.
     """
 
-    def __init__(self, settings: Settings, *, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, settings: Settings, *, metrics_registry: CollectorRegistry | None = None) -> None:
         self.settings = settings
-        self.registry = registry if registry is not None else CollectorRegistry()
-        self.metrics = PipelineMetrics(self.registry)
+        self.metrics_registry = metrics_registry if metrics_registry is not None else CollectorRegistry()
+        self.metrics = PipelineMetrics(self.metrics_registry)
         alerting = settings.alerting
         self.codes = ResponseCodeTable.load(alerting.response_codes_path or rules_path("response_codes.yaml"))
         # rules/alerting.yaml is read once; each concern validates its own section of it.
@@ -257,9 +138,9 @@ class MonitorApp:
         self.policy = AlertPolicy.from_rules(policy_file)
         self.escalation = EscalationPolicy.from_rules(policy_file)
         self.lifecycle_metrics = AlertLifecycleMetrics(
-            self.registry, escalation_severities=self.escalation.severities,
+            self.metrics_registry, escalation_severities=self.escalation.severities,
             escalation_steps=len(self.escalation.steps))
-        self.storm_metrics = StormMetrics(self.registry)
+        self.storm_metrics = StormMetrics(self.metrics_registry)
         self.incident_rules = IncidentRules.from_rules(policy_file)
         self.incidents = IncidentDetector(self.incident_rules) if self.incident_rules else None
         self.rate_limit = RateLimit.from_rules(policy_file)
@@ -268,22 +149,22 @@ class MonitorApp:
                                api.public_url or f"http://{api.host}:{api.port}",
                                max_age_seconds=api.link_max_age_seconds)
                       if api.link_secret else None)
-        self.vip = RegistryLoader(settings.registry.customers_path, settings.registry.managers_path)
+        self.vip_registry = RegistryLoader(settings.registry.customers_path, settings.registry.managers_path)
         self.store = AlertStore(alerting.store_location(), postgres=alerting.postgres)
         self.channels = build_channels(settings)
         # Event time across the partitions: late events and the watermark (monitor/pipeline/watermark.py).
         self.clock = EventClock(allowed_lateness_seconds=settings.event_time.allowed_lateness_seconds,
                                 stalled_partition_seconds=settings.event_time.stalled_partition_seconds)
         self.health = TerminalHealthService(settings.health, settings.kafka,
-                                            registry=self.registry, metrics=self.metrics,
+                                            registry=self.metrics_registry, metrics=self.metrics,
                                             clock=self.clock)
         self.processor = BatchProcessor(codes=self.codes, policy=self.policy,
-                                        registry=self.vip, metrics=self.metrics,
+                                        registry=self.vip_registry, metrics=self.metrics,
                                         observers=self.health.observers, incidents=self.incidents,
                                         clock=self.clock)
         self.consumer = TransactionConsumer(settings.kafka, processor=self.processor,
                                             record_failures=self._record, metrics=self.metrics)
-        self.delivery_metrics = DeliveryMetrics(self.registry)
+        self.delivery_metrics = DeliveryMetrics(self.metrics_registry)
         self._enabled_channels = tuple(kind for kind in MANAGER_CHANNEL_KINDS if kind in self.channels)
         self.worker = DeliveryWorker(
             self.store, self.channels,
@@ -293,7 +174,7 @@ class MonitorApp:
             poll_interval=alerting.poll_interval_seconds,
             default_timezone=alerting.default_timezone,
             on_result=self.metrics.alert_delivery,
-            managers=lambda manager_id: self.vip.current.manager(manager_id),
+            managers=lambda manager_id: self.vip_registry.current.manager(manager_id),
             fallback=build_fallback(alerting),
             fallback_after=alerting.fallback_after_seconds,
             backup_to_registry="backup_manager" in alerting.fallback,
@@ -310,7 +191,7 @@ class MonitorApp:
             self.store.record, failures,
             window_seconds=self.policy.grouping_window_seconds,
             sinks=self._sinks, channels=self._enabled_channels,
-            managers=self.vip.current.managers,  # an away manager's alerts go to the backup
+            managers=self.vip_registry.current.managers,  # an away manager's alerts go to the backup
             incidents=incidents, incident_rules=self.incident_rules, rate_limit=self.rate_limit,
             stale_after_seconds=self.settings.alerting.stale_after_seconds,
         )
@@ -330,7 +211,7 @@ class MonitorApp:
         # Claimed in the store first (unique per manager and local day): exactly once,
         # however many instances run this job.
         claimed = await asyncio.to_thread(digests_due, self.store, datetime.now(UTC),
-                                          self.vip.current.managers, channels=self._enabled_channels)
+                                          self.vip_registry.current.managers, channels=self._enabled_channels)
         if any(d.alert_count for d in claimed):
             self.worker.wake()
 
@@ -340,12 +221,12 @@ class MonitorApp:
         if self.rate_limit is None:
             return
         claimed = await asyncio.to_thread(summaries_due, self.store, datetime.now(UTC), self.rate_limit,
-                                          self.vip.current.managers, channels=self._enabled_channels)
+                                          self.vip_registry.current.managers, channels=self._enabled_channels)
         if claimed:
             self.worker.wake()
 
     def _report_registry(self) -> None:
-        snapshot = self.vip.current
+        snapshot = self.vip_registry.current
         unknown = sorted(set(snapshot.customers.get_column("tier").unique().to_list())
                          - set(self.policy.tiers))
         if unknown:
@@ -357,7 +238,7 @@ class MonitorApp:
     def _report_unreachable(self) -> None:
         # At start and after each registry reload: the managers the configured channels
         # cannot reach (by ID: no address is logged), so nobody learns it from silence.
-        missed = unreachable_managers(self.vip.current.managers.values(), self._enabled_channels)
+        missed = unreachable_managers(self.vip_registry.current.managers.values(), self._enabled_channels)
         self.delivery_metrics.set_unreachable(len(missed))
         if missed:
             log.warning(
@@ -371,7 +252,7 @@ class MonitorApp:
     async def _escalate(self) -> None:
         # A coroutine: AsyncIOScheduler runs it on the loop, so waking the worker is safe.
         taken = await asyncio.to_thread(escalate_due, self.store, datetime.now(UTC), self.escalation,
-                                        self.vip.current.managers, channels=self._enabled_channels)
+                                        self.vip_registry.current.managers, channels=self._enabled_channels)
         if any(e.deliveries_enqueued for e in taken):
             self.worker.wake()
 
@@ -385,7 +266,7 @@ class MonitorApp:
         self.storm_metrics.refresh(self.store)  # incidents, notices, folded and capped alerts
 
     def _reload_registry(self) -> None:
-        if self.vip.reload_if_changed():
+        if self.vip_registry.reload_if_changed():
             self._report_registry()
 
     def schedule(self, scheduler: BaseScheduler) -> None:
@@ -394,7 +275,7 @@ class MonitorApp:
         Jobs that use the alert store are guarded: an unavailable store is a log line,
         and the job runs again at its next interval.
         """
-        guard = _StoreJobs()
+        guard = jobs.StoreJobGuard()
         self.health.count_job_runs(scheduler)
         runners: dict[str, Callable[[], Any]] = {
             jobs.REGISTRY_RELOAD_JOB: self._reload_registry,
@@ -413,13 +294,13 @@ class MonitorApp:
             monitor.pipeline.vips.RegistryError: the VIP registry files are invalid at start.
             aiokafka.errors.KafkaError: the broker cannot be reached at start.
         """
-        self.vip.load()
+        self.vip_registry.load()
         self.health.load()
         if self.incidents is not None:  # outages still open when the last run stopped
             self.incidents.restore(await asyncio.to_thread(self.store.list_incidents, open_only=True,
                                                            limit=500))
         self._report_registry()
-        server = serve(self.registry, self.settings.metrics.host, self.settings.metrics.port)
+        server = serve(self.metrics_registry, self.settings.metrics.host, self.settings.metrics.port)
         scheduler = AsyncIOScheduler(timezone="UTC")
         self.schedule(scheduler)
         scheduler.start()
@@ -443,7 +324,7 @@ class MonitorApp:
                      "%d VIP clients of %d managers; alert store %s; channels %s; metrics at %s; "
                      "alert API at %s",
                      kafka.bootstrap_servers, kafka.topic, kafka.group_id, kafka.dead_letter_topic,
-                     len(self.vip.current), len(self.vip.current.managers), self.store.location,
+                     len(self.vip_registry.current), len(self.vip_registry.current.managers), self.store.location,
                      ", ".join(sorted(self.channels)), server.url,
                      api_server.url if api_server is not None else "off")
             worker_task = asyncio.create_task(self.worker.run(stop), name="cardmon-delivery")

@@ -23,7 +23,10 @@ job ID below.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -31,6 +34,7 @@ from typing import Any, Final
 from apscheduler.job import Job
 from apscheduler.schedulers.base import BaseScheduler
 
+from monitor.alerts.store.db import is_transient
 from monitor.config import Settings
 from monitor.health.scheduling import (
     EVALUATE_JOB,
@@ -52,6 +56,7 @@ __all__ = [
     "SUMMARIES_JOB",
     "TERMINAL_REGISTRY_JOB",
     "ScheduledJob",
+    "StoreJobGuard",
     "Timing",
     "schedule",
     "schedule_silent_detection",
@@ -217,3 +222,59 @@ def schedule_silent_detection(
     return _BY_ID[SILENT_DETECTION_JOB].add(
         scheduler, silent_detection(detector, on_silent, clock=clock),
         Timing(silent=detector.rules), job_id=job_id)
+
+
+# Seconds between two reports of one scheduled job's store outage (the first is at once).
+_OUTAGE_REPORT_SECONDS: Final = 60.0
+log = logging.getLogger(__name__)
+
+
+class StoreJobGuard:
+    """Wraps scheduled jobs so that an unavailable store is a line in the log, not a traceback a run.
+
+    A transient store error (:func:`monitor.alerts.store.db.is_transient`) is logged once
+    when it starts, then at most once a minute, and its end once; the job runs again
+    at its next interval (its interval is its backoff). Other errors propagate to the
+    scheduler, which logs them.
+    """
+
+    def __init__(self) -> None:
+        self._failing: dict[str, float] = {}  # <job name: time.monotonic() of its last report>
+
+    def _failed(self, name: str, error: Exception) -> None:
+        if not is_transient(error):
+            raise error
+        now = time.monotonic()
+        last = self._failing.get(name)
+        if last is None or now - last >= _OUTAGE_REPORT_SECONDS:
+            self._failing[name] = now
+            log.warning("%s skipped: the alert store is unavailable (%s: %s); it runs again "
+                        "at its next interval", name, type(error).__name__, error)
+
+    def _ok(self, name: str) -> None:
+        if self._failing.pop(name, None) is not None:
+            log.info("%s: the alert store is back", name)
+
+    def sync(self, name: str, job: Callable[[], None]) -> Callable[[], None]:
+        """``job`` (run on a scheduler thread), guarded."""
+        @functools.wraps(job)
+        def run() -> None:
+            try:
+                job()
+            except Exception as error:  # noqa: BLE001 - re-raised unless transient
+                self._failed(name, error)
+            else:
+                self._ok(name)
+        return run
+
+    def coroutine(self, name: str, job: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        """``job`` (a coroutine run on the loop), guarded."""
+        @functools.wraps(job)
+        async def run() -> None:
+            try:
+                await job()
+            except Exception as error:  # noqa: BLE001 - re-raised unless transient
+                self._failed(name, error)
+            else:
+                self._ok(name)
+        return run

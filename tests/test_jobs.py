@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _scheduled(settings: Settings) -> dict[str, object]:
     """Job ID -> trigger of every job the app adds to a (not started) scheduler."""
-    monitor = MonitorApp(settings, registry=CollectorRegistry())
+    monitor = MonitorApp(settings, metrics_registry=CollectorRegistry())
     try:
         scheduler = AsyncIOScheduler(timezone="UTC")
         monitor.schedule(scheduler)

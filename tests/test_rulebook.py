@@ -123,7 +123,7 @@ def test_each_rule_file_is_read_once_at_start(tmp_path: Path, monkeypatch: pytes
 
     monkeypatch.setattr(Path, "read_text", counting)
     monitor = MonitorApp(Settings(alerting={"store_path": tmp_path / "alerts.db"}),
-                         registry=CollectorRegistry())
+                         metrics_registry=CollectorRegistry())
     try:
         assert reads == {"alerting.yaml": 1, "response_codes.yaml": 1, "health.yaml": 1}
         assert monitor.incident_rules is not None and monitor.rate_limit is not None

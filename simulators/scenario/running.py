@@ -118,7 +118,7 @@ async def run_scenario(scenario: Scenario, *, bootstrap_servers: str | None = No
             api={"enabled": False},  # nobody acknowledges in a scenario; never hold a fixed port
         )
         await ensure_topics(settings.kafka, partitions=1)
-        monitor = MonitorApp(settings, registry=CollectorRegistry())
+        monitor = MonitorApp(settings, metrics_registry=CollectorRegistry())
         monitor.health.detector.started_at = scenario.start  # watching since the scenario's start
         last_event: list[datetime] = [scenario.start]
 
@@ -152,7 +152,7 @@ async def run_scenario(scenario: Scenario, *, bootstrap_servers: str | None = No
                 (incident, frozenset(a.manager.manager_id for a, _, _ in
                                      monitor.store.incident_alerts(incident.incident_id)))
                 for incident in monitor.store.list_incidents(limit=500))
-            observed = Observed(alerts=alerts, events=events, registry=monitor.registry,
+            observed = Observed(alerts=alerts, events=events, registry=monitor.metrics_registry,
                                 start=scenario.start, health=health, health_at=health_at,
                                 incidents=incidents)
             checks = check(scenario.expect, observed)

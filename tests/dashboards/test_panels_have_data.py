@@ -263,7 +263,7 @@ async def test_every_panel_query_returns_data(
     prometheus = start_prometheus([f"127.0.0.1:{metrics_port}"], [RULES])
     targets = dashboard_targets()
 
-    monitor = MonitorApp(settings, registry=CollectorRegistry())
+    monitor = MonitorApp(settings, metrics_registry=CollectorRegistry())
     stop = asyncio.Event()
     monitor_task = asyncio.create_task(monitor.run(stop))
     traffic = synthetic_events(

@@ -65,7 +65,7 @@ async def test_a_60_s_broker_freeze_loses_nothing_and_alerts_nobody_twice(
         )
         topic = settings.kafka.topic
         registry = CollectorRegistry()
-        app = MonitorApp(settings, registry=registry)
+        app = MonitorApp(settings, metrics_registry=registry)
         stop = asyncio.Event()
         task = asyncio.create_task(app.run(stop))
 

@@ -198,7 +198,7 @@ async def start_stream(kafka_bootstrap: str, unique_name: str, tmp_path: Path,
             api={"enabled": False},
         )
         topic = settings.kafka.topic
-        monitor = MonitorApp(settings, registry=CollectorRegistry())
+        monitor = MonitorApp(settings, metrics_registry=CollectorRegistry())
         stop = asyncio.Event()
         task = asyncio.create_task(monitor.run(stop))
         producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")

@@ -139,7 +139,7 @@ async def test_a_relay_down_then_back_loses_nothing_doubles_nothing_and_tells_th
     """Mail relay down, then back on the same port: each manager e-mail arrives once, the backup and operations are told once per e-mail after the delay, and no alert reads notified because of the jsonl sink."""
     relay = SmtpSink().start()
     settings = _settings(tmp_path, kafka_bootstrap, unique_name, relay, receiver, outage)
-    monitor = MonitorApp(settings, registry=CollectorRegistry())
+    monitor = MonitorApp(settings, metrics_registry=CollectorRegistry())
     stop = asyncio.Event()
     task = asyncio.create_task(monitor.run(stop))
     store = monitor.store
@@ -190,7 +190,7 @@ async def test_a_relay_down_then_back_loses_nothing_doubles_nothing_and_tells_th
         await asyncio.sleep(outage.backoff_max + 2)  # a second copy, or a second fallback, would come now
         alerts = {a.alert_id: a for a in store.list_alerts()}
         histories = {a: store.history(a) for a in alerts}
-        fallback_sent = monitor.registry.get_sample_value(
+        fallback_sent = monitor.metrics_registry.get_sample_value(
             "cardmon_alerts_total", {"channel": "fallback", "status": "sent"})
     finally:
         stop.set()

@@ -93,7 +93,7 @@ async def test_a_webhook_answering_500_three_times_then_200_gets_the_alert_once_
         tmp_path / "registry", "customer_id,name,tier,manager_id,card_refs\nC1,Ada Lovelace,private,M1,tok-ada",
         f"manager_id,name,webhook_url,timezone\nM1,Alice Martin,{hook.url},Europe/Paris")
     settings = settings_for(tmp_path, kafka_bootstrap, unique_name, registry)
-    monitor = MonitorApp(settings, registry=CollectorRegistry())
+    monitor = MonitorApp(settings, metrics_registry=CollectorRegistry())
     stop = asyncio.Event()
     task = asyncio.create_task(monitor.run(stop))
     try:
@@ -135,7 +135,7 @@ async def test_an_unacknowledged_high_alert_escalates_on_time_and_an_acknowledge
     settings = settings_for(tmp_path, kafka_bootstrap, unique_name, registry,
                             policy_path=tmp_path / "alerting.yaml", escalation_interval_seconds=0.5,
                             smtp={"host": "127.0.0.1", "port": smtp_sink.port, "from_address": "cardmon@bank.test"})
-    monitor = MonitorApp(settings, registry=CollectorRegistry())
+    monitor = MonitorApp(settings, metrics_registry=CollectorRegistry())
     stop = asyncio.Event()
     task = asyncio.create_task(monitor.run(stop))
     sent_at: dict[str, float] = {}

@@ -17,7 +17,8 @@ from monitor.alerts.delivery.channels import (
     JsonLinesChannel,
     WebhookChannel,
 )
-from monitor.app import MonitorApp, build_channels
+from monitor.alerts.delivery.configured import build_channels
+from monitor.app import MonitorApp
 from monitor.config import Settings
 from monitor.testing.broker import free_port
 from monitor.testing.fixtures import monitor_settings, wait_until
@@ -76,7 +77,7 @@ async def test_service_alerts_and_reloads_its_registry(kafka_bootstrap: str, uni
         alerting={"sinks": ["jsonl"], "jsonl_path": jsonl},
         metrics={"port": metrics_port},
     )
-    monitor = MonitorApp(settings, registry=CollectorRegistry())
+    monitor = MonitorApp(settings, metrics_registry=CollectorRegistry())
     stop = asyncio.Event()
     task = asyncio.create_task(monitor.run(stop))
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
@@ -144,7 +145,7 @@ async def test_managers_no_channel_reaches_are_named_at_start_and_after_a_reload
         registry={"reload_interval_seconds": 0.2},
         api={"enabled": False},
     )
-    monitor = MonitorApp(settings, registry=CollectorRegistry())
+    monitor = MonitorApp(settings, metrics_registry=CollectorRegistry())
     stop = asyncio.Event()
     caplog.set_level("WARNING", logger="monitor.app")
 
@@ -152,7 +153,7 @@ async def test_managers_no_channel_reaches_are_named_at_start_and_after_a_reload
         return [r.getMessage() for r in caplog.records if "cannot be reached" in r.getMessage()]
 
     def unreachable() -> float | None:
-        return monitor.registry.get_sample_value("cardmon_managers_unreachable")
+        return monitor.metrics_registry.get_sample_value("cardmon_managers_unreachable")
 
     task = asyncio.create_task(monitor.run(stop))
     try:

@@ -120,7 +120,7 @@ async def test_a_running_monitor_reads_every_codec_on_both_topics(
         assert await _codecs_on_broker(kafka_bootstrap, topic) == set(CODECS), topic
 
     registry = CollectorRegistry()
-    app = MonitorApp(settings, registry=registry)
+    app = MonitorApp(settings, metrics_registry=registry)
     assert app.health.status is not None
     stop = asyncio.Event()
     task = asyncio.create_task(app.run(stop))

@@ -142,7 +142,7 @@ async def test_an_atm_outage_hitting_50_vips_of_10_managers_is_one_incident_and_
     # readable a moment after another's would be read as events arriving too late).
     await ensure_topics(settings.kafka)
     await produce(kafka_bootstrap, settings.kafka.topic, values)
-    monitor = MonitorApp(settings, registry=CollectorRegistry())
+    monitor = MonitorApp(settings, metrics_registry=CollectorRegistry())
     stop = asyncio.Event()
     task = asyncio.create_task(monitor.run(stop))
     try:
@@ -215,7 +215,7 @@ async def test_a_terminal_flapping_every_30_seconds_for_10_minutes_is_one_incide
             values.append(event(f"a-{cycle}-{s}", occurred_at=at(start + s), terminal_id=flapping,
                                 channel="POS", txn_type="purchase", card_ref=f"tok-ok-{cycle}-{s}",
                                 response_code="00"))
-    monitor = MonitorApp(settings, registry=CollectorRegistry())
+    monitor = MonitorApp(settings, metrics_registry=CollectorRegistry())
     stop = asyncio.Event()
     task = asyncio.create_task(monitor.run(stop))
     try:

@@ -163,7 +163,7 @@ async def test_acknowledgements_from_the_api_and_the_cli_reach_the_monitors_metr
         metrics={"host": "127.0.0.1", "port": metrics_port},
         api={"host": "127.0.0.1", "port": api_port, "token": "api-token-for-lifecycle-tests"},
     )
-    monitor = MonitorApp(settings, registry=CollectorRegistry())
+    monitor = MonitorApp(settings, metrics_registry=CollectorRegistry())
     stop = asyncio.Event()
     task = asyncio.create_task(monitor.run(stop))
     env = {k: v for k, v in os.environ.items() if not k.startswith("CARDMON_")}

@@ -111,7 +111,7 @@ async def test_failing_terminal_fires_the_technical_failure_alert(
     rules = [fast_copy(RULES_DIR / name, tmp_path) for name in ("cardmon.rules.yml", "cardmon.alerts.yml")]
     prometheus = start_prometheus([f"127.0.0.1:{metrics_port}"], rules)
 
-    monitor = MonitorApp(settings, registry=CollectorRegistry())
+    monitor = MonitorApp(settings, metrics_registry=CollectorRegistry())
     stop = asyncio.Event()
     monitor_task = asyncio.create_task(monitor.run(stop))
     # 60 events/s over 20 terminals (3/s each), paced in real time so rates are real.

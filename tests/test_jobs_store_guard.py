@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from monitor.alerts.store.db import StoreUnavailable
-from monitor.app import _StoreJobs
+from monitor.jobs import StoreJobGuard
 
 
 def test_an_outage_is_one_warning_then_one_line_when_it_ends(caplog: pytest.LogCaptureFixture) -> None:
@@ -19,8 +19,8 @@ def test_an_outage_is_one_warning_then_one_line_when_it_ends(caplog: pytest.LogC
         if error is not None:
             raise error
 
-    guarded = _StoreJobs().sync("outbox gauge", job)
-    with caplog.at_level(logging.INFO, logger="monitor.app"):
+    guarded = StoreJobGuard().sync("outbox gauge", job)
+    with caplog.at_level(logging.INFO, logger="monitor.jobs"):
         for _ in range(6):
             guarded()
     lines = [r.getMessage() for r in caplog.records]
@@ -35,4 +35,4 @@ async def test_a_bug_in_a_job_still_reaches_the_scheduler() -> None:
         raise KeyError("not an outage")
 
     with pytest.raises(KeyError):
-        await _StoreJobs().coroutine("escalation", job)()
+        await StoreJobGuard().coroutine("escalation", job)()
