@@ -47,21 +47,13 @@ def clear_errors(verbose: bool) -> Iterator[None]:
     """Turn the errors an operator can fix (files, ports, broker) into one line and exit 1."""
     from aiokafka.errors import KafkaError
 
-    from monitor.alerts.lifecycle import EscalationRulesError
-    from monitor.alerts.ratelimit import RateLimitError
     from monitor.alerts.store.db import DATABASE_ERRORS, redact_url
-    from monitor.faults import RetryTimeout
-    from monitor.health.terminals import TerminalRegistryError
-    from monitor.hours import OpeningHoursError
-    from monitor.incidents import IncidentRulesError
-    from monitor.pipeline.classify import ResponseCodeError
-    from monitor.pipeline.selection import PolicyError
-    from monitor.pipeline.vips import RegistryError
-    from monitor.testing.broker import BrokerError
+    from monitor.errors import CardmonError
 
-    fixable = (RegistryError, PolicyError, ResponseCodeError, BrokerError, KafkaError, OSError,
-               TerminalRegistryError, OpeningHoursError, EscalationRulesError, IncidentRulesError,
-               RateLimitError, RetryTimeout, *DATABASE_ERRORS)
+    # Every refusal of cardmon (a rule file, registry, setting or broker it could not
+    # use, a retry that ran out: monitor.errors), the broker client's, the file system's
+    # and the alert store's.
+    fixable = (CardmonError, KafkaError, OSError, *DATABASE_ERRORS)
     try:
         yield
     except fixable as error:

@@ -20,6 +20,7 @@ from typing import Any, Final
 
 import polars as pl
 
+from monitor.errors import ConfigurationError
 from monitor.health.terminals import TerminalRegistry
 from monitor.health.windows import FAILURE_CLASSES, WindowRules
 
@@ -52,14 +53,14 @@ class AggregateRules:
     def __post_init__(self) -> None:
         bad = sorted(set(self.classes) - set(FAILURE_CLASSES))
         if bad or not self.classes:
-            raise ValueError(f"aggregate.classes: unknown outcome class(es) {bad}")
+            raise ConfigurationError(f"aggregate.classes: unknown outcome class(es) {bad}")
         unknown = sorted(set(self.max_groups) - set(DIMENSIONS))
         if unknown:
-            raise ValueError(f"aggregate.max_groups: unknown dimension(s) {unknown}")
+            raise ConfigurationError(f"aggregate.max_groups: unknown dimension(s) {unknown}")
         for key, value in {**self.max_groups, "worst_n": self.worst_n,
                            "worst_min_volume": self.worst_min_volume}.items():
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"aggregate: {key} must be a positive integer, not {value!r}")
+                raise ConfigurationError(f"aggregate: {key} must be a positive integer, not {value!r}")
 
     @classmethod
     def from_mapping(cls, section: dict[str, Any]) -> AggregateRules:
@@ -70,7 +71,7 @@ class AggregateRules:
         """
         unknown = sorted(set(section) - set(cls.__dataclass_fields__))
         if unknown:
-            raise ValueError(f"unknown key(s) in 'aggregate': {', '.join(unknown)}")
+            raise ConfigurationError(f"unknown key(s) in 'aggregate': {', '.join(unknown)}")
         values = dict(section)
         if "classes" in values:
             values["classes"] = tuple(values["classes"])

@@ -17,6 +17,7 @@ from typing import Final
 
 import polars as pl
 
+from monitor.errors import ConfigurationError
 from monitor.health.terminals import TerminalRegistry
 
 __all__ = ["HOURS_PER_WEEK", "HOUR_SLOTS", "Baseline", "hour_of_week", "learn_baseline", "terminal_zones"]
@@ -90,7 +91,7 @@ class Baseline:
         frame = pl.read_parquet(path)
         missing = [c for c in ("terminal_id", *HOUR_SLOTS) if c not in frame.columns]
         if missing:
-            raise ValueError(f"{path}: not a baseline (missing {', '.join(missing[:3])} …)")
+            raise ConfigurationError(f"{path}: not a baseline (missing {', '.join(missing[:3])} …)")
         return cls(frame.select("terminal_id", *[pl.col(c).cast(pl.Float32) for c in HOUR_SLOTS]))
 
     def update_hour(self, counts: pl.DataFrame, hour_start: datetime, alpha: float,

@@ -32,6 +32,7 @@ from typing import Final
 
 import polars as pl
 
+from monitor.errors import ConfigurationError
 from monitor.health.baseline import (
     HOUR_SLOTS,
     HOURS_PER_WEEK,
@@ -80,16 +81,16 @@ class SilentRules:
         """The ``silent`` section of the health rules file, read once at start (see :meth:`load`)."""
         section, path = rules.section("silent"), rules.path
         if not isinstance(section, dict):
-            raise ValueError(f"{path}: no 'silent' section")  # noqa: TRY004 (a file, not an argument)
+            raise ConfigurationError(f"{path}: no 'silent' section")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(section) - known)
         if unknown:
-            raise ValueError(f"{path}: unknown key(s) in 'silent': {', '.join(unknown)}")
+            raise ConfigurationError(f"{path}: unknown key(s) in 'silent': {', '.join(unknown)}")
         for key, value in section.items():
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                raise ValueError(f"{path}: silent.{key} must be a positive number, not {value!r}")
+                raise ConfigurationError(f"{path}: silent.{key} must be a positive number, not {value!r}")
             if key in ("drop_ratio", "baseline_alpha") and value > 1:
-                raise ValueError(f"{path}: silent.{key} must be at most 1, not {value!r}")
+                raise ConfigurationError(f"{path}: silent.{key} must be at most 1, not {value!r}")
         if "misfire_grace_seconds" in section:  # APScheduler wants whole seconds
             section = {**section, "misfire_grace_seconds": max(1, round(section["misfire_grace_seconds"]))}
         return cls(**section)

@@ -30,6 +30,7 @@ from typing import Final
 
 import polars as pl
 
+from monitor.errors import ConfigurationError
 from monitor.health.aggregate import AggregateRules, group_stats, worst_terminals
 from monitor.health.device_status import DeviceStatusEvent
 from monitor.health.state_rules import HealthState, StateRules, component_reasons, judge
@@ -78,7 +79,7 @@ class HealthRules:
                 aggregate=AggregateRules.from_mapping(data.get("aggregate") or {}),
             )
         except (KeyError, TypeError, ValueError) as error:
-            raise ValueError(f"{path}: {error}") from error
+            raise ConfigurationError(f"{path}: {error}") from error
 
 
 def _micros(at: datetime) -> int:

@@ -19,6 +19,7 @@ from typing import Any, Final
 
 import polars as pl
 
+from monitor.errors import ConfigurationError
 from monitor.health.windows import FAILURE_CLASSES
 
 __all__ = ["HealthState", "StateRules", "component_reasons", "judge"]
@@ -45,7 +46,7 @@ _LEVELS: Final = {s.label: s for s in HealthState}
 def _components(value: Any, where: str) -> dict[str, tuple[str, ...]]:
     if not isinstance(value, dict) or not all(
             isinstance(v, list) and all(isinstance(s, str) for s in v) for v in value.values()):
-        raise ValueError(f"{where}.components must map a component to a list of states")
+        raise ConfigurationError(f"{where}.components must map a component to a list of states")
     return {str(k): tuple(v) for k, v in value.items()}
 
 
@@ -86,7 +87,7 @@ class StateRules:
         for key, value in section.items():
             if key in ("offline", "failing", "degraded"):
                 if not isinstance(value, dict):
-                    raise ValueError(f"state.{key} must be a mapping")
+                    raise ConfigurationError(f"state.{key} must be a mapping")
                 for sub, item in value.items():
                     name = f"{key}_{sub}"
                     if sub == "components":
@@ -95,19 +96,19 @@ class StateRules:
                         item = tuple(item)
                         bad = sorted(set(item) - set(FAILURE_CLASSES))
                         if bad or not item:
-                            raise ValueError(f"state.{key}.classes: unknown outcome class(es) {bad}")
+                            raise ConfigurationError(f"state.{key}.classes: unknown outcome class(es) {bad}")
                     flat[name] = item
             else:
                 flat[key] = value
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(flat) - known)
         if unknown:
-            raise ValueError(f"unknown key(s) in 'state': {', '.join(unknown)}")
+            raise ConfigurationError(f"unknown key(s) in 'state': {', '.join(unknown)}")
         rules = cls(**flat)
         for name in known:
             value = getattr(rules, name)
             if isinstance(value, int | float) and not isinstance(value, bool) and value <= 0:
-                raise ValueError(f"state: {name} must be positive, not {value!r}")
+                raise ConfigurationError(f"state: {name} must be positive, not {value!r}")
         return rules
 
 

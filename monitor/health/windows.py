@@ -44,6 +44,7 @@ from typing import Any, Final
 import polars as pl
 
 from monitor.domain import OUTCOMES
+from monitor.errors import ConfigurationError
 from monitor.health.latency import (
     DEFAULT_LATENCY_BUCKETS,
     QUANTILES,
@@ -96,13 +97,13 @@ class WindowSpec:
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier() and not self.name.isalnum():
-            raise ValueError(f"window name {self.name!r} must be alphanumeric (e.g. '5m')")
+            raise ConfigurationError(f"window name {self.name!r} must be alphanumeric (e.g. '5m')")
         for key in ("length_seconds", "bucket_seconds"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"window {self.name}: {key} must be a positive integer, not {value!r}")
+                raise ConfigurationError(f"window {self.name}: {key} must be a positive integer, not {value!r}")
         if self.length_seconds % self.bucket_seconds:
-            raise ValueError(f"window {self.name}: length_seconds must be a multiple of bucket_seconds")
+            raise ConfigurationError(f"window {self.name}: length_seconds must be a multiple of bucket_seconds")
 
     @property
     def buckets(self) -> int:
@@ -122,11 +123,11 @@ class WindowRules:
 
     def __post_init__(self) -> None:
         if not self.spans or len({s.name for s in self.spans}) != len(self.spans):
-            raise ValueError("windows: at least one window, names unique")
+            raise ConfigurationError("windows: at least one window, names unique")
         bounds = self.latency_buckets_seconds
         if (not bounds or any(b >= c for b, c in itertools.pairwise(bounds))
                 or not all(math.isfinite(b) and b > 0 for b in bounds)):
-            raise ValueError(f"windows: latency_buckets_seconds must be finite, positive, increasing: {bounds}")
+            raise ConfigurationError(f"windows: latency_buckets_seconds must be finite, positive, increasing: {bounds}")
 
     def span(self, name: str) -> WindowSpec:
         """The window called ``name``.
@@ -148,13 +149,13 @@ class WindowRules:
         """
         unknown = sorted(set(section) - {"spans", "latency_buckets_seconds"})
         if unknown:
-            raise ValueError(f"unknown key(s) in 'windows': {', '.join(unknown)}")
+            raise ConfigurationError(f"unknown key(s) in 'windows': {', '.join(unknown)}")
         kwargs: dict[str, Any] = {}
         if "spans" in section:
             try:
                 kwargs["spans"] = tuple(WindowSpec(**spec) for spec in section["spans"])
             except TypeError as error:
-                raise ValueError(f"windows.spans: {error}") from error
+                raise ConfigurationError(f"windows.spans: {error}") from error
         if "latency_buckets_seconds" in section:
             kwargs["latency_buckets_seconds"] = tuple(float(b) for b in section["latency_buckets_seconds"])
         return cls(**kwargs)
@@ -179,11 +180,11 @@ class WindowRules:
         if section is None:
             return cls()
         if not isinstance(section, dict):
-            raise ValueError(f"{path}: 'windows' must be a mapping")  # noqa: TRY004
+            raise ConfigurationError(f"{path}: 'windows' must be a mapping")
         try:
             return cls.from_mapping(section)
         except ValueError as error:
-            raise ValueError(f"{path}: {error}") from error
+            raise ConfigurationError(f"{path}: {error}") from error
 
 
 class TerminalWindows:
