@@ -14,9 +14,20 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from datetime import UTC, date, datetime
 from typing import Final
 
-__all__ = ["content_id"]
+__all__ = [
+    "alert_id_for",
+    "content_id",
+    "digest_id_for",
+    "incident_id_for",
+    "is_digest_id",
+    "is_notice_id",
+    "is_summary_id",
+    "notice_id_for",
+    "summary_id_for",
+]
 
 # Characters of base32 kept: 100 bits of SHA-256, collisions out of reach for our volumes.
 _LENGTH: Final = 20
@@ -36,3 +47,47 @@ def content_id(prefix: str, *parts: str) -> str:
     """
     digest = hashlib.sha256("|".join(parts).encode()).digest()
     return f"{prefix}-" + base64.b32encode(digest).decode("ascii")[:_LENGTH].lower()
+
+
+def alert_id_for(customer_id: str, window_start: datetime) -> str:
+    """Return the content-derived alert ID: ``"al-"`` + 20 base32 characters of SHA-256.
+
+    Base32 (``a-z2-7``), not hex: an ID must never hold a 13–19 digit run that the
+    PAN scrubbers of the sinks would take for a card number and mask.
+    """
+    return content_id("al", customer_id, window_start.astimezone(UTC).isoformat())
+
+
+def digest_id_for(manager_id: str, local_date: date) -> str:
+    """Return the ID of a manager's digest of one local day: ``"dg-"`` + 20 base32 characters."""
+    return content_id("dg", "digest", manager_id, local_date.isoformat())
+
+
+def is_digest_id(alert_id: str) -> bool:
+    """Whether an outbox row's ``alert_id`` names a digest rather than an alert."""
+    return alert_id.startswith("dg-")
+
+
+def summary_id_for(manager_id: str, first_capped_at: datetime) -> str:
+    """Return the ID of a manager's summary that starts with the alert capped at that time."""
+    return content_id("sm", "summary", manager_id, first_capped_at.isoformat())
+
+
+def is_summary_id(alert_id: str) -> bool:
+    """Whether an outbox row's ``alert_id`` names a rate-cap summary."""
+    return alert_id.startswith("sm-")
+
+
+def incident_id_for(scope: str, scope_key: str, started_at: datetime) -> str:
+    """Return the incident ID for an outage of ``scope_key`` that started at ``started_at``."""
+    return content_id("in", "incident", scope, scope_key, started_at.astimezone(UTC).isoformat())
+
+
+def notice_id_for(incident_id: str, manager_id: str, seq: int) -> str:
+    """Return the ID of the ``seq``-th message (1-based) about an incident to one manager."""
+    return content_id("ic", "notice", incident_id, manager_id, str(seq))
+
+
+def is_notice_id(alert_id: str) -> bool:
+    """Whether an outbox row's ``alert_id`` names an incident notice."""
+    return alert_id.startswith("ic-")

@@ -6,10 +6,14 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
-from monitor.alerts.ratelimit import summary_id_for
-from monitor.alerts.store import alert_id_for, digest_id_for
-from monitor.ids import content_id
-from monitor.incidents.model import incident_id_for, notice_id_for
+from monitor.ids import (
+    alert_id_for,
+    content_id,
+    digest_id_for,
+    incident_id_for,
+    notice_id_for,
+    summary_id_for,
+)
 
 AT = datetime(2026, 3, 29, 1, 30, tzinfo=UTC)
 PLUS_TWO = timezone(timedelta(hours=2))

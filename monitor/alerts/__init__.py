@@ -40,7 +40,6 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
         "store": [
             "AlertStore",
             "RecordResult",
-            "alert_id_for",
             "window_start_for",
         ],
     },

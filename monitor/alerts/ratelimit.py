@@ -30,15 +30,12 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from monitor.errors import ConfigurationError
-from monitor.ids import content_id
 from monitor.rulebook import RuleFile
 
 __all__ = [
     "RateLimit",
     "RateLimitError",
     "Summary",
-    "is_summary_id",
-    "summary_id_for",
 ]
 
 
@@ -92,11 +89,4 @@ class Summary:
     created_at: datetime
 
 
-def summary_id_for(manager_id: str, first_capped_at: datetime) -> str:
-    """Return the ID of a manager's summary that starts with the alert capped at that time."""
-    return content_id("sm", "summary", manager_id, first_capped_at.isoformat())
 
-
-def is_summary_id(alert_id: str) -> bool:
-    """Whether an outbox row's ``alert_id`` names a rate-cap summary."""
-    return alert_id.startswith("sm-")

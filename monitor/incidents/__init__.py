@@ -17,9 +17,6 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
         "model": [
             "Incident",
             "IncidentChange",
-            "incident_id_for",
-            "is_notice_id",
-            "notice_id_for",
         ],
         "rules": [
             "IncidentRules",

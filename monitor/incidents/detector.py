@@ -59,6 +59,7 @@ from typing import Final, Literal
 
 import polars as pl
 
+from monitor.ids import incident_id_for
 from monitor.incidents.buckets import (
     KEY_COLUMNS,
     BucketCounts,
@@ -66,7 +67,7 @@ from monitor.incidents.buckets import (
     micros,
     scope_key,
 )
-from monitor.incidents.model import Incident, IncidentChange, incident_id_for
+from monitor.incidents.model import Incident, IncidentChange
 from monitor.incidents.rules import IncidentRules, Scope, ScopeRule
 from monitor.incidents.tracking import (
     IncidentBook,

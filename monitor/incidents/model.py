@@ -9,10 +9,9 @@ or digits: an ID must not hold a digit run a PAN scrubber would mask.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Literal
 
-from monitor.ids import content_id
 from monitor.incidents.rules import Scope
 
 __all__ = [
@@ -20,9 +19,6 @@ __all__ = [
     "IncidentChange",
     "IncidentChangeKind",
     "NoticeKind",
-    "incident_id_for",
-    "is_notice_id",
-    "notice_id_for",
 ]
 
 #: ``opened``: the thresholds were crossed; ``updated``: more failures, a recovery or a
@@ -34,19 +30,10 @@ IncidentChangeKind = Literal["opened", "updated", "ended"]
 NoticeKind = Literal["opened", "update", "resolved", "escalated"]
 
 
-def incident_id_for(scope: Scope, scope_key: str, started_at: datetime) -> str:
-    """Return the incident ID for an outage of ``scope_key`` that started at ``started_at``."""
-    return content_id("in", "incident", scope, scope_key, started_at.astimezone(UTC).isoformat())
 
 
-def notice_id_for(incident_id: str, manager_id: str, seq: int) -> str:
-    """Return the ID of the ``seq``-th message (1-based) about an incident to one manager."""
-    return content_id("ic", "notice", incident_id, manager_id, str(seq))
 
 
-def is_notice_id(alert_id: str) -> bool:
-    """Whether an outbox row's ``alert_id`` names an incident notice."""
-    return alert_id.startswith("ic-")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -22,7 +22,8 @@ import yaml
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from monitor.alerts.store import AlertStore, alert_id_for, window_start_for
+from monitor.alerts.store import AlertStore, window_start_for
+from monitor.ids import alert_id_for
 from monitor.paths import rules_path
 from monitor.testing.broker import free_port
 from monitor.testing.fixtures import wait_until

@@ -11,11 +11,12 @@ import pytest
 from monitor.alerts.jobs import escalate_due, summaries_due
 from monitor.alerts.lifecycle import EscalationPolicy
 from monitor.alerts.messages.digest import render_digest_delivery
-from monitor.alerts.ratelimit import RateLimit, is_summary_id
+from monitor.alerts.ratelimit import RateLimit
 from monitor.alerts.routing import unreachable_managers
 from monitor.alerts.states import AlertNotFoundError
 from monitor.alerts.store import AlertStore
 from monitor.domain import Manager, VipFailure
+from monitor.ids import is_summary_id
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 MakeFailure = Callable[..., VipFailure]

@@ -10,9 +10,10 @@ import pytest
 
 from monitor.alerts.jobs import summaries_due
 from monitor.alerts.messages.summary import render_summary_delivery
-from monitor.alerts.ratelimit import RateLimit, RateLimitError, is_summary_id
+from monitor.alerts.ratelimit import RateLimit, RateLimitError
 from monitor.alerts.store import AlertStore
 from monitor.domain import Manager, VipFailure
+from monitor.ids import is_summary_id
 
 NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 LIMIT = RateLimit(max_messages=3, per_seconds=3600, summary_after_seconds=600)

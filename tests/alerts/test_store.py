@@ -11,9 +11,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from monitor.alerts.store import AlertStore, alert_id_for, window_start_for
+from monitor.alerts.store import AlertStore, window_start_for
 from monitor.alerts.store.schema import SCHEMA_VERSION
 from monitor.domain import Manager, VipFailure
+from monitor.ids import alert_id_for
 
 T0 = datetime(2024, 5, 6, 12, 1, 30, tzinfo=UTC)
 MakeFailure = Callable[..., VipFailure]

@@ -36,8 +36,9 @@ from aiokafka import AIOKafkaProducer
 from aiosmtpd.controller import Controller
 from prometheus_client import CollectorRegistry
 
-from monitor.alerts.store import AlertStore, alert_id_for, window_start_for
+from monitor.alerts.store import AlertStore, window_start_for
 from monitor.app import MonitorApp
+from monitor.ids import alert_id_for
 from monitor.paths import rules_path
 from monitor.testing.broker import free_port
 from monitor.testing.fixtures import monitor_settings, wait_until

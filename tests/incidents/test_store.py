@@ -11,7 +11,8 @@ import pytest
 from monitor.alerts.messages.incident_notice import render_notice_delivery
 from monitor.alerts.store import AlertStore
 from monitor.domain import Manager, VipFailure
-from monitor.incidents import IncidentChange, IncidentRules, is_notice_id
+from monitor.ids import is_notice_id
+from monitor.incidents import IncidentChange, IncidentRules
 from tests.alerts.conftest import _make_failure
 
 NOW = datetime(2026, 11, 2, 9, 0, 30, tzinfo=UTC)

@@ -40,7 +40,8 @@ from aiokafka import AIOKafkaProducer
 from aiosmtpd.controller import Controller
 
 from monitor.alerts.delivery.channels import verify_webhook_signature
-from monitor.alerts.store import alert_id_for, window_start_for
+from monitor.alerts.store import window_start_for
+from monitor.ids import alert_id_for
 from monitor.testing.broker import free_port
 from monitor.testing.fixtures import wait_until
 from tests.helpers import encode, event, write_registry

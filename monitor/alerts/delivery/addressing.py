@@ -29,11 +29,10 @@ from monitor.alerts.messages.alert import AckLinkMaker, AlertMessage, render_del
 from monitor.alerts.messages.digest import render_digest_delivery
 from monitor.alerts.messages.incident_notice import render_notice_delivery
 from monitor.alerts.messages.summary import render_summary_delivery
-from monitor.alerts.ratelimit import is_summary_id
 from monitor.alerts.routing import apprise_target, channel_kind
-from monitor.alerts.store import AlertStore, is_digest_id
+from monitor.alerts.store import AlertStore
 from monitor.domain import Alert, Delivery, Manager
-from monitor.incidents.model import is_notice_id
+from monitor.ids import is_digest_id, is_notice_id, is_summary_id
 
 __all__ = ["Addressing", "RoutedChannel"]
 

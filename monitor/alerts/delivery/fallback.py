@@ -32,11 +32,10 @@ from typing import Final, Literal
 
 from monitor.alerts.delivery.channels import Channel
 from monitor.alerts.messages.alert import AlertMessage
-from monitor.alerts.ratelimit import is_summary_id
 from monitor.alerts.routing import channel_kind, channels_for
-from monitor.alerts.store import AlertStore, is_digest_id
+from monitor.alerts.store import AlertStore
 from monitor.domain import Alert, Delivery, Manager, Severity
-from monitor.incidents.model import is_notice_id
+from monitor.ids import is_digest_id, is_notice_id, is_summary_id
 from monitor.secrets import redact_urls
 
 __all__ = [

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from monitor.alerts.messages.alert import AlertMessage
 from monitor.alerts.preferences import manager_zone
-from monitor.alerts.store import DigestRecord, is_digest_id
+from monitor.alerts.store import DigestRecord
 from monitor.domain import SEVERITIES, Alert, Delivery, Manager
 from monitor.privacy import scrub_pans
 
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from monitor.alerts.states import AlertState
     from monitor.alerts.store import AlertStore
 
-__all__ = ["PAYLOAD_SCHEMA", "is_digest_id", "render_digest", "render_digest_delivery"]
+__all__ = ["PAYLOAD_SCHEMA", "render_digest", "render_digest_delivery"]
 
 #: Version of the digest ``payload`` shape.
 PAYLOAD_SCHEMA: Final = "cardmon.digest.v1"

@@ -39,7 +39,7 @@ once for both databases (:mod:`monitor.alerts.store.db` says how).
 
 from __future__ import annotations
 
-from monitor.alerts.store.digests import DigestQueries, DigestRecord, digest_id_for, is_digest_id
+from monitor.alerts.store.digests import DigestQueries, DigestRecord
 from monitor.alerts.store.escalation import EscalationCandidate, EscalationQueries
 from monitor.alerts.store.incident_reads import IncidentQueries, StormCounts
 from monitor.alerts.store.lifecycle import LifecycleQueries, LifecycleRecord
@@ -49,7 +49,6 @@ from monitor.alerts.store.recording import (
     DEFAULT_WINDOW_SECONDS,
     Recording,
     RecordResult,
-    alert_id_for,
     window_start_for,
 )
 from monitor.alerts.store.resend import Resend, ResendQueries
@@ -65,9 +64,6 @@ __all__ = [
     "RecordResult",
     "Resend",
     "StormCounts",
-    "alert_id_for",
-    "digest_id_for",
-    "is_digest_id",
     "window_start_for",
 ]
 

@@ -14,9 +14,9 @@ from monitor.alerts.states import AlertState
 from monitor.alerts.store.connection import StoreConnection, retried
 from monitor.alerts.store.rows import alert_from_row, parse_utc, scrubbed, utc_text
 from monitor.domain import Alert, Manager
-from monitor.ids import content_id
+from monitor.ids import digest_id_for, is_digest_id
 
-__all__ = ["DigestQueries", "DigestRecord", "digest_id_for", "is_digest_id"]
+__all__ = ["DigestQueries", "DigestRecord", "is_digest_id"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -44,14 +44,8 @@ class DigestRecord:
     created_at: datetime
 
 
-def digest_id_for(manager_id: str, local_date: date) -> str:
-    """Return the ID of a manager's digest of one local day: ``"dg-"`` + 20 base32 characters."""
-    return content_id("dg", "digest", manager_id, local_date.isoformat())
 
 
-def is_digest_id(alert_id: str) -> bool:
-    """Whether an outbox row's ``alert_id`` names a digest rather than an alert."""
-    return alert_id.startswith("dg-")
 
 
 class DigestQueries(StoreConnection):

@@ -22,7 +22,8 @@ from monitor.alerts.store.db import Database
 from monitor.alerts.store.routes import Routes, enqueue_to_manager, manager_of_latest_alert
 from monitor.alerts.store.rows import parse_utc, scrubbed, utc_text
 from monitor.domain import SEVERITIES, Manager, VipFailure
-from monitor.incidents.model import IncidentChange, NoticeKind, notice_id_for
+from monitor.ids import notice_id_for
+from monitor.incidents.model import IncidentChange, NoticeKind
 
 __all__ = [
     "apply_incident_changes",

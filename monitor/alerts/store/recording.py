@@ -47,12 +47,12 @@ from monitor.alerts.store.rows import (
     write_history,
 )
 from monitor.domain import SEVERITIES, AlertEvent, Manager, VipFailure
-from monitor.ids import content_id
+from monitor.ids import alert_id_for
 from monitor.incidents.model import IncidentChange
 from monitor.incidents.rules import IncidentRules
 from monitor.privacy import is_pan, mask_pan
 
-__all__ = ["DEFAULT_WINDOW_SECONDS", "RecordResult", "Recording", "alert_id_for", "window_start_for"]
+__all__ = ["DEFAULT_WINDOW_SECONDS", "RecordResult", "Recording", "window_start_for"]
 
 
 #: The issue's grouping window: 10 minutes of event time.
@@ -115,13 +115,6 @@ def window_start_for(occurred_at: datetime, window_seconds: int = DEFAULT_WINDOW
     return datetime.fromtimestamp(seconds, UTC)
 
 
-def alert_id_for(customer_id: str, window_start: datetime) -> str:
-    """Return the content-derived alert ID: ``"al-"`` + 20 base32 characters of SHA-256.
-
-    Base32 (``a-z2-7``), not hex: an ID must never hold a 13–19 digit run that the
-    PAN scrubbers of the sinks would take for a card number and mask.
-    """
-    return content_id("al", customer_id, window_start.astimezone(UTC).isoformat())
 
 
 def _clean_card(value: str | None) -> str | None:

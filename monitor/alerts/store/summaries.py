@@ -14,13 +14,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
-from monitor.alerts.ratelimit import Summary, summary_id_for
+from monitor.alerts.ratelimit import Summary
 from monitor.alerts.states import AlertState
 from monitor.alerts.store.connection import StoreConnection, retried
 from monitor.alerts.store.db import Database
 from monitor.alerts.store.routes import RouteChoice, Routes, manager_of_latest_alert
 from monitor.alerts.store.rows import alert_from_row, parse_utc, scrubbed, utc_text
 from monitor.domain import SEVERITIES, Alert, Manager
+from monitor.ids import summary_id_for
 
 __all__ = ["SummaryQueries", "at_rate_cap"]
 
