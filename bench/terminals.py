@@ -62,8 +62,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 import monitor  # noqa: F401  # first: it sets the allocator tuning the service runs with
 from monitor.config import HealthSettings, KafkaSettings
+from monitor.health.baseline import HOURS_PER_WEEK, Baseline
 from monitor.health.service import TerminalHealthService
-from monitor.health.silent import HOURS_PER_WEEK, Baseline
 from monitor.metrics import Exposition, PipelineMetrics, serve
 from monitor.pipeline.batch_frame import EVENT_SCHEMA
 

@@ -55,7 +55,7 @@ from monitor.config import (
     Settings,
     isolated_settings,
 )
-from monitor.pipeline.consumer import ensure_topics
+from monitor.kafka.clients import ensure_topics
 from monitor.testing.broker import EmbeddedBroker, free_port
 from simulators.fleet import Fleet, build_fleet, write_registry
 from simulators.producer import produce

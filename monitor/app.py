@@ -47,6 +47,7 @@ from monitor.config import Settings
 from monitor.domain import VipFailure
 from monitor.health.service import TerminalHealthService
 from monitor.incidents import IncidentChange, IncidentDetector, IncidentRules
+from monitor.kafka.clients import ensure_topics
 from monitor.metrics import (
     AlertLifecycleMetrics,
     DeliveryMetrics,
@@ -56,7 +57,7 @@ from monitor.metrics import (
 )
 from monitor.paths import rules_path
 from monitor.pipeline.classify import ResponseCodeTable
-from monitor.pipeline.consumer import TransactionConsumer, ensure_topics
+from monitor.pipeline.consumer import TransactionConsumer
 from monitor.pipeline.processor import BatchProcessor
 from monitor.pipeline.selection import AlertPolicy, read_policy_file
 from monitor.pipeline.vips import RegistryLoader

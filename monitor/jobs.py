@@ -48,13 +48,10 @@ from monitor.health.silent import SilentDetector, SilentRules
 __all__ = [
     "DIGESTS_JOB",
     "ESCALATION_JOB",
-    "EVALUATE_JOB",
     "JOBS",
     "REGISTRY_RELOAD_JOB",
-    "SILENT_DETECTION_JOB",
     "STORE_GAUGES_JOB",
     "SUMMARIES_JOB",
-    "TERMINAL_REGISTRY_JOB",
     "ScheduledJob",
     "StoreJobGuard",
     "Timing",

@@ -28,7 +28,7 @@ from rich.console import Console
 
 from monitor.app import MonitorApp
 from monitor.config import isolated_settings
-from monitor.pipeline.consumer import ensure_topics
+from monitor.kafka.clients import ensure_topics
 from monitor.testing.broker import EmbeddedBroker
 from simulators.fleet import build_fleet, write_registry
 from simulators.producer import produce

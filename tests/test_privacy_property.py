@@ -53,11 +53,12 @@ from monitor.alerts.messages.alert import render_delivery
 from monitor.alerts.store import AlertStore
 from monitor.api import build_api, start_api
 from monitor.dead_letter_copy import dead_letter_copy
+from monitor.kafka.clients import ensure_topics
 from monitor.metrics import PipelineMetrics
 from monitor.metrics._exposition import Exposition
 from monitor.paths import rules_path
 from monitor.pipeline.classify import ResponseCodeTable
-from monitor.pipeline.consumer import TransactionConsumer, ensure_topics
+from monitor.pipeline.consumer import TransactionConsumer
 from monitor.pipeline.decoder import decode_batch, decode_frame
 from monitor.pipeline.processor import BatchProcessor
 from monitor.pipeline.selection import AlertPolicy

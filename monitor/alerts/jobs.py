@@ -22,11 +22,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from monitor.alerts.lifecycle import EscalationPolicy, EscalationStep, EscalationTarget
-from monitor.alerts.preferences import covering_manager, is_away, local_instant, manager_zone
+from monitor.alerts.preferences import covering_manager, is_away, manager_zone
 from monitor.alerts.ratelimit import RateLimit, Summary
 from monitor.alerts.routing import channels_for
 from monitor.alerts.store import AlertStore, DigestRecord
 from monitor.domain import Manager, Severity
+from monitor.hours import local_instant
 
 __all__ = ["Escalation", "digests_due", "escalate_due", "summaries_due"]
 

@@ -59,7 +59,6 @@ __all__ = [
     "in_quiet_hours",
     "in_working_hours",
     "is_away",
-    "local_instant",
     "manager_zone",
     "parse_away",
     "parse_digest_at",

@@ -47,8 +47,9 @@ def clear_errors(verbose: bool) -> Iterator[None]:
     """Turn the errors an operator can fix (files, ports, broker) into one line and exit 1."""
     from aiokafka.errors import KafkaError
 
-    from monitor.alerts.store.db import DATABASE_ERRORS, redact_url
+    from monitor.alerts.store.db import DATABASE_ERRORS
     from monitor.errors import CardmonError
+    from monitor.secrets import redact_url
 
     # Every refusal of cardmon (a rule file, registry, setting or broker it could not
     # use, a retry that ran out: monitor.errors), the broker client's, the file system's

@@ -32,14 +32,9 @@ def open_alert_store(config: Path | None, store: str | None) -> Iterator[AlertSt
     A PostgreSQL URL's password is never printed.
     """
     from monitor.alerts.store import AlertStore
-    from monitor.alerts.store.db import (
-        DATABASE_ERRORS,
-        is_transient,
-        is_url,
-        redact_secret,
-        redact_url,
-    )
+    from monitor.alerts.store.db import DATABASE_ERRORS, is_transient, is_url
     from monitor.config import PostgresSettings
+    from monitor.secrets import redact_secret, redact_url
 
     if store is not None:
         location: str | Path = store

@@ -20,15 +20,19 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
             "SchedulerJobMetrics",
             "silent_detection",
         ],
-        "silent": [
+        "baseline": [
             "Baseline",
+            "learn_baseline",
+        ],
+        "silent": [
             "SilentDetector",
             "SilentRules",
-            "learn_baseline",
         ],
         "state": [
             "HealthBook",
             "HealthRules",
+        ],
+        "state_rules": [
             "HealthState",
             "StateRules",
         ],

@@ -24,7 +24,8 @@ from typing import Final
 import polars as pl
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
-from monitor.health.state import HealthBook, HealthState
+from monitor.health.state import HealthBook
+from monitor.health.state_rules import HealthState
 
 __all__ = ["HealthCollector"]
 

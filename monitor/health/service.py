@@ -22,6 +22,7 @@ from apscheduler.schedulers.base import BaseScheduler
 from prometheus_client import CollectorRegistry
 
 from monitor.config import HealthSettings, KafkaSettings
+from monitor.health.baseline import Baseline
 from monitor.health.collector import HealthCollector
 from monitor.health.device_status import DeviceStatusBook, StatusConsumer
 from monitor.health.scheduling import (
@@ -31,12 +32,13 @@ from monitor.health.scheduling import (
     SchedulerJobMetrics,
     silent_detection,
 )
-from monitor.health.silent import Baseline, SilentDetector, SilentRules
+from monitor.health.silent import SilentDetector, SilentRules
 from monitor.health.state import HealthBook, HealthRules
 from monitor.health.terminals import TerminalRegistryLoader
+from monitor.kafka.clients import ensure_topics
 from monitor.metrics import FrameCollector
 from monitor.paths import rules_path
-from monitor.pipeline.consumer import ConsumerMetrics, ensure_topics
+from monitor.pipeline.consumer import ConsumerMetrics
 from monitor.pipeline.watermark import EventClock
 from monitor.rulebook import RuleFile
 

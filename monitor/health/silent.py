@@ -38,14 +38,12 @@ from monitor.health.baseline import (
     HOURS_PER_WEEK,
     Baseline,
     hour_of_week,
-    learn_baseline,
 )
 from monitor.health.terminals import TerminalRegistryLoader
 from monitor.pipeline.watermark import EventClock
 from monitor.rulebook import RuleFile
 
-# HOURS_PER_WEEK, Baseline and learn_baseline live in monitor.health.baseline; re-exported.
-__all__ = ["HOURS_PER_WEEK", "Baseline", "SilentDetector", "SilentRules", "learn_baseline"]
+__all__ = ["SilentDetector", "SilentRules"]
 
 #: Live counts are kept in 5-minute buckets: fine enough for a one-hour window.
 _BUCKET_US: Final = 300 * 1_000_000

@@ -38,8 +38,7 @@ from monitor.health.terminals import TerminalRegistryLoader
 from monitor.health.windows import FAILURE_CLASSES, TerminalWindows, WindowRules
 from monitor.rulebook import RuleFile
 
-# HealthState and StateRules live in monitor.health.state_rules; re-exported for the book's readers.
-__all__ = ["HealthBook", "HealthRules", "HealthState", "StateRules"]
+__all__ = ["HealthBook", "HealthRules"]
 
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)

@@ -62,9 +62,7 @@ from monitor.health.window_counts import WindowCounts
 from monitor.rulebook import RuleFile
 
 __all__ = [
-    "ATTRIBUTES",
     "FAILURE_CLASSES",
-    "TECHNICAL_CLASSES",
     "TerminalWindows",
     "WindowRules",
     "WindowSpec",

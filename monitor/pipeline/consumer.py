@@ -66,7 +66,7 @@ from monitor.domain import VipFailure
 from monitor.faults import Stopping, is_permanent_store_error, retry_transient
 from monitor.incidents import IncidentChange
 from monitor.kafka.batches import RecordBatchInfo
-from monitor.kafka.clients import ensure_topics, kafka_client_options
+from monitor.kafka.clients import kafka_client_options
 from monitor.kafka.dead_letters import MAX_REQUEST_BYTES, DeadLetter, send_dead_letters
 from monitor.kafka.reader import Batch, PartitionReader
 from monitor.pipeline.decoder import Rejection
@@ -75,10 +75,7 @@ from monitor.pipeline.recorder import record_isolating
 from monitor.pipeline.watermark import PartitionProgress
 from monitor.privacy import scrub_pans
 
-# ensure_topics and kafka_client_options live in monitor.kafka.clients; re-exported for
-# the callers that start a consumer.
-__all__ = ["ConsumerFaults", "ConsumerMetrics", "TransactionConsumer", "ensure_topics",
-           "kafka_client_options"]
+__all__ = ["ConsumerFaults", "ConsumerMetrics", "TransactionConsumer"]
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from datetime import datetime
 from prometheus_client import CollectorRegistry
 
 from monitor.domain import Alert, AlertEvent
-from monitor.health.state import HealthState
+from monitor.health.state_rules import HealthState
 from monitor.incidents import Incident
 from simulators.scenario.schema import Expectations, Range
 

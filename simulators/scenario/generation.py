@@ -33,7 +33,7 @@ from typing import Any
 
 import polars as pl
 
-from monitor.health.silent import HOURS_PER_WEEK, Baseline
+from monitor.health.baseline import HOURS_PER_WEEK, Baseline
 from simulators.faults import is_silent
 from simulators.fleet import Card, Customer, Fleet, Terminal
 from simulators.scenario.schema import Scenario, TerminalSpec

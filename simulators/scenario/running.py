@@ -39,8 +39,8 @@ from prometheus_client import CollectorRegistry
 from monitor.app import MonitorApp
 from monitor.config import isolated_settings
 from monitor.health.service import TerminalHealthService
-from monitor.health.state import HealthState
-from monitor.pipeline.consumer import ensure_topics
+from monitor.health.state_rules import HealthState
+from monitor.kafka.clients import ensure_topics
 from monitor.testing.broker import EmbeddedBroker, free_port
 from simulators.fleet import write_registry
 from simulators.producer import produce

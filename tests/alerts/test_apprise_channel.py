@@ -12,13 +12,14 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from monitor.alerts.delivery.apprise import AppriseChannel, is_apprise_url, redact_urls
+from monitor.alerts.delivery.apprise import AppriseChannel, is_apprise_url
 from monitor.alerts.delivery.channels import Channel, DeliveryError
 from monitor.alerts.delivery.worker import DeliveryWorker
 from monitor.alerts.messages.alert import AlertMessage
 from monitor.alerts.routing import parse_channels
 from monitor.alerts.store import AlertStore
 from monitor.domain import Manager, VipFailure
+from monitor.secrets import redact_urls
 
 T0 = datetime(2024, 5, 6, 12, 1, 30, tzinfo=UTC)
 SUBJECT = "[HIGH] Ada Lovelace (private): cash withdrawal of €1,234.50 failed (51 Insufficient funds)"

@@ -7,14 +7,9 @@ from pathlib import Path
 import pytest
 
 from monitor.alerts.store.connection import connect
-from monitor.alerts.store.db import (
-    StoreUnavailable,
-    is_transient,
-    is_url,
-    redact_secret,
-    redact_url,
-)
+from monitor.alerts.store.db import StoreUnavailable, is_transient, is_url
 from monitor.alerts.store.postgres import PostgresDatabase, _pg_sql
+from monitor.secrets import redact_secret, redact_url
 from tests.postgres import PostgresServer
 
 

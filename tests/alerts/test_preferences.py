@@ -16,11 +16,11 @@ from monitor.alerts.preferences import (
     delivery_time,
     in_quiet_hours,
     is_away,
-    local_instant,
     parse_away,
 )
 from monitor.alerts.store import AlertStore
 from monitor.domain import Manager, VipFailure
+from monitor.hours import local_instant
 from monitor.pipeline.vips import RegistryError, read_registry
 
 from .conftest import SmtpServer

@@ -15,9 +15,10 @@ from prometheus_client import CollectorRegistry
 
 from monitor.alerts.store import AlertStore
 from monitor.config import KafkaSettings
+from monitor.kafka.clients import ensure_topics
 from monitor.kafka.dead_letters import HEADER_MAX_BYTES, VALUE_MAX_BYTES
 from monitor.metrics import PipelineMetrics
-from monitor.pipeline.consumer import TransactionConsumer, ensure_topics
+from monitor.pipeline.consumer import TransactionConsumer
 from monitor.testing.fixtures import kafka_settings, wait_until
 from tests.faults.support import processor, running, sample
 from tests.helpers import encode, event, read_topic

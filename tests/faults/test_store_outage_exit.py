@@ -18,7 +18,7 @@ import yaml
 from aiokafka import AIOKafkaProducer
 
 from monitor.config import KafkaSettings
-from monitor.pipeline.consumer import ensure_topics
+from monitor.kafka.clients import ensure_topics
 from monitor.testing.broker import free_port
 from monitor.testing.fixtures import kafka_settings, wait_until
 from tests.helpers import encode, event, write_registry

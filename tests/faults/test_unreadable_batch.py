@@ -12,8 +12,9 @@ from prometheus_client import CollectorRegistry
 
 from monitor.alerts.store import AlertStore
 from monitor.kafka.batches import fetch_batches
+from monitor.kafka.clients import ensure_topics
 from monitor.metrics import PipelineMetrics
-from monitor.pipeline.consumer import TransactionConsumer, ensure_topics
+from monitor.pipeline.consumer import TransactionConsumer
 from monitor.testing.fixtures import kafka_settings, wait_until
 from tests.faults.support import processor, running, sample
 from tests.helpers import encode, event, produce_raw_batch, read_topic

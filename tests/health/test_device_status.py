@@ -19,8 +19,8 @@ from monitor.health.device_status import (
     StatusConsumer,
     decode_status_batch,
 )
+from monitor.kafka.clients import ensure_topics
 from monitor.paths import schema_path
-from monitor.pipeline.consumer import ensure_topics
 from monitor.testing.fixtures import wait_until
 from simulators.fleet import build_fleet
 from simulators.sources.terminal_status import default_status_scenarios, status_events

@@ -12,8 +12,9 @@ import pytest
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import CollectorRegistry
 
+from monitor.health.baseline import learn_baseline
 from monitor.health.scheduling import SchedulerJobMetrics
-from monitor.health.silent import SilentDetector, SilentRules, learn_baseline
+from monitor.health.silent import SilentDetector, SilentRules
 from monitor.jobs import schedule_silent_detection
 from monitor.testing.fixtures import wait_until
 

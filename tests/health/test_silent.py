@@ -9,7 +9,8 @@ from zoneinfo import ZoneInfo
 import polars as pl
 import pytest
 
-from monitor.health.silent import Baseline, SilentDetector, SilentRules, learn_baseline
+from monitor.health.baseline import Baseline, learn_baseline
+from monitor.health.silent import SilentDetector, SilentRules
 from monitor.health.terminals import TerminalRegistryLoader
 from monitor.paths import rules_path
 from monitor.pipeline.watermark import EventClock

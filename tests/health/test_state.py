@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from monitor.health.device_status import DeviceStatusEvent
-from monitor.health.state import HealthBook, HealthRules, HealthState
+from monitor.health.state import HealthBook, HealthRules
+from monitor.health.state_rules import HealthState
 from monitor.health.terminals import TerminalRegistryLoader
 from tests.health.conftest import Batch, at
 

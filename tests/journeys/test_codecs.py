@@ -19,7 +19,7 @@ from monitor.alerts.store import AlertStore
 from monitor.app import MonitorApp
 from monitor.config import isolated_settings
 from monitor.kafka.batches import fetch_batches
-from monitor.pipeline.consumer import ensure_topics
+from monitor.kafka.clients import ensure_topics
 from monitor.testing.broker import free_port
 from monitor.testing.fixtures import wait_until
 from tests.helpers import encode, event, write_registry

@@ -18,8 +18,8 @@ from prometheus_client import CollectorRegistry
 from monitor.alerts.store import AlertStore
 from monitor.app import MonitorApp
 from monitor.config import Settings
+from monitor.kafka.clients import ensure_topics
 from monitor.paths import rules_path
-from monitor.pipeline.consumer import ensure_topics
 from monitor.testing.fixtures import monitor_settings, wait_until
 from monitor.testing.smtp import SmtpSink
 from tests.helpers import encode, event, write_registry

@@ -12,10 +12,11 @@ from confluent_kafka import Producer
 from prometheus_client import CollectorRegistry
 
 from monitor.alerts.store import AlertStore
+from monitor.kafka.clients import ensure_topics
 from monitor.metrics import PipelineMetrics
 from monitor.paths import rules_path
 from monitor.pipeline.classify import ResponseCodeTable
-from monitor.pipeline.consumer import TransactionConsumer, ensure_topics
+from monitor.pipeline.consumer import TransactionConsumer
 from monitor.pipeline.processor import BatchProcessor
 from monitor.pipeline.selection import AlertPolicy
 from monitor.pipeline.vips import RegistryLoader

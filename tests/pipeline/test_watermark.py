@@ -10,9 +10,10 @@ import polars as pl
 import pytest
 from confluent_kafka import Producer
 
+from monitor.kafka.clients import ensure_topics
 from monitor.paths import rules_path
 from monitor.pipeline.classify import ResponseCodeTable
-from monitor.pipeline.consumer import TransactionConsumer, ensure_topics
+from monitor.pipeline.consumer import TransactionConsumer
 from monitor.pipeline.processor import BatchProcessor
 from monitor.pipeline.selection import AlertPolicy
 from monitor.pipeline.vips import RegistryLoader

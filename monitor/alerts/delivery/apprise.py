@@ -32,7 +32,7 @@ from monitor.alerts.delivery.channels import DeliveryError
 from monitor.alerts.messages.alert import AlertMessage
 from monitor.secrets import redact_urls
 
-__all__ = ["AppriseChannel", "is_apprise_url", "redact_urls"]
+__all__ = ["AppriseChannel", "is_apprise_url"]
 
 
 class _RedactAppriseRecords(logging.Filter):

@@ -78,7 +78,6 @@ import tenacity
 from monitor.alerts.delivery.addressing import Addressing
 from monitor.alerts.delivery.channels import Channel
 from monitor.alerts.delivery.fallback import (
-    FALLBACK,
     DeliveryFallback,
     DeliveryResult,
     ManagerLookup,
@@ -104,11 +103,7 @@ __all__ = [
     "DEFAULT_BACKOFF_MAX_SECONDS",
     "DEFAULT_FALLBACK_AFTER_SECONDS",
     "DEFAULT_RETRY_FOR_SECONDS",
-    "FALLBACK",
-    "DeliveryResult",
     "DeliveryWorker",
-    "ManagerLookup",
-    "ResultCallback",
 ]
 
 log = logging.getLogger(__name__)

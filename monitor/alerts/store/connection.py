@@ -21,12 +21,13 @@ from typing import Final, ParamSpec, Self, TypeVar
 import psycopg
 import tenacity
 
-from monitor.alerts.store.db import Database, is_transient, is_url, redact_url
+from monitor.alerts.store.db import Database, is_transient, is_url
 from monitor.alerts.store.postgres import PostgresDatabase
 from monitor.alerts.store.schema import migrate
 from monitor.alerts.store.schema_pg import migrate_pg, pg_schema_version
 from monitor.alerts.store.sqlite import SqliteDatabase
 from monitor.config import PostgresSettings
+from monitor.secrets import redact_url
 
 __all__ = ["StoreConnection", "connect", "retried"]
 

@@ -57,7 +57,6 @@ from typing import Any, ClassVar, Final, Literal, Protocol
 import psycopg
 
 from monitor.errors import StoreError
-from monitor.secrets import redact_secret, redact_url
 
 __all__ = [
     "DATABASE_ERRORS",
@@ -68,8 +67,6 @@ __all__ = [
     "StoreUnavailable",
     "is_transient",
     "is_url",
-    "redact_secret",
-    "redact_url",
 ]
 
 

@@ -14,9 +14,9 @@ from monitor.alerts.states import AlertState
 from monitor.alerts.store.connection import StoreConnection, retried
 from monitor.alerts.store.rows import alert_from_row, parse_utc, scrubbed, utc_text
 from monitor.domain import Alert, Manager
-from monitor.ids import digest_id_for, is_digest_id
+from monitor.ids import digest_id_for
 
-__all__ = ["DigestQueries", "DigestRecord", "is_digest_id"]
+__all__ = ["DigestQueries", "DigestRecord"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
