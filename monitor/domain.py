@@ -5,13 +5,13 @@ The bottom of the package: it imports nothing of cardmon. Two halves:
 * the canonical transaction event (contract v1) and the values it may take. One UTF-8
   JSON object per Kafka message on ``card.transactions``, message key = terminal ID.
   The JSON Schema that documents this contract is ``schemas/transaction-event.v1.json``;
-  :mod:`monitor.pipeline.processor.decoder` enforces it. Field names follow ISO 8583:1987 where one
+  :mod:`monitor.pipeline.decoder` enforces it. Field names follow ISO 8583:1987 where one
   exists: ``terminal_id`` is field 41 (card acceptor terminal identification),
   ``merchant_id`` is field 42 (card acceptor identification code), ``response_code`` is
   field 39, ``stan`` is field 11, ``rrn`` is field 37, ``processing_code`` is field 3 and
   ``mti`` is the message type indicator. ``merchant_name`` is field 43 (card acceptor
   name/location). Which text fields identify (rejected when they hold a control character
-  or a PAN) and which describe (cleaned and masked) is :mod:`monitor.pipeline.processor.contract`.
+  or a PAN) and which describe (cleaned and masked) is :mod:`monitor.pipeline.contract`.
 * what the alerting side holds: a relationship manager, a VIP failure, an alert, its
   events and deliveries, severities. Plain frozen dataclasses, so they cross from the
   pipeline (which builds :class:`VipFailure` from a polars frame) to the store and the

@@ -4,8 +4,10 @@
 what kind of refusal it is:
 
 * :class:`ConfigurationError` — a setting, rule file, registry or other input an
-  operator wrote is wrong; the process cannot start (or reload) with it. Exit code 2
-  at the command line. It is also a :class:`ValueError`, as it was before it had a base.
+  operator wrote is wrong; the process cannot start (or reload) with it. At the command
+  line it is one line naming the file and the problem (exit 1; a settings error, found
+  before anything starts, exits 2). It is also a :class:`ValueError`, as it was before
+  it had a base.
 * :class:`StoreError` — the alert store refused or failed an operation.
 
 Errors of one message (a malformed event) are not raised: they become rejections and

@@ -22,6 +22,7 @@ from apscheduler.schedulers.base import BaseScheduler
 from prometheus_client import CollectorRegistry
 
 from monitor.config import HealthSettings, KafkaSettings
+from monitor.errors import ConfigurationError
 from monitor.health.baseline import Baseline
 from monitor.health.collector import HealthCollector
 from monitor.health.device_status import DeviceStatusBook, StatusConsumer
@@ -92,7 +93,7 @@ class TerminalHealthService:
                  clock: EventClock | None = None) -> None:
         self.settings = settings
         # rules/health.yaml is read once; the book and the detector each take their sections.
-        rules = RuleFile.read(settings.rules_path or rules_path("health.yaml"), error=ValueError,
+        rules = RuleFile.read(settings.rules_path or rules_path("health.yaml"), error=ConfigurationError,
                               what="health rules")
         self.terminals = TerminalRegistryLoader(settings.terminals_path)
         self.book = HealthBook(HealthRules.from_rules(rules), registry=self.terminals)

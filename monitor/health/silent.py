@@ -72,7 +72,7 @@ class SilentRules:
                 or a value is not a positive number (``drop_ratio`` and ``baseline_alpha``
                 must also be at most 1).
         """
-        return cls.from_rules(RuleFile.read(path, error=ValueError, what="health rules"))
+        return cls.from_rules(RuleFile.read(path, error=ConfigurationError, what="health rules"))
 
     @classmethod
     def from_rules(cls, rules: RuleFile) -> SilentRules:

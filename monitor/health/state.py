@@ -65,7 +65,7 @@ class HealthRules:
             ValueError: the file is unreadable, or a section is invalid or names a
                 window that ``windows`` does not define.
         """
-        return cls.from_rules(RuleFile.read(path, error=ValueError, what="health rules"))
+        return cls.from_rules(RuleFile.read(path, error=ConfigurationError, what="health rules"))
 
     @classmethod
     def from_rules(cls, rules: RuleFile) -> HealthRules:

@@ -165,7 +165,7 @@ class WindowRules:
         Raises:
             ValueError: the file is unreadable or the section is invalid.
         """
-        return cls.from_rules(RuleFile.read(path, error=ValueError, what="health rules"))
+        return cls.from_rules(RuleFile.read(path, error=ConfigurationError, what="health rules"))
 
     @classmethod
     def from_rules(cls, rules: RuleFile) -> WindowRules:

@@ -19,7 +19,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, Self
 
-import yaml
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -31,6 +30,7 @@ from pydantic import (
 
 from monitor.domain import OUTCOMES, Manager
 from monitor.errors import ConfigurationError
+from monitor.rulebook import RuleFile
 from simulators.faults import Fault, ResponseCode
 from simulators.traffic import NORMAL_DECLINES
 
@@ -345,10 +345,8 @@ def load_scenario(path: str | Path) -> Scenario:
             message names the file and each offending key.
     """
     source = Path(path)
-    try:
-        data = yaml.safe_load(source.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as error:
-        raise ScenarioError(f"{source}: {error}") from error
+    # Read strictly, as the rule files are: a key written twice is refused, not overwritten.
+    data = RuleFile.read(source, error=ScenarioError, what="scenario").document
     try:
         return Scenario.model_validate(data)
     except ValidationError as error:

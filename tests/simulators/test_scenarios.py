@@ -82,6 +82,15 @@ def test_schema_errors_name_the_key(tmp_path: Path) -> None:
         load_scenario(path)
 
 
+def test_a_key_written_twice_is_refused(tmp_path: Path) -> None:
+    """A scenario is read as strictly as a rule file: a key written twice names its line, not silently overwritten."""
+    text = (SCENARIOS_DIR / "atm-failing.yaml").read_text(encoding="utf-8")
+    path = tmp_path / "twice.yaml"
+    path.write_text(text + "\nname: written-twice\n", encoding="utf-8")
+    with pytest.raises(ScenarioError, match=r"duplicate key 'name'"):
+        load_scenario(path)
+
+
 @pytest.mark.integration
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("name", LIBRARY)
