@@ -41,6 +41,7 @@ from monitor.health.scheduling import (
     SILENT_DETECTION_JOB,
     TERMINAL_REGISTRY_JOB,
     OnSilent,
+    RunOffLoop,
     silent_detection,
 )
 from monitor.health.silent import SilentDetector, SilentRules
@@ -198,11 +199,14 @@ def schedule_silent_detection(
     scheduler: BaseScheduler, detector: SilentDetector, on_silent: OnSilent, *,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     job_id: str = SILENT_DETECTION_JOB,
+    run: RunOffLoop | None = None,
 ) -> Job:
     """Add the silent-detection job alone (its row of :data:`JOBS`), e.g. beside another scheduler's jobs.
 
-    The job is a coroutine, so with an ``AsyncIOScheduler`` it runs on the event loop
-    that also feeds the detector (no locking needed). A run later than
+    The job is a coroutine run by the ``AsyncIOScheduler`` on the event loop; the
+    evaluation runs where ``run`` puts it (the health thread:
+    :meth:`monitor.health.worker.HealthWorker.call`), or in the job itself without
+    ``run`` (then the detector must be fed on that loop too). A run later than
     ``rules.misfire_grace_seconds`` is skipped and counted as missed.
 
     Args:
@@ -212,12 +216,13 @@ def schedule_silent_detection(
             awaited if it returns an awaitable.
         clock: the wall clock (aware datetimes).
         job_id: the job's ID and metric label.
+        run: runs the evaluation off the loop (see :func:`silent_detection`), or ``None``.
 
     Returns:
         The scheduled :class:`apscheduler.job.Job`.
     """
     return _BY_ID[SILENT_DETECTION_JOB].add(
-        scheduler, silent_detection(detector, on_silent, clock=clock),
+        scheduler, silent_detection(detector, on_silent, clock=clock, run=run),
         Timing(silent=detector.rules), job_id=job_id)
 
 

@@ -12,8 +12,9 @@ Families (values documented in ``docs/terminal-health.md``):
   per dimension (overflow in ``group="other"``);
 * ``cardmon_worst_terminal_failure_ratio{rank,terminal_id}`` — the top N.
 
-No child objects per terminal: each scrape takes the book's published frames (one
-reference each, never a half-evaluated book) and builds the families from them.
+No child objects per terminal: each scrape takes the book's published evaluation (one
+reference, :attr:`HealthBook.published`: never a half-evaluated book, never two
+evaluations mixed) and builds the families from it.
 """
 
 from __future__ import annotations
@@ -81,26 +82,26 @@ class HealthCollector:
 
     def collect(self) -> Iterator[Metric]:
         """Yield the families built from the book's last evaluation."""
-        book = self.book
+        book = self.book.published  # one reference: every family from the same evaluation
         if self.terminal_states:
-            states = book.terminal_state_frame()
+            states = book.states
             family = GaugeMetricFamily(_STATE_NAME, _STATE_HELP, labels=["terminal_id"])
             for terminal_id, value in states.iter_rows():
                 family.add_metric([terminal_id], value)
             yield family
 
         counts = GaugeMetricFamily(_COUNT_NAME, _COUNT_HELP, labels=["state"])
-        for health_state, count in sorted(book.states_count().items()):
+        for health_state, count in sorted(book.counts.items()):
             counts.add_metric([HealthState(health_state).label], count)
         yield counts
 
         components = GaugeMetricFamily(_COMPONENT_NAME, _COMPONENT_HELP,
                                        labels=["terminal_id", "component", "state"])
-        for terminal_id, component, state in book.components():
+        for terminal_id, component, state in book.components:
             components.add_metric([terminal_id, component, state], 1)
         yield components
 
-        groups = book.groups()
+        groups = book.groups
         transactions = GaugeMetricFamily(_GROUP_TXN_NAME, _GROUP_TXN_HELP, labels=["dimension", "group", "window"])
         ratios = GaugeMetricFamily(_GROUP_RATIO_NAME, _GROUP_RATIO_HELP, labels=["dimension", "group", "window"])
         if groups.height:
@@ -113,6 +114,6 @@ class HealthCollector:
         yield ratios
 
         worst = GaugeMetricFamily(_WORST_NAME, _WORST_HELP, labels=["rank", "terminal_id"])
-        for rank, terminal_id, ratio in book.worst().select("rank", "terminal_id", "failure_ratio").iter_rows():
+        for rank, terminal_id, ratio in book.worst.select("rank", "terminal_id", "failure_ratio").iter_rows():
             worst.add_metric([str(rank), terminal_id], ratio)
         yield worst

@@ -21,7 +21,7 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final
 
 from apscheduler.events import (
     EVENT_JOB_ERROR,
@@ -40,6 +40,7 @@ __all__ = [
     "SILENT_DETECTION_JOB",
     "TERMINAL_REGISTRY_JOB",
     "OnSilent",
+    "RunOffLoop",
     "SchedulerJobMetrics",
     "silent_detection",
 ]
@@ -63,6 +64,9 @@ _MASK: Final = EVENT_JOB_EXECUTED | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES |
 
 #: What the detection job hands the silent IDs to (e.g. ``HealthBook.mark_silent``).
 OnSilent = Callable[[set[str], datetime], Awaitable[object] | object]
+#: Runs ``function(*args)`` elsewhere and returns an awaitable of its result, e.g.
+#: :meth:`monitor.health.worker.HealthWorker.call` (the health thread).
+RunOffLoop = Callable[..., Awaitable[Any]]
 
 
 class SchedulerJobMetrics:
@@ -99,18 +103,24 @@ class SchedulerJobMetrics:
 def silent_detection(
     detector: SilentDetector, on_silent: OnSilent, *,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    run: RunOffLoop | None = None,
 ) -> Callable[[], Awaitable[None]]:
     """The silent-detection job's run: :meth:`SilentDetector.evaluate`, then report the result.
 
-    The run is a coroutine, so with an ``AsyncIOScheduler`` it runs on the event loop
-    that also feeds the detector (no locking needed). It is scheduled from the job
-    table, :data:`monitor.jobs.JOBS` (every ``rules.interval_seconds``).
+    The run is a coroutine, scheduled from the job table, :data:`monitor.jobs.JOBS`
+    (every ``rules.interval_seconds``). With ``run`` (the monitor passes the health
+    thread's :meth:`~monitor.health.worker.HealthWorker.call`), the evaluation runs
+    where ``run`` puts it, on the thread that also feeds the detector, and the loop
+    only awaits it; without, it runs on the event loop, in the job itself (only right
+    when the detector is fed on that loop too: one writer, no locking).
 
     Args:
         detector: the detector.
         on_silent: called with ``(silent terminal IDs, now)`` after each evaluation,
             awaited if it returns an awaitable.
         clock: the wall clock (aware datetimes).
+        run: runs ``detector.evaluate(now)`` off the loop and returns an awaitable of
+            its result, or ``None``.
 
     Returns:
         A coroutine function taking no arguments.
@@ -118,7 +128,7 @@ def silent_detection(
 
     async def detect_silent_terminals() -> None:
         now = clock()
-        silent = detector.evaluate(now)
+        silent = detector.evaluate(now) if run is None else await run(detector.evaluate, now)
         result = on_silent(silent, now)
         if inspect.isawaitable(result):
             await result

@@ -4,15 +4,22 @@
 silent-terminal detector, the device-status consumer and their Prometheus
 collectors, so :class:`monitor.app.MonitorApp` only has to:
 
-1. pass :attr:`observers` to the batch processor (every classified batch frame
-   feeds the book's windows and the detector, on the event loop);
+1. pass :attr:`observers` to the batch processor (every classified batch frame is
+   handed to the health thread, which feeds the book's windows and the detector);
 2. schedule :meth:`jobs` (silent detection, state evaluation, terminal-registry
    reloads) from the job table :data:`monitor.jobs.JOBS`, and :meth:`count_job_runs`;
-3. ``await`` :meth:`run` beside the transaction consumer (device status topic).
+3. ``await`` :meth:`run` beside the transaction consumer (device status topic), and
+   :meth:`stop` at the end (it also ends the health thread).
+
+Nothing of terminal health's polars work runs on the event loop: the book and the
+detector have one writer, the health thread (:class:`~monitor.health.worker.HealthWorker`):
+batches, device status changes, silent marks and both evaluations run there in the
+order they were submitted; the scheduled jobs only await them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -25,7 +32,7 @@ from monitor.config import HealthSettings, KafkaSettings
 from monitor.errors import ConfigurationError
 from monitor.health.baseline import Baseline
 from monitor.health.collector import HealthCollector
-from monitor.health.device_status import DeviceStatusBook, StatusConsumer
+from monitor.health.device_status import DeviceStatusBook, DeviceStatusEvent, StatusConsumer
 from monitor.health.scheduling import (
     EVALUATE_JOB,
     SILENT_DETECTION_JOB,
@@ -36,6 +43,7 @@ from monitor.health.scheduling import (
 from monitor.health.silent import SilentDetector, SilentRules
 from monitor.health.state import HealthBook, HealthRules
 from monitor.health.terminals import TerminalRegistryLoader
+from monitor.health.worker import HealthWorker, HealthWorkerClosed
 from monitor.kafka.clients import ensure_topics
 from monitor.metrics import FrameCollector
 from monitor.paths import rules_path
@@ -83,6 +91,11 @@ class TerminalHealthService:
         clock: the transaction pipeline's event time (silent detection folds an hour
             into the baseline once the watermark has passed it), or ``None``.
 
+    Attributes:
+        worker: the health thread that owns the book and the detector.
+        wall_clock: the ``now`` the scheduled jobs evaluate at (aware; a benchmark
+            replaying event time replaces it).
+
     Raises:
         monitor.health.terminals.TerminalRegistryError: the terminal registry is invalid.
         ValueError: ``rules/health.yaml`` is invalid.
@@ -110,6 +123,8 @@ class TerminalHealthService:
             "3 silent, 4 offline; rules in rules/health.yaml.",
             "gauge", source=self.book.terminal_state_frame))
         self.job_metrics = SchedulerJobMetrics(registry)
+        self.worker = HealthWorker((self.book, self.detector))
+        self.wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC)
         self.status: StatusConsumer | None = None
         if settings.consume_status:
             status_kafka = kafka.model_copy(update={
@@ -118,13 +133,20 @@ class TerminalHealthService:
                 "group_id": f"{kafka.group_id}.terminal-status",  # own group: no shared rebalances
             })
             self.status = StatusConsumer(
-                status_kafka, book=DeviceStatusBook(), on_change=self.book.apply_status,
+                status_kafka, book=DeviceStatusBook(), on_change=self._apply_status,
                 metrics=_StatusMetrics(metrics) if metrics is not None else None)
 
     @property
     def observers(self) -> tuple[Any, ...]:
-        """What the batch processor feeds each classified frame to."""
-        return (self.book, self.detector)
+        """What the batch processor feeds each classified frame to: the health thread."""
+        return (self.worker,)
+
+    def _apply_status(self, events: list[DeviceStatusEvent]) -> None:
+        """Device status changes go to the book on the health thread (after the batches before them)."""
+        try:
+            self.worker.submit(self.book.apply_status, list(events))
+        except HealthWorkerClosed:
+            log.debug("terminal health stopped: %d device status change(s) not applied", len(events))
 
     def load(self) -> None:
         """Read the terminal registry (raises on a bad file at start)."""
@@ -138,11 +160,28 @@ class TerminalHealthService:
         state evaluation, and the terminal registry reload (only with ``terminals_path``).
         """
 
-        async def evaluate() -> None:  # a coroutine: runs on the loop that feeds the book
-            self.book.evaluate(datetime.now(UTC))
+        worker = self.worker
+
+        async def evaluate() -> None:  # the loop only awaits the health thread
+            try:
+                await worker.call(self.book.evaluate, self.wall_clock())
+            except HealthWorkerClosed:
+                log.debug("terminal health stopped: no evaluation")
+
+        async def mark_silent(ids: set[str], at: datetime) -> None:
+            await worker.call(self.book.mark_silent, ids, at)
+
+        detect = silent_detection(self.detector, mark_silent, clock=lambda: self.wall_clock(),
+                                  run=worker.call)
+
+        async def detect_silent() -> None:
+            try:
+                await detect()
+            except HealthWorkerClosed:
+                log.debug("terminal health stopped: no silent detection")
 
         runners: dict[str, Callable[[], Any]] = {
-            SILENT_DETECTION_JOB: silent_detection(self.detector, self.book.mark_silent),
+            SILENT_DETECTION_JOB: detect_silent,
             EVALUATE_JOB: evaluate,
         }
         if self.settings.terminals_path is not None:
@@ -171,6 +210,9 @@ class TerminalHealthService:
             await self.status.run(stop)
 
     async def stop(self) -> None:
-        """Leave the status consumer group."""
-        if self.status is not None:
-            await self.status.stop()
+        """Leave the status consumer group, then end the health thread (a running evaluation finishes)."""
+        try:
+            if self.status is not None:
+                await self.status.stop()
+        finally:
+            await asyncio.to_thread(self.worker.close)

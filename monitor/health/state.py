@@ -16,8 +16,10 @@ Inputs of the :class:`HealthBook`, each from its own source:
 * the terminal registry (optional): decommissioned terminals drop out, and it fills
   the model, region, branch and merchant of the aggregation.
 
-:meth:`HealthBook.evaluate` recomputes everything and publishes immutable frames;
-readers (the Prometheus collector, on the HTTP server's thread) only take references.
+:meth:`HealthBook.evaluate` recomputes everything and publishes it as one immutable
+:class:`Evaluation`; readers (the Prometheus collector, on the HTTP server's thread) take
+that one reference, so a scrape never mixes two evaluations. In the monitor the writers
+and the evaluation run on the health thread (:class:`monitor.health.worker.HealthWorker`).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from monitor.health.terminals import TerminalRegistryLoader
 from monitor.health.windows import FAILURE_CLASSES, TerminalWindows, WindowRules
 from monitor.rulebook import RuleFile
 
-__all__ = ["HealthBook", "HealthRules"]
+__all__ = ["Evaluation", "HealthBook", "HealthRules"]
 
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -85,6 +87,27 @@ def _micros(at: datetime) -> int:
     return (at - _EPOCH) // timedelta(microseconds=1)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Evaluation:
+    """One evaluation of the book, published as one reference (readers never see half of one).
+
+    Attributes:
+        snapshot: one row per terminal (see :meth:`HealthBook.snapshot`).
+        states: ``terminal_id, value`` (UInt8 health state value), sorted.
+        counts: terminals per state (every state present, 0 if none).
+        components: ``(terminal_id, component, state)`` of every non-ok component.
+        groups: per-group volumes and failure ratios (see :func:`group_stats`).
+        worst: top-N worst terminals (see :func:`worst_terminals`).
+    """
+
+    snapshot: pl.DataFrame
+    states: pl.DataFrame
+    counts: dict[HealthState, int]
+    components: list[tuple[str, str, str]]
+    groups: pl.DataFrame
+    worst: pl.DataFrame
+
+
 class HealthBook:
     """Health state of every terminal, with its reasons and window statistics.
 
@@ -94,8 +117,10 @@ class HealthBook:
             and merchant for the aggregation), or ``None``.
 
     Not thread-safe for writers: call ``observe``, ``apply_status``, ``mark_silent`` and
-    ``evaluate`` from one event loop; readers may call :meth:`snapshot` and the other
-    getters from any thread (they return immutable published frames).
+    ``evaluate`` from one thread (in the monitor, the health thread of
+    :class:`~monitor.health.worker.HealthWorker`); readers may call :attr:`published`,
+    :meth:`snapshot` and the other getters from any thread (they return the immutable
+    published :class:`Evaluation` or its parts).
     """
 
     def __init__(self, rules: HealthRules | None = None, *,
@@ -107,13 +132,12 @@ class HealthBook:
         self._status_seen: dict[str, datetime] = {}  # <terminal_id: latest status event time>
         self._silent: dict[str, datetime] = {}  # <terminal_id: first marked silent (this spell)>
         self._dropped: set[str] = set()  # dropped by retention; ignored by mark_silent until seen again
-        self._snapshot = self._empty_snapshot()
-        self._state_frame_cache: tuple[pl.DataFrame, pl.DataFrame] | None = None  # <(snapshot, frame)>
-        self._groups = pl.DataFrame()
-        self._worst = pl.DataFrame(schema={"rank": pl.UInt32, "terminal_id": pl.String,
-                                           "failure_ratio": pl.Float64, "transactions": pl.UInt32})
-        self._component_rows: list[tuple[str, str, str]] = []
-        self._counts: dict[HealthState, int] = dict.fromkeys(HealthState, 0)
+        empty = self._empty_snapshot()
+        self._published = Evaluation(  # replaced whole by each evaluation, never mutated
+            snapshot=empty, states=_states(empty), counts=dict.fromkeys(HealthState, 0), components=[],
+            groups=pl.DataFrame(),
+            worst=pl.DataFrame(schema={"rank": pl.UInt32, "terminal_id": pl.String,
+                                       "failure_ratio": pl.Float64, "transactions": pl.UInt32}))
 
     def _empty_snapshot(self) -> pl.DataFrame:
         return self.windows.stats().with_columns(
@@ -198,11 +222,11 @@ class HealthBook:
         for value, count in frame.group_by("state").len().iter_rows():
             counts[HealthState(value)] = count
         registry = self.registry.current if self.registry is not None else None
-        self._groups = group_stats(frame, self.rules.aggregate, self.rules.windows, registry)
-        self._worst = worst_terminals(frame, self.rules.aggregate)
-        self._component_rows = [(t, c, s) for (t, c), (s, _) in sorted(self._components.items())]
-        self._counts = counts
-        self._snapshot = frame
+        self._published = Evaluation(
+            snapshot=frame, states=_states(frame), counts=counts,
+            components=[(t, c, s) for (t, c), (s, _) in sorted(self._components.items())],
+            groups=group_stats(frame, self.rules.aggregate, self.rules.windows, registry),
+            worst=worst_terminals(frame, self.rules.aggregate))
 
     def _drop(self, now: datetime) -> None:
         """Forget decommissioned terminals and those with no sign of life for ``retention``.
@@ -232,6 +256,11 @@ class HealthBook:
 
     # -- published results ----------------------------------------------------------------
 
+    @property
+    def published(self) -> Evaluation:
+        """The last evaluation, whole (one reference: read it once per scrape)."""
+        return self._published
+
     def snapshot(self) -> pl.DataFrame:
         """The last evaluation: one row per terminal, sorted by ``terminal_id``.
 
@@ -240,7 +269,7 @@ class HealthBook:
             ``state_name``, ``reasons`` (list of short strings, most severe first),
             ``silent_since``, and the window statistics of :meth:`TerminalWindows.stats`.
         """
-        return self._snapshot
+        return self._published.snapshot
 
     def terminal_state_frame(self) -> pl.DataFrame:
         """``terminal_id, value`` (UInt8 health state value), sorted: for a fast exposition path.
@@ -248,32 +277,32 @@ class HealthBook:
         The same frame object is returned until the next evaluation, so the exposition
         can cache its rendered text by identity.
         """
-        snapshot = self._snapshot
-        cached = self._state_frame_cache
-        if cached is None or cached[0] is not snapshot:
-            cached = (snapshot, snapshot.select("terminal_id", pl.col("state").alias("value")))
-            self._state_frame_cache = cached
-        return cached[1]
+        return self._published.states
 
     def states_count(self) -> dict[HealthState, int]:
         """Terminals per state at the last evaluation (every state present, 0 if none)."""
-        return dict(self._counts)
+        return dict(self._published.counts)
 
     def state_of(self, terminal_id: str) -> tuple[HealthState, list[str]] | None:
         """One terminal's state and reasons at the last evaluation, or ``None`` if unknown."""
-        row = self._snapshot.filter(pl.col("terminal_id") == terminal_id)
+        row = self._published.snapshot.filter(pl.col("terminal_id") == terminal_id)
         if row.height == 0:
             return None
         return HealthState(row.item(0, "state")), list(row.item(0, "reasons"))
 
     def components(self) -> list[tuple[str, str, str]]:
         """``(terminal_id, component, state)`` of every non-ok component at the last evaluation."""
-        return self._component_rows
+        return self._published.components
 
     def groups(self) -> pl.DataFrame:
         """Per-group volumes and failure ratios at the last evaluation (see :func:`group_stats`)."""
-        return self._groups
+        return self._published.groups
 
     def worst(self) -> pl.DataFrame:
         """Top-N worst terminals at the last evaluation (see :func:`worst_terminals`)."""
-        return self._worst
+        return self._published.worst
+
+
+def _states(snapshot: pl.DataFrame) -> pl.DataFrame:
+    """``terminal_id, value``: the per-terminal state gauge's frame."""
+    return snapshot.select("terminal_id", pl.col("state").alias("value"))
