@@ -49,6 +49,7 @@ __all__ = ["SilentDetector", "SilentRules"]
 _BUCKET_US: Final = 300 * 1_000_000
 _HOUR_US: Final = 3600 * 1_000_000
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_SEEN_SCHEMA: Final = {"terminal_id": pl.String(), "last_seen": pl.Int64()}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -112,9 +113,10 @@ class SilentDetector:
             watermark has passed its end, so every event of that hour is in it
             whenever the job runs and however far the consumer lags.
 
-    State (all event time, in microseconds since the epoch, UTC):
-    ``last_seen`` ``{terminal_id: last occurred_at}`` and 5-minute bucket counts.
-    Not thread-safe: call :meth:`observe` and :meth:`evaluate` from one event loop.
+    State (all event time, in microseconds since the epoch, UTC): the last ``occurred_at``
+    of each terminal (:attr:`last_seen`) and 5-minute bucket counts, both kept as per-batch
+    polars aggregates folded in at evaluation. Not thread-safe: call :meth:`observe` and
+    :meth:`evaluate` from one thread (the health thread in the monitor).
     """
 
     def __init__(self, rules: SilentRules, baseline: Baseline | None = None, *,
@@ -125,7 +127,9 @@ class SilentDetector:
         self.baseline = baseline or Baseline.empty()
         self.registry = registry or TerminalRegistryLoader(None)
         self.started_at = started_at or datetime.now(UTC)
-        self.last_seen: dict[str, int] = {}  # <terminal_id: last occurred_at, µs>
+        # <terminal_id, last_seen: last occurred_at µs>, one row per terminal, merged at evaluation
+        self._seen = pl.DataFrame(schema=_SEEN_SCHEMA)
+        self._pending_seen: list[pl.DataFrame] = []  # per-batch (terminal_id, last_seen) frames
         self._pending: list[pl.DataFrame] = []  # per-batch (terminal_id, bucket, count) frames
         # <bucket: start µs // _BUCKET_US> (Int32: 5-minute buckets since the epoch fit until 22,000 AD)
         self._counts = pl.DataFrame(schema={"terminal_id": pl.String, "bucket": pl.Int32,
@@ -150,11 +154,20 @@ class SilentDetector:
                .group_by("terminal_id", (pl.col("t") // _BUCKET_US).cast(pl.Int32).alias("bucket"))
                .agg(pl.len().cast(pl.UInt32).alias("count"), pl.col("t").max()))
         self._pending.append(agg.select("terminal_id", "bucket", "count"))
-        latest = agg.group_by("terminal_id").agg(pl.col("t").max())
-        seen = self.last_seen
-        for terminal_id, t in latest.iter_rows():
-            if t > seen.get(terminal_id, -1):
-                seen[terminal_id] = t
+        self._pending_seen.append(agg.group_by("terminal_id").agg(pl.col("t").max().alias("last_seen")))
+
+    @property
+    def last_seen(self) -> dict[str, int]:
+        """``{terminal_id: last occurred_at, µs since the epoch}`` (built on each read: for tests and tools)."""
+        return dict(self._merged_seen().iter_rows())
+
+    def _merged_seen(self) -> pl.DataFrame:
+        """``terminal_id, last_seen`` with every batch so far folded in (one row per terminal)."""
+        if self._pending_seen:
+            self._seen = (pl.concat([self._seen, *self._pending_seen])
+                          .group_by("terminal_id").agg(pl.col("last_seen").max()))
+            self._pending_seen.clear()
+        return self._seen
 
     def _compact(self, now_us: int) -> None:
         if self._pending:
@@ -196,20 +209,18 @@ class SilentDetector:
         now_us = _micros(now)
         self._compact(now_us)
         registry = self.registry.current
-        known: list[str] = self.baseline.frame.get_column("terminal_id").to_list()
-        candidates = pl.Series("terminal_id", sorted(set(known) | set(self.last_seen)),
-                               dtype=pl.String)
+        seen = self._merged_seen()
+        # Every terminal with a baseline or traffic, sorted (in polars: no Python set of the fleet).
+        candidates = (pl.concat([self.baseline.frame.select("terminal_id"), seen.select("terminal_id")])
+                      .unique().sort("terminal_id").get_column("terminal_id"))
         gone = registry.decommissioned()
         if gone:
-            candidates = candidates.filter(~candidates.is_in(sorted(gone)))
+            candidates = candidates.filter(~candidates.is_in(list(gone)))
         state = registry.schedule_frame(candidates, now).filter(pl.col("is_open"))
         rates = self._rates(state, now)
         window_start = (now_us - _HOUR_US) // _BUCKET_US
         observed = (self._counts.filter(pl.col("bucket") >= window_start)
                     .group_by("terminal_id").agg(pl.col("count").sum().alias("observed")))
-        seen = pl.DataFrame({"terminal_id": list(self.last_seen),
-                             "last_seen": list(self.last_seen.values())},
-                            schema={"terminal_id": pl.String, "last_seen": pl.Int64})
         started_us, rules = _micros(self.started_at), self.rules
         frame = (
             rates.join(seen, on="terminal_id", how="left")

@@ -198,11 +198,12 @@ class HealthBook:
         watermark = self.windows.watermark
         end = min(now, watermark) if watermark is not None else now
         stats = self.windows.stats(end)
+        # Known from status or silence only: no window row yet (anti-join in polars, not Python sets).
         extra = set(self._silent) | {t for t, _ in self._components} | set(self._status_seen)
-        known = set(stats.get_column("terminal_id").to_list())
-        missing = sorted(extra - known)
-        if missing:
-            stats = pl.concat([stats, pl.DataFrame({"terminal_id": missing})], how="diagonal_relaxed")
+        missing = pl.DataFrame({"terminal_id": list(extra)}, schema={"terminal_id": pl.String}).join(
+            stats.select("terminal_id"), on="terminal_id", how="anti")
+        if missing.height:
+            stats = pl.concat([stats, missing], how="diagonal_relaxed")
             stats = stats.with_columns(pl.col("^.*_(transactions|failures|chip_reads|swipe_fallbacks)$")
                                        .fill_null(0), pl.col("consecutive_technical").fill_null(0),
                                        pl.col("chip_seen").fill_null(False))
@@ -237,15 +238,15 @@ class HealthBook:
         cutoff_us = _micros(now - timedelta(seconds=self.rules.state.retention_seconds))
         schema = {"terminal_id": pl.String, "last_us": pl.Int64}
         activity = pl.concat([
-            self.windows.terminals.select("terminal_id", "last_us"),
-            pl.DataFrame([(t, _micros(at)) for t, at in self._status_seen.items()], schema=schema, orient="row"),
+            self.windows.terminals.select("terminal_id", "last_us"), _times(self._status_seen, schema),
         ]).group_by("terminal_id").agg(pl.col("last_us").max())
-        only_silent = pl.DataFrame([(t, _micros(at)) for t, at in self._silent.items()], schema=schema,
-                                   orient="row").join(activity, on="terminal_id", how="anti")
+        only_silent = _times(self._silent, schema).join(activity, on="terminal_id", how="anti")
         activity = pl.concat([activity, only_silent])
         stale = set(activity.filter(pl.col("last_us") < cutoff_us).get_column("terminal_id").to_list())
-        if self.registry is not None:
-            stale |= self.registry.current.decommissioned() & set(activity.get_column("terminal_id").to_list())
+        gone = self.registry.current.decommissioned() if self.registry is not None else set()
+        if gone:
+            stale |= set(activity.filter(pl.col("terminal_id").is_in(list(gone)))
+                         .get_column("terminal_id").to_list())
         if not stale:
             return
         self.windows.forget(stale)
@@ -301,6 +302,12 @@ class HealthBook:
     def worst(self) -> pl.DataFrame:
         """Top-N worst terminals at the last evaluation (see :func:`worst_terminals`)."""
         return self._published.worst
+
+
+def _times(times: dict[str, datetime], schema: dict[str, pl.DataType | type[pl.DataType]]) -> pl.DataFrame:
+    """``terminal_id, last_us`` of a ``{terminal_id: aware datetime}`` dict, built by column."""
+    return pl.DataFrame({"terminal_id": list(times), "last_us": [_micros(at) for at in times.values()]},
+                        schema=schema)
 
 
 def _states(snapshot: pl.DataFrame) -> pl.DataFrame:
