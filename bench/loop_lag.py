@@ -7,12 +7,12 @@ windows of a large fleet. On one asyncio loop, for ``cycles`` cycles:
    later than asked it woke up: that lag is how long something held the loop (or the
    GIL) at that moment, the *stall*;
 2. **live batches** of a few hundred events arrive from another thread at a fixed
-   rate (``loop.call_soon_threadsafe``, as aiokafka's fetch completes) and are
-   processed on the loop as ``BatchProcessor`` does with them: the metrics'
-   ``observe_batch``, then the observers (the health thread's ``observe``); the time
-   from arrival to processed is the *batch latency*, the part of an alert's latency
-   the monitor's own loop adds (the store write and delivery come after and do not
-   touch terminal health);
+   rate (``loop.call_soon_threadsafe``, as aiokafka's fetch completes); the loop takes
+   everything that has arrived as one batch (as ``getmany`` does) and processes it as
+   ``BatchProcessor`` does with a frame: the metrics' ``observe_batch``, then the
+   observers (the health thread's ``observe``); the time from arrival to processed is
+   the *batch latency*, the part of an alert's latency the monitor's own loop adds
+   (the store write and delivery come after and do not touch terminal health);
 3. the scheduled jobs of terminal health run as the scheduler runs them (the
    service's runners, awaited on the loop): state evaluation, then silent detection;
    then a gzip scrape of ``/metrics`` after that new data (by the HTTP client process).
@@ -138,15 +138,25 @@ async def run_loop_phase(
     events = 0
 
     async def consume() -> None:
+        # As getmany does: take everything that has arrived as one batch, then yield to the loop.
         nonlocal events
-        while (item := await queue.get()) is not None:
-            arrived, frame = item
+        ended = False
+        while not ended:
+            items = [await queue.get()]
+            while not queue.empty():
+                items.append(queue.get_nowait())
+            ended = items[-1] is None
+            arrived = [item for item in items if item is not None]
+            if not arrived:
+                continue
             started = time.perf_counter()
+            frame = pl.concat([f for _, f in arrived]) if len(arrived) > 1 else arrived[0][1]
             process(frame)
             done = time.perf_counter()
             events += frame.height
             timeline.batches.append((started, done))
-            timeline.latencies.append((arrived, done - arrived))
+            timeline.latencies += [(at, done - at) for at, _ in arrived]
+            await asyncio.sleep(0)
 
     probe = asyncio.create_task(_probe(timeline, stop), name="loop-probe")
     consumer = asyncio.create_task(consume(), name="live-batches")

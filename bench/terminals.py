@@ -17,8 +17,10 @@ to a temporary directory, as a production monitor would at that size. Then:
 2. each frame goes to ``PipelineMetrics.observe_batch`` then to every one of
    ``service.observers`` (the book, the detector), as ``BatchProcessor`` does; each
    call is timed;
-3. after each round, the scheduled jobs' work at that round's event time:
-   ``book.evaluate(now)`` and ``detector.evaluate(now)`` + ``book.mark_silent``, timed;
+3. after each round, the scheduled jobs' work at that round's event time, here on the
+   calling thread (in the monitor, on the health thread): ``service.evaluate(now)`` (the
+   book's evaluation, then its families rendered and compressed for the next scrape) and
+   ``detector.evaluate(now)`` + ``book.mark_silent``, timed;
 4. scrapes of :func:`monitor.metrics.serve` over HTTP with ``Accept-Encoding: gzip``
    as Prometheus sends it (median of ``--repeat``), by an httpx client in a child
    process (as Prometheus is one: this process's RSS is the monitor's alone; the GET
@@ -382,8 +384,10 @@ class _Fleet:
         """The scheduled jobs: state evaluation, then silent detection."""
         if self.health is None:
             return
-        book, detector = self.health.book, self.health.detector
-        self._step("evaluate_book", lambda: book.evaluate(now))
+        health = self.health
+        book, detector = health.book, health.detector
+        # As the job does on the health thread: evaluate, then render the families ahead.
+        self._step("evaluate_book", lambda: health.evaluate(now))
 
         def detect() -> None:
             book.mark_silent(detector.evaluate(now), now)

@@ -117,11 +117,12 @@ class TerminalHealthService:
         # terminals in milliseconds); the fleet-level families through prometheus_client.
         self.collector = HealthCollector(self.book, terminal_states=False)
         registry.register(self.collector)
-        registry.register(FrameCollector(
+        self.state_collector = FrameCollector(
             "cardmon_terminal_health_state",
             "Health state of the terminal (ISO 8583 field 41): 0 ok, 1 degraded, 2 failing, "
             "3 silent, 4 offline; rules in rules/health.yaml.",
-            "gauge", source=self.book.terminal_state_frame))
+            "gauge", source=self.book.terminal_state_frame)
+        registry.register(self.state_collector)
         self.job_metrics = SchedulerJobMetrics(registry)
         self.worker = HealthWorker((self.book, self.detector))
         self.wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC)
@@ -164,7 +165,7 @@ class TerminalHealthService:
 
         async def evaluate() -> None:  # the loop only awaits the health thread
             try:
-                await worker.call(self.book.evaluate, self.wall_clock())
+                await worker.call(self.evaluate, self.wall_clock())
             except HealthWorkerClosed:
                 log.debug("terminal health stopped: no evaluation")
 
@@ -187,6 +188,18 @@ class TerminalHealthService:
         if self.settings.terminals_path is not None:
             runners[TERMINAL_REGISTRY_JOB] = self.terminals.reload_if_changed
         return runners
+
+    def evaluate(self, now: datetime) -> None:
+        """Evaluate the book, then render its families for the next scrape (on the health thread).
+
+        Rendering ahead is an optimisation: if it fails, it is logged and the scrape renders.
+        """
+        self.book.evaluate(now)
+        try:
+            self.collector.prepare()
+            self.state_collector.prepare()
+        except Exception:  # the scrape renders them itself
+            log.exception("rendering the health families ahead of the scrape failed")
 
     def count_job_runs(self, scheduler: BaseScheduler) -> None:
         """Count every job event of ``scheduler`` (``cardmon_scheduler_job_events_total``).

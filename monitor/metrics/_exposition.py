@@ -29,11 +29,22 @@ The frame's identity is its version: a source must return a *new* DataFrame when
 its content changes (polars snapshots are replaced, never mutated in place) and
 the same object otherwise; then a scrape without new data reuses the rendered text
 and, for gzip, the compressed bytes.
+
+gzip, family by family: each :class:`FrameFamily` compresses its own text once, as a
+raw DEFLATE segment that starts from an empty window and ends on a byte boundary
+(``Z_SYNC_FLUSH``, no final block), with its CRC-32. A body is one gzip member: the
+header, the segments of the frame families in order, the rest of the registry
+compressed and finished, and the trailer (CRC-32s combined, total length). So a scrape
+after new data compresses only the families whose frame changed (the per-terminal
+metrics after a batch; the health state after an evaluation), and a family can be
+rendered and compressed ahead of the scrape (:meth:`FrameCollector.prepare`, e.g. on
+the health thread right after an evaluation).
 """
 
 from __future__ import annotations
 
 import re
+import struct
 import threading
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -45,7 +56,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
-__all__ = ["Exposition", "FrameCollector", "FrameFamily", "MetricKind"]
+__all__ = ["Exposition", "FrameCollector", "FrameFamily", "MetricKind", "crc32_combine", "gzip_member"]
 
 #: The two types a frame-backed family can have (one series per row).
 MetricKind = Literal["counter", "gauge"]
@@ -59,6 +70,75 @@ GZIP_LEVEL: Final = 1
 
 #: Rows rendered into one string at a time (bounds the rendering's transient memory).
 _RENDER_SLICE_ROWS: Final = 50_000
+#: gzip member header (RFC 1952): magic, DEFLATE, no flags, no mtime, no extra flags, OS unknown.
+_GZIP_HEADER: Final = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+
+
+def _gf2_times(matrix: list[int], vector: int) -> int:
+    total, row = 0, 0
+    while vector:
+        if vector & 1:
+            total ^= matrix[row]
+        vector >>= 1
+        row += 1
+    return total
+
+
+def _gf2_square(matrix: list[int]) -> list[int]:
+    return [_gf2_times(matrix, matrix[n]) for n in range(32)]
+
+
+def crc32_combine(crc1: int, crc2: int, length2: int) -> int:
+    """The CRC-32 of ``a + b`` from ``crc32(a)``, ``crc32(b)`` and ``len(b)`` (zlib's ``crc32_combine``).
+
+    Python's ``zlib`` does not expose it; this is zlib's GF(2) matrix method (~32 x
+    log2(length2) small steps), so each family's CRC is computed once, with its text.
+    """
+    if length2 <= 0:
+        return crc1
+    odd = [0xEDB88320] + [1 << n for n in range(31)]  # the operator for one zero bit
+    even = _gf2_square(odd)  # two zero bits
+    odd = _gf2_square(even)  # four zero bits
+    while True:  # apply len2 zero bytes to crc1, one bit of length2 at a time
+        even = _gf2_square(odd)
+        if length2 & 1:
+            crc1 = _gf2_times(even, crc1)
+        length2 >>= 1
+        if not length2:
+            break
+        odd = _gf2_square(even)
+        if length2 & 1:
+            crc1 = _gf2_times(odd, crc1)
+        length2 >>= 1
+        if not length2:
+            break
+    return crc1 ^ crc2
+
+
+#: One family's text compressed alone: (raw DEFLATE ending in a sync flush, CRC-32, bytes of text).
+Segment = tuple[bytes, int, int]
+
+
+def _segment(texts: Sequence[bytes]) -> Segment:
+    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+    parts, crc, size = [], 0, 0
+    for text in texts:
+        parts.append(compressor.compress(text))
+        crc, size = zlib.crc32(text, crc), size + len(text)
+    parts.append(compressor.flush(zlib.Z_SYNC_FLUSH))  # byte-aligned, not final: segments concatenate
+    return b"".join(parts), crc, size
+
+
+def gzip_member(segments: Sequence[Segment], tail: bytes) -> bytes:
+    """One gzip member holding the segments' texts in order, then ``tail``."""
+    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+    last = compressor.compress(tail) + compressor.flush(zlib.Z_FINISH)
+    crc, size = 0, 0
+    for _, segment_crc, segment_size in segments:
+        crc, size = crc32_combine(crc, segment_crc, segment_size), size + segment_size
+    crc, size = crc32_combine(crc, zlib.crc32(tail), len(tail)), size + len(tail)
+    trailer = struct.pack("<II", crc, size & 0xFFFFFFFF)
+    return b"".join((_GZIP_HEADER, *(segment for segment, _, _ in segments), last, trailer))
 
 
 def _escape_label_value(column: str) -> pl.Expr:
@@ -134,6 +214,7 @@ class FrameFamily(Metric):
         ).drop_nulls("value")
         self._lock = threading.Lock()
         self._text: bytes | None = None  # rendered once, on the first text() call
+        self._segment: Segment | None = None  # compressed once, on the first segment() call
 
     # Metric.__init__ assigns ``self.samples = []``; the samples are derived instead.
     @property
@@ -169,6 +250,14 @@ class FrameFamily(Metric):
             if self._text is None:
                 self._text = self._render()
             return self._text
+
+    def segment(self) -> Segment:
+        """The text compressed alone (see the module docstring); compressed once, then cached."""
+        text = self.text()
+        with self._lock:
+            if self._segment is None:
+                self._segment = _segment((text,))
+            return self._segment
 
     def _render(self) -> bytes:
         name = self._sample_name
@@ -234,12 +323,23 @@ class FrameCollector:
 
     def collect(self) -> Iterator[Metric]:
         """Yield the family of the source's current frame (the cached one if unchanged)."""
+        yield self._family()
+
+    def _family(self) -> FrameFamily:
         frame = self._source()
         cached = self._cached
         if cached is None or cached[0] is not frame:
             cached = (frame, FrameFamily(*self._spec, frame, labels=self._labels, value=self._value))
             self._cached = cached
-        yield cached[1]
+        return cached[1]
+
+    def prepare(self) -> None:
+        """Render and compress the current frame's family now, so the next scrape reuses it.
+
+        Call it where the frame is replaced (e.g. the health thread after an evaluation):
+        the scrape then only serves the bytes.
+        """
+        self._family().segment()
 
 
 class _Families:
@@ -253,12 +353,11 @@ class _Families:
 
 
 class _FastPart:
-    """The rendered frame families of one set of snapshots, and its gzip state."""
+    """The rendered frame families of one set of snapshots."""
 
     def __init__(self, families: tuple[FrameFamily, ...]) -> None:
         self.families: Final = families  # held, so their identities stay unique
         self.texts: Final = tuple(family.text() for family in families)  # not joined: ~28 MiB
-        self._gzip: tuple[bytes, zlib._Compress] | None = None  # (compressed texts, compressor)
 
     def matches(self, families: tuple[FrameFamily, ...]) -> bool:
         return len(families) == len(self.families) and all(
@@ -266,13 +365,8 @@ class _FastPart:
         )
 
     def gzip(self, tail: bytes) -> bytes:
-        """One gzip member of the texts then ``tail``; the texts are compressed once."""
-        if self._gzip is None:
-            compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
-            self._gzip = (b"".join(map(compressor.compress, self.texts)), compressor)
-        head, compressor = self._gzip
-        finish = compressor.copy()  # the gzip CRC and length carry over in the copy
-        return b"".join((head, finish.compress(tail), finish.flush()))
+        """One gzip member of the texts then ``tail``; each family's text is compressed once."""
+        return gzip_member([family.segment() for family in self.families], tail)
 
 
 class Exposition:
@@ -287,7 +381,7 @@ class Exposition:
 
     def __init__(self, registry: Collector) -> None:
         self._registry = registry
-        self._lock = threading.Lock()  # guards _fast and the compressor copy
+        self._lock = threading.Lock()  # guards _fast
         self._fast: _FastPart | None = None  # the rendered frame families of the last scrape
 
     def _collect(self) -> tuple[_FastPart, bytes]:
@@ -314,5 +408,4 @@ class Exposition:
     def render_gzip(self) -> bytes:
         """The same body, gzip-compressed (level :data:`GZIP_LEVEL`), as one gzip member."""
         part, rest = self._collect()
-        with self._lock:
-            return part.gzip(rest)
+        return part.gzip(rest)
