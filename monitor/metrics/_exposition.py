@@ -251,6 +251,11 @@ class FrameFamily(Metric):
                 self._text = self._render()
             return self._text
 
+    @property
+    def compressed(self) -> bool:
+        """Whether the text is rendered and compressed already (a scrape only serves bytes)."""
+        return self._segment is not None
+
     def segment(self) -> Segment:
         """The text compressed alone (see the module docstring); compressed once, then cached."""
         text = self.text()

@@ -20,6 +20,7 @@ from monitor.health.service import TerminalHealthService
 from monitor.health.silent import SilentDetector, SilentRules
 from monitor.health.state import HealthBook, HealthRules
 from monitor.health.worker import HealthWorker, HealthWorkerClosed
+from monitor.metrics import FrameFamily
 from monitor.pipeline.batch_frame import EVENT_SCHEMA
 from tests.health.conftest import Batch, T0, at
 
@@ -305,3 +306,20 @@ def test_now_is_taken_when_the_batch_is_handed_over(batch: Batch) -> None:
     finally:
         worker.close()
     assert len(nows) == 1 and nows[0] is not None and before <= nows[0] <= after
+
+
+async def test_the_evaluation_job_leaves_the_health_families_compressed_for_the_scrape() -> None:
+    """After the evaluation job the health families of that evaluation are rendered and compressed already."""
+    service = _service()
+    service.wall_clock = lambda: at(120)
+    try:
+        for observer in service.observers:
+            observer.observe(fleet_batch(50, 0, technical_every=5), now=at(120))
+        await service.jobs()[EVALUATE_JOB]()
+        families = [*service.state_collector.collect(), *service.collector.collect()]
+    finally:
+        await service.stop()
+    frame_families = [f for f in families if isinstance(f, FrameFamily)]
+    assert len(frame_families) == 5 and all(f.compressed for f in frame_families)
+    states = next(f for f in frame_families if f.name == "cardmon_terminal_health_state")
+    assert states.series == 50
