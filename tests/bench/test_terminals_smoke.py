@@ -1,7 +1,7 @@
 """Smoke test of the fleet-scale benchmark on 2,000 terminals and 6 one-minute rounds.
 
 No timing assertion: only that it runs the metrics and the terminal health service,
-serves every series and reports every field.
+serves every series, runs the loop phase and reports every field.
 """
 
 from __future__ import annotations
@@ -70,14 +70,22 @@ def test_benchmark_feeds_health_and_reports_time_memory_and_state(
     # The baseline: 168 Float32 hours per terminal.
     assert report["baseline_bytes"] >= TERMINALS * 168 * 4
     assert 0 < report["rss_start_bytes"] and 0 < report["rss_bytes"] <= report["peak_rss_bytes"]
-    assert set(report["peak_rss_by_step"]) == set(STEPS)
+    assert set(report["peak_rss_by_step"]) == {*STEPS, "loop"}
     assert max(report["peak_rss_by_step"].values()) == report["peak_rss_bytes"]
+    # The loop phase: the probe ran throughout, live batches were processed, every job ran.
+    loop = report["loop"]
+    assert loop["cycles"] == 3 and loop["probe_samples"] > 10 and loop["live_events"] > 0
+    assert 0 <= loop["stall_jobs_max_s"] <= loop["stall_max_s"] and loop["stall_p99_s"] <= loop["stall_max_s"]
+    for name in ("evaluate_job_median_s", "detect_job_median_s", "scrape_median_s", "batch_latency_p50_s"):
+        assert loop[name] > 0, name
+    assert loop["batch_latency_p50_s"] <= loop["batch_latency_p99_s"]
     printed = capsys.readouterr().out
     for label in ("observe: health book", "observe: silent detector", "evaluate: health book",
                   "evaluate: silent detector", "terminals by health state", "series in the exposition",
                   "HTTP scrape (gzip) after a batch", "HTTP scrape (gzip) without new data",
                   "HTTP scrape (identity) after a batch", "peak RSS (VmHWM)", "peak RSS during each step",
-                  "reference generate_latest", f"{TERMINALS:,}"):
+                  "reference generate_latest", "loop: longest stall during a job or a scrape",
+                  "loop: same while an evaluation runs", f"{TERMINALS:,}"):
         assert label in printed, label
 
 
@@ -91,3 +99,4 @@ def test_metrics_only_run_has_no_health_state(tmp_path: Path) -> None:
     assert report["terminals_by_state"] == {} and report["window_rows"] == {}
     assert report["observe_book_steady_s"] == 0 and report["evaluate_book_steady_s"] == 0
     assert report["observe_metrics_steady_s"] > 0
+    assert report["loop"] is None
