@@ -71,14 +71,13 @@ import polars as pl
 from prometheus_client import CollectorRegistry, generate_latest
 
 import monitor  # noqa: F401  # first: it sets the allocator tuning the service runs with
+from bench.loop_lag import STALL_TARGET_S, LoopReport, run_loop_phase
 from monitor.config import HealthSettings, KafkaSettings
 from monitor.health.baseline import HOURS_PER_WEEK, Baseline
+from monitor.health.scheduling import EVALUATE_JOB, SILENT_DETECTION_JOB
 from monitor.health.service import TerminalHealthService
 from monitor.metrics import Exposition, PipelineMetrics, serve
-from monitor.health.scheduling import EVALUATE_JOB, SILENT_DETECTION_JOB
 from monitor.pipeline.batch_frame import EVENT_SCHEMA
-
-from bench.loop_lag import STALL_TARGET_S, LoopReport, run_loop_phase
 
 __all__ = ["FleetReport", "fleet_batch", "fleet_files", "main", "rss_bytes"]
 
@@ -588,8 +587,8 @@ def _table(report: FleetReport) -> str:
         ms = 1000.0
         verdict_stall = "ok" if loop.stall_jobs_max_s < STALL_TARGET_S else "OVER TARGET"
         rows += [
-            ("loop phase", f"{loop.cycles} cycles of evaluation + silent detection + gzip scrape; "
-                           f"{loop.live_events:,} live events; {loop.probe_samples:,} probe samples"),
+            ("loop phase", (f"{loop.cycles} cycles of evaluation + silent detection + gzip scrape; "
+                            f"{loop.live_events:,} live events; {loop.probe_samples:,} probe samples")),
             ("loop: longest stall during a job or a scrape",
              f"{loop.stall_jobs_max_s * ms:.1f} ms ({verdict_stall}, target < {STALL_TARGET_S * ms:g} ms)"),
             ("loop: longest stall during evaluation / scrape",
@@ -605,8 +604,8 @@ def _table(report: FleetReport) -> str:
             ("loop: live batch arrival -> processed, p50 / p99",
              f"{loop.batch_latency_p50_s * ms:.1f} / {loop.batch_latency_p99_s * ms:.1f} ms"),
             ("loop: same while an evaluation runs, p50 / p99 / max",
-             f"{loop.batch_latency_evaluating_p50_s * ms:.1f} / {loop.batch_latency_evaluating_p99_s * ms:.1f}"
-             f" / {loop.batch_latency_evaluating_max_s * ms:.1f} ms"),
+             (f"{loop.batch_latency_evaluating_p50_s * ms:.1f} / {loop.batch_latency_evaluating_p99_s * ms:.1f}"
+              f" / {loop.batch_latency_evaluating_max_s * ms:.1f} ms")),
         ]
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)

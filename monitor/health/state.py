@@ -24,7 +24,7 @@ and the evaluation run on the health thread (:class:`monitor.health.worker.Healt
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -304,7 +304,7 @@ class HealthBook:
         return self._published.worst
 
 
-def _times(times: dict[str, datetime], schema: dict[str, pl.DataType | type[pl.DataType]]) -> pl.DataFrame:
+def _times(times: dict[str, datetime], schema: Mapping[str, pl.DataType | type[pl.DataType]]) -> pl.DataFrame:
     """``terminal_id, last_us`` of a ``{terminal_id: aware datetime}`` dict, built by column."""
     return pl.DataFrame({"terminal_id": list(times), "last_us": [_micros(at) for at in times.values()]},
                         schema=schema)

@@ -22,7 +22,7 @@ from monitor.health.state import HealthBook, HealthRules
 from monitor.health.worker import HealthWorker, HealthWorkerClosed
 from monitor.metrics import FrameFamily
 from monitor.pipeline.batch_frame import EVENT_SCHEMA
-from tests.health.conftest import Batch, T0, at
+from tests.health.conftest import T0, Batch, at
 
 RULES_FILE = Path(__file__).resolve().parents[2] / "rules" / "health.yaml"
 
@@ -106,10 +106,8 @@ def test_an_evaluation_sees_exactly_the_batches_submitted_before_it(
     assert seen == expected == [(2, 0), (5, 0), (8, 3), (11, 6)]
 
 
-def test_observe_keeps_only_the_columns_health_reads(
-        worker_and_book: tuple[HealthWorker, HealthBook], batch: Batch) -> None:
+def test_observe_keeps_only_the_columns_health_reads(batch: Batch) -> None:
     """The frames waiting for the thread hold the health columns, not the card or customer ones."""
-    worker, _ = worker_and_book
     received: list[list[str]] = []
 
     class Columns:
