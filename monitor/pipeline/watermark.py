@@ -173,3 +173,7 @@ class EventClock:
     def partitions(self) -> Collection[int]:
         """The partitions being tracked (assigned or seen)."""
         return tuple(self._latest)
+
+    def positions(self) -> dict[int, tuple[int | None, bool]]:
+        """Each tracked partition's latest event time read (µs, ``None``: nothing yet) and whether it is caught up."""
+        return {p: (t, p in self._caught_up) for p, t in self._latest.items()}
