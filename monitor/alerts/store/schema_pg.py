@@ -173,8 +173,8 @@ FLEET_SCHEMA: Final[tuple[str, ...]] = (
         failures BIGINT NOT NULL,
         first_us BIGINT,
         last_us BIGINT,
-        cards {_T}[],
-        terminals {_T}[],
+        cards TEXT[] COLLATE "C",
+        terminals TEXT[] COLLATE "C",
         merchant {_T},
         region {_T},
         PRIMARY KEY (topic, bucket, partition, scope, scope_key)
@@ -185,7 +185,7 @@ FLEET_SCHEMA: Final[tuple[str, ...]] = (
         bucket BIGINT NOT NULL,
         partition INTEGER NOT NULL,
         at_us BIGINT NOT NULL,
-        scope_keys {_T}[] NOT NULL,
+        scope_keys TEXT[] COLLATE "C" NOT NULL,
         PRIMARY KEY (topic, event_id)
     )""",
     "CREATE INDEX IF NOT EXISTS fleet_vips_by_bucket ON fleet_vips (topic, bucket)",
