@@ -30,7 +30,8 @@ from tests.postgres import PostgresServer
 
 pytestmark = pytest.mark.usefixtures("clean_environment")
 
-T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+# An hour ago: terminal health keeps terminals seen within its retention (7 days) of the wall clock.
+T0 = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=1)
 PARTITIONS = 6
 TERMINALS = [f"ATM-{i:02d}" for i in range(24)]  # 4 per partition
 OUTAGE_IIN = "412345"
