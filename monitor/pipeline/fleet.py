@@ -41,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -170,6 +171,8 @@ class FleetIncidents:
         self._positions: dict[int, tuple[int | None, bool]] = {}  # the latest committed batch's
         self._failed_at: dict[str, int] = {}  # <terminal ID: latest bucket it failed in, here>
         self._unrecorded: list[IncidentChange] = []
+        self._written: dict[int, tuple[int | None, bool, int | None]] = {}  # <partition: last progress written>
+        self._next_claim = 0.0  # monotonic time before which another judge's lease is not asked for
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._late = 0
@@ -291,8 +294,7 @@ class FleetIncidents:
         local = [t for t, _ in self._positions.values() if t is not None]
         if local:
             leader = max(local) if leader is None else max(leader, *local)
-        watch_terminals = "terminal" in self.rules.scopes
-        open_terminals = self.counts.open_terminal_incidents() if watch_terminals else set()
+        open_terminals: set[str] | None = None if "terminal" in self.rules.scopes else set()
         total = max(self._partitions(), max(self._positions) + 1)
         size_us = self.rules.bucket_seconds * _US
         for p, (latest, caught_up) in sorted(self._positions.items()):
@@ -301,7 +303,13 @@ class FleetIncidents:
             before = self._flushed.get(p)
             partials: list[PartialRow] = []
             vips: list[VipRow] = []
-            if through is not None and (before is None or through > before):
+            moves = through is not None and (before is None or through > before)
+            if not moves and self._written.get(p) == (latest, caught_up, before):
+                continue  # nothing new to say about it
+            if moves:
+                assert through is not None
+                if open_terminals is None:
+                    open_terminals = self.counts.open_terminal_incidents()
                 partials = self._partials(p, through, open_terminals)
                 queued = self._vips.get(p, [])
                 vips = [v for v in queued if v[1] <= through]
@@ -309,6 +317,7 @@ class FleetIncidents:
             self._flushed[p] = self.counts.flush(
                 p, partitions=total, owner=self.owner, latest_us=latest, caught_up=caught_up,
                 through=through, partials=partials, vips=vips)
+            self._written[p] = (latest, caught_up, self._flushed[p])
 
     def _take(self, staged: _Staged) -> None:
         """Aggregate one committed batch into its partitions' counts."""
@@ -356,11 +365,14 @@ class FleetIncidents:
 
     def judge(self) -> list[IncidentChange]:
         """Judge the buckets every partition has passed, if this instance holds the lease."""
+        if time.monotonic() < self._next_claim:
+            return []  # another instance judges: ask again a third of a lease later
         claim = self.counts.claim(self.owner, lease_seconds=self.lease_seconds,
                                   stalled_seconds=self.stalled_seconds,
                                   keep_buckets=2 * self.rules.window_buckets + 2)
         if claim is None:
             self.judging = False
+            self._next_claim = time.monotonic() + self.lease_seconds / 3
             return []
         if not self.judging or claim.previous_holder != self.owner or self.detector.closed != claim.judged_before:
             if claim.previous_holder not in (None, self.owner):
