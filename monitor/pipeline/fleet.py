@@ -39,6 +39,7 @@ Cost and limits: ``docs/scale-out.md``.
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import threading
 import time
@@ -57,13 +58,14 @@ from monitor.incidents.model import Incident, IncidentChange
 from monitor.incidents.tracking import WaitingVip
 from monitor.pipeline.watermark import EventClock
 
-__all__ = ["FleetIncidents", "merge_partials"]
+__all__ = ["PARTIAL_SCHEMA", "FleetIncidents", "merge_partials"]
 
 log = logging.getLogger(__name__)
 
 _US: Final = 1_000_000
 _KEYS: Final = ["scope", "key", "bucket"]
-_PARTIAL_SCHEMA: Final = {
+#: The columns of one partition's partial frame of a bucket (``first``/``last``: µs since the epoch).
+PARTIAL_SCHEMA: Final = {
     "bucket": pl.Int64, "scope": pl.String, "key": pl.String, "transactions": pl.Int64,
     "failures": pl.Int64, "first": pl.Int64, "last": pl.Int64, "cards": pl.List(pl.String),
     "terminals": pl.List(pl.String), "merchant": pl.String, "region": pl.String,
@@ -80,12 +82,14 @@ class _Staged:
     positions: dict[int, tuple[int | None, bool]]
 
 
-def merge_partials(partials: list[PartialRow], followed: list[tuple[str, str]],
+def merge_partials(partials: list[bytes], followed: list[tuple[str, str]],
                    rank: dict[str, int]) -> dict[int, list[BucketRow]]:
     """Every partition's partials merged per key and bucket, as one instance's ``take_due`` gives them.
 
     Args:
-        partials: rows of :meth:`FleetCounts.claim <monitor.alerts.store.fleet_counts.FleetCounts.claim>`.
+        partials: the partial frames of :meth:`FleetCounts.claim
+            <monitor.alerts.store.fleet_counts.FleetCounts.claim>` (Arrow IPC, columns of
+            :data:`PARTIAL_SCHEMA`).
         followed: ``(scope, key)`` the detector follows.
         rank: each scope's place, broadest first.
 
@@ -95,7 +99,7 @@ def merge_partials(partials: list[PartialRow], followed: list[tuple[str, str]],
     """
     if not partials:
         return {}
-    frame = pl.DataFrame(partials, schema=_PARTIAL_SCHEMA, orient="row")
+    frame = pl.concat([pl.read_ipc(io.BytesIO(data)) for data in partials])
     counts = frame.group_by(_KEYS).agg(pl.col("transactions").sum(), pl.col("failures").sum())
     failing = frame.filter(pl.col("failures") > 0).group_by(_KEYS).agg(
         pl.col("first").min().cast(pl.Datetime("us")).dt.replace_time_zone("UTC"),
@@ -169,7 +173,7 @@ class FleetIncidents:
         self._vips: dict[int, list[VipRow]] = {}  # <partition: its VIP failures not written yet>
         self._flushed: dict[int, int | None] = {}  # <partition: last bucket written>
         self._positions: dict[int, tuple[int | None, bool]] = {}  # the latest committed batch's
-        self._failed_at: dict[str, int] = {}  # <terminal ID: latest bucket it failed in, here>
+        self._failed_at: dict[int, dict[str, int]] = {}  # <partition: <terminal ID: latest bucket it failed in>>
         self._unrecorded: list[IncidentChange] = []
         self._written: dict[int, tuple[int | None, bool, int | None]] = {}  # <partition: last progress written>
         self._next_claim = 0.0  # monotonic time before which another judge's lease is not asked for
@@ -325,6 +329,8 @@ class FleetIncidents:
             self._late += self._buckets.pop(p).late_events
             self._vips.pop(p, None)
             self._flushed.pop(p, None)
+            self._failed_at.pop(p, None)
+            self._written.pop(p, None)
         self._positions = staged.positions
         if staged.frame.height:
             for (p,), part in staged.frame.partition_by("partition", as_dict=True).items():
@@ -338,30 +344,42 @@ class FleetIncidents:
                 self._vips.setdefault(p, []).append((event_id, bucket, at_us, list(keys)))
 
     def _partials(self, p: int, through: int, open_terminals: set[str]) -> list[PartialRow]:
+        """Partition ``p``'s partials of its buckets up to ``through``: one IPC frame per bucket."""
         counts = self._buckets.get(p)
         if counts is None:
             return []
         totals, failing = counts.take_partials(through)
         if totals.height == 0:
             return []
-        if failing.height:
-            failing = failing.with_columns(pl.col("first").dt.epoch("us"), pl.col("last").dt.epoch("us"))
-            for key, b in failing.filter(pl.col("scope") == "terminal").select("key", "bucket").iter_rows():
-                self._failed_at[key] = max(b, self._failed_at.get(key, b))
-        # A terminal's bucket without failures matters only to a terminal followed by the
-        # judge (failing within a window, or with an open incident); every other scope's
-        # key is shared between partitions, so all of its buckets are written.
-        horizon = through - 2 * self.rules.window_buckets
-        self._failed_at = {k: b for k, b in self._failed_at.items() if b >= horizon}
-        kept = set(self._failed_at) | open_terminals
-        totals = totals.filter((pl.col("scope") != "terminal") | (pl.col("failures") > 0)
-                               | pl.col("key").is_in(list(kept)))
-        rows = totals.join(failing, on=_KEYS, how="left") if failing.height else totals.with_columns(
-            pl.lit(None, pl.Int64).alias("first"), pl.lit(None, pl.Int64).alias("last"),
-            pl.lit(None, pl.List(pl.String)).alias("cards"), pl.lit(None, pl.List(pl.String)).alias("terminals"),
-            pl.lit(None, pl.String).alias("merchant"), pl.lit(None, pl.String).alias("region"))
-        return list(rows.select("bucket", "scope", "key", "transactions", "failures", "first", "last",
-                                "cards", "terminals", "merchant", "region").iter_rows())  # type: ignore[arg-type]
+        failing = failing.with_columns(pl.col("first").dt.epoch("us"), pl.col("last").dt.epoch("us"))
+        # A terminal's bucket without failures matters only to a terminal the judge
+        # follows: one that failed within the last windows (here: its events are all on
+        # this partition) or has an open incident. Every other scope's key is shared
+        # between partitions, so each of its buckets is written (its failure ratio).
+        horizon = 2 * self.rules.window_buckets
+        history = self._failed_at.get(p, {})
+        failed = pl.concat([
+            pl.DataFrame({"key": list(history), "failed": list(history.values())},
+                         schema={"key": pl.String, "failed": pl.Int64}),
+            failing.filter(pl.col("scope") == "terminal").select("key", pl.col("bucket").alias("failed")),
+        ])
+        terminal = pl.col("scope") == "terminal"
+        quiet = (totals.filter(terminal & (pl.col("failures") == 0)).sort("bucket")
+                 .join_asof(failed.sort("failed"), left_on="bucket", right_on="failed", by="key",
+                            strategy="backward", check_sortedness=False)  # both sorted just above
+                 .filter((pl.col("failed") >= pl.col("bucket") - horizon)
+                         | pl.col("key").is_in(sorted(open_terminals)))
+                 .drop("failed"))
+        totals = pl.concat([totals.filter(~terminal | (pl.col("failures") > 0)), quiet])
+        latest = failed.group_by("key").agg(pl.col("failed").max()).filter(pl.col("failed") >= through - horizon)
+        self._failed_at[p] = dict(latest.iter_rows())
+        rows = totals.join(failing, on=_KEYS, how="left").select(*PARTIAL_SCHEMA).cast(PARTIAL_SCHEMA)
+        out: list[PartialRow] = []
+        for (bucket,), part in sorted(rows.partition_by("bucket", as_dict=True).items()):
+            buffer = io.BytesIO()
+            part.write_ipc(buffer, compression="zstd")
+            out.append((int(bucket), part.height, buffer.getvalue()))  # type: ignore[call-overload]
+        return out
 
     def judge(self) -> list[IncidentChange]:
         """Judge the buckets every partition has passed, if this instance holds the lease."""

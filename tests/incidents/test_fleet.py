@@ -115,7 +115,7 @@ def url(postgres: PostgresServer) -> Iterator[str]:
 def _partials(url: str) -> tuple[int, int]:
     counts = FleetCounts(url, "tx")
     try:
-        row = counts._db.execute("SELECT count(*) AS n, coalesce(sum(failures), 0) AS f FROM fleet_partials").fetchone()
+        row = counts._db.execute("SELECT count(*) AS n, coalesce(sum(keys), 0) AS f FROM fleet_partials").fetchone()
         return int(row["n"]), int(row["f"])
     finally:
         counts.close()

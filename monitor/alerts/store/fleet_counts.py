@@ -10,9 +10,11 @@ drives both; ``docs/scale-out.md`` says why and what it costs). Tables
 - ``fleet_progress``: one row per partition: latest event time read, caught up or
   not, the last bucket whose partials are written (``flushed_through``), who wrote
   it and when it last progressed (database clock);
-- ``fleet_partials``: per ``(bucket, partition, scope, key)``: transactions,
+- ``fleet_partials``: per ``(bucket, partition)``: every key's transactions,
   outage failures, earliest/latest failure, failing cards and terminals, merchant,
-  region (what :class:`~monitor.incidents.buckets.BucketCounts` aggregates);
+  region (what :class:`~monitor.incidents.buckets.BucketCounts` aggregates), as one
+  compressed Arrow IPC frame written by the caller (one row per bucket and partition,
+  not per key: one insert whatever the number of keys);
 - ``fleet_vips``: the VIP failures of outage classes, per event ID, with their keys;
 - ``fleet_judge``: the judge's lease and the last bucket it judged.
 
@@ -32,7 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any
 
 from monitor.alerts.store.db import Database
 from monitor.alerts.store.postgres import PostgresDatabase
@@ -41,17 +43,11 @@ from monitor.config import PostgresSettings
 
 __all__ = ["FleetClaim", "FleetCounts", "PartialRow", "VipRow"]
 
-#: One key's partial of one bucket on one partition: (bucket, scope, key, transactions,
-#: failures, first failure µs, last failure µs, cards, terminals, merchant, region).
-PartialRow = tuple[int, str, str, int, int, int | None, int | None, list[str] | None,
-                   list[str] | None, str | None, str | None]
+#: One partition's partials of one bucket: (bucket, number of keys, the frame's bytes).
+PartialRow = tuple[int, int, bytes]
 #: One VIP failure of an outage class: (event ID, bucket, µs, its key per scope in the
 #: rules' scope order, ``None`` where it has none).
 VipRow = tuple[str, int, int, list[str | None]]
-
-_PARTIAL_COLUMNS: Final = ("bucket", "scope", "scope_key", "transactions", "failures", "first_us",
-                           "last_us", "cards", "terminals", "merchant", "region")
-
 
 @dataclass(frozen=True, slots=True)
 class FleetClaim:
@@ -62,14 +58,14 @@ class FleetClaim:
         judged_before: the last bucket judged before this round (``None``: none yet).
         closed: the last bucket every partition has passed (``None``: none yet); the
             round judges the buckets after ``judged_before`` up to it.
-        partials: every partition's partial rows of those buckets.
+        partials: every partition's partial frames (bytes) of those buckets.
         vips: the VIP failures of those buckets.
     """
 
     previous_holder: str | None
     judged_before: int | None
     closed: int | None
-    partials: list[PartialRow] = field(default_factory=list)
+    partials: list[bytes] = field(default_factory=list)
     vips: list[VipRow] = field(default_factory=list)
 
 
@@ -133,7 +129,7 @@ class FleetCounts:
             latest_us: the latest event time read from it (µs), ``None`` if none yet.
             caught_up: it was read to its end.
             through: the last bucket whose partials are complete (``None``: none yet).
-            partials: its partial rows; those of buckets already written are skipped.
+            partials: its partial frames per bucket; those of buckets already written are skipped.
             vips: its VIP failures of outage classes; the same rule.
 
         Returns:
@@ -152,9 +148,9 @@ class FleetCounts:
             if moved:
                 fresh = [p for p in partials if (before is None or p[0] > before) and p[0] <= through]
                 db.executemany(
-                    f"""INSERT INTO fleet_partials (topic, partition, {', '.join(_PARTIAL_COLUMNS)})
-                    VALUES (?, ?, {', '.join('?' * len(_PARTIAL_COLUMNS))}) ON CONFLICT DO NOTHING""",
-                    [(self.topic, partition, *p) for p in fresh])
+                    """INSERT INTO fleet_partials (topic, bucket, partition, keys, frame)
+                    VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
+                    [(self.topic, bucket, partition, keys, frame) for bucket, keys, frame in fresh])
                 db.executemany(
                     """INSERT INTO fleet_vips (topic, event_id, bucket, partition, at_us, scope_keys)
                     VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
@@ -214,9 +210,9 @@ class FleetCounts:
                            "WHERE topic = ?", (holder, lease_seconds, self.topic))
                 return FleetClaim(lease["holder"], judged, judged)
             since = judged if judged is not None else -(2 ** 62)
-            partials = [tuple(row) for row in db.execute(
-                f"""SELECT {', '.join(_PARTIAL_COLUMNS)} FROM fleet_partials
-                WHERE topic = ? AND bucket > ? AND bucket <= ?""", (self.topic, since, closed)).fetchall()]
+            partials = [bytes(row["frame"]) for row in db.execute(
+                """SELECT frame FROM fleet_partials WHERE topic = ? AND bucket > ? AND bucket <= ?
+                ORDER BY bucket, partition""", (self.topic, since, closed)).fetchall()]
             vips = [(row["event_id"], row["bucket"], row["at_us"], list(row["scope_keys"])) for row in db.execute(
                 """SELECT event_id, bucket, at_us, scope_keys FROM fleet_vips
                 WHERE topic = ? AND bucket > ? AND bucket <= ?""", (self.topic, since, closed)).fetchall()]

@@ -163,21 +163,15 @@ FLEET_SCHEMA: Final[tuple[str, ...]] = (
         updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
         PRIMARY KEY (topic, partition)
     )""",
+    # One partition's partials of one bucket: every key's row, as one compressed Arrow
+    # IPC frame (monitor.pipeline.fleet says its columns); written once (the key).
     f"""CREATE TABLE IF NOT EXISTS fleet_partials (
         topic {_T} NOT NULL,
         bucket BIGINT NOT NULL,
         partition INTEGER NOT NULL,
-        scope {_T} NOT NULL,
-        scope_key {_T} NOT NULL,
-        transactions BIGINT NOT NULL,
-        failures BIGINT NOT NULL,
-        first_us BIGINT,
-        last_us BIGINT,
-        cards TEXT[] COLLATE "C",
-        terminals TEXT[] COLLATE "C",
-        merchant {_T},
-        region {_T},
-        PRIMARY KEY (topic, bucket, partition, scope, scope_key)
+        keys INTEGER NOT NULL,
+        frame BYTEA NOT NULL,
+        PRIMARY KEY (topic, bucket, partition)
     )""",
     f"""CREATE TABLE IF NOT EXISTS fleet_vips (
         topic {_T} NOT NULL,
