@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -196,3 +198,55 @@ def test_scale_out_without_a_postgresql_store_is_refused() -> None:
     """Turning scale-out on with the SQLite store fails at start, naming the setting it needs."""
     with pytest.raises(ValidationError, match="store_url"):
         isolated_settings(alerting={"scale_out": {"enabled": True}})
+
+
+def _final(changes: list[IncidentChange]) -> tuple[dict[str, IncidentChange], dict[str, list[str]]]:
+    """Each incident's last state (without attributions) and the VIP failures attributed to it, in order."""
+    last: dict[str, IncidentChange] = {}
+    links: dict[str, list[str]] = {}
+    for change in changes:
+        last[change.incident_id] = replace(change, event_ids=())
+        links.setdefault(change.incident_id, []).extend(change.event_ids)
+    return last, links
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_random_outages_read_in_random_batches_end_the_same_as_one_detector(url: str, seed: int) -> None:
+    """Random terminal, issuer and region outages, read by three instances in random batches and judged over many rounds, end as one detector judging them all."""
+    rnd = random.Random(seed)
+    data: list[dict[str, Any]] = []
+    spells = [(rnd.randrange(0, 500), rnd.randrange(20, 120), rnd.choice(["T1", "T4", "412345", "South"]))
+              for _ in range(4)]
+    for n in range(3000):
+        second = rnd.uniform(0, 700)
+        t = rnd.randrange(9)
+        terminal, region, iin = f"T{t}", "South" if t < 3 else "North", rnd.choice(["412345", "499999", "455555"])
+        failing = rnd.random() < 0.05 or any(
+            start <= second < start + length and what in (terminal, iin, region) and rnd.random() < 0.9
+            for start, length, what in spells)
+        data.append({"event_id": f"e{n}", "occurred_at": T0 + timedelta(seconds=second),
+                     "outcome": "technical" if failing else "approved", "terminal_id": terminal,
+                     "merchant_id": None, "region": region, "pan_masked": f"{iin}******{n % 10000:04d}",
+                     "card_ref": f"c{rnd.randrange(400)}", "partition": t % PARTITIONS})
+    data.sort(key=lambda r: (r["occurred_at"], r["event_id"]))
+    everything = frame(data)
+    expected = _final(one_detector(everything))
+    assert expected[0], "the scenario opens incidents"
+    instances = [Instance(url, f"r{p}") for p in range(PARTITIONS)]
+    try:
+        parts = [everything.filter(pl.col("partition") == p) for p in range(PARTITIONS)]
+        offsets = [0] * PARTITIONS
+        while any(offsets[p] < parts[p].height for p in range(PARTITIONS)):
+            p = rnd.randrange(PARTITIONS)
+            size = rnd.randrange(1, 200)
+            chunk = parts[p].slice(offsets[p], size)
+            offsets[p] += chunk.height
+            instances[p].batch(chunk, {p}, {p} if offsets[p] >= parts[p].height else set())
+            await instances[rnd.randrange(PARTITIONS)].fleet.round()
+        for _ in range(2):
+            for instance in instances:
+                await instance.fleet.round()
+        assert _final([c for i in instances for c in i.changes]) == expected
+    finally:
+        for instance in instances:
+            instance.close()
