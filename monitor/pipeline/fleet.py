@@ -65,11 +65,11 @@ log = logging.getLogger(__name__)
 _US: Final = 1_000_000
 _KEYS: Final = ["scope", "key", "bucket"]
 #: The columns of one partition's partial frame of a bucket (``first``/``last``: µs since the epoch).
-PARTIAL_SCHEMA: Final = {
-    "bucket": pl.Int64, "scope": pl.String, "key": pl.String, "transactions": pl.Int64,
-    "failures": pl.Int64, "first": pl.Int64, "last": pl.Int64, "cards": pl.List(pl.String),
-    "terminals": pl.List(pl.String), "merchant": pl.String, "region": pl.String,
-}
+PARTIAL_SCHEMA: Final = pl.Schema({
+    "bucket": pl.Int64(), "scope": pl.String(), "key": pl.String(), "transactions": pl.Int64(),
+    "failures": pl.Int64(), "first": pl.Int64(), "last": pl.Int64(), "cards": pl.List(pl.String()),
+    "terminals": pl.List(pl.String()), "merchant": pl.String(), "region": pl.String(),
+})
 
 
 @dataclass(slots=True)
@@ -255,6 +255,10 @@ class FleetIncidents:
                     log.warning("scale-out round failed (%s); trying again", type(error).__name__)
                 else:
                     log.exception("scale-out round failed")
+        try:  # what the committed batches passed, so the next owner need not wait for it
+            await asyncio.to_thread(self.flush)
+        except Exception as error:  # noqa: BLE001 - at worst, those buckets miss this share
+            log.warning("scale-out: the last write of partial counts failed (%s)", type(error).__name__)
         if self.judging:
             try:
                 await asyncio.to_thread(self.counts.release, self.owner)
@@ -334,8 +338,8 @@ class FleetIncidents:
         self._positions = staged.positions
         if staged.frame.height:
             for (p,), part in staged.frame.partition_by("partition", as_dict=True).items():
-                counts = self._buckets.setdefault(int(p), BucketCounts(self.rules))  # type: ignore[call-overload]
-                counts.add(part.drop("partition"), self._flushed.get(int(p)))  # type: ignore[call-overload]
+                counts = self._buckets.setdefault(int(p), BucketCounts(self.rules))
+                counts.add(part.drop("partition"), self._flushed.get(int(p)))
         if staged.vips.height:
             for p, event_id, bucket, at_us, *keys in staged.vips.iter_rows():
                 before = self._flushed.get(p)
@@ -373,12 +377,12 @@ class FleetIncidents:
         totals = pl.concat([totals.filter(~terminal | (pl.col("failures") > 0)), quiet])
         latest = failed.group_by("key").agg(pl.col("failed").max()).filter(pl.col("failed") >= through - horizon)
         self._failed_at[p] = dict(latest.iter_rows())
-        rows = totals.join(failing, on=_KEYS, how="left").select(*PARTIAL_SCHEMA).cast(PARTIAL_SCHEMA)
+        rows = totals.join(failing, on=_KEYS, how="left").select(PARTIAL_SCHEMA.names()).cast(PARTIAL_SCHEMA)
         out: list[PartialRow] = []
         for (bucket,), part in sorted(rows.partition_by("bucket", as_dict=True).items()):
             buffer = io.BytesIO()
             part.write_ipc(buffer, compression="zstd")
-            out.append((int(bucket), part.height, buffer.getvalue()))  # type: ignore[call-overload]
+            out.append((int(bucket), part.height, buffer.getvalue()))
         return out
 
     def judge(self) -> list[IncidentChange]:

@@ -145,7 +145,7 @@ class FleetCounts:
                 + db.for_update, (self.topic, partition)).fetchone()
             before = row["flushed_through"]
             moved = through is not None and (before is None or through > before)
-            if moved:
+            if through is not None and moved:
                 fresh = [p for p in partials if (before is None or p[0] > before) and p[0] <= through]
                 db.executemany(
                     """INSERT INTO fleet_partials (topic, bucket, partition, keys, frame)
@@ -223,7 +223,7 @@ class FleetCounts:
                        (self.topic, closed - keep_buckets))
             db.execute("DELETE FROM fleet_vips WHERE topic = ? AND bucket <= ?",
                        (self.topic, closed - keep_buckets))
-        return FleetClaim(lease["holder"], judged, closed, partials, vips)  # type: ignore[arg-type]
+        return FleetClaim(lease["holder"], judged, closed, partials, vips)
 
     def release(self, holder: str) -> None:
         """Give the lease up at once (a clean stop): the next instance to ask judges."""
