@@ -151,8 +151,8 @@ async def _run(count: int, *, tmp_path: Path, bootstrap: str, name: str, store_u
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20)
         await producer.start()
         try:
-            for start in range(0, len(events), 300):
-                for partition, value in events[start:start + 300]:
+            for start in range(0, len(events), 120):  # ~20 s of event time a chunk, under the lateness
+                for partition, value in events[start:start + 120]:
                     await producer.send(kafka.topic, encode(value), key=value["terminal_id"].encode(),
                                         partition=partition)
                 await producer.flush()
