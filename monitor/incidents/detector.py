@@ -43,7 +43,8 @@ interleaving; events of an already closed bucket are late and left out
 :meth:`IncidentDetector.restore` takes the open incidents back from the store after
 a restart. With several instances, each sees its own partitions: a terminal's
 events (key = terminal ID) all reach one instance, a region's or an issuer's are
-split between them.
+split between them — unless scale-out is on (:mod:`monitor.pipeline.fleet`): then one
+instance's detector judges every partition's merged counts (:meth:`IncidentDetector.judge_merged`).
 
 This module judges (scope evaluation: which closed bucket opens, feeds or ends an
 incident, and which incident takes each VIP failure); the per-bucket aggregation is
