@@ -104,7 +104,8 @@ class BatchProcessor:
         metrics: receives each batch frame (or ``None`` for no metrics).
         observers: also receive each classified batch frame, after the metrics; an
             observer that raises is logged and skipped, the batch is not re-processed.
-        incidents: the storm-control detector, or ``None`` (no incidents).
+        incidents: the storm-control detector, or ``None`` (no incidents); with scale-out,
+            :class:`~monitor.pipeline.fleet.FleetIncidents` (it gets each event's partition).
         clock: event time across partitions (late events, the watermark); default:
             one with the default lateness.
     """
