@@ -168,8 +168,9 @@ async def _run(count: int, *, tmp_path: Path, bootstrap: str, name: str, store_u
             return len({p[1] for p in hooks.posts if p[0] == name}) == len(MANAGERS)
         await wait_until(noticed, timeout=60, what="a notice to each manager")
         await asyncio.sleep(2)  # anything sent twice, or late, would arrive now
-        for app in apps:  # terminal health at one moment, for both runs
-            app.health.book.evaluate(T0 + timedelta(seconds=400))
+        for app in apps:  # terminal health at one moment, for both runs (on the health thread,
+            # after every batch it was handed)
+            await app.health.worker.call(app.health.book.evaluate, T0 + timedelta(seconds=400))
     finally:
         stop.set()
         await asyncio.wait_for(asyncio.gather(*tasks), timeout=60)
