@@ -14,6 +14,11 @@ Timing comes from the frozen settings (:mod:`monitor.config`), except:
   and skips a run later than ``silent.misfire_grace_seconds``: silent-terminal policy,
   which lives with the other ``silent`` thresholds in that rule file.
 
+No job does heavy work on the event loop: a plain function runs on a scheduler thread,
+the store jobs' coroutines hand their queries to a thread, and terminal health's two
+polars jobs (``silent_detection``, ``health_evaluate``) only await the health thread
+(:class:`monitor.health.worker.HealthWorker`), which owns the book and the detector.
+
 Runs are never queued: one instance of a job at a time (``max_instances=1``); a run
 due while the previous one still runs is skipped. Every job's runs are counted in
 ``cardmon_scheduler_job_events_total{job, event}``
