@@ -94,6 +94,9 @@ class BenchReport:
         ratio: ``monitor_rate / bare_rate`` (the goal is >= 0.5).
         alerts_stored: alerts in the monitor's store after the backlog run.
         monitor_breakdown: seconds per part of the monitor run (see :func:`_instrument`).
+        stage_us_per_event: the monitor's cost per stage in µs per event consumed: the
+            batch processor's stages (:data:`monitor.pipeline.processor.STAGES`), then the
+            alert store write and the offset commit (see :func:`_stage_costs`).
         live_events: events produced in real time in the live phase.
         live_rate: their rate (events/s of wall time).
         live_alerts: alerts delivered to the ``jsonl`` sink in the live phase.
@@ -117,6 +120,7 @@ class BenchReport:
     ratio: float = 0.0
     alerts_stored: int = 0
     monitor_breakdown: dict[str, float] = field(default_factory=dict)
+    stage_us_per_event: dict[str, float] = field(default_factory=dict)
     live_events: int = 0
     live_rate: float = 0.0
     live_alerts: int = 0
@@ -265,12 +269,19 @@ def _assigned(app: MonitorApp) -> bool:
     return kafka is not None and bool(kafka.assignment())
 
 
-async def _monitor(settings: Settings, expected: int,
-                   profile: cProfile.Profile | None) -> tuple[int, float, int, dict[str, float]]:
+def _stage_costs(app: MonitorApp, clock: _Clock) -> dict[str, float]:
+    """µs per message consumed of each processing stage, the alert store and the commit."""
+    seconds = {**app.processor.stage_seconds, "store": clock.seconds.get("alert store", 0.0),
+               "commit": clock.seconds.get("commit", 0.0)}
+    return {name: round(value / max(clock.messages, 1) * 1e6, 2) for name, value in seconds.items()}
+
+
+async def _monitor(settings: Settings, expected: int, profile: cProfile.Profile | None,
+                   ) -> tuple[int, float, int, dict[str, float], dict[str, float]]:
     """Run the monitor until ``expected`` messages are committed.
 
     Returns:
-        (messages, seconds, alerts stored, breakdown in seconds).
+        (messages, seconds, alerts stored, breakdown in seconds, µs per event by stage).
     """
     app = MonitorApp(settings)
     clock = _instrument(app)
@@ -296,7 +307,7 @@ async def _monitor(settings: Settings, expected: int,
                  for name in ("process", "alert store", "dead letters", "commit")}
     breakdown["metrics and lag"] = round(parts.get("handle", 0.0) - sum(breakdown.values()), 3)
     breakdown["getmany (fetch and wait)"] = round(seconds - parts.get("handle", 0.0), 3)
-    return clock.messages, seconds, app.store_summary, breakdown
+    return clock.messages, seconds, app.store_summary, breakdown, _stage_costs(app, clock)
 
 
 def _live_producer(bootstrap: str, topic: str, rate: float, seconds: float, seed: int,
@@ -418,7 +429,7 @@ async def run_benchmark(*, events: int = 200_000, bootstrap_servers: str | None 
             bootstrap, backlog.kafka.topic, events, batch_max_records)
         report.bare_rate = report.bare_consumed / report.bare_seconds
         (report.monitor_consumed, report.monitor_seconds, report.alerts_stored,
-         report.monitor_breakdown) = await _monitor(backlog, events, profile)
+         report.monitor_breakdown, report.stage_us_per_event) = await _monitor(backlog, events, profile)
         report.monitor_rate = report.monitor_consumed / report.monitor_seconds
         report.ratio = report.monitor_rate / report.bare_rate
         report.live_events, report.live_rate, alerts = await _live(live, live_rate, live_seconds, seed)
@@ -455,6 +466,9 @@ def format_report(report: BenchReport) -> str:
     ]
     rows += [(f"  monitor time: {name}", f"{seconds:.2f} s")
              for name, seconds in report.monitor_breakdown.items()]
+    if report.stage_us_per_event:
+        rows.append(("  µs/event by stage", ", ".join(
+            f"{name} {cost:.2f}" for name, cost in report.stage_us_per_event.items())))
     rows += [
         ("live phase", (f"{report.live_events:,} events at {report.live_rate:,.0f} events/s, "
                        f"{report.live_alerts} alerts delivered")),

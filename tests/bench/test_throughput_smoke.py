@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench.throughput import main, percentile
+from monitor.pipeline.processor import STAGES
 
 EVENTS = 3_000
 
@@ -34,11 +35,14 @@ def test_benchmark_reads_the_topic_twice_and_reports_rates_ratio_and_latency(
     assert report["alerts_stored"] > 0  # the demo faults make VIP failures
     assert set(report["monitor_breakdown"]) >= {"process", "alert store", "commit",
                                                 "getmany (fetch and wait)"}
+    stages = report["stage_us_per_event"]  # every stage's cost per event, so a regression shows
+    assert list(stages) == [*STAGES, "store", "commit"]
+    assert stages["decode"] > 0 and all(cost >= 0 for cost in stages.values())
     assert report["live_events"] > 0 and report["live_alerts"] > 0
     assert 0 < report["latency_p50"] <= report["latency_p99"] <= report["latency_max"]
     printed = capsys.readouterr().out
     for label in ("bare aiokafka consumer", "whole monitor", "ratio monitor / bare",
-                  "alert latency p50", "alert latency p99"):
+                  "alert latency p50", "alert latency p99", "µs/event by stage"):
         assert label in printed
 
 
