@@ -117,8 +117,16 @@ class LatencyHistogramCollector:
                 nullable; null rows are skipped, and so is NaN, which would poison
                 the sum for good).
         """
+        self.merge(self.aggregate(frame).collect())
+
+    def aggregate(self, frame: pl.DataFrame) -> pl.LazyFrame:
+        """The lazy per-channel aggregate of one batch, for :meth:`merge` (see :meth:`observe`).
+
+        Lets a caller collect it together with other aggregates of the same batch
+        (``polars.collect_all``): one plan per batch instead of one per metric.
+        """
         seconds = pl.col("latency_ms") / 1000.0
-        aggregated = (
+        return (
             frame.lazy()
             .filter(pl.col("latency_ms").is_not_null() & pl.col("latency_ms").is_not_nan())
             .group_by("channel")
@@ -128,8 +136,10 @@ class LatencyHistogramCollector:
                 pl.len().alias("count"),
                 seconds.sum().alias("sum"),
             )
-            .collect()
         )
+
+    def merge(self, aggregated: pl.DataFrame) -> None:
+        """Add a collected :meth:`aggregate` to the histogram."""
         if aggregated.is_empty():
             return
         columns = [f"le{i}" for i in range(len(self._bounds))] + ["count"]
@@ -195,7 +205,11 @@ class TerminalCollector:
         """
         if frame.is_empty():
             return
-        batch = frame.group_by("terminal_id").agg(
+        self.merge(self.aggregate(frame).collect())
+
+    def aggregate(self, frame: pl.DataFrame) -> pl.LazyFrame:
+        """The lazy per-terminal aggregate of one batch, for :meth:`merge` (see :meth:`observe`)."""
+        return frame.lazy().group_by("terminal_id").agg(
             pl.col("occurred_at").max().dt.epoch("us").cast(pl.Int64).alias("last_us"),
             pl.len().cast(pl.Int64).alias("transactions"),
             *[
@@ -203,6 +217,11 @@ class TerminalCollector:
                 for outcome in TERMINAL_FAILURE_OUTCOMES
             ],
         )
+
+    def merge(self, batch: pl.DataFrame) -> None:
+        """Merge a collected :meth:`aggregate` into the per-terminal snapshot."""
+        if batch.is_empty():
+            return
         with self._lock:
             merged = (
                 pl.concat([self._snapshot, batch], how="vertical")
