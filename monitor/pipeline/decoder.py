@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import polars as pl
 
@@ -33,6 +33,7 @@ from monitor.pipeline.reference_decoder import (
 )
 
 __all__ = [
+    "REFERENCE_BATCH_MAX",
     "DecodedBatch",
     "DecodedFrame",
     "Rejection",
@@ -41,6 +42,13 @@ __all__ = [
     "decode_batch",
     "decode_frame",
 ]
+
+
+#: Batches of at most this many messages go through the reference decoder alone: the
+#: column checks cost ~3 ms per batch whatever its size (a few dozen polars expressions),
+#: the reference ~20-30 µs per message (measured: 1 message 0.6 ms against 3.6 ms, 64
+#: messages 2.4 ms against 3.9 ms, even at ~128). Small live batches pay per message.
+REFERENCE_BATCH_MAX: Final = 64
 
 
 @dataclass(slots=True)
@@ -69,12 +77,19 @@ def decode_frame(values: list[bytes | None]) -> DecodedFrame:
     collapsed per column, and every message the column checks cannot clear otherwise
     is decoded by :func:`decode_batch` itself.
 
+    A batch of at most :data:`REFERENCE_BATCH_MAX` messages is decoded by
+    :func:`decode_batch` alone (the same result, cheaper for so few).
+
     Args:
         values: raw message values in batch order; ``None`` is a tombstone and is rejected.
 
     Returns:
         A :class:`DecodedFrame`. Never raises on bad input.
     """
+    if len(values) <= REFERENCE_BATCH_MAX:
+        reference = decode_batch(values)
+        return DecodedFrame(events_frame(reference.events), reference.indices, reference.rejections,
+                            reference.sanitised)
     decode = unchecked_decoder.decode
     rows: list[Any] = []
     row_indices: list[int] = []
