@@ -126,6 +126,30 @@ class OutboxQueries(StoreConnection):
             (utc_text(at), utc_text(at)), delivery_id, after=after_sent,
         )
 
+    @retried
+    def mark_many_sent(self, sent: Mapping[int, datetime]) -> set[int]:
+        """:meth:`mark_sent` for several rows in one transaction (one durable commit).
+
+        Args:
+            sent: ``delivery_id`` → when its channel accepted it (aware).
+
+        Returns:
+            The delivery IDs that were pending and are now ``sent`` (the others were
+            marked meanwhile and are left as they are).
+        """
+        marked: set[int] = set()
+        with self._lock, self._transaction() as conn:
+            for delivery_id, at in sent.items():
+                stamp = utc_text(at)
+                row = conn.execute(
+                    """UPDATE deliveries SET status = 'sent', attempts = attempts + 1, sent_at = ?,
+                    updated_at = ? WHERE delivery_id = ? AND status = 'pending'""",
+                    (stamp, stamp, delivery_id))
+                if row.rowcount == 1:
+                    after_sent(conn, delivery_id)
+                    marked.add(delivery_id)
+        return marked
+
     def mark_retry(self, delivery_id: int, error: str, next_attempt_at: datetime) -> bool:
         """Record a failed attempt and when to try again; ``False`` if not pending."""
         return self._mark(
