@@ -262,9 +262,9 @@ def _instrument(app: MonitorApp) -> _Clock:
     clock.wrap_async(consumer, "_commit", "commit")
     handle = consumer.handle
 
-    async def counted(batch: Any) -> Any:
+    async def counted(batch: Any, **options: Any) -> Any:
         started = time.perf_counter()
-        result = await handle(batch)
+        result = await handle(batch, **options)
         clock.last_batch_done = time.perf_counter()
         clock.seconds["handle"] = clock.seconds.get("handle", 0.0) + clock.last_batch_done - started
         clock.messages += sum(len(messages) for messages in batch.values())
