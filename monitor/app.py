@@ -311,6 +311,9 @@ class MonitorApp:
         api_server: ApiServer | None = None
         worker_task: asyncio.Task[None] | None = None
         status_task: asyncio.Task[None] | None = None
+        loop = asyncio.get_running_loop()
+        # PostgreSQL: outbox rows committed by any instance wake this worker (LISTEN/NOTIFY).
+        listener = self.store.outbox_listener(lambda: loop.call_soon_threadsafe(self.worker.wake))
         try:
             if create_topics:
                 await ensure_topics(self.settings.kafka)
@@ -331,9 +334,13 @@ class MonitorApp:
                      len(self.vip_registry.current), len(self.vip_registry.current.managers), self.store.location,
                      ", ".join(sorted(self.channels)), server.url,
                      api_server.url if api_server is not None else "off")
+            if listener is not None:
+                listener.start()
             worker_task = asyncio.create_task(self.worker.run(stop), name="cardmon-delivery")
             await self.consumer.run(stop)
         finally:
+            if listener is not None:
+                await asyncio.to_thread(listener.stop)
             await self._shutdown(stop, scheduler, server, api_server, worker_task, status_task)
 
     async def _shutdown(self, stop: asyncio.Event, scheduler: AsyncIOScheduler, server: Any,
