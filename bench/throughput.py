@@ -12,7 +12,10 @@ One run (``python -m bench.throughput``), in this order:
    policy, SQLite alert store, dead-letter topic, offset commits, ``jsonl`` delivery);
 4. **live**, once per ``--live-rate``: a fresh monitor on a fresh topic while a separate
    process produces events in real time through librdkafka (:mod:`bench.live_producer`),
-   to measure the end-to-end alert latency and the rate the producer actually reached.
+   to measure the end-to-end alert latency and the rate the producer actually reached;
+5. **scale** (only with ``--instances N``): the backlog on a topic of its own, through one
+   monitor process and then through N in one consumer group, with a shared PostgreSQL
+   store (:mod:`bench.instances`): the combined rate against one instance's.
 
 Both rates are ``events / seconds`` with the clock started once the consumer holds its
 partition assignment (the group join is excluded, the first fetch is included) and
@@ -58,6 +61,7 @@ from monitor.config import (
 )
 from monitor.kafka.clients import ensure_topics
 from bench import live_producer
+from bench.instances import ScaleRun, postgres_store_urls, run_instances, scale_partitions
 from monitor.testing.broker import EmbeddedBroker, free_port
 from simulators.fleet import Fleet, build_fleet, write_registry
 from simulators.producer import produce
@@ -97,6 +101,8 @@ class BenchReport:
         alerts_stored: alerts in the monitor's store after the backlog run.
         monitor_breakdown: seconds per part of the monitor run (see :func:`_instrument`).
         live: one :class:`LivePhase` per live rate asked for, in the order asked.
+        scale: the scale phase's runs (one instance, then N), empty without ``--instances``.
+        scale_ratio: N instances' combined rate / one instance's (``None`` without a scale phase).
     """
 
     events: int
@@ -113,6 +119,8 @@ class BenchReport:
     alerts_stored: int = 0
     monitor_breakdown: dict[str, float] = field(default_factory=dict)
     live: list[LivePhase] = field(default_factory=list)
+    scale: list[ScaleRun] = field(default_factory=list)
+    scale_ratio: float | None = None
 
 
 @dataclass(slots=True)
@@ -393,6 +401,7 @@ async def run_benchmark(*, events: int = 200_000, bootstrap_servers: str | None 
                         live_rates: Sequence[float] = (2_000.0, 20_000.0),
                         live_seconds: float = 15.0, seed: int = 7,
                         workdir: Path | None = None, profile: cProfile.Profile | None = None,
+                        instances: int = 0, store_url: str | None = None,
                         ) -> BenchReport:
     """Run the three phases and return what they measured.
 
@@ -408,6 +417,9 @@ async def run_benchmark(*, events: int = 200_000, bootstrap_servers: str | None 
         workdir: folder for the registry and alert stores, kept; ``None`` uses a temporary
             folder removed at the end.
         profile: if given, enabled only while the monitor consumes the backlog.
+        instances: N > 1 adds the scale phase (one instance, then N; needs ``events``).
+        store_url: PostgreSQL of the scale phase (a schema is created per run); ``None``
+            starts a throwaway server.
 
     Raises:
         monitor.testing.broker.BrokerError: the embedded broker could not start.
@@ -451,12 +463,36 @@ async def run_benchmark(*, events: int = 200_000, bootstrap_servers: str | None 
             report.ratio = report.monitor_rate / report.bare_rate
         for settings, rate in zip(lives, live_rates, strict=True):
             report.live.append(await _live_phase(settings, rate, live_seconds, seed))
+        if instances > 1 and events:
+            report.scale = await _scale(bootstrap, f"bench-scale-{run}", partitions, instances, events,
+                                        fleet, start, seed, store_url, registry, work, batch_max_records)
+            report.scale_ratio = report.scale[-1].rate / report.scale[0].rate
         return report
     finally:
         if broker is not None:
             broker.stop()
         if scratch is not None:
             scratch.cleanup()
+
+
+async def _scale(bootstrap: str, topic: str, partitions: int, instances: int, events: int,
+                 fleet: Fleet, start: datetime, seed: int, store_url: str | None,
+                 registry: tuple[Path, Path], work: Path, batch_max_records: int) -> list[ScaleRun]:
+    """The scale phase: the backlog through one monitor process, then through ``instances``."""
+    count = scale_partitions(partitions, instances)
+    kafka = KafkaSettings(bootstrap_servers=bootstrap, topic=topic, dead_letter_topic=f"{topic}.dlq")
+    await ensure_topics(kafka, partitions=count, topics=[topic, kafka.dead_letter_topic])
+    span = events / _BACKLOG_EVENT_RATE
+    await produce(itertools.islice(synthetic_events(fleet, start=start, rate=_BACKLOG_EVENT_RATE,
+                                                    faults=default_faults(fleet, span), seed=seed), events),
+                  bootstrap_servers=bootstrap, topic=topic)
+    runs = []
+    with postgres_store_urls(store_url) as fresh_store:
+        for members in (1, instances):
+            runs.append(await run_instances(
+                bootstrap=bootstrap, topic=topic, partitions=count, events=events, count=members,
+                store_url=fresh_store(), registry=registry, work=work, batch_max_records=batch_max_records))
+    return runs
 
 
 async def _live_phase(settings: Settings, rate: float, seconds: float, seed: int) -> LivePhase:
@@ -505,6 +541,12 @@ def format_report(report: BenchReport) -> str:
             ("  stored -> delivered p50 / p99",
              f"{_seconds(phase.delivery_latency_p50)} / {_seconds(phase.delivery_latency_p99)}"),
         ]
+    for scale in report.scale:
+        rows.append((f"scale: {scale.instances} instance(s)",
+                     f"{scale.rate:,.0f} events/s ({scale.events:,} in {scale.seconds:.2f} s, "
+                     f"{scale.batches:,} batches)"))
+    if report.scale_ratio is not None:
+        rows.append(("scale: N instances / one", f"{report.scale_ratio:.2f}x"))
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name.ljust(width)}  {value}" for name, value in rows)
 
@@ -525,18 +567,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path,
                         help="keep the registry, alert stores and alerts.jsonl here (default: temporary)")
     parser.add_argument("--json", type=Path, help="also write the report as JSON here")
+    parser.add_argument("--instances", type=int, default=0,
+                        help="also run the backlog through 1 and then N monitor processes in one group "
+                             "with a PostgreSQL store, and report the combined rate (default: no)")
+    parser.add_argument("--store-url", help="PostgreSQL for --instances (schemas are created in it); "
+                                            "default: a throwaway server like the tests'")
     parser.add_argument("--profile", type=Path,
                         help="cProfile the monitor's backlog run: write pstats here, print the top 25")
     args = parser.parse_args(argv)
     if args.events < 0 or args.partitions < 1 or args.batch_max_records < 1:
         parser.error("--partitions and --batch-max-records must be positive, --events not negative")
+    if args.instances < 0 or args.instances == 1:
+        parser.error("--instances must be 2 or more (it compares N instances with one)")
     if any(rate <= 0 for rate in args.live_rate):
         parser.error("--live-rate values must be positive")
     profile = cProfile.Profile() if args.profile else None
     report = asyncio.run(run_benchmark(
         events=args.events, bootstrap_servers=args.bootstrap_servers, partitions=args.partitions,
         batch_max_records=args.batch_max_records, live_rates=args.live_rate,
-        live_seconds=args.live_seconds, seed=args.seed, workdir=args.workdir, profile=profile))
+        live_seconds=args.live_seconds, seed=args.seed, workdir=args.workdir, profile=profile,
+        instances=args.instances, store_url=args.store_url))
     print(format_report(report))
     if args.json:
         args.json.write_text(json.dumps(asdict(report), indent=2) + "\n", encoding="utf-8")
