@@ -138,8 +138,18 @@ class OutboxQueries(StoreConnection):
             marked meanwhile and are left as they are).
         """
         marked: set[int] = set()
+        if not sent:
+            return marked
         with self._lock, self._transaction() as conn:
-            for delivery_id, at in sent.items():
+            # The alerts' names first, in sorted order, as record() takes them: a group of
+            # marks and a batch being recorded by another instance wait, never deadlock.
+            ids = sorted(sent)
+            alert_of = {row["delivery_id"]: row["alert_id"] for row in conn.execute(
+                f"SELECT delivery_id, alert_id FROM deliveries WHERE delivery_id IN "
+                f"({', '.join('?' * len(ids))})", ids).fetchall()}
+            conn.lock_keys(f"alert:{alert_id}" for alert_id in alert_of.values())
+            for delivery_id in sorted(ids, key=lambda d: (alert_of.get(d, ""), d)):
+                at = sent[delivery_id]
                 stamp = utc_text(at)
                 row = conn.execute(
                     """UPDATE deliveries SET status = 'sent', attempts = attempts + 1, sent_at = ?,
