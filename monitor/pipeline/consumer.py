@@ -35,8 +35,11 @@ Commit protocol, per micro-batch (:class:`monitor.kafka.reader.PartitionReader`,
    partition's new owner reads the batch again);
 5. update the consumer-lag gauge from the partitions' high watermarks.
 
-Overlap: while a batch is handled (steps 1-5), the next one is read (step 0), so its
-fetch and record unpacking run on the loop while this one is processed in the thread.
+Overlap: while a large batch (half the ``getmany`` bound or more: the consumer is catching
+up) is handled (steps 1-5), the next one is read (step 0), so its fetch and record
+unpacking run on the loop while this one is processed in the thread. A live consumer
+(small batches) reads after the commit: a read-ahead would take a sliver and make what
+arrives meanwhile wait one batch more.
 Batches are still handled one at a time, in order, and each is committed only after its
 own store write; the next batch's partition progress (the watermark) is read before it
 is prefetched. A batch that fails with a Kafka error rewinds the prefetched one too, and
@@ -242,7 +245,8 @@ class TransactionConsumer:
                     batch = await (reading if reading is not None else reader.read())
                     if batch:
                         progress = await self._progress(batch)  # before the next read moves positions
-                        ahead = asyncio.create_task(reader.read(), name="cardmon-read-ahead")
+                        if self._behind(batch):
+                            ahead = asyncio.create_task(reader.read(), name="cardmon-read-ahead")
                         try:
                             await self.handle(batch, progress=progress)
                         except KafkaError:
@@ -263,6 +267,17 @@ class TransactionConsumer:
             if dropped and self._consumer is not None:
                 with suppress(KafkaError):  # revoked meanwhile: its new owner reads it
                     await self._rewind(dropped, None)
+
+    def _behind(self, batch: Batch) -> bool:
+        """Whether to read the next batch while this one is handled: only when catching up.
+
+        A batch at least half the ``getmany`` bound means more is waiting: reading ahead
+        then overlaps the next fetch and its record unpacking with this batch's
+        processing. A smaller one means the consumer is live: reading ahead would only
+        take a sliver of what arrived, and everything arriving while this batch is
+        handled would wait one batch more; so it reads after the commit instead.
+        """
+        return sum(len(messages) for messages in batch.values()) * 2 >= self.settings.batch_max_records
 
     async def _pause(self, seconds: float) -> None:
         """Sleep ``seconds``, or less if the stop event is set."""
