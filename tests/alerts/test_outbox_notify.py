@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +19,7 @@ from monitor.alerts.store import AlertStore
 from monitor.alerts.store.notify import OutboxListener
 from monitor.domain import VipFailure
 from monitor.testing.fixtures import wait_until
-from tests.postgres import PostgresServer
+from tests.postgres import PostgresServer, PostgresUnavailable, find_bindir
 
 MakeFailure = Callable[..., VipFailure]
 
@@ -113,3 +115,41 @@ async def test_another_instances_alert_is_delivered_without_waiting_for_the_poll
         for listener in listeners:
             await asyncio.to_thread(listener.stop)
     assert len(sink.read_text().splitlines()) == 1
+
+
+@pytest.fixture(scope="module")
+def own_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of this module alone, which a test stops and starts again."""
+    try:
+        bindir = find_bindir()
+    except PostgresUnavailable as error:
+        if os.environ.get("CARDMON_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"{error} and CARDMON_REQUIRE_POSTGRES=1")
+        pytest.skip(f"{error}: apt-get install postgresql")
+    with PostgresServer(bindir) as server:
+        yield server
+
+
+def test_the_listener_reconnects_after_an_outage_and_wakes_its_worker(
+        own_postgres: PostgresServer, make_failure: MakeFailure) -> None:
+    """With the server stopped and started again, the listener listens again, wakes its worker once, then hears new rows."""
+    url = own_postgres.new_store_url()
+    heard = threading.Event()
+    with AlertStore(url) as reader:
+        listener = _listening(reader, heard.set)
+        try:
+            heard.clear()
+            own_postgres.halt()
+            deadline = time.monotonic() + 15
+            while listener.listening.is_set():
+                assert time.monotonic() < deadline, "the listener did not notice the outage"
+                time.sleep(0.05)
+            own_postgres.resume()
+            assert listener.listening.wait(30), "the listener did not come back"
+            assert heard.wait(5), "rows committed during the outage: the worker must be woken once"
+            heard.clear()
+            with AlertStore(url) as writer:
+                writer.record([make_failure("ev-after", datetime.now(UTC))], sinks=["jsonl"], channels=())
+            assert heard.wait(10), "no notification after the reconnection"
+        finally:
+            listener.stop()
