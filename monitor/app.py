@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
@@ -42,6 +43,7 @@ from monitor.alerts.lifecycle import EscalationPolicy
 from monitor.alerts.ratelimit import RateLimit
 from monitor.alerts.routing import MANAGER_CHANNEL_KINDS, unreachable_managers
 from monitor.alerts.store import AlertStore
+from monitor.alerts.store.fleet_counts import FleetCounts
 from monitor.api import ApiServer, build_api, start_api
 from monitor.config import Settings
 from monitor.domain import VipFailure
@@ -58,6 +60,7 @@ from monitor.metrics import (
 from monitor.paths import rules_path
 from monitor.pipeline.classify import ResponseCodeTable
 from monitor.pipeline.consumer import TransactionConsumer, holding
+from monitor.pipeline.fleet import FleetIncidents
 from monitor.pipeline.processor import BatchProcessor
 from monitor.pipeline.selection import AlertPolicy, read_policy_file
 from monitor.pipeline.vips import RegistryLoader
@@ -159,9 +162,13 @@ class MonitorApp:
         self.health = TerminalHealthService(settings.health, settings.kafka,
                                             registry=self.metrics_registry, metrics=self.metrics,
                                             clock=self.clock)
+        # Several instances in one group (alerting.scale_out): fleet-scope incidents are
+        # judged over every partition from the shared PostgreSQL store (monitor/pipeline/fleet.py).
+        self.fleet = self._fleet(settings) if self.incidents is not None else None
         self.processor = BatchProcessor(codes=self.codes, policy=self.policy,
                                         registry=self.vip_registry, metrics=self.metrics,
-                                        observers=self.health.observers, incidents=self.incidents,
+                                        observers=self.health.observers,
+                                        incidents=self.fleet if self.fleet is not None else self.incidents,
                                         clock=self.clock)
         self.consumer = TransactionConsumer(settings.kafka, processor=self.processor,
                                             record_failures=self._record, metrics=self.metrics)
@@ -187,6 +194,30 @@ class MonitorApp:
         self.store_summary = 0  # alerts in the store when run() ended
         self.incident_summary = 0  # top-level incidents in the store when run() ended
         self._sinks = tuple(name for name in settings.alerting.sinks if name in self.channels)
+        self._fleet_task: asyncio.Task[None] | None = None
+
+    def _fleet(self, settings: Settings) -> FleetIncidents | None:
+        scale_out = settings.alerting.scale_out
+        if not scale_out.enabled or self.incidents is None:
+            return None
+        location = settings.alerting.store_location()
+        assert isinstance(location, str)  # the settings refuse scale-out without store_url
+        kafka = settings.kafka
+        return FleetIncidents(
+            self.incidents, FleetCounts(location, kafka.topic, settings.alerting.postgres), self.clock,
+            owner=f"{kafka.client_id}-{uuid.uuid4().hex[:12]}",
+            record=lambda changes: self._record([], changes),
+            open_incidents=lambda: self.store.list_incidents(open_only=True, limit=500),
+            completed=lambda: self.consumer.batches, partitions=self._partition_count,
+            lateness_seconds=settings.event_time.allowed_lateness_seconds,
+            stalled_seconds=settings.event_time.stalled_partition_seconds,
+            lease_seconds=scale_out.lease_seconds, interval_seconds=scale_out.interval_seconds)
+
+    def _partition_count(self) -> int:
+        # The topic's partitions as the consumer's metadata knows them (0: not yet).
+        client = getattr(self.consumer, "_consumer", None)
+        found = client.partitions_for_topic(self.settings.kafka.topic) if client is not None else None
+        return len(found) if found else 0
 
     async def _record(self, failures: Sequence[VipFailure],
                       incidents: Sequence[IncidentChange] = ()) -> None:
@@ -337,6 +368,8 @@ class MonitorApp:
             if listener is not None:
                 listener.start()
             worker_task = asyncio.create_task(self.worker.run(stop), name="cardmon-delivery")
+            if self.fleet is not None:
+                self._fleet_task = asyncio.create_task(self.fleet.run(stop), name="cardmon-fleet-incidents")
             await self.consumer.run(stop)
         finally:
             if listener is not None:
@@ -356,6 +389,11 @@ class MonitorApp:
             await _drained("the device-status consumer", status_task,
                            time.monotonic() + _STOP_STEP_SECONDS, _STOP_STEP_SECONDS)
         await _bounded("terminal health", self.health.stop(), _STOP_STEP_SECONDS)
+        if self.fleet is not None:
+            if self._fleet_task is not None:
+                await _drained("the fleet incident judge", self._fleet_task,
+                               time.monotonic() + _STOP_STEP_SECONDS, _STOP_STEP_SECONDS)
+            await _bounded("the shared incident counts", _in_thread(self.fleet.counts.close), _STOP_STEP_SECONDS)
         if worker_task is not None:
             await _drained("the delivery worker", worker_task, drain_until, drain)
         _quietly("the scheduler", lambda: scheduler.shutdown(wait=False))  # on the loop: it owns a timer

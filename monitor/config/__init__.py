@@ -10,7 +10,7 @@ settings.
 module             sections
 =================  =====================================================================
 ``inputs``         ``kafka``, ``registry``, ``health``, ``event_time``: what is read
-``alerting``       ``alerting`` (with ``smtp`` and ``postgres``): the store and delivery
+``alerting``       ``alerting`` (with ``smtp``, ``postgres``, ``scale_out``): the store, delivery
 ``endpoints``      ``api``, ``metrics``: what is served
 ``settings``       :class:`Settings`, :func:`load_settings`, :func:`isolated_settings`
 ``section``        what every section shares (frozen, no unknown key, no input in errors)
@@ -19,7 +19,13 @@ module             sections
 Import the names from here (``from monitor.config import Settings``).
 """
 
-from monitor.config.alerting import AlertingSettings, FallbackTarget, PostgresSettings, SmtpSettings
+from monitor.config.alerting import (
+    AlertingSettings,
+    FallbackTarget,
+    PostgresSettings,
+    ScaleOutSettings,
+    SmtpSettings,
+)
 from monitor.config.endpoints import MIN_SECRET_CHARS, ApiSettings, MetricsSettings
 from monitor.config.inputs import EventTimeSettings, HealthSettings, KafkaSettings, RegistrySettings
 from monitor.config.settings import Settings, isolated_settings, load_settings
@@ -35,6 +41,7 @@ __all__ = [
     "MetricsSettings",
     "PostgresSettings",
     "RegistrySettings",
+    "ScaleOutSettings",
     "Settings",
     "SmtpSettings",
     "isolated_settings",

@@ -11,7 +11,7 @@ from pydantic_settings import NoDecode
 
 from monitor.config.section import SECTION_CONFIG
 
-__all__ = ["AlertingSettings", "FallbackTarget", "PostgresSettings", "SmtpSettings"]
+__all__ = ["AlertingSettings", "FallbackTarget", "PostgresSettings", "ScaleOutSettings", "SmtpSettings"]
 
 #: Who the delivery fallback may tell (``alerting.fallback``).
 FallbackTarget = Literal["backup_manager", "email", "apprise", "jsonl", "console"]
@@ -62,6 +62,26 @@ class PostgresSettings(BaseModel):
     tcp_user_timeout_seconds: float = Field(default=30.0, ge=0)
 
 
+class ScaleOutSettings(BaseModel):
+    """Several instances in one consumer group judging fleet-scope incidents as one (docs/scale-out.md).
+
+    With ``enabled``, each instance writes its partitions' partial incident counts and
+    event-time progress to the PostgreSQL store and one instance at a time (the judge,
+    holder of a lease) judges every partition's merged counts. Needs
+    ``alerting.store_url`` (refused without it); off, each instance judges the
+    partitions it reads, as before.
+    """
+
+    model_config = SECTION_CONFIG
+    enabled: bool = False
+    #: How long the judge's lease lasts without renewal: an instance that stops (or
+    #: loses the database) is replaced as judge after this long.
+    lease_seconds: float = Field(default=15.0, gt=0)
+    #: How often each instance writes its partials and asks to judge (seconds); a
+    #: batch wakes it sooner.
+    interval_seconds: float = Field(default=0.25, gt=0)
+
+
 class AlertingSettings(BaseModel):
     """The alert store, the delivery channels and their retry schedule."""
 
@@ -74,6 +94,8 @@ class AlertingSettings(BaseModel):
     store_url: SecretStr | None = None
     #: Timeouts and keepalives of the PostgreSQL store's connections.
     postgres: PostgresSettings = PostgresSettings()
+    #: Fleet-scope incidents judged over every partition by several instances (PostgreSQL only).
+    scale_out: ScaleOutSettings = ScaleOutSettings()
     policy_path: Path | None = None  # None: rules/alerting.yaml
     response_codes_path: Path | None = None  # None: rules/response_codes.yaml
     smtp: SmtpSettings = SmtpSettings()
@@ -135,6 +157,9 @@ class AlertingSettings(BaseModel):
         if self.store_url is not None and not self.store_url.get_secret_value().startswith(
                 ("postgresql://", "postgres://")):
             raise ValueError("alerting.store_url must be a postgresql:// URL")
+        if self.scale_out.enabled and self.store_url is None:
+            raise ValueError("alerting.scale_out.enabled needs the shared PostgreSQL store "
+                             "(alerting.store_url): a SQLite store belongs to one instance")
         return self
 
     @model_validator(mode="before")

@@ -157,3 +157,35 @@ class BucketCounts:
             by_bucket.setdefault(b, []).append(
                 (scope, key, volume, failures, first, last, cards or [], terminals or [], merchant, region))
         return by_bucket
+
+    def take_partials(self, closed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """The aggregates of the buckets up to ``closed``, merged per key and bucket, for every key.
+
+        For the partial counts of one partition that several instances combine
+        (:mod:`monitor.pipeline.fleet`); later buckets stay pending.
+
+        Returns:
+            ``(counts, failing)``: ``counts`` has ``scope``, ``key``, ``bucket``,
+            ``transactions``, ``failures`` for every key; ``failing`` has ``scope``,
+            ``key``, ``bucket``, ``first``, ``last`` (UTC), ``cards``, ``terminals``
+            (sorted lists), ``merchant``, ``region`` for the keys with failures.
+        """
+        keys = ["scope", "key", "bucket"]
+        if not self._pending:
+            return (pl.DataFrame(schema={"scope": pl.String, "key": pl.String, "bucket": pl.Int64,
+                                         "transactions": pl.Int64, "failures": pl.Int64}),
+                    pl.DataFrame(schema={"scope": pl.String, "key": pl.String, "bucket": pl.Int64}))
+        due_bucket = pl.col("bucket") <= closed
+        counts = pl.concat(self._pending)
+        failing = pl.concat(self._pending_failing)
+        self._pending = [counts.filter(~due_bucket)]
+        self._pending_failing = [failing.filter(~due_bucket)]
+        counts = counts.filter(due_bucket).group_by(keys).agg(
+            pl.col("transactions").sum(), pl.col("failures").sum())
+        failing = failing.filter(due_bucket).group_by(keys).agg(
+            pl.col("first").min(), pl.col("last").max(),
+            pl.col("cards").explode().drop_nulls().unique().sort(),
+            pl.col("terminals").explode().drop_nulls().unique().sort(),
+            pl.col("merchant").min(), pl.col("region").min(),
+        )
+        return counts, failing

@@ -43,7 +43,8 @@ interleaving; events of an already closed bucket are late and left out
 :meth:`IncidentDetector.restore` takes the open incidents back from the store after
 a restart. With several instances, each sees its own partitions: a terminal's
 events (key = terminal ID) all reach one instance, a region's or an issuer's are
-split between them.
+split between them — unless scale-out is on (:mod:`monitor.pipeline.fleet`): then one
+instance's detector judges every partition's merged counts (:meth:`IncidentDetector.judge_merged`).
 
 This module judges (scope evaluation: which closed bucket opens, feeds or ends an
 incident, and which incident takes each VIP failure); the per-bucket aggregation is
@@ -140,11 +141,67 @@ class IncidentDetector:
         closed = mark // (self.rules.bucket_seconds * _US) - 1  # its end is at or before the watermark
         if self._closed is not None and closed <= self._closed:
             return []
-        changes = self._close(closed)
+        rows = self._counts.take_due(closed, self._book.followed(), self._book.rank)
+        return self._judge(closed, rows)
+
+    def _judge(self, closed: int, rows: dict[int, list[BucketRow]]) -> list[IncidentChange]:
+        changes = self._close(closed, rows)
         self._closed = closed
         last = {change.incident_id: i for i, change in enumerate(changes)}
         return [c for i, c in enumerate(changes)
                 if c.kind != "updated" or c.event_ids or last[c.incident_id] == i]
+
+    # -- judging buckets merged elsewhere (several instances: monitor.pipeline.fleet) ---
+
+    @property
+    def closed(self) -> int | None:
+        """The last bucket judged (index since the epoch), ``None`` before the first."""
+        return self._closed
+
+    def followed(self) -> list[tuple[Scope, str]]:
+        """``(scope, key)`` of the keys the detector follows (a bucket without failures matters for them)."""
+        return self._book.followed()
+
+    def judge_merged(self, closed: int, rows: dict[int, list[BucketRow]],
+                     vips: list[WaitingVip]) -> list[IncidentChange]:
+        """Judge buckets up to ``closed`` from rows merged elsewhere, exactly as :meth:`observe` would.
+
+        For the fleet judge of several instances (:mod:`monitor.pipeline.fleet`): the
+        rows are every partition's partial counts merged per key and bucket, in the
+        order and with the filter of :meth:`BucketCounts.take_due
+        <monitor.incidents.buckets.BucketCounts.take_due>` (by bucket; in a bucket,
+        scope broadest first, then key; buckets without failures only for keys
+        :meth:`followed` or failing in these buckets).
+
+        Args:
+            closed: the last bucket closed for every partition; nothing is judged when
+                it is not after :attr:`closed`.
+            rows: ``{bucket: [BucketRow, ...]}`` of buckets after :attr:`closed` up to ``closed``.
+            vips: the VIP failures of outage classes in those buckets (any order); one of
+                an already judged bucket is left out.
+
+        Returns:
+            The changes, as :meth:`observe` returns them.
+        """
+        if self._closed is not None and closed <= self._closed:
+            return []
+        for vip in vips:
+            if self._closed is None or vip.bucket > self._closed:
+                self._vips.setdefault(vip.bucket, []).append(vip)
+        return self._judge(closed, rows)
+
+    def resume(self, closed: int | None, incidents: list[Incident]) -> None:
+        """Start over as a judge that takes over at ``closed``: forget everything, take back the open incidents.
+
+        A judge taking over from another (or from itself after someone else judged)
+        knows only what the store holds, as after a restart (:meth:`restore`).
+        """
+        self._book = IncidentBook(self.rules)
+        self._counts = BucketCounts(self.rules)
+        self._vips = {}
+        self._unclaimed = []
+        self._closed = closed
+        self._book.restore(incidents)
 
     def _queue(self, vip: pl.DataFrame) -> None:
         size = self.rules.bucket_seconds
@@ -161,8 +218,7 @@ class IncidentDetector:
 
     # -- judging closed buckets --------------------------------------------------------
 
-    def _close(self, closed: int) -> list[IncidentChange]:
-        rows = self._counts.take_due(closed, self._book.followed(), self._book.rank)
+    def _close(self, closed: int, rows: dict[int, list[BucketRow]]) -> list[IncidentChange]:
         data = sorted(rows)
         changes: list[IncidentChange] = []
         step = self._closed if self._closed is not None else (data[0] - 1 if data else closed)

@@ -30,19 +30,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import polars as pl
 
 from monitor.domain import AlertEvent, Manager, VipFailure
-from monitor.incidents import IncidentChange, IncidentDetector
+from monitor.incidents import IncidentChange
 from monitor.pipeline.classify import ResponseCodeTable
 from monitor.pipeline.decoder import Rejection, decode_frame
 from monitor.pipeline.selection import AlertPolicy
 from monitor.pipeline.vips import RegistryLoader, VipRegistry
 from monitor.pipeline.watermark import EventClock, PartitionProgress
 
-__all__ = ["BatchMetrics", "BatchProcessor", "FrameObserver", "ProcessedBatch"]
+__all__ = ["BatchMetrics", "BatchProcessor", "FrameObserver", "IncidentFollower", "ProcessedBatch"]
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,15 @@ class ProcessedBatch:
     failure_indices: list[int] = field(default_factory=list)
 
 
+class IncidentFollower(Protocol):
+    """Storm control as the processor feeds it: :class:`~monitor.incidents.IncidentDetector`, or
+    :class:`~monitor.pipeline.fleet.FleetIncidents` (several instances; its ``by_partition``
+    asks for each event's ``partition`` column)."""
+
+    def observe(self, frame: pl.DataFrame, *, watermark: Any = ..., vip: pl.DataFrame | None = None
+                ) -> list[IncidentChange]: ...
+
+
 class FrameObserver(Protocol):
     """Anything that follows the classified batch frames (terminal health, silent detection)."""
 
@@ -95,7 +104,8 @@ class BatchProcessor:
         metrics: receives each batch frame (or ``None`` for no metrics).
         observers: also receive each classified batch frame, after the metrics; an
             observer that raises is logged and skipped, the batch is not re-processed.
-        incidents: the storm-control detector, or ``None`` (no incidents).
+        incidents: the storm-control detector, or ``None`` (no incidents); with scale-out,
+            :class:`~monitor.pipeline.fleet.FleetIncidents` (it gets each event's partition).
         clock: event time across partitions (late events, the watermark); default:
             one with the default lateness.
     """
@@ -103,7 +113,7 @@ class BatchProcessor:
     def __init__(self, *, codes: ResponseCodeTable, policy: AlertPolicy,
                  registry: RegistryLoader, metrics: BatchMetrics | None = None,
                  observers: Sequence[FrameObserver] = (),
-                 incidents: IncidentDetector | None = None,
+                 incidents: IncidentFollower | None = None,
                  clock: EventClock | None = None) -> None:
         self.codes = codes
         self.policy = policy
@@ -178,14 +188,17 @@ class BatchProcessor:
                 self.metrics.observe_sanitised(decoded.sanitised)
         # Event time: which events are late (the rest is a function of the events alone).
         on_time, late = frame, 0
+        parts = None if partitions is None else [partitions[i] for i in decoded.indices]
+        follow = frame
+        if parts is not None and getattr(self.incidents, "by_partition", False):
+            # Several instances (monitor.pipeline.fleet): incidents count per partition.
+            follow = frame.with_columns(pl.Series("partition", parts, dtype=pl.Int32))
         try:
-            mask = self.clock.advance(
-                frame.get_column("occurred_at"),
-                None if partitions is None else [partitions[i] for i in decoded.indices],
-                progress)
+            mask = self.clock.advance(frame.get_column("occurred_at"), parts, progress)
             late = int(mask.sum())
             if late:
                 on_time = frame.filter(~mask)
+                follow = follow.filter(~mask)
                 if self.metrics is not None:
                     self.metrics.observe_late(late)
         except Exception:  # never cost an alert; the events count as on time
@@ -200,7 +213,7 @@ class BatchProcessor:
         vip = alerting.join(on_time.select("event_id").unique(), on="event_id", how="semi") \
             if late else alerting
         return ProcessedBatch(rejections=rejections, failures=kept, events=frame.height,
-                              incidents=self._follow(on_time, vip=vip), late=late,
+                              incidents=self._follow(follow, vip=vip), late=late,
                               failure_indices=kept_indices)
 
     def _follow(self, on_time: pl.DataFrame, progress: PartitionProgress | None = None, *,

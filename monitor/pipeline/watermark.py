@@ -25,7 +25,9 @@ The rule, for one instance and the partitions it reads:
 
 So the same events give the same late events and the same watermark steps in
 whatever batches and partition interleaving they arrive, as long as no partition
-stalls; with several instances, each judges only the partitions it is assigned.
+stalls; with several instances, each judges only the partitions it is assigned
+(with scale-out, :mod:`monitor.pipeline.fleet` applies the same rules over every
+partition of the topic for incidents).
 """
 
 from __future__ import annotations
@@ -173,3 +175,7 @@ class EventClock:
     def partitions(self) -> Collection[int]:
         """The partitions being tracked (assigned or seen)."""
         return tuple(self._latest)
+
+    def positions(self) -> dict[int, tuple[int | None, bool]]:
+        """Each tracked partition's latest event time read (µs, ``None``: nothing yet) and whether it is caught up."""
+        return {p: (t, p in self._caught_up) for p, t in self._latest.items()}

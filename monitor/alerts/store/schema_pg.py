@@ -21,7 +21,7 @@ import psycopg
 from monitor.alerts.store.db import Database
 from monitor.alerts.store.schema import SCHEMA_VERSION, corrected_states
 
-__all__ = ["PG_BASE_VERSION", "migrate_pg", "pg_schema_version"]
+__all__ = ["FLEET_LOCK", "FLEET_SCHEMA", "PG_BASE_VERSION", "migrate_pg", "pg_schema_version"]
 
 #: The version a new PostgreSQL store is created at.
 PG_BASE_VERSION: Final = 3
@@ -143,6 +143,55 @@ _SCHEMA: Final[tuple[str, ...]] = (
     """CREATE TRIGGER deliveries_have_a_parent BEFORE INSERT ON deliveries
         FOR EACH ROW EXECUTE FUNCTION cardmon_delivery_has_a_parent()""",
 )
+
+#: Shared incident counts of several instances (``alerting.scale_out``,
+#: :mod:`monitor.alerts.store.fleet_counts`, docs/scale-out.md): created when an
+#: instance turns scale-out on, outside the versioned schema (each statement is
+#: ``IF NOT EXISTS``, run under :data:`FLEET_LOCK`), so a store without it is unchanged.
+#: Times are µs since the epoch; buckets are ``incidents.bucket_seconds`` indexes.
+FLEET_SCHEMA: Final[tuple[str, ...]] = (
+    f"""CREATE TABLE IF NOT EXISTS fleet_progress (
+        topic {_T} NOT NULL,
+        partition INTEGER NOT NULL,
+        partitions INTEGER NOT NULL,
+        latest_us BIGINT,
+        caught_up BOOLEAN NOT NULL DEFAULT FALSE,
+        flushed_through BIGINT,
+        owner {_T} NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+        progressed_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+        updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+        PRIMARY KEY (topic, partition)
+    )""",
+    # One partition's partials of one bucket: every key's row, as one compressed Arrow
+    # IPC frame (monitor.pipeline.fleet says its columns); written once (the key).
+    f"""CREATE TABLE IF NOT EXISTS fleet_partials (
+        topic {_T} NOT NULL,
+        bucket BIGINT NOT NULL,
+        partition INTEGER NOT NULL,
+        keys INTEGER NOT NULL,
+        frame BYTEA NOT NULL,
+        PRIMARY KEY (topic, bucket, partition)
+    )""",
+    f"""CREATE TABLE IF NOT EXISTS fleet_vips (
+        topic {_T} NOT NULL,
+        event_id {_T} NOT NULL,
+        bucket BIGINT NOT NULL,
+        partition INTEGER NOT NULL,
+        at_us BIGINT NOT NULL,
+        scope_keys TEXT[] COLLATE "C" NOT NULL,
+        PRIMARY KEY (topic, event_id)
+    )""",
+    "CREATE INDEX IF NOT EXISTS fleet_vips_by_bucket ON fleet_vips (topic, bucket)",
+    f"""CREATE TABLE IF NOT EXISTS fleet_judge (
+        topic {_T} PRIMARY KEY,
+        holder {_T},
+        judged_through BIGINT,
+        lease_until TIMESTAMPTZ NOT NULL
+    )""",
+)
+#: The advisory lock :data:`FLEET_SCHEMA` is created under (``"flet"``).
+FLEET_LOCK: Final = 0x666C6574
 
 # <version: statements that upgrade a PostgreSQL store from version - 1>, for every
 # version above PG_BASE_VERSION (the SQLite module's _MIGRATIONS has the same keys).
