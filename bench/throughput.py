@@ -10,8 +10,12 @@ One run (``python -m bench.throughput``), in this order:
 3. **monitor**: a :class:`~monitor.app.MonitorApp` in a fresh group reads the same
    topic through the whole pipeline (decode, classify, VIP lookup, metrics, alert
    policy, SQLite alert store, dead-letter topic, offset commits, ``jsonl`` delivery);
-4. **live**: a second monitor on a second topic while a separate process produces
-   events in real time, to measure the end-to-end alert latency.
+4. **live**, once per ``--live-rate``: a fresh monitor on a fresh topic while a separate
+   process produces events in real time through librdkafka (:mod:`bench.live_producer`),
+   to measure the end-to-end alert latency and the rate the producer actually reached;
+5. **scale** (only with ``--instances N``): the backlog on a topic of its own, through one
+   monitor process and then through N in one consumer group, with a shared PostgreSQL
+   store (:mod:`bench.instances`): the combined rate against one instance's.
 
 Both rates are ``events / seconds`` with the clock started once the consumer holds its
 partition assignment (the group join is excluded, the first fetch is included) and
@@ -56,12 +60,14 @@ from monitor.config import (
     isolated_settings,
 )
 from monitor.kafka.clients import ensure_topics
+from bench import live_producer
+from bench.instances import ScaleRun, postgres_store_urls, run_instances, scale_partitions
 from monitor.testing.broker import EmbeddedBroker, free_port
 from simulators.fleet import Fleet, build_fleet, write_registry
 from simulators.producer import produce
 from simulators.sources.synthetic import default_faults, synthetic_events
 
-__all__ = ["BenchReport", "format_report", "main", "percentile", "run_benchmark"]
+__all__ = ["BenchReport", "LivePhase", "format_report", "main", "percentile", "run_benchmark"]
 
 #: Same fetch bound per partition as the monitor's consumer (monitor/pipeline/consumer.py), so the
 #: bare consumer is not handicapped by smaller fetches.
@@ -94,14 +100,12 @@ class BenchReport:
         ratio: ``monitor_rate / bare_rate`` (the goal is >= 0.5).
         alerts_stored: alerts in the monitor's store after the backlog run.
         monitor_breakdown: seconds per part of the monitor run (see :func:`_instrument`).
-        live_events: events produced in real time in the live phase.
-        live_rate: their rate (events/s of wall time).
-        live_alerts: alerts delivered to the ``jsonl`` sink in the live phase.
-        latency_p50: median end-to-end alert latency (``None`` if no alert).
-        latency_p99: 99th percentile end-to-end alert latency.
-        latency_max: worst end-to-end alert latency.
-        store_latency_p50: median of alert ``created_at`` - first ``occurred_at``.
-        delivery_latency_p50: median of ``sent_at`` - alert ``created_at``.
+        stage_us_per_event: the monitor's cost per stage in µs per event consumed: the
+            batch processor's stages (:data:`monitor.pipeline.processor.STAGES`), then the
+            alert store write and the offset commit (see :func:`_stage_costs`).
+        live: one :class:`LivePhase` per live rate asked for, in the order asked.
+        scale: the scale phase's runs (one instance, then N), empty without ``--instances``.
+        scale_ratio: N instances' combined rate / one instance's (``None`` without a scale phase).
     """
 
     events: int
@@ -117,14 +121,43 @@ class BenchReport:
     ratio: float = 0.0
     alerts_stored: int = 0
     monitor_breakdown: dict[str, float] = field(default_factory=dict)
-    live_events: int = 0
-    live_rate: float = 0.0
-    live_alerts: int = 0
+    stage_us_per_event: dict[str, float] = field(default_factory=dict)
+    live: list[LivePhase] = field(default_factory=list)
+    scale: list[ScaleRun] = field(default_factory=list)
+    scale_ratio: float | None = None
+
+
+@dataclass(slots=True)
+class LivePhase:
+    """What one live phase measured. Latencies in seconds, ``None`` if no alert was delivered.
+
+    Attributes:
+        target_rate: events/s asked of the producer.
+        events: events produced (all acknowledged by the broker).
+        rate: the rate reached: ``events`` / seconds from the first hand-over to the last.
+        alerts: alerts delivered to the ``jsonl`` sink.
+        latency_p50: median end-to-end alert latency (event hand-over -> delivered).
+        latency_p99: its 99th percentile (the goal at 20,000 events/s is < 0.25 s).
+        latency_max: worst end-to-end alert latency.
+        store_latency_p50: median of alert ``created_at`` - first ``occurred_at``.
+        delivery_latency_p50: median of ``sent_at`` - alert ``created_at``.
+        store_latency_p99: 99th percentile of ``created_at`` - first ``occurred_at``.
+        delivery_latency_p99: 99th percentile of ``sent_at`` - ``created_at``.
+        batches: batches the monitor handled in the phase (mean size = ``events / batches``).
+    """
+
+    target_rate: float
+    events: int = 0
+    rate: float = 0.0
+    alerts: int = 0
     latency_p50: float | None = None
     latency_p99: float | None = None
     latency_max: float | None = None
     store_latency_p50: float | None = None
     delivery_latency_p50: float | None = None
+    store_latency_p99: float | None = None
+    delivery_latency_p99: float | None = None
+    batches: int = 0
 
 
 def _fleet(seed: int) -> Fleet:
@@ -195,6 +228,7 @@ class _Clock:
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}  # <part name: seconds spent in it>
         self.messages = 0  # messages in batches handled (committed) so far
+        self.batches = 0  # batches handled (committed) so far
         self.last_batch_done = 0.0  # perf_counter() when the last batch was committed
 
     def wrap_sync(self, owner: Any, attribute: str, name: str) -> None:
@@ -240,12 +274,13 @@ def _instrument(app: MonitorApp) -> _Clock:
     clock.wrap_async(consumer, "_commit", "commit")
     handle = consumer.handle
 
-    async def counted(batch: Any) -> Any:
+    async def counted(batch: Any, **options: Any) -> Any:
         started = time.perf_counter()
-        result = await handle(batch)
+        result = await handle(batch, **options)
         clock.last_batch_done = time.perf_counter()
         clock.seconds["handle"] = clock.seconds.get("handle", 0.0) + clock.last_batch_done - started
         clock.messages += sum(len(messages) for messages in batch.values())
+        clock.batches += 1
         return result
 
     consumer.handle = counted  # type: ignore[method-assign]
@@ -265,12 +300,19 @@ def _assigned(app: MonitorApp) -> bool:
     return kafka is not None and bool(kafka.assignment())
 
 
-async def _monitor(settings: Settings, expected: int,
-                   profile: cProfile.Profile | None) -> tuple[int, float, int, dict[str, float]]:
+def _stage_costs(app: MonitorApp, clock: _Clock) -> dict[str, float]:
+    """µs per message consumed of each processing stage, the alert store and the commit."""
+    seconds = {**app.processor.stage_seconds, "store": clock.seconds.get("alert store", 0.0),
+               "commit": clock.seconds.get("commit", 0.0)}
+    return {name: round(value / max(clock.messages, 1) * 1e6, 2) for name, value in seconds.items()}
+
+
+async def _monitor(settings: Settings, expected: int, profile: cProfile.Profile | None,
+                   ) -> tuple[int, float, int, dict[str, float], dict[str, float]]:
     """Run the monitor until ``expected`` messages are committed.
 
     Returns:
-        (messages, seconds, alerts stored, breakdown in seconds).
+        (messages, seconds, alerts stored, breakdown in seconds, µs per event by stage).
     """
     app = MonitorApp(settings)
     clock = _instrument(app)
@@ -296,26 +338,27 @@ async def _monitor(settings: Settings, expected: int,
                  for name in ("process", "alert store", "dead letters", "commit")}
     breakdown["metrics and lag"] = round(parts.get("handle", 0.0) - sum(breakdown.values()), 3)
     breakdown["getmany (fetch and wait)"] = round(seconds - parts.get("handle", 0.0), 3)
-    return clock.messages, seconds, app.store_summary, breakdown
+    return clock.messages, seconds, app.store_summary, breakdown, _stage_costs(app, clock)
 
 
 def _live_producer(bootstrap: str, topic: str, rate: float, seconds: float, seed: int,
                    sent: Any, took: Any) -> None:
-    """Child process: produce the fleet's traffic in real time, ``occurred_at`` = send time."""
-    fleet = _fleet(seed)
-    events = synthetic_events(fleet, rate=rate, duration_s=seconds,
-                              faults=default_faults(fleet, seconds), seed=seed + 1)
-    started = time.perf_counter()
-    sent.value = asyncio.run(produce(events, bootstrap_servers=bootstrap, topic=topic,
-                                     speed=1.0, rebase_to_now=True))
-    took.value = time.perf_counter() - started
+    """Child process: produce the fleet's traffic in real time through librdkafka.
+
+    The traffic is generated and encoded first, then sent paced with ``occurred_at`` = the
+    hand-over time (:mod:`bench.live_producer`).
+    """
+    traffic = live_producer.prepare(_fleet(seed), rate=rate, seconds=seconds, seed=seed + 1)
+    sent.value, took.value = live_producer.send_paced(traffic, bootstrap_servers=bootstrap, topic=topic)
 
 
-async def _live(settings: Settings, rate: float, seconds: float, seed: int) -> tuple[int, float, list[Any]]:
+async def _live(settings: Settings, rate: float, seconds: float, seed: int
+                ) -> tuple[int, float, int, list[Any]]:
     """Run a monitor while another process produces in real time.
 
     Returns:
-        (events produced, their rate over the producer's wall time, alerts of the live store).
+        (events produced, the rate reached over the producer's sending time, batches the
+        monitor handled, alerts of the live store).
     """
     app = MonitorApp(settings)
     clock = _instrument(app)
@@ -344,7 +387,7 @@ async def _live(settings: Settings, rate: float, seconds: float, seed: int) -> t
         await task
     with AlertStore(settings.alerting.store_path) as store:
         alerts = store.list_alerts()
-    return produced, produced / float(took.value), alerts
+    return produced, produced / float(took.value), clock.batches, alerts
 
 
 def _all_delivered(app: MonitorApp) -> bool:
@@ -366,8 +409,10 @@ def _latencies(alerts: Sequence[Any]) -> tuple[list[float], list[float], list[fl
 
 async def run_benchmark(*, events: int = 200_000, bootstrap_servers: str | None = None,
                         partitions: int = 3, batch_max_records: int = 5_000,
-                        live_rate: float = 2_000.0, live_seconds: float = 15.0, seed: int = 7,
+                        live_rates: Sequence[float] = (2_000.0, 20_000.0),
+                        live_seconds: float = 15.0, seed: int = 7,
                         workdir: Path | None = None, profile: cProfile.Profile | None = None,
+                        instances: int = 0, store_url: str | None = None,
                         ) -> BenchReport:
     """Run the three phases and return what they measured.
 
@@ -376,12 +421,16 @@ async def run_benchmark(*, events: int = 200_000, bootstrap_servers: str | None 
         bootstrap_servers: an existing Kafka; ``None`` starts the embedded broker.
         partitions: partitions of each topic.
         batch_max_records: ``getmany`` bound of both consumers.
-        live_rate: events per second produced in the live phase.
-        live_seconds: length of the live phase (seconds of traffic).
+        live_rates: events per second of each live phase (one phase per rate, each on
+            a fresh topic and store); empty for none.
+        live_seconds: length of each live phase (seconds of traffic).
         seed: seed of the fleet and its traffic.
         workdir: folder for the registry and alert stores, kept; ``None`` uses a temporary
             folder removed at the end.
         profile: if given, enabled only while the monitor consumes the backlog.
+        instances: N > 1 adds the scale phase (one instance, then N; needs ``events``).
+        store_url: PostgreSQL of the scale phase (a schema is created per run); ``None``
+            starts a throwaway server.
 
     Raises:
         monitor.testing.broker.BrokerError: the embedded broker could not start.
@@ -399,9 +448,10 @@ async def run_benchmark(*, events: int = 200_000, bootstrap_servers: str | None 
         registry = write_registry(fleet, work / "registry")
         backlog = _settings(bootstrap, f"bench-{run}", f"bench-monitor-{run}", batch_max_records,
                             work / "backlog", registry)
-        live = _settings(bootstrap, f"bench-live-{run}", f"bench-live-{run}", batch_max_records,
-                         work / "live", registry)
-        for settings in (backlog, live):
+        lives = [_settings(bootstrap, f"bench-live{number}-{run}", f"bench-live{number}-{run}",
+                           batch_max_records, work / f"live{number}", registry)
+                 for number, _ in enumerate(live_rates)]
+        for settings in (backlog, *lives):
             kafka = settings.kafka
             await ensure_topics(kafka, partitions=partitions, topics=[kafka.topic, kafka.dead_letter_topic])
         span = events / _BACKLOG_EVENT_RATE
@@ -411,23 +461,23 @@ async def run_benchmark(*, events: int = 200_000, bootstrap_servers: str | None 
         traffic = itertools.islice(synthetic_events(
             fleet, start=start, rate=_BACKLOG_EVENT_RATE, faults=default_faults(fleet, span),
             seed=seed), events)
-        started = time.perf_counter()
-        await produce(traffic, bootstrap_servers=bootstrap, topic=backlog.kafka.topic)
-        report.produce_seconds = time.perf_counter() - started
-        report.bare_consumed, report.bare_seconds = await _bare(
-            bootstrap, backlog.kafka.topic, events, batch_max_records)
-        report.bare_rate = report.bare_consumed / report.bare_seconds
-        (report.monitor_consumed, report.monitor_seconds, report.alerts_stored,
-         report.monitor_breakdown) = await _monitor(backlog, events, profile)
-        report.monitor_rate = report.monitor_consumed / report.monitor_seconds
-        report.ratio = report.monitor_rate / report.bare_rate
-        report.live_events, report.live_rate, alerts = await _live(live, live_rate, live_seconds, seed)
-        total, stored, delivered = _latencies(alerts)
-        report.live_alerts = len(total)
-        report.latency_p50, report.latency_p99 = percentile(total, 0.5), percentile(total, 0.99)
-        report.latency_max = max(total, default=None)
-        report.store_latency_p50 = percentile(stored, 0.5)
-        report.delivery_latency_p50 = percentile(delivered, 0.5)
+        if events:  # 0: the live phases only
+            started = time.perf_counter()
+            await produce(traffic, bootstrap_servers=bootstrap, topic=backlog.kafka.topic)
+            report.produce_seconds = time.perf_counter() - started
+            report.bare_consumed, report.bare_seconds = await _bare(
+                bootstrap, backlog.kafka.topic, events, batch_max_records)
+            report.bare_rate = report.bare_consumed / report.bare_seconds
+            (report.monitor_consumed, report.monitor_seconds, report.alerts_stored,
+             report.monitor_breakdown, report.stage_us_per_event) = await _monitor(backlog, events, profile)
+            report.monitor_rate = report.monitor_consumed / report.monitor_seconds
+            report.ratio = report.monitor_rate / report.bare_rate
+        for settings, rate in zip(lives, live_rates, strict=True):
+            report.live.append(await _live_phase(settings, rate, live_seconds, seed))
+        if instances > 1 and events:
+            report.scale = await _scale(bootstrap, f"bench-scale-{run}", partitions, instances, events,
+                                        fleet, start, seed, store_url, registry, work, batch_max_records)
+            report.scale_ratio = report.scale[-1].rate / report.scale[0].rate
         return report
     finally:
         if broker is not None:
@@ -436,13 +486,47 @@ async def run_benchmark(*, events: int = 200_000, bootstrap_servers: str | None 
             scratch.cleanup()
 
 
+async def _scale(bootstrap: str, topic: str, partitions: int, instances: int, events: int,
+                 fleet: Fleet, start: datetime, seed: int, store_url: str | None,
+                 registry: tuple[Path, Path], work: Path, batch_max_records: int) -> list[ScaleRun]:
+    """The scale phase: the backlog through one monitor process, then through ``instances``."""
+    count = scale_partitions(partitions, instances)
+    kafka = KafkaSettings(bootstrap_servers=bootstrap, topic=topic, dead_letter_topic=f"{topic}.dlq")
+    await ensure_topics(kafka, partitions=count, topics=[topic, kafka.dead_letter_topic])
+    span = events / _BACKLOG_EVENT_RATE
+    await produce(itertools.islice(synthetic_events(fleet, start=start, rate=_BACKLOG_EVENT_RATE,
+                                                    faults=default_faults(fleet, span), seed=seed), events),
+                  bootstrap_servers=bootstrap, topic=topic)
+    runs = []
+    with postgres_store_urls(store_url) as fresh_store:
+        for members in (1, instances):
+            runs.append(await run_instances(
+                bootstrap=bootstrap, topic=topic, partitions=count, events=events, count=members,
+                store_url=fresh_store(), registry=registry, work=work, batch_max_records=batch_max_records))
+    return runs
+
+
+async def _live_phase(settings: Settings, rate: float, seconds: float, seed: int) -> LivePhase:
+    """One live phase at ``rate`` events/s, summarised."""
+    phase = LivePhase(target_rate=rate)
+    phase.events, phase.rate, phase.batches, alerts = await _live(settings, rate, seconds, seed)
+    total, stored, delivered = _latencies(alerts)
+    phase.alerts = len(total)
+    phase.latency_p50, phase.latency_p99 = percentile(total, 0.5), percentile(total, 0.99)
+    phase.latency_max = max(total, default=None)
+    phase.store_latency_p50, phase.store_latency_p99 = percentile(stored, 0.5), percentile(stored, 0.99)
+    phase.delivery_latency_p50 = percentile(delivered, 0.5)
+    phase.delivery_latency_p99 = percentile(delivered, 0.99)
+    return phase
+
+
 def _seconds(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f} s"
 
 
 def format_report(report: BenchReport) -> str:
     """The report as a small plain-text table."""
-    rows = [
+    rows: list[tuple[str, str]] = [] if not report.events else [
         ("events in topic", (f"{report.events:,} ({report.partitions} partitions, "
                             f"getmany max {report.batch_max_records:,})")),
         ("produce (as fast as possible)", f"{report.events / report.produce_seconds:,.0f} events/s"),
@@ -455,15 +539,28 @@ def format_report(report: BenchReport) -> str:
     ]
     rows += [(f"  monitor time: {name}", f"{seconds:.2f} s")
              for name, seconds in report.monitor_breakdown.items()]
-    rows += [
-        ("live phase", (f"{report.live_events:,} events at {report.live_rate:,.0f} events/s, "
-                       f"{report.live_alerts} alerts delivered")),
-        ("alert latency p50", _seconds(report.latency_p50)),
-        ("alert latency p99", _seconds(report.latency_p99)),
-        ("alert latency max", _seconds(report.latency_max)),
-        ("  p50 produced -> stored", _seconds(report.store_latency_p50)),
-        ("  p50 stored -> delivered", _seconds(report.delivery_latency_p50)),
-    ]
+    if report.stage_us_per_event:
+        rows.append(("  µs/event by stage", ", ".join(
+            f"{name} {cost:.2f}" for name, cost in report.stage_us_per_event.items())))
+    for phase in report.live:
+        rows += [
+            (f"live phase at {phase.target_rate:,.0f}/s",
+             (f"{phase.events:,} events at {phase.rate:,.0f} events/s reached, "
+              f"{phase.batches:,} batches, {phase.alerts} alerts delivered")),
+            ("  alert latency p50", _seconds(phase.latency_p50)),
+            ("  alert latency p99", f"{_seconds(phase.latency_p99)} (goal < 0.250 s)"),
+            ("  alert latency max", _seconds(phase.latency_max)),
+            ("  produced -> stored p50 / p99",
+             f"{_seconds(phase.store_latency_p50)} / {_seconds(phase.store_latency_p99)}"),
+            ("  stored -> delivered p50 / p99",
+             f"{_seconds(phase.delivery_latency_p50)} / {_seconds(phase.delivery_latency_p99)}"),
+        ]
+    for scale in report.scale:
+        rows.append((f"scale: {scale.instances} instance(s)",
+                     f"{scale.rate:,.0f} events/s ({scale.events:,} in {scale.seconds:.2f} s, "
+                     f"{scale.batches:,} batches)"))
+    if report.scale_ratio is not None:
+        rows.append(("scale: N instances / one", f"{report.scale_ratio:.2f}x"))
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name.ljust(width)}  {value}" for name, value in rows)
 
@@ -471,26 +568,39 @@ def format_report(report: BenchReport) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``python -m bench.throughput [options]``; prints the report, returns 0."""
     parser = argparse.ArgumentParser(prog="python -m bench.throughput", description=__doc__.split("\n")[0])
-    parser.add_argument("--events", type=int, default=200_000, help="backlog size (default 200000)")
+    parser.add_argument("--events", type=int, default=200_000,
+                        help="backlog size (default 200000; 0: the live phases only)")
     parser.add_argument("--bootstrap-servers", help="an existing Kafka (default: embedded broker)")
     parser.add_argument("--partitions", type=int, default=3)
     parser.add_argument("--batch-max-records", type=int, default=5_000)
-    parser.add_argument("--live-rate", type=float, default=2_000.0, help="events/s in the live phase")
-    parser.add_argument("--live-seconds", type=float, default=15.0, help="length of the live phase")
+    parser.add_argument("--live-rate", type=float, nargs="*", default=[2_000.0, 20_000.0],
+                        help="events/s of the live phases, one phase per rate (default 2000 20000; "
+                             "none: no live phase)")
+    parser.add_argument("--live-seconds", type=float, default=15.0, help="length of each live phase")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--workdir", type=Path,
                         help="keep the registry, alert stores and alerts.jsonl here (default: temporary)")
     parser.add_argument("--json", type=Path, help="also write the report as JSON here")
+    parser.add_argument("--instances", type=int, default=0,
+                        help="also run the backlog through 1 and then N monitor processes in one group "
+                             "with a PostgreSQL store, and report the combined rate (default: no)")
+    parser.add_argument("--store-url", help="PostgreSQL for --instances (schemas are created in it); "
+                                            "default: a throwaway server like the tests'")
     parser.add_argument("--profile", type=Path,
                         help="cProfile the monitor's backlog run: write pstats here, print the top 25")
     args = parser.parse_args(argv)
-    if args.events < 1 or args.partitions < 1 or args.batch_max_records < 1:
-        parser.error("--events, --partitions and --batch-max-records must be positive")
+    if args.events < 0 or args.partitions < 1 or args.batch_max_records < 1:
+        parser.error("--partitions and --batch-max-records must be positive, --events not negative")
+    if args.instances < 0 or args.instances == 1:
+        parser.error("--instances must be 2 or more (it compares N instances with one)")
+    if any(rate <= 0 for rate in args.live_rate):
+        parser.error("--live-rate values must be positive")
     profile = cProfile.Profile() if args.profile else None
     report = asyncio.run(run_benchmark(
         events=args.events, bootstrap_servers=args.bootstrap_servers, partitions=args.partitions,
-        batch_max_records=args.batch_max_records, live_rate=args.live_rate,
-        live_seconds=args.live_seconds, seed=args.seed, workdir=args.workdir, profile=profile))
+        batch_max_records=args.batch_max_records, live_rates=args.live_rate,
+        live_seconds=args.live_seconds, seed=args.seed, workdir=args.workdir, profile=profile,
+        instances=args.instances, store_url=args.store_url))
     print(format_report(report))
     if args.json:
         args.json.write_text(json.dumps(asdict(report), indent=2) + "\n", encoding="utf-8")

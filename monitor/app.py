@@ -59,7 +59,7 @@ from monitor.metrics import (
 )
 from monitor.paths import rules_path
 from monitor.pipeline.classify import ResponseCodeTable
-from monitor.pipeline.consumer import TransactionConsumer
+from monitor.pipeline.consumer import TransactionConsumer, holding
 from monitor.pipeline.fleet import FleetIncidents
 from monitor.pipeline.processor import BatchProcessor
 from monitor.pipeline.selection import AlertPolicy, read_policy_file
@@ -172,6 +172,8 @@ class MonitorApp:
                                         clock=self.clock)
         self.consumer = TransactionConsumer(settings.kafka, processor=self.processor,
                                             record_failures=self._record, metrics=self.metrics)
+        if self.health.status is not None:  # feeds the same health book: one batch at a time
+            self.health.status.processing_lock = self.consumer.processing_lock
         self.delivery_metrics = DeliveryMetrics(self.metrics_registry)
         self._enabled_channels = tuple(kind for kind in MANAGER_CHANNEL_KINDS if kind in self.channels)
         self.worker = DeliveryWorker(
@@ -315,7 +317,8 @@ class MonitorApp:
             jobs.DIGESTS_JOB: guard.coroutine("daily digests", self._send_digests),
             jobs.SUMMARIES_JOB: guard.coroutine("rate-cap summaries", self._send_summaries),
             jobs.ESCALATION_JOB: guard.coroutine("escalation", self._escalate),
-            **self.health.jobs(),
+            # They change the state a batch feeds, which is processed in a worker thread.
+            **{job: holding(self.consumer.processing_lock, run) for job, run in self.health.jobs().items()},
         }
         jobs.schedule(scheduler, runners, jobs.Timing(settings=self.settings, silent=self.health.detector.rules))
 
@@ -339,6 +342,9 @@ class MonitorApp:
         api_server: ApiServer | None = None
         worker_task: asyncio.Task[None] | None = None
         status_task: asyncio.Task[None] | None = None
+        loop = asyncio.get_running_loop()
+        # PostgreSQL: outbox rows committed by any instance wake this worker (LISTEN/NOTIFY).
+        listener = self.store.outbox_listener(lambda: loop.call_soon_threadsafe(self.worker.wake))
         try:
             if create_topics:
                 await ensure_topics(self.settings.kafka)
@@ -359,11 +365,15 @@ class MonitorApp:
                      len(self.vip_registry.current), len(self.vip_registry.current.managers), self.store.location,
                      ", ".join(sorted(self.channels)), server.url,
                      api_server.url if api_server is not None else "off")
+            if listener is not None:
+                listener.start()
             worker_task = asyncio.create_task(self.worker.run(stop), name="cardmon-delivery")
             if self.fleet is not None:
                 self._fleet_task = asyncio.create_task(self.fleet.run(stop), name="cardmon-fleet-incidents")
             await self.consumer.run(stop)
         finally:
+            if listener is not None:
+                await asyncio.to_thread(listener.stop)
             await self._shutdown(stop, scheduler, server, api_server, worker_task, status_task)
 
     async def _shutdown(self, stop: asyncio.Event, scheduler: AsyncIOScheduler, server: Any,

@@ -1,7 +1,8 @@
 """Per-key bucket counts for storm control: each scope's keys, their transactions and failures per bucket.
 
-A batch frame is aggregated at once, with polars, for every scope and key
-(:meth:`BucketCounts.add`): per ``(scope, key, bucket)`` the transactions and the
+The rows on time of batch frames wait (a few columns, :meth:`BucketCounts.add`) and
+are aggregated together, with polars, for every scope and key when a bucket closes or
+enough of them wait: per ``(scope, key, bucket)`` the transactions and the
 *outage failures* (the rules' ``outcome_classes``), and for the failing ones (a few
 percent of the rows) the failures' earliest and latest times, cards, terminals,
 merchant and region. The aggregates wait until their bucket is closed;
@@ -29,6 +30,9 @@ BucketRow = tuple[Scope, str, int, int, datetime | None, datetime | None, list[s
                   str | None, str | None]
 #: The columns the scope keys are read from.
 KEY_COLUMNS: Final = ("terminal_id", "merchant_id", "region", "pan_masked")
+#: Rows kept unaggregated at most (then aggregated at once): 20,000 rows of eight
+#: columns are a few MiB; one aggregation costs ~2-3 ms whatever the rows.
+_COMPACT_ROWS: Final = 20_000
 # The issuer of a card is its IIN: the first six digits of the (masked) PAN, ISO/IEC 7812-1.
 _IIN: Final = r"^[0-9]{6}"
 
@@ -71,28 +75,49 @@ class BucketCounts:
         # failures> for every key, and the failing ones' times, cards, terminals, places.
         self._pending: list[pl.DataFrame] = []
         self._pending_failing: list[pl.DataFrame] = []
+        # Rows on time not aggregated yet (bucket, failed, occurred_at, card_ref and the
+        # key columns), and how many.
+        self._raw: list[pl.DataFrame] = []
+        self._raw_rows = 0
         #: Latest event time seen (µs since the epoch; the watermark when none is given).
         self.latest_us: int | None = None
         #: Events that arrived for a bucket already judged (left out).
         self.late_events = 0
 
     def add(self, frame: pl.DataFrame, closed: int | None) -> None:
-        """Aggregate a classified batch frame (not empty); buckets up to ``closed`` are judged."""
+        """Take a classified batch frame (not empty); buckets up to ``closed`` are judged.
+
+        Its rows on time are kept as they are (a few columns) and aggregated together,
+        once :data:`_COMPACT_ROWS` of them wait or a bucket closes (:meth:`take_due`):
+        small live batches do not each pay a whole aggregation.
+        """
         size = self.rules.bucket_seconds
-        failed = pl.col("failed")
         latest = frame.get_column("occurred_at").max()
         assert isinstance(latest, datetime)
         latest_us = micros(latest)
         self.latest_us = latest_us if self.latest_us is None else max(self.latest_us, latest_us)
-        base = frame.lazy().select(
+        base = frame.select(
             (pl.col("occurred_at").dt.epoch("s") // size).cast(pl.Int64).alias("bucket"),
             pl.col("outcome").is_in(self.rules.outcome_classes).alias("failed"),
             "occurred_at", "card_ref", *KEY_COLUMNS)
         if closed is not None:
-            late = int(((frame.get_column("occurred_at").dt.epoch("s") // size) <= closed).sum())
+            on_time = base.get_column("bucket") > closed
+            late = base.height - int(on_time.sum())
             if late:
                 self.late_events += late
-                base = base.filter(pl.col("bucket") > closed)
+                base = base.filter(on_time)
+        self._raw.append(base)
+        self._raw_rows += base.height
+        if self._raw_rows >= _COMPACT_ROWS:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Aggregate the rows waiting in ``_raw`` into ``_pending`` and ``_pending_failing``."""
+        if not self._raw:
+            return
+        base = pl.concat(self._raw, rechunk=False).lazy()
+        self._raw, self._raw_rows = [], 0
+        failed = pl.col("failed")
         # One long frame for every scope: (scope, key, bucket) → transactions and failures
         # for every key; the failures' times, cards, terminals, merchant and region for
         # the failing ones only (a few percent of the rows).
@@ -123,6 +148,7 @@ class BucketCounts:
             followed: ``(scope, key)`` of the keys the detector follows already.
             rank: each scope's place, broadest first.
         """
+        self._compact()
         if not self._pending:
             return {}
         due_bucket = pl.col("bucket") <= closed
@@ -171,6 +197,7 @@ class BucketCounts:
             (sorted lists), ``merchant``, ``region`` for the keys with failures.
         """
         keys = ["scope", "key", "bucket"]
+        self._compact()
         if not self._pending:
             return (pl.DataFrame(schema={"scope": pl.String, "key": pl.String, "bucket": pl.Int64,
                                          "transactions": pl.Int64, "failures": pl.Int64}),

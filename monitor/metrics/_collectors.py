@@ -57,6 +57,10 @@ TERMINAL_FAILURE_OUTCOMES: Final[tuple[str, ...]] = ("technical", "terminal", "c
 
 # prometheus_client's own ``le`` formatting (``1.0``, ``+Inf``), typed for mypy --strict.
 _go_float: Final[Callable[[float], str]] = floatToGoString
+#: Batch aggregates that may wait before they are merged into the per-terminal snapshot
+#: (a scrape merges them at once): bounded memory, and one pass over every terminal per
+#: this many batches instead of one per batch.
+_FOLD_BATCHES: Final = 32
 
 _LATENCY_NAME: Final = "cardmon_authorization_latency_seconds"
 _LATENCY_HELP: Final = (
@@ -117,8 +121,16 @@ class LatencyHistogramCollector:
                 nullable; null rows are skipped, and so is NaN, which would poison
                 the sum for good).
         """
+        self.merge(self.aggregate(frame).collect())
+
+    def aggregate(self, frame: pl.DataFrame) -> pl.LazyFrame:
+        """The lazy per-channel aggregate of one batch, for :meth:`merge` (see :meth:`observe`).
+
+        Lets a caller collect it together with other aggregates of the same batch
+        (``polars.collect_all``): one plan per batch instead of one per metric.
+        """
         seconds = pl.col("latency_ms") / 1000.0
-        aggregated = (
+        return (
             frame.lazy()
             .filter(pl.col("latency_ms").is_not_null() & pl.col("latency_ms").is_not_nan())
             .group_by("channel")
@@ -128,8 +140,10 @@ class LatencyHistogramCollector:
                 pl.len().alias("count"),
                 seconds.sum().alias("sum"),
             )
-            .collect()
         )
+
+    def merge(self, aggregated: pl.DataFrame) -> None:
+        """Add a collected :meth:`aggregate` to the histogram."""
         if aggregated.is_empty():
             return
         columns = [f"le{i}" for i in range(len(self._bounds))] + ["count"]
@@ -183,6 +197,7 @@ class TerminalCollector:
         # One row per terminal: terminal_id, last_us (latest occurred_at, Unix µs),
         # transactions, and one failure count column per TERMINAL_FAILURE_OUTCOMES class.
         self._snapshot: pl.DataFrame = _empty_terminals()
+        self._pending: list[pl.DataFrame] = []  # batch aggregates not merged into the snapshot yet
         # (the snapshot the families were built from, its three families)
         self._families: tuple[pl.DataFrame, tuple[FrameFamily, ...]] | None = None
 
@@ -195,7 +210,11 @@ class TerminalCollector:
         """
         if frame.is_empty():
             return
-        batch = frame.group_by("terminal_id").agg(
+        self.merge(self.aggregate(frame).collect())
+
+    def aggregate(self, frame: pl.DataFrame) -> pl.LazyFrame:
+        """The lazy per-terminal aggregate of one batch, for :meth:`merge` (see :meth:`observe`)."""
+        return frame.lazy().group_by("terminal_id").agg(
             pl.col("occurred_at").max().dt.epoch("us").cast(pl.Int64).alias("last_us"),
             pl.len().cast(pl.Int64).alias("transactions"),
             *[
@@ -203,9 +222,26 @@ class TerminalCollector:
                 for outcome in TERMINAL_FAILURE_OUTCOMES
             ],
         )
+
+    def merge(self, batch: pl.DataFrame) -> None:
+        """Merge a collected :meth:`aggregate` into the per-terminal snapshot.
+
+        The batch waits with the others until a scrape or :attr:`terminal_count` reads
+        the snapshot, or :data:`_FOLD_BATCHES` wait: the merge costs a pass over every
+        terminal, which a batch of a few events need not pay.
+        """
+        if batch.is_empty():
+            return
         with self._lock:
-            merged = (
-                pl.concat([self._snapshot, batch], how="vertical")
+            self._pending.append(batch)
+            if len(self._pending) >= _FOLD_BATCHES:
+                self._fold()
+
+    def _fold(self) -> pl.DataFrame:
+        """The snapshot with the waiting batches merged in (the caller holds the lock)."""
+        if self._pending:
+            self._snapshot = (
+                pl.concat([self._snapshot, *self._pending], how="vertical")
                 .group_by("terminal_id")
                 .agg(
                     pl.col("last_us").max(),
@@ -214,12 +250,18 @@ class TerminalCollector:
                 )
                 .sort("terminal_id")
             )
-            self._snapshot = merged
+            self._pending = []
+        return self._snapshot
+
+    def _current(self) -> pl.DataFrame:
+        """The snapshot with every batch observed so far."""
+        with self._lock:
+            return self._fold()
 
     @property
     def terminal_count(self) -> int:
         """How many distinct terminal IDs have been seen."""
-        return self._snapshot.height
+        return self._current().height
 
     def describe(self) -> Iterator[Metric]:
         """Yield the families this collector exposes, without samples."""
@@ -237,7 +279,7 @@ class TerminalCollector:
         version): ``/metrics`` renders their text from the polars columns, and reading
         their ``samples`` (``get_sample_value``, ``generate_latest``) still works.
         """
-        snapshot = self._snapshot
+        snapshot = self._current()
         cached = self._families
         if cached is None or cached[0] is not snapshot:
             cached = (snapshot, _terminal_families(snapshot))

@@ -220,21 +220,22 @@ class PipelineMetrics:
         """
         if frame.is_empty():
             return
+        lazy = frame.lazy()
+        # One collect_all for the batch's four aggregates (each eager step is a plan of its own).
+        by_outcome, vip_failures, latency, terminals = pl.collect_all([
+            lazy.group_by("channel", "outcome").len(),
+            lazy.filter(pl.col("tier").is_not_null() & (pl.col("outcome") != "approved"))
+            .group_by("tier", "outcome").len(),
+            self.latency.aggregate(frame),
+            self.terminals.aggregate(frame),
+        ])
         with self._lock:
-            by_outcome = frame.group_by("channel", "outcome").len()
             for channel, outcome, count in by_outcome.iter_rows():
                 self.transactions.labels(channel, outcome).inc(count)
-
-            vip_failures = (
-                frame.filter(pl.col("tier").is_not_null() & (pl.col("outcome") != "approved"))
-                .group_by("tier", "outcome")
-                .len()
-            )
             for tier, outcome, count in vip_failures.iter_rows():
                 self.vip_failures.labels(tier, outcome).inc(count)
-
-            self.latency.observe(frame)
-            self.terminals.observe(frame)
+            self.latency.merge(latency)
+            self.terminals.merge(terminals)
 
     def observe_rejections(self, reasons: Mapping[str, int]) -> None:
         """Count messages the decoder rejected.

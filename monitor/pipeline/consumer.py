@@ -3,14 +3,19 @@
 Commit protocol, per micro-batch (:class:`monitor.kafka.reader.PartitionReader`, over
 ``AIOKafkaConsumer.getmany``), in this order:
 
-0. read the batch; a record batch the client cannot read (bad CRC, unknown or
+0. read the batch (the next batch is read while this one is handled: see *Overlap*
+   below); a record batch the client cannot read (bad CRC, unknown or
    undecodable compression) pauses only its partition, is counted per topic and
    partition and retried with backoff (:mod:`monitor.kafka.reader`): the other partitions go
    on; it is skipped only with ``kafka.skip_unreadable_after_seconds`` (a dead letter
    names its offsets, then the offset after it is committed);
 1. process the whole batch (:class:`monitor.pipeline.processor.BatchProcessor`): decode,
    classify, VIP lookup, metrics, alert policy; a message that breaks decoding or
-   processing is a rejection, the rest of the batch goes on;
+   processing is a rejection, the rest of the batch goes on. It runs in a worker thread
+   holding :attr:`TransactionConsumer.processing_lock` (polars releases the GIL), so the
+   event loop goes on meanwhile (the delivery worker, fetching, scrapes); whatever else
+   changes the state the processor feeds (the health book, the detectors) holds the same
+   lock;
 2. write the batch's VIP failures and incident changes (storm control) to the alert
    store in one durable transaction. A **transient** error (connection, lock, disk,
    timeout) is retried with capped backoff for ``kafka.retry_timeout_seconds``
@@ -30,6 +35,17 @@ Commit protocol, per micro-batch (:class:`monitor.kafka.reader.PartitionReader`,
    partition's new owner reads the batch again);
 5. update the consumer-lag gauge from the partitions' high watermarks.
 
+Overlap: while a large batch (half the ``getmany`` bound or more: the consumer is catching
+up) is handled (steps 1-5), the next one is read (step 0), so its fetch and record
+unpacking run on the loop while this one is processed in the thread. A live consumer
+(small batches) reads after the commit: a read-ahead would take a sliver and make what
+arrives meanwhile wait one batch more.
+Batches are still handled one at a time, in order, and each is committed only after its
+own store write; the next batch's partition progress (the watermark) is read before it
+is prefetched. A batch that fails with a Kafka error rewinds the prefetched one too, and
+an unreadable record batch is skipped (its offset committed) only while no batch is
+being handled.
+
 The stop event (SIGTERM) ends any retry at once: the batch is left uncommitted and is
 redelivered, and :meth:`TransactionConsumer.run` returns normally. A transient failure
 outlasting the bound raises :class:`monitor.faults.RetryTimeout` out of ``run``
@@ -42,9 +58,12 @@ letters and metrics are at-least-once.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import suppress
 from typing import Any, Protocol
 
 from aiokafka import (
@@ -75,7 +94,7 @@ from monitor.pipeline.recorder import record_isolating
 from monitor.pipeline.watermark import PartitionProgress
 from monitor.privacy import scrub_pans
 
-__all__ = ["ConsumerFaults", "ConsumerMetrics", "TransactionConsumer"]
+__all__ = ["ConsumerFaults", "ConsumerMetrics", "TransactionConsumer", "holding"]
 
 log = logging.getLogger(__name__)
 
@@ -142,14 +161,22 @@ class TransactionConsumer:
         record_failures: durably stores a batch's VIP failures and incident changes
             (awaited before commit).
         metrics: pipeline metrics, or ``None``.
+        processing_lock: held while ``processor.process`` runs (in a worker thread); share it
+            with whatever else changes the processor's state (``None``: a lock of its own).
+
+    Attributes:
+        processing_lock: the lock ``processor.process`` runs under.
     """
 
     def __init__(self, settings: KafkaSettings, *, processor: BatchProcessor,
-                 record_failures: RecordFailures, metrics: ConsumerMetrics | None = None) -> None:
+                 record_failures: RecordFailures, metrics: ConsumerMetrics | None = None,
+                 processing_lock: threading.Lock | None = None) -> None:
         self.settings = settings
         self.processor = processor
         self._record_failures = record_failures
         self.metrics = metrics
+        self.processing_lock = processing_lock if processing_lock is not None else threading.Lock()
+        self._handling = asyncio.Lock()  # held while a batch is handled (steps 1-5)
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._reader: PartitionReader | None = None
@@ -206,27 +233,51 @@ class TransactionConsumer:
                 dead-letter produce, commit) lasted ``kafka.retry_timeout_seconds``; the
                 batch is uncommitted and will be redelivered.
         """
-        assert self._reader is not None, "call start() first"
+        reader = self._reader
+        assert reader is not None, "call start() first"
         self._stop = stop
         backoff = 0.5
-        while not stop.is_set():
-            try:
-                batch = await self._reader.read()
-                if batch:
-                    try:
-                        await self.handle(batch)
-                    except KafkaError:
-                        # Nothing of this batch was committed: read it again, lose nothing.
-                        self._rewind(batch)
-                        raise
-                backoff = 0.5
-            except Stopping:
-                log.info("stopping: the batch in hand is left uncommitted (it is redelivered)")
-                return
-            except KafkaError as error:
-                log.warning("Kafka error, retrying in %.1f s: %s", backoff, error)
-                await self._pause(backoff)
-                backoff = min(backoff * 2, 10.0)
+        ahead: asyncio.Task[Batch] | None = None  # the next batch, read while one is handled
+        try:
+            while not stop.is_set():
+                try:
+                    reading, ahead = ahead, None
+                    batch = await (reading if reading is not None else reader.read())
+                    if batch:
+                        progress = await self._progress(batch)  # before the next read moves positions
+                        if self._behind(batch):
+                            ahead = asyncio.create_task(reader.read(), name="cardmon-read-ahead")
+                        try:
+                            await self.handle(batch, progress=progress)
+                        except KafkaError:
+                            # Nothing of this batch was committed: read it again, lose nothing.
+                            await self._rewind(batch, await _drop(ahead))
+                            ahead = None
+                            raise
+                    backoff = 0.5
+                except Stopping:
+                    log.info("stopping: the batch in hand is left uncommitted (it is redelivered)")
+                    return
+                except KafkaError as error:
+                    log.warning("Kafka error, retrying in %.1f s: %s", backoff, error)
+                    await self._pause(backoff)
+                    backoff = min(backoff * 2, 10.0)
+        finally:
+            dropped = await _drop(ahead)  # read, never handled nor committed: read again
+            if dropped and self._consumer is not None:
+                with suppress(KafkaError):  # revoked meanwhile: its new owner reads it
+                    await self._rewind(dropped, None)
+
+    def _behind(self, batch: Batch) -> bool:
+        """Whether to read the next batch while this one is handled: only when catching up.
+
+        A batch at least half the ``getmany`` bound means more is waiting: reading ahead
+        then overlaps the next fetch and its record unpacking with this batch's
+        processing. A smaller one means the consumer is live: reading ahead would only
+        take a sliver of what arrived, and everything arriving while this batch is
+        handled would wait one batch more; so it reads after the commit instead.
+        """
+        return sum(len(messages) for messages in batch.values()) * 2 >= self.settings.batch_max_records
 
     async def _pause(self, seconds: float) -> None:
         """Sleep ``seconds``, or less if the stop event is set."""
@@ -235,26 +286,40 @@ class TransactionConsumer:
         except TimeoutError:
             pass
 
-    def _rewind(self, batch: Batch) -> None:
-        """Seek every partition of ``batch`` back to its first message (the batch is redelivered)."""
-        assert self._consumer is not None
-        for tp, messages in batch.items():
-            if messages and tp in self._consumer.assignment():
-                self._consumer.seek(tp, messages[0].offset)
+    async def _rewind(self, batch: Batch, ahead: Batch | None) -> None:
+        """Seek each partition back to ``batch``'s first message, or the read-ahead batch's.
 
-    async def handle(self, batch: Batch) -> ProcessedBatch:
+        Both batches are then redelivered, in order.
+        """
+        assert self._consumer is not None
+        for read in (ahead or {}, batch):  # the earlier batch last: its offsets win
+            for tp, messages in read.items():
+                if messages and tp in self._consumer.assignment():
+                    self._consumer.seek(tp, messages[0].offset)
+
+    async def handle(self, batch: Batch, *, progress: PartitionProgress | None = None) -> ProcessedBatch:
         """Process, store, dead-letter and commit one batch (steps 1–5).
+
+        Args:
+            batch: the records read, per partition.
+            progress: the partitions' progress when ``batch`` was read; ``None`` reads it now.
 
         Raises:
             monitor.faults.Stopping: the stop event was set while a step was retried
                 (nothing committed).
             monitor.faults.RetryTimeout: a step kept failing transiently past the bound.
         """
+        async with self._handling:
+            return await self._handle(batch, progress)
+
+    async def _handle(self, batch: Batch, progress: PartitionProgress | None) -> ProcessedBatch:
         started = time.perf_counter()
         records = [record for messages in batch.values() for record in messages]
         values = [record.value for record in records]
-        result = self.processor.process(values, partitions=[record.partition for record in records],
-                                        progress=await self._progress(batch))
+        if progress is None:
+            progress = await self._progress(batch)
+        result = await asyncio.to_thread(self._process, values, [record.partition for record in records],
+                                         progress)
         if result.failures or result.incidents:
             result.rejections.extend(await self._store(result))
         if result.rejections:
@@ -266,6 +331,12 @@ class TransactionConsumer:
             self.metrics.observe_batch_duration(time.perf_counter() - started, len(records))
             self._report_lag(batch)
         return result
+
+    def _process(self, values: list[bytes | None], partitions: list[int],
+                 progress: PartitionProgress) -> ProcessedBatch:
+        """Step 1, in a worker thread, under :attr:`processing_lock`."""
+        with self.processing_lock:
+            return self.processor.process(values, partitions=partitions, progress=progress)
 
     async def _progress(self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
                         ) -> PartitionProgress:
@@ -373,7 +444,8 @@ class TransactionConsumer:
             ("cardmon-source-last-offset", str(batch.next_offset - 1).encode()),
         ])
         await self._retry(lambda: self._send(letter), step="dead_letter", what="dead-letter produce")
-        await self._commit_offsets({tp: batch.next_offset})
+        async with self._handling:  # never ahead of a batch of this partition still being handled
+            await self._commit_offsets({tp: batch.next_offset})
         if self.metrics is not None:
             self.metrics.observe_dead_letters({"unreadable_batch": 1})
 
@@ -383,3 +455,50 @@ class TransactionConsumer:
             highwater = self._consumer.highwater(tp)
             if highwater is not None and messages:
                 self.metrics.set_lag(tp.topic, tp.partition, max(0, highwater - messages[-1].offset - 1))
+
+
+async def _drop(reading: asyncio.Task[Batch] | None) -> Batch | None:
+    """Stop a read-ahead; the batch it read (never handled), or ``None``."""
+    if reading is None:
+        return None
+    if not reading.done():
+        reading.cancel()
+    try:
+        return await reading
+    except asyncio.CancelledError:
+        if not reading.cancelled():
+            raise  # the caller itself is cancelled
+        return None
+    except KafkaError:
+        return None  # read again after the rewind or the restart
+
+
+def holding(lock: threading.Lock, run: Callable[[], Any]) -> Callable[[], Any]:
+    """``run`` made to hold ``lock`` (a consumer's :attr:`~TransactionConsumer.processing_lock`).
+
+    For a scheduled job that changes what the processor feeds (the health book, the
+    silent detector) while a batch may be processed in a worker thread. A coroutine
+    function stays one: the lock is awaited in a thread, so the event loop never blocks
+    on it (a cancelled wait releases what it got); a plain function (run on a
+    scheduler thread) simply holds it.
+    """
+    if not inspect.iscoroutinefunction(run):
+        def held_sync() -> Any:
+            with lock:
+                return run()
+
+        return held_sync
+
+    async def held() -> Any:
+        acquiring = asyncio.ensure_future(asyncio.to_thread(lock.acquire))
+        try:
+            await asyncio.shield(acquiring)
+        except asyncio.CancelledError:
+            acquiring.add_done_callback(lambda _: lock.release())
+            raise
+        try:
+            return await run()
+        finally:
+            lock.release()
+
+    return held

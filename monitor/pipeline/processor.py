@@ -28,6 +28,7 @@ consumer's job (:mod:`monitor.pipeline.consumer`), in that order.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -42,9 +43,14 @@ from monitor.pipeline.selection import AlertPolicy
 from monitor.pipeline.vips import RegistryLoader, VipRegistry
 from monitor.pipeline.watermark import EventClock, PartitionProgress
 
-__all__ = ["BatchMetrics", "BatchProcessor", "FrameObserver", "IncidentFollower", "ProcessedBatch"]
+__all__ = ["STAGES", "BatchMetrics", "BatchProcessor", "FrameObserver", "IncidentFollower", "ProcessedBatch"]
 
 log = logging.getLogger(__name__)
+
+#: The stages of :meth:`BatchProcessor.process`, in order (keys of
+#: :attr:`BatchProcessor.stage_seconds`).
+STAGES: tuple[str, ...] = ("decode", "classify", "vip lookup", "policy", "metrics", "event clock",
+                           "observers", "incidents")
 
 
 class BatchMetrics(Protocol):
@@ -79,6 +85,21 @@ class ProcessedBatch:
     failure_indices: list[int] = field(default_factory=list)
 
 
+class _Laps:
+    """Adds the time since the previous lap to a stage's total (``stage_seconds``)."""
+
+    __slots__ = ("_last", "seconds")
+
+    def __init__(self, seconds: dict[str, float]) -> None:
+        self.seconds = seconds  # <stage: seconds spent in it so far>
+        self._last = time.perf_counter()
+
+    def __call__(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage] += now - self._last
+        self._last = now
+
+
 class IncidentFollower(Protocol):
     """Storm control as the processor feeds it: :class:`~monitor.incidents.IncidentDetector`, or
     :class:`~monitor.pipeline.fleet.FleetIncidents` (several instances; its ``by_partition``
@@ -108,6 +129,10 @@ class BatchProcessor:
             :class:`~monitor.pipeline.fleet.FleetIncidents` (it gets each event's partition).
         clock: event time across partitions (late events, the watermark); default:
             one with the default lateness.
+
+    Attributes:
+        stage_seconds: wall-clock seconds spent so far in each of :data:`STAGES`
+            (for benchmarks and profiling; a few clock reads per batch).
     """
 
     def __init__(self, *, codes: ResponseCodeTable, policy: AlertPolicy,
@@ -122,6 +147,7 @@ class BatchProcessor:
         self.observers = tuple(observers)
         self.incidents = incidents
         self.clock = clock if clock is not None else EventClock()
+        self.stage_seconds: dict[str, float] = dict.fromkeys(STAGES, 0.0)
 
     def process(self, values: list[bytes | None], *, partitions: Sequence[int] | None = None,
                 progress: PartitionProgress | None = None) -> ProcessedBatch:
@@ -168,24 +194,32 @@ class BatchProcessor:
 
     def _process(self, values: list[bytes | None], *, offset: int, registry: VipRegistry,
                  partitions: Sequence[int] | None, progress: PartitionProgress | None) -> ProcessedBatch:
+        lap = _Laps(self.stage_seconds)
         decoded = decode_frame(values)
         rejections = [
             Rejection(r.index + offset, r.reason, r.detail) for r in decoded.rejections
         ] if offset else decoded.rejections
+        lap("decode")
         if decoded.frame.height == 0:  # the partitions' progress may still move the watermark
-            return ProcessedBatch(rejections=rejections, incidents=self._follow(decoded.frame, progress))
+            incidents = self._follow(decoded.frame, progress)
+            lap("incidents")
+            return ProcessedBatch(rejections=rejections, incidents=incidents)
         frame = self.codes.classify(decoded.frame)
+        lap("classify")
         frame = registry.lookup(frame)
+        lap("vip lookup")
         selected = self.policy.select(frame.with_row_index("_row"))
         positions = [decoded.indices[row] + offset for row in selected.get_column("_row").to_list()]
         alerting = selected.drop("_row")
         failures = [self._failure(row, registry.managers) for row in alerting.iter_rows(named=True)]
+        lap("policy")
         # Metrics last: if anything above raises, the batch is isolated and re-processed
         # message by message, and no event may be counted twice.
         if self.metrics is not None:
             self.metrics.observe_batch(frame)
             if decoded.sanitised:
                 self.metrics.observe_sanitised(decoded.sanitised)
+        lap("metrics")
         # Event time: which events are late (the rest is a function of the events alone).
         on_time, late = frame, 0
         parts = None if partitions is None else [partitions[i] for i in decoded.indices]
@@ -203,18 +237,21 @@ class BatchProcessor:
                     self.metrics.observe_late(late)
         except Exception:  # never cost an alert; the events count as on time
             log.exception("event-time tracking failed on a batch of %d events", frame.height)
+        lap("event clock")
         for observer in self.observers:
             try:
                 observer.observe(on_time)
             except Exception:  # health views must never cost an alert or a double count
                 log.exception("%s failed on a batch of %d events", type(observer).__name__, frame.height)
+        lap("observers")
         kept = [f for f in failures if f is not None]
         kept_indices = [i for f, i in zip(failures, positions) if f is not None]
         vip = alerting.join(on_time.select("event_id").unique(), on="event_id", how="semi") \
             if late else alerting
+        incidents = self._follow(follow, vip=vip)
+        lap("incidents")
         return ProcessedBatch(rejections=rejections, failures=kept, events=frame.height,
-                              incidents=self._follow(follow, vip=vip), late=late,
-                              failure_indices=kept_indices)
+                              incidents=incidents, late=late, failure_indices=kept_indices)
 
     def _follow(self, on_time: pl.DataFrame, progress: PartitionProgress | None = None, *,
                 vip: pl.DataFrame | None = None) -> list[IncidentChange]:

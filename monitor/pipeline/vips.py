@@ -18,9 +18,10 @@ Two files, CSV or Parquet (chosen by suffix), read with polars:
 
 A :class:`VipRegistry` is an immutable snapshot; :class:`RegistryLoader` builds a
 new one when either file changes and swaps it in whole, so a batch always sees
-one consistent registry. Lookups are vectorised with ``search_sorted`` on the
-sorted key columns: a batch's few hundred failures cost microseconds even with
-1,000,000 clients (a hash join would rebuild its table every batch).
+one consistent registry. Lookups are vectorised: a small registry's keys are hashed
+each batch (``is_in`` and one join), a large one is searched with ``search_sorted`` on
+its sorted key columns, so a batch costs milliseconds even with 1,000,000 clients (a
+hash join would rebuild its table every batch).
 """
 
 from __future__ import annotations
@@ -53,6 +54,11 @@ _MANAGER_OPTIONAL: Final = ("email", "phone", "webhook_url", "backup_manager_id"
 # Spellings of the yes/no column notify_resolved (empty: no).
 _YES: Final = frozenset({"yes", "y", "true", "1"})
 _NO: Final = frozenset({"no", "n", "false", "0", ""})
+#: Registries with at most this many clients and cards together are looked up by hashing
+#: their keys each batch (3 ms per 5,000 events at 1,000 clients), larger ones by binary
+#: search in the sorted keys (~8 ms per 5,000 events at any size; hashing costs 22 ms at
+#: 100,000 and 450 ms at 1,000,000).
+_HASHED_LOOKUP_MAX: Final = 20_000
 #: Columns :meth:`VipRegistry.lookup` adds to a frame.
 LOOKUP_COLUMNS: Final = ("vip_customer_id", "customer_name", "tier", "manager_id")
 
@@ -134,6 +140,12 @@ class VipRegistry:
         """
         if frame.height == 0 or self.customers.height == 0:
             return frame.with_columns(pl.lit(None, dtype=pl.String).alias(c) for c in LOOKUP_COLUMNS)
+        if self.customers.height + self.cards.height <= _HASHED_LOOKUP_MAX:
+            return self._lookup_hashed(frame)
+        return self._lookup_sorted(frame)
+
+    def _lookup_hashed(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """:meth:`lookup` by hashing the registry's keys (cheapest for a small registry)."""
         # The client key: the event's customer_id when the registry knows it, else the
         # owner of its card; then one hash join (customer_id and card_ref are unique).
         customer = pl.col("customer_id").cast(pl.String)
@@ -147,6 +159,26 @@ class VipRegistry:
         matched = frame.select(client.alias("client")).join(
             self.customers, left_on="client", right_on="customer_id", how="left",
             maintain_order="left", coalesce=False)
+        return frame.with_columns(
+            matched.get_column("customer_id").alias("vip_customer_id"),
+            matched.get_column("customer_name"),
+            matched.get_column("tier"),
+            matched.get_column("manager_id"),
+        )
+
+    def _lookup_sorted(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """:meth:`lookup` by binary search in the sorted key columns (a large registry).
+
+        The cost grows with the batch, not with the registry: hashing 1,000,000 clients
+        and their cards costs ~0.45 s per batch, these searches ~8 ms.
+        """
+        ids = self.customers.get_column("customer_id")
+        row = self._find(ids, frame.get_column("customer_id").cast(pl.String))
+        if self.cards.height:
+            card = self._find(self.cards.get_column("card_ref"), frame.get_column("card_ref").cast(pl.String))
+            owner = self.cards.get_column("customer_id").gather(card)
+            row = row.fill_null(self._find(ids, owner))  # the customer_id first, else the card's owner
+        matched = self.customers.select(pl.all().gather(row))
         return frame.with_columns(
             matched.get_column("customer_id").alias("vip_customer_id"),
             matched.get_column("customer_name"),

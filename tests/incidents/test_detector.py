@@ -6,8 +6,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import polars as pl
+import pytest
 
-from monitor.incidents import IncidentChange, IncidentDetector, IncidentRules
+from monitor.incidents import IncidentChange, IncidentDetector, IncidentRules, buckets
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
@@ -260,3 +261,28 @@ def test_vip_failures_are_attributed_when_their_bucket_closes_in_the_order_taken
     after = [txn(25, card="z") | {"event_id": "z"}]
     changes = observe(detector, after, vip=after, until=30)
     assert [(c.kind, c.event_ids) for c in changes] == [("updated", ("z",))]
+
+
+def test_rows_aggregated_per_batch_or_once_per_closed_bucket_give_the_same_changes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whether waiting rows are aggregated after every batch or only when a bucket closes, the changes and late counts are the same."""
+    batches = []
+    for cycle in range(6):  # flapping, a late failure, several terminals, batches within one bucket
+        start = cycle * 60
+        batches.append(([txn(start + s, terminal=f"ATM-{s % 4}", card=f"c{cycle}-{s}") for s in range(0, 30, 3)], None))
+        batches.append(([txn(start + 30 + s, terminal=f"ATM-{s % 4}", outcome="approved", card=f"ok{cycle}-{s}")
+                         for s in range(0, 15, 3)], None))
+        batches.append(([txn(start + 45 + s, outcome="approved", card=f"ok2{cycle}-{s}") for s in range(0, 15, 3)],
+                        start + 20))
+        batches.append(([txn(start + 1, card=f"late{cycle}")], None))
+
+    def run() -> tuple[list[IncidentChange], int]:
+        detector = IncidentDetector(RULES)
+        changes = [c for rows, until in batches for c in observe(detector, rows, until=until)]
+        return changes + observe(detector, [], until=400), detector.late_events
+
+    once = run()
+    monkeypatch.setattr(buckets, "_COMPACT_ROWS", 1)
+    per_batch = run()
+    assert once == per_batch
+    assert once[1] > 0 and any(c.kind == "opened" for c in once[0])

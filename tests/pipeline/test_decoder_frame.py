@@ -12,6 +12,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from monitor.domain import TransactionEvent
+from monitor.pipeline import decoder
 from monitor.pipeline.batch_frame import EVENT_SCHEMA, events_frame
 from monitor.pipeline.column_checks import (
     CHECK_ONLY_COLUMNS,
@@ -210,3 +211,44 @@ def test_padded_descriptive_fields_stay_on_the_fast_path() -> None:
     fast = decode_frame(values)
     assert fast.sanitised == {(name, "text"): 20 for name in padded}
     assert_same(values)
+
+
+@pytest.fixture
+def column_checks_always(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sends every batch, however small, through the column checks (no reference-only path)."""
+    monkeypatch.setattr(decoder, "REFERENCE_BATCH_MAX", 0)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_small_hostile_batches_through_the_column_checks_decode_identically(
+        seed: int, column_checks_always: None) -> None:
+    """Batches small enough for the reference alone give the reference's result through the column checks too."""
+    test_random_hostile_batches_decode_identically(seed)
+
+
+@pytest.mark.parametrize("name", ["event_id", "terminal_id", "customer_id", "city", "region",
+                                  "branch_id", "merchant_id", "merchant_name", "card_ref"])
+def test_hostile_texts_through_the_column_checks_decode_identically(
+        name: str, column_checks_always: None) -> None:
+    """Each hostile text in each text field gives the reference's result through the column checks."""
+    test_every_hostile_text_in_every_field_decodes_identically(name)
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_FIELD))
+def test_hostile_field_values_through_the_column_checks_decode_identically(
+        name: str, column_checks_always: None) -> None:
+    """Each hostile value of a checked field gives the reference's result through the column checks."""
+    test_every_hostile_field_value_decodes_identically(name)
+
+
+def test_raw_pan_never_reaches_the_frame_through_the_column_checks(column_checks_always: None) -> None:
+    """A raw PAN is masked and reported through the column-check path too."""
+    test_raw_pan_never_reaches_the_frame()
+
+
+def test_a_small_batch_is_the_reference_result() -> None:
+    """A batch of at most REFERENCE_BATCH_MAX messages decodes exactly as decode_batch says."""
+    rng = random.Random(99)
+    values = [hostile(rng, n) for n in range(decoder.REFERENCE_BATCH_MAX)]
+    assert_same(values)
+    assert_same(values[:1])

@@ -16,7 +16,7 @@ from monitor.domain import AlertEvent, Manager, VipFailure
 from monitor.paths import rules_path
 from monitor.pipeline.classify import ResponseCodeTable
 from monitor.pipeline.decoder import Rejection
-from monitor.pipeline.processor import BatchProcessor
+from monitor.pipeline.processor import STAGES, BatchProcessor
 from monitor.pipeline.selection import AlertPolicy
 from monitor.pipeline.vips import RegistryLoader
 from tests.helpers import encode, event, write_registry
@@ -269,3 +269,16 @@ def test_a_vip_failure_at_a_merchant_whose_name_holds_a_newline_reaches_its_mana
         message = render_delivery(store, delivery)
     assert message.email == "alice@bank.example"
     assert "Ada Lovelace" in message.text and "4111111111111111" not in message.text
+
+
+def test_stage_seconds_add_up_every_stage_of_each_batch(
+    codes: ResponseCodeTable, policy: AlertPolicy, loader: RegistryLoader,
+) -> None:
+    """Every stage of a processed batch has its time added to ``stage_seconds``, and nothing else appears there."""
+    processor = BatchProcessor(codes=codes, policy=policy, registry=loader, metrics=RecordingMetrics())
+    assert processor.stage_seconds == dict.fromkeys(STAGES, 0.0)
+    processor.process([encode(event("e1", customer_id="C-001", response_code="91"))])
+    first = dict(processor.stage_seconds)
+    assert list(first) == list(STAGES) and all(seconds > 0 for seconds in first.values())
+    processor.process([encode(event("e2"))])
+    assert all(processor.stage_seconds[stage] > first[stage] for stage in STAGES)

@@ -12,6 +12,7 @@ import pytest
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from monitor.domain import Manager
+from monitor.pipeline import vips
 from monitor.pipeline.vips import RegistryError, RegistryLoader, VipRegistry, read_registry
 from monitor.testing.fixtures import wait_until
 from tests.helpers import write_registry
@@ -295,3 +296,32 @@ def test_half_configured_registry_is_an_error(csv_registry: tuple[Path, Path]) -
     with pytest.raises(RegistryError, match="needs both"):
         RegistryLoader(None, managers).load()
     assert RegistryLoader(customers, None).reload_if_changed() is False
+
+
+@pytest.fixture
+def sorted_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Makes every registry, however small, use the binary-search look-up of large registries."""
+    monkeypatch.setattr(vips, "_HASHED_LOOKUP_MAX", 0)
+
+
+def test_large_registry_lookup_finds_the_same_clients(csv_registry: tuple[Path, Path], sorted_lookup: None) -> None:
+    """The binary-search look-up of a large registry finds clients by customer_id, else by card_ref, as the hashed one does."""
+    test_csv_lookup_by_customer_id_and_by_card_ref(csv_registry)
+    test_customer_id_wins_over_card_ref(csv_registry)
+    test_lookup_keeps_the_frame_and_adds_four_columns(csv_registry)
+
+
+def test_both_lookups_agree_on_random_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On random keys (known, unknown, null, a card of another client) both look-ups give the same columns."""
+    rng = random.Random(5)
+    customers = "customer_id,name,tier,manager_id,card_refs\n" + "".join(
+        f"C{n:04d},Client {n},{rng.choice(['gold', 'private'])},M1,{'tok_a' + str(n) if n % 3 else ''}\n"
+        for n in range(0, 400, 2))
+    registry = read_registry(*write_registry(tmp_path, customers, MANAGERS_CSV))
+    keys = [None, "", *(f"C{n:04d}" for n in range(60))]
+    cards = [None, "", *(f"tok_a{n}" for n in range(60))]
+    rows = [(rng.choice(keys), rng.choice(cards)) for _ in range(500)]
+    hashed = looked_up(registry, rows)
+    monkeypatch.setattr(vips, "_HASHED_LOOKUP_MAX", 0)
+    assert looked_up(registry, rows) == hashed
+    assert any(row != NOBODY for row in hashed) and NOBODY in hashed

@@ -94,13 +94,16 @@ class Addressing:
         if is_notice_id(delivery.alert_id):  # one message per manager per incident (incidents/)
             return None, await asyncio.to_thread(
                 render_notice_delivery, self._store, delivery, links=links)
-        alert = await asyncio.to_thread(self._store.get_alert, delivery.alert_id)
-        if alert is None:
-            raise LookupError(f"alert {delivery.alert_id} is not in the store")
-        message = await asyncio.to_thread(
-            render_delivery, self._store, delivery, links=links,
-            default_timezone=self._default_timezone)
-        return alert, message
+
+        def load() -> tuple[Alert, AlertMessage]:  # one trip to a thread, not two
+            alert = self._store.get_alert(delivery.alert_id)
+            if alert is None:
+                raise LookupError(f"alert {delivery.alert_id} is not in the store")
+            return alert, render_delivery(self._store, delivery, links=links,
+                                          default_timezone=self._default_timezone)
+
+        found, message = await asyncio.to_thread(load)
+        return found, message
 
     async def recipient(self, delivery: Delivery, alert: Alert | None) -> Manager | None:
         """Who the row goes to, as the current registry knows them; ``None`` for a sink's row.

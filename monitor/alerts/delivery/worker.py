@@ -11,7 +11,8 @@ One pass (:meth:`DeliveryWorker.deliver_due`), step by step:
 2. for each, load the alert and its events *now* (so events added since the alert
    was raised are in the message), render it and send it through its channel,
    bounded by ``send_timeout`` seconds;
-3. accepted → ``mark_sent``; refused → ``mark_retry`` with the next attempt time
+3. accepted → ``mark_sent`` (the rows accepted meanwhile share one commit:
+   :mod:`monitor.alerts.delivery.sent_marks`); refused → ``mark_retry`` with the next attempt time
    from ``tenacity``'s exponential backoff with jitter, capped at ``backoff_max``,
    for as long as the row's retry window (``retry_for`` seconds from its first
    attempt) lasts: an outage of the mail relay or a webhook shorter than that loses
@@ -91,6 +92,7 @@ from monitor.alerts.delivery.leases import (
     LeaseRenewal,
     record_durably,
 )
+from monitor.alerts.delivery.sent_marks import SentMarks
 from monitor.alerts.routing import channel_kind
 from monitor.alerts.store import AlertStore
 from monitor.alerts.store.db import is_transient
@@ -286,12 +288,14 @@ class DeliveryWorker:
         lease_end = now + timedelta(seconds=self._lease_seconds)  # what claim_due wrote
         held = {delivery.delivery_id: lease_end for delivery in due}  # <delivery_id: lease end>
         renewal = asyncio.create_task(self._leases.keep(held), name="cardmon-delivery-leases")
+        marks = SentMarks(self._store, self._mark_retry_seconds)
         try:
             # Every attempt runs to its end (its outcome recorded or given up on) before
             # the renewal stops: one failing attempt never lets the others' leases lapse.
-            results = await asyncio.gather(*(self._attempt(delivery, held) for delivery in due),
+            results = await asyncio.gather(*(self._attempt(delivery, held, marks) for delivery in due),
                                            return_exceptions=True)
         finally:
+            await marks.close()
             renewal.cancel()
             with suppress(asyncio.CancelledError):
                 await renewal
@@ -304,7 +308,8 @@ class DeliveryWorker:
                           delivery.alert_id, describe_error(result))
         return len(due), sum(1 for result in results if result == "sent")
 
-    async def _attempt(self, delivery: Delivery, held: dict[int, datetime]) -> DeliveryResult:
+    async def _attempt(self, delivery: Delivery, held: dict[int, datetime],
+                       marks: SentMarks) -> DeliveryResult:
         started = time.monotonic()
         status: DeliveryResult
         reason = ""  # why the channel refused, for the log line of a retry or a failure
@@ -323,9 +328,8 @@ class DeliveryWorker:
                     status = await self._record_failure(delivery, reason)
             else:
                 # At once: between the channel's acceptance and this commit, a crash resends.
-                await self._durably(f"alert {delivery.alert_id} sent via {delivery.channel}",
-                                    lambda: self._store.mark_sent(delivery.delivery_id,
-                                                                  datetime.now(UTC)))
+                # The commit is shared with the other rows accepted meanwhile (sent_marks.py).
+                await marks.mark(delivery.delivery_id, datetime.now(UTC))
                 status = "sent"
         finally:
             held.pop(delivery.delivery_id, None)

@@ -22,6 +22,7 @@ import psycopg
 import tenacity
 
 from monitor.alerts.store.db import Database, is_transient, is_url
+from monitor.alerts.store.notify import OutboxListener
 from monitor.alerts.store.postgres import PostgresDatabase
 from monitor.alerts.store.schema import migrate
 from monitor.alerts.store.schema_pg import migrate_pg, pg_schema_version
@@ -84,6 +85,8 @@ class StoreConnection:
         self._location = redact_url(str(location)) if is_url(location) else str(location)
         self._lock = threading.Lock()  # guards self._conn; a connection is not thread-safe
         self._closing = False  # set by close(): no more retries, running statements end
+        # What an outbox listener connects with (PostgreSQL only; may hold the password).
+        self._listen_to = (str(location), postgres) if is_url(location) else None
         self._conn: Database = connect(location, postgres)
         try:
             with self._transaction() as conn:
@@ -115,6 +118,21 @@ class StoreConnection:
 
     def __repr__(self) -> str:
         return f"AlertStore({self._location!r})"
+
+    def outbox_listener(self, on_notify: Callable[[], object]) -> OutboxListener | None:
+        """A listener for outbox rows committed by any instance (PostgreSQL), not started.
+
+        Args:
+            on_notify: called from the listener's thread when rows were committed
+                (see :class:`~monitor.alerts.store.notify.OutboxListener`).
+
+        Returns:
+            The listener, or ``None`` for a SQLite store (one process: nothing to hear).
+        """
+        if self._listen_to is None:
+            return None
+        url, postgres = self._listen_to
+        return OutboxListener(url, on_notify, postgres)
 
     def __enter__(self) -> Self:
         return self

@@ -126,6 +126,40 @@ class OutboxQueries(StoreConnection):
             (utc_text(at), utc_text(at)), delivery_id, after=after_sent,
         )
 
+    @retried
+    def mark_many_sent(self, sent: Mapping[int, datetime]) -> set[int]:
+        """:meth:`mark_sent` for several rows in one transaction (one durable commit).
+
+        Args:
+            sent: ``delivery_id`` → when its channel accepted it (aware).
+
+        Returns:
+            The delivery IDs that were pending and are now ``sent`` (the others were
+            marked meanwhile and are left as they are).
+        """
+        marked: set[int] = set()
+        if not sent:
+            return marked
+        with self._lock, self._transaction() as conn:
+            # The alerts' names first, in sorted order, as record() takes them: a group of
+            # marks and a batch being recorded by another instance wait, never deadlock.
+            ids = sorted(sent)
+            alert_of = {row["delivery_id"]: row["alert_id"] for row in conn.execute(
+                f"SELECT delivery_id, alert_id FROM deliveries WHERE delivery_id IN "
+                f"({', '.join('?' * len(ids))})", ids).fetchall()}
+            conn.lock_keys(f"alert:{alert_id}" for alert_id in alert_of.values())
+            for delivery_id in sorted(ids, key=lambda d: (alert_of.get(d, ""), d)):
+                at = sent[delivery_id]
+                stamp = utc_text(at)
+                row = conn.execute(
+                    """UPDATE deliveries SET status = 'sent', attempts = attempts + 1, sent_at = ?,
+                    updated_at = ? WHERE delivery_id = ? AND status = 'pending'""",
+                    (stamp, stamp, delivery_id))
+                if row.rowcount == 1:
+                    after_sent(conn, delivery_id)
+                    marked.add(delivery_id)
+        return marked
+
     def mark_retry(self, delivery_id: int, error: str, next_attempt_at: datetime) -> bool:
         """Record a failed attempt and when to try again; ``False`` if not pending."""
         return self._mark(

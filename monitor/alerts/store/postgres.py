@@ -20,11 +20,22 @@ from monitor.alerts.store.pg_session import ANSWER_GRACE_SECONDS, AnswerWatchdog
 from monitor.config import PostgresSettings
 from monitor.secrets import redact_secret, redact_url
 
-__all__ = ["PostgresDatabase"]
+__all__ = ["OUTBOX_CHANNEL", "PostgresDatabase"]
 
 T = TypeVar("T")
 # SQL that only SQLite runs; refused for PostgreSQL with the portable spelling.
 _SQLITE_ONLY: Final = re.compile(r"\bINSERT\s+OR\s+(IGNORE|REPLACE)\b|\bPRAGMA\b", re.IGNORECASE)
+#: Where a committed outbox row is announced (``LISTEN``: :mod:`monitor.alerts.store.notify`).
+OUTBOX_CHANNEL: Final = "cardmon_outbox"
+# A statement that may put a due row in the outbox: a new delivery, or one set pending again.
+_OUTBOX_WRITE: Final = re.compile(
+    r"\bINSERT\s+INTO\s+deliveries\b|\bUPDATE\s+deliveries\s+SET\s+status\s*=\s*'pending'",
+    re.IGNORECASE)
+
+
+@functools.lru_cache(maxsize=1024)
+def _writes_outbox(sql: str) -> bool:
+    return _OUTBOX_WRITE.search(sql) is not None
 
 
 class _PgRow:
@@ -121,6 +132,7 @@ class PostgresDatabase(Database):
         self._closed = False
         self._interrupted = False
         self._in_transaction = False
+        self._outbox_written = False  # this transaction may have added a due outbox row
         self._watchdog = AnswerWatchdog()
         try:
             self._conn = self._connect()
@@ -171,7 +183,21 @@ class PostgresDatabase(Database):
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
         query, values = _pg_sql(sql), tuple(params)
-        return self._run(lambda conn: conn.execute(query, values))
+        cursor = self._run(lambda conn: conn.execute(query, values))
+        self._outbox_write(sql)
+        return cursor
+
+    def _outbox_write(self, sql: str) -> None:
+        """Announce a due outbox row: at COMMIT in a transaction (PostgreSQL sends it then), else now."""
+        if not _writes_outbox(sql):
+            return
+        if self._in_transaction:
+            self._outbox_written = True
+        else:
+            self._notify_outbox()
+
+    def _notify_outbox(self) -> None:
+        self._run(lambda conn: conn.execute(f"NOTIFY {OUTBOX_CHANNEL}"))
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         query, values = _pg_sql(sql), [tuple(row) for row in rows]
@@ -183,14 +209,18 @@ class PostgresDatabase(Database):
                 cursor.executemany(query, values)
 
         self._run(run)
+        self._outbox_write(sql)
 
     @contextmanager
     def transaction(self) -> Iterator[Database]:
         # BEGIN/COMMIT are statements like any other: the answer deadline covers them.
         self.execute("BEGIN")
         self._in_transaction = True
+        self._outbox_written = False
         try:
             yield self
+            if self._outbox_written:  # delivered to the listeners only if the COMMIT succeeds
+                self._notify_outbox()
             self.execute("COMMIT")
         except BaseException:
             if not self._conn.closed and not self._interrupted:
