@@ -59,7 +59,7 @@ from monitor.metrics import (
 )
 from monitor.paths import rules_path
 from monitor.pipeline.classify import ResponseCodeTable
-from monitor.pipeline.consumer import TransactionConsumer, holding
+from monitor.pipeline.consumer import TransactionConsumer
 from monitor.pipeline.fleet import FleetIncidents
 from monitor.pipeline.processor import BatchProcessor
 from monitor.pipeline.selection import AlertPolicy, read_policy_file
@@ -172,8 +172,6 @@ class MonitorApp:
                                         clock=self.clock)
         self.consumer = TransactionConsumer(settings.kafka, processor=self.processor,
                                             record_failures=self._record, metrics=self.metrics)
-        if self.health.status is not None:  # feeds the same health book: one batch at a time
-            self.health.status.processing_lock = self.consumer.processing_lock
         self.delivery_metrics = DeliveryMetrics(self.metrics_registry)
         self._enabled_channels = tuple(kind for kind in MANAGER_CHANNEL_KINDS if kind in self.channels)
         self.worker = DeliveryWorker(
@@ -317,8 +315,9 @@ class MonitorApp:
             jobs.DIGESTS_JOB: guard.coroutine("daily digests", self._send_digests),
             jobs.SUMMARIES_JOB: guard.coroutine("rate-cap summaries", self._send_summaries),
             jobs.ESCALATION_JOB: guard.coroutine("escalation", self._escalate),
-            # They change the state a batch feeds, which is processed in a worker thread.
-            **{job: holding(self.consumer.processing_lock, run) for job, run in self.health.jobs().items()},
+            # They run on the health thread, after the batches handed to it before them
+            # (monitor/health/worker.py): no lock, so processing never waits for an evaluation.
+            **self.health.jobs(),
         }
         jobs.schedule(scheduler, runners, jobs.Timing(settings=self.settings, silent=self.health.detector.rules))
 

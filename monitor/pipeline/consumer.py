@@ -13,9 +13,9 @@ Commit protocol, per micro-batch (:class:`monitor.kafka.reader.PartitionReader`,
    classify, VIP lookup, metrics, alert policy; a message that breaks decoding or
    processing is a rejection, the rest of the batch goes on. It runs in a worker thread
    holding :attr:`TransactionConsumer.processing_lock` (polars releases the GIL), so the
-   event loop goes on meanwhile (the delivery worker, fetching, scrapes); whatever else
-   changes the state the processor feeds (the health book, the detectors) holds the same
-   lock;
+   event loop goes on meanwhile (the delivery worker, fetching, scrapes); terminal
+   health takes the batch's columns on its own thread (:mod:`monitor.health.worker`),
+   so its evaluations never hold processing back;
 2. write the batch's VIP failures and incident changes (storm control) to the alert
    store in one durable transaction. A **transient** error (connection, lock, disk,
    timeout) is retried with capped backoff for ``kafka.retry_timeout_seconds``
@@ -58,7 +58,6 @@ letters and metrics are at-least-once.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import threading
 import time
@@ -94,7 +93,7 @@ from monitor.pipeline.recorder import record_isolating
 from monitor.pipeline.watermark import PartitionProgress
 from monitor.privacy import scrub_pans
 
-__all__ = ["ConsumerFaults", "ConsumerMetrics", "TransactionConsumer", "holding"]
+__all__ = ["ConsumerFaults", "ConsumerMetrics", "TransactionConsumer"]
 
 log = logging.getLogger(__name__)
 
@@ -471,34 +470,3 @@ async def _drop(reading: asyncio.Task[Batch] | None) -> Batch | None:
         return None
     except KafkaError:
         return None  # read again after the rewind or the restart
-
-
-def holding(lock: threading.Lock, run: Callable[[], Any]) -> Callable[[], Any]:
-    """``run`` made to hold ``lock`` (a consumer's :attr:`~TransactionConsumer.processing_lock`).
-
-    For a scheduled job that changes what the processor feeds (the health book, the
-    silent detector) while a batch may be processed in a worker thread. A coroutine
-    function stays one: the lock is awaited in a thread, so the event loop never blocks
-    on it (a cancelled wait releases what it got); a plain function (run on a
-    scheduler thread) simply holds it.
-    """
-    if not inspect.iscoroutinefunction(run):
-        def held_sync() -> Any:
-            with lock:
-                return run()
-
-        return held_sync
-
-    async def held() -> Any:
-        acquiring = asyncio.ensure_future(asyncio.to_thread(lock.acquire))
-        try:
-            await asyncio.shield(acquiring)
-        except asyncio.CancelledError:
-            acquiring.add_done_callback(lambda _: lock.release())
-            raise
-        try:
-            return await run()
-        finally:
-            lock.release()
-
-    return held

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from monitor.kafka.clients import ensure_topics
 from monitor.metrics import PipelineMetrics
-from monitor.pipeline.consumer import TransactionConsumer, holding
+from monitor.pipeline.consumer import TransactionConsumer
 from monitor.pipeline.processor import BatchProcessor, ProcessedBatch
 from monitor.testing.fixtures import kafka_settings, wait_until
 from tests.helpers import encode, event
@@ -119,53 +118,3 @@ async def test_a_failed_commit_rewinds_the_batch_read_ahead_too(
     assert first == expected[:7], "the first batch"
     # The first batch's commit failed: it is processed again, then everything after it, in order.
     assert consumer.seen[7:] == expected, "re-read from the failed batch's first event, nothing skipped"
-
-
-async def test_a_job_holding_the_lock_waits_without_blocking_the_loop() -> None:
-    """A coroutine job made to hold the processing lock waits for it in a thread; the loop keeps running meanwhile."""
-    lock = threading.Lock()
-    ran: list[float] = []
-
-    async def job() -> None:
-        assert lock.locked()
-        ran.append(time.monotonic())
-
-    held = holding(lock, job)
-    lock.acquire()  # a batch being processed
-    waiting = asyncio.create_task(held())
-    ticks = 0
-    for _ in range(10):  # the loop is free while the job waits
-        await asyncio.sleep(0.01)
-        ticks += 1
-    assert ticks == 10 and not ran
-    lock.release()
-    await waiting
-    assert ran and not lock.locked()
-
-
-async def test_a_cancelled_wait_for_the_lock_leaves_it_free() -> None:
-    """A job cancelled while it waits for the processing lock does not keep the lock once it gets it."""
-    lock = threading.Lock()
-
-    async def job() -> None:
-        raise AssertionError("a cancelled job must not run")
-
-    lock.acquire()
-    waiting = asyncio.create_task(holding(lock, job)())
-    await asyncio.sleep(0.05)
-    waiting.cancel()
-    lock.release()
-    try:
-        await waiting
-    except asyncio.CancelledError:
-        pass
-    # The wait's thread gets the lock, then gives it back: another taker gets it (off the loop).
-    assert await asyncio.to_thread(lock.acquire, True, 5)
-    lock.release()
-
-
-def test_a_plain_job_holds_the_lock_on_its_own_thread() -> None:
-    """A scheduler-thread job made to hold the processing lock runs with it held and releases it."""
-    lock = threading.Lock()
-    held = holding(lock, lambda: lock.locked())
-    assert held() is True and not lock.locked()
