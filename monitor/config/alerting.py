@@ -81,6 +81,16 @@ class ScaleOutSettings(BaseModel):
     #: batch wakes it sooner.
     interval_seconds: float = Field(default=0.25, gt=0)
 
+    @model_validator(mode="after")
+    def _lease_outlives_rounds(self) -> ScaleOutSettings:
+        # The judge renews its lease once per round: a lease shorter than a few rounds
+        # lapses between renewals and the judge changes hands every round.
+        if self.lease_seconds < 3 * self.interval_seconds:
+            raise ValueError(
+                f"alerting.scale_out.lease_seconds ({self.lease_seconds:g}) must be at least three "
+                f"rounds of interval_seconds ({self.interval_seconds:g}): the judge renews it once a round")
+        return self
+
 
 class AlertingSettings(BaseModel):
     """The alert store, the delivery channels and their retry schedule."""

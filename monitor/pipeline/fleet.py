@@ -63,6 +63,11 @@ __all__ = ["PARTIAL_SCHEMA", "FleetIncidents", "merge_partials"]
 log = logging.getLogger(__name__)
 
 _US: Final = 1_000_000
+#: Longest pause between failing rounds (seconds): a store outage is retried at this
+#: pace, not four times a second.
+_RETRY_MAX_SECONDS: Final = 30.0
+#: While rounds keep failing, one log line per this many seconds.
+_LOG_EVERY_SECONDS: Final = 60.0
 _KEYS: Final = ["scope", "key", "bucket"]
 #: The columns of one partition's partial frame of a bucket (``first``/``last``: µs since the epoch).
 PARTIAL_SCHEMA: Final = pl.Schema({
@@ -236,13 +241,22 @@ class FleetIncidents:
     async def run(self, stop: asyncio.Event) -> None:
         """Write the committed batches' partials and judge when holding the lease, until ``stop``.
 
-        Transient store errors are logged and the round is tried again at the next
-        interval; nothing is lost (the partials stay in memory, the changes are kept).
+        A failed round is tried again after a pause that doubles from ``interval_seconds``
+        up to :data:`_RETRY_MAX_SECONDS` (a batch does not cut it short), logged once
+        when it starts failing (a traceback for a non-transient error), then once a
+        minute, and once when a round succeeds again; nothing is lost meanwhile (the
+        partials stay in memory, the changes are kept).
         """
         self._loop = asyncio.get_running_loop()
+        pause = 0.0  # > 0 while rounds fail: the backoff before the next attempt
+        failing_since: float | None = None
+        last_logged = 0.0
         while not stop.is_set():
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.interval_seconds)
+                if pause:
+                    await asyncio.wait_for(stop.wait(), timeout=pause)
+                else:
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.interval_seconds)
             except TimeoutError:
                 pass
             self._wake.clear()
@@ -251,10 +265,21 @@ class FleetIncidents:
             try:
                 await self.round()
             except Exception as error:  # never stop the monitor: the next round tries again
-                if is_transient(error):
-                    log.warning("scale-out round failed (%s); trying again", type(error).__name__)
-                else:
-                    log.exception("scale-out round failed")
+                now = time.monotonic()
+                pause = min(max(pause * 2, self.interval_seconds), _RETRY_MAX_SECONDS)
+                if failing_since is None or now - last_logged >= _LOG_EVERY_SECONDS:
+                    last_logged = now
+                    failing_since = failing_since if failing_since is not None else now
+                    if is_transient(error):
+                        log.warning("scale-out round failed (%s) for %.0f s; trying again in %g s",
+                                    type(error).__name__, now - failing_since, pause)
+                    else:
+                        log.exception("scale-out round failed for %.0f s; trying again in %g s",
+                                      now - failing_since, pause)
+                continue
+            if failing_since is not None:
+                log.warning("scale-out rounds work again after %.0f s", time.monotonic() - failing_since)
+            pause, failing_since = 0.0, None
         try:  # what the committed batches passed, so the next owner need not wait for it
             await asyncio.to_thread(self.flush)
         except Exception as error:  # noqa: BLE001 - at worst, those buckets miss this share

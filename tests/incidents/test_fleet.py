@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import polars as pl
+import psycopg
 import pytest
 from pydantic import ValidationError
 
@@ -19,6 +20,7 @@ from monitor.config import isolated_settings
 from monitor.incidents import IncidentChange, IncidentDetector, IncidentRules
 from monitor.pipeline.fleet import FleetIncidents
 from monitor.pipeline.watermark import EventClock, PartitionProgress
+from monitor.testing.fixtures import wait_until
 from tests.postgres import PostgresServer
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -198,6 +200,45 @@ def test_scale_out_without_a_postgresql_store_is_refused() -> None:
     """Turning scale-out on with the SQLite store fails at start, naming the setting it needs."""
     with pytest.raises(ValidationError, match="store_url"):
         isolated_settings(alerting={"scale_out": {"enabled": True}})
+
+
+def test_a_lease_shorter_than_three_rounds_is_refused() -> None:
+    """A judge's lease that would lapse between its renewals (once a round) is refused at start."""
+    with pytest.raises(ValidationError, match="lease_seconds"):
+        isolated_settings(alerting={"store_url": "postgresql://cardmon@db.example/cardmon",
+                                    "scale_out": {"enabled": True, "lease_seconds": 0.1,
+                                                  "interval_seconds": 30}})
+
+
+async def test_failing_rounds_back_off_and_log_once_until_they_work_again(
+        url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """While the store fails, rounds are retried with a doubling pause (not every interval) and logged once; recovery is logged."""
+    instance = Instance(url, "a")
+    instance.fleet.interval_seconds = 0.02
+    attempts = 0
+    working = instance.fleet.round
+
+    async def failing() -> list[IncidentChange]:
+        nonlocal attempts
+        attempts += 1
+        raise psycopg.OperationalError("connection refused")  # what a stopped PostgreSQL gives
+
+    instance.fleet.round = failing  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    caplog.set_level("WARNING", logger="monitor.pipeline.fleet")
+    task = asyncio.create_task(instance.fleet.run(stop))
+    try:
+        await asyncio.sleep(1.5)  # 75 intervals; the pauses 0.02, 0.04, ... 0.64 allow ~7 attempts
+        assert 3 <= attempts <= 8, attempts
+        failed = [r for r in caplog.records if "scale-out round failed" in r.getMessage()]
+        assert len(failed) == 1, [r.getMessage() for r in failed]
+        instance.fleet.round = working  # type: ignore[method-assign]
+        await wait_until(lambda: any("work again" in r.getMessage() for r in caplog.records),
+                         timeout=10, what="the recovery logged")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=10)
+        instance.close()
 
 
 def _final(changes: list[IncidentChange]) -> tuple[dict[str, IncidentChange], dict[str, list[str]]]:
