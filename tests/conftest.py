@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.postgres import PostgresServer, PostgresUnavailable, find_bindir
+from tests.postgres import PostgresServer, running_postgres
 
 pytest_plugins = ["monitor.testing.fixtures"]
 
@@ -48,14 +48,7 @@ def promtool() -> str:
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
     """A real PostgreSQL server on 127.0.0.1 (Debian package ``postgresql``); skipped where absent, required in CI."""
-    try:
-        bindir = find_bindir()
-    except PostgresUnavailable as error:
-        if os.environ.get("CARDMON_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"{error} and CARDMON_REQUIRE_POSTGRES=1")
-        pytest.skip(f"{error}: apt-get install postgresql")
-    with PostgresServer(bindir) as server:
-        yield server
+    yield from running_postgres()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -26,12 +26,14 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Final, Self
 
 import psycopg
+import pytest
 
-__all__ = ["PostgresServer", "PostgresUnavailable", "find_bindir"]
+__all__ = ["PostgresServer", "PostgresUnavailable", "find_bindir", "running_postgres"]
 
 _SUPERUSER: Final = "cardmon"
 _DATABASE: Final = "cardmon_test"
@@ -231,3 +233,18 @@ class PostgresServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def running_postgres() -> Iterator[PostgresServer]:
+    """A started server for a fixture to yield from; skip where PostgreSQL is absent, fail in CI.
+
+    ``CARDMON_REQUIRE_POSTGRES=1`` (set by ``.ci/run``) turns the skip into a failure.
+    """
+    try:
+        bindir = find_bindir()
+    except PostgresUnavailable as error:
+        if os.environ.get("CARDMON_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"{error} and CARDMON_REQUIRE_POSTGRES=1")
+        pytest.skip(f"{error}: apt-get install postgresql")
+    with PostgresServer(bindir) as server:
+        yield server

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,7 +18,7 @@ from monitor.alerts.store import AlertStore
 from monitor.alerts.store.notify import OutboxListener
 from monitor.domain import VipFailure
 from monitor.testing.fixtures import wait_until
-from tests.postgres import PostgresServer, PostgresUnavailable, find_bindir
+from tests.postgres import PostgresServer, running_postgres
 
 MakeFailure = Callable[..., VipFailure]
 
@@ -120,14 +119,7 @@ async def test_another_instances_alert_is_delivered_without_waiting_for_the_poll
 @pytest.fixture(scope="module")
 def own_postgres() -> Iterator[PostgresServer]:
     """A PostgreSQL server of this module alone, which a test stops and starts again."""
-    try:
-        bindir = find_bindir()
-    except PostgresUnavailable as error:
-        if os.environ.get("CARDMON_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"{error} and CARDMON_REQUIRE_POSTGRES=1")
-        pytest.skip(f"{error}: apt-get install postgresql")
-    with PostgresServer(bindir) as server:
-        yield server
+    yield from running_postgres()
 
 
 def test_the_listener_reconnects_after_an_outage_and_wakes_its_worker(

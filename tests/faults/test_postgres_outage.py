@@ -19,7 +19,6 @@ import email
 import email.policy
 import hashlib
 import logging
-import os
 import threading
 import time
 from collections import Counter
@@ -44,7 +43,7 @@ from monitor.testing.broker import free_port
 from monitor.testing.fixtures import monitor_settings, wait_until
 from tests.faults.tcp_proxy import StallingProxy
 from tests.helpers import encode, event, write_registry
-from tests.postgres import PostgresServer, PostgresUnavailable, find_bindir
+from tests.postgres import PostgresServer, running_postgres
 
 MANAGERS = 4
 WAVE = 10  # clients failing per wave; one failure each, so one alert each
@@ -59,14 +58,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("clean_environmen
 @pytest.fixture(scope="module")
 def own_postgres() -> Iterator[PostgresServer]:
     """A PostgreSQL server of this module alone, which its tests stop, lock and cut off."""
-    try:
-        bindir = find_bindir()
-    except PostgresUnavailable as error:
-        if os.environ.get("CARDMON_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"{error} and CARDMON_REQUIRE_POSTGRES=1")
-        pytest.skip(f"{error}: apt-get install postgresql")
-    with PostgresServer(bindir) as server:
-        yield server
+    yield from running_postgres()
 
 
 def _delay(key: str) -> float:

@@ -27,7 +27,7 @@ from monitor.alerts.store.postgres import PostgresDatabase
 from monitor.api import build_api, start_api
 from monitor.config import PostgresSettings
 from tests.faults.tcp_proxy import StallingProxy
-from tests.postgres import PostgresServer, PostgresUnavailable, find_bindir
+from tests.postgres import PostgresServer, running_postgres
 
 # Small bounds, so each fault shows within seconds.
 FAST = PostgresSettings(connect_timeout_seconds=2, statement_timeout_seconds=1.0,
@@ -41,14 +41,7 @@ ANSWER_DEADLINE = 1.0 + 5.0
 @pytest.fixture(scope="module")
 def own_postgres() -> Iterator[PostgresServer]:
     """A PostgreSQL server of this module alone, which its tests stop and start again."""
-    try:
-        bindir = find_bindir()
-    except PostgresUnavailable as error:
-        if os.environ.get("CARDMON_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"{error} and CARDMON_REQUIRE_POSTGRES=1")
-        pytest.skip(f"{error}: apt-get install postgresql")
-    with PostgresServer(bindir) as server:
-        yield server
+    yield from running_postgres()
 
 
 def test_session_limits_and_keepalives_reach_the_server(postgres: PostgresServer) -> None:
