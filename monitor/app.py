@@ -43,6 +43,7 @@ from monitor.alerts.lifecycle import EscalationPolicy
 from monitor.alerts.ratelimit import RateLimit
 from monitor.alerts.routing import MANAGER_CHANNEL_KINDS, unreachable_managers
 from monitor.alerts.store import AlertStore
+from monitor.alerts.store.db import Database
 from monitor.alerts.store.fleet_counts import FleetCounts
 from monitor.api import ApiServer, build_api, start_api
 from monitor.config import Settings
@@ -204,7 +205,7 @@ class MonitorApp:
         return FleetIncidents(
             self.incidents, FleetCounts(location, kafka.topic, settings.alerting.postgres), self.clock,
             owner=f"{kafka.client_id}-{uuid.uuid4().hex[:12]}",
-            record=lambda changes: self._record([], changes),
+            record=lambda changes, fence: self._record([], changes, fence=fence),
             open_incidents=lambda: self.store.list_incidents(open_only=True, limit=500),
             completed=lambda: self.consumer.batches, partitions=self._partition_count,
             lateness_seconds=settings.event_time.allowed_lateness_seconds,
@@ -218,14 +219,15 @@ class MonitorApp:
         return len(found) if found else 0
 
     async def _record(self, failures: Sequence[VipFailure],
-                      incidents: Sequence[IncidentChange] = ()) -> None:
+                      incidents: Sequence[IncidentChange] = (),
+                      fence: Callable[[Database], object] | None = None) -> None:
         result = await asyncio.to_thread(
             self.store.record, failures,
             window_seconds=self.policy.grouping_window_seconds,
             sinks=self._sinks, channels=self._enabled_channels,
             managers=self.vip_registry.current.managers,  # an away manager's alerts go to the backup
             incidents=incidents, incident_rules=self.incident_rules, rate_limit=self.rate_limit,
-            stale_after_seconds=self.settings.alerting.stale_after_seconds,
+            stale_after_seconds=self.settings.alerting.stale_after_seconds, fence=fence,
         )
         self.delivery_metrics.observe_record(len(result.late_alert_ids), len(result.unroutable_alert_ids))
         if result.unroutable_alert_ids:

@@ -28,10 +28,14 @@ is on (PostgreSQL store only) and makes N instances judge as one:
    detector's own code (:meth:`~monitor.incidents.IncidentDetector.judge_merged`): the
    same buckets in the same order under the same rules as one instance. Its changes
    (with the VIP failures they take) are stored like a batch's
-   (``record``); the store links each alert to its incident. A judge that stops
-   renewing its lease for ``lease_seconds`` is replaced by the next instance to ask,
-   which starts from the store's open incidents (:meth:`~monitor.incidents.IncidentDetector.resume`),
-   as after a restart.
+   (``record``); the store links each alert to its incident. The round's buckets
+   count as judged only once its changes are stored: the same transaction moves the
+   judged bucket, fenced by the lease (:meth:`~monitor.alerts.store.fleet_counts.FleetCounts.advance`).
+   A judge that stops renewing its lease for ``lease_seconds`` is replaced by the
+   next instance to ask, which starts from the store's open incidents
+   (:meth:`~monitor.incidents.IncidentDetector.resume`), as after a restart, and
+   judges the buckets whose changes were not stored; the old judge, finding its
+   lease gone when it tries to store them, drops its changes.
 
 Cost and limits: ``docs/scale-out.md``.
 """
@@ -50,8 +54,8 @@ from typing import Final
 
 import polars as pl
 
-from monitor.alerts.store.db import is_transient
-from monitor.alerts.store.fleet_counts import FleetCounts, PartialRow, VipRow
+from monitor.alerts.store.db import Database, is_transient
+from monitor.alerts.store.fleet_counts import FleetCounts, LeaseLost, PartialRow, VipRow
 from monitor.incidents.buckets import EPOCH, BucketCounts, BucketRow, scope_key
 from monitor.incidents.detector import IncidentDetector
 from monitor.incidents.model import Incident, IncidentChange
@@ -85,6 +89,15 @@ class _Staged:
     frame: pl.DataFrame  # with a "partition" column
     vips: pl.DataFrame  # partition, event_id, bucket, at_us, k_<scope>...
     positions: dict[int, tuple[int | None, bool]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Round:
+    """One judged round waiting to be stored: its changes and the buckets it judged."""
+
+    before: int | None  # ``judged_through`` when the round was claimed
+    through: int  # the last bucket it judged
+    changes: list[IncidentChange]
 
 
 def merge_partials(partials: list[bytes], followed: list[tuple[str, str]],
@@ -140,8 +153,12 @@ class FleetIncidents:
         counts: the shared counts in the PostgreSQL store.
         clock: the instance's event clock (each partition's latest event time, caught up).
         owner: this instance's unique name (the lease holder's name).
-        record: stores the judge's changes like a batch's (``AlertStore.record``);
-            a failure keeps them for the next round.
+        record: ``record(changes, fence)`` stores the judge's changes like a batch's
+            (``AlertStore.record``), calling ``fence(db)`` first inside its transaction (``fence(None)`` runs
+            it in a transaction of its own)
+            (it raises :class:`~monitor.alerts.store.fleet_counts.LeaseLost`, rolling
+            back, when this instance is no longer the judge); a transient failure
+            keeps them for the next round.
         open_incidents: the store's open incidents (for a judge taking over).
         completed: how many batches the consumer has completed (stored and committed).
         partitions: how many partitions the topic has (0: not known yet).
@@ -155,7 +172,8 @@ class FleetIncidents:
     by_partition: Final = True
 
     def __init__(self, detector: IncidentDetector, counts: FleetCounts, clock: EventClock, *,
-                 owner: str, record: Callable[[list[IncidentChange]], Awaitable[object]],
+                 owner: str,
+                 record: Callable[[list[IncidentChange], Callable[[Database | None], object]], Awaitable[object]],
                  open_incidents: Callable[[], list[Incident]], completed: Callable[[], int],
                  partitions: Callable[[], int], lateness_seconds: float, stalled_seconds: float,
                  lease_seconds: float = 15.0, interval_seconds: float = 0.25) -> None:
@@ -179,7 +197,7 @@ class FleetIncidents:
         self._flushed: dict[int, int | None] = {}  # <partition: last bucket written>
         self._positions: dict[int, tuple[int | None, bool]] = {}  # the latest committed batch's
         self._failed_at: dict[int, dict[str, int]] = {}  # <partition: <terminal ID: latest bucket it failed in>>
-        self._unrecorded: list[IncidentChange] = []
+        self._unrecorded: _Round | None = None  # judged, not stored yet
         self._written: dict[int, tuple[int | None, bool, int | None]] = {}  # <partition: last progress written>
         self._next_claim = 0.0  # monotonic time before which another judge's lease is not asked for
         self._wake = asyncio.Event()
@@ -245,7 +263,8 @@ class FleetIncidents:
         up to :data:`_RETRY_MAX_SECONDS` (a batch does not cut it short), logged once
         when it starts failing (a traceback for a non-transient error), then once a
         minute, and once when a round succeeds again; nothing is lost meanwhile (the
-        partials stay in memory, the changes are kept).
+        partials stay in memory, the changes are kept; if another instance takes the
+        lease over meanwhile, it judges their buckets and this one drops them).
         """
         self._loop = asyncio.get_running_loop()
         pause = 0.0  # > 0 while rounds fail: the backoff before the next attempt
@@ -294,19 +313,45 @@ class FleetIncidents:
     async def round(self) -> list[IncidentChange]:
         """One round: write what the committed batches passed, then judge if holding the lease.
 
+        A round's changes are stored with its judged bucket, fenced by the lease. If
+        storing fails (the store is down), they are kept and stored first next round,
+        if this instance still holds the lease then; if another instance took it over
+        meanwhile, they are dropped (the new judge judges those buckets again).
+
         Returns:
             The changes stored this round.
+
+        Raises:
+            Exception: the store's errors (the changes are kept for the next round).
         """
-        if self._unrecorded:  # the last round's changes first, in order
-            await self._record(self._unrecorded)
-            self._unrecorded = []
+        if self._unrecorded is not None:  # the last round's changes first, in order
+            await self._store(self._unrecorded)
         await asyncio.to_thread(self.flush)
-        changes = await asyncio.to_thread(self.judge)
-        if changes:
-            self._unrecorded = changes
-            await self._record(changes)
-            self._unrecorded = []
-        return changes
+        judged = await asyncio.to_thread(self.judge)
+        if judged is None:
+            return []
+        self._unrecorded = judged
+        return judged.changes if await self._store(judged) else []
+
+    async def _store(self, judged: _Round) -> bool:
+        """Store a round's changes and move the judged bucket, if still the judge; ``False``: dropped."""
+        def fence(db: Database | None = None) -> None:
+            self.counts.advance(self.owner, before=judged.before, through=judged.through,
+                                lease_seconds=self.lease_seconds, db=db)
+        try:
+            if judged.changes:
+                await self._record(judged.changes, fence)
+            else:
+                await asyncio.to_thread(fence)
+        except LeaseLost:
+            log.warning("lost the incident judge's lease before storing buckets %s to %s: "
+                        "%d change(s) dropped, the new judge judges those buckets",
+                        judged.before, judged.through, len(judged.changes))
+            self._unrecorded = None
+            self.judging = False  # judging again starts over from the store
+            return False
+        self._unrecorded = None
+        return True
 
     def flush(self) -> None:
         """Write each partition's partials of the buckets it has passed (committed batches only)."""
@@ -410,17 +455,22 @@ class FleetIncidents:
             out.append((int(bucket), part.height, buffer.getvalue()))
         return out
 
-    def judge(self) -> list[IncidentChange]:
-        """Judge the buckets every partition has passed, if this instance holds the lease."""
+    def judge(self) -> _Round | None:
+        """Judge the buckets every partition has passed, if this instance holds the lease.
+
+        Returns:
+            The round to store (its changes may be empty: its buckets still move on),
+            ``None``: nothing to judge or another instance judges.
+        """
         if time.monotonic() < self._next_claim:
-            return []  # another instance judges: ask again a third of a lease later
+            return None  # another instance judges: ask again a third of a lease later
         claim = self.counts.claim(self.owner, lease_seconds=self.lease_seconds,
                                   stalled_seconds=self.stalled_seconds,
                                   keep_buckets=2 * self.rules.window_buckets + 2)
         if claim is None:
             self.judging = False
             self._next_claim = time.monotonic() + self.lease_seconds / 3
-            return []
+            return None
         if not self.judging or claim.previous_holder != self.owner or self.detector.closed != claim.judged_before:
             if claim.previous_holder not in (None, self.owner):
                 log.info("taking over as the incident judge from %s at bucket %s",
@@ -428,11 +478,11 @@ class FleetIncidents:
             self.detector.resume(claim.judged_before, [i for i in self._open_incidents() if i.is_open])
         self.judging = True
         if claim.closed is None or claim.closed == claim.judged_before:
-            return []
+            return None
         scopes = self.rules.ordered_scopes
         vips = [WaitingVip(bucket, EPOCH + timedelta(microseconds=at_us), event_id, tuple(zip(scopes, keys)))
                 for event_id, bucket, at_us, keys in claim.vips]
         rank: dict[str, int] = {scope: i for i, scope in enumerate(scopes)}
         rows = merge_partials(claim.partials, self.detector.followed(), rank)  # type: ignore[arg-type]
-        return self.detector.judge_merged(claim.closed, rows, vips)
+        return _Round(claim.judged_before, claim.closed, self.detector.judge_merged(claim.closed, rows, vips))
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 from pydantic import ValidationError
 
 from monitor.alerts.store import AlertStore
+from monitor.alerts.store.db import StoreUnavailable
 from monitor.alerts.store.fleet_counts import FleetCounts
 from monitor.config import isolated_settings
 from monitor.incidents import IncidentChange, IncidentDetector, IncidentRules
@@ -85,10 +87,12 @@ class Instance:
         self.changes: list[IncidentChange] = []
         self.store = store
 
-        async def record(changes: list[IncidentChange]) -> None:
-            self.changes += changes
+        async def record(changes: list[IncidentChange], fence: Callable[[Any], object]) -> None:
             if store is not None:
-                await asyncio.to_thread(store.record, [], incidents=changes, incident_rules=RULES)
+                await asyncio.to_thread(store.record, [], incidents=changes, incident_rules=RULES, fence=fence)
+            else:
+                await asyncio.to_thread(fence, None)
+            self.changes += changes
 
         self.fleet = FleetIncidents(
             IncidentDetector(RULES), FleetCounts(url, "tx"), self.clock, owner=name, record=record,
@@ -194,6 +198,94 @@ async def test_the_judge_is_replaced_when_its_lease_runs_out_and_the_counts_cont
     assert len(issuer) == 1
     assert issuer[0].started_at == expected[0].started_at
     assert issuer[0].failures == max(c.failures for c in expected)
+
+
+async def _round_until_judging(instance: Instance, timeout: float = 30.0) -> None:
+    """Run ``instance``'s rounds until it holds the judge's lease (the other's lease ran out)."""
+    deadline = time.monotonic() + timeout
+    while not instance.fleet.judging:
+        assert time.monotonic() < deadline, f"{instance.fleet.owner} never became the judge"
+        await instance.fleet.round()
+        await asyncio.sleep(0.05)
+
+
+async def test_a_judge_that_lost_its_lease_while_the_store_failed_drops_its_changes_and_the_new_judge_judges_them(
+        url: str) -> None:
+    """A judge whose store write fails until its lease runs out stores nothing of that round later, and its successor judges those buckets as one detector would."""
+    data = frame(rows())
+    expected = [c for c in one_detector(data) if c.scope == "issuer"]
+    half = data.filter(pl.col("occurred_at") < T0 + timedelta(seconds=70))
+    rest = data.filter(pl.col("occurred_at") >= T0 + timedelta(seconds=50))
+    with AlertStore(url) as store:
+        a = Instance(url, "a", store, lease=0.5)
+        b = Instance(url, "b", store, lease=0.5)
+        real = a.fleet._record
+        down = True
+
+        async def flaky(changes: list[IncidentChange], fence: Callable[[Any], object]) -> None:
+            if down:
+                raise StoreUnavailable("cannot reach the PostgreSQL alert store (test)")
+            await real(changes, fence)
+
+        a.fleet._record = flaky
+        try:
+            a.batch(half, {0, 1, 2}, set())  # a judges the first half; storing its changes fails
+            with pytest.raises(StoreUnavailable):
+                await a.fleet.round()
+            assert a.fleet.judging
+            b.batch(rest, {0, 1, 2}, {0, 1, 2})
+            await _round_until_judging(b)  # a's lease ran out: b takes over from the store
+            down = False  # a's store comes back: its changes of the lost round must not count
+            assert await a.fleet.round() == []
+            assert not a.fleet.judging and a.changes == []
+            await b.fleet.round()
+        finally:
+            a.close()
+            b.close()
+        issuer = [i for i in store.list_incidents() if i.scope == "issuer"]
+    assert [c.kind for c in b.changes if c.scope == "issuer"][:1] == ["opened"]
+    assert len(issuer) == 1
+    assert issuer[0].started_at == expected[0].started_at
+    assert issuer[0].failures == max(c.failures for c in expected)
+
+
+async def test_a_round_counts_as_judged_only_once_its_changes_are_stored(url: str) -> None:
+    """A judge whose store write fails keeps its round's buckets unjudged in the store and stores them with its changes when the store is back."""
+    data = frame(rows())
+    half = data.filter(pl.col("occurred_at") < T0 + timedelta(seconds=70))
+    with AlertStore(url) as store:
+        a = Instance(url, "a", store)
+        real = a.fleet._record
+        down = True
+
+        async def flaky(changes: list[IncidentChange], fence: Callable[[Any], object]) -> None:
+            if down:
+                raise StoreUnavailable("cannot reach the PostgreSQL alert store (test)")
+            await real(changes, fence)
+
+        a.fleet._record = flaky
+        try:
+            a.batch(half, {0, 1, 2}, set())
+            with pytest.raises(StoreUnavailable):
+                await a.fleet.round()
+            assert _judged_through(url) is None
+            down = False
+            await a.fleet.round()  # the kept changes first, then the (empty) new round
+            assert _judged_through(url) == a.fleet.detector.closed is not None
+        finally:
+            a.close()
+        issuer = [i for i in store.list_incidents() if i.scope == "issuer"]
+    assert [c.kind for c in a.changes if c.scope == "issuer"] == ["opened"]
+    assert len(issuer) == 1
+
+
+def _judged_through(url: str) -> int | None:
+    counts = FleetCounts(url, "tx")
+    try:
+        row = counts._db.execute("SELECT judged_through FROM fleet_judge WHERE topic = 'tx'").fetchone()
+        return None if row is None else row["judged_through"]
+    finally:
+        counts.close()
 
 
 def test_scale_out_without_a_postgresql_store_is_refused() -> None:

@@ -16,7 +16,8 @@ drives both; ``docs/scale-out.md`` says why and what it costs). Tables
   compressed Arrow IPC frame written by the caller (one row per bucket and partition,
   not per key: one insert whatever the number of keys);
 - ``fleet_vips``: the VIP failures of outage classes, per event ID, with their keys;
-- ``fleet_judge``: the judge's lease and the last bucket it judged.
+- ``fleet_judge``: the judge's lease and the last bucket whose changes are stored
+  (``judged_through``).
 
 **Idempotent writes.** A partition's buckets are written in order, in one
 transaction with its progress row locked: only buckets after its
@@ -41,13 +42,22 @@ from monitor.alerts.store.postgres import PostgresDatabase
 from monitor.alerts.store.schema_pg import FLEET_LOCK, FLEET_SCHEMA
 from monitor.config import PostgresSettings
 
-__all__ = ["FleetClaim", "FleetCounts", "PartialRow", "VipRow"]
+__all__ = ["FleetClaim", "FleetCounts", "LeaseLost", "PartialRow", "VipRow"]
 
 #: One partition's partials of one bucket: (bucket, number of keys, the frame's bytes).
 PartialRow = tuple[int, int, bytes]
 #: One VIP failure of an outage class: (event ID, bucket, µs, its key per scope in the
 #: rules' scope order, ``None`` where it has none).
 VipRow = tuple[str, int, int, list[str | None]]
+
+
+class LeaseLost(Exception):
+    """The judge's lease is another instance's now (or the buckets were stored by another): permanent for this round.
+
+    Raised by :meth:`FleetCounts.advance` inside the transaction that stores a round's
+    changes, so nothing of that round is written; the new judge judges those buckets.
+    """
+
 
 @dataclass(frozen=True, slots=True)
 class FleetClaim:
@@ -184,8 +194,10 @@ class FleetCounts:
         progressed for ``stalled_seconds`` (not caught up) holds nothing back, nor
         does a partition missing from ``fleet_progress`` once the first row is that
         old; a partition without a written bucket holds everything back. The judged
-        bucket moves on in the same transaction (a judge that dies before storing the
-        round's changes loses them; the next bucket's changes carry the counts).
+        bucket does **not** move here: the judge moves it with :meth:`advance` in the
+        transaction that stores the round's changes, so buckets count as judged only
+        once their changes are stored (a judge that dies or loses its lease first
+        leaves them to the next judge, which judges them again).
 
         Args:
             holder: this instance's name.
@@ -216,14 +228,46 @@ class FleetCounts:
             vips = [(row["event_id"], row["bucket"], row["at_us"], list(row["scope_keys"])) for row in db.execute(
                 """SELECT event_id, bucket, at_us, scope_keys FROM fleet_vips
                 WHERE topic = ? AND bucket > ? AND bucket <= ?""", (self.topic, since, closed)).fetchall()]
-            db.execute("UPDATE fleet_judge SET holder = ?, judged_through = ?, "
-                       "lease_until = now() + ? * interval '1 second' WHERE topic = ?",
-                       (holder, closed, lease_seconds, self.topic))
-            db.execute("DELETE FROM fleet_partials WHERE topic = ? AND bucket <= ?",
-                       (self.topic, closed - keep_buckets))
-            db.execute("DELETE FROM fleet_vips WHERE topic = ? AND bucket <= ?",
-                       (self.topic, closed - keep_buckets))
+            db.execute("UPDATE fleet_judge SET holder = ?, lease_until = now() + ? * interval '1 second' "
+                       "WHERE topic = ?", (holder, lease_seconds, self.topic))
+            if judged is not None:
+                db.execute("DELETE FROM fleet_partials WHERE topic = ? AND bucket <= ?",
+                           (self.topic, judged - keep_buckets))
+                db.execute("DELETE FROM fleet_vips WHERE topic = ? AND bucket <= ?",
+                           (self.topic, judged - keep_buckets))
         return FleetClaim(lease["holder"], judged, closed, partials, vips)
+
+    def advance(self, holder: str, *, before: int | None, through: int, lease_seconds: float,
+                db: Database | None = None) -> None:
+        """Mark the buckets up to ``through`` judged, fenced by the lease; renew the lease.
+
+        Run it inside the transaction that stores the round's changes (``db``: the
+        alert store's, see ``AlertStore.record(fence=...)``), so that the changes and
+        the judged bucket are committed together or not at all; without ``db`` it runs
+        in a transaction of its own (a round without changes).
+
+        Args:
+            holder: this instance's name.
+            before: the ``judged_through`` the round was claimed with.
+            through: the last bucket the round judged.
+            lease_seconds: how long the renewed lease lasts.
+            db: the transaction to run in (``None``: a new one).
+
+        Raises:
+            LeaseLost: another instance holds the lease now or the judged bucket moved
+                (that instance judges these buckets); nothing is changed.
+        """
+        sql = ("UPDATE fleet_judge SET judged_through = ?, lease_until = now() + ? * interval '1 second' "
+               "WHERE topic = ? AND holder = ? AND judged_through IS NOT DISTINCT FROM ?")
+        args = (through, lease_seconds, self.topic, holder, before)
+        if db is not None:
+            moved = db.execute(sql, args).rowcount
+        else:
+            with self._db.transaction() as own:
+                moved = own.execute(sql, args).rowcount
+        if not moved:
+            raise LeaseLost(f"{holder} no longer holds the judge's lease of {self.topic!r} "
+                            f"at bucket {before}")
 
     def release(self, holder: str) -> None:
         """Give the lease up at once (a clean stop): the next instance to ask judges."""

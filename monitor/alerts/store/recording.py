@@ -22,7 +22,7 @@ that look like a PAN are masked and free text is PAN-scrubbed before it is writt
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -150,6 +150,7 @@ class Recording(StoreConnection):
         incident_rules: IncidentRules | None = None,
         rate_limit: RateLimit | None = None,
         stale_after_seconds: float | None = None,
+        fence: Callable[[Database], object] | None = None,
     ) -> RecordResult:
         """Store failures as alerts and enqueue deliveries, in one committed transaction.
 
@@ -188,6 +189,9 @@ class Recording(StoreConnection):
                 but no person and no incident notice is told of it, and it never
                 escalates. A fresh failure joining it later makes it an ordinary alert
                 (then enqueued). ``None``: nothing is late.
+            fence: run first inside the transaction, with it; an error it raises
+                rolls everything back (scale-out: the incident judge's lease check,
+                :meth:`~monitor.alerts.store.fleet_counts.FleetCounts.advance`).
 
         Returns:
             A :class:`RecordResult`; it is returned only after the commit.
@@ -196,8 +200,9 @@ class Recording(StoreConnection):
             ValueError: an event time is naive.
             sqlite3.Error, psycopg.Error: the database could not be written (nothing
                 was committed).
+            Exception: whatever ``fence`` raises (nothing was committed).
         """
-        if not failures and not incidents:
+        if not failures and not incidents and fence is None:
             return RecordResult()
         moment = now or datetime.now(UTC)
         stamp = utc_text(moment)
@@ -216,6 +221,8 @@ class Recording(StoreConnection):
         unroutable: dict[str, None] = {}  # new alerts no configured channel can route
         inserted = duplicate = enqueued = 0
         with self._lock, self._transaction() as conn:
+            if fence is not None:
+                fence(conn)
             # PostgreSQL: every alert and incident this batch may change, locked first and
             # in one order for every instance, so two instances recording overlapping
             # batches (a replay after a rebalance, one client failing on terminals of two
