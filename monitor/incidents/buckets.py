@@ -21,7 +21,7 @@ import polars as pl
 
 from monitor.incidents.rules import FLEET, IncidentRules, Scope
 
-__all__ = ["EPOCH", "KEY_COLUMNS", "BucketCounts", "BucketRow", "bucket_of", "micros", "scope_key"]
+__all__ = ["EPOCH", "KEY_COLUMNS", "BucketCounts", "BucketRow", "bucket_of", "micros", "rows_by_bucket", "scope_key"]
 
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 #: One key's closed bucket: (scope, key, transactions, failures, earliest failure time,
@@ -35,6 +35,40 @@ KEY_COLUMNS: Final = ("terminal_id", "merchant_id", "region", "pan_masked")
 _COMPACT_ROWS: Final = 20_000
 # The issuer of a card is its IIN: the first six digits of the (masked) PAN, ISO/IEC 7812-1.
 _IIN: Final = r"^[0-9]{6}"
+
+
+def rows_by_bucket(counts: pl.DataFrame, failing: pl.DataFrame, followed: list[tuple[str, str]],
+                   rank: dict[str, int]) -> dict[int, list[BucketRow]]:
+    """The closed buckets' rows in judging order: bucket, scope broadest first, key.
+
+    Args:
+        counts: ``scope, key, bucket, transactions, failures`` rows, several per key and
+            bucket allowed (batches, partitions): they are summed.
+        failing: one row per failing key and bucket: ``scope, key, bucket, first, last,
+            cards, terminals, merchant, region`` (UTC datetimes, sorted lists).
+        followed: ``(scope, key)`` the detector follows.
+        rank: each scope's place, broadest first.
+
+    Returns:
+        ``{bucket: [BucketRow, ...]}``; a bucket without failures only for a key that is
+        followed or failing in these buckets (its bad ratio, its recovery).
+    """
+    keys = ["scope", "key", "bucket"]
+    followed_keys = pl.concat([
+        pl.DataFrame(followed, schema={"scope": pl.String, "key": pl.String}, orient="row"),
+        failing.select("scope", "key"),
+    ])
+    merged = (counts.join(followed_keys, on=["scope", "key"], how="semi")
+              .group_by(keys).agg(pl.col("transactions").sum(), pl.col("failures").sum())
+              .join(failing, on=keys, how="left")
+              .with_columns(pl.col("scope").replace_strict(rank, return_dtype=pl.Int32).alias("rank"))
+              .sort("bucket", "rank", "key"))
+    by_bucket: dict[int, list[BucketRow]] = {}
+    for scope, key, b, volume, failures, first, last, cards, terminals, merchant, region, _ in (
+            merged.iter_rows()):
+        by_bucket.setdefault(b, []).append(
+            (scope, key, volume, failures, first, last, cards or [], terminals or [], merchant, region))
+    return by_bucket
 
 
 def scope_key(scope: Scope) -> pl.Expr:
@@ -166,23 +200,7 @@ class BucketCounts:
             pl.col("terminals").explode().drop_nulls().unique().sort(),
             pl.col("merchant").min(), pl.col("region").min(),
         )
-        # A bucket without failures matters only for a key followed by then (its bad ratio,
-        # its recovery): one followed already, or with a failure in these buckets.
-        followed_keys = pl.concat([
-            pl.DataFrame(followed, schema={"scope": pl.String, "key": pl.String}, orient="row"),
-            failing.select("scope", "key"),
-        ])
-        merged = (counts.join(followed_keys, on=["scope", "key"], how="semi")
-                  .group_by(keys).agg(pl.col("transactions").sum(), pl.col("failures").sum())
-                  .join(failing, on=keys, how="left")
-                  .with_columns(pl.col("scope").replace_strict(rank, return_dtype=pl.Int32).alias("rank"))
-                  .sort("bucket", "rank", "key"))
-        by_bucket: dict[int, list[BucketRow]] = {}
-        for scope, key, b, volume, failures, first, last, cards, terminals, merchant, region, _ in (
-                merged.iter_rows()):
-            by_bucket.setdefault(b, []).append(
-                (scope, key, volume, failures, first, last, cards or [], terminals or [], merchant, region))
-        return by_bucket
+        return rows_by_bucket(counts, failing, followed, rank)
 
     def take_partials(self, closed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
         """The aggregates of the buckets up to ``closed``, merged per key and bucket, for every key.

@@ -56,7 +56,7 @@ import polars as pl
 
 from monitor.alerts.store.db import Database, is_transient
 from monitor.alerts.store.fleet_counts import FleetCounts, LeaseLost, PartialRow, VipRow
-from monitor.incidents.buckets import EPOCH, BucketCounts, BucketRow, scope_key
+from monitor.incidents.buckets import EPOCH, BucketCounts, BucketRow, rows_by_bucket, scope_key
 from monitor.incidents.detector import IncidentDetector
 from monitor.incidents.model import Incident, IncidentChange
 from monitor.incidents.tracking import WaitingVip
@@ -118,7 +118,6 @@ def merge_partials(partials: list[bytes], followed: list[tuple[str, str]],
     if not partials:
         return {}
     frame = pl.concat([pl.read_ipc(io.BytesIO(data)) for data in partials])
-    counts = frame.group_by(_KEYS).agg(pl.col("transactions").sum(), pl.col("failures").sum())
     failing = frame.filter(pl.col("failures") > 0).group_by(_KEYS).agg(
         pl.col("first").min().cast(pl.Datetime("us")).dt.replace_time_zone("UTC"),
         pl.col("last").max().cast(pl.Datetime("us")).dt.replace_time_zone("UTC"),
@@ -126,20 +125,7 @@ def merge_partials(partials: list[bytes], followed: list[tuple[str, str]],
         pl.col("terminals").explode().drop_nulls().unique().sort(),
         pl.col("merchant").min(), pl.col("region").min(),
     )
-    followed_keys = pl.concat([
-        pl.DataFrame(followed, schema={"scope": pl.String, "key": pl.String}, orient="row"),
-        failing.select("scope", "key"),
-    ])
-    merged = (counts.join(followed_keys.unique(), on=["scope", "key"], how="semi")
-              .join(failing, on=_KEYS, how="left")
-              .with_columns(pl.col("scope").replace_strict(rank, return_dtype=pl.Int32).alias("rank"))
-              .sort("bucket", "rank", "key"))
-    by_bucket: dict[int, list[BucketRow]] = {}
-    for scope, key, b, volume, failures, first, last, cards, terminals, merchant, region, _ in (
-            merged.iter_rows()):
-        by_bucket.setdefault(b, []).append(
-            (scope, key, volume, failures, first, last, cards or [], terminals or [], merchant, region))
-    return by_bucket
+    return rows_by_bucket(frame.select(*_KEYS, "transactions", "failures"), failing, followed, rank)
 
 
 class FleetIncidents:
