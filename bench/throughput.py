@@ -67,7 +67,8 @@ from simulators.fleet import Fleet, build_fleet, write_registry
 from simulators.producer import produce
 from simulators.sources.synthetic import default_faults, synthetic_events
 
-__all__ = ["BenchReport", "LivePhase", "format_report", "main", "percentile", "run_benchmark"]
+__all__ = ["BenchReport", "LivePhase", "bench_fleet", "bench_settings", "format_report", "main", "percentile",
+           "run_benchmark"]
 
 #: Same fetch bound per partition as the monitor's consumer (monitor/pipeline/consumer.py), so the
 #: bare consumer is not handicapped by smaller fetches.
@@ -160,7 +161,7 @@ class LivePhase:
     batches: int = 0
 
 
-def _fleet(seed: int) -> Fleet:
+def bench_fleet(seed: int) -> Fleet:
     """The benchmark's fleet: 1,000 VIP clients among 20,000, so alerts are many, as in a bank."""
     return build_fleet(terminals=500, customers=20_000, vips=1_000, managers=25, seed=seed)
 
@@ -181,8 +182,16 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
-def _settings(bootstrap: str, topic: str, group: str, batch_max_records: int, work: Path,
-              registry: tuple[Path, Path]) -> Settings:
+def bench_settings(bootstrap: str, topic: str, group: str, batch_max_records: int, work: Path,
+                   registry: tuple[Path, Path]) -> Settings:
+    """The settings of one benchmarked monitor: SQLite store and ``jsonl`` sink under ``work``.
+
+    Args:
+        bootstrap: broker address; topic, group: Kafka topic (its dead-letter topic is
+            ``<topic>.dlq``) and consumer group; batch_max_records: ``getmany`` bound;
+        work: folder of the alert store and ``alerts.jsonl``; registry: the customers'
+            and managers' files (:func:`simulators.fleet.write_registry`).
+    """
     # Isolated: an operator's CARDMON_* variables or cardmon.yaml must not reach the benchmark.
     return isolated_settings(
         kafka=KafkaSettings(bootstrap_servers=bootstrap, topic=topic, dead_letter_topic=f"{topic}.dlq",
@@ -348,7 +357,7 @@ def _live_producer(bootstrap: str, topic: str, rate: float, seconds: float, seed
     The traffic is generated and encoded first, then sent paced with ``occurred_at`` = the
     hand-over time (:mod:`bench.live_producer`).
     """
-    traffic = live_producer.prepare(_fleet(seed), rate=rate, seconds=seconds, seed=seed + 1)
+    traffic = live_producer.prepare(bench_fleet(seed), rate=rate, seconds=seconds, seed=seed + 1)
     sent.value, took.value = live_producer.send_paced(traffic, bootstrap_servers=bootstrap, topic=topic)
 
 
@@ -444,11 +453,11 @@ async def run_benchmark(*, events: int = 200_000, bootstrap_servers: str | None 
     assert work is not None
     run = uuid.uuid4().hex[:8]
     try:
-        fleet = _fleet(seed)
+        fleet = bench_fleet(seed)
         registry = write_registry(fleet, work / "registry")
-        backlog = _settings(bootstrap, f"bench-{run}", f"bench-monitor-{run}", batch_max_records,
+        backlog = bench_settings(bootstrap, f"bench-{run}", f"bench-monitor-{run}", batch_max_records,
                             work / "backlog", registry)
-        lives = [_settings(bootstrap, f"bench-live{number}-{run}", f"bench-live{number}-{run}",
+        lives = [bench_settings(bootstrap, f"bench-live{number}-{run}", f"bench-live{number}-{run}",
                            batch_max_records, work / f"live{number}", registry)
                  for number, _ in enumerate(live_rates)]
         for settings in (backlog, *lives):
