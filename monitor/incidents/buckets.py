@@ -14,6 +14,7 @@ counted (:attr:`BucketCounts.late_events`), left out.
 
 from __future__ import annotations
 
+from collections.abc import Container, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
@@ -35,6 +36,7 @@ KEY_COLUMNS: Final = ("terminal_id", "merchant_id", "region", "pan_masked")
 _COMPACT_ROWS: Final = 20_000
 # The issuer of a card is its IIN: the first six digits of the (masked) PAN, ISO/IEC 7812-1.
 _IIN: Final = r"^[0-9]{6}"
+_US: Final = 1_000_000
 
 
 def rows_by_bucket(counts: pl.DataFrame, failing: pl.DataFrame, followed: list[tuple[str, str]],
@@ -86,6 +88,11 @@ def scope_key(scope: Scope) -> pl.Expr:
             return pl.col("pan_masked").str.extract(f"({_IIN})", 1)
 
 
+def _bucket(at: pl.Expr | pl.Series, size: int) -> pl.Expr | pl.Series:
+    """The ``size``-second bucket index (since the epoch) of each time of ``at``."""
+    return at.dt.epoch("us") // (size * _US)
+
+
 def micros(at: datetime) -> int:
     """``at`` (aware) in µs since the epoch."""
     return (at - EPOCH) // timedelta(microseconds=1)
@@ -105,14 +112,17 @@ class BucketCounts:
 
     def __init__(self, rules: IncidentRules) -> None:
         self.rules = rules
-        # Per-batch aggregates of buckets not closed yet: <(scope, key, bucket): transactions,
-        # failures> for every key, and the failing ones' times, cards, terminals, places.
-        self._pending: list[pl.DataFrame] = []
-        self._pending_failing: list[pl.DataFrame] = []
-        # Rows on time not aggregated yet (bucket, failed, occurred_at, card_ref and the
-        # key columns), and how many.
+        self._scopes = rules.ordered_scopes
+        # Rows on time not aggregated yet: plain projections of the batch frames
+        # (occurred_at, outcome, card_ref and the key columns), and how many.
         self._raw: list[pl.DataFrame] = []
         self._raw_rows = 0
+        # Aggregates of rows compacted before their bucket closed (see _compact): per
+        # (scope, key, bucket) the transactions and failures of every key, and the
+        # failing keys' details (:data:`_FAILING_AGGREGATES`); scope is a UInt8, the
+        # scope's place in the rules' order (broadest first).
+        self._pending: list[pl.DataFrame] = []
+        self._pending_failing: list[pl.DataFrame] = []
         #: Latest event time seen (µs since the epoch; the watermark when none is given).
         self.latest_us: int | None = None
         #: Events that arrived for a bucket already judged (left out).
@@ -121,86 +131,150 @@ class BucketCounts:
     def add(self, frame: pl.DataFrame, closed: int | None) -> None:
         """Take a classified batch frame (not empty); buckets up to ``closed`` are judged.
 
-        Its rows on time are kept as they are (a few columns) and aggregated together,
-        once :data:`_COMPACT_ROWS` of them wait or a bucket closes (:meth:`take_due`):
-        small live batches do not each pay a whole aggregation.
+        Its rows on time are kept as they are (a projection of a few columns, no copy)
+        until their bucket closes (:meth:`take_due`: each row is aggregated once, with
+        the others of its bucket, in one polars plan), or aggregated ahead once
+        :data:`_COMPACT_ROWS` of them wait (small live batches, a watermark held back).
         """
-        size = self.rules.bucket_seconds
-        latest = frame.get_column("occurred_at").max()
-        assert isinstance(latest, datetime)
+        at = frame.get_column("occurred_at")
+        earliest, latest = at.min(), at.max()
+        assert isinstance(earliest, datetime) and isinstance(latest, datetime)
         latest_us = micros(latest)
         self.latest_us = latest_us if self.latest_us is None else max(self.latest_us, latest_us)
-        base = frame.select(
-            (pl.col("occurred_at").dt.epoch("s") // size).cast(pl.Int64).alias("bucket"),
-            pl.col("outcome").is_in(self.rules.outcome_classes).alias("failed"),
-            "occurred_at", "card_ref", *KEY_COLUMNS)
-        if closed is not None:
-            on_time = base.get_column("bucket") > closed
-            late = base.height - int(on_time.sum())
-            if late:
-                self.late_events += late
-                base = base.filter(on_time)
+        base = frame.select("occurred_at", "outcome", "card_ref", *KEY_COLUMNS)
+        size = self.rules.bucket_seconds
+        if closed is not None and micros(earliest) // (size * _US) <= closed:  # some are late
+            on_time = _bucket(at, size) > closed
+            self.late_events += base.height - int(on_time.sum())
+            base = base.filter(on_time)
+        if base.height == 0:
+            return
         self._raw.append(base)
         self._raw_rows += base.height
         if self._raw_rows >= _COMPACT_ROWS:
             self._compact()
 
+    def _aggregate(self, rows: pl.DataFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+        """Plans of ``rows``' aggregates per (scope, key, bucket): counts, failing details.
+
+        Every scope's key of each row in one wide projection, turned long (one row per
+        scope with a key: null keys are left out); the two group-bys share it.
+        """
+        places = [str(place) for place in range(len(self._scopes))]
+        long = (rows.lazy().select(
+            _bucket(pl.col("occurred_at"), self.rules.bucket_seconds).alias("bucket"),
+            pl.col("outcome").is_in(self.rules.outcome_classes).alias("failed"),
+            *_FAILING_DETAIL,
+            *[scope_key(scope).alias(place) for place, scope in zip(places, self._scopes, strict=True)])
+            .unpivot(on=places, index=["bucket", "failed", *_FAILING_DETAIL],
+                     variable_name="scope", value_name="key")
+            .drop_nulls("key")
+            .with_columns(pl.col("scope").cast(pl.UInt8)))
+        keys = ("scope", "key", "bucket")
+        counts = long.group_by(*keys).agg(pl.len().cast(pl.Int64).alias("transactions"),
+                                          pl.col("failed").sum().cast(pl.Int64).alias("failures"))
+        failing = long.filter(pl.col("failed")).group_by(*keys).agg(*_FAILING_AGGREGATES)
+        return counts, failing
+
     def _compact(self) -> None:
-        """Aggregate the rows waiting in ``_raw`` into ``_pending`` and ``_pending_failing``."""
+        """Aggregate the rows waiting in ``_raw`` (one ``collect_all``) into ``_pending``."""
         if not self._raw:
             return
-        base = pl.concat(self._raw, rechunk=False).lazy()
+        rows = pl.concat(self._raw, how="vertical", rechunk=False)
         self._raw, self._raw_rows = [], 0
-        failed = pl.col("failed")
-        # One long frame for every scope: (scope, key, bucket) → transactions and failures
-        # for every key; the failures' times, cards, terminals, merchant and region for
-        # the failing ones only (a few percent of the rows).
-        scopes = self.rules.ordered_scopes
-        every = pl.concat([base.select(pl.lit(scope).alias("scope"), scope_key(scope).alias("key"),
-                                       "bucket", "failed") for scope in scopes]).drop_nulls("key")
-        failures = base.filter(failed)
-        failing_long = pl.concat([failures.select(pl.lit(scope).alias("scope"), scope_key(scope).alias("key"),
-                                                  pl.all()) for scope in scopes]).drop_nulls("key")
-        counts, failing = pl.collect_all([
-            every.group_by("scope", "key", "bucket").agg(
-                pl.len().cast(pl.Int64).alias("transactions"), failed.sum().cast(pl.Int64).alias("failures")),
-            failing_long.group_by("scope", "key", "bucket").agg(
-                pl.col("occurred_at").min().alias("first"), pl.col("occurred_at").max().alias("last"),
-                pl.col("card_ref").drop_nulls().unique().alias("cards"),
-                pl.col("terminal_id").unique().alias("terminals"),
-                pl.col("merchant_id").min().alias("merchant"), pl.col("region").min().alias("region")),
-        ])
+        counts, failing = pl.collect_all(self._aggregate(rows))
         self._pending.append(counts)
         self._pending_failing.append(failing)
 
-    def take_due(self, closed: int, followed: list[tuple[Scope, str]],
-                 rank: dict[Scope, int]) -> dict[int, list[BucketRow]]:
+    def _due(self, closed: int) -> tuple[pl.DataFrame, pl.DataFrame] | None:
+        """Take the buckets up to ``closed``: their counts and failing aggregates.
+
+        The raw rows of those buckets are aggregated (merged with what was compacted
+        of them before) in one ``collect_all``; the rows and aggregates of later
+        buckets stay waiting. ``None`` when nothing of those buckets waits.
+
+        Returns:
+            ``(counts, failing)``: the counts sorted by bucket, scope, key; the failing
+            aggregates (:data:`_FAILING_AGGREGATES`) in no particular order.
+        """
+        size = self.rules.bucket_seconds
+        due: pl.DataFrame | None = None
+        if self._raw:
+            rows = pl.concat(self._raw, how="vertical", rechunk=False)
+            at = rows.get_column("occurred_at")
+            latest = at.max()
+            assert isinstance(latest, datetime)
+            if micros(latest) // (size * _US) <= closed:
+                due, self._raw, self._raw_rows = rows, [], 0
+            else:
+                mask = _bucket(at, size) <= closed
+                due, later = rows.filter(mask), rows.filter(~mask)
+                self._raw, self._raw_rows = [later], later.height
+        pending: list[pl.LazyFrame] = []
+        pending_failing: list[pl.LazyFrame] = []
+        if self._pending:
+            counts, failing = pl.concat(self._pending), pl.concat(self._pending_failing)
+            ripe = counts.get_column("bucket") <= closed
+            ripe_failing = failing.get_column("bucket") <= closed
+            self._pending, self._pending_failing = [counts.filter(~ripe)], [failing.filter(~ripe_failing)]
+            if ripe.any():
+                pending, pending_failing = [counts.filter(ripe).lazy()], [failing.filter(ripe_failing).lazy()]
+        if due is None or due.height == 0:
+            if not pending:
+                return None
+            due_plans = None
+        else:
+            due_plans = self._aggregate(due)
+        keys = ("scope", "key", "bucket")
+        if not pending:
+            assert due_plans is not None
+            counts_plan, failing_plan = due_plans
+        else:  # merge with the aggregates compacted before
+            counts_plan = pl.concat(pending + ([due_plans[0]] if due_plans else [])).group_by(*keys).agg(
+                pl.col("transactions").sum(), pl.col("failures").sum())
+            failing_plan = pl.concat(pending_failing + ([due_plans[1]] if due_plans else [])).group_by(*keys).agg(
+                pl.col("first").min(), pl.col("last").max(),
+                pl.col("cards").explode().drop_nulls().unique().sort(),
+                pl.col("terminals").explode().drop_nulls().unique().sort(),
+                pl.col("merchant").min(), pl.col("region").min())
+        counts, failing = pl.collect_all([counts_plan.sort("bucket", "scope", "key"), failing_plan])
+        return counts, failing
+
+    def take_due(self, closed: int, followed: Mapping[Scope, Container[str]]) -> dict[int, list[BucketRow]]:
         """The rows of the buckets up to ``closed``, merged, by bucket, in judging order.
 
         Args:
             closed: the last closed bucket; later ones stay pending.
-            followed: ``(scope, key)`` of the keys the detector follows already.
-            rank: each scope's place, broadest first.
+            followed: each scope's keys the detector follows already (a bucket without
+                failures is kept only for those and for keys failing in these buckets).
+
+        Returns:
+            ``{bucket: [BucketRow, ...]}`` as :func:`rows_by_bucket` gives them (bucket,
+            scope broadest first, key).
         """
-        self._compact()
-        if not self._pending:
+        split = self._due(closed)
+        if split is None or split[0].height == 0:
             return {}
-        due_bucket = pl.col("bucket") <= closed
-        counts = pl.concat(self._pending)
-        failing = pl.concat(self._pending_failing)
-        self._pending = [counts.filter(~due_bucket)]
-        self._pending_failing = [failing.filter(~due_bucket)]
-        counts, failing = counts.filter(due_bucket), failing.filter(due_bucket)
-        if counts.height == 0:
-            return {}
-        keys = ["scope", "key", "bucket"]
-        failing = failing.group_by(keys).agg(
-            pl.col("first").min(), pl.col("last").max(),
-            pl.col("cards").explode().drop_nulls().unique().sort(),
-            pl.col("terminals").explode().drop_nulls().unique().sort(),
-            pl.col("merchant").min(), pl.col("region").min(),
-        )
-        return rows_by_bucket(counts, failing, followed, rank)
+        counts, failing = split
+        scopes = self._scopes
+        detail = {(scopes[s], k, b): rest for s, k, b, *rest in failing.iter_rows()}
+        failing_keys = {(scope, key) for scope, key, _ in detail}
+        by_bucket: dict[int, list[BucketRow]] = {}
+        columns = (counts.get_column(name).to_list()
+                   for name in ("scope", "key", "bucket", "transactions", "failures"))
+        for place, key, b, volume, failures in zip(*columns, strict=True):
+            scope = scopes[place]
+            if key not in followed[scope] and (scope, key) not in failing_keys:
+                continue
+            found = detail.get((scope, key, b)) if failures else None
+            row: BucketRow
+            if found is None:
+                row = (scope, key, volume, failures, None, None, [], [], None, None)
+            else:
+                first, last, cards, terminals, merchant, region = found
+                row = (scope, key, volume, failures, first, last, cards, terminals, merchant, region)
+            by_bucket.setdefault(b, []).append(row)
+        return by_bucket
 
     def take_partials(self, closed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
         """The aggregates of the buckets up to ``closed``, merged per key and bucket, for every key.
@@ -214,23 +288,22 @@ class BucketCounts:
             ``key``, ``bucket``, ``first``, ``last`` (UTC), ``cards``, ``terminals``
             (sorted lists), ``merchant``, ``region`` for the keys with failures.
         """
-        keys = ["scope", "key", "bucket"]
-        self._compact()
-        if not self._pending:
+        split = self._due(closed)
+        if split is None:
             return (pl.DataFrame(schema={"scope": pl.String, "key": pl.String, "bucket": pl.Int64,
                                          "transactions": pl.Int64, "failures": pl.Int64}),
                     pl.DataFrame(schema={"scope": pl.String, "key": pl.String, "bucket": pl.Int64}))
-        due_bucket = pl.col("bucket") <= closed
-        counts = pl.concat(self._pending)
-        failing = pl.concat(self._pending_failing)
-        self._pending = [counts.filter(~due_bucket)]
-        self._pending_failing = [failing.filter(~due_bucket)]
-        counts = counts.filter(due_bucket).group_by(keys).agg(
-            pl.col("transactions").sum(), pl.col("failures").sum())
-        failing = failing.filter(due_bucket).group_by(keys).agg(
-            pl.col("first").min(), pl.col("last").max(),
-            pl.col("cards").explode().drop_nulls().unique().sort(),
-            pl.col("terminals").explode().drop_nulls().unique().sort(),
-            pl.col("merchant").min(), pl.col("region").min(),
-        )
-        return counts, failing
+        names = pl.col("scope").replace_strict(dict(enumerate(self._scopes)), return_dtype=pl.String)
+        counts, failing = split
+        return counts.with_columns(names), failing.with_columns(names)
+
+
+#: The failing rows' columns kept for the failures' details, and their aggregates per
+#: key and bucket (the columns of :data:`BucketRow` after the failures).
+_FAILING_DETAIL: Final = ("occurred_at", "card_ref", "terminal_id", "merchant_id", "region")
+_FAILING_AGGREGATES: Final = [
+    pl.col("occurred_at").min().alias("first"), pl.col("occurred_at").max().alias("last"),
+    pl.col("card_ref").drop_nulls().unique().sort().alias("cards"),
+    pl.col("terminal_id").drop_nulls().unique().sort().alias("terminals"),
+    pl.col("merchant_id").min().alias("merchant"), pl.col("region").min().alias("region"),
+]

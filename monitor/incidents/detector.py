@@ -141,7 +141,7 @@ class IncidentDetector:
         closed = mark // (self.rules.bucket_seconds * _US) - 1  # its end is at or before the watermark
         if self._closed is not None and closed <= self._closed:
             return []
-        rows = self._counts.take_due(closed, self._book.followed(), self._book.rank)
+        rows = self._counts.take_due(closed, self._book.states)
         return self._judge(closed, rows)
 
     def _judge(self, closed: int, rows: dict[int, list[BucketRow]]) -> list[IncidentChange]:
