@@ -22,7 +22,7 @@ import polars as pl
 
 from monitor.incidents.rules import FLEET, IncidentRules, Scope
 
-__all__ = ["EPOCH", "KEY_COLUMNS", "BucketCounts", "BucketRow", "bucket_of", "micros", "rows_by_bucket", "scope_key"]
+__all__ = ["EPOCH", "KEY_COLUMNS", "BucketCounts", "BucketRow", "bucket_column", "bucket_of", "micros", "rows_by_bucket", "scope_key"]
 
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 #: One key's closed bucket: (scope, key, transactions, failures, earliest failure time,
@@ -88,7 +88,7 @@ def scope_key(scope: Scope) -> pl.Expr:
             return pl.col("pan_masked").str.extract(f"({_IIN})", 1)
 
 
-def _bucket(at: pl.Expr | pl.Series, size: int) -> pl.Expr | pl.Series:
+def bucket_column(at: pl.Expr | pl.Series, size: int) -> pl.Expr | pl.Series:
     """The ``size``-second bucket index (since the epoch) of each time of ``at``."""
     return at.dt.epoch("us") // (size * _US)
 
@@ -144,7 +144,7 @@ class BucketCounts:
         base = frame.select("occurred_at", "outcome", "card_ref", *KEY_COLUMNS)
         size = self.rules.bucket_seconds
         if closed is not None and micros(earliest) // (size * _US) <= closed:  # some are late
-            on_time = _bucket(at, size) > closed
+            on_time = bucket_column(at, size) > closed
             self.late_events += base.height - int(on_time.sum())
             base = base.filter(on_time)
         if base.height == 0:
@@ -162,7 +162,7 @@ class BucketCounts:
         """
         places = [str(place) for place in range(len(self._scopes))]
         long = (rows.lazy().select(
-            _bucket(pl.col("occurred_at"), self.rules.bucket_seconds).alias("bucket"),
+            bucket_column(pl.col("occurred_at"), self.rules.bucket_seconds).alias("bucket"),
             pl.col("outcome").is_in(self.rules.outcome_classes).alias("failed"),
             *_FAILING_DETAIL,
             *[scope_key(scope).alias(place) for place, scope in zip(places, self._scopes, strict=True)])
@@ -207,7 +207,7 @@ class BucketCounts:
             if micros(latest) // (size * _US) <= closed:
                 due, self._raw, self._raw_rows = rows, [], 0
             else:
-                mask = _bucket(at, size) <= closed
+                mask = bucket_column(at, size) <= closed
                 due, later = rows.filter(mask), rows.filter(~mask)
                 self._raw, self._raw_rows = [later], later.height
         pending: list[pl.LazyFrame] = []

@@ -65,6 +65,7 @@ from monitor.incidents.buckets import (
     KEY_COLUMNS,
     BucketCounts,
     BucketRow,
+    bucket_column,
     micros,
     scope_key,
 )
@@ -206,11 +207,11 @@ class IncidentDetector:
     def _queue(self, vip: pl.DataFrame) -> None:
         size = self.rules.bucket_seconds
         scopes = self.rules.ordered_scopes
-        rows = vip.filter(pl.col("outcome").is_in(self.rules.outcome_classes)).select(
-            (pl.col("occurred_at").dt.epoch("s") // size).cast(pl.Int64).alias("bucket"),
+        rows = vip.lazy().filter(pl.col("outcome").is_in(self.rules.outcome_classes)).select(
+            bucket_column(pl.col("occurred_at"), size).alias("bucket"),
             "occurred_at", pl.col("event_id").cast(pl.String),
             *[scope_key(scope).alias(f"k_{scope}") for scope in scopes],
-        )
+        ).collect()
         for bucket, at, event_id, *keys in rows.iter_rows():
             if self._closed is not None and bucket <= self._closed:
                 continue  # its bucket was judged: late
