@@ -120,15 +120,16 @@ class AlertPolicy:
         Returns:
             Only VIP failures whose tier and outcome class alert, with ``severity``.
         """
-        # One lazy plan (one collect): the VIP failures, their policy tier, the join.
+        vip = frame.filter(pl.col("tier").is_not_null() & (pl.col("outcome") != "approved"))
+        if vip.height == 0:
+            return vip.with_columns(pl.lit(None, dtype=pl.String).alias("severity"))
         known = list(self.tiers)
-        return (frame.lazy()
-                .filter(pl.col("tier").is_not_null() & (pl.col("outcome") != "approved"))
-                .with_columns(pl.when(pl.col("tier").is_in(known)).then(pl.col("tier"))
-                              .otherwise(pl.lit(_DEFAULT_TIER)).alias("policy_tier"))
-                .join(self.table.lazy(), on=["policy_tier", "outcome"], how="inner", maintain_order="left")
-                .drop("policy_tier")
-                .collect())
+        vip = vip.with_columns(
+            pl.when(pl.col("tier").is_in(known)).then(pl.col("tier"))
+            .otherwise(pl.lit(_DEFAULT_TIER)).alias("policy_tier")
+        )
+        return vip.join(self.table, on=["policy_tier", "outcome"], how="inner",
+                        maintain_order="left").drop("policy_tier")
 
     def action_for(self, outcome: str) -> str:
         """The suggested action for an outcome class (empty string if none)."""

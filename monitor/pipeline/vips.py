@@ -156,9 +156,9 @@ class VipRegistry:
                 default=None, return_dtype=pl.String)
         known = customer.is_in(self.customers.get_column("customer_id").implode())
         client = pl.when(known).then(customer).otherwise(card_owner)
-        matched = frame.lazy().select(client.alias("client")).join(
-            self.customers.lazy(), left_on="client", right_on="customer_id", how="left",
-            maintain_order="left", coalesce=False).collect()  # one collect for both steps
+        matched = frame.select(client.alias("client")).join(
+            self.customers, left_on="client", right_on="customer_id", how="left",
+            maintain_order="left", coalesce=False)
         return frame.with_columns(
             matched.get_column("customer_id").alias("vip_customer_id"),
             matched.get_column("customer_name"),

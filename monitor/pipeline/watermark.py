@@ -123,22 +123,17 @@ class EventClock:
         parts = (pl.Series("p", partitions, dtype=pl.Int64) if partitions is not None
                  else pl.zeros(times.len(), dtype=pl.Int64, eager=True).alias("p"))
         known = {p: t for p, t in self._latest.items() if t is not None}
-        events = pl.LazyFrame({"t": times.dt.epoch("us"), "p": parts})
-        # The latest event time read before each event from its partition.
-        prior = pl.max_horizontal(
-            pl.col("t").cum_max().shift(1).over("p"),
-            pl.col("p").replace_strict(known, default=None, return_dtype=pl.Int64),
-        )
-        threshold = prior - self.lateness_us
+        events = pl.DataFrame({"t": times.dt.epoch("us"), "p": parts}).with_columns(
+            # The latest event time read before each event from its partition.
+            pl.max_horizontal(
+                pl.col("t").cum_max().shift(1).over("p"),
+                pl.col("p").replace_strict(known, default=None, return_dtype=pl.Int64),
+            ).alias("prior"))
+        threshold = pl.col("prior") - self.lateness_us
         if self.watermark_us is not None:
             threshold = pl.max_horizontal(threshold, pl.lit(self.watermark_us))
-        # One collect for the late marks and each partition's latest time.
-        marks, latest_by_partition = pl.collect_all([
-            events.select((pl.col("t") < threshold).fill_null(False).alias("late")),
-            events.group_by("p").agg(pl.col("t").max()),
-        ])
-        late = marks.to_series()
-        for p, latest in latest_by_partition.iter_rows():
+        late = events.select((pl.col("t") < threshold).fill_null(False).alias("late")).to_series()
+        for p, latest in events.group_by("p").agg(pl.col("t").max()).iter_rows():
             held = self._latest.get(p)
             self._latest[p] = latest if held is None else max(held, latest)
             self._progressed[p] = now
