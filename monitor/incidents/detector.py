@@ -321,12 +321,14 @@ class IncidentDetector:
         in_window = [c for c in sorted(state.failing) if b - window < c <= b and is_bad(state, c, rule)]
         if sum(state.buckets[c][1] for c in in_window) < rule.min_failures:
             return False
+        # A broader incident explaining it is cheaper to ask first than the distinct
+        # cards and terminals (a network outage: every key failing, thousands of cards).
+        started = state.failing[in_window[0]][0]
+        if self._book.covered(scope, state, started):
+            return False
         cards: set[str] = set().union(*(state.failing[c][2] for c in in_window))
         terminals: set[str] = set().union(*(state.failing[c][3] for c in in_window))
         if len(cards) < rule.min_cards or len(terminals) < rule.min_terminals:
-            return False
-        started = state.failing[in_window[0]][0]
-        if self._book.covered(scope, state, started):
             return False
         # It holds every failure of its key from its first bad bucket of the window on.
         held = [c for c in state.failing if c >= in_window[0]]
