@@ -1,15 +1,19 @@
 """Per-key bucket counts for storm control: each scope's keys, their transactions and failures per bucket.
 
-The rows on time of batch frames wait (a few columns, :meth:`BucketCounts.add`) and
-are aggregated together, with polars, for every scope and key when a bucket closes or
-enough of them wait: per ``(scope, key, bucket)`` the transactions and the
-*outage failures* (the rules' ``outcome_classes``), and for the failing ones (a few
-percent of the rows) the failures' earliest and latest times, cards, terminals,
-merchant and region. The aggregates wait until their bucket is closed;
-:meth:`BucketCounts.take_due` then merges them into one :data:`BucketRow` per key and
-bucket, in the order :class:`~monitor.incidents.detector.IncidentDetector` judges
-them (bucket, scope broadest first, key). Events of a bucket already judged are late:
-counted (:attr:`BucketCounts.late_events`), left out.
+The rows on time of batch frames wait as they are (a projection of a few columns, no
+copy: :meth:`BucketCounts.add`) until their bucket closes; :meth:`BucketCounts.take_due`
+then aggregates each row once, with the others of the buckets closed, with polars, for
+every scope and key: every scope's key of a row in one wide projection turned long,
+one group-by per ``(scope, key, bucket)`` for the transactions and the *outage
+failures* (the rules' ``outcome_classes``), one more over the failing rows (a few
+percent, unless an outage) for the failures' earliest and latest times, cards,
+terminals, merchant and region. It gives one :data:`BucketRow` per key and bucket, in
+the order :class:`~monitor.incidents.detector.IncidentDetector` judges them (bucket,
+scope broadest first, key), for the keys the detector follows or failing in those
+buckets. When many rows wait before a bucket closes (small live batches, a
+watermark held back) they are aggregated ahead (:data:`_COMPACT_ROWS`) and merged at
+the close. Events of a bucket already judged are late: counted
+(:attr:`BucketCounts.late_events`), left out.
 """
 
 from __future__ import annotations
@@ -114,14 +118,16 @@ class BucketCounts:
         self.rules = rules
         self._scopes = rules.ordered_scopes
         self._places = [str(place) for place in range(len(self._scopes))]  # scope tags, broadest first
-        # Rows on time not aggregated yet: plain projections of the batch frames
-        # (occurred_at, outcome, card_ref and the key columns), and how many.
-        self._raw: list[pl.DataFrame] = []
+        # Rows on time not aggregated yet: lazy projections of the batch frames
+        # (occurred_at, outcome, card_ref and the key columns; nothing computed), how
+        # many, and the latest bucket among them.
+        self._raw: list[pl.LazyFrame] = []
         self._raw_rows = 0
+        self._raw_latest: int | None = None
         # Aggregates of rows compacted before their bucket closed (see _compact): per
         # (scope, key, bucket) the transactions and failures of every key, and the
-        # failing keys' details (:data:`_FAILING_AGGREGATES`); scope is a text tag, the
-        # scope's place in the rules' order (broadest first).
+        # failing keys' details (:data:`_FAILING_AGGREGATES`); ``scope`` is a text tag,
+        # the scope's place in the rules' order ("0": broadest).
         self._pending: list[pl.DataFrame] = []
         self._pending_failing: list[pl.DataFrame] = []
         #: Latest event time seen (µs since the epoch; the watermark when none is given).
@@ -132,148 +138,155 @@ class BucketCounts:
     def add(self, frame: pl.DataFrame, closed: int | None) -> None:
         """Take a classified batch frame (not empty); buckets up to ``closed`` are judged.
 
-        Its rows on time are kept as they are (a projection of a few columns, no copy)
-        until their bucket closes (:meth:`take_due`: each row is aggregated once, with
-        the others of its bucket, in one polars plan), or aggregated ahead once
-        :data:`_COMPACT_ROWS` of them wait (small live batches, a watermark held back).
+        Nothing is computed (no polars call but the times' minimum and maximum): its
+        rows on time wait, as a lazy projection, until their bucket closes
+        (:meth:`take_due` aggregates each row once, with the others of its bucket, in
+        the batch's one polars call), or are aggregated ahead once :data:`_COMPACT_ROWS`
+        of them wait (small live batches, a watermark held back).
         """
         at = frame.get_column("occurred_at")
         earliest, latest = at.min(), at.max()
         assert isinstance(earliest, datetime) and isinstance(latest, datetime)
         latest_us = micros(latest)
         self.latest_us = latest_us if self.latest_us is None else max(self.latest_us, latest_us)
-        base = frame.select("occurred_at", "outcome", "card_ref", *KEY_COLUMNS)
         size = self.rules.bucket_seconds
+        rows = frame.height
         if closed is not None and micros(earliest) // (size * _US) <= closed:  # some are late
             on_time = bucket_column(at, size) > closed
-            self.late_events += base.height - int(on_time.sum())
-            base = base.filter(on_time)
-        if base.height == 0:
+            rows = int(on_time.sum())
+            self.late_events += frame.height - rows
+            frame = frame.filter(on_time)
+        if rows == 0:
             return
-        self._raw.append(base)
-        self._raw_rows += base.height
+        self._raw.append(frame.lazy().select("occurred_at", "outcome", "card_ref", *KEY_COLUMNS))
+        self._raw_rows += rows
+        last = latest_us // (size * _US)
+        self._raw_latest = last if self._raw_latest is None else max(self._raw_latest, last)
         if self._raw_rows >= _COMPACT_ROWS:
             self._compact()
 
-    def _aggregate(self, rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-        """``rows``' aggregates per (scope, key, bucket): the counts, and the failing keys' details.
+    def _aggregate(self, rows: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+        """Plans of ``rows``' aggregates per (scope, key, bucket): counts, failing details.
 
         Every scope's key of each row in one wide projection, turned long (one row per
-        scope with a key: null keys are left out) and grouped; the failing rows (a few
-        percent, unless an outage) the same way. Eager steps: on small frames each
-        costs less than a lazy plan's optimisation (measured, polars 2.1).
+        scope with a key: null keys are left out); the two group-bys share it.
 
         Returns:
-            ``(counts, failing)``: ``scope`` (the scope's place in the rules' order, as
-            text: ``"0"`` broadest), ``key``, ``bucket`` and ``transactions``,
-            ``failures``; or the columns of :data:`_FAILING_AGGREGATES`.
+            ``(counts, failing)``: ``scope`` (text tag, see ``_pending``), ``key``,
+            ``bucket`` and ``transactions``, ``failures``; or the columns of
+            :data:`_FAILING_AGGREGATES`.
         """
         places = self._places
-        wide = rows.select(
+        long = (rows.select(
             bucket_column(pl.col("occurred_at"), self.rules.bucket_seconds).alias("bucket"),
             pl.col("outcome").is_in(self.rules.outcome_classes).alias("failed"),
             *_FAILING_DETAIL,
             *[scope_key(scope).alias(place) for place, scope in zip(places, self._scopes, strict=True)])
+            .unpivot(on=places, index=["bucket", "failed", *_FAILING_DETAIL],
+                     variable_name="scope", value_name="key")
+            .drop_nulls("key"))
         keys = ("scope", "key", "bucket")
-        counts = (wide.select("bucket", "failed", *places)
-                  .unpivot(on=places, index=["bucket", "failed"], variable_name="scope", value_name="key")
-                  .drop_nulls("key")
-                  .group_by(*keys).agg(pl.len().cast(pl.Int64).alias("transactions"),
-                                       pl.col("failed").sum().cast(pl.Int64).alias("failures")))
-        failed = wide.filter(pl.col("failed"))
-        if failed.height == 0:
-            at = wide.schema["occurred_at"]
-            return counts, pl.DataFrame(schema={
-                "scope": pl.String, "key": pl.String, "bucket": pl.Int64, "first": at, "last": at,
-                "cards": pl.List(pl.String), "terminals": pl.List(pl.String),
-                "merchant": pl.String, "region": pl.String})
-        failing = (failed.unpivot(on=places, index=["bucket", *_FAILING_DETAIL],
-                                  variable_name="scope", value_name="key")
-                   .drop_nulls("key")
-                   .group_by(*keys).agg(*_FAILING_AGGREGATES))
+        counts = long.group_by(*keys).agg(pl.len().cast(pl.Int64).alias("transactions"),
+                                          pl.col("failed").sum().cast(pl.Int64).alias("failures"))
+        failing = long.filter(pl.col("failed")).group_by(*keys).agg(*_FAILING_AGGREGATES)
         return counts, failing
 
     def _compact(self) -> None:
-        """Aggregate the rows waiting in ``_raw`` into ``_pending``."""
+        """Aggregate the rows waiting in ``_raw`` (one ``collect_all``) into ``_pending``."""
         if not self._raw:
             return
-        rows = pl.concat(self._raw, how="vertical", rechunk=False)
-        self._raw, self._raw_rows = [], 0
-        counts, failing = self._aggregate(rows)
+        rows = pl.concat(self._raw, how="vertical")
+        self._raw, self._raw_rows, self._raw_latest = [], 0, None
+        counts, failing = pl.collect_all(self._aggregate(rows))
         self._pending.append(counts)
         self._pending_failing.append(failing)
 
-    def _due(self, closed: int) -> tuple[pl.DataFrame, pl.DataFrame] | None:
-        """Take the buckets up to ``closed``: their counts and failing aggregates.
+    def _due(self, closed: int, also: pl.LazyFrame | None
+             ) -> tuple[pl.DataFrame | None, pl.DataFrame | None, pl.DataFrame | None]:
+        """Take the buckets up to ``closed``: their counts and failing aggregates, in one polars call.
 
-        The raw rows of those buckets are aggregated once, merged with what was
-        compacted of them before (if anything); the rows and aggregates of later
-        buckets stay waiting. ``None`` when nothing of those buckets waits.
+        The raw rows of those buckets are aggregated (merged with what was compacted
+        of them before, if anything) in one ``collect_all`` that also keeps the raw
+        rows of later buckets waiting, and collects ``also``.
 
         Returns:
-            ``(counts, failing)``: the counts sorted by bucket, scope, key; the failing
-            aggregates (:data:`_FAILING_AGGREGATES`) in no particular order.
+            ``(counts, failing, also)``: the counts sorted by bucket, scope, key, and the
+            failing aggregates (:data:`_FAILING_AGGREGATES`; no particular order), both
+            ``None`` when nothing of those buckets waits; ``also`` collected, or ``None``.
         """
-        size = self.rules.bucket_seconds
-        due: pl.DataFrame | None = None
+        keys = ("scope", "key", "bucket")
+        plans: list[pl.LazyFrame] = []
+        counts_parts: list[pl.LazyFrame] = []
+        failing_parts: list[pl.LazyFrame] = []
+        later: pl.LazyFrame | None = None
         if self._raw:
-            rows = pl.concat(self._raw, how="vertical", rechunk=False)
-            at = rows.get_column("occurred_at")
-            latest = at.max()
-            assert isinstance(latest, datetime)
-            if micros(latest) // (size * _US) <= closed:
-                due, self._raw, self._raw_rows = rows, [], 0
-            else:
-                mask = bucket_column(at, size) <= closed
-                due, later = rows.filter(mask), rows.filter(~mask)
-                self._raw, self._raw_rows = [later], later.height
-        counts_parts: list[pl.DataFrame] = []
-        failing_parts: list[pl.DataFrame] = []
+            rows = pl.concat(self._raw, how="vertical")
+            bucket = bucket_column(pl.col("occurred_at"), self.rules.bucket_seconds)
+            if self._raw_latest is not None and self._raw_latest > closed:  # some stay waiting
+                later = rows.filter(bucket > closed)
+                rows = rows.filter(bucket <= closed)
+            self._raw, self._raw_rows, self._raw_latest = [], 0, None
+            counts, failing = self._aggregate(rows)
+            counts_parts.append(counts)
+            failing_parts.append(failing)
+        compacted = False
         if self._pending:
             counts, failing = pl.concat(self._pending), pl.concat(self._pending_failing)
             ripe = counts.get_column("bucket") <= closed
             ripe_failing = failing.get_column("bucket") <= closed
             self._pending, self._pending_failing = [counts.filter(~ripe)], [failing.filter(~ripe_failing)]
             if ripe.any():
-                counts_parts.append(counts.filter(ripe))
-                failing_parts.append(failing.filter(ripe_failing))
-        if due is not None and due.height == 0:
-            due = None
-        if due is not None:
-            counts, failing = self._aggregate(due)
-            counts_parts.append(counts)
-            failing_parts.append(failing)
+                compacted = True
+                counts_parts.append(counts.filter(ripe).lazy())
+                failing_parts.append(failing.filter(ripe_failing).lazy())
+        if counts_parts:
+            if compacted:  # merge the aggregates of each compaction and of the rows just aggregated
+                counts_plan = pl.concat(counts_parts).group_by(*keys).agg(
+                    pl.col("transactions").sum(), pl.col("failures").sum())
+                failing_plan = pl.concat(failing_parts).group_by(*keys).agg(
+                    pl.col("first").min(), pl.col("last").max(),
+                    pl.col("cards").explode().drop_nulls().unique().sort(),
+                    pl.col("terminals").explode().drop_nulls().unique().sort(),
+                    pl.col("merchant").min(), pl.col("region").min())
+            else:
+                counts_plan, failing_plan = counts_parts[0], failing_parts[0]
+            plans += [counts_plan.sort("bucket", "scope", "key"), failing_plan]
+        if later is not None:
+            plans.append(later)
+        if also is not None:
+            plans.append(also)
+        if not plans:
+            return None, None, None
+        results = pl.collect_all(plans)
+        if later is not None:
+            waiting = results[2 if counts_parts else 0]
+            if waiting.height:
+                self._raw, self._raw_rows = [waiting.lazy()], waiting.height
+                self._raw_latest = micros(waiting.get_column("occurred_at").max()) \
+                    // (self.rules.bucket_seconds * _US)  # type: ignore[arg-type]
         if not counts_parts:
-            return None
-        keys = ("scope", "key", "bucket")
-        if due is not None and len(counts_parts) == 1:  # nothing compacted: one aggregate per key
-            counts, failing = counts_parts[0], failing_parts[0]
-        else:  # merge the aggregates of each compaction and of the rows just aggregated
-            counts = pl.concat(counts_parts).group_by(*keys).agg(
-                pl.col("transactions").sum(), pl.col("failures").sum())
-            failing = pl.concat(failing_parts).group_by(*keys).agg(
-                pl.col("first").min(), pl.col("last").max(),
-                pl.col("cards").explode().drop_nulls().unique().sort(),
-                pl.col("terminals").explode().drop_nulls().unique().sort(),
-                pl.col("merchant").min(), pl.col("region").min())
-        return counts.sort("bucket", "scope", "key"), failing
+            return None, None, results[-1] if also is not None else None
+        return results[0], results[1], results[-1] if also is not None else None
 
-    def take_due(self, closed: int, followed: Mapping[Scope, Container[str]]) -> dict[int, list[BucketRow]]:
+    def take_due(self, closed: int, followed: Mapping[Scope, Container[str]], *,
+                 also: pl.LazyFrame | None = None) -> tuple[dict[int, list[BucketRow]], pl.DataFrame | None]:
         """The rows of the buckets up to ``closed``, merged, by bucket, in judging order.
 
         Args:
             closed: the last closed bucket; later ones stay pending.
             followed: each scope's keys the detector follows already (a bucket without
                 failures is kept only for those and for keys failing in these buckets).
+            also: another plan of the batch to collect in the same polars call (each
+                call releases and takes back the GIL: one per batch is cheapest).
 
         Returns:
-            ``{bucket: [BucketRow, ...]}`` as :func:`rows_by_bucket` gives them (bucket,
-            scope broadest first, key).
+            ``({bucket: [BucketRow, ...]}, also)``: the rows as :func:`rows_by_bucket`
+            gives them (bucket, scope broadest first, key), and ``also`` collected
+            (``None`` without it).
         """
-        split = self._due(closed)
-        if split is None or split[0].height == 0:
-            return {}
-        counts, failing = split
+        counts, failing, extra = self._due(closed, also)
+        if counts is None or failing is None or counts.height == 0:
+            return {}, extra
         scopes = dict(zip(self._places, self._scopes, strict=True))
         detail = {(scopes[s], k, b): rest for s, k, b, *rest in failing.iter_rows()}
         failing_keys = {(scope, key) for scope, key, _ in detail}
@@ -292,7 +305,7 @@ class BucketCounts:
                 first, last, cards, terminals, merchant, region = found
                 row = (scope, key, volume, failures, first, last, cards, terminals, merchant, region)
             by_bucket.setdefault(b, []).append(row)
-        return by_bucket
+        return by_bucket, extra
 
     def take_partials(self, closed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
         """The aggregates of the buckets up to ``closed``, merged per key and bucket, for every key.
@@ -306,13 +319,13 @@ class BucketCounts:
             ``key``, ``bucket``, ``first``, ``last`` (UTC), ``cards``, ``terminals``
             (sorted lists), ``merchant``, ``region`` for the keys with failures.
         """
-        split = self._due(closed)
-        if split is None:
+        counts, failing, _ = self._due(closed, None)
+        if counts is None or failing is None:
             return (pl.DataFrame(schema={"scope": pl.String, "key": pl.String, "bucket": pl.Int64,
                                          "transactions": pl.Int64, "failures": pl.Int64}),
                     pl.DataFrame(schema={"scope": pl.String, "key": pl.String, "bucket": pl.Int64}))
-        names = pl.col("scope").replace_strict(dict(zip(self._places, self._scopes, strict=True)), return_dtype=pl.String)
-        counts, failing = split
+        names = pl.col("scope").replace_strict(dict(zip(self._places, self._scopes, strict=True)),
+                                               return_dtype=pl.String)
         return counts.with_columns(names), failing.with_columns(names)
 
 

@@ -132,17 +132,20 @@ class IncidentDetector:
         """
         if frame.height:
             self._counts.add(frame, self._closed)
-        if vip is not None and vip.height:
-            self._queue(vip)
+        waiting = self._vip_plan(vip) if vip is not None and vip.height else None
         if isinstance(watermark, datetime):
             watermark = micros(watermark)
         mark = self._counts.latest_us if watermark == "latest" else watermark
-        if mark is None:
+        # The last closed bucket: its end is at or before the watermark.
+        closed = None if mark is None else mark // (self.rules.bucket_seconds * _US) - 1
+        if closed is None or (self._closed is not None and closed <= self._closed):
+            if waiting is not None:
+                self._queue(waiting.collect())
             return []
-        closed = mark // (self.rules.bucket_seconds * _US) - 1  # its end is at or before the watermark
-        if self._closed is not None and closed <= self._closed:
-            return []
-        rows = self._counts.take_due(closed, self._book.states)
+        # The batch's one polars call: the buckets closed and the VIP failures to queue.
+        rows, queued = self._counts.take_due(closed, self._book.states, also=waiting)
+        if queued is not None:
+            self._queue(queued)
         return self._judge(closed, rows)
 
     def _judge(self, closed: int, rows: dict[int, list[BucketRow]]) -> list[IncidentChange]:
@@ -204,14 +207,18 @@ class IncidentDetector:
         self._closed = closed
         self._book.restore(incidents)
 
-    def _queue(self, vip: pl.DataFrame) -> None:
+    def _vip_plan(self, vip: pl.DataFrame) -> pl.LazyFrame:
+        """The plan of the VIP failures of outage classes to queue: bucket, time, event ID, keys."""
         size = self.rules.bucket_seconds
-        scopes = self.rules.ordered_scopes
-        rows = vip.lazy().filter(pl.col("outcome").is_in(self.rules.outcome_classes)).select(
+        return vip.lazy().filter(pl.col("outcome").is_in(self.rules.outcome_classes)).select(
             bucket_column(pl.col("occurred_at"), size).alias("bucket"),
             "occurred_at", pl.col("event_id").cast(pl.String),
-            *[scope_key(scope).alias(f"k_{scope}") for scope in scopes],
-        ).collect()
+            *[scope_key(scope).alias(f"k_{scope}") for scope in self.rules.ordered_scopes],
+        )
+
+    def _queue(self, rows: pl.DataFrame) -> None:
+        """Queue the VIP failures of :meth:`_vip_plan` until their bucket closes (an already judged one: late)."""
+        scopes = self.rules.ordered_scopes
         for bucket, at, event_id, *keys in rows.iter_rows():
             if self._closed is not None and bucket <= self._closed:
                 continue  # its bucket was judged: late

@@ -97,11 +97,11 @@ def test_take_due_gives_the_reference_rows_whatever_the_batches_and_compaction(
     for key in follow:
         scope = "terminal" if key.startswith(("ATM", "POS")) else "merchant" if key.startswith("M") else "region"
         followed[scope].add(key)
-    assert counts.take_due(closed, followed) == reference(rows, closed, followed)
+    assert counts.take_due(closed, followed)[0] == reference(rows, closed, followed)
     # What stays waiting is taken whole at the next close, and only once.
     later = reference([r for r in rows if micros(r["occurred_at"]) // 10_000_000 > closed], first + 10, followed)
-    assert counts.take_due(first + 10, followed) == later
-    assert counts.take_due(first + 20, followed) == {}
+    assert counts.take_due(first + 10, followed)[0] == later
+    assert counts.take_due(first + 20, followed)[0] == {}
 
 
 def test_rows_of_a_bucket_already_judged_are_counted_late_and_left_out() -> None:
@@ -112,7 +112,7 @@ def test_rows_of_a_bucket_already_judged_are_counted_late_and_left_out() -> None
              "merchant_id": None, "region": None, "pan_masked": None, "card_ref": "c1"} for s in (1, 12, 25)]
     counts.add(pl.DataFrame(rows, schema=SCHEMA), first)
     assert counts.late_events == 1
-    due = counts.take_due(first + 2, {scope: set() for scope in RULES.ordered_scopes})
+    due, _ = counts.take_due(first + 2, {scope: set() for scope in RULES.ordered_scopes})
     assert sorted(due) == [first + 1, first + 2]
     assert [(r[0], r[2]) for r in due[first + 1]] == [("network", 1), ("terminal", 1)]
 
