@@ -135,3 +135,22 @@ def test_take_partials_names_the_scopes_and_merges_every_key() -> None:
         ("terminal", "ATM-1", ["c1"], ["ATM-1"])]
     later, _ = counts.take_partials(first + 1)
     assert later.height == 5 and set(later.get_column("bucket")) == {first + 1}
+
+
+def test_a_batch_that_closes_a_bucket_costs_storm_control_one_polars_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Observing a batch that closes a bucket and carries VIP failures makes one polars call (each releases the GIL)."""
+    from monitor.incidents import IncidentDetector
+
+    detector = IncidentDetector(RULES)
+    rows = [{"occurred_at": T0 + timedelta(seconds=s), "outcome": "technical", "terminal_id": f"ATM-{s % 3}",
+             "merchant_id": "M1", "region": "North", "pan_masked": "411111******1111", "card_ref": f"c{s}"}
+            for s in range(0, 30, 2)]
+    detector.observe(pl.DataFrame(rows[:5], schema=SCHEMA), watermark=None)
+    calls: list[str] = []
+    collect, collect_all = pl.LazyFrame.collect, pl.collect_all
+    monkeypatch.setattr(pl.LazyFrame, "collect", lambda self, *a, **k: calls.append("collect") or collect(self, *a, **k))
+    monkeypatch.setattr(pl, "collect_all", lambda *a, **k: calls.append("collect_all") or collect_all(*a, **k))
+    vip = pl.DataFrame(rows[5:], schema=SCHEMA).with_columns(pl.Series("event_id", [f"e{i}" for i in range(10)]))
+    changes = detector.observe(pl.DataFrame(rows[5:], schema=SCHEMA), watermark=T0 + timedelta(seconds=20), vip=vip)
+    assert calls == ["collect_all"]
+    assert "opened" in [c.kind for c in changes]
