@@ -35,8 +35,9 @@ BucketRow = tuple[Scope, str, int, int, datetime | None, datetime | None, list[s
                   str | None, str | None]
 #: The columns the scope keys are read from.
 KEY_COLUMNS: Final = ("terminal_id", "merchant_id", "region", "pan_masked")
-#: Rows kept unaggregated at most (then aggregated at once): 20,000 rows of eight
-#: columns are a few MiB; one aggregation costs ~2-3 ms whatever the rows.
+#: Rows kept unaggregated at most (then aggregated ahead of their bucket's close): the
+#: waiting rows hold their batch frames' columns, ~0.5 KiB a row, so ~10 MiB at most;
+#: one aggregation costs a few ms whatever the rows.
 _COMPACT_ROWS: Final = 20_000
 # The issuer of a card is its IIN: the first six digits of the (masked) PAN, ISO/IEC 7812-1.
 _IIN: Final = r"^[0-9]{6}"
