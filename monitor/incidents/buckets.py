@@ -26,7 +26,8 @@ import polars as pl
 
 from monitor.incidents.rules import FLEET, IncidentRules, Scope
 
-__all__ = ["EPOCH", "KEY_COLUMNS", "BucketCounts", "BucketRow", "bucket_column", "bucket_of", "micros", "rows_by_bucket", "scope_key"]
+__all__ = ["EPOCH", "KEY_COLUMNS", "BucketCounts", "BucketRow", "bucket_column", "bucket_of", "micros",
+           "rows_by_bucket", "scope_key"]
 
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 #: One key's closed bucket: (scope, key, transactions, failures, earliest failure time,

@@ -79,8 +79,9 @@ def reference(rows: list[dict[str, Any]], closed: int, followed: dict[str, set[s
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(rows=rows_strategy, cuts=st.lists(st.integers(1, 59), max_size=5), compact=st.sampled_from([1, 7, 20_000]),
-       close_at=st.integers(-1, 6), follow=st.sets(st.sampled_from(["ATM-1", "POS-9", "M2", "North"])))
+@given(rows=rows_strategy, cuts=st.lists(st.integers(1, 59), max_size=5),
+       compact=st.sampled_from([1, 7, 20_000]), close_at=st.integers(-1, 6),
+       follow=st.sets(st.sampled_from(["ATM-1", "POS-9", "M2", "North"])))
 def test_take_due_gives_the_reference_rows_whatever_the_batches_and_compaction(
         monkeypatch: pytest.MonkeyPatch, rows: list[dict[str, Any]], cuts: list[int], compact: int,
         close_at: int, follow: set[str]) -> None:
@@ -122,7 +123,8 @@ def test_take_partials_names_the_scopes_and_merges_every_key() -> None:
     counts = BucketCounts(RULES)
     rows = [{"occurred_at": T0 + timedelta(seconds=s), "outcome": outcome, "terminal_id": terminal,
              "merchant_id": "M1", "region": "North", "pan_masked": "411111******1111", "card_ref": f"c{s}"}
-            for s, outcome, terminal in ((1, "technical", "ATM-1"), (2, "approved", "ATM-2"), (15, "approved", "ATM-1"))]
+            for s, outcome, terminal in ((1, "technical", "ATM-1"), (2, "approved", "ATM-2"),
+                                         (15, "approved", "ATM-1"))]
     counts.add(pl.DataFrame(rows, schema=SCHEMA), None)
     first = micros(T0) // 10_000_000
     totals, failing = counts.take_partials(first)
@@ -137,7 +139,8 @@ def test_take_partials_names_the_scopes_and_merges_every_key() -> None:
     assert later.height == 5 and set(later.get_column("bucket")) == {first + 1}
 
 
-def test_a_batch_that_closes_a_bucket_costs_storm_control_one_polars_call(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_batch_that_closes_a_bucket_costs_storm_control_one_polars_call(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """Observing a batch that closes a bucket and carries VIP failures makes one polars call (each releases the GIL)."""
     from monitor.incidents import IncidentDetector
 
@@ -148,7 +151,8 @@ def test_a_batch_that_closes_a_bucket_costs_storm_control_one_polars_call(monkey
     detector.observe(pl.DataFrame(rows[:5], schema=SCHEMA), watermark=None)
     calls: list[str] = []
     collect, collect_all = pl.LazyFrame.collect, pl.collect_all
-    monkeypatch.setattr(pl.LazyFrame, "collect", lambda self, *a, **k: calls.append("collect") or collect(self, *a, **k))
+    monkeypatch.setattr(pl.LazyFrame, "collect",
+                        lambda self, *a, **k: calls.append("collect") or collect(self, *a, **k))
     monkeypatch.setattr(pl, "collect_all", lambda *a, **k: calls.append("collect_all") or collect_all(*a, **k))
     vip = pl.DataFrame(rows[5:], schema=SCHEMA).with_columns(pl.Series("event_id", [f"e{i}" for i in range(10)]))
     changes = detector.observe(pl.DataFrame(rows[5:], schema=SCHEMA), watermark=T0 + timedelta(seconds=20), vip=vip)
