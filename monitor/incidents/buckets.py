@@ -290,16 +290,19 @@ class BucketCounts:
         if counts is None or failing is None or counts.height == 0:
             return {}, extra
         scopes = dict(zip(self._places, self._scopes, strict=True))
-        detail = {(scopes[s], k, b): rest for s, k, b, *rest in failing.iter_rows()}
-        failing_keys = {(scope, key) for scope, key, _ in detail}
+        detail = {(place, k, b): rest for place, k, b, *rest in failing.iter_rows()}
+        # <scope tag: the keys whose rows count: followed, or failing in these buckets>
+        wanted = {place: set(followed[scope]) for place, scope in scopes.items()}
+        for place, key, _ in detail:
+            wanted[place].add(key)
         by_bucket: dict[int, list[BucketRow]] = {}
         columns = (counts.get_column(name).to_list()
                    for name in ("scope", "key", "bucket", "transactions", "failures"))
         for place, key, b, volume, failures in zip(*columns, strict=True):
-            scope = scopes[place]
-            if key not in followed[scope] and (scope, key) not in failing_keys:
+            if key not in wanted[place]:
                 continue
-            found = detail.get((scope, key, b)) if failures else None
+            scope = scopes[place]
+            found = detail.get((place, key, b)) if failures else None
             row: BucketRow
             if found is None:
                 row = (scope, key, volume, failures, None, None, [], [], None, None)
