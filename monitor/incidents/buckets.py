@@ -1,19 +1,24 @@
 """Per-key bucket counts for storm control: each scope's keys, their transactions and failures per bucket.
 
-The rows on time of batch frames wait (a few columns, :meth:`BucketCounts.add`) and
-are aggregated together, with polars, for every scope and key when a bucket closes or
-enough of them wait: per ``(scope, key, bucket)`` the transactions and the
-*outage failures* (the rules' ``outcome_classes``), and for the failing ones (a few
-percent of the rows) the failures' earliest and latest times, cards, terminals,
-merchant and region. The aggregates wait until their bucket is closed;
-:meth:`BucketCounts.take_due` then merges them into one :data:`BucketRow` per key and
-bucket, in the order :class:`~monitor.incidents.detector.IncidentDetector` judges
-them (bucket, scope broadest first, key). Events of a bucket already judged are late:
-counted (:attr:`BucketCounts.late_events`), left out.
+The rows on time of batch frames wait as they are (a projection of a few columns, no
+copy: :meth:`BucketCounts.add`) until their bucket closes; :meth:`BucketCounts.take_due`
+then aggregates each row once, with the others of the buckets closed, with polars, for
+every scope and key: every scope's key of a row in one wide projection turned long,
+one group-by per ``(scope, key, bucket)`` for the transactions and the *outage
+failures* (the rules' ``outcome_classes``), one more over the failing rows (a few
+percent, unless an outage) for the failures' earliest and latest times, cards,
+terminals, merchant and region. It gives one :data:`BucketRow` per key and bucket, in
+the order :class:`~monitor.incidents.detector.IncidentDetector` judges them (bucket,
+scope broadest first, key), for the keys the detector follows or failing in those
+buckets. When many rows wait before a bucket closes (small live batches, a
+watermark held back) they are aggregated ahead (:data:`_COMPACT_ROWS`) and merged at
+the close. Events of a bucket already judged are late: counted
+(:attr:`BucketCounts.late_events`), left out.
 """
 
 from __future__ import annotations
 
+from collections.abc import Container, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
@@ -21,7 +26,8 @@ import polars as pl
 
 from monitor.incidents.rules import FLEET, IncidentRules, Scope
 
-__all__ = ["EPOCH", "KEY_COLUMNS", "BucketCounts", "BucketRow", "bucket_of", "micros", "rows_by_bucket", "scope_key"]
+__all__ = ["EPOCH", "KEY_COLUMNS", "BucketCounts", "BucketRow", "bucket_column", "bucket_of", "micros",
+           "rows_by_bucket", "scope_key"]
 
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 #: One key's closed bucket: (scope, key, transactions, failures, earliest failure time,
@@ -30,11 +36,13 @@ BucketRow = tuple[Scope, str, int, int, datetime | None, datetime | None, list[s
                   str | None, str | None]
 #: The columns the scope keys are read from.
 KEY_COLUMNS: Final = ("terminal_id", "merchant_id", "region", "pan_masked")
-#: Rows kept unaggregated at most (then aggregated at once): 20,000 rows of eight
-#: columns are a few MiB; one aggregation costs ~2-3 ms whatever the rows.
+#: Rows kept unaggregated at most (then aggregated ahead of their bucket's close): the
+#: waiting rows hold their batch frames' columns, ~0.5 KiB a row, so ~10 MiB at most;
+#: one aggregation costs a few ms whatever the rows.
 _COMPACT_ROWS: Final = 20_000
 # The issuer of a card is its IIN: the first six digits of the (masked) PAN, ISO/IEC 7812-1.
 _IIN: Final = r"^[0-9]{6}"
+_US: Final = 1_000_000
 
 
 def rows_by_bucket(counts: pl.DataFrame, failing: pl.DataFrame, followed: list[tuple[str, str]],
@@ -86,6 +94,11 @@ def scope_key(scope: Scope) -> pl.Expr:
             return pl.col("pan_masked").str.extract(f"({_IIN})", 1)
 
 
+def bucket_column(at: pl.Expr | pl.Series, size: int) -> pl.Expr | pl.Series:
+    """The ``size``-second bucket index (since the epoch) of each time of ``at``."""
+    return at.dt.epoch("us") // (size * _US)
+
+
 def micros(at: datetime) -> int:
     """``at`` (aware) in µs since the epoch."""
     return (at - EPOCH) // timedelta(microseconds=1)
@@ -105,14 +118,20 @@ class BucketCounts:
 
     def __init__(self, rules: IncidentRules) -> None:
         self.rules = rules
-        # Per-batch aggregates of buckets not closed yet: <(scope, key, bucket): transactions,
-        # failures> for every key, and the failing ones' times, cards, terminals, places.
+        self._scopes = rules.ordered_scopes
+        self._places = [str(place) for place in range(len(self._scopes))]  # scope tags, broadest first
+        # Rows on time not aggregated yet: lazy projections of the batch frames
+        # (occurred_at, outcome, card_ref and the key columns; nothing computed), how
+        # many, and the latest bucket among them.
+        self._raw: list[pl.LazyFrame] = []
+        self._raw_rows = 0
+        self._raw_latest: int | None = None
+        # Aggregates of rows compacted before their bucket closed (see _compact): per
+        # (scope, key, bucket) the transactions and failures of every key, and the
+        # failing keys' details (:data:`_FAILING_AGGREGATES`); ``scope`` is a text tag,
+        # the scope's place in the rules' order ("0": broadest).
         self._pending: list[pl.DataFrame] = []
         self._pending_failing: list[pl.DataFrame] = []
-        # Rows on time not aggregated yet (bucket, failed, occurred_at, card_ref and the
-        # key columns), and how many.
-        self._raw: list[pl.DataFrame] = []
-        self._raw_rows = 0
         #: Latest event time seen (µs since the epoch; the watermark when none is given).
         self.latest_us: int | None = None
         #: Events that arrived for a bucket already judged (left out).
@@ -121,86 +140,177 @@ class BucketCounts:
     def add(self, frame: pl.DataFrame, closed: int | None) -> None:
         """Take a classified batch frame (not empty); buckets up to ``closed`` are judged.
 
-        Its rows on time are kept as they are (a few columns) and aggregated together,
-        once :data:`_COMPACT_ROWS` of them wait or a bucket closes (:meth:`take_due`):
-        small live batches do not each pay a whole aggregation.
+        Nothing is computed (no polars call but the times' minimum and maximum): its
+        rows on time wait, as a lazy projection, until their bucket closes
+        (:meth:`take_due` aggregates each row once, with the others of its bucket, in
+        the batch's one polars call), or are aggregated ahead once :data:`_COMPACT_ROWS`
+        of them wait (small live batches, a watermark held back).
         """
-        size = self.rules.bucket_seconds
-        latest = frame.get_column("occurred_at").max()
-        assert isinstance(latest, datetime)
+        at = frame.get_column("occurred_at")
+        earliest, latest = at.min(), at.max()
+        assert isinstance(earliest, datetime) and isinstance(latest, datetime)
         latest_us = micros(latest)
         self.latest_us = latest_us if self.latest_us is None else max(self.latest_us, latest_us)
-        base = frame.select(
-            (pl.col("occurred_at").dt.epoch("s") // size).cast(pl.Int64).alias("bucket"),
-            pl.col("outcome").is_in(self.rules.outcome_classes).alias("failed"),
-            "occurred_at", "card_ref", *KEY_COLUMNS)
-        if closed is not None:
-            on_time = base.get_column("bucket") > closed
-            late = base.height - int(on_time.sum())
-            if late:
-                self.late_events += late
-                base = base.filter(on_time)
-        self._raw.append(base)
-        self._raw_rows += base.height
+        size = self.rules.bucket_seconds
+        rows = frame.height
+        if closed is not None and micros(earliest) // (size * _US) <= closed:  # some are late
+            on_time = bucket_column(at, size) > closed
+            rows = int(on_time.sum())
+            self.late_events += frame.height - rows
+            frame = frame.filter(on_time)
+        if rows == 0:
+            return
+        self._raw.append(frame.lazy().select("occurred_at", "outcome", "card_ref", *KEY_COLUMNS))
+        self._raw_rows += rows
+        last = latest_us // (size * _US)
+        self._raw_latest = last if self._raw_latest is None else max(self._raw_latest, last)
         if self._raw_rows >= _COMPACT_ROWS:
             self._compact()
 
+    def _aggregate(self, rows: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+        """Plans of ``rows``' aggregates per (scope, key, bucket): counts, failing details.
+
+        Every scope's key of each row in one wide projection, turned long (one row per
+        scope with a key: null keys are left out); the two group-bys share it.
+
+        Returns:
+            ``(counts, failing)``: ``scope`` (text tag, see ``_pending``), ``key``,
+            ``bucket`` and ``transactions``, ``failures``; or the columns of
+            :data:`_FAILING_AGGREGATES`.
+        """
+        places = self._places
+        long = (rows.select(
+            bucket_column(pl.col("occurred_at"), self.rules.bucket_seconds).alias("bucket"),
+            pl.col("outcome").is_in(self.rules.outcome_classes).alias("failed"),
+            *_FAILING_DETAIL,
+            *[scope_key(scope).alias(place) for place, scope in zip(places, self._scopes, strict=True)])
+            .unpivot(on=places, index=["bucket", "failed", *_FAILING_DETAIL],
+                     variable_name="scope", value_name="key")
+            .drop_nulls("key"))
+        keys = ("scope", "key", "bucket")
+        counts = long.group_by(*keys).agg(pl.len().cast(pl.Int64).alias("transactions"),
+                                          pl.col("failed").sum().cast(pl.Int64).alias("failures"))
+        failing = long.filter(pl.col("failed")).group_by(*keys).agg(*_FAILING_AGGREGATES)
+        return counts, failing
+
     def _compact(self) -> None:
-        """Aggregate the rows waiting in ``_raw`` into ``_pending`` and ``_pending_failing``."""
+        """Aggregate the rows waiting in ``_raw`` (one ``collect_all``) into ``_pending``."""
         if not self._raw:
             return
-        base = pl.concat(self._raw, rechunk=False).lazy()
-        self._raw, self._raw_rows = [], 0
-        failed = pl.col("failed")
-        # One long frame for every scope: (scope, key, bucket) → transactions and failures
-        # for every key; the failures' times, cards, terminals, merchant and region for
-        # the failing ones only (a few percent of the rows).
-        scopes = self.rules.ordered_scopes
-        every = pl.concat([base.select(pl.lit(scope).alias("scope"), scope_key(scope).alias("key"),
-                                       "bucket", "failed") for scope in scopes]).drop_nulls("key")
-        failures = base.filter(failed)
-        failing_long = pl.concat([failures.select(pl.lit(scope).alias("scope"), scope_key(scope).alias("key"),
-                                                  pl.all()) for scope in scopes]).drop_nulls("key")
-        counts, failing = pl.collect_all([
-            every.group_by("scope", "key", "bucket").agg(
-                pl.len().cast(pl.Int64).alias("transactions"), failed.sum().cast(pl.Int64).alias("failures")),
-            failing_long.group_by("scope", "key", "bucket").agg(
-                pl.col("occurred_at").min().alias("first"), pl.col("occurred_at").max().alias("last"),
-                pl.col("card_ref").drop_nulls().unique().alias("cards"),
-                pl.col("terminal_id").unique().alias("terminals"),
-                pl.col("merchant_id").min().alias("merchant"), pl.col("region").min().alias("region")),
-        ])
+        rows = pl.concat(self._raw, how="vertical")
+        self._raw, self._raw_rows, self._raw_latest = [], 0, None
+        counts, failing = pl.collect_all(self._aggregate(rows))
         self._pending.append(counts)
         self._pending_failing.append(failing)
 
-    def take_due(self, closed: int, followed: list[tuple[Scope, str]],
-                 rank: dict[Scope, int]) -> dict[int, list[BucketRow]]:
+    def _due(self, closed: int, also: pl.LazyFrame | None
+             ) -> tuple[pl.DataFrame | None, pl.DataFrame | None, pl.DataFrame | None]:
+        """Take the buckets up to ``closed``: their counts and failing aggregates, in one polars call.
+
+        The raw rows of those buckets are aggregated (merged with what was compacted
+        of them before, if anything) in one ``collect_all`` that also keeps the raw
+        rows of later buckets waiting, and collects ``also``.
+
+        Returns:
+            ``(counts, failing, also)``: the counts sorted by bucket, scope, key, and the
+            failing aggregates (:data:`_FAILING_AGGREGATES`; no particular order), both
+            ``None`` when nothing of those buckets waits; ``also`` collected, or ``None``.
+        """
+        keys = ("scope", "key", "bucket")
+        plans: list[pl.LazyFrame] = []
+        counts_parts: list[pl.LazyFrame] = []
+        failing_parts: list[pl.LazyFrame] = []
+        later: pl.LazyFrame | None = None
+        if self._raw:
+            rows = pl.concat(self._raw, how="vertical")
+            bucket = bucket_column(pl.col("occurred_at"), self.rules.bucket_seconds)
+            if self._raw_latest is not None and self._raw_latest > closed:  # some stay waiting
+                later = rows.filter(bucket > closed)
+                rows = rows.filter(bucket <= closed)
+            self._raw, self._raw_rows, self._raw_latest = [], 0, None
+            counts, failing = self._aggregate(rows)
+            counts_parts.append(counts)
+            failing_parts.append(failing)
+        compacted = False
+        if self._pending:
+            counts, failing = pl.concat(self._pending), pl.concat(self._pending_failing)
+            ripe = counts.get_column("bucket") <= closed
+            ripe_failing = failing.get_column("bucket") <= closed
+            self._pending, self._pending_failing = [counts.filter(~ripe)], [failing.filter(~ripe_failing)]
+            if ripe.any():
+                compacted = True
+                counts_parts.append(counts.filter(ripe).lazy())
+                failing_parts.append(failing.filter(ripe_failing).lazy())
+        if counts_parts:
+            if compacted:  # merge the aggregates of each compaction and of the rows just aggregated
+                counts_plan = pl.concat(counts_parts).group_by(*keys).agg(
+                    pl.col("transactions").sum(), pl.col("failures").sum())
+                failing_plan = pl.concat(failing_parts).group_by(*keys).agg(
+                    pl.col("first").min(), pl.col("last").max(),
+                    pl.col("cards").explode().drop_nulls().unique().sort(),
+                    pl.col("terminals").explode().drop_nulls().unique().sort(),
+                    pl.col("merchant").min(), pl.col("region").min())
+            else:
+                counts_plan, failing_plan = counts_parts[0], failing_parts[0]
+            plans += [counts_plan.sort("bucket", "scope", "key"), failing_plan]
+        if later is not None:
+            plans.append(later)
+        if also is not None:
+            plans.append(also)
+        if not plans:
+            return None, None, None
+        results = pl.collect_all(plans)
+        if later is not None:
+            waiting = results[2 if counts_parts else 0]
+            if waiting.height:
+                self._raw, self._raw_rows = [waiting.lazy()], waiting.height
+                self._raw_latest = micros(waiting.get_column("occurred_at").max()) \
+                    // (self.rules.bucket_seconds * _US)  # type: ignore[arg-type]
+        if not counts_parts:
+            return None, None, results[-1] if also is not None else None
+        return results[0], results[1], results[-1] if also is not None else None
+
+    def take_due(self, closed: int, followed: Mapping[Scope, Container[str]], *,
+                 also: pl.LazyFrame | None = None) -> tuple[dict[int, list[BucketRow]], pl.DataFrame | None]:
         """The rows of the buckets up to ``closed``, merged, by bucket, in judging order.
 
         Args:
             closed: the last closed bucket; later ones stay pending.
-            followed: ``(scope, key)`` of the keys the detector follows already.
-            rank: each scope's place, broadest first.
+            followed: each scope's keys the detector follows already (a bucket without
+                failures is kept only for those and for keys failing in these buckets).
+            also: another plan of the batch to collect in the same polars call (each
+                call releases and takes back the GIL: one per batch is cheapest).
+
+        Returns:
+            ``({bucket: [BucketRow, ...]}, also)``: the rows as :func:`rows_by_bucket`
+            gives them (bucket, scope broadest first, key), and ``also`` collected
+            (``None`` without it).
         """
-        self._compact()
-        if not self._pending:
-            return {}
-        due_bucket = pl.col("bucket") <= closed
-        counts = pl.concat(self._pending)
-        failing = pl.concat(self._pending_failing)
-        self._pending = [counts.filter(~due_bucket)]
-        self._pending_failing = [failing.filter(~due_bucket)]
-        counts, failing = counts.filter(due_bucket), failing.filter(due_bucket)
-        if counts.height == 0:
-            return {}
-        keys = ["scope", "key", "bucket"]
-        failing = failing.group_by(keys).agg(
-            pl.col("first").min(), pl.col("last").max(),
-            pl.col("cards").explode().drop_nulls().unique().sort(),
-            pl.col("terminals").explode().drop_nulls().unique().sort(),
-            pl.col("merchant").min(), pl.col("region").min(),
-        )
-        return rows_by_bucket(counts, failing, followed, rank)
+        counts, failing, extra = self._due(closed, also)
+        if counts is None or failing is None or counts.height == 0:
+            return {}, extra
+        scopes = dict(zip(self._places, self._scopes, strict=True))
+        detail = {(place, k, b): rest for place, k, b, *rest in failing.iter_rows()}
+        # <scope tag: the keys whose rows count: followed, or failing in these buckets>
+        wanted = {place: set(followed[scope]) for place, scope in scopes.items()}
+        for place, key, _ in detail:
+            wanted[place].add(key)
+        by_bucket: dict[int, list[BucketRow]] = {}
+        columns = (counts.get_column(name).to_list()
+                   for name in ("scope", "key", "bucket", "transactions", "failures"))
+        for place, key, b, volume, failures in zip(*columns, strict=True):
+            if key not in wanted[place]:
+                continue
+            scope = scopes[place]
+            found = detail.get((place, key, b)) if failures else None
+            row: BucketRow
+            if found is None:
+                row = (scope, key, volume, failures, None, None, [], [], None, None)
+            else:
+                first, last, cards, terminals, merchant, region = found
+                row = (scope, key, volume, failures, first, last, cards, terminals, merchant, region)
+            by_bucket.setdefault(b, []).append(row)
+        return by_bucket, extra
 
     def take_partials(self, closed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
         """The aggregates of the buckets up to ``closed``, merged per key and bucket, for every key.
@@ -214,23 +324,22 @@ class BucketCounts:
             ``key``, ``bucket``, ``first``, ``last`` (UTC), ``cards``, ``terminals``
             (sorted lists), ``merchant``, ``region`` for the keys with failures.
         """
-        keys = ["scope", "key", "bucket"]
-        self._compact()
-        if not self._pending:
+        counts, failing, _ = self._due(closed, None)
+        if counts is None or failing is None:
             return (pl.DataFrame(schema={"scope": pl.String, "key": pl.String, "bucket": pl.Int64,
                                          "transactions": pl.Int64, "failures": pl.Int64}),
                     pl.DataFrame(schema={"scope": pl.String, "key": pl.String, "bucket": pl.Int64}))
-        due_bucket = pl.col("bucket") <= closed
-        counts = pl.concat(self._pending)
-        failing = pl.concat(self._pending_failing)
-        self._pending = [counts.filter(~due_bucket)]
-        self._pending_failing = [failing.filter(~due_bucket)]
-        counts = counts.filter(due_bucket).group_by(keys).agg(
-            pl.col("transactions").sum(), pl.col("failures").sum())
-        failing = failing.filter(due_bucket).group_by(keys).agg(
-            pl.col("first").min(), pl.col("last").max(),
-            pl.col("cards").explode().drop_nulls().unique().sort(),
-            pl.col("terminals").explode().drop_nulls().unique().sort(),
-            pl.col("merchant").min(), pl.col("region").min(),
-        )
-        return counts, failing
+        names = pl.col("scope").replace_strict(dict(zip(self._places, self._scopes, strict=True)),
+                                               return_dtype=pl.String)
+        return counts.with_columns(names), failing.with_columns(names)
+
+
+#: The failing rows' columns kept for the failures' details, and their aggregates per
+#: key and bucket (the columns of :data:`BucketRow` after the failures).
+_FAILING_DETAIL: Final = ("occurred_at", "card_ref", "terminal_id", "merchant_id", "region")
+_FAILING_AGGREGATES: Final = [
+    pl.col("occurred_at").min().alias("first"), pl.col("occurred_at").max().alias("last"),
+    pl.col("card_ref").drop_nulls().unique().sort().alias("cards"),
+    pl.col("terminal_id").drop_nulls().unique().sort().alias("terminals"),
+    pl.col("merchant_id").min().alias("merchant"), pl.col("region").min().alias("region"),
+]

@@ -8,7 +8,8 @@ VIP or not) in event time, per scope key, in buckets of ``bucket_seconds``:
 1. count each key's transactions and its *outage failures* (the rules'
    ``outcome_classes``, by default technical and terminal: the bank's or the
    network's fault, not the client's), the distinct cards and terminals among them —
-   aggregated with polars per batch, never per event, for every key;
+   aggregated with polars once per closed bucket (one polars call per batch that
+   closes one), never per event, for every key;
 2. a bucket is judged only once it is **closed**: the watermark (see
    :mod:`monitor.pipeline.watermark`: the event time up to which every partition has been
    read) has passed its end. Closed buckets are taken one at a time, in order, the
@@ -65,6 +66,7 @@ from monitor.incidents.buckets import (
     KEY_COLUMNS,
     BucketCounts,
     BucketRow,
+    bucket_column,
     micros,
     scope_key,
 )
@@ -131,17 +133,20 @@ class IncidentDetector:
         """
         if frame.height:
             self._counts.add(frame, self._closed)
-        if vip is not None and vip.height:
-            self._queue(vip)
+        waiting = self._vip_plan(vip) if vip is not None and vip.height else None
         if isinstance(watermark, datetime):
             watermark = micros(watermark)
         mark = self._counts.latest_us if watermark == "latest" else watermark
-        if mark is None:
+        # The last closed bucket: its end is at or before the watermark.
+        closed = None if mark is None else mark // (self.rules.bucket_seconds * _US) - 1
+        if closed is None or (self._closed is not None and closed <= self._closed):
+            if waiting is not None:
+                self._queue(waiting.collect())
             return []
-        closed = mark // (self.rules.bucket_seconds * _US) - 1  # its end is at or before the watermark
-        if self._closed is not None and closed <= self._closed:
-            return []
-        rows = self._counts.take_due(closed, self._book.followed(), self._book.rank)
+        # The batch's one polars call: the buckets closed and the VIP failures to queue.
+        rows, queued = self._counts.take_due(closed, self._book.states, also=waiting)
+        if queued is not None:
+            self._queue(queued)
         return self._judge(closed, rows)
 
     def _judge(self, closed: int, rows: dict[int, list[BucketRow]]) -> list[IncidentChange]:
@@ -203,14 +208,18 @@ class IncidentDetector:
         self._closed = closed
         self._book.restore(incidents)
 
-    def _queue(self, vip: pl.DataFrame) -> None:
+    def _vip_plan(self, vip: pl.DataFrame) -> pl.LazyFrame:
+        """The plan of the VIP failures of outage classes to queue: bucket, time, event ID, keys."""
         size = self.rules.bucket_seconds
-        scopes = self.rules.ordered_scopes
-        rows = vip.filter(pl.col("outcome").is_in(self.rules.outcome_classes)).select(
-            (pl.col("occurred_at").dt.epoch("s") // size).cast(pl.Int64).alias("bucket"),
+        return vip.lazy().filter(pl.col("outcome").is_in(self.rules.outcome_classes)).select(
+            bucket_column(pl.col("occurred_at"), size).alias("bucket"),
             "occurred_at", pl.col("event_id").cast(pl.String),
-            *[scope_key(scope).alias(f"k_{scope}") for scope in scopes],
+            *[scope_key(scope).alias(f"k_{scope}") for scope in self.rules.ordered_scopes],
         )
+
+    def _queue(self, rows: pl.DataFrame) -> None:
+        """Queue the VIP failures of :meth:`_vip_plan` until their bucket closes (an already judged one: late)."""
+        scopes = self.rules.ordered_scopes
         for bucket, at, event_id, *keys in rows.iter_rows():
             if self._closed is not None and bucket <= self._closed:
                 continue  # its bucket was judged: late
@@ -320,12 +329,14 @@ class IncidentDetector:
         in_window = [c for c in sorted(state.failing) if b - window < c <= b and is_bad(state, c, rule)]
         if sum(state.buckets[c][1] for c in in_window) < rule.min_failures:
             return False
+        # A broader incident explaining it is cheaper to ask first than the distinct
+        # cards and terminals (a network outage: every key failing, thousands of cards).
+        started = state.failing[in_window[0]][0]
+        if self._book.covered(scope, state, started):
+            return False
         cards: set[str] = set().union(*(state.failing[c][2] for c in in_window))
         terminals: set[str] = set().union(*(state.failing[c][3] for c in in_window))
         if len(cards) < rule.min_cards or len(terminals) < rule.min_terminals:
-            return False
-        started = state.failing[in_window[0]][0]
-        if self._book.covered(scope, state, started):
             return False
         # It holds every failure of its key from its first bad bucket of the window on.
         held = [c for c in state.failing if c >= in_window[0]]

@@ -246,8 +246,10 @@ class IncidentBook:
         for scope, states in self.states.items():
             for key in list(states) if sweep else list(touched[scope]):
                 state = states[key]
-                for old in [c for c in state.buckets if c <= b - window]:
-                    del state.buckets[old]
+                # Buckets are added in judging order: the oldest ones come first.
+                buckets = state.buckets
+                while buckets and (old := next(iter(buckets))) <= b - window:
+                    del buckets[old]
                     state.failing.pop(old, None)
                 if state.incident is None and not state.failing:
                     del states[key]
