@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+from monitor.alerts.store import rows
 from monitor.alerts.store.rows import (
     clean_actor,
     clean_note,
@@ -58,3 +59,15 @@ def test_actor_and_channel_names_are_checked() -> None:
     for bad in ("", "API", "a b", "x" * 40):
         with pytest.raises(ValueError):
             clean_via(bad)
+
+
+def test_a_clean_text_is_remembered_and_a_text_with_a_pan_never_is() -> None:
+    """A short text free of PANs is kept to skip its next scan; a text holding a PAN is masked every time and never kept."""
+    clean, dirty = "Call the client: the ATM kept the card", f"card {PAN} declined"
+    for _ in range(3):
+        assert scrubbed(clean) == clean
+        assert PAN not in scrubbed(dirty) and "411111******1111" in scrubbed(dirty)
+    assert clean in rows._CLEAN_TEXTS
+    assert not any(PAN in text for text in rows._CLEAN_TEXTS), "no raw PAN is held in memory by the cache"
+    long_text = "x" * (rows._CLEAN_TEXT_CHARS + 1)
+    assert scrubbed(long_text) == long_text and long_text not in rows._CLEAN_TEXTS

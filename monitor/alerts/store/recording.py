@@ -124,13 +124,15 @@ def _clean_card(value: str | None) -> str | None:
 
 
 def _safe_event(event: AlertEvent) -> AlertEvent:
-    """Mask a PAN that slipped into card fields, scrub free text (defence in depth)."""
-    return replace(
-        event,
-        card_ref=_clean_card(event.card_ref),
-        pan_masked=_clean_card(event.pan_masked),
-        response_meaning=scrubbed(event.response_meaning),
-    )
+    """Mask a PAN that slipped into card fields, scrub free text (defence in depth).
+
+    The event itself when nothing needed masking (the common case: no copy).
+    """
+    card_ref, pan_masked = _clean_card(event.card_ref), _clean_card(event.pan_masked)
+    meaning = scrubbed(event.response_meaning)
+    if card_ref == event.card_ref and pan_masked == event.pan_masked and meaning == event.response_meaning:
+        return event
+    return replace(event, card_ref=card_ref, pan_masked=pan_masked, response_meaning=meaning)
 
 
 class Recording(StoreConnection):

@@ -52,6 +52,10 @@ MAX_PAGE: Final = 500
 _MAX_NOTE_CHARS: Final = 2000
 _MAX_ACTOR_CHARS: Final = 200
 _VIA: Final = re.compile(r"[a-z][a-z0-9_.:-]{0,31}")
+#: Short texts :func:`scrubbed` found free of PANs (a bounded set: cleared when full).
+_CLEAN_TEXTS: dict[str, None] = {}
+_CLEAN_TEXTS_MAX: Final = 4096
+_CLEAN_TEXT_CHARS: Final = 256
 
 
 def utc_text(value: datetime) -> str:
@@ -75,8 +79,21 @@ def _maybe_utc(value: str | None) -> datetime | None:
 
 
 def scrubbed(value: str) -> str:
-    """``value`` with anything that looks like a PAN masked (free text, names)."""
-    return scrub_pans(value.encode()).decode()
+    """``value`` with anything that looks like a PAN masked (free text, names).
+
+    A short text found free of PANs is remembered (:data:`_CLEAN_TEXTS`): the rules'
+    actions, the response meanings and the VIP clients' names come back batch after
+    batch, and the next time they are not scanned again. A text that held a PAN is
+    never remembered.
+    """
+    if value in _CLEAN_TEXTS:
+        return value
+    result = scrub_pans(value.encode()).decode()
+    if result == value and len(value) <= _CLEAN_TEXT_CHARS:
+        if len(_CLEAN_TEXTS) >= _CLEAN_TEXTS_MAX:
+            _CLEAN_TEXTS.clear()
+        _CLEAN_TEXTS[value] = None
+    return result
 
 
 def clean_note(note: str | None) -> str | None:
