@@ -1,0 +1,260 @@
+"""The decoder's Arrow path (monitor.pipeline.json_lines) gives exactly the reference decoder's result."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from unittest import mock
+
+import polars as pl
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
+
+from monitor.pipeline import decoder, json_lines
+from monitor.pipeline.batch_frame import events_frame
+from monitor.pipeline.decoder import decode_batch, decode_frame
+
+PAN = "4111111111111111"
+
+
+def event(index: int, **changes: Any) -> dict[str, Any]:
+    """A valid contract-v1 event with every optional field filled in."""
+    base: dict[str, Any] = {
+        "event_id": f"syn7-1772445600-{index:08d}", "occurred_at": "2026-03-02T10:15:00.250+01:00",
+        "channel": "POS", "terminal_id": "PSXB0431", "txn_type": "purchase", "amount_minor": 5634,
+        "currency": "EUR", "card_ref": "tok_760795856930a8d3", "status": "completed",
+        "response_code": "00", "merchant_id": "481970464790429", "merchant_name": "CARREFOUR CITY FR",
+        "pan_masked": "535522******8973", "customer_id": "C0011442", "latency_ms": 426.7,
+        "entry_mode": "contactless", "city": "Strasbourg", "region": "Provence-Alpes-Côte d'Azur",
+        "branch_id": "STR-01", "mti": "0100", "stan": "009048", "rrn": "606110009048",
+        "processing_code": "000000",
+    }
+    base.update(changes)
+    return base
+
+
+def compact(message: dict[str, Any]) -> bytes:
+    """The message as a producer like msgspec writes it: no white space, raw UTF-8."""
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def assert_same(values: list[bytes | None]) -> None:
+    """decode_frame (through the column checks whatever the size) equals decode_batch + events_frame."""
+    reference = decode_batch(values)
+    with mock.patch.object(decoder, "REFERENCE_BATCH_MAX", 0):
+        fast = decode_frame(values)
+    assert fast.rejections == reference.rejections
+    assert fast.indices == reference.indices
+    assert fast.sanitised == reference.sanitised
+    assert_frame_equal(fast.frame, events_frame(reference.events))
+
+
+def test_compact_messages_are_read_by_arrow() -> None:
+    """Compact messages of the contract's fields are all plain: none goes the per-message way."""
+    values = [compact(event(n)) for n in range(100)]
+    read = json_lines.read_plain_lines(values)
+    assert read is not None and read.frame is not None
+    assert read.others == [] and read.indices == list(range(100))
+    assert read.frame.height == 100
+    assert_same(values)
+
+
+def test_spaced_messages_are_read_by_arrow() -> None:
+    """Messages written with json.dumps' default separators (and raw UTF-8) are plain too."""
+    values = [json.dumps(event(n), ensure_ascii=False).encode() for n in range(100)]
+    read = json_lines.read_plain_lines(values)
+    assert read is not None and read.others == []
+    assert_same(values)
+
+
+# One message of each kind the Arrow path must leave to msgspec, with the reason.
+NOT_PLAIN = {
+    "tombstone": None,
+    "empty": b"",
+    "escape": json.dumps(event(1)).encode(),  # ensure_ascii: "C\u00f4te"
+    "escaped key": compact(event(1)).replace(b'"city"', b'"c\\u0069ty"'),
+    "raw pan": compact(event(1, pan=PAN, pan_masked=None)),
+    "escaped raw pan key": compact(event(1, pan=PAN)).replace(b'"pan"', b'"p\\u0061n"'),
+    "decline reasons": compact(event(1, decline_reasons=["Bad PIN"])),
+    "pretty printed": json.dumps(event(1), indent=1, ensure_ascii=False).encode(),
+    "byte order mark": b"\xef\xbb\xbf" + compact(event(1)),
+    "leading space": b" " + compact(event(1)),
+    "not utf-8": compact(event(1, city="Lyon")).replace(b"Lyon", b"Ly\xffn"),
+    "too long": compact(event(1, zz="x" * json_lines.PLAIN_LINE_MAX_BYTES)),
+}
+
+
+def test_messages_that_are_not_plain_go_the_per_message_way() -> None:
+    """Tombstones, escapes, raw PANs, decline reasons, newlines, a BOM, bad UTF-8 are not read by Arrow."""
+    names = list(NOT_PLAIN)
+    values = [NOT_PLAIN[name] for name in names] + [compact(event(n)) for n in range(20)]
+    read = json_lines.read_plain_lines(values)
+    assert read is not None
+    assert [names[i] for i in read.others] == names
+    assert_same(values)
+
+
+# Messages Arrow reads but msgspec would read differently or reject: each must end as
+# the reference says, alone among valid messages (the whole batch may go per message).
+ARROW_HOSTILE = {
+    "duplicate key, last wins in msgspec": b'{"city":"A",' + compact(event(1))[1:],
+    "number for text": compact(event(1, stan=9048)),
+    "boolean for text": compact(event(1, city=True)),
+    "object for text": compact(event(1, city={"a": 1})),
+    "text for number": compact(event(1, amount_minor="5634")),
+    "float for integer": compact(event(1, amount_minor=5634.0)),
+    "boolean for number": compact(event(1, latency_ms=True)),
+    "huge integer": compact(event(1, amount_minor=10**20)),
+    "integer above the bound": compact(event(1, amount_minor=10**15 + 1)),
+    "number out of range": compact(event(1)).replace(b"426.7", b"1e400"),
+    "null status": compact(event(1, status=None)),
+    "absent status": compact({k: v for k, v in event(1).items() if k != "status"}),
+    "null required field": compact(event(1, event_id=None)),
+    "missing required field": compact({k: v for k, v in event(1).items() if k != "card_ref"}),
+    "null optional field": compact(event(1, city=None)),
+    "raw tab in text": compact(event(1, city="a\tb")),
+    "raw control in text": compact(event(1, merchant_name="a\x01b")),
+    "unknown nested member": compact(event(1, extra={"a": [1, {"b": None}]})),
+    "deep unknown member": compact(event(1)).replace(b"}", b',"z":' + b'{"a":' * 300 + b"1" + b"}" * 301),
+    "unknown literal": compact(event(1, channel="KIOSK")),
+    "long terminal id": compact(event(1, terminal_id="T" * 17)),
+    "empty text": compact(event(1, city="")),
+    "time without offset": compact(event(1, occurred_at="2026-03-02T10:15:00")),
+    "time with seven digits": compact(event(1, occurred_at="2026-03-02T10:15:00.9999995Z")),
+    "time lower case": compact(event(1, occurred_at="2026-03-02t10:15:00z")),
+    "time with space": compact(event(1, occurred_at="2026-03-02 10:15:00Z")),
+    "time offset without colon": compact(event(1, occurred_at="2026-03-02T10:15:00+0100")),
+    "time leap second": compact(event(1, occurred_at="2016-12-31T23:59:60Z")),
+    "time not a day": compact(event(1, occurred_at="2026-02-29T00:00:00Z")),
+    "time year zero": compact(event(1, occurred_at="0000-01-01T00:00:00+00:00")),
+    "time before 1970": compact(event(1, occurred_at="1969-12-31T23:59:59.999999Z")),
+    "negative zero": compact(event(1)).replace(b'"amount_minor":5634', b'"amount_minor":-0'),
+    "integer latency": compact(event(1, latency_ms=12)),
+    "exponent latency": compact(event(1)).replace(b"426.7", b"4.267E2"),
+    "pan in card_ref": compact(event(1, card_ref=PAN)),
+    "pan in merchant name": compact(event(1, merchant_name=f"SHOP {PAN} FR")),
+    "line separator in city": compact(event(1, city="a\u2028b")),
+    "del in event id": compact(event(1, event_id="a\x7fb")),
+    "surrounding spaces in city": compact(event(1, city=" Lyon ")),
+    "two objects on a line": compact(event(1)) + b" " + compact(event(2)),
+}
+
+
+def test_each_message_arrow_might_misread_decodes_as_the_reference_says() -> None:
+    """Each message on which Arrow and msgspec could differ gives the reference's result among valid ones."""
+    for name, value in ARROW_HOSTILE.items():
+        values = [compact(event(n)) for n in range(5)] + [value] + [compact(event(n)) for n in range(6, 9)]
+        try:
+            assert_same(values)
+        except AssertionError as error:
+            raise AssertionError(f"{name}: {error}") from error
+
+
+def test_all_arrow_hostile_messages_in_one_batch_decode_as_the_reference_says() -> None:
+    """All those messages in one batch with valid ones give the reference's result."""
+    values = [v for value in ARROW_HOSTILE.values() for v in (value, compact(event(7)))]
+    assert_same(values)
+
+
+def test_a_batch_arrow_refuses_is_decoded_per_message() -> None:
+    """When Arrow refuses the block (here a duplicated key) read_plain_lines says so and nothing is lost."""
+    values = [compact(event(n)) for n in range(10)] + [ARROW_HOSTILE["duplicate key, last wins in msgspec"]]
+    assert json_lines.read_plain_lines(values) is None
+    assert_same(values)
+
+
+def test_arrow_reads_the_contract_columns() -> None:
+    """The frame Arrow gives has the read schema: text as strings, the amount Int64, the latency Float64."""
+    read = json_lines.read_plain_lines([compact(event(n)) for n in range(3)])
+    assert read is not None and read.frame is not None
+    assert read.frame.schema == pl.Schema(json_lines.READ_SCHEMA)
+
+
+# --- Hypothesis: hostile producers ------------------------------------------------
+
+_TEXT = st.one_of(
+    st.text(max_size=20),
+    st.sampled_from([PAN, "4111 1111 1111 1111", "4111.1111.1111.1111", "\uff14" * 16, "1234567890123",
+                     "12", "-12", "1.5", "true", "false", "null", "{}", "[]", "{\"a\": 1}", " ", "",
+                     "a\u00a0b", "\u200b", "x" * 129, "0100", "000000", "ABC123def456", "EUR", "05",
+                     "2026-03-02T10:15:00Z", "POS", "completed", "timeout", "chip", "\ud7ff", "😀",
+                     "\u0664\u0661\u0661\u0661"]),
+)
+_JSON_SCALAR = st.one_of(_TEXT, st.integers(min_value=-(2**70), max_value=2**70), st.booleans(), st.none(),
+                         st.floats(allow_nan=False, allow_infinity=False))
+_JSON = st.recursive(_JSON_SCALAR, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                              st.dictionaries(st.text(max_size=3), inner, max_size=3)),
+                     max_leaves=6)
+_FIELDS = list(event(0)) + ["pan", "decline_reasons", "zz", ""]
+_TIMES = st.one_of(
+    st.datetimes().map(lambda at: at.isoformat()),
+    st.builds(lambda at, offset, fraction: at.strftime("%Y-%m-%dT%H:%M:%S") + fraction + offset,
+              st.datetimes(), st.sampled_from(["Z", "z", "+00:00", "-00:00", "+23:59", "-14:00", "+24:00",
+                                               "+0100", "", "+01"]),
+              st.sampled_from(["", ".5", ".123456", ".1234567", ".", ".000001"])),
+)
+
+
+@st.composite
+def hostile_message(draw: st.DrawFn, index: int = 0) -> bytes | None:
+    """A message: mostly valid, with hostile changes to values, keys, types and separators."""
+    if draw(st.integers(0, 40)) == 0:
+        return draw(st.sampled_from([None, b"", b"{}", b"[]", b"null", b"\xef\xbb\xbf{}", b"{\"a\":1}\n{}"]))
+    message = event(index)
+    members: list[tuple[str, Any]] = list(message.items())
+    for _ in range(draw(st.integers(0, 3))):
+        action = draw(st.integers(0, 6))
+        if action == 0:  # a field's value changed to any JSON value
+            position = draw(st.integers(0, len(members) - 1))
+            members[position] = (members[position][0], draw(_JSON))
+        elif action == 1:  # a text field's value to a hostile text
+            position = draw(st.integers(0, len(members) - 1))
+            members[position] = (members[position][0], draw(_TEXT))
+        elif action == 2 and members:  # a field removed
+            members.pop(draw(st.integers(0, len(members) - 1)))
+        elif action == 3:  # a member added: a duplicate, pan, decline reasons, unknown
+            members.insert(draw(st.integers(0, len(members))), (draw(st.sampled_from(_FIELDS)), draw(_JSON)))
+        elif action == 4:
+            members = [(k, draw(_TIMES)) if k == "occurred_at" else (k, v) for k, v in members]
+        elif action == 5:
+            members = draw(st.permutations(members))
+        else:  # numbers written another way
+            members = [(k, draw(st.sampled_from([v, float(v), -0.0, 10**20, str(v)])))
+                       if k in ("amount_minor", "latency_ms") and isinstance(v, (int, float)) else (k, v)
+                       for k, v in members]
+    colon = draw(st.sampled_from([":", ": ", " : ", ":\t", ":\r "]))
+    comma = draw(st.sampled_from([",", ", ", " ,", ",\t"]))
+    ascii_only = draw(st.booleans())
+    body = comma.join(f"{json.dumps(k, ensure_ascii=ascii_only)}{colon}{json.dumps(v, ensure_ascii=ascii_only)}"
+                      for k, v in members)
+    text = "{" + body + "}"
+    wrap = draw(st.sampled_from(["", "", "", " ", "\t", "\r"]))
+    return (text + wrap).encode("utf-8", "surrogatepass")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.lists(hostile_message(), min_size=1, max_size=30))
+def test_hostile_batches_decode_as_the_reference_says(values: list[bytes | None]) -> None:
+    """Any batch of hostile messages (types, keys, duplicates, separators, times, PAN forms) gives the reference's result."""
+    assert_same(values)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(hostile_message(), st.integers(0, 12))
+def test_one_hostile_message_among_valid_ones_decodes_as_the_reference_says(value: bytes | None,
+                                                                            where: int) -> None:
+    """One hostile message among plain valid ones (so Arrow reads the batch) gives the reference's result."""
+    values: list[bytes | None] = [compact(event(n)) for n in range(12)]
+    values.insert(where, value)
+    assert_same(values)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(min_value=0, max_value=3_600_000, allow_nan=False),
+       st.sampled_from(["{!r}", "{:.1f}", "{:.17g}", "{:e}", "{:.3E}", "{:.20f}"]))
+def test_latencies_are_read_to_the_same_double(latency: float, form: str) -> None:
+    """A latency written in any JSON number form is read by Arrow to the double msgspec reads."""
+    text = form.format(latency)
+    values = [compact(event(n)).replace(b"426.7", text.encode()) for n in range(3)]
+    assert_same(values)
