@@ -139,10 +139,13 @@ def decode_frame(values: list[bytes | None]) -> DecodedFrame:
 def _fast_rows(values: list[bytes | None]) -> tuple[pl.DataFrame, list[int], list[int]]:
     """The rows of the fast path before the column checks, and the messages for the reference.
 
-    Plain messages are read by polars in one block (:func:`read_plain_lines`, in Rust);
-    the others are decoded one by one with :data:`unchecked_decoder` (no string
-    pattern: the column checks do those); the rest (not decodable so, a raw PAN,
-    decline reasons, a constraint the Rust path does not check) go to the reference.
+    Plain messages are read by Arrow in one block (:func:`read_plain_lines`, outside
+    the GIL); those Arrow read but whose values it cannot judge (a raw PAN, decline
+    reasons, no status, a constraint or time spelling not checked per column) are
+    decoded one by one with :data:`unchecked_decoder` (no string pattern: the column
+    checks do those); the messages Arrow was not given or refused, and those the
+    unchecked decoder fails on or that carry a raw PAN or decline reasons, go to the
+    reference.
 
     Returns:
         ``(frame, row_indices, slow)``: the frame has the columns of :data:`EVENT_SCHEMA`
@@ -150,27 +153,26 @@ def _fast_rows(values: list[bytes | None]) -> tuple[pl.DataFrame, list[int], lis
         (ascending); ``slow`` lists the positions for :func:`decode_batch`, ascending.
     """
     read = read_plain_lines(values)
-    if read is None:  # polars could not read the plain lines: every message one by one
-        return _per_message(values, range(len(values)))
-    slow: list[int] = []
+    slow: list[int] = read.refused
     frames: list[pl.DataFrame] = []
     row_indices = read.indices
-    others = read.others
+    others: list[int] = []
     if read.frame is not None:
         bad, times = shape_flags(read.frame)
         frame = read.frame.with_columns(times)
-        if bad.any():  # msgspec decides these (one by one)
+        if bad.any():  # read by Arrow, so no duplicated field: msgspec decides them one by one
             flagged = bad.to_list()
-            others = sorted([*others, *(i for i, out in zip(row_indices, flagged) if out)])
+            others = [i for i, out in zip(row_indices, flagged) if out]
             row_indices = [i for i, out in zip(row_indices, flagged) if not out]
             frame = frame.filter(~bad)
         if row_indices:
             frames.append(frame.select(list(_FRAME_COLUMNS)))
     if others:
-        other_frame, other_indices, slow = _per_message(values, others)
+        other_frame, other_indices, other_slow = _per_message(values, others)
         if other_indices:
             frames.append(other_frame)
             row_indices = row_indices + other_indices
+        slow = sorted([*slow, *other_slow])
     if not frames:
         return events_frame([], extra=CHECK_ONLY_COLUMNS), [], slow
     frame = pl.concat(frames, rechunk=False) if len(frames) > 1 else frames[0]

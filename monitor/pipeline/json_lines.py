@@ -94,20 +94,20 @@ READ_SCHEMA: Final[dict[str, pl.DataType]] = {
 }
 
 _ARROW_TYPES: Final = {pl.String(): pa.string(), pl.Int64(): pa.int64(), pl.Float64(): pa.float64()}
+#: Read too, so that a message with either goes the per-message way (a raw PAN is masked
+#: and reported by the reference; decline reasons are cleaned one by one). Any other
+#: JSON type for them makes Arrow refuse the block.
+_PER_MESSAGE_FIELDS: Final = {"pan": pa.string(), "decline_reasons": pa.list_(pa.string())}
 _PARSE_OPTIONS: Final = pa_json.ParseOptions(
-    explicit_schema=pa.schema([(name, _ARROW_TYPES[dtype]) for name, dtype in READ_SCHEMA.items()]),
+    explicit_schema=pa.schema([*((name, _ARROW_TYPES[dtype]) for name, dtype in READ_SCHEMA.items()),
+                               *_PER_MESSAGE_FIELDS.items()]),
     newlines_in_values=False, unexpected_field_behavior="ignore")
-#: One block for the whole batch (5,000 messages of ~500 bytes is 2.5 MB); arrow's
-#: threads parse it in chunks of this size.
-_READ_OPTIONS: Final = pa_json.ReadOptions(use_threads=True, block_size=1 << 20)
-#: A line holding one of these is not plain: an escape (keys and values are compared as
-#: written: an escaped ``"p\u0061n"`` is a raw PAN to msgspec), a raw ``pan`` (masked and
-#: reported by the reference), ``decline_reasons`` (cleaned one by one). Each is looked
-#: for in the whole block first (one ``in``), per line only when the block has it.
-_NOT_PLAIN: Final = ("\\", '"pan"', '"decline_reasons"')
-#: Longest plain line (bytes). Unknown members may nest objects or arrays, which Arrow
+#: The whole batch in one block, parsed on the calling thread with the GIL released: on
+#: two shared cores Arrow's own threads cost more CPU than they save time.
+_READ_OPTIONS: Final = pa_json.ReadOptions(use_threads=False, block_size=1 << 26)
+#: Longest plain message (bytes). Unknown members may nest objects or arrays, which Arrow
 #: reads at any depth but msgspec only to about the interpreter's recursion limit
-#: (1,000 frames, less the caller's): a level costs at least 4 bytes, so a line this
+#: (1,000 frames, less the caller's): a level costs at least 4 bytes, so a message this
 #: short nests at most ~512 levels, which msgspec reads as well. Events are ~500 bytes.
 PLAIN_LINE_MAX_BYTES: Final = 2048
 
@@ -123,78 +123,96 @@ class PlainLines:
     """What :func:`read_plain_lines` read.
 
     Attributes:
-        frame: one row per plain message, columns of :data:`READ_SCHEMA` (text, numbers),
-            in batch order; ``None`` when no message was plain.
+        frame: one row per message read, columns of :data:`READ_SCHEMA` then ``pan`` and
+            ``decline_reasons``, in batch order; ``None`` when none was read.
         indices: for each row of ``frame``, its position in the batch.
-        others: positions of the messages not read here (not plain, or a duplicated key).
+        refused: positions of the messages not read (not plain, or refused by Arrow), in
+            order: the reference decoder decides them.
     """
 
     frame: pl.DataFrame | None
     indices: list[int]
-    others: list[int]
+    refused: list[int]
 
 
-def read_plain_lines(values: list[bytes | None]) -> PlainLines | None:
-    """Read the plain messages of a batch with one Arrow JSON read (outside the GIL).
+def _plain(value: bytes | None) -> bool:
+    """``value`` may be given to Arrow: one object on one line, short enough, no tombstone."""
+    return (value is not None and 0 < len(value) <= PLAIN_LINE_MAX_BYTES and value.startswith(b"{")
+            and value.endswith(b"}") and b"\n" not in value)
+
+
+def read_plain_lines(values: list[bytes | None]) -> PlainLines:
+    """Read the batch's messages with Arrow's JSON reader (outside the GIL).
+
+    Only a *plain* message is given to Arrow: one line that starts with ``{`` and ends
+    with ``}`` (Arrow's reader crashes on a first line of ``null``), at most
+    :data:`PLAIN_LINE_MAX_BYTES` long, valid UTF-8 (Arrow does not check it). The
+    plain messages are read as one block; if Arrow refuses it (a duplicated key, a
+    value of the wrong JSON type, a raw control character, a number out of range, two
+    objects on a line...) the block is halved until each refused message is alone, so
+    one bad message costs a few more reads, not the batch.
 
     Args:
-        values: raw message values in batch order (``None`` is a tombstone: not plain).
+        values: raw message values in batch order.
 
     Returns:
-        A :class:`PlainLines`, or ``None`` when Arrow refused the plain lines (a
-        duplicated key, a value of the wrong JSON type, a raw control character, a
-        number out of range...): the caller then decodes the whole batch per message.
+        A :class:`PlainLines`. Never raises on bad input.
     """
-    lines = _text_lines(values)
-    try:
-        block: bytes | None = b"\n".join(values)  # type: ignore[arg-type]
-    except TypeError:  # a tombstone
-        block = None
-    flags = [lines.str.starts_with("{"), lines.str.ends_with("}"),
-             lines.str.len_bytes() <= PLAIN_LINE_MAX_BYTES,
-             lines.str.contains("\n", literal=True).not_()]
-    # A backslash is one byte: memchr over the block is quicker than a pass per line.
-    flags += [lines.str.contains(needle, literal=True).not_() for needle in _NOT_PLAIN
-              if len(needle) > 1 or block is None or needle.encode() in block]
-    plain = pl.select(pl.all_horizontal(flags).fill_null(False)).to_series()
-    if plain.all():
+    if all(map(_plain, values)):
         indices = list(range(len(values)))
-        others: list[int] = []
-        assert block is not None  # all plain: no tombstone
+        refused: list[int] = []
     else:
-        indices = plain.arg_true().to_list()
-        others = (~plain).arg_true().to_list()
+        indices = [index for index, value in enumerate(values) if _plain(value)]
+        refused = [index for index, value in enumerate(values) if not _plain(value)]
+    if not indices:
+        return PlainLines(None, [], refused)
+    block = b"\n".join([values[i] for i in indices])  # type: ignore[misc]
+    try:  # Arrow does not check UTF-8 (msgspec does): one pass here, per message if it fails
+        block.decode("utf-8")
+    except UnicodeDecodeError:
+        bad = {index for index in indices if not _is_utf8(values[index])}  # type: ignore[arg-type]
+        refused = sorted([*refused, *bad])
+        indices = [index for index in indices if index not in bad]
         if not indices:
-            return PlainLines(None, [], others)
+            return PlainLines(None, [], refused)
+        block = b"\n".join([values[i] for i in indices])  # type: ignore[misc]
+    tables, read, not_read = _read_block(values, indices, block)
+    if not_read:
+        refused = sorted([*refused, *not_read])
+    if not tables:
+        return PlainLines(None, [], refused)
+    table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    return PlainLines(frame, read, refused)
+
+
+def _read_block(values: list[bytes | None], indices: list[int],
+                block: bytes | None = None) -> tuple[list[pa.Table], list[int], list[int]]:
+    """Arrow's tables of the messages at ``indices``, the positions read, the positions refused."""
+    if block is None:
         block = b"\n".join([values[i] for i in indices])  # type: ignore[misc]
     try:
         table = pa_json.read_json(pa.py_buffer(block), read_options=_READ_OPTIONS,
                                   parse_options=_PARSE_OPTIONS)
-    except (pa.ArrowException, ValueError):  # ValueError: Arrow's text of a bad UTF-8 message
-        return None
-    if table.num_rows != len(indices):
-        return None
-    frame = pl.from_arrow(table)
-    assert isinstance(frame, pl.DataFrame)
-    return PlainLines(frame, indices, others)
+    except pa.ArrowException:
+        table = None
+    if table is not None and table.num_rows == len(indices):  # else: two objects on a line
+        return [table], indices, []
+    if len(indices) == 1:
+        return [], [], indices
+    middle = len(indices) // 2
+    left = _read_block(values, indices[:middle])
+    right = _read_block(values, indices[middle:])
+    return left[0] + right[0], left[1] + right[1], left[2] + right[2]
 
 
-def _text_lines(values: list[bytes | None]) -> pl.Series:
-    """The values as a String series; ``None`` where a value is not valid UTF-8 (or is ``None``)."""
-    raw = pl.Series("line", values, dtype=pl.Binary)
+def _is_utf8(value: bytes) -> bool:
     try:
-        return raw.cast(pl.String)
-    except pl.exceptions.PolarsError:  # some value is not UTF-8: find which, in Python (rare)
-        return pl.Series("line", [_utf8_or_none(value) for value in values], dtype=pl.String)
-
-
-def _utf8_or_none(value: bytes | None) -> str | None:
-    if value is None:
-        return None
-    try:
-        return value.decode("utf-8")
+        value.decode("utf-8")
     except UnicodeDecodeError:
-        return None
+        return False
+    return True
 
 
 def _bounds(expr: pl.Expr, kind: Any) -> pl.Expr | None:
@@ -237,6 +255,7 @@ def shape_flags(frame: pl.DataFrame) -> tuple[pl.Series, pl.Series]:
                     .str.to_datetime(_TIME_FORMAT, strict=False, time_unit="us", time_zone="UTC"))
               .otherwise(None))
     flags = [pl.col(name).is_null() for name in _NOT_NULL if name in READ_SCHEMA]
+    flags += [pl.col(name).is_not_null() for name in _PER_MESSAGE_FIELDS]
     flags += [bad for name in _READ_FIELDS
               if (bad := _bounds(pl.col(name), _TYPES[name])) is not None]
     flags.append(time_text.is_not_null() & parsed.is_null())

@@ -54,45 +54,62 @@ def test_compact_messages_are_read_by_arrow() -> None:
     """Compact messages of the contract's fields are all plain: none goes the per-message way."""
     values = [compact(event(n)) for n in range(100)]
     read = json_lines.read_plain_lines(values)
-    assert read is not None and read.frame is not None
-    assert read.others == [] and read.indices == list(range(100))
+    assert read.frame is not None
+    assert read.refused == [] and read.indices == list(range(100))
     assert read.frame.height == 100
     assert_same(values)
 
 
 def test_spaced_messages_are_read_by_arrow() -> None:
-    """Messages written with json.dumps' default separators (and raw UTF-8) are plain too."""
-    values = [json.dumps(event(n), ensure_ascii=False).encode() for n in range(100)]
+    """Messages written with json.dumps' defaults (spaces, escapes for non-ASCII) are read by Arrow too."""
+    values = [json.dumps(event(n)).encode() for n in range(100)]
     read = json_lines.read_plain_lines(values)
-    assert read is not None and read.others == []
+    assert read.refused == []
     assert_same(values)
 
 
-# One message of each kind the Arrow path must leave to msgspec, with the reason.
-NOT_PLAIN = {
+# One message of each kind Arrow is not given (the reference decides it), with the reason.
+NOT_READ = {
     "tombstone": None,
     "empty": b"",
-    "escape": json.dumps(event(1)).encode(),  # ensure_ascii: "C\u00f4te"
-    "escaped key": compact(event(1)).replace(b'"city"', b'"c\\u0069ty"'),
-    "raw pan": compact(event(1, pan=PAN, pan_masked=None)),
-    "escaped raw pan key": compact(event(1, pan=PAN)).replace(b'"pan"', b'"p\\u0061n"'),
-    "decline reasons": compact(event(1, decline_reasons=["Bad PIN"])),
     "pretty printed": json.dumps(event(1), indent=1, ensure_ascii=False).encode(),
     "byte order mark": b"\xef\xbb\xbf" + compact(event(1)),
-    "leading space": b" " + compact(event(1)),
     "not utf-8": compact(event(1, city="Lyon")).replace(b"Lyon", b"Ly\xffn"),
+    "leading space": b" " + compact(event(1)),
+    "trailing newline": compact(event(1)) + b"\n",
     "too long": compact(event(1, zz="x" * json_lines.PLAIN_LINE_MAX_BYTES)),
+}
+# Read by Arrow, then sent the per-message way (a raw PAN, decline reasons, no status).
+PER_MESSAGE = {
+    "raw pan": compact(event(1, pan=PAN, pan_masked=None)),
+    "escaped raw pan key": compact(event(1, pan=PAN)).replace(b'"pan"', b'"p\\u0061n"'),
+    "numeric raw pan in a string": compact(event(1, pan="4111111111111111")),
+    "decline reasons": compact(event(1, decline_reasons=["Bad PIN"])),
+    "empty decline reasons": compact(event(1, decline_reasons=[])),
+    "absent status": compact({k: v for k, v in event(1).items() if k != "status"}),
 }
 
 
-def test_messages_that_are_not_plain_go_the_per_message_way() -> None:
-    """Tombstones, escapes, raw PANs, decline reasons, newlines, a BOM, bad UTF-8 are not read by Arrow."""
-    names = list(NOT_PLAIN)
-    values = [NOT_PLAIN[name] for name in names] + [compact(event(n)) for n in range(20)]
+def test_messages_arrow_is_not_given_go_the_per_message_way() -> None:
+    """Tombstones, empty, pretty-printed, BOM, bad UTF-8, padded and overlong messages are not given to Arrow."""
+    names = list(NOT_READ)
+    values = [NOT_READ[name] for name in names] + [compact(event(n)) for n in range(20)]
     read = json_lines.read_plain_lines(values)
-    assert read is not None
-    assert [names[i] for i in read.others] == names
+    assert [names[i] for i in read.refused] == names
+    assert read.indices == list(range(len(names), len(values)))
     assert_same(values)
+
+
+def test_raw_pans_and_decline_reasons_read_by_arrow_go_the_per_message_way() -> None:
+    """A raw PAN (however its key is written), decline reasons or no status send the message to msgspec."""
+    names = list(PER_MESSAGE)
+    values = [PER_MESSAGE[name] for name in names] + [compact(event(n)) for n in range(20)]
+    read = json_lines.read_plain_lines(values)
+    assert read.frame is not None and read.refused == []
+    bad, _ = json_lines.shape_flags(read.frame)
+    assert bad.to_list() == [True] * len(names) + [False] * 20
+    assert_same(values)
+    assert PAN not in str(decode_frame(values).frame.rows())
 
 
 # Messages Arrow reads but msgspec would read differently or reject: each must end as
@@ -109,7 +126,6 @@ ARROW_HOSTILE = {
     "integer above the bound": compact(event(1, amount_minor=10**15 + 1)),
     "number out of range": compact(event(1)).replace(b"426.7", b"1e400"),
     "null status": compact(event(1, status=None)),
-    "absent status": compact({k: v for k, v in event(1).items() if k != "status"}),
     "null required field": compact(event(1, event_id=None)),
     "missing required field": compact({k: v for k, v in event(1).items() if k != "card_ref"}),
     "null optional field": compact(event(1, city=None)),
@@ -138,6 +154,17 @@ ARROW_HOSTILE = {
     "del in event id": compact(event(1, event_id="a\x7fb")),
     "surrounding spaces in city": compact(event(1, city=" Lyon ")),
     "two objects on a line": compact(event(1)) + b" " + compact(event(2)),
+    "lone surrogate escape": compact(event(1)).replace(b"Strasbourg", b"Stras\\ud800bourg"),
+    "low surrogate escape": compact(event(1)).replace(b"Strasbourg", b"Stras\\udc00bourg"),
+    "surrogate pair escape": compact(event(1)).replace(b"Strasbourg", b"Stras\\ud83d\\ude00bourg"),
+    "nul escape in identity": compact(event(1)).replace(b"C0011442", b"C00\\u000011442"),
+    "escaped newline in city": compact(event(1)).replace(b"Strasbourg", b"Stras\\nbourg"),
+    "escaped quote in name": compact(event(1)).replace(b"CARREFOUR", b'CARRE\\"FOUR'),
+    "escaped key": compact(event(1)).replace(b'"city"', b'"c\\u0069ty"'),
+    "escaped duplicate key": compact(event(1)).replace(b'{"event_id"', b'{"c\\u0069ty":"X","event_id"'),
+    "pan as a number": compact(event(1, pan=4111111111111111)),
+    "decline reasons not a list": compact(event(1, decline_reasons="Bad PIN")),
+    "white space only": b"   ",
 }
 
 
@@ -157,18 +184,33 @@ def test_all_arrow_hostile_messages_in_one_batch_decode_as_the_reference_says() 
     assert_same(values)
 
 
-def test_a_batch_arrow_refuses_is_decoded_per_message() -> None:
-    """When Arrow refuses the block (here a duplicated key) read_plain_lines says so and nothing is lost."""
-    values = [compact(event(n)) for n in range(10)] + [ARROW_HOSTILE["duplicate key, last wins in msgspec"]]
-    assert json_lines.read_plain_lines(values) is None
+def test_messages_arrow_refuses_are_found_and_the_others_read() -> None:
+    """When Arrow refuses the block, it is halved until the refused messages are alone; the others are read."""
+    bad = [ARROW_HOSTILE[name] for name in ("duplicate key, last wins in msgspec", "number for text",
+                                            "two objects on a line")]
+    values = [compact(event(n)) for n in range(40)]
+    for position, value in zip((3, 17, 39), bad):
+        values[position] = value
+    read = json_lines.read_plain_lines(values)
+    assert read.refused == [3, 17, 39]
+    assert read.indices == [n for n in range(40) if n not in (3, 17, 39)]
+    assert_same(values)
+
+
+def test_a_first_line_of_null_is_never_given_to_arrow() -> None:
+    """A message of JSON null (on which Arrow's reader crashes as a first line) is decided by the reference."""
+    values: list[bytes | None] = [b"null", b" null", b"null ", *(compact(event(n)) for n in range(5))]
+    read = json_lines.read_plain_lines(values)
+    assert read.refused == [0, 1, 2]
     assert_same(values)
 
 
 def test_arrow_reads_the_contract_columns() -> None:
-    """The frame Arrow gives has the read schema: text as strings, the amount Int64, the latency Float64."""
+    """The frame Arrow gives has the read schema (text as strings, amount Int64, latency Float64), then pan and decline_reasons."""
     read = json_lines.read_plain_lines([compact(event(n)) for n in range(3)])
-    assert read is not None and read.frame is not None
-    assert read.frame.schema == pl.Schema(json_lines.READ_SCHEMA)
+    assert read.frame is not None
+    assert read.frame.schema == pl.Schema({**json_lines.READ_SCHEMA, "pan": pl.String(),
+                                           "decline_reasons": pl.List(pl.String())})
 
 
 # --- Hypothesis: hostile producers ------------------------------------------------
