@@ -38,7 +38,9 @@ Why the result is the reference decoder's (msgspec, strict types) on the rows it
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any, Final
 
 import msgspec
@@ -141,6 +143,18 @@ def _plain(value: bytes | None) -> bool:
             and value.endswith(b"}") and b"\n" not in value)
 
 
+def _all_plain(values: list[bytes | None]) -> bool:
+    """Whether every value is plain (:func:`_plain`), with C-level passes over the batch."""
+    if None in values:
+        return False
+    texts: list[bytes] = values  # type: ignore[assignment]  # no None
+    lengths = list(map(len, texts))
+    return (min(lengths, default=1) > 0 and max(lengths, default=0) <= PLAIN_LINE_MAX_BYTES
+            and all(map(bytes.startswith, texts, repeat(b"{")))
+            and all(map(bytes.endswith, texts, repeat(b"}")))
+            and not any(map(operator.contains, texts, repeat(b"\n"))))
+
+
 def read_plain_lines(values: list[bytes | None]) -> PlainLines:
     """Read the batch's messages with Arrow's JSON reader (outside the GIL).
 
@@ -158,7 +172,7 @@ def read_plain_lines(values: list[bytes | None]) -> PlainLines:
     Returns:
         A :class:`PlainLines`. Never raises on bad input.
     """
-    if all(map(_plain, values)):
+    if _all_plain(values):
         indices = list(range(len(values)))
         refused: list[int] = []
     else:
@@ -216,16 +230,18 @@ def _is_utf8(value: bytes) -> bool:
 
 
 def _bounds(expr: pl.Expr, kind: Any) -> pl.Expr | None:
-    """True where ``expr`` breaks ``kind``'s msgspec constraints (False on null); ``None``: none."""
+    """True where ``expr`` might break ``kind``'s msgspec constraints (False on null); ``None``: none.
+
+    Conservative: a text of more bytes than its maximum length in characters is flagged
+    (msgspec, which counts characters, decides it), so no character count is needed.
+    """
     bad: list[pl.Expr] = []
     if isinstance(kind, msgspec.inspect.StrType):
-        if kind.min_length is not None and kind.min_length > 0:
-            # The byte length is cheaper; a character count only where it might be short.
-            bad.append(expr.str.len_bytes() < kind.min_length if kind.min_length == 1
-                       else expr.str.len_chars() < kind.min_length)
+        bytes_ = expr.str.len_bytes()
+        if kind.min_length:
+            bad.append(bytes_ < kind.min_length)
         if kind.max_length is not None:
-            bad.append((expr.str.len_bytes() > kind.max_length)
-                       & (expr.str.len_chars() > kind.max_length))
+            bad.append(bytes_ > kind.max_length)
     elif isinstance(kind, msgspec.inspect.LiteralType):
         bad.append(expr.is_in(pl.Series(list(kind.values), dtype=pl.String).implode()).not_())
     else:
@@ -239,6 +255,36 @@ def _bounds(expr: pl.Expr, kind: Any) -> pl.Expr | None:
     return pl.any_horizontal(bad).fill_null(False) if bad else None
 
 
+def _bound_flags() -> list[pl.Expr]:
+    """The msgspec constraints of the fields read, as few expressions as possible.
+
+    Text lengths are grouped by bound (one horizontal minimum or maximum per bound);
+    literals and number bounds are one expression each (:func:`_bounds`).
+    """
+    flags: list[pl.Expr] = []
+    minimum: dict[int, list[str]] = {}
+    maximum: dict[int, list[str]] = {}
+    for name in _READ_FIELDS:
+        kind = _TYPES[name]
+        if isinstance(kind, msgspec.inspect.StrType):
+            if kind.min_length:
+                minimum.setdefault(kind.min_length, []).append(name)
+            if kind.max_length is not None:
+                maximum.setdefault(kind.max_length, []).append(name)
+        elif (bad := _bounds(pl.col(name), kind)) is not None:
+            flags.append(bad)
+    # Conservative: a text of more bytes than its maximum in characters is flagged
+    # (msgspec, which counts characters, decides it), so no character count is needed.
+    flags += [(pl.min_horizontal(pl.col(names).str.len_bytes()) < bound).fill_null(False)
+              for bound, names in minimum.items()]
+    flags += [(pl.max_horizontal(pl.col(names).str.len_bytes()) > bound).fill_null(False)
+              for bound, names in maximum.items()]
+    return flags
+
+
+_BOUND_FLAGS: Final = _bound_flags()
+
+
 def shape_flags(frame: pl.DataFrame) -> tuple[pl.Series, pl.Series]:
     """The rows of a :func:`read_plain_lines` frame that break a msgspec constraint, and the times.
 
@@ -247,17 +293,17 @@ def shape_flags(frame: pl.DataFrame) -> tuple[pl.Series, pl.Series]:
         literal, length or bound is broken, or the event time is not strict RFC 3339
         with an offset (msgspec would reject the row, or parse it in a way this path
         does not, so it goes the per-message way); ``occurred_at`` is the event time in
-        UTC microseconds (null where ``bad``).
+        UTC microseconds (meaningless where ``bad``).
     """
     time_text = pl.col("occurred_at")
-    parsed = (pl.when(time_text.str.contains(_TIME))
-              .then(time_text.str.replace(r"Z$", "+00:00")
-                    .str.to_datetime(_TIME_FORMAT, strict=False, time_unit="us", time_zone="UTC"))
-              .otherwise(None))
+    # Rows whose text is not strict RFC 3339 are flagged below: what polars makes of them
+    # does not matter (they leave the frame), so the parse needs no when/then.
+    parsed = (pl.when(time_text.str.ends_with("Z"))
+              .then(time_text.str.head(-1) + "+00:00").otherwise(time_text)
+              .str.to_datetime(_TIME_FORMAT, strict=False, time_unit="us", time_zone="UTC"))
     flags = [pl.col(name).is_null() for name in _NOT_NULL if name in READ_SCHEMA]
     flags += [pl.col(name).is_not_null() for name in _PER_MESSAGE_FIELDS]
-    flags += [bad for name in _READ_FIELDS
-              if (bad := _bounds(pl.col(name), _TYPES[name])) is not None]
-    flags.append(time_text.is_not_null() & parsed.is_null())
-    checked = frame.select(pl.any_horizontal(flags).alias("bad"), parsed.alias("occurred_at"))
+    flags += _BOUND_FLAGS
+    flags.append(time_text.str.contains(_TIME).not_() | parsed.is_null())
+    checked = frame.select(pl.any_horizontal(flags).fill_null(True).alias("bad"), parsed.alias("occurred_at"))
     return checked.get_column("bad"), checked.get_column("occurred_at")
