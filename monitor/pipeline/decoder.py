@@ -3,9 +3,16 @@
 :func:`decode_frame` is what the pipeline calls. Its result is exactly that of the
 reference decoder, :func:`monitor.pipeline.reference_decoder.decode_batch` (which says
 what is valid: the contract's text rules, PAN masking, rejections with a reason), fed to
-:func:`monitor.pipeline.batch_frame.events_frame`; it gets there faster by checking whole
-columns (:mod:`monitor.pipeline.column_checks`) and sending only the messages those
-checks cannot clear through the reference.
+:func:`monitor.pipeline.batch_frame.events_frame`; it gets there faster in three tiers:
+
+1. the batch's one-line JSON objects are read into columns by Arrow's JSON reader in one
+   call, outside the GIL (:mod:`monitor.pipeline.json_lines`: strict JSON types,
+   duplicated keys refused, each field's msgspec constraints checked per column);
+2. the messages Arrow read but cannot judge (a raw PAN, decline reasons, no status, an
+   unusual time spelling) are decoded one by one with msgspec, without string patterns;
+3. the string patterns and the contract's text rules are checked on whole columns
+   (:mod:`monitor.pipeline.column_checks`), and every message that Arrow was not given
+   or refused, or that any check cannot clear, goes through the reference itself.
 
 The reference decoder's names (:class:`Rejection`, :class:`DecodedBatch`,
 :func:`decode_batch`, :func:`classify_decode_error`) are re-exported here, so the
