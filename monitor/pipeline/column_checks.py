@@ -1,8 +1,7 @@
 """Column checks of the decoder's fast path: which rows of a batch the reference decoder must see.
 
 :func:`monitor.pipeline.reference_decoder.decode_batch` is the reference.
-:func:`monitor.pipeline.decoder.decode_frame` gets the same result faster: it reads the
-messages with Arrow (:mod:`monitor.pipeline.json_lines`) or decodes them with
+:func:`monitor.pipeline.decoder.decode_frame` gets the same result faster: it decodes with
 :data:`unchecked_decoder`, a copy of TransactionEvent whose string patterns are dropped
 (msgspec runs Python's ``re`` for each pattern of each event), checks the patterns and
 the reference's rules on whole columns here (:func:`check_columns`), and sends every

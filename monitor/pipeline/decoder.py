@@ -3,16 +3,9 @@
 :func:`decode_frame` is what the pipeline calls. Its result is exactly that of the
 reference decoder, :func:`monitor.pipeline.reference_decoder.decode_batch` (which says
 what is valid: the contract's text rules, PAN masking, rejections with a reason), fed to
-:func:`monitor.pipeline.batch_frame.events_frame`; it gets there faster in three tiers:
-
-1. the batch's one-line JSON objects are read into columns by Arrow's JSON reader in one
-   call, outside the GIL (:mod:`monitor.pipeline.json_lines`: strict JSON types,
-   duplicated keys refused, each field's msgspec constraints checked per column);
-2. the messages Arrow read but cannot judge (a raw PAN, decline reasons, no status, an
-   unusual time spelling) are decoded one by one with msgspec, without string patterns;
-3. the string patterns and the contract's text rules are checked on whole columns
-   (:mod:`monitor.pipeline.column_checks`), and every message that Arrow was not given
-   or refused, or that any check cannot clear, goes through the reference itself.
+:func:`monitor.pipeline.batch_frame.events_frame`; it gets there faster by checking whole
+columns (:mod:`monitor.pipeline.column_checks`) and sending only the messages those
+checks cannot clear through the reference.
 
 The reference decoder's names (:class:`Rejection`, :class:`DecodedBatch`,
 :func:`decode_batch`, :func:`classify_decode_error`) are re-exported here, so the
@@ -23,16 +16,14 @@ PostgreSQL or HTTP code.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import polars as pl
 
-from monitor.pipeline.batch_frame import EVENT_SCHEMA, events_frame
+from monitor.pipeline.batch_frame import events_frame
 from monitor.pipeline.column_checks import CHECK_ONLY_COLUMNS, check_columns, unchecked_decoder
 from monitor.pipeline.contract import DESCRIPTIVE_FIELDS
-from monitor.pipeline.json_lines import read_plain_lines, shape_flags
 from monitor.pipeline.reference_decoder import (
     DecodedBatch,
     Rejection,
@@ -58,8 +49,6 @@ __all__ = [
 #: the reference ~20-30 µs per message (measured: 1 message 0.6 ms against 3.6 ms, 64
 #: messages 2.4 ms against 3.9 ms, even at ~128). Small live batches pay per message.
 REFERENCE_BATCH_MAX: Final = 64
-#: The fast path's columns before the checks: the batch frame's, then the checks' own.
-_FRAME_COLUMNS: Final = (*EVENT_SCHEMA, *CHECK_ONLY_COLUMNS)
 
 
 @dataclass(slots=True)
@@ -101,10 +90,25 @@ def decode_frame(values: list[bytes | None]) -> DecodedFrame:
         reference = decode_batch(values)
         return DecodedFrame(events_frame(reference.events), reference.indices, reference.rejections,
                             reference.sanitised)
-    frame, row_indices, slow = _fast_rows(values)
+    decode = unchecked_decoder.decode
+    rows: list[Any] = []
+    row_indices: list[int] = []
+    slow: list[int] = []  # positions for the reference decoder
+    for index, value in enumerate(values):
+        try:
+            row: Any = decode(value)  # type: ignore[arg-type]  # None raises: slow path
+        except Exception:  # noqa: BLE001 (the reference path reports it, or raises it again)
+            slow.append(index)
+            continue
+        if row.raw_pan is not None or row.decline_reasons is not None:  # masking, Luhn scans
+            slow.append(index)
+            continue
+        rows.append(row)
+        row_indices.append(index)
+    frame = events_frame(rows, extra=CHECK_ONLY_COLUMNS)
     sanitised: Counter[Sanitised] = Counter()
     kept: pl.Series | None = None  # rows of ``frame`` to keep (None: all)
-    if row_indices:
+    if rows:
         suspect, cleaned = check_columns(frame)
         ws = [pl.col(f"_ws_{name}") for name in DESCRIPTIVE_FIELDS]
         if suspect.any():
@@ -141,71 +145,3 @@ def decode_frame(values: list[bytes | None]) -> DecodedFrame:
         frame = pl.concat([frame, events_frame(reference.events)], rechunk=False)
     return DecodedFrame(frame[order] if order != list(range(frame.height)) else frame,
                         indices, rejections, sanitised)
-
-
-def _fast_rows(values: list[bytes | None]) -> tuple[pl.DataFrame, list[int], list[int]]:
-    """The rows of the fast path before the column checks, and the messages for the reference.
-
-    Plain messages are read by Arrow in one block (:func:`read_plain_lines`, outside
-    the GIL); those Arrow read but whose values it cannot judge (a raw PAN, decline
-    reasons, no status, a constraint or time spelling not checked per column) are
-    decoded one by one with :data:`unchecked_decoder` (no string pattern: the column
-    checks do those); the messages Arrow was not given or refused, and those the
-    unchecked decoder fails on or that carry a raw PAN or decline reasons, go to the
-    reference.
-
-    Returns:
-        ``(frame, row_indices, slow)``: the frame has the columns of :data:`EVENT_SCHEMA`
-        then :data:`CHECK_ONLY_COLUMNS`, one row per position of ``row_indices``
-        (ascending); ``slow`` lists the positions for :func:`decode_batch`, ascending.
-    """
-    read = read_plain_lines(values)
-    slow: list[int] = read.refused
-    frames: list[pl.DataFrame] = []
-    row_indices = read.indices
-    others: list[int] = []
-    if read.frame is not None:
-        bad, times = shape_flags(read.frame)
-        frame = read.frame.with_columns(times)
-        if bad.any():  # read by Arrow, so no duplicated field: msgspec decides them one by one
-            flagged = bad.to_list()
-            others = [i for i, out in zip(row_indices, flagged) if out]
-            row_indices = [i for i, out in zip(row_indices, flagged) if not out]
-            frame = frame.filter(~bad)
-        if row_indices:
-            frames.append(frame.select(list(_FRAME_COLUMNS)))
-    if others:
-        other_frame, other_indices, other_slow = _per_message(values, others)
-        if other_indices:
-            frames.append(other_frame)
-            row_indices = row_indices + other_indices
-        slow = sorted([*slow, *other_slow])
-    if not frames:
-        return events_frame([], extra=CHECK_ONLY_COLUMNS), [], slow
-    frame = pl.concat(frames, rechunk=False) if len(frames) > 1 else frames[0]
-    if any(a > b for a, b in zip(row_indices, row_indices[1:])):  # both paths: batch order
-        order = sorted(range(len(row_indices)), key=row_indices.__getitem__)
-        frame = frame[order]
-        row_indices = [row_indices[i] for i in order]
-    return frame, row_indices, slow
-
-
-def _per_message(values: list[bytes | None],
-                 positions: Iterable[int]) -> tuple[pl.DataFrame, list[int], list[int]]:
-    """The messages at ``positions`` decoded one by one (see :func:`_fast_rows`)."""
-    decode = unchecked_decoder.decode
-    rows: list[Any] = []
-    row_indices: list[int] = []
-    slow: list[int] = []  # positions for the reference decoder
-    for index in positions:
-        try:
-            row: Any = decode(values[index])  # type: ignore[arg-type]  # None raises: slow path
-        except Exception:  # noqa: BLE001 (the reference path reports it, or raises it again)
-            slow.append(index)
-            continue
-        if row.raw_pan is not None or row.decline_reasons is not None:  # masking, Luhn scans
-            slow.append(index)
-            continue
-        rows.append(row)
-        row_indices.append(index)
-    return events_frame(rows, extra=CHECK_ONLY_COLUMNS), row_indices, slow
