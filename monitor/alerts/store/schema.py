@@ -161,6 +161,31 @@ def corrected_states(now_sql: str) -> tuple[str, ...]:
     )
 
 
+#: Schema 6 (SQLite; :mod:`~monitor.alerts.store.schema_pg` has the PostgreSQL twin).
+WORKSPACE_TABLES: Final = (
+    # A sign-in token's ID once it was used: a link signs in once. Rows past their
+    # expiry are deleted (the signature refuses the token by then anyway).
+    """CREATE TABLE sign_in_tokens (
+        token_id TEXT PRIMARY KEY,
+        manager_id TEXT NOT NULL,
+        used_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+    )""",
+    "CREATE INDEX sign_in_tokens_expiry ON sign_in_tokens (expires_at)",
+    # A workspace session: the SHA-256 of its random ID (never the ID itself), whose it
+    # is, until when, and when it was revoked (sign-out, or a revocation by operations).
+    """CREATE TABLE workspace_sessions (
+        session_hash TEXT PRIMARY KEY,
+        manager_id TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        revoked_at TEXT
+    )""",
+    "CREATE INDEX workspace_sessions_by_manager ON workspace_sessions (manager_id)",
+    "CREATE INDEX workspace_sessions_expiry ON workspace_sessions (expires_at)",
+)
+
+
 # <version: statements that upgrade the store from version - 1>, applied in order in
 # one transaction. A store is never changed any other way: a new column is a new
 # version here, never an edit of _SCHEMA (that is the version-1 schema).
@@ -442,31 +467,6 @@ _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
     ),
     6: WORKSPACE_TABLES,
 }
-
-
-#: Schema 6 (SQLite; :mod:`~monitor.alerts.store.schema_pg` has the PostgreSQL twin).
-WORKSPACE_TABLES: Final = (
-    # A sign-in token's ID once it was used: a link signs in once. Rows past their
-    # expiry are deleted (the signature refuses the token by then anyway).
-    """CREATE TABLE sign_in_tokens (
-        token_id TEXT PRIMARY KEY,
-        manager_id TEXT NOT NULL,
-        used_at TEXT NOT NULL,
-        expires_at TEXT NOT NULL
-    )""",
-    "CREATE INDEX sign_in_tokens_expiry ON sign_in_tokens (expires_at)",
-    # A workspace session: the SHA-256 of its random ID (never the ID itself), whose it
-    # is, until when, and when it was revoked (sign-out, or a revocation by operations).
-    """CREATE TABLE workspace_sessions (
-        session_hash TEXT PRIMARY KEY,
-        manager_id TEXT NOT NULL,
-        created_at TEXT NOT NULL,
-        expires_at TEXT NOT NULL,
-        revoked_at TEXT
-    )""",
-    "CREATE INDEX workspace_sessions_by_manager ON workspace_sessions (manager_id)",
-    "CREATE INDEX workspace_sessions_expiry ON workspace_sessions (expires_at)",
-)
 
 
 def migrate(conn: sqlite3.Connection, path: str) -> None:

@@ -9,8 +9,10 @@ session *is* lives in :mod:`monitor.workspace`; this module only persists:
 - a session is stored by the SHA-256 of its random ID (a copy of the table holds no
   usable cookie), with its manager, its expiry and, once revoked, when.
 
-Rows past their expiry are deleted on the next write of the same kind: the
-signature (tokens) or the expiry (sessions) already refuses them.
+Rows past their expiry are refused by the signature (tokens) or the expiry (sessions);
+:meth:`WorkspaceQueries.purge_expired_sign_ins` deletes them. It is the only
+statement here that needs ``DELETE``: signing in and out work with a role that may
+only read, insert and update (``docs/alert-store.md``).
 """
 
 from __future__ import annotations
@@ -57,7 +59,6 @@ class WorkspaceQueries(StoreConnection):
             ``True`` for the first use, ``False`` for any later one.
         """
         with self._transaction() as conn:
-            conn.execute("DELETE FROM sign_in_tokens WHERE expires_at < ?", (utc_text(now),))
             row = conn.execute(
                 "INSERT INTO sign_in_tokens (token_id, manager_id, used_at, expires_at) "
                 "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING token_id",
@@ -68,9 +69,8 @@ class WorkspaceQueries(StoreConnection):
     @retried
     def open_session(self, session_hash: str, manager_id: str, *, created_at: datetime,
                      expires_at: datetime) -> None:
-        """Store a new session (its ID's SHA-256 hex); expired sessions are deleted."""
+        """Store a new session (its ID's SHA-256 hex)."""
         with self._transaction() as conn:
-            conn.execute("DELETE FROM workspace_sessions WHERE expires_at < ?", (utc_text(created_at),))
             conn.execute(
                 "INSERT INTO workspace_sessions (session_hash, manager_id, created_at, expires_at) "
                 "VALUES (?, ?, ?, ?)",
@@ -108,3 +108,13 @@ class WorkspaceQueries(StoreConnection):
                 "WHERE manager_id = ? AND revoked_at IS NULL AND expires_at > ?",
                 (utc_text(now), manager_id, utc_text(now)))
             return cursor.rowcount
+
+    @retried
+    def purge_expired_sign_ins(self, *, now: datetime) -> int:
+        """Delete used tokens and sessions past their expiry; returns how many rows went."""
+        with self._transaction() as conn:
+            tokens = conn.execute("DELETE FROM sign_in_tokens WHERE expires_at < ?",
+                                  (utc_text(now),)).rowcount
+            sessions = conn.execute("DELETE FROM workspace_sessions WHERE expires_at < ?",
+                                    (utc_text(now),)).rowcount
+        return tokens + sessions
