@@ -11,11 +11,13 @@ module         concern
                and their CSRF tokens
 ``mailer``     finds a manager in the registry and mails them a sign-in link
 ``pages``      the ``/workspace`` routes (jinja2 templates in ``templates/``)
+``configured`` the workspace the settings enable
 =============  ======================================================================
 
 ``docs/workspace.md`` states each guarantee and its limit.
 """
 
+from monitor.workspace.configured import configured_workspace
 from monitor.workspace.mailer import SignInMailer
 from monitor.workspace.pages import SESSION_COOKIE, Workspace, build_workspace
 from monitor.workspace.sessions import Session, Sessions
@@ -31,4 +33,5 @@ __all__ = [
     "SignInTokens",
     "Workspace",
     "build_workspace",
+    "configured_workspace",
 ]

@@ -290,3 +290,17 @@ async def test_pages_escape_names_and_never_show_a_raw_pan(site: Site) -> None:
         assert RAW_PAN not in text
         assert response.headers["Cache-Control"] == "no-store"
         assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+
+
+async def test_a_store_failure_never_logs_the_link(site: Site, caplog: pytest.LogCaptureFixture) -> None:
+    """When the store fails during a sign-in, the answer is a 5xx and the log names the route, never the token."""
+    path = site.link_path("RM-017")
+    token = path.rsplit("/", 1)[1]
+    site.store.close()
+    client = await site.client()
+    with caplog.at_level("WARNING"):
+        response = await client.post(path, allow_redirects=False)
+    assert response.status in (500, 503)
+    assert token not in await response.text()
+    assert token not in caplog.text
+    assert "/workspace/sign-in/{token}" in caplog.text
