@@ -66,8 +66,8 @@ __all__ = [
     "LifecycleRecord",
     "RecordResult",
     "Resend",
-    "StormCounts",
     "StoredSession",
+    "StormCounts",
     "window_start_for",
 ]
 
