@@ -7,14 +7,17 @@ alert store, and a real SMTP server (aiosmtpd) receiving the sign-in mails.
 from __future__ import annotations
 
 import re
+import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import aiohttp
 import pytest
-from aiohttp import ClientResponse
+import trustme
+from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 
 from monitor.alerts.delivery.channels import EmailChannel
@@ -304,3 +307,26 @@ async def test_a_store_failure_never_logs_the_link(site: Site, caplog: pytest.Lo
     assert token not in await response.text()
     assert token not in caplog.text
     assert "/workspace/sign-in/{token}" in caplog.text
+
+
+async def test_the_session_cookie_is_secure_over_tls(site: Site) -> None:
+    """Served over TLS, the sign-in sets the session cookie with the Secure attribute."""
+    ca = trustme.CA()
+    server_ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ssl)
+    client_ssl = ssl.create_default_context()
+    ca.configure_trust(client_ssl)
+    runner = web.AppRunner(build_api(site.store, workspace=site.workspace))
+    await runner.setup()
+    tls_site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ssl)
+    await tls_site.start()
+    try:
+        port = runner.addresses[0][1]
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+            response = await session.post(f"https://127.0.0.1:{port}{site.link_path('RM-017')}",
+                                          ssl=client_ssl, allow_redirects=False)
+            assert response.status == 303
+            attributes = {part.strip().lower() for part in _cookie_header(response).split(";")[1:]}
+            assert "secure" in attributes and "httponly" in attributes
+    finally:
+        await runner.cleanup()
