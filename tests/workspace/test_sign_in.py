@@ -1,7 +1,7 @@
 """Signing in to the workspace through a mailed link, sessions, CSRF and the manager's own alerts.
 
-Real parts: the aiohttp application served by aiohttp's test server, a real SQLite
-alert store, and a real SMTP server (aiosmtpd) receiving the sign-in mails.
+Real parts: the aiohttp application served by aiohttp's test server, a real SQLite or
+PostgreSQL alert store, and a real SMTP server (aiosmtpd) receiving the sign-in mails.
 """
 
 from __future__ import annotations
@@ -103,11 +103,11 @@ class Site:
 
 
 @pytest.fixture
-async def site(tmp_path: Path, smtp_sink: SmtpSink) -> AsyncIterator[Site]:
-    """The API with the workspace over a fresh SQLite store, mailing through a real SMTP server."""
+async def site(store_location: Path | str, smtp_sink: SmtpSink) -> AsyncIterator[Site]:
+    """The API with the workspace over a fresh SQLite or PostgreSQL store, mailing through a real SMTP server."""
     clock = Clock()
     managers = {m.manager_id: m for m in (CLAIRE, JONAS, NO_MAIL)}
-    with AlertStore(tmp_path / "alerts.db") as store:
+    with AlertStore(store_location) as store:
         tokens = SignInTokens(SECRET, max_age_seconds=900, clock=clock)
         email = EmailChannel(smtp_sink.host, smtp_sink.port, sender="cardmon@bank.example")
         workspace = Workspace(
