@@ -55,6 +55,11 @@ class SignInMailer:
     def __repr__(self) -> str:
         return f"SignInMailer(public_url={self._public_url!r}, email={self._email is not None})"
 
+    @property
+    def public_url(self) -> str:
+        """The base URL managers reach cardmon at (no trailing ``/``)."""
+        return self._public_url
+
     def find(self, who: str) -> Manager | None:
         """The manager whose ID is ``who``, or whose e-mail address is ``who`` (any case); else ``None``."""
         who = who.strip()

@@ -18,9 +18,9 @@
 =========================================  ==================================================
 
 The cookie :data:`SESSION_COOKIE` is HttpOnly, SameSite=Lax, ``Secure`` when the request
-came over TLS, limited to ``/workspace`` and expires with the session. Every ``POST`` made
+came over TLS or the public URL is ``https`` (a TLS proxy in front), limited to ``/workspace`` and expires with the session. Every ``POST`` made
 inside a session carries its CSRF token; the sign-in ``POST`` (no session yet) is refused
-when its ``Origin`` is another site's. Templates are jinja2 with autoescape. Pages are
+when its ``Origin`` is neither this server's nor the public URL's. Templates are jinja2 with autoescape. Pages are
 never cached, never framed and send no ``Referer`` (a sign-in link's token is in its path).
 """
 
@@ -31,6 +31,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 import aiohttp_jinja2
 import jinja2
@@ -148,11 +149,18 @@ def _to_sign_in() -> web.Response:
 
 
 def _cross_site(request: web.Request) -> bool:
-    """Whether a POST came from another site's page (its ``Origin`` is not ours)."""
+    """Whether a POST came from another site's page (its ``Origin`` is neither ours nor the public URL's)."""
     origin = request.headers.get("Origin")
-    if origin is None or origin == "null":
-        return origin == "null"
-    return origin != f"{request.scheme}://{request.host}"
+    if origin is None:
+        return False
+    public = urlsplit(request.app[WORKSPACE].mailer.public_url)
+    return origin not in (f"{request.scheme}://{request.host}", f"{public.scheme}://{public.netloc}")
+
+
+def _secure(request: web.Request) -> bool:
+    """Whether the browser reached us over TLS: this request did, or the public URL is ``https``
+    (a TLS-terminating proxy in front of cardmon)."""
+    return request.secure or request.app[WORKSPACE].mailer.public_url.startswith("https://")
 
 
 async def sign_in_form(request: web.Request) -> web.Response:
@@ -214,7 +222,7 @@ async def sign_in(request: web.Request) -> web.Response:
     response = _redirect("/workspace/alerts")
     response.set_cookie(SESSION_COOKIE, session.session_id, path="/workspace",
                         max_age=workspace.sessions.max_age_seconds, httponly=True,
-                        samesite="Lax", secure=request.secure or None)
+                        samesite="Lax", secure=_secure(request) or None)
     return response
 
 

@@ -28,13 +28,14 @@ from monitor.testing.smtp import SmtpSink
 from monitor.workspace import SESSION_COOKIE, Sessions, SignInMailer, SignInTokens, Workspace
 
 SECRET = "workspace-secret-for-tests-0123"
-PUBLIC_URL = "https://cardmon.bank.example"
+# Plain HTTP, as the test server: a https public URL makes the cookie Secure (tested below).
+PUBLIC_URL = "http://cardmon.bank.example"
 CLAIRE = Manager(manager_id="RM-017", name="Claire Martin", email="claire.martin@bank.example")
 JONAS = Manager(manager_id="RM-042", name="Jonas Weber", email="jonas.weber@bank.example")
 NO_MAIL = Manager(manager_id="RM-099", name="Nomail Person")
 RAW_PAN = "4111111111111111"
 T0 = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
-_LINK = re.compile(r"https://cardmon\.bank\.example(/workspace/sign-in/[A-Za-z0-9_.%-]+)")
+_LINK = re.compile(r"http://cardmon\.bank\.example(/workspace/sign-in/[A-Za-z0-9_.%-]+)")
 _CSRF = re.compile(r'name="csrf_token" value="([0-9a-f]+)"')
 
 
@@ -190,7 +191,8 @@ async def test_the_session_cookie_is_httponly_lax_and_scoped(site: Site) -> None
     assert site.store.find_session(session_id, now=datetime.now(UTC)) is None  # stored hashed only
 
 
-@pytest.mark.parametrize("problem", ["expired", "tampered", "unknown_manager", "cross_site"])
+@pytest.mark.parametrize("problem", ["expired", "tampered", "unknown_manager", "cross_site",
+                                     "opaque_origin"])
 async def test_bad_links_are_refused(site: Site, problem: str) -> None:
     """An expired or tampered link, one for a manager no longer in the registry, or a sign-in posted from another site opens no session."""
     client = await site.client()
@@ -202,14 +204,17 @@ async def test_bad_links_are_refused(site: Site, problem: str) -> None:
         path = path[:-3] + ("AAA" if not path.endswith("AAA") else "BBB")
     elif problem == "cross_site":
         headers = {"Origin": "https://evil.example"}
-    if problem != "cross_site":
+    elif problem == "opaque_origin":  # a sandboxed frame or a data: page
+        headers = {"Origin": "null"}
+    if problem not in ("cross_site", "opaque_origin"):
         page = await client.get(path)
         assert page.status == 403 and "Ask for a new sign-in link" in await page.text()
     response = await client.post(path, headers=headers, allow_redirects=False)
     assert response.status == 403
     assert "set-cookie" not in {k.lower() for k in response.headers}
-    if problem == "cross_site":  # the link was not used up by the refused post
-        assert (await client.post(path, allow_redirects=False)).status == 303
+    if problem in ("cross_site", "opaque_origin"):  # the refused post did not use the link up
+        same_site = {"Origin": PUBLIC_URL}  # as a browser behind the bank's proxy sends it
+        assert (await client.post(path, headers=same_site, allow_redirects=False)).status == 303
 
 
 async def test_pages_need_a_live_session(site: Site) -> None:
@@ -330,3 +335,16 @@ async def test_the_session_cookie_is_secure_over_tls(site: Site) -> None:
             assert "secure" in attributes and "httponly" in attributes
     finally:
         await runner.cleanup()
+
+
+async def test_the_cookie_is_secure_behind_a_tls_proxy(site: Site) -> None:
+    """With an https public URL (a TLS proxy in front), the cookie is Secure even though cardmon itself speaks plain HTTP."""
+    proxied = Workspace(store=site.store, tokens=site.tokens, sessions=site.workspace.sessions,
+                        mailer=SignInMailer(site.tokens, "https://cardmon.bank.example",
+                                            managers=lambda: {CLAIRE.manager_id: CLAIRE}, email=None))
+    async with TestClient(TestServer(build_api(site.store, workspace=proxied))) as client:
+        response = await client.post(site.link_path("RM-017"), allow_redirects=False,
+                                     headers={"Origin": "https://cardmon.bank.example"})
+        assert response.status == 303
+        attributes = {part.strip().lower() for part in _cookie_header(response).split(";")[1:]}
+        assert "secure" in attributes
