@@ -60,6 +60,10 @@ class SignInMailer:
         """The base URL managers reach cardmon at (no trailing ``/``)."""
         return self._public_url
 
+    def known(self, manager_id: str) -> bool:
+        """Whether the registry, as it is now, has a manager with this exact ID."""
+        return manager_id in self._managers()
+
     def find(self, who: str) -> Manager | None:
         """The manager whose ID is ``who``, or whose e-mail address is ``who`` (any case); else ``None``."""
         who = who.strip()

@@ -137,7 +137,12 @@ def _refused(request: web.Request, status: int, title: str, message: str) -> web
 
 
 async def _session(request: web.Request) -> Session | None:
-    return await request.app[WORKSPACE].sessions.find(request.cookies.get(SESSION_COOKIE))
+    """The request's live session, if its manager is still in the registry."""
+    workspace = request.app[WORKSPACE]
+    session = await workspace.sessions.find(request.cookies.get(SESSION_COOKIE))
+    if session is None or not workspace.mailer.known(session.manager_id):
+        return None
+    return session
 
 
 def _redirect(location: str) -> web.Response:
@@ -185,8 +190,8 @@ def _check_token(request: web.Request) -> tuple[str, Any] | web.Response:
     except InvalidSignInError as error:
         return _refused(request, 403, "Link refused",
                         f"{str(error).capitalize()}. Ask for a new sign-in link.")
-    manager = workspace.mailer.find(claim.manager_id)
-    if manager is None or manager.manager_id != claim.manager_id:
+    manager = workspace.mailer.find(claim.manager_id) if workspace.mailer.known(claim.manager_id) else None
+    if manager is None:
         return _refused(request, 403, "Link refused",
                         "This sign-in link is not valid. Ask for a new sign-in link.")
     return manager.name, claim

@@ -59,6 +59,7 @@ class Site:
     clock: Clock
     sink: SmtpSink
     server: TestServer
+    managers: dict[str, Manager]
 
     async def client(self) -> TestClient:
         """A new browser-like client (its own cookie jar) on the running server."""
@@ -107,7 +108,7 @@ class Site:
 async def site(store_location: Path | str, smtp_sink: SmtpSink) -> AsyncIterator[Site]:
     """The API with the workspace over a fresh SQLite or PostgreSQL store, mailing through a real SMTP server."""
     clock = Clock()
-    managers = {m.manager_id: m for m in (CLAIRE, JONAS, NO_MAIL)}
+    managers = {m.manager_id: m for m in (CLAIRE, JONAS, NO_MAIL)}  # the registry, changeable
     with AlertStore(store_location) as store:
         tokens = SignInTokens(SECRET, max_age_seconds=900, clock=clock)
         email = EmailChannel(smtp_sink.host, smtp_sink.port, sender="cardmon@bank.example")
@@ -117,7 +118,7 @@ async def site(store_location: Path | str, smtp_sink: SmtpSink) -> AsyncIterator
             mailer=SignInMailer(tokens, PUBLIC_URL, managers=lambda: managers, email=email))
         server = TestServer(build_api(store, workspace=workspace))
         await server.start_server()
-        site = Site(store, workspace, tokens, clock, smtp_sink, server)
+        site = Site(store, workspace, tokens, clock, smtp_sink, server, managers)
         try:
             yield site
         finally:
@@ -218,7 +219,7 @@ async def test_bad_links_are_refused(site: Site, problem: str) -> None:
 
 
 async def test_pages_need_a_live_session(site: Site) -> None:
-    """Without a session, after the session expires, or once it is revoked, the pages redirect to the sign-in form."""
+    """Without a session, after it expires, once it is revoked, or once its manager left the registry, the pages redirect to the sign-in form."""
     alert_id = site.record(1)
     anonymous = await site.client()
     for path in ("/workspace/alerts", f"/workspace/alerts/{alert_id}"):
@@ -231,6 +232,9 @@ async def test_pages_need_a_live_session(site: Site) -> None:
     site.clock.now = datetime.now(UTC)
     client = await site.signed_in("RM-017")
     await site.workspace.sessions.revoke_manager("RM-017")
+    assert (await client.get("/workspace/alerts", allow_redirects=False)).status == 303
+    client = await site.signed_in("RM-017")
+    del site.managers["RM-017"]  # the manager left the registry
     assert (await client.get("/workspace/alerts", allow_redirects=False)).status == 303
 
 
