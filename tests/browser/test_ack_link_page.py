@@ -126,12 +126,12 @@ async def test_a_manager_acknowledges_an_alert_from_the_link_in_a_real_browser(
 async def test_a_tampered_link_shows_the_refusal_page_and_changes_nothing(
         served: Served, browser_tab: BrowserTab) -> None:
     """A link whose token was altered answers the 403 refusal page, without a button, and the alert stays open."""
-    page = served_page = browser_tab.page
+    page = browser_tab.page
     alert_id = served.alert()
     link = urlsplit(served.link(alert_id))
     token = parse_qs(link.query)["token"][0]
     tampered = token[:-3] + ("AAA" if not token.endswith("AAA") else "BBB")
-    response = await served_page.goto(f"{served.url}{link.path}?{urlencode({'token': tampered})}")
+    response = await page.goto(f"{served.url}{link.path}?{urlencode({'token': tampered})}")
     assert response is not None and response.status == 403
     await expect(page.get_by_role("heading", level=1)).to_have_text("Link refused")
     await expect(page.locator("body")).to_contain_text("Nothing was changed")
