@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 import pytest
-from playwright.async_api import Browser, ConsoleMessage, Error, Page, async_playwright
+from playwright.async_api import Browser, ConsoleMessage, Error, Page, async_playwright, expect
 
 __all__ = [
     "CHROMIUM_FLAGS",
@@ -154,11 +154,15 @@ async def open_tab(browser: Browser, *, locale: str = "en-GB",
     Args:
         browser: a started browser (:func:`launch_chromium`).
         locale: the browser's language (``Accept-Language`` and ``navigator.language``).
-        timeout_ms: how long an action or a navigation may wait, in milliseconds.
+        timeout_ms: how long an action, a navigation or an ``expect`` assertion may
+            wait, in milliseconds.
 
     Yields:
         The :class:`BrowserTab`; its context is closed at exit.
     """
+    # Playwright's ``expect`` assertions wait 5 s by default (a module-wide setting):
+    # as long as an action here, since a page answered by a loaded machine can be slow.
+    expect.set_options(timeout=timeout_ms)
     context = await browser.new_context(locale=locale)
     try:
         context.set_default_timeout(timeout_ms)

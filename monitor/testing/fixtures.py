@@ -20,7 +20,7 @@ Fixtures (real parts, no mocks):
 * ``chromium``: a started headless Chromium (the system's, driven by Playwright;
   :mod:`monitor.testing.browser`), skipped where there is none unless
   ``CARDMON_REQUIRE_BROWSER=1``; ``browser_tab``: a page of it in a fresh context,
-  with the console errors it logged.
+  with the console errors it logged. Tests using them are marked ``browser``.
 
 Plain functions:
 
@@ -92,6 +92,21 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         if name.startswith("CARDMON_"):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
+
+
+_BROWSER_FIXTURES = frozenset({"chromium", "browser_tab"})
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the ``browser`` marker (``-m "not browser"`` leaves the browser tests out)."""
+    config.addinivalue_line("markers", "browser: drives a real headless Chromium (monitor.testing.browser)")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses the browser fixtures ``browser``."""
+    for item in items:
+        if _BROWSER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.browser)
 
 
 @pytest.fixture
