@@ -24,12 +24,15 @@ from dataclasses import dataclass, field
 from typing import Final
 
 import pytest
+from axe_playwright_python.async_playwright import Axe
 from playwright.async_api import Browser, ConsoleMessage, Error, Page, async_playwright, expect
 
 __all__ = [
     "CHROMIUM_FLAGS",
     "REQUIRE_BROWSER_VARIABLE",
+    "WCAG_TAGS",
     "BrowserTab",
+    "accessibility_violations",
     "chromium_or_skip",
     "find_chromium",
     "launch_chromium",
@@ -58,6 +61,9 @@ CHROMIUM_FLAGS: Final = (
     "--disable-component-update",
     "--disable-sync",
 )
+#: The axe-core rule sets :func:`accessibility_violations` applies: WCAG 2.0 and 2.1,
+#: levels A and AA (labels, names, language, title, contrast, keyboard traps...).
+WCAG_TAGS: Final = ("wcag2a", "wcag2aa", "wcag21a", "wcag21aa")
 #: Milliseconds a Playwright action or navigation waits before failing: generous,
 #: because the machines that run the tests are shared and a start can be slow; a
 #: condition that holds is seen at once (Playwright waits on events, never sleeps).
@@ -182,3 +188,24 @@ async def open_tab(browser: Browser, *, locale: str = "en-GB",
         yield tab
     finally:
         await context.close()
+
+
+async def accessibility_violations(page: Page, *, tags: tuple[str, ...] = WCAG_TAGS) -> list[str]:
+    """What axe-core (the accessibility engine, bundled by ``axe-playwright-python``)
+    finds wrong with the page as it is now.
+
+    Args:
+        page: a loaded page.
+        tags: the axe-core rule tags to apply (default WCAG 2.1 A and AA).
+
+    Returns:
+        One line per violated rule: ``"{rule} ({impact}): {help} at {selectors}"``;
+        empty when the page passes (``assert await accessibility_violations(page) == []``).
+    """
+    results = await Axe().run(page, options={"runOnly": {"type": "tag", "values": list(tags)},
+                                             "resultTypes": ["violations"]})
+    found = []
+    for violation in results.response["violations"]:
+        targets = ", ".join(" ".join(map(str, node["target"])) for node in violation["nodes"])
+        found.append(f"{violation['id']} ({violation['impact']}): {violation['help']} at {targets}")
+    return found

@@ -20,7 +20,7 @@ from monitor.alerts.delivery.links import AckLinks
 from monitor.alerts.store import AlertStore
 from monitor.api import build_api, start_api
 from monitor.domain import AlertEvent, Manager, VipFailure
-from monitor.testing.browser import BrowserTab
+from monitor.testing.browser import BrowserTab, accessibility_violations
 
 SECRET = "link-secret-for-browser-tests-0123"
 RAW_PAN = "4111111111111111"
@@ -174,3 +174,18 @@ async def test_the_link_page_declares_its_language_and_names_every_control(
     await expect(buttons).to_have_count(1)
     assert (await buttons.inner_text()).strip()
     assert browser_tab.errors == []
+
+
+async def test_the_link_pages_pass_the_wcag_checks_of_axe_core(served: Served, browser_tab: BrowserTab) -> None:
+    """The link page, its confirmation and its refusal page have no WCAG 2.1 A/AA violation axe-core can find."""
+    page = browser_tab.page
+    alert_id = served.alert()
+    await page.goto(served.link(alert_id))
+    assert await accessibility_violations(page) == []
+    await page.get_by_role("button", name="Acknowledge as RM-017").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Acknowledged")
+    assert await accessibility_violations(page) == []
+    await page.goto(served.link(alert_id).replace("token=", "token=x"))
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Link refused")
+    assert await accessibility_violations(page) == []
+    assert not any("Content Security Policy" in error for error in browser_tab.errors)

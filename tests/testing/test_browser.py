@@ -7,7 +7,13 @@ import sys
 import pytest
 from playwright.async_api import Browser, Route
 
-from monitor.testing.browser import BrowserTab, chromium_or_skip, find_chromium, open_tab
+from monitor.testing.browser import (
+    BrowserTab,
+    accessibility_violations,
+    chromium_or_skip,
+    find_chromium,
+    open_tab,
+)
 
 MISSING = "/nonexistent/cardmon-test/chromium"
 
@@ -59,3 +65,22 @@ async def test_each_tab_has_its_own_cookies(chromium: Browser) -> None:
         await first.page.context.add_cookies([{"name": "session", "value": "x", "url": "http://cardmon.test/"}])
         assert [c["name"] for c in await first.page.context.cookies()] == ["session"]
         assert await second.page.context.cookies() == []
+
+
+async def test_axe_core_finds_a_missing_language_an_unlabelled_field_and_poor_contrast(
+        browser_tab: BrowserTab) -> None:
+    """accessibility_violations names the rules a page breaks, even under a strict Content-Security-Policy."""
+    page = browser_tab.page
+
+    async def fulfil(route: Route) -> None:
+        await route.fulfill(
+            status=200, content_type="text/html",
+            headers={"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"},
+            body="<!doctype html><html><title>t</title><main><h1>Alerts</h1>"
+                 "<p style='color:#bbb;background:#fff'>faint text</p><input type=text></main></html>",
+        )
+
+    await page.route("http://cardmon.test/**", fulfil)
+    await page.goto("http://cardmon.test/bad")
+    rules = {line.split(" ")[0] for line in await accessibility_violations(page)}
+    assert {"html-has-lang", "label", "color-contrast"} <= rules
