@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 import pytest
-from axe_playwright_python.async_playwright import Axe
+from axe_playwright_python.async_playwright import Axe  # type: ignore[import-untyped]
 from playwright.async_api import Browser, ConsoleMessage, Error, Page, async_playwright, expect
 
 __all__ = [
