@@ -55,6 +55,7 @@ from monitor.metrics import (
     AlertLifecycleMetrics,
     DeliveryMetrics,
     PipelineMetrics,
+    ScaleOutMetrics,
     StormMetrics,
     serve,
 )
@@ -214,7 +215,8 @@ class MonitorApp:
             completed=lambda: self.consumer.batches, partitions=self._partition_count,
             lateness_seconds=settings.event_time.allowed_lateness_seconds,
             stalled_seconds=settings.event_time.stalled_partition_seconds,
-            lease_seconds=scale_out.lease_seconds, interval_seconds=scale_out.interval_seconds)
+            lease_seconds=scale_out.lease_seconds, interval_seconds=scale_out.interval_seconds,
+            metrics=ScaleOutMetrics(self.metrics_registry))
 
     def _partition_count(self) -> int:
         # The topic's partitions as the consumer's metadata knows them (0: not yet).

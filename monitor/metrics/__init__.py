@@ -36,7 +36,7 @@ from monitor.metrics._pipeline import (
     PipelineMetrics,
 )
 from monitor.metrics._server import MetricsServer, metrics_app, serve
-from monitor.metrics._storm import NOTICE_KINDS, StormMetrics, StormSource
+from monitor.metrics._storm import NOTICE_KINDS, ScaleOutMetrics, StormMetrics, StormSource
 
 __all__ = [
     "ACK_VIAS",
@@ -63,6 +63,7 @@ __all__ = [
     "MetricKind",
     "MetricsServer",
     "PipelineMetrics",
+    "ScaleOutMetrics",
     "StormMetrics",
     "StormSource",
     "TerminalCollector",

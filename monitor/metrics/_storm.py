@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from monitor.alerts.store import StormCounts
 from monitor.incidents.rules import SCOPES
 
-__all__ = ["NOTICE_KINDS", "StormMetrics", "StormSource"]
+__all__ = ["NOTICE_KINDS", "ScaleOutMetrics", "StormMetrics", "StormSource"]
 
 #: Kinds of incident notice (``monitor.incidents.model.NoticeKind``).
 NOTICE_KINDS: Final[tuple[str, ...]] = ("opened", "update", "resolved", "escalated")
@@ -108,3 +108,46 @@ class StormMetrics:
     def refresh(self, store: StormSource) -> None:
         """Read the store's totals and set the metrics (synchronous: a scheduler job)."""
         self.set(store.storm_counts())
+
+
+class ScaleOutMetrics:
+    """The scale-out judge's health (``alerting.scale_out``): who judges, how far, failed rounds.
+
+    Fed by :class:`monitor.pipeline.fleet.FleetIncidents` of this instance (any thread).
+    With several instances, ``max(cardmon_scale_out_judged_through_timestamp_seconds)``
+    is how far fleet-scope incidents are judged, and ``sum(cardmon_scale_out_judge)``
+    should be 1: 0 for longer than a lease means no instance judges.
+
+    Args:
+        registry: where the metrics are registered.
+
+    Raises:
+        ValueError: a metric name is already registered on ``registry``.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.judge = Gauge(
+            "cardmon_scale_out_judge",
+            "1 while this instance holds the incident judge's lease (alerting.scale_out), else 0.",
+            registry=registry)
+        self.judged_through = Gauge(
+            "cardmon_scale_out_judged_through_timestamp_seconds",
+            "End of the last bucket this instance judged and stored as the fleet's incident judge "
+            "(event time, seconds since the epoch; 0: it has not judged).",
+            registry=registry)
+        self.rounds_failed = Counter(
+            "cardmon_scale_out_rounds_failed_total",
+            "Scale-out rounds (writing partial counts, judging) that failed and are tried again "
+            "with backoff.", registry=registry)
+
+    def set_judging(self, judging: bool) -> None:
+        """Whether this instance holds the judge's lease now."""
+        self.judge.set(1 if judging else 0)
+
+    def observe_judged_through(self, end_seconds: float) -> None:
+        """The judged buckets were stored up to ``end_seconds`` (event time, epoch seconds)."""
+        self.judged_through.set(end_seconds)
+
+    def observe_round_failed(self) -> None:
+        """One round failed (it is tried again)."""
+        self.rounds_failed.inc()

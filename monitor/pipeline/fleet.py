@@ -50,7 +50,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Final
+from typing import Final, Protocol
 
 import polars as pl
 
@@ -62,7 +62,7 @@ from monitor.incidents.model import Incident, IncidentChange
 from monitor.incidents.tracking import WaitingVip
 from monitor.pipeline.watermark import EventClock
 
-__all__ = ["PARTIAL_SCHEMA", "FleetIncidents", "merge_partials"]
+__all__ = ["PARTIAL_SCHEMA", "FleetIncidents", "FleetMetrics", "merge_partials"]
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,14 @@ PARTIAL_SCHEMA: Final = pl.Schema({
     "failures": pl.Int64(), "first": pl.Int64(), "last": pl.Int64(), "cards": pl.List(pl.String()),
     "terminals": pl.List(pl.String()), "merchant": pl.String(), "region": pl.String(),
 })
+
+
+class FleetMetrics(Protocol):
+    """What the judge reports (:class:`monitor.metrics.ScaleOutMetrics`); called from any thread."""
+
+    def set_judging(self, judging: bool) -> None: ...
+    def observe_judged_through(self, end_seconds: float) -> None: ...
+    def observe_round_failed(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -152,6 +160,7 @@ class FleetIncidents:
         stalled_seconds: ``event_time.stalled_partition_seconds``.
         lease_seconds: how long the judge's lease lasts without renewal.
         interval_seconds: how often each instance writes and asks to judge.
+        metrics: where the judge's state and failed rounds are reported (``None``: nowhere).
     """
 
     #: The processor adds each event's ``partition`` to the frames it passes.
@@ -162,7 +171,8 @@ class FleetIncidents:
                  record: Callable[[list[IncidentChange], Callable[[Database | None], object]], Awaitable[object]],
                  open_incidents: Callable[[], list[Incident]], completed: Callable[[], int],
                  partitions: Callable[[], int], lateness_seconds: float, stalled_seconds: float,
-                 lease_seconds: float = 15.0, interval_seconds: float = 0.25) -> None:
+                 lease_seconds: float = 15.0, interval_seconds: float = 0.25,
+                 metrics: FleetMetrics | None = None) -> None:
         self.detector = detector
         self.rules = detector.rules
         self.counts = counts
@@ -176,6 +186,7 @@ class FleetIncidents:
         self.stalled_seconds = stalled_seconds
         self.lease_seconds = lease_seconds
         self.interval_seconds = interval_seconds
+        self.metrics = metrics
         self._lock = threading.Lock()  # guards _staged (observe runs on the consumer's side)
         self._staged: list[_Staged] = []
         self._buckets: dict[int, BucketCounts] = {}  # <partition: its aggregates not written yet>
@@ -270,6 +281,8 @@ class FleetIncidents:
             try:
                 await self.round()
             except Exception as error:  # never stop the monitor: the next round tries again
+                if self.metrics is not None:
+                    self.metrics.observe_round_failed()
                 now = time.monotonic()
                 pause = min(max(pause * 2, self.interval_seconds), _RETRY_MAX_SECONDS)
                 if failing_since is None or now - last_logged >= _LOG_EVERY_SECONDS:
@@ -295,6 +308,9 @@ class FleetIncidents:
             except Exception as error:  # noqa: BLE001 - the lease then runs out by itself
                 log.warning("could not give up the judge's lease (%s); it runs out in %g s",
                             type(error).__name__, self.lease_seconds)
+            self.judging = False
+        if self.metrics is not None:
+            self.metrics.set_judging(False)
 
     async def round(self) -> list[IncidentChange]:
         """One round: write what the committed batches passed, then judge if holding the lease.
@@ -314,6 +330,8 @@ class FleetIncidents:
             await self._store(self._unrecorded)
         await asyncio.to_thread(self.flush)
         judged = await asyncio.to_thread(self.judge)
+        if self.metrics is not None:
+            self.metrics.set_judging(self.judging)
         if judged is None:
             return []
         self._unrecorded = judged
@@ -335,8 +353,12 @@ class FleetIncidents:
                         judged.before, judged.through, len(judged.changes))
             self._unrecorded = None
             self.judging = False  # judging again starts over from the store
+            if self.metrics is not None:
+                self.metrics.set_judging(False)
             return False
         self._unrecorded = None
+        if self.metrics is not None:
+            self.metrics.observe_judged_through(float((judged.through + 1) * self.rules.bucket_seconds))
         return True
 
     def flush(self) -> None:

@@ -5,7 +5,7 @@ Register it in the top ``conftest.py`` of a test suite::
     pytest_plugins = ["monitor.testing.fixtures"]
 
 It needs cardmon's test extras (``pip install 'cardmon[test]'``: pytest, pytest-asyncio,
-aiosmtpd), which a production install does not have.
+aiosmtpd, playwright), which a production install does not have.
 
 Fixtures (real parts, no mocks):
 
@@ -16,7 +16,11 @@ Fixtures (real parts, no mocks):
 * ``smtp_sink``: a started :class:`monitor.testing.smtp.SmtpSink` (aiosmtpd), stopped
   after the test;
 * ``clean_environment``: no ``CARDMON_*`` variable or ``./cardmon.yaml`` leaks into
-  :class:`monitor.config.Settings` (use with ``pytest.mark.usefixtures``).
+  :class:`monitor.config.Settings` (use with ``pytest.mark.usefixtures``);
+* ``chromium``: a started headless Chromium (the system's, driven by Playwright;
+  :mod:`monitor.testing.browser`), skipped where there is none unless
+  ``CARDMON_REQUIRE_BROWSER=1``; ``browser_tab``: a page of it in a fresh context,
+  with the console errors it logged. Tests using them are marked ``browser``.
 
 Plain functions:
 
@@ -32,17 +36,21 @@ import asyncio
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.async_api import Browser
 
 from monitor.config import KafkaSettings, Settings, isolated_settings
 from monitor.testing.broker import EmbeddedBroker, free_port
+from monitor.testing.browser import BrowserTab, chromium_or_skip, launch_chromium, open_tab
 from monitor.testing.smtp import SmtpSink
 
 __all__ = [
+    "browser_tab",
+    "chromium",
     "clean_environment",
     "kafka_bootstrap",
     "kafka_settings",
@@ -84,6 +92,35 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         if name.startswith("CARDMON_"):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
+
+
+_BROWSER_FIXTURES = frozenset({"chromium", "browser_tab"})
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the ``browser`` marker (``-m "not browser"`` leaves the browser tests out)."""
+    config.addinivalue_line("markers", "browser: drives a real headless Chromium (monitor.testing.browser)")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses the browser fixtures ``browser``."""
+    for item in items:
+        if _BROWSER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.browser)
+
+
+@pytest.fixture
+async def chromium() -> AsyncIterator[Browser]:
+    """A headless Chromium of this machine, new for the test; skipped where absent, required in CI."""
+    async with launch_chromium(chromium_or_skip()) as browser:
+        yield browser
+
+
+@pytest.fixture
+async def browser_tab(chromium: Browser) -> AsyncIterator[BrowserTab]:
+    """A page of ``chromium`` in a fresh context (no cookies), with the console errors it logs."""
+    async with open_tab(chromium) as tab:
+        yield tab
 
 
 def _kafka_defaults(bootstrap_servers: str, name: str) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from typing import Any
 import polars as pl
 import psycopg
 import pytest
+from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
 from monitor.alerts.store import AlertStore
@@ -20,6 +21,7 @@ from monitor.alerts.store.db import StoreUnavailable
 from monitor.alerts.store.fleet_counts import FleetCounts
 from monitor.config import isolated_settings
 from monitor.incidents import IncidentChange, IncidentDetector, IncidentRules
+from monitor.metrics import ScaleOutMetrics
 from monitor.pipeline.fleet import FleetIncidents
 from monitor.pipeline.watermark import EventClock, PartitionProgress
 from monitor.testing.fixtures import wait_until
@@ -82,6 +84,7 @@ class Instance:
     """One instance's storm control as the app wires it, fed batches like the processor does."""
 
     def __init__(self, url: str, name: str, store: AlertStore | None = None, lease: float = 15.0) -> None:
+        self.registry = CollectorRegistry()
         self.clock = EventClock(allowed_lateness_seconds=10)
         self.done = 0
         self.changes: list[IncidentChange] = []
@@ -98,7 +101,11 @@ class Instance:
             IncidentDetector(RULES), FleetCounts(url, "tx"), self.clock, owner=name, record=record,
             open_incidents=lambda: store.list_incidents(open_only=True) if store is not None else [],
             completed=lambda: self.done, partitions=lambda: PARTITIONS, lateness_seconds=10,
-            stalled_seconds=60, lease_seconds=lease)
+            stalled_seconds=60, lease_seconds=lease, metrics=ScaleOutMetrics(self.registry))
+
+    def metric(self, name: str) -> float | None:
+        """This instance's value of a ``cardmon_scale_out_*`` sample."""
+        return self.registry.get_sample_value(name)
 
     def batch(self, data: pl.DataFrame, assigned: set[int], caught_up: set[int]) -> None:
         """Process one batch, then complete it (stored and committed)."""
@@ -279,6 +286,32 @@ async def test_a_round_counts_as_judged_only_once_its_changes_are_stored(url: st
     assert len(issuer) == 1
 
 
+async def test_the_judge_metrics_say_which_instance_judges_and_how_far(url: str) -> None:
+    """Exactly one instance reports itself the judge, with the end of the last bucket stored; the others report 0."""
+    data = frame(rows())
+    instances = [Instance(url, f"i{p}") for p in range(PARTITIONS)]
+    try:
+        for p, instance in enumerate(instances):
+            instance.batch(data.filter(pl.col("partition") == p), {p}, {p})
+        for _ in range(2):
+            for instance in instances:
+                await instance.fleet.round()
+        judges = [i for i in instances if i.metric("cardmon_scale_out_judge") == 1]
+        assert len(judges) == 1 and judges[0].fleet.judging
+        through = _judged_through(url)
+        assert through is not None
+        assert judges[0].metric("cardmon_scale_out_judged_through_timestamp_seconds") == \
+            (through + 1) * RULES.bucket_seconds
+        for other in instances:
+            if other is not judges[0]:
+                assert other.metric("cardmon_scale_out_judge") == 0
+                assert other.metric("cardmon_scale_out_judged_through_timestamp_seconds") == 0
+            assert other.metric("cardmon_scale_out_rounds_failed_total") == 0
+    finally:
+        for instance in instances:
+            instance.close()
+
+
 def _judged_through(url: str) -> int | None:
     counts = FleetCounts(url, "tx")
     try:
@@ -322,6 +355,7 @@ async def test_failing_rounds_back_off_and_log_once_until_they_work_again(
     try:
         await asyncio.sleep(1.5)  # 75 intervals; the pauses 0.02, 0.04, ... 0.64 allow ~7 attempts
         assert 3 <= attempts <= 8, attempts
+        assert instance.metric("cardmon_scale_out_rounds_failed_total") == attempts
         failed = [r for r in caplog.records if "scale-out round failed" in r.getMessage()]
         assert len(failed) == 1, [r.getMessage() for r in failed]
         instance.fleet.round = working  # type: ignore[method-assign]
