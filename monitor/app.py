@@ -67,6 +67,7 @@ from monitor.pipeline.processor import BatchProcessor
 from monitor.pipeline.selection import AlertPolicy, read_policy_file
 from monitor.pipeline.vips import RegistryLoader
 from monitor.pipeline.watermark import EventClock
+from monitor.workspace import configured_workspace
 
 __all__ = ["MonitorApp"]
 
@@ -157,6 +158,9 @@ class MonitorApp:
                       if api.link_secret else None)
         self.vip_registry = RegistryLoader(settings.registry.customers_path, settings.registry.managers_path)
         self.store = AlertStore(alerting.store_location(), postgres=alerting.postgres)
+        # The managers' workspace under /workspace of the API (None: workspace.enabled is false).
+        self.workspace = configured_workspace(settings, self.store,
+                                              managers=lambda: self.vip_registry.current.managers)
         self.channels = build_channels(settings)
         # Event time across the partitions: late events and the watermark (monitor/pipeline/watermark.py).
         self.clock = EventClock(allowed_lateness_seconds=settings.event_time.allowed_lateness_seconds,
@@ -355,7 +359,7 @@ class MonitorApp:
             if api.enabled:
                 api_server = await start_api(
                     build_api(self.store, api_token=api.token.get_secret_value() if api.token else None,
-                              links=self.links),
+                              links=self.links, workspace=self.workspace),
                     api.host, api.port)
             await self.consumer.start()
             await self.health.start(create_topics=create_topics)

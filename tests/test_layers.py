@@ -31,6 +31,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("monitor.pipeline",),
     ("monitor.metrics",),
     ("monitor.health",),
+    ("monitor.workspace",),
     ("monitor.api", "monitor.jobs"),
     ("monitor.app",),
     ("monitor.cli", "monitor"),

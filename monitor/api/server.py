@@ -15,6 +15,7 @@ from monitor.api.alerts import ack, get_alert, list_alerts, resend, resolve
 from monitor.api.incidents import get_incident, list_incidents
 from monitor.api.links import ack_page
 from monitor.api.requests import LINKS, STORE, TOKEN, error_response
+from monitor.workspace import Workspace, build_workspace
 
 __all__ = ["ApiServer", "build_api", "start_api"]
 
@@ -27,7 +28,8 @@ _MAX_BODY_BYTES: Final = 64 * 1024
 
 
 def build_api(
-    store: AlertStore, *, api_token: str | None = None, links: AckLinks | None = None
+    store: AlertStore, *, api_token: str | None = None, links: AckLinks | None = None,
+    workspace: Workspace | None = None,
 ) -> web.Application:
     """Return the API application.
 
@@ -35,6 +37,7 @@ def build_api(
         store: the alert store (its calls run in a thread).
         api_token: the bearer token of JSON callers; ``None`` refuses them all (403).
         links: the ack link verifier; ``None`` refuses every link (403).
+        workspace: the managers' workspace, served under ``/workspace``; ``None``: not served.
     """
     app = web.Application(client_max_size=_MAX_BODY_BYTES, middlewares=[_store_errors])
     app[STORE] = store
@@ -50,6 +53,8 @@ def build_api(
     app.router.add_post("/alerts/{alert_id}/resend", resend)
     app.router.add_get("/incidents", list_incidents)
     app.router.add_get("/incidents/{incident_id}", get_incident)
+    if workspace is not None:
+        app.add_subapp("/workspace", build_workspace(workspace))
     return app
 
 
@@ -90,13 +95,15 @@ async def _store_errors(request: web.Request, handler: Any) -> web.StreamRespons
         response: web.StreamResponse = await handler(request)
         return response
     except DATABASE_ERRORS as error:
-        # The path, never the query string: an ack link's token is in it.
+        # The route, never the path or query string: a link's token is in them.
+        route = request.match_info.route.resource
+        where = route.canonical if route is not None else "?"
         if is_transient(error):
             log.warning("API %s %s: the alert store is unavailable (%s)", request.method,
-                        request.path, type(error).__name__)
+                        where, type(error).__name__)
             return error_response(503, "store_unavailable",
                           "the alert store is unavailable; nothing was changed, try again shortly",
                           **{"Retry-After": str(_RETRY_AFTER_SECONDS)})
         log.error("API %s %s: the alert store failed (%s, SQLSTATE %s)", request.method,
-                  request.path, type(error).__name__, getattr(error, "sqlstate", None))
+                  where, type(error).__name__, getattr(error, "sqlstate", None))
         return error_response(500, "store_error", "the alert store failed; see the monitor's log")

@@ -23,6 +23,7 @@ from pydantic_settings import (
 from monitor.config.alerting import AlertingSettings
 from monitor.config.endpoints import ApiSettings, MetricsSettings
 from monitor.config.inputs import EventTimeSettings, HealthSettings, KafkaSettings, RegistrySettings
+from monitor.config.workspace import WorkspaceSettings
 
 __all__ = ["Settings", "isolated_settings", "load_settings"]
 
@@ -44,6 +45,7 @@ class Settings(BaseSettings):
     event_time: EventTimeSettings = EventTimeSettings()
     api: ApiSettings = ApiSettings()
     metrics: MetricsSettings = MetricsSettings()
+    workspace: WorkspaceSettings = WorkspaceSettings()
 
     @classmethod
     def settings_customise_sources(

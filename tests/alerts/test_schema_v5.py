@@ -84,7 +84,7 @@ def _by_client(store: AlertStore) -> dict[str, str]:
 def test_states_a_sink_alone_made_notified_are_corrected_with_a_history_row(v4_store: str | Path) -> None:
     """Opening a schema-4 store: alerts only a sink had accepted are open or failed again, each with a `corrected` history row; the others keep their state and history."""
     with AlertStore(v4_store) as store:
-        assert store.schema_version == SCHEMA_VERSION == 5
+        assert store.schema_version == SCHEMA_VERSION >= 5
         ids = _by_client(store)
         assert {client: store.state_of(alert_id) for client, alert_id in ids.items()} == {
             client: after for client, (_, after) in EXPECTED.items()}

@@ -156,8 +156,25 @@ class EmailChannel:
             DeliveryError: no address.
             aiosmtplib.SMTPException: the relay refused or the connection failed.
         """
+        await self._submit(self.build(message))
+
+    async def send_text(self, to: str, subject: str, text: str) -> None:
+        """Send a plain-text mail that is not an alert (a workspace sign-in link) to ``to``.
+
+        Raises:
+            aiosmtplib.SMTPException: the relay refused or the connection failed.
+        """
+        mail = EmailMessage()
+        mail["From"] = self._sender
+        mail["To"] = to
+        mail["Subject"] = subject
+        mail["Date"] = format_datetime(datetime.now(UTC))
+        mail.set_content(text)
+        await self._submit(mail)
+
+    async def _submit(self, mail: EmailMessage) -> None:
         await aiosmtplib.send(
-            self.build(message),
+            mail,
             hostname=self._host,
             port=self._port,
             username=self._username,

@@ -15,7 +15,9 @@ classes it is built from:
 - daily digests (:mod:`~monitor.alerts.store.digests`), the rate cap's summaries
   (:mod:`~monitor.alerts.store.summaries`), storm control's incidents and notices
   (:mod:`~monitor.alerts.store.incidents` writes them,
-  :mod:`~monitor.alerts.store.incident_reads` reads them).
+  :mod:`~monitor.alerts.store.incident_reads` reads them);
+- the managers' workspace: used sign-in tokens and sessions
+  (:mod:`~monitor.alerts.store.workspace`).
 
 Below them: the connection, its lock, transactions and retries
 (:mod:`~monitor.alerts.store.connection`), the database adapters
@@ -53,6 +55,7 @@ from monitor.alerts.store.recording import (
 )
 from monitor.alerts.store.resend import Resend, ResendQueries
 from monitor.alerts.store.summaries import SummaryQueries
+from monitor.alerts.store.workspace import StoredSession, WorkspaceQueries
 
 __all__ = [
     "DEFAULT_WINDOW_SECONDS",
@@ -63,13 +66,15 @@ __all__ = [
     "LifecycleRecord",
     "RecordResult",
     "Resend",
+    "StoredSession",
     "StormCounts",
     "window_start_for",
 ]
 
 
 class AlertStore(Recording, ReadQueries, OutboxQueries, ResendQueries, LifecycleQueries,
-                 EscalationQueries, DigestQueries, SummaryQueries, IncidentQueries):
+                 EscalationQueries, DigestQueries, SummaryQueries, IncidentQueries,
+                 WorkspaceQueries):
     """Alerts, their events and the delivery outbox in a SQLite file or a PostgreSQL database.
 
     Args:

@@ -15,7 +15,10 @@ bounds retries by time (``deliveries.first_attempt_at``), records the fallback
 (``fallback_at``) and re-sends (``resent_by``, ``resent_at``), flags late alerts
 (``alerts.late``: stale events, paged to nobody) and unroutable ones
 (``alerts.unroutable``), and lets the history say ``resent``, ``fallback`` and
-``corrected``. See ``docs/alert-lifecycle.md``,
+``corrected``. Version 6 adds the managers' workspace: used sign-in tokens
+(``sign_in_tokens``, unique on ``token_id``: a link signs in once) and server-side
+sessions (``workspace_sessions``, keyed by the SHA-256 of the session ID, so the table
+never holds a usable cookie). See ``docs/alert-lifecycle.md``, ``docs/workspace.md``,
 ``docs/alert-channels.md`` and ``docs/incidents.md``.
 
 A store is never changed any other way than by :func:`migrate`: a new column is a
@@ -33,10 +36,10 @@ from __future__ import annotations
 import sqlite3
 from typing import Final
 
-__all__ = ["CORRECTED_NOTE", "SCHEMA_VERSION", "corrected_states", "migrate"]
+__all__ = ["CORRECTED_NOTE", "SCHEMA_VERSION", "WORKSPACE_TABLES", "corrected_states", "migrate"]
 
 #: The version this code writes and reads.
-SCHEMA_VERSION: Final = 5
+SCHEMA_VERSION: Final = 6
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -156,6 +159,31 @@ def corrected_states(now_sql: str) -> tuple[str, ...]:
                                       WHERE a.alert_id = alerts.alert_id)
             WHERE alert_id IN (SELECT a.alert_id FROM alerts a WHERE {where})""",
     )
+
+
+#: Schema 6 (SQLite; :mod:`~monitor.alerts.store.schema_pg` has the PostgreSQL twin).
+WORKSPACE_TABLES: Final = (
+    # A sign-in token's ID once it was used: a link signs in once. Rows past their
+    # expiry are deleted (the signature refuses the token by then anyway).
+    """CREATE TABLE sign_in_tokens (
+        token_id TEXT PRIMARY KEY,
+        manager_id TEXT NOT NULL,
+        used_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+    )""",
+    "CREATE INDEX sign_in_tokens_expiry ON sign_in_tokens (expires_at)",
+    # A workspace session: the SHA-256 of its random ID (never the ID itself), whose it
+    # is, until when, and when it was revoked (sign-out, or a revocation by operations).
+    """CREATE TABLE workspace_sessions (
+        session_hash TEXT PRIMARY KEY,
+        manager_id TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        revoked_at TEXT
+    )""",
+    "CREATE INDEX workspace_sessions_by_manager ON workspace_sessions (manager_id)",
+    "CREATE INDEX workspace_sessions_expiry ON workspace_sessions (expires_at)",
+)
 
 
 # <version: statements that upgrade the store from version - 1>, applied in order in
@@ -437,6 +465,7 @@ _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
         "CREATE INDEX alert_history_by_alert ON alert_history (alert_id, history_id)",
         *corrected_states("strftime('%Y-%m-%dT%H:%M:%S', 'now') || '.000000+00:00'"),
     ),
+    6: WORKSPACE_TABLES,
 }
 
 

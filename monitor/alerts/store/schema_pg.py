@@ -282,6 +282,25 @@ _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
         *corrected_states(
             """to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') || '+00:00'"""),
     ),
+    6: (
+        # As SQLite schema 6: used sign-in tokens and workspace sessions.
+        f"""CREATE TABLE sign_in_tokens (
+            token_id {_T} PRIMARY KEY,
+            manager_id {_T} NOT NULL,
+            used_at {_T} NOT NULL,
+            expires_at {_T} NOT NULL
+        )""",
+        "CREATE INDEX sign_in_tokens_expiry ON sign_in_tokens (expires_at)",
+        f"""CREATE TABLE workspace_sessions (
+            session_hash {_T} PRIMARY KEY,
+            manager_id {_T} NOT NULL,
+            created_at {_T} NOT NULL,
+            expires_at {_T} NOT NULL,
+            revoked_at {_T}
+        )""",
+        "CREATE INDEX workspace_sessions_by_manager ON workspace_sessions (manager_id)",
+        "CREATE INDEX workspace_sessions_expiry ON workspace_sessions (expires_at)",
+    ),
 }
 
 

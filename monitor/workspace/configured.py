@@ -1,0 +1,43 @@
+"""The workspace the settings enable: built once at start from ``workspace``, ``api`` and ``alerting.smtp``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from monitor.alerts.delivery.configured import email_channel
+from monitor.alerts.store import AlertStore
+from monitor.config import Settings
+from monitor.domain import Manager
+from monitor.workspace.mailer import SignInMailer
+from monitor.workspace.pages import Workspace
+from monitor.workspace.sessions import Sessions
+from monitor.workspace.tokens import SignInTokens
+
+__all__ = ["configured_workspace"]
+
+
+def configured_workspace(settings: Settings, store: AlertStore, *,
+                         managers: Callable[[], Mapping[str, Manager]]) -> Workspace | None:
+    """The workspace of ``settings``, or ``None`` when ``workspace.enabled`` is false.
+
+    Links point at ``api.public_url`` (else ``http://{api.host}:{api.port}``); mail goes
+    through ``alerting.smtp`` (no relay: no link is sent, and the log says so).
+
+    Args:
+        settings: the monitor's settings (``workspace.enabled`` implies a secret).
+        store: the alert store (schema 6 or later).
+        managers: returns the registry's managers by ID as they are now.
+    """
+    section = settings.workspace
+    if not section.enabled or section.secret is None:
+        return None
+    secret = section.secret.get_secret_value()
+    api = settings.api
+    tokens = SignInTokens(secret, max_age_seconds=section.sign_in_max_age_seconds)
+    email = email_channel(settings.alerting) if settings.alerting.smtp.host else None
+    return Workspace(
+        store=store, tokens=tokens,
+        sessions=Sessions(store, secret, max_age_seconds=section.session_max_age_seconds),
+        mailer=SignInMailer(tokens, api.public_url or f"http://{api.host}:{api.port}",
+                            managers=managers, email=email),
+    )
