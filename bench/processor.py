@@ -34,7 +34,7 @@ from typing import Final
 
 import msgspec
 
-from bench.throughput import bench_settings, bench_fleet
+from bench.throughput import bench_fleet, bench_settings
 from monitor.app import MonitorApp
 from simulators.fleet import write_registry
 from simulators.sources.synthetic import default_faults, synthetic_events
@@ -121,8 +121,8 @@ def format_report(report: ProcessorReport) -> str:
     stages = ", ".join(f"{stage} {cost:.2f}" for stage, cost in report.stage_us_per_event.items())
     return "\n".join([
         f"events processed            {report.events:,} (batches of {report.batch:,})",
-        f"processing wall time        {report.wall_seconds:.2f} s ({per_event:.2f} µs/event, "
-        f"{report.events / report.wall_seconds:,.0f} events/s)",
+        (f"processing wall time        {report.wall_seconds:.2f} s ({per_event:.2f} µs/event, "
+         f"{report.events / report.wall_seconds:,.0f} events/s)"),
         f"calling thread CPU          {report.thread_cpu_seconds:.2f} s",
         f"health thread after that    {report.health_wait_seconds:.2f} s",
         f"VIP failures                {report.failures:,}",

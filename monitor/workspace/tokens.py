@@ -12,32 +12,24 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Final
 
-from itsdangerous import BadData, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
-
-from monitor.errors import CardmonError
+from monitor.signing import InvalidSignedTokenError, TimedTokens
 
 __all__ = ["SIGN_IN_SALT", "InvalidSignInError", "SignInClaim", "SignInTokens"]
 
 #: Salt of sign-in tokens; acknowledgement links and CSRF tokens use other ones.
 SIGN_IN_SALT: Final = "cardmon.workspace-sign-in.v1"
-#: Fewest characters of the signing secret.
-_MIN_SECRET_CHARS: Final = 16
 
 
-class InvalidSignInError(CardmonError):
+class InvalidSignInError(InvalidSignedTokenError):
     """A sign-in token was refused.
 
     Attributes:
         reason: ``"expired"``, ``"invalid"`` (tampered, another secret or purpose,
             malformed) or ``"used"`` (it signed in before).
     """
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -71,18 +63,8 @@ class SignInTokens:
 
     def __init__(self, secret: str, *, max_age_seconds: int = 900,
                  clock: Callable[[], datetime] | None = None) -> None:
-        if len(secret) < _MIN_SECRET_CHARS:
-            raise ValueError("the workspace secret must be at least 16 characters")
-        if max_age_seconds <= 0:
-            raise ValueError("max_age_seconds must be positive")
-        now = clock or (lambda: datetime.now(UTC))
-
-        class _Signer(TimestampSigner):
-            # Signing and the age check both read this clock.
-            def get_timestamp(self) -> int:
-                return int(now().timestamp())
-
-        self._serializer = URLSafeTimedSerializer(secret, salt=SIGN_IN_SALT, signer=_Signer)
+        self._tokens = TimedTokens(secret, salt=SIGN_IN_SALT, max_age_seconds=max_age_seconds,
+                                   what="workspace", clock=clock)
         self._max_age = max_age_seconds
 
     def __repr__(self) -> str:
@@ -95,7 +77,7 @@ class SignInTokens:
 
     def issue(self, manager_id: str) -> str:
         """Return a new URL-safe token for ``manager_id``, signed now, with a fresh random ID."""
-        return str(self._serializer.dumps({"t": secrets.token_urlsafe(16), "m": manager_id}))
+        return self._tokens.dumps({"t": secrets.token_urlsafe(16), "m": manager_id})
 
     def verify(self, token: str) -> SignInClaim:
         """Check a token's signature and age (not whether it was used: the store says that).
@@ -103,14 +85,10 @@ class SignInTokens:
         Raises:
             InvalidSignInError: expired, tampered, another secret or purpose, malformed.
         """
-        try:
-            data, signed_at = self._serializer.loads(token, max_age=self._max_age,
-                                                     return_timestamp=True)
-        except SignatureExpired as error:
-            raise InvalidSignInError("expired", "this sign-in link has expired") from error
-        except BadData as error:
-            raise InvalidSignInError("invalid", "this sign-in link is not valid") from error
-        if not isinstance(data, dict) or not isinstance(data.get("t"), str) \
+        data, signed_at = self._tokens.loads(token, expired="this sign-in link has expired",
+                                             invalid="this sign-in link is not valid",
+                                             error=InvalidSignInError)
+        if not isinstance(data.get("t"), str) \
                 or not isinstance(data.get("m"), str) or not data["t"] or not data["m"]:
             raise InvalidSignInError("invalid", "this sign-in link is not valid")
         return SignInClaim(token_id=data["t"], manager_id=data["m"], signed_at=signed_at,

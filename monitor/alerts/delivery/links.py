@@ -16,13 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Final
 from urllib.parse import quote, urlencode
 
-from itsdangerous import BadData, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
-
-from monitor.errors import CardmonError
+from monitor.signing import InvalidSignedTokenError, TimedTokens
 
 __all__ = ["ACK_SALT", "AckClaim", "AckLinks", "InvalidTokenError"]
 
@@ -33,17 +31,13 @@ ACK_SALT: Final = "cardmon.alert-ack.v1"
 DEFAULT_MAX_AGE_SECONDS: Final = 48 * 3600
 
 
-class InvalidTokenError(CardmonError):
+class InvalidTokenError(InvalidSignedTokenError):
     """An acknowledgement token was refused.
 
     Attributes:
         reason: ``"expired"``, ``"invalid"`` (tampered, wrong secret or purpose,
             malformed) or ``"wrong_alert"`` (signed for another alert).
     """
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -85,20 +79,10 @@ class AckLinks:
         max_age_seconds: int = DEFAULT_MAX_AGE_SECONDS,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
-        if len(secret) < 16:
-            raise ValueError("the acknowledgement link secret must be at least 16 characters")
         if not public_url:
             raise ValueError("public_url is required to build acknowledgement links")
-        if max_age_seconds <= 0:
-            raise ValueError("max_age_seconds must be positive")
-        now = clock or (lambda: datetime.now(UTC))
-
-        class _Signer(TimestampSigner):
-            # Signing and the age check both read this clock.
-            def get_timestamp(self) -> int:
-                return int(now().timestamp())
-
-        self._serializer = URLSafeTimedSerializer(secret, salt=ACK_SALT, signer=_Signer)
+        self._tokens = TimedTokens(secret, salt=ACK_SALT, max_age_seconds=max_age_seconds,
+                                   what="acknowledgement link", clock=clock)
         self._public_url = public_url.rstrip("/")
         self._max_age = max_age_seconds
 
@@ -112,7 +96,7 @@ class AckLinks:
 
     def token(self, alert_id: str, manager_id: str) -> str:
         """Return a URL-safe token binding ``alert_id`` to ``manager_id``, signed now."""
-        return str(self._serializer.dumps({"a": alert_id, "m": manager_id}))
+        return self._tokens.dumps({"a": alert_id, "m": manager_id})
 
     def url(self, alert_id: str, manager_id: str) -> str:
         """Return ``{public_url}/alerts/{alert_id}/ack?token=...`` for this manager."""
@@ -133,16 +117,10 @@ class AckLinks:
             InvalidTokenError: expired, tampered, signed with another secret or salt,
                 malformed, or signed for another alert.
         """
-        try:
-            data, signed_at = self._serializer.loads(token, max_age=self._max_age, return_timestamp=True)
-        except SignatureExpired as error:
-            raise InvalidTokenError(
-                "expired", f"this acknowledgement link expired (links last "
-                           f"{_duration(self._max_age)})") from error
-        except BadData as error:
-            raise InvalidTokenError("invalid", "this acknowledgement link is not valid") from error
-        if not isinstance(data, dict) or not isinstance(data.get("a"), str) \
-                or not isinstance(data.get("m"), str):
+        data, signed_at = self._tokens.loads(
+            token, expired=f"this acknowledgement link expired (links last {_duration(self._max_age)})",
+            invalid="this acknowledgement link is not valid", error=InvalidTokenError)
+        if not isinstance(data.get("a"), str) or not isinstance(data.get("m"), str):
             raise InvalidTokenError("invalid", "this acknowledgement link is not valid")
         if data["a"] != alert_id:
             raise InvalidTokenError("wrong_alert", "this acknowledgement link is for another alert")
