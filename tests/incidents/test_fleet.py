@@ -136,6 +136,15 @@ def _partials(url: str) -> tuple[int, int]:
         counts.close()
 
 
+async def _one_partition_each_then_two_rounds(instances: list[Instance], data: pl.DataFrame) -> None:
+    """Instance p reads partition p in one batch; then each runs two rounds, in turn."""
+    for p, instance in enumerate(instances):
+        instance.batch(data.filter(pl.col("partition") == p), {p}, {p})
+    for _ in range(2):
+        for instance in instances:
+            await instance.fleet.round()
+
+
 async def test_three_instances_judge_the_same_changes_as_one_detector(url: str) -> None:
     """Three instances, one partition each, writing partials and judging from PostgreSQL, make exactly one detector's changes."""
     data = frame(rows())
@@ -144,11 +153,7 @@ async def test_three_instances_judge_the_same_changes_as_one_detector(url: str) 
         ("opened", "issuer", "412345"), ("opened", "terminal", "T9")}
     instances = [Instance(url, f"i{p}") for p in range(PARTITIONS)]
     try:
-        for p, instance in enumerate(instances):
-            instance.batch(data.filter(pl.col("partition") == p), {p}, {p})
-        for _ in range(2):
-            for instance in instances:
-                await instance.fleet.round()
+        await _one_partition_each_then_two_rounds(instances, data)
         judged = [c for i in instances for c in i.changes]
         assert [i.fleet.judging for i in instances].count(True) == 1
         assert judged == expected
@@ -291,11 +296,7 @@ async def test_the_judge_metrics_say_which_instance_judges_and_how_far(url: str)
     data = frame(rows())
     instances = [Instance(url, f"i{p}") for p in range(PARTITIONS)]
     try:
-        for p, instance in enumerate(instances):
-            instance.batch(data.filter(pl.col("partition") == p), {p}, {p})
-        for _ in range(2):
-            for instance in instances:
-                await instance.fleet.round()
+        await _one_partition_each_then_two_rounds(instances, data)
         judges = [i for i in instances if i.metric("cardmon_scale_out_judge") == 1]
         assert len(judges) == 1 and judges[0].fleet.judging
         through = _judged_through(url)
