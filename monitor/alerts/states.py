@@ -18,7 +18,8 @@ A sink that only records (``console``, ``jsonl``) or the operations sink
 history and the alert keeps its state. Every change and every event is one row of
 the alert's history: what happened, the state before and after, who (a manager ID,
 an operator's name, ``cardmon``), when (UTC), through which channel (``pipeline``,
-``email``, ``webhook``, ``api``, ``link``, ``cli``, ``escalation``, ``fallback``)
+``email``, ``webhook``, ``api``, ``link``, ``cli``, ``workspace``, ``escalation``,
+``fallback``)
 and a note.
 
 Rules: acknowledging twice is one transition (the second is a no-op); resolving
