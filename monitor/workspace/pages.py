@@ -25,7 +25,8 @@ The cookie :data:`SESSION_COOKIE` is HttpOnly, SameSite=Lax, ``Secure`` when the
 came over TLS or the public URL is ``https`` (a TLS proxy in front), limited to ``/workspace`` and expires with the session. Every ``POST`` made
 inside a session carries its CSRF token; the sign-in ``POST`` (no session yet) is refused
 when its ``Origin`` is neither this server's nor the public URL's. Templates are jinja2 with autoescape. Pages are
-never cached, never framed and send no ``Referer`` (a sign-in link's token is in its path).
+never cached, never framed and send a ``Referer`` only to this site (a sign-in link's token
+is in its path).
 
 Acknowledge and resolve use the store's lifecycle calls with the session's manager as
 ``by`` and ``via="workspace"``, so the alert's history says who did it, when and from
@@ -72,7 +73,10 @@ _RANK: Final = {severity: rank for rank, severity in enumerate(SEVERITIES)}
 _SEND_GRACE_SECONDS: Final = 15.0
 _PAGE_HEADERS: Final = {
     "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
+    # same-origin, not no-referrer: a Referer (the token is in a sign-in link's path) never
+    # leaves this site, and browsers send this site's Origin on its own forms' POSTs (under
+    # no-referrer Chromium sends "Origin: null", which the sign-in's origin check refuses).
+    "Referrer-Policy": "same-origin",
     "X-Content-Type-Options": "nosniff",
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
                                "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",

@@ -62,7 +62,7 @@ async def test_a_mailed_link_signs_in_once(site: Site) -> None:
         page = await client.get(path)
         assert page.status == 200 and "Sign in as Claire Martin" in await page.text()
         assert SESSION_COOKIE not in {c.key for c in client.session.cookie_jar}
-        assert page.headers["Referrer-Policy"] == "no-referrer"
+        assert page.headers["Referrer-Policy"] == "same-origin"
     response = await client.post(path, allow_redirects=False)
     assert response.status == 303 and response.headers["Location"] == "/workspace/alerts"
     alerts = await client.get("/workspace/alerts")
