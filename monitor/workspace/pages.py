@@ -17,7 +17,7 @@
 ``GET  /workspace/alerts/{alert_id}``      one of them with its history; anyone else's (or
                                            none) is 404
 ``POST /workspace/alerts/{id}/acknowledge`` acknowledge it (optional note); 303 back to it
-``POST /workspace/alerts/{id}/resolve``    resolve it with an outcome (:data:`RESOLUTION_OUTCOMES`)
+``POST /workspace/alerts/{id}/resolve``    resolve it with an outcome (:data:`OUTCOME_LABELS`)
                                            and a note; 303 back to it
 =========================================  ==================================================
 
@@ -51,7 +51,7 @@ from monitor.alerts.states import AlertState, StateConflictError
 from monitor.alerts.store import AlertStore
 from monitor.domain import SEVERITIES, Alert
 from monitor.workspace.mailer import MAX_WHO_CHARS, SignInMailer
-from monitor.workspace.outcomes import RESOLUTION_OUTCOMES, outcome_of, resolution_note
+from monitor.workspace.outcomes import OUTCOME_LABELS
 from monitor.workspace.sessions import Session, Sessions
 from monitor.workspace.tokens import InvalidSignInError, SignInTokens
 
@@ -312,10 +312,9 @@ async def alert_page(request: web.Request) -> web.Response:
     alert, state, events, history = found
     return _render(request, "alert.html", {
         "session": session, "alert": alert, "state": state, "events": events,
-        "history": [{"entry": h, "outcome": RESOLUTION_OUTCOMES.get(outcome_of(h.note) or "")}
-                    for h in history],
+        "history": [{"entry": h, "outcome": OUTCOME_LABELS.get(h.outcome or "")} for h in history],
         "can_acknowledge": state in ("open", "notified", "failed"),
-        "can_resolve": state == "acknowledged", "outcomes": RESOLUTION_OUTCOMES,
+        "can_resolve": state == "acknowledged", "outcomes": OUTCOME_LABELS,
         "max_note": MAX_NOTE_CHARS})
 
 
@@ -345,13 +344,12 @@ async def _act(request: web.Request, what: str) -> web.Response:
         return _render(request, "message.html", {
             "title": "Note too long", "session": session,
             "message": f"A note can have at most {MAX_NOTE_CHARS} characters."}, status=400)
+    outcome = form.get("outcome") if what == "resolve" else None
     if what == "resolve":
-        outcome = form.get("outcome")
-        if not isinstance(outcome, str) or outcome not in RESOLUTION_OUTCOMES:
+        if not isinstance(outcome, str) or outcome not in OUTCOME_LABELS:
             return _render(request, "message.html", {
                 "title": "Choose an outcome", "session": session,
                 "message": "Say what was done: choose one of the outcomes."}, status=400)
-        note = resolution_note(outcome, note)
     store = workspace.store
     alert_id = request.match_info["alert_id"]
 
@@ -362,7 +360,8 @@ async def _act(request: web.Request, what: str) -> web.Response:
         if what == "acknowledge":
             store.acknowledge(alert_id, by=session.manager_id, via=VIA, note=note or None)
         else:
-            store.resolve(alert_id, by=session.manager_id, via=VIA, note=note)
+            store.resolve(alert_id, by=session.manager_id, via=VIA, note=note or None,
+                          outcome=str(outcome))
         return True
 
     try:

@@ -129,7 +129,8 @@ async def test_a_manager_signs_in_and_resolves_her_clients_alert_in_a_real_brows
     assert served.store.state_of(ada) == "resolved"
     assert [(h.action, h.actor, h.via) for h in served.store.history(ada) if h.via == "workspace"] == [
         ("acknowledged", "RM-017", "workspace"), ("resolved", "RM-017", "workspace")]
-    assert served.store.history(ada)[-1].note == "outcome: called_client\nShe will retry tomorrow"
+    resolved = served.store.history(ada)[-1]
+    assert (resolved.outcome, resolved.note) == ("called_client", "She will retry tomorrow")
     assert browser_tab.errors == []
 
     async with open_tab(chromium) as second:  # Jonas, in his own browser context

@@ -9,7 +9,8 @@ from __future__ import annotations
 import pytest
 from aiohttp.test_utils import TestClient
 
-from monitor.workspace import RESOLUTION_OUTCOMES, outcome_of, resolution_note
+from monitor.alerts.states import RESOLUTION_OUTCOMES
+from monitor.workspace import OUTCOME_LABELS
 from tests.workspace.conftest import _CSRF, CLAIRE, JONAS, RAW_PAN, Site
 
 
@@ -38,9 +39,9 @@ async def test_a_manager_acknowledges_then_resolves_with_an_outcome(site: Site) 
     assert site.store.state_of(alert_id) == "resolved"
     history = site.store.history(alert_id)
     mine = [h for h in history if h.via == "workspace"]
-    assert [(h.action, h.actor, h.note) for h in mine] == [
-        ("acknowledged", "RM-017", "On it"),
-        ("resolved", "RM-017", "outcome: called_client\nShe will retry tomorrow"),
+    assert [(h.action, h.actor, h.note, h.outcome) for h in mine] == [
+        ("acknowledged", "RM-017", "On it", None),
+        ("resolved", "RM-017", "She will retry tomorrow", "called_client"),
     ]
     page = await (await claire.get(f"/workspace/alerts/{alert_id}")).text()
     assert "Called the client" in page and "She will retry tomorrow" in page and "On it" in page
@@ -153,12 +154,20 @@ async def test_notes_are_escaped_and_pan_scrubbed_on_the_page(site: Site) -> Non
     assert RAW_PAN not in page
 
 
-def test_the_outcome_round_trips_through_the_note() -> None:
-    """Every outcome written into a note reads back; other notes have none; unknown outcomes raise."""
-    for outcome in RESOLUTION_OUTCOMES:
-        assert outcome_of(resolution_note(outcome, None)) == outcome
-        assert outcome_of(resolution_note(outcome, "  text\nmore ")) == outcome
-    assert outcome_of("called the client") is None and outcome_of(None) is None
-    assert outcome_of("outcome: something_else") is None
-    with pytest.raises(ValueError, match="outcome must be one of"):
-        resolution_note("fixed_it", "x")
+async def test_an_outcome_alone_resolves(site: Site) -> None:
+    """The outcome says what was done, so the resolution's note may be left empty."""
+    alert_id = site.record(1)
+    claire = await site.signed_in("RM-017")
+    token = await _csrf(claire, alert_id)
+    await claire.post(f"/workspace/alerts/{alert_id}/acknowledge", data={"csrf_token": token})
+    response = await claire.post(f"/workspace/alerts/{alert_id}/resolve", allow_redirects=False,
+                                 data={"csrf_token": token, "outcome": "client_unreachable", "note": ""})
+    assert response.status == 303
+    entry = site.store.history(alert_id)[-1]
+    assert (entry.action, entry.outcome, entry.note) == ("resolved", "client_unreachable", None)
+    assert "Could not reach the client" in await (await claire.get(f"/workspace/alerts/{alert_id}")).text()
+
+
+def test_every_outcome_has_a_label() -> None:
+    """The page labels exactly the store's vocabulary, in its order."""
+    assert tuple(OUTCOME_LABELS) == RESOLUTION_OUTCOMES
