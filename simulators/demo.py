@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import signal
 import tempfile
 import uuid
@@ -112,9 +113,14 @@ async def _settled(monitor: MonitorApp, stop: asyncio.Event) -> None:
             return
 
 
+def _link_lifetime(duration: float) -> int:
+    """Seconds the printed sign-in link lives: the whole demo and a few minutes, at least 15."""
+    return max(900, int(duration + SETTLE_SECONDS) + 300)
+
+
 async def run_demo(*, duration: float = 30.0, bootstrap_servers: str | None = None,
                    metrics_port: int = 9464, rate: float = 200.0, terminals: int = 40,
-                   seed: int = 7, workdir: Path | None = None) -> int:
+                   seed: int = 7, workdir: Path | None = None, api_port: int = 8465) -> int:
     """Run the demo; return the number of alerts stored.
 
     Args:
@@ -127,6 +133,9 @@ async def run_demo(*, duration: float = 30.0, bootstrap_servers: str | None = No
         terminals: terminals in the fleet.
         seed: seed of the fleet and its traffic.
         workdir: folder for the registry, alert store and ``alerts.jsonl`` (temp dir if ``None``).
+        api_port: port of the alert API and the managers' workspace on 127.0.0.1; the
+            demo prints a sign-in link of one manager's workspace (single use, valid
+            while the demo runs).
 
     Raises:
         monitor.testing.broker.BrokerError: the embedded broker could not start.
@@ -150,6 +159,10 @@ async def run_demo(*, duration: float = 30.0, bootstrap_servers: str | None = No
             alerting={"store_path": work / "alerts.db", "sinks": ["console", "jsonl"],
                       "jsonl_path": work / "alerts.jsonl", "poll_interval_seconds": 0.1},
             metrics={"host": "127.0.0.1", "port": metrics_port},
+            api={"host": "127.0.0.1", "port": api_port},
+            # A secret of this run only: the printed link dies with the demo.
+            workspace={"enabled": True, "secret": secrets.token_hex(32),
+                       "sign_in_max_age_seconds": _link_lifetime(duration)},
         )
         await ensure_topics(settings.kafka)
         monitor = MonitorApp(settings)
@@ -162,6 +175,13 @@ async def run_demo(*, duration: float = 30.0, bootstrap_servers: str | None = No
             f"shows each alert as it is stored; a manager's webhook gets it once storm "
             f"control's hold (15 s) is over."
         )
+        if monitor.workspace is not None:
+            manager = fleet.managers[0]
+            token = monitor.workspace.tokens.issue(manager.manager_id)
+            console.print(
+                f"[bold]cardmon demo[/]: {manager.name}'s workspace (their clients' alerts) once the "
+                f"monitor is up: http://127.0.0.1:{api_port}/workspace/sign-in/{token} "
+                "(sign-in link: single use, valid while the demo runs)", soft_wrap=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

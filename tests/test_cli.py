@@ -127,20 +127,33 @@ def _port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _demo_workspace(stderr: str, api_port: int) -> httpx.Response:
+    """Sign in with the link the running demo printed; the workspace's alerts page it leads to."""
+    found = re.search(rf"(http://127\.0\.0\.1:{api_port}/workspace/sign-in/\S+)", stderr)
+    assert found, stderr[-2000:]
+    with httpx.Client(timeout=5, follow_redirects=False) as client:
+        confirm = client.get(found.group(1))
+        assert confirm.status_code == 200 and "Sign in as" in confirm.text, confirm.text[-2000:]
+        signed_in = client.post(found.group(1), headers={"Origin": f"http://127.0.0.1:{api_port}"})
+        assert signed_in.status_code == 303, signed_in.text[-2000:]
+        return client.get(f"http://127.0.0.1:{api_port}/workspace/alerts")
+
+
 @pytest.mark.integration
 @pytest.mark.timeout(120)
 def test_demo_runs_alerts_serves_metrics_and_stops_its_broker(tmp_path: Path) -> None:
-    """`cardmon demo --duration 8` prints alerts, serves /metrics while running, exits 0 and stops its broker."""
+    """`cardmon demo --duration 8` prints alerts, serves /metrics and a working workspace sign-in link while running, exits 0 and stops its broker."""
     if not CARDMON.is_file():
         pytest.skip(f"cardmon console script not installed at {CARDMON}")
-    port = free_port()
+    port, api_port = free_port(), free_port()
     workdir = tmp_path / "demo"
     stdout_path, stderr_path = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
     env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
     env = {k: v for k, v in env.items() if not k.startswith("CARDMON_")}
     with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
         process = subprocess.Popen(
-            [str(CARDMON), "demo", "--duration", "8", "--metrics-port", str(port), "--workdir", str(workdir)],
+            [str(CARDMON), "demo", "--duration", "8", "--metrics-port", str(port), "--workdir", str(workdir),
+             "--api-port", str(api_port)],
             stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=tmp_path, env=env,
         )
         try:
@@ -155,6 +168,7 @@ def test_demo_runs_alerts_serves_metrics_and_stops_its_broker(tmp_path: Path) ->
                     scraped = body
                     break
                 time.sleep(0.3)
+            workspace = _demo_workspace(stderr_path.read_text(encoding="utf-8", errors="replace"), api_port)
             returncode = process.wait(timeout=60)
         finally:
             if process.poll() is None:
@@ -164,6 +178,7 @@ def test_demo_runs_alerts_serves_metrics_and_stops_its_broker(tmp_path: Path) ->
     stderr = stderr_path.read_text(encoding="utf-8", errors="replace")
     assert returncode == 0, stderr[-3000:]
     assert scraped, f"/metrics never showed cardmon_transactions_total > 0\n{stderr[-2000:]}"
+    assert workspace.status_code == 200 and "Sign out" in workspace.text, workspace.text[-2000:]
     assert 'outcome="approved"' in scraped
 
     # At least one alert reached the console sink: "[HIGH] <client> (<tier>): ..."

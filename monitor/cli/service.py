@@ -125,6 +125,8 @@ def demo(
     seed: Annotated[int, typer.Option(help="Random seed of the synthetic fleet.")] = 7,
     workdir: Annotated[Path | None, typer.Option(
         help="Where the demo keeps its registry, alert store and alerts.jsonl (default: a temp dir).")] = None,
+    api_port: Annotated[int, typer.Option(
+        help="Port of the alert API and the managers' workspace on 127.0.0.1.")] = 8465,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging, tracebacks on errors.")] = False,
 ) -> None:
     """Run everything with no installed services: broker, simulator, monitor, /metrics."""
@@ -134,7 +136,7 @@ def demo(
     with clear_errors(verbose):
         asyncio.run(run_demo(duration=duration, bootstrap_servers=bootstrap_servers,
                              metrics_port=metrics_port, rate=rate, terminals=terminals,
-                             seed=seed, workdir=workdir))
+                             seed=seed, workdir=workdir, api_port=api_port))
 
 
 def broker(
