@@ -206,6 +206,21 @@ async def test_resolve_needs_an_acknowledgement_and_a_note(api: Api) -> None:
     assert api.store.history(alert_id)[-1].note == "client paid by transfer"
 
 
+async def test_resolve_takes_an_outcome_from_the_vocabulary(api: Api) -> None:
+    """An unknown or non-string outcome is 400; a known one resolves (without a note) and is in the entry."""
+    [alert_id] = api.record(_failure(1))
+    await api.client.post(f"/alerts/{alert_id}/ack", headers=AUTH, json={"by": "RM-017"})
+    for outcome in ("fixed_it", 7):
+        bad = await api.client.post(f"/alerts/{alert_id}/resolve", headers=AUTH,
+                                    json={"by": "RM-017", "outcome": outcome})
+        assert bad.status_code == 400
+    assert api.store.state_of(alert_id) == "acknowledged"
+    done = await api.client.post(f"/alerts/{alert_id}/resolve", headers=AUTH,
+                                 json={"by": "RM-017", "outcome": "card_replaced"})
+    assert done.status_code == 200 and done.json()["entry"]["outcome"] == "card_replaced"
+    assert api.store.history(alert_id)[-1].outcome == "card_replaced"
+
+
 @pytest.mark.parametrize("body", [b"not json", b"[1, 2]", b'{"by": 17}', b'{"note": "who?"}'])
 async def test_a_bad_ack_body_is_a_400(api: Api, body: bytes) -> None:
     """Malformed JSON, a non-object, a non-string 'by' or a missing 'by' is refused with 400."""

@@ -78,6 +78,7 @@ def history_record(entry: HistoryEntry) -> dict[str, Any]:
         "by": entry.actor,
         "via": entry.via,
         "note": entry.note,
+        "outcome": entry.outcome,
         "at": _time(entry.at),
     }
 

@@ -18,7 +18,8 @@ A sink that only records (``console``, ``jsonl``) or the operations sink
 history and the alert keeps its state. Every change and every event is one row of
 the alert's history: what happened, the state before and after, who (a manager ID,
 an operator's name, ``cardmon``), when (UTC), through which channel (``pipeline``,
-``email``, ``webhook``, ``api``, ``link``, ``cli``, ``escalation``, ``fallback``)
+``email``, ``webhook``, ``api``, ``link``, ``cli``, ``workspace``, ``escalation``,
+``fallback``)
 and a note.
 
 Rules: acknowledging twice is one transition (the second is a no-op); resolving
@@ -41,6 +42,7 @@ from monitor.errors import CardmonError
 
 __all__ = [
     "ALERT_STATES",
+    "RESOLUTION_OUTCOMES",
     "SYSTEM_ACTOR",
     "AlertNotFoundError",
     "AlertState",
@@ -58,6 +60,12 @@ ALERT_STATES: tuple[AlertState, ...] = ("open", "notified", "acknowledged", "res
 #: operations) was told; ``corrected``: schema 5 recomputed a state (see schema.py).
 HistoryAction = Literal["opened", "notified", "failed", "escalated", "acknowledged", "resolved",
                         "resent", "fallback", "corrected"]
+#: What a person did about an alert when resolving it (``alert_history.outcome`` of a
+#: ``resolved`` row, schema 7; ``None`` when the resolution gave only a note).
+RESOLUTION_OUTCOMES: Final[tuple[str, ...]] = (
+    "called_client", "reversal_or_refund_arranged", "card_replaced",
+    "terminal_reported_to_operations", "client_unreachable", "no_action_needed",
+)
 #: Who writes the rows the monitor itself causes.
 SYSTEM_ACTOR: Final = "cardmon"
 
@@ -97,6 +105,8 @@ class HistoryEntry:
         via: the channel it came through (``pipeline``, ``email``, ``api``, ``link``, ``cli``...).
         note: free text (PAN-scrubbed), ``None`` if none.
         at: when it happened (UTC, aware).
+        outcome: of a ``resolved`` row, what was done (one of :data:`RESOLUTION_OUTCOMES`),
+            ``None`` if not given (and on every other row).
     """
 
     history_id: int
@@ -108,6 +118,7 @@ class HistoryEntry:
     via: str
     note: str | None
     at: datetime
+    outcome: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

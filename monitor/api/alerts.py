@@ -111,9 +111,14 @@ async def resolve(request: web.Request) -> web.Response:
     body = await json_body(request)
     if isinstance(body, web.Response):
         return body
-    if not body.get("by") or not (body.get("note") or "").strip():
-        return error_response(400, "bad_request", "'by' and a 'note' saying what was done are required")
-    return await _apply(request, "resolve", by=body["by"], note=body["note"], via="api")
+    outcome = body.get("outcome")
+    if not body.get("by") or (outcome is None and not (body.get("note") or "").strip()):
+        return error_response(400, "bad_request",
+                              "'by' and a 'note' or an 'outcome' saying what was done are required")
+    if outcome is not None and not isinstance(outcome, str):
+        return error_response(400, "bad_request", "'outcome' must be a string")
+    return await _apply(request, "resolve", by=body["by"], note=body.get("note"), via="api",
+                        outcome=outcome)
 
 
 async def resend(request: web.Request) -> web.Response:
@@ -137,7 +142,7 @@ async def resend(request: web.Request) -> web.Response:
 
 
 async def _apply(request: web.Request, what: str, *, by: str, note: str | None,
-                 via: str) -> web.Response:
+                 via: str, outcome: str | None = None) -> web.Response:
     store = request.app[STORE]
     alert_id = request.match_info["alert_id"]
     try:
@@ -145,7 +150,7 @@ async def _apply(request: web.Request, what: str, *, by: str, note: str | None,
             result = await asyncio.to_thread(store.acknowledge, alert_id, by=by, via=via, note=note)
         else:
             result = await asyncio.to_thread(store.resolve, alert_id, by=by, via=via,
-                                             note=note or "")
+                                             note=note or "", outcome=outcome)
     except AlertNotFoundError:
         return error_response(404, "not_found", f"no alert {alert_id}")
     except StateConflictError as error:

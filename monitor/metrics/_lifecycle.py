@@ -16,7 +16,7 @@ several instances on one store each exports the same counts: aggregate them with
 ``max``, not ``sum``.
 
 Labels: severity, lifecycle state, acknowledgement channel (``api``, ``link``,
-``cli``, else ``other``) and escalation step (1, 2...). No alert, client or manager
+``cli``, ``workspace``, else ``other``) and escalation step (1, 2...). No alert, client or manager
 ID.
 """
 
@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 #: Channels an acknowledgement comes through; anything else is counted as ``other``.
-ACK_VIAS: Final[tuple[str, ...]] = ("api", "link", "cli")
+ACK_VIAS: Final[tuple[str, ...]] = ("api", "link", "cli", "workspace")
 #: A manager acknowledges within minutes when all is well; escalation starts at 15 min
 #: (rules/alerting.yaml) and a forgotten alert takes hours, so buckets run from 30 s to a day.
 TIME_TO_ACKNOWLEDGE_BUCKETS_SECONDS: Final[tuple[float, ...]] = (
@@ -87,7 +87,7 @@ class AlertLifecycleMetrics:
         self.acknowledged = Counter(
             "cardmon_alerts_acknowledged_total",
             "Alerts acknowledged by a person, by severity and the channel the acknowledgement "
-            "came through (api, link, cli, other); read from the alert store's history.",
+            "came through (api, link, cli, workspace, other); read from the alert store's history.",
             ["severity", "via"], registry=registry,
         )
         self.escalated = Counter(

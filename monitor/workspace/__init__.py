@@ -10,6 +10,7 @@ module         concern
 ``sessions``   sessions (random ID in a cookie, stored hashed, expiring, revocable)
                and their CSRF tokens
 ``mailer``     finds a manager in the registry and mails them a sign-in link
+``outcomes``   the labels of the resolution outcomes a manager chooses from
 ``pages``      the ``/workspace`` routes (jinja2 templates in ``templates/``)
 ``configured`` the workspace the settings enable
 =============  ======================================================================
@@ -19,11 +20,13 @@ module         concern
 
 from monitor.workspace.configured import configured_workspace
 from monitor.workspace.mailer import SignInMailer
+from monitor.workspace.outcomes import OUTCOME_LABELS
 from monitor.workspace.pages import SESSION_COOKIE, Workspace, build_workspace
 from monitor.workspace.sessions import Session, Sessions
 from monitor.workspace.tokens import InvalidSignInError, SignInClaim, SignInTokens
 
 __all__ = [
+    "OUTCOME_LABELS",
     "SESSION_COOKIE",
     "InvalidSignInError",
     "Session",

@@ -14,14 +14,24 @@
 ``POST /workspace/sign-out``               revokes the session (CSRF token required)
 ``GET  /workspace/alerts``                 the signed-in manager's clients' alerts: open
                                            first, then by severity, oldest first
-``GET  /workspace/alerts/{alert_id}``      one of them; anyone else's (or none) is 404
+``GET  /workspace/alerts/{alert_id}``      one of them with its history; anyone else's (or
+                                           none) is 404
+``POST /workspace/alerts/{id}/acknowledge`` acknowledge it (optional note); 303 back to it
+``POST /workspace/alerts/{id}/resolve``    resolve it with an outcome (:data:`OUTCOME_LABELS`)
+                                           and a note; 303 back to it
 =========================================  ==================================================
 
 The cookie :data:`SESSION_COOKIE` is HttpOnly, SameSite=Lax, ``Secure`` when the request
 came over TLS or the public URL is ``https`` (a TLS proxy in front), limited to ``/workspace`` and expires with the session. Every ``POST`` made
 inside a session carries its CSRF token; the sign-in ``POST`` (no session yet) is refused
 when its ``Origin`` is neither this server's nor the public URL's. Templates are jinja2 with autoescape. Pages are
-never cached, never framed and send no ``Referer`` (a sign-in link's token is in its path).
+never cached, never framed and send a ``Referer`` only to this site (a sign-in link's token
+is in its path).
+
+Acknowledge and resolve use the store's lifecycle calls with the session's manager as
+``by`` and ``via="workspace"``, so the alert's history says who did it, when and from
+where. Another manager's alert (or none) answers 404 and nothing changes; a form without
+the session's CSRF token answers 403; resolving before acknowledging answers 409.
 """
 
 from __future__ import annotations
@@ -31,20 +41,21 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from monitor.alerts.states import AlertState
+from monitor.alerts.states import AlertState, StateConflictError
 from monitor.alerts.store import AlertStore
 from monitor.domain import SEVERITIES, Alert
 from monitor.workspace.mailer import MAX_WHO_CHARS, SignInMailer
+from monitor.workspace.outcomes import OUTCOME_LABELS
 from monitor.workspace.sessions import Session, Sessions
 from monitor.workspace.tokens import InvalidSignInError, SignInTokens
 
-__all__ = ["SESSION_COOKIE", "Workspace", "build_workspace"]
+__all__ = ["SESSION_COOKIE", "VIA", "Workspace", "build_workspace"]
 
 log = logging.getLogger("monitor.workspace")
 
@@ -53,12 +64,19 @@ SESSION_COOKIE: Final = "cardmon_session"
 #: How many of a manager's alerts the list shows (newest recorded first, then sorted).
 ALERT_LIMIT: Final = 200
 _DONE_STATES: Final[frozenset[AlertState]] = frozenset({"acknowledged", "resolved"})
+#: The ``via`` the workspace's acknowledgements and resolutions record in the history.
+VIA: Final = "workspace"
+#: The longest note the forms accept (the store keeps at most 2,000 characters).
+MAX_NOTE_CHARS: Final = 1000
 _RANK: Final = {severity: rank for rank, severity in enumerate(SEVERITIES)}
 # Seconds the app's cleanup waits for sign-in mails still being sent.
 _SEND_GRACE_SECONDS: Final = 15.0
 _PAGE_HEADERS: Final = {
     "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
+    # same-origin, not no-referrer: a Referer (the token is in a sign-in link's path) never
+    # leaves this site, and browsers send this site's Origin on its own forms' POSTs (under
+    # no-referrer Chromium sends "Origin: null", which the sign-in's origin check refuses).
+    "Referrer-Policy": "same-origin",
     "X-Content-Type-Options": "nosniff",
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
                                "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
@@ -121,6 +139,8 @@ def build_workspace(workspace: Workspace) -> web.Application:
     app.router.add_post("/sign-out", sign_out)
     app.router.add_get("/alerts", alerts_page)
     app.router.add_get("/alerts/{alert_id}", alert_page)
+    app.router.add_post("/alerts/{alert_id}/acknowledge", acknowledge)
+    app.router.add_post("/alerts/{alert_id}/resolve", resolve)
     return app
 
 
@@ -266,25 +286,90 @@ async def alerts_page(request: web.Request) -> web.Response:
                                             "more": page.next_cursor is not None})
 
 
+def _not_found(request: web.Request, session: Session) -> web.Response:
+    return _render(request, "message.html", {
+        "title": "Not found", "message": "There is no such alert among your clients' alerts.",
+        "session": session}, status=404)
+
+
 async def alert_page(request: web.Request) -> web.Response:
-    """``GET /workspace/alerts/{alert_id}``: one of the manager's alerts; any other answers 404."""
+    """``GET /workspace/alerts/{alert_id}``: one of the manager's alerts with its history; any other answers 404."""
     session = await _session(request)
     if session is None:
         return _to_sign_in()
     store = request.app[WORKSPACE].store
     alert_id = request.match_info["alert_id"]
 
-    def read() -> tuple[Alert, AlertState | None, list[Any]] | None:
+    def read() -> tuple[Alert, AlertState | None, list[Any], list[Any]] | None:
         alert = store.get_alert(alert_id)
         if alert is None or alert.manager.manager_id != session.manager_id:
             return None
-        return alert, store.state_of(alert_id), store.alert_events(alert_id)
+        return alert, store.state_of(alert_id), store.alert_events(alert_id), store.history(alert_id)
 
     found = await asyncio.to_thread(read)
     if found is None:
+        return _not_found(request, session)
+    alert, state, events, history = found
+    return _render(request, "alert.html", {
+        "session": session, "alert": alert, "state": state, "events": events,
+        "history": [{"entry": h, "outcome": OUTCOME_LABELS.get(h.outcome or "")} for h in history],
+        "can_acknowledge": state in ("open", "notified", "failed"),
+        "can_resolve": state == "acknowledged", "outcomes": OUTCOME_LABELS,
+        "max_note": MAX_NOTE_CHARS})
+
+
+async def acknowledge(request: web.Request) -> web.Response:
+    """``POST /workspace/alerts/{alert_id}/acknowledge``: acknowledge one of the manager's alerts."""
+    return await _act(request, "acknowledge")
+
+
+async def resolve(request: web.Request) -> web.Response:
+    """``POST /workspace/alerts/{alert_id}/resolve``: resolve one of the manager's alerts with an outcome."""
+    return await _act(request, "resolve")
+
+
+async def _act(request: web.Request, what: str) -> web.Response:
+    """Check the session, the CSRF token, the form and the alert's owner; then apply ``what``."""
+    session = await _session(request)
+    if session is None:
+        return _to_sign_in()
+    workspace = request.app[WORKSPACE]
+    form = await request.post()
+    if not workspace.sessions.check_csrf(session, form.get("csrf_token")):
+        return _refused(request, 403, "Request refused",
+                        "This form has expired or did not come from this page. Reload and try again.")
+    note = form.get("note")
+    note = note if isinstance(note, str) else ""
+    if len(note) > MAX_NOTE_CHARS:
         return _render(request, "message.html", {
-            "title": "Not found", "message": "There is no such alert among your clients' alerts.",
-            "session": session}, status=404)
-    alert, state, events = found
-    return _render(request, "alert.html", {"session": session, "alert": alert, "state": state,
-                                           "events": events})
+            "title": "Note too long", "session": session,
+            "message": f"A note can have at most {MAX_NOTE_CHARS} characters."}, status=400)
+    outcome = form.get("outcome") if what == "resolve" else None
+    if what == "resolve":
+        if not isinstance(outcome, str) or outcome not in OUTCOME_LABELS:
+            return _render(request, "message.html", {
+                "title": "Choose an outcome", "session": session,
+                "message": "Say what was done: choose one of the outcomes."}, status=400)
+    store = workspace.store
+    alert_id = request.match_info["alert_id"]
+
+    def apply() -> bool:
+        alert = store.get_alert(alert_id)
+        if alert is None or alert.manager.manager_id != session.manager_id:
+            return False
+        if what == "acknowledge":
+            store.acknowledge(alert_id, by=session.manager_id, via=VIA, note=note or None)
+        else:
+            store.resolve(alert_id, by=session.manager_id, via=VIA, note=note or None,
+                          outcome=str(outcome))
+        return True
+
+    try:
+        applied = await asyncio.to_thread(apply)
+    except StateConflictError as error:
+        return _render(request, "message.html", {
+            "title": "Not possible now", "session": session, "message": str(error)}, status=409)
+    if not applied:
+        return _not_found(request, session)
+    log.info("workspace: manager %s did %s on alert %s", session.manager_id, what, alert_id)
+    return _redirect(f"/workspace/alerts/{quote(alert_id, safe='')}")

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from monitor.alerts.states import (
+    RESOLUTION_OUTCOMES,
     AlertNotFoundError,
     AlertState,
     HistoryAction,
@@ -146,9 +147,10 @@ class LifecycleQueries(StoreConnection):
                                 allowed=("open", "notified", "failed"))
 
     def resolve(
-        self, alert_id: str, *, by: str, via: str, note: str, at: datetime | None = None
+        self, alert_id: str, *, by: str, via: str, note: str | None,
+        outcome: str | None = None, at: datetime | None = None,
     ) -> Transition:
-        """Resolve an acknowledged alert with a note saying what was done.
+        """Resolve an acknowledged alert with a note, an outcome or both, saying what was done.
 
         Idempotent: resolving a resolved alert changes nothing (``changed=False``).
 
@@ -156,23 +158,28 @@ class LifecycleQueries(StoreConnection):
             alert_id: the alert.
             by: who (manager ID or operator name).
             via: the channel it came through.
-            note: what was done (required, PAN-scrubbed).
+            note: what was done (PAN-scrubbed; required without ``outcome``).
+            outcome: what was done, one of :data:`~monitor.alerts.states.RESOLUTION_OUTCOMES`
+                (recorded in the history row's ``outcome``), or ``None``.
             at: when (aware; UTC now if ``None``).
 
         Raises:
             AlertNotFoundError: no such alert.
             StateConflictError: the alert is not acknowledged yet (acknowledge it first).
-            ValueError: ``by``, ``via`` or ``note`` is empty or too long.
+            ValueError: ``by`` or ``via`` is empty or too long, ``outcome`` is not in the
+                vocabulary, or neither a note nor an outcome says what was done.
         """
-        if not note or not note.strip():
+        if outcome is not None and outcome not in RESOLUTION_OUTCOMES:
+            raise ValueError(f"outcome must be one of {', '.join(RESOLUTION_OUTCOMES)}")
+        if outcome is None and (not note or not note.strip()):
             raise ValueError("a resolution needs a note saying what was done")
         return self._transition(alert_id, "resolved", by=by, via=via, note=note, at=at,
-                                allowed=("acknowledged",))
+                                allowed=("acknowledged",), outcome=outcome)
 
     @retried
     def _transition(
         self, alert_id: str, target: AlertState, *, by: str, via: str, note: str | None,
-        at: datetime | None, allowed: tuple[AlertState, ...],
+        at: datetime | None, allowed: tuple[AlertState, ...], outcome: str | None = None,
     ) -> Transition:
         actor, channel, text = clean_actor(by), clean_via(via), clean_note(note)
         stamp = utc_text(at or datetime.now(UTC))
@@ -189,5 +196,6 @@ class LifecycleQueries(StoreConnection):
                 raise StateConflictError(
                     f"alert {alert_id} is {state}; acknowledge it before resolving it", state)
             conn.execute("UPDATE alerts SET state = ? WHERE alert_id = ?", (target, alert_id))
-            entry = write_history(conn, alert_id, action, state, target, actor, channel, text, stamp)
+            entry = write_history(conn, alert_id, action, state, target, actor, channel, text, stamp,
+                                  outcome)
         return Transition(alert_id=alert_id, state=target, changed=True, entry=entry)

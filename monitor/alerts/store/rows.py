@@ -206,12 +206,13 @@ def history_entry_from_row(row: Row) -> HistoryEntry:
     return HistoryEntry(history_id=row["history_id"], alert_id=row["alert_id"],
                         action=row["action"], from_state=row["from_state"],
                         to_state=row["to_state"], actor=row["actor"], via=row["via"],
-                        note=row["note"], at=parse_utc(row["at"]))
+                        note=row["note"], at=parse_utc(row["at"]), outcome=row["outcome"])
 
 
 def write_history(
     conn: Database, alert_id: str, action: HistoryAction, from_state: AlertState | None,
     to_state: AlertState, actor: str, via: str, note: str | None, stamp: str,
+    outcome: str | None = None,
 ) -> HistoryEntry:
     """Append one row to an alert's history (``stamp``: a :func:`utc_text` time).
 
@@ -219,13 +220,14 @@ def write_history(
         The row written, with its ``history_id``.
     """
     history_id = conn.execute(
-        """INSERT INTO alert_history (alert_id, action, from_state, to_state, actor, via, note, at)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING history_id""",
-        (alert_id, action, from_state, to_state, actor, via, note, stamp),
+        """INSERT INTO alert_history (alert_id, action, from_state, to_state, actor, via, note, at,
+                                      outcome)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING history_id""",
+        (alert_id, action, from_state, to_state, actor, via, note, stamp, outcome),
     ).fetchone()[0]
     return HistoryEntry(history_id=int(history_id), alert_id=alert_id, action=action,
                         from_state=from_state, to_state=to_state, actor=actor, via=via,
-                        note=note, at=parse_utc(stamp))
+                        note=note, at=parse_utc(stamp), outcome=outcome)
 
 
 def note_on_opened(conn: Database, alert_id: str, note: str) -> None:

@@ -18,7 +18,8 @@ bounds retries by time (``deliveries.first_attempt_at``), records the fallback
 ``corrected``. Version 6 adds the managers' workspace: used sign-in tokens
 (``sign_in_tokens``, unique on ``token_id``: a link signs in once) and server-side
 sessions (``workspace_sessions``, keyed by the SHA-256 of the session ID, so the table
-never holds a usable cookie). See ``docs/alert-lifecycle.md``, ``docs/workspace.md``,
+never holds a usable cookie). Version 7 adds a resolution's outcome
+(``alert_history.outcome``: what was done, from a fixed vocabulary; ``NULL`` otherwise). See ``docs/alert-lifecycle.md``, ``docs/workspace.md``,
 ``docs/alert-channels.md`` and ``docs/incidents.md``.
 
 A store is never changed any other way than by :func:`migrate`: a new column is a
@@ -39,7 +40,7 @@ from typing import Final
 __all__ = ["CORRECTED_NOTE", "SCHEMA_VERSION", "WORKSPACE_TABLES", "corrected_states", "migrate"]
 
 #: The version this code writes and reads.
-SCHEMA_VERSION: Final = 6
+SCHEMA_VERSION: Final = 7
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -466,6 +467,9 @@ _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
         *corrected_states("strftime('%Y-%m-%dT%H:%M:%S', 'now') || '.000000+00:00'"),
     ),
     6: WORKSPACE_TABLES,
+    # What a resolution did (monitor.alerts.states.RESOLUTION_OUTCOMES, checked by the
+    # store's code: a CHECK here would need a table rebuild for every new outcome).
+    7: ("ALTER TABLE alert_history ADD COLUMN outcome TEXT",),
 }
 
 

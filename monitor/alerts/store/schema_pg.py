@@ -301,6 +301,13 @@ _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
         "CREATE INDEX workspace_sessions_by_manager ON workspace_sessions (manager_id)",
         "CREATE INDEX workspace_sessions_expiry ON workspace_sessions (expires_at)",
     ),
+    # As SQLite schema 7: a resolution's outcome. Schema 5's corrections (same transaction)
+    # leave deferred foreign-key checks pending on alert_history, and PostgreSQL refuses
+    # to ALTER a table with pending trigger events: check them now, then defer again (every
+    # deferrable constraint here is INITIALLY DEFERRED; the setting ends with the transaction).
+    7: ("SET CONSTRAINTS ALL IMMEDIATE",
+        f"ALTER TABLE alert_history ADD COLUMN outcome {_T}",
+        "SET CONSTRAINTS ALL DEFERRED"),
 }
 
 
