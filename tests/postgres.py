@@ -216,6 +216,21 @@ class PostgresServer:
         """Every file of the server's data directory (tables, WAL), for raw-byte checks."""
         return [path for path in (self._root / "data").rglob("*") if path.is_file()]
 
+    def data_bytes(self) -> bytes:
+        """The bytes of every file of the data directory (tables, indexes, WAL), concatenated.
+
+        The server is running: a file it removes between the listing and the read (the
+        relation cache's ``pg_internal.init``, which any DDL invalidates, or a temporary
+        file) is skipped; it holds no table data.
+        """
+        chunks = []
+        for path in self.data_files():
+            try:
+                chunks.append(path.read_bytes())
+            except FileNotFoundError:
+                continue
+        return b"".join(chunks)
+
     def stop(self) -> None:
         """Fast shutdown (SIGINT to the server we started), then delete the directory."""
         if self._process is not None and self._process.poll() is None:
