@@ -4,8 +4,8 @@
 opens the database a location names (:func:`connect`), creates or upgrades the schema,
 and holds the connection behind a lock (a connection is not thread-safe); each part
 of the store (recording, the outbox, the lifecycle...) is a subclass that reads under
-``self._lock`` and writes in ``self._transaction()``. :func:`retried` runs a write
-method again when it failed in a way that passes in a moment.
+``self._lock`` and writes in ``self._transaction()``, which takes the lock.
+:func:`retried` runs a write method again when it failed in a way that passes in a moment.
 """
 
 from __future__ import annotations
@@ -158,9 +158,12 @@ class StoreConnection:
 
     @contextmanager
     def _transaction(self) -> Iterator[Database]:
+        # Under the lock: the one connection serves every thread (the pipeline, the
+        # API, the delivery workers), and two threads' statements interleaved on it
+        # break both transactions. Never call this while holding self._lock.
         # SQLite: BEGIN IMMEDIATE (one writer at a time). PostgreSQL: READ COMMITTED,
         # each race settled by a unique key, a row lock or a conditional update.
-        with self._conn.transaction() as conn:
+        with self._lock, self._conn.transaction() as conn:
             yield conn
 
 

@@ -86,7 +86,7 @@ class DigestQueries(StoreConnection):
         """
         stamp = utc_text(at)
         digest_id = digest_id_for(manager.manager_id, local_date)
-        with self._lock, self._transaction() as conn:
+        with self._transaction() as conn:
             previous = conn.execute(
                 "SELECT max(period_end) FROM digests WHERE manager_id = ?", (manager.manager_id,)
             ).fetchone()[0]

@@ -100,7 +100,7 @@ class EscalationQueries(StoreConnection):
             resolved, unknown alert, or the step is already taken).
         """
         stamp = utc_text(at)
-        with self._lock, self._transaction() as conn:
+        with self._transaction() as conn:
             row = conn.execute(
                 "SELECT state, escalation_step, manager_id FROM alerts WHERE alert_id = ?"
                 f"{conn.for_update}", (alert_id,),
@@ -144,7 +144,7 @@ class EscalationQueries(StoreConnection):
             AlertNotFoundError: no such alert.
         """
         stamp = utc_text(at or datetime.now(UTC))
-        with self._lock, self._transaction() as conn:
+        with self._transaction() as conn:
             if conn.execute("SELECT 1 FROM alerts WHERE alert_id = ?", (alert_id,)).fetchone() is None:
                 raise AlertNotFoundError(f"no alert {alert_id}")
             return enqueue_to_manager(conn, alert_id, manager, channels, stamp)

@@ -184,7 +184,7 @@ class LifecycleQueries(StoreConnection):
         actor, channel, text = clean_actor(by), clean_via(via), clean_note(note)
         stamp = utc_text(at or datetime.now(UTC))
         action: HistoryAction = "acknowledged" if target == "acknowledged" else "resolved"
-        with self._lock, self._transaction() as conn:
+        with self._transaction() as conn:
             row = conn.execute(f"SELECT state FROM alerts WHERE alert_id = ?{conn.for_update}",
                                (alert_id,)).fetchone()
             if row is None:

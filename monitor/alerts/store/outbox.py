@@ -67,7 +67,7 @@ class OutboxQueries(StoreConnection):
             ``now`` for a row claimed for the first time (the start of its retry window).
         """
         lease_end = utc_text(now + timedelta(seconds=lease_seconds))
-        with self._lock, self._transaction() as conn:
+        with self._transaction() as conn:
             # PostgreSQL: rows another instance is claiming right now are skipped, not
             # waited for; once it commits, their next_attempt_at is past ``now``.
             rows = conn.execute(
@@ -102,7 +102,7 @@ class OutboxQueries(StoreConnection):
         """
         end = utc_text(until)
         renewed: list[int] = []
-        with self._lock, self._transaction() as conn:
+        with self._transaction() as conn:
             for delivery_id, held in leases.items():
                 row = conn.execute(
                     """UPDATE deliveries SET next_attempt_at = ? WHERE delivery_id = ?
@@ -140,7 +140,7 @@ class OutboxQueries(StoreConnection):
         marked: set[int] = set()
         if not sent:
             return marked
-        with self._lock, self._transaction() as conn:
+        with self._transaction() as conn:
             # The alerts' names first, in sorted order, as record() takes them: a group of
             # marks and a batch being recorded by another instance wait, never deadlock.
             ids = sorted(sent)
@@ -222,7 +222,7 @@ class OutboxQueries(StoreConnection):
     @retried
     def _fallback(self, delivery_id: int, stamp: str, note: str, backup: Manager | None,
                   route: RouteChoice | None, done: bool) -> int | None:
-        with self._lock, self._transaction() as conn:
+        with self._transaction() as conn:
             row = conn.execute(
                 f"""SELECT d.alert_id, d.fallback_at, d.status FROM deliveries d
                 WHERE d.delivery_id = ?{conn.for_update}""", (delivery_id,)).fetchone()
@@ -261,7 +261,7 @@ class OutboxQueries(StoreConnection):
         *,
         after: Callable[[Database, int], None] | None = None,
     ) -> bool:
-        with self._lock, self._transaction() as conn:
+        with self._transaction() as conn:
             row = conn.execute(
                 f"UPDATE deliveries SET {assignments} WHERE delivery_id = ? AND status = 'pending'",
                 (*values, delivery_id),

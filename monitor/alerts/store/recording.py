@@ -222,7 +222,7 @@ class Recording(StoreConnection):
         late: dict[str, None] = {}  # new alerts recorded late (paged to nobody)
         unroutable: dict[str, None] = {}  # new alerts no configured channel can route
         inserted = duplicate = enqueued = 0
-        with self._lock, self._transaction() as conn:
+        with self._transaction() as conn:
             if fence is not None:
                 fence(conn)
             # PostgreSQL: every alert and incident this batch may change, locked first and

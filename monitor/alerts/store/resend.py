@@ -69,7 +69,7 @@ class ResendQueries(StoreConnection):
         """
         actor, channel = clean_actor(by), clean_via(via)
         stamp = utc_text(at or datetime.now(UTC))
-        with self._lock, self._transaction() as conn:
+        with self._transaction() as conn:
             if message_id is None:
                 rows = conn.execute(
                     f"""SELECT delivery_id, alert_id, channel FROM deliveries WHERE status = 'failed'

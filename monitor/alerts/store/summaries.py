@@ -61,7 +61,7 @@ class SummaryQueries(StoreConnection):
         """
         stamp = utc_text(at)
         claimed: list[Summary] = []
-        with self._lock, self._transaction() as conn:
+        with self._transaction() as conn:
             rows = conn.execute(
                 """SELECT manager_id, min(capped_at) AS first, max(capped_at) AS last,
                     max(severity_rank) AS rank FROM alerts
