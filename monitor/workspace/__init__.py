@@ -2,18 +2,24 @@
 
 Foundations first, pages above them:
 
-=============  ======================================================================
-module         concern
-=============  ======================================================================
-``tokens``     sign-in tokens: signed, short-lived, bound to a manager (single use is
-               recorded in the alert store)
-``sessions``   sessions (random ID in a cookie, stored hashed, expiring, revocable)
-               and their CSRF tokens
-``mailer``     finds a manager in the registry and mails them a sign-in link
-``outcomes``   the labels of the resolution outcomes a manager chooses from
-``pages``      the ``/workspace`` routes (jinja2 templates in ``templates/``)
-``configured`` the workspace the settings enable
-=============  ======================================================================
+================  ==================================================================
+module            concern
+================  ==================================================================
+``tokens``        sign-in tokens: signed, short-lived, bound to a manager (single use is
+                  recorded in the alert store)
+``sessions``      sessions (random ID in a cookie, stored hashed, expiring, revocable)
+                  and their CSRF tokens
+``mailer``        finds a manager in the registry and mails them a sign-in link
+``outcomes``      the labels of the resolution outcomes a manager chooses from
+``web``           what every page shares: the :class:`Workspace`, rendering, the session,
+                  CSRF checks and the usual answers
+``access``        who may see what (anything else answers 404)
+``signing_in``    the sign-in routes: ask for a link, use it once, sign out
+``alert_pages``   the alert routes: the list, one alert, acknowledge and resolve
+``pages``         the ``/workspace`` sub-application and its route table (jinja2 templates
+                  in ``templates/``)
+``configured``    the workspace the settings enable
+================  ==================================================================
 
 ``docs/workspace.md`` states each guarantee and its limit.
 """
@@ -21,9 +27,10 @@ module         concern
 from monitor.workspace.configured import configured_workspace
 from monitor.workspace.mailer import SignInMailer
 from monitor.workspace.outcomes import OUTCOME_LABELS
-from monitor.workspace.pages import SESSION_COOKIE, Workspace, build_workspace
+from monitor.workspace.pages import build_workspace
 from monitor.workspace.sessions import Session, Sessions
 from monitor.workspace.tokens import InvalidSignInError, SignInClaim, SignInTokens
+from monitor.workspace.web import SESSION_COOKIE, Workspace
 
 __all__ = [
     "OUTCOME_LABELS",

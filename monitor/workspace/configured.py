@@ -9,9 +9,9 @@ from monitor.alerts.store import AlertStore
 from monitor.config import Settings
 from monitor.domain import Manager
 from monitor.workspace.mailer import SignInMailer
-from monitor.workspace.pages import Workspace
 from monitor.workspace.sessions import Sessions
 from monitor.workspace.tokens import SignInTokens
+from monitor.workspace.web import Workspace
 
 __all__ = ["configured_workspace"]
 

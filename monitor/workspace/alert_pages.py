@@ -1,0 +1,146 @@
+"""The workspace's alert routes: the manager's alerts, one alert, acknowledge and resolve.
+
+Acknowledge and resolve use the store's lifecycle calls with the session's manager as
+``by`` and ``via="workspace"``, so the alert's history says who did it, when and from
+where. An alert the session may not see (:func:`~monitor.workspace.access.may_see_alert`),
+or none, answers 404 and nothing changes; a form without the session's CSRF token
+answers 403; resolving before acknowledging answers 409.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+from typing import Any, Final
+from urllib.parse import quote
+
+from aiohttp import web
+
+from monitor.alerts.states import AlertState, StateConflictError
+from monitor.domain import SEVERITIES, Alert
+from monitor.workspace.access import may_see_alert
+from monitor.workspace.outcomes import OUTCOME_LABELS
+from monitor.workspace.web import (
+    WORKSPACE,
+    csrf_ok,
+    csrf_refused,
+    current_session,
+    not_found,
+    redirect,
+    render,
+    to_sign_in,
+)
+
+__all__ = ["ALERT_LIMIT", "MAX_NOTE_CHARS", "VIA", "acknowledge", "alert_page", "alerts_page", "resolve"]
+
+log = logging.getLogger("monitor.workspace")
+
+#: How many of a manager's alerts the list shows (newest recorded first, then sorted).
+ALERT_LIMIT: Final = 200
+_DONE_STATES: Final[frozenset[AlertState]] = frozenset({"acknowledged", "resolved"})
+#: The ``via`` the workspace's acknowledgements and resolutions record in the history.
+VIA: Final = "workspace"
+#: The longest note the forms accept (the store keeps at most 2,000 characters).
+MAX_NOTE_CHARS: Final = 1000
+_RANK: Final = {severity: rank for rank, severity in enumerate(SEVERITIES)}
+
+
+def _order(alert: Alert, state: AlertState) -> tuple[int, int, datetime, str]:
+    return (state in _DONE_STATES, -_RANK.get(alert.severity, 0), alert.created_at, alert.alert_id)
+
+
+async def alerts_page(request: web.Request) -> web.Response:
+    """``GET /workspace/alerts``: the manager's own clients' alerts, open first, by severity and age."""
+    session = await current_session(request)
+    if session is None:
+        return to_sign_in()
+    store = request.app[WORKSPACE].store
+    page = await asyncio.to_thread(store.find_alerts, manager_id=session.manager_id,
+                                   limit=ALERT_LIMIT)
+    alerts = sorted(page.alerts, key=lambda a: _order(a, page.states[a.alert_id]))
+    rows = [{"alert": a, "state": page.states[a.alert_id], "open": page.states[a.alert_id] not in _DONE_STATES}
+            for a in alerts]
+    return render(request, "alerts.html", {"session": session, "rows": rows,
+                                            "more": page.next_cursor is not None})
+
+
+async def alert_page(request: web.Request) -> web.Response:
+    """``GET /workspace/alerts/{alert_id}``: one of the manager's alerts with its history; any other answers 404."""
+    session = await current_session(request)
+    if session is None:
+        return to_sign_in()
+    store = request.app[WORKSPACE].store
+    alert_id = request.match_info["alert_id"]
+
+    def read() -> tuple[Alert, AlertState | None, list[Any], list[Any]] | None:
+        alert = store.get_alert(alert_id)
+        if alert is None or not may_see_alert(session, alert):
+            return None
+        return alert, store.state_of(alert_id), store.alert_events(alert_id), store.history(alert_id)
+
+    found = await asyncio.to_thread(read)
+    if found is None:
+        return not_found(request, session)
+    alert, state, events, history = found
+    return render(request, "alert.html", {
+        "session": session, "alert": alert, "state": state, "events": events,
+        "history": [{"entry": h, "outcome": OUTCOME_LABELS.get(h.outcome or "")} for h in history],
+        "can_acknowledge": state in ("open", "notified", "failed"),
+        "can_resolve": state == "acknowledged", "outcomes": OUTCOME_LABELS,
+        "max_note": MAX_NOTE_CHARS})
+
+
+async def acknowledge(request: web.Request) -> web.Response:
+    """``POST /workspace/alerts/{alert_id}/acknowledge``: acknowledge one of the manager's alerts."""
+    return await _act(request, "acknowledge")
+
+
+async def resolve(request: web.Request) -> web.Response:
+    """``POST /workspace/alerts/{alert_id}/resolve``: resolve one of the manager's alerts with an outcome."""
+    return await _act(request, "resolve")
+
+
+async def _act(request: web.Request, what: str) -> web.Response:
+    """Check the session, the CSRF token, the form and the alert's owner; then apply ``what``."""
+    session = await current_session(request)
+    if session is None:
+        return to_sign_in()
+    workspace = request.app[WORKSPACE]
+    form = await request.post()
+    if not csrf_ok(request, session, form):
+        return csrf_refused(request, session)
+    note = form.get("note")
+    note = note if isinstance(note, str) else ""
+    if len(note) > MAX_NOTE_CHARS:
+        return render(request, "message.html", {
+            "title": "Note too long", "session": session,
+            "message": f"A note can have at most {MAX_NOTE_CHARS} characters."}, status=400)
+    outcome = form.get("outcome") if what == "resolve" else None
+    if what == "resolve" and (not isinstance(outcome, str) or outcome not in OUTCOME_LABELS):
+        return render(request, "message.html", {
+            "title": "Choose an outcome", "session": session,
+            "message": "Say what was done: choose one of the outcomes."}, status=400)
+    store = workspace.store
+    alert_id = request.match_info["alert_id"]
+
+    def apply() -> bool:
+        alert = store.get_alert(alert_id)
+        if alert is None or not may_see_alert(session, alert):
+            return False
+        if what == "acknowledge":
+            store.acknowledge(alert_id, by=session.manager_id, via=VIA, note=note or None)
+        else:
+            store.resolve(alert_id, by=session.manager_id, via=VIA, note=note or None,
+                          outcome=str(outcome))
+        return True
+
+    try:
+        applied = await asyncio.to_thread(apply)
+    except StateConflictError as error:
+        return render(request, "message.html", {
+            "title": "Not possible now", "session": session, "message": str(error)}, status=409)
+    if not applied:
+        return not_found(request, session)
+    log.info("workspace: manager %s did %s on alert %s", session.manager_id, what, alert_id)
+    return redirect(f"/workspace/alerts/{quote(alert_id, safe='')}")

@@ -1,0 +1,115 @@
+"""The workspace's sign-in routes: ask for a link, confirm it, use it once, sign out.
+
+A link is checked twice: its signature and age (:class:`~monitor.workspace.tokens.SignInTokens`)
+and its single use (the alert store records each used token ID, so of two instances
+racing on one link exactly one signs in). ``GET`` only shows a button, so a mail
+scanner that prefetches the link uses nothing up; ``POST`` signs in, refused when its
+``Origin`` is another site's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from monitor.workspace.mailer import MAX_WHO_CHARS
+from monitor.workspace.tokens import InvalidSignInError
+from monitor.workspace.web import (
+    SESSION_COOKIE,
+    WORKSPACE,
+    cross_site,
+    csrf_ok,
+    csrf_refused,
+    current_session,
+    redirect,
+    refused,
+    render,
+    secure,
+    to_sign_in,
+)
+
+__all__ = ["ask_for_link", "confirm_sign_in", "sign_in", "sign_in_form", "sign_out"]
+
+log = logging.getLogger("monitor.workspace")
+
+
+async def sign_in_form(request: web.Request) -> web.Response:
+    """``GET /workspace/sign-in``: the form asking for a manager ID or e-mail address."""
+    return render(request, "sign_in.html", {"session": None, "max_who": MAX_WHO_CHARS})
+
+
+async def ask_for_link(request: web.Request) -> web.Response:
+    """``POST /workspace/sign-in``: send a link if the manager exists; the same answer regardless."""
+    form = await request.post()
+    who = form.get("who")
+    if isinstance(who, str) and who.strip() and len(who) <= MAX_WHO_CHARS:
+        request.app[WORKSPACE].send_in_background(who)
+    minutes = max(1, request.app[WORKSPACE].tokens.max_age_seconds // 60)
+    return render(request, "link_sent.html", {"session": None, "minutes": minutes})
+
+
+def _check_token(request: web.Request) -> tuple[str, Any] | web.Response:
+    workspace = request.app[WORKSPACE]
+    try:
+        claim = workspace.tokens.verify(request.match_info["token"])
+    except InvalidSignInError as error:
+        return refused(request, 403, "Link refused",
+                        f"{str(error).capitalize()}. Ask for a new sign-in link.")
+    manager = workspace.mailer.find(claim.manager_id) if workspace.mailer.known(claim.manager_id) else None
+    if manager is None:
+        return refused(request, 403, "Link refused",
+                        "This sign-in link is not valid. Ask for a new sign-in link.")
+    return manager.name, claim
+
+
+async def confirm_sign_in(request: web.Request) -> web.Response:
+    """``GET /workspace/sign-in/{token}``: check the link and show a button; uses nothing up."""
+    checked = _check_token(request)
+    if isinstance(checked, web.Response):
+        return checked
+    name, _ = checked
+    return render(request, "confirm.html", {"session": None, "name": name,
+                                             "action": request.path})
+
+
+async def sign_in(request: web.Request) -> web.Response:
+    """``POST /workspace/sign-in/{token}``: use the link once, open a session, go to the alerts."""
+    if cross_site(request):
+        return refused(request, 403, "Sign-in refused", "This form was sent from another site.")
+    checked = _check_token(request)
+    if isinstance(checked, web.Response):
+        return checked
+    _, claim = checked
+    workspace = request.app[WORKSPACE]
+    first_use = await asyncio.to_thread(workspace.store.use_sign_in_token, claim.token_id,
+                                        claim.manager_id, expires_at=claim.expires_at,
+                                        now=datetime.now(UTC))
+    if not first_use:
+        return refused(request, 403, "Link refused",
+                        "This sign-in link was already used. Ask for a new sign-in link.")
+    session = await workspace.sessions.open(claim.manager_id)
+    log.info("workspace: manager %s signed in", claim.manager_id)
+    response = redirect("/workspace/alerts")
+    response.set_cookie(SESSION_COOKIE, session.session_id, path="/workspace",
+                        max_age=workspace.sessions.max_age_seconds, httponly=True,
+                        samesite="Lax", secure=secure(request) or None)
+    return response
+
+
+async def sign_out(request: web.Request) -> web.Response:
+    """``POST /workspace/sign-out``: revoke the session (its CSRF token required)."""
+    session = await current_session(request)
+    if session is None:
+        return to_sign_in()
+    form = await request.post()
+    if not csrf_ok(request, session, form):
+        return csrf_refused(request)
+    await request.app[WORKSPACE].sessions.revoke(session)
+    log.info("workspace: manager %s signed out", session.manager_id)
+    response = redirect("/workspace/sign-in")
+    response.del_cookie(SESSION_COOKIE, path="/workspace")
+    return response

@@ -1,0 +1,166 @@
+"""What every workspace page shares: the :class:`Workspace`, its app key, and the helpers of a page.
+
+The route modules (:mod:`~monitor.workspace.signing_in`, :mod:`~monitor.workspace.alert_pages`,
+and any new page) build on this one; :mod:`~monitor.workspace.pages` assembles them.
+
+- :func:`render` renders a jinja2 template (autoescaped) with the page headers: never
+  cached, never framed, a ``Referer`` only to this site (a sign-in link's token is in its
+  path), a Content-Security-Policy without scripts from elsewhere.
+- :func:`current_session` is the request's live session (``None``: send to sign-in).
+- :func:`csrf_ok` checks a form's CSRF token against the session; :func:`refused`,
+  :func:`not_found`, :func:`redirect` and :func:`to_sign_in` are the usual answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import aiohttp_jinja2
+from aiohttp import web
+
+from monitor.alerts.store import AlertStore
+from monitor.workspace.mailer import SignInMailer
+from monitor.workspace.sessions import Session, Sessions
+from monitor.workspace.tokens import SignInTokens
+
+__all__ = [
+    "PAGE_HEADERS",
+    "SESSION_COOKIE",
+    "WORKSPACE",
+    "Workspace",
+    "cross_site",
+    "csrf_ok",
+    "csrf_refused",
+    "current_session",
+    "not_found",
+    "redirect",
+    "refused",
+    "render",
+    "secure",
+    "to_sign_in",
+]
+
+#: The session cookie's name.
+SESSION_COOKIE: Final = "cardmon_session"
+# Seconds the app's cleanup waits for sign-in mails still being sent.
+_SEND_GRACE_SECONDS: Final = 15.0
+#: Headers of every workspace answer.
+PAGE_HEADERS: Final = {
+    "Cache-Control": "no-store",
+    # same-origin, not no-referrer: a Referer (the token is in a sign-in link's path) never
+    # leaves this site, and browsers send this site's Origin on its own forms' POSTs (under
+    # no-referrer Chromium sends "Origin: null", which the sign-in's origin check refuses).
+    "Referrer-Policy": "same-origin",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+                               "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+}
+
+
+@dataclass(slots=True, kw_only=True)
+class Workspace:
+    """What the workspace's pages need.
+
+    Attributes:
+        store: the alert store (alerts, sign-in tokens, sessions).
+        tokens: checks sign-in tokens.
+        sessions: opens, finds and revokes sessions.
+        mailer: sends sign-in links.
+    """
+
+    store: AlertStore
+    tokens: SignInTokens
+    sessions: Sessions
+    mailer: SignInMailer
+    _sending: set[asyncio.Task[bool]] = field(default_factory=set, repr=False)
+
+    def send_in_background(self, who: str) -> None:
+        """Send a sign-in link without making the request wait (its time says nothing)."""
+        task = asyncio.create_task(self.mailer.send(who), name="cardmon-workspace-sign-in")
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def close(self) -> None:
+        """Wait briefly for sign-in mails still being sent, then cancel the rest."""
+        pending = set(self._sending)
+        if not pending:
+            return
+        _, late = await asyncio.wait(pending, timeout=_SEND_GRACE_SECONDS)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+
+
+#: The sub-application's key of its :class:`Workspace`.
+WORKSPACE: Final = web.AppKey("workspace", Workspace)
+
+
+def render(request: web.Request, template: str, context: dict[str, Any], *,
+           status: int = 200) -> web.Response:
+    """Render ``template`` with ``context`` and the page headers."""
+    response = aiohttp_jinja2.render_template(template, request, context, status=status)
+    response.headers.update(PAGE_HEADERS)
+    return response
+
+
+def refused(request: web.Request, status: int, title: str, message: str,
+            session: Session | None = None) -> web.Response:
+    """A message page with ``status`` (403, 400, 409...)."""
+    return render(request, "message.html", {"title": title, "message": message, "session": session},
+                  status=status)
+
+
+def not_found(request: web.Request, session: Session,
+              message: str = "There is no such alert among your clients' alerts.") -> web.Response:
+    """The 404 of anything the session may not see, the same as for what does not exist."""
+    return render(request, "message.html", {"title": "Not found", "message": message,
+                                            "session": session}, status=404)
+
+
+async def current_session(request: web.Request) -> Session | None:
+    """The request's live session, if its manager is still in the registry."""
+    workspace = request.app[WORKSPACE]
+    session = await workspace.sessions.find(request.cookies.get(SESSION_COOKIE))
+    if session is None or not workspace.mailer.known(session.manager_id):
+        return None
+    return session
+
+
+def csrf_ok(request: web.Request, session: Session, form: Any) -> bool:
+    """Whether ``form`` carries the session's CSRF token."""
+    return request.app[WORKSPACE].sessions.check_csrf(session, form.get("csrf_token"))
+
+
+def csrf_refused(request: web.Request, session: Session | None = None) -> web.Response:
+    """The 403 of a form without the session's CSRF token."""
+    return refused(request, 403, "Request refused",
+                   "This form has expired or did not come from this page. Reload and try again.",
+                   session)
+
+
+def redirect(location: str) -> web.Response:
+    """A 303 to ``location`` with the page headers."""
+    return web.Response(status=303, headers={**PAGE_HEADERS, "Location": location})
+
+
+def to_sign_in() -> web.Response:
+    """A 303 to the sign-in form (no session, or an expired one)."""
+    return redirect("/workspace/sign-in")
+
+
+def cross_site(request: web.Request) -> bool:
+    """Whether a POST came from another site's page (its ``Origin`` is neither ours nor the public URL's)."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return False
+    public = urlsplit(request.app[WORKSPACE].mailer.public_url)
+    return origin not in (f"{request.scheme}://{request.host}", f"{public.scheme}://{public.netloc}")
+
+
+def secure(request: web.Request) -> bool:
+    """Whether the browser reached us over TLS: this request did, or the public URL is ``https``
+    (a TLS-terminating proxy in front of cardmon)."""
+    return request.secure or request.app[WORKSPACE].mailer.public_url.startswith("https://")
