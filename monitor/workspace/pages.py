@@ -56,9 +56,13 @@ def build_workspace(workspace: Workspace) -> web.Application:
     """The workspace sub-application (mount it at ``/workspace``)."""
     app = web.Application()
     app[WORKSPACE] = workspace
-    aiohttp_jinja2.setup(app, loader=jinja2.PackageLoader("monitor.workspace", "templates"),
-                         autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
-                         undefined=jinja2.StrictUndefined)
+    env = aiohttp_jinja2.setup(
+        app, loader=jinja2.PackageLoader("monitor.workspace", "templates"),
+        autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
+        undefined=jinja2.StrictUndefined, extensions=["jinja2.ext.i18n"])
+    # Templates mark their text with _("...") (newstyle: autoescaped, %-formatted);
+    # English until the manager's locale picks a catalogue.
+    env.install_null_translations(newstyle=True)  # type: ignore[attr-defined]
 
     async def close(_: web.Application) -> None:
         await workspace.close()
