@@ -6,7 +6,8 @@ classes it is built from:
 - recording a batch of VIP failures, in one committed transaction
   (:mod:`~monitor.alerts.store.recording`, guarantees step by step), and who each new
   alert goes to (:mod:`~monitor.alerts.store.enqueue`);
-- reading alerts back (:mod:`~monitor.alerts.store.reading`);
+- reading alerts back (:mod:`~monitor.alerts.store.reading`), a client's recent alerts
+  and what else failed at a terminal (:mod:`~monitor.alerts.store.client_reads`);
 - the outbox: claiming, leasing and marking deliveries
   (:mod:`~monitor.alerts.store.outbox`), what an outcome does to alert states
   (:mod:`~monitor.alerts.store.outcomes`), re-sending (:mod:`~monitor.alerts.store.resend`);
@@ -41,6 +42,7 @@ once for both databases (:mod:`monitor.alerts.store.db` says how).
 
 from __future__ import annotations
 
+from monitor.alerts.store.client_reads import ClientHistory, ClientQueries, TerminalActivity
 from monitor.alerts.store.digests import DigestQueries, DigestRecord
 from monitor.alerts.store.escalation import EscalationCandidate, EscalationQueries
 from monitor.alerts.store.incident_reads import IncidentQueries, StormCounts
@@ -61,6 +63,7 @@ __all__ = [
     "DEFAULT_WINDOW_SECONDS",
     "AlertPage",
     "AlertStore",
+    "ClientHistory",
     "DigestRecord",
     "EscalationCandidate",
     "LifecycleRecord",
@@ -68,13 +71,14 @@ __all__ = [
     "Resend",
     "StoredSession",
     "StormCounts",
+    "TerminalActivity",
     "window_start_for",
 ]
 
 
-class AlertStore(Recording, ReadQueries, OutboxQueries, ResendQueries, LifecycleQueries,
-                 EscalationQueries, DigestQueries, SummaryQueries, IncidentQueries,
-                 WorkspaceQueries):
+class AlertStore(Recording, ReadQueries, ClientQueries, OutboxQueries, ResendQueries,
+                 LifecycleQueries, EscalationQueries, DigestQueries, SummaryQueries,
+                 IncidentQueries, WorkspaceQueries):
     """Alerts, their events and the delivery outbox in a SQLite file or a PostgreSQL database.
 
     Args:
