@@ -47,7 +47,7 @@ from monitor.workspace.signing_in import (
     sign_in_form,
     sign_out,
 )
-from monitor.workspace.web import SESSION_COOKIE, WORKSPACE, Workspace
+from monitor.workspace.web import SESSION_COOKIE, WORKSPACE, Workspace, money
 
 __all__ = ["SESSION_COOKIE", "VIA", "Workspace", "build_workspace"]
 
@@ -63,6 +63,7 @@ def build_workspace(workspace: Workspace) -> web.Application:
     # Templates mark their text with _("...") (newstyle: autoescaped, %-formatted);
     # English until the manager's locale picks a catalogue.
     env.install_null_translations(newstyle=True)  # type: ignore[attr-defined]
+    env.filters["money"] = money
 
     async def close(_: web.Application) -> None:
         await workspace.close()

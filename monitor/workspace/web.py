@@ -21,7 +21,9 @@ from urllib.parse import urlsplit
 import aiohttp_jinja2
 from aiohttp import web
 
+from monitor.alerts.messages.alert import format_amount
 from monitor.alerts.store import AlertStore
+from monitor.domain import AlertEvent
 from monitor.workspace.mailer import SignInMailer
 from monitor.workspace.sessions import Session, Sessions
 from monitor.workspace.tokens import SignInTokens
@@ -35,6 +37,7 @@ __all__ = [
     "csrf_ok",
     "csrf_refused",
     "current_session",
+    "money",
     "not_found",
     "redirect",
     "refused",
@@ -164,3 +167,8 @@ def secure(request: web.Request) -> bool:
     """Whether the browser reached us over TLS: this request did, or the public URL is ``https``
     (a TLS-terminating proxy in front of cardmon)."""
     return request.secure or request.app[WORKSPACE].mailer.public_url.startswith("https://")
+
+
+def money(event: AlertEvent) -> str:
+    """A transaction's amount as written in English (``"€134.09"``): integer minor units, ISO 4217 currency."""
+    return format_amount(event.amount_minor, event.currency, locale="en")
