@@ -38,6 +38,7 @@ __all__ = [
     "csrf_refused",
     "current_session",
     "money",
+    "money_of",
     "not_found",
     "redirect",
     "refused",
@@ -171,4 +172,9 @@ def secure(request: web.Request) -> bool:
 
 def money(event: AlertEvent) -> str:
     """A transaction's amount as written in English (``"€134.09"``): integer minor units, ISO 4217 currency."""
-    return format_amount(event.amount_minor, event.currency, locale="en")
+    return money_of(event.amount_minor, event.currency)
+
+
+def money_of(amount_minor: int, currency: str) -> str:
+    """An amount in ``currency``'s minor units as written in English (``"€134.09"``)."""
+    return format_amount(amount_minor, currency, locale="en")
