@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from monitor.workspace.access import home_page
 from monitor.workspace.mailer import MAX_WHO_CHARS
 from monitor.workspace.tokens import InvalidSignInError
 from monitor.workspace.web import (
@@ -59,11 +60,11 @@ def _check_token(request: web.Request) -> tuple[str, Any] | web.Response:
     except InvalidSignInError as error:
         return refused(request, 403, "Link refused",
                         f"{str(error).capitalize()}. Ask for a new sign-in link.")
-    manager = workspace.mailer.find(claim.manager_id) if workspace.mailer.known(claim.manager_id) else None
-    if manager is None:
+    person = workspace.mailer.people.get(claim.manager_id)
+    if person is None:
         return refused(request, 403, "Link refused",
                         "This sign-in link is not valid. Ask for a new sign-in link.")
-    return manager.name, claim
+    return person.name, claim
 
 
 async def confirm_sign_in(request: web.Request) -> web.Response:
@@ -77,7 +78,7 @@ async def confirm_sign_in(request: web.Request) -> web.Response:
 
 
 async def sign_in(request: web.Request) -> web.Response:
-    """``POST /workspace/sign-in/{token}``: use the link once, open a session, go to the alerts."""
+    """``POST /workspace/sign-in/{token}``: use the link once, open a session, go to the person's first page."""
     if cross_site(request):
         return refused(request, 403, "Sign-in refused", "This form was sent from another site.")
     checked = _check_token(request)
@@ -92,8 +93,9 @@ async def sign_in(request: web.Request) -> web.Response:
         return refused(request, 403, "Link refused",
                         "This sign-in link was already used. Ask for a new sign-in link.")
     session = await workspace.sessions.open(claim.manager_id)
-    log.info("workspace: manager %s signed in", claim.manager_id)
-    response = redirect("/workspace/alerts")
+    log.info("workspace: %s signed in", claim.manager_id)
+    person = workspace.mailer.people.get(claim.manager_id)
+    response = redirect(home_page(person.roles if person else frozenset()))
     response.set_cookie(SESSION_COOKIE, session.session_id, path="/workspace",
                         max_age=workspace.sessions.max_age_seconds, httponly=True,
                         samesite="Lax", secure=secure(request) or None)

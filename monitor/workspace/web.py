@@ -14,7 +14,7 @@ and any new page) build on this one; :mod:`~monitor.workspace.pages` assembles t
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -125,12 +125,16 @@ def not_found(request: web.Request, session: Session,
 
 
 async def current_session(request: web.Request) -> Session | None:
-    """The request's live session, if its manager is still in the registry."""
+    """The request's live session with its person's roles now, if they may still sign in
+    (a manager still in the registry, an operations person still in the settings)."""
     workspace = request.app[WORKSPACE]
     session = await workspace.sessions.find(request.cookies.get(SESSION_COOKIE))
-    if session is None or not workspace.mailer.known(session.manager_id):
+    if session is None:
         return None
-    return session
+    person = workspace.mailer.people.get(session.manager_id)
+    if person is None:
+        return None
+    return replace(session, roles=frozenset(person.roles), team=person.team)
 
 
 def csrf_ok(request: web.Request, session: Session, form: Any) -> bool:

@@ -18,7 +18,8 @@ classes it is built from:
   (:mod:`~monitor.alerts.store.incidents` writes them,
   :mod:`~monitor.alerts.store.incident_reads` reads them);
 - the managers' workspace: used sign-in tokens and sessions
-  (:mod:`~monitor.alerts.store.workspace`).
+  (:mod:`~monitor.alerts.store.workspace`), the team and operations pages' reads
+  (:mod:`~monitor.alerts.store.workspace_reads`).
 
 Below them: the connection, its lock, transactions and retries
 (:mod:`~monitor.alerts.store.connection`), the database adapters
@@ -58,9 +59,15 @@ from monitor.alerts.store.recording import (
 from monitor.alerts.store.resend import Resend, ResendQueries
 from monitor.alerts.store.summaries import SummaryQueries
 from monitor.alerts.store.workspace import StoredSession, WorkspaceQueries
+from monitor.alerts.store.workspace_reads import (
+    AcknowledgementCounts,
+    TerminalFailures,
+    WorkspaceReads,
+)
 
 __all__ = [
     "DEFAULT_WINDOW_SECONDS",
+    "AcknowledgementCounts",
     "AlertPage",
     "AlertStore",
     "ClientHistory",
@@ -72,13 +79,14 @@ __all__ = [
     "StoredSession",
     "StormCounts",
     "TerminalActivity",
+    "TerminalFailures",
     "window_start_for",
 ]
 
 
 class AlertStore(Recording, ReadQueries, ClientQueries, OutboxQueries, ResendQueries,
                  LifecycleQueries, EscalationQueries, DigestQueries, SummaryQueries,
-                 IncidentQueries, WorkspaceQueries):
+                 IncidentQueries, WorkspaceQueries, WorkspaceReads):
     """Alerts, their events and the delivery outbox in a SQLite file or a PostgreSQL database.
 
     Args:

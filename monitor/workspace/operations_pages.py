@@ -1,0 +1,106 @@
+"""The operations pages: incidents, one incident, and the terminals with VIP failures.
+
+Operations (``workspace.operations``) are not relationship managers: they see what
+failed (a terminal, a merchant, a region, an issuer, the network) and how much, never
+an alert's page (alerts name clients). These pages name no client either, unless
+``workspace.operations_see_client_names`` is true (then an incident's page lists the
+clients it hit); manager names are shown, so operations know whom to call.
+
+========================================  =============================================
+``GET /workspace/incidents``              the latest :data:`INCIDENT_LIMIT` incidents,
+                                          open ones first
+``GET /workspace/incidents/{incident_id}`` one incident and the alerts linked to it
+``GET /workspace/terminals``              terminals with VIP failures in alerts recorded
+                                          over the last :data:`TERMINAL_WINDOW`
+========================================  =============================================
+
+Terminals come from the alert store (the VIP failures behind alerts, and the open
+terminal-scope incidents), not from the live health book, which only the monitor's
+memory holds: a terminal failing only for non-VIP cards is not listed here (Grafana's
+terminal dashboards show every terminal). A session without the operations role gets
+404 for every one of these routes (:func:`~monitor.workspace.access.may_see_page`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from aiohttp import web
+
+from monitor.workspace.access import may_see_client_names, may_see_page
+from monitor.workspace.sessions import Session
+from monitor.workspace.web import WORKSPACE, current_session, not_found, render, to_sign_in
+
+__all__ = ["INCIDENT_LIMIT", "TERMINAL_WINDOW", "incident_page", "incidents_page", "terminals_page"]
+
+#: How many incidents the list shows (the latest started first, then open ones on top).
+INCIDENT_LIMIT: Final = 100
+#: How far back the terminals page looks (alerts recorded since).
+TERMINAL_WINDOW: Final = timedelta(days=7)
+#: How many terminals the terminals page lists (the most VIP failures first).
+TERMINAL_LIMIT: Final = 200
+_NO_PAGE: Final = "There is no such page among yours."
+
+
+async def _operations(request: web.Request, page: str) -> Session | web.Response:
+    """The session if it has the operations ``page``; else the sign-in redirect or the 404."""
+    session = await current_session(request)
+    if session is None:
+        return to_sign_in()
+    if not may_see_page(session, "incidents" if page == "incidents" else "terminals"):
+        return not_found(request, session, _NO_PAGE)
+    return session
+
+
+async def incidents_page(request: web.Request) -> web.Response:
+    """``GET /workspace/incidents``: the latest incidents, open ones first."""
+    session = await _operations(request, "incidents")
+    if isinstance(session, web.Response):
+        return session
+    store = request.app[WORKSPACE].store
+    incidents = await asyncio.to_thread(store.list_incidents, limit=INCIDENT_LIMIT)
+    incidents.sort(key=lambda i: not i.is_open)  # stable: the latest start first within each
+    return render(request, "incidents.html", {"session": session, "incidents": incidents})
+
+
+async def incident_page(request: web.Request) -> web.Response:
+    """``GET /workspace/incidents/{incident_id}``: one incident and its alerts (clients named only if configured)."""
+    session = await _operations(request, "incidents")
+    if isinstance(session, web.Response):
+        return session
+    workspace = request.app[WORKSPACE]
+    incident_id = request.match_info["incident_id"]
+
+    def read() -> tuple[Any, list[Any]] | None:
+        incident = workspace.store.get_incident(incident_id)
+        if incident is None:
+            return None
+        return incident, workspace.store.incident_alerts(incident_id)
+
+    found = await asyncio.to_thread(read)
+    if found is None:
+        return not_found(request, session, "There is no such incident.")
+    incident, linked = found
+    names = may_see_client_names(
+        session, operations_see_client_names=workspace.mailer.people.roles.operations_see_client_names)
+    rows = [{"severity": alert.severity, "tier": alert.tier, "state": state, "linked_at": linked_at,
+             "manager": alert.manager.name or alert.manager.manager_id,
+             "client": alert.customer_name if names else None}
+            for alert, state, linked_at in linked]
+    return render(request, "incident.html", {"session": session, "incident": incident, "rows": rows,
+                                             "client_names": names})
+
+
+async def terminals_page(request: web.Request) -> web.Response:
+    """``GET /workspace/terminals``: terminals with VIP failures over the last week, the most first."""
+    session = await _operations(request, "terminals")
+    if isinstance(session, web.Response):
+        return session
+    store = request.app[WORKSPACE].store
+    terminals = await asyncio.to_thread(store.terminal_failures,
+                                        since=datetime.now(UTC) - TERMINAL_WINDOW, limit=TERMINAL_LIMIT)
+    return render(request, "terminals.html", {"session": session, "terminals": terminals,
+                                               "window_days": TERMINAL_WINDOW.days,
+                                               "limit": TERMINAL_LIMIT})
