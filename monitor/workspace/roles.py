@@ -63,7 +63,7 @@ class RoleBook:
     """The roles the settings give.
 
     Attributes:
-        teams: lead manager ID → the manager IDs of their team (the lead's own left out).
+        teams: lead manager ID → the manager IDs of their team (the lead's own, if listed, is ignored).
         operations: operations person ID → ``(name, email)``.
         operations_see_client_names: whether operations pages name clients.
     """
@@ -75,7 +75,7 @@ class RoleBook:
     @classmethod
     def from_settings(cls, section: WorkspaceSettings) -> RoleBook:
         """The roles of the ``workspace`` settings section."""
-        return cls(teams={lead: frozenset(team) - {lead} for lead, team in section.teams.items()},
+        return cls(teams={lead: frozenset(team) for lead, team in section.teams.items()},
                    operations={p.id: (p.name, p.email) for p in section.operations},
                    operations_see_client_names=section.operations_see_client_names)
 
@@ -113,7 +113,7 @@ class People:
             return Person(person_id=person_id, name=manager.name, email=manager.email,
                           roles=frozenset({"manager"}))
         return Person(person_id=person_id, name=manager.name, email=manager.email,
-                      roles=frozenset({"manager", "team_lead"}), team=team)
+                      roles=frozenset({"manager", "team_lead"}), team=team - {person_id})
 
     def find(self, who: str) -> Person | None:
         """The person whose ID is ``who``, or whose e-mail address is ``who`` (any case); else ``None``.

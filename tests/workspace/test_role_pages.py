@@ -24,13 +24,13 @@ from tests.workspace.roles_site import (  # noqa: F401  (fixtures)
     roles_fixture,
 )
 
-_NAV = re.compile(r"<nav .*?</nav>", re.S)
+_NAV = re.compile(r"<nav .*?</nav>", re.DOTALL)
 
 
 def _rows(page: str) -> list[str]:
     """The body rows of a page's first table."""
     body = page.split("<tbody>", 1)[1].split("</tbody>", 1)[0]
-    return re.findall(r"<tr.*?</tr>", body, re.S)
+    return re.findall(r"<tr.*?</tr>", body, re.DOTALL)
 
 
 async def test_a_team_lead_sees_both_managers_alerts_with_a_manager_column(roles: RolesSite) -> None:
@@ -95,7 +95,7 @@ async def test_the_team_page_counts_waiting_alerts_and_the_median_time_to_acknow
     assert [("Lena Hoffmann" in r, "Claire Martin" in r, "Jonas Weber" in r) for r in rows] == [
         (True, False, False), (False, True, False), (False, False, True)]  # the lead first, then by name
     assert "(you)" in rows[0]
-    cells = [re.findall(r"<td>(.*?)</td>", r, re.S) for r in rows]
+    cells = [re.findall(r"<td>(.*?)</td>", r, re.DOTALL) for r in rows]
     assert cells[0] == ["0", "—", "—", "0"]
     assert cells[1][0] == "2" and re.fullmatch(r"1 h 3[01] min", cells[1][1]) and cells[1][2:] == ["—", "0"]
     assert cells[2] == ["0", "—", "10 min", "3"]  # median of 4, 10 and 30 minutes; the 8-day-old one left out
