@@ -168,6 +168,8 @@ class MonitorApp:
         self.health = TerminalHealthService(settings.health, settings.kafka,
                                             registry=self.metrics_registry, metrics=self.metrics,
                                             clock=self.clock)
+        if self.workspace is not None:  # operations' terminals page shows the live health state
+            self.workspace.terminal_health = self.health.book.state_of
         # Several instances in one group (alerting.scale_out): fleet-scope incidents are
         # judged over every partition from the shared PostgreSQL store (monitor/pipeline/fleet.py).
         self.fleet = self._fleet(settings) if self.incidents is not None else None

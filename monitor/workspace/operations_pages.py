@@ -15,9 +15,10 @@ clients it hit); manager names are shown, so operations know whom to call.
 ========================================  =============================================
 
 Terminals come from the alert store (the VIP failures behind alerts, and the open
-terminal-scope incidents), not from the live health book, which only the monitor's
-memory holds: a terminal failing only for non-VIP cards is not listed here (Grafana's
-terminal dashboards show every terminal). A session without the operations role gets
+terminal-scope incidents): a terminal failing only for non-VIP cards is not listed here
+(Grafana's terminal dashboards show every terminal). Where the monitor runs the health
+book in this process (:attr:`~monitor.workspace.web.Workspace.terminal_health`), each
+listed terminal also shows its live health state and reasons at the last evaluation. A session without the operations role gets
 404 for every one of these routes (:func:`~monitor.workspace.access.may_see_page`).
 """
 
@@ -29,6 +30,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from monitor.alerts.store import TerminalFailures
 from monitor.workspace.access import may_see_client_names, may_see_page
 from monitor.workspace.sessions import Session
 from monitor.workspace.web import WORKSPACE, current_session, not_found, render, to_sign_in
@@ -98,9 +100,18 @@ async def terminals_page(request: web.Request) -> web.Response:
     session = await _operations(request, "terminals")
     if isinstance(session, web.Response):
         return session
-    store = request.app[WORKSPACE].store
-    terminals = await asyncio.to_thread(store.terminal_failures,
-                                        since=datetime.now(UTC) - TERMINAL_WINDOW, limit=TERMINAL_LIMIT)
+    workspace = request.app[WORKSPACE]
+    health = workspace.terminal_health
+
+    def read() -> tuple[list[TerminalFailures], dict[str, tuple[str, list[str]]]]:
+        terminals = workspace.store.terminal_failures(since=datetime.now(UTC) - TERMINAL_WINDOW,
+                                                      limit=TERMINAL_LIMIT)
+        states = {} if health is None else {t.terminal_id: health(t.terminal_id) for t in terminals}
+        return terminals, {tid: (state.label, reasons) for tid, found in states.items()
+                           if found is not None for state, reasons in (found,)}
+
+    terminals, states = await asyncio.to_thread(read)
     return render(request, "terminals.html", {"session": session, "terminals": terminals,
                                                "window_days": TERMINAL_WINDOW.days,
-                                               "limit": TERMINAL_LIMIT})
+                                               "limit": TERMINAL_LIMIT, "live": health is not None,
+                                               "states": states})

@@ -14,6 +14,7 @@ and any new page) build on this one; :mod:`~monitor.workspace.pages` assembles t
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -24,6 +25,7 @@ from aiohttp import web
 from monitor.alerts.messages.alert import format_amount
 from monitor.alerts.store import AlertStore
 from monitor.domain import AlertEvent
+from monitor.health.state_rules import HealthState
 from monitor.workspace.mailer import SignInMailer
 from monitor.workspace.sessions import Session, Sessions
 from monitor.workspace.tokens import SignInTokens
@@ -73,12 +75,16 @@ class Workspace:
         tokens: checks sign-in tokens.
         sessions: opens, finds and revokes sessions.
         mailer: sends sign-in links.
+        terminal_health: a terminal's live health state and reasons at the health book's
+            last evaluation (``HealthBook.state_of``; the monitor sets it), ``None`` where
+            the book is not in this process (the terminals page then shows the store's only).
     """
 
     store: AlertStore
     tokens: SignInTokens
     sessions: Sessions
     mailer: SignInMailer
+    terminal_health: Callable[[str], tuple[HealthState, list[str]] | None] | None = None
     _sending: set[asyncio.Task[bool]] = field(default_factory=set, repr=False)
 
     def send_in_background(self, who: str) -> None:

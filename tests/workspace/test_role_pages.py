@@ -7,10 +7,12 @@ PostgreSQL alert store and a real SMTP server (fixture ``roles`` in roles_site.p
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from monitor.health.device_status import DeviceStatusEvent
+from monitor.health.state import HealthBook, HealthRules
 from monitor.testing.fixtures import wait_until
 from tests.workspace.conftest import _LINK, CLAIRE, JONAS
 from tests.workspace.roles_site import (  # noqa: F401  (fixtures)
@@ -157,3 +159,21 @@ async def test_operations_see_client_names_only_when_configured(roles: RolesSite
     page = await (await ops.get(f"/workspace/incidents/{INCIDENT}")).text()
     assert "Ada Lovelace" in page
     assert (await ops.get(f"/workspace/alerts/{ada}")).status == 404
+
+
+async def test_the_terminals_page_shows_the_live_health_state_where_the_book_runs(roles: RolesSite) -> None:
+    """With the monitor's health book, each listed terminal shows its state and reasons now; unknown ones say so."""
+    roles.alert(1, CLAIRE, "Ada Lovelace")
+    roles.alert(2, JONAS, "Alan Turing", terminal="POS00777")
+    book = HealthBook(HealthRules())
+    now = datetime.now(UTC)
+    book.apply_status([DeviceStatusEvent(event_id="s1", occurred_at=now, terminal_id="ATM00042",
+                                         component="network", state="offline")])
+    book.evaluate(now)
+    ops = await roles.signed_in(OPS_ID)
+    page = await (await ops.get("/workspace/terminals")).text()
+    assert "Health now" not in page  # no book in this process: the store's figures only
+    roles.workspace.terminal_health = book.state_of
+    rows = {("ATM00042" in row): row for row in _rows(await (await ops.get("/workspace/terminals")).text())}
+    assert "offline: network offline" in rows[True]
+    assert "unknown" in rows[False]
