@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 from typing import Annotated, Final, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, SecretStr, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from monitor.config.endpoints import MIN_SECRET_CHARS
 from monitor.config.section import SECTION_CONFIG
@@ -29,6 +37,19 @@ class OperationsPerson(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     #: Where their sign-in link goes (the form also finds them by it, any case).
     email: str = Field(pattern=r"^[^@\s]+@[^@\s]+$", max_length=320)
+    #: The language of their pages and sign-in mail (BCP 47: ``en``, ``fr``, ``zh-Hans``).
+    locale: str = Field(default="en", min_length=2, max_length=35)
+    #: Their IANA zone (``Europe/Paris``).
+    timezone: str = Field(default="UTC", min_length=1, max_length=64)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise ValueError("timezone must be an IANA zone name such as Europe/Paris") from error
+        return value
 
 
 class WorkspaceSettings(BaseModel):

@@ -49,6 +49,8 @@ class Person:
         roles: their roles (:data:`ROLES`), never empty.
         team: for a team lead, the manager IDs of their team (their own not included);
             empty otherwise.
+        locale: the language of their pages and mails (BCP 47: the registry's, or the settings').
+        timezone: their IANA zone (the registry's, or the settings').
     """
 
     person_id: str
@@ -56,6 +58,13 @@ class Person:
     email: str | None
     roles: frozenset[Role]
     team: frozenset[str] = frozenset()
+    locale: str = "en"
+    timezone: str = "UTC"
+
+    @property
+    def manager_id(self) -> str:
+        """The person's ID under the name the store's columns and sessions give it."""
+        return self.person_id
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,19 +74,22 @@ class RoleBook:
     Attributes:
         teams: lead manager ID → the manager IDs of their team (the lead's own, if listed, is ignored).
         operations: operations person ID → ``(name, email)``.
+        operations_places: operations person ID → ``(locale, timezone)``; absent: English, UTC.
         operations_see_client_names: whether operations pages name clients.
     """
 
     teams: Mapping[str, frozenset[str]] = field(default_factory=dict)
     operations: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     operations_see_client_names: bool = False
+    operations_places: Mapping[str, tuple[str, str]] = field(default_factory=dict)
 
     @classmethod
     def from_settings(cls, section: WorkspaceSettings) -> RoleBook:
         """The roles of the ``workspace`` settings section."""
         return cls(teams={lead: frozenset(team) for lead, team in section.teams.items()},
                    operations={p.id: (p.name, p.email) for p in section.operations},
-                   operations_see_client_names=section.operations_see_client_names)
+                   operations_see_client_names=section.operations_see_client_names,
+                   operations_places={p.id: (p.locale, p.timezone) for p in section.operations})
 
 
 class People:
@@ -105,15 +117,16 @@ class People:
             return None
         if staff is not None:
             name, email = staff
-            return Person(person_id=person_id, name=name, email=email, roles=frozenset({"operations"}))
+            locale, timezone = self.roles.operations_places.get(person_id, ("en", "UTC"))
+            return Person(person_id=person_id, name=name, email=email, roles=frozenset({"operations"}),
+                          locale=locale, timezone=timezone)
         if manager is None:
             return None
         team = self.roles.teams.get(person_id)
-        if team is None:
-            return Person(person_id=person_id, name=manager.name, email=manager.email,
-                          roles=frozenset({"manager"}))
         return Person(person_id=person_id, name=manager.name, email=manager.email,
-                      roles=frozenset({"manager", "team_lead"}), team=team - {person_id})
+                      roles=frozenset({"manager"} if team is None else {"manager", "team_lead"}),
+                      team=frozenset() if team is None else team - {person_id},
+                      locale=getattr(manager, "locale", "en"), timezone=manager.timezone)
 
     def find(self, who: str) -> Person | None:
         """The person whose ID is ``who``, or whose e-mail address is ``who`` (any case); else ``None``.

@@ -32,13 +32,15 @@ workspace:
   teams:
     RM-001: [RM-017, RM-042]
   operations:
-    - {{id: OPS-7, name: Priya Nair, email: priya.nair@bank.example}}
+    - {{id: OPS-7, name: Priya Nair, email: priya.nair@bank.example, locale: fr, timezone: Europe/Paris}}
 """)
     section = load_settings(config).workspace
     assert section.teams == {"RM-001": ("RM-017", "RM-042")}
     assert [(p.id, p.name, p.email) for p in section.operations] == [("OPS-7", "Priya Nair",
                                                                       "priya.nair@bank.example")]
     assert section.operations_see_client_names is False
+    priya = People(dict, RoleBook.from_settings(section)).get("OPS-7")
+    assert priya is not None and (priya.locale, priya.timezone, priya.manager_id) == ("fr", "Europe/Paris", "OPS-7")
 
 
 @pytest.mark.parametrize(("values", "message"), [
@@ -49,6 +51,7 @@ workspace:
     ({"teams": {"RM-001": ["OPS-7"]}, "operations": [PRIYA]}, "also a manager in workspace.teams"),
     ({"operations": [{**PRIYA, "email": "not an address"}]}, "email"),
     ({"teams": {"RM-001": [""]}}, "teams"),
+    ({"operations": [{**PRIYA, "timezone": "Mars/Olympus"}]}, "IANA zone"),
 ])
 def test_ambiguous_or_malformed_roles_are_refused_at_start(values: dict[str, object], message: str) -> None:
     """A manager twice in a team, two operations people with one ID or address, or an ID in both roles is refused."""
