@@ -305,6 +305,12 @@ class MonitorApp:
         self.lifecycle_metrics.refresh(self.store)
         self.storm_metrics.refresh(self.store)  # incidents, notices, folded and capped alerts
 
+    def _purge_sign_ins(self) -> None:
+        # Runs on a scheduler thread; every instance may run it (a DELETE of expired rows).
+        purged = self.store.purge_expired_sign_ins(now=datetime.now(UTC))
+        if purged:
+            log.info("workspace: purged %d expired sign-in link(s) and session(s)", purged)
+
     def _reload_registry(self) -> None:
         if self.vip_registry.reload_if_changed():
             self._report_registry()
@@ -323,6 +329,8 @@ class MonitorApp:
             jobs.DIGESTS_JOB: guard.coroutine("daily digests", self._send_digests),
             jobs.SUMMARIES_JOB: guard.coroutine("rate-cap summaries", self._send_summaries),
             jobs.ESCALATION_JOB: guard.coroutine("escalation", self._escalate),
+            **({jobs.WORKSPACE_PURGE_JOB: guard.sync("workspace purge", self._purge_sign_ins)}
+               if self.workspace is not None else {}),
             # They run on the health thread, after the batches handed to it before them
             # (monitor/health/worker.py): no lock, so processing never waits for an evaluation.
             **self.health.jobs(),

@@ -58,6 +58,7 @@ __all__ = [
     "REGISTRY_RELOAD_JOB",
     "STORE_GAUGES_JOB",
     "SUMMARIES_JOB",
+    "WORKSPACE_PURGE_JOB",
     "ScheduledJob",
     "StoreJobGuard",
     "Timing",
@@ -72,6 +73,7 @@ STORE_GAUGES_JOB: Final = "outbox-gauge"
 DIGESTS_JOB: Final = "alert-digests"
 SUMMARIES_JOB: Final = "alert-summaries"
 ESCALATION_JOB: Final = "alert-escalation"
+WORKSPACE_PURGE_JOB: Final = "workspace-purge"
 
 #: A runner: a function (run on a scheduler thread) or a coroutine function (run on the loop).
 Runner = Callable[[], Any]
@@ -160,6 +162,11 @@ JOBS: Final[tuple[ScheduledJob, ...]] = (
         job_id=ESCALATION_JOB, what="escalate unacknowledged alerts whose next step is due",
         every="alerting.escalation_interval_seconds",
         trigger=lambda t: _every(t.need_settings().alerting.escalation_interval_seconds)),
+    ScheduledJob(
+        job_id=WORKSPACE_PURGE_JOB,
+        what="delete used sign-in links and workspace sessions past their expiry",
+        every="workspace.purge_interval_seconds (only with workspace.enabled)",
+        trigger=lambda t: _every(t.need_settings().workspace.purge_interval_seconds)),
     ScheduledJob(
         job_id=SILENT_DETECTION_JOB, what="find terminals that went silent in their opening hours",
         every="rules/health.yaml silent.interval_seconds (late runs: silent.misfire_grace_seconds)",
