@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import typer
 
-from monitor.cli import alerts, dashboards, incidents, service
+from monitor.cli import alerts, dashboards, incidents, service, workspace
 
 __all__ = ["app", "main"]
 
@@ -27,6 +27,7 @@ app = typer.Typer(help="cardmon: card-transaction health monitor for VIP clients
 app.add_typer(alerts.app, name="alerts")
 app.add_typer(incidents.app, name="incidents")
 app.add_typer(dashboards.app, name="dashboards")
+app.add_typer(workspace.app, name="workspace")
 for command in (service.version, service.run, service.demo, service.broker):
     app.command()(command)
 
