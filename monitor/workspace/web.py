@@ -26,6 +26,7 @@ from monitor.alerts.store import AlertStore
 from monitor.domain import AlertEvent
 from monitor.workspace.mailer import SignInMailer
 from monitor.workspace.sessions import Session, Sessions
+from monitor.workspace.throttle import SignInThrottle
 from monitor.workspace.tokens import SignInTokens
 
 __all__ = [
@@ -73,12 +74,14 @@ class Workspace:
         tokens: checks sign-in tokens.
         sessions: opens, finds and revokes sessions.
         mailer: sends sign-in links.
+        throttle: bounds how often links are sent (per person, per client address).
     """
 
     store: AlertStore
     tokens: SignInTokens
     sessions: Sessions
     mailer: SignInMailer
+    throttle: SignInThrottle = field(default_factory=SignInThrottle)
     _sending: set[asyncio.Task[bool]] = field(default_factory=set, repr=False)
 
     def send_in_background(self, who: str) -> None:
