@@ -57,6 +57,7 @@ from monitor.metrics import (
     PipelineMetrics,
     ScaleOutMetrics,
     StormMetrics,
+    TerminalImpactMetrics,
     serve,
 )
 from monitor.paths import rules_path
@@ -168,6 +169,10 @@ class MonitorApp:
         self.health = TerminalHealthService(settings.health, settings.kafka,
                                             registry=self.metrics_registry, metrics=self.metrics,
                                             clock=self.clock)
+        # Repair priority: the terminals that hurt VIP clients most, their own failure
+        # classes being the fleet aggregation's (rules/health.yaml aggregate.classes).
+        self.impact_metrics = TerminalImpactMetrics(self.metrics_registry,
+                                                    self.health.book.rules.aggregate.classes)
         # Several instances in one group (alerting.scale_out): fleet-scope incidents are
         # judged over every partition from the shared PostgreSQL store (monitor/pipeline/fleet.py).
         self.fleet = self._fleet(settings) if self.incidents is not None else None
@@ -326,6 +331,8 @@ class MonitorApp:
         runners: dict[str, Callable[[], Any]] = {
             jobs.REGISTRY_RELOAD_JOB: self._reload_registry,
             jobs.STORE_GAUGES_JOB: guard.sync("outbox gauge", self._report_outbox),
+            jobs.TERMINAL_IMPACT_JOB: guard.sync(
+                "terminal impact", lambda: self.impact_metrics.refresh(self.store, datetime.now(UTC))),
             jobs.DIGESTS_JOB: guard.coroutine("daily digests", self._send_digests),
             jobs.SUMMARIES_JOB: guard.coroutine("rate-cap summaries", self._send_summaries),
             jobs.ESCALATION_JOB: guard.coroutine("escalation", self._escalate),

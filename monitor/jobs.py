@@ -58,6 +58,7 @@ __all__ = [
     "REGISTRY_RELOAD_JOB",
     "STORE_GAUGES_JOB",
     "SUMMARIES_JOB",
+    "TERMINAL_IMPACT_JOB",
     "WORKSPACE_PURGE_JOB",
     "ScheduledJob",
     "StoreJobGuard",
@@ -74,6 +75,7 @@ DIGESTS_JOB: Final = "alert-digests"
 SUMMARIES_JOB: Final = "alert-summaries"
 ESCALATION_JOB: Final = "alert-escalation"
 WORKSPACE_PURGE_JOB: Final = "workspace-purge"
+TERMINAL_IMPACT_JOB: Final = "terminal-impact"
 
 #: A runner: a function (run on a scheduler thread) or a coroutine function (run on the loop).
 Runner = Callable[[], Any]
@@ -150,6 +152,12 @@ JOBS: Final[tuple[ScheduledJob, ...]] = (
              "alerts by state, incidents)",
         every="metrics.store_gauges_interval_seconds",
         trigger=lambda t: _every(t.need_settings().metrics.store_gauges_interval_seconds)),
+    ScheduledJob(
+        job_id=TERMINAL_IMPACT_JOB,
+        what="re-read the terminals that hurt VIP clients most (24 h and 7 days) for the "
+             "repair-priority gauges",
+        every="metrics.terminal_impact_interval_seconds",
+        trigger=lambda t: _every(t.need_settings().metrics.terminal_impact_interval_seconds)),
     ScheduledJob(
         job_id=DIGESTS_JOB, what="claim and enqueue the daily digests that are due",
         every="second 0 of every minute (fixed: digest_at is a local HH:MM)",

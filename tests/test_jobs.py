@@ -46,7 +46,7 @@ def test_intervals_come_from_the_settings(tmp_path: Path) -> None:
         alerting={"store_path": tmp_path / "alerts.db", "escalation_interval_seconds": 41,
                   "summary_interval_seconds": 42},
         registry={"reload_interval_seconds": 43},
-        metrics={"store_gauges_interval_seconds": 44},
+        metrics={"store_gauges_interval_seconds": 44, "terminal_impact_interval_seconds": 48},
         health={"terminals_path": tmp_path / "terminals.csv", "evaluate_interval_seconds": 45,
                 "terminals_reload_interval_seconds": 46},
         workspace={"enabled": True, "secret": "w" * 32, "purge_interval_seconds": 470},
@@ -59,6 +59,7 @@ def test_intervals_come_from_the_settings(tmp_path: Path) -> None:
         jobs.EVALUATE_JOB: timedelta(seconds=45), jobs.TERMINAL_REGISTRY_JOB: timedelta(seconds=46),
         jobs.SILENT_DETECTION_JOB: timedelta(seconds=60),  # rules/health.yaml silent.interval_seconds
         jobs.WORKSPACE_PURGE_JOB: timedelta(seconds=470),
+        jobs.TERMINAL_IMPACT_JOB: timedelta(seconds=48),
     }
     digests = scheduled[jobs.DIGESTS_JOB]
     assert isinstance(digests, CronTrigger)
