@@ -374,7 +374,8 @@ class MonitorApp:
             if api.enabled:
                 api_server = await start_api(
                     build_api(self.store, api_token=api.token.get_secret_value() if api.token else None,
-                              links=self.links, workspace=self.workspace),
+                              links=self.links, workspace=self.workspace,
+                              impact_classes=self.health.book.rules.aggregate.classes),
                     api.host, api.port)
             await self.consumer.start()
             await self.health.start(create_topics=create_topics)
