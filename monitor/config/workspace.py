@@ -76,6 +76,10 @@ class WorkspaceSettings(BaseModel):
     operations: tuple[OperationsPerson, ...] = ()
     #: Whether operations pages name the clients an incident hit (default: never).
     operations_see_client_names: bool = False
+    #: How often used sign-in links and sessions past their expiry are deleted from the
+    #: alert store (seconds; default hourly: an expired row is refused anyway, this only
+    #: keeps the tables small).
+    purge_interval_seconds: int = Field(default=3600, ge=60, le=86_400)
 
     @model_validator(mode="after")
     def _enabled_needs_a_secret(self) -> Self:

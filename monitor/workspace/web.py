@@ -28,6 +28,7 @@ from monitor.domain import AlertEvent
 from monitor.health.state_rules import HealthState
 from monitor.workspace.mailer import SignInMailer
 from monitor.workspace.sessions import Session, Sessions
+from monitor.workspace.throttle import SignInThrottle
 from monitor.workspace.tokens import SignInTokens
 
 __all__ = [
@@ -78,6 +79,7 @@ class Workspace:
         terminal_health: a terminal's live health state and reasons at the health book's
             last evaluation (``HealthBook.state_of``; the monitor sets it), ``None`` where
             the book is not in this process (the terminals page then shows the store's only).
+        throttle: bounds how often links are sent (per person, per client address).
     """
 
     store: AlertStore
@@ -85,6 +87,7 @@ class Workspace:
     sessions: Sessions
     mailer: SignInMailer
     terminal_health: Callable[[str], tuple[HealthState, list[str]] | None] | None = None
+    throttle: SignInThrottle = field(default_factory=SignInThrottle)
     _sending: set[asyncio.Task[bool]] = field(default_factory=set, repr=False)
 
     def send_in_background(self, who: str) -> None:
