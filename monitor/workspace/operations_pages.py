@@ -10,13 +10,16 @@ clients it hit); manager names are shown, so operations know whom to call.
 ``GET /workspace/incidents``              the latest :data:`INCIDENT_LIMIT` incidents,
                                           open ones first
 ``GET /workspace/incidents/{incident_id}`` one incident and the alerts linked to it
-``GET /workspace/terminals``              terminals with VIP failures in alerts recorded
-                                          over the last :data:`TERMINAL_WINDOW`
+``GET /workspace/terminals``              the terminals that hurt VIP clients most over
+                                          the last :data:`TERMINAL_WINDOW` (repair priority)
 ========================================  =============================================
 
-Terminals come from the alert store (the VIP failures behind alerts, and the open
-terminal-scope incidents): a terminal failing only for non-VIP cards is not listed here
-(Grafana's terminal dashboards show every terminal). Where the monitor runs the health
+Terminals are ranked by repair priority, as the API, the CLI and the fleet dashboard
+rank them (:meth:`~monitor.alerts.store.AlertStore.terminal_impact`: distinct VIP
+clients hurt, then failures, then managers; the terminal's own failure classes only,
+``Workspace.impact_classes``; issuer and network outages left out), with each one's open
+terminal incident. It is the alert store's view: a terminal failing only for non-VIP
+cards is not listed (Grafana's fleet dashboard shows every terminal). Where the monitor runs the health
 book in this process (:attr:`~monitor.workspace.web.Workspace.terminal_health`), each
 listed terminal also shows its live health state and reasons at the last evaluation. A session without the operations role gets
 404 for every one of these routes (:func:`~monitor.workspace.access.may_see_page`).
@@ -30,7 +33,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from monitor.alerts.store import TerminalFailures
+from monitor.alerts.store import TerminalImpact
 from monitor.workspace.access import may_see_client_names, may_see_page
 from monitor.workspace.sessions import Session
 from monitor.workspace.web import WORKSPACE, current_session, not_found, render, to_sign_in
@@ -41,8 +44,10 @@ __all__ = ["INCIDENT_LIMIT", "TERMINAL_WINDOW", "incident_page", "incidents_page
 INCIDENT_LIMIT: Final = 100
 #: How far back the terminals page looks (alerts recorded since).
 TERMINAL_WINDOW: Final = timedelta(days=7)
-#: How many terminals the terminals page lists (the most VIP failures first).
+#: How many terminals the terminals page lists (the most VIP clients hurt first).
 TERMINAL_LIMIT: Final = 200
+#: The most open incidents read to find each terminal's open one (the store's page limit).
+MAX_OPEN_INCIDENTS: Final = 500
 _NO_PAGE: Final = "There is no such page among yours."
 
 
@@ -96,22 +101,25 @@ async def incident_page(request: web.Request) -> web.Response:
 
 
 async def terminals_page(request: web.Request) -> web.Response:
-    """``GET /workspace/terminals``: terminals with VIP failures over the last week, the most first."""
+    """``GET /workspace/terminals``: the terminals that hurt VIP clients most over the last week, with their state now."""
     session = await _operations(request, "terminals")
     if isinstance(session, web.Response):
         return session
     workspace = request.app[WORKSPACE]
     health = workspace.terminal_health
+    until = datetime.now(UTC)
 
-    def read() -> tuple[list[TerminalFailures], dict[str, tuple[str, list[str]]]]:
-        terminals = workspace.store.terminal_failures(since=datetime.now(UTC) - TERMINAL_WINDOW,
-                                                      limit=TERMINAL_LIMIT)
-        states = {} if health is None else {t.terminal_id: health(t.terminal_id) for t in terminals}
-        return terminals, {tid: (state.label, reasons) for tid, found in states.items()
-                           if found is not None for state, reasons in (found,)}
+    def read() -> tuple[list[TerminalImpact], dict[str, str], dict[str, tuple[str, list[str]]]]:
+        ranked = workspace.store.terminal_impact(since=until - TERMINAL_WINDOW, until=until,
+                                                 classes=workspace.impact_classes, limit=TERMINAL_LIMIT)
+        open_incidents = {i.scope_key: i.incident_id for i in reversed(
+            workspace.store.list_incidents(open_only=True, limit=MAX_OPEN_INCIDENTS)) if i.scope == "terminal"}
+        states = {} if health is None else {t.terminal_id: health(t.terminal_id) for t in ranked}
+        return ranked, open_incidents, {tid: (found[0].label, found[1])
+                                        for tid, found in states.items() if found is not None}
 
-    terminals, states = await asyncio.to_thread(read)
+    terminals, incidents, states = await asyncio.to_thread(read)
     return render(request, "terminals.html", {"session": session, "terminals": terminals,
-                                               "window_days": TERMINAL_WINDOW.days,
+                                               "incidents": incidents, "window_days": TERMINAL_WINDOW.days,
                                                "limit": TERMINAL_LIMIT, "live": health is not None,
                                                "states": states})

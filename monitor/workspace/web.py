@@ -79,6 +79,8 @@ class Workspace:
         terminal_health: a terminal's live health state and reasons at the health book's
             last evaluation (``HealthBook.state_of``; the monitor sets it), ``None`` where
             the book is not in this process (the terminals page then shows the store's only).
+        impact_classes: the outcome classes that are a terminal's own, for the terminals
+            page's ranking (``rules/health.yaml`` ``aggregate.classes``; the monitor sets it).
         throttle: bounds how often links are sent (per person, per client address).
     """
 
@@ -87,6 +89,7 @@ class Workspace:
     sessions: Sessions
     mailer: SignInMailer
     terminal_health: Callable[[str], tuple[HealthState, list[str]] | None] | None = None
+    impact_classes: tuple[str, ...] = ("technical", "terminal", "card")
     throttle: SignInThrottle = field(default_factory=SignInThrottle)
     _sending: set[asyncio.Task[bool]] = field(default_factory=set, repr=False)
 

@@ -19,8 +19,8 @@ classes it is built from:
   (:mod:`~monitor.alerts.store.incidents` writes them,
   :mod:`~monitor.alerts.store.incident_reads` reads them);
 - the managers' workspace: used sign-in tokens and sessions
-  (:mod:`~monitor.alerts.store.workspace`), the team and operations pages' reads
-  (:mod:`~monitor.alerts.store.workspace_reads`).
+  (:mod:`~monitor.alerts.store.workspace`), a team lead's page's reads
+  (:mod:`~monitor.alerts.store.team_reads`).
 
 Below them: the connection, its lock, transactions and retries
 (:mod:`~monitor.alerts.store.connection`), the database adapters
@@ -60,12 +60,8 @@ from monitor.alerts.store.recording import (
 )
 from monitor.alerts.store.resend import Resend, ResendQueries
 from monitor.alerts.store.summaries import SummaryQueries
+from monitor.alerts.store.team_reads import AcknowledgementCounts, TeamQueries
 from monitor.alerts.store.workspace import StoredSession, WorkspaceQueries
-from monitor.alerts.store.workspace_reads import (
-    AcknowledgementCounts,
-    TerminalFailures,
-    WorkspaceReads,
-)
 
 __all__ = [
     "DEFAULT_WINDOW_SECONDS",
@@ -81,7 +77,6 @@ __all__ = [
     "StoredSession",
     "StormCounts",
     "TerminalActivity",
-    "TerminalFailures",
     "TerminalImpact",
     "window_start_for",
 ]
@@ -89,7 +84,7 @@ __all__ = [
 
 class AlertStore(Recording, ReadQueries, ClientQueries, ImpactQueries, OutboxQueries,
                  ResendQueries, LifecycleQueries, EscalationQueries, DigestQueries,
-                 SummaryQueries, IncidentQueries, WorkspaceQueries, WorkspaceReads):
+                 SummaryQueries, IncidentQueries, WorkspaceQueries, TeamQueries):
     """Alerts, their events and the delivery outbox in a SQLite file or a PostgreSQL database.
 
     Args:
