@@ -34,15 +34,16 @@ from typing import Any, Final
 from aiohttp import web
 
 from monitor.alerts.store import TerminalImpact
-from monitor.workspace.access import may_see_client_names, may_see_page
+from monitor.workspace.access import Page, may_see_client_names, may_see_page
 from monitor.workspace.sessions import Session
 from monitor.workspace.web import WORKSPACE, current_session, not_found, render, to_sign_in
 
-__all__ = ["INCIDENT_LIMIT", "TERMINAL_WINDOW", "incident_page", "incidents_page", "terminals_page"]
+__all__ = ["INCIDENT_LIMIT", "MAX_OPEN_INCIDENTS", "TERMINAL_LIMIT", "TERMINAL_WINDOW", "incident_page",
+           "incidents_page", "terminals_page"]
 
 #: How many incidents the list shows (the latest started first, then open ones on top).
 INCIDENT_LIMIT: Final = 100
-#: How far back the terminals page looks (alerts recorded since).
+#: How far back the terminals page looks (event time).
 TERMINAL_WINDOW: Final = timedelta(days=7)
 #: How many terminals the terminals page lists (the most VIP clients hurt first).
 TERMINAL_LIMIT: Final = 200
@@ -51,12 +52,12 @@ MAX_OPEN_INCIDENTS: Final = 500
 _NO_PAGE: Final = "There is no such page among yours."
 
 
-async def _operations(request: web.Request, page: str) -> Session | web.Response:
+async def _operations(request: web.Request, page: Page) -> Session | web.Response:
     """The session if it has the operations ``page``; else the sign-in redirect or the 404."""
     session = await current_session(request)
     if session is None:
         return to_sign_in()
-    if not may_see_page(session, "incidents" if page == "incidents" else "terminals"):
+    if not may_see_page(session, page):
         return not_found(request, session, _NO_PAGE)
     return session
 
