@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -32,13 +32,15 @@ from monitor.workspace.web import (
     to_sign_in,
 )
 
-__all__ = ["ALERT_LIMIT", "MAX_NOTE_CHARS", "VIA", "acknowledge", "alert_page", "alerts_page", "resolve"]
+__all__ = ["ALERT_LIMIT", "DONE_STATES", "MAX_NOTE_CHARS", "VIA", "acknowledge", "alert_page",
+           "alerts_page", "resolve", "row_order"]
 
 log = logging.getLogger("monitor.workspace")
 
 #: How many of a manager's alerts the list shows (newest recorded first, then sorted).
 ALERT_LIMIT: Final = 200
-_DONE_STATES: Final[frozenset[AlertState]] = frozenset({"acknowledged", "resolved"})
+#: The states the list shows after the open ones.
+DONE_STATES: Final[frozenset[AlertState]] = frozenset({"acknowledged", "resolved"})
 #: The ``via`` the workspace's acknowledgements and resolutions record in the history.
 VIA: Final = "workspace"
 #: The longest note the forms accept (the store keeps at most 2,000 characters).
@@ -47,7 +49,15 @@ _RANK: Final = {severity: rank for rank, severity in enumerate(SEVERITIES)}
 
 
 def _order(alert: Alert, state: AlertState) -> tuple[int, int, datetime, str]:
-    return (state in _DONE_STATES, -_RANK.get(alert.severity, 0), alert.created_at, alert.alert_id)
+    return (state in DONE_STATES, -_RANK.get(alert.severity, 0), alert.created_at, alert.alert_id)
+
+
+def row_order(alert: Alert, state: AlertState) -> str:
+    """The list's order of an alert as a string (live updates sort rows by it): open first,
+    then by severity, oldest first."""
+    done, rank, created_at, alert_id = _order(alert, state)
+    created = created_at.astimezone(UTC).isoformat(timespec="microseconds")  # fixed width
+    return f"{int(done)}|{len(SEVERITIES) + rank:02d}|{created}|{alert_id}"
 
 
 async def alerts_page(request: web.Request) -> web.Response:
@@ -59,10 +69,10 @@ async def alerts_page(request: web.Request) -> web.Response:
     page = await asyncio.to_thread(store.find_alerts, manager_id=session.manager_id,
                                    limit=ALERT_LIMIT)
     alerts = sorted(page.alerts, key=lambda a: _order(a, page.states[a.alert_id]))
-    rows = [{"alert": a, "state": page.states[a.alert_id], "open": page.states[a.alert_id] not in _DONE_STATES}
-            for a in alerts]
+    rows = [{"alert": a, "state": page.states[a.alert_id], "open": page.states[a.alert_id] not in DONE_STATES,
+             "order": row_order(a, page.states[a.alert_id])} for a in alerts]
     return render(request, "alerts.html", {"session": session, "rows": rows,
-                                            "more": page.next_cursor is not None})
+                                            "more": page.next_cursor is not None}, scripts=True)
 
 
 async def alert_page(request: web.Request) -> web.Response:

@@ -27,6 +27,7 @@ from monitor.workspace.sessions import Session, Sessions
 from monitor.workspace.tokens import SignInTokens
 
 __all__ = [
+    "LIVE_PAGE_POLICY",
     "PAGE_HEADERS",
     "SESSION_COOKIE",
     "WORKSPACE",
@@ -58,6 +59,11 @@ PAGE_HEADERS: Final = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
                                "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
 }
+#: The policy of a page with live updates: the same, plus this site's own scripts
+#: (``/workspace/static/``) and their connections back to it (the event stream).
+LIVE_PAGE_POLICY: Final = ("default-src 'none'; script-src 'self'; connect-src 'self'; "
+                           "style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; "
+                           "base-uri 'none'")
 
 
 @dataclass(slots=True, kw_only=True)
@@ -99,10 +105,12 @@ WORKSPACE: Final = web.AppKey("workspace", Workspace)
 
 
 def render(request: web.Request, template: str, context: dict[str, Any], *,
-           status: int = 200) -> web.Response:
-    """Render ``template`` with ``context`` and the page headers."""
+           status: int = 200, scripts: bool = False) -> web.Response:
+    """Render ``template`` with ``context`` and the page headers (``scripts``: :data:`LIVE_PAGE_POLICY`)."""
     response = aiohttp_jinja2.render_template(template, request, context, status=status)
     response.headers.update(PAGE_HEADERS)
+    if scripts:
+        response.headers["Content-Security-Policy"] = LIVE_PAGE_POLICY
     return response
 
 
