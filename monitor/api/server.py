@@ -14,7 +14,7 @@ from monitor.alerts.store.db import DATABASE_ERRORS, is_transient
 from monitor.api.alerts import ack, get_alert, list_alerts, resend, resolve
 from monitor.api.incidents import get_incident, list_incidents
 from monitor.api.links import ack_page
-from monitor.api.requests import LINKS, STORE, TOKEN, error_response
+from monitor.api.requests import LINKS, STORE, TOKEN, WORKSPACE_PATH, error_response
 from monitor.workspace import Workspace, build_workspace
 
 __all__ = ["ApiServer", "build_api", "start_api"]
@@ -54,7 +54,8 @@ def build_api(
     app.router.add_get("/incidents", list_incidents)
     app.router.add_get("/incidents/{incident_id}", get_incident)
     if workspace is not None:
-        app.add_subapp("/workspace", build_workspace(workspace))
+        app[WORKSPACE_PATH] = "/workspace"
+        app.add_subapp(app[WORKSPACE_PATH], build_workspace(workspace))
     return app
 
 

@@ -76,10 +76,12 @@ async def alerts_page(request: web.Request) -> web.Response:
 
 
 async def alert_page(request: web.Request) -> web.Response:
-    """``GET /workspace/alerts/{alert_id}``: one of the manager's alerts with its history; any other answers 404."""
+    """``GET /workspace/alerts/{alert_id}``: one of the manager's alerts with its history; any other answers 404.
+
+    Without a session: the sign-in form, which comes back here afterwards."""
     session = await current_session(request)
     if session is None:
-        return to_sign_in()
+        return to_sign_in(request.rel_url.raw_path)
     store = request.app[WORKSPACE].store
     alert_id = request.match_info["alert_id"]
 

@@ -23,6 +23,7 @@ from aiohttp import web
 
 from monitor.alerts.store import AlertStore
 from monitor.workspace.mailer import SignInMailer
+from monitor.workspace.returning import next_query
 from monitor.workspace.sessions import Session, Sessions
 from monitor.workspace.tokens import SignInTokens
 
@@ -83,9 +84,9 @@ class Workspace:
     mailer: SignInMailer
     _sending: set[asyncio.Task[bool]] = field(default_factory=set, repr=False)
 
-    def send_in_background(self, who: str) -> None:
-        """Send a sign-in link without making the request wait (its time says nothing)."""
-        task = asyncio.create_task(self.mailer.send(who), name="cardmon-workspace-sign-in")
+    def send_in_background(self, who: str, next_path: str | None = None) -> None:
+        """Send a sign-in link (returning to ``next_path`` if safe) without making the request wait (its time says nothing)."""
+        task = asyncio.create_task(self.mailer.send(who, next_path), name="cardmon-workspace-sign-in")
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
 
@@ -154,9 +155,10 @@ def redirect(location: str) -> web.Response:
     return web.Response(status=303, headers={**PAGE_HEADERS, "Location": location})
 
 
-def to_sign_in() -> web.Response:
-    """A 303 to the sign-in form (no session, or an expired one)."""
-    return redirect("/workspace/sign-in")
+def to_sign_in(next_path: str | None = None) -> web.Response:
+    """A 303 to the sign-in form (no session, or an expired one), which returns to
+    ``next_path`` afterwards when it is a safe workspace path (:mod:`~monitor.workspace.returning`)."""
+    return redirect(f"/workspace/sign-in{next_query(next_path)}")
 
 
 def cross_site(request: web.Request) -> bool:
