@@ -9,6 +9,7 @@ module            concern
                   recorded in the alert store)
 ``sessions``      sessions (random ID in a cookie, stored hashed, expiring, revocable)
                   and their CSRF tokens
+``returning``     where a sign-in returns to: a safe ``next`` path inside the workspace
 ``mailer``        finds a manager in the registry and mails them a sign-in link
 ``outcomes``      the labels of the resolution outcomes a manager chooses from
 ``web``           what every page shares: the :class:`Workspace`, rendering, the session,
@@ -16,6 +17,8 @@ module            concern
 ``access``        who may see what (anything else answers 404)
 ``signing_in``    the sign-in routes: ask for a link, use it once, sign out
 ``alert_pages``   the alert routes: the list, one alert, acknowledge and resolve
+``live``          live updates of the list: the server-sent event stream and its script
+                  (``static/live.js``)
 ``pages``         the ``/workspace`` sub-application and its route table (jinja2 templates
                   in ``templates/``)
 ``configured``    the workspace the settings enable
