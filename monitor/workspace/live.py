@@ -174,6 +174,7 @@ def _changes(store: AlertStore, session: Session, sent: dict[str, str]) -> list[
     page = store.find_alerts(manager_id=session.manager_id, limit=ALERT_LIMIT)
     rows = [alert_row(alert, page.states[alert.alert_id]) for alert in page.alerts
             if alert.alert_id in changed and may_see_alert(session, alert)]
+    sent.clear()  # only the list's alerts: an alert older than the newest ALERT_LIMIT is dropped
     sent.update(versions)
     return rows
 
@@ -274,5 +275,5 @@ def add_live_routes(app: web.Application) -> None:
         live.stop()
 
     app.on_shutdown.append(stop)
-    app.router.add_get("/alerts/events", alert_events)
+    app.router.add_get("/alerts/events", alert_events, allow_head=False)
     app.router.add_get("/static/{name}", static_file)
