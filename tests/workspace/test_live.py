@@ -148,6 +148,7 @@ async def test_a_stream_ends_with_signed_out_when_its_session_is_revoked(
 async def test_an_idle_stream_sends_heartbeat_comments(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
     """With nothing to say, the stream writes a ``: keepalive`` comment every heartbeat interval."""
     monkeypatch.setattr(live, "HEARTBEAT_SECONDS", 0.2)
+    monkeypatch.setattr(live, "POLL_SECONDS", 0.1)
     claire = await site.signed_in("RM-017")
     events = await _stream(claire)
     assert await events.comment() == "keepalive"
