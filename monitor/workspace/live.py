@@ -217,24 +217,28 @@ async def _stream(request: web.Request, response: web.StreamResponse, session: S
     loop = asyncio.get_running_loop()
     sent: dict[str, str] = {}  # <alert_id: version last sent>
     last_write = checked = loop.time()
+    unavailable = False  # whether the last poll found the store unavailable
     try:
         await response.write(f"retry: {RETRY_MILLISECONDS}\n\n".encode())
         while not live.stopping and not _gone(request):
             now = loop.time()
-            if now - checked >= SESSION_CHECK_SECONDS:
-                checked = now
-                if await current_session(request) is None:
-                    await response.write(_event("signed-out", {}))
-                    return
             try:
+                if now - checked >= SESSION_CHECK_SECONDS:
+                    checked = now
+                    if await current_session(request) is None:
+                        await response.write(_event("signed-out", {}))
+                        return
                 rows = await asyncio.to_thread(_changes, store, session, sent)
+                unavailable = False
             except DATABASE_ERRORS as error:
                 if not is_transient(error):  # the stream ends; the browser reconnects later
                     log.error("workspace live updates: the alert store failed (%s)",
                               type(error).__name__)
                     return
-                log.warning("workspace live updates: the alert store is unavailable (%s); retrying",
-                            type(error).__name__)
+                if not unavailable:  # once per outage, not once per poll
+                    log.warning("workspace live updates: the alert store is unavailable (%s); "
+                                "retrying", type(error).__name__)
+                unavailable = True
                 rows = []
             for row in rows:
                 await response.write(_event("alert", row))
