@@ -21,10 +21,13 @@ from urllib.parse import urlsplit
 import aiohttp_jinja2
 from aiohttp import web
 
+from monitor.alerts.messages.alert import format_amount
 from monitor.alerts.store import AlertStore
+from monitor.domain import AlertEvent
 from monitor.workspace.mailer import SignInMailer
 from monitor.workspace.returning import next_query
 from monitor.workspace.sessions import Session, Sessions
+from monitor.workspace.throttle import SignInThrottle
 from monitor.workspace.tokens import SignInTokens
 
 __all__ = [
@@ -37,6 +40,8 @@ __all__ = [
     "csrf_ok",
     "csrf_refused",
     "current_session",
+    "money",
+    "money_of",
     "not_found",
     "redirect",
     "refused",
@@ -76,12 +81,14 @@ class Workspace:
         tokens: checks sign-in tokens.
         sessions: opens, finds and revokes sessions.
         mailer: sends sign-in links.
+        throttle: bounds how often links are sent (per person, per client address).
     """
 
     store: AlertStore
     tokens: SignInTokens
     sessions: Sessions
     mailer: SignInMailer
+    throttle: SignInThrottle = field(default_factory=SignInThrottle)
     _sending: set[asyncio.Task[bool]] = field(default_factory=set, repr=False)
 
     def send_in_background(self, who: str, next_path: str | None = None) -> None:
@@ -174,3 +181,13 @@ def secure(request: web.Request) -> bool:
     """Whether the browser reached us over TLS: this request did, or the public URL is ``https``
     (a TLS-terminating proxy in front of cardmon)."""
     return request.secure or request.app[WORKSPACE].mailer.public_url.startswith("https://")
+
+
+def money(event: AlertEvent) -> str:
+    """A transaction's amount as written in English (``"€134.09"``): integer minor units, ISO 4217 currency."""
+    return money_of(event.amount_minor, event.currency)
+
+
+def money_of(amount_minor: int, currency: str) -> str:
+    """An amount in ``currency``'s minor units as written in English (``"€134.09"``)."""
+    return format_amount(amount_minor, currency, locale="en")

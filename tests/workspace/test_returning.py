@@ -84,6 +84,14 @@ async def test_an_alert_opened_without_a_session_comes_back_after_the_mailed_sig
     assert alert.status == 200 and "Ada Lovelace" in await alert.text()
 
 
+async def test_a_client_page_opened_without_a_session_returns_there_too(site: Site) -> None:
+    """The client page, like the alert page, sends to sign-in with itself as ``next``."""
+    site.record(1, name="Ada Lovelace")
+    answer = await (await site.client()).get("/workspace/clients/C-0001", allow_redirects=False)
+    assert answer.status == 303
+    assert answer.headers["Location"] == "/workspace/sign-in?next=%2Fworkspace%2Fclients%2FC-0001"
+
+
 @pytest.mark.parametrize("unsafe", UNSAFE)
 async def test_a_sign_in_never_returns_outside_the_workspace(site: Site, unsafe: str) -> None:
     """An unsafe ``next`` is dropped everywhere: not in the form, not in the mailed link, and the sign-in lands on the alert list."""
