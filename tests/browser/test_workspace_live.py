@@ -89,3 +89,23 @@ async def test_new_alerts_and_acknowledgements_appear_without_a_reload(
 
     await page.get_by_role("link", name="Ada Lovelace").click()  # a live row's link works
     await expect(page.get_by_role("heading", level=1)).to_have_text("Alert for Ada Lovelace")
+
+
+@pytest.mark.timeout(120)
+async def test_without_scripts_the_list_still_works_by_reloading(served: Served, chromium: Browser) -> None:
+    """With JavaScript off the list shows its rows and says to reload, and a reload shows a new alert."""
+    context = await chromium.new_context(java_script_enabled=False)
+    try:
+        page = await context.new_page()
+        served.alert(1, CLAIRE, "Ada Lovelace")
+        await _sign_in(page, served, CLAIRE.manager_id, CLAIRE.name)
+        # (Playwright turns script execution off, not the parser's scripting flag, so a
+        # <noscript> stays unrendered here: its text is checked in the page's source.)
+        assert "<noscript><p>Reload the page to see new alerts.</p></noscript>" in await page.content()
+        await expect(page.get_by_role("link", name="Ada Lovelace")).to_be_visible()
+        served.alert(2, CLAIRE, "Grace Hopper")
+        await page.reload()
+        await expect(page.get_by_role("table").locator("tbody tr")).to_have_count(2)
+        await expect(page.get_by_role("link", name="Grace Hopper")).to_be_visible()
+    finally:
+        await context.close()
