@@ -3,6 +3,11 @@
 A GET never acknowledges, so a mail scanner that prefetches links changes nothing. The
 link's token is verified for this alert (signed, expiring, bound to the manager it was
 sent to); a refused one answers a 403 page that says what to do instead.
+
+When the managers' workspace is served, every page about the alert (before and after
+acknowledging) also offers "Open in your workspace": ``/workspace/alerts/{id}``, which
+asks for a sign-in first when there is no session and comes back to the alert after it.
+The link's token never opens a session: it vouches for one acknowledgement only.
 """
 
 from __future__ import annotations
@@ -10,12 +15,13 @@ from __future__ import annotations
 import asyncio
 from html import escape
 from typing import Any, Final
+from urllib.parse import quote
 
 from aiohttp import web
 
 from monitor.alerts.delivery.links import InvalidTokenError
 from monitor.alerts.states import AlertNotFoundError
-from monitor.api.requests import LINKS, STORE, full_record
+from monitor.api.requests import LINKS, STORE, WORKSPACE_PATH, full_record
 
 __all__ = ["ack_by_link", "ack_page"]
 
@@ -59,6 +65,15 @@ def _check_link(request: web.Request) -> tuple[str, str] | web.Response:
     return alert_id, claim.manager_id
 
 
+def _workspace_link(request: web.Request, alert_id: str) -> str:
+    """The "Open in your workspace" paragraph when the workspace is served, else ``""``."""
+    mounted = request.app.get(WORKSPACE_PATH)
+    if mounted is None:
+        return ""
+    href = escape(f"{mounted}/alerts/{quote(alert_id, safe='')}", quote=True)
+    return f"<p><a href=\"{href}\">Open in your workspace</a></p>"
+
+
 def _summary(record: dict[str, Any]) -> str:
     rows = [("Alert", record["alert_id"]), ("Client", f"{record['customer_name']} ({record['tier']})"),
             ("Severity", record["severity"]), ("Failed transactions", str(record["event_count"])),
@@ -79,13 +94,15 @@ async def ack_page(request: web.Request) -> web.Response:
         done = next((h for h in reversed(record["history"]) if h["action"] == "acknowledged"), None)
         who = f" by {escape(done['by'])} at {escape(done['at'])}" if done else ""
         return _page(200, "Already acknowledged",
-                     f"{_summary(record)}<p>This alert was already acknowledged{who}.</p>")
+                     f"{_summary(record)}<p>This alert was already acknowledged{who}.</p>"
+                     + _workspace_link(request, alert_id))
     action = escape(request.path_qs, quote=True)
     form = (f"<form method=\"post\" action=\"{action}\">"
             "<p><label for=\"note\">Note (optional)</label><br>"
             "<textarea id=\"note\" name=\"note\" rows=\"3\" maxlength=\"2000\"></textarea></p>"
             f"<p><button type=\"submit\">Acknowledge as {escape(manager_id)}</button></p></form>")
-    return _page(200, "Acknowledge this alert?", _summary(record) + form)
+    return _page(200, "Acknowledge this alert?",
+                 _summary(record) + form + _workspace_link(request, alert_id))
 
 
 async def ack_by_link(request: web.Request) -> web.Response:
@@ -106,7 +123,7 @@ async def ack_by_link(request: web.Request) -> web.Response:
     if not result.changed:
         return _page(200, "Already acknowledged",
                      f"<p>Alert {escape(alert_id)} was already {escape(result.state)}. "
-                     "Nothing was changed.</p>")
+                     "Nothing was changed.</p>" + _workspace_link(request, alert_id))
     return _page(200, "Acknowledged",
                  f"<p>Alert {escape(alert_id)} is acknowledged by {escape(manager_id)}. "
-                 "Its escalation has stopped.</p>")
+                 "Its escalation has stopped.</p>" + _workspace_link(request, alert_id))

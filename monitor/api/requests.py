@@ -13,12 +13,14 @@ from monitor.alerts.delivery.links import AckLinks
 from monitor.alerts.export import alert_record
 from monitor.alerts.store import AlertStore
 
-__all__ = ["DEFAULT_PAGE", "LINKS", "STORE", "TOKEN", "authorize", "error_response", "full_record",
-           "json_body"]
+__all__ = ["DEFAULT_PAGE", "LINKS", "STORE", "TOKEN", "WORKSPACE_PATH", "authorize", "error_response",
+           "full_record", "json_body"]
 
 STORE: Final = web.AppKey("store", AlertStore)
 LINKS: Final = web.AppKey("links", AckLinks)
 TOKEN: Final = web.AppKey("api_token", str)
+#: Where the managers' workspace is served (``/workspace``); absent when it is not.
+WORKSPACE_PATH: Final = web.AppKey("workspace_path", str)
 DEFAULT_PAGE: Final = 50
 
 

@@ -15,7 +15,7 @@ from monitor.alerts.store.db import DATABASE_ERRORS, is_transient
 from monitor.api.alerts import ack, get_alert, list_alerts, resend, resolve
 from monitor.api.incidents import get_incident, list_incidents
 from monitor.api.links import ack_page
-from monitor.api.requests import LINKS, STORE, TOKEN, error_response
+from monitor.api.requests import LINKS, STORE, TOKEN, WORKSPACE_PATH, error_response
 from monitor.api.terminals import IMPACT_CLASSES, terminal_impact
 from monitor.workspace import Workspace, build_workspace
 
@@ -62,7 +62,8 @@ def build_api(
     app.router.add_get("/incidents/{incident_id}", get_incident)
     app.router.add_get("/terminals/impact", terminal_impact)
     if workspace is not None:
-        app.add_subapp("/workspace", build_workspace(workspace))
+        app[WORKSPACE_PATH] = "/workspace"
+        app.add_subapp(app[WORKSPACE_PATH], build_workspace(workspace))
     return app
 
 

@@ -11,13 +11,18 @@ module                concern
                       and their CSRF tokens
 ``roles``             who may sign in and in which roles: managers of the registry, team
                       leads and operations staff of the settings
+``returning``         where a sign-in returns to: a safe ``next`` path inside the workspace
 ``mailer``            finds a person (registry or operations) and mails them a sign-in link
+``throttle``          how often sign-in links may be asked for (per person, per address)
 ``outcomes``          the labels of the resolution outcomes a manager chooses from
 ``web``               what every page shares: the :class:`Workspace`, rendering, the session,
                       CSRF checks and the usual answers
 ``access``            who may see what, by role (anything else answers 404)
 ``signing_in``        the sign-in routes: ask for a link, use it once, sign out
 ``alert_pages``       the alert routes: the list, one alert, acknowledge and resolve
+``client_pages``      one client's alerts and failures of the last 90 days
+``live``              live updates of the list: the server-sent event stream and its script
+                      (``static/live.js``)
 ``team_pages``        a team lead's page: alerts waiting and time to acknowledge, by manager
 ``operations_pages``  operations' pages: incidents, one incident, terminals (no client names)
 ``pages``             the ``/workspace`` sub-application and its route table (jinja2 templates

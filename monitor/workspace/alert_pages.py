@@ -15,9 +15,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Final
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
@@ -39,13 +39,15 @@ from monitor.workspace.web import (
     to_sign_in,
 )
 
-__all__ = ["ALERT_LIMIT", "MAX_NOTE_CHARS", "VIA", "acknowledge", "alert_page", "alerts_page", "resolve"]
+__all__ = ["ALERT_LIMIT", "DONE_STATES", "MAX_NOTE_CHARS", "VIA", "acknowledge", "alert_page",
+           "alerts_page", "resolve", "row_order"]
 
 log = logging.getLogger("monitor.workspace")
 
 #: How many of a manager's alerts the list shows (newest recorded first, then sorted).
 ALERT_LIMIT: Final = 200
-_DONE_STATES: Final[frozenset[AlertState]] = frozenset({"acknowledged", "resolved"})
+#: The states the list shows after the open ones.
+DONE_STATES: Final[frozenset[AlertState]] = frozenset({"acknowledged", "resolved"})
 #: The ``via`` the workspace's acknowledgements and resolutions record in the history.
 VIA: Final = "workspace"
 #: The longest note the forms accept (the store keeps at most 2,000 characters).
@@ -59,7 +61,21 @@ _RANK: Final = {severity: rank for rank, severity in enumerate(SEVERITIES)}
 
 
 def _order(alert: Alert, state: AlertState) -> tuple[int, int, datetime, str]:
-    return (state in _DONE_STATES, -_RANK.get(alert.severity, 0), alert.created_at, alert.alert_id)
+    return (state in DONE_STATES, -_RANK.get(alert.severity, 0), alert.created_at, alert.alert_id)
+
+
+def _events_query(manager: str | None, state: str | None) -> str:
+    """The list's filter as the live stream's query string (``""`` when unfiltered)."""
+    query = {key: value for key, value in (("manager", manager), ("state", state)) if value}
+    return f"?{urlencode(query)}" if query else ""
+
+
+def row_order(alert: Alert, state: AlertState) -> str:
+    """The list's order of an alert as a string (live updates sort rows by it): open first,
+    then by severity, oldest first."""
+    done, rank, created_at, alert_id = _order(alert, state)
+    created = created_at.astimezone(UTC).isoformat(timespec="microseconds")  # fixed width
+    return f"{int(done)}|{len(SEVERITIES) + rank:02d}|{created}|{alert_id}"
 
 
 async def alerts_page(request: web.Request) -> web.Response:
@@ -88,12 +104,14 @@ async def alerts_page(request: web.Request) -> web.Response:
 
     found, states, more = await asyncio.to_thread(read)
     alerts = sorted(found, key=lambda a: _order(a, states[a.alert_id]))
-    rows = [{"alert": a, "state": states[a.alert_id], "open": states[a.alert_id] not in _DONE_STATES}
-            for a in alerts]
+    rows = [{"alert": a, "state": states[a.alert_id], "open": states[a.alert_id] not in DONE_STATES,
+             "order": row_order(a, states[a.alert_id])} for a in alerts]
     return render(request, "alerts.html", {"session": session, "rows": rows, "more": more,
                                             "team": len(visible) > 1, "states": ALERT_STATES,
                                             "manager": one if one in visible and len(visible) > 1 else None,
-                                            "state": state})
+                                            "state": state,
+                                            "events_query": _events_query(one if one in visible else None,
+                                                                          state)}, scripts=True)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -132,11 +150,12 @@ async def alert_page(request: web.Request) -> web.Response:
     terminal, merchant, amount, response), what else failed at those terminals around
     the alert (every client's recorded failures, :data:`TERMINAL_CONTEXT` either side),
     the incident it belongs to, its deliveries, and its history with the forms to
-    acknowledge and resolve.
+    acknowledge and resolve. Without a session: the sign-in form, which comes back here
+    afterwards.
     """
     session = await current_session(request)
     if session is None:
-        return to_sign_in()
+        return to_sign_in(request.rel_url.raw_path)
     store = request.app[WORKSPACE].store
     view = await asyncio.to_thread(_read_alert, store, session, request.match_info["alert_id"])
     if view is None:

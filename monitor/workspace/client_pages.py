@@ -31,7 +31,7 @@ async def client_page(request: web.Request) -> web.Response:
     """``GET /workspace/clients/{customer_id}``: the client's alerts and failures of the last 90 days."""
     session = await current_session(request)
     if session is None:
-        return to_sign_in()
+        return to_sign_in(request.rel_url.raw_path)
     store = request.app[WORKSPACE].store
     since = datetime.now(UTC) - CLIENT_PERIOD
     history = await asyncio.to_thread(store.client_history, request.match_info["customer_id"],

@@ -23,6 +23,7 @@ import aiosmtplib
 
 from monitor.alerts.delivery.channels import EmailChannel
 from monitor.domain import Manager
+from monitor.workspace.returning import next_query
 from monitor.workspace.roles import MAX_WHO_CHARS, People, Person, RoleBook
 from monitor.workspace.tokens import SignInTokens
 
@@ -71,12 +72,16 @@ class SignInMailer:
         """The person whose ID is ``who``, or whose e-mail address is ``who`` (any case); else ``None``."""
         return self.people.find(who)
 
-    def url(self, manager_id: str) -> str:
-        """A new sign-in URL for ``manager_id``."""
-        return f"{self._public_url}/workspace/sign-in/{quote(self._tokens.issue(manager_id), safe='')}"
+    def url(self, manager_id: str, next_path: str | None = None) -> str:
+        """A new sign-in URL for ``manager_id``; after signing in it goes to ``next_path``
+        when that is a safe workspace path (:func:`~monitor.workspace.returning.safe_next`)."""
+        token = quote(self._tokens.issue(manager_id), safe='')
+        return f"{self._public_url}/workspace/sign-in/{token}{next_query(next_path)}"
 
-    async def send(self, who: str) -> bool:
+    async def send(self, who: str, next_path: str | None = None) -> bool:
         """Mail a sign-in link to the manager ``who`` names; ``True`` when the relay accepted it.
+
+        The link returns to ``next_path`` after signing in when it is a safe workspace path.
 
         Never raises for an unknown manager, a manager without an address or a relay
         failure (each is logged without the link): the caller's answer is the same.
@@ -91,7 +96,7 @@ class SignInMailer:
             return False
         minutes = max(1, self._tokens.max_age_seconds // 60)
         text = (f"Hello {manager.name},\n\n"
-                f"Open this link to sign in to the cardmon workspace:\n\n{self.url(manager.person_id)}\n\n"
+                f"Open this link to sign in to the cardmon workspace:\n\n{self.url(manager.person_id, next_path)}\n\n"
                 f"It works once, within {minutes} minutes. If you did not ask for it, ignore this mail.\n")
         try:
             await self._email.send_text(manager.email, "Your cardmon sign-in link", text)

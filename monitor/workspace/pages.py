@@ -14,6 +14,9 @@
 ``POST /workspace/sign-out``               revokes the session (CSRF token required)
 ``GET  /workspace/alerts``                 the signed-in manager's clients' alerts: open
                                            first, then by severity, oldest first
+``GET  /workspace/alerts/events``          the manager's new and changed alerts as
+                                           server-sent events (:mod:`~monitor.workspace.live`)
+``GET  /workspace/static/{name}``          the page's script (``live.js``)
 ``GET  /workspace/alerts/{alert_id}``      one of them with its history; anyone else's (or
                                            none) is 404
 ``POST /workspace/alerts/{id}/acknowledge`` acknowledge it (optional note); 303 back to it
@@ -50,6 +53,7 @@ from aiohttp import web
 from monitor.workspace.access import allowed_pages
 from monitor.workspace.alert_pages import VIA, acknowledge, alert_page, alerts_page, resolve
 from monitor.workspace.client_pages import client_page
+from monitor.workspace.live import add_live_routes
 from monitor.workspace.operations_pages import incident_page, incidents_page, terminals_page
 from monitor.workspace.signing_in import (
     ask_for_link,
@@ -89,6 +93,7 @@ def build_workspace(workspace: Workspace) -> web.Application:
     app.router.add_post("/sign-in/{token}", sign_in)
     app.router.add_post("/sign-out", sign_out)
     app.router.add_get("/alerts", alerts_page)
+    add_live_routes(app)  # before /alerts/{alert_id}: the event stream and static files
     app.router.add_get("/alerts/{alert_id}", alert_page)
     app.router.add_post("/alerts/{alert_id}/acknowledge", acknowledge)
     app.router.add_post("/alerts/{alert_id}/resolve", resolve)

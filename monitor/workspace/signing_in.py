@@ -18,6 +18,7 @@ from aiohttp import web
 
 from monitor.workspace.access import home_page
 from monitor.workspace.mailer import MAX_WHO_CHARS
+from monitor.workspace.returning import next_query, safe_next
 from monitor.workspace.tokens import InvalidSignInError
 from monitor.workspace.web import (
     SESSION_COOKIE,
@@ -39,8 +40,9 @@ log = logging.getLogger("monitor.workspace")
 
 
 async def sign_in_form(request: web.Request) -> web.Response:
-    """``GET /workspace/sign-in``: the form asking for a manager ID or e-mail address."""
-    return render(request, "sign_in.html", {"session": None, "max_who": MAX_WHO_CHARS})
+    """``GET /workspace/sign-in[?next=]``: the form asking for a manager ID or e-mail address."""
+    return render(request, "sign_in.html", {"session": None, "max_who": MAX_WHO_CHARS,
+                                             "next": safe_next(request.query.get("next"))})
 
 
 async def ask_for_link(request: web.Request) -> web.Response:
@@ -50,7 +52,7 @@ async def ask_for_link(request: web.Request) -> web.Response:
     workspace = request.app[WORKSPACE]
     if (isinstance(who, str) and who.strip() and len(who) <= MAX_WHO_CHARS
             and workspace.throttle.allow(who, request.remote)):
-        workspace.send_in_background(who)
+        workspace.send_in_background(who, safe_next(form.get("next")))
     minutes = max(1, request.app[WORKSPACE].tokens.max_age_seconds // 60)
     return render(request, "link_sent.html", {"session": None, "minutes": minutes})
 
@@ -76,11 +78,12 @@ async def confirm_sign_in(request: web.Request) -> web.Response:
         return checked
     name, _ = checked
     return render(request, "confirm.html", {"session": None, "name": name,
-                                             "action": request.path})
+                                             "action": request.path + next_query(request.query.get("next"))})
 
 
 async def sign_in(request: web.Request) -> web.Response:
-    """``POST /workspace/sign-in/{token}``: use the link once, open a session, go to the person's first page."""
+    """``POST /workspace/sign-in/{token}[?next=]``: use the link once, open a session, go to
+    ``next`` (a safe workspace path) or the person's first page."""
     if cross_site(request):
         return refused(request, 403, "Sign-in refused", "This form was sent from another site.")
     checked = _check_token(request)
@@ -97,7 +100,8 @@ async def sign_in(request: web.Request) -> web.Response:
     session = await workspace.sessions.open(claim.manager_id)
     log.info("workspace: %s signed in", claim.manager_id)
     person = workspace.mailer.people.get(claim.manager_id)
-    response = redirect(home_page(person.roles if person else frozenset()))
+    response = redirect(safe_next(request.query.get("next"))
+                        or home_page(person.roles if person else frozenset()))
     response.set_cookie(SESSION_COOKIE, session.session_id, path="/workspace",
                         max_age=workspace.sessions.max_age_seconds, httponly=True,
                         samesite="Lax", secure=secure(request) or None)

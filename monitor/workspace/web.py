@@ -27,11 +27,13 @@ from monitor.alerts.store import AlertStore
 from monitor.domain import AlertEvent
 from monitor.health.state_rules import HealthState
 from monitor.workspace.mailer import SignInMailer
+from monitor.workspace.returning import next_query
 from monitor.workspace.sessions import Session, Sessions
 from monitor.workspace.throttle import SignInThrottle
 from monitor.workspace.tokens import SignInTokens
 
 __all__ = [
+    "LIVE_PAGE_POLICY",
     "PAGE_HEADERS",
     "SESSION_COOKIE",
     "WORKSPACE",
@@ -65,6 +67,11 @@ PAGE_HEADERS: Final = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
                                "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
 }
+#: The policy of a page with live updates: the same, plus this site's own scripts
+#: (``/workspace/static/``) and their connections back to it (the event stream).
+LIVE_PAGE_POLICY: Final = ("default-src 'none'; script-src 'self'; connect-src 'self'; "
+                           "style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; "
+                           "base-uri 'none'")
 
 
 @dataclass(slots=True, kw_only=True)
@@ -93,9 +100,9 @@ class Workspace:
     throttle: SignInThrottle = field(default_factory=SignInThrottle)
     _sending: set[asyncio.Task[bool]] = field(default_factory=set, repr=False)
 
-    def send_in_background(self, who: str) -> None:
-        """Send a sign-in link without making the request wait (its time says nothing)."""
-        task = asyncio.create_task(self.mailer.send(who), name="cardmon-workspace-sign-in")
+    def send_in_background(self, who: str, next_path: str | None = None) -> None:
+        """Send a sign-in link (returning to ``next_path`` if safe) without making the request wait (its time says nothing)."""
+        task = asyncio.create_task(self.mailer.send(who, next_path), name="cardmon-workspace-sign-in")
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
 
@@ -115,10 +122,12 @@ WORKSPACE: Final = web.AppKey("workspace", Workspace)
 
 
 def render(request: web.Request, template: str, context: dict[str, Any], *,
-           status: int = 200) -> web.Response:
-    """Render ``template`` with ``context`` and the page headers."""
+           status: int = 200, scripts: bool = False) -> web.Response:
+    """Render ``template`` with ``context`` and the page headers (``scripts``: :data:`LIVE_PAGE_POLICY`)."""
     response = aiohttp_jinja2.render_template(template, request, context, status=status)
     response.headers.update(PAGE_HEADERS)
+    if scripts:
+        response.headers["Content-Security-Policy"] = LIVE_PAGE_POLICY
     return response
 
 
@@ -166,9 +175,10 @@ def redirect(location: str) -> web.Response:
     return web.Response(status=303, headers={**PAGE_HEADERS, "Location": location})
 
 
-def to_sign_in() -> web.Response:
-    """A 303 to the sign-in form (no session, or an expired one)."""
-    return redirect("/workspace/sign-in")
+def to_sign_in(next_path: str | None = None) -> web.Response:
+    """A 303 to the sign-in form (no session, or an expired one), which returns to
+    ``next_path`` afterwards when it is a safe workspace path (:mod:`~monitor.workspace.returning`)."""
+    return redirect(f"/workspace/sign-in{next_query(next_path)}")
 
 
 def cross_site(request: web.Request) -> bool:

@@ -64,7 +64,7 @@ async def test_each_role_gets_exactly_its_pages_and_actions(roles: RolesSite, ro
     if role == "anonymous":
         client = await roles.client()
         response = await client.request(method, path, allow_redirects=False)
-        assert (response.status, response.headers["Location"]) == (303, "/workspace/sign-in")
+        assert response.status == 303 and response.headers["Location"].startswith("/workspace/sign-in")
         return
     client = await roles.signed_in(ROLE_IDS[role])
     data = {"csrf_token": await roles.csrf(client, "/workspace/alerts"),
@@ -91,3 +91,23 @@ async def test_what_does_not_exist_answers_the_same_404_to_the_role_that_has_the
     client = await roles.signed_in(who)
     response = await client.get(path)
     assert response.status == 404
+
+
+@pytest.mark.parametrize("role", [*ROLE_IDS, "anonymous"])
+async def test_the_live_stream_answers_the_roles_of_the_alert_list(roles: RolesSite, role: str) -> None:
+    """The alert list's event stream opens for the roles that have the list, 404 for operations, 401 without a session."""
+    if role == "anonymous":
+        client = await roles.client()
+    else:
+        client = await roles.signed_in(ROLE_IDS[role])
+    response = await client.get("/workspace/alerts/events")
+    try:
+        if role == "anonymous":
+            assert response.status == 401
+        elif role in _MANAGERS:
+            assert response.status == 200
+            assert response.headers["Content-Type"].startswith("text/event-stream")
+        else:
+            assert response.status == 404
+    finally:
+        response.close()

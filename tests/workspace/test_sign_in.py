@@ -117,9 +117,10 @@ async def test_pages_need_a_live_session(site: Site) -> None:
     """Without a session, after it expires, once it is revoked, or once its manager left the registry, the pages redirect to the sign-in form."""
     alert_id = site.record(1)
     anonymous = await site.client()
-    for path in ("/workspace/alerts", f"/workspace/alerts/{alert_id}"):
+    for path, back in (("/workspace/alerts", ""),
+                       (f"/workspace/alerts/{alert_id}", f"?next=%2Fworkspace%2Falerts%2F{alert_id}")):
         response = await anonymous.get(path, allow_redirects=False)
-        assert response.status == 303 and response.headers["Location"] == "/workspace/sign-in"
+        assert response.status == 303 and response.headers["Location"] == f"/workspace/sign-in{back}"
     client = await site.signed_in("RM-017")
     assert (await client.get("/workspace/alerts", allow_redirects=False)).status == 200
     site.clock.now += timedelta(hours=12, seconds=1)

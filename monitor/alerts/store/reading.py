@@ -177,6 +177,32 @@ class ReadQueries(StoreConnection):
             ).fetchall()
         return {row["delivery_id"]: row["recipient_id"] for row in rows}
 
+    def alert_versions(self, manager_id: str, *, limit: int = 200) -> dict[str, str]:
+        """What a manager's most recent alerts look like now, cheaply: ``alert_id`` → a version.
+
+        The version (``"state|event_count|updated_at"``) changes whenever the alert's
+        lifecycle state changes or an event is added to it, so comparing two reads tells
+        which alerts are new or changed in between, whichever instance wrote them (the
+        workspace's live updates poll this). One indexed read
+        (``alerts_by_manager``), no deliveries.
+
+        Args:
+            manager_id: the relationship manager.
+            limit: the newest this many alerts (by ``created_at``), 1–500.
+
+        Raises:
+            ValueError: a bad ``limit``.
+        """
+        if not 1 <= limit <= MAX_PAGE:
+            raise ValueError(f"limit must be between 1 and {MAX_PAGE}")
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT alert_id, state, event_count, updated_at FROM alerts WHERE manager_id = ? "
+                "ORDER BY created_at DESC, alert_id DESC LIMIT ?", (manager_id, limit),
+            ).fetchall()
+        return {row["alert_id"]: f"{row['state']}|{row['event_count']}|{row['updated_at']}"
+                for row in rows}
+
 
 def _encode_cursor(created_at: str, alert_id: str) -> str:
     return base64.urlsafe_b64encode(f"{created_at}|{alert_id}".encode()).decode("ascii")
