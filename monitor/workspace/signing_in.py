@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from monitor.i18n import N_
 from monitor.workspace.mailer import MAX_WHO_CHARS
 from monitor.workspace.tokens import InvalidSignInError
 from monitor.workspace.web import (
@@ -35,6 +36,8 @@ from monitor.workspace.web import (
 __all__ = ["ask_for_link", "confirm_sign_in", "sign_in", "sign_in_form", "sign_out"]
 
 log = logging.getLogger("monitor.workspace")
+
+_NOT_VALID = N_("This sign-in link is not valid. Ask for a new sign-in link.")
 
 
 async def sign_in_form(request: web.Request) -> web.Response:
@@ -57,12 +60,12 @@ def _check_token(request: web.Request) -> tuple[str, Any] | web.Response:
     try:
         claim = workspace.tokens.verify(request.match_info["token"])
     except InvalidSignInError as error:
-        return refused(request, 403, "Link refused",
-                        f"{str(error).capitalize()}. Ask for a new sign-in link.")
+        return refused(request, 403, N_("Link refused"),
+                       N_("This sign-in link has expired. Ask for a new sign-in link.")
+                       if error.reason == "expired" else _NOT_VALID)
     manager = workspace.mailer.find(claim.manager_id) if workspace.mailer.known(claim.manager_id) else None
     if manager is None:
-        return refused(request, 403, "Link refused",
-                        "This sign-in link is not valid. Ask for a new sign-in link.")
+        return refused(request, 403, N_("Link refused"), _NOT_VALID)
     return manager.name, claim
 
 
@@ -79,7 +82,7 @@ async def confirm_sign_in(request: web.Request) -> web.Response:
 async def sign_in(request: web.Request) -> web.Response:
     """``POST /workspace/sign-in/{token}``: use the link once, open a session, go to the alerts."""
     if cross_site(request):
-        return refused(request, 403, "Sign-in refused", "This form was sent from another site.")
+        return refused(request, 403, N_("Sign-in refused"), N_("This form was sent from another site."))
     checked = _check_token(request)
     if isinstance(checked, web.Response):
         return checked
@@ -89,8 +92,8 @@ async def sign_in(request: web.Request) -> web.Response:
                                         claim.manager_id, expires_at=claim.expires_at,
                                         now=datetime.now(UTC))
     if not first_use:
-        return refused(request, 403, "Link refused",
-                        "This sign-in link was already used. Ask for a new sign-in link.")
+        return refused(request, 403, N_("Link refused"),
+                       N_("This sign-in link was already used. Ask for a new sign-in link."))
     session = await workspace.sessions.open(claim.manager_id)
     log.info("workspace: manager %s signed in", claim.manager_id)
     response = redirect("/workspace/alerts")

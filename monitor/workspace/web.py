@@ -5,7 +5,9 @@ and any new page) build on this one; :mod:`~monitor.workspace.pages` assembles t
 
 - :func:`render` renders a jinja2 template (autoescaped) with the page headers: never
   cached, never framed, a ``Referer`` only to this site (a sign-in link's token is in its
-  path), a Content-Security-Policy without scripts from elsewhere.
+  path), a Content-Security-Policy without scripts from elsewhere. It speaks the reader's
+  language (:func:`page_translator`): ``_()``/``ngettext()`` translate, ``t`` formats
+  dates, times and money, ``lang`` is the page's ``<html lang>``.
 - :func:`current_session` is the request's live session (``None``: send to sign-in).
 - :func:`csrf_ok` checks a form's CSRF token against the session; :func:`refused`,
   :func:`not_found`, :func:`redirect` and :func:`to_sign_in` are the usual answers.
@@ -19,9 +21,12 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 import aiohttp_jinja2
+import jinja2
 from aiohttp import web
+from markupsafe import Markup
 
 from monitor.alerts.store import AlertStore
+from monitor.i18n import N_, Translator, negotiate, translations
 from monitor.workspace.mailer import SignInMailer
 from monitor.workspace.sessions import Session, Sessions
 from monitor.workspace.tokens import SignInTokens
@@ -36,6 +41,7 @@ __all__ = [
     "csrf_refused",
     "current_session",
     "not_found",
+    "page_translator",
     "redirect",
     "refused",
     "render",
@@ -98,26 +104,73 @@ class Workspace:
 WORKSPACE: Final = web.AppKey("workspace", Workspace)
 
 
+def page_translator(request: web.Request, session: Session | None) -> Translator:
+    """The reader's language and zone: the signed-in manager's registry ``locale`` and
+    ``timezone``; before sign-in the browser's ``Accept-Language`` (English by default) and UTC."""
+    if session is not None:
+        manager = request.app[WORKSPACE].mailer.find(session.manager_id)
+        if manager is not None and manager.manager_id == session.manager_id:
+            return Translator(manager.locale, manager.timezone)
+    return Translator(negotiate(request.headers.get("Accept-Language")))
+
+
+def _template_gettext(translator: Translator) -> dict[str, Any]:
+    """``_``/``gettext``/``ngettext`` for templates, as jinja2's newstyle gettext: the
+    translation is escaped as markup, its ``%(name)s`` parameters are escaped."""
+    catalogue = translations(translator.language)
+
+    @jinja2.pass_context
+    def gettext(context: jinja2.runtime.Context, message: str, **params: Any) -> str:
+        text: str = catalogue.gettext(message)
+        if context.eval_ctx.autoescape:
+            text = Markup(text)
+        return text % params if params else text
+
+    @jinja2.pass_context
+    def ngettext(context: jinja2.runtime.Context, singular: str, plural: str, num: int,
+                 **params: Any) -> str:
+        text: str = catalogue.ngettext(singular, plural, num)
+        if context.eval_ctx.autoescape:
+            text = Markup(text)
+        return text % {"num": num, **params}
+
+    return {"_": gettext, "gettext": gettext, "ngettext": ngettext}
+
+
 def render(request: web.Request, template: str, context: dict[str, Any], *,
            status: int = 200) -> web.Response:
-    """Render ``template`` with ``context`` and the page headers."""
+    """Render ``template`` with ``context`` and the page headers, in the reader's language.
+
+    ``context["session"]`` (``None`` before sign-in) picks the language
+    (:func:`page_translator`); templates get ``_``, ``gettext``, ``ngettext``, ``t`` (the
+    :class:`~monitor.i18n.Translator`: ``t.datetime(...)``, ``t.money(...)``) and ``lang``.
+    """
+    translator = page_translator(request, context.get("session"))
+    context = {**context, **_template_gettext(translator), "t": translator,
+               "lang": translator.locale}
     response = aiohttp_jinja2.render_template(template, request, context, status=status)
     response.headers.update(PAGE_HEADERS)
+    response.headers["Content-Language"] = translator.locale
     return response
 
 
 def refused(request: web.Request, status: int, title: str, message: str,
-            session: Session | None = None) -> web.Response:
-    """A message page with ``status`` (403, 400, 409...)."""
-    return render(request, "message.html", {"title": title, "message": message, "session": session},
-                  status=status)
+            session: Session | None = None, **params: Any) -> web.Response:
+    """A message page with ``status`` (403, 400, 409...).
+
+    ``title`` and ``message`` are English msgids (mark them with :func:`~monitor.i18n.N_`),
+    shown in the reader's language with ``%(name)s`` filled from ``params``.
+    """
+    translator = page_translator(request, session)
+    return render(request, "message.html", {
+        "title": translator.gettext(title, **params), "message": translator.gettext(message, **params),
+        "session": session}, status=status)
 
 
 def not_found(request: web.Request, session: Session,
-              message: str = "There is no such alert among your clients' alerts.") -> web.Response:
+              message: str = N_("There is no such alert among your clients' alerts.")) -> web.Response:
     """The 404 of anything the session may not see, the same as for what does not exist."""
-    return render(request, "message.html", {"title": "Not found", "message": message,
-                                            "session": session}, status=404)
+    return refused(request, 404, N_("Not found"), message, session)
 
 
 async def current_session(request: web.Request) -> Session | None:
@@ -136,8 +189,8 @@ def csrf_ok(request: web.Request, session: Session, form: Any) -> bool:
 
 def csrf_refused(request: web.Request, session: Session | None = None) -> web.Response:
     """The 403 of a form without the session's CSRF token."""
-    return refused(request, 403, "Request refused",
-                   "This form has expired or did not come from this page. Reload and try again.",
+    return refused(request, 403, N_("Request refused"),
+                   N_("This form has expired or did not come from this page. Reload and try again."),
                    session)
 
 
