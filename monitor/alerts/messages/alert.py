@@ -149,8 +149,8 @@ def _card(event: AlertEvent, t: Translator | None = None) -> str:
     if event.card_ref and _MASKED_PAN.match(event.card_ref):
         return event.card_ref
     if event.card_ref:
-        ref = event.card_ref
-        return t.gettext("card ref %(ref)s", ref=f"{ref[:8]}…" if len(ref) > 12 else ref)
+        ref = event.card_ref[:8] + "…" if len(event.card_ref) > 12 else event.card_ref
+        return t.gettext("card ref %(ref)s", ref=ref)
     return t.gettext("card unknown")
 
 

@@ -49,9 +49,9 @@ def _what_failed(events: list[AlertEvent], t: Translator) -> str:
     meanings = sorted({t.rule_text(e.response_meaning) if e.response_meaning
                        else t.gettext("no response") for e in events})
     terminals = sorted({e.terminal_id for e in events})
+    where = ", ".join(terminals[:3]) + (" …" if len(terminals) > 3 else "")
     return t.gettext("code %(codes)s (%(meanings)s) at %(terminals)s", codes=", ".join(codes),
-                     meanings="; ".join(meanings),
-                     terminals=f"{', '.join(terminals[:3])}{' …' if len(terminals) > 3 else ''}")
+                     meanings="; ".join(meanings), terminals=where)
 
 
 def render_notice(
