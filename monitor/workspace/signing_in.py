@@ -110,7 +110,7 @@ async def sign_out(request: web.Request) -> web.Response:
         return to_sign_in()
     form = await request.post()
     if not csrf_ok(request, session, form):
-        return csrf_refused(request)
+        return csrf_refused(request, session)
     await request.app[WORKSPACE].sessions.revoke(session)
     log.info("workspace: manager %s signed out", session.manager_id)
     response = redirect("/workspace/sign-in")
