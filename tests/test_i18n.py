@@ -58,7 +58,7 @@ def test_dates_and_times_are_in_the_readers_zone_and_locale() -> None:
     assert Translator("zh-Hans", "Asia/Shanghai").datetime(moment, "full").startswith("2026年3月5日星期四")
     assert Translator("fr", "Mars/Olympus").datetime(moment) == "5 mars 2026, 14:07:00"  # unknown zone: UTC
     with pytest.raises(ValueError, match="timezone-aware"):
-        format_datetime(datetime(2026, 3, 5), "UTC", "fr")  # noqa: DTZ001 - the naive one refused
+        format_datetime(datetime(2026, 3, 5), "UTC", "fr")
 
 
 def test_durations_are_in_words_of_the_readers_language() -> None:
@@ -158,7 +158,7 @@ def test_translations_keep_every_placeholder(folder: str) -> None:
 def test_every_response_code_has_its_meaning_and_action_in_every_language() -> None:
     """Each code of the shipped table, and its timeout and unknown entries, give meaning and action in fr and zh-Hans."""
     table = default_table()
-    rows = [*table.codes.values(), table._timeout, table._unknown]  # noqa: SLF001 - the two special rows
+    rows = [*table.codes.values(), table._timeout, table._unknown]
     for row in rows:
         assert set(row.translations) == set(LANGUAGES) - {"en"}, row.code
         for language, texts in row.translations.items():
