@@ -3,6 +3,7 @@
 For operations (ATM/POS support, the switch team). Reads the terminal series of
 the monitor, the terminal-health metrics of issue 4 (``cardmon_terminals``,
 ``cardmon_terminal_health_state``, ``cardmon_worst_terminal_failure_ratio``,
+``cardmon_terminal_vip_impact_clients`` (repair priority),
 ``cardmon_group_failure_ratio``, ``cardmon_terminal_component_state``) and the
 recording rules of
 ``rules/prometheus/cardmon.rules.yml``.
@@ -115,6 +116,22 @@ def build() -> Dashboard:
             [Query("topk(20, time() - cardmon_terminal_last_transaction_timestamp_seconds)",
                    "{{terminal_id}}", instant=True)],
             unit="s",
+        ))
+        .with_panel(table_panel(
+            "Terminals hurting VIP clients most (24 h)",
+            "Repair priority: the 10 terminals where most distinct VIP clients failed in the "
+            "last 24 hours, their own failure classes only (technical, terminal, card), issuer "
+            "and network outages left out (cardmon_terminal_vip_impact_clients; failures and "
+            "managers in the sibling series; `cardmon terminals impact` lists more).",
+            [Query('max by (terminal_id) (cardmon_terminal_vip_impact_clients{window="24h"})',
+                   "{{terminal_id}}", instant=True)],
+        ))
+        .with_panel(table_panel(
+            "Terminals hurting VIP clients most (7 days)",
+            "The same ranking over the last 7 days: a terminal that keeps failing VIP clients "
+            "across the week, not one bad hour (cardmon_terminal_vip_impact_clients{window=\"7d\"}).",
+            [Query('max by (terminal_id) (cardmon_terminal_vip_impact_clients{window="7d"})',
+                   "{{terminal_id}}", instant=True)],
         ))
         .with_panel(table_panel(
             "Device components not ok",

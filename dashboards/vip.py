@@ -179,7 +179,7 @@ def build() -> Dashboard:
         ))
         .with_panel(timeseries_panel(
             "Acknowledgements, escalations and resolutions per second",
-            "Alerts acknowledged (by channel: api, link, cli), escalation steps and resolutions "
+            "Alerts acknowledged (by channel: api, link, cli, workspace), escalation steps and resolutions "
             "per second.",
             "reqps",
             [Query("sum by (via) (rate(cardmon_alerts_acknowledged_total[$__rate_interval]))",

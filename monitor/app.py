@@ -57,6 +57,7 @@ from monitor.metrics import (
     PipelineMetrics,
     ScaleOutMetrics,
     StormMetrics,
+    TerminalImpactMetrics,
     serve,
 )
 from monitor.paths import rules_path
@@ -168,6 +169,10 @@ class MonitorApp:
         self.health = TerminalHealthService(settings.health, settings.kafka,
                                             registry=self.metrics_registry, metrics=self.metrics,
                                             clock=self.clock)
+        # Repair priority: the terminals that hurt VIP clients most, their own failure
+        # classes being the fleet aggregation's (rules/health.yaml aggregate.classes).
+        self.impact_metrics = TerminalImpactMetrics(self.metrics_registry,
+                                                    self.health.book.rules.aggregate.classes)
         # Several instances in one group (alerting.scale_out): fleet-scope incidents are
         # judged over every partition from the shared PostgreSQL store (monitor/pipeline/fleet.py).
         self.fleet = self._fleet(settings) if self.incidents is not None else None
@@ -305,6 +310,12 @@ class MonitorApp:
         self.lifecycle_metrics.refresh(self.store)
         self.storm_metrics.refresh(self.store)  # incidents, notices, folded and capped alerts
 
+    def _purge_sign_ins(self) -> None:
+        # Runs on a scheduler thread; every instance may run it (a DELETE of expired rows).
+        purged = self.store.purge_expired_sign_ins(now=datetime.now(UTC))
+        if purged:
+            log.info("workspace: purged %d expired sign-in link(s) and session(s)", purged)
+
     def _reload_registry(self) -> None:
         if self.vip_registry.reload_if_changed():
             self._report_registry()
@@ -320,9 +331,13 @@ class MonitorApp:
         runners: dict[str, Callable[[], Any]] = {
             jobs.REGISTRY_RELOAD_JOB: self._reload_registry,
             jobs.STORE_GAUGES_JOB: guard.sync("outbox gauge", self._report_outbox),
+            jobs.TERMINAL_IMPACT_JOB: guard.sync(
+                "terminal impact", lambda: self.impact_metrics.refresh(self.store, datetime.now(UTC))),
             jobs.DIGESTS_JOB: guard.coroutine("daily digests", self._send_digests),
             jobs.SUMMARIES_JOB: guard.coroutine("rate-cap summaries", self._send_summaries),
             jobs.ESCALATION_JOB: guard.coroutine("escalation", self._escalate),
+            **({jobs.WORKSPACE_PURGE_JOB: guard.sync("workspace purge", self._purge_sign_ins)}
+               if self.workspace is not None else {}),
             # They run on the health thread, after the batches handed to it before them
             # (monitor/health/worker.py): no lock, so processing never waits for an evaluation.
             **self.health.jobs(),
@@ -359,7 +374,8 @@ class MonitorApp:
             if api.enabled:
                 api_server = await start_api(
                     build_api(self.store, api_token=api.token.get_secret_value() if api.token else None,
-                              links=self.links, workspace=self.workspace),
+                              links=self.links, workspace=self.workspace,
+                              impact_classes=self.health.book.rules.aggregate.classes),
                     api.host, api.port)
             await self.consumer.start()
             await self.health.start(create_topics=create_topics)

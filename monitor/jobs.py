@@ -58,6 +58,8 @@ __all__ = [
     "REGISTRY_RELOAD_JOB",
     "STORE_GAUGES_JOB",
     "SUMMARIES_JOB",
+    "TERMINAL_IMPACT_JOB",
+    "WORKSPACE_PURGE_JOB",
     "ScheduledJob",
     "StoreJobGuard",
     "Timing",
@@ -72,6 +74,8 @@ STORE_GAUGES_JOB: Final = "outbox-gauge"
 DIGESTS_JOB: Final = "alert-digests"
 SUMMARIES_JOB: Final = "alert-summaries"
 ESCALATION_JOB: Final = "alert-escalation"
+WORKSPACE_PURGE_JOB: Final = "workspace-purge"
+TERMINAL_IMPACT_JOB: Final = "terminal-impact"
 
 #: A runner: a function (run on a scheduler thread) or a coroutine function (run on the loop).
 Runner = Callable[[], Any]
@@ -149,6 +153,12 @@ JOBS: Final[tuple[ScheduledJob, ...]] = (
         every="metrics.store_gauges_interval_seconds",
         trigger=lambda t: _every(t.need_settings().metrics.store_gauges_interval_seconds)),
     ScheduledJob(
+        job_id=TERMINAL_IMPACT_JOB,
+        what="re-read the terminals that hurt VIP clients most (24 h and 7 days) for the "
+             "repair-priority gauges",
+        every="metrics.terminal_impact_interval_seconds",
+        trigger=lambda t: _every(t.need_settings().metrics.terminal_impact_interval_seconds)),
+    ScheduledJob(
         job_id=DIGESTS_JOB, what="claim and enqueue the daily digests that are due",
         every="second 0 of every minute (fixed: digest_at is a local HH:MM)",
         trigger=lambda t: {"trigger": "cron", "minute": "*", "second": 0}),
@@ -160,6 +170,11 @@ JOBS: Final[tuple[ScheduledJob, ...]] = (
         job_id=ESCALATION_JOB, what="escalate unacknowledged alerts whose next step is due",
         every="alerting.escalation_interval_seconds",
         trigger=lambda t: _every(t.need_settings().alerting.escalation_interval_seconds)),
+    ScheduledJob(
+        job_id=WORKSPACE_PURGE_JOB,
+        what="delete used sign-in links and workspace sessions past their expiry",
+        every="workspace.purge_interval_seconds (only with workspace.enabled)",
+        trigger=lambda t: _every(t.need_settings().workspace.purge_interval_seconds)),
     ScheduledJob(
         job_id=SILENT_DETECTION_JOB, what="find terminals that went silent in their opening hours",
         every="rules/health.yaml silent.interval_seconds (late runs: silent.misfire_grace_seconds)",

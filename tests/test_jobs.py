@@ -34,7 +34,8 @@ def _scheduled(settings: Settings) -> dict[str, object]:
 def test_the_table_lists_every_job_the_app_schedules(tmp_path: Path) -> None:
     """With every optional part on, the app schedules exactly the jobs of JOBS, none twice."""
     scheduled = _scheduled(Settings(alerting={"store_path": tmp_path / "alerts.db"},
-                                    health={"terminals_path": tmp_path / "terminals.csv"}))
+                                    health={"terminals_path": tmp_path / "terminals.csv"},
+                                    workspace={"enabled": True, "secret": "w" * 32}))
     assert sorted(scheduled) == sorted(job.job_id for job in jobs.JOBS)
     assert len({job.job_id for job in jobs.JOBS}) == len(jobs.JOBS)
 
@@ -45,9 +46,10 @@ def test_intervals_come_from_the_settings(tmp_path: Path) -> None:
         alerting={"store_path": tmp_path / "alerts.db", "escalation_interval_seconds": 41,
                   "summary_interval_seconds": 42},
         registry={"reload_interval_seconds": 43},
-        metrics={"store_gauges_interval_seconds": 44},
+        metrics={"store_gauges_interval_seconds": 44, "terminal_impact_interval_seconds": 48},
         health={"terminals_path": tmp_path / "terminals.csv", "evaluate_interval_seconds": 45,
                 "terminals_reload_interval_seconds": 46},
+        workspace={"enabled": True, "secret": "w" * 32, "purge_interval_seconds": 470},
     ))
     every = {job_id: trigger.interval for job_id, trigger in scheduled.items()
              if isinstance(trigger, IntervalTrigger)}
@@ -56,6 +58,8 @@ def test_intervals_come_from_the_settings(tmp_path: Path) -> None:
         jobs.REGISTRY_RELOAD_JOB: timedelta(seconds=43), jobs.STORE_GAUGES_JOB: timedelta(seconds=44),
         jobs.EVALUATE_JOB: timedelta(seconds=45), jobs.TERMINAL_REGISTRY_JOB: timedelta(seconds=46),
         jobs.SILENT_DETECTION_JOB: timedelta(seconds=60),  # rules/health.yaml silent.interval_seconds
+        jobs.WORKSPACE_PURGE_JOB: timedelta(seconds=470),
+        jobs.TERMINAL_IMPACT_JOB: timedelta(seconds=48),
     }
     digests = scheduled[jobs.DIGESTS_JOB]
     assert isinstance(digests, CronTrigger)
@@ -70,10 +74,29 @@ def test_the_defaults_are_the_intervals_of_before(tmp_path: Path) -> None:
     assert settings.health.terminals_reload_interval_seconds == 30
 
 
+def test_the_workspace_purge_deletes_expired_sign_ins_through_the_app(tmp_path: Path) -> None:
+    """The purge job's runner deletes sign-in links and sessions past their expiry from the app's store."""
+    from datetime import UTC, datetime
+
+    monitor = MonitorApp(Settings(alerting={"store_path": tmp_path / "alerts.db"},
+                                  workspace={"enabled": True, "secret": "w" * 32}),
+                         metrics_registry=CollectorRegistry())
+    try:
+        scheduler = AsyncIOScheduler(timezone="UTC")
+        monitor.schedule(scheduler)
+        past = datetime(2026, 1, 1, tzinfo=UTC)
+        monitor.store.use_sign_in_token("t-old", "RM-017", expires_at=past, now=past)
+        scheduler.get_job(jobs.WORKSPACE_PURGE_JOB).func()
+        assert monitor.store.use_sign_in_token("t-old", "RM-017", expires_at=past, now=past)
+    finally:
+        monitor.store.close()
+
+
 def test_without_a_terminal_registry_its_reload_is_not_scheduled(tmp_path: Path) -> None:
     """The terminal registry reload runs only when health.terminals_path is set."""
     scheduled = _scheduled(Settings(alerting={"store_path": tmp_path / "alerts.db"}))
     assert jobs.TERMINAL_REGISTRY_JOB not in scheduled
+    assert jobs.WORKSPACE_PURGE_JOB not in scheduled  # the workspace is off by default
     assert set(scheduled) < {job.job_id for job in jobs.JOBS}
 
 

@@ -46,6 +46,7 @@ LAZY_IMPORTERS: dict[str, str] = {
     "monitor.cli.service": "each command loads only what it runs",
     "monitor.cli.settings": "each command loads only what it runs",
     "monitor.cli.store": "each command loads only what it runs",
+    "monitor.cli.terminals": "each command loads only what it runs",
 }
 
 

@@ -34,6 +34,11 @@ Endpoints (JSON unless said otherwise; errors are ``{"error": code, "message": t
     holds (``parent_id``), ``limit`` (1–500, default 50): ``{"incidents": [...]}``.
 ``GET /incidents/{id}``
     Bearer token. The incident with its VIP alerts (client, manager, state).
+``GET /terminals/impact``
+    Bearer token. Repair priority: terminals ranked by VIP impact (distinct VIP clients,
+    then failures, then managers) over ``window`` (``24h`` or ``7d``) until now, their own
+    failure classes only, issuer and network outages left out; ``limit`` (1–500,
+    default 20): ``{"window", "since", "until", "classes", "terminals": [...]}``.
 
 Status codes: 400 bad input, 401 missing or wrong bearer token, 403 a refused
 (expired, tampered, other alert's) link token or an API with no token configured,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -15,6 +16,7 @@ from monitor.api.alerts import ack, get_alert, list_alerts, resend, resolve
 from monitor.api.incidents import get_incident, list_incidents
 from monitor.api.links import ack_page
 from monitor.api.requests import LINKS, STORE, TOKEN, error_response
+from monitor.api.terminals import IMPACT_CLASSES, terminal_impact
 from monitor.workspace import Workspace, build_workspace
 
 __all__ = ["ApiServer", "build_api", "start_api"]
@@ -29,7 +31,7 @@ _MAX_BODY_BYTES: Final = 64 * 1024
 
 def build_api(
     store: AlertStore, *, api_token: str | None = None, links: AckLinks | None = None,
-    workspace: Workspace | None = None,
+    workspace: Workspace | None = None, impact_classes: Sequence[str] | None = None,
 ) -> web.Application:
     """Return the API application.
 
@@ -38,6 +40,9 @@ def build_api(
         api_token: the bearer token of JSON callers; ``None`` refuses them all (403).
         links: the ack link verifier; ``None`` refuses every link (403).
         workspace: the managers' workspace, served under ``/workspace``; ``None``: not served.
+        impact_classes: the outcome classes that are a terminal's own, for
+            ``/terminals/impact`` (``rules/health.yaml`` ``aggregate.classes``; ``None``:
+            technical, terminal, card).
     """
     app = web.Application(client_max_size=_MAX_BODY_BYTES, middlewares=[_store_errors])
     app[STORE] = store
@@ -45,6 +50,8 @@ def build_api(
         app[TOKEN] = api_token
     if links is not None:
         app[LINKS] = links
+    if impact_classes is not None:
+        app[IMPACT_CLASSES] = tuple(impact_classes)
     app.router.add_get("/alerts", list_alerts)
     app.router.add_get("/alerts/{alert_id}", get_alert)
     app.router.add_get("/alerts/{alert_id}/ack", ack_page)
@@ -53,6 +60,7 @@ def build_api(
     app.router.add_post("/alerts/{alert_id}/resend", resend)
     app.router.add_get("/incidents", list_incidents)
     app.router.add_get("/incidents/{incident_id}", get_incident)
+    app.router.add_get("/terminals/impact", terminal_impact)
     if workspace is not None:
         app.add_subapp("/workspace", build_workspace(workspace))
     return app

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import typer
 
-from monitor.cli import alerts, dashboards, incidents, service
+from monitor.cli import alerts, dashboards, incidents, service, terminals, workspace
 
 __all__ = ["app", "main"]
 
@@ -26,7 +26,9 @@ app = typer.Typer(help="cardmon: card-transaction health monitor for VIP clients
                   no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False)
 app.add_typer(alerts.app, name="alerts")
 app.add_typer(incidents.app, name="incidents")
+app.add_typer(terminals.app, name="terminals")
 app.add_typer(dashboards.app, name="dashboards")
+app.add_typer(workspace.app, name="workspace")
 for command in (service.version, service.run, service.demo, service.broker):
     app.command()(command)
 

@@ -14,13 +14,23 @@ from monitor.cli.store import StoreOption, open_alert_store, print_table
 if TYPE_CHECKING:
     from monitor.alerts.store import AlertStore
 
-__all__ = ["ExportFormat", "ListState", "app"]
+__all__ = ["ExportFormat", "ListState", "Outcome", "app"]
 
 app = typer.Typer(help="The alert store: export, list, acknowledge, resolve, re-send.",
                   no_args_is_help=True)
 
 class ExportFormat(str, Enum):
     jsonl = "jsonl"
+
+class Outcome(str, Enum):
+    """What was done about an alert (``monitor.alerts.states.RESOLUTION_OUTCOMES``; a test keeps them equal)."""
+
+    called_client = "called_client"
+    reversal_or_refund_arranged = "reversal_or_refund_arranged"
+    card_replaced = "card_replaced"
+    terminal_reported_to_operations = "terminal_reported_to_operations"
+    client_unreachable = "client_unreachable"
+    no_action_needed = "no_action_needed"
 
 class ListState(str, Enum):
     open = "open"
@@ -43,7 +53,8 @@ def alerts_export(
         export_jsonl(alert_store, sys.stdout)
 
 
-def _change(alert_store: AlertStore, what: str, alert_id: str, by: str, note: str | None) -> None:
+def _change(alert_store: AlertStore, what: str, alert_id: str, by: str, note: str | None,
+            outcome: str | None = None) -> None:
     """Acknowledge or resolve through the CLI; print the outcome or exit 1 with the reason."""
     from monitor.alerts.states import AlertNotFoundError, StateConflictError
 
@@ -51,7 +62,7 @@ def _change(alert_store: AlertStore, what: str, alert_id: str, by: str, note: st
         if what == "acknowledged":
             result = alert_store.acknowledge(alert_id, by=by, via="cli", note=note)
         else:
-            result = alert_store.resolve(alert_id, by=by, via="cli", note=note or "")
+            result = alert_store.resolve(alert_id, by=by, via="cli", note=note, outcome=outcome)
     except AlertNotFoundError:
         typer.echo(f"no alert {alert_id}", err=True)
         raise typer.Exit(1) from None
@@ -80,16 +91,23 @@ def alerts_ack(
 @app.command("resolve")
 def alerts_resolve(
     alert_id: Annotated[str, typer.Argument(help="The alert ID (al-...).")],
-    note: Annotated[str, typer.Option("--note", help="What was done (required).")],
+    note: Annotated[str | None, typer.Option(
+        "--note", help="What was done, in words (required without --outcome).")] = None,
+    outcome: Annotated[Outcome | None, typer.Option(
+        "--outcome", help="What was done, from the outcome vocabulary (required without --note).")] = None,
     by: Annotated[str | None, typer.Option("--by", help="Who resolves (default: your login name).")] = None,
     config: ConfigOption = None,
     store: StoreOption = None,
 ) -> None:
-    """Resolve an acknowledged alert with a note saying what was done."""
+    """Resolve an acknowledged alert with an outcome, a note or both, saying what was done."""
     import getpass
 
+    if outcome is None and not (note and note.strip()):
+        typer.echo("say what was done: --outcome, --note or both", err=True)
+        raise typer.Exit(2)
     with open_alert_store(config, store) as alert_store:
-        _change(alert_store, "resolved", alert_id, by or getpass.getuser(), note)
+        _change(alert_store, "resolved", alert_id, by or getpass.getuser(), note,
+                outcome.value if outcome is not None else None)
 
 
 @app.command("resend")

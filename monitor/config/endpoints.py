@@ -50,3 +50,6 @@ class MetricsSettings(BaseModel):
     #: How often the gauges read from the alert store (outbox backlog, failed
     #: deliveries, alerts by state, incidents) are refreshed (seconds).
     store_gauges_interval_seconds: float = Field(default=5.0, gt=0)
+    #: How often the repair-priority ranking (terminals by VIP impact over 24 h and 7 days)
+    #: is re-read from the alert store (seconds; a week of VIP failures: once a minute).
+    terminal_impact_interval_seconds: float = Field(default=60.0, ge=5)

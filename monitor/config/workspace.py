@@ -29,6 +29,10 @@ class WorkspaceSettings(BaseModel):
     sign_in_max_age_seconds: int = Field(default=900, gt=0, le=86_400)
     #: How long a session lasts after sign-in (seconds; default 12 hours).
     session_max_age_seconds: int = Field(default=43_200, gt=0, le=30 * 86_400)
+    #: How often used sign-in links and sessions past their expiry are deleted from the
+    #: alert store (seconds; default hourly: an expired row is refused anyway, this only
+    #: keeps the tables small).
+    purge_interval_seconds: int = Field(default=3600, ge=60, le=86_400)
 
     @model_validator(mode="after")
     def _enabled_needs_a_secret(self) -> Self:

@@ -20,6 +20,7 @@ from monitor.metrics._collectors import (
 from monitor.metrics._consumer import CONSUMER_STEPS, ConsumerFaultMetrics
 from monitor.metrics._delivery import DeliveryMetrics
 from monitor.metrics._exposition import Exposition, FrameCollector, FrameFamily, MetricKind
+from monitor.metrics._impact import IMPACT_TOP_N, IMPACT_WINDOWS, ImpactSource, TerminalImpactMetrics
 from monitor.metrics._lifecycle import (
     ACK_VIAS,
     TIME_TO_ACKNOWLEDGE_BUCKETS_SECONDS,
@@ -45,6 +46,8 @@ __all__ = [
     "BATCH_SIZE_BUCKETS",
     "CONSUMER_STEPS",
     "FAILURE_OUTCOMES",
+    "IMPACT_TOP_N",
+    "IMPACT_WINDOWS",
     "LATENCY_BUCKETS_SECONDS",
     "NOTICE_KINDS",
     "REJECTION_REASONS",
@@ -58,6 +61,7 @@ __all__ = [
     "Exposition",
     "FrameCollector",
     "FrameFamily",
+    "ImpactSource",
     "LatencyHistogramCollector",
     "LifecycleSource",
     "MetricKind",
@@ -67,6 +71,7 @@ __all__ = [
     "StormMetrics",
     "StormSource",
     "TerminalCollector",
+    "TerminalImpactMetrics",
     "metrics_app",
     "serve",
 ]

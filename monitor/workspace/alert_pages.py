@@ -11,17 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime
-from typing import Any, Final
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final
 from urllib.parse import quote
 
 from aiohttp import web
 
-from monitor.alerts.states import AlertState, StateConflictError
-from monitor.domain import SEVERITIES, Alert
+from monitor.alerts.states import AlertState, HistoryEntry, StateConflictError
+from monitor.alerts.store import AlertStore, TerminalActivity
+from monitor.domain import SEVERITIES, Alert, AlertEvent
 from monitor.i18n import N_
+from monitor.incidents.model import Incident
 from monitor.workspace.access import may_see_alert
 from monitor.workspace.outcomes import OUTCOME_LABELS
+from monitor.workspace.sessions import Session
 from monitor.workspace.web import (
     WORKSPACE,
     csrf_ok,
@@ -46,6 +50,11 @@ _DONE_STATES: Final[frozenset[AlertState]] = frozenset({"acknowledged", "resolve
 VIA: Final = "workspace"
 #: The longest note the forms accept (the store keeps at most 2,000 characters).
 MAX_NOTE_CHARS: Final = 1000
+#: How far before and after an alert's window the page looks for other clients'
+#: failures at the same terminals: long enough to see a terminal fault building up.
+TERMINAL_CONTEXT: Final = timedelta(minutes=30)
+#: Sinks that keep a record of an alert and reach nobody (shown as records, not messages).
+RECORD_SINKS: Final = frozenset({"console", "jsonl"})
 _RANK: Final = {severity: rank for rank, severity in enumerate(SEVERITIES)}
 
 
@@ -68,29 +77,60 @@ async def alerts_page(request: web.Request) -> web.Response:
                                             "more": page.next_cursor is not None})
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _AlertView:
+    """Everything the alert page shows, read in one thread hop."""
+
+    alert: Alert
+    state: AlertState | None
+    events: list[AlertEvent]
+    history: list[HistoryEntry]
+    recipients: dict[int, str]  # <delivery_id: manager ID of an escalation's recipient>
+    incident: Incident | None
+    terminals: list[TerminalActivity]
+
+
+def _read_alert(store: AlertStore, session: Session, alert_id: str) -> _AlertView | None:
+    alert = store.get_alert(alert_id)
+    if alert is None or not may_see_alert(session, alert):
+        return None
+    events = store.alert_events(alert_id)
+    incident_id = store.incident_of(alert_id)
+    activity = store.terminal_activity(
+        (event.terminal_id for event in events),
+        start=alert.window_start - TERMINAL_CONTEXT, end=alert.window_end + TERMINAL_CONTEXT)
+    return _AlertView(
+        alert=alert, state=store.state_of(alert_id), events=events,
+        history=store.history(alert_id), recipients=store.delivery_recipients(alert_id),
+        incident=store.get_incident(incident_id) if incident_id else None,
+        terminals=sorted(activity.values(), key=lambda found: (-found.failures, found.terminal_id)))
+
+
 async def alert_page(request: web.Request) -> web.Response:
-    """``GET /workspace/alerts/{alert_id}``: one of the manager's alerts with its history; any other answers 404."""
+    """``GET /workspace/alerts/{alert_id}``: one alert the session may see; any other answers 404.
+
+    Shows the client (linked to their page), each failed transaction (masked card,
+    terminal, merchant, amount, response), what else failed at those terminals around
+    the alert (every client's recorded failures, :data:`TERMINAL_CONTEXT` either side),
+    the incident it belongs to, its deliveries, and its history with the forms to
+    acknowledge and resolve.
+    """
     session = await current_session(request)
     if session is None:
         return to_sign_in()
     store = request.app[WORKSPACE].store
-    alert_id = request.match_info["alert_id"]
-
-    def read() -> tuple[Alert, AlertState | None, list[Any], list[Any]] | None:
-        alert = store.get_alert(alert_id)
-        if alert is None or not may_see_alert(session, alert):
-            return None
-        return alert, store.state_of(alert_id), store.alert_events(alert_id), store.history(alert_id)
-
-    found = await asyncio.to_thread(read)
-    if found is None:
+    view = await asyncio.to_thread(_read_alert, store, session, request.match_info["alert_id"])
+    if view is None:
         return not_found(request, session)
-    alert, state, events, history = found
     return render(request, "alert.html", {
-        "session": session, "alert": alert, "state": state, "events": events,
-        "history": [{"entry": h, "outcome": OUTCOME_LABELS.get(h.outcome or "")} for h in history],
-        "can_acknowledge": state in ("open", "notified", "failed"),
-        "can_resolve": state == "acknowledged", "outcomes": OUTCOME_LABELS,
+        "session": session, "alert": view.alert, "state": view.state, "events": view.events,
+        "history": [{"entry": h, "outcome": OUTCOME_LABELS.get(h.outcome or "")} for h in view.history],
+        "deliveries": [{"delivery": d, "recipient": view.recipients.get(d.delivery_id),
+                        "record_only": d.channel in RECORD_SINKS} for d in view.alert.deliveries],
+        "incident": view.incident, "terminals": view.terminals,
+        "context_minutes": int(TERMINAL_CONTEXT.total_seconds() // 60),
+        "can_acknowledge": view.state in ("open", "notified", "failed"),
+        "can_resolve": view.state == "acknowledged", "outcomes": OUTCOME_LABELS,
         "max_note": MAX_NOTE_CHARS})
 
 

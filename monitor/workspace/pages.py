@@ -19,6 +19,8 @@
 ``POST /workspace/alerts/{id}/acknowledge`` acknowledge it (optional note); 303 back to it
 ``POST /workspace/alerts/{id}/resolve``    resolve it with an outcome (:data:`OUTCOME_LABELS`)
                                            and a note; 303 back to it
+``GET  /workspace/clients/{customer_id}``  one client's alerts and failures of the last 90
+                                           days (only alerts the session may see; none: 404)
 =========================================  ==================================================
 
 The cookie :data:`SESSION_COOKIE` is HttpOnly, SameSite=Lax, ``Secure`` when the request
@@ -40,6 +42,7 @@ import jinja2
 from aiohttp import web
 
 from monitor.workspace.alert_pages import VIA, acknowledge, alert_page, alerts_page, resolve
+from monitor.workspace.client_pages import client_page
 from monitor.workspace.signing_in import (
     ask_for_link,
     confirm_sign_in,
@@ -47,7 +50,7 @@ from monitor.workspace.signing_in import (
     sign_in_form,
     sign_out,
 )
-from monitor.workspace.web import SESSION_COOKIE, WORKSPACE, Workspace
+from monitor.workspace.web import SESSION_COOKIE, WORKSPACE, Workspace, money, money_of
 
 __all__ = ["SESSION_COOKIE", "VIA", "Workspace", "build_workspace"]
 
@@ -63,6 +66,8 @@ def build_workspace(workspace: Workspace) -> web.Application:
     # Templates mark their text with _("...") (newstyle: autoescaped, %-formatted);
     # English until the manager's locale picks a catalogue.
     env.install_null_translations(newstyle=True)  # type: ignore[attr-defined]
+    env.filters["money"] = money
+    env.globals["money_of"] = money_of
 
     async def close(_: web.Application) -> None:
         await workspace.close()
@@ -77,4 +82,5 @@ def build_workspace(workspace: Workspace) -> web.Application:
     app.router.add_get("/alerts/{alert_id}", alert_page)
     app.router.add_post("/alerts/{alert_id}/acknowledge", acknowledge)
     app.router.add_post("/alerts/{alert_id}/resolve", resolve)
+    app.router.add_get("/clients/{customer_id}", client_page)
     return app

@@ -46,11 +46,13 @@ async def sign_in_form(request: web.Request) -> web.Response:
 
 
 async def ask_for_link(request: web.Request) -> web.Response:
-    """``POST /workspace/sign-in``: send a link if the manager exists; the same answer regardless."""
+    """``POST /workspace/sign-in``: send a link if the manager exists and the throttle allows; the same answer regardless."""
     form = await request.post()
     who = form.get("who")
-    if isinstance(who, str) and who.strip() and len(who) <= MAX_WHO_CHARS:
-        request.app[WORKSPACE].send_in_background(who)
+    workspace = request.app[WORKSPACE]
+    if (isinstance(who, str) and who.strip() and len(who) <= MAX_WHO_CHARS
+            and workspace.throttle.allow(who, request.remote)):
+        workspace.send_in_background(who)
     minutes = max(1, request.app[WORKSPACE].tokens.max_age_seconds // 60)
     return render(request, "link_sent.html", {"session": None, "minutes": minutes})
 

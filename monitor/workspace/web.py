@@ -25,10 +25,14 @@ import jinja2
 from aiohttp import web
 from markupsafe import Markup
 
+from monitor.alerts.messages.alert import format_amount
+from monitor.alerts.messages.local import local_time
 from monitor.alerts.store import AlertStore
+from monitor.domain import AlertEvent
 from monitor.i18n import N_, Translator, negotiate, translations
 from monitor.workspace.mailer import SignInMailer
 from monitor.workspace.sessions import Session, Sessions
+from monitor.workspace.throttle import SignInThrottle
 from monitor.workspace.tokens import SignInTokens
 
 __all__ = [
@@ -40,6 +44,8 @@ __all__ = [
     "csrf_ok",
     "csrf_refused",
     "current_session",
+    "money",
+    "money_of",
     "not_found",
     "page_translator",
     "redirect",
@@ -75,12 +81,14 @@ class Workspace:
         tokens: checks sign-in tokens.
         sessions: opens, finds and revokes sessions.
         mailer: sends sign-in links.
+        throttle: bounds how often links are sent (per person, per client address).
     """
 
     store: AlertStore
     tokens: SignInTokens
     sessions: Sessions
     mailer: SignInMailer
+    throttle: SignInThrottle = field(default_factory=SignInThrottle)
     _sending: set[asyncio.Task[bool]] = field(default_factory=set, repr=False)
 
     def send_in_background(self, who: str) -> None:
@@ -143,11 +151,15 @@ def render(request: web.Request, template: str, context: dict[str, Any], *,
 
     ``context["session"]`` (``None`` before sign-in) picks the language
     (:func:`page_translator`); templates get ``_``, ``gettext``, ``ngettext``, ``t`` (the
-    :class:`~monitor.i18n.Translator`: ``t.datetime(...)``, ``t.money(...)``) and ``lang``.
+    :class:`~monitor.i18n.Translator`: ``t.datetime(...)``, ``t.money(...)``,
+    ``t.rule_text(...)``), ``when(moment, layout)`` (the reader's zone: the strftime
+    ``layout`` in English, CLDR's way in another language;
+    :func:`~monitor.alerts.messages.local.local_time`) and ``lang``.
     """
     translator = page_translator(request, context.get("session"))
     context = {**context, **_template_gettext(translator), "t": translator,
-               "lang": translator.locale}
+               "lang": translator.locale,
+               "when": lambda moment, layout="%Y-%m-%d %H:%M %Z": local_time(translator, moment, layout)}
     response = aiohttp_jinja2.render_template(template, request, context, status=status)
     response.headers.update(PAGE_HEADERS)
     response.headers["Content-Language"] = translator.locale
@@ -217,3 +229,19 @@ def secure(request: web.Request) -> bool:
     """Whether the browser reached us over TLS: this request did, or the public URL is ``https``
     (a TLS-terminating proxy in front of cardmon)."""
     return request.secure or request.app[WORKSPACE].mailer.public_url.startswith("https://")
+
+
+@jinja2.pass_context
+def money(context: jinja2.runtime.Context, event: AlertEvent) -> str:
+    """A transaction's amount as the page's reader writes it (``"€134.09"``, ``"134,09 €"``):
+    integer minor units, ISO 4217 currency (a template filter: ``{{ event | money }}``)."""
+    return money_of(context, event.amount_minor, event.currency)
+
+
+@jinja2.pass_context
+def money_of(context: jinja2.runtime.Context, amount_minor: int, currency: str) -> str:
+    """An amount in ``currency``'s minor units as the page's reader writes it (English: ``"€134.09"``)."""
+    translator = context.get("t")
+    if isinstance(translator, Translator) and translator.language != "en":
+        return translator.money(amount_minor, currency)
+    return format_amount(amount_minor, currency, locale="en")

@@ -399,6 +399,30 @@ def test_cli_refuses_unknown_alerts_early_resolution_and_missing_stores(
         assert store.state_of(first) == "open"
 
 
+def test_cli_resolves_with_an_outcome_from_the_vocabulary(
+    tmp_path: Path, make_failure: Callable[..., VipFailure]
+) -> None:
+    """`alerts resolve --outcome` records the outcome (a note optional); no outcome and no note, or an unknown outcome, exit 2."""
+    from monitor.alerts.states import RESOLUTION_OUTCOMES
+    from monitor.cli.alerts import Outcome
+
+    assert tuple(o.value for o in Outcome) == RESOLUTION_OUTCOMES
+    path = tmp_path / "alerts.db"
+    first, _ = _two_alerts(path, make_failure)
+    db = ["--store", str(path)]
+    assert _cli("ack", first, "--by", "RM-017", *db).exit_code == 0
+    neither = _cli("resolve", first, "--by", "RM-017", *db)
+    assert neither.exit_code == 2 and "--outcome, --note or both" in neither.stderr
+    unknown = _cli("resolve", first, "--outcome", "shrugged", *db)
+    assert unknown.exit_code == 2
+    resolved = _cli("resolve", first, "--outcome", "card_replaced", "--by", "RM-017", *db)
+    assert (resolved.exit_code, resolved.stdout.strip()) == (0, f"{first} resolved by RM-017")
+    with AlertStore(path) as store:
+        last = store.history(first)[-1]
+        assert (last.action, last.actor, last.via, last.outcome, last.note) == (
+            "resolved", "RM-017", "cli", "card_replaced", None)
+
+
 def test_export_carries_each_alerts_state_history_and_escalation_recipients(
     store: AlertStore, make_failure: Callable[..., VipFailure]
 ) -> None:

@@ -62,13 +62,13 @@ async def test_a_french_manager_reads_french_pages(site: Site) -> None:
     page = await listing.text()
     assert listing.headers["Content-Language"] == "fr" and _lang(page) == "fr"
     for text in ("Alertes de mes clients", "Gravité", "élevée", "<td>ouverte</td>",
-                 "Se déconnecter", "07/12/2026 10:00"):
+                 "Se déconnecter", "07/12/2026 10:00 CET"):
         assert text in page, text
 
     detail = await client.get(f"/workspace/alerts/{alert_id}")
     page = await detail.text()
     for text in ("Alerte pour Client 1", "Transactions échouées", f"134,09{NBSP}€",
-                 "7 déc. 2026, 10:00:00",  # 09:00 UTC in Paris
+                 "07/12/2026 10:00:00 CET",  # 09:00 UTC in Paris
                  "Émetteur ou commutateur hors service",
                  "Ce sont les systèmes de la banque qui ont fait échouer cette transaction",
                  "Acquitter", "Historique", "Retour aux alertes de mes clients"):
@@ -85,7 +85,7 @@ async def test_a_chinese_manager_reads_simplified_chinese_pages(site: Site) -> N
     assert _lang(page) == "zh-Hans"
     assert "我的客户告警" in page and "严重程度" in page and ">高<" in page
     page = await (await client.get(f"/workspace/alerts/{alert_id}")).text()
-    for text in ("Client 2 的告警", "失败的交易", "2026年12月7日 17:00:00",  # 09:00 UTC in Shanghai
+    for text in ("Client 2 的告警", "失败的交易", "2026/12/7 17:00:00 CST",  # 09:00 UTC in Shanghai
                  "€134.09", "发卡行或交换网络无法工作", "本次交易失败是本行系统造成的", "确认", "历史记录"):
         assert text in page, text
     assert RAW_PAN not in page
@@ -132,3 +132,18 @@ async def test_the_sign_in_mail_is_in_the_managers_language(site: Site) -> None:
     body = mail.get_content()
     assert body.startswith("Bonjour Amélie Durand,")
     assert "Ouvrez ce lien pour vous connecter" in body and "dans un délai de 15 minutes" in body
+
+
+async def test_the_evidence_and_client_pages_speak_french_too(site: Site) -> None:
+    """The alert's evidence (terminal, incident, deliveries) and the client's page are French for a French manager, money included."""
+    site.managers[AMELIE.manager_id] = AMELIE
+    alert_id = _record(site, AMELIE, 4)
+    client = await site.signed_in(AMELIE.manager_id)
+    page = await (await client.get(f"/workspace/alerts/{alert_id}")).text()
+    for text in ("Au terminal", "Ne fait pas partie d’un incident", "Envois", "en attente"):
+        assert text in page, text
+    page = await (await client.get("/workspace/clients/C-0004")).text()
+    for text in ("Client private", "Montant en échec", f"134,09{NBSP}€", "technique ×1", "élevée",
+                 "07/12/2026 10:00 CET", "Émetteur ou commutateur hors service"):
+        assert text in page, text
+    assert RAW_PAN not in page

@@ -1,6 +1,6 @@
 """The reader of a message: their :class:`~monitor.i18n.Translator` and their way of writing times.
 
-Messages are written for one person: the language of their registry ``locale`` and
+Messages (and the workspace's pages) are written for one person: the language of their registry ``locale`` and
 the times in their ``timezone``. English keeps the fixed layouts messages always had
 (``Mon 06 May 2024, 08:01:30 EDT``: mail filters and tests read them); another
 language writes the same facts the CLDR way (``lun. 6 mai 2024 14:01:30 CEST``,
@@ -29,6 +29,10 @@ _SKELETONS: Final[dict[str, tuple[str | None, str | None, bool]]] = {
     "%H:%M:%S %Z": (None, "Hms", True),
     "%H:%M %Z": (None, "Hm", True),
     "%H:%M": (None, "Hm", False),
+    "%Y-%m-%d %H:%M:%S %Z": ("yMd", "Hms", True),
+    "%Y-%m-%d %H:%M %Z": ("yMd", "Hm", True),
+    "%Y-%m-%d %H:%M:%S": ("yMd", "Hms", False),
+    "%Y-%m-%d %H:%M": ("yMd", "Hm", False),
 }
 
 
