@@ -169,6 +169,9 @@ class MonitorApp:
         self.health = TerminalHealthService(settings.health, settings.kafka,
                                             registry=self.metrics_registry, metrics=self.metrics,
                                             clock=self.clock)
+        if self.workspace is not None:  # operations' terminals page: live state, repair priority
+            self.workspace.terminal_health = self.health.book.state_of
+            self.workspace.impact_classes = tuple(self.health.book.rules.aggregate.classes)
         # Repair priority: the terminals that hurt VIP clients most, their own failure
         # classes being the fleet aggregation's (rules/health.yaml aggregate.classes).
         self.impact_metrics = TerminalImpactMetrics(self.metrics_registry,

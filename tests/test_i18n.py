@@ -31,7 +31,7 @@ from monitor.rulebook import RuleFile
 ROOT = Path(__file__).resolve().parents[1]
 NBSP = "\u00a0"
 NNBSP = "\u202f"
-_PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+_PLACEHOLDER = re.compile(r"%\((\w+)\)[0-9]*[sd]")
 
 
 def test_money_is_written_the_way_each_locale_writes_it() -> None:

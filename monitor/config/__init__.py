@@ -12,7 +12,7 @@ module             sections
 ``inputs``         ``kafka``, ``registry``, ``health``, ``event_time``: what is read
 ``alerting``       ``alerting`` (with ``smtp``, ``postgres``, ``scale_out``): the store, delivery
 ``endpoints``      ``api``, ``metrics``: what is served
-``workspace``      ``workspace``: the managers' workspace (sign-in links, sessions)
+``workspace``      ``workspace``: the managers' workspace (sign-in links, sessions, roles)
 ``settings``       :class:`Settings`, :func:`load_settings`, :func:`isolated_settings`
 ``section``        what every section shares (frozen, no unknown key, no input in errors)
 =================  =====================================================================
@@ -30,7 +30,7 @@ from monitor.config.alerting import (
 from monitor.config.endpoints import MIN_SECRET_CHARS, ApiSettings, MetricsSettings
 from monitor.config.inputs import EventTimeSettings, HealthSettings, KafkaSettings, RegistrySettings
 from monitor.config.settings import Settings, isolated_settings, load_settings
-from monitor.config.workspace import WorkspaceSettings
+from monitor.config.workspace import OperationsPerson, WorkspaceSettings
 
 __all__ = [
     "MIN_SECRET_CHARS",
@@ -41,6 +41,7 @@ __all__ = [
     "HealthSettings",
     "KafkaSettings",
     "MetricsSettings",
+    "OperationsPerson",
     "PostgresSettings",
     "RegistrySettings",
     "ScaleOutSettings",

@@ -2,24 +2,28 @@
 
 Foundations first, pages above them:
 
-================  ==================================================================
-module            concern
-================  ==================================================================
-``tokens``        sign-in tokens: signed, short-lived, bound to a manager (single use is
-                  recorded in the alert store)
-``sessions``      sessions (random ID in a cookie, stored hashed, expiring, revocable)
-                  and their CSRF tokens
-``mailer``        finds a manager in the registry and mails them a sign-in link
-``outcomes``      the labels of the resolution outcomes a manager chooses from
-``web``           what every page shares: the :class:`Workspace`, rendering, the session,
-                  CSRF checks and the usual answers
-``access``        who may see what (anything else answers 404)
-``signing_in``    the sign-in routes: ask for a link, use it once, sign out
-``alert_pages``   the alert routes: the list, one alert, acknowledge and resolve
-``pages``         the ``/workspace`` sub-application and its route table (jinja2 templates
-                  in ``templates/``)
-``configured``    the workspace the settings enable
-================  ==================================================================
+====================  ==============================================================
+module                concern
+====================  ==============================================================
+``tokens``            sign-in tokens: signed, short-lived, bound to a manager (single use is
+                      recorded in the alert store)
+``sessions``          sessions (random ID in a cookie, stored hashed, expiring, revocable)
+                      and their CSRF tokens
+``roles``             who may sign in and in which roles: managers of the registry, team
+                      leads and operations staff of the settings
+``mailer``            finds a person (registry or operations) and mails them a sign-in link
+``outcomes``          the labels of the resolution outcomes a manager chooses from
+``web``               what every page shares: the :class:`Workspace`, rendering, the session,
+                      CSRF checks and the usual answers
+``access``            who may see what, by role (anything else answers 404)
+``signing_in``        the sign-in routes: ask for a link, use it once, sign out
+``alert_pages``       the alert routes: the list, one alert, acknowledge and resolve
+``team_pages``        a team lead's page: alerts waiting and time to acknowledge, by manager
+``operations_pages``  operations' pages: incidents, one incident, terminals (no client names)
+``pages``             the ``/workspace`` sub-application and its route table (jinja2 templates
+                      in ``templates/``)
+``configured``        the workspace the settings enable
+====================  ==============================================================
 
 ``docs/workspace.md`` states each guarantee and its limit.
 """

@@ -1,5 +1,8 @@
 """The workspace's alert routes: the manager's alerts, one alert, acknowledge and resolve.
 
+A team lead's list holds their team's managers' clients' alerts too (with a manager
+column); what a session sees is :mod:`~monitor.workspace.access`'s decision.
+
 Acknowledge and resolve use the store's lifecycle calls with the session's manager as
 ``by`` and ``via="workspace"``, so the alert's history says who did it, when and from
 where. An alert the session may not see (:func:`~monitor.workspace.access.may_see_alert`),
@@ -18,12 +21,12 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from monitor.alerts.states import AlertState, HistoryEntry, StateConflictError
+from monitor.alerts.states import ALERT_STATES, AlertState, HistoryEntry, StateConflictError
 from monitor.alerts.store import AlertStore, TerminalActivity
 from monitor.domain import SEVERITIES, Alert, AlertEvent
 from monitor.i18n import N_
 from monitor.incidents.model import Incident
-from monitor.workspace.access import may_see_alert
+from monitor.workspace.access import may_see_alert, may_see_page, visible_managers
 from monitor.workspace.outcomes import OUTCOME_LABELS
 from monitor.workspace.sessions import Session
 from monitor.workspace.web import (
@@ -63,18 +66,37 @@ def _order(alert: Alert, state: AlertState) -> tuple[int, int, datetime, str]:
 
 
 async def alerts_page(request: web.Request) -> web.Response:
-    """``GET /workspace/alerts``: the manager's own clients' alerts, open first, by severity and age."""
+    """``GET /workspace/alerts[?state=...][&manager=...]``: the alerts of the clients the session sees
+    (a manager's own, a team lead's team's too; ``manager`` narrows to one of them), open first,
+    by severity and age; a role without alerts gets 404."""
     session = await current_session(request)
     if session is None:
         return to_sign_in()
+    if not may_see_page(session, "alerts"):
+        return not_found(request, session, "There is no such page among yours.")
+    wanted = request.query.get("state")
+    state: AlertState | None = next((s for s in ALERT_STATES if s == wanted), None)
     store = request.app[WORKSPACE].store
-    page = await asyncio.to_thread(store.find_alerts, manager_id=session.manager_id,
-                                   limit=ALERT_LIMIT)
-    alerts = sorted(page.alerts, key=lambda a: _order(a, page.states[a.alert_id]))
-    rows = [{"alert": a, "state": page.states[a.alert_id], "open": page.states[a.alert_id] not in _DONE_STATES}
+    visible = visible_managers(session)
+    one = request.query.get("manager", "")
+    managers = [one] if one in visible else sorted(visible)
+
+    def read() -> tuple[list[Alert], dict[str, AlertState], bool]:
+        pages = [store.find_alerts(manager_id=m, state=state, limit=ALERT_LIMIT) for m in managers]
+        found = sorted((a for p in pages for a in p.alerts), key=lambda a: (a.created_at, a.alert_id),
+                       reverse=True)
+        states = {k: v for p in pages for k, v in p.states.items()}
+        more = len(found) > ALERT_LIMIT or any(p.next_cursor is not None for p in pages)
+        return found[:ALERT_LIMIT], states, more
+
+    found, states, more = await asyncio.to_thread(read)
+    alerts = sorted(found, key=lambda a: _order(a, states[a.alert_id]))
+    rows = [{"alert": a, "state": states[a.alert_id], "open": states[a.alert_id] not in _DONE_STATES}
             for a in alerts]
-    return render(request, "alerts.html", {"session": session, "rows": rows,
-                                            "more": page.next_cursor is not None})
+    return render(request, "alerts.html", {"session": session, "rows": rows, "more": more,
+                                            "team": len(visible) > 1, "states": ALERT_STATES,
+                                            "manager": one if one in visible and len(visible) > 1 else None,
+                                            "state": state})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -187,5 +209,5 @@ async def _act(request: web.Request, what: str) -> web.Response:
                                             else N_("resolved")))
     if not applied:
         return not_found(request, session)
-    log.info("workspace: manager %s did %s on alert %s", session.manager_id, what, alert_id)
+    log.info("workspace: %s did %s on alert %s", session.manager_id, what, alert_id)
     return redirect(f"/workspace/alerts/{quote(alert_id, safe='')}")

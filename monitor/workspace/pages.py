@@ -21,6 +21,11 @@
                                            and a note; 303 back to it
 ``GET  /workspace/clients/{customer_id}``  one client's alerts and failures of the last 90
                                            days (only alerts the session may see; none: 404)
+``GET  /workspace/team``                   a team lead's team: alerts waiting, time to
+                                           acknowledge (:mod:`~monitor.workspace.team_pages`)
+``GET  /workspace/incidents[/{id}]``       operations: incidents, one incident
+``GET  /workspace/terminals``              operations: terminals with VIP failures
+                                           (:mod:`~monitor.workspace.operations_pages`)
 =========================================  ==================================================
 
 The cookie :data:`SESSION_COOKIE` is HttpOnly, SameSite=Lax, ``Secure`` when the request
@@ -31,7 +36,8 @@ never cached, never framed and send a ``Referer`` only to this site (a sign-in l
 is in its path).
 
 The routes live by concern: sign-in in :mod:`~monitor.workspace.signing_in`, alerts in
-:mod:`~monitor.workspace.alert_pages`, what they share in :mod:`~monitor.workspace.web`
+:mod:`~monitor.workspace.alert_pages`, the team lead's page in :mod:`~monitor.workspace.team_pages`,
+operations' pages in :mod:`~monitor.workspace.operations_pages`, what they share in :mod:`~monitor.workspace.web`
 and who may see what in :mod:`~monitor.workspace.access`.
 """
 
@@ -41,8 +47,10 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
+from monitor.workspace.access import allowed_pages
 from monitor.workspace.alert_pages import VIA, acknowledge, alert_page, alerts_page, resolve
 from monitor.workspace.client_pages import client_page
+from monitor.workspace.operations_pages import incident_page, incidents_page, terminals_page
 from monitor.workspace.signing_in import (
     ask_for_link,
     confirm_sign_in,
@@ -50,6 +58,7 @@ from monitor.workspace.signing_in import (
     sign_in_form,
     sign_out,
 )
+from monitor.workspace.team_pages import team_page
 from monitor.workspace.web import SESSION_COOKIE, WORKSPACE, Workspace, money, money_of
 
 __all__ = ["SESSION_COOKIE", "VIA", "Workspace", "build_workspace"]
@@ -68,6 +77,7 @@ def build_workspace(workspace: Workspace) -> web.Application:
     env.install_null_translations(newstyle=True)  # type: ignore[attr-defined]
     env.filters["money"] = money
     env.globals["money_of"] = money_of
+    env.globals["allowed_pages"] = allowed_pages  # base.html's nav shows only the role's pages
 
     async def close(_: web.Application) -> None:
         await workspace.close()
@@ -83,4 +93,8 @@ def build_workspace(workspace: Workspace) -> web.Application:
     app.router.add_post("/alerts/{alert_id}/acknowledge", acknowledge)
     app.router.add_post("/alerts/{alert_id}/resolve", resolve)
     app.router.add_get("/clients/{customer_id}", client_page)
+    app.router.add_get("/team", team_page)
+    app.router.add_get("/incidents", incidents_page)
+    app.router.add_get("/incidents/{incident_id}", incident_page)
+    app.router.add_get("/terminals", terminals_page)
     return app

@@ -43,18 +43,25 @@ class Session:
 
     Attributes:
         session_id: the random ID (the cookie's value; never logged).
-        manager_id: the signed-in manager.
+        manager_id: the signed-in person: a manager ID, or an operations person's ID.
         expires_at: when it stops working (UTC).
         csrf_token: the token every form of this session must send back.
+        roles: the person's roles now (``manager``, ``team_lead``, ``operations``);
+            empty until :func:`monitor.workspace.web.current_session` looks them up
+            (an empty session sees nothing).
+        team: for a team lead, their team's manager IDs (their own not included).
     """
 
     session_id: str
     manager_id: str
     expires_at: datetime
     csrf_token: str
+    roles: frozenset[str] = frozenset()
+    team: frozenset[str] = frozenset()
 
     def __repr__(self) -> str:
-        return f"Session(manager_id={self.manager_id!r}, expires_at={self.expires_at.isoformat()})"
+        return (f"Session(manager_id={self.manager_id!r}, roles={sorted(self.roles)!r}, "
+                f"expires_at={self.expires_at.isoformat()})")
 
 
 class Sessions:

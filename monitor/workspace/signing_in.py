@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from monitor.i18n import N_
+from monitor.workspace.access import home_page
 from monitor.workspace.mailer import MAX_WHO_CHARS
 from monitor.workspace.tokens import InvalidSignInError
 from monitor.workspace.web import (
@@ -65,10 +66,10 @@ def _check_token(request: web.Request) -> tuple[str, Any] | web.Response:
         return refused(request, 403, N_("Link refused"),
                        N_("This sign-in link has expired. Ask for a new sign-in link.")
                        if error.reason == "expired" else _NOT_VALID)
-    manager = workspace.mailer.find(claim.manager_id) if workspace.mailer.known(claim.manager_id) else None
-    if manager is None:
+    person = workspace.mailer.people.get(claim.manager_id)
+    if person is None:
         return refused(request, 403, N_("Link refused"), _NOT_VALID)
-    return manager.name, claim
+    return person.name, claim
 
 
 async def confirm_sign_in(request: web.Request) -> web.Response:
@@ -82,7 +83,7 @@ async def confirm_sign_in(request: web.Request) -> web.Response:
 
 
 async def sign_in(request: web.Request) -> web.Response:
-    """``POST /workspace/sign-in/{token}``: use the link once, open a session, go to the alerts."""
+    """``POST /workspace/sign-in/{token}``: use the link once, open a session, go to the person's first page."""
     if cross_site(request):
         return refused(request, 403, N_("Sign-in refused"), N_("This form was sent from another site."))
     checked = _check_token(request)
@@ -97,8 +98,9 @@ async def sign_in(request: web.Request) -> web.Response:
         return refused(request, 403, N_("Link refused"),
                        N_("This sign-in link was already used. Ask for a new sign-in link."))
     session = await workspace.sessions.open(claim.manager_id)
-    log.info("workspace: manager %s signed in", claim.manager_id)
-    response = redirect("/workspace/alerts")
+    log.info("workspace: %s signed in", claim.manager_id)
+    person = workspace.mailer.people.get(claim.manager_id)
+    response = redirect(home_page(person.roles if person else frozenset()))
     response.set_cookie(SESSION_COOKIE, session.session_id, path="/workspace",
                         max_age=workspace.sessions.max_age_seconds, httponly=True,
                         samesite="Lax", secure=secure(request) or None)

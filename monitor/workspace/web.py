@@ -16,7 +16,8 @@ and any new page) build on this one; :mod:`~monitor.workspace.pages` assembles t
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -29,7 +30,8 @@ from monitor.alerts.messages.alert import format_amount
 from monitor.alerts.messages.local import local_time
 from monitor.alerts.store import AlertStore
 from monitor.domain import AlertEvent
-from monitor.i18n import N_, Translator, negotiate, translations
+from monitor.i18n import DEFAULT_LOCALE, N_, LocaleError, Translator, negotiate, translations
+from monitor.health.state_rules import HealthState
 from monitor.workspace.mailer import SignInMailer
 from monitor.workspace.sessions import Session, Sessions
 from monitor.workspace.throttle import SignInThrottle
@@ -81,6 +83,11 @@ class Workspace:
         tokens: checks sign-in tokens.
         sessions: opens, finds and revokes sessions.
         mailer: sends sign-in links.
+        terminal_health: a terminal's live health state and reasons at the health book's
+            last evaluation (``HealthBook.state_of``; the monitor sets it), ``None`` where
+            the book is not in this process (the terminals page then shows the store's only).
+        impact_classes: the outcome classes that are a terminal's own, for the terminals
+            page's ranking (``rules/health.yaml`` ``aggregate.classes``; the monitor sets it).
         throttle: bounds how often links are sent (per person, per client address).
     """
 
@@ -88,6 +95,8 @@ class Workspace:
     tokens: SignInTokens
     sessions: Sessions
     mailer: SignInMailer
+    terminal_health: Callable[[str], tuple[HealthState, list[str]] | None] | None = None
+    impact_classes: tuple[str, ...] = ("technical", "terminal", "card")
     throttle: SignInThrottle = field(default_factory=SignInThrottle)
     _sending: set[asyncio.Task[bool]] = field(default_factory=set, repr=False)
 
@@ -113,12 +122,16 @@ WORKSPACE: Final = web.AppKey("workspace", Workspace)
 
 
 def page_translator(request: web.Request, session: Session | None) -> Translator:
-    """The reader's language and zone: the signed-in manager's registry ``locale`` and
-    ``timezone``; before sign-in the browser's ``Accept-Language`` (English by default) and UTC."""
+    """The reader's language and zone: the signed-in person's ``locale`` and ``timezone`` (a
+    manager's from the registry, operations' from the settings); before sign-in the browser's
+    ``Accept-Language`` (English by default) and UTC."""
     if session is not None:
-        manager = request.app[WORKSPACE].mailer.find(session.manager_id)
-        if manager is not None and manager.manager_id == session.manager_id:
-            return Translator(manager.locale, manager.timezone)
+        person = request.app[WORKSPACE].mailer.people.get(session.manager_id)
+        if person is not None:
+            try:
+                return Translator(person.locale, person.timezone)
+            except LocaleError:  # an operations person's setting cardmon cannot read
+                return Translator(DEFAULT_LOCALE, person.timezone)
     return Translator(negotiate(request.headers.get("Accept-Language")))
 
 
@@ -186,12 +199,16 @@ def not_found(request: web.Request, session: Session,
 
 
 async def current_session(request: web.Request) -> Session | None:
-    """The request's live session, if its manager is still in the registry."""
+    """The request's live session with its person's roles now, if they may still sign in
+    (a manager still in the registry, an operations person still in the settings)."""
     workspace = request.app[WORKSPACE]
     session = await workspace.sessions.find(request.cookies.get(SESSION_COOKIE))
-    if session is None or not workspace.mailer.known(session.manager_id):
+    if session is None:
         return None
-    return session
+    person = workspace.mailer.people.get(session.manager_id)
+    if person is None:
+        return None
+    return replace(session, roles=frozenset(person.roles), team=person.team)
 
 
 def csrf_ok(request: web.Request, session: Session, form: Any) -> bool:

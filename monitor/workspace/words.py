@@ -20,6 +20,7 @@ WORDS: Final[dict[str, tuple[str, ...]]] = {
     "action": (N_("opened"), N_("escalated"), N_("resent"), N_("fallback"), N_("corrected")),
     "via": (N_("workspace"), N_("link"), N_("api"), N_("cli")),
     "delivery": (N_("pending"), N_("sent"), N_("merged")),
+    "incident scope": (N_("terminal"), N_("merchant"), N_("region"), N_("issuer"), N_("network")),
     "outcome class": (N_("approved"), N_("technical"), N_("terminal"), N_("card"), N_("customer"),
                       N_("fraud"), N_("unknown")),
 }

@@ -10,7 +10,9 @@ import re
 from datetime import timedelta
 
 import pytest
+from pydantic import ValidationError
 
+from monitor.config.workspace import WorkspaceSettings
 from monitor.domain import AlertEvent, Manager, VipFailure
 from monitor.paths import rules_path
 from monitor.pipeline.classify import default_table
@@ -147,3 +149,15 @@ async def test_the_evidence_and_client_pages_speak_french_too(site: Site) -> Non
                  "07/12/2026 10:00 CET", "Émetteur ou commutateur hors service"):
         assert text in page, text
     assert RAW_PAN not in page
+
+
+@pytest.mark.parametrize(("locale", "accepted"), [("fr", True), ("zh-CN", True), ("de", False),
+                                                  ("klingon", False)])
+def test_an_operations_persons_locale_is_checked_at_start(locale: str, accepted: bool) -> None:
+    """Operations' own ``locale`` setting is read like the registry's: a language without a catalogue stops the start."""
+    person = {"id": "OPS-7", "name": "Priya Nair", "email": "priya.nair@bank.example", "locale": locale}
+    if accepted:
+        assert WorkspaceSettings(operations=[person]).operations[0].locale == locale  # type: ignore[list-item]
+    else:
+        with pytest.raises(ValidationError, match="locale"):
+            WorkspaceSettings(operations=[person])  # type: ignore[list-item]

@@ -19,7 +19,8 @@ classes it is built from:
   (:mod:`~monitor.alerts.store.incidents` writes them,
   :mod:`~monitor.alerts.store.incident_reads` reads them);
 - the managers' workspace: used sign-in tokens and sessions
-  (:mod:`~monitor.alerts.store.workspace`).
+  (:mod:`~monitor.alerts.store.workspace`), a team lead's page's reads
+  (:mod:`~monitor.alerts.store.team_reads`).
 
 Below them: the connection, its lock, transactions and retries
 (:mod:`~monitor.alerts.store.connection`), the database adapters
@@ -59,10 +60,12 @@ from monitor.alerts.store.recording import (
 )
 from monitor.alerts.store.resend import Resend, ResendQueries
 from monitor.alerts.store.summaries import SummaryQueries
+from monitor.alerts.store.team_reads import AcknowledgementCounts, TeamQueries
 from monitor.alerts.store.workspace import StoredSession, WorkspaceQueries
 
 __all__ = [
     "DEFAULT_WINDOW_SECONDS",
+    "AcknowledgementCounts",
     "AlertPage",
     "AlertStore",
     "ClientHistory",
@@ -81,7 +84,7 @@ __all__ = [
 
 class AlertStore(Recording, ReadQueries, ClientQueries, ImpactQueries, OutboxQueries,
                  ResendQueries, LifecycleQueries, EscalationQueries, DigestQueries,
-                 SummaryQueries, IncidentQueries, WorkspaceQueries):
+                 SummaryQueries, IncidentQueries, WorkspaceQueries, TeamQueries):
     """Alerts, their events and the delivery outbox in a SQLite file or a PostgreSQL database.
 
     Args:
