@@ -30,8 +30,8 @@ from monitor.alerts.messages.alert import format_amount
 from monitor.alerts.messages.local import local_time
 from monitor.alerts.store import AlertStore
 from monitor.domain import AlertEvent
-from monitor.i18n import DEFAULT_LOCALE, N_, LocaleError, Translator, negotiate, translations
 from monitor.health.state_rules import HealthState
+from monitor.i18n import DEFAULT_LOCALE, N_, LocaleError, Translator, negotiate, translations
 from monitor.workspace.mailer import SignInMailer
 from monitor.workspace.sessions import Session, Sessions
 from monitor.workspace.throttle import SignInThrottle
