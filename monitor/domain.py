@@ -192,6 +192,8 @@ class Manager:
     """A relationship manager as the registry knows them.
 
     ``timezone`` is an IANA zone name (``Europe/Paris``); alerts show times in it.
+    ``locale`` is a BCP 47 tag (``en``, ``fr``, ``zh-Hans``, ``fr-CA``): the language
+    and formats of the manager's pages and messages (:mod:`monitor.i18n`).
 
     ``channels`` maps a severity to the route keys the manager wants for it
     (``email``, ``webhook``, ``apprise:0``...; see :mod:`monitor.alerts.routing`);
@@ -216,6 +218,7 @@ class Manager:
     webhook_url: str | None = field(default=None, repr=False)  # may carry user:pass@ or a token
     backup_manager_id: str | None = None
     timezone: str = "UTC"
+    locale: str = "en"
     channels: dict[Severity, tuple[str, ...]] = field(default_factory=dict, hash=False)
     apprise_urls: tuple[str, ...] = field(default=(), repr=False)
     working_hours: str | None = None

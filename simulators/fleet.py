@@ -179,7 +179,7 @@ def write_registry(fleet: Fleet, directory: str | Path) -> tuple[Path, Path]:
 
     The files have the columns :mod:`monitor.pipeline.vips` reads:
     ``customer_id,name,tier,manager_id,card_refs`` (``card_refs`` ``;``-separated) and
-    ``manager_id,name,email,phone,webhook_url,backup_manager_id,timezone``.
+    ``manager_id,name,email,phone,webhook_url,backup_manager_id,timezone,locale``.
 
     Args:
         fleet: the fleet whose VIPs and managers are written.
@@ -197,7 +197,8 @@ def write_registry(fleet: Fleet, directory: str | Path) -> tuple[Path, Path]:
          for c in fleet.vips],
         schema={c: pl.String for c in ("customer_id", "name", "tier", "manager_id", "card_refs")},
     ).write_csv(customers_path)
-    columns = ("manager_id", "name", "email", "phone", "webhook_url", "backup_manager_id", "timezone")
+    columns = ("manager_id", "name", "email", "phone", "webhook_url", "backup_manager_id", "timezone",
+               "locale")
     pl.DataFrame(
         [{column: getattr(manager, column) for column in columns} for manager in fleet.managers],
         schema={c: pl.String for c in columns},

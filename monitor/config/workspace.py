@@ -16,6 +16,7 @@ from pydantic import (
 
 from monitor.config.endpoints import MIN_SECRET_CHARS
 from monitor.config.section import SECTION_CONFIG
+from monitor.i18n import check_locale
 
 __all__ = ["OperationsPerson", "WorkspaceSettings"]
 
@@ -41,6 +42,11 @@ class OperationsPerson(BaseModel):
     locale: str = Field(default="en", min_length=2, max_length=35)
     #: Their IANA zone (``Europe/Paris``).
     timezone: str = Field(default="UTC", min_length=1, max_length=64)
+
+    @field_validator("locale")
+    @classmethod
+    def _known_locale(cls, value: str) -> str:
+        return check_locale(value)  # LocaleError is a ValueError: pydantic names the field
 
     @field_validator("timezone")
     @classmethod

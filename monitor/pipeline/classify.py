@@ -8,13 +8,18 @@ code absent from the table classifies as ``unknown``.
 
 Scalar look-ups (:meth:`ResponseCodeTable.outcome`, ``meaning``, ``action``) serve
 alert text; :meth:`ResponseCodeTable.classify` labels a whole polars batch at once.
+
+Each entry may carry ``translations`` (``fr`` and ``zh-Hans``, each ``{meaning, action}``;
+a reserved range its meaning only), validated by :class:`monitor.i18n.RuleTexts` and
+handed to :func:`monitor.i18n.remember_rule_text`, so a message or page shows the
+manager's language while the alert keeps the English text.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any, Final
@@ -23,6 +28,7 @@ import polars as pl
 
 from monitor.domain import OUTCOMES
 from monitor.errors import ConfigurationError
+from monitor.i18n import RuleTexts, remember_rule_text
 from monitor.paths import rules_path
 from monitor.rulebook import RuleFile, RuleFileError
 
@@ -52,6 +58,8 @@ class ResponseCode:
         meaning: the standard's (or network's) wording.
         action: one sentence for a relationship manager.
         network: ``None`` for an ISO 8583:1987 code, else the network (``"Visa"``).
+        translations: language (``fr``, ``zh-Hans``) → ``{"meaning": ..., "action": ...}``;
+            empty when the file gives none (English everywhere).
     """
 
     code: str
@@ -59,6 +67,7 @@ class ResponseCode:
     meaning: str
     action: str
     network: str | None = None
+    translations: dict[str, dict[str, str]] = field(default_factory=dict, compare=False, hash=False)
 
 
 class ResponseCodeTable:
@@ -259,13 +268,40 @@ def _row(
     network = entry.get("network")
     if network is not None and not isinstance(network, str):
         raise ResponseCodeError(f"{file}: {where}: 'network' must be a string")
+    meaning, action = _text(file, where, entry, "meaning"), _text(file, where, entry, "action")
+    translations = _translations(file, where, entry, ("meaning", "action"))
+    for key, english in (("meaning", meaning), ("action", action)):
+        remember_rule_text(english, {language: texts[key] for language, texts in translations.items()})
     return ResponseCode(
         code=code,
         outcome=declared,
-        meaning=_text(file, where, entry, "meaning"),
-        action=_text(file, where, entry, "action"),
+        meaning=meaning,
+        action=action,
         network=network,
+        translations=translations,
     )
+
+
+def _translations(file: Path, where: str, entry: Mapping[str, Any],
+                  fields: tuple[str, ...]) -> dict[str, dict[str, str]]:
+    """An entry's ``translations`` (``{}`` if none): every language, each with exactly ``fields``."""
+    given = entry.get("translations")
+    if given is None:
+        return {}
+    try:
+        texts = RuleTexts.model_validate(given).by_language()
+    except ValueError as error:
+        problem = str(error).splitlines()
+        raise ResponseCodeError(f"{file}: {where}: translations: {' '.join(problem[1:3])}") from None
+    checked: dict[str, dict[str, str]] = {}
+    for language, value in texts.items():
+        if isinstance(value, str) and fields == ("meaning",):
+            value = {"meaning": value}
+        if not isinstance(value, dict) or set(value) != set(fields):
+            raise ResponseCodeError(f"{file}: {where}: translations.{language} must give exactly "
+                                    f"{', '.join(fields)}")
+        checked[language] = {key: " ".join(text.split()) for key, text in value.items()}
+    return checked
 
 
 def _reserved(file: Path, ranges: Any) -> dict[str, str]:
@@ -284,6 +320,8 @@ def _reserved(file: Path, ranges: Any) -> dict[str, str]:
                 f"{file}: {where}: range {first}-{last} must be numeric, low to high"
             )
         meaning = _text(file, where, entry, "meaning")
+        translated = _translations(file, where, entry, ("meaning",))
+        remember_rule_text(meaning, {language: texts["meaning"] for language, texts in translated.items()})
         for number in range(int(first), int(last) + 1):
             reserved[f"{number:02d}"] = meaning
     return reserved

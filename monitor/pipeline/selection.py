@@ -15,6 +15,7 @@ import polars as pl
 
 from monitor.domain import SEVERITIES
 from monitor.errors import ConfigurationError
+from monitor.i18n import RuleTexts, remember_rule_text
 from monitor.rulebook import RuleFile
 
 __all__ = ["FAILURE_OUTCOMES", "AlertPolicy", "PolicyError", "read_policy_file"]
@@ -107,6 +108,7 @@ class AlertPolicy:
                     raise PolicyError(f"{source}: {name} alerts on unknown outcome {outcome!r}")
                 rows.append((str(tier), outcome, overrides[outcome]))
         actions = {str(k): " ".join(str(v).split()) for k, v in (data.get("actions") or {}).items()}
+        _remember_action_translations(data.get("action_translations"), actions, source)
         table = pl.DataFrame(rows, schema={"policy_tier": pl.String, "outcome": pl.String,
                                            "severity": pl.String}, orient="row")
         return cls(window, table, tuple(str(t) for t in data["tiers"]), actions)
@@ -134,6 +136,31 @@ class AlertPolicy:
     def action_for(self, outcome: str) -> str:
         """The suggested action for an outcome class (empty string if none)."""
         return self.actions.get(outcome, "")
+
+
+def _remember_action_translations(value: Any, actions: dict[str, str], source: str) -> None:
+    """Check ``action_translations`` (outcome → ``{fr: ..., zh-Hans: ...}``, every language)
+    and hand each to :func:`monitor.i18n.remember_rule_text`.
+
+    Raises:
+        PolicyError: not a mapping, an outcome without an action, or a language missing.
+    """
+    if value is None:
+        return
+    if not isinstance(value, dict):
+        raise PolicyError(f"{source}: action_translations must map outcome classes to translations")
+    for outcome, texts in value.items():
+        if str(outcome) not in actions:
+            raise PolicyError(f"{source}: action_translations.{outcome}: no action of that outcome "
+                              "in 'actions'")
+        try:
+            translated = RuleTexts.model_validate(texts).by_language()
+        except ValueError as error:
+            problem = " ".join(str(error).splitlines()[1:3])
+            raise PolicyError(f"{source}: action_translations.{outcome}: {problem}") from None
+        if not all(isinstance(text, str) for text in translated.values()):
+            raise PolicyError(f"{source}: action_translations.{outcome}: each language is one text")
+        remember_rule_text(actions[str(outcome)], {k: str(v) for k, v in translated.items()})
 
 
 def _severities(value: Any, source: str, where: str) -> dict[str, str]:

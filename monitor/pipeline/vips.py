@@ -6,7 +6,9 @@ Two files, CSV or Parquet (chosen by suffix), read with polars:
   ``card_refs`` (card tokens/hashes of the client; ``;``-separated in CSV, a list
   in Parquet) so events that carry only a ``card_ref`` still find their client;
 * managers: ``manager_id``, ``name``, ``email``, ``phone``, ``webhook_url``,
-  ``backup_manager_id``, ``timezone`` (IANA name) and optional ``channels``: the
+  ``backup_manager_id``, ``timezone`` (IANA name), ``locale`` (BCP 47: ``en``, ``fr``,
+  ``zh-Hans``...; empty: ``en``; a language cardmon has no catalogue for is an error,
+  like an unknown time zone) and optional ``channels``: the
   manager's channels per severity, e.g. ``high=email,apprise:tgram://...;low=email``
   (syntax in :mod:`monitor.alerts.routing`; it may hold Apprise tokens, so no error
   or log line quotes it); and the optional preferences ``working_hours``,
@@ -40,6 +42,7 @@ from monitor.alerts.preferences import PreferenceError, parse_away, parse_digest
 from monitor.alerts.routing import ChannelPreferences, parse_channels
 from monitor.domain import Manager
 from monitor.errors import ConfigurationError
+from monitor.i18n import LocaleError, check_locale
 from monitor.tables import ReloadingTable, read_table
 
 __all__ = ["RegistryError", "RegistryLoader", "VipRegistry", "read_registry"]
@@ -48,7 +51,7 @@ log = logging.getLogger(__name__)
 
 _CUSTOMER_COLUMNS: Final = ("customer_id", "name", "tier", "manager_id")
 _MANAGER_COLUMNS: Final = ("manager_id", "name")
-_MANAGER_OPTIONAL: Final = ("email", "phone", "webhook_url", "backup_manager_id", "timezone",
+_MANAGER_OPTIONAL: Final = ("email", "phone", "webhook_url", "backup_manager_id", "timezone", "locale",
                              "channels", "working_hours", "quiet_hours", "away_from", "away_until",
                              "digest_at", "notify_resolved")
 # Spellings of the yes/no column notify_resolved (empty: no).
@@ -198,7 +201,8 @@ def read_registry(customers_path: Path, managers_path: Path) -> VipRegistry:
         RegistryError: a file is missing or unreadable, a required column is absent,
             a ``customer_id`` or ``manager_id`` repeats, a client has no tier or no
             manager or names an unknown manager, a manager's time zone is not an IANA
-            zone, a manager's ``channels`` is malformed, names ``email``/``webhook``
+            zone, a manager's ``locale`` is not BCP 47 or a language cardmon has no
+            catalogue for, a manager's ``channels`` is malformed, names ``email``/``webhook``
             without the address/URL or holds a URL Apprise does not know, or a
             Parquet column has a type that cannot be read as text, or a manager's
             ``working_hours``/``quiet_hours`` break the opening-hours grammar, an
@@ -219,6 +223,10 @@ def read_registry(customers_path: Path, managers_path: Path) -> VipRegistry:
             tz = ZoneInfo(zone)
         except (ZoneInfoNotFoundError, ValueError) as error:
             raise RegistryError(f"{managers_path}: manager {manager_id!r} has unknown time zone {zone!r}") from error
+        try:
+            locale = check_locale(_clean(record.get("locale")))
+        except LocaleError as error:
+            raise RegistryError(f"{managers_path}: manager {manager_id!r}: {error}") from None
         email = _clean(record.get("email"))
         webhook_url = _clean(record.get("webhook_url"))
         preferences = _preferences(record.get("channels"), managers_path, manager_id,
@@ -231,6 +239,7 @@ def read_registry(customers_path: Path, managers_path: Path) -> VipRegistry:
             webhook_url=webhook_url,
             backup_manager_id=_clean(record.get("backup_manager_id")),
             timezone=zone,
+            locale=locale,
             channels=preferences.channels,
             apprise_urls=preferences.apprise_urls,
             **_hours_and_absence(record, tz, managers_path, manager_id),

@@ -15,6 +15,7 @@ module                concern
 ``mailer``            finds a person (registry or operations) and mails them a sign-in link
 ``throttle``          how often sign-in links may be asked for (per person, per address)
 ``outcomes``          the labels of the resolution outcomes a manager chooses from
+``words``             the store's vocabulary (severities, states...) marked for the catalogues
 ``web``               what every page shares: the :class:`Workspace`, rendering, the session,
                       CSRF checks and the usual answers
 ``access``            who may see what, by role (anything else answers 404)

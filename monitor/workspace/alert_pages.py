@@ -24,6 +24,7 @@ from aiohttp import web
 from monitor.alerts.states import ALERT_STATES, AlertState, HistoryEntry, StateConflictError
 from monitor.alerts.store import AlertStore, TerminalActivity
 from monitor.domain import SEVERITIES, Alert, AlertEvent
+from monitor.i18n import N_
 from monitor.incidents.model import Incident
 from monitor.workspace.access import may_see_alert, may_see_page, visible_managers
 from monitor.workspace.outcomes import OUTCOME_LABELS
@@ -34,7 +35,9 @@ from monitor.workspace.web import (
     csrf_refused,
     current_session,
     not_found,
+    page_translator,
     redirect,
+    refused,
     render,
     to_sign_in,
 )
@@ -194,14 +197,12 @@ async def _act(request: web.Request, what: str) -> web.Response:
     note = form.get("note")
     note = note if isinstance(note, str) else ""
     if len(note) > MAX_NOTE_CHARS:
-        return render(request, "message.html", {
-            "title": "Note too long", "session": session,
-            "message": f"A note can have at most {MAX_NOTE_CHARS} characters."}, status=400)
+        return refused(request, 400, N_("Note too long"),
+                       N_("A note can have at most %(max)s characters."), session, max=MAX_NOTE_CHARS)
     outcome = form.get("outcome") if what == "resolve" else None
     if what == "resolve" and (not isinstance(outcome, str) or outcome not in OUTCOME_LABELS):
-        return render(request, "message.html", {
-            "title": "Choose an outcome", "session": session,
-            "message": "Say what was done: choose one of the outcomes."}, status=400)
+        return refused(request, 400, N_("Choose an outcome"),
+                       N_("Say what was done: choose one of the outcomes."), session)
     store = workspace.store
     alert_id = request.match_info["alert_id"]
 
@@ -219,8 +220,12 @@ async def _act(request: web.Request, what: str) -> web.Response:
     try:
         applied = await asyncio.to_thread(apply)
     except StateConflictError as error:
-        return render(request, "message.html", {
-            "title": "Not possible now", "session": session, "message": str(error)}, status=409)
+        words = page_translator(request, session)
+        return refused(request, 409, N_("Not possible now"),
+                       N_("This alert is %(state)s, so it cannot be %(action)s now."), session,
+                       state=words.gettext(error.state),
+                       action=words.gettext(N_("acknowledged") if what == "acknowledge"
+                                            else N_("resolved")))
     if not applied:
         return not_found(request, session)
     log.info("workspace: %s did %s on alert %s", session.manager_id, what, alert_id)

@@ -51,14 +51,22 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from monitor.alerts.messages.local import local_time
 from monitor.alerts.states import ALERT_STATES, AlertState
 from monitor.alerts.store import AlertStore
 from monitor.alerts.store.db import DATABASE_ERRORS, is_transient
 from monitor.domain import Alert
+from monitor.i18n import DEFAULT_LOCALE, Translator
 from monitor.workspace.access import may_see_alert, may_see_page, visible_managers
 from monitor.workspace.alert_pages import ALERT_LIMIT, DONE_STATES, row_order
 from monitor.workspace.sessions import Session, session_hash
-from monitor.workspace.web import PAGE_HEADERS, WORKSPACE, current_session, not_found
+from monitor.workspace.web import (
+    PAGE_HEADERS,
+    WORKSPACE,
+    current_session,
+    not_found,
+    page_translator,
+)
 
 __all__ = [
     "HEARTBEAT_SECONDS",
@@ -92,7 +100,7 @@ MAX_STREAMS: Final = 500
 RETRY_MILLISECONDS: Final = 5000
 #: The static files the workspace serves: ``name`` → content type.
 _STATIC: Final = {"live.js": "text/javascript; charset=utf-8"}
-_SINCE_FORMAT: Final = "%Y-%m-%d %H:%M"
+_SINCE_LAYOUT: Final = "%Y-%m-%d %H:%M %Z"
 
 
 @dataclass(slots=True)
@@ -155,20 +163,30 @@ class LiveStreams:
 LIVE: Final = web.AppKey("workspace-live", LiveStreams)
 
 
-def alert_row(alert: Alert, state: AlertState) -> dict[str, Any]:
-    """An alert as the list shows it, for an ``alert`` event.
+def alert_row(alert: Alert, state: AlertState, translator: Translator | None = None) -> dict[str, Any]:
+    """An alert as the list shows it, for an ``alert`` event, in the reader's language and zone.
+
+    Args:
+        alert: the alert.
+        state: its lifecycle state.
+        translator: the reader (``None``: English, UTC).
 
     Returns:
-        ``{"id", "url", "customer_name", "manager_name", "tier", "severity", "state",
-        "open" (bool), "event_count", "since" (first failure, UTC, ``YYYY-MM-DD HH:MM``),
-        "order"}``; rows sort by ``order`` (a string: open first, then by severity,
-        oldest first). A team lead's list shows ``manager_name`` in its own column.
+        ``{"id", "url", "customer_name", "manager_name", "tier", "severity" (the class
+        name), "severity_text", "state", "state_text", "open" (bool), "event_count",
+        "since" (first failure in the reader's zone, as the page writes it), "order"}``;
+        rows sort by ``order`` (a string: open first, then by severity, oldest first). A
+        team lead's list shows ``manager_name`` in its own column.
     """
+    reader = translator or Translator(DEFAULT_LOCALE)
     return {"id": alert.alert_id, "url": f"/workspace/alerts/{quote(alert.alert_id, safe='')}",
             "customer_name": alert.customer_name, "manager_name": alert.manager.name,
             "tier": alert.tier, "severity": alert.severity,
-            "state": state, "open": state not in DONE_STATES, "event_count": alert.event_count,
-            "since": alert.first_event_at.strftime(_SINCE_FORMAT), "order": row_order(alert, state)}
+            "severity_text": reader.gettext(alert.severity), "state": state,
+            "state_text": reader.gettext(state), "open": state not in DONE_STATES,
+            "event_count": alert.event_count,
+            "since": local_time(reader, alert.first_event_at, _SINCE_LAYOUT),
+            "order": row_order(alert, state)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,8 +207,8 @@ class ListFilter:
                    state=state if state in ALERT_STATES else None)
 
 
-def _changes(store: AlertStore, session: Session, wanted: ListFilter,
-             sent: dict[str, str]) -> list[dict[str, Any]]:
+def _changes(store: AlertStore, session: Session, wanted: ListFilter, sent: dict[str, str],
+             translator: Translator | None = None) -> list[dict[str, Any]]:
     """The rows of the list's alerts new or changed since ``sent`` (updated in place); runs in a thread.
 
     A changed alert the filter no longer shows (acknowledged, on a list of open alerts)
@@ -210,7 +228,7 @@ def _changes(store: AlertStore, session: Session, wanted: ListFilter,
                 state = page.states[alert.alert_id]
                 rows.append({"id": alert.alert_id, "remove": True}
                             if wanted.state is not None and state != wanted.state
-                            else alert_row(alert, state))
+                            else alert_row(alert, state, translator))
     sent.clear()  # only the list's alerts: an alert older than the newest ALERT_LIMIT is dropped
     sent.update(versions)
     return rows
@@ -255,6 +273,7 @@ async def _stream(request: web.Request, response: web.StreamResponse, session: S
     store = request.app[WORKSPACE].store
     loop = asyncio.get_running_loop()
     sent: dict[str, str] = {}  # <alert_id: version last sent>
+    translator = page_translator(request, session)  # the rows in the reader's language and zone
     last_write = checked = loop.time()
     unavailable = False  # whether the last poll found the store unavailable
     try:
@@ -267,7 +286,7 @@ async def _stream(request: web.Request, response: web.StreamResponse, session: S
                     if await current_session(request) is None:
                         await response.write(_event("signed-out", {}))
                         return
-                rows = await asyncio.to_thread(_changes, store, session, wanted, sent)
+                rows = await asyncio.to_thread(_changes, store, session, wanted, sent, translator)
                 unavailable = False
             except DATABASE_ERRORS as error:
                 if not is_transient(error):  # the stream ends; the browser reconnects later

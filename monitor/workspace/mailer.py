@@ -10,7 +10,8 @@ Guarantees and limits: the form's answer never says whether a manager exists or 
 mail left (the caller answers one page and sends in the background, so the time
 taken says nothing either). One attempt per request: a relay that is down is logged
 (a warning with the manager ID, never the link) and the manager asks again. Managers
-without an e-mail address cannot sign in yet (chat channels come later).
+without an e-mail address cannot sign in yet (chat channels come later). The mail is in
+the manager's language (their registry ``locale``, :mod:`monitor.i18n`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import aiosmtplib
 
 from monitor.alerts.delivery.channels import EmailChannel
 from monitor.domain import Manager
+from monitor.i18n import DEFAULT_LOCALE, LocaleError, Translator
 from monitor.workspace.returning import next_query
 from monitor.workspace.roles import MAX_WHO_CHARS, People, Person, RoleBook
 from monitor.workspace.tokens import SignInTokens
@@ -95,11 +97,19 @@ class SignInMailer:
                         "relay is configured" if self._email is None else "address in the registry")
             return False
         minutes = max(1, self._tokens.max_age_seconds // 60)
-        text = (f"Hello {manager.name},\n\n"
-                f"Open this link to sign in to the cardmon workspace:\n\n{self.url(manager.person_id, next_path)}\n\n"
-                f"It works once, within {minutes} minutes. If you did not ask for it, ignore this mail.\n")
         try:
-            await self._email.send_text(manager.email, "Your cardmon sign-in link", text)
+            t = Translator(manager.locale)
+        except LocaleError:
+            t = Translator(DEFAULT_LOCALE)
+        text = (t.gettext("Hello %(name)s,", name=manager.name) + "\n\n"
+                + t.gettext("Open this link to sign in to the cardmon workspace:")
+                + f"\n\n{self.url(manager.person_id, next_path)}\n\n"
+                + t.ngettext("It works once, within %(num)s minute. If you did not ask for it, "
+                             "ignore this mail.",
+                             "It works once, within %(num)s minutes. If you did not ask for it, "
+                             "ignore this mail.", minutes) + "\n")
+        try:
+            await self._email.send_text(manager.email, t.gettext("Your cardmon sign-in link"), text)
         except (aiosmtplib.SMTPException, OSError) as error:
             log.warning("workspace sign-in for %s: the mail relay failed (%s); "
                         "they can ask again", manager.person_id, type(error).__name__)

@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from monitor.i18n import N_
 from monitor.workspace.access import home_page
 from monitor.workspace.mailer import MAX_WHO_CHARS
 from monitor.workspace.returning import next_query, safe_next
@@ -37,6 +38,8 @@ from monitor.workspace.web import (
 __all__ = ["ask_for_link", "confirm_sign_in", "sign_in", "sign_in_form", "sign_out"]
 
 log = logging.getLogger("monitor.workspace")
+
+_NOT_VALID = N_("This sign-in link is not valid. Ask for a new sign-in link.")
 
 
 async def sign_in_form(request: web.Request) -> web.Response:
@@ -62,12 +65,12 @@ def _check_token(request: web.Request) -> tuple[str, Any] | web.Response:
     try:
         claim = workspace.tokens.verify(request.match_info["token"])
     except InvalidSignInError as error:
-        return refused(request, 403, "Link refused",
-                        f"{str(error).capitalize()}. Ask for a new sign-in link.")
+        return refused(request, 403, N_("Link refused"),
+                       N_("This sign-in link has expired. Ask for a new sign-in link.")
+                       if error.reason == "expired" else _NOT_VALID)
     person = workspace.mailer.people.get(claim.manager_id)
     if person is None:
-        return refused(request, 403, "Link refused",
-                        "This sign-in link is not valid. Ask for a new sign-in link.")
+        return refused(request, 403, N_("Link refused"), _NOT_VALID)
     return person.name, claim
 
 
@@ -85,7 +88,7 @@ async def sign_in(request: web.Request) -> web.Response:
     """``POST /workspace/sign-in/{token}[?next=]``: use the link once, open a session, go to
     ``next`` (a safe workspace path) or the person's first page."""
     if cross_site(request):
-        return refused(request, 403, "Sign-in refused", "This form was sent from another site.")
+        return refused(request, 403, N_("Sign-in refused"), N_("This form was sent from another site."))
     checked = _check_token(request)
     if isinstance(checked, web.Response):
         return checked
@@ -95,8 +98,8 @@ async def sign_in(request: web.Request) -> web.Response:
                                         claim.manager_id, expires_at=claim.expires_at,
                                         now=datetime.now(UTC))
     if not first_use:
-        return refused(request, 403, "Link refused",
-                        "This sign-in link was already used. Ask for a new sign-in link.")
+        return refused(request, 403, N_("Link refused"),
+                       N_("This sign-in link was already used. Ask for a new sign-in link."))
     session = await workspace.sessions.open(claim.manager_id)
     log.info("workspace: %s signed in", claim.manager_id)
     person = workspace.mailer.people.get(claim.manager_id)
@@ -115,7 +118,7 @@ async def sign_out(request: web.Request) -> web.Response:
         return to_sign_in()
     form = await request.post()
     if not csrf_ok(request, session, form):
-        return csrf_refused(request)
+        return csrf_refused(request, session)
     await request.app[WORKSPACE].sessions.revoke(session)
     log.info("workspace: manager %s signed out", session.manager_id)
     response = redirect("/workspace/sign-in")

@@ -5,7 +5,9 @@ and any new page) build on this one; :mod:`~monitor.workspace.pages` assembles t
 
 - :func:`render` renders a jinja2 template (autoescaped) with the page headers: never
   cached, never framed, a ``Referer`` only to this site (a sign-in link's token is in its
-  path), a Content-Security-Policy without scripts from elsewhere.
+  path), a Content-Security-Policy without scripts from elsewhere. It speaks the reader's
+  language (:func:`page_translator`): ``_()``/``ngettext()`` translate, ``t`` formats
+  dates, times and money, ``lang`` is the page's ``<html lang>``.
 - :func:`current_session` is the request's live session (``None``: send to sign-in).
 - :func:`csrf_ok` checks a form's CSRF token against the session; :func:`refused`,
   :func:`not_found`, :func:`redirect` and :func:`to_sign_in` are the usual answers.
@@ -20,12 +22,16 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 import aiohttp_jinja2
+import jinja2
 from aiohttp import web
+from markupsafe import Markup
 
 from monitor.alerts.messages.alert import format_amount
+from monitor.alerts.messages.local import local_time
 from monitor.alerts.store import AlertStore
 from monitor.domain import AlertEvent
 from monitor.health.state_rules import HealthState
+from monitor.i18n import DEFAULT_LOCALE, N_, LocaleError, Translator, negotiate, translations
 from monitor.workspace.mailer import SignInMailer
 from monitor.workspace.returning import next_query
 from monitor.workspace.sessions import Session, Sessions
@@ -45,6 +51,7 @@ __all__ = [
     "money",
     "money_of",
     "not_found",
+    "page_translator",
     "redirect",
     "refused",
     "render",
@@ -121,28 +128,84 @@ class Workspace:
 WORKSPACE: Final = web.AppKey("workspace", Workspace)
 
 
+def page_translator(request: web.Request, session: Session | None) -> Translator:
+    """The reader's language and zone: the signed-in person's ``locale`` and ``timezone`` (a
+    manager's from the registry, operations' from the settings); before sign-in the browser's
+    ``Accept-Language`` (English by default) and UTC."""
+    if session is not None:
+        person = request.app[WORKSPACE].mailer.people.get(session.manager_id)
+        if person is not None:
+            try:
+                return Translator(person.locale, person.timezone)
+            except LocaleError:  # an operations person's setting cardmon cannot read
+                return Translator(DEFAULT_LOCALE, person.timezone)
+    return Translator(negotiate(request.headers.get("Accept-Language")))
+
+
+def _template_gettext(translator: Translator) -> dict[str, Any]:
+    """``_``/``gettext``/``ngettext`` for templates, as jinja2's newstyle gettext: the
+    translation is escaped as markup, its ``%(name)s`` parameters are escaped."""
+    catalogue = translations(translator.language)
+
+    @jinja2.pass_context
+    def gettext(context: jinja2.runtime.Context, message: str, **params: Any) -> str:
+        text: str = catalogue.gettext(message)
+        if context.eval_ctx.autoescape:
+            text = Markup(text)
+        return text % params if params else text
+
+    @jinja2.pass_context
+    def ngettext(context: jinja2.runtime.Context, singular: str, plural: str, num: int,
+                 **params: Any) -> str:
+        text: str = catalogue.ngettext(singular, plural, num)
+        if context.eval_ctx.autoescape:
+            text = Markup(text)
+        return text % {"num": num, **params}
+
+    return {"_": gettext, "gettext": gettext, "ngettext": ngettext}
+
+
 def render(request: web.Request, template: str, context: dict[str, Any], *,
            status: int = 200, scripts: bool = False) -> web.Response:
-    """Render ``template`` with ``context`` and the page headers (``scripts``: :data:`LIVE_PAGE_POLICY`)."""
+    """Render ``template`` with ``context`` and the page headers, in the reader's language.
+
+    ``context["session"]`` (``None`` before sign-in) picks the language
+    (:func:`page_translator`); templates get ``_``, ``gettext``, ``ngettext``, ``t`` (the
+    :class:`~monitor.i18n.Translator`: ``t.datetime(...)``, ``t.money(...)``,
+    ``t.rule_text(...)``), ``when(moment, layout)`` (the reader's zone: the strftime
+    ``layout`` in English, CLDR's way in another language;
+    :func:`~monitor.alerts.messages.local.local_time`) and ``lang``. ``scripts``: the
+    page may run its own script (:data:`LIVE_PAGE_POLICY`).
+    """
+    translator = page_translator(request, context.get("session"))
+    context = {**context, **_template_gettext(translator), "t": translator,
+               "lang": translator.locale,
+               "when": lambda moment, layout="%Y-%m-%d %H:%M %Z": local_time(translator, moment, layout)}
     response = aiohttp_jinja2.render_template(template, request, context, status=status)
     response.headers.update(PAGE_HEADERS)
+    response.headers["Content-Language"] = translator.locale
     if scripts:
         response.headers["Content-Security-Policy"] = LIVE_PAGE_POLICY
     return response
 
 
 def refused(request: web.Request, status: int, title: str, message: str,
-            session: Session | None = None) -> web.Response:
-    """A message page with ``status`` (403, 400, 409...)."""
-    return render(request, "message.html", {"title": title, "message": message, "session": session},
-                  status=status)
+            session: Session | None = None, **params: Any) -> web.Response:
+    """A message page with ``status`` (403, 400, 409...).
+
+    ``title`` and ``message`` are English msgids (mark them with :func:`~monitor.i18n.N_`),
+    shown in the reader's language with ``%(name)s`` filled from ``params``.
+    """
+    translator = page_translator(request, session)
+    return render(request, "message.html", {
+        "title": translator.gettext(title, **params), "message": translator.gettext(message, **params),
+        "session": session}, status=status)
 
 
 def not_found(request: web.Request, session: Session,
-              message: str = "There is no such alert among your clients' alerts.") -> web.Response:
+              message: str = N_("There is no such alert among your clients' alerts.")) -> web.Response:
     """The 404 of anything the session may not see, the same as for what does not exist."""
-    return render(request, "message.html", {"title": "Not found", "message": message,
-                                            "session": session}, status=404)
+    return refused(request, 404, N_("Not found"), message, session)
 
 
 async def current_session(request: web.Request) -> Session | None:
@@ -165,8 +228,8 @@ def csrf_ok(request: web.Request, session: Session, form: Any) -> bool:
 
 def csrf_refused(request: web.Request, session: Session | None = None) -> web.Response:
     """The 403 of a form without the session's CSRF token."""
-    return refused(request, 403, "Request refused",
-                   "This form has expired or did not come from this page. Reload and try again.",
+    return refused(request, 403, N_("Request refused"),
+                   N_("This form has expired or did not come from this page. Reload and try again."),
                    session)
 
 
@@ -196,11 +259,17 @@ def secure(request: web.Request) -> bool:
     return request.secure or request.app[WORKSPACE].mailer.public_url.startswith("https://")
 
 
-def money(event: AlertEvent) -> str:
-    """A transaction's amount as written in English (``"€134.09"``): integer minor units, ISO 4217 currency."""
-    return money_of(event.amount_minor, event.currency)
+@jinja2.pass_context
+def money(context: jinja2.runtime.Context, event: AlertEvent) -> str:
+    """A transaction's amount as the page's reader writes it (``"€134.09"``, ``"134,09 €"``):
+    integer minor units, ISO 4217 currency (a template filter: ``{{ event | money }}``)."""
+    return money_of(context, event.amount_minor, event.currency)
 
 
-def money_of(amount_minor: int, currency: str) -> str:
-    """An amount in ``currency``'s minor units as written in English (``"€134.09"``)."""
+@jinja2.pass_context
+def money_of(context: jinja2.runtime.Context, amount_minor: int, currency: str) -> str:
+    """An amount in ``currency``'s minor units as the page's reader writes it (English: ``"€134.09"``)."""
+    translator = context.get("t")
+    if isinstance(translator, Translator) and translator.language != "en":
+        return translator.money(amount_minor, currency)
     return format_amount(amount_minor, currency, locale="en")

@@ -104,8 +104,9 @@ async def test_the_stream_starts_with_the_list_then_carries_new_alerts_and_chang
     assert events.retry == live.RETRY_MILLISECONDS
     assert row == {"id": first, "url": f"/workspace/alerts/{first}", "customer_name": "Ada Lovelace",
                    "manager_name": "Claire Martin",
-                   "tier": "private", "severity": "high", "state": "open", "open": True,
-                   "event_count": 1, "since": "2026-12-07 09:00", "order": row["order"]}
+                   "tier": "private", "severity": "high", "severity_text": "high", "state": "open",
+                   "state_text": "open", "open": True, "event_count": 1, "since": "2026-12-07 09:00 UTC",
+                   "order": row["order"]}
     assert row["order"].startswith("0|")
 
     second = site.record(2, name="Grace Hopper", severity="medium", minutes=1)

@@ -6,7 +6,9 @@ for each row it claimed:
 - the message, rendered *now* by the renderer of the row's kind (one per message
   kind, :mod:`monitor.alerts.messages`): a daily digest (``dg-...``), a rate-cap
   summary (``sm-...``), an incident notice (``ic-...``) or an alert, with a signed
-  acknowledgement link for a person's channel;
+  acknowledgement link for a person's channel, in the language of the recipient's
+  ``locale`` as the current registry knows it (the store keeps no locale; a manager
+  no longer in the registry reads English);
 - the recipient: the row's own (an escalation, a backup) or the alert's manager, as
   the current registry knows them (it holds the Apprise URLs; the store keeps none);
 - the channel: a channel of the map by name (``email``, ``webhook``, ``console``,
@@ -86,24 +88,32 @@ class Addressing:
             LookupError: what the row names is not in the store.
         """
         links = self._links if with_link else None
+        locale_of = self._locale_of
         if is_digest_id(delivery.alert_id):  # a manager's daily digest (digest.py): no alert
-            return None, await asyncio.to_thread(render_digest_delivery, self._store, delivery)
+            return None, await asyncio.to_thread(render_digest_delivery, self._store, delivery,
+                                                 locale_of=locale_of)
         if is_summary_id(delivery.alert_id):  # capped alerts of one manager (ratelimit.py)
             return None, await asyncio.to_thread(
-                render_summary_delivery, self._store, delivery, links=links)
+                render_summary_delivery, self._store, delivery, links=links, locale_of=locale_of)
         if is_notice_id(delivery.alert_id):  # one message per manager per incident (incidents/)
             return None, await asyncio.to_thread(
-                render_notice_delivery, self._store, delivery, links=links)
+                render_notice_delivery, self._store, delivery, links=links, locale_of=locale_of)
 
         def load() -> tuple[Alert, AlertMessage]:  # one trip to a thread, not two
             alert = self._store.get_alert(delivery.alert_id)
             if alert is None:
                 raise LookupError(f"alert {delivery.alert_id} is not in the store")
             return alert, render_delivery(self._store, delivery, links=links,
-                                          default_timezone=self._default_timezone)
+                                          default_timezone=self._default_timezone,
+                                          locale_of=locale_of)
 
         found, message = await asyncio.to_thread(load)
         return found, message
+
+    def _locale_of(self, manager_id: str) -> str | None:
+        """The locale the current registry gives ``manager_id`` (``None``: unknown manager)."""
+        current = self._managers(manager_id) if self._managers is not None else None
+        return current.locale if current is not None else None
 
     async def recipient(self, delivery: Delivery, alert: Alert | None) -> Manager | None:
         """Who the row goes to, as the current registry knows them; ``None`` for a sink's row.

@@ -139,7 +139,9 @@ class EmailChannel:
         mail = EmailMessage()
         mail["From"] = self._sender
         mail["To"] = to
-        mail["Subject"] = message.subject
+        # No-break spaces (French money and punctuation, Babel) as plain ones: CPython's header
+        # folder drops the space before an encoded word that starts after one.
+        mail["Subject"] = message.subject.replace("\u00a0", " ").replace("\u202f", " ")
         mail["Date"] = format_datetime(datetime.now(UTC))
         domain = self._sender.rpartition("@")[2] or "cardmon.invalid"
         # "<alert_id>.<channel>": the same on every retry of one delivery, distinct per channel.

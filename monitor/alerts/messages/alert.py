@@ -1,11 +1,16 @@
 """Turn a stored alert into a message a relationship manager can act on.
 
-The message speaks the manager's language: the client's name and tier, the masked
+The message speaks the manager's language (their registry ``locale``: the fixed text from
+the catalogues, the response code's meaning and the suggested action from the rule files'
+translations, :mod:`monitor.i18n`): the client's name and tier, the masked
 card, the time in the manager's own time zone (with its abbreviation), the place
 (terminal ID, merchant name and ID, city, channel), the amount formatted for its currency
 (Babel, ISO 4217 exponent), the response code with its meaning and outcome class,
 and what to do next. Several failures in one alert become a compact list, newest
-first. The same facts go into a JSON-able ``payload`` for webhooks and files.
+first. The same facts go into a JSON-able ``payload`` for webhooks and files; only its
+``subject`` and ``text`` are in the reader's language (its other fields are data: English
+meanings and actions, ``en_US`` amounts), and ``payload["locale"]`` names the language.
+The subject's tags (``[HIGH]``, ``[ESCALATED]``) stay English: mail filters match them.
 
 Every text that leaves this module is PAN-scrubbed (defence in depth: the store
 holds only masked PANs).
@@ -19,14 +24,18 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final, Protocol
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from babel.numbers import format_currency, get_currency_precision
 
+from monitor.alerts.messages.local import local_time, reader
 from monitor.domain import Alert, AlertEvent, Delivery, Manager
+from monitor.i18n import N_, Translator
 from monitor.privacy import scrub_pans
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from monitor.alerts.store import AlertStore
 
 __all__ = ["AckLinkMaker", "AlertMessage", "format_amount", "render", "render_delivery"]
@@ -40,24 +49,27 @@ _MAX_LISTED: Final = 20
 _MASKED_PAN: Final = re.compile(r"^[0-9]{6}[*Xx]{2,9}[0-9]{4}$")
 # Channel kinds that reach a person, so their messages carry an ack link.
 _PERSON_CHANNELS: Final = frozenset({"email", "webhook", "apprise"})
-_CHANNEL_WORDS: Final = {"ATM": "ATM", "POS": "card terminal (POS)", "ECOM": "online (e-commerce)"}
+_CHANNEL_WORDS: Final = {"ATM": N_("ATM"), "POS": N_("card terminal (POS)"),
+                         "ECOM": N_("online (e-commerce)")}
 _TXN_WORDS: Final = {
-    "purchase": "purchase",
-    "withdrawal": "cash withdrawal",
-    "balance_inquiry": "balance inquiry",
-    "transfer": "transfer",
-    "refund": "refund",
-    "reversal": "reversal",
+    "purchase": N_("purchase"),
+    "withdrawal": N_("cash withdrawal"),
+    "balance_inquiry": N_("balance inquiry"),
+    "transfer": N_("transfer"),
+    "refund": N_("refund"),
+    "reversal": N_("reversal"),
 }
 _OUTCOME_WORDS: Final = {
-    "approved": "approved",
-    "technical": "technical problem at the bank or network",
-    "terminal": "terminal problem",
-    "card": "card problem",
-    "customer": "declined for the client's account",
-    "fraud": "security decline",
-    "unknown": "unclassified response",
+    "approved": N_("approved"),
+    "technical": N_("technical problem at the bank or network"),
+    "terminal": N_("terminal problem"),
+    "card": N_("card problem"),
+    "customer": N_("declined for the client's account"),
+    "fraud": N_("security decline"),
+    "unknown": N_("unclassified response"),
 }
+# Severity words (the subject's tags stay English).
+_SEVERITY_WORDS: Final = (N_("low"), N_("medium"), N_("high"))
 
 
 class AckLinkMaker(Protocol):
@@ -122,45 +134,51 @@ def format_amount(amount_minor: int, currency: str, *, locale: str = "en_US") ->
     return str(format_currency(amount, currency, locale=locale))
 
 
-def _zone(name: str | None) -> ZoneInfo:
-    try:
-        return ZoneInfo(name or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
+def _local(moment: datetime, t: Translator, pattern: str = "%a %d %b %Y, %H:%M:%S %Z") -> str:
+    return local_time(t, moment, pattern)
 
 
-def _local(moment: datetime, zone: ZoneInfo, pattern: str = "%a %d %b %Y, %H:%M:%S %Z") -> str:
-    return moment.astimezone(zone).strftime(pattern)
+def _word(t: Translator, words: dict[str, str], key: str) -> str:
+    return t.gettext(words[key]) if key in words else key
 
 
-def _card(event: AlertEvent) -> str:
+def _card(event: AlertEvent, t: Translator | None = None) -> str:
+    t = t or Translator()
     if event.pan_masked:
         return event.pan_masked
     if event.card_ref and _MASKED_PAN.match(event.card_ref):
         return event.card_ref
     if event.card_ref:
-        ref = event.card_ref
-        return f"card ref {ref[:8]}…" if len(ref) > 12 else f"card ref {ref}"
-    return "card unknown"
+        ref = event.card_ref[:8] + "…" if len(event.card_ref) > 12 else event.card_ref
+        return t.gettext("card ref %(ref)s", ref=ref)
+    return t.gettext("card unknown")
 
 
-def _place(event: AlertEvent) -> str:
-    parts = [f"{_CHANNEL_WORDS.get(event.channel, event.channel)} {event.terminal_id}"]
+def _place(event: AlertEvent, t: Translator) -> str:
+    parts = [f"{_word(t, _CHANNEL_WORDS, event.channel)} {event.terminal_id}"]
     if event.merchant_name and event.merchant_id:
-        parts.append(f"{event.merchant_name} (merchant {event.merchant_id})")
+        parts.append(t.gettext("%(name)s (merchant %(id)s)", name=event.merchant_name,
+                               id=event.merchant_id))
     elif event.merchant_name or event.merchant_id:
-        parts.append(event.merchant_name or f"merchant {event.merchant_id}")
+        parts.append(event.merchant_name or t.gettext("merchant %(id)s", id=event.merchant_id))
     locality = ", ".join(p for p in (event.city, event.region) if p)
     if locality:
         parts.append(locality)
     return ", ".join(parts)
 
 
-def _result(event: AlertEvent) -> str:
-    outcome = _OUTCOME_WORDS.get(event.outcome, event.outcome)
+def _result(event: AlertEvent, t: Translator) -> str:
+    outcome = _word(t, _OUTCOME_WORDS, event.outcome)
     if event.response_code is None:
-        return f"no response from the issuer (timeout) — {outcome}"
-    return f"response code {event.response_code} {event.response_meaning} — {outcome}"
+        return t.gettext("no response from the issuer (timeout) — %(outcome)s", outcome=outcome)
+    return t.gettext("response code %(code)s %(meaning)s — %(outcome)s", code=event.response_code,
+                     meaning=t.rule_text(event.response_meaning), outcome=outcome)
+
+
+def _amount(event: AlertEvent, t: Translator) -> str:
+    # English keeps the en_US amounts messages always had; other locales write their own.
+    return format_amount(event.amount_minor, event.currency,
+                         locale="en_US" if t.locale == "en" else t.locale.replace("-", "_"))
 
 
 def _event_payload(event: AlertEvent, zone: ZoneInfo, locale: str) -> dict[str, Any]:
@@ -195,7 +213,7 @@ def render(
     events: list[AlertEvent],
     *,
     manager_timezone: str | None = None,
-    locale: str = "en_US",
+    locale: str | None = None,
     recipient: Manager | None = None,
     ack_url: str | None = None,
     covering_for_away: bool = False,
@@ -208,7 +226,8 @@ def render(
         events: its events, any order (at least one).
         manager_timezone: IANA zone for times; ``None`` uses the recipient's zone;
             an unknown zone falls back to UTC.
-        locale: CLDR locale for amounts.
+        locale: BCP 47 locale of the reader (language, amounts, dates); ``None`` uses
+            the recipient's ``locale`` (English when it is not one cardmon speaks).
         recipient: who receives it when it is not the alert's manager (an
             escalation); their address and webhook go on the message, the subject
             says ``ESCALATED``. ``None``: the alert's manager.
@@ -230,21 +249,25 @@ def render(
         raise ValueError(f"alert {alert.alert_id} has no events to render")
     to = recipient or alert.manager
     escalated = to.manager_id != alert.manager.manager_id
-    zone = _zone(manager_timezone or to.timezone)
+    t = reader(to, locale, manager_timezone)
+    zone = t.zone
     newest_first = sorted(events, key=lambda e: (e.occurred_at, e.event_id), reverse=True)
     latest = newest_first[0]
     count = len(events)
-    amount = format_amount(latest.amount_minor, latest.currency, locale=locale)
-    what = _TXN_WORDS.get(latest.txn_type, latest.txn_type)
-    code = latest.response_code or "timeout"
+    amount = _amount(latest, t)
+    what = _word(t, _TXN_WORDS, latest.txn_type)
+    code = latest.response_code or t.gettext("timeout")
     # "91 Issuer or switch is inoperative"; a timeout's meaning already says "timeout".
-    reason = (f"{latest.response_code} {latest.response_meaning}" if latest.response_code
-              else latest.response_meaning or "timeout")
+    meaning = t.rule_text(latest.response_meaning)
+    reason = (f"{latest.response_code} {meaning}" if latest.response_code
+              else meaning or t.gettext("timeout"))
 
     if count == 1:
-        headline = f"{what} of {amount} failed ({reason})"
+        headline = t.gettext("%(what)s of %(amount)s failed (%(reason)s)", what=what, amount=amount,
+                             reason=reason)
     else:
-        headline = f"{count} failed transactions, latest {what} of {amount} ({code})"
+        headline = t.gettext("%(count)s failed transactions, latest %(what)s of %(amount)s (%(code)s)",
+                             count=count, what=what, amount=amount, code=code)
     covering = escalated and (covering_for_away or covering_unreachable)
     flags = f"[{alert.severity.upper()}]" + (
         "[BACKUP]" if covering else "[ESCALATED]" if escalated else "") + (
@@ -252,49 +275,51 @@ def render(
     subject = f"{flags} {alert.customer_name} ({alert.tier}): {headline}"
 
     lines = [
-        f"Client:    {alert.customer_name} — {alert.tier} (client {alert.customer_id})",
-        f"Severity:  {alert.severity}",
-        f"Action:    {alert.suggested_action}",
+        t.gettext("Client:").ljust(10) + " " + t.gettext("%(name)s — %(tier)s (client %(id)s)",
+                                                   name=alert.customer_name, tier=alert.tier,
+                                                   id=alert.customer_id),
+        t.gettext("Severity:").ljust(10) + f" {t.gettext(alert.severity)}",
+        t.gettext("Action:").ljust(10) + f" {t.rule_text(alert.suggested_action)}",
         "",
-        "Latest failure" if count > 1 else "Failure",
-        f"  When:    {_local(latest.occurred_at, zone)}",
-        f"  Card:    {_card(latest)}",
-        f"  Where:   {_place(latest)}",
-        f"  What:    {what} of {amount}",
-        f"  Result:  {_result(latest)}",
+        t.gettext("Latest failure") if count > 1 else t.gettext("Failure"),
+        "  " + t.gettext("When:").ljust(8) + f" {_local(latest.occurred_at, t)}",
+        "  " + t.gettext("Card:").ljust(8) + f" {_card(latest, t)}",
+        "  " + t.gettext("Where:").ljust(8) + f" {_place(latest, t)}",
+        "  " + t.gettext("What:").ljust(8) + " " + t.gettext("%(what)s of %(amount)s", what=what, amount=amount),
+        "  " + t.gettext("Result:").ljust(8) + f" {_result(latest, t)}",
     ]
     if count > 1:
         first = newest_first[-1].occurred_at
         lines += [
             "",
-            (
-                f"{count} failed transactions between {_local(first, zone, '%H:%M')} and "
-                f"{_local(latest.occurred_at, zone, '%H:%M %Z')}, newest first:"
-            ),
+            t.gettext("%(count)s failed transactions between %(first)s and %(last)s, newest first:",
+                      count=count, first=_local(first, t, "%H:%M"),
+                      last=_local(latest.occurred_at, t, "%H:%M %Z")),
         ]
         for event in newest_first[:_MAX_LISTED]:
             lines.append(
-                f"  {_local(event.occurred_at, zone, '%H:%M:%S %Z')}  {event.channel:<4} "
+                f"  {_local(event.occurred_at, t, '%H:%M:%S %Z')}  {event.channel:<4} "
                 f"{event.terminal_id:<10} "
-                f"{format_amount(event.amount_minor, event.currency, locale=locale):>14}  "
-                f"{event.response_code or '--'} {event.response_meaning}  {_card(event)}"
+                f"{_amount(event, t):>14}  "
+                f"{event.response_code or '--'} {t.rule_text(event.response_meaning)}  {_card(event, t)}"
             )
         if count > _MAX_LISTED:
-            lines.append(f"  … and {count - _MAX_LISTED} earlier")
+            lines.append("  " + t.gettext("… and %(count)s earlier", count=count - _MAX_LISTED))
     lines += [
         "",
-        f"Manager: {alert.manager.name} · alert {alert.alert_id}",
+        t.gettext("Manager: %(name)s · alert %(id)s", name=alert.manager.name, id=alert.alert_id),
     ]
     if alert.late:
-        lines.append("Late: cardmon processed this failure long after it happened; "
-                     "it was recorded, and no one was paged.")
+        lines.append(t.gettext("Late: cardmon processed this failure long after it happened; "
+                               "it was recorded, and no one was paged."))
     if covering and covering_unreachable:
-        lines.append(f"Sent to you as backup: cardmon cannot reach {alert.manager.name} "
-                     "through their channels right now.")
+        lines.append(t.gettext("Sent to you as backup: cardmon cannot reach %(name)s "
+                               "through their channels right now.", name=alert.manager.name))
     elif covering:
-        lines.append(f"Routed to you as backup: {alert.manager.name} is away.")
+        lines.append(t.gettext("Routed to you as backup: %(name)s is away.", name=alert.manager.name))
     elif escalated:
-        lines.append(f"Escalated to you: {alert.manager.name} has not acknowledged this alert.")
+        lines.append(t.gettext("Escalated to you: %(name)s has not acknowledged this alert.",
+                               name=alert.manager.name))
     text = _scrub("\n".join(lines) + "\n")
     subject = _scrub(subject)
 
@@ -314,7 +339,8 @@ def render(
         "event_count": count,
         "subject": subject,
         "text": text,
-        "events": [_event_payload(e, zone, locale) for e in newest_first],
+        "events": [_event_payload(e, zone, "en_US") for e in newest_first],
+        "locale": t.locale,
     }
     payload = json.loads(_scrub(json.dumps(payload, ensure_ascii=False)))
     payload["recipient"] = {"manager_id": to.manager_id, "name": _scrub(to.name)}
@@ -323,7 +349,8 @@ def render(
     # The link is added after scrubbing: it is ours, holds no PAN, and must stay intact.
     payload["ack_url"] = ack_url
     if ack_url:
-        text += f"\nAcknowledge: {ack_url}\n(opens a confirmation page; the link expires)\n"
+        text += "\n" + t.gettext("Acknowledge: %(url)s", url=ack_url) + "\n" + t.gettext(
+            "(opens a confirmation page; the link expires)") + "\n"
         payload["text"] = text
     return AlertMessage(
         alert_id=alert.alert_id,
@@ -341,7 +368,8 @@ def render_delivery(
     *,
     links: AckLinkMaker | None = None,
     default_timezone: str = "UTC",
-    locale: str = "en_US",
+    locale: str | None = None,
+    locale_of: Callable[[str], str | None] | None = None,
 ) -> AlertMessage:
     """Render the message of one outbox row, for its recipient, with its ack link.
 
@@ -358,7 +386,9 @@ def render_delivery(
         delivery: the claimed outbox row.
         links: the ack link maker; ``None`` renders without links.
         default_timezone: zone when the recipient has none.
-        locale: CLDR locale for amounts.
+        locale: BCP 47 locale of the reader; ``None``: ``locale_of(recipient ID)``, else
+            the stored recipient's (the store keeps no locale: English).
+        locale_of: the current registry's locale of a manager ID (``None``: unknown).
 
     Returns:
         The message, with ``idempotency_key`` ``<alert_id>:<channel>`` (plus
@@ -386,6 +416,8 @@ def render_delivery(
     unreachable = recipient is not None and any(
         entry.action == "fallback" and f"told backup {recipient.manager_id}" in (entry.note or "")
         for entry in history)
+    if locale is None and locale_of is not None:
+        locale = locale_of(to.manager_id)
     message = render(alert, events, manager_timezone=to.timezone or default_timezone,
                      locale=locale, recipient=recipient, ack_url=ack_url,
                      covering_for_away=covering, covering_unreachable=unreachable)

@@ -24,6 +24,9 @@ an APScheduler job every minute, on every instance):
    fallback, metrics), rendering it when it sends (:func:`render_digest_delivery`),
    so the states are those of sending time.
 
+The text is in the manager's language (``locale``, :mod:`monitor.i18n`); the tags
+(``[DIGEST]``, ``[HIGH]``) and the payload's data stay English.
+
 The message's ``alert_id`` is the digest ID (``dg-...``), so its idempotency key is
 ``dg-...:email`` and its ``Message-ID`` is stable across retries.
 """
@@ -35,13 +38,18 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
+from babel.dates import format_skeleton
+
 from monitor.alerts.messages.alert import AlertMessage
-from monitor.alerts.preferences import manager_zone
+from monitor.alerts.messages.local import local_time, reader
 from monitor.alerts.store import DigestRecord
 from monitor.domain import SEVERITIES, Alert, Delivery, Manager
+from monitor.i18n import Translator
 from monitor.privacy import scrub_pans
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from monitor.alerts.states import AlertState
     from monitor.alerts.store import AlertStore
 
@@ -60,15 +68,18 @@ def _scrub(text: str) -> str:
     return scrub_pans(text.encode()).decode()
 
 
-def _counts(values: Iterable[str], order: Sequence[str]) -> str:
+def _counts(values: Iterable[str], order: Sequence[str], t: Translator) -> str:
     counted = Counter(values)
-    return " · ".join(f"{name} {counted[name]}" for name in order if counted[name]) or "none"
+    return (" · ".join(f"{t.gettext(name)} {counted[name]}" for name in order if counted[name])
+            or t.gettext("none"))
 
 
 def render_digest(
     record: DigestRecord,
     manager: Manager,
     alerts: Sequence[tuple[Alert, AlertState]],
+    *,
+    locale: str | None = None,
 ) -> AlertMessage:
     """Render a digest for its manager.
 
@@ -76,13 +87,15 @@ def render_digest(
         record: the claimed digest (its period).
         manager: the recipient (name, address, zone; times are shown in that zone).
         alerts: the alerts of the period with their current state, oldest first.
+        locale: the reader's BCP 47 locale; ``None``: the manager's.
 
     Returns:
         An :class:`AlertMessage` whose ``alert_id`` is the digest ID (``idempotency_key``
         is left for the caller).
     """
-    zone = manager_zone(manager)
-    day = record.local_date.strftime("%a %d %b %Y")
+    t = reader(manager, locale)
+    day = (record.local_date.strftime("%a %d %b %Y") if t.language == "en"
+           else str(format_skeleton("yMMMEd", record.local_date, locale=t.locale.replace("-", "_"))))
     # Late alerts (stale events: nobody was paged) have their own section, not "waiting".
     late = [alert for alert, _ in alerts if alert.late]
     waiting = [(alert, state) for alert, state in alerts
@@ -90,45 +103,54 @@ def render_digest(
     clients: dict[str, tuple[Alert, int]] = {}  # <customer_id: (latest alert, alert count)>
     for alert, _ in alerts:
         clients[alert.customer_id] = (alert, clients.get(alert.customer_id, (alert, 0))[1] + 1)
-    by_severity = _counts((a.severity for a, _ in alerts), tuple(reversed(SEVERITIES)))
-    subject = (f"[DIGEST] {manager.name} — {day}: {len(alerts)} alert(s) "
-               f"({by_severity.replace(' · ', ', ')}), {len(waiting)} unacknowledged"
-               + (f", {len(late)} late" if late else ""))
+    by_severity = _counts((a.severity for a, _ in alerts), tuple(reversed(SEVERITIES)), t)
+    subject = "[DIGEST] " + t.gettext(
+        "%(name)s — %(day)s: %(count)s alert(s) (%(severities)s), %(waiting)s unacknowledged",
+        name=manager.name, day=day, count=len(alerts), severities=by_severity.replace(" · ", ", "),
+        waiting=len(waiting)) + (t.gettext(", %(count)s late", count=len(late)) if late else "")
     local = "%a %d %b %Y, %H:%M %Z"
     lines = [
-        f"Daily alert digest for {manager.name} ({manager.manager_id})",
-        (f"Period:      {record.period_start.astimezone(zone).strftime(local)} – "
-         f"{record.period_end.astimezone(zone).strftime(local)}"),
+        t.gettext("Daily alert digest for %(name)s (%(id)s)", name=manager.name, id=manager.manager_id),
+        (t.gettext("Period:").ljust(12) + f" {local_time(t, record.period_start, local)} – "
+         f"{local_time(t, record.period_end, local)}"),
         "",
-        f"Alerts:      {len(alerts)}",
-        f"By severity: {by_severity}",
-        f"By state:    {_counts((s for _, s in alerts), _STATE_ORDER)}",
+        t.gettext("Alerts:").ljust(12) + f" {len(alerts)}",
+        t.gettext("By severity:").ljust(12) + f" {by_severity}",
+        t.gettext("By state:").ljust(12) + f" {_counts((s for _, s in alerts), _STATE_ORDER, t)}",
         "",
-        f"Clients affected ({len(clients)}):",
+        t.gettext("Clients affected (%(count)s):", count=len(clients)),
     ]
     for customer_id, (alert, count) in sorted(clients.items(), key=lambda item: item[1][0].customer_name):
-        lines.append(f"  {alert.customer_name} — {alert.tier} (client {customer_id}): {count} alert(s)")
-    lines += ["", f"Not acknowledged yet ({len(waiting)}), oldest first:" if waiting
-              else "No alert of the period is waiting for an acknowledgement."]
+        lines.append("  " + t.gettext("%(name)s — %(tier)s (client %(id)s): %(count)s alert(s)",
+                                      name=alert.customer_name, tier=alert.tier, id=customer_id,
+                                      count=count))
+    lines += ["", t.gettext("Not acknowledged yet (%(count)s), oldest first:", count=len(waiting))
+              if waiting else t.gettext("No alert of the period is waiting for an acknowledgement.")]
     for alert, state in waiting[:_MAX_LISTED]:
         lines.append(
-            f"  {alert.created_at.astimezone(zone).strftime('%a %d %b %H:%M %Z')}  "
-            f"[{alert.severity.upper()}] {alert.customer_name} ({alert.tier}): "
-            f"{alert.event_count} failure(s), {state} — alert {alert.alert_id}")
+            f"  {local_time(t, alert.created_at, '%a %d %b %H:%M %Z')}  "
+            f"[{alert.severity.upper()}] " + t.gettext(
+                "%(name)s (%(tier)s): %(count)s failure(s), %(state)s — alert %(id)s",
+                name=alert.customer_name, tier=alert.tier, count=alert.event_count,
+                state=t.gettext(state), id=alert.alert_id))
     if len(waiting) > _MAX_LISTED:
-        lines.append(f"  … and {len(waiting) - _MAX_LISTED} more")
+        lines.append("  " + t.gettext("… and %(count)s more", count=len(waiting) - _MAX_LISTED))
     if late:
-        lines += ["", (f"Late ({len(late)}): failures cardmon processed long after they happened "
-                       "(a replay after an outage); nobody was paged about them:")]
+        lines += ["", t.gettext("Late (%(count)s): failures cardmon processed long after they happened "
+                                "(a replay after an outage); nobody was paged about them:",
+                                count=len(late))]
         for alert in late[:_MAX_LISTED]:
             lines.append(
-                f"  happened {alert.first_event_at.astimezone(zone).strftime('%a %d %b %H:%M %Z')}  "
-                f"[{alert.severity.upper()}] {alert.customer_name} ({alert.tier}): "
-                f"{alert.event_count} failure(s) — alert {alert.alert_id}")
+                "  " + t.gettext("happened %(when)s", when=local_time(t, alert.first_event_at,
+                                                                       "%a %d %b %H:%M %Z"))
+                + f"  [{alert.severity.upper()}] " + t.gettext(
+                    "%(name)s (%(tier)s): %(count)s failure(s) — alert %(id)s",
+                    name=alert.customer_name, tier=alert.tier, count=alert.event_count,
+                    id=alert.alert_id))
         if len(late) > _MAX_LISTED:
-            lines.append(f"  … and {len(late) - _MAX_LISTED} more")
-    lines += ["", (f"Digest {record.digest_id} · alerts recorded at or after the period's start "
-                   "and before its end")]
+            lines.append("  " + t.gettext("… and %(count)s more", count=len(late) - _MAX_LISTED))
+    lines += ["", t.gettext("Digest %(id)s · alerts recorded at or after the period's start "
+                            "and before its end", id=record.digest_id)]
     text = _scrub("\n".join(lines) + "\n")
     payload: dict[str, Any] = {
         "schema": PAYLOAD_SCHEMA,
@@ -150,6 +172,7 @@ def render_digest(
                   "created_at": a.created_at.isoformat()} for a in late],
         "subject": _scrub(subject),
         "text": text,
+        "locale": t.locale,
     }
     return AlertMessage(
         alert_id=record.digest_id,
@@ -161,8 +184,11 @@ def render_digest(
     )
 
 
-def render_digest_delivery(store: AlertStore, delivery: Delivery) -> AlertMessage:
+def render_digest_delivery(store: AlertStore, delivery: Delivery, *,
+                           locale_of: Callable[[str], str | None] | None = None) -> AlertMessage:
     """Render the message of a digest's outbox row (synchronous: call it through a thread).
+
+    ``locale_of`` gives the current registry's locale of a manager ID (the store keeps none).
 
     Raises:
         LookupError: the digest or its recipient is not in the store.
@@ -172,5 +198,6 @@ def render_digest_delivery(store: AlertStore, delivery: Delivery) -> AlertMessag
     if record is None or manager is None:
         raise LookupError(f"digest {delivery.alert_id} is not in the store")
     alerts = store.manager_alerts(record.manager_id, record.period_start, record.period_end)
-    message = render_digest(record, manager, alerts)
+    message = render_digest(record, manager, alerts,
+                            locale=locale_of(manager.manager_id) if locale_of else None)
     return message.for_channel(delivery.channel)

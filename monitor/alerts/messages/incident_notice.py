@@ -6,7 +6,8 @@ tier, how many failures and when (the manager's time zone), what failed (respons
 code and meaning, terminal), and one signed acknowledgement link per alert. An
 ``update`` notice marks the clients added since the previous notice; a
 ``resolved`` notice says when the outage ended. The same facts go into a JSON
-``payload`` (schema ``cardmon.incident.v1``). Every text is PAN-scrubbed.
+``payload`` (schema ``cardmon.incident.v1``). Every text is PAN-scrubbed. The text is in
+the recipient's language (:mod:`monitor.i18n`); the tags and the payload's data stay English.
 """
 
 from __future__ import annotations
@@ -17,12 +18,15 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from monitor.alerts.messages.alert import AckLinkMaker, AlertMessage, format_amount
-from monitor.alerts.preferences import manager_zone
+from monitor.alerts.messages.local import local_time, reader
 from monitor.domain import Alert, AlertEvent, Delivery, Manager
+from monitor.i18n import N_, Translator
 from monitor.incidents.model import Incident, NoticeKind
 from monitor.privacy import scrub_pans
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from monitor.alerts.states import AlertState
     from monitor.alerts.store import AlertStore
 
@@ -31,20 +35,23 @@ __all__ = ["PAYLOAD_SCHEMA", "render_notice", "render_notice_delivery"]
 #: Version of the notice ``payload`` shape.
 PAYLOAD_SCHEMA: Final = "cardmon.incident.v1"
 _LOCAL: Final = "%a %d %b %Y, %H:%M %Z"
-_SCOPE_WORDS: Final = {"terminal": "Terminal", "merchant": "Merchant", "region": "Region",
-                       "issuer": "Card issuer (IIN)", "network": "Card network or switch: the whole"}
+_SCOPE_WORDS: Final = {"terminal": N_("Terminal"), "merchant": N_("Merchant"), "region": N_("Region"),
+                       "issuer": N_("Card issuer (IIN)"),
+                       "network": N_("Card network or switch: the whole")}
 
 
 def _scrub(text: str) -> str:
     return scrub_pans(text.encode()).decode()
 
 
-def _what_failed(events: list[AlertEvent]) -> str:
-    codes = sorted({e.response_code or "timeout" for e in events})
-    meanings = sorted({e.response_meaning or "no response" for e in events})
+def _what_failed(events: list[AlertEvent], t: Translator) -> str:
+    codes = sorted({e.response_code or t.gettext("timeout") for e in events})
+    meanings = sorted({t.rule_text(e.response_meaning) if e.response_meaning
+                       else t.gettext("no response") for e in events})
     terminals = sorted({e.terminal_id for e in events})
-    return (f"code {', '.join(codes)} ({'; '.join(meanings)}) at "
-            f"{', '.join(terminals[:3])}{' …' if len(terminals) > 3 else ''}")
+    where = ", ".join(terminals[:3]) + (" …" if len(terminals) > 3 else "")
+    return t.gettext("code %(codes)s (%(meanings)s) at %(terminals)s", codes=", ".join(codes),
+                     meanings="; ".join(meanings), terminals=where)
 
 
 def render_notice(
@@ -55,6 +62,7 @@ def render_notice(
     *,
     since: datetime | None = None,
     ack_urls: dict[str, str] | None = None,
+    locale: str | None = None,
 ) -> AlertMessage:
     """Render one incident notice for one manager.
 
@@ -67,56 +75,70 @@ def render_notice(
         since: for an ``update``, when the previous notice was created; clients
             linked after it are marked new.
         ack_urls: ``alert_id`` → signed acknowledgement link, for a person's channel.
+        locale: the reader's BCP 47 locale; ``None``: the manager's.
 
     Returns:
         The message (its ``alert_id`` is left for the caller to set to the notice ID).
     """
-    zone = manager_zone(manager)
-    title = f"{_SCOPE_WORDS[incident.scope]} {incident.scope_key}"
+    t = reader(manager, locale)
+    title = f"{t.gettext(_SCOPE_WORDS[incident.scope])} {incident.scope_key}"
     high = max((a.severity for a, *_ in clients), key=("low", "medium", "high").index, default="high")
     owner = clients[0][0].manager if clients else manager
     if kind == "resolved":
-        subject = (f"[RESOLVED] Incident {title} ended — {len(clients)} of your clients "
-                   "had been affected")
+        subject = "[RESOLVED] " + t.gettext(
+            "Incident %(title)s ended — %(count)s of your clients had been affected",
+            title=title, count=len(clients))
     elif kind == "escalated":
-        subject = (f"[INCIDENT ESCALATED {high.upper()}] {title} outage — {len(clients)} client(s) "
-                   f"of {owner.name} not acknowledged")
+        subject = f"[INCIDENT ESCALATED {high.upper()}] " + t.gettext(
+            "%(title)s outage — %(count)s client(s) of %(owner)s not acknowledged",
+            title=title, count=len(clients), owner=owner.name)
     else:
         tag = "INCIDENT UPDATE" if kind == "update" else "INCIDENT"
-        subject = f"[{tag} {high.upper()}] {title} outage — {len(clients)} of your clients affected"
+        subject = f"[{tag} {high.upper()}] " + t.gettext(
+            "%(title)s outage — %(count)s of your clients affected", title=title, count=len(clients))
     if incident.flapping:
-        subject += " (flapping)"
-    lines = [f"Dear {manager.name},", ""]
+        subject += " " + t.gettext("(flapping)")
+    lines = [t.gettext("Dear %(name)s,", name=manager.name), ""]
     if kind == "escalated":
-        lines += [(f"{owner.name} ({owner.manager_id}) has not acknowledged these clients' alerts; "
-                  "please take them over."), ""]
+        lines += [t.gettext("%(owner)s (%(id)s) has not acknowledged these clients' alerts; "
+                            "please take them over.", owner=owner.name, id=owner.manager_id), ""]
     lines += [
-        f"Incident {incident.incident_id}: {title} is failing card transactions for many clients.",
-        f"Started:   {incident.started_at.astimezone(zone).strftime(_LOCAL)}",
+        t.gettext("Incident %(id)s: %(title)s is failing card transactions for many clients.",
+                  id=incident.incident_id, title=title),
+        t.gettext("Started:").ljust(10) + f" {local_time(t, incident.started_at, _LOCAL)}",
     ]
     if incident.ended_at is not None:
-        lines.append(f"Ended:     {incident.ended_at.astimezone(zone).strftime(_LOCAL)}")
+        lines.append(t.gettext("Ended:").ljust(10) + f" {local_time(t, incident.ended_at, _LOCAL)}")
     else:
-        lines.append(f"Status:    ongoing (last failure "
-                     f"{incident.last_failure_at.astimezone(zone).strftime(_LOCAL)})")
-    lines.append(f"Scale:     {incident.failures} failed transactions, {incident.cards} cards, "
-                 f"{incident.terminals} terminal(s)")
+        lines.append(t.gettext("Status:").ljust(10) + " " + t.gettext(
+            "ongoing (last failure %(when)s)", when=local_time(t, incident.last_failure_at, _LOCAL)))
+    lines.append(t.gettext("Scale:").ljust(10) + " " + t.gettext(
+        "%(failures)s failed transactions, %(cards)s cards, %(terminals)s terminal(s)",
+        failures=incident.failures, cards=incident.cards, terminals=incident.terminals))
     if incident.note:
-        lines.append(f"Note:      {incident.note} — one incident, not one message per failure")
-    lines += ["", (f"Affected clients of {owner.name} not acknowledged yet ({len(clients)}):"
-                   if kind == "escalated" else f"Your affected clients ({len(clients)}):")]
+        lines.append(t.gettext("Note:").ljust(10) + " " + t.gettext(
+            "%(note)s — one incident, not one message per failure", note=incident.note))
+    lines += ["", t.gettext("Affected clients of %(owner)s not acknowledged yet (%(count)s):",
+                            owner=owner.name, count=len(clients))
+              if kind == "escalated" else t.gettext("Your affected clients (%(count)s):",
+                                                    count=len(clients))]
     payload_clients: list[dict[str, Any]] = []
     for alert, state, linked_at, events in clients:
         new = kind == "update" and since is not None and linked_at > since
         latest = events[-1] if events else None
-        amount = format_amount(latest.amount_minor, latest.currency) if latest else ""
+        amount = (format_amount(latest.amount_minor, latest.currency,
+                                locale="en_US" if t.locale == "en" else t.locale.replace("-", "_"))
+                  if latest else "")
         lines.append(
-            f"  {'NEW ' if new else ''}{alert.customer_name} — {alert.tier}: {alert.event_count} "
-            f"failure(s), first {alert.first_event_at.astimezone(zone).strftime('%H:%M %Z')}"
-            f"{f', last {amount}' if amount else ''}; {_what_failed(events)} [{state}]")
+            "  " + (t.gettext("NEW") + " " if new else "") + t.gettext(
+                "%(name)s — %(tier)s: %(count)s failure(s), first %(when)s",
+                name=alert.customer_name, tier=alert.tier, count=alert.event_count,
+                when=local_time(t, alert.first_event_at, "%H:%M %Z"))
+            + (t.gettext(", last %(amount)s", amount=amount) if amount else "")
+            + f"; {_what_failed(events, t)} [{t.gettext(state)}]")
         url = (ack_urls or {}).get(alert.alert_id)
         if url:
-            lines.append(f"      acknowledge: {url}")
+            lines.append("      " + t.gettext("acknowledge: %(url)s", url=url))
         payload_clients.append({
             "alert_id": alert.alert_id, "customer_id": alert.customer_id,
             "customer_name": alert.customer_name, "tier": alert.tier, "severity": alert.severity,
@@ -126,12 +148,12 @@ def render_notice(
         })
     action = clients[0][0].suggested_action if clients else ""
     if kind == "resolved":
-        lines += ["", ("The outage is over: transactions succeed again. Consider a short call "
-                      "to each client above to confirm they are fine.")]
+        lines += ["", t.gettext("The outage is over: transactions succeed again. Consider a short "
+                                "call to each client above to confirm they are fine.")]
     elif action:
-        lines += ["", f"Suggested action: {action}",
-                  ("Operations owns the outage itself; acknowledge each client once you have "
-                  "contacted them.")]
+        lines += ["", t.gettext("Suggested action: %(action)s", action=t.rule_text(action)),
+                  t.gettext("Operations owns the outage itself; acknowledge each client once you "
+                            "have contacted them.")]
     text = _scrub("\n".join(lines) + "\n")
     payload: dict[str, Any] = {
         "schema": PAYLOAD_SCHEMA,
@@ -149,6 +171,7 @@ def render_notice(
         "clients": payload_clients,
         "subject": _scrub(subject),
         "text": text,
+        "locale": t.locale,
     }
     return AlertMessage(
         alert_id=incident.incident_id, subject=_scrub(subject), text=text,
@@ -158,8 +181,11 @@ def render_notice(
 
 
 def render_notice_delivery(store: AlertStore, delivery: Delivery, *,
-                           links: AckLinkMaker | None = None) -> AlertMessage:
+                           links: AckLinkMaker | None = None,
+                           locale_of: Callable[[str], str | None] | None = None) -> AlertMessage:
     """Render the message of an incident notice's outbox row (synchronous: use a thread).
+
+    ``locale_of`` gives the current registry's locale of a manager ID (the store keeps none).
 
     Raises:
         LookupError: the notice, its incident or its recipient is not in the store.
@@ -182,5 +208,6 @@ def render_notice_delivery(store: AlertStore, delivery: Delivery, *,
     ack_urls = ({alert.alert_id: links.url(alert.alert_id, recipient.manager_id)
                  for alert, *_ in clients} if links is not None and person and kind != "resolved"
                 else None)
-    message = render_notice(incident, kind, recipient, clients, since=since, ack_urls=ack_urls)
+    message = render_notice(incident, kind, recipient, clients, since=since, ack_urls=ack_urls,
+                            locale=locale_of(recipient.manager_id) if locale_of else None)
     return replace(message, alert_id=delivery.alert_id).for_channel(delivery.channel)

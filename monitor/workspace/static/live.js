@@ -20,9 +20,9 @@
   // The columns, in the table's order: the first holds the link to the alert; a team
   // lead's list (data-team) has the manager's name second.
   var COLUMNS = table.hasAttribute("data-team")
-    ? ["customer_name", "manager_name", "tier", "severity", "state", "event_count", "since"]
-    : ["customer_name", "tier", "severity", "state", "event_count", "since"];
-  var SEVERITY = COLUMNS.indexOf("severity");
+    ? ["customer_name", "manager_name", "tier", "severity_text", "state_text", "event_count", "since"]
+    : ["customer_name", "tier", "severity_text", "state_text", "event_count", "since"];
+  var SEVERITY = COLUMNS.indexOf("severity_text");
 
   function findRow(alertId) {
     for (var i = 0; i < body.rows.length; i += 1) {
