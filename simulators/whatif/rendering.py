@@ -92,8 +92,8 @@ def render_text(result: WhatIf, *, recording: Path | None = None, limit: int = 5
     current, proposed = result.current, result.proposed
     span = f"{_when(current.first_event)} to {_when(current.last_event)}"
     lines = [
-        f"What-if{f' on {recording}' if recording else ''}: {current.events:,} events, {span}; "
-        "nothing was sent.",
+        (f"What-if{f' on {recording}' if recording else ''}: {current.events:,} events, {span}; "
+         "nothing was sent."),
         f"  current:  {_rules(current.rules, None)}",
         f"  proposed: {_rules(proposed.rules, current.rules)}",
         f"  VIP failures that alert: {_cell(current.vip_failures, proposed.vip_failures)}",
