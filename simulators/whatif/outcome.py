@@ -35,8 +35,9 @@ __all__ = ["MESSAGE_KINDS", "AlertRow", "DeliveryKind", "IncidentRow", "ManagerC
 #: The message kinds counted per manager, in table order.
 MESSAGE_KINDS: Final = ("notifications", "incident_notices", "summaries", "digests")
 
-#: How an alert reached its manager: on its own, in an incident notice, in a rate-cap
-#: summary (``capped``), not at all as no configured channel reaches them
+#: How an alert reached its manager: on its own (``own``, also when an incident took it
+#: in after its message went out), only in an incident notice (``incident``), in a
+#: rate-cap summary (``capped``), not at all as no configured channel reaches them
 #: (``unroutable``), or not at all as they muted its severity (``muted``).
 DeliveryKind = Literal["own", "incident", "capped", "unroutable", "muted"]
 
@@ -167,12 +168,13 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 
 def _delivery(row: sqlite3.Row) -> DeliveryKind:
+    # Its own message went out (even when an incident took it in later): "own".
+    if row["own"]:
+        return "own"
     if row["in_incident"]:
         return "incident"
     if row["capped"]:
         return "capped"
-    if row["own"]:
-        return "own"
     return "unroutable" if row["unroutable"] else "muted"
 
 
