@@ -46,7 +46,8 @@ _DEFAULT_TOPIC: Final = "card.transactions"
 _DEFAULT_BOOTSTRAP: Final = "127.0.0.1:9092"
 
 app = typer.Typer(
-    help="Send card transactions to Kafka: replay a TabFormer CSV or run a synthetic fleet.",
+    help="Send card transactions to Kafka (a TabFormer CSV, a recording, a synthetic fleet), "
+         "or replay a recording offline through a proposed rules/ (what-if).",
     no_args_is_help=True,
 )
 _console = Console(stderr=True)

@@ -98,7 +98,8 @@ def test_the_same_rules_give_no_difference(tmp_path: Path) -> None:
                                registry=_registry(registry)))
     result = compare(*runs)
     assert all(not any(row.difference().values()) for row in result.managers)
-    assert result.appeared == result.disappeared == result.changed == ()
+    assert result.appeared == result.disappeared == ()
+    assert result.changed == ()
 
 
 def test_a_bad_proposed_rule_file_is_refused_before_anything_runs(tmp_path: Path) -> None:
