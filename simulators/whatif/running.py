@@ -50,6 +50,7 @@ from monitor.alerts.routing import MANAGER_CHANNEL_KINDS
 from monitor.app import MonitorApp
 from monitor.config import Settings
 from monitor.domain import Manager
+from monitor.errors import ConfigurationError
 from monitor.hours import local_instant
 from simulators.whatif.outcome import (
     AlertRow,
@@ -180,7 +181,7 @@ class PolicyReplay:
 
     Raises:
         monitor.errors.ConfigurationError: a rule file or the registry is invalid
-            (one line naming the file).
+            (one line naming the file), or the registry has no client.
     """
 
     def __init__(self, settings: Settings, rules: RuleFiles, workdir: Path, *, label: str,
@@ -191,7 +192,12 @@ class PolicyReplay:
         self.app = MonitorApp(run_settings(settings, rules, self.store_path, registry=registry),
                               metrics_registry=CollectorRegistry())
         try:
-            self.app.vip_registry.reload_if_changed()  # what start() does: load the VIP registry
+            # What run() does first: load the VIP registry, refusing a bad or missing one.
+            registry_now = self.app.vip_registry.load()
+            if not len(registry_now):
+                raise ConfigurationError(
+                    "the VIP registry has no client: give --registry DIR (customers.csv, managers.csv) "
+                    "or registry.customers_path and registry.managers_path in the settings")
         except Exception:
             self.close()
             raise

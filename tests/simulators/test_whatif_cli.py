@@ -131,3 +131,23 @@ def test_tabformer_what_if_matches_the_counts_derived_from_the_file(tmp_path: Pa
     assert document["alerts"]["appeared"] == [] and document["alerts"]["changed"] == []
     assert {(a["customer_id"], a["manager_id"], a["severity"]) for a in disappeared} == {("U0", "M-01", "low")}
     assert f"Alerts that disappear ({len(disappeared)}):" in result.output
+
+
+def test_a_missing_registry_exits_2(tmp_path: Path) -> None:
+    """--registry naming a folder without the registry files exits 2 with one line, nothing replayed."""
+    _, recording = write_world(tmp_path)
+    proposed = write_proposed(tmp_path / "proposed")
+    result = CliRunner().invoke(app, ["simulate", "what-if", "--recording", str(recording),
+                                      "--rules", str(proposed), "--registry", str(tmp_path / "nowhere")])
+    assert result.exit_code == 2, result.output
+    assert "registry" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_no_registry_at_all_exits_2(tmp_path: Path) -> None:
+    """Without --registry and with no registry in the settings there is nobody to alert: exit 2."""
+    _, recording = write_world(tmp_path)
+    proposed = write_proposed(tmp_path / "proposed")
+    result = CliRunner().invoke(app, ["simulate", "what-if", "--recording", str(recording),
+                                      "--rules", str(proposed)])
+    assert result.exit_code == 2, result.output
+    assert "no client" in result.stderr
