@@ -9,6 +9,8 @@
   traffic (:func:`synthetic_events`), device status events;
 * :mod:`simulators.scenario`: fault scenarios with a known answer (schema, generation,
   running, checking); the library is ``simulators/scenarios/*.yaml``;
+* :mod:`simulators.whatif`: a recording replayed offline through the current and a
+  proposed ``rules/``, compared per manager (``cardmon simulate what-if``);
 * :mod:`simulators.producer`: send event dicts to Kafka, paced or as fast as possible;
 * :mod:`simulators.demo` and :mod:`simulators.cli`: ``cardmon demo`` and ``cardmon simulate``.
 

@@ -11,6 +11,10 @@ Commands ending in :func:`simulators.producer.produce`:
   :mod:`simulators.sources.replay`);
 * ``scenario NAME [--check]``: a fault scenario of the library through Kafka and
   a monitor, compared with its expected outcome (:mod:`simulators.scenario`).
+
+And one that sends nothing: ``what-if --recording FILE --rules DIR`` replays a
+recording offline through the current and a proposed ``rules/`` and prints what each
+would have sent, per manager (:mod:`simulators.whatif`, ``docs/what-if.md``).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import typer
@@ -33,13 +37,17 @@ from simulators.sources.replay import RecordingFormatError, replay
 from simulators.sources.synthetic import default_faults, synthetic_events
 from simulators.sources.tabformer import TabFormerFormatError, frame_events, read_tabformer
 
+if TYPE_CHECKING:
+    from simulators.whatif import WhatIf
+
 __all__ = ["app"]
 
 _DEFAULT_TOPIC: Final = "card.transactions"
 _DEFAULT_BOOTSTRAP: Final = "127.0.0.1:9092"
 
 app = typer.Typer(
-    help="Send card transactions to Kafka: replay a TabFormer CSV or run a synthetic fleet.",
+    help="Send card transactions to Kafka (a TabFormer CSV, a recording, a synthetic fleet), "
+         "or replay a recording offline through a proposed rules/ (what-if).",
     no_args_is_help=True,
 )
 _console = Console(stderr=True)
@@ -240,3 +248,61 @@ def scenario(
         raise typer.Exit(0 if report.passed else 1)
     typer.echo(f"scenario {report.scenario}: {report.produced} events, "
                f"{report.consumed} consumed in {report.seconds:.1f} s")
+
+
+def _print_what_if(result: WhatIf, recording: Path, json_path: Path | None, show: int) -> None:
+    import json
+
+    from simulators.whatif import render_json, render_text
+
+    typer.echo(render_text(result, recording=recording, limit=show))
+    if json_path is not None:
+        json_path.write_text(json.dumps(render_json(result), indent=2) + "\n", encoding="utf-8")
+        _console.print(f"what-if written as JSON to {json_path}")
+
+
+@app.command("what-if")
+def what_if_command(
+    recording: Annotated[Path, typer.Option(
+        "--recording", exists=True, dir_okay=False, help="Recorded traffic (JSON lines, CSV, Parquet, TabFormer).")],
+    rules: Annotated[Path, typer.Option(
+        "--rules", help="Folder of proposed rule files (alerting.yaml, response_codes.yaml, health.yaml); "
+                        "a file it lacks is the current one.")],
+    fmt: Annotated[str, typer.Option(
+        "--format", help="auto (by suffix), jsonl, csv, parquet or tabformer (an IBM TabFormer CSV).")] = "auto",
+    timezone_name: Annotated[str, typer.Option(
+        "--timezone", help="IANA time zone of a TabFormer file's wall-clock times.")] = "UTC",
+    registry: Annotated[Path | None, typer.Option(
+        "--registry", file_okay=False, help="VIP registry folder (customers.csv, managers.csv); "
+                                            "default: the settings' registry.")] = None,
+    config: Annotated[Path | None, typer.Option(
+        "--config", "-c", help="YAML settings file (default: $CARDMON_CONFIG or ./cardmon.yaml).")] = None,
+    json_path: Annotated[Path | None, typer.Option(
+        "--json", dir_okay=False, help="Also write the whole comparison as JSON here.")] = None,
+    show: Annotated[int, typer.Option(min=0, help="Most alerts listed per list in the text.")] = 50,
+    batch: Annotated[int, typer.Option(min=1, help="Most events per processed batch.")] = 1_000,
+) -> None:
+    """Replay a recording through the current and the proposed rules, offline; print what each would send."""
+    # Loaded when run: the whole monitor (store, processor, health) stays out of --help.
+    from monitor.cli.settings import load_settings_or_exit
+    from monitor.errors import ConfigurationError
+    from simulators.whatif import current_rules, proposed_rules, read_traffic, what_if
+
+    if fmt not in ("auto", "jsonl", "csv", "parquet", "tabformer"):
+        raise typer.BadParameter(f"unknown format {fmt!r}", param_hint="--format")
+    settings = load_settings_or_exit(config)
+    try:
+        ZoneInfo(timezone_name)
+    except (ZoneInfoNotFoundError, ValueError) as error:
+        raise typer.BadParameter(f"unknown time zone {timezone_name!r}", param_hint="--timezone") from error
+    folder = None if registry is None else (registry / "customers.csv", registry / "managers.csv")
+    try:
+        current = current_rules(settings)
+        proposed = proposed_rules(rules, current)
+        events = read_traffic(recording, fmt, timezone=timezone_name)  # type: ignore[arg-type]
+        result = what_if(events, settings, current, proposed, registry=folder, max_events=batch)
+    except (ConfigurationError, FileNotFoundError) as error:
+        typer.echo(f"cardmon: {error}".splitlines()[0], err=True)
+        raise typer.Exit(2) from None
+    _print_what_if(result, recording, json_path, show)
+

@@ -3,7 +3,7 @@
 ``cardmon run``       the monitor service against the configured Kafka;
 ``cardmon demo``      everything on an embedded broker with synthetic traffic;
 ``cardmon broker``    the embedded Kafka-compatible broker alone;
-``cardmon simulate``  replay recorded files or synthetic fleets into Kafka;
+``cardmon simulate``  replay recorded files or synthetic fleets into Kafka; what-if for rules;
 ``cardmon alerts``    the alert store: ``export``, ``list``, ``ack``, ``resolve``, ``resend``;
 ``cardmon incidents`` storm-control incidents; ``cardmon dashboards`` Grafana dashboards.
 
@@ -36,7 +36,8 @@ for command in (service.version, service.run, service.demo, service.broker):
 def _mount_simulators() -> None:
     from simulators.cli import app as simulate_app
 
-    app.add_typer(simulate_app, name="simulate", help="Replay recorded or synthetic traffic into Kafka.")
+    app.add_typer(simulate_app, name="simulate",
+                  help="Replay recorded or synthetic traffic into Kafka; what-if for rule changes, offline.")
 
 
 _mount_simulators()

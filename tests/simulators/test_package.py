@@ -10,9 +10,10 @@ import pytest
 
 import simulators
 import simulators.scenario
+import simulators.whatif
 
 
-@pytest.mark.parametrize("package", [simulators, simulators.scenario])
+@pytest.mark.parametrize("package", [simulators, simulators.scenario, simulators.whatif])
 def test_package_exports_its_public_names(package: object) -> None:
     """The package's ``__all__`` is sorted and every name in it exists."""
     names = package.__all__  # type: ignore[attr-defined]
@@ -23,7 +24,10 @@ def test_package_exports_its_public_names(package: object) -> None:
 @pytest.mark.parametrize("module", ["simulators.fleet", "simulators.faults", "simulators.traffic",
                                     "simulators.sources.synthetic", "simulators.scenario.schema",
                                     "simulators.scenario.generation", "simulators.scenario.checking",
-                                    "simulators.scenario.running"])
+                                    "simulators.scenario.running", "simulators.whatif.traffic",
+                                    "simulators.whatif.rules", "simulators.whatif.outcome",
+                                    "simulators.whatif.running", "simulators.whatif.comparing",
+                                    "simulators.whatif.rendering"])
 def test_modules_list_what_they_export(module: str) -> None:
     """Each simulators module has an ``__all__`` whose every name exists."""
     loaded = importlib.import_module(module)
