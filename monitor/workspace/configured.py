@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 
+from monitor.alerts.delivery.apprise import AppriseChannel
 from monitor.alerts.delivery.configured import email_channel
 from monitor.alerts.store import AlertStore
 from monitor.config import Settings
@@ -32,7 +33,8 @@ def configured_workspace(settings: Settings, store: AlertStore, *,
     """The workspace of ``settings``, or ``None`` when ``workspace.enabled`` is false.
 
     Links point at ``api.public_url`` (else ``http://{api.host}:{api.port}``); mail goes
-    through ``alerting.smtp`` (no relay: no link is sent, and the log says so).
+    through ``alerting.smtp`` (no relay: no link is mailed, and the log says so); a person
+    without an e-mail address gets theirs at their first chat target (Apprise).
 
     Args:
         settings: the monitor's settings (``workspace.enabled`` implies a secret).
@@ -51,7 +53,8 @@ def configured_workspace(settings: Settings, store: AlertStore, *,
     tokens = SignInTokens(secret, max_age_seconds=section.sign_in_max_age_seconds)
     email = email_channel(settings.alerting) if settings.alerting.smtp.host else None
     mailer = SignInMailer(tokens, api.public_url or f"http://{api.host}:{api.port}",
-                          managers=managers, email=email, roles=RoleBook.from_settings(section))
+                          managers=managers, email=email, roles=RoleBook.from_settings(section),
+                          chat=AppriseChannel(timeout=settings.alerting.apprise_timeout_seconds))
     errors, warnings = mailer.people.problems()
     for warning in warnings:
         log.warning("%s", warning)

@@ -9,9 +9,12 @@ SMTP relay of ``alerting.smtp`` (:class:`~monitor.alerts.delivery.channels.Email
 Guarantees and limits: the form's answer never says whether a manager exists or the
 mail left (the caller answers one page and sends in the background, so the time
 taken says nothing either). One attempt per request: a relay that is down is logged
-(a warning with the manager ID, never the link) and the manager asks again. Managers
-without an e-mail address cannot sign in yet (chat channels come later). The mail is in
-the manager's language (their registry ``locale``, :mod:`monitor.i18n`).
+(a warning with the manager ID, never the link) and the manager asks again. A manager
+without an e-mail address (or with no relay configured) gets the link at the first chat
+target the registry gives them (their ``apprise:0``: a Slack, Teams, WeCom... message
+through :class:`~monitor.alerts.delivery.apprise.AppriseChannel`); a generic webhook is
+never used, it is an integration endpoint, not a person. The message is in the manager's
+language (their registry ``locale``, :mod:`monitor.i18n`).
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from urllib.parse import quote
 
 import aiosmtplib
 
-from monitor.alerts.delivery.channels import EmailChannel
+from monitor.alerts.delivery.apprise import AppriseChannel
+from monitor.alerts.delivery.channels import DeliveryError, EmailChannel
 from monitor.domain import Manager
 from monitor.i18n import DEFAULT_LOCALE, LocaleError, Translator
 from monitor.workspace.returning import next_query
@@ -41,8 +45,10 @@ class SignInMailer:
         tokens: issues the signed tokens.
         public_url: the base URL managers reach cardmon at (``https://cardmon.bank.example``).
         managers: returns the registry's managers by ID as they are now.
-        email: the SMTP channel; ``None`` when no relay is configured (nothing is sent).
+        email: the SMTP channel; ``None`` when no relay is configured (nothing is mailed).
         roles: team leads and operations staff of the settings; ``None``: managers only.
+        chat: the Apprise channel that reaches a person without an e-mail address at the
+            first chat target the registry gives them; ``None``: e-mail only.
 
     Attributes:
         people: who may sign in, with their roles.
@@ -50,16 +56,18 @@ class SignInMailer:
 
     def __init__(self, tokens: SignInTokens, public_url: str, *,
                  managers: Callable[[], Mapping[str, Manager]], email: EmailChannel | None,
-                 roles: RoleBook | None = None) -> None:
+                 roles: RoleBook | None = None, chat: AppriseChannel | None = None) -> None:
         if not public_url:
             raise ValueError("public_url is required to build sign-in links")
         self._tokens = tokens
         self._public_url = public_url.rstrip("/")
         self.people = People(managers, roles)
         self._email = email
+        self._chat = chat
 
     def __repr__(self) -> str:
-        return f"SignInMailer(public_url={self._public_url!r}, email={self._email is not None})"
+        return (f"SignInMailer(public_url={self._public_url!r}, email={self._email is not None}, "
+                f"chat={self._chat is not None})")
 
     @property
     def public_url(self) -> str:
@@ -92,8 +100,11 @@ class SignInMailer:
         if manager is None:
             log.info("workspace sign-in asked for an unknown manager")
             return False
-        if self._email is None or not manager.email:
-            log.warning("workspace sign-in for %s: no e-mail %s", manager.person_id,
+        by_mail = self._email is not None and bool(manager.email)
+        by_chat = not by_mail and self._chat is not None and bool(manager.chat_urls)
+        if not by_mail and not by_chat:
+            log.warning("workspace sign-in for %s: no e-mail %s and no chat channel in the registry",
+                        manager.person_id,
                         "relay is configured" if self._email is None else "address in the registry")
             return False
         minutes = max(1, self._tokens.max_age_seconds // 60)
@@ -108,10 +119,18 @@ class SignInMailer:
                              "ignore this mail.",
                              "It works once, within %(num)s minutes. If you did not ask for it, "
                              "ignore this mail.", minutes) + "\n")
+        subject = t.gettext("Your cardmon sign-in link")
         try:
-            await self._email.send_text(manager.email, t.gettext("Your cardmon sign-in link"), text)
-        except (aiosmtplib.SMTPException, OSError) as error:
-            log.warning("workspace sign-in for %s: the mail relay failed (%s); "
-                        "they can ask again", manager.person_id, type(error).__name__)
+            if by_mail:
+                assert self._email is not None and manager.email
+                await self._email.send_text(manager.email, subject, text)
+            else:
+                assert self._chat is not None
+                # The registry's first chat target of the person (their ``apprise:0``).
+                await self._chat.to(manager.chat_urls[0]).send_text(subject, text)
+        except (aiosmtplib.SMTPException, OSError, DeliveryError, ValueError) as error:
+            log.warning("workspace sign-in for %s: the %s failed (%s); they can ask again",
+                        manager.person_id, "mail relay" if by_mail else "chat channel",
+                        type(error).__name__)
             return False
         return True

@@ -51,6 +51,9 @@ class Person:
             empty otherwise.
         locale: the language of their pages and mails (BCP 47: the registry's, or the settings').
         timezone: their IANA zone (the registry's, or the settings').
+        chat_urls: their own chat targets (a manager's Apprise URLs from the registry), where
+            a sign-in link goes when they have no e-mail address; they carry tokens, so they
+            are left out of ``repr``.
     """
 
     person_id: str
@@ -60,6 +63,7 @@ class Person:
     team: frozenset[str] = frozenset()
     locale: str = "en"
     timezone: str = "UTC"
+    chat_urls: tuple[str, ...] = field(default=(), repr=False)
 
     @property
     def manager_id(self) -> str:
@@ -126,7 +130,8 @@ class People:
         return Person(person_id=person_id, name=manager.name, email=manager.email,
                       roles=frozenset({"manager"} if team is None else {"manager", "team_lead"}),
                       team=frozenset() if team is None else team - {person_id},
-                      locale=getattr(manager, "locale", "en"), timezone=manager.timezone)
+                      locale=getattr(manager, "locale", "en"), timezone=manager.timezone,
+                      chat_urls=manager.apprise_urls)
 
     def find(self, who: str) -> Person | None:
         """The person whose ID is ``who``, or whose e-mail address is ``who`` (any case); else ``None``.

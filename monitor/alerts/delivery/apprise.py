@@ -107,6 +107,23 @@ class AppriseChannel:
         """
         return AppriseChannel((url,), timeout=self._timeout)
 
+    async def send_text(self, title: str, text: str) -> None:
+        """Notify every URL with ``title`` and plain ``text`` (a message that is not an alert).
+
+        Raises:
+            DeliveryError: no URL, or a target did not accept it (never a URL in the error).
+        """
+        if not self._urls:
+            raise DeliveryError("no Apprise URL to send to")
+        notifier = apprise.Apprise()
+        for url in self._urls:
+            notifier.add(url)
+        result = await notifier.async_notify(body=text, title=title, body_format=apprise.NotifyFormat.TEXT,
+                                             notify_type=apprise.NotifyType.INFO, timeout=self._timeout)
+        if not result:
+            raise DeliveryError(f"Apprise {result.status.name.lower()}, {result.failed_count} of "
+                                f"{len(self._urls)} target(s) failed")
+
     async def send(self, message: AlertMessage) -> None:
         """Notify every URL with ``message.subject`` and ``message.text`` (plain text).
 
