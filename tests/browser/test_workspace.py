@@ -140,3 +140,21 @@ async def test_a_manager_signs_in_and_resolves_her_clients_alert_in_a_real_brows
         assert response is not None and response.status == 404
         await expect(second.page.get_by_role("heading", level=1)).to_have_text("Not found")
         assert "Ada Lovelace" not in await second.page.content()
+
+
+@pytest.mark.timeout(120)
+async def test_the_pages_fit_a_phone_screen(served: Served, chromium: Browser) -> None:
+    """At a phone's width (390 px) the list, an alert and a client page need no sideways scrolling."""
+    ada = served.alert(1, CLAIRE, "Ada Lovelace")
+    async with open_tab(chromium) as tab:
+        page = tab.page
+        await page.set_viewport_size({"width": 390, "height": 844})
+        link = f"{PUBLIC_URL}/workspace/sign-in/{served.tokens.issue(CLAIRE.manager_id)}"
+        await _sign_in(page, served, link, CLAIRE.name)
+        for path in ("/workspace/alerts", f"/workspace/alerts/{ada}", "/workspace/clients/C-0001"):
+            response = await page.goto(f"{served.url}{path}")
+            assert response is not None and response.status == 200, path
+            overflow = await page.evaluate(
+                "document.documentElement.scrollWidth - document.documentElement.clientWidth")
+            assert overflow <= 0, (path, overflow)
+        assert tab.errors == []
