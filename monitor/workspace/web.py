@@ -174,12 +174,17 @@ def render(request: web.Request, template: str, context: dict[str, Any], *,
     :class:`~monitor.i18n.Translator`: ``t.datetime(...)``, ``t.money(...)``,
     ``t.rule_text(...)``), ``when(moment, layout)`` (the reader's zone: the strftime
     ``layout`` in English, CLDR's way in another language;
-    :func:`~monitor.alerts.messages.local.local_time`) and ``lang``. ``scripts``: the
+    :func:`~monitor.alerts.messages.local.local_time`), ``lang`` and ``signed_in_as`` (the
+    person's name and ID). ``scripts``: the
     page may run its own script (:data:`LIVE_PAGE_POLICY`).
     """
-    translator = page_translator(request, context.get("session"))
+    session = context.get("session")
+    translator = page_translator(request, session)
+    person = request.app[WORKSPACE].mailer.people.get(session.manager_id) if session else None
     context = {**context, **_template_gettext(translator), "t": translator,
                "lang": translator.locale,
+               "signed_in_as": (f"{person.name} ({person.person_id})" if person is not None
+                                else session.manager_id if session else ""),
                "when": lambda moment, layout="%Y-%m-%d %H:%M %Z": local_time(translator, moment, layout)}
     response = aiohttp_jinja2.render_template(template, request, context, status=status)
     response.headers.update(PAGE_HEADERS)
