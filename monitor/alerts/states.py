@@ -42,6 +42,7 @@ from monitor.errors import CardmonError
 
 __all__ = [
     "ALERT_STATES",
+    "CONTACT_OUTCOMES",
     "RESOLUTION_OUTCOMES",
     "SYSTEM_ACTOR",
     "AlertNotFoundError",
@@ -66,6 +67,10 @@ RESOLUTION_OUTCOMES: Final[tuple[str, ...]] = (
     "called_client", "reversal_or_refund_arranged", "card_replaced",
     "terminal_reported_to_operations", "client_unreachable", "no_action_needed",
 )
+#: The outcomes that mean the client was reached: a resolution with one of them is the
+#: alert's first contact (time to first contact = its time minus the alert's recording).
+CONTACT_OUTCOMES: Final[frozenset[str]] = frozenset({
+    "called_client", "reversal_or_refund_arranged", "card_replaced"})
 #: Who writes the rows the monitor itself causes.
 SYSTEM_ACTOR: Final = "cardmon"
 

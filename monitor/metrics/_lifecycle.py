@@ -16,7 +16,8 @@ several instances on one store each exports the same counts: aggregate them with
 ``max``, not ``sum``.
 
 Labels: severity, lifecycle state, acknowledgement channel (``api``, ``link``,
-``cli``, ``workspace``, else ``other``) and escalation step (1, 2...). No alert, client or manager
+``cli``, ``workspace``, else ``other``), escalation step (1, 2...) and resolution outcome
+(the vocabulary of :data:`~monitor.alerts.states.RESOLUTION_OUTCOMES`, ``none``). No alert, client or manager
 ID.
 """
 
@@ -27,7 +28,7 @@ from typing import Final, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from monitor.alerts.states import ALERT_STATES, AlertState
+from monitor.alerts.states import ALERT_STATES, CONTACT_OUTCOMES, RESOLUTION_OUTCOMES, AlertState
 from monitor.alerts.store import LifecycleRecord
 from monitor.domain import SEVERITIES
 
@@ -101,9 +102,23 @@ class AlertLifecycleMetrics:
             "Alerts resolved, by severity; read from the alert store's history.",
             ["severity"], registry=registry,
         )
+        self.outcomes = Counter(
+            "cardmon_alert_resolution_outcomes_total",
+            "Alerts resolved, by what the person did (called_client, reversal_or_refund_arranged, "
+            "card_replaced, terminal_reported_to_operations, client_unreachable, "
+            "no_action_needed; none: a note alone); read from the alert store's history.",
+            ["outcome"], registry=registry,
+        )
         self.time_to_acknowledge = Histogram(
             "cardmon_alert_time_to_acknowledge_seconds",
             "Seconds from when an alert was recorded to its acknowledgement, by severity.",
+            ["severity"], buckets=TIME_TO_ACKNOWLEDGE_BUCKETS_SECONDS, registry=registry,
+        )
+        self.time_to_first_contact = Histogram(
+            "cardmon_alert_time_to_first_contact_seconds",
+            "Seconds from when an alert was recorded to its resolution with an outcome that "
+            "reached the client (called_client, reversal_or_refund_arranged, card_replaced), "
+            "by severity.",
             ["severity"], buckets=TIME_TO_ACKNOWLEDGE_BUCKETS_SECONDS, registry=registry,
         )
         self.stored = Gauge(
@@ -118,8 +133,11 @@ class AlertLifecycleMetrics:
                 self.acknowledged.labels(severity, via)
             self.resolved.labels(severity)
             self.time_to_acknowledge.labels(severity)
+            self.time_to_first_contact.labels(severity)
             for state in ALERT_STATES:
                 self.stored.labels(state, severity)
+        for outcome in (*RESOLUTION_OUTCOMES, "none"):
+            self.outcomes.labels(outcome)
         for escalating in escalation_severities:
             for step in range(1, escalation_steps + 1):
                 self.escalated.labels(escalating, str(step))
@@ -143,6 +161,11 @@ class AlertLifecycleMetrics:
                 self.escalated.labels(record.severity, str(record.step)).inc()
             elif record.action == "resolved":
                 self.resolved.labels(record.severity).inc()
+                outcome = record.outcome if record.outcome in RESOLUTION_OUTCOMES else "none"
+                self.outcomes.labels(outcome).inc()
+                if outcome in CONTACT_OUTCOMES:
+                    seconds = (record.at - record.opened_at).total_seconds()
+                    self.time_to_first_contact.labels(record.severity).observe(max(seconds, 0.0))
 
     def set_states(self, counts: Mapping[tuple[AlertState, str], int]) -> None:
         """Set the state gauge; a (state, severity) pair absent from ``counts`` is 0."""

@@ -95,9 +95,17 @@ def test_acknowledgements_escalations_and_resolutions_are_counted_once(store_loc
         assert value("cardmon_stored_alerts", {"state": "acknowledged", "severity": "low"}) == 1
         assert value("cardmon_stored_alerts", {"state": "failed", "severity": "low"}) == 0
 
-        store.resolve(high, by="RM-018", via="api", note="switch back", at=T0 + timedelta(hours=1))
+        assert value("cardmon_alert_resolution_outcomes_total", {"outcome": "none"}) == 1  # a note alone
+        store.resolve(high, by="RM-018", via="workspace", note="switch back", outcome="called_client",
+                      at=T0 + timedelta(hours=1))
         assert metrics.refresh(store) == 1
     assert value("cardmon_alerts_resolved_total", {"severity": "high"}) == 1
+    assert value("cardmon_alert_resolution_outcomes_total", {"outcome": "called_client"}) == 1
+    assert value("cardmon_alert_resolution_outcomes_total", {"outcome": "card_replaced"}) == 0
+    # The called_client resolution an hour after recording is the first contact; a note alone is not.
+    assert value("cardmon_alert_time_to_first_contact_seconds_count", {"severity": "high"}) == 1
+    assert value("cardmon_alert_time_to_first_contact_seconds_sum", {"severity": "high"}) == 3600
+    assert value("cardmon_alert_time_to_first_contact_seconds_count", {"severity": "medium"}) == 0
     assert value("cardmon_stored_alerts", {"state": "acknowledged", "severity": "high"}) == 0
     assert value("cardmon_stored_alerts", {"state": "resolved", "severity": "high"}) == 1
 

@@ -45,6 +45,8 @@ class LifecycleRecord:
         opened_at: when the alert was recorded (UTC).
         step: for ``escalated``, which step of the alert's chain it was (1 = the
             first); 0 otherwise.
+        outcome: for ``resolved``, what was done (one of
+            :data:`~monitor.alerts.states.RESOLUTION_OUTCOMES`), ``None`` for a note alone.
     """
 
     history_id: int
@@ -54,6 +56,7 @@ class LifecycleRecord:
     at: datetime
     opened_at: datetime
     step: int = 0
+    outcome: str | None = None
 
 
 class LifecycleQueries(StoreConnection):
@@ -95,7 +98,7 @@ class LifecycleQueries(StoreConnection):
             if newest is None or newest <= after_history_id:
                 return [], after_history_id
             rows = self._conn.execute(
-                """SELECT h.history_id, h.action, h.via, h.at, a.severity, a.created_at,
+                """SELECT h.history_id, h.action, h.via, h.at, h.outcome, a.severity, a.created_at,
                     CASE WHEN h.action = 'escalated' THEN (
                         SELECT count(*) FROM alert_history e WHERE e.alert_id = h.alert_id
                         AND e.action = 'escalated' AND e.history_id <= h.history_id)
@@ -108,7 +111,8 @@ class LifecycleQueries(StoreConnection):
             ).fetchall()
         records = [LifecycleRecord(history_id=row["history_id"], action=row["action"],
                                    via=row["via"], severity=row["severity"], at=parse_utc(row["at"]),
-                                   opened_at=parse_utc(row["created_at"]), step=row["step"])
+                                   opened_at=parse_utc(row["created_at"]), step=row["step"],
+                                   outcome=row["outcome"])
                    for row in rows]
         cursor = records[-1].history_id if len(records) == limit else newest
         return records, cursor
