@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.postgres import PostgresServer, running_postgres
+from tests.receivers import JsonReceiver, serve_json_receiver
 
 pytest_plugins = ["monitor.testing.fixtures"]
 
@@ -58,3 +59,10 @@ def store_location(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str
         return tmp_path / "alerts.db"
     server: PostgresServer = request.getfixturevalue("postgres")
     return server.new_store_url()
+
+
+@pytest.fixture
+async def json_receiver() -> AsyncIterator[JsonReceiver]:
+    """A real HTTP receiver on 127.0.0.1 for Apprise's ``json://`` service (tests/receivers.py)."""
+    async with serve_json_receiver() as receiver:
+        yield receiver

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from monitor.alerts.delivery.apprise import AppriseChannel, is_apprise_url
 from monitor.alerts.delivery.channels import Channel, DeliveryError
@@ -20,38 +18,12 @@ from monitor.alerts.routing import parse_channels
 from monitor.alerts.store import AlertStore
 from monitor.domain import Manager, VipFailure
 from monitor.secrets import redact_urls
+from tests.receivers import JsonReceiver
 
 T0 = datetime(2024, 5, 6, 12, 1, 30, tzinfo=UTC)
 SUBJECT = "[HIGH] Ada Lovelace (private): cash withdrawal of €1,234.50 failed (51 Insufficient funds)"
 TEXT = "Client:    Ada Lovelace — private\nCard:    411111******1111\n"
 MakeFailure = Callable[..., VipFailure]
-
-
-@dataclass
-class JsonReceiver:
-    """Answers ``POST /<status>/<anything>`` with that status; keeps (path, JSON body)."""
-
-    base: str
-    posts: list[tuple[str, Any]] = field(default_factory=list)
-
-
-@pytest.fixture
-async def json_receiver() -> AsyncIterator[JsonReceiver]:
-    """A real aiohttp receiver on 127.0.0.1 for Apprise's ``json://`` service."""
-    receiver = JsonReceiver(base="")
-
-    async def hook(request: web.Request) -> web.Response:
-        receiver.posts.append((request.path, await request.json()))
-        return web.json_response({}, status=int(request.match_info["status"]))
-
-    app = web.Application()
-    app.router.add_post("/{status:[0-9]+}/{tail:.*}", hook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    receiver.base = f"json://127.0.0.1:{runner.addresses[0][1]}"
-    yield receiver
-    await runner.cleanup()
 
 
 def _message() -> AlertMessage:

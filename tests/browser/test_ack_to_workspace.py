@@ -16,15 +16,12 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.async_api import expect
 
-from monitor.alerts.delivery.channels import EmailChannel
 from monitor.alerts.delivery.links import AckLinks
-from monitor.alerts.store import AlertStore
-from monitor.api import build_api, start_api
 from monitor.testing.browser import BrowserTab, accessibility_violations
 from monitor.testing.fixtures import wait_until
 from monitor.testing.smtp import SmtpSink
-from monitor.workspace import Sessions, SignInMailer, SignInTokens, Workspace
-from tests.browser.test_workspace import CLAIRE, JONAS, PUBLIC_URL, RAW_PAN, SECRET, Served
+from tests.browser.served import PUBLIC_URL, SECRET, serve_workspace
+from tests.browser.test_workspace import CLAIRE, JONAS, RAW_PAN, Served
 
 LINK = re.compile(r"http://cardmon\.bank\.example/workspace/sign-in/\S+")
 
@@ -45,20 +42,10 @@ class ServedWithLinks:
 @pytest.fixture
 async def served(store_location: Path | str, smtp_sink: SmtpSink) -> AsyncIterator[ServedWithLinks]:
     """The API with links and the workspace on 127.0.0.1 over a fresh SQLite, then PostgreSQL, store."""
-    managers = {m.manager_id: m for m in (CLAIRE, JONAS)}
     links = AckLinks(SECRET, PUBLIC_URL)
-    with AlertStore(store_location) as store:
-        tokens = SignInTokens(SECRET, max_age_seconds=900)
-        workspace = Workspace(
-            store=store, tokens=tokens, sessions=Sessions(store, SECRET, max_age_seconds=3600),
-            mailer=SignInMailer(tokens, PUBLIC_URL, managers=lambda: managers,
-                                email=EmailChannel(smtp_sink.host, smtp_sink.port,
-                                                   sender="cardmon@bank.example")))
-        server = await start_api(build_api(store, links=links, workspace=workspace))
-        try:
-            yield ServedWithLinks(Served(server.url, store, tokens), links)
-        finally:
-            await server.close()
+    async with serve_workspace(store_location, {m.manager_id: m for m in (CLAIRE, JONAS)},
+                               smtp_sink=smtp_sink, links=links) as served:
+        yield ServedWithLinks(served, links)
 
 
 @pytest.mark.timeout(180)

@@ -9,70 +9,31 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from monitor.alerts.delivery.channels import EmailChannel
-from monitor.alerts.store import AlertStore
-from monitor.api import build_api, start_api
-from monitor.domain import AlertEvent, Manager, VipFailure
+from monitor.domain import Manager
 from monitor.testing.browser import BrowserTab, accessibility_violations, open_tab
 from monitor.testing.fixtures import wait_until
 from monitor.testing.smtp import SmtpSink
-from monitor.workspace import Sessions, SignInMailer, SignInTokens, Workspace
+from tests.browser.served import PUBLIC_URL, RAW_PAN, SECRET, Served, serve_workspace
 
-SECRET = "workspace-secret-for-browser-tests-0123"
-PUBLIC_URL = "http://cardmon.bank.example"
+__all__ = ["CLAIRE", "JONAS", "PUBLIC_URL", "RAW_PAN", "SECRET", "Served"]
+
 CLAIRE = Manager(manager_id="RM-017", name="Claire Martin", email="claire.martin@bank.example")
 JONAS = Manager(manager_id="RM-042", name="Jonas Weber", email="jonas.weber@bank.example")
-RAW_PAN = "4111111111111111"
-T0 = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
 LINK = re.compile(r"http://cardmon\.bank\.example/workspace/sign-in/\S+")
-
-
-@dataclass
-class Served:
-    """The workspace under test: its base URL, its store and its sign-in tokens."""
-
-    url: str
-    store: AlertStore
-    tokens: SignInTokens
-
-    def alert(self, number: int, manager: Manager, name: str) -> str:
-        """Record one failure of ``manager``'s client ``number`` called ``name``; return the alert ID."""
-        event = AlertEvent(
-            event_id=f"ev-{number}", occurred_at=T0 + timedelta(minutes=number), channel="ATM",
-            terminal_id="ATM00042", merchant_id="BNKPARIS0001", txn_type="withdrawal",
-            amount_minor=13409, currency="EUR", response_code="91", outcome="technical",
-            response_meaning="Issuer or switch is inoperative", pan_masked=RAW_PAN, card_ref=RAW_PAN)
-        failure = VipFailure(event=event, customer_id=f"C-{number:04d}", customer_name=name,
-                             tier="private", manager=manager, severity="high",
-                             suggested_action="Call the client to apologise.")
-        [alert_id] = self.store.record([failure], now=T0).new_alert_ids
-        return alert_id
 
 
 @pytest.fixture
 async def served(store_location: Path | str, smtp_sink: SmtpSink) -> AsyncIterator[Served]:
     """The API with the workspace on a free port of 127.0.0.1 over a fresh SQLite, then PostgreSQL, store."""
-    managers = {m.manager_id: m for m in (CLAIRE, JONAS)}
-    with AlertStore(store_location) as store:
-        tokens = SignInTokens(SECRET, max_age_seconds=900)
-        workspace = Workspace(
-            store=store, tokens=tokens, sessions=Sessions(store, SECRET, max_age_seconds=3600),
-            mailer=SignInMailer(tokens, PUBLIC_URL, managers=lambda: managers,
-                                email=EmailChannel(smtp_sink.host, smtp_sink.port,
-                                                   sender="cardmon@bank.example")))
-        server = await start_api(build_api(store, workspace=workspace))
-        try:
-            yield Served(server.url, store, tokens)
-        finally:
-            await server.close()
+    async with serve_workspace(store_location, {m.manager_id: m for m in (CLAIRE, JONAS)},
+                               smtp_sink=smtp_sink) as served:
+        yield served
 
 
 async def _sign_in(page: Page, served: Served, link: str, name: str) -> None:

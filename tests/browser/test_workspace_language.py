@@ -8,72 +8,41 @@ French or Chinese browser language, and axe-core.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, expect
 
-from monitor.alerts.delivery.channels import EmailChannel
-from monitor.alerts.store import AlertStore
-from monitor.api import build_api, start_api
-from monitor.domain import AlertEvent, Manager, VipFailure
+from monitor.domain import Manager
 from monitor.paths import rules_path
 from monitor.pipeline.classify import default_table
 from monitor.pipeline.selection import AlertPolicy
 from monitor.testing.browser import accessibility_violations, open_tab
 from monitor.testing.smtp import SmtpSink
-from monitor.workspace import Sessions, SignInMailer, SignInTokens, Workspace
+from tests.browser.served import RAW_PAN, T0, serve_workspace
+from tests.browser.served import Served as _Served
 
-SECRET = "workspace-secret-for-browser-tests-0123"
-PUBLIC_URL = "http://cardmon.bank.example"
 AMELIE = Manager(manager_id="RM-033", name="Amélie Durand", email="amelie.durand@bank.example",
                  timezone="Europe/Paris", locale="fr")
 WEI = Manager(manager_id="RM-088", name="Li Wei", email="li.wei@bank.example",
               timezone="Asia/Shanghai", locale="zh-Hans")
-RAW_PAN = "4111111111111111"
-T0 = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
 
 
-@dataclass
-class Served:
-    """The workspace under test: its base URL, its store and its sign-in tokens."""
+class Served(_Served):
+    """The workspace under test; its failures carry the rule files' English texts (translated when shown)."""
 
-    url: str
-    store: AlertStore
-    tokens: SignInTokens
-
-    def alert(self, number: int, manager: Manager) -> str:
-        """Record one technical failure (code 91) of ``manager``'s client ``number``; return the alert ID."""
-        event = AlertEvent(
-            event_id=f"ev-{number}", occurred_at=T0, channel="ATM", terminal_id="ATM00042",
-            merchant_id="BNKPARIS0001", txn_type="withdrawal", amount_minor=13409, currency="EUR",
-            response_code="91", outcome="technical", response_meaning=default_table().meaning("91"),
-            pan_masked=RAW_PAN, card_ref=RAW_PAN)
-        failure = VipFailure(event=event, customer_id=f"C-{number:04d}", customer_name=f"Client {number}",
-                             tier="private", manager=manager, severity="high",
+    def alert(self, number: int, manager: Manager, name: str | None = None, **fields: object) -> str:  # type: ignore[override]
+        """Record one technical failure (code 91) of ``manager``'s client ``number`` at T0; return the alert ID."""
+        return super().alert(number, manager, name, at=T0, response_meaning=default_table().meaning("91"),
                              suggested_action=AlertPolicy.load(rules_path("alerting.yaml")).action_for("technical"))
-        [alert_id] = self.store.record([failure], now=T0 + timedelta(minutes=1)).new_alert_ids
-        return alert_id
 
 
 @pytest.fixture
 async def served(store_location: Path | str, smtp_sink: SmtpSink) -> AsyncIterator[Served]:
     """The API with the workspace on a free port of 127.0.0.1, with a French and a Chinese manager."""
-    managers = {m.manager_id: m for m in (AMELIE, WEI)}
-    with AlertStore(store_location) as store:
-        tokens = SignInTokens(SECRET, max_age_seconds=900)
-        workspace = Workspace(
-            store=store, tokens=tokens, sessions=Sessions(store, SECRET, max_age_seconds=3600),
-            mailer=SignInMailer(tokens, PUBLIC_URL, managers=lambda: managers,
-                                email=EmailChannel(smtp_sink.host, smtp_sink.port,
-                                                   sender="cardmon@bank.example")))
-        server = await start_api(build_api(store, workspace=workspace))
-        try:
-            yield Served(server.url, store, tokens)
-        finally:
-            await server.close()
+    async with serve_workspace(store_location, {m.manager_id: m for m in (AMELIE, WEI)},
+                               smtp_sink=smtp_sink) as base:
+        yield Served(base.url, base.store, base.tokens)
 
 
 @pytest.mark.timeout(180)

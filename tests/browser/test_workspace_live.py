@@ -14,27 +14,16 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from monitor.alerts.store import AlertStore
-from monitor.api import build_api, start_api
 from monitor.testing.browser import BrowserTab, accessibility_violations, open_tab
-from monitor.workspace import Sessions, SignInMailer, SignInTokens, Workspace
-from tests.browser.test_workspace import CLAIRE, JONAS, PUBLIC_URL, RAW_PAN, SECRET, Served
+from tests.browser.served import serve_workspace
+from tests.browser.test_workspace import CLAIRE, JONAS, RAW_PAN, Served
 
 
 @pytest.fixture
 async def served(store_location: Path | str) -> AsyncIterator[Served]:
     """The API with the workspace on a free port of 127.0.0.1 over a fresh SQLite, then PostgreSQL, store."""
-    managers = {m.manager_id: m for m in (CLAIRE, JONAS)}
-    with AlertStore(store_location) as store:
-        tokens = SignInTokens(SECRET, max_age_seconds=900)
-        workspace = Workspace(
-            store=store, tokens=tokens, sessions=Sessions(store, SECRET, max_age_seconds=3600),
-            mailer=SignInMailer(tokens, PUBLIC_URL, managers=lambda: managers, email=None))
-        server = await start_api(build_api(store, workspace=workspace))
-        try:
-            yield Served(server.url, store, tokens)
-        finally:
-            await server.close()
+    async with serve_workspace(store_location, {m.manager_id: m for m in (CLAIRE, JONAS)}) as served:
+        yield served
 
 
 async def _sign_in(page: Page, served: Served, manager_id: str, name: str) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -17,18 +16,13 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from monitor.alerts.delivery.channels import EmailChannel
-from monitor.alerts.store import AlertStore
-from monitor.api import build_api, start_api
-from monitor.domain import AlertEvent, Manager, VipFailure
+from monitor.domain import Manager
 from monitor.testing.browser import BrowserTab, accessibility_violations, open_tab
 from monitor.testing.fixtures import wait_until
 from monitor.testing.smtp import SmtpSink
-from monitor.workspace import Sessions, SignInMailer, SignInTokens, Workspace
 from monitor.workspace.roles import RoleBook
+from tests.browser.served import PUBLIC_URL, Served, serve_workspace
 
-SECRET = "workspace-secret-for-browser-tests-0123"
-PUBLIC_URL = "http://cardmon.bank.example"
 CLAIRE = Manager(manager_id="RM-017", name="Claire Martin", email="claire.martin@bank.example")
 JONAS = Manager(manager_id="RM-042", name="Jonas Weber", email="jonas.weber@bank.example")
 LENA = Manager(manager_id="RM-001", name="Lena Hoffmann", email="lena.hoffmann@bank.example")
@@ -36,47 +30,14 @@ OPS_ID = "OPS-7"
 LINK = re.compile(r"http://cardmon\.bank\.example/workspace/sign-in/\S+")
 
 
-@dataclass
-class Served:
-    """The workspace under test: its base URL, its store and its sign-in tokens."""
-
-    url: str
-    store: AlertStore
-    tokens: SignInTokens
-
-    def alert(self, number: int, manager: Manager, name: str, minutes_ago: int) -> str:
-        """Record one failure of ``manager``'s client ``number`` called ``name``; return the alert ID."""
-        at = datetime.now(UTC) - timedelta(minutes=minutes_ago)
-        event = AlertEvent(
-            event_id=f"ev-{number}", occurred_at=at, channel="ATM", terminal_id="ATM00042",
-            merchant_id="BNKPARIS0001", txn_type="withdrawal", amount_minor=13409, currency="EUR",
-            response_code="91", outcome="technical", response_meaning="Issuer or switch is inoperative",
-            pan_masked="411111******1111")
-        failure = VipFailure(event=event, customer_id=f"C-{number:04d}", customer_name=name,
-                             tier="private", manager=manager, severity="high",
-                             suggested_action="Call the client to apologise.")
-        [alert_id] = self.store.record([failure], now=at).new_alert_ids
-        return alert_id
-
-
 @pytest.fixture
 async def served(store_location: Path | str, smtp_sink: SmtpSink) -> AsyncIterator[Served]:
     """The workspace with Lena leading Claire and Jonas, and Priya in operations, on a free port of 127.0.0.1."""
-    managers = {m.manager_id: m for m in (CLAIRE, JONAS, LENA)}
     roles = RoleBook(teams={LENA.manager_id: frozenset({CLAIRE.manager_id, JONAS.manager_id})},
                      operations={OPS_ID: ("Priya Nair", "priya.nair@bank.example")})
-    with AlertStore(store_location) as store:
-        tokens = SignInTokens(SECRET, max_age_seconds=900)
-        workspace = Workspace(
-            store=store, tokens=tokens, sessions=Sessions(store, SECRET, max_age_seconds=3600),
-            mailer=SignInMailer(tokens, PUBLIC_URL, managers=lambda: managers, roles=roles,
-                                email=EmailChannel(smtp_sink.host, smtp_sink.port,
-                                                   sender="cardmon@bank.example")))
-        server = await start_api(build_api(store, workspace=workspace))
-        try:
-            yield Served(server.url, store, tokens)
-        finally:
-            await server.close()
+    async with serve_workspace(store_location, {m.manager_id: m for m in (CLAIRE, JONAS, LENA)},
+                               smtp_sink=smtp_sink, roles=roles) as served:
+        yield served
 
 
 async def _sign_in(page: Page, served: Served, link: str, name: str, heading: str) -> None:
@@ -91,8 +52,10 @@ async def test_a_team_lead_sees_both_managers_alerts_and_the_team_page_in_a_real
         served: Served, smtp_sink: SmtpSink, browser_tab: BrowserTab, chromium: Browser) -> None:
     """Lena signs in from her mail, sees Claire's and Jonas's clients' alerts with their managers, then her team page."""
     page = browser_tab.page
-    ada = served.alert(1, CLAIRE, "Ada Lovelace", minutes_ago=45)
-    served.alert(2, JONAS, "Alan Turing", minutes_ago=20)
+    ada = served.alert(1, CLAIRE, "Ada Lovelace", at=datetime.now(UTC) - timedelta(minutes=45),
+                       pan_masked="411111******1111", card_ref=None)
+    served.alert(2, JONAS, "Alan Turing", at=datetime.now(UTC) - timedelta(minutes=20),
+                 pan_masked="411111******1111", card_ref=None)
 
     await page.goto(f"{served.url}/workspace/sign-in")
     await page.get_by_label("Your manager ID or e-mail address").fill(LENA.email or "")

@@ -4,49 +4,19 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
-from aiohttp import web
 
 from monitor.alerts.delivery.apprise import AppriseChannel
 from monitor.alerts.delivery.channels import EmailChannel
 from monitor.domain import Manager
 from monitor.testing.smtp import SmtpSink
 from monitor.workspace import SignInMailer, SignInTokens
+from tests.receivers import JsonReceiver
 
 SECRET = "workspace-secret-for-chat-tests-0123"
 PUBLIC_URL = "https://cardmon.bank.example"
 LINK = re.compile(r"https://cardmon\.bank\.example/workspace/sign-in/\S+")
-
-
-@dataclass
-class ChatReceiver:
-    """Apprise's ``json://`` service on 127.0.0.1: answers ``POST /<status>/...``, keeps the bodies."""
-
-    base: str = ""
-    posts: list[tuple[str, Any]] = field(default_factory=list)
-
-
-@pytest.fixture
-async def chat() -> AsyncIterator[ChatReceiver]:
-    """A real HTTP receiver for Apprise's JSON notifications."""
-    receiver = ChatReceiver()
-
-    async def hook(request: web.Request) -> web.Response:
-        receiver.posts.append((request.path, await request.json()))
-        return web.json_response({}, status=int(request.match_info["status"]))
-
-    app = web.Application()
-    app.router.add_post("/{status:[0-9]+}/{tail:.*}", hook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    receiver.base = f"json://127.0.0.1:{runner.addresses[0][1]}"
-    yield receiver
-    await runner.cleanup()
 
 
 def _mailer(managers: dict[str, Manager], smtp_sink: SmtpSink | None) -> SignInMailer:
@@ -57,32 +27,32 @@ def _mailer(managers: dict[str, Manager], smtp_sink: SmtpSink | None) -> SignInM
                         chat=AppriseChannel(timeout=5))
 
 
-async def test_a_manager_without_e_mail_gets_the_link_in_their_chat(chat: ChatReceiver, smtp_sink: SmtpSink) -> None:
+async def test_a_manager_without_e_mail_gets_the_link_in_their_chat(json_receiver: JsonReceiver, smtp_sink: SmtpSink) -> None:
     """No address in the registry: the link goes to the manager's first chat target, in their language."""
     wei = Manager(manager_id="RM-088", name="Wei Zhang", locale="zh-Hans",
-                  apprise_urls=(f"{chat.base}/200/wei", f"{chat.base}/200/second"))
+                  apprise_urls=(f"{json_receiver.base}/200/wei", f"{json_receiver.base}/200/second"))
     assert await _mailer({"RM-088": wei}, smtp_sink).send("RM-088")
-    [(path, body)] = chat.posts
+    [(path, body)] = json_receiver.posts
     assert path == "/200/wei"  # the first target only
     assert LINK.search(body["message"]) is not None
     assert body["title"] != "Your cardmon sign-in link"  # translated for a zh-Hans reader
     assert smtp_sink.deliveries() == []
 
 
-async def test_e_mail_wins_over_chat_and_chat_stands_in_without_a_relay(chat: ChatReceiver, smtp_sink: SmtpSink) -> None:
+async def test_e_mail_wins_over_chat_and_chat_stands_in_without_a_relay(json_receiver: JsonReceiver, smtp_sink: SmtpSink) -> None:
     """With an address and a relay the link is mailed, not chatted; with no relay the chat target gets it."""
     claire = Manager(manager_id="RM-017", name="Claire Martin", email="claire.martin@bank.example",
-                     apprise_urls=(f"{chat.base}/200/claire",))
+                     apprise_urls=(f"{json_receiver.base}/200/claire",))
     assert await _mailer({"RM-017": claire}, smtp_sink).send("RM-017")
-    assert [to for to, _, _ in smtp_sink.deliveries()] == [claire.email] and chat.posts == []
+    assert [to for to, _, _ in smtp_sink.deliveries()] == [claire.email] and json_receiver.posts == []
     assert await _mailer({"RM-017": claire}, None).send("claire.martin@bank.example")
-    assert [path for path, _ in chat.posts] == ["/200/claire"]
+    assert [path for path, _ in json_receiver.posts] == ["/200/claire"]
 
 
 async def test_a_failing_chat_target_is_logged_without_its_url_or_the_link(
-        chat: ChatReceiver, caplog: pytest.LogCaptureFixture) -> None:
+        json_receiver: JsonReceiver, caplog: pytest.LogCaptureFixture) -> None:
     """A chat service that refuses is one warning naming the manager, never the URL's token or the link."""
-    wei = Manager(manager_id="RM-088", name="Wei Zhang", apprise_urls=(f"{chat.base}/500/s3cret-token",))
+    wei = Manager(manager_id="RM-088", name="Wei Zhang", apprise_urls=(f"{json_receiver.base}/500/s3cret-token",))
     with caplog.at_level(logging.WARNING):
         assert not await _mailer({"RM-088": wei}, None).send("RM-088")
     logged = caplog.text
