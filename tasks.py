@@ -51,7 +51,14 @@ def main(argv: list[str]) -> int:
     else:
         command = [str(BIN / "cardmon"), *rest]
     os.chdir(ROOT)
-    return subprocess.call(command)
+    with subprocess.Popen(command) as child:
+        while True:
+            try:
+                return child.wait()
+            except KeyboardInterrupt:
+                # Ctrl-C reached the child too (same process group): it stops itself
+                # cleanly (the demo stops its broker); killing it here would leave that undone.
+                continue
 
 
 if __name__ == "__main__":

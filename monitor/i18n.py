@@ -150,10 +150,11 @@ def negotiate(accept_language: str | None) -> str:
                 continue
         if tag and tag != "*" and quality > 0:
             preferred.append((-quality + position * 1e-6, tag.strip()))
-    available = {"en": "en", "fr": "fr", "zh-Hans": "zh-Hans", "zh": "zh-Hans", "zh-CN": "zh-Hans",
-                 "zh-SG": "zh-Hans"}
-    chosen = negotiate_locale([tag for _, tag in sorted(preferred)], list(available), sep="-")
-    return available.get(chosen, DEFAULT_LOCALE) if chosen else DEFAULT_LOCALE
+    # Language tags are case-insensitive (RFC 5646 2.1.1): compare them lower-cased.
+    available = {"en": "en", "fr": "fr", "zh-hans": "zh-Hans", "zh": "zh-Hans", "zh-cn": "zh-Hans",
+                 "zh-sg": "zh-Hans"}
+    chosen = negotiate_locale([tag.lower() for _, tag in sorted(preferred)], list(available), sep="-")
+    return available.get(chosen.lower(), DEFAULT_LOCALE) if chosen else DEFAULT_LOCALE
 
 
 @cache

@@ -94,6 +94,8 @@ def test_no_locale_means_english() -> None:
     ("fr-FR,fr;q=0.9,en;q=0.8", "fr"), ("zh-CN,zh;q=0.9", "zh-Hans"), ("de-DE,de;q=0.9", "en"),
     ("de, fr;q=0.5", "fr"), ("en;q=0.2, fr;q=0.9", "fr"), (None, "en"), ("", "en"), ("*", "en"),
     ("fr;q=0", "en"), ("fr;q=nonsense", "en"),
+    # Tags are case-insensitive (RFC 5646): any spelling picks the same language.
+    ("FR", "fr"), ("Fr-CA", "fr"), ("ZH-TW", "zh-Hans"), ("zh-hans", "zh-Hans"), ("de,FR;q=0.5", "fr"),
 ])
 def test_a_browsers_accept_language_is_negotiated(header: str | None, language: str) -> None:
     """Before sign-in the page speaks the browser's best language cardmon knows, English otherwise."""

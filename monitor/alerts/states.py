@@ -43,6 +43,7 @@ from monitor.errors import CardmonError
 __all__ = [
     "ALERT_STATES",
     "CONTACT_OUTCOMES",
+    "MAX_NOTE_CHARS",
     "RESOLUTION_OUTCOMES",
     "SYSTEM_ACTOR",
     "AlertNotFoundError",
@@ -71,6 +72,8 @@ RESOLUTION_OUTCOMES: Final[tuple[str, ...]] = (
 #: alert's first contact (time to first contact = its time minus the alert's recording).
 CONTACT_OUTCOMES: Final[frozenset[str]] = frozenset({
     "called_client", "reversal_or_refund_arranged", "card_replaced"})
+#: The longest note a history row keeps (characters); the API and the CLI refuse longer ones.
+MAX_NOTE_CHARS: Final = 2000
 #: Who writes the rows the monitor itself causes.
 SYSTEM_ACTOR: Final = "cardmon"
 

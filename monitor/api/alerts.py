@@ -9,7 +9,13 @@ from typing import Any, Final
 from aiohttp import web
 
 from monitor.alerts.export import alert_record, history_record
-from monitor.alerts.states import ALERT_STATES, AlertNotFoundError, StateConflictError, Transition
+from monitor.alerts.states import (
+    ALERT_STATES,
+    MAX_NOTE_CHARS,
+    AlertNotFoundError,
+    StateConflictError,
+    Transition,
+)
 from monitor.api.links import ack_by_link
 from monitor.api.requests import (
     DEFAULT_PAGE,
@@ -143,6 +149,8 @@ async def resend(request: web.Request) -> web.Response:
 
 async def _apply(request: web.Request, what: str, *, by: str, note: str | None,
                  via: str, outcome: str | None = None) -> web.Response:
+    if isinstance(note, str) and len(note) > MAX_NOTE_CHARS:
+        return error_response(400, "bad_request", f"a note has at most {MAX_NOTE_CHARS} characters")
     store = request.app[STORE]
     alert_id = request.match_info["alert_id"]
     try:

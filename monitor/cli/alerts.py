@@ -56,8 +56,12 @@ def alerts_export(
 def _change(alert_store: AlertStore, what: str, alert_id: str, by: str, note: str | None,
             outcome: str | None = None) -> None:
     """Acknowledge or resolve through the CLI; print the outcome or exit 1 with the reason."""
-    from monitor.alerts.states import AlertNotFoundError, StateConflictError
+    from monitor.alerts.states import MAX_NOTE_CHARS, AlertNotFoundError, StateConflictError
 
+    if note is not None and len(note) > MAX_NOTE_CHARS:
+        typer.echo(f"a note has at most {MAX_NOTE_CHARS} characters (this one has {len(note)}); "
+                   "nothing changed", err=True)
+        raise typer.Exit(2)
     try:
         if what == "acknowledged":
             result = alert_store.acknowledge(alert_id, by=by, via="cli", note=note)

@@ -37,9 +37,9 @@ def terminals_impact(
 ) -> None:
     """Rank terminals by VIP impact: distinct VIP clients who failed there, then failures, then managers.
 
-    Counts the terminal's own failure classes only (``rules/health.yaml``
-    ``aggregate.classes``: by default technical, terminal, card) and leaves out the
-    failures of issuer or network outages (storm-control incidents of those scopes).
+    Counts the terminal's own failure classes only (rules/health.yaml aggregate.classes:
+    by default technical, terminal, card) and leaves out the failures of issuer or
+    network outages (storm-control incidents of those scopes).
     """
     from datetime import UTC
 

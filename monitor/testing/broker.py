@@ -103,6 +103,10 @@ class EmbeddedBroker:
             [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
              "--storage-engine", "memory://tansu/"],
             stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+            # Its own session: a terminal's Ctrl-C (SIGINT to the foreground process group)
+            # reaches the monitor, which stops cleanly and then stops the broker; the broker
+            # dying first would turn that shutdown into errors.
+            start_new_session=True,
         )
         if output is not subprocess.DEVNULL:
             output.close()

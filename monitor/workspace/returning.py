@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from typing import Final
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 __all__ = ["DEFAULT_NEXT", "MAX_NEXT_CHARS", "next_query", "safe_next"]
 
@@ -48,6 +48,12 @@ def safe_next(value: object) -> str | None:
     if any(s in (".", "..") or s.lower().startswith(("%2e", ".%2e")) for s in segments):
         return None
     if value.startswith(_NOT_RETURNED_TO):
+        return None
+    # The same checks on the unescaped path: an escaped dot segment, control character,
+    # backslash or sign-in path is refused as its plain form is.
+    plain = unquote(value)
+    if (any(ord(c) < 0x20 or ord(c) == 0x7F for c in plain) or "\\" in plain or "//" in plain
+            or any(s in (".", "..") for s in plain.split("/")) or plain.startswith(_NOT_RETURNED_TO)):
         return None
     return value
 

@@ -2,9 +2,9 @@
 
 A sign-in form that mails a link on request is a way to flood a manager's mailbox (or
 the bank's relay) with real mails. :class:`SignInThrottle` bounds it with moving windows
-(``limits``, in memory): :data:`PER_PERSON` links per person named in the form (the
-typed ID or address, trimmed and case-folded) and :data:`PER_ADDRESS` requests per
-client address. A request over either limit gets the same answer page as any other
+(``limits``, in memory): :data:`PER_PERSON` links per person (the caller passes the
+person's ID when the form names someone known, by ID or address alike; else the typed
+text, trimmed and case-folded) and :data:`PER_ADDRESS` requests per client address. A request over either limit gets the same answer page as any other
 (the form never says whether a link left) and sends nothing.
 
 Limits: the windows live in each instance's memory, so N instances allow N times as
@@ -42,7 +42,7 @@ class SignInThrottle:
         """Count one request for ``who`` from ``address``; ``False`` when either is over its limit.
 
         Args:
-            who: what the form named (a manager ID or an e-mail address).
+            who: the person's ID, or what the form named when nobody matches it.
             address: the client's address (``request.remote``), ``None`` if unknown.
         """
         person = who.strip().casefold()

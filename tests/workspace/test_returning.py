@@ -41,6 +41,14 @@ UNSAFE = [
     "/workspace/sign-out",
     "/workspace/" + "a" * 400,
     "",
+    # Escaped forms of the above: refused as their plain forms are.
+    "/workspace/..%2Fx",
+    "/workspace/%2E%2E%2Fx",
+    "/workspace/%73ign-in/x",
+    "/workspace/%00",
+    "/workspace/alerts/%0d%0a",
+    "/workspace/%5Cevil",
+    "/workspace/%2F%2Fevil.example",
 ]
 
 

@@ -69,6 +69,8 @@ async def test_a_mailed_link_signs_in_once(site: Site) -> None:
     assert alerts.status == 200 and "Client 1" in await alerts.text()
     again = await (await site.client()).post(path, allow_redirects=False)
     assert again.status == 403 and "already used" in await again.text()
+    used = await (await site.client()).get(path)  # the used link's page says so, no button
+    assert used.status == 403 and "already used" in await used.text()
 
 
 async def test_the_session_cookie_is_httponly_lax_and_scoped(site: Site) -> None:

@@ -33,3 +33,13 @@ async def test_over_the_limit_the_form_answers_the_same_page_and_sends_nothing(s
     assert len(set(answers)) == 1 and answers[0][0] == 200
     await site.workspace.close()  # every background send has finished
     assert [recipients for recipients, _ in site.sink.messages()] == [[CLAIRE.email]] * 3
+
+
+async def test_asking_by_id_and_by_address_counts_for_the_same_person(site: Site) -> None:
+    """Two requests by ID and two by address for Claire: three mails leave, not four."""
+    client = await site.client()
+    for who in (CLAIRE.manager_id, CLAIRE.email, CLAIRE.manager_id, (CLAIRE.email or "").upper()):
+        response = await client.post("/workspace/sign-in", data={"who": who})
+        assert response.status == 200
+    await site.workspace.close()
+    assert len(site.sink.messages()) == 3

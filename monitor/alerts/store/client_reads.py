@@ -19,7 +19,13 @@ from datetime import datetime
 
 from monitor.alerts.states import AlertState
 from monitor.alerts.store.connection import StoreConnection
-from monitor.alerts.store.rows import alert_from_row, delivery_from_row, event_from_row, parse_utc, utc_text
+from monitor.alerts.store.rows import (
+    alert_from_row,
+    delivery_from_row,
+    event_from_row,
+    parse_utc,
+    utc_text,
+)
 from monitor.domain import Alert, AlertEvent, Delivery
 
 __all__ = ["ClientHistory", "ClientQueries", "TerminalActivity"]

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Final
 
 from monitor.alerts.routing import is_person_channel
-from monitor.alerts.states import AlertState, HistoryAction, HistoryEntry
+from monitor.alerts.states import MAX_NOTE_CHARS, AlertState, HistoryAction, HistoryEntry
 from monitor.alerts.store.db import Database, Row
 from monitor.domain import Alert, AlertEvent, AlertStatus, Delivery, Manager
 from monitor.privacy import scrub_pans
@@ -49,7 +49,6 @@ EVENT_COLUMNS: Final = (
 #: Most rows one page of a listing returns (find_alerts, list_incidents).
 MAX_PAGE: Final = 500
 # Bounds on what people type into the history (an API caller must not bloat the store).
-_MAX_NOTE_CHARS: Final = 2000
 _MAX_ACTOR_CHARS: Final = 200
 _VIA: Final = re.compile(r"[a-z][a-z0-9_.:-]{0,31}")
 #: Short texts :func:`scrubbed` found free of PANs (a bounded set: cleared when full).
@@ -100,7 +99,7 @@ def clean_note(note: str | None) -> str | None:
     """A history note as stored: stripped, PAN-scrubbed, at most 2,000 characters; ``None`` if blank."""
     if note is None or not note.strip():
         return None
-    return scrubbed(note.strip())[:_MAX_NOTE_CHARS]
+    return scrubbed(note.strip())[:MAX_NOTE_CHARS]
 
 
 def clean_actor(by: str) -> str:

@@ -66,6 +66,13 @@ class WorkspaceQueries(StoreConnection):
             ).fetchone()
         return row is not None
 
+    def sign_in_token_used(self, token_id: str) -> bool:
+        """Whether a sign-in token was used already (a read: the link's page says so before its button)."""
+        with self._lock:
+            row = self._conn.execute("SELECT 1 FROM sign_in_tokens WHERE token_id = ?",
+                                     (token_id,)).fetchone()
+        return row is not None
+
     @retried
     def open_session(self, session_hash: str, manager_id: str, *, created_at: datetime,
                      expires_at: datetime) -> None:
