@@ -17,7 +17,7 @@ import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from monitor.alerts.store import AlertStore
+from monitor.alerts.store import AlertStore, window_start_for
 from monitor.api import build_api, start_api
 from monitor.domain import AlertEvent, Manager, VipFailure
 from monitor.testing.browser import find_chromium, launch_chromium, open_tab
@@ -46,7 +46,9 @@ def _failure(event_id: str, at: datetime, customer: tuple[str, str], manager: Ma
 
 
 def _record(store: AlertStore, now: datetime) -> str:
-    start = now.replace(second=0, microsecond=0) - timedelta(minutes=12)
+    # Two minutes into a 10-minute alert window that ended a while ago: Ada's two failures
+    # (a minute apart) always make one alert, whatever the time the script runs.
+    start = window_start_for(now - timedelta(minutes=25)) + timedelta(minutes=2)
     [alert_id] = store.record([
         _failure("ev-1", start, ("C-1001", "Ada Lovelace"), CLAIRE, "497010******0001", 40000),
         _failure("ev-2", start + timedelta(minutes=1), ("C-1001", "Ada Lovelace"), CLAIRE,
