@@ -3,7 +3,10 @@
 One JSON object per alert, oldest window first, with its lifecycle ``state``, its
 ``late`` and ``unroutable`` flags, its deliveries (``recipient_id`` set for an escalation's), its ``history`` (every
 transition and event: ``action``, ``from_state``, ``to_state``, ``by``, ``via``,
-``note``, ``at``) and its events (oldest first). Event fields are the canonical contract names of
+``note``, ``outcome``, ``at``), ``time_to_acknowledge_seconds`` and
+``time_to_first_contact_seconds`` (from its recording to its first acknowledgement, and
+to its first resolution whose outcome reached the client; ``null`` until then) and its
+events (oldest first). Event fields are the canonical contract names of
 :class:`monitor.domain.TransactionEvent`; times are RFC 3339 in UTC; money is integer
 minor units plus the ISO 4217 currency. Nothing here holds a raw PAN (the store never
 has one), and webhook URLs and e-mail addresses are left out.
@@ -12,11 +15,11 @@ has one), and webhook URLs and e-mail addresses are left out.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TextIO
 
-from monitor.alerts.states import AlertState, HistoryEntry
+from monitor.alerts.states import CONTACT_OUTCOMES, AlertState, HistoryEntry
 from monitor.alerts.store import AlertStore
 from monitor.domain import Alert, AlertEvent, Delivery
 
@@ -126,9 +129,26 @@ def alert_record(
         "created_at": _time(alert.created_at),
         "updated_at": _time(alert.updated_at),
         "deliveries": [_delivery(d, routed.get(d.delivery_id)) for d in alert.deliveries],
+        "time_to_acknowledge_seconds": _seconds_until(alert, history, _acknowledged),
+        "time_to_first_contact_seconds": _seconds_until(alert, history, _reached_the_client),
         "history": [history_record(h) for h in history],
         "events": [_event(e) for e in events],
     }
+
+
+def _acknowledged(entry: HistoryEntry) -> bool:
+    return entry.action == "acknowledged"
+
+
+def _reached_the_client(entry: HistoryEntry) -> bool:
+    return entry.action == "resolved" and entry.outcome in CONTACT_OUTCOMES
+
+
+def _seconds_until(alert: Alert, history: Sequence[HistoryEntry],
+                   wanted: Callable[[HistoryEntry], bool]) -> float | None:
+    """Seconds from the alert's recording to the first history row ``wanted`` picks, ``None`` if none."""
+    first = next((entry for entry in history if wanted(entry)), None)
+    return None if first is None else max((first.at - alert.created_at).total_seconds(), 0.0)
 
 
 def export_jsonl(store: AlertStore, out: TextIO) -> int:

@@ -56,3 +56,28 @@ def test_export_of_an_empty_store_writes_nothing(store_location: Path | str) -> 
         out = io.StringIO()
         assert export_jsonl(store, out) == 0
     assert out.getvalue() == ""
+
+
+def test_export_carries_time_to_acknowledge_and_to_first_contact(
+    store_location: Path | str, make_failure: Callable[..., VipFailure]
+) -> None:
+    """Seconds from recording to the acknowledgement and to a resolution that reached the client; null before and for a note alone."""
+    recorded = T0 + timedelta(minutes=1)
+    with AlertStore(store_location) as store:
+        [contacted, noted, waiting] = store.record(
+            [make_failure("ev-1", T0), make_failure("ev-2", T0, customer_id="C-2"),
+             make_failure("ev-3", T0, customer_id="C-3")], now=recorded).new_alert_ids
+        for alert_id in (contacted, noted):
+            store.acknowledge(alert_id, by="RM-017", via="workspace", at=recorded + timedelta(minutes=4))
+        store.resolve(contacted, by="RM-017", via="workspace", note=None, outcome="called_client",
+                      at=recorded + timedelta(minutes=20))
+        store.resolve(noted, by="RM-017", via="cli", note="nothing to do", at=recorded + timedelta(minutes=30))
+        out = io.StringIO()
+        export_jsonl(store, out)
+    records = {r["alert_id"]: r for r in map(json.loads, out.getvalue().splitlines())}
+    assert (records[contacted]["time_to_acknowledge_seconds"],
+            records[contacted]["time_to_first_contact_seconds"]) == (240.0, 1200.0)
+    assert (records[noted]["time_to_acknowledge_seconds"],
+            records[noted]["time_to_first_contact_seconds"]) == (240.0, None)
+    assert (records[waiting]["time_to_acknowledge_seconds"],
+            records[waiting]["time_to_first_contact_seconds"]) == (None, None)
