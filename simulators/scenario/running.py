@@ -58,7 +58,11 @@ __all__ = ["run_scenario"]
 
 def _evaluate_health(health: TerminalHealthService, at: datetime,
                      terminal_ids: list[str]) -> dict[str, tuple[HealthState, list[str]] | None]:
-    """Silent detection, then the health book, at event time ``at``: what the scheduled jobs do."""
+    """Silent detection, then the health book, at event time ``at``: what the scheduled jobs do.
+
+    Run it on the health thread (``health.worker.call``), as the jobs do: it then runs
+    after every batch already handed to that thread, so no consumed event is missed.
+    """
     silent = health.detector.evaluate(at)
     health.book.mark_silent(silent, at)
     health.book.evaluate(at)
@@ -146,8 +150,9 @@ async def run_scenario(scenario: Scenario, *, bootstrap_servers: str | None = No
                     raise ScenarioError(
                         f"expect.health_at_offset_s {scenario.expect.health_at_offset_s:g} is before "
                         f"the last event ({(last_event[0] - scenario.start).total_seconds():g} s)")
-            health = _evaluate_health(monitor.health, health_at,
-                                      [t.terminal_id for t in scenario.fleet.terminals])
+            health = await monitor.health.worker.call(
+                _evaluate_health, monitor.health, health_at,
+                [t.terminal_id for t in scenario.fleet.terminals])
             incidents = tuple(
                 (incident, frozenset(a.manager.manager_id for a, _, _ in
                                      monitor.store.incident_alerts(incident.incident_id)))

@@ -431,8 +431,8 @@ def test_large_batch_totals(registry, metrics):
         .with_columns(
             occurred_at=pl.lit(T0).dt.cast_time_unit("us") + pl.duration(seconds=pl.col("i")),
             terminal_id=pl.format("T{}", (pl.col("i") % terminals).cast(pl.String).str.zfill(5)),
-            channel=pl.lit(pl.Series(CHANNELS)).get(pl.col("i") % 3),
-            outcome=pl.lit(pl.Series(OUTCOMES)).get(pl.col("i") % 7),
+            channel=(pl.col("i") % 3).replace_strict(dict(enumerate(CHANNELS)), return_dtype=pl.String),
+            outcome=(pl.col("i") % 7).replace_strict(dict(enumerate(OUTCOMES)), return_dtype=pl.String),
             tier=pl.when(pl.col("i") % 5 == 0).then(pl.lit("gold")),
             latency_ms=pl.when(pl.col("i") % 10 != 0).then((pl.col("i") % 2_000).cast(pl.Float64)),
         )
