@@ -208,7 +208,9 @@ class Manager:
     ``away_from``/``away_until`` bound an absence (aware, ``[from, until)``; either end
     may be open); ``digest_at`` is the local time of the daily digest (``None``: none);
     ``notify_resolved``: the manager opted in to a follow-up when an incident that hit
-    their clients ends.
+    their clients ends; ``recovery_follow_up``: the manager opted in to one short message
+    when the recovery watch of their client's alert is decided (recovered or abandoned;
+    :mod:`monitor.alerts.messages.recovery`).
     """
 
     manager_id: str
@@ -227,6 +229,7 @@ class Manager:
     away_until: datetime | None = None
     digest_at: time | None = None
     notify_resolved: bool = False
+    recovery_follow_up: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

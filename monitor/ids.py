@@ -2,7 +2,9 @@
 
 Alerts (``al-``), digests (``dg-``), rate-cap summaries (``sm-``), incidents (``in-``)
 and incident notices (``ic-``) are named by what they are about, so recording or
-claiming one twice (a redelivered batch, two instances) finds the same row. Every
+claiming one twice (a redelivered batch, two instances) finds the same row. A
+recovery follow-up (``rf-``) is named by its alert: ``rf-`` + the alert ID's 20
+characters (one follow-up per alert; the outbox's parent check maps it back). Every
 kind uses one recipe, :func:`content_id`; the IDs already stored depend on it, so it
 must never change (``tests/test_ids.py`` pins known IDs).
 
@@ -21,8 +23,11 @@ __all__ = [
     "alert_id_for",
     "content_id",
     "digest_id_for",
+    "follow_up_alert_id",
+    "follow_up_id_for",
     "incident_id_for",
     "is_digest_id",
+    "is_follow_up_id",
     "is_notice_id",
     "is_summary_id",
     "notice_id_for",
@@ -91,3 +96,26 @@ def notice_id_for(incident_id: str, manager_id: str, seq: int) -> str:
 def is_notice_id(alert_id: str) -> bool:
     """Whether an outbox row's ``alert_id`` names an incident notice."""
     return alert_id.startswith("ic-")
+
+
+def follow_up_id_for(alert_id: str) -> str:
+    """Return the ID of an alert's recovery follow-up: ``"rf-"`` + the alert ID's 20 characters.
+
+    Raises:
+        ValueError: ``alert_id`` is not an alert ID (``al-...``).
+    """
+    if not alert_id.startswith("al-"):
+        raise ValueError(f"not an alert ID: {alert_id!r}")
+    return "rf-" + alert_id[3:]
+
+
+def follow_up_alert_id(follow_up_id: str) -> str:
+    """Return the alert ID a recovery follow-up's ID names (inverse of :func:`follow_up_id_for`)."""
+    if not is_follow_up_id(follow_up_id):
+        raise ValueError(f"not a follow-up ID: {follow_up_id!r}")
+    return "al-" + follow_up_id[3:]
+
+
+def is_follow_up_id(alert_id: str) -> bool:
+    """Whether an outbox row's ``alert_id`` names a recovery follow-up (``rf-...``)."""
+    return alert_id.startswith("rf-")

@@ -16,7 +16,9 @@ Two files, CSV or Parquet (chosen by suffix), read with polars:
   ``away_until`` (a date or a local date and time) and ``digest_at`` (``HH:MM``),
   read in the manager's zone (:mod:`monitor.alerts.preferences`); ``notify_resolved``
   (``yes``/``no``, ``true``/``false``, ``1``/``0``; default no): a follow-up message
-  when an incident that hit the manager's clients ends.
+  when an incident that hit the manager's clients ends; ``recovery_follow_up`` (same
+  spellings, default no): one short message when the recovery watch of a client's
+  alert is decided (the client recovered, or made no successful transaction in time).
 
 A :class:`VipRegistry` is an immutable snapshot; :class:`RegistryLoader` builds a
 new one when either file changes and swaps it in whole, so a batch always sees
@@ -53,8 +55,8 @@ _CUSTOMER_COLUMNS: Final = ("customer_id", "name", "tier", "manager_id")
 _MANAGER_COLUMNS: Final = ("manager_id", "name")
 _MANAGER_OPTIONAL: Final = ("email", "phone", "webhook_url", "backup_manager_id", "timezone", "locale",
                              "channels", "working_hours", "quiet_hours", "away_from", "away_until",
-                             "digest_at", "notify_resolved")
-# Spellings of the yes/no column notify_resolved (empty: no).
+                             "digest_at", "notify_resolved", "recovery_follow_up")
+# Spellings of the yes/no columns notify_resolved and recovery_follow_up (empty: no).
 _YES: Final = frozenset({"yes", "y", "true", "1"})
 _NO: Final = frozenset({"no", "n", "false", "0", ""})
 #: Registries with at most this many clients and cards together are looked up by hashing
@@ -288,13 +290,19 @@ def _hours_and_absence(record: dict[str, Any], zone: ZoneInfo, path: Path,
         raise RegistryError(f"{path}: manager {manager_id!r}: {error}") from None
     if away_from is not None and away_until is not None and away_until <= away_from:
         raise RegistryError(f"{path}: manager {manager_id!r}: away_until is not after away_from")
-    flag = record.get("notify_resolved")
+    flags = {column: _yes_or_no(record.get(column), path, manager_id, column)
+             for column in ("notify_resolved", "recovery_follow_up")}
+    return {**hours, "away_from": away_from, "away_until": away_until, "digest_at": digest_at,
+            **flags}
+
+
+def _yes_or_no(flag: object, path: Path, manager_id: str, column: str) -> bool:
+    """A manager's checked yes/no column (empty or absent: no)."""
     text = "" if flag is None else str(flag).strip().lower()
     if text not in _YES | _NO:
-        raise RegistryError(f"{path}: manager {manager_id!r}: notify_resolved must be yes or no, "
+        raise RegistryError(f"{path}: manager {manager_id!r}: {column} must be yes or no, "
                             f"not {text!r}")
-    return {**hours, "away_from": away_from, "away_until": away_until, "digest_at": digest_at,
-            "notify_resolved": text in _YES}
+    return text in _YES
 
 
 def _customers_and_cards(raw: pl.DataFrame, path: Path,

@@ -5,7 +5,8 @@ for each row it claimed:
 
 - the message, rendered *now* by the renderer of the row's kind (one per message
   kind, :mod:`monitor.alerts.messages`): a daily digest (``dg-...``), a rate-cap
-  summary (``sm-...``), an incident notice (``ic-...``) or an alert, with a signed
+  summary (``sm-...``), an incident notice (``ic-...``), a recovery follow-up
+  (``rf-...``) or an alert, with a signed
   acknowledgement link for a person's channel, in the language of the recipient's
   ``locale`` as the current registry knows it (the store keeps no locale; a manager
   no longer in the registry reads English);
@@ -30,11 +31,12 @@ from monitor.alerts.delivery.fallback import ManagerLookup
 from monitor.alerts.messages.alert import AckLinkMaker, AlertMessage, render_delivery
 from monitor.alerts.messages.digest import render_digest_delivery
 from monitor.alerts.messages.incident_notice import render_notice_delivery
+from monitor.alerts.messages.recovery import render_follow_up_delivery
 from monitor.alerts.messages.summary import render_summary_delivery
 from monitor.alerts.routing import apprise_target, channel_kind
 from monitor.alerts.store import AlertStore
 from monitor.domain import Alert, Delivery, Manager
-from monitor.ids import is_digest_id, is_notice_id, is_summary_id
+from monitor.ids import is_digest_id, is_follow_up_id, is_notice_id, is_summary_id
 
 __all__ = ["Addressing", "RoutedChannel"]
 
@@ -82,7 +84,7 @@ class Addressing:
     async def message(
         self, delivery: Delivery, *, with_link: bool = True
     ) -> tuple[Alert | None, AlertMessage]:
-        """The row's message (and its alert; ``None`` for a digest, summary or notice).
+        """The row's message (and its alert; ``None`` for a digest, summary, notice or follow-up).
 
         Raises:
             LookupError: what the row names is not in the store.
@@ -98,6 +100,9 @@ class Addressing:
         if is_notice_id(delivery.alert_id):  # one message per manager per incident (incidents/)
             return None, await asyncio.to_thread(
                 render_notice_delivery, self._store, delivery, links=links, locale_of=locale_of)
+        if is_follow_up_id(delivery.alert_id):  # a decided recovery watch (messages/recovery.py)
+            return None, await asyncio.to_thread(render_follow_up_delivery, self._store, delivery,
+                                                 locale_of=locale_of)
 
         def load() -> tuple[Alert, AlertMessage]:  # one trip to a thread, not two
             alert = self._store.get_alert(delivery.alert_id)

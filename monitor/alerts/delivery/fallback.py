@@ -35,7 +35,7 @@ from monitor.alerts.messages.alert import AlertMessage
 from monitor.alerts.routing import channel_kind, channels_for
 from monitor.alerts.store import AlertStore
 from monitor.domain import Alert, Delivery, Manager, Severity
-from monitor.ids import is_digest_id, is_notice_id, is_summary_id
+from monitor.ids import is_digest_id, is_follow_up_id, is_notice_id, is_summary_id
 from monitor.secrets import redact_urls
 
 __all__ = [
@@ -214,8 +214,9 @@ class DeliveryFallback:
 
 
 def _is_message_id(alert_id: str) -> bool:
-    # A digest, incident notice or rate-cap summary rather than an alert.
-    return is_digest_id(alert_id) or is_notice_id(alert_id) or is_summary_id(alert_id)
+    # A digest, incident notice, rate-cap summary or recovery follow-up rather than an alert.
+    return (is_digest_id(alert_id) or is_notice_id(alert_id) or is_summary_id(alert_id)
+            or is_follow_up_id(alert_id))
 
 
 def describe_error(error: BaseException) -> str:

@@ -14,6 +14,7 @@ classes it is built from:
   (:mod:`~monitor.alerts.store.outcomes`), re-sending (:mod:`~monitor.alerts.store.resend`);
 - the lifecycle: acknowledgement and resolution (:mod:`~monitor.alerts.store.lifecycle`),
   escalation steps (:mod:`~monitor.alerts.store.escalation`);
+- the recovery watch's follow-up messages (:mod:`~monitor.alerts.store.follow_ups`);
 - daily digests (:mod:`~monitor.alerts.store.digests`), the rate cap's summaries
   (:mod:`~monitor.alerts.store.summaries`), storm control's incidents and notices
   (:mod:`~monitor.alerts.store.incidents` writes them,
@@ -47,6 +48,7 @@ from __future__ import annotations
 from monitor.alerts.store.client_reads import ClientHistory, ClientQueries, TerminalActivity
 from monitor.alerts.store.digests import DigestQueries, DigestRecord
 from monitor.alerts.store.escalation import EscalationCandidate, EscalationQueries
+from monitor.alerts.store.follow_ups import FollowUpQueries, RecoveryWatch
 from monitor.alerts.store.impact import ImpactQueries, TerminalImpact
 from monitor.alerts.store.incident_reads import IncidentQueries, StormCounts
 from monitor.alerts.store.lifecycle import LifecycleQueries, LifecycleRecord
@@ -73,6 +75,7 @@ __all__ = [
     "EscalationCandidate",
     "LifecycleRecord",
     "RecordResult",
+    "RecoveryWatch",
     "Resend",
     "StoredSession",
     "StormCounts",
@@ -84,7 +87,8 @@ __all__ = [
 
 class AlertStore(Recording, ReadQueries, ClientQueries, ImpactQueries, OutboxQueries,
                  ResendQueries, LifecycleQueries, EscalationQueries, DigestQueries,
-                 SummaryQueries, IncidentQueries, WorkspaceQueries, TeamQueries):
+                 SummaryQueries, IncidentQueries, WorkspaceQueries, TeamQueries,
+                 FollowUpQueries):
     """Alerts, their events and the delivery outbox in a SQLite file or a PostgreSQL database.
 
     Args:

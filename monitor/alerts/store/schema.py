@@ -39,6 +39,8 @@ from __future__ import annotations
 import sqlite3
 from typing import Final
 
+from monitor.alerts.store.schema_follow_up import FOLLOW_UP_PARENT_SQLITE
+
 __all__ = ["CORRECTED_NOTE", "RECOVERY_TABLES", "SCHEMA_VERSION", "WORKSPACE_TABLES", "corrected_states", "migrate"]
 
 #: The version this code writes and reads.
@@ -507,7 +509,8 @@ _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
     # What a resolution did (monitor.alerts.states.RESOLUTION_OUTCOMES, checked by the
     # store's code: a CHECK here would need a table rebuild for every new outcome).
     7: ("ALTER TABLE alert_history ADD COLUMN outcome TEXT",),
-    8: tuple(statement.replace("{T}", "TEXT") for statement in RECOVERY_TABLES),
+    8: (*(statement.replace("{T}", "TEXT") for statement in RECOVERY_TABLES),
+        *FOLLOW_UP_PARENT_SQLITE),
 }
 
 

@@ -20,6 +20,7 @@ import psycopg
 
 from monitor.alerts.store.db import Database
 from monitor.alerts.store.schema import RECOVERY_TABLES, SCHEMA_VERSION, corrected_states
+from monitor.alerts.store.schema_follow_up import FOLLOW_UP_PARENT_PG
 
 __all__ = ["FLEET_LOCK", "FLEET_SCHEMA", "PG_BASE_VERSION", "migrate_pg", "pg_schema_version"]
 
@@ -309,7 +310,7 @@ _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
         f"ALTER TABLE alert_history ADD COLUMN outcome {_T}",
         "SET CONSTRAINTS ALL DEFERRED"),
     # As SQLite schema 8: the recovery watch.
-    8: tuple(statement.replace("{T}", _T) for statement in RECOVERY_TABLES),
+    8: (*(statement.replace("{T}", _T) for statement in RECOVERY_TABLES), *FOLLOW_UP_PARENT_PG),
 }
 
 

@@ -1,0 +1,223 @@
+"""Recovery follow-ups: one short message per decided watch, to a manager who opted in, once across instances."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from monitor.alerts.delivery.channels import EmailChannel, JsonLinesChannel
+from monitor.alerts.delivery.worker import DeliveryWorker
+from monitor.alerts.messages.recovery import render_follow_up
+from monitor.alerts.store import AlertStore
+from monitor.domain import Manager, VipFailure
+from monitor.ids import follow_up_id_for
+from monitor.testing.smtp import SmtpSink
+
+ANA_RM = Manager(manager_id="RM-017", name="Claire Martin", email="claire.martin@bank.example",
+                 timezone="Europe/Lisbon", recovery_follow_up=True)
+FAILED_AT = datetime(2026, 12, 7, 14, 2, tzinfo=UTC)
+
+
+@pytest.fixture
+def store(store_location: Path | str) -> Iterator[AlertStore]:
+    """A fresh alert store (a SQLite file or a PostgreSQL schema)."""
+    with AlertStore(store_location) as opened:
+        yield opened
+
+
+def record_alert(store: AlertStore, make_failure: Callable[..., VipFailure],
+                 manager: Manager = ANA_RM, event_id: str = "ev-1") -> str:
+    """Record one failed ATM withdrawal of Ana Silva at ATM-0017 (Lisbon); return its alert ID."""
+    store.record([make_failure(event_id, FAILED_AT, manager=manager, customer_name="Ana Silva",
+                               terminal_id="ATM-0017", city="Lisbon")], now=FAILED_AT)
+    for delivery in store.claim_due(FAILED_AT + timedelta(seconds=1)):  # the alert's own messages
+        store.mark_sent(delivery.delivery_id, FAILED_AT + timedelta(seconds=1))
+    [alert] = [a for a in store.list_alerts() if a.customer_name == "Ana Silva"
+               and a.manager.manager_id == manager.manager_id]
+    return alert.alert_id
+
+
+def watch(store: AlertStore, alert_id: str, status: str, *, manager_id: str = "RM-017",
+          recovered_after: timedelta | None = None, terminal: str = "ATM-0042") -> None:
+    """Write the alert's recovery watch row as the watch's core would (schema 8), decided or not."""
+    def text(moment: datetime) -> str:
+        return moment.astimezone(UTC).isoformat()
+
+    deadline = FAILED_AT + timedelta(minutes=30)
+    recovered = FAILED_AT + recovered_after if recovered_after is not None else None
+    decided = recovered or (deadline if status == "abandoned" else None)
+    with store._transaction() as conn:
+        conn.execute(
+            """INSERT INTO alert_recoveries (alert_id, customer_id, manager_id, channel, txn_type,
+                outcome, failed_terminal_id, first_failed_at, last_failed_at, deadline, status,
+                recovered_at, recovery_event_id, recovery_terminal_id, decided_at)
+            VALUES (?, 'C-1001', ?, 'ATM', 'withdrawal', 'customer', 'ATM-0017', ?, ?, ?, ?, ?, ?, ?, ?)""",
+            (alert_id, manager_id, text(FAILED_AT), text(FAILED_AT), text(deadline), status,
+             text(recovered) if recovered else None, "ev-ok" if recovered else None,
+             terminal if recovered else None, text(decided) if decided else None))
+
+
+def follow_up_of(store: AlertStore, alert_id: str) -> int:
+    """The watch's ``follow_up`` column."""
+    found = store.recovery_watch(alert_id)
+    assert found is not None
+    return found.follow_up
+
+
+def test_a_decided_watch_queues_one_follow_up_to_the_manager_and_the_recording_sinks(
+    store: AlertStore, make_failure: Callable[..., VipFailure]
+) -> None:
+    """Recovered, manager opted in: one e-mail row and one jsonl row, follow_up = 1; a second pass queues nothing."""
+    alert_id = record_alert(store, make_failure)
+    watch(store, alert_id, "recovered", recovered_after=timedelta(minutes=4))
+    managers = {ANA_RM.manager_id: ANA_RM}
+    now = FAILED_AT + timedelta(minutes=5)
+    assert store.queue_recovery_follow_ups(now, managers=managers,
+                                           sinks=("jsonl", "alertmanager")) == 1
+    assert follow_up_of(store, alert_id) == 1
+    assert store.queue_recovery_follow_ups(now, managers=managers, sinks=("jsonl",)) == 0
+    due = store.claim_due(now)
+    assert sorted((d.alert_id, d.channel) for d in due) == [
+        (follow_up_id_for(alert_id), "email"), (follow_up_id_for(alert_id), "jsonl")]
+
+
+def test_a_watch_still_watching_is_left_alone(
+    store: AlertStore, make_failure: Callable[..., VipFailure]
+) -> None:
+    """A watch not decided yet gets no follow-up and keeps follow_up = 0."""
+    alert_id = record_alert(store, make_failure)
+    watch(store, alert_id, "watching")
+    assert store.queue_recovery_follow_ups(FAILED_AT + timedelta(minutes=5),
+                                           managers={ANA_RM.manager_id: ANA_RM}) == 0
+    assert follow_up_of(store, alert_id) == 0
+    assert store.pending_count() == 0
+
+
+@pytest.mark.parametrize("manager", [
+    replace(ANA_RM, recovery_follow_up=False),  # did not opt in
+    replace(ANA_RM, email=None),  # opted in, but no channel reaches them
+    None,  # no longer in the registry
+], ids=["not-opted-in", "no-channel", "not-in-registry"])
+def test_no_follow_up_when_the_manager_did_not_opt_in_or_cannot_be_reached(
+    store: AlertStore, make_failure: Callable[..., VipFailure], manager: Manager | None
+) -> None:
+    """Nothing is queued and follow_up = 2 (not sent), so later passes never look at it again."""
+    alert_id = record_alert(store, make_failure)
+    watch(store, alert_id, "abandoned")
+    managers = {} if manager is None else {manager.manager_id: manager}
+    now = FAILED_AT + timedelta(minutes=31)
+    assert store.queue_recovery_follow_ups(now, managers=managers, sinks=("jsonl",)) == 0
+    assert follow_up_of(store, alert_id) == 2
+    assert store.claim_due(now) == []
+
+
+def test_two_instances_racing_queue_one_follow_up(
+    store_location: Path | str, make_failure: Callable[..., VipFailure]
+) -> None:
+    """Two stores on one SQLite file or PostgreSQL database, eight threads at once: one follow-up, one e-mail row."""
+    with AlertStore(store_location) as first, AlertStore(store_location) as second:
+        alert_id = record_alert(first, make_failure)
+        watch(first, alert_id, "recovered", recovered_after=timedelta(minutes=4))
+        barrier = threading.Barrier(8)
+        results: list[int] = []
+        now = FAILED_AT + timedelta(minutes=5)
+
+        def run(instance: AlertStore) -> None:
+            barrier.wait()
+            results.append(instance.queue_recovery_follow_ups(
+                now, managers={ANA_RM.manager_id: ANA_RM}))
+
+        threads = [threading.Thread(target=run, args=(s,)) for s in (first, second) * 4]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(results) == [0] * 7 + [1]
+        due = second.claim_due(now)
+        assert [(d.alert_id, d.channel) for d in due] == [(follow_up_id_for(alert_id), "email")]
+
+
+def test_an_outbox_row_of_a_follow_up_needs_its_recovery_watch(store_location: Path | str) -> None:
+    """The outbox's parent check accepts rf- rows only for an alert with a recovery watch."""
+    AlertStore(store_location).close()
+    insert = ("INSERT INTO deliveries (alert_id, channel, status, next_attempt_at, created_at, "
+              "updated_at) VALUES ('rf-nothingnothingnothi', 'email', 'pending', 'x', 'x', 'x')")
+    if isinstance(store_location, Path):
+        with sqlite3.connect(store_location) as conn, pytest.raises(
+                sqlite3.IntegrityError, match="a delivery needs an alert"):
+            conn.execute(insert)
+    else:
+        with psycopg.connect(store_location) as conn, pytest.raises(
+                psycopg.errors.ForeignKeyViolation):
+            conn.execute(insert)
+
+
+async def test_the_follow_up_reaches_the_manager_over_smtp_and_the_jsonl_sink_records_it(
+    store: AlertStore, make_failure: Callable[..., VipFailure], tmp_path: Path
+) -> None:
+    """The worker sends the follow-up by e-mail (client, terminals, delay, no card) and the jsonl sink records it."""
+    alert_id = record_alert(store, make_failure)
+    watch(store, alert_id, "recovered", recovered_after=timedelta(minutes=4))
+    now = FAILED_AT + timedelta(minutes=5)
+    store.queue_recovery_follow_ups(now, managers={ANA_RM.manager_id: ANA_RM}, sinks=("jsonl",))
+    results: list[tuple[str, str]] = []
+    with SmtpSink() as sink:
+        channels = {"email": EmailChannel(sink.host, sink.port, sender="cardmon@bank.example",
+                                          timeout=5),
+                    "jsonl": JsonLinesChannel(tmp_path / "alerts.jsonl")}
+        worker = DeliveryWorker(store, channels,
+                                on_result=lambda kind, status, _s: results.append((kind, status)))
+        assert await worker.deliver_due() == 2
+        [(recipients, message)] = sink.messages()
+    assert recipients == ["claire.martin@bank.example"]
+    assert message["Subject"] == "[RECOVERED] Ana Silva completed the cash withdrawal"
+    body = message.get_content().replace("\r\n", "\n")
+    assert ("Ana Silva completed the cash withdrawal at ATM-0042 (another terminal), 4 minutes "
+            "after the failure at ATM-0017 (Lisbon).") in body
+    assert "Completed at 14:06 WET." in body
+    assert "411111" not in body and "tok_" not in body
+    [line] = (tmp_path / "alerts.jsonl").read_text().splitlines()
+    recorded = json.loads(line)
+    assert recorded["schema"] == "cardmon.recovery.v1" and recorded["result"] == "recovered"
+    assert recorded["alert_id"] == alert_id and recorded["same_terminal"] is False
+    assert sorted(results) == [("email", "sent"), ("jsonl", "sent")]  # counted like any message
+    assert store.state_of(alert_id) == "notified"  # the follow-up leaves the alert's state alone
+
+
+def test_an_abandoned_watch_reads_no_successful_transaction_and_suggests_a_call(
+    store: AlertStore, make_failure: Callable[..., VipFailure]
+) -> None:
+    """Abandoned: "made no successful cash withdrawal in the 30 minutes after the failure at ATM-0017"."""
+    alert_id = record_alert(store, make_failure)
+    watch(store, alert_id, "abandoned")
+    found = store.recovery_watch(alert_id)
+    assert found is not None
+    message = render_follow_up(found, ANA_RM)
+    assert message.subject == "[NO RECOVERY] Ana Silva: no successful cash withdrawal after the failure"
+    assert ("Ana Silva made no successful cash withdrawal in the 30 minutes after the failure at "
+            "ATM-0017 (Lisbon): consider calling them.") in message.text
+
+
+@pytest.mark.parametrize(("locale", "expected"), [
+    ("fr", "Ana Silva a effectué le retrait d'espèces à ATM-0017, le même terminal, 4 minutes "
+           "après l'échec."),
+    ("zh-Hans", "Ana Silva 在 ATM-0017（同一终端）完成了取现，距失败 4 分钟。"),
+])
+def test_the_follow_up_is_written_in_the_managers_language(
+    store: AlertStore, make_failure: Callable[..., VipFailure], locale: str, expected: str
+) -> None:
+    """French and Simplified Chinese managers read the follow-up in their language."""
+    alert_id = record_alert(store, make_failure)
+    watch(store, alert_id, "recovered", recovered_after=timedelta(minutes=4), terminal="ATM-0017")
+    found = store.recovery_watch(alert_id)
+    assert found is not None
+    message = render_follow_up(found, replace(ANA_RM, locale=locale))
+    assert expected.replace("ATM-0017", "ATM-0017 (Lisbon)", 1) in message.text
