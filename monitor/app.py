@@ -273,6 +273,15 @@ class MonitorApp:
         if claimed:
             self.worker.wake()
 
+    async def _queue_follow_ups(self) -> None:
+        # Once per decided recovery watch, settled in the store: safe on every instance.
+        queued = await asyncio.to_thread(
+            self.store.queue_recovery_follow_ups, datetime.now(UTC),
+            managers=self.vip_registry.current.managers, channels=self._enabled_channels,
+            sinks=self._sinks)
+        if queued:
+            self.worker.wake()
+
     def _report_registry(self) -> None:
         snapshot = self.vip_registry.current
         unknown = sorted(set(snapshot.customers.get_column("tier").unique().to_list())
@@ -338,6 +347,7 @@ class MonitorApp:
                 "terminal impact", lambda: self.impact_metrics.refresh(self.store, datetime.now(UTC))),
             jobs.DIGESTS_JOB: guard.coroutine("daily digests", self._send_digests),
             jobs.SUMMARIES_JOB: guard.coroutine("rate-cap summaries", self._send_summaries),
+            jobs.RECOVERY_FOLLOW_UPS_JOB: guard.coroutine("recovery follow-ups", self._queue_follow_ups),
             jobs.ESCALATION_JOB: guard.coroutine("escalation", self._escalate),
             **({jobs.WORKSPACE_PURGE_JOB: guard.sync("workspace purge", self._purge_sign_ins)}
                if self.workspace is not None else {}),

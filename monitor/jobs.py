@@ -10,6 +10,8 @@ Timing comes from the frozen settings (:mod:`monitor.config`), except:
 
 * ``alert-digests`` runs at second 0 of every minute (a cron trigger, not a setting):
   each manager's ``digest_at`` is a local ``HH:MM``, so the check must land on each minute;
+* ``recovery-follow-ups`` runs every :data:`RECOVERY_FOLLOW_UPS_SECONDS` (fixed): a
+  decided recovery watch's follow-up should reach the manager within seconds;
 * ``silent_detection`` runs every ``silent.interval_seconds`` of ``rules/health.yaml``
   and skips a run later than ``silent.misfire_grace_seconds``: silent-terminal policy,
   which lives with the other ``silent`` thresholds in that rule file.
@@ -55,6 +57,8 @@ __all__ = [
     "DIGESTS_JOB",
     "ESCALATION_JOB",
     "JOBS",
+    "RECOVERY_FOLLOW_UPS_JOB",
+    "RECOVERY_FOLLOW_UPS_SECONDS",
     "REGISTRY_RELOAD_JOB",
     "STORE_GAUGES_JOB",
     "SUMMARIES_JOB",
@@ -76,6 +80,10 @@ SUMMARIES_JOB: Final = "alert-summaries"
 ESCALATION_JOB: Final = "alert-escalation"
 WORKSPACE_PURGE_JOB: Final = "workspace-purge"
 TERMINAL_IMPACT_JOB: Final = "terminal-impact"
+RECOVERY_FOLLOW_UPS_JOB: Final = "recovery-follow-ups"
+#: Seconds between two passes of the recovery follow-ups: a few, so the manager learns of
+#: a recovery soon after it; a pass with nothing decided is one indexed query.
+RECOVERY_FOLLOW_UPS_SECONDS: Final = 5.0
 
 #: A runner: a function (run on a scheduler thread) or a coroutine function (run on the loop).
 Runner = Callable[[], Any]
@@ -166,6 +174,11 @@ JOBS: Final[tuple[ScheduledJob, ...]] = (
         job_id=SUMMARIES_JOB, what="claim and enqueue the rate-cap summaries that are due",
         every="alerting.summary_interval_seconds",
         trigger=lambda t: _every(t.need_settings().alerting.summary_interval_seconds)),
+    ScheduledJob(
+        job_id=RECOVERY_FOLLOW_UPS_JOB,
+        what="queue one follow-up message per decided recovery watch (managers who opted in)",
+        every="5 s (fixed: RECOVERY_FOLLOW_UPS_SECONDS)",
+        trigger=lambda t: _every(RECOVERY_FOLLOW_UPS_SECONDS)),
     ScheduledJob(
         job_id=ESCALATION_JOB, what="escalate unacknowledged alerts whose next step is due",
         every="alerting.escalation_interval_seconds",

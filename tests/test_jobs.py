@@ -60,6 +60,7 @@ def test_intervals_come_from_the_settings(tmp_path: Path) -> None:
         jobs.SILENT_DETECTION_JOB: timedelta(seconds=60),  # rules/health.yaml silent.interval_seconds
         jobs.WORKSPACE_PURGE_JOB: timedelta(seconds=470),
         jobs.TERMINAL_IMPACT_JOB: timedelta(seconds=48),
+        jobs.RECOVERY_FOLLOW_UPS_JOB: timedelta(seconds=5),  # fixed
     }
     digests = scheduled[jobs.DIGESTS_JOB]
     assert isinstance(digests, CronTrigger)
