@@ -347,7 +347,8 @@ class MonitorApp:
                 "terminal impact", lambda: self.impact_metrics.refresh(self.store, datetime.now(UTC))),
             jobs.DIGESTS_JOB: guard.coroutine("daily digests", self._send_digests),
             jobs.SUMMARIES_JOB: guard.coroutine("rate-cap summaries", self._send_summaries),
-            jobs.RECOVERY_FOLLOW_UPS_JOB: guard.coroutine("recovery follow-ups", self._queue_follow_ups),
+            jobs.RECOVERY_FOLLOW_UPS_JOB: guard.coroutine("recovery follow-ups",
+                                                          self._queue_follow_ups),
             jobs.ESCALATION_JOB: guard.coroutine("escalation", self._escalate),
             **({jobs.WORKSPACE_PURGE_JOB: guard.sync("workspace purge", self._purge_sign_ins)}
                if self.workspace is not None else {}),

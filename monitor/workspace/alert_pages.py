@@ -22,12 +22,13 @@ from urllib.parse import quote, urlencode
 from aiohttp import web
 
 from monitor.alerts.states import ALERT_STATES, AlertState, HistoryEntry, StateConflictError
-from monitor.alerts.store import AlertStore, TerminalActivity
+from monitor.alerts.store import AlertStore, RecoveryWatch, TerminalActivity
 from monitor.domain import SEVERITIES, Alert, AlertEvent
 from monitor.i18n import N_
 from monitor.incidents.model import Incident
 from monitor.workspace.access import may_see_alert, may_see_page, visible_managers
 from monitor.workspace.outcomes import OUTCOME_LABELS
+from monitor.workspace.recovery_view import recovery_shown
 from monitor.workspace.sessions import Session
 from monitor.workspace.web import (
     WORKSPACE,
@@ -106,9 +107,11 @@ async def alerts_page(request: web.Request) -> web.Response:
         return found[:ALERT_LIMIT], states, more
 
     found, states, more = await asyncio.to_thread(read)
+    watches = await asyncio.to_thread(store.recovery_watches, [a.alert_id for a in found])
     alerts = sorted(found, key=lambda a: _order(a, states[a.alert_id]))
     rows = [{"alert": a, "state": states[a.alert_id], "open": states[a.alert_id] not in DONE_STATES,
-             "order": row_order(a, states[a.alert_id])} for a in alerts]
+             "order": row_order(a, states[a.alert_id]),
+             "recovery": getattr(watches.get(a.alert_id), "status", None)} for a in alerts]
     return render(request, "alerts.html", {"session": session, "rows": rows, "more": more,
                                             "team": len(visible) > 1, "states": ALERT_STATES,
                                             "manager": one if one in visible and len(visible) > 1 else None,
@@ -128,6 +131,7 @@ class _AlertView:
     recipients: dict[int, str]  # <delivery_id: manager ID of an escalation's recipient>
     incident: Incident | None
     terminals: list[TerminalActivity]
+    recovery: RecoveryWatch | None
 
 
 def _read_alert(store: AlertStore, session: Session, alert_id: str) -> _AlertView | None:
@@ -143,7 +147,8 @@ def _read_alert(store: AlertStore, session: Session, alert_id: str) -> _AlertVie
         alert=alert, state=store.state_of(alert_id), events=events,
         history=store.history(alert_id), recipients=store.delivery_recipients(alert_id),
         incident=store.get_incident(incident_id) if incident_id else None,
-        terminals=sorted(activity.values(), key=lambda found: (-found.failures, found.terminal_id)))
+        terminals=sorted(activity.values(), key=lambda found: (-found.failures, found.terminal_id)),
+        recovery=store.recovery_watch(alert_id))
 
 
 async def alert_page(request: web.Request) -> web.Response:
@@ -172,7 +177,8 @@ async def alert_page(request: web.Request) -> web.Response:
         "context_minutes": int(TERMINAL_CONTEXT.total_seconds() // 60),
         "can_acknowledge": view.state in ("open", "notified", "failed"),
         "can_resolve": view.state == "acknowledged", "outcomes": OUTCOME_LABELS,
-        "max_note": MAX_NOTE_CHARS})
+        "max_note": MAX_NOTE_CHARS,
+        "recovery": recovery_shown(view.recovery, page_translator(request, session))})
 
 
 async def acknowledge(request: web.Request) -> web.Response:
