@@ -7,7 +7,12 @@ For the card business and the relationship-manager desk. Reads
 managers did with the alerts: ``cardmon_alerts_acknowledged_total{severity,via}``,
 ``cardmon_alerts_escalated_total{severity,step}``, ``cardmon_alerts_resolved_total{severity}``,
 ``cardmon_alert_time_to_acknowledge_seconds`` and ``cardmon_stored_alerts{state,severity}``
-(counted from the alert store's history, so acknowledgements through the CLI count too).
+(counted from the alert store's history, so acknowledgements through the CLI count too);
+and whether the client got through after a failure: the recovery watch's
+``cardmon_vip_recoveries_total{result,outcome,channel}`` (``result``: recovered or
+abandoned; ``outcome``: the first failure's outcome class; ``channel``: ATM, POS, ECOM),
+its ratio recorded as ``channel:cardmon_vip_recoveries_recovered_per_decided:ratio_rate1h``,
+and ``cardmon_vip_recovery_seconds`` (failure to recovery).
 """
 
 from __future__ import annotations
@@ -234,5 +239,47 @@ def build() -> Dashboard:
             [Query("sum by (kind) (rate(cardmon_incident_notices_sent_total[$__rate_interval]))",
                    "{{kind}}")],
             width=24,
+        ))
+        .with_row(Row("Recovery after a failure"))
+        .with_panel(stat_panel(
+            "VIP recovery ratio in range",
+            "Of the recovery watches decided over the selected time range, the share where the "
+            "client completed an approved transaction of the same kind within the watch window "
+            "(30 min) after a failure alert, per channel (ATM, POS, ECOM): recovered / "
+            "(recovered + abandoned) of cardmon_vip_recoveries_total.",
+            "percentunit",
+            [Query('(sum by (channel) (increase(cardmon_vip_recoveries_total{result="recovered"}'
+                   '[$__range])) or sum by (channel) (increase(cardmon_vip_recoveries_total'
+                   '[$__range])) * 0) / (sum by (channel) (increase(cardmon_vip_recoveries_total'
+                   '[$__range])) > 0)', "{{channel}}", instant=True)],
+            width=8, height=6,
+        ))
+        .with_panel(timeseries_panel(
+            "VIP recovery ratio by channel (1 h)",
+            "Share of recovery watches decided over the last hour that ended recovered, per "
+            "channel (recording rule channel:cardmon_vip_recoveries_recovered_per_decided:"
+            "ratio_rate1h). A drop means clients give up after a failure.",
+            "percentunit",
+            [Query("channel:cardmon_vip_recoveries_recovered_per_decided:ratio_rate1h",
+                   "{{channel}}")],
+            width=16, height=6, max_value=1,
+        ))
+        .with_panel(bar_gauge(
+            "Recovered vs abandoned in range by outcome class",
+            "Recovery watches decided over the selected time range, by result (recovered, "
+            "abandoned) and the outcome class of the alert's first failure (technical, terminal, "
+            "card, customer...): increase of cardmon_vip_recoveries_total.",
+            "short",
+            [Query("sum by (result, outcome) (increase(cardmon_vip_recoveries_total[$__range]))",
+                   "{{result}} {{outcome}}", instant=True)],
+        ))
+        .with_panel(timeseries_panel(
+            "Time to recover p50 / p95",
+            "Seconds from a VIP failure to the client's approved transaction of the same kind "
+            "(cardmon_vip_recovery_seconds histogram; recovered watches only).",
+            "s",
+            [Query(f"histogram_quantile({q}, sum by (le) "
+                   "(rate(cardmon_vip_recovery_seconds_bucket[$__rate_interval])))",
+                   f"q{q}") for q in ("0.5", "0.95")],
         ))
     )

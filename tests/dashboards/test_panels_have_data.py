@@ -67,8 +67,16 @@ DATA_TIMEOUT_S = 90.0
 #: (dashboard uid, panel title) → the metric the panel waits for, when a panel is
 #: added before the monitor exports its metric. The test requires these panels to
 #: stay EMPTY, so it fails (naming them) as soon as the metric is wired and the
-#: entry must be removed. Empty: every panel's metric is exported.
-AWAITING_WIRING: dict[tuple[str, str], str] = {}
+#: entry must be removed. The recovery panels wait for the recovery watch's metrics
+#: (branch ``recovery``: cardmon_vip_recoveries_total, cardmon_vip_recovery_seconds).
+AWAITING_WIRING: dict[tuple[str, str], str] = {
+    ("cardmon-vip-experience", "VIP recovery ratio in range"): "cardmon_vip_recoveries_total",
+    ("cardmon-vip-experience", "VIP recovery ratio by channel (1 h)"):
+        "cardmon_vip_recoveries_total",
+    ("cardmon-vip-experience", "Recovered vs abandoned in range by outcome class"):
+        "cardmon_vip_recoveries_total",
+    ("cardmon-vip-experience", "Time to recover p50 / p95"): "cardmon_vip_recovery_seconds",
+}
 #: Panels that must show a value above zero, not just a series: the faults of the
 #: test produce exactly these events, and a flat zero would hide a broken query.
 MUST_BE_POSITIVE: frozenset[tuple[str, str]] = frozenset({
