@@ -55,6 +55,7 @@ __all__ = [
     "DIGESTS_JOB",
     "ESCALATION_JOB",
     "JOBS",
+    "RECOVERY_JOB",
     "REGISTRY_RELOAD_JOB",
     "STORE_GAUGES_JOB",
     "SUMMARIES_JOB",
@@ -76,6 +77,7 @@ SUMMARIES_JOB: Final = "alert-summaries"
 ESCALATION_JOB: Final = "alert-escalation"
 WORKSPACE_PURGE_JOB: Final = "workspace-purge"
 TERMINAL_IMPACT_JOB: Final = "terminal-impact"
+RECOVERY_JOB: Final = "recovery-watch"
 
 #: A runner: a function (run on a scheduler thread) or a coroutine function (run on the loop).
 Runner = Callable[[], Any]
@@ -170,6 +172,12 @@ JOBS: Final[tuple[ScheduledJob, ...]] = (
         job_id=ESCALATION_JOB, what="escalate unacknowledged alerts whose next step is due",
         every="alerting.escalation_interval_seconds",
         trigger=lambda t: _every(t.need_settings().alerting.escalation_interval_seconds)),
+    ScheduledJob(
+        job_id=RECOVERY_JOB,
+        what="match buffered VIP approvals to recovery watches and abandon the watches event "
+             "time has passed (also after every batch; this covers a quiet stream)",
+        every="alerting.recovery_interval_seconds (only with alerting.recovery_window_seconds)",
+        trigger=lambda t: _every(t.need_settings().alerting.recovery_interval_seconds)),
     ScheduledJob(
         job_id=WORKSPACE_PURGE_JOB,
         what="delete used sign-in links and workspace sessions past their expiry",

@@ -151,6 +151,9 @@ class AlertingSettings(BaseModel):
     #: complete an approved transaction of the same channel and type (*recovered*)
     #: before calling it *abandoned*. ``0`` or ``null``: no watch.
     recovery_window_seconds: float | None = Field(default=1800.0, ge=0)
+    #: How often the recovery watch is also decided without a batch (seconds): watches
+    #: other instances wrote, and a quiet stream.
+    recovery_interval_seconds: float = Field(default=30.0, gt=0)
     poll_interval_seconds: float = Field(default=0.25, gt=0)
     #: How often unacknowledged high alerts are checked for escalation (seconds).
     escalation_interval_seconds: float = Field(default=30.0, gt=0)

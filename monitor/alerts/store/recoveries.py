@@ -205,12 +205,20 @@ class RecoveryQueries(StoreConnection):
             found.update((row["alert_id"], _recovery(row)) for row in rows)
         return found
 
-    def watching_recoveries(self) -> list[Recovery]:
-        """Every watch still ``watching`` (the VIP alerts of about the last window), by deadline."""
+    def watching_recoveries(self, *, recovered_since: datetime | None = None) -> list[Recovery]:
+        """Every watch still ``watching`` (the VIP alerts of about the last window), by deadline.
+
+        Args:
+            recovered_since: also the ``recovered`` watches whose deadline is at or after
+                this time (an earlier approval may still replace theirs); ``None``: none.
+        """
+        sql = "SELECT * FROM alert_recoveries WHERE status = 'watching'"
+        args: tuple[str, ...] = ()
+        if recovered_since is not None:
+            sql += " OR (status = 'recovered' AND deadline >= ?)"
+            args = (utc_text(recovered_since),)
         with self._lock:
-            rows = self._conn.execute(
-                "SELECT * FROM alert_recoveries WHERE status = 'watching' ORDER BY deadline, alert_id"
-            ).fetchall()
+            rows = self._conn.execute(sql + " ORDER BY deadline, alert_id", args).fetchall()
         return [_recovery(row) for row in rows]
 
     @retried
