@@ -1,4 +1,4 @@
-"""The recovery watch's metrics: VIP failures recovered or abandoned, and how fast clients recovered.
+"""The recovery watch's metrics: VIP failures recovered or abandoned, and how fast.
 
 ``cardmon_vip_recoveries_total{result, outcome, channel}`` counts each decision once,
 on the instance that made it (:mod:`monitor.pipeline.recovery`): ``result`` is

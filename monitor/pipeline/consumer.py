@@ -132,7 +132,7 @@ class ConsumerMetrics(Protocol):
 
 
 class RecoveryFollower(Protocol):
-    """The recovery watch as the consumer feeds it (:class:`monitor.pipeline.recovery.RecoveryWatch`)."""
+    """The recovery watch (:class:`~monitor.pipeline.recovery.RecoveryWatch`)."""
 
     def after_batch(self, approvals: pl.DataFrame) -> object: ...
 

@@ -45,7 +45,8 @@ from monitor.pipeline.selection import AlertPolicy
 from monitor.pipeline.vips import RegistryLoader, VipRegistry
 from monitor.pipeline.watermark import EventClock, PartitionProgress
 
-__all__ = ["APPROVAL_COLUMNS", "STAGES", "BatchMetrics", "BatchProcessor", "FrameObserver", "IncidentFollower", "ProcessedBatch"]
+__all__ = ["APPROVAL_COLUMNS", "STAGES", "BatchMetrics", "BatchProcessor", "FrameObserver",
+           "IncidentFollower", "ProcessedBatch"]
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +57,8 @@ STAGES: tuple[str, ...] = ("decode", "classify", "vip lookup", "policy", "metric
 
 
 #: The columns of :attr:`ProcessedBatch.approvals` (``customer_id``: the VIP client).
-APPROVAL_COLUMNS: tuple[str, ...] = ("customer_id", "channel", "txn_type", "occurred_at", "event_id",
-                                     "terminal_id", "merchant_id")
+APPROVAL_COLUMNS: tuple[str, ...] = ("customer_id", "channel", "txn_type", "occurred_at",
+                                     "event_id", "terminal_id", "merchant_id")
 _NO_APPROVALS = pl.DataFrame(schema={"customer_id": pl.String, "channel": pl.String,
                                      "txn_type": pl.String, "occurred_at": pl.Datetime("us", "UTC"),
                                      "event_id": pl.String, "terminal_id": pl.String,
@@ -330,6 +331,7 @@ class BatchProcessor:
 
 def _approvals(frame: pl.DataFrame) -> pl.DataFrame:
     """The VIP approved transactions of a classified, looked-up batch frame (one filter)."""
-    return frame.filter((pl.col("outcome") == "approved") & pl.col("vip_customer_id").is_not_null()
-                        ).select(pl.col("vip_customer_id").alias("customer_id"), *APPROVAL_COLUMNS[1:]
-                                 ).cast(_NO_APPROVALS.schema)  # type: ignore[arg-type]
+    vip_approved = (pl.col("outcome") == "approved") & pl.col("vip_customer_id").is_not_null()
+    return (frame.filter(vip_approved)
+            .select(pl.col("vip_customer_id").alias("customer_id"), *APPROVAL_COLUMNS[1:])
+            .cast(_NO_APPROVALS.schema))  # type: ignore[arg-type]

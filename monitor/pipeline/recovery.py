@@ -61,7 +61,8 @@ class RecoveryStore(Protocol):
     """What the watch needs of the alert store (:class:`~monitor.alerts.store.AlertStore`)."""
 
     def watching_recoveries(self, *, recovered_since: datetime | None = None) -> list[Recovery]: ...
-    def mark_recovered(self, matches: Sequence[RecoveryMatch], *, now: datetime) -> list[Recovery]: ...
+    def mark_recovered(self, matches: Sequence[RecoveryMatch], *,
+                       now: datetime) -> list[Recovery]: ...
     def abandon_watches(self, through: datetime, *, now: datetime) -> list[Recovery]: ...
 
 
@@ -143,7 +144,8 @@ class RecoveryWatch:
         self.metrics = metrics
         self._now = now
         self._lock = threading.Lock()
-        self._buffer: pl.DataFrame | None = None  # approvals not matched for good yet (APPROVAL_COLUMNS)
+        # <approvals kept for failures recorded later> (APPROVAL_COLUMNS)
+        self._buffer: pl.DataFrame | None = None
 
     def __repr__(self) -> str:
         return f"RecoveryWatch(buffered={self.buffered})"
@@ -186,7 +188,8 @@ class RecoveryWatch:
         if buffered:
             assert self._buffer is not None
             held = {w.alert_id: w.recovered_at for w in watches if w.recovered_at is not None}
-            matched = [row for row in match_recoveries(watch_frame(watches), self._buffer).iter_rows()
+            found = match_recoveries(watch_frame(watches), self._buffer)
+            matched = [row for row in found.iter_rows()
                        if row[0] not in held or row[1] < held[row[0]]]
             if matched:
                 recovered = self.store.mark_recovered(

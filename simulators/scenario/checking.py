@@ -7,8 +7,8 @@ expectation, in the order of the file: alerts per client and per manager, the
 incidents storm control opened (scope and key, flapping, ended, how many alerts and
 which managers), the recovery watch of each named client's alerts (``recoveries``:
 status, same terminal or not, seconds to recover), metric sample ranges, which
-terminals show failures, and terminal health states (``health``, ``health_others``). A :class:`ScenarioReport` holds the
-checks of one run and renders them.
+terminals show failures, and terminal health states (``health``, ``health_others``).
+A :class:`ScenarioReport` holds the checks of one run and renders them.
 """
 
 from __future__ import annotations
@@ -196,7 +196,8 @@ def _recovery_checks(expect: Expectations, observed: Observed) -> list[Check]:
         alerts = [a for a in observed.alerts if a.customer_id == wanted.customer_id]
         watches = [observed.recoveries.get(a.alert_id) for a in alerts]
         statuses = {"none" if w is None else w.status for w in watches}
-        checks.append(Check(f"{prefix}.status", wanted.status, ", ".join(sorted(statuses)) or "no alert",
+        checks.append(Check(f"{prefix}.status", wanted.status,
+                            ", ".join(sorted(statuses)) or "no alert",
                             bool(alerts) and statuses == {wanted.status}))
         found = [w for w in watches if w is not None]
         if wanted.same_terminal is not None:
@@ -209,7 +210,8 @@ def _recovery_checks(expect: Expectations, observed: Observed) -> list[Check]:
                                      {str(w.terminal_id) for w in found}))
         if wanted.seconds is not None:
             seconds = [w.seconds_to_recovery for w in found]
-            ok = bool(seconds) and all(s is not None and wanted.seconds.contains(s) for s in seconds)
+            ok = bool(seconds) and all(s is not None and wanted.seconds.contains(s)
+                                       for s in seconds)
             shown = ", ".join("none" if s is None else f"{s:g}" for s in seconds) or "no watch"
             checks.append(Check(f"{prefix}.seconds", str(wanted.seconds), shown, ok))
     return checks

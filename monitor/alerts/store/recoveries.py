@@ -1,4 +1,4 @@
-"""The recovery watch's rows: did a VIP client complete a transaction of the same kind after a failure alert.
+"""The recovery watch's rows: did a VIP client complete a transaction of the failure's kind?
 
 One row per alert in ``alert_recoveries`` (schema 8,
 :data:`~monitor.alerts.store.schema.RECOVERY_TABLES`), written with the alert by
@@ -94,7 +94,7 @@ class Recovery:
 
     @property
     def same_terminal(self) -> bool | None:
-        """Whether the client recovered at the terminal that failed first (``None`` unless recovered)."""
+        """Whether the client recovered where it first failed (``None`` unless recovered)."""
         if self.terminal_id is None:
             return None
         return self.terminal_id == self.failed_terminal_id
@@ -139,7 +139,8 @@ _UPSERT: Final = """INSERT INTO alert_recoveries (
         AND alert_recoveries.txn_type = excluded.txn_type"""
 
 
-def watch_failure(conn: Database, alert_id: str, failure: VipFailure, window_seconds: float) -> None:
+def watch_failure(conn: Database, alert_id: str, failure: VipFailure,
+                  window_seconds: float) -> None:
     """Start the alert's watch with this failure, or move it on (inside the recording transaction).
 
     A new alert's first failure starts the watch (``watching``, deadline = its time +
@@ -171,7 +172,8 @@ def _recovery(row: Row) -> Recovery:
         alert_id=row["alert_id"], customer_id=row["customer_id"], manager_id=row["manager_id"],
         channel=row["channel"], txn_type=row["txn_type"], outcome=row["outcome"],
         failed_terminal_id=row["failed_terminal_id"],
-        first_failed_at=parse_utc(row["first_failed_at"]), last_failed_at=parse_utc(row["last_failed_at"]),
+        first_failed_at=parse_utc(row["first_failed_at"]),
+        last_failed_at=parse_utc(row["last_failed_at"]),
         window_ends_at=parse_utc(row["deadline"]), status=row["status"],
         recovered_at=when("recovered_at"), recovery_event_id=row["recovery_event_id"],
         terminal_id=row["recovery_terminal_id"], merchant_id=row["recovery_merchant_id"],
@@ -179,10 +181,10 @@ def _recovery(row: Row) -> Recovery:
 
 
 class RecoveryQueries(StoreConnection):
-    """The recovery watch in :class:`~monitor.alerts.store.AlertStore`: its reads and its two decisions."""
+    """The recovery watch in :class:`~monitor.alerts.store.AlertStore`: reads and decisions."""
 
     def recovery_of(self, alert_id: str) -> Recovery | None:
-        """The alert's recovery watch, ``None`` when it has none (no window, or recorded before schema 8)."""
+        """The alert's recovery watch, ``None`` without one (no window, or before schema 8)."""
         with self._lock:
             row = self._conn.execute("SELECT * FROM alert_recoveries WHERE alert_id = ?",
                                      (alert_id,)).fetchone()
@@ -200,7 +202,8 @@ class RecoveryQueries(StoreConnection):
             chunk = ids[start:start + _MAX_IDS]
             with self._lock:
                 rows = self._conn.execute(
-                    f"SELECT * FROM alert_recoveries WHERE alert_id IN ({', '.join('?' * len(chunk))})",
+                    "SELECT * FROM alert_recoveries WHERE alert_id IN "
+                    f"({', '.join('?' * len(chunk))})",
                     chunk).fetchall()
             found.update((row["alert_id"], _recovery(row)) for row in rows)
         return found
@@ -244,8 +247,9 @@ class RecoveryQueries(StoreConnection):
         ordered = sorted(matches, key=lambda m: m.alert_id)  # one lock order for every instance
         with self._transaction() as conn:
             for match in ordered:
-                row = conn.execute("SELECT status FROM alert_recoveries WHERE alert_id = ?" + conn.for_update,
-                                   (match.alert_id,)).fetchone()
+                row = conn.execute(
+                    "SELECT status FROM alert_recoveries WHERE alert_id = ?" + conn.for_update,
+                    (match.alert_id,)).fetchone()
                 if row is None or row["status"] == "abandoned":
                     continue
                 at = utc_text(match.recovered_at)
@@ -255,8 +259,8 @@ class RecoveryQueries(StoreConnection):
                         decided_at = CASE WHEN decided_at IS NULL THEN ? ELSE decided_at END
                     WHERE alert_id = ? AND (status = 'watching'
                         OR (status = 'recovered' AND recovered_at > ?))""",
-                    (at, match.event_id, match.terminal_id, match.merchant_id, stamp, match.alert_id,
-                     at)).rowcount
+                    (at, match.event_id, match.terminal_id, match.merchant_id, stamp,
+                     match.alert_id, at)).rowcount
                 if changed and row["status"] == "watching":
                     decided.append(match.alert_id)
             rows = self._read_many(conn, decided)
@@ -279,7 +283,8 @@ class RecoveryQueries(StoreConnection):
                 """UPDATE alert_recoveries SET status = 'abandoned', decided_at = ?
                 WHERE status = 'watching' AND deadline < ? RETURNING *""",
                 (utc_text(now), utc_text(through))).fetchall()
-        return sorted((_recovery(row) for row in rows), key=lambda r: (r.window_ends_at, r.alert_id))
+        found = [_recovery(row) for row in rows]
+        return sorted(found, key=lambda r: (r.window_ends_at, r.alert_id))
 
     def fleet_watermark(self, topic: str, *, lateness_seconds: float,
                         stalled_seconds: float) -> datetime | None:
