@@ -55,6 +55,7 @@ from monitor.metrics import (
     AlertLifecycleMetrics,
     DeliveryMetrics,
     PipelineMetrics,
+    RecoveryMetrics,
     ScaleOutMetrics,
     StormMetrics,
     TerminalImpactMetrics,
@@ -65,6 +66,7 @@ from monitor.pipeline.classify import ResponseCodeTable
 from monitor.pipeline.consumer import TransactionConsumer
 from monitor.pipeline.fleet import FleetIncidents
 from monitor.pipeline.processor import BatchProcessor
+from monitor.pipeline.recovery import RecoveryWatch
 from monitor.pipeline.selection import AlertPolicy, read_policy_file
 from monitor.pipeline.vips import RegistryLoader
 from monitor.pipeline.watermark import EventClock
@@ -184,8 +186,11 @@ class MonitorApp:
                                         observers=self.health.observers,
                                         incidents=self.fleet if self.fleet is not None else self.incidents,
                                         clock=self.clock)
+        # The recovery watch (docs/recovery.md): did the VIP complete it afterwards?
+        self.recovery = self._recovery_watch(settings)
         self.consumer = TransactionConsumer(settings.kafka, processor=self.processor,
-                                            record_failures=self._record, metrics=self.metrics)
+                                            record_failures=self._record, metrics=self.metrics,
+                                            recovery=self.recovery)
         self.delivery_metrics = DeliveryMetrics(self.metrics_registry)
         self._enabled_channels = tuple(kind for kind in MANAGER_CHANNEL_KINDS if kind in self.channels)
         self.worker = DeliveryWorker(
@@ -226,6 +231,20 @@ class MonitorApp:
             lease_seconds=scale_out.lease_seconds, interval_seconds=scale_out.interval_seconds,
             metrics=ScaleOutMetrics(self.metrics_registry))
 
+    def _recovery_watch(self, settings: Settings) -> RecoveryWatch | None:
+        if not settings.alerting.recovery_window_seconds:
+            return None
+        event_time = settings.event_time
+        watermark: Callable[[], datetime | None] = lambda: self.clock.watermark  # noqa: E731
+        if self.fleet is not None:  # every partition of the topic, from the shared progress rows
+            def watermark() -> datetime | None:
+                return self.store.fleet_watermark(
+                    settings.kafka.topic, lateness_seconds=event_time.allowed_lateness_seconds,
+                    stalled_seconds=event_time.stalled_partition_seconds)
+        return RecoveryWatch(self.store, watermark=watermark,
+                             lateness_seconds=event_time.allowed_lateness_seconds,
+                             metrics=RecoveryMetrics(self.metrics_registry))
+
     def _partition_count(self) -> int:
         # The topic's partitions as the consumer's metadata knows them (0: not yet).
         client = getattr(self.consumer, "_consumer", None)
@@ -242,6 +261,7 @@ class MonitorApp:
             managers=self.vip_registry.current.managers,  # an away manager's alerts go to the backup
             incidents=incidents, incident_rules=self.incident_rules, rate_limit=self.rate_limit,
             stale_after_seconds=self.settings.alerting.stale_after_seconds, fence=fence,
+            recovery_window_seconds=self.settings.alerting.recovery_window_seconds,
         )
         self.delivery_metrics.observe_record(len(result.late_alert_ids), len(result.unroutable_alert_ids))
         if result.unroutable_alert_ids:
@@ -328,6 +348,11 @@ class MonitorApp:
         if purged:
             log.info("workspace: purged %d expired sign-in link(s) and session(s)", purged)
 
+    def _decide_recoveries(self) -> None:
+        # Runs on a scheduler thread; the watch takes turns with the consumer on its lock.
+        assert self.recovery is not None
+        self.recovery.decide()
+
     def _reload_registry(self) -> None:
         if self.vip_registry.reload_if_changed():
             self._report_registry()
@@ -350,6 +375,8 @@ class MonitorApp:
             jobs.RECOVERY_FOLLOW_UPS_JOB: guard.coroutine("recovery follow-ups",
                                                           self._queue_follow_ups),
             jobs.ESCALATION_JOB: guard.coroutine("escalation", self._escalate),
+            **({jobs.RECOVERY_JOB: guard.sync("recovery watch", self._decide_recoveries)}
+               if self.recovery is not None else {}),
             **({jobs.WORKSPACE_PURGE_JOB: guard.sync("workspace purge", self._purge_sign_ins)}
                if self.workspace is not None else {}),
             # They run on the health thread, after the batches handed to it before them

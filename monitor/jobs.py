@@ -59,6 +59,7 @@ __all__ = [
     "JOBS",
     "RECOVERY_FOLLOW_UPS_JOB",
     "RECOVERY_FOLLOW_UPS_SECONDS",
+    "RECOVERY_JOB",
     "REGISTRY_RELOAD_JOB",
     "STORE_GAUGES_JOB",
     "SUMMARIES_JOB",
@@ -80,6 +81,7 @@ SUMMARIES_JOB: Final = "alert-summaries"
 ESCALATION_JOB: Final = "alert-escalation"
 WORKSPACE_PURGE_JOB: Final = "workspace-purge"
 TERMINAL_IMPACT_JOB: Final = "terminal-impact"
+RECOVERY_JOB: Final = "recovery-watch"
 RECOVERY_FOLLOW_UPS_JOB: Final = "recovery-follow-ups"
 #: Seconds between two passes of the recovery follow-ups: a few, so the manager learns of
 #: a recovery soon after it; a pass with nothing decided is one indexed query.
@@ -183,6 +185,12 @@ JOBS: Final[tuple[ScheduledJob, ...]] = (
         job_id=ESCALATION_JOB, what="escalate unacknowledged alerts whose next step is due",
         every="alerting.escalation_interval_seconds",
         trigger=lambda t: _every(t.need_settings().alerting.escalation_interval_seconds)),
+    ScheduledJob(
+        job_id=RECOVERY_JOB,
+        what="match buffered VIP approvals to recovery watches and abandon the watches event "
+             "time has passed (also after every batch; this covers a quiet stream)",
+        every="alerting.recovery_interval_seconds (only with alerting.recovery_window_seconds)",
+        trigger=lambda t: _every(t.need_settings().alerting.recovery_interval_seconds)),
     ScheduledJob(
         job_id=WORKSPACE_PURGE_JOB,
         what="delete used sign-in links and workspace sessions past their expiry",

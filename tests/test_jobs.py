@@ -44,7 +44,7 @@ def test_intervals_come_from_the_settings(tmp_path: Path) -> None:
     """Each interval job runs at the interval its settings key gives; digests at second 0 of each minute."""
     scheduled = _scheduled(Settings(
         alerting={"store_path": tmp_path / "alerts.db", "escalation_interval_seconds": 41,
-                  "summary_interval_seconds": 42},
+                  "summary_interval_seconds": 42, "recovery_interval_seconds": 49},
         registry={"reload_interval_seconds": 43},
         metrics={"store_gauges_interval_seconds": 44, "terminal_impact_interval_seconds": 48},
         health={"terminals_path": tmp_path / "terminals.csv", "evaluate_interval_seconds": 45,
@@ -60,6 +60,7 @@ def test_intervals_come_from_the_settings(tmp_path: Path) -> None:
         jobs.SILENT_DETECTION_JOB: timedelta(seconds=60),  # rules/health.yaml silent.interval_seconds
         jobs.WORKSPACE_PURGE_JOB: timedelta(seconds=470),
         jobs.TERMINAL_IMPACT_JOB: timedelta(seconds=48),
+        jobs.RECOVERY_JOB: timedelta(seconds=49),
         jobs.RECOVERY_FOLLOW_UPS_JOB: timedelta(seconds=5),  # fixed
     }
     digests = scheduled[jobs.DIGESTS_JOB]

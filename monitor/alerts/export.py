@@ -5,7 +5,8 @@ One JSON object per alert, oldest window first, with its lifecycle ``state``, it
 transition and event: ``action``, ``from_state``, ``to_state``, ``by``, ``via``,
 ``note``, ``outcome``, ``at``), ``time_to_acknowledge_seconds`` and
 ``time_to_first_contact_seconds`` (from its recording to its first acknowledgement, and
-to its first resolution whose outcome reached the client; ``null`` until then) and its
+to its first resolution whose outcome reached the client; ``null`` until then), its
+``recovery`` (:func:`recovery_record`: ``null`` without a recovery watch) and its
 events (oldest first). Event fields are the canonical contract names of
 :class:`monitor.domain.TransactionEvent`; times are RFC 3339 in UTC; money is integer
 minor units plus the ISO 4217 currency. Nothing here holds a raw PAN (the store never
@@ -20,10 +21,10 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from monitor.alerts.states import CONTACT_OUTCOMES, AlertState, HistoryEntry
-from monitor.alerts.store import AlertStore
+from monitor.alerts.store import AlertStore, Recovery
 from monitor.domain import Alert, AlertEvent, Delivery
 
-__all__ = ["alert_record", "export_jsonl", "history_record"]
+__all__ = ["alert_record", "export_jsonl", "history_record", "recovery_record"]
 
 
 def _time(value: datetime | None) -> str | None:
@@ -86,6 +87,27 @@ def history_record(entry: HistoryEntry) -> dict[str, Any]:
     }
 
 
+def recovery_record(recovery: Recovery | None) -> dict[str, Any] | None:
+    """Return the JSON-able record of an alert's recovery watch (``None`` without one).
+
+    ``status`` (``watching``, ``recovered``, ``abandoned``), ``window_ends_at`` (the
+    deadline, event time), and for a recovery ``recovered_at``, ``seconds_to_recovery``
+    (from the alert's first failure), ``terminal_id``, ``merchant_id`` and
+    ``same_terminal`` (the terminal that failed first); ``null`` otherwise.
+    """
+    if recovery is None:
+        return None
+    return {
+        "status": recovery.status,
+        "window_ends_at": _time(recovery.window_ends_at),
+        "recovered_at": _time(recovery.recovered_at),
+        "seconds_to_recovery": recovery.seconds_to_recovery,
+        "terminal_id": recovery.terminal_id,
+        "merchant_id": recovery.merchant_id,
+        "same_terminal": recovery.same_terminal,
+    }
+
+
 def alert_record(
     alert: Alert,
     events: list[AlertEvent],
@@ -94,6 +116,7 @@ def alert_record(
     history: Sequence[HistoryEntry] = (),
     recipients: Mapping[int, str] | None = None,
     incident_id: str | None = None,
+    recovery: Recovery | None = None,
 ) -> dict[str, Any]:
     """Return the JSON-able export record of one alert and its events.
 
@@ -106,6 +129,7 @@ def alert_record(
             than the alert's own (``AlertStore.delivery_recipients``); the others
             show ``recipient_id`` ``null`` (the alert's manager, or a sink).
         incident_id: the storm-control incident the alert belongs to, if any.
+        recovery: its recovery watch (``AlertStore.recovery_of``), if any.
     """
     routed = recipients or {}
     return {
@@ -131,6 +155,7 @@ def alert_record(
         "deliveries": [_delivery(d, routed.get(d.delivery_id)) for d in alert.deliveries],
         "time_to_acknowledge_seconds": _seconds_until(alert, history, _acknowledged),
         "time_to_first_contact_seconds": _seconds_until(alert, history, _reached_the_client),
+        "recovery": recovery_record(recovery),
         "history": [history_record(h) for h in history],
         "events": [_event(e) for e in events],
     }
@@ -168,6 +193,7 @@ def export_jsonl(store: AlertStore, out: TextIO) -> int:
             history=store.history(alert.alert_id),
             recipients=store.delivery_recipients(alert.alert_id),
             incident_id=store.incident_of(alert.alert_id),
+            recovery=store.recovery_of(alert.alert_id),
         )
         out.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
         count += 1

@@ -77,9 +77,11 @@ async def list_alerts(request: web.Request) -> web.Response:
         )
     except ValueError as error:
         return error_response(400, "bad_request", str(error))
+    recoveries = await asyncio.to_thread(store.recoveries_of, [a.alert_id for a in page.alerts])
     alerts = []
     for alert in page.alerts:
-        record = alert_record(alert, [], state=page.states[alert.alert_id])
+        record = alert_record(alert, [], state=page.states[alert.alert_id],
+                              recovery=recoveries.get(alert.alert_id))
         del record["events"], record["history"]
         alerts.append(record)
     return web.json_response({"alerts": alerts, "next_cursor": page.next_cursor})

@@ -64,6 +64,7 @@ async def full_record(store: AlertStore, alert_id: str) -> dict[str, Any] | None
         return alert_record(alert, store.alert_events(alert_id), state=store.state_of(alert_id),
                             history=store.history(alert_id),
                             recipients=store.delivery_recipients(alert_id),
-                            incident_id=store.incident_of(alert_id))
+                            incident_id=store.incident_of(alert_id),
+                            recovery=store.recovery_of(alert_id))
 
     return await asyncio.to_thread(read)

@@ -146,6 +146,14 @@ class AlertingSettings(BaseModel):
     #: replay after an outage): stored, exported and in the digest, but nobody is paged.
     #: ``null``: never late.
     stale_after_seconds: float | None = Field(default=1800.0, gt=0)
+    #: The recovery watch (docs/recovery.md): after a VIP failure alert, how long (event
+    #: time, seconds from the alert's last failure) cardmon waits for the client to
+    #: complete an approved transaction of the same channel and type (*recovered*)
+    #: before calling it *abandoned*. ``0`` or ``null``: no watch.
+    recovery_window_seconds: float | None = Field(default=1800.0, ge=0)
+    #: How often the recovery watch is also decided without a batch (seconds): watches
+    #: other instances wrote, and a quiet stream.
+    recovery_interval_seconds: float = Field(default=30.0, gt=0)
     poll_interval_seconds: float = Field(default=0.25, gt=0)
     #: How often unacknowledged high alerts are checked for escalation (seconds).
     escalation_interval_seconds: float = Field(default=30.0, gt=0)

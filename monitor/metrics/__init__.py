@@ -7,7 +7,8 @@ registry over HTTP for Prometheus to scrape. Per-terminal families are
 :class:`FrameCollector` plugs another frame-backed family in with one
 ``registry.register(...)``. :class:`AlertLifecycleMetrics` counts acknowledgements,
 escalations and resolutions from the alert store's history; :class:`DeliveryMetrics`
-counts late and unroutable alerts, unreachable managers and failed deliveries.
+counts late and unroutable alerts, unreachable managers and failed deliveries;
+:class:`RecoveryMetrics` counts VIP failures recovered and abandoned.
 """
 
 from monitor.metrics._collectors import (
@@ -20,7 +21,12 @@ from monitor.metrics._collectors import (
 from monitor.metrics._consumer import CONSUMER_STEPS, ConsumerFaultMetrics
 from monitor.metrics._delivery import DeliveryMetrics
 from monitor.metrics._exposition import Exposition, FrameCollector, FrameFamily, MetricKind
-from monitor.metrics._impact import IMPACT_TOP_N, IMPACT_WINDOWS, ImpactSource, TerminalImpactMetrics
+from monitor.metrics._impact import (
+    IMPACT_TOP_N,
+    IMPACT_WINDOWS,
+    ImpactSource,
+    TerminalImpactMetrics,
+)
 from monitor.metrics._lifecycle import (
     ACK_VIAS,
     TIME_TO_ACKNOWLEDGE_BUCKETS_SECONDS,
@@ -36,6 +42,7 @@ from monitor.metrics._pipeline import (
     SANITISED_FIELDS,
     PipelineMetrics,
 )
+from monitor.metrics._recovery import RECOVERY_BUCKETS_SECONDS, RECOVERY_RESULTS, RecoveryMetrics
 from monitor.metrics._server import MetricsServer, metrics_app, serve
 from monitor.metrics._storm import NOTICE_KINDS, ScaleOutMetrics, StormMetrics, StormSource
 
@@ -50,6 +57,8 @@ __all__ = [
     "IMPACT_WINDOWS",
     "LATENCY_BUCKETS_SECONDS",
     "NOTICE_KINDS",
+    "RECOVERY_BUCKETS_SECONDS",
+    "RECOVERY_RESULTS",
     "REJECTION_REASONS",
     "SANITISED_CHANGES",
     "SANITISED_FIELDS",
@@ -67,6 +76,7 @@ __all__ = [
     "MetricKind",
     "MetricsServer",
     "PipelineMetrics",
+    "RecoveryMetrics",
     "ScaleOutMetrics",
     "StormMetrics",
     "StormSource",

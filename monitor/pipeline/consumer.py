@@ -23,6 +23,10 @@ Commit protocol, per micro-batch (:class:`monitor.kafka.reader.PartitionReader`,
    (``DataError``, ``IntegrityError``, ``ValueError``...; :mod:`monitor.faults`) is
    isolated by bisecting the failures (:mod:`monitor.pipeline.recorder`): the ones the store
    refuses alone become ``store_rejected`` rejections, the others are stored;
+   then the recovery watch (optional, :mod:`monitor.pipeline.recovery`) takes the
+   batch's VIP approvals and matches and decides watches against the store, in the
+   worker thread; an error there is logged and never holds the batch back (the
+   approvals wait in its buffer for the next batch);
 3. send each rejected message to the dead-letter topic, PAN-scrubbed and bounded
    (:class:`monitor.kafka.dead_letters.DeadLetter`: value, key and every header cut to fit
    one request), with its reason in headers, and wait until the broker has
@@ -65,6 +69,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
 from typing import Any, Protocol
 
+import polars as pl
 from aiokafka import (
     AIOKafkaConsumer,
     AIOKafkaProducer,
@@ -93,7 +98,7 @@ from monitor.pipeline.recorder import record_isolating
 from monitor.pipeline.watermark import PartitionProgress
 from monitor.privacy import scrub_pans
 
-__all__ = ["ConsumerFaults", "ConsumerMetrics", "TransactionConsumer"]
+__all__ = ["ConsumerFaults", "ConsumerMetrics", "RecoveryFollower", "TransactionConsumer"]
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +129,12 @@ class ConsumerMetrics(Protocol):
     def observe_batch_duration(self, seconds: float, size: int) -> None: ...
     def set_lag(self, topic: str, partition: int, lag: int) -> None: ...
     def forget_lag(self, topic: str, partition: int) -> None: ...
+
+
+class RecoveryFollower(Protocol):
+    """The recovery watch (:class:`~monitor.pipeline.recovery.RecoveryWatch`)."""
+
+    def after_batch(self, approvals: pl.DataFrame) -> object: ...
 
 
 class _LagCleanup(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -162,6 +173,7 @@ class TransactionConsumer:
         metrics: pipeline metrics, or ``None``.
         processing_lock: held while ``processor.process`` runs (in a worker thread); share it
             with whatever else changes the processor's state (``None``: a lock of its own).
+        recovery: the recovery watch, given each stored batch's VIP approvals (``None``: off).
 
     Attributes:
         processing_lock: the lock ``processor.process`` runs under.
@@ -169,8 +181,10 @@ class TransactionConsumer:
 
     def __init__(self, settings: KafkaSettings, *, processor: BatchProcessor,
                  record_failures: RecordFailures, metrics: ConsumerMetrics | None = None,
-                 processing_lock: threading.Lock | None = None) -> None:
+                 processing_lock: threading.Lock | None = None,
+                 recovery: RecoveryFollower | None = None) -> None:
         self.settings = settings
+        self.recovery = recovery
         self.processor = processor
         self._record_failures = record_failures
         self.metrics = metrics
@@ -321,6 +335,8 @@ class TransactionConsumer:
                                          progress)
         if result.failures or result.incidents:
             result.rejections.extend(await self._store(result))
+        if self.recovery is not None:
+            await self._follow_recoveries(result)
         if result.rejections:
             await self._dead_letter(records, result.rejections)
         await self._commit(batch)
@@ -376,6 +392,15 @@ class TransactionConsumer:
         """Store the batch's failures and incidents; rejections for what the store refuses."""
         return await record_isolating(self._write, result.failures, result.failure_indices,
                                       result.incidents)
+
+    async def _follow_recoveries(self, result: ProcessedBatch) -> None:
+        """Step 2, after the store write: the recovery watch, in a worker thread; never raises."""
+        assert self.recovery is not None
+        try:
+            await asyncio.to_thread(self.recovery.after_batch, result.approvals)
+        except Exception as error:  # noqa: BLE001 - the approvals wait in its buffer
+            log.warning("recovery watch failed after a batch (%s: %s); its approvals are matched "
+                        "after the next one", type(error).__name__, error)
 
     async def _dead_letter(self, records: list[ConsumerRecord[bytes, bytes]],
                            rejections: list[Rejection]) -> None:

@@ -13,10 +13,12 @@
    few rows into :class:`~monitor.domain.VipFailure` values;
 7. event time: the :class:`~monitor.pipeline.watermark.EventClock` marks late events (more
    than the allowed lateness behind their partition or the watermark) and moves the
-   watermark; late events are counted and left out of steps 8–9, which must give
+   watermark; late events are counted and left out of steps 8 and 10, which must give
    the same results whatever the batches and the partition interleaving;
 8. the observers (terminal health, silent detection) take the events on time;
-9. storm control (optional): follow the frame for outages
+9. the recovery watch's input: the batch's VIP approved transactions (one filter on
+   the frame, late ones included: an approval is an approval), :data:`APPROVAL_COLUMNS`;
+10. storm control (optional): follow the frame for outages
    (:class:`~monitor.incidents.IncidentDetector`), judging buckets as the watermark
    closes them and attributing the VIP failures of outage classes to incidents
    (the changes carry them to the store).
@@ -43,7 +45,8 @@ from monitor.pipeline.selection import AlertPolicy
 from monitor.pipeline.vips import RegistryLoader, VipRegistry
 from monitor.pipeline.watermark import EventClock, PartitionProgress
 
-__all__ = ["STAGES", "BatchMetrics", "BatchProcessor", "FrameObserver", "IncidentFollower", "ProcessedBatch"]
+__all__ = ["APPROVAL_COLUMNS", "STAGES", "BatchMetrics", "BatchProcessor", "FrameObserver",
+           "IncidentFollower", "ProcessedBatch"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,15 @@ log = logging.getLogger(__name__)
 #: :attr:`BatchProcessor.stage_seconds`).
 STAGES: tuple[str, ...] = ("decode", "classify", "vip lookup", "policy", "metrics", "event clock",
                            "observers", "incidents")
+
+
+#: The columns of :attr:`ProcessedBatch.approvals` (``customer_id``: the VIP client).
+APPROVAL_COLUMNS: tuple[str, ...] = ("customer_id", "channel", "txn_type", "occurred_at",
+                                     "event_id", "terminal_id", "merchant_id")
+_NO_APPROVALS = pl.DataFrame(schema={"customer_id": pl.String, "channel": pl.String,
+                                     "txn_type": pl.String, "occurred_at": pl.Datetime("us", "UTC"),
+                                     "event_id": pl.String, "terminal_id": pl.String,
+                                     "merchant_id": pl.String})
 
 
 class BatchMetrics(Protocol):
@@ -75,6 +87,9 @@ class ProcessedBatch:
         late: valid events left out of terminal health and incidents as late.
         failure_indices: for each failure, the position in the batch of the message it
             came from (so a failure the store refuses can be dead-lettered).
+        approvals: the batch's approved transactions of VIP clients, late ones included
+            (columns :data:`APPROVAL_COLUMNS`, ``customer_id`` the client's), for the
+            recovery watch (:mod:`monitor.pipeline.recovery`).
     """
 
     rejections: list[Rejection] = field(default_factory=list)
@@ -83,6 +98,7 @@ class ProcessedBatch:
     incidents: list[IncidentChange] = field(default_factory=list)
     late: int = 0
     failure_indices: list[int] = field(default_factory=list)
+    approvals: pl.DataFrame = field(default_factory=lambda: _NO_APPROVALS)
 
 
 class _Laps:
@@ -190,6 +206,8 @@ class BatchProcessor:
             result.events += one.events
             result.incidents.extend(one.incidents)
             result.late += one.late
+            if one.approvals.height:
+                result.approvals = pl.concat([result.approvals, one.approvals])
         return result
 
     def _process(self, values: list[bytes | None], *, offset: int, registry: VipRegistry,
@@ -251,7 +269,8 @@ class BatchProcessor:
         incidents = self._follow(follow, vip=vip)
         lap("incidents")
         return ProcessedBatch(rejections=rejections, failures=kept, events=frame.height,
-                              incidents=incidents, late=late, failure_indices=kept_indices)
+                              incidents=incidents, late=late, failure_indices=kept_indices,
+                              approvals=_approvals(frame))
 
     def _follow(self, on_time: pl.DataFrame, progress: PartitionProgress | None = None, *,
                 vip: pl.DataFrame | None = None) -> list[IncidentChange]:
@@ -308,3 +327,11 @@ class BatchProcessor:
             severity=row["severity"],  # type: ignore[arg-type]
             suggested_action=action,
         )
+
+
+def _approvals(frame: pl.DataFrame) -> pl.DataFrame:
+    """The VIP approved transactions of a classified, looked-up batch frame (one filter)."""
+    vip_approved = (pl.col("outcome") == "approved") & pl.col("vip_customer_id").is_not_null()
+    return (frame.filter(vip_approved)
+            .select(pl.col("vip_customer_id").alias("customer_id"), *APPROVAL_COLUMNS[1:])
+            .cast(_NO_APPROVALS.schema))  # type: ignore[arg-type]

@@ -5,9 +5,10 @@
 metrics registry, the terminals' health states) and returns one :class:`Check` per
 expectation, in the order of the file: alerts per client and per manager, the
 incidents storm control opened (scope and key, flapping, ended, how many alerts and
-which managers), metric sample ranges, which terminals show failures, and terminal
-health states (``health``, ``health_others``). A :class:`ScenarioReport` holds the
-checks of one run and renders them.
+which managers), the recovery watch of each named client's alerts (``recoveries``:
+status, same terminal or not, seconds to recover), metric sample ranges, which
+terminals show failures, and terminal health states (``health``, ``health_others``).
+A :class:`ScenarioReport` holds the checks of one run and renders them.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from datetime import datetime
 
 from prometheus_client import CollectorRegistry
 
+from monitor.alerts.store import Recovery
 from monitor.domain import Alert, AlertEvent
 from monitor.health.state_rules import HealthState
 from monitor.incidents import Incident
@@ -85,6 +87,8 @@ class Observed:
     health_at: datetime | None = None
     #: The store's incidents, with the managers of the clients linked to each.
     incidents: tuple[tuple[Incident, frozenset[str]], ...] = ()
+    #: <alert_id: its recovery watch> of the alerts that have one.
+    recoveries: dict[str, Recovery] = field(default_factory=dict)
 
 
 def _sample_sum(registry: CollectorRegistry, name: str, labels: dict[str, str]) -> float | None:
@@ -184,6 +188,35 @@ def _incident_checks(expect: Expectations, observed: Observed) -> list[Check]:
     return checks
 
 
+def _recovery_checks(expect: Expectations, observed: Observed) -> list[Check]:
+    """The ``recoveries`` expectations against the store's watches of each client's alerts."""
+    checks: list[Check] = []
+    for wanted in expect.recoveries:
+        prefix = f"recoveries[{wanted.customer_id}]"
+        alerts = [a for a in observed.alerts if a.customer_id == wanted.customer_id]
+        watches = [observed.recoveries.get(a.alert_id) for a in alerts]
+        statuses = {"none" if w is None else w.status for w in watches}
+        checks.append(Check(f"{prefix}.status", wanted.status,
+                            ", ".join(sorted(statuses)) or "no alert",
+                            bool(alerts) and statuses == {wanted.status}))
+        found = [w for w in watches if w is not None]
+        if wanted.same_terminal is not None:
+            same = {str(w.same_terminal).lower() for w in found}
+            checks.append(Check(f"{prefix}.same_terminal", str(wanted.same_terminal).lower(),
+                                ", ".join(sorted(same)) or "no watch",
+                                same == {str(wanted.same_terminal).lower()}))
+        if wanted.terminal_id is not None:
+            checks.append(_set_check(f"{prefix}.terminal", {wanted.terminal_id},
+                                     {str(w.terminal_id) for w in found}))
+        if wanted.seconds is not None:
+            seconds = [w.seconds_to_recovery for w in found]
+            ok = bool(seconds) and all(s is not None and wanted.seconds.contains(s)
+                                       for s in seconds)
+            shown = ", ".join("none" if s is None else f"{s:g}" for s in seconds) or "no watch"
+            checks.append(Check(f"{prefix}.seconds", str(wanted.seconds), shown, ok))
+    return checks
+
+
 def check(expect: Expectations, observed: Observed) -> list[Check]:
     """Compare what happened with what the scenario expected; one :class:`Check` per expectation."""
     checks: list[Check] = []
@@ -244,5 +277,6 @@ def check(expect: Expectations, observed: Observed) -> list[Check]:
             checks.append(_range_check(f"{prefix}.last_transaction_offset_s",
                                        terminal.last_transaction_offset_s, offset))
     checks += _incident_checks(expect, observed)
+    checks += _recovery_checks(expect, observed)
     checks += _health_checks(expect, observed)
     return checks

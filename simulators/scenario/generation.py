@@ -111,14 +111,15 @@ def scenario_events(scenario: Scenario) -> Iterator[dict[str, Any]]:
         drawn = rng.choice(clients)
         arrivals.append((offset, len(arrivals), {
             "terminal": rng.choice(background), "card": drawn, "customer_id": None,
-            "amount_minor": None, "currency": None, "response_code": None, "entry_mode": None}))
+            "amount_minor": None, "currency": None, "response_code": None, "entry_mode": None,
+            "txn_type": None}))
     cards = {vip.customer_id: vip.cards for vip in scenario.vips}
     for visit in scenario.visits:
         arrivals.append((visit.at_s, len(arrivals), {
             "terminal": terminals[visit.terminal_id], "card": cards[visit.customer_id][visit.card],
             "customer_id": visit.customer_id, "amount_minor": visit.amount_minor,
             "currency": visit.currency, "response_code": visit.response_code,
-            "entry_mode": visit.entry_mode}))
+            "entry_mode": visit.entry_mode, "txn_type": visit.txn_type}))
     arrivals.sort(key=lambda item: (item[0], item[1]))
     mix = TrafficMix(pos_entry_modes=SCENARIO_POS_ENTRY_MODES, declines=tuple(traffic.declines.items()))
     stans = {terminal_id: rng.randrange(1_000_000) for terminal_id in terminals}
@@ -135,6 +136,9 @@ def scenario_events(scenario: Scenario) -> Iterator[dict[str, Any]]:
                                            mix=mix, normal_declines=spec["customer_id"] is None)
         if spec["response_code"] is not None:  # a scripted outcome (the issuer's own decision)
             code = spec["response_code"]
+        if spec["txn_type"] is not None and spec["txn_type"] != txn_type:  # no extra draw
+            txn_type = spec["txn_type"]
+            amount = 0 if txn_type == "balance_inquiry" else amount or 10_000
         if spec["amount_minor"] is not None:
             amount = spec["amount_minor"]
         stan = stans[terminal.terminal_id]

@@ -157,9 +157,10 @@ async def run_scenario(scenario: Scenario, *, bootstrap_servers: str | None = No
                 (incident, frozenset(a.manager.manager_id for a, _, _ in
                                      monitor.store.incident_alerts(incident.incident_id)))
                 for incident in monitor.store.list_incidents(limit=500))
+            recoveries = monitor.store.recoveries_of([a.alert_id for a in alerts])
             observed = Observed(alerts=alerts, events=events, registry=monitor.metrics_registry,
                                 start=scenario.start, health=health, health_at=health_at,
-                                incidents=incidents)
+                                incidents=incidents, recoveries=recoveries)
             checks = check(scenario.expect, observed)
             consumed = monitor.consumer.events
         finally:

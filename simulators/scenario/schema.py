@@ -43,6 +43,7 @@ __all__ = [
     "FleetSpec",
     "HealthExpectation",
     "MetricExpectation",
+    "RecoveryExpectation",
     "Range",
     "Scenario",
     "ScenarioError",
@@ -165,6 +166,9 @@ class Visit(BaseModel):
     currency: _Currency | None = None  # default: the terminal's
     response_code: ResponseCode | None = None  # the issuer's own answer, faults notwithstanding
     entry_mode: Literal["chip", "contactless", "swipe"] | None = None  # default: drawn
+    #: The transaction type (default: drawn, an ATM's 15 % balance inquiries included);
+    #: a recovery scenario names it, as only the same kind recovers a failure.
+    txn_type: Literal["withdrawal", "balance_inquiry", "purchase"] | None = None
 
 
 class ClientExpectation(BaseModel):
@@ -188,6 +192,22 @@ class AlertExpectations(BaseModel):
     total: Range | None = None
     clients: tuple[ClientExpectation, ...] = ()
     managers: dict[str, Range] = {}
+
+
+class RecoveryExpectation(BaseModel):
+    """The recovery watch of one client's alerts (``docs/recovery.md``), when the traffic ends.
+
+    Every alert of the client must have a watch in ``status``; ``same_terminal`` and
+    ``seconds`` (first failure → approval, event time) apply to recovered ones, and
+    ``terminal_id`` names where the client recovered.
+    """
+
+    model_config = _closed
+    customer_id: str
+    status: Literal["watching", "recovered", "abandoned"]
+    same_terminal: bool | None = None
+    seconds: Range | None = None
+    terminal_id: str | None = None
 
 
 class MetricExpectation(BaseModel):
@@ -279,6 +299,7 @@ class Expectations(BaseModel):
     model_config = _closed
     alerts: AlertExpectations = AlertExpectations()
     incidents: IncidentExpectations = IncidentExpectations()
+    recoveries: tuple[RecoveryExpectation, ...] = ()
     metrics: tuple[MetricExpectation, ...] = ()
     terminals: TerminalExpectations = TerminalExpectations()
     health: tuple[HealthExpectation, ...] = ()
@@ -320,6 +341,8 @@ class Scenario(BaseModel):
                      if hasattr(f, "terminal_id") and f.terminal_id not in terminals]
         problems += [f"expect.alerts.clients: unknown VIP {c.customer_id}"
                      for c in self.expect.alerts.clients if c.customer_id not in vips]
+        problems += [f"expect.recoveries: unknown VIP {r.customer_id}"
+                     for r in self.expect.recoveries if r.customer_id not in vips]
         problems += [f"expect.alerts.managers: unknown manager {m}"
                      for m in self.expect.alerts.managers if m not in managers]
         problems += [f"expect.incidents: unknown manager {m}" for i in self.expect.incidents.each

@@ -81,3 +81,21 @@ def test_export_carries_time_to_acknowledge_and_to_first_contact(
             records[noted]["time_to_first_contact_seconds"]) == (240.0, None)
     assert (records[waiting]["time_to_acknowledge_seconds"],
             records[waiting]["time_to_first_contact_seconds"]) == (None, None)
+
+
+def test_export_carries_each_alerts_recovery(
+    store_location: Path | str, make_failure: Callable[..., VipFailure]
+) -> None:
+    """An abandoned watch exports its status and window's end; an alert without a watch exports null."""
+    with AlertStore(store_location) as store:
+        [watched] = store.record([make_failure("ev-1", T0)], recovery_window_seconds=1800).new_alert_ids
+        [plain] = store.record([make_failure("ev-2", T0, customer_id="C-2")]).new_alert_ids
+        store.abandon_watches(T0 + timedelta(hours=1), now=T0 + timedelta(hours=1))
+        out = io.StringIO()
+        export_jsonl(store, out)
+    records = {r["alert_id"]: r for r in map(json.loads, out.getvalue().splitlines())}
+    assert records[plain]["recovery"] is None
+    assert records[watched]["recovery"] == {
+        "status": "abandoned", "window_ends_at": (T0 + timedelta(seconds=1800)).isoformat(),
+        "recovered_at": None, "seconds_to_recovery": None, "terminal_id": None,
+        "merchant_id": None, "same_terminal": None}

@@ -19,6 +19,8 @@ classes it is built from:
   (:mod:`~monitor.alerts.store.summaries`), storm control's incidents and notices
   (:mod:`~monitor.alerts.store.incidents` writes them,
   :mod:`~monitor.alerts.store.incident_reads` reads them);
+- the recovery watch: did a VIP client complete a transaction of the alert's kind
+  afterwards (:mod:`~monitor.alerts.store.recoveries`);
 - the managers' workspace: used sign-in tokens and sessions
   (:mod:`~monitor.alerts.store.workspace`), a team lead's page's reads
   (:mod:`~monitor.alerts.store.team_reads`).
@@ -60,6 +62,7 @@ from monitor.alerts.store.recording import (
     RecordResult,
     window_start_for,
 )
+from monitor.alerts.store.recoveries import Recovery, RecoveryMatch, RecoveryQueries
 from monitor.alerts.store.resend import Resend, ResendQueries
 from monitor.alerts.store.summaries import SummaryQueries
 from monitor.alerts.store.team_reads import AcknowledgementCounts, TeamQueries
@@ -75,6 +78,8 @@ __all__ = [
     "EscalationCandidate",
     "LifecycleRecord",
     "RecordResult",
+    "Recovery",
+    "RecoveryMatch",
     "RecoveryWatch",
     "Resend",
     "StoredSession",
@@ -88,7 +93,7 @@ __all__ = [
 class AlertStore(Recording, ReadQueries, ClientQueries, ImpactQueries, OutboxQueries,
                  ResendQueries, LifecycleQueries, EscalationQueries, DigestQueries,
                  SummaryQueries, IncidentQueries, WorkspaceQueries, TeamQueries,
-                 FollowUpQueries):
+                 RecoveryQueries, FollowUpQueries):
     """Alerts, their events and the delivery outbox in a SQLite file or a PostgreSQL database.
 
     Args:

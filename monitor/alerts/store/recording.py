@@ -11,6 +11,9 @@ What it guarantees, step by step, for one call of :meth:`Recording.record`:
    event-time window aligned to the epoch — creating the alert if it is new;
 4. for each new alert, enqueue one outbox row per channel (``email``, ``webhook``,
    global sinks), unique on ``(alert_id, channel)`` (:mod:`monitor.alerts.store.enqueue`);
+   with a recovery window, start each new alert's recovery watch, or move an existing
+   alert's watch on (:func:`~monitor.alerts.store.recoveries.watch_failure`), late
+   alerts included;
 5. commit (WAL, ``synchronous=FULL``) and only then return, so the caller may
    commit the Kafka offsets of these events.
 
@@ -38,6 +41,7 @@ from monitor.alerts.store.incidents import (
     link_events,
     link_to_incident,
 )
+from monitor.alerts.store.recoveries import watch_failure
 from monitor.alerts.store.routes import Routes, enqueue_sinks
 from monitor.alerts.store.rows import (
     EVENT_COLUMNS,
@@ -153,6 +157,7 @@ class Recording(StoreConnection):
         rate_limit: RateLimit | None = None,
         stale_after_seconds: float | None = None,
         fence: Callable[[Database], object] | None = None,
+        recovery_window_seconds: float | None = None,
     ) -> RecordResult:
         """Store failures as alerts and enqueue deliveries, in one committed transaction.
 
@@ -194,6 +199,9 @@ class Recording(StoreConnection):
             fence: run first inside the transaction, with it; an error it raises
                 rolls everything back (scale-out: the incident judge's lease check,
                 :meth:`~monitor.alerts.store.fleet_counts.FleetCounts.advance`).
+            recovery_window_seconds: the recovery watch window (event time, seconds):
+                each stored failure starts or moves its alert's watch
+                (``alert_recoveries``); ``None`` or 0: no watch.
 
         Returns:
             A :class:`RecordResult`; it is returned only after the commit.
@@ -241,6 +249,8 @@ class Recording(StoreConnection):
                     duplicate += 1
                     continue
                 inserted += 1
+                if recovery_window_seconds:
+                    watch_failure(conn, alert_id, failure, recovery_window_seconds)
                 incident_id = stored_ids.get(failure.incident_id or "", failure.incident_id)
                 if incident_rules is None:
                     incident_id = None

@@ -191,9 +191,6 @@ WORKSPACE_TABLES: Final = (
 )
 
 
-# <version: statements that upgrade the store from version - 1>, applied in order in
-# one transaction. A store is never changed any other way: a new column is a new
-# version here, never an edit of _SCHEMA (that is the version-1 schema).
 #: Schema 8, the recovery watch (the same statements on PostgreSQL, every text column
 #: ``COLLATE "C"`` there). One row per alert, written with the alert: the client's
 #: next transactions of the alert's kind (``channel``, ``txn_type``) are watched from
@@ -229,6 +226,9 @@ RECOVERY_TABLES: Final = (
     "CREATE INDEX alert_recoveries_by_decision ON alert_recoveries (decided_at)",
 )
 
+# <version: statements that upgrade the store from version - 1>, applied in order in
+# one transaction. A store is never changed any other way: a new column is a new
+# version here, never an edit of _SCHEMA (that is the version-1 schema).
 _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
     2: (
         "ALTER TABLE alerts ADD COLUMN state TEXT NOT NULL DEFAULT 'open'",

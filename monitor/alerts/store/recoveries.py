@@ -1,0 +1,332 @@
+"""The recovery watch's rows: did a VIP client complete a transaction of the failure's kind?
+
+One row per alert in ``alert_recoveries`` (schema 8,
+:data:`~monitor.alerts.store.schema.RECOVERY_TABLES`), written with the alert by
+:meth:`~monitor.alerts.store.recording.Recording.record` (:func:`watch_failure`), in the
+same transaction: status ``watching`` from the alert's first failure until its
+``deadline`` (its last failure of the same kind + the window, event time). Then exactly
+one decision, made by whichever instance sees it first:
+
+- **recovered** (:meth:`RecoveryQueries.mark_recovered`): an approved transaction of the
+  same ``channel`` and ``txn_type`` after the first failure, at or before the deadline.
+  Two instances racing keep the earliest approval (the update applies while the row is
+  ``watching`` or holds a later approval); only the ``watching`` → ``recovered`` step is
+  reported as a decision (metrics count it once, on the instance that made it);
+- **abandoned** (:meth:`RecoveryQueries.abandon_watches`): event time has passed the
+  deadline with no such approval. An abandoned watch stays abandoned.
+
+The pipeline decides (:mod:`monitor.pipeline.recovery`); the store records. Reads:
+:meth:`RecoveryQueries.recovery_of` and :meth:`RecoveryQueries.recoveries_of` give the
+:class:`Recovery` of alerts (API, export, workspace). ``docs/recovery.md`` says what is
+guaranteed and where it stops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Final, Literal
+
+from monitor.alerts.store.connection import StoreConnection, retried
+from monitor.alerts.store.db import Database, Row
+from monitor.alerts.store.rows import parse_utc, utc_text
+from monitor.domain import VipFailure
+
+__all__ = ["RECOVERY_STATUSES", "Recovery", "RecoveryMatch", "RecoveryQueries", "RecoveryStatus",
+           "watch_failure"]
+
+RecoveryStatus = Literal["watching", "recovered", "abandoned"]
+#: A watch's statuses, in the order they are reached.
+RECOVERY_STATUSES: Final[tuple[RecoveryStatus, ...]] = ("watching", "recovered", "abandoned")
+# The most alerts one read takes (SQL parameters stay well under any database's limit).
+_MAX_IDS: Final = 500
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Recovery:
+    """One alert's recovery watch.
+
+    Attributes:
+        alert_id: the alert.
+        customer_id: its VIP client.
+        manager_id: the client's manager when the alert was raised.
+        channel: the failures' channel (``atm``, ``pos``, ``ecom``...).
+        txn_type: the failures' transaction type (``withdrawal``, ``purchase``...).
+        outcome: the outcome class of the alert's first failure.
+        failed_terminal_id: the terminal of the alert's first failure.
+        first_failed_at: the alert's first failure of this kind (event time, UTC).
+        last_failed_at: its last failure of this kind.
+        window_ends_at: the deadline: ``last_failed_at`` + the watch window.
+        status: ``watching``, ``recovered`` or ``abandoned``.
+        recovered_at: the approval's event time (``recovered`` only).
+        recovery_event_id: the approved transaction's event ID.
+        terminal_id: where the client recovered (terminal ID).
+        merchant_id: the merchant of that terminal, if any.
+        decided_at: wall-clock time of the decision (``None`` while watching).
+        follow_up: whether a follow-up to the manager was queued.
+    """
+
+    alert_id: str
+    customer_id: str
+    manager_id: str
+    channel: str
+    txn_type: str
+    outcome: str
+    failed_terminal_id: str
+    first_failed_at: datetime
+    last_failed_at: datetime
+    window_ends_at: datetime
+    status: RecoveryStatus
+    recovered_at: datetime | None = None
+    recovery_event_id: str | None = None
+    terminal_id: str | None = None
+    merchant_id: str | None = None
+    decided_at: datetime | None = None
+    follow_up: bool = False
+
+    @property
+    def seconds_to_recovery(self) -> float | None:
+        """Seconds from the first failure to the approval (``None`` unless recovered)."""
+        if self.recovered_at is None:
+            return None
+        return (self.recovered_at - self.first_failed_at).total_seconds()
+
+    @property
+    def same_terminal(self) -> bool | None:
+        """Whether the client recovered where it first failed (``None`` unless recovered)."""
+        if self.terminal_id is None:
+            return None
+        return self.terminal_id == self.failed_terminal_id
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecoveryMatch:
+    """The approval that recovers one watch (what :meth:`RecoveryQueries.mark_recovered` writes).
+
+    Attributes:
+        alert_id: the watch's alert.
+        recovered_at: the approval's event time (aware).
+        event_id: its event ID.
+        terminal_id: its terminal.
+        merchant_id: its merchant, if any.
+    """
+
+    alert_id: str
+    recovered_at: datetime
+    event_id: str
+    terminal_id: str
+    merchant_id: str | None = None
+
+
+_UPSERT: Final = """INSERT INTO alert_recoveries (
+        alert_id, customer_id, manager_id, channel, txn_type, outcome, failed_terminal_id,
+        first_failed_at, last_failed_at, deadline)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (alert_id) DO UPDATE SET
+        outcome = CASE WHEN excluded.first_failed_at < alert_recoveries.first_failed_at
+            THEN excluded.outcome ELSE alert_recoveries.outcome END,
+        failed_terminal_id = CASE WHEN excluded.first_failed_at < alert_recoveries.first_failed_at
+            THEN excluded.failed_terminal_id ELSE alert_recoveries.failed_terminal_id END,
+        first_failed_at = CASE WHEN excluded.first_failed_at < alert_recoveries.first_failed_at
+            THEN excluded.first_failed_at ELSE alert_recoveries.first_failed_at END,
+        last_failed_at = CASE WHEN excluded.last_failed_at > alert_recoveries.last_failed_at
+            THEN excluded.last_failed_at ELSE alert_recoveries.last_failed_at END,
+        deadline = CASE WHEN excluded.deadline > alert_recoveries.deadline
+            THEN excluded.deadline ELSE alert_recoveries.deadline END
+    WHERE alert_recoveries.status = 'watching'
+        AND alert_recoveries.channel = excluded.channel
+        AND alert_recoveries.txn_type = excluded.txn_type"""
+
+
+def watch_failure(conn: Database, alert_id: str, failure: VipFailure,
+                  window_seconds: float) -> None:
+    """Start the alert's watch with this failure, or move it on (inside the recording transaction).
+
+    A new alert's first failure starts the watch (``watching``, deadline = its time +
+    the window). A later failure of the same ``channel`` and ``txn_type`` moves
+    ``last_failed_at`` and the deadline on (an earlier one, read out of order, moves the
+    first failure back), only while the watch is ``watching``; a failure of another
+    kind, or one joining a decided watch, changes nothing.
+
+    Args:
+        conn: the recording transaction.
+        alert_id: the failure's alert.
+        failure: the VIP failure (its event's time, channel, type, outcome, terminal).
+        window_seconds: the watch window (> 0).
+    """
+    event = failure.event
+    at = utc_text(event.occurred_at)
+    conn.execute(_UPSERT, (
+        alert_id, failure.customer_id, failure.manager.manager_id, event.channel, event.txn_type,
+        event.outcome, event.terminal_id, at, at,
+        utc_text(event.occurred_at + timedelta(seconds=window_seconds))))
+
+
+def _recovery(row: Row) -> Recovery:
+    def when(name: str) -> datetime | None:
+        value = row[name]
+        return parse_utc(value) if value else None
+
+    return Recovery(
+        alert_id=row["alert_id"], customer_id=row["customer_id"], manager_id=row["manager_id"],
+        channel=row["channel"], txn_type=row["txn_type"], outcome=row["outcome"],
+        failed_terminal_id=row["failed_terminal_id"],
+        first_failed_at=parse_utc(row["first_failed_at"]),
+        last_failed_at=parse_utc(row["last_failed_at"]),
+        window_ends_at=parse_utc(row["deadline"]), status=row["status"],
+        recovered_at=when("recovered_at"), recovery_event_id=row["recovery_event_id"],
+        terminal_id=row["recovery_terminal_id"], merchant_id=row["recovery_merchant_id"],
+        decided_at=when("decided_at"), follow_up=bool(row["follow_up"]))
+
+
+class RecoveryQueries(StoreConnection):
+    """The recovery watch in :class:`~monitor.alerts.store.AlertStore`: reads and decisions."""
+
+    def recovery_of(self, alert_id: str) -> Recovery | None:
+        """The alert's recovery watch, ``None`` without one (no window, or before schema 8)."""
+        with self._lock:
+            row = self._conn.execute("SELECT * FROM alert_recoveries WHERE alert_id = ?",
+                                     (alert_id,)).fetchone()
+        return None if row is None else _recovery(row)
+
+    def recoveries_of(self, alert_ids: Sequence[str]) -> dict[str, Recovery]:
+        """The recovery watches of these alerts, by alert ID (alerts without one are left out).
+
+        Args:
+            alert_ids: any number of alert IDs (read 500 at a time).
+        """
+        ids = sorted(set(alert_ids))
+        found: dict[str, Recovery] = {}
+        for start in range(0, len(ids), _MAX_IDS):
+            chunk = ids[start:start + _MAX_IDS]
+            with self._lock:
+                rows = self._conn.execute(
+                    "SELECT * FROM alert_recoveries WHERE alert_id IN "
+                    f"({', '.join('?' * len(chunk))})",
+                    chunk).fetchall()
+            found.update((row["alert_id"], _recovery(row)) for row in rows)
+        return found
+
+    def watching_recoveries(self, *, recovered_since: datetime | None = None) -> list[Recovery]:
+        """Every watch still ``watching`` (the VIP alerts of about the last window), by deadline.
+
+        Args:
+            recovered_since: also the ``recovered`` watches whose deadline is at or after
+                this time (an earlier approval may still replace theirs); ``None``: none.
+        """
+        sql = "SELECT * FROM alert_recoveries WHERE status = 'watching'"
+        args: tuple[str, ...] = ()
+        if recovered_since is not None:
+            sql += " OR (status = 'recovered' AND deadline >= ?)"
+            args = (utc_text(recovered_since),)
+        with self._lock:
+            rows = self._conn.execute(sql + " ORDER BY deadline, alert_id", args).fetchall()
+        return [_recovery(row) for row in rows]
+
+    @retried
+    def mark_recovered(self, matches: Sequence[RecoveryMatch], *, now: datetime) -> list[Recovery]:
+        """Record the approvals that recover watches; the earliest approval of a watch wins.
+
+        A watch takes a match while it is ``watching``, or when it is ``recovered`` by a
+        later approval (another instance matched a later one first: the earlier one
+        replaces it, the decision time stays). An abandoned watch stays abandoned.
+
+        Args:
+            matches: at most one per alert (the earliest approval this instance knows).
+            now: the decision's wall-clock time (aware).
+
+        Returns:
+            The watches this call moved from ``watching`` to ``recovered`` (the decisions
+            to count), as they are after the call.
+        """
+        if not matches:
+            return []
+        stamp = utc_text(now)
+        decided: list[str] = []
+        ordered = sorted(matches, key=lambda m: m.alert_id)  # one lock order for every instance
+        with self._transaction() as conn:
+            for match in ordered:
+                row = conn.execute(
+                    "SELECT status FROM alert_recoveries WHERE alert_id = ?" + conn.for_update,
+                    (match.alert_id,)).fetchone()
+                if row is None or row["status"] == "abandoned":
+                    continue
+                at = utc_text(match.recovered_at)
+                changed = conn.execute(
+                    """UPDATE alert_recoveries SET status = 'recovered', recovered_at = ?,
+                        recovery_event_id = ?, recovery_terminal_id = ?, recovery_merchant_id = ?,
+                        decided_at = CASE WHEN decided_at IS NULL THEN ? ELSE decided_at END
+                    WHERE alert_id = ? AND (status = 'watching'
+                        OR (status = 'recovered' AND recovered_at > ?))""",
+                    (at, match.event_id, match.terminal_id, match.merchant_id, stamp,
+                     match.alert_id, at)).rowcount
+                if changed and row["status"] == "watching":
+                    decided.append(match.alert_id)
+            rows = self._read_many(conn, decided)
+        return [rows[alert_id] for alert_id in decided]
+
+    @retried
+    def abandon_watches(self, through: datetime, *, now: datetime) -> list[Recovery]:
+        """Mark abandoned every watch whose deadline event time has passed.
+
+        Args:
+            through: the event time every partition has passed (a watermark, aware): a
+                watch whose deadline is before it is abandoned.
+            now: the decision's wall-clock time (aware).
+
+        Returns:
+            The watches this call abandoned (the decisions to count).
+        """
+        with self._transaction() as conn:
+            rows = conn.execute(
+                """UPDATE alert_recoveries SET status = 'abandoned', decided_at = ?
+                WHERE status = 'watching' AND deadline < ? RETURNING *""",
+                (utc_text(now), utc_text(through))).fetchall()
+        found = [_recovery(row) for row in rows]
+        return sorted(found, key=lambda r: (r.window_ends_at, r.alert_id))
+
+    def fleet_watermark(self, topic: str, *, lateness_seconds: float,
+                        stalled_seconds: float) -> datetime | None:
+        """The event time every partition of ``topic`` has passed, from the scale-out progress rows.
+
+        PostgreSQL with ``alerting.scale_out`` only (``fleet_progress`` of
+        :mod:`monitor.alerts.store.fleet_counts`): each partition's latest event time
+        (the topic's latest for one read to its end) minus the lateness; a partition
+        that has not progressed for ``stalled_seconds`` (not caught up) holds nothing
+        back; one with nothing read yet holds everything back.
+
+        Returns:
+            The minimum over the partitions, ``None`` when there is no progress yet.
+        """
+        with self._lock:
+            rows = self._conn.execute(
+                """SELECT latest_us, caught_up, extract(epoch FROM now() - progressed_at) AS idle,
+                    max(latest_us) OVER () AS leader, partitions
+                FROM fleet_progress WHERE topic = ?""", (topic,)).fetchall()
+        if not rows or len(rows) < max(int(row["partitions"]) for row in rows):
+            return None
+        holding: list[int] = []
+        for row in rows:
+            if row["caught_up"]:
+                if row["leader"] is not None:
+                    holding.append(int(row["leader"]))
+            elif float(row["idle"]) >= stalled_seconds:
+                continue
+            elif row["latest_us"] is None:
+                return None
+            else:
+                holding.append(int(row["latest_us"]))
+        if not holding:
+            return None
+        us = min(holding) - int(lateness_seconds * 1_000_000)
+        return datetime.fromtimestamp(us / 1_000_000, tz=UTC)
+
+    @staticmethod
+    def _read_many(conn: Database, alert_ids: Sequence[str]) -> dict[str, Recovery]:
+        if not alert_ids:
+            return {}
+        rows = conn.execute(
+            f"SELECT * FROM alert_recoveries WHERE alert_id IN ({', '.join('?' * len(alert_ids))})",
+            list(alert_ids)).fetchall()
+        return {row["alert_id"]: _recovery(row) for row in rows}

@@ -1,0 +1,216 @@
+"""The recovery watch: match a VIP's approvals to the watches of their failure alerts, decide.
+
+A watch (one per alert, :mod:`monitor.alerts.store.recoveries`) is written with the alert
+and is *recovered* by the earliest approved transaction of the same client, channel
+and transaction type after its first failure and at or before its deadline (last
+failure + ``alerting.recovery_window_seconds``, event time); *abandoned* once event
+time has passed the deadline without one. Step by step, after each batch's alerts
+are stored (:meth:`RecoveryWatch.after_batch`, called by the consumer before it
+commits; and every ``alerting.recovery_interval_seconds`` from a job,
+:meth:`RecoveryWatch.decide`, for a quiet stream and for watches other instances wrote):
+
+1. add the batch's VIP approvals (:attr:`~monitor.pipeline.processor.ProcessedBatch.approvals`)
+   to the instance's buffer;
+2. read the store's ``watching`` rows (one indexed query) and match them with the
+   buffer (:func:`match_recoveries`: earliest approval per watch); record the matches
+   (:meth:`~monitor.alerts.store.recoveries.RecoveryQueries.mark_recovered`: the
+   earliest approval wins if two instances race; only a ``watching`` → ``recovered``
+   step is counted, by the instance that made it);
+3. abandon the watches whose deadline is before the event time every partition has
+   passed (the instance's watermark; with ``alerting.scale_out``, the fleet's, from
+   every partition's progress in the store);
+4. drop from the buffer the approvals older than the watermark minus the allowed
+   lateness: a failure recorded later (a partition read behind, another instance) is
+   not late only if it happened after that, and its recovery happened after it.
+
+The buffer is what makes the result independent of batching and partition order: an
+approval processed before the failure it recovers (another partition, read later)
+waits in it until the failure's watch exists. Limits (``docs/recovery.md``): the
+buffer is in memory, so an approval processed more than the allowed lateness before
+its failure on another instance, or just before a crash, is missed and the watch
+ends abandoned.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Final, Protocol
+
+import polars as pl
+
+from monitor.alerts.store.recoveries import Recovery, RecoveryMatch
+
+__all__ = ["WATCH_SCHEMA", "RecoveryDecisions", "RecoveryMetrics", "RecoveryStore", "RecoveryWatch",
+           "match_recoveries", "watch_frame"]
+
+log = logging.getLogger(__name__)
+
+_TIME: Final = pl.Datetime("us", "UTC")
+#: The columns :func:`match_recoveries` reads of the watches (one row per watching alert).
+WATCH_SCHEMA: Final = pl.Schema({"alert_id": pl.String(), "customer_id": pl.String(),
+                                 "channel": pl.String(), "txn_type": pl.String(),
+                                 "first_failed_at": _TIME, "deadline": _TIME})
+_KIND: Final = ["customer_id", "channel", "txn_type"]
+
+
+class RecoveryStore(Protocol):
+    """What the watch needs of the alert store (:class:`~monitor.alerts.store.AlertStore`)."""
+
+    def watching_recoveries(self, *, recovered_since: datetime | None = None) -> list[Recovery]: ...
+    def mark_recovered(self, matches: Sequence[RecoveryMatch], *,
+                       now: datetime) -> list[Recovery]: ...
+    def abandon_watches(self, through: datetime, *, now: datetime) -> list[Recovery]: ...
+
+
+class RecoveryMetrics(Protocol):
+    """Where decisions are counted (:class:`monitor.metrics.RecoveryMetrics`)."""
+
+    def observe_recovered(self, recoveries: Sequence[Recovery]) -> None: ...
+    def observe_abandoned(self, recoveries: Sequence[Recovery]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryDecisions:
+    """The decisions one call made (each counted once, here).
+
+    Attributes:
+        recovered: watches this instance moved to ``recovered``.
+        abandoned: watches this instance moved to ``abandoned``.
+    """
+
+    recovered: tuple[Recovery, ...] = ()
+    abandoned: tuple[Recovery, ...] = ()
+
+
+def watch_frame(watches: Sequence[Recovery]) -> pl.DataFrame:
+    """The watches as a frame of :data:`WATCH_SCHEMA` (for :func:`match_recoveries`)."""
+    return pl.DataFrame(
+        {"alert_id": [w.alert_id for w in watches], "customer_id": [w.customer_id for w in watches],
+         "channel": [w.channel for w in watches], "txn_type": [w.txn_type for w in watches],
+         "first_failed_at": [w.first_failed_at for w in watches],
+         "deadline": [w.window_ends_at for w in watches]}, schema=WATCH_SCHEMA)
+
+
+def match_recoveries(watches: pl.DataFrame, approvals: pl.DataFrame) -> pl.DataFrame:
+    """The earliest approval that recovers each watch, if any.
+
+    An approval recovers a watch when it has the watch's ``customer_id``, ``channel``
+    and ``txn_type`` and ``first_failed_at < occurred_at <= deadline``. Of several, the
+    earliest (by ``occurred_at``, then ``event_id``) wins, so the result does not
+    depend on the approvals' order.
+
+    Args:
+        watches: columns of :data:`WATCH_SCHEMA`.
+        approvals: columns of :data:`~monitor.pipeline.processor.APPROVAL_COLUMNS`.
+
+    Returns:
+        One row per recovered watch, sorted by ``alert_id``: ``alert_id``,
+        ``occurred_at``, ``event_id``, ``terminal_id``, ``merchant_id``.
+    """
+    return (watches.join(approvals, on=_KIND, how="inner")
+            .filter((pl.col("occurred_at") > pl.col("first_failed_at"))
+                    & (pl.col("occurred_at") <= pl.col("deadline")))
+            .sort("alert_id", "occurred_at", "event_id")
+            .unique("alert_id", keep="first", maintain_order=True)
+            .select("alert_id", "occurred_at", "event_id", "terminal_id", "merchant_id"))
+
+
+class RecoveryWatch:
+    """This instance's side of the recovery watch: the approvals buffer and the decisions.
+
+    Args:
+        store: the alert store.
+        watermark: the event time every partition has passed (``None``: none yet); the
+            instance's :class:`~monitor.pipeline.watermark.EventClock` watermark, or with
+            scale-out the fleet's.
+        lateness_seconds: ``event_time.allowed_lateness_seconds``: approvals older than
+            the watermark minus this leave the buffer.
+        metrics: where decisions are counted (``None``: nowhere).
+        now: the wall clock of decisions (UTC).
+
+    Thread-safe: the consumer's thread and the scheduler's job take turns on one lock.
+    """
+
+    def __init__(self, store: RecoveryStore, *, watermark: Callable[[], datetime | None],
+                 lateness_seconds: float, metrics: RecoveryMetrics | None = None,
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.store = store
+        self._watermark = watermark
+        self.lateness = timedelta(seconds=lateness_seconds)
+        self.metrics = metrics
+        self._now = now
+        self._lock = threading.Lock()
+        # <approvals kept for failures recorded later> (APPROVAL_COLUMNS)
+        self._buffer: pl.DataFrame | None = None
+
+    def __repr__(self) -> str:
+        return f"RecoveryWatch(buffered={self.buffered})"
+
+    @property
+    def buffered(self) -> int:
+        """How many approvals wait in the buffer."""
+        return 0 if self._buffer is None else self._buffer.height
+
+    def after_batch(self, approvals: pl.DataFrame) -> RecoveryDecisions:
+        """Take one stored batch's VIP approvals, then match and decide (steps 1–4).
+
+        Args:
+            approvals: the batch's approvals (``ProcessedBatch.approvals``).
+
+        Raises:
+            Exception: the store's errors; the approvals stay in the buffer and are
+                matched at the next call.
+        """
+        with self._lock:
+            if approvals.height:
+                self._buffer = approvals if self._buffer is None else pl.concat(
+                    [self._buffer, approvals], how="vertical_relaxed")
+            return self._decide()
+
+    def decide(self) -> RecoveryDecisions:
+        """Match the buffer against the store's watches and abandon the expired ones (steps 2–4)."""
+        with self._lock:
+            return self._decide()
+
+    def _decide(self) -> RecoveryDecisions:
+        buffered = self._buffer is not None and self._buffer.height > 0
+        # Recovered watches too, while a buffered approval could still be earlier than theirs.
+        since = self._buffer.get_column("occurred_at").min() if buffered else None  # type: ignore[union-attr]
+        watches = self.store.watching_recoveries(recovered_since=since)  # type: ignore[arg-type]
+        if not watches:
+            self._prune()
+            return RecoveryDecisions()
+        recovered: list[Recovery] = []
+        if buffered:
+            assert self._buffer is not None
+            held = {w.alert_id: w.recovered_at for w in watches if w.recovered_at is not None}
+            found = match_recoveries(watch_frame(watches), self._buffer)
+            matched = [row for row in found.iter_rows()
+                       if row[0] not in held or row[1] < held[row[0]]]
+            if matched:
+                recovered = self.store.mark_recovered(
+                    [RecoveryMatch(alert_id=alert_id, recovered_at=at, event_id=event_id,
+                                   terminal_id=terminal_id, merchant_id=merchant_id)
+                     for alert_id, at, event_id, terminal_id, merchant_id in matched],
+                    now=self._now())
+                if recovered and self.metrics is not None:
+                    self.metrics.observe_recovered(recovered)
+        abandoned: list[Recovery] = []
+        through = self._watermark()
+        if through is not None and any(w.status == "watching" and w.window_ends_at < through
+                                       for w in watches):
+            abandoned = self.store.abandon_watches(through, now=self._now())
+            if abandoned and self.metrics is not None:
+                self.metrics.observe_abandoned(abandoned)
+        self._prune()
+        return RecoveryDecisions(tuple(recovered), tuple(abandoned))
+
+    def _prune(self) -> None:
+        through = self._watermark()
+        if self._buffer is None or through is None:
+            return
+        self._buffer = self._buffer.filter(pl.col("occurred_at") > through - self.lateness)

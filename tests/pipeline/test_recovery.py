@@ -1,0 +1,108 @@
+"""The recovery watch's matching and decisions: the same result whatever the batches and their order."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from monitor.alerts.store import AlertStore
+from monitor.domain import AlertEvent, Manager, VipFailure
+from monitor.pipeline.processor import APPROVAL_COLUMNS
+from monitor.pipeline.recovery import RecoveryWatch, match_recoveries, watch_frame
+
+T0 = datetime(2024, 5, 6, 12, 1, 30, tzinfo=UTC)
+WINDOW = 1800
+MANAGER = Manager(manager_id="RM-017", name="Claire Martin", email="claire@bank.example")
+
+
+def _failure(event_id: str, minutes: float, customer_id: str = "C-1") -> VipFailure:
+    event = AlertEvent(event_id=event_id, occurred_at=T0 + timedelta(minutes=minutes), channel="ATM",
+                       terminal_id="ATM00042", merchant_id="BNK0001", txn_type="withdrawal",
+                       amount_minor=20000, currency="EUR", response_code="91", outcome="technical",
+                       response_meaning="Issuer unavailable")
+    return VipFailure(event=event, customer_id=customer_id, customer_name="Ada", tier="private",
+                      manager=MANAGER, severity="high", suggested_action="Call the client.")
+
+
+def _approvals(*rows: tuple[str, float, str, str, str]) -> pl.DataFrame:
+    """Approvals ``(event_id, minutes after T0, customer_id, channel, terminal_id)``."""
+    return pl.DataFrame(
+        [(customer, channel, "withdrawal", T0 + timedelta(minutes=minutes), event_id, terminal, None)
+         for event_id, minutes, customer, channel, terminal in rows],
+        schema={"customer_id": pl.String, "channel": pl.String, "txn_type": pl.String,
+                "occurred_at": pl.Datetime("us", "UTC"), "event_id": pl.String,
+                "terminal_id": pl.String, "merchant_id": pl.String}, orient="row")
+
+
+def test_the_earliest_approval_of_the_same_kind_in_the_window_wins() -> None:
+    """Other kinds, approvals before the first failure and after the deadline do not count; order does not matter."""
+    with AlertStore(":memory:") as store:
+        [alert_id] = store.record([_failure("f-1", 0)], recovery_window_seconds=WINDOW).new_alert_ids
+        watches = watch_frame(store.watching_recoveries())
+    approvals = _approvals(("before", -1, "C-1", "ATM", "ATM1"), ("pos", 2, "C-1", "POS", "POS1"),
+                           ("other", 2, "C-2", "ATM", "ATM1"), ("late", 31, "C-1", "ATM", "ATM1"),
+                           ("second", 9, "C-1", "ATM", "ATM2"), ("first", 3, "C-1", "ATM", "ATM3"))
+    assert tuple(approvals.columns) == APPROVAL_COLUMNS
+    results = {tuple(match_recoveries(watches, approvals.sample(fraction=1.0, shuffle=True, seed=seed)).rows())
+               for seed in range(5)}
+    assert len(results) == 1
+    [(matched, at, event_id, terminal, _)] = results.pop()
+    assert (matched, at, event_id, terminal) == (alert_id, T0 + timedelta(minutes=3), "first", "ATM3")
+    at_deadline = _approvals(("edge", 30, "C-1", "ATM", "ATM1"))
+    assert match_recoveries(watches, at_deadline).get_column("event_id").to_list() == ["edge"]
+
+
+# Steps of one run: the failure recorded, or an approval batch processed, with the watermark then.
+_STEPS = {"failure": ("failure", None), "early": ("approvals", _approvals(("ok-4", 4, "C-1", "ATM", "ATM7"))),
+          "later": ("approvals", _approvals(("ok-8", 8, "C-1", "ATM", "ATM8")))}
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(_STEPS)))
+def test_any_processing_order_gives_the_same_recovery(tmp_path: Path, order: tuple[str, ...]) -> None:
+    """Approval processed before the failure, after it, or both: the earliest approval recovers the watch."""
+    watermark: list[datetime | None] = [T0 - timedelta(minutes=5)]
+    with AlertStore(tmp_path / "alerts.db") as store:
+        watch = RecoveryWatch(store, watermark=lambda: watermark[0], lateness_seconds=10)
+        decided = []
+        for step in order:
+            kind, frame = _STEPS[step]
+            if kind == "failure":
+                store.record([_failure("f-1", 0)], recovery_window_seconds=WINDOW)
+                decided.append(watch.after_batch(_approvals()))
+            else:
+                assert frame is not None
+                decided.append(watch.after_batch(frame))
+        [recovery] = store.recoveries_of([r.alert_id for r in store.list_alerts()]).values()
+    assert (recovery.status, recovery.recovery_event_id, recovery.terminal_id) == ("recovered", "ok-4", "ATM7")
+    assert sum(len(d.recovered) for d in decided) == 1  # one decision, counted once
+
+
+def test_a_failure_and_its_recovery_in_one_batch_are_matched() -> None:
+    """The batch's failures are stored before its approvals are matched, so one batch can hold both."""
+    with AlertStore(":memory:") as store:
+        watch = RecoveryWatch(store, watermark=lambda: None, lateness_seconds=10)
+        store.record([_failure("f-1", 0)], recovery_window_seconds=WINDOW)
+        decided = watch.after_batch(_approvals(("ok-3", 3, "C-1", "ATM", "ATM9")))
+    assert [r.recovery_event_id for r in decided.recovered] == ["ok-3"]
+    assert decided.recovered[0].seconds_to_recovery == 180.0
+    assert decided.recovered[0].same_terminal is False
+
+
+def test_abandoned_once_the_watermark_passes_the_deadline_and_old_approvals_leave_the_buffer() -> None:
+    """No approval by the deadline: abandoned when the watermark passes it; the buffer keeps only recent approvals."""
+    watermark: list[datetime | None] = [T0 + timedelta(minutes=29)]
+    with AlertStore(":memory:") as store:
+        watch = RecoveryWatch(store, watermark=lambda: watermark[0], lateness_seconds=10)
+        store.record([_failure("f-1", 0), _failure("f-2", 0, customer_id="C-2")],
+                     recovery_window_seconds=WINDOW)
+        assert watch.after_batch(_approvals(("old", 28, "C-9", "ATM", "ATM1"),
+                                            ("new", 29.5, "C-9", "ATM", "ATM1"))).abandoned == ()
+        assert watch.buffered == 1
+        watermark[0] = T0 + timedelta(minutes=30, seconds=1)
+        decided = watch.decide()
+    assert sorted(r.customer_id for r in decided.abandoned) == ["C-1", "C-2"]
+    assert {r.status for r in decided.abandoned} == {"abandoned"}
