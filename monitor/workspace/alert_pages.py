@@ -22,7 +22,7 @@ from urllib.parse import quote, urlencode
 from aiohttp import web
 
 from monitor.alerts.states import ALERT_STATES, AlertState, HistoryEntry, StateConflictError
-from monitor.alerts.store import AlertStore, RecoveryWatch, TerminalActivity
+from monitor.alerts.store import AlertStore, Recovery, TerminalActivity
 from monitor.domain import SEVERITIES, Alert, AlertEvent
 from monitor.i18n import N_
 from monitor.incidents.model import Incident
@@ -107,7 +107,7 @@ async def alerts_page(request: web.Request) -> web.Response:
         return found[:ALERT_LIMIT], states, more
 
     found, states, more = await asyncio.to_thread(read)
-    watches = await asyncio.to_thread(store.recovery_watches, [a.alert_id for a in found])
+    watches = await asyncio.to_thread(store.recoveries_of, [a.alert_id for a in found])
     alerts = sorted(found, key=lambda a: _order(a, states[a.alert_id]))
     rows = [{"alert": a, "state": states[a.alert_id], "open": states[a.alert_id] not in DONE_STATES,
              "order": row_order(a, states[a.alert_id]),
@@ -131,7 +131,7 @@ class _AlertView:
     recipients: dict[int, str]  # <delivery_id: manager ID of an escalation's recipient>
     incident: Incident | None
     terminals: list[TerminalActivity]
-    recovery: RecoveryWatch | None
+    recovery: Recovery | None
 
 
 def _read_alert(store: AlertStore, session: Session, alert_id: str) -> _AlertView | None:
@@ -148,7 +148,7 @@ def _read_alert(store: AlertStore, session: Session, alert_id: str) -> _AlertVie
         history=store.history(alert_id), recipients=store.delivery_recipients(alert_id),
         incident=store.get_incident(incident_id) if incident_id else None,
         terminals=sorted(activity.values(), key=lambda found: (-found.failures, found.terminal_id)),
-        recovery=store.recovery_watch(alert_id))
+        recovery=store.recovery_of(alert_id))
 
 
 async def alert_page(request: web.Request) -> web.Response:

@@ -15,8 +15,9 @@ import pytest
 
 from monitor.alerts.delivery.channels import EmailChannel, JsonLinesChannel
 from monitor.alerts.delivery.worker import DeliveryWorker
+from monitor.alerts.messages.alert import AlertMessage
 from monitor.alerts.messages.recovery import render_follow_up
-from monitor.alerts.store import AlertStore
+from monitor.alerts.store import AlertStore, RecoveryMatch
 from monitor.domain import Manager, VipFailure
 from monitor.ids import follow_up_id_for
 from monitor.testing.smtp import SmtpSink
@@ -35,41 +36,39 @@ def store(store_location: Path | str) -> Iterator[AlertStore]:
 
 def record_alert(store: AlertStore, make_failure: Callable[..., VipFailure],
                  manager: Manager = ANA_RM, event_id: str = "ev-1") -> str:
-    """Record one failed ATM withdrawal of Ana Silva at ATM-0017 (Lisbon); return its alert ID."""
-    store.record([make_failure(event_id, FAILED_AT, manager=manager, customer_name="Ana Silva",
-                               terminal_id="ATM-0017", city="Lisbon")], now=FAILED_AT)
+    """Record one failed ATM withdrawal of Ana Silva at ATM-0017 (Lisbon), watched 30 min; return its alert ID."""
+    [alert_id] = store.record(
+        [make_failure(event_id, FAILED_AT, manager=manager, customer_name="Ana Silva",
+                      terminal_id="ATM-0017", city="Lisbon")],
+        now=FAILED_AT, recovery_window_seconds=1800).new_alert_ids
     for delivery in store.claim_due(FAILED_AT + timedelta(seconds=1)):  # the alert's own messages
         store.mark_sent(delivery.delivery_id, FAILED_AT + timedelta(seconds=1))
-    [alert] = [a for a in store.list_alerts() if a.customer_name == "Ana Silva"
-               and a.manager.manager_id == manager.manager_id]
-    return alert.alert_id
+    return alert_id
 
 
-def watch(store: AlertStore, alert_id: str, status: str, *, manager_id: str = "RM-017",
-          recovered_after: timedelta | None = None, terminal: str = "ATM-0042") -> None:
-    """Write the alert's recovery watch row as the watch's core would (schema 8), decided or not."""
-    def text(moment: datetime) -> str:
-        return moment.astimezone(UTC).isoformat()
-
-    deadline = FAILED_AT + timedelta(minutes=30)
-    recovered = FAILED_AT + recovered_after if recovered_after is not None else None
-    decided = recovered or (deadline if status == "abandoned" else None)
-    with store._transaction() as conn:
-        conn.execute(
-            """INSERT INTO alert_recoveries (alert_id, customer_id, manager_id, channel, txn_type,
-                outcome, failed_terminal_id, first_failed_at, last_failed_at, deadline, status,
-                recovered_at, recovery_event_id, recovery_terminal_id, decided_at)
-            VALUES (?, 'C-1001', ?, 'ATM', 'withdrawal', 'customer', 'ATM-0017', ?, ?, ?, ?, ?, ?, ?, ?)""",
-            (alert_id, manager_id, text(FAILED_AT), text(FAILED_AT), text(deadline), status,
-             text(recovered) if recovered else None, "ev-ok" if recovered else None,
-             terminal if recovered else None, text(decided) if decided else None))
+def decide(store: AlertStore, alert_id: str, status: str, *,
+           recovered_after: timedelta = timedelta(minutes=4), terminal: str = "ATM-0042") -> None:
+    """Decide the alert's recovery watch through the store, as the watch's core does."""
+    if status == "recovered":
+        store.mark_recovered([RecoveryMatch(alert_id=alert_id, recovered_at=FAILED_AT + recovered_after,
+                                            event_id="ev-ok", terminal_id=terminal)],
+                             now=FAILED_AT + recovered_after)
+    else:
+        store.abandon_watches(FAILED_AT + timedelta(minutes=31), now=FAILED_AT + timedelta(minutes=31))
 
 
 def follow_up_of(store: AlertStore, alert_id: str) -> int:
-    """The watch's ``follow_up`` column."""
-    found = store.recovery_watch(alert_id)
-    assert found is not None
-    return found.follow_up
+    """The watch's ``follow_up`` column (0 not looked at, 1 queued, 2 not sent)."""
+    with store._transaction() as conn:
+        return int(conn.execute("SELECT follow_up FROM alert_recoveries WHERE alert_id = ?",
+                                (alert_id,)).fetchone()[0])
+
+
+def render(store: AlertStore, alert_id: str, manager: Manager) -> AlertMessage:
+    """The follow-up of the alert's decided watch, rendered for ``manager``."""
+    alert, recovery = store.get_alert(alert_id), store.recovery_of(alert_id)
+    assert alert is not None and recovery is not None
+    return render_follow_up(alert, recovery, manager, city="Lisbon")
 
 
 def test_a_decided_watch_queues_one_follow_up_to_the_manager_and_the_recording_sinks(
@@ -77,7 +76,7 @@ def test_a_decided_watch_queues_one_follow_up_to_the_manager_and_the_recording_s
 ) -> None:
     """Recovered, manager opted in: one e-mail row and one jsonl row, follow_up = 1; a second pass queues nothing."""
     alert_id = record_alert(store, make_failure)
-    watch(store, alert_id, "recovered", recovered_after=timedelta(minutes=4))
+    decide(store, alert_id, "recovered")
     managers = {ANA_RM.manager_id: ANA_RM}
     now = FAILED_AT + timedelta(minutes=5)
     assert store.queue_recovery_follow_ups(now, managers=managers,
@@ -94,7 +93,6 @@ def test_a_watch_still_watching_is_left_alone(
 ) -> None:
     """A watch not decided yet gets no follow-up and keeps follow_up = 0."""
     alert_id = record_alert(store, make_failure)
-    watch(store, alert_id, "watching")
     assert store.queue_recovery_follow_ups(FAILED_AT + timedelta(minutes=5),
                                            managers={ANA_RM.manager_id: ANA_RM}) == 0
     assert follow_up_of(store, alert_id) == 0
@@ -111,7 +109,7 @@ def test_no_follow_up_when_the_manager_did_not_opt_in_or_cannot_be_reached(
 ) -> None:
     """Nothing is queued and follow_up = 2 (not sent), so later passes never look at it again."""
     alert_id = record_alert(store, make_failure)
-    watch(store, alert_id, "abandoned")
+    decide(store, alert_id, "abandoned")
     managers = {} if manager is None else {manager.manager_id: manager}
     now = FAILED_AT + timedelta(minutes=31)
     assert store.queue_recovery_follow_ups(now, managers=managers, sinks=("jsonl",)) == 0
@@ -125,7 +123,7 @@ def test_two_instances_racing_queue_one_follow_up(
     """Two stores on one SQLite file or PostgreSQL database, eight threads at once: one follow-up, one e-mail row."""
     with AlertStore(store_location) as first, AlertStore(store_location) as second:
         alert_id = record_alert(first, make_failure)
-        watch(first, alert_id, "recovered", recovered_after=timedelta(minutes=4))
+        decide(first, alert_id, "recovered")
         barrier = threading.Barrier(8)
         results: list[int] = []
         now = FAILED_AT + timedelta(minutes=5)
@@ -165,7 +163,7 @@ async def test_the_follow_up_reaches_the_manager_over_smtp_and_the_jsonl_sink_re
 ) -> None:
     """The worker sends the follow-up by e-mail (client, terminals, delay, no card) and the jsonl sink records it."""
     alert_id = record_alert(store, make_failure)
-    watch(store, alert_id, "recovered", recovered_after=timedelta(minutes=4))
+    decide(store, alert_id, "recovered")
     now = FAILED_AT + timedelta(minutes=5)
     store.queue_recovery_follow_ups(now, managers={ANA_RM.manager_id: ANA_RM}, sinks=("jsonl",))
     results: list[tuple[str, str]] = []
@@ -197,10 +195,8 @@ def test_an_abandoned_watch_reads_no_successful_transaction_and_suggests_a_call(
 ) -> None:
     """Abandoned: "made no successful cash withdrawal in the 30 minutes after the failure at ATM-0017"."""
     alert_id = record_alert(store, make_failure)
-    watch(store, alert_id, "abandoned")
-    found = store.recovery_watch(alert_id)
-    assert found is not None
-    message = render_follow_up(found, ANA_RM)
+    decide(store, alert_id, "abandoned")
+    message = render(store, alert_id, ANA_RM)
     assert message.subject == "[NO RECOVERY] Ana Silva: no successful cash withdrawal after the failure"
     assert ("Ana Silva made no successful cash withdrawal in the 30 minutes after the failure at "
             "ATM-0017 (Lisbon): consider calling them.") in message.text
@@ -216,8 +212,6 @@ def test_the_follow_up_is_written_in_the_managers_language(
 ) -> None:
     """French and Simplified Chinese managers read the follow-up in their language."""
     alert_id = record_alert(store, make_failure)
-    watch(store, alert_id, "recovered", recovered_after=timedelta(minutes=4), terminal="ATM-0017")
-    found = store.recovery_watch(alert_id)
-    assert found is not None
-    message = render_follow_up(found, replace(ANA_RM, locale=locale))
+    decide(store, alert_id, "recovered", terminal="ATM-0017")
+    message = render(store, alert_id, replace(ANA_RM, locale=locale))
     assert expected in message.text

@@ -2,32 +2,32 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import timedelta
 
-from monitor.alerts.store import AlertStore
+from monitor.alerts.store import AlertStore, RecoveryMatch
+from monitor.domain import Manager
+from tests.alerts.conftest import _make_failure
 from tests.workspace.conftest import CLAIRE, JONAS, T0, Site
 
 
-def watch(store: AlertStore, alert_id: str, status: str, *,
-          recovered_after: timedelta | None = None, terminal: str = "ATM-0042",
-          follow_up: int = 0) -> None:
-    """Write the alert's recovery watch row as the watch's core would (schema 8)."""
-    def text(moment: datetime) -> str:
-        return moment.astimezone(UTC).isoformat()
+def record(site: Site, number: int, name: str, manager: Manager = CLAIRE) -> str:
+    """Record one failed withdrawal of client ``number`` at ATM00042, watched 30 min; return its alert ID."""
+    failure = _make_failure(f"ev-{number}", T0, customer_id=f"C-{number:04d}", customer_name=name,
+                            manager=manager)
+    [alert_id] = site.store.record([failure], now=T0, recovery_window_seconds=1800).new_alert_ids
+    return alert_id
 
-    deadline = T0 + timedelta(minutes=30)
-    recovered = T0 + recovered_after if recovered_after is not None else None
-    decided = recovered or (deadline if status == "abandoned" else None)
-    with store._transaction() as conn:
-        conn.execute(
-            """INSERT INTO alert_recoveries (alert_id, customer_id, manager_id, channel, txn_type,
-                outcome, failed_terminal_id, first_failed_at, last_failed_at, deadline, status,
-                recovered_at, recovery_event_id, recovery_terminal_id, decided_at, follow_up)
-            VALUES (?, 'C-0001', 'RM-017', 'ATM', 'withdrawal', 'technical', 'ATM00042',
-                    ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-            (alert_id, text(T0), text(T0), text(deadline), status,
-             text(recovered) if recovered else None, "ev-ok" if recovered else None,
-             terminal if recovered else None, text(decided) if decided else None, follow_up))
+
+def decide(store: AlertStore, alert_id: str, status: str, *,
+           recovered_after: timedelta = timedelta(minutes=4), terminal: str = "ATM-0042") -> None:
+    """Decide the alert's recovery watch through the store, as the watch's core does."""
+    if status == "recovered":
+        store.mark_recovered([RecoveryMatch(alert_id=alert_id, recovered_at=T0 + recovered_after,
+                                            event_id="ev-ok", terminal_id=terminal)],
+                             now=T0 + recovered_after)
+    else:
+        store.abandon_watches(T0 + timedelta(minutes=31), now=T0 + timedelta(minutes=31))
 
 
 def recovery_part(html: str) -> str:
@@ -37,8 +37,7 @@ def recovery_part(html: str) -> str:
 
 async def test_a_watch_in_progress_says_until_when(site: Site) -> None:
     """While watching, the alert page says "Watching until 09:30" in the reader's zone; the list has no badge."""
-    alert_id = site.record(1, name="Ana Silva")
-    watch(site.store, alert_id, "watching")
+    alert_id = record(site, 1, "Ana Silva")
     client = await site.signed_in(CLAIRE.manager_id)
     html = await (await client.get(f"/workspace/alerts/{alert_id}")).text()
     assert ("Watching until 09:30 UTC: cardmon follows the client's next cash withdrawal."
@@ -49,8 +48,10 @@ async def test_a_watch_in_progress_says_until_when(site: Site) -> None:
 
 async def test_a_recovery_at_another_terminal_says_how_soon_and_where(site: Site) -> None:
     """Recovered: "Recovered 4 min later at ATM-0042 (another terminal)", the follow-up noted, a recovered badge in the list."""
-    alert_id = site.record(1, name="Ana Silva")
-    watch(site.store, alert_id, "recovered", recovered_after=timedelta(minutes=4), follow_up=1)
+    alert_id = record(site, 1, "Ana Silva")
+    decide(site.store, alert_id, "recovered")
+    site.store.queue_recovery_follow_ups(T0 + timedelta(minutes=5),
+                                         managers={CLAIRE.manager_id: replace(CLAIRE, recovery_follow_up=True)})
     client = await site.signed_in(CLAIRE.manager_id)
     part = recovery_part(await (await client.get(f"/workspace/alerts/{alert_id}")).text())
     assert "Recovered 4 min later at ATM-0042 (another terminal), 09:04 UTC." in part
@@ -61,31 +62,33 @@ async def test_a_recovery_at_another_terminal_says_how_soon_and_where(site: Site
 
 async def test_a_recovery_at_the_same_terminal_says_so(site: Site) -> None:
     """Recovered at the terminal that failed: "(the same terminal)"."""
-    alert_id = site.record(1, name="Ana Silva")
-    watch(site.store, alert_id, "recovered", recovered_after=timedelta(minutes=12),
-          terminal="ATM00042")
+    alert_id = record(site, 1, "Ana Silva")
+    decide(site.store, alert_id, "recovered", recovered_after=timedelta(minutes=12),
+           terminal="ATM00042")
     client = await site.signed_in(CLAIRE.manager_id)
     part = recovery_part(await (await client.get(f"/workspace/alerts/{alert_id}")).text())
     assert "Recovered 12 min later at ATM00042 (the same terminal), 09:12 UTC." in part
 
 
 async def test_an_abandoned_watch_says_no_successful_transaction(site: Site) -> None:
-    """Abandoned: "no successful cash withdrawal within 30 min", no follow-up sent, an abandoned badge."""
-    alert_id = site.record(1, name="Ana Silva")
-    watch(site.store, alert_id, "abandoned", follow_up=2)
+    """Abandoned: "no successful cash withdrawal within 30 min", no follow-up (not opted in), an abandoned badge."""
+    alert_id = record(site, 1, "Ana Silva")
+    decide(site.store, alert_id, "abandoned")
+    site.store.queue_recovery_follow_ups(T0 + timedelta(minutes=32),
+                                         managers={CLAIRE.manager_id: CLAIRE})  # not opted in
     client = await site.signed_in(CLAIRE.manager_id)
     part = recovery_part(await (await client.get(f"/workspace/alerts/{alert_id}")).text())
     assert "Abandoned: no successful cash withdrawal within 30 min." in part
-    assert "No follow-up message" in part
+    assert "follow-up" not in part
     listing = await (await client.get("/workspace/alerts")).text()
     assert '<span class="badge badge-abandoned">abandoned</span>' in listing
 
 
 async def test_the_recovery_is_shown_only_to_who_may_see_the_alert(site: Site) -> None:
     """Another manager gets 404 for the alert, and an alert without a watch shows no recovery section."""
-    alert_id = site.record(1, name="Ana Silva")
-    other_id = site.record(2, name="Bruno Costa")
-    watch(site.store, alert_id, "recovered", recovered_after=timedelta(minutes=4))
+    alert_id = record(site, 1, "Ana Silva")
+    other_id = site.record(2, name="Bruno Costa")  # recorded without a watch
+    decide(site.store, alert_id, "recovered")
     stranger = await site.signed_in(JONAS.manager_id)
     assert (await stranger.get(f"/workspace/alerts/{alert_id}")).status == 404
     listing = await (await stranger.get("/workspace/alerts")).text()

@@ -11,7 +11,9 @@ manager who opted in (registry ``recovery_follow_up``) gets one message
   failure at ATM-0017 (Lisbon): consider calling them."
 
 It names the client (managers see their own clients) and terminals, never a card.
-The same facts go into a JSON ``payload`` (schema ``cardmon.recovery.v1``). The text is
+"How long after" counts from the alert's first failure, as the API and
+``cardmon_vip_recovery_seconds`` do (:attr:`Recovery.seconds_to_recovery`). The same
+facts go into a JSON ``payload`` (schema ``cardmon.recovery.v1``). The text is
 in the recipient's language and times in their zone (:mod:`monitor.alerts.messages.local`);
 the subject's tag and the payload's data stay English. Every text is PAN-scrubbed.
 """
@@ -23,18 +25,18 @@ from typing import TYPE_CHECKING, Any, Final
 
 from monitor.alerts.messages.alert import AlertMessage
 from monitor.alerts.messages.local import local_time, reader
-from monitor.domain import Delivery, Manager
+from monitor.domain import Alert, AlertEvent, Delivery, Manager
 from monitor.i18n import N_, Translator
-from monitor.ids import follow_up_id_for
+from monitor.ids import follow_up_alert_id, follow_up_id_for
 from monitor.privacy import scrub_pans
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from monitor.alerts.store import AlertStore, RecoveryWatch
+    from monitor.alerts.store import AlertStore, Recovery
 
-__all__ = ["PAYLOAD_SCHEMA", "after_words", "render_follow_up", "render_follow_up_delivery",
-           "transaction_words"]
+__all__ = ["PAYLOAD_SCHEMA", "after_words", "failed_city", "render_follow_up",
+           "render_follow_up_delivery", "transaction_words"]
 
 #: Version of the follow-up ``payload`` shape.
 PAYLOAD_SCHEMA: Final = "cardmon.recovery.v1"
@@ -73,13 +75,20 @@ def _where(terminal: str, city: str | None) -> str:
     return f"{terminal} ({city})" if city else terminal
 
 
-def render_follow_up(watch: RecoveryWatch, manager: Manager, *,
-                     locale: str | None = None) -> AlertMessage:
+def failed_city(events: list[AlertEvent], terminal_id: str) -> str | None:
+    """The city the alert's first failure at ``terminal_id`` reported (``None`` if none)."""
+    return next((e.city for e in events if e.terminal_id == terminal_id and e.city), None)
+
+
+def render_follow_up(alert: Alert, recovery: Recovery, manager: Manager, *,
+                     city: str | None = None, locale: str | None = None) -> AlertMessage:
     """Render the follow-up of a decided recovery watch for its manager.
 
     Args:
-        watch: the decided watch (``recovered`` or ``abandoned``).
+        alert: the alert the watch belongs to.
+        recovery: its decided watch (``recovered`` or ``abandoned``).
         manager: the recipient (times in their zone, text in their language).
+        city: the failed terminal's city, if known.
         locale: the reader's BCP 47 locale; ``None``: the manager's.
 
     Returns:
@@ -88,61 +97,62 @@ def render_follow_up(watch: RecoveryWatch, manager: Manager, *,
     Raises:
         ValueError: the watch is still ``watching``.
     """
-    if watch.status == "watching":
-        raise ValueError(f"the recovery watch of {watch.alert.alert_id} is not decided")
+    if recovery.status == "watching":
+        raise ValueError(f"the recovery watch of {alert.alert_id} is not decided")
     t = reader(manager, locale)
-    name = watch.alert.customer_name
-    txn = transaction_words(watch.txn_type, t)
-    failed = _where(watch.failed_terminal_id, watch.failed_city)
-    if watch.status == "recovered":
-        assert watch.recovered_at is not None
-        after = after_words(watch.recovery_seconds or 0.0, t)
-        if watch.same_terminal:
+    name = alert.customer_name
+    txn = transaction_words(recovery.txn_type, t)
+    failed = _where(recovery.failed_terminal_id, city)
+    if recovery.status == "recovered":
+        assert recovery.recovered_at is not None
+        after = after_words(max(0.0, recovery.seconds_to_recovery or 0.0), t)
+        if recovery.same_terminal:
             body = t.gettext("%(name)s completed the %(txn)s at %(terminal)s, the same terminal, "
                              "%(after)s after the failure.", name=name, txn=txn,
                              terminal=failed, after=after)
         else:
             body = t.gettext("%(name)s completed the %(txn)s at %(terminal)s (another terminal), "
                              "%(after)s after the failure at %(failed)s.", name=name, txn=txn,
-                             terminal=watch.recovery_terminal_id or "?", after=after, failed=failed)
+                             terminal=recovery.terminal_id or "?", after=after, failed=failed)
         subject = "[RECOVERED] " + t.gettext("%(name)s completed the %(txn)s", name=name, txn=txn)
         when = t.gettext("Completed at %(when)s.",
-                         when=local_time(t, watch.recovered_at, "%H:%M %Z"))
+                         when=local_time(t, recovery.recovered_at, "%H:%M %Z"))
     else:
-        window = after_words((watch.deadline - watch.last_failed_at).total_seconds(), t)
+        window = after_words((recovery.window_ends_at - recovery.last_failed_at).total_seconds(), t)
         body = t.gettext("%(name)s made no successful %(txn)s in the %(window)s after the failure "
                          "at %(terminal)s: consider calling them.", name=name, txn=txn,
                          window=window, terminal=failed)
         subject = "[NO RECOVERY] " + t.gettext("%(name)s: no successful %(txn)s after the failure",
                                                name=name, txn=txn)
-        when = t.gettext("Watched until %(when)s.", when=local_time(t, watch.deadline, "%H:%M %Z"))
+        when = t.gettext("Watched until %(when)s.",
+                         when=local_time(t, recovery.window_ends_at, "%H:%M %Z"))
     lines = [t.gettext("Dear %(name)s,", name=manager.name), "", body, when, "",
-             t.gettext("Alert %(id)s, first failure %(when)s.", id=watch.alert.alert_id,
-                       when=local_time(t, watch.first_failed_at, "%a %d %b %H:%M %Z"))]
+             t.gettext("Alert %(id)s, first failure %(when)s.", id=alert.alert_id,
+                       when=local_time(t, recovery.first_failed_at, "%a %d %b %H:%M %Z"))]
     text = _scrub("\n".join(lines) + "\n")
     payload: dict[str, Any] = {
         "schema": PAYLOAD_SCHEMA,
-        "alert_id": watch.alert.alert_id,
-        "result": watch.status,
-        "customer_id": watch.alert.customer_id,
+        "alert_id": alert.alert_id,
+        "result": recovery.status,
+        "customer_id": alert.customer_id,
         "customer_name": name,
-        "channel": watch.channel,
-        "txn_type": watch.txn_type,
-        "failed_terminal_id": watch.failed_terminal_id,
-        "first_failed_at": watch.first_failed_at.isoformat(),
-        "last_failed_at": watch.last_failed_at.isoformat(),
-        "deadline": watch.deadline.isoformat(),
-        "recovered_at": watch.recovered_at.isoformat() if watch.recovered_at else None,
-        "recovery_terminal_id": watch.recovery_terminal_id,
-        "same_terminal": watch.same_terminal if watch.status == "recovered" else None,
-        "recovery_seconds": watch.recovery_seconds,
+        "channel": recovery.channel,
+        "txn_type": recovery.txn_type,
+        "failed_terminal_id": recovery.failed_terminal_id,
+        "first_failed_at": recovery.first_failed_at.isoformat(),
+        "last_failed_at": recovery.last_failed_at.isoformat(),
+        "window_ends_at": recovery.window_ends_at.isoformat(),
+        "recovered_at": recovery.recovered_at.isoformat() if recovery.recovered_at else None,
+        "recovery_terminal_id": recovery.terminal_id,
+        "same_terminal": recovery.same_terminal,
+        "seconds_to_recovery": recovery.seconds_to_recovery,
         "manager": {"manager_id": manager.manager_id, "name": manager.name},
         "subject": _scrub(subject),
         "text": text,
         "locale": t.locale,
     }
     return AlertMessage(
-        alert_id=follow_up_id_for(watch.alert.alert_id), subject=_scrub(subject), text=text,
+        alert_id=follow_up_id_for(alert.alert_id), subject=_scrub(subject), text=text,
         payload=json.loads(_scrub(json.dumps(payload, ensure_ascii=False))),
         email=manager.email, webhook_url=manager.webhook_url,
     )
@@ -156,12 +166,15 @@ def render_follow_up_delivery(store: AlertStore, delivery: Delivery, *,
     ``locale_of`` gives the current registry's locale of a manager ID (the store keeps none).
 
     Raises:
-        LookupError: the follow-up's recovery watch is not in the store.
+        LookupError: the follow-up's alert or recovery watch is not in the store.
     """
-    watch = store.recovery_watch(delivery.alert_id)
-    if watch is None:
+    alert_id = follow_up_alert_id(delivery.alert_id)
+    alert = store.get_alert(alert_id)
+    recovery = store.recovery_of(alert_id)
+    if alert is None or recovery is None:
         raise LookupError(f"recovery follow-up {delivery.alert_id} is not in the store")
-    recipient = store.delivery_recipient(delivery.delivery_id) or watch.alert.manager
-    message = render_follow_up(watch, recipient,
+    recipient = store.delivery_recipient(delivery.delivery_id) or alert.manager
+    city = failed_city(store.alert_events(alert_id), recovery.failed_terminal_id)
+    message = render_follow_up(alert, recovery, recipient, city=city,
                                locale=locale_of(recipient.manager_id) if locale_of else None)
     return message.for_channel(delivery.channel)

@@ -50,7 +50,7 @@ from __future__ import annotations
 from monitor.alerts.store.client_reads import ClientHistory, ClientQueries, TerminalActivity
 from monitor.alerts.store.digests import DigestQueries, DigestRecord
 from monitor.alerts.store.escalation import EscalationCandidate, EscalationQueries
-from monitor.alerts.store.follow_ups import FollowUpQueries, RecoveryWatch
+from monitor.alerts.store.follow_ups import FollowUpQueries
 from monitor.alerts.store.impact import ImpactQueries, TerminalImpact
 from monitor.alerts.store.incident_reads import IncidentQueries, StormCounts
 from monitor.alerts.store.lifecycle import LifecycleQueries, LifecycleRecord
@@ -80,7 +80,6 @@ __all__ = [
     "RecordResult",
     "Recovery",
     "RecoveryMatch",
-    "RecoveryWatch",
     "Resend",
     "StoredSession",
     "StormCounts",

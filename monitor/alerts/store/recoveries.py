@@ -64,7 +64,8 @@ class Recovery:
         terminal_id: where the client recovered (terminal ID).
         merchant_id: the merchant of that terminal, if any.
         decided_at: wall-clock time of the decision (``None`` while watching).
-        follow_up: whether a follow-up to the manager was queued.
+        follow_up: whether a follow-up to the manager was queued (``follow_up`` 1; 0 is
+            not yet, 2 not sent: :mod:`~monitor.alerts.store.follow_ups`).
     """
 
     alert_id: str
@@ -177,7 +178,7 @@ def _recovery(row: Row) -> Recovery:
         window_ends_at=parse_utc(row["deadline"]), status=row["status"],
         recovered_at=when("recovered_at"), recovery_event_id=row["recovery_event_id"],
         terminal_id=row["recovery_terminal_id"], merchant_id=row["recovery_merchant_id"],
-        decided_at=when("decided_at"), follow_up=bool(row["follow_up"]))
+        decided_at=when("decided_at"), follow_up=row["follow_up"] == 1)  # 2: not sent
 
 
 class RecoveryQueries(StoreConnection):
