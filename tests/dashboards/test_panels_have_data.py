@@ -67,16 +67,8 @@ DATA_TIMEOUT_S = 90.0
 #: (dashboard uid, panel title) → the metric the panel waits for, when a panel is
 #: added before the monitor exports its metric. The test requires these panels to
 #: stay EMPTY, so it fails (naming them) as soon as the metric is wired and the
-#: entry must be removed. The recovery panels wait for the recovery watch's metrics
-#: (branch ``recovery``: cardmon_vip_recoveries_total, cardmon_vip_recovery_seconds).
-AWAITING_WIRING: dict[tuple[str, str], str] = {
-    ("cardmon-vip-experience", "VIP recovery ratio in range"): "cardmon_vip_recoveries_total",
-    ("cardmon-vip-experience", "VIP recovery ratio by channel (1 h)"):
-        "cardmon_vip_recoveries_total",
-    ("cardmon-vip-experience", "Recovered vs abandoned in range by outcome class"):
-        "cardmon_vip_recoveries_total",
-    ("cardmon-vip-experience", "Time to recover p50 / p95"): "cardmon_vip_recovery_seconds",
-}
+#: entry must be removed. Empty: every panel's metric is exported.
+AWAITING_WIRING: dict[tuple[str, str], str] = {}
 #: Panels that must show a value above zero, not just a series: the faults of the
 #: test produce exactly these events, and a flat zero would hide a broken query.
 MUST_BE_POSITIVE: frozenset[tuple[str, str]] = frozenset({
@@ -86,6 +78,7 @@ MUST_BE_POSITIVE: frozenset[tuple[str, str]] = frozenset({
     ("cardmon-fleet-health", "Terminals not ok"),
     ("cardmon-fleet-health", "Device components not ok"),
     ("cardmon-vip-experience", "VIP failures per second by tier"),
+    ("cardmon-vip-experience", "Recovered vs abandoned in range by outcome class"),
     ("cardmon-vip-experience", "VIP failures by tier and outcome class"),
     ("cardmon-vip-experience", "Alerts sent in range"),
     ("cardmon-vip-experience", "Delivery retries and failures in range"),
