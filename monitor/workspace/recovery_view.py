@@ -1,4 +1,4 @@
-"""What the workspace shows of an alert's recovery watch: its state on the alert page, a badge in the list.
+"""What the workspace shows of an alert's recovery watch: its state on the page, a list badge.
 
 The recovery watch (:mod:`monitor.alerts.store.recoveries` reads it) follows the client
 after a failure alert: ``watching`` until its deadline, then ``recovered`` (an approved
@@ -57,7 +57,8 @@ def recovery_shown(recovery: Recovery | None, translator: Translator) -> Recover
     return RecoveryShown(
         status=recovery.status, txn=transaction_words(recovery.txn_type, translator),
         deadline=recovery.window_ends_at,
-        window_minutes=round((recovery.window_ends_at - recovery.last_failed_at).total_seconds() / 60),
+        window_minutes=round(
+            (recovery.window_ends_at - recovery.last_failed_at).total_seconds() / 60),
         recovered_at=recovery.recovered_at,
         minutes_after=round(max(0.0, seconds) / 60) if seconds is not None else None,
         terminal=recovery.terminal_id, same_terminal=bool(recovery.same_terminal),

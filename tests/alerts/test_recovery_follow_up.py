@@ -1,4 +1,4 @@
-"""Recovery follow-ups: one short message per decided watch, to a manager who opted in, once across instances."""
+"""Recovery follow-ups: one per decided watch, to a manager who opted in, once across instances."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def store(store_location: Path | str) -> Iterator[AlertStore]:
 
 def record_alert(store: AlertStore, make_failure: Callable[..., VipFailure],
                  manager: Manager = ANA_RM, event_id: str = "ev-1") -> str:
-    """Record one failed ATM withdrawal of Ana Silva at ATM-0017 (Lisbon), watched 30 min; return its alert ID."""
+    """Record a failed withdrawal of Ana Silva at ATM-0017 (Lisbon), watched; return its ID."""
     [alert_id] = store.record(
         [make_failure(event_id, FAILED_AT, manager=manager, customer_name="Ana Silva",
                       terminal_id="ATM-0017", city="Lisbon")],
@@ -50,11 +50,13 @@ def decide(store: AlertStore, alert_id: str, status: str, *,
            recovered_after: timedelta = timedelta(minutes=4), terminal: str = "ATM-0042") -> None:
     """Decide the alert's recovery watch through the store, as the watch's core does."""
     if status == "recovered":
-        store.mark_recovered([RecoveryMatch(alert_id=alert_id, recovered_at=FAILED_AT + recovered_after,
+        store.mark_recovered([RecoveryMatch(alert_id=alert_id,
+                                            recovered_at=FAILED_AT + recovered_after,
                                             event_id="ev-ok", terminal_id=terminal)],
                              now=FAILED_AT + recovered_after)
     else:
-        store.abandon_watches(FAILED_AT + timedelta(minutes=31), now=FAILED_AT + timedelta(minutes=31))
+        later = FAILED_AT + timedelta(minutes=31)
+        store.abandon_watches(later, now=later)
 
 
 def follow_up_of(store: AlertStore, alert_id: str) -> int:
@@ -74,7 +76,7 @@ def render(store: AlertStore, alert_id: str, manager: Manager) -> AlertMessage:
 def test_a_decided_watch_queues_one_follow_up_to_the_manager_and_the_recording_sinks(
     store: AlertStore, make_failure: Callable[..., VipFailure]
 ) -> None:
-    """Recovered, manager opted in: one e-mail row and one jsonl row, follow_up = 1; a second pass queues nothing."""
+    """Recovered, opted in: an e-mail and a jsonl row, follow_up = 1; a second pass adds none."""
     alert_id = record_alert(store, make_failure)
     decide(store, alert_id, "recovered")
     managers = {ANA_RM.manager_id: ANA_RM}
@@ -120,7 +122,7 @@ def test_no_follow_up_when_the_manager_did_not_opt_in_or_cannot_be_reached(
 def test_two_instances_racing_queue_one_follow_up(
     store_location: Path | str, make_failure: Callable[..., VipFailure]
 ) -> None:
-    """Two stores on one SQLite file or PostgreSQL database, eight threads at once: one follow-up, one e-mail row."""
+    """Two stores on one database, eight threads at once: one follow-up, one e-mail row."""
     with AlertStore(store_location) as first, AlertStore(store_location) as second:
         alert_id = record_alert(first, make_failure)
         decide(first, alert_id, "recovered")
@@ -161,7 +163,7 @@ def test_an_outbox_row_of_a_follow_up_needs_its_recovery_watch(store_location: P
 async def test_the_follow_up_reaches_the_manager_over_smtp_and_the_jsonl_sink_records_it(
     store: AlertStore, make_failure: Callable[..., VipFailure], tmp_path: Path
 ) -> None:
-    """The worker sends the follow-up by e-mail (client, terminals, delay, no card) and the jsonl sink records it."""
+    """The worker e-mails it (client, terminals, delay, no card); the jsonl sink records it."""
     alert_id = record_alert(store, make_failure)
     decide(store, alert_id, "recovered")
     now = FAILED_AT + timedelta(minutes=5)
@@ -193,19 +195,21 @@ async def test_the_follow_up_reaches_the_manager_over_smtp_and_the_jsonl_sink_re
 def test_an_abandoned_watch_reads_no_successful_transaction_and_suggests_a_call(
     store: AlertStore, make_failure: Callable[..., VipFailure]
 ) -> None:
-    """Abandoned: "made no successful cash withdrawal in the 30 minutes after the failure at ATM-0017"."""
+    """Abandoned: "no successful cash withdrawal in the 30 minutes after the failure"."""
     alert_id = record_alert(store, make_failure)
     decide(store, alert_id, "abandoned")
     message = render(store, alert_id, ANA_RM)
-    assert message.subject == "[NO RECOVERY] Ana Silva: no successful cash withdrawal after the failure"
+    assert message.subject == ("[NO RECOVERY] Ana Silva: no successful cash withdrawal after "
+                               "the failure")
     assert ("Ana Silva made no successful cash withdrawal in the 30 minutes after the failure at "
             "ATM-0017 (Lisbon): consider calling them.") in message.text
 
 
 @pytest.mark.parametrize(("locale", "expected"), [
-    ("fr", "Ana Silva a réussi l’opération (retrait d’espèces) à ATM-0017 (Lisbon), le même "
-           "terminal, 4 minutes après l’échec."),
-    ("zh-Hans", "Ana Silva 在 ATM-0017 (Lisbon)（同一终端）完成了取现，距失败 4 分钟。"),
+    ("fr", "Ana Silva a réussi l’opération (retrait d’espèces) à ATM-0017 (Lisbon), "
+           "le même terminal, 4 minutes après l’échec."),
+    ("zh-Hans", "Ana Silva 在 ATM-0017 (Lisbon)（同一终端）"
+                "完成了取现，距失败 4 分钟。"),
 ])
 def test_the_follow_up_is_written_in_the_managers_language(
     store: AlertStore, make_failure: Callable[..., VipFailure], locale: str, expected: str

@@ -1,4 +1,4 @@
-"""The registry's ``recovery_follow_up`` column: a manager opts in to the recovery follow-up message."""
+"""The registry's ``recovery_follow_up`` column: a manager opts in to the recovery follow-up."""
 
 from __future__ import annotations
 

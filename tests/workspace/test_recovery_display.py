@@ -1,4 +1,4 @@
-"""The workspace shows each alert's recovery watch: watching, recovered (where, how soon) or abandoned, with a list badge."""
+"""The workspace shows an alert's recovery watch: watching, recovered (where, when) or abandoned."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from tests.workspace.conftest import CLAIRE, JONAS, T0, Site
 
 
 def record(site: Site, number: int, name: str, manager: Manager = CLAIRE) -> str:
-    """Record one failed withdrawal of client ``number`` at ATM00042, watched 30 min; return its alert ID."""
+    """Record a failed withdrawal of client ``number`` at ATM00042, watched; return its ID."""
     failure = _make_failure(f"ev-{number}", T0, customer_id=f"C-{number:04d}", customer_name=name,
                             manager=manager)
     [alert_id] = site.store.record([failure], now=T0, recovery_window_seconds=1800).new_alert_ids
@@ -36,7 +36,7 @@ def recovery_part(html: str) -> str:
 
 
 async def test_a_watch_in_progress_says_until_when(site: Site) -> None:
-    """While watching, the alert page says "Watching until 09:30" in the reader's zone; the list has no badge."""
+    """While watching: "Watching until 09:30" in the reader's zone, and no badge in the list."""
     alert_id = record(site, 1, "Ana Silva")
     client = await site.signed_in(CLAIRE.manager_id)
     html = await (await client.get(f"/workspace/alerts/{alert_id}")).text()
@@ -47,11 +47,12 @@ async def test_a_watch_in_progress_says_until_when(site: Site) -> None:
 
 
 async def test_a_recovery_at_another_terminal_says_how_soon_and_where(site: Site) -> None:
-    """Recovered: "Recovered 4 min later at ATM-0042 (another terminal)", the follow-up noted, a recovered badge in the list."""
+    """Recovered: "Recovered 4 min later at ATM-0042 (another terminal)", and a badge."""
     alert_id = record(site, 1, "Ana Silva")
     decide(site.store, alert_id, "recovered")
     site.store.queue_recovery_follow_ups(T0 + timedelta(minutes=5),
-                                         managers={CLAIRE.manager_id: replace(CLAIRE, recovery_follow_up=True)})
+                                         managers={CLAIRE.manager_id:
+                                                   replace(CLAIRE, recovery_follow_up=True)})
     client = await site.signed_in(CLAIRE.manager_id)
     part = recovery_part(await (await client.get(f"/workspace/alerts/{alert_id}")).text())
     assert "Recovered 4 min later at ATM-0042 (another terminal), 09:04 UTC." in part
@@ -71,7 +72,7 @@ async def test_a_recovery_at_the_same_terminal_says_so(site: Site) -> None:
 
 
 async def test_an_abandoned_watch_says_no_successful_transaction(site: Site) -> None:
-    """Abandoned: "no successful cash withdrawal within 30 min", no follow-up (not opted in), an abandoned badge."""
+    """Abandoned: "no successful cash withdrawal within 30 min", no follow-up, a badge."""
     alert_id = record(site, 1, "Ana Silva")
     decide(site.store, alert_id, "abandoned")
     site.store.queue_recovery_follow_ups(T0 + timedelta(minutes=32),
@@ -85,7 +86,7 @@ async def test_an_abandoned_watch_says_no_successful_transaction(site: Site) -> 
 
 
 async def test_the_recovery_is_shown_only_to_who_may_see_the_alert(site: Site) -> None:
-    """Another manager gets 404 for the alert, and an alert without a watch shows no recovery section."""
+    """Another manager gets 404; an alert without a watch shows no recovery section."""
     alert_id = record(site, 1, "Ana Silva")
     other_id = site.record(2, name="Bruno Costa")  # recorded without a watch
     decide(site.store, alert_id, "recovered")
@@ -94,4 +95,5 @@ async def test_the_recovery_is_shown_only_to_who_may_see_the_alert(site: Site) -
     listing = await (await stranger.get("/workspace/alerts")).text()
     assert "Ana Silva" not in listing and "badge-" not in listing.split("<tbody>")[1]
     client = await site.signed_in(CLAIRE.manager_id)
-    assert "<h2>Recovery</h2>" not in await (await client.get(f"/workspace/alerts/{other_id}")).text()
+    page = await (await client.get(f"/workspace/alerts/{other_id}")).text()
+    assert "<h2>Recovery</h2>" not in page
