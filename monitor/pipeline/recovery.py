@@ -157,11 +157,14 @@ class RecoveryWatch:
         """How many approvals wait in the buffer."""
         return 0 if self._buffer is None else self._buffer.height
 
-    def after_batch(self, approvals: pl.DataFrame) -> RecoveryDecisions:
+    def after_batch(self, approvals: pl.DataFrame, *, failures: bool = True) -> RecoveryDecisions:
         """Take one stored batch's VIP approvals, then match and decide (steps 1–4).
 
         Args:
             approvals: the batch's approvals (``ProcessedBatch.approvals``).
+            failures: whether the batch stored VIP failures (new or moved watches). A
+                batch with neither approvals nor failures skips matching (nothing new
+                here can match; the job matches other instances' new watches).
 
         Raises:
             Exception: the store's errors; the approvals stay in the buffer and are
@@ -171,16 +174,16 @@ class RecoveryWatch:
             if approvals.height:
                 self._buffer = approvals if self._buffer is None else pl.concat(
                     [self._buffer, approvals], how="vertical_relaxed")
-            return self._decide()
+            return self._decide(match=failures or approvals.height > 0)
 
     def decide(self) -> RecoveryDecisions:
         """Match the buffer against the store's watches and abandon the expired ones (steps 2–4)."""
         with self._lock:
             return self._decide()
 
-    def _decide(self) -> RecoveryDecisions:
+    def _decide(self, *, match: bool = True) -> RecoveryDecisions:
         recovered: list[Recovery] = []
-        if self._buffer is not None and self._buffer.height:
+        if match and self._buffer is not None and self._buffer.height:
             recovered = self._match(self._buffer)
         abandoned: list[Recovery] = []
         through = self._watermark()
