@@ -11,8 +11,13 @@ import pytest
 
 from monitor.alerts.store import AlertStore
 from monitor.domain import AlertEvent, Manager, VipFailure
-from monitor.pipeline.processor import APPROVAL_COLUMNS
+from monitor.paths import rules_path
+from monitor.pipeline.classify import ResponseCodeTable
+from monitor.pipeline.processor import APPROVAL_COLUMNS, BatchProcessor
 from monitor.pipeline.recovery import RecoveryWatch, match_recoveries, watch_frame
+from monitor.pipeline.selection import AlertPolicy
+from monitor.pipeline.vips import RegistryLoader
+from tests.helpers import encode, event, write_registry
 
 T0 = datetime(2024, 5, 6, 12, 1, 30, tzinfo=UTC)
 WINDOW = 1800
@@ -106,3 +111,27 @@ def test_abandoned_once_the_watermark_passes_the_deadline_and_old_approvals_leav
         decided = watch.decide()
     assert sorted(r.customer_id for r in decided.abandoned) == ["C-1", "C-2"]
     assert {r.status for r in decided.abandoned} == {"abandoned"}
+
+
+def test_a_batch_gives_its_vip_approvals_for_the_watch(tmp_path: Path) -> None:
+    """Only approved transactions of VIP clients, card-matched or named, with the watch's columns."""
+    customers, managers = write_registry(
+        tmp_path, "customer_id,name,tier,manager_id,card_refs\nC-001,Ada,private,M1,tok_ada",
+        "manager_id,name,email,timezone\nM1,Alice Martin,alice@bank.example,Europe/Paris")
+    loader = RegistryLoader(customers, managers)
+    loader.load()
+    processor = BatchProcessor(codes=ResponseCodeTable.load(rules_path("response_codes.yaml")),
+                               policy=AlertPolicy.load(rules_path("alerting.yaml")),
+                               registry=loader)
+    result = processor.process([
+        encode(event("vip-ok", card_ref="tok_ada", terminal_id="ATM00077", merchant_id="M-7")),
+        encode(event("vip-declined", card_ref="tok_ada", response_code="91")),
+        encode(event("named-ok", customer_id="C-001", channel="POS", txn_type="purchase",
+                     terminal_id="POS00001", entry_mode="chip")),
+        encode(event("other-ok", card_ref="tok_someone")),
+    ])
+    approvals = result.approvals.sort("event_id")
+    assert tuple(approvals.columns) == APPROVAL_COLUMNS
+    assert approvals.select("event_id", "customer_id", "channel", "terminal_id").rows() == [
+        ("named-ok", "C-001", "POS", "POS00001"), ("vip-ok", "C-001", "ATM", "ATM00077")]
+    assert approvals.get_column("merchant_id").to_list() == [None, "M-7"]
