@@ -1,4 +1,4 @@
-"""The alert API carries each alert's recovery watch: null without one, its status and where the client recovered."""
+"""The alert API carries each alert's recovery watch (null without one)."""
 
 from __future__ import annotations
 
@@ -20,13 +20,28 @@ CLAIRE = Manager(manager_id="RM-017", name="Claire Martin", email="claire.martin
 
 
 def _failure(number: int) -> VipFailure:
-    event = AlertEvent(event_id=f"ev-{number}", occurred_at=T0, channel="ATM", terminal_id="ATM00042",
-                       merchant_id="BNKPARIS0001", txn_type="withdrawal", amount_minor=20000,
-                       currency="EUR", response_code="91", outcome="technical",
-                       response_meaning="Issuer or switch is inoperative")
-    return VipFailure(event=event, customer_id=f"C-{number:04d}", customer_name=f"Client {number}",
-                      tier="private", manager=CLAIRE, severity="high",
-                      suggested_action="Call the client.")
+    event = AlertEvent(
+        event_id=f"ev-{number}",
+        occurred_at=T0,
+        channel="ATM",
+        terminal_id="ATM00042",
+        merchant_id="BNKPARIS0001",
+        txn_type="withdrawal",
+        amount_minor=20000,
+        currency="EUR",
+        response_code="91",
+        outcome="technical",
+        response_meaning="Issuer or switch is inoperative",
+    )
+    return VipFailure(
+        event=event,
+        customer_id=f"C-{number:04d}",
+        customer_name=f"Client {number}",
+        tier="private",
+        manager=CLAIRE,
+        severity="high",
+        suggested_action="Call the client.",
+    )
 
 
 @pytest.fixture
@@ -44,19 +59,38 @@ async def served(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Alert
 async def test_alerts_carry_their_recovery_in_the_list_and_one_by_one(
     served: tuple[httpx.AsyncClient, AlertStore],
 ) -> None:
-    """A recovered alert says when, where and how fast; a watched one its window's end; one without a watch null."""
+    """Recovered: when, where, how fast; watching: the window's end; no watch: null."""
     client, store = served
-    [recovered, watched] = store.record([_failure(1), _failure(2)], recovery_window_seconds=1800).new_alert_ids
+    [recovered, watched] = store.record(
+        [_failure(1), _failure(2)], recovery_window_seconds=1800
+    ).new_alert_ids
     [unwatched] = store.record([_failure(3)]).new_alert_ids
-    store.mark_recovered([RecoveryMatch(alert_id=recovered, recovered_at=T0 + timedelta(minutes=3),
-                                        event_id="ok-1", terminal_id="ATM00077", merchant_id="BNK2")],
-                         now=T0 + timedelta(minutes=4))
+    store.mark_recovered(
+        [
+            RecoveryMatch(
+                alert_id=recovered,
+                recovered_at=T0 + timedelta(minutes=3),
+                event_id="ok-1",
+                terminal_id="ATM00077",
+                merchant_id="BNK2",
+            )
+        ],
+        now=T0 + timedelta(minutes=4),
+    )
     one = (await client.get(f"/alerts/{recovered}", headers=AUTH)).json()["recovery"]
-    assert one == {"status": "recovered", "window_ends_at": "2024-05-06T12:31:30+00:00",
-                   "recovered_at": "2024-05-06T12:04:30+00:00", "seconds_to_recovery": 180.0,
-                   "terminal_id": "ATM00077", "merchant_id": "BNK2", "same_terminal": False}
-    listed = {a["alert_id"]: a["recovery"] for a in
-              (await client.get("/alerts", headers=AUTH)).json()["alerts"]}
+    assert one == {
+        "status": "recovered",
+        "window_ends_at": "2024-05-06T12:31:30+00:00",
+        "recovered_at": "2024-05-06T12:04:30+00:00",
+        "seconds_to_recovery": 180.0,
+        "terminal_id": "ATM00077",
+        "merchant_id": "BNK2",
+        "same_terminal": False,
+    }
+    listed = {
+        a["alert_id"]: a["recovery"]
+        for a in (await client.get("/alerts", headers=AUTH)).json()["alerts"]
+    }
     assert listed[recovered] == one
     assert listed[watched] is not None and listed[watched]["status"] == "watching"
     assert listed[watched]["recovered_at"] is None and listed[watched]["same_terminal"] is None

@@ -117,3 +117,19 @@ def test_the_operations_guide_shows_every_job() -> None:
         assert row is not None, job.job_id
         setting = job.every.split()[0]
         assert setting in row, (job.job_id, setting)
+
+
+@pytest.mark.parametrize("window", [0, None])
+def test_no_recovery_window_means_no_watch_and_no_recovery_job(tmp_path: Path,
+                                                               window: int | None) -> None:
+    """alerting.recovery_window_seconds 0 or null turns the watch off; 30 minutes by default."""
+    default = Settings(alerting={"store_path": tmp_path / "a.db"})
+    assert default.alerting.recovery_window_seconds == 1800
+    settings = Settings(alerting={"store_path": tmp_path / "alerts.db",
+                                  "recovery_window_seconds": window})
+    monitor = MonitorApp(settings, metrics_registry=CollectorRegistry())
+    try:
+        assert monitor.recovery is None and monitor.consumer.recovery is None
+    finally:
+        monitor.store.close()
+    assert jobs.RECOVERY_JOB not in _scheduled(settings)

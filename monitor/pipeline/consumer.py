@@ -134,7 +134,7 @@ class ConsumerMetrics(Protocol):
 class RecoveryFollower(Protocol):
     """The recovery watch (:class:`~monitor.pipeline.recovery.RecoveryWatch`)."""
 
-    def after_batch(self, approvals: pl.DataFrame) -> object: ...
+    def after_batch(self, approvals: pl.DataFrame, *, failures: bool = ...) -> object: ...
 
 
 class _LagCleanup(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -397,7 +397,8 @@ class TransactionConsumer:
         """Step 2, after the store write: the recovery watch, in a worker thread; never raises."""
         assert self.recovery is not None
         try:
-            await asyncio.to_thread(self.recovery.after_batch, result.approvals)
+            await asyncio.to_thread(self.recovery.after_batch, result.approvals,
+                                    failures=bool(result.failures))
         except Exception as error:  # noqa: BLE001 - the approvals wait in its buffer
             log.warning("recovery watch failed after a batch (%s: %s); its approvals are matched "
                         "after the next one", type(error).__name__, error)

@@ -334,4 +334,4 @@ def _approvals(frame: pl.DataFrame) -> pl.DataFrame:
     vip_approved = (pl.col("outcome") == "approved") & pl.col("vip_customer_id").is_not_null()
     return (frame.filter(vip_approved)
             .select(pl.col("vip_customer_id").alias("customer_id"), *APPROVAL_COLUMNS[1:])
-            .cast(_NO_APPROVALS.schema))  # type: ignore[arg-type]
+            .cast(_NO_APPROVALS.schema))

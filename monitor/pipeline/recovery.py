@@ -11,13 +11,13 @@ commits; and every ``alerting.recovery_interval_seconds`` from a job,
 
 1. add the batch's VIP approvals (:attr:`~monitor.pipeline.processor.ProcessedBatch.approvals`)
    to the instance's buffer;
-2. read the store's ``watching`` rows (one indexed query) and match them with the
-   buffer (:func:`match_recoveries`: earliest approval per watch); record the matches
+2. read the store's ``watching`` rows of the buffered clients (one indexed query) and
+   match them with the buffer (:func:`match_recoveries`: earliest approval per watch); record the matches
    (:meth:`~monitor.alerts.store.recoveries.RecoveryQueries.mark_recovered`: the
    earliest approval wins if two instances race; only a ``watching`` → ``recovered``
    step is counted, by the instance that made it);
 3. abandon the watches whose deadline is before the event time every partition has
-   passed (the instance's watermark; with ``alerting.scale_out``, the fleet's, from
+   passed (an index probe of the earliest deadline first, so most batches write nothing) (the instance's watermark; with ``alerting.scale_out``, the fleet's, from
    every partition's progress in the store);
 4. drop from the buffer the approvals older than the watermark minus the allowed
    lateness: a failure recorded later (a partition read behind, another instance) is
@@ -60,7 +60,9 @@ _KIND: Final = ["customer_id", "channel", "txn_type"]
 class RecoveryStore(Protocol):
     """What the watch needs of the alert store (:class:`~monitor.alerts.store.AlertStore`)."""
 
-    def watching_recoveries(self, *, recovered_since: datetime | None = None) -> list[Recovery]: ...
+    def watching_recoveries(self, customer_ids: Sequence[str] | None = None, *,
+                            recovered_since: datetime | None = None) -> list[Recovery]: ...
+    def earliest_watch_deadline(self) -> datetime | None: ...
     def mark_recovered(self, matches: Sequence[RecoveryMatch], *,
                        now: datetime) -> list[Recovery]: ...
     def abandon_watches(self, through: datetime, *, now: datetime) -> list[Recovery]: ...
@@ -155,11 +157,14 @@ class RecoveryWatch:
         """How many approvals wait in the buffer."""
         return 0 if self._buffer is None else self._buffer.height
 
-    def after_batch(self, approvals: pl.DataFrame) -> RecoveryDecisions:
+    def after_batch(self, approvals: pl.DataFrame, *, failures: bool = True) -> RecoveryDecisions:
         """Take one stored batch's VIP approvals, then match and decide (steps 1–4).
 
         Args:
             approvals: the batch's approvals (``ProcessedBatch.approvals``).
+            failures: whether the batch stored VIP failures (new or moved watches). A
+                batch with neither approvals nor failures skips matching (nothing new
+                here can match; the job matches other instances' new watches).
 
         Raises:
             Exception: the store's errors; the approvals stay in the buffer and are
@@ -169,45 +174,50 @@ class RecoveryWatch:
             if approvals.height:
                 self._buffer = approvals if self._buffer is None else pl.concat(
                     [self._buffer, approvals], how="vertical_relaxed")
-            return self._decide()
+            return self._decide(match=failures or approvals.height > 0)
 
     def decide(self) -> RecoveryDecisions:
         """Match the buffer against the store's watches and abandon the expired ones (steps 2–4)."""
         with self._lock:
             return self._decide()
 
-    def _decide(self) -> RecoveryDecisions:
-        buffered = self._buffer is not None and self._buffer.height > 0
-        # Recovered watches too, while a buffered approval could still be earlier than theirs.
-        since = self._buffer.get_column("occurred_at").min() if buffered else None  # type: ignore[union-attr]
-        watches = self.store.watching_recoveries(recovered_since=since)  # type: ignore[arg-type]
-        if not watches:
-            self._prune()
-            return RecoveryDecisions()
+    def _decide(self, *, match: bool = True) -> RecoveryDecisions:
         recovered: list[Recovery] = []
-        if buffered:
-            assert self._buffer is not None
-            held = {w.alert_id: w.recovered_at for w in watches if w.recovered_at is not None}
-            found = match_recoveries(watch_frame(watches), self._buffer)
-            matched = [row for row in found.iter_rows()
-                       if row[0] not in held or row[1] < held[row[0]]]
-            if matched:
-                recovered = self.store.mark_recovered(
-                    [RecoveryMatch(alert_id=alert_id, recovered_at=at, event_id=event_id,
-                                   terminal_id=terminal_id, merchant_id=merchant_id)
-                     for alert_id, at, event_id, terminal_id, merchant_id in matched],
-                    now=self._now())
-                if recovered and self.metrics is not None:
-                    self.metrics.observe_recovered(recovered)
+        if match and self._buffer is not None and self._buffer.height:
+            recovered = self._match(self._buffer)
         abandoned: list[Recovery] = []
         through = self._watermark()
-        if through is not None and any(w.status == "watching" and w.window_ends_at < through
-                                       for w in watches):
-            abandoned = self.store.abandon_watches(through, now=self._now())
-            if abandoned and self.metrics is not None:
-                self.metrics.observe_abandoned(abandoned)
+        if through is not None:
+            earliest = self.store.earliest_watch_deadline()
+            if earliest is not None and earliest < through:
+                abandoned = self.store.abandon_watches(through, now=self._now())
+                if abandoned and self.metrics is not None:
+                    self.metrics.observe_abandoned(abandoned)
         self._prune()
         return RecoveryDecisions(tuple(recovered), tuple(abandoned))
+
+    def _match(self, buffer: pl.DataFrame) -> list[Recovery]:
+        """Step 2: the buffered clients' watches, matched and recorded; the decisions made."""
+        # Recovered watches too, while a buffered approval could still be earlier than theirs.
+        since: datetime = buffer.get_column("occurred_at").min()  # type: ignore[assignment]
+        watches = self.store.watching_recoveries(
+            buffer.get_column("customer_id").unique().to_list(), recovered_since=since)
+        if not watches:
+            return []
+        held = {w.alert_id: w.recovered_at for w in watches if w.recovered_at is not None}
+        found = match_recoveries(watch_frame(watches), buffer)
+        matched = [row for row in found.iter_rows()
+                   if row[0] not in held or row[1] < held[row[0]]]
+        if not matched:
+            return []
+        recovered = self.store.mark_recovered(
+            [RecoveryMatch(alert_id=alert_id, recovered_at=at, event_id=event_id,
+                           terminal_id=terminal_id, merchant_id=merchant_id)
+             for alert_id, at, event_id, terminal_id, merchant_id in matched],
+            now=self._now())
+        if recovered and self.metrics is not None:
+            self.metrics.observe_recovered(recovered)
+        return recovered
 
     def _prune(self) -> None:
         through = self._watermark()

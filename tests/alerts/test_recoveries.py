@@ -14,24 +14,39 @@ NOW = datetime(2024, 5, 6, 12, 5, tzinfo=UTC)
 WINDOW = 1800
 
 
-def _match(alert_id: str, minutes: float, event_id: str = "ok-1", terminal_id: str = "ATM00077") -> RecoveryMatch:
-    return RecoveryMatch(alert_id=alert_id, recovered_at=T0 + timedelta(minutes=minutes), event_id=event_id,
-                         terminal_id=terminal_id, merchant_id="BNKPARIS0002")
+def _match(
+    alert_id: str, minutes: float, event_id: str = "ok-1", terminal_id: str = "ATM00077"
+) -> RecoveryMatch:
+    return RecoveryMatch(
+        alert_id=alert_id,
+        recovered_at=T0 + timedelta(minutes=minutes),
+        event_id=event_id,
+        terminal_id=terminal_id,
+        merchant_id="BNKPARIS0002",
+    )
 
 
 def test_recording_a_failure_starts_its_alerts_watch(
     store_location: Path | str, make_failure: Callable[..., VipFailure]
 ) -> None:
-    """A new alert gets a watching row with its kind, first terminal and deadline = last failure + window."""
+    """A new alert is watched: its kind, first terminal, deadline = last failure + window."""
     with AlertStore(store_location) as store:
-        [alert_id] = store.record([make_failure("ev-1", T0)], now=NOW,
-                                  recovery_window_seconds=WINDOW).new_alert_ids
-        store.record([make_failure("ev-2", T0 + timedelta(minutes=2), terminal_id="ATM00043")], now=NOW,
-                     recovery_window_seconds=WINDOW)
+        [alert_id] = store.record(
+            [make_failure("ev-1", T0)], now=NOW, recovery_window_seconds=WINDOW
+        ).new_alert_ids
+        store.record(
+            [make_failure("ev-2", T0 + timedelta(minutes=2), terminal_id="ATM00043")],
+            now=NOW,
+            recovery_window_seconds=WINDOW,
+        )
         recovery = store.recovery_of(alert_id)
     assert recovery is not None
     assert (recovery.status, recovery.channel, recovery.txn_type, recovery.outcome) == (
-        "watching", "ATM", "withdrawal", "customer")
+        "watching",
+        "ATM",
+        "withdrawal",
+        "customer",
+    )
     assert recovery.failed_terminal_id == "ATM00042"
     assert (recovery.first_failed_at, recovery.last_failed_at) == (T0, T0 + timedelta(minutes=2))
     assert recovery.window_ends_at == T0 + timedelta(minutes=2, seconds=WINDOW)
@@ -41,12 +56,16 @@ def test_recording_a_failure_starts_its_alerts_watch(
 def test_a_failure_of_another_kind_does_not_move_the_watch(
     store_location: Path | str, make_failure: Callable[..., VipFailure]
 ) -> None:
-    """A purchase failure joining a withdrawal alert leaves the withdrawal's deadline where it was."""
+    """A purchase failure joining a withdrawal alert leaves the withdrawal's deadline."""
     with AlertStore(store_location) as store:
-        [alert_id] = store.record([make_failure("ev-1", T0)], now=NOW,
-                                  recovery_window_seconds=WINDOW).new_alert_ids
-        store.record([make_failure("ev-2", T0 + timedelta(minutes=3), channel="POS", txn_type="purchase")],
-                     now=NOW, recovery_window_seconds=WINDOW)
+        [alert_id] = store.record(
+            [make_failure("ev-1", T0)], now=NOW, recovery_window_seconds=WINDOW
+        ).new_alert_ids
+        store.record(
+            [make_failure("ev-2", T0 + timedelta(minutes=3), channel="POS", txn_type="purchase")],
+            now=NOW,
+            recovery_window_seconds=WINDOW,
+        )
         recovery = store.recovery_of(alert_id)
     assert recovery is not None and recovery.window_ends_at == T0 + timedelta(seconds=WINDOW)
 
@@ -57,8 +76,12 @@ def test_no_window_means_no_watch_and_late_alerts_are_watched(
     """Without a window no row is written; a late (stale) alert is watched like any other."""
     with AlertStore(store_location) as store:
         [plain] = store.record([make_failure("ev-1", T0)], now=NOW).new_alert_ids
-        late = store.record([make_failure("ev-2", T0, customer_id="C-2")], now=T0 + timedelta(hours=3),
-                            stale_after_seconds=1800, recovery_window_seconds=WINDOW)
+        late = store.record(
+            [make_failure("ev-2", T0, customer_id="C-2")],
+            now=T0 + timedelta(hours=3),
+            stale_after_seconds=1800,
+            recovery_window_seconds=WINDOW,
+        )
         assert late.late_alert_ids
         assert store.recovery_of(plain) is None
         found = store.recoveries_of([plain, *late.late_alert_ids])
@@ -69,18 +92,25 @@ def test_no_window_means_no_watch_and_late_alerts_are_watched(
 def test_the_earliest_approval_wins_and_only_the_first_transition_is_a_decision(
     store_location: Path | str, make_failure: Callable[..., VipFailure]
 ) -> None:
-    """A later approval never replaces an earlier one; an earlier one does, without a second decision."""
+    """The earliest approval wins, and only the first transition is a decision."""
     with AlertStore(store_location) as store:
-        [alert_id] = store.record([make_failure("ev-1", T0)], now=NOW,
-                                  recovery_window_seconds=WINDOW).new_alert_ids
+        [alert_id] = store.record(
+            [make_failure("ev-1", T0)], now=NOW, recovery_window_seconds=WINDOW
+        ).new_alert_ids
         first = store.mark_recovered([_match(alert_id, 5, "ok-5")], now=NOW)
         assert [r.alert_id for r in first] == [alert_id]
         assert store.mark_recovered([_match(alert_id, 9, "ok-9")], now=NOW) == []
-        assert store.mark_recovered([_match(alert_id, 3, "ok-3", terminal_id="ATM00042")], now=NOW) == []
+        assert (
+            store.mark_recovered([_match(alert_id, 3, "ok-3", terminal_id="ATM00042")], now=NOW)
+            == []
+        )
         recovery = store.recovery_of(alert_id)
     assert recovery is not None
     assert (recovery.status, recovery.recovery_event_id, recovery.seconds_to_recovery) == (
-        "recovered", "ok-3", 180.0)
+        "recovered",
+        "ok-3",
+        180.0,
+    )
     assert recovery.same_terminal is True and recovery.decided_at == NOW
     assert recovery.merchant_id == "BNKPARIS0002"
 
@@ -88,11 +118,13 @@ def test_the_earliest_approval_wins_and_only_the_first_transition_is_a_decision(
 def test_a_watch_is_abandoned_once_event_time_passes_its_deadline(
     store_location: Path | str, make_failure: Callable[..., VipFailure]
 ) -> None:
-    """Abandoned only when the watermark is past the deadline; it stays abandoned; recovered ones are kept."""
+    """Abandoned once the watermark passes the deadline, for good; recovered ones stay."""
     with AlertStore(store_location) as store:
         [quiet, back] = store.record(
-            [make_failure("ev-1", T0), make_failure("ev-2", T0, customer_id="C-2")], now=NOW,
-            recovery_window_seconds=WINDOW).new_alert_ids
+            [make_failure("ev-1", T0), make_failure("ev-2", T0, customer_id="C-2")],
+            now=NOW,
+            recovery_window_seconds=WINDOW,
+        ).new_alert_ids
         store.mark_recovered([_match(back, 4)], now=NOW)
         deadline = T0 + timedelta(seconds=WINDOW)
         assert store.abandon_watches(deadline, now=NOW) == []

@@ -1,4 +1,4 @@
-"""The recovery watch through the real consumer and broker: a VIP who retries elsewhere recovers, one who does not is abandoned."""
+"""The recovery watch through the real consumer and broker: recovered and abandoned."""
 
 from __future__ import annotations
 
@@ -34,8 +34,9 @@ STREAM = [
 
 
 async def test_the_consumer_decides_recovered_and_abandoned_across_partitions(
-        kafka_bootstrap: str, unique_name: str, tmp_path: Path) -> None:
-    """Approval on another partition than the failure: recovered; no same-kind approval by the deadline: abandoned."""
+    kafka_bootstrap: str, unique_name: str, tmp_path: Path
+) -> None:
+    """A retry at another ATM is recovered; no same-kind approval by the deadline is abandoned."""
     settings = kafka_settings(kafka_bootstrap, unique_name, batch_timeout_ms=100)
     await ensure_topics(settings, partitions=2)
     producer = Producer({"bootstrap.servers": kafka_bootstrap})
@@ -45,7 +46,9 @@ async def test_the_consumer_decides_recovered_and_abandoned_across_partitions(
             fields |= {"channel": "POS", "txn_type": "purchase", "entry_mode": "chip"}
         if customer is not None:
             fields["customer_id"] = customer
-        producer.produce(settings.topic, value=encode(event(event_id, **fields)), key=terminal.encode())
+        producer.produce(
+            settings.topic, value=encode(event(event_id, **fields)), key=terminal.encode()
+        )
     assert producer.flush(10) == 0
 
     customers, managers = write_registry(
@@ -53,44 +56,70 @@ async def test_the_consumer_decides_recovered_and_abandoned_across_partitions(
         "customer_id,name,tier,manager_id,card_refs\nC-BACK,Hélène Martin,private,M-1,\n"
         "C-GONE,Jean Valjean,private,M-1,",
         "manager_id,name,email,phone,webhook_url,backup_manager_id,timezone\n"
-        "M-1,Paul Durand,paul@bank.test,,,,Europe/Paris")
+        "M-1,Paul Durand,paul@bank.test,,,,Europe/Paris",
+    )
     loader = RegistryLoader(customers, managers)
     loader.load()
     registry = CollectorRegistry()
     metrics = PipelineMetrics(registry)
     clock = EventClock(allowed_lateness_seconds=10)
-    processor = BatchProcessor(codes=ResponseCodeTable.load(rules_path("response_codes.yaml")),
-                               policy=AlertPolicy.load(rules_path("alerting.yaml")),
-                               registry=loader, metrics=metrics, clock=clock)
+    processor = BatchProcessor(
+        codes=ResponseCodeTable.load(rules_path("response_codes.yaml")),
+        policy=AlertPolicy.load(rules_path("alerting.yaml")),
+        registry=loader,
+        metrics=metrics,
+        clock=clock,
+    )
     with AlertStore(tmp_path / "alerts.db") as store:
-        watch = RecoveryWatch(store, watermark=lambda: clock.watermark, lateness_seconds=10,
-                              metrics=RecoveryMetrics(registry))
+        watch = RecoveryWatch(
+            store,
+            watermark=lambda: clock.watermark,
+            lateness_seconds=10,
+            metrics=RecoveryMetrics(registry),
+        )
         consumer = TransactionConsumer(
-            settings, processor=processor, metrics=metrics, recovery=watch,
+            settings,
+            processor=processor,
+            metrics=metrics,
+            recovery=watch,
             record_failures=lambda failures, _incidents: asyncio.to_thread(
-                store.record, failures, recovery_window_seconds=1800))
+                store.record, failures, recovery_window_seconds=1800
+            ),
+        )
         await consumer.start()
         stop = asyncio.Event()
         task = asyncio.create_task(consumer.run(stop))
 
         def decided(result: str) -> float:
-            return registry.get_sample_value(
-                "cardmon_vip_recoveries_total",
-                {"result": result, "outcome": "technical", "channel": "ATM"}) or 0
+            return (
+                registry.get_sample_value(
+                    "cardmon_vip_recoveries_total",
+                    {"result": result, "outcome": "technical", "channel": "ATM"},
+                )
+                or 0
+            )
 
         try:
-            await wait_until(lambda: decided("recovered") + decided("abandoned") >= 2,
-                             what="both watches decided")
+            await wait_until(
+                lambda: decided("recovered") + decided("abandoned") >= 2,
+                what="both watches decided",
+            )
         finally:
             stop.set()
             await task
             await consumer.stop()
-        recoveries = {r.customer_id: r for r in store.recoveries_of(
-            [a.alert_id for a in store.list_alerts()]).values()}
+        recoveries = {
+            r.customer_id: r
+            for r in store.recoveries_of([a.alert_id for a in store.list_alerts()]).values()
+        }
     assert (decided("recovered"), decided("abandoned")) == (1, 1)
     back = recoveries["C-BACK"]
     assert (back.status, back.recovery_event_id, back.terminal_id, back.same_terminal) == (
-        "recovered", "retry-ok", "ATM00077", False)
+        "recovered",
+        "retry-ok",
+        "ATM00077",
+        False,
+    )
     assert back.seconds_to_recovery == 180.0
     assert recoveries["C-GONE"].status == "abandoned"
     assert registry.get_sample_value("cardmon_vip_recovery_seconds_count") == 1

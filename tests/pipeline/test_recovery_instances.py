@@ -1,4 +1,4 @@
-"""The recovery watch with two instances sharing one PostgreSQL store: one decision, the earliest approval."""
+"""Two instances on one PostgreSQL store: one decision, the earliest approval."""
 
 from __future__ import annotations
 
@@ -21,22 +21,51 @@ _US = 1_000_000
 
 
 def _failure(customer_id: str) -> VipFailure:
-    event = AlertEvent(event_id=f"f-{customer_id}", occurred_at=T0, channel="ATM",
-                       terminal_id="ATM00042", merchant_id=None, txn_type="withdrawal",
-                       amount_minor=20000, currency="EUR", response_code="91",
-                       outcome="technical", response_meaning="Issuer unavailable")
-    return VipFailure(event=event, customer_id=customer_id, customer_name="Ada", tier="private",
-                      manager=MANAGER, severity="high", suggested_action="Call the client.")
+    event = AlertEvent(
+        event_id=f"f-{customer_id}",
+        occurred_at=T0,
+        channel="ATM",
+        terminal_id="ATM00042",
+        merchant_id=None,
+        txn_type="withdrawal",
+        amount_minor=20000,
+        currency="EUR",
+        response_code="91",
+        outcome="technical",
+        response_meaning="Issuer unavailable",
+    )
+    return VipFailure(
+        event=event,
+        customer_id=customer_id,
+        customer_name="Ada",
+        tier="private",
+        manager=MANAGER,
+        severity="high",
+        suggested_action="Call the client.",
+    )
 
 
 def _approval(event_id: str, customer_id: str, minutes: float) -> pl.DataFrame:
     return pl.DataFrame(
-        {"customer_id": [customer_id], "channel": ["ATM"], "txn_type": ["withdrawal"],
-         "occurred_at": [T0 + timedelta(minutes=minutes)], "event_id": [event_id],
-         "terminal_id": [f"T-{event_id}"], "merchant_id": [None]},
-        schema={"customer_id": pl.String, "channel": pl.String, "txn_type": pl.String,
-                "occurred_at": pl.Datetime("us", "UTC"), "event_id": pl.String,
-                "terminal_id": pl.String, "merchant_id": pl.String})
+        {
+            "customer_id": [customer_id],
+            "channel": ["ATM"],
+            "txn_type": ["withdrawal"],
+            "occurred_at": [T0 + timedelta(minutes=minutes)],
+            "event_id": [event_id],
+            "terminal_id": [f"T-{event_id}"],
+            "merchant_id": [None],
+        },
+        schema={
+            "customer_id": pl.String,
+            "channel": pl.String,
+            "txn_type": pl.String,
+            "occurred_at": pl.Datetime("us", "UTC"),
+            "event_id": pl.String,
+            "terminal_id": pl.String,
+            "merchant_id": pl.String,
+        },
+    )
 
 
 @pytest.fixture
@@ -48,8 +77,10 @@ def url(postgres: PostgresServer) -> Iterator[str]:
     yield location
 
 
-def test_an_approval_buffered_on_one_instance_recovers_a_failure_recorded_by_another(url: str) -> None:
-    """B reads the approval before A records the failure; B's next pass recovers it, counted once."""
+def test_an_approval_buffered_on_one_instance_recovers_a_failure_recorded_by_another(
+    url: str,
+) -> None:
+    """B reads the approval before A records the failure; B's next pass recovers it."""
     with AlertStore(url) as a_store, AlertStore(url) as b_store:
         a = RecoveryWatch(a_store, watermark=lambda: T0, lateness_seconds=10)
         b = RecoveryWatch(b_store, watermark=lambda: T0, lateness_seconds=10)
@@ -62,12 +93,14 @@ def test_an_approval_buffered_on_one_instance_recovers_a_failure_recorded_by_ano
 
 
 def test_with_scale_out_a_watch_is_abandoned_only_when_every_partition_passed_its_deadline(
-        url: str) -> None:
+    url: str,
+) -> None:
     """The fleet watermark waits for the lagging partition, whoever reads it."""
     counts = FleetCounts(url, "tx")
     deadline_us = int((T0 + timedelta(seconds=WINDOW)).timestamp() * _US)
     try:
         with AlertStore(url) as store:
+
             def fleet() -> datetime | None:
                 return store.fleet_watermark("tx", lateness_seconds=10, stalled_seconds=60)
 
@@ -75,11 +108,27 @@ def test_with_scale_out_a_watch_is_abandoned_only_when_every_partition_passed_it
             store.record([_failure("C-1")], recovery_window_seconds=WINDOW)
             assert fleet() is None  # no progress written yet
             for partition, latest in ((0, deadline_us + 60 * _US), (1, deadline_us - 60 * _US)):
-                counts.flush(partition, partitions=2, owner="a", latest_us=latest, caught_up=False,
-                             through=None, partials=[], vips=[])
+                counts.flush(
+                    partition,
+                    partitions=2,
+                    owner="a",
+                    latest_us=latest,
+                    caught_up=False,
+                    through=None,
+                    partials=[],
+                    vips=[],
+                )
             assert watch.decide().abandoned == ()  # partition 1 is still before the deadline
-            counts.flush(1, partitions=2, owner="b", latest_us=deadline_us + 30 * _US,
-                         caught_up=False, through=None, partials=[], vips=[])
+            counts.flush(
+                1,
+                partitions=2,
+                owner="b",
+                latest_us=deadline_us + 30 * _US,
+                caught_up=False,
+                through=None,
+                partials=[],
+                vips=[],
+            )
             decided = watch.decide()
     finally:
         counts.close()

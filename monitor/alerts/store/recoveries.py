@@ -209,21 +209,43 @@ class RecoveryQueries(StoreConnection):
             found.update((row["alert_id"], _recovery(row)) for row in rows)
         return found
 
-    def watching_recoveries(self, *, recovered_since: datetime | None = None) -> list[Recovery]:
+    def watching_recoveries(self, customer_ids: Sequence[str] | None = None, *,
+                            recovered_since: datetime | None = None) -> list[Recovery]:
         """Every watch still ``watching`` (the VIP alerts of about the last window), by deadline.
 
         Args:
+            customer_ids: only these clients' watches (read 500 clients at a time);
+                ``None``: every client's.
             recovered_since: also the ``recovered`` watches whose deadline is at or after
                 this time (an earlier approval may still replace theirs); ``None``: none.
         """
-        sql = "SELECT * FROM alert_recoveries WHERE status = 'watching'"
-        args: tuple[str, ...] = ()
+        status = "status = 'watching'"
+        args: list[str] = []
         if recovered_since is not None:
-            sql += " OR (status = 'recovered' AND deadline >= ?)"
-            args = (utc_text(recovered_since),)
+            status = "(status = 'watching' OR (status = 'recovered' AND deadline >= ?))"
+            args = [utc_text(recovered_since)]
+        chunks: list[list[str] | None] = [None]
+        if customer_ids is not None:
+            ids = sorted(set(customer_ids))
+            chunks = [ids[i:i + _MAX_IDS] for i in range(0, len(ids), _MAX_IDS)]
+        found: list[Recovery] = []
+        for chunk in chunks:
+            where = status
+            if chunk is not None:
+                where += f" AND customer_id IN ({', '.join('?' * len(chunk))})"
+            with self._lock:
+                rows = self._conn.execute(f"SELECT * FROM alert_recoveries WHERE {where}",
+                                          [*args, *(chunk or ())]).fetchall()
+            found += [_recovery(row) for row in rows]
+        return sorted(found, key=lambda r: (r.window_ends_at, r.alert_id))
+
+    def earliest_watch_deadline(self) -> datetime | None:
+        """The earliest deadline of the watches still ``watching`` (``None``: none); one index probe."""
         with self._lock:
-            rows = self._conn.execute(sql + " ORDER BY deadline, alert_id", args).fetchall()
-        return [_recovery(row) for row in rows]
+            row = self._conn.execute(
+                "SELECT min(deadline) AS deadline FROM alert_recoveries WHERE status = 'watching'"
+            ).fetchone()
+        return None if row is None or row["deadline"] is None else parse_utc(row["deadline"])
 
     @retried
     def mark_recovered(self, matches: Sequence[RecoveryMatch], *, now: datetime) -> list[Recovery]:
