@@ -219,3 +219,19 @@ def test_the_follow_up_is_written_in_the_managers_language(
     decide(store, alert_id, "recovered", terminal="ATM-0017")
     message = render(store, alert_id, replace(ANA_RM, locale=locale))
     assert expected in message.text
+
+
+def test_a_follow_up_that_failed_for_good_can_be_resent_by_its_id(
+    store: AlertStore, make_failure: Callable[..., VipFailure]
+) -> None:
+    """`cardmon alerts resend rf-…` puts the failed follow-up back in the outbox; the alert is untouched."""
+    alert_id = record_alert(store, make_failure)
+    decide(store, alert_id, "recovered")
+    now = FAILED_AT + timedelta(minutes=5)
+    store.queue_recovery_follow_ups(now, managers={ANA_RM.manager_id: ANA_RM})
+    [row] = store.claim_due(now)
+    assert store.mark_failed(row.delivery_id, "SMTPServerDisconnected")
+    resent = store.resend(follow_up_id_for(alert_id), by="Ops Desk", via="cli", at=now)
+    assert (resent.deliveries, resent.alert_ids) == (1, ())
+    assert [d.alert_id for d in store.claim_due(now)] == [follow_up_id_for(alert_id)]
+    assert store.state_of(alert_id) == "notified"

@@ -54,8 +54,9 @@ class ResendQueries(StoreConnection):
         ``open`` again. Nothing failed: nothing changes.
 
         Args:
-            message_id: an alert (``al-``), notice (``ic-``), summary or digest (``dg-``)
-                ID; ``None`` for every failed delivery (``--all-failed``).
+            message_id: an alert (``al-``), notice (``ic-``), summary, digest (``dg-``) or
+                recovery follow-up (``rf-``) ID; ``None`` for every failed delivery
+                (``--all-failed``).
             by: who (operator name or manager ID; 1–200 characters, PAN-scrubbed).
             via: the channel it came through (``cli``, ``api``).
             at: when (aware; UTC now if ``None``).
@@ -117,8 +118,9 @@ def _message_exists(conn: Database, message_id: str) -> bool:
         """SELECT EXISTS (SELECT 1 FROM alerts WHERE alert_id = ?)
             OR EXISTS (SELECT 1 FROM incident_notices WHERE notice_id = ?)
             OR EXISTS (SELECT 1 FROM summaries WHERE summary_id = ?)
-            OR EXISTS (SELECT 1 FROM digests WHERE digest_id = ?)""",
-        (message_id,) * 4).fetchone()[0] in (1, True)
+            OR EXISTS (SELECT 1 FROM digests WHERE digest_id = ?)
+            OR EXISTS (SELECT 1 FROM deliveries WHERE alert_id = ? AND alert_id LIKE 'rf-%')""",
+        (message_id,) * 5).fetchone()[0] in (1, True)
 
 
 def _alerts_of_message(conn: Database, message_id: str) -> list[str]:
