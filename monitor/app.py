@@ -372,8 +372,9 @@ class MonitorApp:
                 "terminal impact", lambda: self.impact_metrics.refresh(self.store, datetime.now(UTC))),
             jobs.DIGESTS_JOB: guard.coroutine("daily digests", self._send_digests),
             jobs.SUMMARIES_JOB: guard.coroutine("rate-cap summaries", self._send_summaries),
-            jobs.RECOVERY_FOLLOW_UPS_JOB: guard.coroutine("recovery follow-ups",
-                                                          self._queue_follow_ups),
+            **({jobs.RECOVERY_FOLLOW_UPS_JOB: guard.coroutine("recovery follow-ups",
+                                                              self._queue_follow_ups)}
+               if self.recovery is not None else {}),
             jobs.ESCALATION_JOB: guard.coroutine("escalation", self._escalate),
             **({jobs.RECOVERY_JOB: guard.sync("recovery watch", self._decide_recoveries)}
                if self.recovery is not None else {}),

@@ -179,7 +179,8 @@ JOBS: Final[tuple[ScheduledJob, ...]] = (
     ScheduledJob(
         job_id=RECOVERY_FOLLOW_UPS_JOB,
         what="queue one follow-up message per decided recovery watch (managers who opted in)",
-        every="5 s (fixed: RECOVERY_FOLLOW_UPS_SECONDS)",
+        every="5 s (fixed: RECOVERY_FOLLOW_UPS_SECONDS; only with "
+              "alerting.recovery_window_seconds)",
         trigger=lambda t: _every(RECOVERY_FOLLOW_UPS_SECONDS)),
     ScheduledJob(
         job_id=ESCALATION_JOB, what="escalate unacknowledged alerts whose next step is due",

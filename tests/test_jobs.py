@@ -132,4 +132,6 @@ def test_no_recovery_window_means_no_watch_and_no_recovery_job(tmp_path: Path,
         assert monitor.recovery is None and monitor.consumer.recovery is None
     finally:
         monitor.store.close()
-    assert jobs.RECOVERY_JOB not in _scheduled(settings)
+    scheduled = _scheduled(settings)
+    assert jobs.RECOVERY_JOB not in scheduled
+    assert jobs.RECOVERY_FOLLOW_UPS_JOB not in scheduled  # nothing is ever decided
