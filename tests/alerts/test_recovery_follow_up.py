@@ -224,7 +224,7 @@ def test_the_follow_up_is_written_in_the_managers_language(
 def test_a_follow_up_that_failed_for_good_can_be_resent_by_its_id(
     store: AlertStore, make_failure: Callable[..., VipFailure]
 ) -> None:
-    """`cardmon alerts resend rf-…` puts the failed follow-up back in the outbox; the alert is untouched."""
+    """`cardmon alerts resend rf-…` re-queues the failed follow-up; the alert is untouched."""
     alert_id = record_alert(store, make_failure)
     decide(store, alert_id, "recovered")
     now = FAILED_AT + timedelta(minutes=5)
@@ -235,3 +235,19 @@ def test_a_follow_up_that_failed_for_good_can_be_resent_by_its_id(
     assert (resent.deliveries, resent.alert_ids) == (1, ())
     assert [d.alert_id for d in store.claim_due(now)] == [follow_up_id_for(alert_id)]
     assert store.state_of(alert_id) == "notified"
+
+
+def test_a_late_alert_gets_no_follow_up(
+    store: AlertStore, make_failure: Callable[..., VipFailure]
+) -> None:
+    """An alert recorded late (stale events replayed, paged to nobody) gets no follow-up either."""
+    [alert_id] = store.record(
+        [make_failure("ev-old", FAILED_AT, manager=ANA_RM, customer_name="Ana Silva",
+                      terminal_id="ATM-0017", city="Lisbon")],
+        now=FAILED_AT + timedelta(hours=3), stale_after_seconds=600,
+        recovery_window_seconds=1800).new_alert_ids
+    decide(store, alert_id, "recovered")
+    now = FAILED_AT + timedelta(hours=3, minutes=1)
+    assert store.queue_recovery_follow_ups(now, managers={ANA_RM.manager_id: ANA_RM}) == 0
+    assert follow_up_of(store, alert_id) == 2
+    assert [d for d in store.claim_due(now) if d.alert_id.startswith("rf-")] == []

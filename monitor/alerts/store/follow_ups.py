@@ -13,12 +13,13 @@ rendered at send time by :mod:`monitor.alerts.messages.recovery`.
 * ``1``: queued: outbox rows to the manager's first route for the alert's severity
   and to the recording sinks (``console``, ``jsonl``; never ``alertmanager``, which pages);
 * ``2``: not sent: the manager did not opt in (registry ``recovery_follow_up``), is
-  no longer in the registry, or no configured channel reaches them.
+  no longer in the registry, or no configured channel reaches them; or the alert is
+  late (stale events replayed: its manager was never paged, so no follow-up either).
 
 Once only, across instances: one transaction reads the decided rows still at ``0``,
 and for each one sets its ``follow_up`` with ``UPDATE ... WHERE alert_id = ? AND
 follow_up = 0`` and queues the outbox rows only when that update changed the row. A
-second caller (another instance, the watch's writer right after a decision) finds the
+second caller (another instance, or the watch's code right after a decision) finds the
 row already set — on PostgreSQL it waits for the first one's row lock, then reads the
 committed value — and queues nothing. The outbox rows are unique on
 ``(alert_id, channel, recipient_id)`` besides.
@@ -46,6 +47,7 @@ FOLLOW_UP_NOT_SENT: Final = 2
 # Decided watches handled per call: a backlog drains over a few runs of the job.
 _BATCH: Final = 200
 
+
 class FollowUpQueries(StoreConnection):
     """The recovery follow-ups of :class:`~monitor.alerts.store.AlertStore`."""
 
@@ -62,9 +64,10 @@ class FollowUpQueries(StoreConnection):
 
         In one write transaction, for each decided watch whose ``follow_up`` is 0
         (oldest decision first, at most 200 a call): the manager as the registry knows
-        them now; when they opted in (``recovery_follow_up``) and a configured channel
-        reaches them, one outbox row to their first route for the alert's severity
-        (:func:`monitor.alerts.routing.channels_for`) plus one per recording sink, due
+        them now; when they opted in (``recovery_follow_up``), a configured channel
+        reaches them and the alert is not late, one outbox row to their first route for
+        the alert's severity (:func:`monitor.alerts.routing.channels_for`) plus one per
+        recording sink, due
         at ``now``, and ``follow_up = 1``; otherwise ``follow_up = 2`` and no row. A
         row another caller set first is left alone.
 
@@ -82,7 +85,7 @@ class FollowUpQueries(StoreConnection):
         queued = 0
         with self._transaction() as conn:
             rows = conn.execute(
-                """SELECT r.alert_id, r.manager_id, a.severity FROM alert_recoveries r
+                """SELECT r.alert_id, r.manager_id, a.severity, a.late FROM alert_recoveries r
                 JOIN alerts a ON a.alert_id = r.alert_id
                 WHERE r.follow_up = 0 AND r.status != 'watching'
                 ORDER BY r.decided_at, r.alert_id LIMIT ?""", (_BATCH,)).fetchall()
@@ -91,7 +94,8 @@ class FollowUpQueries(StoreConnection):
                 routes = ([route.channel
                            for route in channels_for(manager, row["severity"], channels)
                            if is_person_channel(route.channel)]
-                          if manager is not None and manager.recovery_follow_up else [])
+                          if manager is not None and manager.recovery_follow_up
+                          and not row["late"] else [])
                 value = FOLLOW_UP_QUEUED if routes else FOLLOW_UP_NOT_SENT
                 if not conn.execute(
                         """UPDATE alert_recoveries SET follow_up = ?
