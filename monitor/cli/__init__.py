@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import typer
 
-from monitor.cli import alerts, dashboards, incidents, service, terminals, workspace
+from monitor.cli import alerts, dashboards, incidents, report, service, terminals, workspace
 
 __all__ = ["app", "main"]
 
@@ -29,6 +29,7 @@ app.add_typer(incidents.app, name="incidents")
 app.add_typer(terminals.app, name="terminals")
 app.add_typer(dashboards.app, name="dashboards")
 app.add_typer(workspace.app, name="workspace")
+app.command("report")(report.report)
 for command in (service.version, service.run, service.demo, service.broker):
     app.command()(command)
 
