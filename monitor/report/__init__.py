@@ -1,4 +1,4 @@
-"""The fast-correction report (``cardmon report``): how fast VIP failures were corrected, as one HTML file.
+"""The fast-correction report (``cardmon report``): how fast VIP failures were corrected.
 
 Three steps, one module each, imports going down:
 
@@ -17,5 +17,13 @@ from __future__ import annotations
 from monitor.report.data import Distribution, ManagerSummary, ReportData, figures, gather
 from monitor.report.render import PdfUnavailable, render_html, write_pdf
 
-__all__ = ["Distribution", "ManagerSummary", "PdfUnavailable", "ReportData", "figures", "gather",
-           "render_html", "write_pdf"]
+__all__ = [
+    "Distribution",
+    "ManagerSummary",
+    "PdfUnavailable",
+    "ReportData",
+    "figures",
+    "gather",
+    "render_html",
+    "write_pdf",
+]

@@ -36,8 +36,8 @@ from monitor.alerts.states import RESOLUTION_OUTCOMES
 from monitor.alerts.store import AlertStore, ReportAlert, ReportFailure, TerminalImpact
 
 __all__ = [
-    "NOT_RESOLVED",
     "NOTE_ONLY",
+    "NOT_RESOLVED",
     "RECOVERY_STATUSES",
     "Distribution",
     "ManagerSummary",
@@ -47,7 +47,7 @@ __all__ = [
     "nearest_rank",
 ]
 
-#: The resolution-outcome buckets besides the vocabulary: not resolved yet, resolved with a note only.
+#: The resolution-outcome buckets beside the vocabulary: not resolved yet, note only.
 NOT_RESOLVED: Final = "not_resolved"
 NOTE_ONLY: Final = "note_only"
 #: Recovery buckets, in the order the report shows them.
@@ -57,7 +57,10 @@ TOP_TERMINALS: Final = 10
 
 
 def nearest_rank(values: Sequence[float], percent: float) -> float:
-    """The nearest-rank percentile of ``values`` (non-empty): the smallest value with ``percent`` % at or below it."""
+    """The nearest-rank percentile of ``values`` (non-empty).
+
+    The smallest value with at least ``percent`` % of the values at or below it.
+    """
     ordered = sorted(values)
     return ordered[max(math.ceil(percent / 100 * len(ordered)), 1) - 1]
 
@@ -160,22 +163,34 @@ class ReportData:
 
 
 def _outcomes(alerts: Sequence[ReportAlert]) -> dict[str, int]:
-    counts = Counter(NOT_RESOLVED if not a.resolved else (a.resolution_outcome or NOTE_ONLY)
-                     for a in alerts)
+    counts = Counter(
+        NOT_RESOLVED if not a.resolved else (a.resolution_outcome or NOTE_ONLY) for a in alerts
+    )
     return {key: counts.get(key, 0) for key in (*RESOLUTION_OUTCOMES, NOTE_ONLY, NOT_RESOLVED)}
 
 
 def _recovery(alerts: Sequence[ReportAlert]) -> dict[str, int]:
-    names = {"recovered": "recovered", "abandoned": "abandoned", "watching": "pending", None: "not_watched"}
+    names = {
+        "recovered": "recovered",
+        "abandoned": "abandoned",
+        "watching": "pending",
+        None: "not_watched",
+    }
     counts = Counter(names.get(a.recovery, "not_watched") for a in alerts)
     return {key: counts.get(key, 0) for key in RECOVERY_STATUSES}
 
 
 def _times(alerts: Sequence[ReportAlert]) -> tuple[Distribution, Distribution]:
-    acknowledge = [max((a.acknowledged_at - a.created_at).total_seconds(), 0.0)
-                   for a in alerts if a.acknowledged_at is not None]
-    contact = [max((a.contacted_at - a.created_at).total_seconds(), 0.0)
-               for a in alerts if a.contacted_at is not None]
+    acknowledge = [
+        max((a.acknowledged_at - a.created_at).total_seconds(), 0.0)
+        for a in alerts
+        if a.acknowledged_at is not None
+    ]
+    contact = [
+        max((a.contacted_at - a.created_at).total_seconds(), 0.0)
+        for a in alerts
+        if a.contacted_at is not None
+    ]
     return Distribution.of(acknowledge), Distribution.of(contact)
 
 
@@ -185,8 +200,11 @@ def _days(since: datetime, until: datetime, zone: ZoneInfo) -> list[date]:
     return [first + timedelta(days=n) for n in range((last - first).days + 1)]
 
 
-def _managers(alerts: Sequence[ReportAlert], failures: Sequence[ReportFailure],
-              manager_ids: Sequence[str] | None) -> list[ManagerSummary]:
+def _managers(
+    alerts: Sequence[ReportAlert],
+    failures: Sequence[ReportFailure],
+    manager_ids: Sequence[str] | None,
+) -> list[ManagerSummary]:
     by_manager: dict[str, list[ReportAlert]] = {}  # <manager_id: their alerts>
     for alert in alerts:
         by_manager.setdefault(alert.manager_id, []).append(alert)
@@ -197,17 +215,33 @@ def _managers(alerts: Sequence[ReportAlert], failures: Sequence[ReportFailure],
     for manager_id in ids:
         theirs = by_manager.get(manager_id, [])
         acknowledge, contact = _times(theirs)
-        lines.append(ManagerSummary(
-            manager_id=manager_id, manager_name=names.get(manager_id, manager_id),
-            failures=failed.get(manager_id, 0), alerts=len(theirs), acknowledge=acknowledge,
-            first_contact=contact, resolved=sum(a.resolved for a in theirs),
-            outcomes=_outcomes(theirs), recovery=_recovery(theirs)))
+        lines.append(
+            ManagerSummary(
+                manager_id=manager_id,
+                manager_name=names.get(manager_id, manager_id),
+                failures=failed.get(manager_id, 0),
+                alerts=len(theirs),
+                acknowledge=acknowledge,
+                first_contact=contact,
+                resolved=sum(a.resolved for a in theirs),
+                outcomes=_outcomes(theirs),
+                recovery=_recovery(theirs),
+            )
+        )
     return sorted(lines, key=lambda m: (m.manager_name.casefold(), m.manager_id))
 
 
-def gather(store: AlertStore, *, since: datetime, until: datetime, zone: str,
-           terminal_classes: Sequence[str], team: str | None = None,
-           manager_ids: Sequence[str] | None = None, now: datetime | None = None) -> ReportData:
+def gather(
+    store: AlertStore,
+    *,
+    since: datetime,
+    until: datetime,
+    zone: str,
+    terminal_classes: Sequence[str],
+    team: str | None = None,
+    manager_ids: Sequence[str] | None = None,
+    now: datetime | None = None,
+) -> ReportData:
     """Count the report's numbers for ``[since, until)`` from the store.
 
     Args:
@@ -232,8 +266,9 @@ def gather(store: AlertStore, *, since: datetime, until: datetime, zone: str,
     tz = ZoneInfo(zone)
     failures = store.report_failures(since=since, until=until, manager_ids=manager_ids)
     alerts = store.report_alerts(since=since, until=until, manager_ids=manager_ids)
-    terminals = store.terminal_impact(since=since, until=until, classes=terminal_classes,
-                                      limit=TOP_TERMINALS)
+    terminals = store.terminal_impact(
+        since=since, until=until, classes=terminal_classes, limit=TOP_TERMINALS
+    )
     by_day: dict[date, dict[str, int]] = {day: {} for day in _days(since, until, tz)}
     for failure in failures:
         day = by_day.setdefault(failure.occurred_at.astimezone(tz).date(), {})
@@ -242,12 +277,23 @@ def gather(store: AlertStore, *, since: datetime, until: datetime, zone: str,
     acknowledge, contact = _times(alerts)
     generated = (now or datetime.now(tz)).astimezone(tz)
     return ReportData(
-        since=since, until=until, generated_at=generated, zone=zone, team=team,
+        since=since,
+        until=until,
+        generated_at=generated,
+        zone=zone,
+        team=team,
         failures_by_day=by_day,
         failures_by_class=dict(sorted(by_class.items(), key=lambda item: (-item[1], item[0]))),
-        failures=len(failures), alerts=len(alerts), acknowledge=acknowledge, first_contact=contact,
-        outcomes=_outcomes(alerts), recovery=_recovery(alerts), terminals=terminals,
-        terminal_classes=tuple(terminal_classes), managers=_managers(alerts, failures, manager_ids))
+        failures=len(failures),
+        alerts=len(alerts),
+        acknowledge=acknowledge,
+        first_contact=contact,
+        outcomes=_outcomes(alerts),
+        recovery=_recovery(alerts),
+        terminals=terminals,
+        terminal_classes=tuple(terminal_classes),
+        managers=_managers(alerts, failures, manager_ids),
+    )
 
 
 def _distribution(d: Distribution) -> dict[str, Any]:
@@ -266,23 +312,46 @@ def figures(data: ReportData) -> dict[str, Any]:
         same keys per manager, with ``manager_id`` and ``manager_name``).
     """
     return {
-        "period": {"since": data.since.isoformat(), "until": data.until.isoformat(),
-                   "zone": data.zone, "generated_at": data.generated_at.isoformat(),
-                   "team": data.team},
+        "period": {
+            "since": data.since.isoformat(),
+            "until": data.until.isoformat(),
+            "zone": data.zone,
+            "generated_at": data.generated_at.isoformat(),
+            "team": data.team,
+        },
         "failures": data.failures,
         "alerts": data.alerts,
-        "failures_by_day": {day.isoformat(): dict(sorted(classes.items()))
-                            for day, classes in sorted(data.failures_by_day.items())},
+        "failures_by_day": {
+            day.isoformat(): dict(sorted(classes.items()))
+            for day, classes in sorted(data.failures_by_day.items())
+        },
         "failures_by_class": data.failures_by_class,
         "time_to_acknowledge": _distribution(data.acknowledge),
         "time_to_first_contact": _distribution(data.first_contact),
         "outcomes": data.outcomes,
         "recovery": data.recovery,
-        "terminals": [{"terminal_id": t.terminal_id, "channel": t.channel, "clients": t.clients,
-                       "failures": t.failures, "managers": t.managers} for t in data.terminals],
-        "managers": [{"manager_id": m.manager_id, "manager_name": m.manager_name,
-                      "failures": m.failures, "alerts": m.alerts, "resolved": m.resolved,
-                      "time_to_acknowledge": _distribution(m.acknowledge),
-                      "time_to_first_contact": _distribution(m.first_contact),
-                      "outcomes": m.outcomes, "recovery": m.recovery} for m in data.managers],
+        "terminals": [
+            {
+                "terminal_id": t.terminal_id,
+                "channel": t.channel,
+                "clients": t.clients,
+                "failures": t.failures,
+                "managers": t.managers,
+            }
+            for t in data.terminals
+        ],
+        "managers": [
+            {
+                "manager_id": m.manager_id,
+                "manager_name": m.manager_name,
+                "failures": m.failures,
+                "alerts": m.alerts,
+                "resolved": m.resolved,
+                "time_to_acknowledge": _distribution(m.acknowledge),
+                "time_to_first_contact": _distribution(m.first_contact),
+                "outcomes": m.outcomes,
+                "recovery": m.recovery,
+            }
+            for m in data.managers
+        ],
     }

@@ -32,7 +32,9 @@ _WHEN: Final = "%d %b %Y %H:%M"
 
 _ENV: Final = jinja2.Environment(
     loader=jinja2.PackageLoader("monitor.report", "templates"),
-    autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=False,
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=False,
 )
 
 
@@ -68,11 +70,21 @@ def render_html(data: ReportData) -> str:
     zone_since = data.since.astimezone(data.generated_at.tzinfo)
     zone_until = data.until.astimezone(data.generated_at.tzinfo)
     return _ENV.get_template("report.html").render(
-        title="Fast-correction report", scope=scope, data=data, plots=drawn,
-        since=zone_since.strftime(_WHEN), until=zone_until.strftime(_WHEN),
-        generated=data.generated_at.strftime(_WHEN), zone=data.zone,
-        duration=duration, words=words, class_words=CLASS_WORDS, outcome_words=OUTCOME_WORDS,
-        recovery_words=RECOVERY_WORDS, figures_json=_json(data))
+        title="Fast-correction report",
+        scope=scope,
+        data=data,
+        plots=drawn,
+        since=zone_since.strftime(_WHEN),
+        until=zone_until.strftime(_WHEN),
+        generated=data.generated_at.strftime(_WHEN),
+        zone=data.zone,
+        duration=duration,
+        words=words,
+        class_words=CLASS_WORDS,
+        outcome_words=OUTCOME_WORDS,
+        recovery_words=RECOVERY_WORDS,
+        figures_json=_json(data),
+    )
 
 
 def _lead_name(data: ReportData) -> str:
@@ -91,12 +103,15 @@ def write_pdf(html: str, out: Path) -> None:
         OSError: ``out`` cannot be written.
     """
     try:
-        import weasyprint  # noqa: PLC0415 - optional: only `--pdf` needs it
+        import weasyprint  # type: ignore[import-untyped]  # optional: only --pdf needs it
     except ImportError as error:
         raise PdfUnavailable(
             "PDF needs WeasyPrint and the system's Pango: pip install 'cardmon[pdf]' "
-            f"and apt-get install libpango-1.0-0 libpangoft2-1.0-0 ({error})") from None
+            f"and apt-get install libpango-1.0-0 libpangoft2-1.0-0 ({error})"
+        ) from None
     except OSError as error:  # WeasyPrint found, Pango not
-        raise PdfUnavailable(f"WeasyPrint cannot load Pango: apt-get install libpango-1.0-0 "
-                             f"libpangoft2-1.0-0 ({error})") from None
+        raise PdfUnavailable(
+            f"WeasyPrint cannot load Pango: apt-get install libpango-1.0-0 "
+            f"libpangoft2-1.0-0 ({error})"
+        ) from None
     weasyprint.HTML(string=html).write_pdf(out)

@@ -1,4 +1,4 @@
-"""Plain words for the report's codes: outcome classes, resolution outcomes, recovery statuses, durations.
+"""Plain words for the report's codes (outcome classes, outcomes, recovery) and durations.
 
 The report is read by a bank's head of cards, not by an engineer: every code the store
 keeps (``technical``, ``called_client``, ``watching``) is shown in words, with the code
@@ -47,7 +47,7 @@ def words(table: dict[str, str], code: str) -> str:
 
 
 def duration(seconds: float | None) -> str:
-    """A duration for a reader: ``"–"`` for none, ``"45 s"``, ``"12 min"``, ``"3 h 05 min"``, ``"2 d 4 h"``."""
+    """A readable duration: ``"45 s"``, ``"12 min"``, ``"3 h 05 min"``, ``"2 d 4 h"``."""
     if seconds is None:
         return "–"
     if seconds < 60:
@@ -55,7 +55,7 @@ def duration(seconds: float | None) -> str:
     minutes = seconds / 60
     if minutes < 60:
         return f"{minutes:.1f} min" if minutes < 10 else f"{minutes:.0f} min"
-    hours, rest = divmod(int(round(minutes)), 60)
+    hours, rest = divmod(round(minutes), 60)
     if hours < 48:
         return f"{hours} h {rest:02d} min"
     days, hours = divmod(hours, 24)

@@ -1,4 +1,4 @@
-"""The fast-correction report opens in the real browser as a file, whole, with no request out and no error."""
+"""The fast-correction report opens in the real browser from disk: whole, no request, no error."""
 
 from __future__ import annotations
 
@@ -20,16 +20,25 @@ ROOT = Path(__file__).resolve().parents[2]
 def _write_report(folder: Path, **options: object) -> Path:
     known.build(folder / "alerts.db")
     with AlertStore(folder / "alerts.db") as store:
-        data = gather(store, since=known.SINCE, until=known.UNTIL, zone="Europe/Paris",
-                      terminal_classes=known.OWN_CLASSES, now=known.NOW, **options)  # type: ignore[arg-type]
+        data = gather(
+            store,
+            since=known.SINCE,
+            until=known.UNTIL,
+            zone="Europe/Paris",
+            terminal_classes=known.OWN_CLASSES,
+            now=known.NOW,
+            **options,
+        )  # type: ignore[arg-type]
     page_file = folder / "report.html"
     page_file.write_text(render_html(data), encoding="utf-8")
     return page_file
 
 
 @pytest.mark.timeout(120)
-async def test_the_report_opens_offline_with_every_plot_and_no_error(tmp_path: Path, browser_tab: BrowserTab) -> None:
-    """Opened from disk: no console error, no request but the file itself, every plot drawn, axe finds nothing."""
+async def test_the_report_opens_offline_with_every_plot_and_no_error(
+    tmp_path: Path, browser_tab: BrowserTab
+) -> None:
+    """From disk: no console error, no request but the file, every plot drawn, axe finds nothing."""
     page_file = _write_report(tmp_path)
     page = browser_tab.page
     requested: list[str] = []
@@ -44,7 +53,9 @@ async def test_the_report_opens_offline_with_every_plot_and_no_error(tmp_path: P
     page.on("request", on_request)
     page.on("requestfailed", on_failed)
     await page.goto(page_file.as_uri())
-    await expect(page.get_by_role("heading", name="Fast-correction report", level=1)).to_be_visible()
+    await expect(
+        page.get_by_role("heading", name="Fast-correction report", level=1)
+    ).to_be_visible()
     images = page.locator("main img")
     await expect(images).to_have_count(5)
     for index in range(5):
@@ -71,9 +82,11 @@ async def test_the_team_report_opens_without_error(tmp_path: Path, browser_tab: 
 
 @pytest.mark.timeout(120)
 async def test_the_report_screenshot_script_writes_a_png(tmp_path: Path) -> None:
-    """docs/report_screenshot.py records a sample week, writes the report and a PNG of its first screen."""
+    """docs/report_screenshot.py records a sample week and writes a PNG of the report's top."""
     chromium_or_skip()
-    spec = importlib.util.spec_from_file_location("cardmon_report_screenshot", ROOT / "docs" / "report_screenshot.py")
+    spec = importlib.util.spec_from_file_location(
+        "cardmon_report_screenshot", ROOT / "docs" / "report_screenshot.py"
+    )
     assert spec is not None and spec.loader is not None
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)

@@ -1,4 +1,4 @@
-"""The README shows the fast-correction report: the picture it links exists, is a PNG, and has its script."""
+"""The README shows the fast-correction report: the picture it links is a PNG with its script."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_readme_links_an_existing_png_of_the_report() -> None:
-    """The README's image of the report points at a committed PNG made by docs/report_screenshot.py."""
+    """The README's image of the report is a committed PNG made by docs/report_screenshot.py."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     found = re.search(r"!\[The fast-correction report[^\]]*\]\(([^)]+\.png)\)", readme)
     assert found is not None

@@ -53,13 +53,13 @@ from monitor.alerts.store.incident_reads import IncidentQueries, StormCounts
 from monitor.alerts.store.lifecycle import LifecycleQueries, LifecycleRecord
 from monitor.alerts.store.outbox import OutboxQueries
 from monitor.alerts.store.reading import AlertPage, ReadQueries
-from monitor.alerts.store.report_reads import ReportAlert, ReportFailure, ReportQueries
 from monitor.alerts.store.recording import (
     DEFAULT_WINDOW_SECONDS,
     Recording,
     RecordResult,
     window_start_for,
 )
+from monitor.alerts.store.report_reads import ReportAlert, ReportFailure, ReportQueries
 from monitor.alerts.store.resend import Resend, ResendQueries
 from monitor.alerts.store.summaries import SummaryQueries
 from monitor.alerts.store.team_reads import AcknowledgementCounts, TeamQueries

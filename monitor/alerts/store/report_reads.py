@@ -1,4 +1,4 @@
-"""Reading what the fast-correction report counts (``cardmon report``): failures and alerts of a period.
+"""What the fast-correction report (``cardmon report``) reads: a period's failures and alerts.
 
 A part of :class:`~monitor.alerts.store.AlertStore` that only reads, for
 :mod:`monitor.report`. Two reads, both over a period ``[since, until)`` of event time and,
@@ -62,7 +62,8 @@ class ReportAlert:
         manager_name: that manager's name, as recorded on the alert.
         first_event_at: its first failure (event time, UTC).
         created_at: when cardmon recorded it (UTC): the start of both times below.
-        state: its lifecycle state now (``open``, ``notified``, ``acknowledged``, ``resolved``, ``failed``).
+        state: its lifecycle state now (``open``, ``notified``, ``acknowledged``, ``resolved``,
+            ``failed``).
         acknowledged_at: its first acknowledgement, ``None`` if never.
         contacted_at: its first resolution whose outcome reached the client
             (:data:`~monitor.alerts.states.CONTACT_OUTCOMES`), ``None`` if none.
@@ -100,8 +101,9 @@ def _managers_clause(column: str, manager_ids: Sequence[str] | None) -> tuple[st
 class ReportQueries(StoreConnection):
     """The report's reads from :class:`~monitor.alerts.store.AlertStore`."""
 
-    def report_failures(self, *, since: datetime, until: datetime,
-                        manager_ids: Sequence[str] | None = None) -> list[ReportFailure]:
+    def report_failures(
+        self, *, since: datetime, until: datetime, manager_ids: Sequence[str] | None = None
+    ) -> list[ReportFailure]:
         """Return the VIP failures that occurred in ``[since, until)``, oldest first.
 
         Args:
@@ -119,13 +121,22 @@ class ReportQueries(StoreConnection):
                 "FROM alert_events e JOIN alerts a ON a.alert_id = e.alert_id "
                 f"WHERE e.occurred_at >= ? AND e.occurred_at < ?{clause} "
                 "ORDER BY e.occurred_at, e.event_id",
-                (utc_text(since), utc_text(until), *ids)).fetchall()
-        return [ReportFailure(alert_id=row["alert_id"], manager_id=row["manager_id"],
-                              occurred_at=parse_utc(row["occurred_at"]), outcome=row["outcome"],
-                              channel=row["channel"]) for row in rows]
+                (utc_text(since), utc_text(until), *ids),
+            ).fetchall()
+        return [
+            ReportFailure(
+                alert_id=row["alert_id"],
+                manager_id=row["manager_id"],
+                occurred_at=parse_utc(row["occurred_at"]),
+                outcome=row["outcome"],
+                channel=row["channel"],
+            )
+            for row in rows
+        ]
 
-    def report_alerts(self, *, since: datetime, until: datetime,
-                      manager_ids: Sequence[str] | None = None) -> list[ReportAlert]:
+    def report_alerts(
+        self, *, since: datetime, until: datetime, manager_ids: Sequence[str] | None = None
+    ) -> list[ReportAlert]:
         """Return the alerts whose first failure occurred in ``[since, until)``, oldest first.
 
         Args:
@@ -150,16 +161,28 @@ class ReportQueries(StoreConnection):
                 "(SELECT count(*) FROM alert_history h WHERE h.alert_id = a.alert_id "
                 " AND h.action = 'resolved') AS resolutions, "
                 "(SELECT h.outcome FROM alert_history h WHERE h.alert_id = a.alert_id "
-                " AND h.action = 'resolved' ORDER BY h.at, h.history_id LIMIT 1) AS resolution_outcome "
+                " AND h.action = 'resolved' ORDER BY h.at, h.history_id LIMIT 1) "
+                "AS resolution_outcome "
                 "FROM alerts a LEFT JOIN alert_recoveries r ON r.alert_id = a.alert_id "
                 f"WHERE a.first_event_at >= ? AND a.first_event_at < ?{clause} "
                 "ORDER BY a.first_event_at, a.alert_id",
-                (*contact, utc_text(since), utc_text(until), *ids)).fetchall()
-        return [ReportAlert(
-            alert_id=row["alert_id"], manager_id=row["manager_id"], manager_name=row["manager_name"],
-            first_event_at=parse_utc(row["first_event_at"]), created_at=parse_utc(row["created_at"]),
-            state=row["state"],
-            acknowledged_at=parse_utc(row["acknowledged_at"]) if row["acknowledged_at"] else None,
-            contacted_at=parse_utc(row["contacted_at"]) if row["contacted_at"] else None,
-            resolved=int(row["resolutions"]) > 0, resolution_outcome=row["resolution_outcome"],
-            recovery=row["recovery"]) for row in rows]
+                (*contact, utc_text(since), utc_text(until), *ids),
+            ).fetchall()
+        return [
+            ReportAlert(
+                alert_id=row["alert_id"],
+                manager_id=row["manager_id"],
+                manager_name=row["manager_name"],
+                first_event_at=parse_utc(row["first_event_at"]),
+                created_at=parse_utc(row["created_at"]),
+                state=row["state"],
+                acknowledged_at=parse_utc(row["acknowledged_at"])
+                if row["acknowledged_at"]
+                else None,
+                contacted_at=parse_utc(row["contacted_at"]) if row["contacted_at"] else None,
+                resolved=int(row["resolutions"]) > 0,
+                resolution_outcome=row["resolution_outcome"],
+                recovery=row["recovery"],
+            )
+            for row in rows
+        ]
