@@ -5,7 +5,8 @@
 ``cardmon broker``    the embedded Kafka-compatible broker alone;
 ``cardmon simulate``  replay recorded files or synthetic fleets into Kafka; what-if for rules;
 ``cardmon alerts``    the alert store: ``export``, ``list``, ``ack``, ``resolve``, ``resend``;
-``cardmon incidents`` storm-control incidents; ``cardmon dashboards`` Grafana dashboards.
+``cardmon incidents`` storm-control incidents; ``cardmon dashboards`` Grafana dashboards;
+``cardmon report``    the fast-correction report of a period (HTML, PDF).
 
 :mod:`~monitor.cli.service` holds the service commands, :mod:`~monitor.cli.alerts`,
 :mod:`~monitor.cli.incidents` and :mod:`~monitor.cli.dashboards` the groups,

@@ -49,7 +49,7 @@ def report(
         Path | None,
         typer.Option(
             "--pdf",
-            help="Also write this PDF (needs cardmon[pdf]: WeasyPrint and the system's Pango).",
+            help="Also write this PDF (needs WeasyPrint, the pdf extra, and the system's Pango).",
         ),
     ] = None,
     timezone: Annotated[
@@ -64,8 +64,9 @@ def report(
 ) -> None:
     """Write the fast-correction report: VIP failures, times to act, outcomes, recovery, terminals.
 
-    The whole bank with a line per manager, or with --team one team lead's team, a table
-    per manager. No client name, card or account is in it. See docs/report.md.
+    The whole bank with a line per manager, or with --team a team lead's team, a table per manager.
+
+    No client name, card or account is in it. See docs/report.md.
     """
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
