@@ -17,7 +17,8 @@ from tests.report import known
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _write_report(folder: Path, **options: object) -> Path:
+def _write_report(folder: Path, team: str | None = None,
+                  manager_ids: tuple[str, ...] | None = None) -> Path:
     known.build(folder / "alerts.db")
     with AlertStore(folder / "alerts.db") as store:
         data = gather(
@@ -27,8 +28,9 @@ def _write_report(folder: Path, **options: object) -> Path:
             zone="Europe/Paris",
             terminal_classes=known.OWN_CLASSES,
             now=known.NOW,
-            **options,
-        )  # type: ignore[arg-type]
+            team=team,
+            manager_ids=manager_ids,
+        )
     page_file = folder / "report.html"
     page_file.write_text(render_html(data), encoding="utf-8")
     return page_file

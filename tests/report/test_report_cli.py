@@ -96,7 +96,7 @@ def test_a_team_report_and_the_refusals(tmp_path: Path) -> None:
 def test_the_pdf_is_written_beside_the_html(tmp_path: Path) -> None:
     """--pdf lays the report out as PDF (WeasyPrint); skipped without it or Pango, not in CI."""
     try:
-        import weasyprint  # noqa: F401
+        import weasyprint  # type: ignore[import-untyped]  # noqa: F401
     except (ImportError, OSError) as error:
         if os.environ.get("CI") == "true":
             raise
