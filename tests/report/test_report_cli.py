@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,19 @@ def test_the_pdf_is_written_beside_the_html(tmp_path: Path) -> None:
     content = pdf.read_bytes()
     assert content.startswith(b"%PDF-") and len(content) > 10_000
     assert f"wrote {pdf}" in result.stdout
+
+
+def test_without_weasyprint_the_pdf_is_refused_with_the_hint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where WeasyPrint cannot be imported, --pdf exits 1 naming the extra; the HTML is written."""
+    monkeypatch.setitem(sys.modules, "weasyprint", None)  # import weasyprint → ImportError
+    config = _config(tmp_path)
+    out, pdf = tmp_path / "r.html", tmp_path / "r.pdf"
+    result = CliRunner().invoke(
+        cli_app,
+        ["report", *PERIOD, "--config", str(config), "--output", str(out), "--pdf", str(pdf)],
+    )
+    assert result.exit_code == 1
+    assert "pip install 'cardmon[pdf]'" in result.stderr and "Traceback" not in result.output
+    assert out.is_file() and not pdf.exists()
