@@ -20,7 +20,8 @@ classes it is built from:
   :mod:`~monitor.alerts.store.incident_reads` reads them);
 - the managers' workspace: used sign-in tokens and sessions
   (:mod:`~monitor.alerts.store.workspace`), a team lead's page's reads
-  (:mod:`~monitor.alerts.store.team_reads`).
+  (:mod:`~monitor.alerts.store.team_reads`);
+- the fast-correction report's reads (:mod:`~monitor.alerts.store.report_reads`).
 
 Below them: the connection, its lock, transactions and retries
 (:mod:`~monitor.alerts.store.connection`), the database adapters
@@ -58,6 +59,7 @@ from monitor.alerts.store.recording import (
     RecordResult,
     window_start_for,
 )
+from monitor.alerts.store.report_reads import ReportAlert, ReportFailure, ReportQueries
 from monitor.alerts.store.resend import Resend, ResendQueries
 from monitor.alerts.store.summaries import SummaryQueries
 from monitor.alerts.store.team_reads import AcknowledgementCounts, TeamQueries
@@ -73,6 +75,8 @@ __all__ = [
     "EscalationCandidate",
     "LifecycleRecord",
     "RecordResult",
+    "ReportAlert",
+    "ReportFailure",
     "Resend",
     "StoredSession",
     "StormCounts",
@@ -84,7 +88,8 @@ __all__ = [
 
 class AlertStore(Recording, ReadQueries, ClientQueries, ImpactQueries, OutboxQueries,
                  ResendQueries, LifecycleQueries, EscalationQueries, DigestQueries,
-                 SummaryQueries, IncidentQueries, WorkspaceQueries, TeamQueries):
+                 SummaryQueries, IncidentQueries, WorkspaceQueries, TeamQueries,
+                 ReportQueries):
     """Alerts, their events and the delivery outbox in a SQLite file or a PostgreSQL database.
 
     Args:

@@ -19,7 +19,9 @@ bounds retries by time (``deliveries.first_attempt_at``), records the fallback
 (``sign_in_tokens``, unique on ``token_id``: a link signs in once) and server-side
 sessions (``workspace_sessions``, keyed by the SHA-256 of the session ID, so the table
 never holds a usable cookie). Version 7 adds a resolution's outcome
-(``alert_history.outcome``: what was done, from a fixed vocabulary; ``NULL`` otherwise). See ``docs/alert-lifecycle.md``, ``docs/workspace.md``,
+(``alert_history.outcome``: what was done, from a fixed vocabulary; ``NULL`` otherwise).
+Version 8 adds the recovery watch (``alert_recoveries``, one row per alert: did the
+client complete a transaction of the same kind after the failure, and where). See ``docs/alert-lifecycle.md``, ``docs/workspace.md``,
 ``docs/alert-channels.md`` and ``docs/incidents.md``.
 
 A store is never changed any other way than by :func:`migrate`: a new column is a
@@ -37,10 +39,10 @@ from __future__ import annotations
 import sqlite3
 from typing import Final
 
-__all__ = ["CORRECTED_NOTE", "SCHEMA_VERSION", "WORKSPACE_TABLES", "corrected_states", "migrate"]
+__all__ = ["CORRECTED_NOTE", "RECOVERY_TABLES", "SCHEMA_VERSION", "WORKSPACE_TABLES", "corrected_states", "migrate"]
 
 #: The version this code writes and reads.
-SCHEMA_VERSION: Final = 7
+SCHEMA_VERSION: Final = 8
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -190,6 +192,41 @@ WORKSPACE_TABLES: Final = (
 # <version: statements that upgrade the store from version - 1>, applied in order in
 # one transaction. A store is never changed any other way: a new column is a new
 # version here, never an edit of _SCHEMA (that is the version-1 schema).
+#: Schema 8, the recovery watch (the same statements on PostgreSQL, every text column
+#: ``COLLATE "C"`` there). One row per alert, written with the alert: the client's
+#: next transactions of the alert's kind (``channel``, ``txn_type``) are watched from
+#: its first failure until ``deadline`` (its last failure + the watch window), in event
+#: time. ``status``: ``watching``, then ``recovered`` (an approved transaction of that
+#: kind in the window: the ``recovery_*`` columns say which, where and when) or
+#: ``abandoned`` (none before the deadline passed). ``outcome`` is the outcome class
+#: of the alert's first failure; ``follow_up`` whether a follow-up was queued for its
+#: manager (0/1). Times are UTC ISO-8601 text like every other time in the store.
+RECOVERY_TABLES: Final = (
+    """CREATE TABLE alert_recoveries (
+        alert_id {T} PRIMARY KEY REFERENCES alerts (alert_id) DEFERRABLE INITIALLY DEFERRED,
+        customer_id {T} NOT NULL,
+        manager_id {T} NOT NULL,
+        channel {T} NOT NULL,
+        txn_type {T} NOT NULL,
+        outcome {T} NOT NULL,
+        failed_terminal_id {T} NOT NULL,
+        first_failed_at {T} NOT NULL,
+        last_failed_at {T} NOT NULL,
+        deadline {T} NOT NULL,
+        status {T} NOT NULL DEFAULT 'watching'
+            CHECK (status IN ('watching', 'recovered', 'abandoned')),
+        recovered_at {T},
+        recovery_event_id {T},
+        recovery_terminal_id {T},
+        recovery_merchant_id {T},
+        decided_at {T},
+        follow_up INTEGER NOT NULL DEFAULT 0
+    )""",
+    "CREATE INDEX alert_recoveries_watching ON alert_recoveries (status, deadline)",
+    "CREATE INDEX alert_recoveries_by_customer ON alert_recoveries (customer_id, status)",
+    "CREATE INDEX alert_recoveries_by_decision ON alert_recoveries (decided_at)",
+)
+
 _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
     2: (
         "ALTER TABLE alerts ADD COLUMN state TEXT NOT NULL DEFAULT 'open'",
@@ -470,6 +507,7 @@ _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
     # What a resolution did (monitor.alerts.states.RESOLUTION_OUTCOMES, checked by the
     # store's code: a CHECK here would need a table rebuild for every new outcome).
     7: ("ALTER TABLE alert_history ADD COLUMN outcome TEXT",),
+    8: tuple(statement.replace("{T}", "TEXT") for statement in RECOVERY_TABLES),
 }
 
 

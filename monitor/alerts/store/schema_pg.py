@@ -19,7 +19,7 @@ from typing import Final
 import psycopg
 
 from monitor.alerts.store.db import Database
-from monitor.alerts.store.schema import SCHEMA_VERSION, corrected_states
+from monitor.alerts.store.schema import RECOVERY_TABLES, SCHEMA_VERSION, corrected_states
 
 __all__ = ["FLEET_LOCK", "FLEET_SCHEMA", "PG_BASE_VERSION", "migrate_pg", "pg_schema_version"]
 
@@ -308,6 +308,8 @@ _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
     7: ("SET CONSTRAINTS ALL IMMEDIATE",
         f"ALTER TABLE alert_history ADD COLUMN outcome {_T}",
         "SET CONSTRAINTS ALL DEFERRED"),
+    # As SQLite schema 8: the recovery watch.
+    8: tuple(statement.replace("{T}", _T) for statement in RECOVERY_TABLES),
 }
 
 
