@@ -32,7 +32,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("monitor.metrics",),
     ("monitor.health",),
     ("monitor.workspace",),
-    ("monitor.api", "monitor.jobs"),
+    ("monitor.api", "monitor.jobs", "monitor.report"),
     ("monitor.app",),
     ("monitor.cli", "monitor"),
 )
@@ -47,6 +47,7 @@ LAZY_IMPORTERS: dict[str, str] = {
     "monitor.cli.settings": "each command loads only what it runs",
     "monitor.cli.store": "each command loads only what it runs",
     "monitor.cli.terminals": "each command loads only what it runs",
+    "monitor.cli.report": "each command loads only what it runs",
 }
 
 

@@ -5,7 +5,8 @@
 ``cardmon broker``    the embedded Kafka-compatible broker alone;
 ``cardmon simulate``  replay recorded files or synthetic fleets into Kafka; what-if for rules;
 ``cardmon alerts``    the alert store: ``export``, ``list``, ``ack``, ``resolve``, ``resend``;
-``cardmon incidents`` storm-control incidents; ``cardmon dashboards`` Grafana dashboards.
+``cardmon incidents`` storm-control incidents; ``cardmon dashboards`` Grafana dashboards;
+``cardmon report``    the fast-correction report of a period (HTML, PDF).
 
 :mod:`~monitor.cli.service` holds the service commands, :mod:`~monitor.cli.alerts`,
 :mod:`~monitor.cli.incidents` and :mod:`~monitor.cli.dashboards` the groups,
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import typer
 
-from monitor.cli import alerts, dashboards, incidents, service, terminals, workspace
+from monitor.cli import alerts, dashboards, incidents, report, service, terminals, workspace
 
 __all__ = ["app", "main"]
 
@@ -29,6 +30,7 @@ app.add_typer(incidents.app, name="incidents")
 app.add_typer(terminals.app, name="terminals")
 app.add_typer(dashboards.app, name="dashboards")
 app.add_typer(workspace.app, name="workspace")
+app.command("report")(report.report)
 for command in (service.version, service.run, service.demo, service.broker):
     app.command()(command)
 

@@ -9,16 +9,18 @@ are stored (:meth:`RecoveryWatch.after_batch`, called by the consumer before it
 commits; and every ``alerting.recovery_interval_seconds`` from a job,
 :meth:`RecoveryWatch.decide`, for a quiet stream and for watches other instances wrote):
 
-1. add the batch's VIP approvals (:attr:`~monitor.pipeline.processor.ProcessedBatch.approvals`)
-   to the instance's buffer;
+1. add the batch's VIP approvals
+   (:attr:`~monitor.pipeline.processor.ProcessedBatch.approvals`) to the instance's
+   buffer;
 2. read the store's ``watching`` rows of the buffered clients (one indexed query) and
-   match them with the buffer (:func:`match_recoveries`: earliest approval per watch); record the matches
-   (:meth:`~monitor.alerts.store.recoveries.RecoveryQueries.mark_recovered`: the
-   earliest approval wins if two instances race; only a ``watching`` → ``recovered``
-   step is counted, by the instance that made it);
+   match them with the buffer (:func:`match_recoveries`: earliest approval per watch);
+   record the matches (:meth:`~monitor.alerts.store.recoveries.RecoveryQueries.mark_recovered`:
+   the earliest approval wins if two instances race; only a ``watching`` →
+   ``recovered`` step is counted, by the instance that made it);
 3. abandon the watches whose deadline is before the event time every partition has
-   passed (an index probe of the earliest deadline first, so most batches write nothing) (the instance's watermark; with ``alerting.scale_out``, the fleet's, from
-   every partition's progress in the store);
+   passed: the instance's watermark; with ``alerting.scale_out``, the fleet's, from
+   every partition's progress in the store (an index probe of the earliest deadline
+   first, so most batches write nothing);
 4. drop from the buffer the approvals older than the watermark minus the allowed
    lateness: a failure recorded later (a partition read behind, another instance) is
    not late only if it happened after that, and its recovery happened after it.
@@ -177,7 +179,7 @@ class RecoveryWatch:
             return self._decide(match=failures or approvals.height > 0)
 
     def decide(self) -> RecoveryDecisions:
-        """Match the buffer against the store's watches and abandon the expired ones (steps 2–4)."""
+        """Match the buffer with the store's watches, abandon the expired ones (steps 2–4)."""
         with self._lock:
             return self._decide()
 

@@ -86,9 +86,10 @@ def test_export_carries_time_to_acknowledge_and_to_first_contact(
 def test_export_carries_each_alerts_recovery(
     store_location: Path | str, make_failure: Callable[..., VipFailure]
 ) -> None:
-    """An abandoned watch exports its status and window's end; an alert without a watch exports null."""
+    """An abandoned watch exports its status and window's end; no watch exports null."""
     with AlertStore(store_location) as store:
-        [watched] = store.record([make_failure("ev-1", T0)], recovery_window_seconds=1800).new_alert_ids
+        [watched] = store.record([make_failure("ev-1", T0)],
+                                 recovery_window_seconds=1800).new_alert_ids
         [plain] = store.record([make_failure("ev-2", T0, customer_id="C-2")]).new_alert_ids
         store.abandon_watches(T0 + timedelta(hours=1), now=T0 + timedelta(hours=1))
         out = io.StringIO()

@@ -40,6 +40,22 @@ class Clock:
         return self.now
 
 
+def vip_failure(number: int, manager: Manager, *, at: datetime, name: str, severity: Severity = "high",
+                terminal: str = "ATM00042", incident_id: str | None = None) -> VipFailure:
+    """A technical ATM withdrawal failure of ``manager``'s client ``C-{number:04d}`` called ``name``, at ``at``.
+
+    Its card fields carry a raw PAN that slipped in: the store must mask it.
+    """
+    event = AlertEvent(
+        event_id=f"ev-{number}", occurred_at=at, channel="ATM", terminal_id=terminal,
+        merchant_id="BNKPARIS0001", txn_type="withdrawal", amount_minor=13409, currency="EUR",
+        response_code="91", outcome="technical", response_meaning="Issuer or switch is inoperative",
+        pan_masked=RAW_PAN, card_ref=RAW_PAN)
+    return VipFailure(event=event, customer_id=f"C-{number:04d}", customer_name=name, tier="private",
+                      manager=manager, severity=severity, suggested_action="Call the client to apologise.",
+                      incident_id=incident_id)
+
+
 @dataclass
 class Site:
     """The workspace under test."""
@@ -69,17 +85,8 @@ class Site:
     def record(self, number: int, manager: Manager = CLAIRE, *, severity: Severity = "high",
                name: str | None = None, minutes: int = 0) -> str:
         """Record one failure of client ``number`` of ``manager``; return the alert ID."""
-        event = AlertEvent(
-            event_id=f"ev-{number}", occurred_at=T0 + timedelta(minutes=minutes), channel="ATM",
-            terminal_id="ATM00042", merchant_id="BNKPARIS0001", txn_type="withdrawal",
-            amount_minor=13409, currency="EUR", response_code="91", outcome="technical",
-            response_meaning="Issuer or switch is inoperative",
-            pan_masked=RAW_PAN, card_ref=RAW_PAN,  # a PAN that slipped in: the store masks it
-        )
-        failure = VipFailure(event=event, customer_id=f"C-{number:04d}",
-                             customer_name=name or f"Client {number}", tier="private",
-                             manager=manager, severity=severity,
-                             suggested_action="Call the client to apologise.")
+        failure = vip_failure(number, manager, at=T0 + timedelta(minutes=minutes),
+                              name=name or f"Client {number}", severity=severity)
         [alert_id] = self.store.record([failure], now=T0 + timedelta(minutes=minutes)).new_alert_ids
         return alert_id
 

@@ -17,12 +17,21 @@ from aiohttp.test_utils import TestClient, TestServer
 from monitor.alerts.delivery.channels import EmailChannel
 from monitor.alerts.store import AlertStore
 from monitor.api import build_api
-from monitor.domain import AlertEvent, Manager, VipFailure
+from monitor.domain import Manager
 from monitor.incidents import IncidentChange, IncidentRules
 from monitor.testing.smtp import SmtpSink
 from monitor.workspace import Sessions, SignInMailer, SignInTokens, Workspace
 from monitor.workspace.roles import RoleBook
-from tests.workspace.conftest import _CSRF, CLAIRE, JONAS, PUBLIC_URL, RAW_PAN, SECRET, Clock, Site
+from tests.workspace.conftest import (
+    _CSRF,
+    CLAIRE,
+    JONAS,
+    PUBLIC_URL,
+    SECRET,
+    Clock,
+    Site,
+    vip_failure,
+)
 
 __all__ = ["INCIDENT", "LENA", "OMAR", "OPS_EMAIL", "OPS_ID", "RolesSite", "client_names_fixture",
            "roles_fixture"]
@@ -46,15 +55,8 @@ class RolesSite(Site):
         ``incident``: the failure belongs to the open terminal incident :data:`INCIDENT`.
         """
         at = datetime.now(UTC) - timedelta(minutes=minutes_ago)
-        event = AlertEvent(
-            event_id=f"ev-{number}", occurred_at=at, channel="ATM", terminal_id=terminal,
-            merchant_id="BNKPARIS0001", txn_type="withdrawal", amount_minor=13409, currency="EUR",
-            response_code="91", outcome="technical", response_meaning="Issuer or switch is inoperative",
-            pan_masked=RAW_PAN, card_ref=RAW_PAN)
-        failure = VipFailure(event=event, customer_id=f"C-{number:04d}", customer_name=name,
-                             tier="private", manager=manager, severity="high",
-                             suggested_action="Call the client to apologise.",
-                             incident_id=INCIDENT if incident else None)
+        failure = vip_failure(number, manager, at=at, name=name, terminal=terminal,
+                              incident_id=INCIDENT if incident else None)
         changes = [IncidentChange(kind="opened", incident_id=INCIDENT, scope="terminal", scope_key=terminal,
                                   started_at=at, last_failure_at=at, failures=5, cards=5, terminals=1)
                    ] if incident else []

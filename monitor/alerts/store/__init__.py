@@ -23,7 +23,8 @@ classes it is built from:
   afterwards (:mod:`~monitor.alerts.store.recoveries`);
 - the managers' workspace: used sign-in tokens and sessions
   (:mod:`~monitor.alerts.store.workspace`), a team lead's page's reads
-  (:mod:`~monitor.alerts.store.team_reads`).
+  (:mod:`~monitor.alerts.store.team_reads`);
+- the fast-correction report's reads (:mod:`~monitor.alerts.store.report_reads`).
 
 Below them: the connection, its lock, transactions and retries
 (:mod:`~monitor.alerts.store.connection`), the database adapters
@@ -63,6 +64,7 @@ from monitor.alerts.store.recording import (
     window_start_for,
 )
 from monitor.alerts.store.recoveries import Recovery, RecoveryMatch, RecoveryQueries
+from monitor.alerts.store.report_reads import ReportAlert, ReportFailure, ReportQueries
 from monitor.alerts.store.resend import Resend, ResendQueries
 from monitor.alerts.store.summaries import SummaryQueries
 from monitor.alerts.store.team_reads import AcknowledgementCounts, TeamQueries
@@ -80,6 +82,8 @@ __all__ = [
     "RecordResult",
     "Recovery",
     "RecoveryMatch",
+    "ReportAlert",
+    "ReportFailure",
     "Resend",
     "StoredSession",
     "StormCounts",
@@ -92,7 +96,7 @@ __all__ = [
 class AlertStore(Recording, ReadQueries, ClientQueries, ImpactQueries, OutboxQueries,
                  ResendQueries, LifecycleQueries, EscalationQueries, DigestQueries,
                  SummaryQueries, IncidentQueries, WorkspaceQueries, TeamQueries,
-                 RecoveryQueries, FollowUpQueries):
+                 RecoveryQueries, FollowUpQueries, ReportQueries):
     """Alerts, their events and the delivery outbox in a SQLite file or a PostgreSQL database.
 
     Args:

@@ -240,7 +240,7 @@ class RecoveryQueries(StoreConnection):
         return sorted(found, key=lambda r: (r.window_ends_at, r.alert_id))
 
     def earliest_watch_deadline(self) -> datetime | None:
-        """The earliest deadline of the watches still ``watching`` (``None``: none); one index probe."""
+        """The earliest deadline of the watches still ``watching`` (``None``: none)."""
         with self._lock:
             row = self._conn.execute(
                 "SELECT min(deadline) AS deadline FROM alert_recoveries WHERE status = 'watching'"

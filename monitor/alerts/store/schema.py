@@ -21,9 +21,9 @@ sessions (``workspace_sessions``, keyed by the SHA-256 of the session ID, so the
 never holds a usable cookie). Version 7 adds a resolution's outcome
 (``alert_history.outcome``: what was done, from a fixed vocabulary; ``NULL`` otherwise).
 Version 8 adds the recovery watch (``alert_recoveries``, one row per alert: did the
-client complete a transaction of the same kind after the failure, and where) and lets an
-outbox row name its recovery follow-up (``rf-...``, :mod:`~monitor.alerts.store.schema_follow_up`).
-See ``docs/alert-lifecycle.md``, ``docs/workspace.md``,
+client complete a transaction of the same kind after the failure, and where:
+``docs/recovery.md``) and lets an outbox row name its recovery follow-up (``rf-...``,
+:mod:`~monitor.alerts.store.schema_follow_up`). See ``docs/alert-lifecycle.md``, ``docs/workspace.md``,
 ``docs/alert-channels.md`` and ``docs/incidents.md``.
 
 A store is never changed any other way than by :func:`migrate`: a new column is a
@@ -43,7 +43,8 @@ from typing import Final
 
 from monitor.alerts.store.schema_follow_up import FOLLOW_UP_PARENT_SQLITE
 
-__all__ = ["CORRECTED_NOTE", "RECOVERY_TABLES", "SCHEMA_VERSION", "WORKSPACE_TABLES", "corrected_states", "migrate"]
+__all__ = ["CORRECTED_NOTE", "RECOVERY_TABLES", "SCHEMA_VERSION", "WORKSPACE_TABLES",
+           "corrected_states", "migrate"]
 
 #: The version this code writes and reads.
 SCHEMA_VERSION: Final = 8
