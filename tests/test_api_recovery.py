@@ -73,6 +73,8 @@ async def test_alerts_carry_their_recovery_in_the_list_and_one_by_one(
                 event_id="ok-1",
                 terminal_id="ATM00077",
                 merchant_id="BNK2",
+                channel="ATM",
+                txn_type="withdrawal",
             )
         ],
         now=T0 + timedelta(minutes=4),
@@ -85,6 +87,8 @@ async def test_alerts_carry_their_recovery_in_the_list_and_one_by_one(
         "seconds_to_recovery": 180.0,
         "terminal_id": "ATM00077",
         "merchant_id": "BNK2",
+        "channel": "ATM",
+        "txn_type": "withdrawal",
         "same_terminal": False,
     }
     listed = {

@@ -92,7 +92,8 @@ def recovery_record(recovery: Recovery | None) -> dict[str, Any] | None:
 
     ``status`` (``watching``, ``recovered``, ``abandoned``), ``window_ends_at`` (the
     deadline, event time), and for a recovery ``recovered_at``, ``seconds_to_recovery``
-    (from the alert's first failure), ``terminal_id``, ``merchant_id`` and
+    (from the alert's first failure), ``terminal_id``, ``merchant_id``, ``channel`` and
+    ``txn_type`` (of the approved transaction: any kind that failed in the alert) and
     ``same_terminal`` (the terminal that failed first); ``null`` otherwise.
     """
     if recovery is None:
@@ -104,6 +105,8 @@ def recovery_record(recovery: Recovery | None) -> dict[str, Any] | None:
         "seconds_to_recovery": recovery.seconds_to_recovery,
         "terminal_id": recovery.terminal_id,
         "merchant_id": recovery.merchant_id,
+        "channel": recovery.recovery_channel,
+        "txn_type": recovery.recovery_txn_type,
         "same_terminal": recovery.same_terminal,
     }
 

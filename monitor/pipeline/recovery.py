@@ -1,9 +1,10 @@
 """The recovery watch: match a VIP's approvals to the watches of their failure alerts, decide.
 
 A watch (one per alert, :mod:`monitor.alerts.store.recoveries`) is written with the alert
-and is *recovered* by the earliest approved transaction of the same client, channel
-and transaction type after its first failure and at or before its deadline (last
-failure + ``alerting.recovery_window_seconds``, event time); *abandoned* once event
+and is *recovered* by the earliest approved transaction of the same client and of a
+kind (channel, transaction type) that failed in the alert, after that kind's first
+failure and at or before the deadline (last failure +
+``alerting.recovery_window_seconds``, event time); *abandoned* once event
 time has passed the deadline without one. Step by step, after each batch's alerts
 are stored (:meth:`RecoveryWatch.after_batch`, called by the consumer before it
 commits; and every ``alerting.recovery_interval_seconds`` from a job,
@@ -52,7 +53,8 @@ __all__ = ["WATCH_SCHEMA", "RecoveryDecisions", "RecoveryMetrics", "RecoveryStor
 log = logging.getLogger(__name__)
 
 _TIME: Final = pl.Datetime("us", "UTC")
-#: The columns :func:`match_recoveries` reads of the watches (one row per watching alert).
+#: The columns :func:`match_recoveries` reads of the watches: one row per alert and kind
+#: (``channel``, ``txn_type``) that failed in it, with that kind's first failure.
 WATCH_SCHEMA: Final = pl.Schema({"alert_id": pl.String(), "customer_id": pl.String(),
                                  "channel": pl.String(), "txn_type": pl.String(),
                                  "first_failed_at": _TIME, "deadline": _TIME})
@@ -64,6 +66,7 @@ class RecoveryStore(Protocol):
 
     def watching_recoveries(self, customer_ids: Sequence[str] | None = None, *,
                             recovered_since: datetime | None = None) -> list[Recovery]: ...
+    def recovery_kinds(self, alert_ids: Sequence[str]) -> list[tuple[str, str, str, datetime]]: ...
     def earliest_watch_deadline(self) -> datetime | None: ...
     def mark_recovered(self, matches: Sequence[RecoveryMatch], *,
                        now: datetime) -> list[Recovery]: ...
@@ -90,22 +93,32 @@ class RecoveryDecisions:
     abandoned: tuple[Recovery, ...] = ()
 
 
-def watch_frame(watches: Sequence[Recovery]) -> pl.DataFrame:
-    """The watches as a frame of :data:`WATCH_SCHEMA` (for :func:`match_recoveries`)."""
-    return pl.DataFrame(
-        {"alert_id": [w.alert_id for w in watches], "customer_id": [w.customer_id for w in watches],
-         "channel": [w.channel for w in watches], "txn_type": [w.txn_type for w in watches],
-         "first_failed_at": [w.first_failed_at for w in watches],
-         "deadline": [w.window_ends_at for w in watches]}, schema=WATCH_SCHEMA)
+def watch_frame(watches: Sequence[Recovery],
+                kinds: Sequence[tuple[str, str, str, datetime]] | None = None) -> pl.DataFrame:
+    """The watches as a frame of :data:`WATCH_SCHEMA` (for :func:`match_recoveries`).
+
+    Args:
+        watches: the watches.
+        kinds: ``(alert_id, channel, txn_type, first failure)`` of every kind that failed
+            in them (:meth:`~monitor.alerts.store.recoveries.RecoveryQueries.recovery_kinds`);
+            ``None``: each watch's own first failure only.
+    """
+    if kinds is None:
+        kinds = [(w.alert_id, w.channel, w.txn_type, w.first_failed_at) for w in watches]
+    by_alert = {w.alert_id: w for w in watches}
+    rows = [(alert_id, by_alert[alert_id].customer_id, channel, txn_type, first,
+             by_alert[alert_id].window_ends_at)
+            for alert_id, channel, txn_type, first in kinds if alert_id in by_alert]
+    return pl.DataFrame(rows, schema=WATCH_SCHEMA, orient="row")
 
 
 def match_recoveries(watches: pl.DataFrame, approvals: pl.DataFrame) -> pl.DataFrame:
     """The earliest approval that recovers each watch, if any.
 
-    An approval recovers a watch when it has the watch's ``customer_id``, ``channel``
-    and ``txn_type`` and ``first_failed_at < occurred_at <= deadline``. Of several, the
-    earliest (by ``occurred_at``, then ``event_id``) wins, so the result does not
-    depend on the approvals' order.
+    An approval recovers a watch when it has the watch's ``customer_id`` and one of its
+    kinds (``channel``, ``txn_type``), and that kind's ``first_failed_at < occurred_at
+    <= deadline``. Of several, the earliest (by ``occurred_at``, then ``event_id``)
+    wins, so the result does not depend on the approvals' order.
 
     Args:
         watches: columns of :data:`WATCH_SCHEMA`.
@@ -113,14 +126,16 @@ def match_recoveries(watches: pl.DataFrame, approvals: pl.DataFrame) -> pl.DataF
 
     Returns:
         One row per recovered watch, sorted by ``alert_id``: ``alert_id``,
-        ``occurred_at``, ``event_id``, ``terminal_id``, ``merchant_id``.
+        ``occurred_at``, ``event_id``, ``terminal_id``, ``merchant_id``, ``channel``,
+        ``txn_type``.
     """
     return (watches.join(approvals, on=_KIND, how="inner")
             .filter((pl.col("occurred_at") > pl.col("first_failed_at"))
                     & (pl.col("occurred_at") <= pl.col("deadline")))
             .sort("alert_id", "occurred_at", "event_id")
             .unique("alert_id", keep="first", maintain_order=True)
-            .select("alert_id", "occurred_at", "event_id", "terminal_id", "merchant_id"))
+            .select("alert_id", "occurred_at", "event_id", "terminal_id", "merchant_id",
+                    "channel", "txn_type"))
 
 
 class RecoveryWatch:
@@ -207,15 +222,17 @@ class RecoveryWatch:
         if not watches:
             return []
         held = {w.alert_id: w.recovered_at for w in watches if w.recovered_at is not None}
-        found = match_recoveries(watch_frame(watches), buffer)
+        kinds = self.store.recovery_kinds([w.alert_id for w in watches])
+        found = match_recoveries(watch_frame(watches, kinds), buffer)
         matched = [row for row in found.iter_rows()
                    if row[0] not in held or row[1] < held[row[0]]]
         if not matched:
             return []
         recovered = self.store.mark_recovered(
             [RecoveryMatch(alert_id=alert_id, recovered_at=at, event_id=event_id,
-                           terminal_id=terminal_id, merchant_id=merchant_id)
-             for alert_id, at, event_id, terminal_id, merchant_id in matched],
+                           terminal_id=terminal_id, merchant_id=merchant_id, channel=channel,
+                           txn_type=txn_type)
+             for alert_id, at, event_id, terminal_id, merchant_id, channel, txn_type in matched],
             now=self._now())
         if recovered and self.metrics is not None:
             self.metrics.observe_recovered(recovered)

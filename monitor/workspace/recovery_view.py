@@ -55,7 +55,7 @@ def recovery_shown(recovery: Recovery | None, translator: Translator) -> Recover
         return None
     seconds = recovery.seconds_to_recovery
     return RecoveryShown(
-        status=recovery.status, txn=transaction_words(recovery.txn_type, translator),
+        status=recovery.status, txn=transaction_words(recovery.completed_txn_type, translator),
         deadline=recovery.window_ends_at,
         window_minutes=round(
             (recovery.window_ends_at - recovery.last_failed_at).total_seconds() / 60),

@@ -99,4 +99,4 @@ def test_export_carries_each_alerts_recovery(
     assert records[watched]["recovery"] == {
         "status": "abandoned", "window_ends_at": (T0 + timedelta(seconds=1800)).isoformat(),
         "recovered_at": None, "seconds_to_recovery": None, "terminal_id": None,
-        "merchant_id": None, "same_terminal": None}
+        "merchant_id": None, "channel": None, "txn_type": None, "same_terminal": None}

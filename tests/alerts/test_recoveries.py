@@ -53,21 +53,30 @@ def test_recording_a_failure_starts_its_alerts_watch(
     assert recovery.seconds_to_recovery is None and recovery.same_terminal is None
 
 
-def test_a_failure_of_another_kind_does_not_move_the_watch(
+def test_every_kind_that_failed_is_watched_and_the_row_ignores_recording_order(
     store_location: Path | str, make_failure: Callable[..., VipFailure]
 ) -> None:
-    """A purchase failure joining a withdrawal alert leaves the withdrawal's deadline."""
+    """A purchase and a withdrawal failing in one alert are both watched; either recording order gives the same row."""
+    rows = []
     with AlertStore(store_location) as store:
-        [alert_id] = store.record(
-            [make_failure("ev-1", T0)], now=NOW, recovery_window_seconds=WINDOW
-        ).new_alert_ids
-        store.record(
-            [make_failure("ev-2", T0 + timedelta(minutes=3), channel="POS", txn_type="purchase")],
-            now=NOW,
-            recovery_window_seconds=WINDOW,
-        )
-        recovery = store.recovery_of(alert_id)
-    assert recovery is not None and recovery.window_ends_at == T0 + timedelta(seconds=WINDOW)
+        for client, reverse in (("C-1001", False), ("C-1002", True)):
+            purchase = make_failure(f"ev-{client}-1", T0, customer_id=client, channel="POS",
+                                    txn_type="purchase", terminal_id="POS00001")
+            withdrawal = make_failure(f"ev-{client}-2", T0 + timedelta(minutes=3), customer_id=client)
+            order = [withdrawal, purchase] if reverse else [purchase, withdrawal]
+            alert_ids = {alert_id for failure in order for alert_id in
+                         store.record([failure], now=NOW, recovery_window_seconds=WINDOW).new_alert_ids}
+            [alert_id] = alert_ids
+            recovery = store.recovery_of(alert_id)
+            assert recovery is not None
+            rows.append(((recovery.channel, recovery.txn_type, recovery.outcome,
+                          recovery.failed_terminal_id, recovery.first_failed_at,
+                          recovery.last_failed_at, recovery.window_ends_at),
+                         [kind[1:] for kind in store.recovery_kinds([alert_id])]))
+    assert rows[0] == rows[1]
+    assert rows[0][0] == ("POS", "purchase", "customer", "POS00001", T0, T0 + timedelta(minutes=3),
+                          T0 + timedelta(minutes=3, seconds=WINDOW))
+    assert rows[0][1] == [("ATM", "withdrawal", T0 + timedelta(minutes=3)), ("POS", "purchase", T0)]
 
 
 def test_no_window_means_no_watch_and_late_alerts_are_watched(

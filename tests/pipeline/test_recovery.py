@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -102,7 +103,7 @@ def test_the_earliest_approval_of_the_same_kind_in_the_window_wins() -> None:
         for seed in range(5)
     }
     assert len(results) == 1
-    [(matched, at, event_id, terminal, _)] = results.pop()
+    [(matched, at, event_id, terminal, _, _, _)] = results.pop()
     assert (matched, at, event_id, terminal) == (
         alert_id,
         T0 + timedelta(minutes=3),
@@ -145,6 +146,52 @@ def test_any_processing_order_gives_the_same_recovery(
         "ATM7",
     )
     assert sum(len(d.recovered) for d in decided) == 1  # one decision, counted once
+
+
+def _purchase_failure(event_id: str, minutes: float) -> VipFailure:
+    failure = _failure(event_id, minutes)
+    event = replace(failure.event, channel="POS", txn_type="purchase", terminal_id="POS00001")
+    return replace(failure, event=event)
+
+
+_MIXED = {
+    "purchase failed": ("failure", _purchase_failure("f-pos", 0)),
+    "withdrawal failed": ("failure", _failure("f-atm", 0.5)),
+    "withdrawal approved": ("approvals", _approvals(("ok-atm", 2.5, "C-1", "ATM", "ATM7"))),
+}
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(_MIXED)))
+def test_an_alert_of_two_kinds_recovers_by_either_in_any_order(
+    tmp_path: Path, order: tuple[str, ...]
+) -> None:
+    """A failed purchase then a failed withdrawal, then the cash: recovered, whatever order they are processed in."""
+    with AlertStore(tmp_path / "alerts.db") as store:
+        watch = RecoveryWatch(store, watermark=lambda: T0 - timedelta(minutes=5), lateness_seconds=10)
+        for step in order:
+            kind, value = _MIXED[step]
+            if kind == "failure":
+                assert isinstance(value, VipFailure)
+                store.record([value], recovery_window_seconds=WINDOW)
+                watch.after_batch(_approvals())
+            else:
+                assert isinstance(value, pl.DataFrame)
+                watch.after_batch(value)
+        [recovery] = store.recoveries_of([r.alert_id for r in store.list_alerts()]).values()
+    assert (recovery.status, recovery.recovery_event_id, recovery.recovery_channel,
+            recovery.completed_txn_type) == ("recovered", "ok-atm", "ATM", "withdrawal")
+    # The watch's own kind is the earliest failure's, whatever the order.
+    assert (recovery.channel, recovery.txn_type, recovery.first_failed_at) == ("POS", "purchase", T0)
+    assert recovery.seconds_to_recovery == 150.0
+
+
+def test_an_approval_before_its_kind_failed_does_not_recover() -> None:
+    """A withdrawal completed between a failed purchase and a failed withdrawal does not recover the withdrawal."""
+    with AlertStore(":memory:") as store:
+        watch = RecoveryWatch(store, watermark=lambda: None, lateness_seconds=10)
+        store.record([_purchase_failure("f-pos", 0), _failure("f-atm", 5)], recovery_window_seconds=WINDOW)
+        decided = watch.after_batch(_approvals(("ok-early", 2, "C-1", "ATM", "ATM7")))
+    assert decided.recovered == ()
 
 
 def test_a_failure_and_its_recovery_in_one_batch_are_matched() -> None:

@@ -101,7 +101,7 @@ def render_follow_up(alert: Alert, recovery: Recovery, manager: Manager, *,
         raise ValueError(f"the recovery watch of {alert.alert_id} is not decided")
     t = reader(manager, locale)
     name = alert.customer_name
-    txn = transaction_words(recovery.txn_type, t)
+    txn = transaction_words(recovery.completed_txn_type, t)
     failed = _where(recovery.failed_terminal_id, city)
     if recovery.status == "recovered":
         assert recovery.recovered_at is not None
@@ -138,6 +138,8 @@ def render_follow_up(alert: Alert, recovery: Recovery, manager: Manager, *,
         "customer_name": name,
         "channel": recovery.channel,
         "txn_type": recovery.txn_type,
+        "recovery_channel": recovery.recovery_channel,
+        "recovery_txn_type": recovery.recovery_txn_type,
         "failed_terminal_id": recovery.failed_terminal_id,
         "first_failed_at": recovery.first_failed_at.isoformat(),
         "last_failed_at": recovery.last_failed_at.isoformat(),

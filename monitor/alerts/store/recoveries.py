@@ -4,11 +4,13 @@ One row per alert in ``alert_recoveries`` (schema 8,
 :data:`~monitor.alerts.store.schema.RECOVERY_TABLES`), written with the alert by
 :meth:`~monitor.alerts.store.recording.Recording.record` (:func:`watch_failure`), in the
 same transaction: status ``watching`` from the alert's first failure until its
-``deadline`` (its last failure of the same kind + the window, event time). Then exactly
+``deadline`` (its last failure + the window, event time); every kind that failed in the
+alert is in ``alert_recovery_kinds``. Then exactly
 one decision, made by whichever instance sees it first:
 
-- **recovered** (:meth:`RecoveryQueries.mark_recovered`): an approved transaction of the
-  same ``channel`` and ``txn_type`` after the first failure, at or before the deadline.
+- **recovered** (:meth:`RecoveryQueries.mark_recovered`): an approved transaction of a
+  kind (``channel``, ``txn_type``) that failed in the alert, after that kind's first
+  failure, at or before the deadline.
   Two instances racing keep the earliest approval (the update applies while the row is
   ``watching`` or holds a later approval); only the ``watching`` → ``recovered`` step is
   reported as a decision (metrics count it once, on the instance that made it);
@@ -51,18 +53,21 @@ class Recovery:
         alert_id: the alert.
         customer_id: its VIP client.
         manager_id: the client's manager when the alert was raised.
-        channel: the failures' channel (``atm``, ``pos``, ``ecom``...).
-        txn_type: the failures' transaction type (``withdrawal``, ``purchase``...).
-        outcome: the outcome class of the alert's first failure.
-        failed_terminal_id: the terminal of the alert's first failure.
-        first_failed_at: the alert's first failure of this kind (event time, UTC).
-        last_failed_at: its last failure of this kind.
+        channel: the channel of the alert's first failure (``atm``, ``pos``, ``ecom``...).
+        txn_type: its transaction type (``withdrawal``, ``purchase``...).
+        outcome: its outcome class.
+        failed_terminal_id: its terminal.
+        first_failed_at: the alert's first failure (event time, UTC).
+        last_failed_at: its last failure.
         window_ends_at: the deadline: ``last_failed_at`` + the watch window.
         status: ``watching``, ``recovered`` or ``abandoned``.
         recovered_at: the approval's event time (``recovered`` only).
         recovery_event_id: the approved transaction's event ID.
         terminal_id: where the client recovered (terminal ID).
         merchant_id: the merchant of that terminal, if any.
+        recovery_channel: the approved transaction's channel (one of the kinds that
+            failed in the alert, not always the first failure's).
+        recovery_txn_type: its transaction type.
         decided_at: wall-clock time of the decision (``None`` while watching).
         follow_up: whether a follow-up to the manager was queued (``follow_up`` 1; 0 is
             not yet, 2 not sent: :mod:`~monitor.alerts.store.follow_ups`).
@@ -83,8 +88,15 @@ class Recovery:
     recovery_event_id: str | None = None
     terminal_id: str | None = None
     merchant_id: str | None = None
+    recovery_channel: str | None = None
+    recovery_txn_type: str | None = None
     decided_at: datetime | None = None
     follow_up: bool = False
+
+    @property
+    def completed_txn_type(self) -> str:
+        """The transaction type the client completed (recovered) or failed to (otherwise)."""
+        return self.recovery_txn_type or self.txn_type
 
     @property
     def seconds_to_recovery(self) -> float | None:
@@ -111,6 +123,8 @@ class RecoveryMatch:
         event_id: its event ID.
         terminal_id: its terminal.
         merchant_id: its merchant, if any.
+        channel: its channel (a kind that failed in the alert).
+        txn_type: its transaction type.
     """
 
     alert_id: str
@@ -118,26 +132,36 @@ class RecoveryMatch:
     event_id: str
     terminal_id: str
     merchant_id: str | None = None
+    channel: str | None = None
+    txn_type: str | None = None
 
 
-_UPSERT: Final = """INSERT INTO alert_recoveries (
+# The earliest failure (event time) gives the watch's kind, outcome and terminal; the
+# last one its deadline, whatever order failures are recorded in and whatever the
+# watch's status (so the row does not depend on batching or partition order).
+_EARLIER: Final = "excluded.first_failed_at < alert_recoveries.first_failed_at"
+_UPSERT: Final = f"""INSERT INTO alert_recoveries (
         alert_id, customer_id, manager_id, channel, txn_type, outcome, failed_terminal_id,
         first_failed_at, last_failed_at, deadline)
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (alert_id) DO UPDATE SET
-        outcome = CASE WHEN excluded.first_failed_at < alert_recoveries.first_failed_at
-            THEN excluded.outcome ELSE alert_recoveries.outcome END,
-        failed_terminal_id = CASE WHEN excluded.first_failed_at < alert_recoveries.first_failed_at
+        channel = CASE WHEN {_EARLIER} THEN excluded.channel ELSE alert_recoveries.channel END,
+        txn_type = CASE WHEN {_EARLIER} THEN excluded.txn_type ELSE alert_recoveries.txn_type END,
+        outcome = CASE WHEN {_EARLIER} THEN excluded.outcome ELSE alert_recoveries.outcome END,
+        failed_terminal_id = CASE WHEN {_EARLIER}
             THEN excluded.failed_terminal_id ELSE alert_recoveries.failed_terminal_id END,
-        first_failed_at = CASE WHEN excluded.first_failed_at < alert_recoveries.first_failed_at
+        first_failed_at = CASE WHEN {_EARLIER}
             THEN excluded.first_failed_at ELSE alert_recoveries.first_failed_at END,
         last_failed_at = CASE WHEN excluded.last_failed_at > alert_recoveries.last_failed_at
             THEN excluded.last_failed_at ELSE alert_recoveries.last_failed_at END,
         deadline = CASE WHEN excluded.deadline > alert_recoveries.deadline
-            THEN excluded.deadline ELSE alert_recoveries.deadline END
-    WHERE alert_recoveries.status = 'watching'
-        AND alert_recoveries.channel = excluded.channel
-        AND alert_recoveries.txn_type = excluded.txn_type"""
+            THEN excluded.deadline ELSE alert_recoveries.deadline END"""
+# Every kind that failed in the alert, with its first failure.
+_UPSERT_KIND: Final = """INSERT INTO alert_recovery_kinds (alert_id, channel, txn_type, first_failed_at)
+    VALUES (?, ?, ?, ?)
+    ON CONFLICT (alert_id, channel, txn_type) DO UPDATE SET
+        first_failed_at = CASE WHEN excluded.first_failed_at < alert_recovery_kinds.first_failed_at
+            THEN excluded.first_failed_at ELSE alert_recovery_kinds.first_failed_at END"""
 
 
 def watch_failure(conn: Database, alert_id: str, failure: VipFailure,
@@ -145,10 +169,11 @@ def watch_failure(conn: Database, alert_id: str, failure: VipFailure,
     """Start the alert's watch with this failure, or move it on (inside the recording transaction).
 
     A new alert's first failure starts the watch (``watching``, deadline = its time +
-    the window). A later failure of the same ``channel`` and ``txn_type`` moves
-    ``last_failed_at`` and the deadline on (an earlier one, read out of order, moves the
-    first failure back), only while the watch is ``watching``; a failure of another
-    kind, or one joining a decided watch, changes nothing.
+    the window). Each later failure adds its kind (``channel``, ``txn_type``) to the
+    kinds watched, moves ``last_failed_at`` and the deadline on when it is later, and
+    becomes the watch's first failure (kind, outcome class, terminal) when it is
+    earlier (read out of order): the row ends the same whatever order the failures
+    are recorded in. A decision already made stands.
 
     Args:
         conn: the recording transaction.
@@ -162,6 +187,7 @@ def watch_failure(conn: Database, alert_id: str, failure: VipFailure,
         alert_id, failure.customer_id, failure.manager.manager_id, event.channel, event.txn_type,
         event.outcome, event.terminal_id, at, at,
         utc_text(event.occurred_at + timedelta(seconds=window_seconds))))
+    conn.execute(_UPSERT_KIND, (alert_id, event.channel, event.txn_type, at))
 
 
 def _recovery(row: Row) -> Recovery:
@@ -178,6 +204,7 @@ def _recovery(row: Row) -> Recovery:
         window_ends_at=parse_utc(row["deadline"]), status=row["status"],
         recovered_at=when("recovered_at"), recovery_event_id=row["recovery_event_id"],
         terminal_id=row["recovery_terminal_id"], merchant_id=row["recovery_merchant_id"],
+        recovery_channel=row["recovery_channel"], recovery_txn_type=row["recovery_txn_type"],
         decided_at=when("decided_at"), follow_up=row["follow_up"] == 1)  # 2: not sent
 
 
@@ -239,6 +266,24 @@ class RecoveryQueries(StoreConnection):
             found += [_recovery(row) for row in rows]
         return sorted(found, key=lambda r: (r.window_ends_at, r.alert_id))
 
+    def recovery_kinds(self, alert_ids: Sequence[str]) -> list[tuple[str, str, str, datetime]]:
+        """Every kind that failed in these alerts: ``(alert_id, channel, txn_type, first failure)``.
+
+        Args:
+            alert_ids: any number of alert IDs (read 500 at a time).
+        """
+        ids = sorted(set(alert_ids))
+        found: list[tuple[str, str, str, datetime]] = []
+        for start in range(0, len(ids), _MAX_IDS):
+            chunk = ids[start:start + _MAX_IDS]
+            with self._lock:
+                rows = self._conn.execute(
+                    "SELECT alert_id, channel, txn_type, first_failed_at FROM alert_recovery_kinds "
+                    f"WHERE alert_id IN ({', '.join('?' * len(chunk))})", chunk).fetchall()
+            found += [(row["alert_id"], row["channel"], row["txn_type"],
+                       parse_utc(row["first_failed_at"])) for row in rows]
+        return sorted(found)
+
     def earliest_watch_deadline(self) -> datetime | None:
         """The earliest deadline of the watches still ``watching`` (``None``: none)."""
         with self._lock:
@@ -279,10 +324,12 @@ class RecoveryQueries(StoreConnection):
                 changed = conn.execute(
                     """UPDATE alert_recoveries SET status = 'recovered', recovered_at = ?,
                         recovery_event_id = ?, recovery_terminal_id = ?, recovery_merchant_id = ?,
+                        recovery_channel = ?, recovery_txn_type = ?,
                         decided_at = CASE WHEN decided_at IS NULL THEN ? ELSE decided_at END
                     WHERE alert_id = ? AND (status = 'watching'
                         OR (status = 'recovered' AND recovered_at > ?))""",
-                    (at, match.event_id, match.terminal_id, match.merchant_id, stamp,
+                    (at, match.event_id, match.terminal_id, match.merchant_id, match.channel,
+                     match.txn_type, stamp,
                      match.alert_id, at)).rowcount
                 if changed and row["status"] == "watching":
                     decided.append(match.alert_id)

@@ -195,14 +195,19 @@ WORKSPACE_TABLES: Final = (
 
 
 #: Schema 8, the recovery watch (the same statements on PostgreSQL, every text column
-#: ``COLLATE "C"`` there). One row per alert, written with the alert: the client's
-#: next transactions of the alert's kind (``channel``, ``txn_type``) are watched from
-#: its first failure until ``deadline`` (its last failure + the watch window), in event
-#: time. ``status``: ``watching``, then ``recovered`` (an approved transaction of that
-#: kind in the window: the ``recovery_*`` columns say which, where and when) or
-#: ``abandoned`` (none before the deadline passed). ``outcome`` is the outcome class
-#: of the alert's first failure; ``follow_up`` whether a follow-up was queued for its
-#: manager (0/1). Times are UTC ISO-8601 text like every other time in the store.
+#: ``COLLATE "C"`` there). One row per alert in ``alert_recoveries``, written with the
+#: alert: the client's next transactions are watched from the alert's first failure
+#: until ``deadline`` (its last failure + the watch window), in event time.
+#: ``channel``, ``txn_type``, ``outcome`` and ``failed_terminal_id`` are those of the
+#: alert's earliest failure (event time, whatever order failures are recorded in);
+#: ``alert_recovery_kinds`` holds every kind (``channel``, ``txn_type``) that failed in
+#: the alert with its first failure: an approved transaction of any of them after that
+#: failure recovers the watch. ``status``: ``watching``, then ``recovered`` (the
+#: ``recovery_*`` columns say which transaction, of which kind, where and when) or
+#: ``abandoned`` (none before the deadline passed). ``follow_up``: 0 not yet, 1 a
+#: follow-up was queued for the manager, 2 none is sent
+#: (:mod:`~monitor.alerts.store.follow_ups`). Times are UTC ISO-8601 text like every
+#: other time in the store.
 RECOVERY_TABLES: Final = (
     """CREATE TABLE alert_recoveries (
         alert_id {T} PRIMARY KEY REFERENCES alerts (alert_id) DEFERRABLE INITIALLY DEFERRED,
@@ -221,12 +226,21 @@ RECOVERY_TABLES: Final = (
         recovery_event_id {T},
         recovery_terminal_id {T},
         recovery_merchant_id {T},
+        recovery_channel {T},
+        recovery_txn_type {T},
         decided_at {T},
         follow_up INTEGER NOT NULL DEFAULT 0
     )""",
     "CREATE INDEX alert_recoveries_watching ON alert_recoveries (status, deadline)",
     "CREATE INDEX alert_recoveries_by_customer ON alert_recoveries (customer_id, status)",
     "CREATE INDEX alert_recoveries_by_decision ON alert_recoveries (decided_at)",
+    """CREATE TABLE alert_recovery_kinds (
+        alert_id {T} NOT NULL REFERENCES alert_recoveries (alert_id) DEFERRABLE INITIALLY DEFERRED,
+        channel {T} NOT NULL,
+        txn_type {T} NOT NULL,
+        first_failed_at {T} NOT NULL,
+        PRIMARY KEY (alert_id, channel, txn_type)
+    )""",
 )
 
 # <version: statements that upgrade the store from version - 1>, applied in order in
