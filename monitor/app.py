@@ -243,8 +243,7 @@ class MonitorApp:
                     stalled_seconds=event_time.stalled_partition_seconds)
         return RecoveryWatch(self.store, watermark=watermark,
                              lateness_seconds=event_time.allowed_lateness_seconds,
-                             metrics=RecoveryMetrics(self.metrics_registry),
-                             sole_writer=not settings.alerting.scale_out.enabled)
+                             metrics=RecoveryMetrics(self.metrics_registry))
 
     def _partition_count(self) -> int:
         # The topic's partitions as the consumer's metadata knows them (0: not yet).

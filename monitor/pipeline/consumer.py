@@ -65,7 +65,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
 from typing import Any, Protocol
 
@@ -134,8 +134,7 @@ class ConsumerMetrics(Protocol):
 class RecoveryFollower(Protocol):
     """The recovery watch (:class:`~monitor.pipeline.recovery.RecoveryWatch`)."""
 
-    def after_batch(self, approvals: pl.DataFrame, *,
-                    failures: bool | Collection[str] = ...) -> object: ...
+    def after_batch(self, approvals: pl.DataFrame, *, failures: bool = ...) -> object: ...
 
 
 class _LagCleanup(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -399,7 +398,7 @@ class TransactionConsumer:
         assert self.recovery is not None
         try:
             await asyncio.to_thread(self.recovery.after_batch, result.approvals,
-                                    failures={failure.customer_id for failure in result.failures})
+                                    failures=bool(result.failures))
         except Exception as error:  # noqa: BLE001 - the approvals wait in its buffer
             log.warning("recovery watch failed after a batch (%s: %s); its approvals are matched "
                         "after the next one", type(error).__name__, error)

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final, Protocol
@@ -57,8 +57,6 @@ WATCH_SCHEMA: Final = pl.Schema({"alert_id": pl.String(), "customer_id": pl.Stri
                                  "channel": pl.String(), "txn_type": pl.String(),
                                  "first_failed_at": _TIME, "deadline": _TIME})
 _KIND: Final = ["customer_id", "channel", "txn_type"]
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND: Final = timedelta(microseconds=1)
 
 
 class RecoveryStore(Protocol):
@@ -94,15 +92,11 @@ class RecoveryDecisions:
 
 def watch_frame(watches: Sequence[Recovery]) -> pl.DataFrame:
     """The watches as a frame of :data:`WATCH_SCHEMA` (for :func:`match_recoveries`)."""
-    # Times as integer microseconds, then one cast: polars converts aware datetime
-    # objects several times slower.
     return pl.DataFrame(
         {"alert_id": [w.alert_id for w in watches], "customer_id": [w.customer_id for w in watches],
          "channel": [w.channel for w in watches], "txn_type": [w.txn_type for w in watches],
-         "first_failed_at": [(w.first_failed_at - _EPOCH) // _MICROSECOND for w in watches],
-         "deadline": [(w.window_ends_at - _EPOCH) // _MICROSECOND for w in watches]},
-        schema={**WATCH_SCHEMA, "first_failed_at": pl.Int64(), "deadline": pl.Int64()},
-    ).with_columns(pl.col("first_failed_at", "deadline").cast(_TIME))
+         "first_failed_at": [w.first_failed_at for w in watches],
+         "deadline": [w.window_ends_at for w in watches]}, schema=WATCH_SCHEMA)
 
 
 def match_recoveries(watches: pl.DataFrame, approvals: pl.DataFrame) -> pl.DataFrame:
@@ -121,13 +115,12 @@ def match_recoveries(watches: pl.DataFrame, approvals: pl.DataFrame) -> pl.DataF
         One row per recovered watch, sorted by ``alert_id``: ``alert_id``,
         ``occurred_at``, ``event_id``, ``terminal_id``, ``merchant_id``.
     """
-    return (watches.lazy().join(approvals.lazy(), on=_KIND, how="inner")
+    return (watches.join(approvals, on=_KIND, how="inner")
             .filter((pl.col("occurred_at") > pl.col("first_failed_at"))
                     & (pl.col("occurred_at") <= pl.col("deadline")))
             .sort("alert_id", "occurred_at", "event_id")
             .unique("alert_id", keep="first", maintain_order=True)
-            .select("alert_id", "occurred_at", "event_id", "terminal_id", "merchant_id")
-            .collect())  # one plan: one trip out of the GIL instead of five
+            .select("alert_id", "occurred_at", "event_id", "terminal_id", "merchant_id"))
 
 
 class RecoveryWatch:
@@ -142,35 +135,21 @@ class RecoveryWatch:
             the watermark minus this leave the buffer.
         metrics: where decisions are counted (``None``: nowhere).
         now: the wall clock of decisions (UTC).
-        sole_writer: this instance is the only one writing watches to the store (no
-            ``alerting.scale_out``). A batch then matches only the approvals not matched
-            yet and the buffered approvals of the clients whose watches it wrote (the
-            other buffered approvals were matched against every watch of their client
-            when it was written, so matching them again finds nothing new); the job's
-            :meth:`decide` still matches the whole buffer. ``False`` (default): every
-            batch matches the whole buffer, to find other instances' new watches.
 
     Thread-safe: the consumer's thread and the scheduler's job take turns on one lock.
     """
 
     def __init__(self, store: RecoveryStore, *, watermark: Callable[[], datetime | None],
                  lateness_seconds: float, metrics: RecoveryMetrics | None = None,
-                 now: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 sole_writer: bool = False) -> None:
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.store = store
         self._watermark = watermark
         self.lateness = timedelta(seconds=lateness_seconds)
         self.metrics = metrics
         self._now = now
-        self.sole_writer = sole_writer
         self._lock = threading.Lock()
         # <approvals kept for failures recorded later> (APPROVAL_COLUMNS)
         self._buffer: pl.DataFrame | None = None
-        # What the next match must cover besides the buffer's settled rows (sole writer):
-        # the approvals not matched yet, and the clients whose watches were written
-        # since the last match (``None``: every client, i.e. the whole buffer).
-        self._fresh: pl.DataFrame | None = None
-        self._written: set[str] | None = set()
 
     def __repr__(self) -> str:
         return f"RecoveryWatch(buffered={self.buffered})"
@@ -180,16 +159,14 @@ class RecoveryWatch:
         """How many approvals wait in the buffer."""
         return 0 if self._buffer is None else self._buffer.height
 
-    def after_batch(self, approvals: pl.DataFrame, *,
-                    failures: bool | Collection[str] = True) -> RecoveryDecisions:
+    def after_batch(self, approvals: pl.DataFrame, *, failures: bool = True) -> RecoveryDecisions:
         """Take one stored batch's VIP approvals, then match and decide (steps 1–4).
 
         Args:
             approvals: the batch's approvals (``ProcessedBatch.approvals``).
-            failures: the clients whose VIP failures the batch stored (new or moved
-                watches), or whether it stored any (``True``: any client's). A batch
-                with neither approvals nor failures skips matching (nothing new here
-                can match; the job matches other instances' new watches).
+            failures: whether the batch stored VIP failures (new or moved watches). A
+                batch with neither approvals nor failures skips matching (nothing new
+                here can match; the job matches other instances' new watches).
 
         Raises:
             Exception: the store's errors; the approvals stay in the buffer and are
@@ -199,27 +176,17 @@ class RecoveryWatch:
             if approvals.height:
                 self._buffer = approvals if self._buffer is None else pl.concat(
                     [self._buffer, approvals], how="vertical_relaxed")
-                self._fresh = approvals if self._fresh is None else pl.concat(
-                    [self._fresh, approvals], how="vertical_relaxed")
-            if failures is True or not self.sole_writer:
-                self._written = None
-            elif not isinstance(failures, bool) and self._written is not None:
-                self._written.update(failures)
-            return self._decide(match=bool(failures) or approvals.height > 0, whole=False)
+            return self._decide(match=failures or approvals.height > 0)
 
     def decide(self) -> RecoveryDecisions:
         """Match the buffer with the store's watches, abandon the expired ones (steps 2–4)."""
         with self._lock:
             return self._decide()
 
-    def _decide(self, *, match: bool = True, whole: bool = True) -> RecoveryDecisions:
+    def _decide(self, *, match: bool = True) -> RecoveryDecisions:
         recovered: list[Recovery] = []
-        if match:
-            if self._buffer is not None and self._buffer.height:
-                pending = self._buffer if whole else self._pending(self._buffer)
-                if pending is not None and pending.height:
-                    recovered = self._match(pending)
-            self._fresh, self._written = None, set()  # every buffered approval is matched
+        if match and self._buffer is not None and self._buffer.height:
+            recovered = self._match(self._buffer)
         abandoned: list[Recovery] = []
         through = self._watermark()
         if through is not None:
@@ -230,22 +197,6 @@ class RecoveryWatch:
                     self.metrics.observe_abandoned(abandoned)
         self._prune()
         return RecoveryDecisions(tuple(recovered), tuple(abandoned))
-
-    def _pending(self, buffer: pl.DataFrame) -> pl.DataFrame | None:
-        """The buffered approvals a batch must match (see ``sole_writer``); ``None``: none.
-
-        The approvals not matched yet, and every buffered approval of the clients
-        whose watches were written since the last match (an approval in both is
-        there twice: :func:`match_recoveries` keeps one match per watch).
-        """
-        if self._written is None:
-            return buffer
-        parts = [] if self._fresh is None else [self._fresh]
-        if self._written:
-            parts.append(buffer.filter(pl.col("customer_id").is_in(sorted(self._written))))
-        if not parts:
-            return None
-        return parts[0] if len(parts) == 1 else pl.concat(parts, how="vertical_relaxed")
 
     def _match(self, buffer: pl.DataFrame) -> list[Recovery]:
         """Step 2: the buffered clients' watches, matched and recorded; the decisions made."""
@@ -274,7 +225,4 @@ class RecoveryWatch:
         through = self._watermark()
         if self._buffer is None or through is None:
             return
-        kept = pl.col("occurred_at") > through - self.lateness
-        self._buffer = self._buffer.filter(kept)
-        if self._fresh is not None:  # not matched (the store failed): leaves with the buffer
-            self._fresh = self._fresh.filter(kept)
+        self._buffer = self._buffer.filter(pl.col("occurred_at") > through - self.lateness)
