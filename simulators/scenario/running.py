@@ -190,11 +190,12 @@ async def _run(scenario: Scenario, bootstrap: str, work: Path, run_id: str, inbo
                     timeout=timeout, what="every alert to be delivered")
         if task.done():  # the monitor died: surface its error
             await task
-        if await _follow_up(monitor):
-            await _wait(lambda: task.done() or monitor.store.pending_count() == 0,
-                        timeout=timeout, what="every recovery follow-up to be delivered")
-            if task.done():
-                await task
+        # Queued by this call or by the job just before it: wait for the outbox either way.
+        await _follow_up(monitor)
+        await _wait(lambda: task.done() or monitor.store.pending_count() == 0,
+                    timeout=timeout, what="every recovery follow-up to be delivered")
+        if task.done():
+            await task
         alerts = tuple(monitor.store.list_alerts())
         events = {a.alert_id: tuple(monitor.store.alert_events(a.alert_id)) for a in alerts}
         health_at = last_event[0]
