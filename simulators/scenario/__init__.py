@@ -7,8 +7,9 @@ A scenario is one YAML file in ``simulators/scenarios/`` (schema:
   where they matter); a terminal with ``background: false`` (a foreign ATM) only
   sees the scripted ``visits``;
 * ``managers`` and ``vips``: the VIP registry (clients, tiers, cards, managers; a
-  manager's ``recovery_follow_up: true`` opts in to recovery follow-ups; every
-  manager's webhook is the runner's receiver, :mod:`~simulators.scenario.receiver`);
+  manager's ``recovery_follow_up: true`` opts in to recovery follow-ups; with
+  ``expect.follow_ups`` every manager's webhook is the runner's receiver,
+  :mod:`~simulators.scenario.receiver`);
 * ``traffic``: background transactions of ordinary (non-VIP) clients — Poisson
   arrivals at ``rate`` per second of *event* time for ``duration_s`` seconds,
   answered ``00`` except for the ``declines`` distribution (customer and card

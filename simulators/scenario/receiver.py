@@ -1,7 +1,7 @@
 """The scenario's managers' webhook: a real HTTP receiver on 127.0.0.1 that keeps what each got.
 
-:func:`run_scenario` points every scenario manager's ``webhook_url`` at
-``{base}/{manager_id}``, so each message the monitor sends a manager (alerts, incident
+For a scenario with ``expect.follow_ups``, :func:`run_scenario` points every manager's
+``webhook_url`` at ``{base}/{manager_id}``, so each message the monitor sends a manager (alerts, incident
 notices, recovery follow-ups) is a real ``POST`` through the webhook channel, recorded
 here by manager. A scenario run never posts anywhere else.
 

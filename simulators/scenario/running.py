@@ -12,10 +12,13 @@ until every event is consumed and every delivery has left the outbox, then
 :func:`simulators.scenario.checking.check` compares what happened with ``expect`` and
 the run returns a :class:`~simulators.scenario.checking.ScenarioReport`.
 
-Every manager of the scenario has a real channel: their webhook is a real HTTP
-receiver the runner starts on 127.0.0.1 (:mod:`simulators.scenario.receiver`), which
-keeps what each manager received (alerts, incident notices, recovery follow-ups).
-Once every event is consumed, the runner lets the recovery watch decide and queues
+In a scenario whose ``expect`` has ``follow_ups``, every manager has a real channel:
+their webhook is a real HTTP receiver the runner starts on 127.0.0.1
+(:mod:`simulators.scenario.receiver`), which keeps what each manager received (alerts,
+incident notices, recovery follow-ups). Other scenarios leave the managers without a
+channel, as their files say: their alerts are stored unnotified, and the run does not
+wait the storm control's wall-clock ``group_wait_seconds`` (15 s) that a manager's
+outage-class alert is held for before it is sent. Once every event is consumed, the runner lets the recovery watch decide and queues
 the follow-ups of the decided watches (what the ``recovery`` and
 ``recovery-follow-ups`` jobs do, without waiting for their next run), then waits
 until the outbox is empty again, so ``expect.follow_ups`` sees every follow-up sent.
@@ -149,8 +152,9 @@ async def run_scenario(scenario: Scenario, *, bootstrap_servers: str | None = No
 
 async def _run(scenario: Scenario, bootstrap: str, work: Path, run_id: str, inbox: ManagerInbox,
                *, started: float, timeout: float) -> ScenarioReport:
-    """The run itself, the managers' webhooks pointed at ``inbox`` (see :func:`run_scenario`)."""
-    customers, managers = write_registry(scenario_fleet(scenario, webhook_base_url=inbox.base),
+    """The run itself; with ``expect.follow_ups`` the managers' webhooks are ``inbox``'s."""
+    webhooks = inbox.base if scenario.expect.follow_ups else None
+    customers, managers = write_registry(scenario_fleet(scenario, webhook_base_url=webhooks),
                                          work / "registry")
     terminals = write_terminals(scenario, work / "registry" / "terminals.csv")
     topic = f"scenario.{scenario.name}.{run_id}"

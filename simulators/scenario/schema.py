@@ -214,7 +214,8 @@ class RecoveryExpectation(BaseModel):
 class FollowUpExpectation(BaseModel):
     """The recovery follow-ups (``docs/alert-channels.md``) one manager's webhook received.
 
-    The runner points every manager's webhook at its own receiver and, once the traffic
+    With any of these in the file, the runner points every manager's webhook at its own
+    receiver (otherwise the managers have no channel) and, once the traffic
     ended, lets the recovery watch decide and queues the follow-ups as the
     ``recovery-follow-ups`` job does. ``count`` is the number of follow-up messages
     (``cardmon.recovery.v1``) the manager received, about ``customer_id``'s alerts when
