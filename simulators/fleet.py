@@ -179,7 +179,8 @@ def write_registry(fleet: Fleet, directory: str | Path) -> tuple[Path, Path]:
 
     The files have the columns :mod:`monitor.pipeline.vips` reads:
     ``customer_id,name,tier,manager_id,card_refs`` (``card_refs`` ``;``-separated) and
-    ``manager_id,name,email,phone,webhook_url,backup_manager_id,timezone,locale``.
+    ``manager_id,name,email,phone,webhook_url,backup_manager_id,timezone,locale,recovery_follow_up``
+    (``recovery_follow_up``: ``yes`` or ``no``, the manager's opt-in to recovery follow-ups).
 
     Args:
         fleet: the fleet whose VIPs and managers are written.
@@ -200,7 +201,9 @@ def write_registry(fleet: Fleet, directory: str | Path) -> tuple[Path, Path]:
     columns = ("manager_id", "name", "email", "phone", "webhook_url", "backup_manager_id", "timezone",
                "locale")
     pl.DataFrame(
-        [{column: getattr(manager, column) for column in columns} for manager in fleet.managers],
-        schema={c: pl.String for c in columns},
+        [{**{column: getattr(manager, column) for column in columns},
+          "recovery_follow_up": "yes" if manager.recovery_follow_up else "no"}
+         for manager in fleet.managers],
+        schema={c: pl.String for c in (*columns, "recovery_follow_up")},
     ).write_csv(managers_path)
     return customers_path, managers_path

@@ -2,12 +2,14 @@
 
 :func:`check` takes the :class:`~simulators.scenario.schema.Expectations` and what was
 :class:`Observed` (the store's alerts with their events and incidents, the monitor's
-metrics registry, the terminals' health states) and returns one :class:`Check` per
-expectation, in the order of the file: alerts per client and per manager, the
+metrics registry, the terminals' health states, what the managers' webhooks received)
+and returns one :class:`Check` per expectation, in the order of the file: alerts per client and per manager, the
 incidents storm control opened (scope and key, flapping, ended, how many alerts and
 which managers), the recovery watch of each named client's alerts (``recoveries``:
-status, same terminal or not, seconds to recover), metric sample ranges, which
-terminals show failures, and terminal health states (``health``, ``health_others``).
+status, same terminal or not, seconds to recover), the recovery follow-ups each
+manager's webhook received (``follow_ups``: how many, strictly; result; text), metric
+sample ranges, which terminals show failures, and terminal health states (``health``,
+``health_others``).
 A :class:`ScenarioReport` holds the checks of one run and renders them.
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
@@ -89,6 +92,9 @@ class Observed:
     incidents: tuple[tuple[Incident, frozenset[str]], ...] = ()
     #: <alert_id: its recovery watch> of the alerts that have one.
     recoveries: dict[str, Recovery] = field(default_factory=dict)
+    #: <manager_id: the recovery follow-up payloads (``cardmon.recovery.v1``) their
+    #: webhook received, in arrival order, duplicates kept>.
+    follow_ups: dict[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
 
 
 def _sample_sum(registry: CollectorRegistry, name: str, labels: dict[str, str]) -> float | None:
@@ -217,6 +223,35 @@ def _recovery_checks(expect: Expectations, observed: Observed) -> list[Check]:
     return checks
 
 
+def _follow_up_checks(expect: Expectations, observed: Observed) -> list[Check]:
+    """The ``follow_ups`` expectations against what each manager's webhook received."""
+    checks: list[Check] = []
+    for wanted in expect.follow_ups:
+        about = "" if wanted.customer_id is None else f" about {wanted.customer_id}"
+        prefix = f"follow_ups[{wanted.manager_id}{about}]"
+        received = [p for p in observed.follow_ups.get(wanted.manager_id, ())
+                    if wanted.customer_id is None or p.get("customer_id") == wanted.customer_id]
+        ids = [str(p.get("alert_id")) for p in received]
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        shown = f"{len(received):g}" + (f" (twice or more for {', '.join(twice)})" if twice else "")
+        checks.append(Check(f"{prefix}.count", str(wanted.count), shown,
+                            wanted.count.contains(len(received))))
+        if wanted.result is not None:
+            results = {str(p.get("result")) for p in received}
+            checks.append(Check(f"{prefix}.result", wanted.result,
+                                ", ".join(sorted(results)) or "no follow-up",
+                                bool(received) and results == {wanted.result}))
+        if wanted.contains is not None:
+            needle = wanted.contains.lower()
+            texts = [f"{p.get('subject', '')}\n{p.get('text', '')}" for p in received]
+            missing = [t.splitlines()[0] for t in texts if needle not in t.lower()]
+            shown = (f"{len(texts) - len(missing)} of {len(texts)} contain it"
+                     + (f"; not: {'; '.join(missing)}" if missing else "")) if texts else "no follow-up"
+            checks.append(Check(f"{prefix}.contains", repr(wanted.contains), shown,
+                                bool(texts) and not missing))
+    return checks
+
+
 def check(expect: Expectations, observed: Observed) -> list[Check]:
     """Compare what happened with what the scenario expected; one :class:`Check` per expectation."""
     checks: list[Check] = []
@@ -278,5 +313,6 @@ def check(expect: Expectations, observed: Observed) -> list[Check]:
                                        terminal.last_transaction_offset_s, offset))
     checks += _incident_checks(expect, observed)
     checks += _recovery_checks(expect, observed)
+    checks += _follow_up_checks(expect, observed)
     checks += _health_checks(expect, observed)
     return checks

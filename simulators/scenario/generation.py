@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -49,11 +50,18 @@ from simulators.traffic import (
 __all__ = ["scenario_events", "scenario_fleet", "write_baseline", "write_terminals"]
 
 
-def scenario_fleet(scenario: Scenario) -> Fleet:
+def scenario_fleet(scenario: Scenario, *, webhook_base_url: str | None = None) -> Fleet:
     """The scenario's terminals, VIPs and managers as a :class:`simulators.fleet.Fleet`.
 
     Its clients are the VIPs only (background clients are drawn by :func:`scenario_events`);
-    :func:`simulators.fleet.write_registry` writes their registry.
+    :func:`simulators.fleet.write_registry` writes their registry (with each manager's
+    ``recovery_follow_up`` opt-in).
+
+    Args:
+        scenario: the scenario.
+        webhook_base_url: if given, every manager's webhook is ``{base}/{manager_id}``
+            (the runner's receiver, :mod:`simulators.scenario.receiver`), whatever the
+            file says; ``None`` keeps the managers as written.
     """
     terminals = tuple(
         Terminal(terminal_id=t.terminal_id, channel=t.channel, city=t.city, region=t.region,
@@ -65,7 +73,11 @@ def scenario_fleet(scenario: Scenario) -> Fleet:
                  cards=tuple(Card(card_ref=c.card_ref, pan_masked=c.pan_masked) for c in vip.cards))
         for vip in scenario.vips
     )
-    return Fleet(terminals=terminals, customers=vips, managers=tuple(scenario.managers))
+    managers = tuple(scenario.managers)
+    if webhook_base_url is not None:
+        managers = tuple(replace(m, webhook_url=f"{webhook_base_url.rstrip('/')}/{m.manager_id}")
+                         for m in managers)
+    return Fleet(terminals=terminals, customers=vips, managers=managers)
 
 
 def write_terminals(scenario: Scenario, path: Path) -> Path:

@@ -12,6 +12,17 @@ until every event is consumed and every delivery has left the outbox, then
 :func:`simulators.scenario.checking.check` compares what happened with ``expect`` and
 the run returns a :class:`~simulators.scenario.checking.ScenarioReport`.
 
+In a scenario whose ``expect`` has ``follow_ups``, every manager has a real channel:
+their webhook is a real HTTP receiver the runner starts on 127.0.0.1
+(:mod:`simulators.scenario.receiver`), which keeps what each manager received (alerts,
+incident notices, recovery follow-ups). Other scenarios leave the managers without a
+channel, as their files say: their alerts are stored unnotified, and the run does not
+wait the storm control's wall-clock ``group_wait_seconds`` (15 s) that a manager's
+outage-class alert is held for before it is sent. Once every event is consumed, the runner lets the recovery watch decide and queues
+the follow-ups of the decided watches (what the ``recovery`` and
+``recovery-follow-ups`` jobs do, without waiting for their next run), then waits
+until the outbox is empty again, so ``expect.follow_ups`` sees every follow-up sent.
+
 Terminal health is evaluated once, in **event time**, after every event is consumed:
 at the last event's ``occurred_at`` (or ``expect.health_at_offset_s``) the runner
 runs the silent detector, marks its result in the health book and evaluates the
@@ -30,12 +41,14 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from monitor.alerts.messages.recovery import PAYLOAD_SCHEMA as RECOVERY_SCHEMA
+from monitor.alerts.routing import MANAGER_CHANNEL_KINDS
 from monitor.app import MonitorApp
 from monitor.config import isolated_settings
 from monitor.health.service import TerminalHealthService
@@ -51,6 +64,7 @@ from simulators.scenario.generation import (
     write_baseline,
     write_terminals,
 )
+from simulators.scenario.receiver import ManagerInbox, serve_manager_inbox
 from simulators.scenario.schema import Scenario, ScenarioError
 
 __all__ = ["run_scenario"]
@@ -75,6 +89,32 @@ async def _wait(condition: Any, *, timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"scenario run: timed out after {timeout:g} s waiting for {what}")
         await asyncio.sleep(0.05)
+
+
+async def _follow_up(monitor: MonitorApp) -> int:
+    """The recovery watch's final decision, then its follow-ups queued, as the scheduled jobs would.
+
+    After the last event: the watch decides (``abandoned`` once the watermark passed a
+    deadline) and the follow-ups of every decided watch are queued to the managers who
+    opted in, as the ``recovery`` and ``recovery-follow-ups`` jobs do, without waiting
+    for their next run. Queuing is once only in the store: the job running meanwhile
+    queues nothing twice.
+
+    Returns:
+        How many follow-ups this call queued (0 with the watch off).
+    """
+    if monitor.recovery is None:
+        return 0
+    await asyncio.to_thread(monitor.recovery.decide)
+    alerting = monitor.settings.alerting
+    queued = await asyncio.to_thread(
+        monitor.store.queue_recovery_follow_ups, datetime.now(UTC),
+        managers=monitor.vip_registry.current.managers,
+        channels=tuple(kind for kind in MANAGER_CHANNEL_KINDS if kind in monitor.channels),
+        sinks=tuple(name for name in alerting.sinks if name in monitor.channels))
+    if queued:
+        monitor.worker.wake()
+    return queued
 
 
 async def run_scenario(scenario: Scenario, *, bootstrap_servers: str | None = None,
@@ -102,72 +142,90 @@ async def run_scenario(scenario: Scenario, *, bootstrap_servers: str | None = No
     work.mkdir(parents=True, exist_ok=True)
     run_id = uuid.uuid4().hex[:8]
     try:
-        customers, managers = write_registry(scenario_fleet(scenario), work / "registry")
-        terminals = write_terminals(scenario, work / "registry" / "terminals.csv")
-        topic = f"scenario.{scenario.name}.{run_id}"
-        settings = isolated_settings(
-            kafka={"bootstrap_servers": bootstrap, "topic": topic, "dead_letter_topic": f"{topic}.dlq",
-                   "group_id": f"cardmon-scenario-{run_id}", "batch_timeout_ms": 50},
-            registry={"customers_path": customers, "managers_path": managers},
-            # A scenario replays its own timeline from a fixed start: its failures are
-            # never stale (alerting.stale_after_seconds is for a live monitor).
-            alerting={"store_path": work / "alerts.db", "sinks": ["jsonl"],
-                      "jsonl_path": work / "alerts.jsonl", "poll_interval_seconds": 0.05,
-                      "stale_after_seconds": None},
-            # The wall-clock evaluation job never runs during a scenario (see the module doc).
-            health={"terminals_path": terminals, "consume_status": False,
-                    "baseline_path": write_baseline(scenario, work / "registry" / "baseline.parquet"),
-                    "evaluate_interval_seconds": 86_400},
-            metrics={"host": "127.0.0.1", "port": free_port()},
-            api={"enabled": False},  # nobody acknowledges in a scenario; never hold a fixed port
-        )
-        await ensure_topics(settings.kafka, partitions=1)
-        monitor = MonitorApp(settings, metrics_registry=CollectorRegistry())
-        monitor.health.detector.started_at = scenario.start  # watching since the scenario's start
-        last_event: list[datetime] = [scenario.start]
-
-        def tracked() -> Iterator[dict[str, Any]]:
-            for event in scenario_events(scenario):
-                last_event[0] = max(last_event[0], datetime.fromisoformat(event["occurred_at"]))
-                yield event
-
-        stop = asyncio.Event()
-        task = asyncio.create_task(monitor.run(stop, create_topics=False))
-        try:
-            produced = await produce(tracked(), bootstrap_servers=bootstrap, topic=topic)
-            await _wait(lambda: monitor.consumer.events >= produced or task.done(),
-                        timeout=timeout, what=f"{produced} events to be consumed")
-            await _wait(lambda: task.done() or monitor.store.pending_count() == 0,
-                        timeout=timeout, what="every alert to be delivered")
-            if task.done():  # the monitor died: surface its error
-                await task
-            alerts = tuple(monitor.store.list_alerts())
-            events = {a.alert_id: tuple(monitor.store.alert_events(a.alert_id)) for a in alerts}
-            health_at = last_event[0]
-            if scenario.expect.health_at_offset_s is not None:
-                health_at = scenario.start + timedelta(seconds=scenario.expect.health_at_offset_s)
-                if health_at < last_event[0]:
-                    raise ScenarioError(
-                        f"expect.health_at_offset_s {scenario.expect.health_at_offset_s:g} is before "
-                        f"the last event ({(last_event[0] - scenario.start).total_seconds():g} s)")
-            health = await monitor.health.worker.call(
-                _evaluate_health, monitor.health, health_at,
-                [t.terminal_id for t in scenario.fleet.terminals])
-            incidents = tuple(
-                (incident, frozenset(a.manager.manager_id for a, _, _ in
-                                     monitor.store.incident_alerts(incident.incident_id)))
-                for incident in monitor.store.list_incidents(limit=500))
-            recoveries = monitor.store.recoveries_of([a.alert_id for a in alerts])
-            observed = Observed(alerts=alerts, events=events, registry=monitor.metrics_registry,
-                                start=scenario.start, health=health, health_at=health_at,
-                                incidents=incidents, recoveries=recoveries)
-            checks = check(scenario.expect, observed)
-            consumed = monitor.consumer.events
-        finally:
-            stop.set()
-            await asyncio.wait_for(task, timeout=30)
-        return ScenarioReport(scenario=scenario.name, checks=tuple(checks), produced=produced,
-                              consumed=consumed, seconds=time.monotonic() - started)
+        async with serve_manager_inbox() as inbox:
+            return await _run(scenario, bootstrap, work, run_id, inbox, started=started,
+                              timeout=timeout)
     finally:
         if broker is not None:
             broker.stop()
+
+
+async def _run(scenario: Scenario, bootstrap: str, work: Path, run_id: str, inbox: ManagerInbox,
+               *, started: float, timeout: float) -> ScenarioReport:
+    """The run itself; with ``expect.follow_ups`` the managers' webhooks are ``inbox``'s."""
+    webhooks = inbox.base if scenario.expect.follow_ups else None
+    customers, managers = write_registry(scenario_fleet(scenario, webhook_base_url=webhooks),
+                                         work / "registry")
+    terminals = write_terminals(scenario, work / "registry" / "terminals.csv")
+    topic = f"scenario.{scenario.name}.{run_id}"
+    settings = isolated_settings(
+        kafka={"bootstrap_servers": bootstrap, "topic": topic, "dead_letter_topic": f"{topic}.dlq",
+               "group_id": f"cardmon-scenario-{run_id}", "batch_timeout_ms": 50},
+        registry={"customers_path": customers, "managers_path": managers},
+        # A scenario replays its own timeline from a fixed start: its failures are
+        # never stale (alerting.stale_after_seconds is for a live monitor).
+        alerting={"store_path": work / "alerts.db", "sinks": ["jsonl"],
+                  "jsonl_path": work / "alerts.jsonl", "poll_interval_seconds": 0.05,
+                  "stale_after_seconds": None},
+        # The wall-clock evaluation job never runs during a scenario (see the module doc).
+        health={"terminals_path": terminals, "consume_status": False,
+                "baseline_path": write_baseline(scenario, work / "registry" / "baseline.parquet"),
+                "evaluate_interval_seconds": 86_400},
+        metrics={"host": "127.0.0.1", "port": free_port()},
+        api={"enabled": False},  # nobody acknowledges in a scenario; never hold a fixed port
+    )
+    await ensure_topics(settings.kafka, partitions=1)
+    monitor = MonitorApp(settings, metrics_registry=CollectorRegistry())
+    monitor.health.detector.started_at = scenario.start  # watching since the scenario's start
+    last_event: list[datetime] = [scenario.start]
+
+    def tracked() -> Iterator[dict[str, Any]]:
+        for event in scenario_events(scenario):
+            last_event[0] = max(last_event[0], datetime.fromisoformat(event["occurred_at"]))
+            yield event
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(monitor.run(stop, create_topics=False))
+    try:
+        produced = await produce(tracked(), bootstrap_servers=bootstrap, topic=topic)
+        await _wait(lambda: monitor.consumer.events >= produced or task.done(),
+                    timeout=timeout, what=f"{produced} events to be consumed")
+        await _wait(lambda: task.done() or monitor.store.pending_count() == 0,
+                    timeout=timeout, what="every alert to be delivered")
+        if task.done():  # the monitor died: surface its error
+            await task
+        # Queued by this call or by the job just before it: wait for the outbox either way.
+        await _follow_up(monitor)
+        await _wait(lambda: task.done() or monitor.store.pending_count() == 0,
+                    timeout=timeout, what="every recovery follow-up to be delivered")
+        if task.done():
+            await task
+        alerts = tuple(monitor.store.list_alerts())
+        events = {a.alert_id: tuple(monitor.store.alert_events(a.alert_id)) for a in alerts}
+        health_at = last_event[0]
+        if scenario.expect.health_at_offset_s is not None:
+            health_at = scenario.start + timedelta(seconds=scenario.expect.health_at_offset_s)
+            if health_at < last_event[0]:
+                raise ScenarioError(
+                    f"expect.health_at_offset_s {scenario.expect.health_at_offset_s:g} is before "
+                    f"the last event ({(last_event[0] - scenario.start).total_seconds():g} s)")
+        health = await monitor.health.worker.call(
+            _evaluate_health, monitor.health, health_at,
+            [t.terminal_id for t in scenario.fleet.terminals])
+        incidents = tuple(
+            (incident, frozenset(a.manager.manager_id for a, _, _ in
+                                 monitor.store.incident_alerts(incident.incident_id)))
+            for incident in monitor.store.list_incidents(limit=500))
+        recoveries = monitor.store.recoveries_of([a.alert_id for a in alerts])
+        observed = Observed(alerts=alerts, events=events, registry=monitor.metrics_registry,
+                            start=scenario.start, health=health, health_at=health_at,
+                            incidents=incidents, recoveries=recoveries,
+                            follow_ups={m: tuple(inbox.of_schema(m, RECOVERY_SCHEMA))
+                                        for m in sorted(inbox.received)})
+        checks = check(scenario.expect, observed)
+        consumed = monitor.consumer.events
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=30)
+    return ScenarioReport(scenario=scenario.name, checks=tuple(checks), produced=produced,
+                          consumed=consumed, seconds=time.monotonic() - started)

@@ -41,10 +41,11 @@ __all__ = [
     "ClientExpectation",
     "Expectations",
     "FleetSpec",
+    "FollowUpExpectation",
     "HealthExpectation",
     "MetricExpectation",
-    "RecoveryExpectation",
     "Range",
+    "RecoveryExpectation",
     "Scenario",
     "ScenarioError",
     "TerminalExpectation",
@@ -210,6 +211,28 @@ class RecoveryExpectation(BaseModel):
     terminal_id: str | None = None
 
 
+class FollowUpExpectation(BaseModel):
+    """The recovery follow-ups (``docs/alert-channels.md``) one manager's webhook received.
+
+    With any of these in the file, the runner points every manager's webhook at its own
+    receiver (otherwise the managers have no channel) and, once the traffic
+    ended, lets the recovery watch decide and queues the follow-ups as the
+    ``recovery-follow-ups`` job does. ``count`` is the number of follow-up messages
+    (``cardmon.recovery.v1``) the manager received, about ``customer_id``'s alerts when
+    given: strict, so ``1`` fails on a duplicate; a manager who did not opt in
+    (``recovery_follow_up``) expects ``0``. ``result`` and ``contains`` (a
+    case-insensitive substring of the subject or text, e.g. ``another terminal``)
+    must hold for each message counted.
+    """
+
+    model_config = _closed
+    manager_id: str
+    count: Range
+    customer_id: str | None = None
+    result: Literal["recovered", "abandoned"] | None = None
+    contains: str | None = Field(default=None, min_length=1)
+
+
 class MetricExpectation(BaseModel):
     """The sum of a metric's samples whose labels include ``labels``."""
 
@@ -300,6 +323,7 @@ class Expectations(BaseModel):
     alerts: AlertExpectations = AlertExpectations()
     incidents: IncidentExpectations = IncidentExpectations()
     recoveries: tuple[RecoveryExpectation, ...] = ()
+    follow_ups: tuple[FollowUpExpectation, ...] = ()
     metrics: tuple[MetricExpectation, ...] = ()
     terminals: TerminalExpectations = TerminalExpectations()
     health: tuple[HealthExpectation, ...] = ()
@@ -343,6 +367,10 @@ class Scenario(BaseModel):
                      for c in self.expect.alerts.clients if c.customer_id not in vips]
         problems += [f"expect.recoveries: unknown VIP {r.customer_id}"
                      for r in self.expect.recoveries if r.customer_id not in vips]
+        problems += [f"expect.follow_ups: unknown manager {f.manager_id}"
+                     for f in self.expect.follow_ups if f.manager_id not in managers]
+        problems += [f"expect.follow_ups: unknown VIP {f.customer_id}" for f in self.expect.follow_ups
+                     if f.customer_id is not None and f.customer_id not in vips]
         problems += [f"expect.alerts.managers: unknown manager {m}"
                      for m in self.expect.alerts.managers if m not in managers]
         problems += [f"expect.incidents: unknown manager {m}" for i in self.expect.incidents.each

@@ -24,7 +24,8 @@ def test_package_exports_its_public_names(package: object) -> None:
 @pytest.mark.parametrize("module", ["simulators.fleet", "simulators.faults", "simulators.traffic",
                                     "simulators.sources.synthetic", "simulators.scenario.schema",
                                     "simulators.scenario.generation", "simulators.scenario.checking",
-                                    "simulators.scenario.running", "simulators.whatif.traffic",
+                                    "simulators.scenario.running", "simulators.scenario.receiver",
+                                    "simulators.whatif.traffic",
                                     "simulators.whatif.rules", "simulators.whatif.outcome",
                                     "simulators.whatif.running", "simulators.whatif.comparing",
                                     "simulators.whatif.rendering"])

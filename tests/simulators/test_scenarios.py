@@ -8,18 +8,24 @@ from pathlib import Path
 
 import pytest
 import yaml
+from prometheus_client import CollectorRegistry
 from typer.testing import CliRunner
 
 from monitor.cli import app as cardmon
+from monitor.pipeline.vips import read_registry
+from simulators.fleet import write_registry
 from simulators.scenario import (
     SCENARIOS_DIR,
+    Observed,
     ScenarioError,
+    check,
     list_scenarios,
     load_scenario,
     resolve_scenario,
     run_scenario,
     scenario_events,
 )
+from simulators.scenario.generation import scenario_fleet
 
 LIBRARY = list_scenarios()
 REQUIRED = {"issuer-outage", "atm-failing", "chip-degradation", "silent-pos", "flapping-terminal",
@@ -101,8 +107,9 @@ async def test_scenario_passes_end_to_end(name: str, kafka_bootstrap: str, tmp_p
     assert report.passed, report.render()
     assert report.consumed == report.produced > 0
     assert len(report.checks) >= 3
-    alerts = [json.loads(line) for line in (tmp_path / "alerts.jsonl").read_text().splitlines()] \
+    lines = [json.loads(line) for line in (tmp_path / "alerts.jsonl").read_text().splitlines()] \
         if (tmp_path / "alerts.jsonl").exists() else []
+    alerts = [line for line in lines if line.get("schema") == "cardmon.alert.v1"]  # not follow-ups
     expected_total = resolve_scenario(name).expect.alerts.total
     if expected_total is not None and expected_total.min == expected_total.max:
         assert len(alerts) == expected_total.min  # every alert reached the jsonl sink
@@ -181,3 +188,70 @@ def test_list_and_unknown_name() -> None:
     unknown = runner.invoke(cardmon, ["simulate", "scenario", "no-such-thing", "--check"])
     assert unknown.exit_code == 2
     assert "issuer-outage" in unknown.output
+
+
+def test_follow_up_opt_in_reaches_the_registry(tmp_path: Path) -> None:
+    """A scenario manager's `recovery_follow_up: true` and the runner's webhook reach the registry file the monitor reads."""
+    scenario = resolve_scenario("vip-abandoned")
+    fleet = scenario_fleet(scenario, webhook_base_url="http://127.0.0.1:9/")
+    registry = read_registry(*write_registry(fleet, tmp_path / "registry"))
+    assert registry.managers["RM001"].recovery_follow_up is True
+    assert registry.managers["RM002"].recovery_follow_up is False
+    assert registry.managers["RM002"].webhook_url == "http://127.0.0.1:9/RM002"
+
+
+def test_follow_up_expectation_schema(tmp_path: Path) -> None:
+    """A follow-up expectation naming an unknown manager or client, or a result that is no decision, is refused."""
+    data = yaml.safe_load((SCENARIOS_DIR / "vip-abandoned.yaml").read_text(encoding="utf-8"))
+    data["expect"]["follow_ups"] = [{"manager_id": "RM009", "count": 1},
+                                    {"manager_id": "RM001", "customer_id": "C-NOPE", "count": 1}]
+    path = tmp_path / "broken.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(ScenarioError, match="expect.follow_ups: unknown manager RM009") as error:
+        load_scenario(path)
+    assert "expect.follow_ups: unknown VIP C-NOPE" in str(error.value)
+    data["expect"]["follow_ups"] = [{"manager_id": "RM001", "count": 1, "result": "watching"}]
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(ScenarioError, match=r"expect\.follow_ups\.0\.result"):
+        load_scenario(path)
+
+
+def test_a_duplicate_follow_up_fails_exactly_once() -> None:
+    """A follow-up received twice fails `count: 1` and names the alert it was sent twice for."""
+    scenario = resolve_scenario("vip-retry-recovered")
+    sent = {"schema": "cardmon.recovery.v1", "alert_id": "al-1", "result": "recovered",
+            "customer_id": "C-VIP-001", "subject": "[RECOVERED] Ada Lovelace completed the cash withdrawal",
+            "text": "Ada Lovelace completed the cash withdrawal at ALYS0002 (another terminal)."}
+    observed = Observed(alerts=(), events={}, registry=CollectorRegistry(), start=scenario.start,
+                        follow_ups={"RM001": (sent, dict(sent))})
+    checks = {c.name: c for c in check(scenario.expect, observed)}
+    count = checks["follow_ups[RM001 about C-VIP-001].count"]
+    assert not count.passed
+    assert (count.expected, count.observed) == ("1", "2 (twice or more for al-1)")
+    assert checks["follow_ups[RM001 about C-VIP-001].result"].passed
+    assert checks["follow_ups[RM001 about C-VIP-001].contains"].passed
+    assert checks["follow_ups[RM002].count"].passed
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+def test_check_fails_on_a_wrong_follow_up_count(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """`--check` exits 1 with FAIL lines when a scenario expects a follow-up for the manager who did not opt in."""
+    data = yaml.safe_load((SCENARIOS_DIR / "vip-abandoned.yaml").read_text(encoding="utf-8"))
+    data["expect"]["follow_ups"] = [
+        {"manager_id": "RM001", "customer_id": "C-VIP-001", "count": 2, "result": "recovered"},
+        {"manager_id": "RM002", "customer_id": "C-VIP-003", "count": 1, "contains": "another terminal"}]
+    path = tmp_path / "wrong-follow-ups.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    result = CliRunner().invoke(cardmon, ["simulate", "scenario", str(path), "--check",
+                                          "--bootstrap-servers", kafka_bootstrap,
+                                          "--workdir", str(tmp_path / "work")])
+    assert result.exit_code == 1, result.output
+    assert "FAIL  follow_ups[RM001 about C-VIP-001].count: expected 2, observed 1" in result.output
+    assert "FAIL  follow_ups[RM001 about C-VIP-001].result: expected recovered, observed abandoned" \
+        in result.output
+    assert "FAIL  follow_ups[RM002 about C-VIP-003].count: expected 1, observed 0" in result.output
+    assert "FAIL  follow_ups[RM002 about C-VIP-003].contains: expected 'another terminal', observed no follow-up" \
+        in result.output
+    assert "PASS  recoveries[C-VIP-003].status: expected recovered, observed recovered" in result.output
+    assert "FAILED" in result.output

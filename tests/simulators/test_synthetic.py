@@ -154,7 +154,8 @@ def test_registry_csv_files(tmp_path: Path) -> None:
     managers = pl.read_csv(managers_path, infer_schema=False)
     assert customers.columns == ["customer_id", "name", "tier", "manager_id", "card_refs"]
     assert managers.columns == ["manager_id", "name", "email", "phone", "webhook_url",
-                                "backup_manager_id", "timezone", "locale"]
+                                "backup_manager_id", "timezone", "locale", "recovery_follow_up"]
+    assert managers["recovery_follow_up"].to_list() == ["no", "no", "no"]  # nobody opted in
     assert customers.height == 12
     assert set(customers["tier"]) <= {"private", "platinum", "gold"}
     assert set(customers["manager_id"]) <= set(managers["manager_id"])
