@@ -166,7 +166,7 @@ def _refuse_clashing_outputs(output: Path, pdf: Path | None, store_file: Path | 
         if path is None:
             continue
         if store_file is not None and _same_file(path, store_file):
-            typer.echo(f"cardmon: {option} {path} is the alert store: choose another file", err=True)
+            typer.echo(f"cardmon: {option} {path} is the alert store: name another file", err=True)
             raise typer.Exit(2)
         if path.is_dir():
             typer.echo(f"cardmon: {option} {path} is a directory: name a file", err=True)

@@ -1,4 +1,4 @@
-"""`cardmon report` refuses what it cannot do well: huge periods, clobbering the store, unwritable files."""
+"""`cardmon report` refuses huge periods, overwriting the store, and unwritable outputs."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def _run(config: Path, *options: str) -> object:
 
 
 def test_a_period_longer_than_a_year_is_refused_fast(tmp_path: Path) -> None:
-    """A period over 366 days exits 2 with the reason (and --help states the limit), writing nothing."""
+    """A period over 366 days exits 2 with the reason, writing nothing; --help states the limit."""
     config = _config(tmp_path)
     out = tmp_path / "huge.html"
     result = CliRunner().invoke(
@@ -72,7 +72,7 @@ def test_the_store_and_the_other_output_are_never_overwritten(
 def test_an_unwritable_output_is_one_line_not_a_traceback(
     tmp_path: Path, option: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An output in an unwritable place exits 1 and a directory exits 2, each with a one-line reason."""
+    """An unwritable output exits 1, a directory exits 2, each with a one-line reason."""
     monkeypatch.setitem(sys.modules, "weasyprint", None)  # no PDF is laid out: the path fails first
     config = _config(tmp_path)
     html = ["-o", str(tmp_path / "r.html")] if option == "--pdf" else []
