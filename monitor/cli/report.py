@@ -176,7 +176,7 @@ def _refuse_clashing_outputs(output: Path, pdf: Path | None, store_file: Path | 
         raise typer.Exit(2)
 
 
-def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+def _write_atomically(path: Path, write: Callable[[Path], object]) -> None:
     """Write ``path`` through a temporary file beside it, then rename: never half a file.
 
     Raises:
