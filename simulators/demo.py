@@ -181,7 +181,8 @@ async def run_demo(*, duration: float = 30.0, bootstrap_servers: str | None = No
             token = monitor.workspace.tokens.issue(manager.manager_id)
             console.print(
                 f"[bold]cardmon demo[/]: {escape(manager.name)}'s workspace (their clients' "
-                f"alerts) once the monitor is up: http://127.0.0.1:{api_port}/workspace/sign-in/{token} "
+                f"alerts) once the monitor is up: "
+                f"http://127.0.0.1:{api_port}/workspace/sign-in/{token} "
                 "(sign-in link: single use, valid while the demo runs)", soft_wrap=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
