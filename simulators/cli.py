@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import typer
 from aiokafka.errors import KafkaError
 from rich.console import Console
+from rich.markup import escape
 
 from simulators.fleet import build_fleet, write_registry
 from simulators.producer import DEFAULT_RETRY_SECONDS, produce
@@ -71,9 +72,10 @@ def _send(events: Any, *, bootstrap_servers: str, topic: str, speed: float | Non
             retry_seconds=retry_seconds,
         ))
     except KafkaError as error:
-        _console.print(f"[red]Kafka at {bootstrap_servers} failed:[/red] {error}")
+        _console.print(f"[red]Kafka at {escape(str(bootstrap_servers))} failed:[/red] "
+                       f"{escape(str(error))}")
         raise typer.Exit(1) from error
-    _console.print(f"sent {sent} event(s) to {topic} at {bootstrap_servers}")
+    _console.print(f"sent {sent} event(s) to {topic} at {bootstrap_servers}", markup=False)
 
 
 @app.command()
@@ -100,7 +102,7 @@ def tabformer(
     try:
         frame = read_tabformer(path, timezone=timezone_name)
     except TabFormerFormatError as error:
-        _console.print(f"[red]{error}[/red]")
+        _console.print(f"[red]{escape(str(error))}[/red]")
         raise typer.Exit(1) from error
     if limit is not None:
         frame = frame.head(limit)
@@ -142,11 +144,11 @@ def synthetic(
                         webhook_base_url=webhook_base_url, seed=seed)
     if registry_dir is not None:
         customers_path, managers_path = write_registry(fleet, registry_dir)
-        _console.print(f"VIP registry written: {customers_path}, {managers_path}")
+        _console.print(f"VIP registry written: {customers_path}, {managers_path}", markup=False)
     run_for = duration or None
     scenario = default_faults(fleet, duration or 60.0) if faults else ()
     for fault in scenario:
-        _console.print(f"fault: {fault!r}")
+        _console.print(f"fault: {fault!r}", markup=False)
     events = synthetic_events(fleet, start=datetime.now(UTC), rate=rate,
                               duration_s=run_for, faults=scenario, vip_share=vip_share, seed=seed)
     total = round(rate * duration) if duration else None
@@ -169,7 +171,7 @@ def registry(
     fleet = build_fleet(terminals=terminals, customers=customers, vips=vips,
                         webhook_base_url=webhook_base_url, seed=seed)
     customers_path, managers_path = write_registry(fleet, directory)
-    _console.print(f"VIP registry written: {customers_path}, {managers_path}")
+    _console.print(f"VIP registry written: {customers_path}, {managers_path}", markup=False)
 
 
 @app.command("replay")
@@ -202,12 +204,13 @@ def replay_command(
             jitter_s=jitter, seed=seed, progress=progress, retry_seconds=retry_seconds,
         ))
     except RecordingFormatError as error:
-        _console.print(f"[red]{error}[/red]")
+        _console.print(f"[red]{escape(str(error))}[/red]")
         raise typer.Exit(1) from error
     except KafkaError as error:
-        _console.print(f"[red]Kafka at {bootstrap_servers} failed:[/red] {error}")
+        _console.print(f"[red]Kafka at {escape(str(bootstrap_servers))} failed:[/red] "
+                       f"{escape(str(error))}")
         raise typer.Exit(1) from error
-    _console.print(f"sent {sent} event(s) to {topic} at {bootstrap_servers}")
+    _console.print(f"sent {sent} event(s) to {topic} at {bootstrap_servers}", markup=False)
 
 
 @app.command()
@@ -235,13 +238,14 @@ def scenario(
     try:
         loaded = resolve_scenario(name)
     except ScenarioError as error:
-        _console.print(f"[red]{error}[/red]")
+        _console.print(f"[red]{escape(str(error))}[/red]")
         raise typer.Exit(2) from error
     try:
         report = asyncio.run(run_scenario(loaded, bootstrap_servers=bootstrap_servers,
                                           workdir=workdir, timeout=timeout))
     except (KafkaError, TimeoutError) as error:
-        _console.print(f"[red]scenario {loaded.name} could not run:[/red] {error}")
+        _console.print(f"[red]scenario {escape(loaded.name)} could not run:[/red] "
+                       f"{escape(str(error))}")
         raise typer.Exit(1) from error
     if check:
         typer.echo(report.render())
@@ -258,7 +262,7 @@ def _print_what_if(result: WhatIf, recording: Path, json_path: Path | None, show
     typer.echo(render_text(result, recording=recording, limit=show))
     if json_path is not None:
         json_path.write_text(json.dumps(render_json(result), indent=2) + "\n", encoding="utf-8")
-        _console.print(f"what-if written as JSON to {json_path}")
+        _console.print(f"what-if written as JSON to {json_path}", markup=False)
 
 
 @app.command("what-if")

@@ -26,6 +26,7 @@ from typing import Final
 import polars as pl
 from aiohttp import web
 from rich.console import Console
+from rich.markup import escape
 
 from monitor.app import MonitorApp
 from monitor.config import isolated_settings
@@ -78,8 +79,8 @@ class DemoInbox:
         recipient = payload.get("recipient") or payload.get("manager") or {}
         who = recipient.get("name") or request.match_info["manager_id"]
         subject = payload.get("subject") or payload.get("alert_id") or "message"
-        self._console.print(f"[green]→ delivered to {who}'s webhook[/]: {subject}", markup=True,
-                            highlight=False)
+        self._console.print(f"[green]→ delivered to {escape(str(who))}'s webhook[/]: "
+                            f"{escape(str(subject))}", markup=True, highlight=False)
         return web.Response(status=204)
 
 
@@ -179,8 +180,9 @@ async def run_demo(*, duration: float = 30.0, bootstrap_servers: str | None = No
             manager = fleet.managers[0]
             token = monitor.workspace.tokens.issue(manager.manager_id)
             console.print(
-                f"[bold]cardmon demo[/]: {manager.name}'s workspace (their clients' alerts) once the "
-                f"monitor is up: http://127.0.0.1:{api_port}/workspace/sign-in/{token} "
+                f"[bold]cardmon demo[/]: {escape(manager.name)}'s workspace (their clients' "
+                f"alerts) once the monitor is up: "
+                f"http://127.0.0.1:{api_port}/workspace/sign-in/{token} "
                 "(sign-in link: single use, valid while the demo runs)", soft_wrap=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -20,6 +20,10 @@ Two files, CSV or Parquet (chosen by suffix), read with polars:
   spellings, default no): one short message when the recovery watch of a client's
   alert is decided (the client recovered, or made no successful transaction in time).
 
+Names (clients' and managers') are PAN-scrubbed as they are read
+(:func:`monitor.privacy.mask_pans`): a card number typed into a name never reaches the
+store, a message or a page.
+
 A :class:`VipRegistry` is an immutable snapshot; :class:`RegistryLoader` builds a
 new one when either file changes and swaps it in whole, so a batch always sees
 one consistent registry. Lookups are vectorised: a small registry's keys are hashed
@@ -45,6 +49,7 @@ from monitor.alerts.routing import ChannelPreferences, parse_channels
 from monitor.domain import Manager
 from monitor.errors import ConfigurationError
 from monitor.i18n import LocaleError, check_locale
+from monitor.privacy import NFKC_DIGITS, PAN_MIN_DIGITS, mask_pans
 from monitor.tables import ReloadingTable, read_table
 
 __all__ = ["RegistryError", "RegistryLoader", "VipRegistry", "read_registry"]
@@ -87,6 +92,27 @@ def _clean(value: object) -> str | None:
         return None
     text = str(value).strip()
     return text or None
+
+
+# A character that is or NFKC-folds to a decimal digit: a name with fewer than
+# PAN_MIN_DIGITS of them cannot hold a PAN, and is not scanned.
+_DIGIT_LIKE: Final = "[\\d" + "".join(NFKC_DIGITS) + "]"
+
+
+def _scrub_names(frame: pl.DataFrame, column: str) -> pl.DataFrame:
+    """``frame`` with every PAN form in its text ``column`` masked (names with digits scanned)."""
+    suspects = (
+        frame.filter(pl.col(column).str.count_matches(_DIGIT_LIKE) >= PAN_MIN_DIGITS)
+        .get_column(column)
+        .unique()
+        .to_list()
+    )
+    masked = {name: mask_pans(name) for name in suspects}
+    changed = {name: scrubbed for name, scrubbed in masked.items() if scrubbed != name}
+    if not changed:
+        return frame
+    log.warning("registry: a card number was masked in %d name(s)", len(changed))
+    return frame.with_columns(pl.col(column).replace(changed))
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,7 +261,7 @@ def read_registry(customers_path: Path, managers_path: Path) -> VipRegistry:
                                    email=email, webhook_url=webhook_url)
         managers[manager_id] = Manager(
             manager_id=manager_id,
-            name=_clean(record["name"]) or manager_id,
+            name=mask_pans(_clean(record["name"]) or manager_id),
             email=email,
             phone=_clean(record.get("phone")),
             webhook_url=webhook_url,
@@ -318,6 +344,7 @@ def _customers_and_cards(raw: pl.DataFrame, path: Path,
         .filter(pl.col("customer_id").is_not_null() & (pl.col("customer_id") != ""))
         .sort("customer_id")
     )
+    customers = _scrub_names(customers, "customer_name")
     if customers.get_column("customer_id").is_duplicated().any():
         first = customers.filter(pl.col("customer_id").is_duplicated()).item(0, "customer_id")
         raise RegistryError(f"{path}: customer_id {first!r} repeats")

@@ -3,20 +3,22 @@
 Built on :class:`matplotlib.figure.Figure` directly (no ``pyplot``: no global state, no
 GUI backend, safe in any thread). SVG text is drawn as paths, so a plot looks the same
 where the reader's fonts differ; ``svg.hashsalt`` and no ``Date`` metadata make the same
-numbers give the same bytes. Each function takes numbers already counted
-(:mod:`monitor.report.data`) and returns a :class:`Plot` (the URI and its text
-alternative, for readers who cannot see it).
+numbers give the same bytes. Math text is off (``text.parse_math``): a manager named
+``Ann $5 and $10`` is drawn as written, never parsed as TeX. Each function takes numbers
+already counted (:mod:`monitor.report.data`) and returns a :class:`Plot` (the URI and its
+text alternative, for readers who cannot see it).
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Final
+from typing import Final, ParamSpec, TypeVar
 
 import matplotlib
 from matplotlib.figure import Figure
@@ -39,6 +41,20 @@ _CLASS_COLOURS: Final = {
 }
 _BAR: Final = "#0072B2"
 _SECOND: Final = "#E69F00"
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _plain_text(plot: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Run ``plot`` with math text off: every text (labels, ticks, legends) drawn as written."""
+
+    @functools.wraps(plot)
+    def plain(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with matplotlib.rc_context({"text.parse_math": False}):
+            return plot(*args, **kwargs)
+
+    return plain
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +85,7 @@ def _empty(figure: Figure, text: str) -> None:
     axes.text(0.5, 0.5, text, ha="center", va="center", fontsize=12, color="#444")
 
 
+@_plain_text
 def failures_by_day(by_day: dict[date, dict[str, int]]) -> Plot:
     """Stacked bars: VIP failures per day, one colour per outcome class."""
     figure = _figure()
@@ -109,6 +126,7 @@ def failures_by_day(by_day: dict[date, dict[str, int]]) -> Plot:
     )
 
 
+@_plain_text
 def times(acknowledge: Sequence[float], contact: Sequence[float]) -> Plot:
     """Histograms (minutes): times to acknowledge and to first contact, median and p90 marked."""
     figure = _figure(3.0)
@@ -153,6 +171,7 @@ def times(acknowledge: Sequence[float], contact: Sequence[float]) -> Plot:
     return _plot(figure, " ".join(alt))
 
 
+@_plain_text
 def _horizontal(counts: dict[str, int], table: dict[str, str], colour: str, what: str) -> Plot:
     figure = _figure(0.45 * len(counts) + 0.8)
     if not sum(counts.values()):
@@ -183,12 +202,30 @@ def recovery(counts: dict[str, int]) -> Plot:
     return _horizontal(counts, RECOVERY_WORDS, _SECOND, "alerts")
 
 
+@_plain_text
 def manager_times(managers: Sequence[ManagerSummary]) -> Plot:
     """Grouped bars per manager: median times to acknowledge and to first contact (minutes)."""
-    figure = _figure(0.5 * len(managers) + 1.0)
     if not any(m.acknowledge.count or m.first_contact.count for m in managers):
+        figure = _figure(0.5 * len(managers) + 1.0)
         _empty(figure, "No acknowledged alert in the period")
         return _plot(figure, "No acknowledged alert in the period.")
+    figure, acknowledge, contact = _manager_times_figure(managers)
+    return _plot(
+        figure,
+        "Per manager, median minutes to acknowledge and to first contact: "
+        + "; ".join(
+            f"{m.manager_name}: {a:.1f} and {c:.1f}"
+            for m, a, c in zip(managers, acknowledge, contact, strict=True)
+        )
+        + ".",
+    )
+
+
+def _manager_times_figure(
+    managers: Sequence[ManagerSummary],
+) -> tuple[Figure, list[float], list[float]]:
+    """The per-manager figure (legend above the axes, never on the bars) and its minutes."""
+    figure = _figure(0.5 * len(managers) + 1.4)
     axes = figure.add_subplot()
     rows = range(len(managers))
     acknowledge = [(m.acknowledge.median or 0) / 60 for m in managers]
@@ -210,14 +247,9 @@ def manager_times(managers: Sequence[ManagerSummary]) -> Plot:
     axes.set_yticks(list(rows), [m.manager_name for m in managers])
     axes.invert_yaxis()
     axes.set_xlabel("minutes")
-    axes.legend(fontsize=8, frameon=False)
-    axes.spines[["top", "right"]].set_visible(False)
-    return _plot(
-        figure,
-        "Per manager, median minutes to acknowledge and to first contact: "
-        + "; ".join(
-            f"{m.manager_name}: {a:.1f} and {c:.1f}"
-            for m, a, c in zip(managers, acknowledge, contact, strict=True)
-        )
-        + ".",
+    figure.legend(
+        *axes.get_legend_handles_labels(), loc="outside upper center", ncols=2, fontsize=8,
+        frameon=False,
     )
+    axes.spines[["top", "right"]].set_visible(False)
+    return figure, acknowledge, contact

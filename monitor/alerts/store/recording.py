@@ -345,7 +345,7 @@ def _insert_alert(
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)
         ON CONFLICT DO NOTHING""",
         (alert_id, failure.customer_id, scrubbed(failure.customer_name), failure.tier,
-         manager.manager_id, manager.name, manager.email, manager.webhook_url,
+         manager.manager_id, scrubbed(manager.name), manager.email, manager.webhook_url,
          manager.timezone, failure.severity, _RANK[failure.severity], action, utc_text(start),
          utc_text(start + timedelta(seconds=window_seconds)), occurred, occurred, stamp, stamp,
          int(late)),

@@ -29,7 +29,8 @@ from monitor.alerts.store.rows import parse_utc, utc_text
 
 __all__ = ["ReportAlert", "ReportFailure", "ReportQueries"]
 
-# The most managers one call filters on (a team; SQL parameters stay well under any limit).
+# The most managers one query filters on (a larger team is read in several; SQL
+# parameters stay well under any limit).
 _MAX_MANAGERS: Final = 500
 
 
@@ -87,15 +88,17 @@ class ReportAlert:
     recovery: str | None
 
 
-def _managers_clause(column: str, manager_ids: Sequence[str] | None) -> tuple[str, list[str]]:
+def _manager_chunks(
+    column: str, manager_ids: Sequence[str] | None
+) -> list[tuple[str, list[str]]]:
+    """``(SQL clause, its parameters)`` per query: every manager once, 500 at a time."""
     if manager_ids is None:
-        return "", []
-    if len(manager_ids) > _MAX_MANAGERS:
-        raise ValueError(f"at most {_MAX_MANAGERS} managers")
+        return [("", [])]
     ids = sorted(set(manager_ids))
     if not ids:
-        return " AND 1 = 0", []
-    return f" AND {column} IN ({', '.join('?' * len(ids))})", ids
+        return [(" AND 1 = 0", [])]
+    chunks = [ids[i : i + _MAX_MANAGERS] for i in range(0, len(ids), _MAX_MANAGERS)]
+    return [(f" AND {column} IN ({', '.join('?' * len(chunk))})", chunk) for chunk in chunks]
 
 
 class ReportQueries(StoreConnection):
@@ -109,20 +112,23 @@ class ReportQueries(StoreConnection):
         Args:
             since: the period's start (aware, inclusive, event time).
             until: the period's end (aware, exclusive).
-            manager_ids: only the alerts of these managers (at most 500); ``None``: all.
+            manager_ids: only the alerts of these managers (any number, read 500 at a
+                time); ``None``: all.
 
         Raises:
-            ValueError: a naive time or too many managers.
+            ValueError: a naive time.
         """
-        clause, ids = _managers_clause("a.manager_id", manager_ids)
+        rows = []
         with self._lock:
-            rows = self._conn.execute(
-                "SELECT e.alert_id, a.manager_id, e.occurred_at, e.outcome, e.channel "
-                "FROM alert_events e JOIN alerts a ON a.alert_id = e.alert_id "
-                f"WHERE e.occurred_at >= ? AND e.occurred_at < ?{clause} "
-                "ORDER BY e.occurred_at, e.event_id",
-                (utc_text(since), utc_text(until), *ids),
-            ).fetchall()
+            for clause, ids in _manager_chunks("a.manager_id", manager_ids):
+                rows += self._conn.execute(
+                    "SELECT e.event_id, e.alert_id, a.manager_id, e.occurred_at, e.outcome, "
+                    "e.channel FROM alert_events e JOIN alerts a ON a.alert_id = e.alert_id "
+                    f"WHERE e.occurred_at >= ? AND e.occurred_at < ?{clause} "
+                    "ORDER BY e.occurred_at, e.event_id",
+                    (utc_text(since), utc_text(until), *ids),
+                ).fetchall()
+        rows.sort(key=lambda row: (row["occurred_at"], row["event_id"]))
         return [
             ReportFailure(
                 alert_id=row["alert_id"],
@@ -142,32 +148,36 @@ class ReportQueries(StoreConnection):
         Args:
             since: the period's start (aware, inclusive, event time).
             until: the period's end (aware, exclusive).
-            manager_ids: only these managers' alerts (at most 500); ``None``: all.
+            manager_ids: only these managers' alerts (any number, read 500 at a time);
+                ``None``: all.
 
         Raises:
-            ValueError: a naive time or too many managers.
+            ValueError: a naive time.
         """
-        clause, ids = _managers_clause("a.manager_id", manager_ids)
         contact = sorted(CONTACT_OUTCOMES)
+        contact_marks = ", ".join("?" * len(contact))
+        rows = []
         with self._lock:
-            rows = self._conn.execute(
-                "SELECT a.alert_id, a.manager_id, a.manager_name, a.first_event_at, a.created_at, "
-                "a.state, r.status AS recovery, "
-                "(SELECT min(h.at) FROM alert_history h WHERE h.alert_id = a.alert_id "
-                " AND h.action = 'acknowledged') AS acknowledged_at, "
-                "(SELECT min(h.at) FROM alert_history h WHERE h.alert_id = a.alert_id "
-                f" AND h.action = 'resolved' AND h.outcome IN ({', '.join('?' * len(contact))})) "
-                " AS contacted_at, "
-                "(SELECT count(*) FROM alert_history h WHERE h.alert_id = a.alert_id "
-                " AND h.action = 'resolved') AS resolutions, "
-                "(SELECT h.outcome FROM alert_history h WHERE h.alert_id = a.alert_id "
-                " AND h.action = 'resolved' ORDER BY h.at, h.history_id LIMIT 1) "
-                "AS resolution_outcome "
-                "FROM alerts a LEFT JOIN alert_recoveries r ON r.alert_id = a.alert_id "
-                f"WHERE a.first_event_at >= ? AND a.first_event_at < ?{clause} "
-                "ORDER BY a.first_event_at, a.alert_id",
-                (*contact, utc_text(since), utc_text(until), *ids),
-            ).fetchall()
+            for clause, ids in _manager_chunks("a.manager_id", manager_ids):
+                rows += self._conn.execute(
+                    "SELECT a.alert_id, a.manager_id, a.manager_name, a.first_event_at, "
+                    "a.created_at, a.state, r.status AS recovery, "
+                    "(SELECT min(h.at) FROM alert_history h WHERE h.alert_id = a.alert_id "
+                    " AND h.action = 'acknowledged') AS acknowledged_at, "
+                    "(SELECT min(h.at) FROM alert_history h WHERE h.alert_id = a.alert_id "
+                    f" AND h.action = 'resolved' AND h.outcome IN ({contact_marks})) "
+                    " AS contacted_at, "
+                    "(SELECT count(*) FROM alert_history h WHERE h.alert_id = a.alert_id "
+                    " AND h.action = 'resolved') AS resolutions, "
+                    "(SELECT h.outcome FROM alert_history h WHERE h.alert_id = a.alert_id "
+                    " AND h.action = 'resolved' ORDER BY h.at, h.history_id LIMIT 1) "
+                    "AS resolution_outcome "
+                    "FROM alerts a LEFT JOIN alert_recoveries r ON r.alert_id = a.alert_id "
+                    f"WHERE a.first_event_at >= ? AND a.first_event_at < ?{clause} "
+                    "ORDER BY a.first_event_at, a.alert_id",
+                    (*contact, utc_text(since), utc_text(until), *ids),
+                ).fetchall()
+        rows.sort(key=lambda row: (row["first_event_at"], row["alert_id"]))
         return [
             ReportAlert(
                 alert_id=row["alert_id"],
