@@ -5,7 +5,7 @@ on the instance that made it (:mod:`monitor.pipeline.recovery`): ``result`` is
 ``recovered`` or ``abandoned``, ``outcome`` the outcome class of the alert's first
 failure, ``channel`` its channel. With several instances, ``sum`` them. The recovery
 ratio is ``recovered / (recovered + abandoned)``. ``cardmon_vip_recovery_seconds``
-observes, for each recovery, the seconds from the alert's first failure to the
+observes, for each recovery, the seconds from the first failure of the kind completed to the
 approval (event time).
 
 No label holds an alert, client, card or manager ID.

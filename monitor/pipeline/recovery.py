@@ -57,7 +57,8 @@ _TIME: Final = pl.Datetime("us", "UTC")
 #: (``channel``, ``txn_type``) that failed in it, with that kind's first failure.
 WATCH_SCHEMA: Final = pl.Schema({"alert_id": pl.String(), "customer_id": pl.String(),
                                  "channel": pl.String(), "txn_type": pl.String(),
-                                 "first_failed_at": _TIME, "deadline": _TIME})
+                                 "first_failed_at": _TIME, "deadline": _TIME,
+                                 "failed_terminal_id": pl.String()})
 _KIND: Final = ["customer_id", "channel", "txn_type"]
 
 
@@ -66,7 +67,7 @@ class RecoveryStore(Protocol):
 
     def watching_recoveries(self, customer_ids: Sequence[str] | None = None, *,
                             recovered_since: datetime | None = None) -> list[Recovery]: ...
-    def recovery_kinds(self, alert_ids: Sequence[str]) -> list[tuple[str, str, str, datetime]]: ...
+    def recovery_kinds(self, alert_ids: Sequence[str]) -> list[tuple[str, str, str, datetime, str]]: ...
     def earliest_watch_deadline(self) -> datetime | None: ...
     def mark_recovered(self, matches: Sequence[RecoveryMatch], *,
                        now: datetime) -> list[Recovery]: ...
@@ -94,21 +95,22 @@ class RecoveryDecisions:
 
 
 def watch_frame(watches: Sequence[Recovery],
-                kinds: Sequence[tuple[str, str, str, datetime]] | None = None) -> pl.DataFrame:
+                kinds: Sequence[tuple[str, str, str, datetime, str]] | None = None) -> pl.DataFrame:
     """The watches as a frame of :data:`WATCH_SCHEMA` (for :func:`match_recoveries`).
 
     Args:
         watches: the watches.
-        kinds: ``(alert_id, channel, txn_type, first failure)`` of every kind that failed
+        kinds: ``(alert_id, channel, txn_type, first failure, its terminal)`` of every kind that failed
             in them (:meth:`~monitor.alerts.store.recoveries.RecoveryQueries.recovery_kinds`);
             ``None``: each watch's own first failure only.
     """
     if kinds is None:
-        kinds = [(w.alert_id, w.channel, w.txn_type, w.first_failed_at) for w in watches]
+        kinds = [(w.alert_id, w.channel, w.txn_type, w.first_failed_at, w.failed_terminal_id)
+                 for w in watches]
     by_alert = {w.alert_id: w for w in watches}
     rows = [(alert_id, by_alert[alert_id].customer_id, channel, txn_type, first,
-             by_alert[alert_id].window_ends_at)
-            for alert_id, channel, txn_type, first in kinds if alert_id in by_alert]
+             by_alert[alert_id].window_ends_at, terminal)
+            for alert_id, channel, txn_type, first, terminal in kinds if alert_id in by_alert]
     return pl.DataFrame(rows, schema=WATCH_SCHEMA, orient="row")
 
 
@@ -127,7 +129,8 @@ def match_recoveries(watches: pl.DataFrame, approvals: pl.DataFrame) -> pl.DataF
     Returns:
         One row per recovered watch, sorted by ``alert_id``: ``alert_id``,
         ``occurred_at``, ``event_id``, ``terminal_id``, ``merchant_id``, ``channel``,
-        ``txn_type``.
+        ``txn_type``, ``first_failed_at`` and ``failed_terminal_id`` (that kind's first
+        failure in the alert).
     """
     return (watches.join(approvals, on=_KIND, how="inner")
             .filter((pl.col("occurred_at") > pl.col("first_failed_at"))
@@ -135,7 +138,7 @@ def match_recoveries(watches: pl.DataFrame, approvals: pl.DataFrame) -> pl.DataF
             .sort("alert_id", "occurred_at", "event_id")
             .unique("alert_id", keep="first", maintain_order=True)
             .select("alert_id", "occurred_at", "event_id", "terminal_id", "merchant_id",
-                    "channel", "txn_type"))
+                    "channel", "txn_type", "first_failed_at", "failed_terminal_id"))
 
 
 class RecoveryWatch:
@@ -199,17 +202,20 @@ class RecoveryWatch:
             return self._decide()
 
     def _decide(self, *, match: bool = True) -> RecoveryDecisions:
+        through = self._watermark()
+        earliest = self.store.earliest_watch_deadline() if through is not None else None
+        expiring = through is not None and earliest is not None and earliest < through
         recovered: list[Recovery] = []
-        if match and self._buffer is not None and self._buffer.height:
+        # Before any watch is abandoned, the buffer is matched: another instance may have
+        # written the watch an approval buffered here recovers.
+        if (match or expiring) and self._buffer is not None and self._buffer.height:
             recovered = self._match(self._buffer)
         abandoned: list[Recovery] = []
-        through = self._watermark()
-        if through is not None:
-            earliest = self.store.earliest_watch_deadline()
-            if earliest is not None and earliest < through:
-                abandoned = self.store.abandon_watches(through, now=self._now())
-                if abandoned and self.metrics is not None:
-                    self.metrics.observe_abandoned(abandoned)
+        if expiring:
+            assert through is not None
+            abandoned = self.store.abandon_watches(through, now=self._now())
+            if abandoned and self.metrics is not None:
+                self.metrics.observe_abandoned(abandoned)
         self._prune()
         return RecoveryDecisions(tuple(recovered), tuple(abandoned))
 
@@ -231,8 +237,9 @@ class RecoveryWatch:
         recovered = self.store.mark_recovered(
             [RecoveryMatch(alert_id=alert_id, recovered_at=at, event_id=event_id,
                            terminal_id=terminal_id, merchant_id=merchant_id, channel=channel,
-                           txn_type=txn_type)
-             for alert_id, at, event_id, terminal_id, merchant_id, channel, txn_type in matched],
+                           txn_type=txn_type, failed_at=failed_at, failed_terminal_id=failed_terminal)
+             for (alert_id, at, event_id, terminal_id, merchant_id, channel, txn_type, failed_at,
+                  failed_terminal) in matched],
             now=self._now())
         if recovered and self.metrics is not None:
             self.metrics.observe_recovered(recovered)

@@ -76,7 +76,8 @@ def test_every_kind_that_failed_is_watched_and_the_row_ignores_recording_order(
     assert rows[0] == rows[1]
     assert rows[0][0] == ("POS", "purchase", "customer", "POS00001", T0, T0 + timedelta(minutes=3),
                           T0 + timedelta(minutes=3, seconds=WINDOW))
-    assert rows[0][1] == [("ATM", "withdrawal", T0 + timedelta(minutes=3)), ("POS", "purchase", T0)]
+    assert rows[0][1] == [("ATM", "withdrawal", T0 + timedelta(minutes=3), "ATM00042"),
+                          ("POS", "purchase", T0, "POS00001")]
 
 
 def test_no_window_means_no_watch_and_late_alerts_are_watched(

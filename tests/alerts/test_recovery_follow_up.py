@@ -251,3 +251,37 @@ def test_a_late_alert_gets_no_follow_up(
     assert store.queue_recovery_follow_ups(now, managers={ANA_RM.manager_id: ANA_RM}) == 0
     assert follow_up_of(store, alert_id) == 2
     assert [d for d in store.claim_due(now) if d.alert_id.startswith("rf-")] == []
+
+
+def test_a_resolved_alert_gets_no_follow_up(
+    store: AlertStore, make_failure: Callable[..., VipFailure]
+) -> None:
+    """A manager who resolved the alert before the decision is not told to call the client: follow_up = 2."""
+    alert_id = record_alert(store, make_failure)
+    store.acknowledge(alert_id, by="RM-017", via="workspace", at=FAILED_AT + timedelta(minutes=2))
+    store.resolve(alert_id, by="RM-017", via="workspace", note="she got cash at the counter",
+                  outcome="called_client", at=FAILED_AT + timedelta(minutes=10))
+    decide(store, alert_id, "abandoned")
+    now = FAILED_AT + timedelta(minutes=31)
+    assert store.queue_recovery_follow_ups(now, managers={ANA_RM.manager_id: ANA_RM}) == 0
+    assert follow_up_of(store, alert_id) == 2
+    assert [d for d in store.claim_due(now) if d.alert_id.startswith("rf-")] == []
+
+
+def test_a_follow_up_never_arrives_in_quiet_hours_or_before_its_alert(
+    store: AlertStore, make_failure: Callable[..., VipFailure]
+) -> None:
+    """An alert held by quiet hours until 07:00: its follow-up, decided at night, is due then too, not before."""
+    quiet = replace(ANA_RM, quiet_hours="Mo-Su 21:00-07:00")  # Lisbon: UTC in December
+    at = datetime(2026, 12, 7, 21, 30, tzinfo=UTC)
+    [alert_id] = store.record(
+        [make_failure("ev-night", at, manager=quiet, severity="medium", customer_name="Ana Silva",
+                      terminal_id="ATM-0017", city="Lisbon")],
+        now=at, recovery_window_seconds=1800, managers={quiet.manager_id: quiet}).new_alert_ids
+    later = at + timedelta(minutes=31)
+    store.abandon_watches(later, now=later)
+    assert store.queue_recovery_follow_ups(later, managers={quiet.manager_id: quiet}) == 1
+    assert [d for d in store.claim_due(later) if d.alert_id.startswith("rf-")] == []
+    morning = datetime(2026, 12, 8, 7, 0, 1, tzinfo=UTC)
+    due = store.claim_due(morning)
+    assert [d.alert_id for d in due if d.channel == "email"] == [alert_id, follow_up_id_for(alert_id)]

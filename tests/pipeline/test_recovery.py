@@ -103,7 +103,7 @@ def test_the_earliest_approval_of_the_same_kind_in_the_window_wins() -> None:
         for seed in range(5)
     }
     assert len(results) == 1
-    [(matched, at, event_id, terminal, _, _, _)] = results.pop()
+    [(matched, at, event_id, terminal, *_)] = results.pop()
     assert (matched, at, event_id, terminal) == (
         alert_id,
         T0 + timedelta(minutes=3),
@@ -182,7 +182,9 @@ def test_an_alert_of_two_kinds_recovers_by_either_in_any_order(
             recovery.completed_txn_type) == ("recovered", "ok-atm", "ATM", "withdrawal")
     # The watch's own kind is the earliest failure's, whatever the order.
     assert (recovery.channel, recovery.txn_type, recovery.first_failed_at) == ("POS", "purchase", T0)
-    assert recovery.seconds_to_recovery == 150.0
+    # Measured from the failed withdrawal (the kind completed), at ATM00042, not the purchase.
+    assert (recovery.seconds_to_recovery, recovery.reference_terminal_id) == (120.0, "ATM00042")
+    assert recovery.same_terminal is False
 
 
 def test_an_approval_before_its_kind_failed_does_not_recover() -> None:
@@ -267,3 +269,25 @@ def test_a_batch_gives_its_vip_approvals_for_the_watch(tmp_path: Path) -> None:
         ("vip-ok", "C-001", "ATM", "ATM00077"),
     ]
     assert approvals.get_column("merchant_id").to_list() == [None, "M-7"]
+
+
+def test_a_buffered_approval_wins_over_the_deadline_in_a_batch_without_vip_events() -> None:
+    """A watch another instance wrote, recovered by an approval buffered here, is matched before it can expire."""
+    watermark: list[datetime | None] = [T0 - timedelta(minutes=5)]
+    with AlertStore(":memory:") as store:
+        watch = RecoveryWatch(store, watermark=lambda: watermark[0], lateness_seconds=10)
+        watch.after_batch(_approvals(("ok-3", 3, "C-1", "ATM", "ATM7")))  # no watch yet
+        store.record([_failure("f-1", 0)], recovery_window_seconds=WINDOW)  # "another instance"
+        watermark[0] = T0 + timedelta(minutes=31)  # event time raced past the deadline
+        decided = watch.after_batch(_approvals(), failures=False)
+    assert [r.recovery_event_id for r in decided.recovered] == ["ok-3"]
+    assert decided.abandoned == ()
+
+
+def test_an_alert_of_two_kinds_recovered_where_that_kind_failed_is_the_same_terminal() -> None:
+    """Purchase failed at a POS, withdrawal failed at ATM00042, cash then taken at ATM00042: same terminal, from the withdrawal."""
+    with AlertStore(":memory:") as store:
+        watch = RecoveryWatch(store, watermark=lambda: None, lateness_seconds=10)
+        store.record([_purchase_failure("f-pos", 0), _failure("f-atm", 1)], recovery_window_seconds=WINDOW)
+        [recovery] = watch.after_batch(_approvals(("ok", 5, "C-1", "ATM", "ATM00042"))).recovered
+    assert (recovery.same_terminal, recovery.seconds_to_recovery) == (True, 240.0)

@@ -102,7 +102,7 @@ def render_follow_up(alert: Alert, recovery: Recovery, manager: Manager, *,
     t = reader(manager, locale)
     name = alert.customer_name
     txn = transaction_words(recovery.completed_txn_type, t)
-    failed = _where(recovery.failed_terminal_id, city)
+    failed = _where(recovery.reference_terminal_id, city)
     if recovery.status == "recovered":
         assert recovery.recovered_at is not None
         after = after_words(max(0.0, recovery.seconds_to_recovery or 0.0), t)
@@ -176,7 +176,7 @@ def render_follow_up_delivery(store: AlertStore, delivery: Delivery, *,
     if alert is None or recovery is None:
         raise LookupError(f"recovery follow-up {delivery.alert_id} is not in the store")
     recipient = store.delivery_recipient(delivery.delivery_id) or alert.manager
-    city = failed_city(store.alert_events(alert_id), recovery.failed_terminal_id)
+    city = failed_city(store.alert_events(alert_id), recovery.reference_terminal_id)
     message = render_follow_up(alert, recovery, recipient, city=city,
                                locale=locale_of(recipient.manager_id) if locale_of else None)
     return message.for_channel(delivery.channel)

@@ -31,10 +31,11 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Final
 
+from monitor.alerts.preferences import delivery_time
 from monitor.alerts.routing import RECORD_SINKS, channels_for, is_person_channel
 from monitor.alerts.store.connection import StoreConnection, retried
 from monitor.alerts.store.db import Database
-from monitor.alerts.store.rows import scrubbed, utc_text
+from monitor.alerts.store.rows import parse_utc, scrubbed, utc_text
 from monitor.domain import Manager
 from monitor.ids import follow_up_id_for
 
@@ -65,11 +66,15 @@ class FollowUpQueries(StoreConnection):
         In one write transaction, for each decided watch whose ``follow_up`` is 0
         (oldest decision first, at most 200 a call): the manager as the registry knows
         them now; when they opted in (``recovery_follow_up``), a configured channel
-        reaches them and the alert is not late, one outbox row to their first route for
-        the alert's severity (:func:`monitor.alerts.routing.channels_for`) plus one per
-        recording sink, due
-        at ``now``, and ``follow_up = 1``; otherwise ``follow_up = 2`` and no row. A
-        row another caller set first is left alone.
+        reaches them, the alert is not late and not resolved (a manager who closed it
+        needs no follow-up), one outbox row to their first route for the alert's
+        severity (:func:`monitor.alerts.routing.channels_for`) plus one per recording
+        sink, and ``follow_up = 1``; otherwise ``follow_up = 2`` and no row. A row
+        another caller set first is left alone. The rows are due when the manager may
+        be told at the alert's severity (quiet and working hours,
+        :func:`monitor.alerts.preferences.delivery_time`) and never before the alert's
+        own messages still waiting (storm control's hold, quiet hours): a follow-up
+        never arrives before the alert it follows.
 
         Args:
             now: the time of the pass (aware); the rows are due then.
@@ -85,8 +90,10 @@ class FollowUpQueries(StoreConnection):
         queued = 0
         with self._transaction() as conn:
             rows = conn.execute(
-                """SELECT r.alert_id, r.manager_id, a.severity, a.late FROM alert_recoveries r
-                JOIN alerts a ON a.alert_id = r.alert_id
+                """SELECT r.alert_id, r.manager_id, a.severity, a.late, a.state,
+                    (SELECT max(d.next_attempt_at) FROM deliveries d
+                     WHERE d.alert_id = r.alert_id AND d.status = 'pending') AS alert_due
+                FROM alert_recoveries r JOIN alerts a ON a.alert_id = r.alert_id
                 WHERE r.follow_up = 0 AND r.status != 'watching'
                 ORDER BY r.decided_at, r.alert_id LIMIT ?""", (_BATCH,)).fetchall()
             for row in rows:
@@ -95,7 +102,7 @@ class FollowUpQueries(StoreConnection):
                            for route in channels_for(manager, row["severity"], channels)
                            if is_person_channel(route.channel)]
                           if manager is not None and manager.recovery_follow_up
-                          and not row["late"] else [])
+                          and not row["late"] and row["state"] != "resolved" else [])
                 value = FOLLOW_UP_QUEUED if routes else FOLLOW_UP_NOT_SENT
                 if not conn.execute(
                         """UPDATE alert_recoveries SET follow_up = ?
@@ -105,23 +112,26 @@ class FollowUpQueries(StoreConnection):
                 if manager is None or not routes:
                     continue
                 follow_up_id = follow_up_id_for(row["alert_id"])
-                _enqueue(conn, follow_up_id, routes[0], manager, stamp)
+                due = delivery_time(manager, row["severity"], now)
+                if row["alert_due"] is not None:
+                    due = max(due, parse_utc(row["alert_due"]))
+                _enqueue(conn, follow_up_id, routes[0], manager, utc_text(due), stamp)
                 for sink in sinks:
                     if sink in RECORD_SINKS:
-                        _enqueue(conn, follow_up_id, sink, None, stamp)
+                        _enqueue(conn, follow_up_id, sink, None, utc_text(due), stamp)
                 queued += 1
         return queued
 
 
 def _enqueue(conn: Database, follow_up_id: str, channel: str, manager: Manager | None,
-             stamp: str) -> None:
-    """One outbox row of a follow-up: to ``manager``, or to a sink (``manager`` ``None``)."""
+             due: str, stamp: str) -> None:
+    """One outbox row of a follow-up, due at ``due``: to ``manager``, or to a sink (``manager`` ``None``)."""
     if manager is None:
         conn.execute(
             """INSERT INTO deliveries (alert_id, channel, status, attempts, next_attempt_at,
                 created_at, updated_at) VALUES (?, ?, 'pending', 0, ?, ?, ?)
             ON CONFLICT DO NOTHING""",
-            (follow_up_id, channel, stamp, stamp, stamp))
+            (follow_up_id, channel, due, stamp, stamp))
         return
     conn.execute(
         """INSERT INTO deliveries
@@ -129,5 +139,5 @@ def _enqueue(conn: Database, follow_up_id: str, channel: str, manager: Manager |
              recipient_id, recipient_name, recipient_email, recipient_webhook_url,
              recipient_timezone)
         VALUES (?, ?, 'pending', 0, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
-        (follow_up_id, channel, stamp, stamp, stamp, manager.manager_id, scrubbed(manager.name),
+        (follow_up_id, channel, due, stamp, stamp, manager.manager_id, scrubbed(manager.name),
          manager.email, manager.webhook_url, manager.timezone))

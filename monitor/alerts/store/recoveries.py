@@ -68,6 +68,8 @@ class Recovery:
         recovery_channel: the approved transaction's channel (one of the kinds that
             failed in the alert, not always the first failure's).
         recovery_txn_type: its transaction type.
+        recovery_failed_at: the first failure of that kind in the alert (event time).
+        recovery_failed_terminal_id: its terminal.
         decided_at: wall-clock time of the decision (``None`` while watching).
         follow_up: whether a follow-up to the manager was queued (``follow_up`` 1; 0 is
             not yet, 2 not sent: :mod:`~monitor.alerts.store.follow_ups`).
@@ -90,6 +92,8 @@ class Recovery:
     merchant_id: str | None = None
     recovery_channel: str | None = None
     recovery_txn_type: str | None = None
+    recovery_failed_at: datetime | None = None
+    recovery_failed_terminal_id: str | None = None
     decided_at: datetime | None = None
     follow_up: bool = False
 
@@ -99,18 +103,28 @@ class Recovery:
         return self.recovery_txn_type or self.txn_type
 
     @property
+    def reference_failed_at(self) -> datetime:
+        """The failure the recovery answers: the first of the kind completed, else the alert's first."""
+        return self.recovery_failed_at or self.first_failed_at
+
+    @property
+    def reference_terminal_id(self) -> str:
+        """Where that failure happened."""
+        return self.recovery_failed_terminal_id or self.failed_terminal_id
+
+    @property
     def seconds_to_recovery(self) -> float | None:
-        """Seconds from the first failure to the approval (``None`` unless recovered)."""
+        """Seconds from the first failure of the kind completed to the approval (``None`` unless recovered)."""
         if self.recovered_at is None:
             return None
-        return (self.recovered_at - self.first_failed_at).total_seconds()
+        return (self.recovered_at - self.reference_failed_at).total_seconds()
 
     @property
     def same_terminal(self) -> bool | None:
-        """Whether the client recovered where it first failed (``None`` unless recovered)."""
+        """Whether the client completed it where that kind first failed (``None`` unless recovered)."""
         if self.terminal_id is None:
             return None
-        return self.terminal_id == self.failed_terminal_id
+        return self.terminal_id == self.reference_terminal_id
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -125,6 +139,8 @@ class RecoveryMatch:
         merchant_id: its merchant, if any.
         channel: its channel (a kind that failed in the alert).
         txn_type: its transaction type.
+        failed_at: the first failure of that kind in the alert.
+        failed_terminal_id: its terminal.
     """
 
     alert_id: str
@@ -134,6 +150,8 @@ class RecoveryMatch:
     merchant_id: str | None = None
     channel: str | None = None
     txn_type: str | None = None
+    failed_at: datetime | None = None
+    failed_terminal_id: str | None = None
 
 
 # The earliest failure (event time) gives the watch's kind, outcome and terminal; the
@@ -157,10 +175,14 @@ _UPSERT: Final = f"""INSERT INTO alert_recoveries (
         deadline = CASE WHEN excluded.deadline > alert_recoveries.deadline
             THEN excluded.deadline ELSE alert_recoveries.deadline END"""
 # Every kind that failed in the alert, with its first failure.
-_UPSERT_KIND: Final = """INSERT INTO alert_recovery_kinds (alert_id, channel, txn_type, first_failed_at)
-    VALUES (?, ?, ?, ?)
+_KIND_EARLIER: Final = "excluded.first_failed_at < alert_recovery_kinds.first_failed_at"
+_UPSERT_KIND: Final = f"""INSERT INTO alert_recovery_kinds
+        (alert_id, channel, txn_type, first_failed_at, failed_terminal_id)
+    VALUES (?, ?, ?, ?, ?)
     ON CONFLICT (alert_id, channel, txn_type) DO UPDATE SET
-        first_failed_at = CASE WHEN excluded.first_failed_at < alert_recovery_kinds.first_failed_at
+        failed_terminal_id = CASE WHEN {_KIND_EARLIER}
+            THEN excluded.failed_terminal_id ELSE alert_recovery_kinds.failed_terminal_id END,
+        first_failed_at = CASE WHEN {_KIND_EARLIER}
             THEN excluded.first_failed_at ELSE alert_recovery_kinds.first_failed_at END"""
 
 
@@ -187,7 +209,7 @@ def watch_failure(conn: Database, alert_id: str, failure: VipFailure,
         alert_id, failure.customer_id, failure.manager.manager_id, event.channel, event.txn_type,
         event.outcome, event.terminal_id, at, at,
         utc_text(event.occurred_at + timedelta(seconds=window_seconds))))
-    conn.execute(_UPSERT_KIND, (alert_id, event.channel, event.txn_type, at))
+    conn.execute(_UPSERT_KIND, (alert_id, event.channel, event.txn_type, at, event.terminal_id))
 
 
 def _recovery(row: Row) -> Recovery:
@@ -205,6 +227,8 @@ def _recovery(row: Row) -> Recovery:
         recovered_at=when("recovered_at"), recovery_event_id=row["recovery_event_id"],
         terminal_id=row["recovery_terminal_id"], merchant_id=row["recovery_merchant_id"],
         recovery_channel=row["recovery_channel"], recovery_txn_type=row["recovery_txn_type"],
+        recovery_failed_at=when("recovery_failed_at"),
+        recovery_failed_terminal_id=row["recovery_failed_terminal_id"],
         decided_at=when("decided_at"), follow_up=row["follow_up"] == 1)  # 2: not sent
 
 
@@ -266,22 +290,23 @@ class RecoveryQueries(StoreConnection):
             found += [_recovery(row) for row in rows]
         return sorted(found, key=lambda r: (r.window_ends_at, r.alert_id))
 
-    def recovery_kinds(self, alert_ids: Sequence[str]) -> list[tuple[str, str, str, datetime]]:
-        """Every kind that failed in these alerts: ``(alert_id, channel, txn_type, first failure)``.
+    def recovery_kinds(self, alert_ids: Sequence[str]) -> list[tuple[str, str, str, datetime, str]]:
+        """Every kind that failed in these alerts: ``(alert_id, channel, txn_type, first failure, its terminal)``.
 
         Args:
             alert_ids: any number of alert IDs (read 500 at a time).
         """
         ids = sorted(set(alert_ids))
-        found: list[tuple[str, str, str, datetime]] = []
+        found: list[tuple[str, str, str, datetime, str]] = []
         for start in range(0, len(ids), _MAX_IDS):
             chunk = ids[start:start + _MAX_IDS]
             with self._lock:
                 rows = self._conn.execute(
-                    "SELECT alert_id, channel, txn_type, first_failed_at FROM alert_recovery_kinds "
+                    "SELECT alert_id, channel, txn_type, first_failed_at, failed_terminal_id "
+                    "FROM alert_recovery_kinds "
                     f"WHERE alert_id IN ({', '.join('?' * len(chunk))})", chunk).fetchall()
             found += [(row["alert_id"], row["channel"], row["txn_type"],
-                       parse_utc(row["first_failed_at"])) for row in rows]
+                       parse_utc(row["first_failed_at"]), row["failed_terminal_id"]) for row in rows]
         return sorted(found)
 
     def earliest_watch_deadline(self) -> datetime | None:
@@ -324,12 +349,14 @@ class RecoveryQueries(StoreConnection):
                 changed = conn.execute(
                     """UPDATE alert_recoveries SET status = 'recovered', recovered_at = ?,
                         recovery_event_id = ?, recovery_terminal_id = ?, recovery_merchant_id = ?,
-                        recovery_channel = ?, recovery_txn_type = ?,
+                        recovery_channel = ?, recovery_txn_type = ?, recovery_failed_at = ?,
+                        recovery_failed_terminal_id = ?,
                         decided_at = CASE WHEN decided_at IS NULL THEN ? ELSE decided_at END
                     WHERE alert_id = ? AND (status = 'watching'
                         OR (status = 'recovered' AND recovered_at > ?))""",
                     (at, match.event_id, match.terminal_id, match.merchant_id, match.channel,
-                     match.txn_type, stamp,
+                     match.txn_type, utc_text(match.failed_at) if match.failed_at else None,
+                     match.failed_terminal_id, stamp,
                      match.alert_id, at)).rowcount
                 if changed and row["status"] == "watching":
                     decided.append(match.alert_id)

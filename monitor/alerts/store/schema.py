@@ -203,7 +203,8 @@ WORKSPACE_TABLES: Final = (
 #: ``alert_recovery_kinds`` holds every kind (``channel``, ``txn_type``) that failed in
 #: the alert with its first failure: an approved transaction of any of them after that
 #: failure recovers the watch. ``status``: ``watching``, then ``recovered`` (the
-#: ``recovery_*`` columns say which transaction, of which kind, where and when) or
+#: ``recovery_*`` columns say which transaction, of which kind, where and when, and
+#: that kind's first failure in the alert: when and at which terminal) or
 #: ``abandoned`` (none before the deadline passed). ``follow_up``: 0 not yet, 1 a
 #: follow-up was queued for the manager, 2 none is sent
 #: (:mod:`~monitor.alerts.store.follow_ups`). Times are UTC ISO-8601 text like every
@@ -228,17 +229,24 @@ RECOVERY_TABLES: Final = (
         recovery_merchant_id {T},
         recovery_channel {T},
         recovery_txn_type {T},
+        recovery_failed_at {T},
+        recovery_failed_terminal_id {T},
         decided_at {T},
         follow_up INTEGER NOT NULL DEFAULT 0
     )""",
     "CREATE INDEX alert_recoveries_watching ON alert_recoveries (status, deadline)",
     "CREATE INDEX alert_recoveries_by_customer ON alert_recoveries (customer_id, status)",
     "CREATE INDEX alert_recoveries_by_decision ON alert_recoveries (decided_at)",
+    # The follow-up job's read: decided watches not looked at yet (a few), not every
+    # decision ever made.
+    """CREATE INDEX alert_recoveries_follow_up_due ON alert_recoveries (decided_at, alert_id)
+        WHERE follow_up = 0 AND status != 'watching'""",
     """CREATE TABLE alert_recovery_kinds (
         alert_id {T} NOT NULL REFERENCES alert_recoveries (alert_id) DEFERRABLE INITIALLY DEFERRED,
         channel {T} NOT NULL,
         txn_type {T} NOT NULL,
         first_failed_at {T} NOT NULL,
+        failed_terminal_id {T} NOT NULL,
         PRIMARY KEY (alert_id, channel, txn_type)
     )""",
 )
