@@ -56,7 +56,7 @@ async def test_a_recovery_at_another_terminal_says_how_soon_and_where(site: Site
     client = await site.signed_in(CLAIRE.manager_id)
     part = recovery_part(await (await client.get(f"/workspace/alerts/{alert_id}")).text())
     assert "Recovered 4 min later at ATM-0042 (another terminal), 09:04 UTC." in part
-    assert "A follow-up message was sent to the manager." in part
+    assert "A follow-up message to the manager was queued for delivery." in part
     listing = await (await client.get("/workspace/alerts")).text()
     assert '<span class="badge badge-recovered">recovered</span>' in listing
 
