@@ -281,6 +281,8 @@ def _instrument(app: MonitorApp) -> _Clock:
     clock.wrap_async(consumer, "_record_failures", "alert store")
     clock.wrap_async(consumer, "_dead_letter", "dead letters")
     clock.wrap_async(consumer, "_commit", "commit")
+    clock.wrap_async(consumer, "_follow_recoveries", "recovery watch")
+    clock.wrap_async(consumer, "_progress", "partition progress")
     handle = consumer.handle
 
     async def counted(batch: Any, **options: Any) -> Any:
@@ -344,7 +346,8 @@ async def _monitor(settings: Settings, expected: int, profile: cProfile.Profile 
         await task
     parts = clock.seconds
     breakdown = {name: round(parts.get(name, 0.0), 3)
-                 for name in ("process", "alert store", "dead letters", "commit")}
+                 for name in ("process", "alert store", "dead letters", "commit", "recovery watch",
+                              "partition progress")}
     breakdown["metrics and lag"] = round(parts.get("handle", 0.0) - sum(breakdown.values()), 3)
     breakdown["getmany (fetch and wait)"] = round(seconds - parts.get("handle", 0.0), 3)
     return clock.messages, seconds, app.store_summary, breakdown, _stage_costs(app, clock)
