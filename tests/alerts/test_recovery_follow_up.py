@@ -334,3 +334,14 @@ def test_a_follow_up_never_arrives_in_quiet_hours_or_before_its_alert(
     morning = datetime(2026, 12, 8, 7, 0, 1, tzinfo=UTC)
     due = store.claim_due(morning)
     assert [d.alert_id for d in due if d.channel == "email"] == [alert_id, follow_up_id_for(alert_id)]
+
+
+def test_a_recovery_under_a_minute_reads_less_than_a_minute(
+    store: AlertStore, make_failure: Callable[..., VipFailure]
+) -> None:
+    """Recovered 45 s after the failure: "less than a minute after", as the workspace page says, not "1 minute"."""
+    alert_id = record_alert(store, make_failure)
+    decide(store, alert_id, "recovered", recovered_after=timedelta(seconds=45))
+    message = render(store, alert_id, ANA_RM)
+    assert ("Ana Silva completed the cash withdrawal at ATM-0042 (another terminal), less than a "
+            "minute after the failure at ATM-0017 (Lisbon).") in message.text

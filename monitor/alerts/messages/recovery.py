@@ -94,10 +94,10 @@ def kinds_words(kinds: Sequence[tuple[str, str]], t: Translator) -> str:
 
 
 def after_words(seconds: float, t: Translator) -> str:
-    """A delay for people: "less than a minute", "4 minutes", "2 hours" (whole units, rounded)."""
-    minutes = round(seconds / 60)
-    if minutes < 1:
+    """A delay for people: "less than a minute" (under 60 s), "4 minutes", "2 hours" (rounded)."""
+    if seconds < 60:
         return t.gettext("less than a minute")
+    minutes = round(seconds / 60)
     if minutes < 120:
         return t.ngettext("%(num)s minute", "%(num)s minutes", minutes)
     hours = round(minutes / 60)
