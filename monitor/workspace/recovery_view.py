@@ -13,10 +13,11 @@ the watch is read only for alerts the session may already see.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from monitor.alerts.messages.recovery import transaction_words
+from monitor.alerts.messages.recovery import kinds_words, transaction_words
 from monitor.alerts.store import Recovery
 from monitor.i18n import Translator
 
@@ -29,7 +30,9 @@ class RecoveryShown:
 
     Attributes:
         status: ``watching``, ``recovered`` or ``abandoned``.
-        txn: the kind of transaction watched, in the reader's language ("cash withdrawal").
+        txn: the kind of transaction watched, in the reader's language ("cash withdrawal");
+            while watching or abandoned, every kind that failed in the alert ("purchase
+            at a card terminal or cash withdrawal at an ATM"); recovered, the one completed.
         deadline: when the watch ends (aware; the page shows it in the reader's zone).
         window_minutes: the watch's length after the last failure, in whole minutes.
         recovered_at: the approved transaction's time, ``None`` unless recovered.
@@ -54,13 +57,25 @@ class RecoveryShown:
     follow_up: bool
 
 
-def recovery_shown(recovery: Recovery | None, translator: Translator) -> RecoveryShown | None:
-    """The page's view of a recovery watch (``None`` when the alert has none)."""
+def recovery_shown(recovery: Recovery | None, translator: Translator, *,
+                   kinds: Sequence[tuple[str, str]] = ()) -> RecoveryShown | None:
+    """The page's view of a recovery watch (``None`` when the alert has none).
+
+    Args:
+        recovery: the alert's watch.
+        translator: the reader.
+        kinds: every ``(channel, txn_type)`` that failed in the alert, in the order they
+            first failed (:func:`~monitor.alerts.messages.recovery.kinds_in_order`);
+            empty: the watch's first failure's kind only.
+    """
     if recovery is None:
         return None
     seconds = recovery.seconds_to_recovery
+    several = recovery.status != "recovered" and len(set(kinds)) > 1
     return RecoveryShown(
-        status=recovery.status, txn=transaction_words(recovery.completed_txn_type, translator),
+        status=recovery.status,
+        txn=(kinds_words(kinds, translator) if several
+             else transaction_words(recovery.completed_txn_type, translator)),
         deadline=recovery.window_ends_at,
         window_minutes=round(
             (recovery.window_ends_at - recovery.last_failed_at).total_seconds() / 60),

@@ -119,3 +119,23 @@ async def test_a_recovery_within_a_minute_says_less_than_a_minute_later(
     shown = page.split('<p id="recovery"')[1].split("</p>")[0]
     assert expected in shown
     assert " 0 min" not in shown and ">0 分钟" not in shown
+
+
+async def test_an_alert_of_two_kinds_names_both_while_watching_and_abandoned(site: Site) -> None:
+    """A failed purchase then a failed withdrawal: the page follows, then misses, "a purchase at a card terminal or a cash withdrawal at an ATM"."""
+    purchase = _make_failure("ev-1", T0, customer_id="C-0001", customer_name="Ana Silva",
+                             manager=CLAIRE, channel="POS", txn_type="purchase",
+                             terminal_id="POS-0009")
+    withdrawal = _make_failure("ev-2", T0 + timedelta(minutes=1), customer_id="C-0001",
+                               customer_name="Ana Silva", manager=CLAIRE)
+    [alert_id] = site.store.record([purchase, withdrawal], now=T0 + timedelta(minutes=1),
+                                   recovery_window_seconds=1800).new_alert_ids
+    client = await site.signed_in(CLAIRE.manager_id)
+    part = recovery_part(await (await client.get(f"/workspace/alerts/{alert_id}")).text())
+    assert ("cardmon follows the client's next purchase at a card terminal or cash withdrawal "
+            "at an ATM.") in part
+    later = T0 + timedelta(minutes=32)
+    site.store.abandon_watches(later, now=later)
+    part = recovery_part(await (await client.get(f"/workspace/alerts/{alert_id}")).text())
+    assert ("Abandoned: no successful purchase at a card terminal or cash withdrawal at an ATM "
+            "within 30 min.") in part

@@ -38,11 +38,12 @@ from monitor.privacy import scrub_pans
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from datetime import datetime
 
     from monitor.alerts.store import AlertStore, Recovery
 
-__all__ = ["PAYLOAD_SCHEMA", "after_words", "failed_city", "kinds_words", "render_follow_up",
-           "render_follow_up_delivery", "transaction_words"]
+__all__ = ["PAYLOAD_SCHEMA", "after_words", "failed_city", "kinds_in_order", "kinds_words",
+           "render_follow_up", "render_follow_up_delivery", "transaction_words"]
 
 #: Version of the follow-up ``payload`` shape.
 PAYLOAD_SCHEMA: Final = "cardmon.recovery.v1"
@@ -70,6 +71,18 @@ def transaction_words(txn_type: str, t: Translator) -> str:
     """The transaction type for people, in the reader's language ("cash withdrawal")."""
     word = _TXN_WORDS.get(txn_type)
     return t.gettext(word) if word else txn_type.replace("_", " ")
+
+
+def kinds_in_order(
+        kinds: Sequence[tuple[str, str, str, datetime, str]]) -> list[tuple[str, str]]:
+    """The ``(channel, txn_type)`` of an alert's watched kinds, in the order they first failed.
+
+    Args:
+        kinds: the store's rows of one alert (``recovery_kinds``: alert ID, channel,
+            type, first failure, its terminal).
+    """
+    return [(channel, txn_type) for _id, channel, txn_type, _at, _terminal
+            in sorted(kinds, key=lambda kind: (kind[3], kind[1], kind[2]))]
 
 
 def kinds_words(kinds: Sequence[tuple[str, str]], t: Translator) -> str:
@@ -227,8 +240,7 @@ def render_follow_up_delivery(store: AlertStore, delivery: Delivery, *,
         raise LookupError(f"recovery follow-up {delivery.alert_id} is not in the store")
     recipient = store.delivery_recipient(delivery.delivery_id) or alert.manager
     city = failed_city(store.alert_events(alert_id), recovery.reference_terminal_id)
-    kinds = [(channel, txn_type) for _id, channel, txn_type, _at, _terminal
-             in sorted(store.recovery_kinds([alert_id]), key=lambda kind: (kind[3], kind[1:3]))]
+    kinds = kinds_in_order(store.recovery_kinds([alert_id]))
     message = render_follow_up(alert, recovery, recipient, city=city, kinds=kinds,
                                locale=locale_of(recipient.manager_id) if locale_of else None)
     return message.for_channel(delivery.channel)
