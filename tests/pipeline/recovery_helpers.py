@@ -1,8 +1,9 @@
 """Builders shared by the recovery watch's tests: a VIP client's failed withdrawal, approvals.
 
 Plain functions, not fixtures: ``tests/pipeline/test_recovery.py`` (one instance, any
-order) and ``tests/pipeline/test_recovery_instances.py`` (two instances on PostgreSQL)
-build their failures and their batches' approvals with them.
+order), ``tests/pipeline/test_recovery_instances.py`` (two instances on PostgreSQL) and
+``tests/test_api_recovery.py`` (the API's ``recovery``) build their failures (and their
+batches' approvals) with them.
 """
 
 from __future__ import annotations
