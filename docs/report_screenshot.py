@@ -21,9 +21,10 @@ from zoneinfo import ZoneInfo
 
 from monitor.alerts.states import RESOLUTION_OUTCOMES
 from monitor.alerts.store import AlertStore, window_start_for
-from monitor.domain import AlertEvent, Manager, VipFailure
+from monitor.domain import Manager, VipFailure
 from monitor.report import gather, render_html
 from monitor.testing.browser import find_chromium, launch_chromium, open_tab
+from monitor.testing.samples import sample_failure, write_recovery_row
 
 #: The README shows the first screen (header, counts, failures by cause and day).
 FULL_PAGE = False
@@ -61,36 +62,12 @@ def _failures(rng: random.Random, number: int, at: datetime, manager: Manager) -
     terminal = rng.choice(
         TERMINALS[:4] if outcome in ("technical", "terminal") and rng.random() < 0.6 else TERMINALS
     )
-    channel = terminal[:3]
-    failures = []
-    for retry in range(rng.choice((1, 1, 1, 2, 3))):
-        event = AlertEvent(
-            event_id=f"ev-{number}-{retry}",
-            occurred_at=at + timedelta(seconds=30 * retry),
-            channel=channel,
-            terminal_id=terminal,
-            merchant_id="BNK0001",
-            txn_type="withdrawal" if channel == "ATM" else "purchase",
-            amount_minor=20000,
-            currency="EUR",
-            response_code=None if outcome == "technical" else "05",
-            outcome=outcome,
-            status="timeout" if outcome == "technical" else "completed",
-            response_meaning="sample",
-            pan_masked="497010******0001",
-        )
-        failures.append(
-            VipFailure(
-                event=event,
-                customer_id=f"C-{number}",
-                customer_name=f"Sample client {number}",
-                tier="private",
-                manager=manager,
-                severity="high",
-                suggested_action="Call the client.",
-            )
-        )
-    return failures
+    return [
+        sample_failure(f"ev-{number}-{retry}", at + timedelta(seconds=30 * retry),
+                       customer_id=f"C-{number}", customer_name=f"Sample client {number}",
+                       manager=manager, outcome=outcome, terminal_id=terminal)
+        for retry in range(rng.choice((1, 1, 1, 2, 3)))
+    ]
 
 
 def _act(
@@ -115,28 +92,8 @@ def _act(
 
 def _recovery(rng: random.Random, store: AlertStore, alert_id: str, failure: VipFailure) -> None:
     status = rng.choices(("recovered", "abandoned", "watching"), weights=(6, 3, 1))[0]
-    at = failure.event.occurred_at
-    stamp = at.isoformat(timespec="microseconds")
     with store._transaction() as conn:  # the row as the recovery watch writes it
-        conn.execute(
-            "INSERT INTO alert_recoveries (alert_id, customer_id, manager_id, channel, "
-            "txn_type, outcome, "
-            "failed_terminal_id, first_failed_at, last_failed_at, deadline, status) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                alert_id,
-                failure.customer_id,
-                failure.manager.manager_id,
-                failure.event.channel,
-                failure.event.txn_type,
-                failure.event.outcome,
-                failure.event.terminal_id,
-                stamp,
-                stamp,
-                (at + timedelta(minutes=30)).isoformat(timespec="microseconds"),
-                status,
-            ),
-        )
+        write_recovery_row(conn, alert_id, failure, status)
 
 
 def record_sample(store: AlertStore) -> None:

@@ -11,7 +11,8 @@ import pytest
 
 from monitor.alerts.store import AlertStore, RecoveryMatch
 from monitor.api import build_api, start_api
-from monitor.domain import AlertEvent, Manager, VipFailure
+from monitor.domain import Manager, VipFailure
+from tests.pipeline.recovery_helpers import withdrawal_failure
 
 TOKEN = "api-token-for-tests-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -20,28 +21,8 @@ CLAIRE = Manager(manager_id="RM-017", name="Claire Martin", email="claire.martin
 
 
 def _failure(number: int) -> VipFailure:
-    event = AlertEvent(
-        event_id=f"ev-{number}",
-        occurred_at=T0,
-        channel="ATM",
-        terminal_id="ATM00042",
-        merchant_id="BNKPARIS0001",
-        txn_type="withdrawal",
-        amount_minor=20000,
-        currency="EUR",
-        response_code="91",
-        outcome="technical",
-        response_meaning="Issuer or switch is inoperative",
-    )
-    return VipFailure(
-        event=event,
-        customer_id=f"C-{number:04d}",
-        customer_name=f"Client {number}",
-        tier="private",
-        manager=CLAIRE,
-        severity="high",
-        suggested_action="Call the client.",
-    )
+    """A failed ATM withdrawal of client ``C-{number:04d}`` at T0."""
+    return withdrawal_failure(f"ev-{number}", T0, customer_id=f"C-{number:04d}", manager=CLAIRE)
 
 
 @pytest.fixture

@@ -9,6 +9,8 @@
 * ``fixtures``: a pytest plugin (``pytest_plugins = ["monitor.testing.fixtures"]``)
   with the session broker, an SMTP sink, a clean environment, isolated settings of a
   monitor under test, ``wait_until``, and the browser (``chromium``, ``browser_tab``).
+* ``samples``: made-up VIP failures and recovery watch rows for a store whose contents
+  are known (the report's tests, the README's picture of the report).
 
 ``smtp``, ``browser`` and ``fixtures`` need cardmon's test extras (``pip install 'cardmon[test]'``).
 Importing this package loads nothing; import the module you need.

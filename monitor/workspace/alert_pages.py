@@ -21,6 +21,7 @@ from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
+from monitor.alerts.messages.recovery import kinds_in_order
 from monitor.alerts.states import ALERT_STATES, AlertState, HistoryEntry, StateConflictError
 from monitor.alerts.store import AlertStore, Recovery, TerminalActivity
 from monitor.domain import SEVERITIES, Alert, AlertEvent
@@ -132,6 +133,7 @@ class _AlertView:
     incident: Incident | None
     terminals: list[TerminalActivity]
     recovery: Recovery | None
+    recovery_kinds: list[tuple[str, str]]  # <(channel, txn_type) that failed, in order>
 
 
 def _read_alert(store: AlertStore, session: Session, alert_id: str) -> _AlertView | None:
@@ -148,7 +150,8 @@ def _read_alert(store: AlertStore, session: Session, alert_id: str) -> _AlertVie
         history=store.history(alert_id), recipients=store.delivery_recipients(alert_id),
         incident=store.get_incident(incident_id) if incident_id else None,
         terminals=sorted(activity.values(), key=lambda found: (-found.failures, found.terminal_id)),
-        recovery=store.recovery_of(alert_id))
+        recovery=store.recovery_of(alert_id),
+        recovery_kinds=kinds_in_order(store.recovery_kinds([alert_id])))
 
 
 async def alert_page(request: web.Request) -> web.Response:
@@ -178,7 +181,8 @@ async def alert_page(request: web.Request) -> web.Response:
         "can_acknowledge": view.state in ("open", "notified", "failed"),
         "can_resolve": view.state == "acknowledged", "outcomes": OUTCOME_LABELS,
         "max_note": MAX_NOTE_CHARS,
-        "recovery": recovery_shown(view.recovery, page_translator(request, session))})
+        "recovery": recovery_shown(view.recovery, page_translator(request, session),
+                                   kinds=view.recovery_kinds)})
 
 
 async def acknowledge(request: web.Request) -> web.Response:

@@ -12,12 +12,13 @@ How changes are found, step by step, every :data:`POLL_SECONDS`:
 
 1. Read the alert versions of each manager the list shows (the session's own; a team
    lead's whole team, or the one manager of ``?manager=``) (:meth:`~monitor.alerts.store.AlertStore.alert_versions`:
-   ``alert_id`` → state, event count and update time, of the newest :data:`ALERT_LIMIT`,
-   one indexed read without deliveries).
+   ``alert_id`` → state, event count, update time and recovery watch status, of the
+   newest :data:`ALERT_LIMIT`, one indexed read without deliveries).
 2. Compare with the versions last sent on this stream; if none differs, write nothing
    (a ``: keepalive`` comment every :data:`HEARTBEAT_SECONDS` keeps proxies from
    closing an idle stream).
-3. Otherwise read those alerts as the list page does, keep only those
+3. Otherwise read those alerts as the list page does (with their recovery watches, so
+   a watch decided as recovered or abandoned updates the row's badge), keep only those
    :func:`~monitor.workspace.access.may_see_alert` allows, and send each as an event;
    on a list filtered by state (``?state=``) an alert that left that state is sent as a
    removal. Operations staff (no alert list) get 404, like the page.
@@ -101,6 +102,8 @@ RETRY_MILLISECONDS: Final = 5000
 #: The static files the workspace serves: ``name`` → content type.
 _STATIC: Final = {"live.js": "text/javascript; charset=utf-8"}
 _SINCE_LAYOUT: Final = "%Y-%m-%d %H:%M %Z"
+# The recovery statuses the list marks with a badge (templates/recovery_badge.html).
+_BADGES: Final = frozenset({"recovered", "abandoned"})
 
 
 @dataclass(slots=True)
@@ -163,22 +166,28 @@ class LiveStreams:
 LIVE: Final = web.AppKey("workspace-live", LiveStreams)
 
 
-def alert_row(alert: Alert, state: AlertState, translator: Translator | None = None) -> dict[str, Any]:
+def alert_row(alert: Alert, state: AlertState, translator: Translator | None = None, *,
+              recovery: str | None = None) -> dict[str, Any]:
     """An alert as the list shows it, for an ``alert`` event, in the reader's language and zone.
 
     Args:
         alert: the alert.
         state: its lifecycle state.
         translator: the reader (``None``: English, UTC).
+        recovery: its recovery watch's status (``watching``, ``recovered``,
+            ``abandoned``; ``None``: no watch).
 
     Returns:
         ``{"id", "url", "customer_name", "manager_name", "tier", "severity" (the class
         name), "severity_text", "state", "state_text", "open" (bool), "event_count",
-        "since" (first failure in the reader's zone, as the page writes it), "order"}``;
+        "since" (first failure in the reader's zone, as the page writes it), "order",
+        "recovery" (``recovered`` or ``abandoned``: the badge to show, else ``None``),
+        "recovery_text" (the badge's word in the reader's language, else ``""``)}``;
         rows sort by ``order`` (a string: open first, then by severity, oldest first). A
         team lead's list shows ``manager_name`` in its own column.
     """
     reader = translator or Translator(DEFAULT_LOCALE)
+    badge = recovery if recovery in _BADGES else None
     return {"id": alert.alert_id, "url": f"/workspace/alerts/{quote(alert.alert_id, safe='')}",
             "customer_name": alert.customer_name, "manager_name": alert.manager.name,
             "tier": alert.tier, "severity": alert.severity,
@@ -186,7 +195,8 @@ def alert_row(alert: Alert, state: AlertState, translator: Translator | None = N
             "state_text": reader.gettext(state), "open": state not in DONE_STATES,
             "event_count": alert.event_count,
             "since": local_time(reader, alert.first_event_at, _SINCE_LAYOUT),
-            "order": row_order(alert, state)}
+            "order": row_order(alert, state),
+            "recovery": badge, "recovery_text": reader.gettext(badge) if badge else ""}
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,15 +230,18 @@ def _changes(store: AlertStore, session: Session, wanted: ListFilter, sent: dict
     changed = {alert_id for alert_id, version in versions.items() if sent.get(alert_id) != version}
     rows: list[dict[str, Any]] = []
     if changed:
+        watches = store.recoveries_of(sorted(changed))
         for manager_id in wanted.managers:
             page = store.find_alerts(manager_id=manager_id, limit=ALERT_LIMIT)
             for alert in page.alerts:
                 if alert.alert_id not in changed or not may_see_alert(session, alert):
                     continue
                 state = page.states[alert.alert_id]
+                watch = watches.get(alert.alert_id)
                 rows.append({"id": alert.alert_id, "remove": True}
                             if wanted.state is not None and state != wanted.state
-                            else alert_row(alert, state, translator))
+                            else alert_row(alert, state, translator,
+                                           recovery=watch.status if watch else None))
     sent.clear()  # only the list's alerts: an alert older than the newest ALERT_LIMIT is dropped
     sent.update(versions)
     return rows

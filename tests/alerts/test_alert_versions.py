@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.alerts.store import AlertStore
+from monitor.alerts.store import AlertStore, RecoveryMatch
 from monitor.domain import Manager, VipFailure
 
 T0 = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
@@ -55,3 +55,25 @@ def test_versions_are_one_managers_newest_alerts(
         for bad in (0, 501):
             with pytest.raises(ValueError, match="limit"):
                 store.alert_versions("RM-017", limit=bad)
+
+
+def test_a_version_changes_when_the_recovery_watch_is_decided(
+        store_location: Path | str, make_failure: Callable[..., VipFailure]) -> None:
+    """Recovered or abandoned changes that alert's version (the list's badge changes); watching alone does not."""
+    with AlertStore(store_location) as store:
+        [ada] = store.record([make_failure("ev-1", T0)], now=T0,
+                             recovery_window_seconds=1800).new_alert_ids
+        [grace] = store.record([make_failure("ev-2", T0, customer_id="C-1002")], now=T0,
+                               recovery_window_seconds=1800).new_alert_ids
+        first = store.alert_versions("RM-017")
+        assert first[ada].endswith("|watching")
+        store.mark_recovered([RecoveryMatch(alert_id=ada, recovered_at=T0 + timedelta(minutes=4),
+                                            event_id="ok-1", terminal_id="ATM-0042")],
+                             now=T0 + timedelta(minutes=4))
+        second = store.alert_versions("RM-017")
+        assert second[ada] != first[ada] and second[ada].endswith("|recovered")
+        assert second[grace] == first[grace]
+        store.abandon_watches(T0 + timedelta(minutes=31), now=T0 + timedelta(minutes=31))
+        third = store.alert_versions("RM-017")
+        assert third[grace] != first[grace] and third[grace].endswith("|abandoned")
+        assert third[ada] == second[ada]

@@ -16,7 +16,7 @@ import pytest
 from monitor.alerts.delivery.channels import EmailChannel, JsonLinesChannel
 from monitor.alerts.delivery.worker import DeliveryWorker
 from monitor.alerts.messages.alert import AlertMessage
-from monitor.alerts.messages.recovery import render_follow_up
+from monitor.alerts.messages.recovery import render_follow_up, render_follow_up_delivery
 from monitor.alerts.store import AlertStore, RecoveryMatch
 from monitor.domain import Manager, VipFailure
 from monitor.ids import follow_up_id_for
@@ -205,11 +205,60 @@ def test_an_abandoned_watch_reads_no_successful_transaction_and_suggests_a_call(
             "ATM-0017 (Lisbon): consider calling them.") in message.text
 
 
+def abandoned_purchase_and_withdrawal(store: AlertStore,
+                                      make_failure: Callable[..., VipFailure]) -> str:
+    """Record a failed POS purchase, then a failed ATM withdrawal, in one alert; abandon its watch."""
+    ana = {"manager": ANA_RM, "customer_name": "Ana Silva", "city": "Lisbon"}
+    [alert_id] = store.record(
+        [make_failure("ev-pos", FAILED_AT, channel="POS", txn_type="purchase",
+                      terminal_id="POS-0009", **ana),
+         make_failure("ev-atm", FAILED_AT + timedelta(minutes=1), terminal_id="ATM-0017", **ana)],
+        now=FAILED_AT + timedelta(minutes=1), recovery_window_seconds=1800).new_alert_ids
+    for delivery in store.claim_due(FAILED_AT + timedelta(minutes=2)):  # the alert's own messages
+        store.mark_sent(delivery.delivery_id, FAILED_AT + timedelta(minutes=2))
+    later = FAILED_AT + timedelta(minutes=32)
+    store.abandon_watches(later, now=later)
+    return alert_id
+
+
+@pytest.mark.parametrize(("locale", "subject", "expected"), [
+    ("en", ("[NO RECOVERY] Ana Silva: no successful purchase at a card terminal or cash "
+           "withdrawal at an ATM after the failures"),
+     ("Ana Silva made no successful purchase at a card terminal or cash withdrawal at an ATM in "
+     "the 30 minutes after the last failure (the first was at POS-0009 (Lisbon)): consider "
+     "calling them.")),
+    ("fr", ("[NO RECOVERY] Ana Silva : aucune opération réussie (achat sur un terminal de "
+           "paiement ou retrait d’espèces à un DAB) après les échecs"),
+     ("Ana Silva n’a réussi aucune opération (achat sur un terminal de paiement ou retrait "
+     "d’espèces à un DAB) dans les 30 minutes qui ont suivi le dernier échec (le premier à "
+     "POS-0009 (Lisbon)) : pensez à l’appeler.")),
+    ("zh-Hans", "[NO RECOVERY] Ana Silva：多次失败后没有成功的刷卡终端消费或ATM 取现",
+     ("Ana Silva 在最后一次失败后的 30 分钟内没有成功的刷卡终端消费或ATM 取现"
+     "（首次失败在 POS-0009 (Lisbon)）：建议致电客户。")),
+], ids=["en", "fr", "zh-Hans"])
+def test_an_abandoned_watch_of_two_kinds_names_both(
+    store: AlertStore, make_failure: Callable[..., VipFailure], locale: str, subject: str,
+    expected: str
+) -> None:
+    """A client who failed a purchase and a withdrawal and did neither: the follow-up names both kinds."""
+    alert_id = abandoned_purchase_and_withdrawal(store, make_failure)
+    manager = replace(ANA_RM, locale=locale)
+    assert store.queue_recovery_follow_ups(FAILED_AT + timedelta(minutes=32),
+                                           managers={ANA_RM.manager_id: manager}) == 1
+    [delivery] = [d for d in store.claim_due(FAILED_AT + timedelta(minutes=32))
+                  if d.alert_id == follow_up_id_for(alert_id)]
+    message = render_follow_up_delivery(store, delivery, locale_of=lambda _id: locale)
+    assert message.subject == subject
+    assert expected in message.text
+    assert message.payload["failed_kinds"] == [{"channel": "POS", "txn_type": "purchase"},
+                                               {"channel": "ATM", "txn_type": "withdrawal"}]
+
+
 @pytest.mark.parametrize(("locale", "expected"), [
-    ("fr", "Ana Silva a réussi l’opération (retrait d’espèces) à ATM-0017 (Lisbon), "
-           "le même terminal, 4 minutes après l’échec."),
-    ("zh-Hans", "Ana Silva 在 ATM-0017 (Lisbon)（同一终端）"
-                "完成了取现，距失败 4 分钟。"),
+    ("fr", ("Ana Silva a réussi l’opération (retrait d’espèces) à ATM-0017 (Lisbon), "
+           "le même terminal, 4 minutes après l’échec.")),
+    ("zh-Hans", ("Ana Silva 在 ATM-0017 (Lisbon)（同一终端）"
+                "完成了取现，距失败 4 分钟。")),
 ])
 def test_the_follow_up_is_written_in_the_managers_language(
     store: AlertStore, make_failure: Callable[..., VipFailure], locale: str, expected: str
@@ -285,3 +334,14 @@ def test_a_follow_up_never_arrives_in_quiet_hours_or_before_its_alert(
     morning = datetime(2026, 12, 8, 7, 0, 1, tzinfo=UTC)
     due = store.claim_due(morning)
     assert [d.alert_id for d in due if d.channel == "email"] == [alert_id, follow_up_id_for(alert_id)]
+
+
+def test_a_recovery_under_a_minute_reads_less_than_a_minute(
+    store: AlertStore, make_failure: Callable[..., VipFailure]
+) -> None:
+    """Recovered 45 s after the failure: "less than a minute after", as the workspace page says, not "1 minute"."""
+    alert_id = record_alert(store, make_failure)
+    decide(store, alert_id, "recovered", recovered_after=timedelta(seconds=45))
+    message = render(store, alert_id, ANA_RM)
+    assert ("Ana Silva completed the cash withdrawal at ATM-0042 (another terminal), less than a "
+            "minute after the failure at ATM-0017 (Lisbon).") in message.text

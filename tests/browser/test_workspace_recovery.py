@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -62,3 +63,36 @@ async def test_badges_and_the_recovery_section_show_and_pass_axe(
         "Recovered 4 min later at ATM-0042 (another terminal)")
     assert await accessibility_violations(page) == []
     assert grace not in await page.content()
+
+
+@pytest.mark.timeout(120)
+async def test_a_badge_appears_on_the_open_list_when_the_watch_is_decided(
+        served: Served, browser_tab: BrowserTab) -> None:
+    """The list is open while Ada recovers and Grace gives up: both badges appear without a reload, accessible."""
+    page = browser_tab.page
+    ada, _grace = watched(served, 1, "Ada Lovelace"), watched(served, 2, "Grace Hopper")
+    link = f"{PUBLIC_URL}/workspace/sign-in/{served.tokens.issue(CLAIRE.manager_id)}"
+    await page.goto(link.replace(PUBLIC_URL, served.url))
+    await page.get_by_role("button", name=f"Sign in as {CLAIRE.name}").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("My clients' alerts")
+    rows = page.get_by_role("table").locator("tbody tr")
+    await expect(rows).to_have_count(2)
+    await expect(page.locator("span.badge")).to_have_count(0)  # both watching
+    await page.evaluate("window.notReloaded = true")
+
+    await asyncio.to_thread(
+        served.store.mark_recovered,
+        [RecoveryMatch(alert_id=ada, recovered_at=T0 + timedelta(minutes=4), event_id="ok-1",
+                       terminal_id="ATM-0042")], now=T0 + timedelta(minutes=4))
+    ada_badge = rows.filter(has_text="Ada Lovelace").locator("span.badge")
+    await expect(ada_badge).to_have_text("recovered")
+    await expect(ada_badge).to_have_class("badge badge-recovered")
+    later = T0 + timedelta(minutes=31)
+    await asyncio.to_thread(served.store.abandon_watches, later, now=later)
+    grace_badge = rows.filter(has_text="Grace Hopper").locator("span.badge")
+    await expect(grace_badge).to_have_text("abandoned")
+    await expect(grace_badge).to_have_class("badge badge-abandoned")
+    await expect(page.locator("span.badge")).to_have_count(2)  # one each, none doubled
+    assert await page.evaluate("window.notReloaded") is True
+    assert await accessibility_violations(page) == []
+    assert browser_tab.errors == []  # no script error, no policy violation

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from monitor.alerts.store import AlertStore
-from monitor.domain import AlertEvent, Manager, VipFailure
+from monitor.domain import Manager, VipFailure
 from monitor.paths import rules_path
 from monitor.pipeline.classify import ResponseCodeTable
 from monitor.pipeline.processor import APPROVAL_COLUMNS, BatchProcessor
@@ -19,6 +19,7 @@ from monitor.pipeline.recovery import RecoveryWatch, match_recoveries, watch_fra
 from monitor.pipeline.selection import AlertPolicy
 from monitor.pipeline.vips import RegistryLoader
 from tests.helpers import encode, event, write_registry
+from tests.pipeline.recovery_helpers import approval_frame, withdrawal_failure
 
 T0 = datetime(2024, 5, 6, 12, 1, 30, tzinfo=UTC)
 WINDOW = 1800
@@ -26,56 +27,15 @@ MANAGER = Manager(manager_id="RM-017", name="Claire Martin", email="claire@bank.
 
 
 def _failure(event_id: str, minutes: float, customer_id: str = "C-1") -> VipFailure:
-    event = AlertEvent(
-        event_id=event_id,
-        occurred_at=T0 + timedelta(minutes=minutes),
-        channel="ATM",
-        terminal_id="ATM00042",
-        merchant_id="BNK0001",
-        txn_type="withdrawal",
-        amount_minor=20000,
-        currency="EUR",
-        response_code="91",
-        outcome="technical",
-        response_meaning="Issuer unavailable",
-    )
-    return VipFailure(
-        event=event,
-        customer_id=customer_id,
-        customer_name="Ada",
-        tier="private",
-        manager=MANAGER,
-        severity="high",
-        suggested_action="Call the client.",
-    )
+    """A failed ATM withdrawal of ``customer_id``, ``minutes`` after T0."""
+    return withdrawal_failure(event_id, T0 + timedelta(minutes=minutes), customer_id=customer_id,
+                              manager=MANAGER)
 
 
 def _approvals(*rows: tuple[str, float, str, str, str]) -> pl.DataFrame:
     """Approvals ``(event_id, minutes after T0, customer_id, channel, terminal_id)``."""
-    return pl.DataFrame(
-        [
-            (
-                customer,
-                channel,
-                "withdrawal",
-                T0 + timedelta(minutes=minutes),
-                event_id,
-                terminal,
-                None,
-            )
-            for event_id, minutes, customer, channel, terminal in rows
-        ],
-        schema={
-            "customer_id": pl.String,
-            "channel": pl.String,
-            "txn_type": pl.String,
-            "occurred_at": pl.Datetime("us", "UTC"),
-            "event_id": pl.String,
-            "terminal_id": pl.String,
-            "merchant_id": pl.String,
-        },
-        orient="row",
-    )
+    return approval_frame(*((event_id, T0 + timedelta(minutes=minutes), customer, channel, terminal)
+                            for event_id, minutes, customer, channel, terminal in rows))
 
 
 def test_the_earliest_approval_of_the_same_kind_in_the_window_wins() -> None:

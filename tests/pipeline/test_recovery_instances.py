@@ -10,8 +10,9 @@ import pytest
 
 from monitor.alerts.store import AlertStore
 from monitor.alerts.store.fleet_counts import FleetCounts
-from monitor.domain import AlertEvent, Manager, VipFailure
+from monitor.domain import Manager, VipFailure
 from monitor.pipeline.recovery import RecoveryWatch
+from tests.pipeline.recovery_helpers import approval_frame, withdrawal_failure
 from tests.postgres import PostgresServer
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -21,51 +22,15 @@ _US = 1_000_000
 
 
 def _failure(customer_id: str) -> VipFailure:
-    event = AlertEvent(
-        event_id=f"f-{customer_id}",
-        occurred_at=T0,
-        channel="ATM",
-        terminal_id="ATM00042",
-        merchant_id=None,
-        txn_type="withdrawal",
-        amount_minor=20000,
-        currency="EUR",
-        response_code="91",
-        outcome="technical",
-        response_meaning="Issuer unavailable",
-    )
-    return VipFailure(
-        event=event,
-        customer_id=customer_id,
-        customer_name="Ada",
-        tier="private",
-        manager=MANAGER,
-        severity="high",
-        suggested_action="Call the client.",
-    )
+    """A failed ATM withdrawal of ``customer_id`` at T0."""
+    return withdrawal_failure(f"f-{customer_id}", T0, customer_id=customer_id, manager=MANAGER,
+                              merchant_id=None)
 
 
 def _approval(event_id: str, customer_id: str, minutes: float) -> pl.DataFrame:
-    return pl.DataFrame(
-        {
-            "customer_id": [customer_id],
-            "channel": ["ATM"],
-            "txn_type": ["withdrawal"],
-            "occurred_at": [T0 + timedelta(minutes=minutes)],
-            "event_id": [event_id],
-            "terminal_id": [f"T-{event_id}"],
-            "merchant_id": [None],
-        },
-        schema={
-            "customer_id": pl.String,
-            "channel": pl.String,
-            "txn_type": pl.String,
-            "occurred_at": pl.Datetime("us", "UTC"),
-            "event_id": pl.String,
-            "terminal_id": pl.String,
-            "merchant_id": pl.String,
-        },
-    )
+    """One approved ATM withdrawal of ``customer_id``, ``minutes`` after T0, at ``T-{event_id}``."""
+    return approval_frame((event_id, T0 + timedelta(minutes=minutes), customer_id, "ATM",
+                           f"T-{event_id}"))
 
 
 @pytest.fixture

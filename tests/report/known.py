@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from monitor.alerts.store import AlertStore, window_start_for
-from monitor.domain import AlertEvent, Manager, VipFailure
+from monitor.domain import Manager, VipFailure
+from monitor.testing.samples import sample_failure, write_recovery_row
 
 SINCE = datetime(2026, 12, 1, tzinfo=UTC)
 UNTIL = datetime(2026, 12, 4, tzinfo=UTC)
@@ -49,31 +50,9 @@ OWN_CLASSES = ("technical", "terminal", "card")
 def _failure(
     event_id: str, at: datetime, customer: int, manager: Manager, outcome: str, terminal: str
 ) -> VipFailure:
-    channel = terminal.partition("-")[0]
-    event = AlertEvent(
-        event_id=event_id,
-        occurred_at=at,
-        channel=channel,
-        terminal_id=terminal,
-        merchant_id="M-1",
-        txn_type="withdrawal" if channel == "ATM" else "purchase",
-        amount_minor=10000,
-        currency="EUR",
-        response_code=None if outcome == "technical" else "05",
-        outcome=outcome,
-        status="timeout" if outcome == "technical" else "completed",
-        response_meaning="made up",
-        pan_masked="497010******0001",
-    )
-    return VipFailure(
-        event=event,
-        customer_id=f"C-{customer}",
-        customer_name=CLIENT_NAMES[customer - 1],
-        tier="private",
-        manager=manager,
-        severity="high",
-        suggested_action="Call the client.",
-    )
+    return sample_failure(event_id, at, customer_id=f"C-{customer}",
+                          customer_name=CLIENT_NAMES[customer - 1], manager=manager,
+                          outcome=outcome, terminal_id=terminal)
 
 
 def _day(day: int, hour: int, minute: int = 0) -> datetime:
@@ -88,31 +67,8 @@ def _alert(store: AlertStore, failures: list[VipFailure]) -> str:
 
 def _recovery(store: AlertStore, alert_id: str, failure: VipFailure, status: str) -> None:
     """Insert the recovery watch's row (its writer is another part of cardmon)."""
-    at = failure.event.occurred_at
-    decided = None if status == "watching" else at + timedelta(minutes=30)
     with store._transaction() as conn:  # the row as the watch writes it
-        conn.execute(
-            "INSERT INTO alert_recoveries (alert_id, customer_id, manager_id, channel, txn_type, "
-            "outcome, failed_terminal_id, first_failed_at, last_failed_at, deadline, status, "
-            "recovered_at, decided_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                alert_id,
-                failure.customer_id,
-                failure.manager.manager_id,
-                failure.event.channel,
-                failure.event.txn_type,
-                failure.event.outcome,
-                failure.event.terminal_id,
-                at.isoformat(timespec="microseconds"),
-                at.isoformat(timespec="microseconds"),
-                (at + timedelta(minutes=30)).isoformat(timespec="microseconds"),
-                status,
-                (at + timedelta(minutes=4)).isoformat(timespec="microseconds")
-                if status == "recovered"
-                else None,
-                decided.isoformat(timespec="microseconds") if decided else None,
-            ),
-        )
+        write_recovery_row(conn, alert_id, failure, status)
 
 
 def _act(

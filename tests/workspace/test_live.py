@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,20 @@ import pytest
 from aiohttp import ClientResponse, ClientSession, web
 from aiohttp.test_utils import TestClient, TestServer
 
-from monitor.alerts.store import AlertStore
+from monitor.alerts.store import AlertStore, RecoveryMatch
 from monitor.api import build_api, start_api
 from monitor.testing.fixtures import wait_until
 from monitor.workspace import Sessions, SignInMailer, SignInTokens, Workspace, live
-from tests.workspace.conftest import CLAIRE, JONAS, PUBLIC_URL, RAW_PAN, SECRET, Site
+from tests.workspace.conftest import (
+    CLAIRE,
+    JONAS,
+    PUBLIC_URL,
+    RAW_PAN,
+    SECRET,
+    T0,
+    Site,
+    vip_failure,
+)
 
 
 class Events:
@@ -106,7 +116,7 @@ async def test_the_stream_starts_with_the_list_then_carries_new_alerts_and_chang
                    "manager_name": "Claire Martin",
                    "tier": "private", "severity": "high", "severity_text": "high", "state": "open",
                    "state_text": "open", "open": True, "event_count": 1, "since": "2026-12-07 09:00 UTC",
-                   "order": row["order"]}
+                   "order": row["order"], "recovery": None, "recovery_text": ""}
     assert row["order"].startswith("0|")
 
     second = site.record(2, name="Grace Hopper", severity="medium", minutes=1)
@@ -121,6 +131,28 @@ async def test_the_stream_starts_with_the_list_then_carries_new_alerts_and_chang
     await asyncio.to_thread(site.store.resolve, first, by="RM-017", via="api", note="Called her", outcome="called_client")
     await events.until(_is(first, "resolved"))
     assert RAW_PAN not in json.dumps(changed)
+
+
+async def test_a_decided_recovery_watch_reaches_the_stream_as_the_rows_badge(site: Site) -> None:
+    """A watch decided after the page opened changes the row: "recovered" (then another's "abandoned") in the reader's words."""
+    ada, grace = (site.store.record(
+        [vip_failure(n, CLAIRE, at=T0, name=name)], now=T0,
+        recovery_window_seconds=1800).new_alert_ids[0]
+        for n, name in ((1, "Ada Lovelace"), (2, "Grace Hopper")))
+    claire = await site.signed_in("RM-017")
+    events = await _stream(claire)
+    first = await events.until(lambda name, data: name == "alert" and data["id"] == grace)
+    assert {d["id"]: d["recovery"] for _, d in first} == {ada: None, grace: None}  # watching
+    await asyncio.to_thread(
+        site.store.mark_recovered,
+        [RecoveryMatch(alert_id=ada, recovered_at=T0 + timedelta(minutes=4), event_id="ok-1",
+                       terminal_id="ATM-0042")], now=T0 + timedelta(minutes=4))
+    changed = await events.until(lambda name, data: data.get("recovery") == "recovered")
+    assert [(d["id"], d["recovery_text"]) for _, d in changed] == [(ada, "recovered")]
+    later = T0 + timedelta(minutes=31)
+    await asyncio.to_thread(site.store.abandon_watches, later, now=later)
+    changed = await events.until(lambda name, data: data.get("recovery") == "abandoned")
+    assert [(d["id"], d["recovery_text"]) for _, d in changed] == [(grace, "abandoned")]
 
 
 async def test_another_managers_stream_never_carries_her_alerts(site: Site) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 
+import pytest
+
 from monitor.alerts.store import AlertStore, RecoveryMatch
 from monitor.domain import Manager
 from tests.alerts.conftest import _make_failure
@@ -97,3 +99,43 @@ async def test_the_recovery_is_shown_only_to_who_may_see_the_alert(site: Site) -
     client = await site.signed_in(CLAIRE.manager_id)
     page = await (await client.get(f"/workspace/alerts/{other_id}")).text()
     assert "<h2>Recovery</h2>" not in page
+
+
+@pytest.mark.parametrize(("locale", "expected"), [
+    ("en", "Recovered less than a minute later at ATM-0042 (another terminal), 09:00 UTC."),
+    ("fr", "Rétabli moins d’une minute plus tard à ATM-0042 (un autre terminal), 09:00 UTC."),
+    ("zh-Hans", "不到一分钟后在 ATM-0042（另一终端）恢复，"),
+])
+async def test_a_recovery_within_a_minute_says_less_than_a_minute_later(
+    site: Site, locale: str, expected: str
+) -> None:
+    """Recovered 40 s after the failure: "less than a minute later", never "0 min later", in the reader's language."""
+    reader = replace(CLAIRE, locale=locale)
+    site.managers[reader.manager_id] = reader
+    alert_id = record(site, 1, "Ana Silva", manager=reader)
+    decide(site.store, alert_id, "recovered", recovered_after=timedelta(seconds=40))
+    client = await site.signed_in(reader.manager_id)
+    page = await (await client.get(f"/workspace/alerts/{alert_id}")).text()
+    shown = page.split('<p id="recovery"')[1].split("</p>")[0]
+    assert expected in shown
+    assert " 0 min" not in shown and ">0 分钟" not in shown
+
+
+async def test_an_alert_of_two_kinds_names_both_while_watching_and_abandoned(site: Site) -> None:
+    """A failed purchase then a failed withdrawal: the page follows, then misses, "a purchase at a card terminal or a cash withdrawal at an ATM"."""
+    purchase = _make_failure("ev-1", T0, customer_id="C-0001", customer_name="Ana Silva",
+                             manager=CLAIRE, channel="POS", txn_type="purchase",
+                             terminal_id="POS-0009")
+    withdrawal = _make_failure("ev-2", T0 + timedelta(minutes=1), customer_id="C-0001",
+                               customer_name="Ana Silva", manager=CLAIRE)
+    [alert_id] = site.store.record([purchase, withdrawal], now=T0 + timedelta(minutes=1),
+                                   recovery_window_seconds=1800).new_alert_ids
+    client = await site.signed_in(CLAIRE.manager_id)
+    part = recovery_part(await (await client.get(f"/workspace/alerts/{alert_id}")).text())
+    assert ("cardmon follows the client's next purchase at a card terminal or cash withdrawal "
+            "at an ATM.") in part
+    later = T0 + timedelta(minutes=32)
+    site.store.abandon_watches(later, now=later)
+    part = recovery_part(await (await client.get(f"/workspace/alerts/{alert_id}")).text())
+    assert ("Abandoned: no successful purchase at a card terminal or cash withdrawal at an ATM "
+            "within 30 min.") in part

@@ -8,7 +8,10 @@ manager who opted in (registry ``recovery_follow_up``) gets one message
 * recovered: "Ana Silva completed the cash withdrawal at ATM-0042 (another terminal),
   4 minutes after the failure at ATM-0017 (Lisbon)."
 * abandoned: "Ana Silva made no successful cash withdrawal in the 30 minutes after the
-  failure at ATM-0017 (Lisbon): consider calling them."
+  failure at ATM-0017 (Lisbon): consider calling them." An alert whose client failed
+  several kinds of transaction names every one ("no successful purchase at a card
+  terminal or cash withdrawal at an ATM in the 30 minutes after the last failure"), from
+  the kinds the watch recorded (``alert_recovery_kinds``).
 
 It names the client (managers see their own clients) and terminals, never a card.
 "How long after" counts from the alert's first failure, as the API and
@@ -21,7 +24,10 @@ the subject's tag and the payload's data stay English. Every text is PAN-scrubbe
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
+
+from babel.lists import format_list
 
 from monitor.alerts.messages.alert import AlertMessage
 from monitor.alerts.messages.local import local_time, reader
@@ -32,11 +38,12 @@ from monitor.privacy import scrub_pans
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from datetime import datetime
 
     from monitor.alerts.store import AlertStore, Recovery
 
-__all__ = ["PAYLOAD_SCHEMA", "after_words", "failed_city", "render_follow_up",
-           "render_follow_up_delivery", "transaction_words"]
+__all__ = ["PAYLOAD_SCHEMA", "after_words", "failed_city", "kinds_in_order", "kinds_words",
+           "render_follow_up", "render_follow_up_delivery", "transaction_words"]
 
 #: Version of the follow-up ``payload`` shape.
 PAYLOAD_SCHEMA: Final = "cardmon.recovery.v1"
@@ -47,6 +54,12 @@ _TXN_WORDS: Final = {
     "transfer": N_("transfer"),
     "refund": N_("refund"),
     "reversal": N_("reversal"),
+}
+# A kind of transaction (type at a channel), when an alert holds several.
+_KIND_WORDS: Final = {
+    "ATM": N_("%(txn)s at an ATM"),
+    "POS": N_("%(txn)s at a card terminal"),
+    "ECOM": N_("online %(txn)s"),
 }
 
 
@@ -60,11 +73,44 @@ def transaction_words(txn_type: str, t: Translator) -> str:
     return t.gettext(word) if word else txn_type.replace("_", " ")
 
 
+def kinds_in_order(
+        kinds: Sequence[tuple[str, str, str, datetime, str]]) -> list[tuple[str, str]]:
+    """The ``(channel, txn_type)`` of an alert's watched kinds, in the order they first failed.
+
+    Args:
+        kinds: the store's rows of one alert (``recovery_kinds``: alert ID, channel,
+            type, first failure, its terminal).
+    """
+    return [(channel, txn_type) for _id, channel, txn_type, _at, _terminal
+            in sorted(kinds, key=lambda kind: (kind[3], kind[1], kind[2]))]
+
+
+def kinds_words(kinds: Sequence[tuple[str, str]], t: Translator) -> str:
+    """Several kinds of transaction for people, joined with "or" in the reader's language.
+
+    Args:
+        kinds: ``(channel, txn_type)`` pairs (``("POS", "purchase")``), in the order to name
+            them; a repeated pair is named once.
+
+    Returns:
+        "purchase at a card terminal or cash withdrawal at an ATM" (Babel's CLDR list
+        pattern: "a, b, or c" in English, "a, b ou c" in French).
+    """
+    words: list[str] = []
+    for channel, txn_type in kinds:
+        pattern = _KIND_WORDS.get(channel)
+        txn = transaction_words(txn_type, t)
+        word = t.gettext(pattern, txn=txn) if pattern else f"{txn} ({channel})"
+        if word not in words:
+            words.append(word)
+    return format_list(words, style="or", locale=t.locale.replace("-", "_"))
+
+
 def after_words(seconds: float, t: Translator) -> str:
-    """A delay for people: "less than a minute", "4 minutes", "2 hours" (whole units, rounded)."""
-    minutes = round(seconds / 60)
-    if minutes < 1:
+    """A delay for people: "less than a minute" (under 60 s), "4 minutes", "2 hours" (rounded)."""
+    if seconds < 60:
         return t.gettext("less than a minute")
+    minutes = round(seconds / 60)
     if minutes < 120:
         return t.ngettext("%(num)s minute", "%(num)s minutes", minutes)
     hours = round(minutes / 60)
@@ -81,7 +127,8 @@ def failed_city(events: list[AlertEvent], terminal_id: str) -> str | None:
 
 
 def render_follow_up(alert: Alert, recovery: Recovery, manager: Manager, *,
-                     city: str | None = None, locale: str | None = None) -> AlertMessage:
+                     city: str | None = None, locale: str | None = None,
+                     kinds: Sequence[tuple[str, str]] = ()) -> AlertMessage:
     """Render the follow-up of a decided recovery watch for its manager.
 
     Args:
@@ -90,6 +137,9 @@ def render_follow_up(alert: Alert, recovery: Recovery, manager: Manager, *,
         manager: the recipient (times in their zone, text in their language).
         city: the failed terminal's city, if known.
         locale: the reader's BCP 47 locale; ``None``: the manager's.
+        kinds: every kind that failed in the alert, ``(channel, txn_type)`` in the order
+            they first failed (the store's ``recovery_kinds``); an abandoned watch of
+            more than one kind names them all. Empty: the watch's first failure's kind.
 
     Returns:
         The message; its ``alert_id`` is the follow-up's ID (``rf-...``).
@@ -117,6 +167,16 @@ def render_follow_up(alert: Alert, recovery: Recovery, manager: Manager, *,
         subject = "[RECOVERED] " + t.gettext("%(name)s completed the %(txn)s", name=name, txn=txn)
         when = t.gettext("Completed at %(when)s.",
                          when=local_time(t, recovery.recovered_at, "%H:%M %Z"))
+    elif len(set(kinds)) > 1:
+        window = after_words((recovery.window_ends_at - recovery.last_failed_at).total_seconds(), t)
+        txn = kinds_words(kinds, t)
+        body = t.gettext("%(name)s made no successful %(txn)s in the %(window)s after the last "
+                         "failure (the first was at %(terminal)s): consider calling them.",
+                         name=name, txn=txn, window=window, terminal=failed)
+        subject = "[NO RECOVERY] " + t.gettext("%(name)s: no successful %(txn)s after the failures",
+                                               name=name, txn=txn)
+        when = t.gettext("Watched until %(when)s.",
+                         when=local_time(t, recovery.window_ends_at, "%H:%M %Z"))
     else:
         window = after_words((recovery.window_ends_at - recovery.last_failed_at).total_seconds(), t)
         body = t.gettext("%(name)s made no successful %(txn)s in the %(window)s after the failure "
@@ -141,6 +201,9 @@ def render_follow_up(alert: Alert, recovery: Recovery, manager: Manager, *,
         "recovery_channel": recovery.recovery_channel,
         "recovery_txn_type": recovery.recovery_txn_type,
         "failed_terminal_id": recovery.failed_terminal_id,
+        "failed_kinds": [{"channel": channel, "txn_type": txn_type}
+                         for channel, txn_type in dict.fromkeys(kinds)
+                         or [(recovery.channel, recovery.txn_type)]],
         "first_failed_at": recovery.first_failed_at.isoformat(),
         "last_failed_at": recovery.last_failed_at.isoformat(),
         "window_ends_at": recovery.window_ends_at.isoformat(),
@@ -177,6 +240,7 @@ def render_follow_up_delivery(store: AlertStore, delivery: Delivery, *,
         raise LookupError(f"recovery follow-up {delivery.alert_id} is not in the store")
     recipient = store.delivery_recipient(delivery.delivery_id) or alert.manager
     city = failed_city(store.alert_events(alert_id), recovery.reference_terminal_id)
-    message = render_follow_up(alert, recovery, recipient, city=city,
+    kinds = kinds_in_order(store.recovery_kinds([alert_id]))
+    message = render_follow_up(alert, recovery, recipient, city=city, kinds=kinds,
                                locale=locale_of(recipient.manager_id) if locale_of else None)
     return message.for_channel(delivery.channel)

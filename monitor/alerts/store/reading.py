@@ -180,11 +180,12 @@ class ReadQueries(StoreConnection):
     def alert_versions(self, manager_id: str, *, limit: int = 200) -> dict[str, str]:
         """What a manager's most recent alerts look like now, cheaply: ``alert_id`` → a version.
 
-        The version (``"state|event_count|updated_at"``) changes whenever the alert's
-        lifecycle state changes or an event is added to it, so comparing two reads tells
-        which alerts are new or changed in between, whichever instance wrote them (the
-        workspace's live updates poll this). One indexed read
-        (``alerts_by_manager``), no deliveries.
+        The version (``"state|event_count|updated_at|recovery"``) changes whenever the
+        alert's lifecycle state changes, an event is added to it or its recovery watch is
+        decided (``recovery``: the watch's status, empty without one), so comparing two
+        reads tells which alerts are new or changed in between, whichever instance wrote
+        them (the workspace's live updates poll this). One indexed read
+        (``alerts_by_manager``, joined to the watch by its primary key), no deliveries.
 
         Args:
             manager_id: the relationship manager.
@@ -197,10 +198,13 @@ class ReadQueries(StoreConnection):
             raise ValueError(f"limit must be between 1 and {MAX_PAGE}")
         with self._lock:
             rows = self._conn.execute(
-                "SELECT alert_id, state, event_count, updated_at FROM alerts WHERE manager_id = ? "
-                "ORDER BY created_at DESC, alert_id DESC LIMIT ?", (manager_id, limit),
+                "SELECT a.alert_id, a.state, a.event_count, a.updated_at, r.status AS recovery "
+                "FROM alerts a LEFT JOIN alert_recoveries r ON r.alert_id = a.alert_id "
+                "WHERE a.manager_id = ? ORDER BY a.created_at DESC, a.alert_id DESC LIMIT ?",
+                (manager_id, limit),
             ).fetchall()
-        return {row["alert_id"]: f"{row['state']}|{row['event_count']}|{row['updated_at']}"
+        return {row["alert_id"]: (f"{row['state']}|{row['event_count']}|{row['updated_at']}"
+                                  f"|{row['recovery'] or ''}")
                 for row in rows}
 
 

@@ -6,6 +6,8 @@
 // in the page's role="status" region) or updated in place, and kept in the list's order
 // (its "order" string: open first, then by severity, oldest first). Text only ever goes
 // through textContent and attributes through setAttribute: no data reaches innerHTML.
+// A row's recovery badge ("recovered", "abandoned": its "recovery" and "recovery_text") is
+// added, changed or taken away with the row, as templates/recovery_badge.html writes it.
 // A "signed-out" event ends the stream. Without this script the page still works: reload.
 "use strict";
 
@@ -33,6 +35,27 @@
     return null;
   }
 
+  // The badge after the row's link: a space, then <span class="badge badge-STATUS">.
+  function badge(cell, row) {
+    var span = cell.querySelector("span.badge");
+    if (!row.recovery) {
+      if (span) {
+        if (span.previousSibling && span.previousSibling.nodeType === Node.TEXT_NODE) {
+          cell.removeChild(span.previousSibling);
+        }
+        cell.removeChild(span);
+      }
+      return;
+    }
+    if (!span) {
+      span = document.createElement("span");
+      cell.appendChild(document.createTextNode(" "));
+      cell.appendChild(span);
+    }
+    span.className = "badge badge-" + row.recovery;
+    span.textContent = row.recovery_text;
+  }
+
   function fill(tr, row) {
     tr.className = row.open ? "open" : "done";
     tr.setAttribute("data-alert-id", row.id);
@@ -47,6 +70,7 @@
     }
     link.setAttribute("href", row.url);
     link.textContent = row.customer_name;
+    badge(tr.cells[0], row);
     for (var c = 1; c < COLUMNS.length; c += 1) {
       tr.cells[c].textContent = String(row[COLUMNS[c]]);
     }
