@@ -38,17 +38,18 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Final, Protocol
+from typing import Final, NamedTuple, Protocol
 
 import polars as pl
 
-from monitor.alerts.store.recoveries import Recovery, RecoveryMatch
+from monitor.alerts.store.recoveries import Recovery, RecoveryMatch, WatchKind
 
-__all__ = ["WATCH_SCHEMA", "RecoveryDecisions", "RecoveryMetrics", "RecoveryStore", "RecoveryWatch",
-           "match_recoveries", "watch_frame"]
+__all__ = ["WATCH_SCHEMA", "Approval", "RecoveryDecisions", "RecoveryMetrics", "RecoveryStore",
+           "RecoveryWatch", "approvals_by_kind", "earliest_recoveries", "match_recoveries",
+           "watch_frame"]
 
 log = logging.getLogger(__name__)
 
@@ -60,14 +61,69 @@ WATCH_SCHEMA: Final = pl.Schema({"alert_id": pl.String(), "customer_id": pl.Stri
                                  "first_failed_at": _TIME, "deadline": _TIME,
                                  "failed_terminal_id": pl.String()})
 _KIND: Final = ["customer_id", "channel", "txn_type"]
+# The approvals' columns in the order the buffer takes them (APPROVAL_COLUMNS' names).
+_APPROVAL_ORDER: Final = ("customer_id", "channel", "txn_type", "occurred_at", "event_id",
+                          "terminal_id", "merchant_id")
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND: Final = timedelta(microseconds=1)
+
+
+class Approval(NamedTuple):
+    """One buffered VIP approval (filed in the buffer under its client and kind).
+
+    Attributes:
+        occurred_at_us: its event time, integer microseconds since the Unix epoch (UTC):
+            the buffer compares and prunes integers, not aware datetimes.
+        event_id: its event ID.
+        terminal_id: its terminal.
+        merchant_id: its merchant, if any.
+    """
+
+    occurred_at_us: int
+    event_id: str
+    terminal_id: str
+    merchant_id: str | None
+
+    @property
+    def occurred_at(self) -> datetime:
+        """Its event time (aware, UTC)."""
+        return _time(self.occurred_at_us)
+
+
+def _micros(value: datetime) -> int:
+    """Integer microseconds since the Unix epoch of an aware time."""
+    return (value - _EPOCH) // _MICROSECOND
+
+
+def _time(micros: int) -> datetime:
+    """The aware time (UTC) of integer microseconds since the Unix epoch."""
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+def approvals_by_kind(approvals: pl.DataFrame) -> dict[tuple[str, str, str], list[Approval]]:
+    """The approvals of a frame by ``(customer_id, channel, txn_type)``, as the buffer files them.
+
+    Args:
+        approvals: columns of :data:`~monitor.pipeline.processor.APPROVAL_COLUMNS`
+            (``occurred_at`` an aware datetime column).
+
+    Returns:
+        Each client and kind's approvals, in the frame's order (one polars call).
+    """
+    columns = approvals.select(*_APPROVAL_ORDER[:3], pl.col("occurred_at").dt.epoch("us"),
+                               *_APPROVAL_ORDER[4:]).to_dict(as_series=False)
+    filed: dict[tuple[str, str, str], list[Approval]] = {}
+    for customer_id, channel, txn_type, at, event_id, terminal_id, merchant_id in zip(
+            *columns.values(), strict=True):
+        filed.setdefault((customer_id, channel, txn_type), []).append(
+            Approval(at, event_id, terminal_id, merchant_id))
+    return filed
 
 
 class RecoveryStore(Protocol):
     """What the watch needs of the alert store (:class:`~monitor.alerts.store.AlertStore`)."""
 
-    def watching_recoveries(self, customer_ids: Sequence[str] | None = None, *,
-                            recovered_since: datetime | None = None) -> list[Recovery]: ...
-    def recovery_kinds(self, alert_ids: Sequence[str]) -> list[tuple[str, str, str, datetime, str]]: ...
+    def open_watch_kinds(self, *, recovered_since: datetime | None) -> list[WatchKind]: ...
     def earliest_watch_deadline(self) -> datetime | None: ...
     def mark_recovered(self, matches: Sequence[RecoveryMatch], *,
                        now: datetime) -> list[Recovery]: ...
@@ -141,6 +197,40 @@ def match_recoveries(watches: pl.DataFrame, approvals: pl.DataFrame) -> pl.DataF
                     "channel", "txn_type", "first_failed_at", "failed_terminal_id"))
 
 
+def earliest_recoveries(kinds: Iterable[WatchKind],
+                        buffer: Mapping[tuple[str, str, str], Sequence[Approval]],
+                        ) -> list[tuple[WatchKind, Approval]]:
+    """The earliest approval that recovers each watch, if any: :func:`match_recoveries` in Python.
+
+    The same rule and the same answer (a property test checks it), without a polars
+    call: per batch the open watches' kinds are a few hundred at most and each finds its
+    client's few approvals of that kind by one dict look-up, where the frame join pays
+    for the polars pool each time.
+
+    Args:
+        kinds: the open watches' kinds (:meth:`~monitor.alerts.store.recoveries.RecoveryQueries.open_watch_kinds`).
+        buffer: the approvals by ``(customer_id, channel, txn_type)``.
+
+    Returns:
+        ``(kind, approval)`` per recovered watch, sorted by alert ID: the earliest
+        approval (by ``occurred_at``, then ``event_id``) with ``first_failed_at <
+        occurred_at <= deadline`` of one of its kinds, and that kind.
+    """
+    best: dict[str, tuple[WatchKind, Approval]] = {}
+    for kind in kinds:
+        approvals = buffer.get((kind.customer_id, kind.channel, kind.txn_type))
+        if not approvals:
+            continue
+        first, deadline = _micros(kind.first_failed_at), _micros(kind.deadline)
+        for approval in approvals:
+            if first < approval.occurred_at_us <= deadline:
+                held = best.get(kind.alert_id)
+                if held is None or ((approval.occurred_at_us, approval.event_id)
+                                    < (held[1].occurred_at_us, held[1].event_id)):
+                    best[kind.alert_id] = (kind, approval)
+    return [best[alert_id] for alert_id in sorted(best)]
+
+
 class RecoveryWatch:
     """This instance's side of the recovery watch: the approvals buffer and the decisions.
 
@@ -166,8 +256,10 @@ class RecoveryWatch:
         self.metrics = metrics
         self._now = now
         self._lock = threading.Lock()
-        # <approvals kept for failures recorded later> (APPROVAL_COLUMNS)
-        self._buffer: pl.DataFrame | None = None
+        # <(customer_id, channel, txn_type): approvals kept for failures recorded later>
+        self._buffer: dict[tuple[str, str, str], list[Approval]] = {}
+        self._count = 0  # approvals in the buffer
+        self._oldest: int | None = None  # its earliest occurred_at_us (None: empty)
 
     def __repr__(self) -> str:
         return f"RecoveryWatch(buffered={self.buffered})"
@@ -175,13 +267,14 @@ class RecoveryWatch:
     @property
     def buffered(self) -> int:
         """How many approvals wait in the buffer."""
-        return 0 if self._buffer is None else self._buffer.height
+        return self._count
 
     def after_batch(self, approvals: pl.DataFrame, *, failures: bool = True) -> RecoveryDecisions:
         """Take one stored batch's VIP approvals, then match and decide (steps 1–4).
 
         Args:
-            approvals: the batch's approvals (``ProcessedBatch.approvals``).
+            approvals: the batch's approvals (``ProcessedBatch.approvals``: columns of
+                :data:`~monitor.pipeline.processor.APPROVAL_COLUMNS`).
             failures: whether the batch stored VIP failures (new or moved watches). A
                 batch with neither approvals nor failures skips matching (nothing new
                 here can match; the job matches other instances' new watches).
@@ -192,8 +285,7 @@ class RecoveryWatch:
         """
         with self._lock:
             if approvals.height:
-                self._buffer = approvals if self._buffer is None else pl.concat(
-                    [self._buffer, approvals], how="vertical_relaxed")
+                self._take(approvals)
             return self._decide(match=failures or approvals.height > 0)
 
     def decide(self) -> RecoveryDecisions:
@@ -201,52 +293,84 @@ class RecoveryWatch:
         with self._lock:
             return self._decide()
 
+    def _take(self, approvals: pl.DataFrame) -> None:
+        """Step 1: file the approvals in the buffer by client and kind."""
+        buffer = self._buffer
+        for key, filed in approvals_by_kind(approvals).items():
+            held = buffer.get(key)
+            if held is None:
+                buffer[key] = filed
+            else:
+                held += filed
+            oldest = min(approval.occurred_at_us for approval in filed)
+            if self._oldest is None or oldest < self._oldest:
+                self._oldest = oldest
+        self._count += approvals.height
+
     def _decide(self, *, match: bool = True) -> RecoveryDecisions:
         through = self._watermark()
-        earliest = self.store.earliest_watch_deadline() if through is not None else None
-        expiring = through is not None and earliest is not None and earliest < through
         recovered: list[Recovery] = []
-        # Before any watch is abandoned, the buffer is matched: another instance may have
-        # written the watch an approval buffered here recovers.
-        if (match or expiring) and self._buffer is not None and self._buffer.height:
-            recovered = self._match(self._buffer)
+        earliest: datetime | None = None
+        if match and self._count:
+            recovered, earliest = self._match()
+        elif through is not None:
+            earliest = self.store.earliest_watch_deadline()
+            # Before any watch is abandoned, the buffer is matched: another instance may
+            # have written the watch an approval buffered here recovers.
+            if earliest is not None and earliest < through and self._count:
+                recovered, earliest = self._match()
         abandoned: list[Recovery] = []
-        if expiring:
-            assert through is not None
+        if through is not None and earliest is not None and earliest < through:
             abandoned = self.store.abandon_watches(through, now=self._now())
             if abandoned and self.metrics is not None:
                 self.metrics.observe_abandoned(abandoned)
-        self._prune()
+        self._prune(through)
         return RecoveryDecisions(tuple(recovered), tuple(abandoned))
 
-    def _match(self, buffer: pl.DataFrame) -> list[Recovery]:
-        """Step 2: the buffered clients' watches, matched and recorded; the decisions made."""
+    def _match(self) -> tuple[list[Recovery], datetime | None]:
+        """Step 2: the open watches matched with the buffer and recorded (one read, no polars).
+
+        Returns:
+            The decisions made, and the earliest deadline of the watches still
+            ``watching`` after them (``None``: none), for step 3.
+        """
         # Recovered watches too, while a buffered approval could still be earlier than theirs.
-        since: datetime = buffer.get_column("occurred_at").min()  # type: ignore[assignment]
-        watches = self.store.watching_recoveries(
-            buffer.get_column("customer_id").unique().to_list(), recovered_since=since)
-        if not watches:
-            return []
-        held = {w.alert_id: w.recovered_at for w in watches if w.recovered_at is not None}
-        kinds = self.store.recovery_kinds([w.alert_id for w in watches])
-        found = match_recoveries(watch_frame(watches, kinds), buffer)
-        matched = [row for row in found.iter_rows()
-                   if row[0] not in held or row[1] < held[row[0]]]
-        if not matched:
-            return []
+        since = None if self._oldest is None else _time(self._oldest)
+        kinds = self.store.open_watch_kinds(recovered_since=since)
+        found = [(kind, approval) for kind, approval in earliest_recoveries(kinds, self._buffer)
+                 if kind.recovered_at is None
+                 or approval.occurred_at_us < _micros(kind.recovered_at)]
+        # A matched watch is no longer watching (recovered here, or decided by another instance).
+        matched = {kind.alert_id for kind, _ in found}
+        earliest = min((kind.deadline for kind in kinds
+                        if kind.watching and kind.alert_id not in matched), default=None)
+        if not found:
+            return [], earliest
         recovered = self.store.mark_recovered(
-            [RecoveryMatch(alert_id=alert_id, recovered_at=at, event_id=event_id,
-                           terminal_id=terminal_id, merchant_id=merchant_id, channel=channel,
-                           txn_type=txn_type, failed_at=failed_at, failed_terminal_id=failed_terminal)
-             for (alert_id, at, event_id, terminal_id, merchant_id, channel, txn_type, failed_at,
-                  failed_terminal) in matched],
+            [RecoveryMatch(alert_id=kind.alert_id, recovered_at=approval.occurred_at,
+                           event_id=approval.event_id, terminal_id=approval.terminal_id,
+                           merchant_id=approval.merchant_id, channel=kind.channel,
+                           txn_type=kind.txn_type, failed_at=kind.first_failed_at,
+                           failed_terminal_id=kind.failed_terminal_id)
+             for kind, approval in found],
             now=self._now())
         if recovered and self.metrics is not None:
             self.metrics.observe_recovered(recovered)
-        return recovered
+        return recovered, earliest
 
-    def _prune(self) -> None:
-        through = self._watermark()
-        if self._buffer is None or through is None:
+    def _prune(self, through: datetime | None) -> None:
+        """Step 4: drop the approvals at or before ``through`` minus the allowed lateness."""
+        if through is None or self._oldest is None:
             return
-        self._buffer = self._buffer.filter(pl.col("occurred_at") > through - self.lateness)
+        cutoff = _micros(through - self.lateness)
+        if self._oldest > cutoff:
+            return
+        kept: dict[tuple[str, str, str], list[Approval]] = {}
+        for key, approvals in self._buffer.items():
+            left = [approval for approval in approvals if approval.occurred_at_us > cutoff]
+            if left:
+                kept[key] = left
+        self._buffer = kept
+        self._count = sum(map(len, kept.values()))
+        self._oldest = min((approval.occurred_at_us for approvals in kept.values()
+                            for approval in approvals), default=None)
