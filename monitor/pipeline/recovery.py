@@ -12,16 +12,22 @@ commits; and every ``alerting.recovery_interval_seconds`` from a job,
 
 1. add the batch's VIP approvals
    (:attr:`~monitor.pipeline.processor.ProcessedBatch.approvals`) to the instance's
-   buffer;
-2. read the store's ``watching`` rows of the buffered clients (one indexed query) and
-   match them with the buffer (:func:`match_recoveries`: earliest approval per watch);
-   record the matches (:meth:`~monitor.alerts.store.recoveries.RecoveryQueries.mark_recovered`:
-   the earliest approval wins if two instances race; only a ``watching`` →
-   ``recovered`` step is counted, by the instance that made it);
+   buffer, filed by client and kind (:func:`approvals_by_kind`: the batch's one polars
+   call; times as integer microseconds);
+2. read every open watch's kinds, whoever wrote them
+   (:meth:`~monitor.alerts.store.recoveries.RecoveryQueries.open_watch_kinds`: one
+   indexed query, no client list) and match them with the buffer
+   (:func:`earliest_recoveries`: earliest approval per watch, by one dict look-up per
+   kind; the same answer as the frame join :func:`match_recoveries`, which a property
+   test holds it to); record the matches
+   (:meth:`~monitor.alerts.store.recoveries.RecoveryQueries.mark_recovered`: the
+   earliest approval wins if two instances race; only a ``watching`` → ``recovered``
+   step is counted, by the instance that made it);
 3. abandon the watches whose deadline is before the event time every partition has
    passed: the instance's watermark; with ``alerting.scale_out``, the fleet's, from
-   every partition's progress in the store (an index probe of the earliest deadline
-   first, so most batches write nothing);
+   every partition's progress in the store (the earliest deadline of the watches still
+   watching comes from step 2's read, or from an index probe when step 2 did not run,
+   so most batches write nothing);
 4. drop from the buffer the approvals older than the watermark minus the allowed
    lateness: a failure recorded later (a partition read behind, another instance) is
    not late only if it happened after that, and its recovery happened after it.
@@ -171,7 +177,10 @@ def watch_frame(watches: Sequence[Recovery],
 
 
 def match_recoveries(watches: pl.DataFrame, approvals: pl.DataFrame) -> pl.DataFrame:
-    """The earliest approval that recovers each watch, if any.
+    """The earliest approval that recovers each watch, if any (the rule, as a frame join).
+
+    The watch itself matches with :func:`earliest_recoveries` (same answer, no polars
+    call); this is the rule's reference, for tests and analysis.
 
     An approval recovers a watch when it has the watch's ``customer_id`` and one of its
     kinds (``channel``, ``txn_type``), and that kind's ``first_failed_at < occurred_at

@@ -26,9 +26,9 @@ WINDOW = 1800  # seconds
 MANAGER = Manager(manager_id="RM-1", name="Paul Durand", email="paul@bank.example")
 CLIENTS = ("C-1", "C-2")
 KINDS = (("ATM", "withdrawal"), ("POS", "purchase"))
-_SCHEMA = {"customer_id": pl.String, "channel": pl.String, "txn_type": pl.String,
-           "occurred_at": pl.Datetime("us", "UTC"), "event_id": pl.String,
-           "terminal_id": pl.String, "merchant_id": pl.String}
+_SCHEMA = pl.Schema({"customer_id": pl.String(), "channel": pl.String(), "txn_type": pl.String(),
+                     "occurred_at": pl.Datetime("us", "UTC"), "event_id": pl.String(),
+                     "terminal_id": pl.String(), "merchant_id": pl.String()})
 
 
 def _at(minute: int) -> datetime:
