@@ -16,7 +16,8 @@ commits; and every ``alerting.recovery_interval_seconds`` from a job,
    call; times as integer microseconds);
 2. read every open watch's kinds, whoever wrote them
    (:meth:`~monitor.alerts.store.recoveries.RecoveryQueries.open_watch_kinds`: one
-   indexed query, no client list) and match them with the buffer
+   indexed query, no client list; only the buffered clients' when the watches
+   watching outnumber them) and match them with the buffer
    (:func:`earliest_recoveries`: earliest approval per watch, by one dict look-up per
    kind; the same answer as the frame join :func:`match_recoveries`, which a property
    test holds it to); record the matches
@@ -26,8 +27,8 @@ commits; and every ``alerting.recovery_interval_seconds`` from a job,
 3. abandon the watches whose deadline is before the event time every partition has
    passed: the instance's watermark; with ``alerting.scale_out``, the fleet's, from
    every partition's progress in the store (the earliest deadline of the watches still
-   watching comes from step 2's read, or from an index probe when step 2 did not run,
-   so most batches write nothing);
+   watching comes from step 2's read of every watch, or else from an index probe, so
+   most batches write nothing);
 4. drop from the buffer the approvals older than the watermark minus the allowed
    lateness: a failure recorded later (a partition read behind, another instance) is
    not late only if it happened after that, and its recovery happened after it.
@@ -134,8 +135,9 @@ def approvals_by_kind(approvals: pl.DataFrame) -> dict[tuple[str, str, str], lis
 class RecoveryStore(Protocol):
     """What the watch needs of the alert store (:class:`~monitor.alerts.store.AlertStore`)."""
 
-    def open_watch_kinds(self, *, recovered_since: datetime | None) -> list[WatchKind]: ...
-    def earliest_watch_deadline(self) -> datetime | None: ...
+    def open_watch_kinds(self, customer_ids: Sequence[str] | None = None, *,
+                         recovered_since: datetime | None) -> list[WatchKind]: ...
+    def watching_extent(self) -> tuple[int, datetime | None]: ...
     def mark_recovered(self, matches: Sequence[RecoveryMatch], *,
                        now: datetime) -> list[Recovery]: ...
     def abandon_watches(self, through: datetime, *, now: datetime) -> list[Recovery]: ...
@@ -274,6 +276,9 @@ class RecoveryWatch:
         self._buffer: dict[tuple[str, str, str], list[Approval]] = {}
         self._count = 0  # approvals in the buffer
         self._oldest: int | None = None  # its earliest occurred_at_us (None: empty)
+        # Watches watching at the last read or probe: whether the next read asks for the
+        # buffered clients' watches (fewer clients than watches) or reads them all.
+        self._open = 0
 
     def __repr__(self) -> str:
         return f"RecoveryWatch(buffered={self.buffered})"
@@ -326,13 +331,17 @@ class RecoveryWatch:
         recovered: list[Recovery] = []
         earliest: datetime | None = None
         if match and self._count:
-            recovered, earliest = self._match()
+            recovered, earliest, known = self._match()
+            if not known and through is not None:
+                earliest = self._probe()
         elif through is not None:
-            earliest = self.store.earliest_watch_deadline()
+            earliest = self._probe()
             # Before any watch is abandoned, the buffer is matched: another instance may
             # have written the watch an approval buffered here recovers.
             if earliest is not None and earliest < through and self._count:
-                recovered, earliest = self._match()
+                recovered, after, known = self._match()
+                if known:
+                    earliest = after
         abandoned: list[Recovery] = []
         if through is not None and earliest is not None and earliest < through:
             abandoned = self.store.abandon_watches(through, now=self._now())
@@ -341,25 +350,41 @@ class RecoveryWatch:
         self._prune(through)
         return RecoveryDecisions(tuple(recovered), tuple(abandoned))
 
-    def _match(self) -> tuple[list[Recovery], datetime | None]:
+    def _probe(self) -> datetime | None:
+        """The earliest deadline still watching (one index probe; counts the watches too)."""
+        self._open, earliest = self.store.watching_extent()
+        return earliest
+
+    def _match(self) -> tuple[list[Recovery], datetime | None, bool]:
         """Step 2: the open watches matched with the buffer and recorded (one read, no polars).
 
+        Every open watch is read in one query, unless the watches watching (at the last
+        read or probe) outnumber the buffered clients: then only those clients' are.
+
         Returns:
-            The decisions made, and the earliest deadline of the watches still
-            ``watching`` after them (``None``: none), for step 3.
+            The decisions made; the earliest deadline of the watches still ``watching``
+            after them (``None``: none); whether that deadline is known (every client's
+            watches were read), else the caller probes for it.
         """
         # Recovered watches too, while a buffered approval could still be earlier than theirs.
         since = None if self._oldest is None else _time(self._oldest)
-        kinds = self.store.open_watch_kinds(recovered_since=since)
+        clients = {customer_id for customer_id, _, _ in self._buffer}
+        every = self._open <= len(clients)
+        kinds = self.store.open_watch_kinds(None if every else sorted(clients),
+                                            recovered_since=since)
         found = [(kind, approval) for kind, approval in earliest_recoveries(kinds, self._buffer)
                  if kind.recovered_at is None
                  or approval.occurred_at_us < _micros(kind.recovered_at)]
-        # A matched watch is no longer watching (recovered here, or decided by another instance).
-        matched = {kind.alert_id for kind, _ in found}
-        earliest = min((kind.deadline for kind in kinds
-                        if kind.watching and kind.alert_id not in matched), default=None)
+        earliest: datetime | None = None
+        if every:
+            # A matched watch is no longer watching (recovered here, or decided elsewhere).
+            matched = {kind.alert_id for kind, _ in found}
+            watching = {kind.alert_id: kind.deadline for kind in kinds
+                        if kind.watching and kind.alert_id not in matched}
+            self._open = len(watching)
+            earliest = min(watching.values(), default=None)
         if not found:
-            return [], earliest
+            return [], earliest, every
         recovered = self.store.mark_recovered(
             [RecoveryMatch(alert_id=kind.alert_id, recovered_at=approval.occurred_at,
                            event_id=approval.event_id, terminal_id=approval.terminal_id,
@@ -370,7 +395,7 @@ class RecoveryWatch:
             now=self._now())
         if recovered and self.metrics is not None:
             self.metrics.observe_recovered(recovered)
-        return recovered, earliest
+        return recovered, earliest, every
 
     def _prune(self, through: datetime | None) -> None:
         """Step 4: drop the approvals at or before ``through`` minus the allowed lateness."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -170,3 +171,34 @@ def test_the_window_edges_match_as_the_join_does(minute: int) -> None:
         watch = RecoveryWatch(store, watermark=lambda: None, lateness_seconds=60)
         decided = watch.after_batch(_approvals([("ok", "C-1", KINDS[0], minute)]))
     assert [r.alert_id for r in decided.recovered] == ([] if minute == 0 else [alert_id])
+
+
+class _ReadsRecorded(AlertStore):
+    """The real store, noting which clients each read of the open watches asked for."""
+
+    asked: list[list[str] | None]
+
+    def open_watch_kinds(self, customer_ids: Sequence[str] | None = None, *,
+                         recovered_since: datetime | None) -> list[WatchKind]:
+        self.asked.append(None if customer_ids is None else list(customer_ids))
+        return super().open_watch_kinds(customer_ids, recovered_since=recovered_since)
+
+
+def test_with_more_watches_than_buffered_clients_only_their_watches_are_read() -> None:
+    """Fewer buffered clients than watches: their watches alone are read; abandoning still probes."""
+    watermark: list[datetime | None] = [None]
+    with _ReadsRecorded(":memory:") as store:
+        store.asked = []
+        watch = RecoveryWatch(store, watermark=lambda: watermark[0], lateness_seconds=3600)
+        alerts = {client: store.record([_failure(f"f-{client}", client, 10 if client == "C-5" else 0)],
+                                       recovery_window_seconds=WINDOW).new_alert_ids[0]
+                  for client in ("C-1", "C-2", "C-3", "C-4", "C-5")}
+        assert watch.after_batch(_approvals([("ok-x", "C-9", KINDS[0], 1)])).recovered == ()
+        first = watch.after_batch(_approvals([("ok-1", "C-1", KINDS[0], 5)]))
+        watermark[0] = _at(35)  # past the deadline of C-1..C-4 (30 min), not C-5's (40 min)
+        second = watch.after_batch(_approvals([("ok-5", "C-5", KINDS[0], 36)]))
+    assert store.asked == [None, ["C-1", "C-9"], ["C-1", "C-5", "C-9"]]
+    assert [r.alert_id for r in first.recovered] == [alerts["C-1"]]
+    assert [r.alert_id for r in second.recovered] == [alerts["C-5"]]
+    assert sorted(r.alert_id for r in second.abandoned) == sorted(
+        alerts[client] for client in ("C-2", "C-3", "C-4"))
