@@ -12,8 +12,8 @@ commits; and every ``alerting.recovery_interval_seconds`` from a job,
 
 1. add the batch's VIP approvals
    (:attr:`~monitor.pipeline.processor.ProcessedBatch.approvals`) to the instance's
-   buffer, filed by client and kind (:func:`approvals_by_kind`: the batch's one polars
-   call; times as integer microseconds);
+   buffer, filed by client and kind (:func:`approvals_by_kind`: the frame's columns as
+   lists, times as integer microseconds; no polars query);
 2. read every open watch's kinds, whoever wrote them
    (:meth:`~monitor.alerts.store.recoveries.RecoveryQueries.open_watch_kinds`: one
    indexed query, no client list; only the buffered clients' when the watches
