@@ -12,16 +12,23 @@ commits; and every ``alerting.recovery_interval_seconds`` from a job,
 
 1. add the batch's VIP approvals
    (:attr:`~monitor.pipeline.processor.ProcessedBatch.approvals`) to the instance's
-   buffer;
-2. read the store's ``watching`` rows of the buffered clients (one indexed query) and
-   match them with the buffer (:func:`match_recoveries`: earliest approval per watch);
-   record the matches (:meth:`~monitor.alerts.store.recoveries.RecoveryQueries.mark_recovered`:
-   the earliest approval wins if two instances race; only a ``watching`` →
-   ``recovered`` step is counted, by the instance that made it);
+   buffer, filed by client and kind (:func:`approvals_by_kind`: the frame's columns as
+   lists, times as integer microseconds; no polars query);
+2. read every open watch's kinds, whoever wrote them
+   (:meth:`~monitor.alerts.store.recoveries.RecoveryQueries.open_watch_kinds`: one
+   indexed query, no client list; only the buffered clients' when the watches
+   watching outnumber them) and match them with the buffer
+   (:func:`earliest_recoveries`: earliest approval per watch, by one dict look-up per
+   kind; the same answer as the frame join :func:`match_recoveries`, which a property
+   test holds it to); record the matches
+   (:meth:`~monitor.alerts.store.recoveries.RecoveryQueries.mark_recovered`: the
+   earliest approval wins if two instances race; only a ``watching`` → ``recovered``
+   step is counted, by the instance that made it);
 3. abandon the watches whose deadline is before the event time every partition has
    passed: the instance's watermark; with ``alerting.scale_out``, the fleet's, from
-   every partition's progress in the store (an index probe of the earliest deadline
-   first, so most batches write nothing);
+   every partition's progress in the store (the earliest deadline of the watches still
+   watching comes from step 2's read of every watch, or else from an index probe, so
+   most batches write nothing);
 4. drop from the buffer the approvals older than the watermark minus the allowed
    lateness: a failure recorded later (a partition read behind, another instance) is
    not late only if it happened after that, and its recovery happened after it.
@@ -38,17 +45,18 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Final, Protocol
+from typing import Final, NamedTuple, Protocol
 
 import polars as pl
 
-from monitor.alerts.store.recoveries import Recovery, RecoveryMatch
+from monitor.alerts.store.recoveries import Recovery, RecoveryMatch, WatchKind
 
-__all__ = ["WATCH_SCHEMA", "RecoveryDecisions", "RecoveryMetrics", "RecoveryStore", "RecoveryWatch",
-           "match_recoveries", "watch_frame"]
+__all__ = ["WATCH_SCHEMA", "Approval", "RecoveryDecisions", "RecoveryMetrics", "RecoveryStore",
+           "RecoveryWatch", "approvals_by_kind", "earliest_recoveries", "match_recoveries",
+           "watch_frame"]
 
 log = logging.getLogger(__name__)
 
@@ -60,15 +68,76 @@ WATCH_SCHEMA: Final = pl.Schema({"alert_id": pl.String(), "customer_id": pl.Stri
                                  "first_failed_at": _TIME, "deadline": _TIME,
                                  "failed_terminal_id": pl.String()})
 _KIND: Final = ["customer_id", "channel", "txn_type"]
+# The approvals' columns in the order the buffer takes them (APPROVAL_COLUMNS' names).
+_APPROVAL_ORDER: Final = ("customer_id", "channel", "txn_type", "occurred_at", "event_id",
+                          "terminal_id", "merchant_id")
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND: Final = timedelta(microseconds=1)
+
+
+class Approval(NamedTuple):
+    """One buffered VIP approval (filed in the buffer under its client and kind).
+
+    Attributes:
+        occurred_at_us: its event time, integer microseconds since the Unix epoch (UTC):
+            the buffer compares and prunes integers, not aware datetimes.
+        event_id: its event ID.
+        terminal_id: its terminal.
+        merchant_id: its merchant, if any.
+    """
+
+    occurred_at_us: int
+    event_id: str
+    terminal_id: str
+    merchant_id: str | None
+
+    @property
+    def occurred_at(self) -> datetime:
+        """Its event time (aware, UTC)."""
+        return _time(self.occurred_at_us)
+
+
+def _micros(value: datetime) -> int:
+    """Integer microseconds since the Unix epoch of an aware time."""
+    return (value - _EPOCH) // _MICROSECOND
+
+
+def _time(micros: int) -> datetime:
+    """The aware time (UTC) of integer microseconds since the Unix epoch."""
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+def approvals_by_kind(approvals: pl.DataFrame) -> dict[tuple[str, str, str], list[Approval]]:
+    """The approvals of a frame by ``(customer_id, channel, txn_type)``, as the buffer files them.
+
+    Args:
+        approvals: columns of :data:`~monitor.pipeline.processor.APPROVAL_COLUMNS`
+            (``occurred_at`` an aware datetime column).
+
+    Returns:
+        Each client and kind's approvals, in the frame's order (the columns read as
+        lists, times as their integer microseconds: no polars query, which would wait
+        for the polars pool the processor and terminal health keep busy).
+    """
+    times = approvals.get_column("occurred_at")
+    if getattr(times.dtype, "time_unit", "us") != "us":
+        times = times.dt.cast_time_unit("us")
+    columns = [times.to_physical().to_list() if name == "occurred_at"
+               else approvals.get_column(name).to_list() for name in _APPROVAL_ORDER]
+    filed: dict[tuple[str, str, str], list[Approval]] = {}
+    for customer_id, channel, txn_type, at, event_id, terminal_id, merchant_id in zip(
+            *columns, strict=True):
+        filed.setdefault((customer_id, channel, txn_type), []).append(
+            Approval(at, event_id, terminal_id, merchant_id))
+    return filed
 
 
 class RecoveryStore(Protocol):
     """What the watch needs of the alert store (:class:`~monitor.alerts.store.AlertStore`)."""
 
-    def watching_recoveries(self, customer_ids: Sequence[str] | None = None, *,
-                            recovered_since: datetime | None = None) -> list[Recovery]: ...
-    def recovery_kinds(self, alert_ids: Sequence[str]) -> list[tuple[str, str, str, datetime, str]]: ...
-    def earliest_watch_deadline(self) -> datetime | None: ...
+    def open_watch_kinds(self, customer_ids: Sequence[str] | None = None, *,
+                         recovered_since: datetime | None) -> list[WatchKind]: ...
+    def watching_extent(self) -> tuple[int, datetime | None]: ...
     def mark_recovered(self, matches: Sequence[RecoveryMatch], *,
                        now: datetime) -> list[Recovery]: ...
     def abandon_watches(self, through: datetime, *, now: datetime) -> list[Recovery]: ...
@@ -115,7 +184,10 @@ def watch_frame(watches: Sequence[Recovery],
 
 
 def match_recoveries(watches: pl.DataFrame, approvals: pl.DataFrame) -> pl.DataFrame:
-    """The earliest approval that recovers each watch, if any.
+    """The earliest approval that recovers each watch, if any (the rule, as a frame join).
+
+    The watch itself matches with :func:`earliest_recoveries` (same answer, no polars
+    call); this is the rule's reference, for tests and analysis.
 
     An approval recovers a watch when it has the watch's ``customer_id`` and one of its
     kinds (``channel``, ``txn_type``), and that kind's ``first_failed_at < occurred_at
@@ -139,6 +211,40 @@ def match_recoveries(watches: pl.DataFrame, approvals: pl.DataFrame) -> pl.DataF
             .unique("alert_id", keep="first", maintain_order=True)
             .select("alert_id", "occurred_at", "event_id", "terminal_id", "merchant_id",
                     "channel", "txn_type", "first_failed_at", "failed_terminal_id"))
+
+
+def earliest_recoveries(kinds: Iterable[WatchKind],
+                        buffer: Mapping[tuple[str, str, str], Sequence[Approval]],
+                        ) -> list[tuple[WatchKind, Approval]]:
+    """The earliest approval that recovers each watch, if any: :func:`match_recoveries` in Python.
+
+    The same rule and the same answer (a property test checks it), without a polars
+    call: per batch the open watches' kinds are a few hundred at most and each finds its
+    client's few approvals of that kind by one dict look-up, where the frame join pays
+    for the polars pool each time.
+
+    Args:
+        kinds: the open watches' kinds (:meth:`~monitor.alerts.store.recoveries.RecoveryQueries.open_watch_kinds`).
+        buffer: the approvals by ``(customer_id, channel, txn_type)``.
+
+    Returns:
+        ``(kind, approval)`` per recovered watch, sorted by alert ID: the earliest
+        approval (by ``occurred_at``, then ``event_id``) with ``first_failed_at <
+        occurred_at <= deadline`` of one of its kinds, and that kind.
+    """
+    best: dict[str, tuple[WatchKind, Approval]] = {}
+    for kind in kinds:
+        approvals = buffer.get((kind.customer_id, kind.channel, kind.txn_type))
+        if not approvals:
+            continue
+        first, deadline = _micros(kind.first_failed_at), _micros(kind.deadline)
+        for approval in approvals:
+            if first < approval.occurred_at_us <= deadline:
+                held = best.get(kind.alert_id)
+                if held is None or ((approval.occurred_at_us, approval.event_id)
+                                    < (held[1].occurred_at_us, held[1].event_id)):
+                    best[kind.alert_id] = (kind, approval)
+    return [best[alert_id] for alert_id in sorted(best)]
 
 
 class RecoveryWatch:
@@ -166,8 +272,13 @@ class RecoveryWatch:
         self.metrics = metrics
         self._now = now
         self._lock = threading.Lock()
-        # <approvals kept for failures recorded later> (APPROVAL_COLUMNS)
-        self._buffer: pl.DataFrame | None = None
+        # <(customer_id, channel, txn_type): approvals kept for failures recorded later>
+        self._buffer: dict[tuple[str, str, str], list[Approval]] = {}
+        self._count = 0  # approvals in the buffer
+        self._oldest: int | None = None  # its earliest occurred_at_us (None: empty)
+        # Watches watching at the last read or probe: whether the next read asks for the
+        # buffered clients' watches (fewer clients than watches) or reads them all.
+        self._open = 0
 
     def __repr__(self) -> str:
         return f"RecoveryWatch(buffered={self.buffered})"
@@ -175,13 +286,14 @@ class RecoveryWatch:
     @property
     def buffered(self) -> int:
         """How many approvals wait in the buffer."""
-        return 0 if self._buffer is None else self._buffer.height
+        return self._count
 
     def after_batch(self, approvals: pl.DataFrame, *, failures: bool = True) -> RecoveryDecisions:
         """Take one stored batch's VIP approvals, then match and decide (steps 1–4).
 
         Args:
-            approvals: the batch's approvals (``ProcessedBatch.approvals``).
+            approvals: the batch's approvals (``ProcessedBatch.approvals``: columns of
+                :data:`~monitor.pipeline.processor.APPROVAL_COLUMNS`).
             failures: whether the batch stored VIP failures (new or moved watches). A
                 batch with neither approvals nor failures skips matching (nothing new
                 here can match; the job matches other instances' new watches).
@@ -192,8 +304,7 @@ class RecoveryWatch:
         """
         with self._lock:
             if approvals.height:
-                self._buffer = approvals if self._buffer is None else pl.concat(
-                    [self._buffer, approvals], how="vertical_relaxed")
+                self._take(approvals)
             return self._decide(match=failures or approvals.height > 0)
 
     def decide(self) -> RecoveryDecisions:
@@ -201,52 +312,104 @@ class RecoveryWatch:
         with self._lock:
             return self._decide()
 
+    def _take(self, approvals: pl.DataFrame) -> None:
+        """Step 1: file the approvals in the buffer by client and kind."""
+        buffer = self._buffer
+        for key, filed in approvals_by_kind(approvals).items():
+            held = buffer.get(key)
+            if held is None:
+                buffer[key] = filed
+            else:
+                held += filed
+            oldest = min(approval.occurred_at_us for approval in filed)
+            if self._oldest is None or oldest < self._oldest:
+                self._oldest = oldest
+        self._count += approvals.height
+
     def _decide(self, *, match: bool = True) -> RecoveryDecisions:
         through = self._watermark()
-        earliest = self.store.earliest_watch_deadline() if through is not None else None
-        expiring = through is not None and earliest is not None and earliest < through
         recovered: list[Recovery] = []
-        # Before any watch is abandoned, the buffer is matched: another instance may have
-        # written the watch an approval buffered here recovers.
-        if (match or expiring) and self._buffer is not None and self._buffer.height:
-            recovered = self._match(self._buffer)
+        earliest: datetime | None = None
+        if match and self._count:
+            recovered, earliest, known = self._match()
+            if not known and through is not None:
+                earliest = self._probe()
+        elif through is not None:
+            earliest = self._probe()
+            # Before any watch is abandoned, the buffer is matched: another instance may
+            # have written the watch an approval buffered here recovers.
+            if earliest is not None and earliest < through and self._count:
+                recovered, after, known = self._match()
+                if known:
+                    earliest = after
         abandoned: list[Recovery] = []
-        if expiring:
-            assert through is not None
+        if through is not None and earliest is not None and earliest < through:
             abandoned = self.store.abandon_watches(through, now=self._now())
             if abandoned and self.metrics is not None:
                 self.metrics.observe_abandoned(abandoned)
-        self._prune()
+        self._prune(through)
         return RecoveryDecisions(tuple(recovered), tuple(abandoned))
 
-    def _match(self, buffer: pl.DataFrame) -> list[Recovery]:
-        """Step 2: the buffered clients' watches, matched and recorded; the decisions made."""
+    def _probe(self) -> datetime | None:
+        """The earliest deadline still watching (one index probe; counts the watches too)."""
+        self._open, earliest = self.store.watching_extent()
+        return earliest
+
+    def _match(self) -> tuple[list[Recovery], datetime | None, bool]:
+        """Step 2: the open watches matched with the buffer and recorded (one read, no polars).
+
+        Every open watch is read in one query, unless the watches watching (at the last
+        read or probe) outnumber the buffered clients: then only those clients' are.
+
+        Returns:
+            The decisions made; the earliest deadline of the watches still ``watching``
+            after them (``None``: none); whether that deadline is known (every client's
+            watches were read), else the caller probes for it.
+        """
         # Recovered watches too, while a buffered approval could still be earlier than theirs.
-        since: datetime = buffer.get_column("occurred_at").min()  # type: ignore[assignment]
-        watches = self.store.watching_recoveries(
-            buffer.get_column("customer_id").unique().to_list(), recovered_since=since)
-        if not watches:
-            return []
-        held = {w.alert_id: w.recovered_at for w in watches if w.recovered_at is not None}
-        kinds = self.store.recovery_kinds([w.alert_id for w in watches])
-        found = match_recoveries(watch_frame(watches, kinds), buffer)
-        matched = [row for row in found.iter_rows()
-                   if row[0] not in held or row[1] < held[row[0]]]
-        if not matched:
-            return []
+        since = None if self._oldest is None else _time(self._oldest)
+        clients = {customer_id for customer_id, _, _ in self._buffer}
+        every = self._open <= len(clients)
+        kinds = self.store.open_watch_kinds(None if every else sorted(clients),
+                                            recovered_since=since)
+        found = [(kind, approval) for kind, approval in earliest_recoveries(kinds, self._buffer)
+                 if kind.recovered_at is None
+                 or approval.occurred_at_us < _micros(kind.recovered_at)]
+        earliest: datetime | None = None
+        if every:
+            # A matched watch is no longer watching (recovered here, or decided elsewhere).
+            matched = {kind.alert_id for kind, _ in found}
+            watching = {kind.alert_id: kind.deadline for kind in kinds
+                        if kind.watching and kind.alert_id not in matched}
+            self._open = len(watching)
+            earliest = min(watching.values(), default=None)
+        if not found:
+            return [], earliest, every
         recovered = self.store.mark_recovered(
-            [RecoveryMatch(alert_id=alert_id, recovered_at=at, event_id=event_id,
-                           terminal_id=terminal_id, merchant_id=merchant_id, channel=channel,
-                           txn_type=txn_type, failed_at=failed_at, failed_terminal_id=failed_terminal)
-             for (alert_id, at, event_id, terminal_id, merchant_id, channel, txn_type, failed_at,
-                  failed_terminal) in matched],
+            [RecoveryMatch(alert_id=kind.alert_id, recovered_at=approval.occurred_at,
+                           event_id=approval.event_id, terminal_id=approval.terminal_id,
+                           merchant_id=approval.merchant_id, channel=kind.channel,
+                           txn_type=kind.txn_type, failed_at=kind.first_failed_at,
+                           failed_terminal_id=kind.failed_terminal_id)
+             for kind, approval in found],
             now=self._now())
         if recovered and self.metrics is not None:
             self.metrics.observe_recovered(recovered)
-        return recovered
+        return recovered, earliest, every
 
-    def _prune(self) -> None:
-        through = self._watermark()
-        if self._buffer is None or through is None:
+    def _prune(self, through: datetime | None) -> None:
+        """Step 4: drop the approvals at or before ``through`` minus the allowed lateness."""
+        if through is None or self._oldest is None:
             return
-        self._buffer = self._buffer.filter(pl.col("occurred_at") > through - self.lateness)
+        cutoff = _micros(through - self.lateness)
+        if self._oldest > cutoff:
+            return
+        kept: dict[tuple[str, str, str], list[Approval]] = {}
+        for key, approvals in self._buffer.items():
+            left = [approval for approval in approvals if approval.occurred_at_us > cutoff]
+            if left:
+                kept[key] = left
+        self._buffer = kept
+        self._count = sum(map(len, kept.values()))
+        self._oldest = min((approval.occurred_at_us for approvals in kept.values()
+                            for approval in approvals), default=None)

@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Final, Literal
+from typing import Final, Literal, NamedTuple
 
 from monitor.alerts.store.connection import StoreConnection, retried
 from monitor.alerts.store.db import Database, Row
@@ -36,7 +36,7 @@ from monitor.alerts.store.rows import parse_utc, utc_text
 from monitor.domain import VipFailure
 
 __all__ = ["RECOVERY_STATUSES", "Recovery", "RecoveryMatch", "RecoveryQueries", "RecoveryStatus",
-           "watch_failure"]
+           "WatchKind", "watch_failure"]
 
 RecoveryStatus = Literal["watching", "recovered", "abandoned"]
 #: A watch's statuses, in the order they are reached.
@@ -152,6 +152,41 @@ class RecoveryMatch:
     txn_type: str | None = None
     failed_at: datetime | None = None
     failed_terminal_id: str | None = None
+
+
+class WatchKind(NamedTuple):
+    """One kind that failed in an open watch: what the recovery watch matches approvals with.
+
+    Attributes:
+        alert_id: the watch's alert.
+        customer_id: its VIP client.
+        watching: whether the watch is ``watching`` (else ``recovered``).
+        channel: the kind's channel.
+        txn_type: its transaction type.
+        first_failed_at: its first failure in the alert (event time, aware).
+        deadline: the watch's deadline (aware).
+        failed_terminal_id: the terminal of that first failure.
+        recovered_at: the approval holding the watch (``recovered`` only, else ``None``).
+    """
+
+    alert_id: str
+    customer_id: str
+    watching: bool
+    channel: str
+    txn_type: str
+    first_failed_at: datetime
+    deadline: datetime
+    failed_terminal_id: str
+    recovered_at: datetime | None
+
+
+# Every kind of the open watches (the WHERE clause is added per call). A watch without
+# kind rows (none is written so) is matched on its own first failure.
+_OPEN_KINDS: Final = """SELECT r.alert_id, r.customer_id, r.status, r.deadline, r.recovered_at,
+        COALESCE(k.channel, r.channel) AS channel, COALESCE(k.txn_type, r.txn_type) AS txn_type,
+        COALESCE(k.first_failed_at, r.first_failed_at) AS first_failed_at,
+        COALESCE(k.failed_terminal_id, r.failed_terminal_id) AS failed_terminal_id
+    FROM alert_recoveries r LEFT JOIN alert_recovery_kinds k ON k.alert_id = r.alert_id"""
 
 
 # The earliest failure (event time) gives the watch's kind, outcome and terminal; the
@@ -308,6 +343,57 @@ class RecoveryQueries(StoreConnection):
             found += [(row["alert_id"], row["channel"], row["txn_type"],
                        parse_utc(row["first_failed_at"]), row["failed_terminal_id"]) for row in rows]
         return sorted(found)
+
+    def open_watch_kinds(self, customer_ids: Sequence[str] | None = None, *,
+                         recovered_since: datetime | None) -> list[WatchKind]:
+        """Every kind of the ``watching`` watches, and of the recent ``recovered`` ones.
+
+        What :class:`~monitor.pipeline.recovery.RecoveryWatch` matches a batch with: the
+        open watches are the VIP alerts of about the last window, whoever wrote them
+        (every instance's).
+
+        Args:
+            customer_ids: only these clients' watches (read 500 clients at a time);
+                ``None``: every client's, in one query with no client list.
+            recovered_since: also the ``recovered`` watches whose deadline is at or after
+                this time (aware; an earlier approval may still replace theirs); ``None``:
+                none.
+
+        Returns:
+            One :class:`WatchKind` per watch and kind, in no particular order.
+        """
+        where = "r.status = 'watching'"
+        args: list[str] = []
+        if recovered_since is not None:
+            where = "(r.status = 'watching' OR (r.status = 'recovered' AND r.deadline >= ?))"
+            args = [utc_text(recovered_since)]
+        chunks: list[list[str] | None] = [None]
+        if customer_ids is not None:
+            ids = sorted(set(customer_ids))
+            chunks = [ids[i:i + _MAX_IDS] for i in range(0, len(ids), _MAX_IDS)]
+        rows: list[Row] = []
+        for chunk in chunks:
+            query = f"{_OPEN_KINDS} WHERE {where}"
+            if chunk is not None:
+                query += f" AND r.customer_id IN ({', '.join('?' * len(chunk))})"
+            with self._lock:
+                rows += self._conn.execute(query, [*args, *(chunk or ())]).fetchall()
+        parse = datetime.fromisoformat  # parse_utc, without a call per time
+        return [WatchKind(row["alert_id"], row["customer_id"], row["status"] == "watching",
+                          row["channel"], row["txn_type"], parse(row["first_failed_at"]),
+                          parse(row["deadline"]), row["failed_terminal_id"],
+                          parse(row["recovered_at"]) if row["recovered_at"] else None)
+                for row in rows]
+
+    def watching_extent(self) -> tuple[int, datetime | None]:
+        """How many watches are ``watching``, and their earliest deadline (``None``: none); one probe."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT count(*) AS watching, min(deadline) AS deadline FROM alert_recoveries "
+                "WHERE status = 'watching'").fetchone()
+        if row is None or row["deadline"] is None:
+            return 0, None
+        return int(row["watching"]), parse_utc(row["deadline"])
 
     def earliest_watch_deadline(self) -> datetime | None:
         """The earliest deadline of the watches still ``watching`` (``None``: none)."""
