@@ -260,7 +260,7 @@ class IncidentDetector:
             touched[scope].add(key)
             if failures:
                 assert first is not None and last is not None
-                state.failing[b] = (first, last, set(cards), set(terminals))
+                state.failing[b] = (first, last, cards, terminals)  # only ever unioned: no copy
                 failing[scope].add(key)
                 if scope == "terminal":  # a terminal belongs to one merchant and one region
                     if merchant is not None:
