@@ -24,6 +24,7 @@ from typing import Final
 
 import polars as pl
 
+from monitor.frames import collect_all
 from monitor.incidents.rules import FLEET, IncidentRules, Scope
 
 __all__ = ["EPOCH", "KEY_COLUMNS", "BucketCounts", "BucketRow", "bucket_column", "bucket_of", "micros",
@@ -199,7 +200,7 @@ class BucketCounts:
             return
         rows = pl.concat(self._raw, how="vertical")
         self._raw, self._raw_rows, self._raw_latest = [], 0, None
-        counts, failing = pl.collect_all(self._aggregate(rows))
+        counts, failing = collect_all(self._aggregate(rows))
         self._pending.append(counts)
         self._pending_failing.append(failing)
 
@@ -259,7 +260,7 @@ class BucketCounts:
             plans.append(also)
         if not plans:
             return None, None, None
-        results = pl.collect_all(plans)
+        results = collect_all(plans)
         if later is not None:
             waiting = results[2 if counts_parts else 0]
             if waiting.height:

@@ -61,6 +61,7 @@ from typing import Final, Literal
 
 import polars as pl
 
+from monitor.frames import collect
 from monitor.ids import incident_id_for
 from monitor.incidents.buckets import (
     KEY_COLUMNS,
@@ -141,7 +142,7 @@ class IncidentDetector:
         closed = None if mark is None else mark // (self.rules.bucket_seconds * _US) - 1
         if closed is None or (self._closed is not None and closed <= self._closed):
             if waiting is not None:
-                self._queue(waiting.collect())
+                self._queue(collect(waiting))
             return []
         # The batch's one polars call: the buckets closed and the VIP failures to queue.
         rows, queued = self._counts.take_due(closed, self._book.states, also=waiting)

@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from monitor._version import __version__
 from monitor.domain import CHANNELS, OUTCOMES
+from monitor.frames import collect_all
 from monitor.metrics._collectors import (
     LATENCY_BUCKETS_SECONDS,
     LatencyHistogramCollector,
@@ -222,7 +223,7 @@ class PipelineMetrics:
             return
         lazy = frame.lazy()
         # One collect_all for the batch's four aggregates (each eager step is a plan of its own).
-        by_outcome, vip_failures, latency, terminals = pl.collect_all([
+        by_outcome, vip_failures, latency, terminals = collect_all([
             lazy.group_by("channel", "outcome").len(),
             lazy.filter(pl.col("tier").is_not_null() & (pl.col("outcome") != "approved"))
             .group_by("tier", "outcome").len(),

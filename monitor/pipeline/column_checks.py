@@ -23,6 +23,7 @@ import msgspec
 import polars as pl
 
 from monitor.domain import TransactionEvent
+from monitor.frames import collect
 from monitor.pipeline.contract import (
     DESCRIPTIVE_FIELDS,
     FORBIDDEN_IN_IDENTITY_CLASS,
@@ -180,8 +181,8 @@ def _identity_flags(frame: pl.DataFrame, joined: pl.Series) -> pl.Series:
     """
     if not joined.any():
         return joined
-    closer = (frame[list(_COLUMN_IDENTITY_FIELDS)].hstack([joined.alias("_joined")]).lazy()
-              .with_row_index("_at").filter(pl.col("_joined")).select("_at", _IDENTITY_CLOSER).collect())
+    closer = collect(frame[list(_COLUMN_IDENTITY_FIELDS)].hstack([joined.alias("_joined")]).lazy()
+                     .with_row_index("_at").filter(pl.col("_joined")).select("_at", _IDENTITY_CLOSER))
     return joined.scatter(closer.get_column("_at"), closer.get_column("_closer"))
 
 
@@ -206,7 +207,7 @@ def check_columns(frame: pl.DataFrame) -> tuple[pl.Series, pl.DataFrame]:
     # forbidden character or a PAN form: Python; white space only: collapsed here).
     unusual = [name for name in DESCRIPTIVE_FIELDS if checked.get_column(f"_ws_{name}").any()]
     if unusual:
-        closer = frame.lazy().select(
+        closer = collect(frame.lazy().select(
             *[pl.col(name).str.contains(_COLUMN_DESCRIPTIVE_SUSPECT).fill_null(False)
               .alias(f"_hard_{name}") for name in unusual],
             *[pl.col(name).str.contains(_COLUMN_WHITESPACE).fill_null(False).alias(f"_ws_{name}")
@@ -219,7 +220,7 @@ def check_columns(frame: pl.DataFrame) -> tuple[pl.Series, pl.DataFrame]:
                 *[pl.col(f"_hard_{name}") for name in unusual],
                 *[pl.col(name).str.contains(_COLUMN_PAN).fill_null(False) for name in unusual],
             ).alias("_hard"),
-        ).collect()
+        ))
         suspect = suspect | closer.get_column("_hard")
         for name in unusual:  # checked is this call's own: replaced in place
             checked.replace_column(checked.get_column_index(f"_ws_{name}"), closer.get_column(f"_ws_{name}"))

@@ -38,6 +38,7 @@ from typing import Any, Protocol
 import polars as pl
 
 from monitor.domain import AlertEvent, Manager, VipFailure
+from monitor.frames import collect_all
 from monitor.incidents import IncidentChange
 from monitor.pipeline.classify import ResponseCodeTable
 from monitor.pipeline.decoder import Rejection, decode_frame
@@ -228,7 +229,7 @@ class BatchProcessor:
         lap("vip lookup")
         # The alerting rows and the recovery watch's approvals in one polars call.
         lazy = frame.lazy()
-        alerting, approvals = pl.collect_all([self.policy.select_plan(lazy.with_row_index("_row")),
+        alerting, approvals = collect_all([self.policy.select_plan(lazy.with_row_index("_row")),
                                               _approvals(lazy)])
         rows = alerting.drop_in_place("_row").to_list()  # in place: no polars plan
         positions = [decoded.indices[row] + offset for row in rows]

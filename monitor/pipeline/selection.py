@@ -15,6 +15,7 @@ import polars as pl
 
 from monitor.domain import SEVERITIES
 from monitor.errors import ConfigurationError
+from monitor.frames import collect
 from monitor.i18n import RuleTexts, remember_rule_text
 from monitor.rulebook import RuleFile
 
@@ -124,7 +125,7 @@ class AlertPolicy:
         Returns:
             Only VIP failures whose tier and outcome class alert, with ``severity``.
         """
-        return self.select_plan(frame.lazy()).collect()
+        return collect(self.select_plan(frame.lazy()))
 
     def select_plan(self, frame: pl.LazyFrame) -> pl.LazyFrame:
         """The plan of :meth:`select` (to collect with other plans of the batch in one polars call).

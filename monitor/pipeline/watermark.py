@@ -40,6 +40,8 @@ from typing import Final
 
 import polars as pl
 
+from monitor.frames import collect_all
+
 __all__ = ["EventClock", "PartitionProgress"]
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -139,7 +141,7 @@ class EventClock:
         if self.watermark_us is not None:
             threshold = pl.max_horizontal(threshold, pl.lit(self.watermark_us))
         # One polars call for both: each event's lateness, each partition's latest time.
-        marked, latest_by_partition = pl.collect_all([
+        marked, latest_by_partition = collect_all([
             events.select((pl.col("t") < threshold).fill_null(False).alias("late")),
             events.group_by("p").agg(pl.col("t").max()),
         ])
