@@ -48,6 +48,7 @@ from monitor.alerts.preferences import PreferenceError, parse_away, parse_digest
 from monitor.alerts.routing import ChannelPreferences, parse_channels
 from monitor.domain import Manager
 from monitor.errors import ConfigurationError
+from monitor.frames import collect
 from monitor.i18n import LocaleError, check_locale
 from monitor.privacy import NFKC_DIGITS, PAN_MIN_DIGITS, mask_pans
 from monitor.tables import ReloadingTable, read_table
@@ -192,9 +193,9 @@ class VipRegistry:
                     default=None, return_dtype=pl.String)
             known = customer.is_in(self.customers.get_column("customer_id").implode())
             client = self._plans["client"] = pl.when(known).then(customer).otherwise(card_owner).alias("client")
-        matched = frame.lazy().select(client).join(
+        matched = collect(frame.lazy().select(client).join(
             self.customers.lazy(), left_on="client", right_on="customer_id", how="left",
-            maintain_order="left", coalesce=False).collect()  # the batch's one polars call
+            maintain_order="left", coalesce=False))  # the batch's one polars call
         found = [matched.get_column("customer_id").alias("vip_customer_id"),
                  *[matched.get_column(name) for name in ("customer_name", "tier", "manager_id")]]
         if any(column.name in frame.columns for column in found):
