@@ -9,7 +9,8 @@ VIP or not) in event time, per scope key, in buckets of ``bucket_seconds``:
    ``outcome_classes``, by default technical and terminal: the bank's or the
    network's fault, not the client's), the distinct cards and terminals among them —
    aggregated with polars once per closed bucket (one polars call per batch that
-   closes one), never per event, for every key;
+   closes one, none for a batch that closes none: its VIP failures wait as a plan
+   until then), never per event, for every key;
 2. a bucket is judged only once it is **closed**: the watermark (see
    :mod:`monitor.pipeline.watermark`: the event time up to which every partition has been
    read) has passed its end. Closed buckets are taken one at a time, in order, the
