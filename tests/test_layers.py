@@ -24,7 +24,7 @@ PACKAGE = ROOT / "monitor"
 LAYERS: tuple[tuple[str, ...], ...] = (
     # Foundations: shared vocabulary and helpers, no cardmon feature above them.
     ("monitor._version", "monitor.paths", "monitor.errors", "monitor.domain", "monitor.secrets",
-     "monitor.privacy", "monitor.i18n", "monitor.signing", "monitor.dead_letter_copy", "monitor.hours", "monitor.ids", "monitor.tables", "monitor.rulebook",
+     "monitor.privacy", "monitor.i18n", "monitor.signing", "monitor.dead_letter_copy", "monitor.hours", "monitor.ids", "monitor.tables", "monitor.frames", "monitor.rulebook",
      "monitor.config", "monitor.faults", "monitor.testing"),
     ("monitor.kafka", "monitor.incidents"),
     ("monitor.alerts",),

@@ -45,6 +45,7 @@ import polars as pl
 
 from monitor.domain import OUTCOMES
 from monitor.errors import ConfigurationError
+from monitor.frames import collect
 from monitor.health.latency import (
     DEFAULT_LATENCY_BUCKETS,
     QUANTILES,
@@ -250,7 +251,7 @@ class TerminalWindows:
         seconds = pl.col("latency_ms") / 1000.0
         bounds = self.rules.latency_buckets_seconds
         lat_index = latency_bucket(seconds, bounds)
-        events = frame.lazy().select(
+        events = collect(frame.lazy().select(
             pl.col("terminal_id").cast(pl.String),
             pl.col("occurred_at").dt.epoch("us").clip(upper_bound=cap).alias("t"),
             pl.col("outcome").cast(pl.String),
@@ -260,7 +261,7 @@ class TerminalWindows:
              else pl.lit(None, dtype=pl.String)).alias("entry_mode"),
             *[(pl.col(a).cast(pl.String) if a in names else pl.lit(None, dtype=pl.String)).alias(a)
               for a in ATTRIBUTES],
-        ).collect()
+        ))  # in memory, as the batch path (monitor.frames)
         batch_max = events.get_column("t").max()
         assert isinstance(batch_max, int)
         watermark = max(batch_max, self.watermark_us or batch_max)
@@ -283,9 +284,9 @@ class TerminalWindows:
         bucket = self._schema["bucket"]
         for store in self._stores.values():
             width = store.bucket_seconds * _US
-            agg = (kept.lazy().filter(pl.col("t") // width >= store.first_bucket(watermark))
-                   .group_by("terminal_id", (pl.col("t") // width).cast(bucket).alias("bucket"))
-                   .agg(counts).select(list(self._schema)).collect())
+            agg = collect(kept.lazy().filter(pl.col("t") // width >= store.first_bucket(watermark))
+                          .group_by("terminal_id", (pl.col("t") // width).cast(bucket).alias("bucket"))
+                          .agg(counts).select(list(self._schema)))
             store.add(agg, watermark)
 
     def bucket_rows(self) -> dict[str, int]:

@@ -121,7 +121,7 @@ class HealthWorker:
         if frame.height == 0:
             return
         now = now or datetime.now(UTC)
-        kept = frame.select([c for c in _COLUMNS if c in frame.columns])  # no copy: shared columns
+        kept = frame[[c for c in _COLUMNS if c in frame.columns]]  # no copy, no polars plan: shared columns
         events = kept.height
         with self._pending:
             if self._pending_events + events > self.max_pending_events and self._pending_events:

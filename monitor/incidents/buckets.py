@@ -24,6 +24,7 @@ from typing import Final
 
 import polars as pl
 
+from monitor.frames import collect_all
 from monitor.incidents.rules import FLEET, IncidentRules, Scope
 
 __all__ = ["EPOCH", "KEY_COLUMNS", "BucketCounts", "BucketRow", "bucket_column", "bucket_of", "micros",
@@ -126,12 +127,18 @@ class BucketCounts:
         self._raw: list[pl.LazyFrame] = []
         self._raw_rows = 0
         self._raw_latest: int | None = None
+        # The earliest bucket among the waiting rows (a lower bound: rows of a batch
+        # with late ones count from the bucket after the judged ones), None without
+        # any: a bucket closing before it finds nothing of theirs due (no polars call).
+        self._raw_earliest: int | None = None
         # Aggregates of rows compacted before their bucket closed (see _compact): per
         # (scope, key, bucket) the transactions and failures of every key, and the
         # failing keys' details (:data:`_FAILING_AGGREGATES`); ``scope`` is a text tag,
         # the scope's place in the rules' order ("0": broadest).
         self._pending: list[pl.DataFrame] = []
         self._pending_failing: list[pl.DataFrame] = []
+        # The earliest bucket in ``_pending`` (None: nothing pending), as ``_raw_earliest``.
+        self._pending_earliest: int | None = None
         #: Latest event time seen (µs since the epoch; the watermark when none is given).
         self.latest_us: int | None = None
         #: Events that arrived for a bucket already judged (left out).
@@ -153,7 +160,9 @@ class BucketCounts:
         self.latest_us = latest_us if self.latest_us is None else max(self.latest_us, latest_us)
         size = self.rules.bucket_seconds
         rows = frame.height
-        if closed is not None and micros(earliest) // (size * _US) <= closed:  # some are late
+        first = micros(earliest) // (size * _US)
+        if closed is not None and first <= closed:  # some are late
+            first = closed + 1  # the on-time rows' earliest bucket is at least this one
             on_time = bucket_column(at, size) > closed
             rows = int(on_time.sum())
             self.late_events += frame.height - rows
@@ -164,6 +173,7 @@ class BucketCounts:
         self._raw_rows += rows
         last = latest_us // (size * _US)
         self._raw_latest = last if self._raw_latest is None else max(self._raw_latest, last)
+        self._raw_earliest = first if self._raw_earliest is None else min(self._raw_earliest, first)
         if self._raw_rows >= _COMPACT_ROWS:
             self._compact()
 
@@ -198,10 +208,14 @@ class BucketCounts:
         if not self._raw:
             return
         rows = pl.concat(self._raw, how="vertical")
-        self._raw, self._raw_rows, self._raw_latest = [], 0, None
-        counts, failing = pl.collect_all(self._aggregate(rows))
+        earliest = self._raw_earliest
+        self._raw, self._raw_rows, self._raw_latest, self._raw_earliest = [], 0, None, None
+        counts, failing = collect_all(self._aggregate(rows))
         self._pending.append(counts)
         self._pending_failing.append(failing)
+        if earliest is not None:
+            self._pending_earliest = earliest if self._pending_earliest is None \
+                else min(self._pending_earliest, earliest)
 
     def _due(self, closed: int, also: pl.LazyFrame | None
              ) -> tuple[pl.DataFrame | None, pl.DataFrame | None, pl.DataFrame | None]:
@@ -221,22 +235,25 @@ class BucketCounts:
         counts_parts: list[pl.LazyFrame] = []
         failing_parts: list[pl.LazyFrame] = []
         later: pl.LazyFrame | None = None
-        if self._raw:
+        # Rows waiting whose earliest bucket is after ``closed`` all stay waiting, untouched.
+        if self._raw and self._raw_earliest is not None and self._raw_earliest <= closed:
             rows = pl.concat(self._raw, how="vertical")
             bucket = bucket_column(pl.col("occurred_at"), self.rules.bucket_seconds)
             if self._raw_latest is not None and self._raw_latest > closed:  # some stay waiting
                 later = rows.filter(bucket > closed)
                 rows = rows.filter(bucket <= closed)
-            self._raw, self._raw_rows, self._raw_latest = [], 0, None
+            self._raw, self._raw_rows, self._raw_latest, self._raw_earliest = [], 0, None, None
             counts, failing = self._aggregate(rows)
             counts_parts.append(counts)
             failing_parts.append(failing)
         compacted = False
-        if self._pending:
+        if self._pending and self._pending_earliest is not None and self._pending_earliest <= closed:
             counts, failing = pl.concat(self._pending), pl.concat(self._pending_failing)
             ripe = counts.get_column("bucket") <= closed
             ripe_failing = failing.get_column("bucket") <= closed
             self._pending, self._pending_failing = [counts.filter(~ripe)], [failing.filter(~ripe_failing)]
+            left = self._pending[0].get_column("bucket").min()
+            self._pending_earliest = None if left is None else int(left)  # type: ignore[arg-type]
             if ripe.any():
                 compacted = True
                 counts_parts.append(counts.filter(ripe).lazy())
@@ -259,13 +276,15 @@ class BucketCounts:
             plans.append(also)
         if not plans:
             return None, None, None
-        results = pl.collect_all(plans)
+        results = collect_all(plans)
         if later is not None:
             waiting = results[2 if counts_parts else 0]
             if waiting.height:
                 self._raw, self._raw_rows = [waiting.lazy()], waiting.height
-                self._raw_latest = micros(waiting.get_column("occurred_at").max()) \
-                    // (self.rules.bucket_seconds * _US)  # type: ignore[arg-type]
+                at = waiting.get_column("occurred_at")
+                size_us = self.rules.bucket_seconds * _US
+                self._raw_latest = micros(at.max()) // size_us  # type: ignore[arg-type]
+                self._raw_earliest = micros(at.min()) // size_us  # type: ignore[arg-type]
         if not counts_parts:
             return None, None, results[-1] if also is not None else None
         return results[0], results[1], results[-1] if also is not None else None

@@ -9,7 +9,8 @@ VIP or not) in event time, per scope key, in buckets of ``bucket_seconds``:
    ``outcome_classes``, by default technical and terminal: the bank's or the
    network's fault, not the client's), the distinct cards and terminals among them —
    aggregated with polars once per closed bucket (one polars call per batch that
-   closes one), never per event, for every key;
+   closes one, none for a batch that closes none: its VIP failures wait as a plan
+   until then), never per event, for every key;
 2. a bucket is judged only once it is **closed**: the watermark (see
    :mod:`monitor.pipeline.watermark`: the event time up to which every partition has been
    read) has passed its end. Closed buckets are taken one at a time, in order, the
@@ -61,6 +62,7 @@ from typing import Final, Literal
 
 import polars as pl
 
+from monitor.frames import collect
 from monitor.ids import incident_id_for
 from monitor.incidents.buckets import (
     KEY_COLUMNS,
@@ -85,6 +87,9 @@ from monitor.incidents.tracking import (
 __all__ = ["IncidentDetector"]
 
 _US: Final = 1_000_000
+#: VIP failure plans that wait for a bucket to close at most (then they are queued): a
+#: watermark that stays unknown must not grow one plan without bound.
+_WAITING_PLANS: Final = 64
 
 
 class IncidentDetector:
@@ -101,6 +106,9 @@ class IncidentDetector:
         self._closed: int | None = None  # buckets up to this index have been judged
         self._vips: dict[int, list[WaitingVip]] = {}  # <bucket: VIP failures waiting for it to close>
         self._unclaimed: list[WaitingVip] = []  # VIP failures of closed buckets no incident took yet
+        # Plans of the VIP failures of batches that closed no bucket (_vip_plan), not
+        # queued yet: collected with the next batch that closes one (its one polars call).
+        self._waiting: list[pl.LazyFrame] = []
 
     @property
     def late_events(self) -> int:
@@ -133,18 +141,21 @@ class IncidentDetector:
         """
         if frame.height:
             self._counts.add(frame, self._closed)
-        waiting = self._vip_plan(vip) if vip is not None and vip.height else None
+        if vip is not None and vip.height:
+            # Queued only when a bucket closes (nothing reads them before): no polars call
+            # for a batch that closes none, unless many plans wait (no watermark yet).
+            self._waiting.append(self._vip_plan(vip))
+            if len(self._waiting) >= _WAITING_PLANS:
+                self._flush_waiting()
         if isinstance(watermark, datetime):
             watermark = micros(watermark)
         mark = self._counts.latest_us if watermark == "latest" else watermark
         # The last closed bucket: its end is at or before the watermark.
         closed = None if mark is None else mark // (self.rules.bucket_seconds * _US) - 1
         if closed is None or (self._closed is not None and closed <= self._closed):
-            if waiting is not None:
-                self._queue(waiting.collect())
             return []
         # The batch's one polars call: the buckets closed and the VIP failures to queue.
-        rows, queued = self._counts.take_due(closed, self._book.states, also=waiting)
+        rows, queued = self._counts.take_due(closed, self._book.states, also=self._take_waiting())
         if queued is not None:
             self._queue(queued)
         return self._judge(closed, rows)
@@ -190,6 +201,7 @@ class IncidentDetector:
         """
         if self._closed is not None and closed <= self._closed:
             return []
+        self._flush_waiting()
         for vip in vips:
             if self._closed is None or vip.bucket > self._closed:
                 self._vips.setdefault(vip.bucket, []).append(vip)
@@ -204,6 +216,7 @@ class IncidentDetector:
         self._book = IncidentBook(self.rules)
         self._counts = BucketCounts(self.rules)
         self._vips = {}
+        self._waiting = []
         self._unclaimed = []
         self._closed = closed
         self._book.restore(incidents)
@@ -216,6 +229,19 @@ class IncidentDetector:
             "occurred_at", pl.col("event_id").cast(pl.String),
             *[scope_key(scope).alias(f"k_{scope}") for scope in self.rules.ordered_scopes],
         )
+
+    def _take_waiting(self) -> pl.LazyFrame | None:
+        """The plan of every VIP failure waiting in ``_waiting`` (emptied: a plan that fails is not retried)."""
+        waiting, self._waiting = self._waiting, []
+        if not waiting:
+            return None
+        return waiting[0] if len(waiting) == 1 else pl.concat(waiting, how="vertical")
+
+    def _flush_waiting(self) -> None:
+        """Queue the VIP failures waiting in ``_waiting`` now."""
+        plan = self._take_waiting()
+        if plan is not None:
+            self._queue(collect(plan))
 
     def _queue(self, rows: pl.DataFrame) -> None:
         """Queue the VIP failures of :meth:`_vip_plan` until their bucket closes (an already judged one: late)."""
@@ -260,7 +286,7 @@ class IncidentDetector:
             touched[scope].add(key)
             if failures:
                 assert first is not None and last is not None
-                state.failing[b] = (first, last, set(cards), set(terminals))
+                state.failing[b] = (first, last, cards, terminals)  # only ever unioned: no copy
                 failing[scope].add(key)
                 if scope == "terminal":  # a terminal belongs to one merchant and one region
                     if merchant is not None:

@@ -12,6 +12,7 @@ good → bad a relapse.
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -48,8 +49,9 @@ class KeyState:
     # <closed bucket index: [transactions, outage failures]>
     buckets: dict[int, list[int]] = field(default_factory=dict)
     # <closed bucket index: (earliest failure time, latest failure time, failing card
-    #  refs, failing terminal IDs)>
-    failing: dict[int, tuple[datetime, datetime, set[str], set[str]]] = field(default_factory=dict)
+    #  refs, failing terminal IDs)>; the refs and IDs as the bucket's row gives them (a
+    #  list, read only: only ever unioned, so not copied into a set per bucket)
+    failing: dict[int, tuple[datetime, datetime, Collection[str], Collection[str]]] = field(default_factory=dict)
     incident: OpenIncident | None = None
     # <broader scope: its key that holds this one> (a terminal's merchant and region;
     # every key is in the network's one key).

@@ -102,6 +102,14 @@ class LatencyHistogramCollector:
         if not all(math.isfinite(b) for b in bounds):
             raise ValueError("latency buckets must be finite; +Inf is implicit")
         self._bounds: Final = bounds
+        seconds = pl.col("latency_ms") / 1000.0
+        # Built once (an expression costs Python time to build, on every batch otherwise).
+        self._aggregates: Final = [
+            # Prometheus buckets are cumulative and inclusive: le means "<=".
+            *[(seconds <= bound).sum().alias(f"le{i}") for i, bound in enumerate(bounds)],
+            pl.len().alias("count"),
+            seconds.sum().alias("sum"),
+        ]
         self._lock = threading.Lock()
         # <channel: (cumulative counts per bound + the +Inf count, sum of seconds)>
         self._snapshot: dict[str, tuple[tuple[int, ...], float]] = {
@@ -129,18 +137,7 @@ class LatencyHistogramCollector:
         Lets a caller collect it together with other aggregates of the same batch
         (``polars.collect_all``): one plan per batch instead of one per metric.
         """
-        seconds = pl.col("latency_ms") / 1000.0
-        return (
-            frame.lazy()
-            .filter(pl.col("latency_ms").is_not_null() & pl.col("latency_ms").is_not_nan())
-            .group_by("channel")
-            .agg(
-                # Prometheus buckets are cumulative and inclusive: le means "<=".
-                *[(seconds <= bound).sum().alias(f"le{i}") for i, bound in enumerate(self._bounds)],
-                pl.len().alias("count"),
-                seconds.sum().alias("sum"),
-            )
-        )
+        return frame.lazy().filter(_LATENCY_KNOWN).group_by("channel").agg(self._aggregates)
 
     def merge(self, aggregated: pl.DataFrame) -> None:
         """Add a collected :meth:`aggregate` to the histogram."""
@@ -169,6 +166,18 @@ class LatencyHistogramCollector:
             counts, total = snapshot[channel]
             family.add_metric([channel], list(zip(bounds, map(float, counts))), total)
         yield family
+
+
+#: The latencies a histogram counts: null ones are skipped, and so is NaN, which would
+#: poison the sum for good.
+_LATENCY_KNOWN: Final = pl.col("latency_ms").is_not_null() & pl.col("latency_ms").is_not_nan()
+#: One batch's per-terminal aggregates (built once: see LatencyHistogramCollector).
+_TERMINAL_AGGREGATES: Final = [
+    pl.col("occurred_at").max().dt.epoch("us").cast(pl.Int64).alias("last_us"),
+    pl.len().cast(pl.Int64).alias("transactions"),
+    *[(pl.col("outcome") == outcome).sum().cast(pl.Int64).alias(outcome)
+      for outcome in TERMINAL_FAILURE_OUTCOMES],
+]
 
 
 def _empty_terminals() -> pl.DataFrame:
@@ -214,14 +223,7 @@ class TerminalCollector:
 
     def aggregate(self, frame: pl.DataFrame) -> pl.LazyFrame:
         """The lazy per-terminal aggregate of one batch, for :meth:`merge` (see :meth:`observe`)."""
-        return frame.lazy().group_by("terminal_id").agg(
-            pl.col("occurred_at").max().dt.epoch("us").cast(pl.Int64).alias("last_us"),
-            pl.len().cast(pl.Int64).alias("transactions"),
-            *[
-                (pl.col("outcome") == outcome).sum().cast(pl.Int64).alias(outcome)
-                for outcome in TERMINAL_FAILURE_OUTCOMES
-            ],
-        )
+        return frame.lazy().group_by("terminal_id").agg(_TERMINAL_AGGREGATES)
 
     def merge(self, batch: pl.DataFrame) -> None:
         """Merge a collected :meth:`aggregate` into the per-terminal snapshot.

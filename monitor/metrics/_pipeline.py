@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from monitor._version import __version__
 from monitor.domain import CHANNELS, OUTCOMES
+from monitor.frames import collect_all
 from monitor.metrics._collectors import (
     LATENCY_BUCKETS_SECONDS,
     LatencyHistogramCollector,
@@ -65,6 +66,8 @@ REJECTION_REASONS: Final[tuple[str, ...]] = (
 SANITISED_FIELDS: Final[tuple[str, ...]] = DESCRIPTIVE_FIELDS + DESCRIPTIVE_LIST_FIELDS
 #: ``text``: control, invisible or white-space characters cleaned; ``pan``: a PAN masked.
 SANITISED_CHANGES: Final[tuple[str, ...]] = ("text", "pan")
+# A VIP client's failed transaction (built once: an expression costs Python time to build).
+_VIP_FAILED: Final = pl.col("tier").is_not_null() & (pl.col("outcome") != "approved")
 
 
 class PipelineMetrics:
@@ -222,10 +225,9 @@ class PipelineMetrics:
             return
         lazy = frame.lazy()
         # One collect_all for the batch's four aggregates (each eager step is a plan of its own).
-        by_outcome, vip_failures, latency, terminals = pl.collect_all([
+        by_outcome, vip_failures, latency, terminals = collect_all([
             lazy.group_by("channel", "outcome").len(),
-            lazy.filter(pl.col("tier").is_not_null() & (pl.col("outcome") != "approved"))
-            .group_by("tier", "outcome").len(),
+            lazy.filter(_VIP_FAILED).group_by("tier", "outcome").len(),
             self.latency.aggregate(frame),
             self.terminals.aggregate(frame),
         ])

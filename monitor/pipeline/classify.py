@@ -104,6 +104,9 @@ class ResponseCodeTable:
         self._timeout = timeout
         self._unknown = unknown
         self._reserved: dict[str, str] = dict(reserved or {})  # <code: range wording>
+        # <frame has a status column: (outcome, response_meaning) expressions>, built on
+        # first use (the table never changes; an expression costs Python time to build)
+        self._columns: dict[bool, tuple[pl.Expr, pl.Expr]] = {}
 
     @classmethod
     def load(cls, path: Path | str | None = None) -> ResponseCodeTable:
@@ -206,6 +209,14 @@ class ResponseCodeTable:
         Raises:
             polars.exceptions.ColumnNotFoundError: ``response_code`` is missing.
         """
+        with_status = "status" in frame.columns
+        columns = self._columns.get(with_status)
+        if columns is None:
+            columns = self._columns[with_status] = self._expressions(with_status)
+        return frame.with_columns(*columns)
+
+    def _expressions(self, with_status: bool) -> tuple[pl.Expr, pl.Expr]:
+        """The ``outcome`` and ``response_meaning`` expressions of :meth:`classify`."""
         codes = list(self._codes)
         meaning_codes = codes + list(self._reserved)
         code = pl.col("response_code").cast(pl.String)
@@ -221,11 +232,11 @@ class ResponseCodeTable:
             default=pl.lit(self._unknown.meaning),
             return_dtype=pl.String,
         )
-        if "status" in frame.columns:
+        if with_status:
             timed_out = pl.col("status") == "timeout"
             outcome = pl.when(timed_out).then(pl.lit(self._timeout.outcome)).otherwise(outcome)
             meaning = pl.when(timed_out).then(pl.lit(self._timeout.meaning)).otherwise(meaning)
-        return frame.with_columns(outcome.alias("outcome"), meaning.alias("response_meaning"))
+        return outcome.alias("outcome"), meaning.alias("response_meaning")
 
 
 @cache

@@ -23,6 +23,7 @@ import msgspec
 import polars as pl
 
 from monitor.domain import TransactionEvent
+from monitor.frames import collect
 from monitor.pipeline.contract import (
     DESCRIPTIVE_FIELDS,
     FORBIDDEN_IN_IDENTITY_CLASS,
@@ -169,30 +170,29 @@ def _collapsed(name: str) -> pl.Expr:
     return pl.when(text == "").then(None).otherwise(text).alias(name)
 
 
-def _identity_flags(frame: pl.DataFrame) -> pl.Series:
+def _identity_flags(frame: pl.DataFrame, joined: pl.Series) -> pl.Series:
     """Rows whose identity fields without a strict pattern might be rejected.
 
-    One pass over the fields joined (by a private-use character: not a digit, separator,
-    invisible or forbidden one, so no PAN form spans two fields), then the flagged rows
-    (few) looked at closer, field by field: a value of printable ASCII whose only
-    13-digit runs lie in hex strings is cleared (see _COLUMN_HEX_TOKEN).
+    ``joined`` is :data:`_IDENTITY_JOINED` of ``frame``: one pass over the fields joined
+    (by a private-use character: not a digit, separator, invisible or forbidden one, so
+    no PAN form spans two fields). The rows it flags (few) are looked at closer, field
+    by field, in one polars call: a value of printable ASCII whose only 13-digit runs
+    lie in hex strings is cleared (see _COLUMN_HEX_TOKEN).
     """
-    joined = frame.select(pl.concat_str(_COLUMN_IDENTITY_FIELDS, separator=IDENTITY_JOINER, ignore_nulls=True)
-                          .str.contains(_COLUMN_IDENTITY_SUSPECT).fill_null(False)).to_series()
     if not joined.any():
         return joined
-    at = joined.arg_true()
-    flagged = frame.select(pl.col(_COLUMN_IDENTITY_FIELDS).gather(at))
-    closer = flagged.select(pl.any_horizontal(
-        (text.str.contains(r"[^\x20-\x7e]") | text.str.contains(_COLUMN_ASCII_GROUPED)
-         | text.str.replace_all(_COLUMN_HEX_TOKEN, "x").str.contains("[0-9]{13}")).fill_null(False)
-        for text in (pl.col(name) for name in _COLUMN_IDENTITY_FIELDS)
-    )).to_series()
-    return joined.scatter(at, closer)
+    closer = collect(frame[list(_COLUMN_IDENTITY_FIELDS)].hstack([joined.alias("_joined")]).lazy()
+                     .with_row_index("_at").filter(pl.col("_joined")).select("_at", _IDENTITY_CLOSER))
+    return joined.scatter(closer.get_column("_at"), closer.get_column("_closer"))
 
 
 def check_columns(frame: pl.DataFrame) -> tuple[pl.Series, pl.DataFrame]:
     """The rows decode_batch might reject or change beyond white space, and the cleaned columns.
+
+    One polars call for every check of every row (:data:`_ROW_FLAGS`, the identity fields
+    joined, the descriptive fields' :data:`_WS_FLAGS`), one more for the few rows whose
+    identity fields it flags, and one for the descriptive columns with anything unusual
+    (the others are Series and column operations, no polars plan).
 
     Returns:
         ``suspect`` (True: send the row to decode_batch) and, row for row, one
@@ -200,48 +200,56 @@ def check_columns(frame: pl.DataFrame) -> tuple[pl.Series, pl.DataFrame]:
         collapsed; only meaningful where ``suspect`` is False) and the collapsed column
         of each field that has a flag set.
     """
-    flags: list[pl.Expr] = [
-        # A pattern the unchecked decode skipped (Rust's `$` is the end of the text, so
-        # it is stricter than Python's, which also matches before a final newline).
-        pl.col(name).str.contains(pattern).not_().fill_null(False)
-        for name, pattern in FIELD_PATTERNS.items()
-    ]
-    flags.append(_identity_flags(frame))
-    merchant = pl.col("merchant_id")
-    flags.append((merchant.str.contains(_COLUMN_IDENTITY_SUSPECT)
-                  & (merchant.str.contains(_COLUMN_MERCHANT_ID_NUMBER)
-                     & merchant.str.contains(_COLUMN_MERCHANT_ID_CARD_LENGTH).not_()).not_()).fill_null(False))
-    flags += [
-        (pl.col("occurred_at") < EARLIEST_EVENT_TIME) | (pl.col("occurred_at") >= LATEST_EVENT_TIME),
-        pl.col("currency").is_in(pl.Series(sorted(CURRENCIES)).implode()).not_(),
-        (pl.col("status") == "completed") & pl.col("response_code").is_null(),
-    ]
-    # Descriptive fields: one pass for anything unusual; the few columns with some are
-    # looked at closer (a forbidden character or a PAN form: Python; white space only:
-    # collapsed here).
-    checked = frame.select(
-        pl.any_horizontal(flags).alias("_suspect"),
-        *[pl.col(name).str.contains(_COLUMN_DESCRIPTIVE_UNUSUAL).fill_null(False).alias(f"_ws_{name}")
-          for name in DESCRIPTIVE_FIELDS],
-    )
+    checked = frame.select(pl.any_horizontal(_ROW_FLAGS).alias("_suspect"),
+                           _IDENTITY_JOINED.alias("_identity"), *_WS_FLAGS)
+    suspect = checked.drop_in_place("_suspect") | _identity_flags(frame, checked.drop_in_place("_identity"))
+    # Descriptive fields: the few columns with anything unusual are looked at closer (a
+    # forbidden character or a PAN form: Python; white space only: collapsed here).
     unusual = [name for name in DESCRIPTIVE_FIELDS if checked.get_column(f"_ws_{name}").any()]
     if unusual:
-        closer = frame.select(
+        closer = collect(frame.lazy().select(
             *[pl.col(name).str.contains(_COLUMN_DESCRIPTIVE_SUSPECT).fill_null(False)
               .alias(f"_hard_{name}") for name in unusual],
             *[pl.col(name).str.contains(_COLUMN_WHITESPACE).fill_null(False).alias(f"_ws_{name}")
               for name in unusual],
             *[_collapsed(name) for name in unusual],
-        )
-        # Collapsing can make a PAN form ("4111    1111 ..." has too many spaces in a gap,
-        # "4111 1111 ..." does not): the collapsed text is checked again.
-        hard = closer.select(pl.any_horizontal(
-            *[pl.col(f"_hard_{name}") for name in unusual],
-            *[pl.col(name).str.contains(_COLUMN_PAN).fill_null(False) for name in unusual],
-        )).to_series()
-        checked = checked.with_columns(
-            (pl.col("_suspect") | hard).alias("_suspect"),
-            *[closer.get_column(f"_ws_{name}") for name in unusual],
-            *[closer.get_column(name) for name in unusual],
-        )
-    return checked.get_column("_suspect"), checked.drop("_suspect")
+        ).with_columns(
+            # Collapsing can make a PAN form ("4111    1111 ..." has too many spaces in a
+            # gap, "4111 1111 ..." does not): the collapsed text is checked again.
+            pl.any_horizontal(
+                *[pl.col(f"_hard_{name}") for name in unusual],
+                *[pl.col(name).str.contains(_COLUMN_PAN).fill_null(False) for name in unusual],
+            ).alias("_hard"),
+        ))
+        suspect = suspect | closer.get_column("_hard")
+        for name in unusual:  # checked is this call's own: replaced in place
+            checked.replace_column(checked.get_column_index(f"_ws_{name}"), closer.get_column(f"_ws_{name}"))
+        checked = checked.hstack([closer.get_column(name) for name in unusual])
+    return suspect.alias("_suspect"), checked
+
+
+# Built once (a polars expression costs Python time to build, on every batch otherwise).
+#: Each row's checks but the identity fields' and the descriptive fields' (one flag each).
+_ROW_FLAGS: Final[list[pl.Expr]] = [
+    # A pattern the unchecked decode skipped (Rust's `$` is the end of the text, so
+    # it is stricter than Python's, which also matches before a final newline).
+    *[pl.col(name).str.contains(pattern).not_().fill_null(False) for name, pattern in FIELD_PATTERNS.items()],
+    (pl.col("merchant_id").str.contains(_COLUMN_IDENTITY_SUSPECT)
+     & (pl.col("merchant_id").str.contains(_COLUMN_MERCHANT_ID_NUMBER)
+        & pl.col("merchant_id").str.contains(_COLUMN_MERCHANT_ID_CARD_LENGTH).not_()).not_()).fill_null(False),
+    (pl.col("occurred_at") < EARLIEST_EVENT_TIME) | (pl.col("occurred_at") >= LATEST_EVENT_TIME),
+    pl.col("currency").is_in(pl.Series(sorted(CURRENCIES)).implode()).not_(),
+    (pl.col("status") == "completed") & pl.col("response_code").is_null(),
+]
+#: The identity fields without a strict pattern, joined, might hold something forbidden or a PAN.
+_IDENTITY_JOINED: Final = (pl.concat_str(_COLUMN_IDENTITY_FIELDS, separator=IDENTITY_JOINER, ignore_nulls=True)
+                           .str.contains(_COLUMN_IDENTITY_SUSPECT).fill_null(False))
+#: The closer look at a flagged row's identity fields (see :func:`_identity_flags`).
+_IDENTITY_CLOSER: Final = pl.any_horizontal(
+    (text.str.contains(r"[^\x20-\x7e]") | text.str.contains(_COLUMN_ASCII_GROUPED)
+     | text.str.replace_all(_COLUMN_HEX_TOKEN, "x").str.contains("[0-9]{13}")).fill_null(False)
+    for text in (pl.col(name) for name in _COLUMN_IDENTITY_FIELDS)
+).alias("_closer")
+#: Each descriptive field: anything unusual (white space to collapse, a forbidden character, a PAN form).
+_WS_FLAGS: Final = [pl.col(name).str.contains(_COLUMN_DESCRIPTIVE_UNUSUAL).fill_null(False).alias(f"_ws_{name}")
+                    for name in DESCRIPTIVE_FIELDS]

@@ -110,7 +110,8 @@ def decode_frame(values: list[bytes | None]) -> DecodedFrame:
     kept: pl.Series | None = None  # rows of ``frame`` to keep (None: all)
     if rows:
         suspect, cleaned = check_columns(frame)
-        ws = [pl.col(f"_ws_{name}") for name in DESCRIPTIVE_FIELDS]
+        # Series and column operations from here on (no polars plan, see column_checks).
+        ws = [cleaned.get_column(f"_ws_{name}") for name in DESCRIPTIVE_FIELDS]
         if suspect.any():
             flagged = suspect.to_list()
             slow.extend(i for i, bad in zip(row_indices, flagged) if bad)
@@ -118,13 +119,15 @@ def decode_frame(values: list[bytes | None]) -> DecodedFrame:
             kept = ~suspect
             ws = [flag & kept for flag in ws]
         # The suspect rows are left out below: only the others' changes count.
-        changed = cleaned.select(flag.sum() for flag in ws).row(0)
+        changed = [int(flag.sum()) for flag in ws]
         if any(changed):
-            frame = frame.with_columns(cleaned.select(
-                name for name, count in zip(DESCRIPTIVE_FIELDS, changed) if count))
+            for name, count in zip(DESCRIPTIVE_FIELDS, changed):
+                if count:  # the frame is this call's own: replaced in place
+                    frame.replace_column(frame.get_column_index(name), cleaned.get_column(name))
             sanitised.update({(name, "text"): count
                               for name, count in zip(DESCRIPTIVE_FIELDS, changed) if count})
-    frame = frame.drop(list(CHECK_ONLY_COLUMNS))
+    # Without CHECK_ONLY_COLUMNS: a column selection (no polars plan, unlike drop).
+    frame = frame[[name for name in frame.columns if name not in CHECK_ONLY_COLUMNS]]
     if not slow:
         return DecodedFrame(frame, row_indices, [], sanitised)
     reference = decode_batch([values[i] for i in slow])

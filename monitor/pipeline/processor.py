@@ -38,6 +38,7 @@ from typing import Any, Protocol
 import polars as pl
 
 from monitor.domain import AlertEvent, Manager, VipFailure
+from monitor.frames import collect_all
 from monitor.incidents import IncidentChange
 from monitor.pipeline.classify import ResponseCodeTable
 from monitor.pipeline.decoder import Rejection, decode_frame
@@ -226,9 +227,12 @@ class BatchProcessor:
         lap("classify")
         frame = registry.lookup(frame)
         lap("vip lookup")
-        selected = self.policy.select(frame.with_row_index("_row"))
-        positions = [decoded.indices[row] + offset for row in selected.get_column("_row").to_list()]
-        alerting = selected.drop("_row")
+        # The alerting rows and the recovery watch's approvals in one polars call.
+        lazy = frame.lazy()
+        alerting, approvals = collect_all([self.policy.select_plan(lazy.with_row_index("_row")),
+                                              _approvals(lazy)])
+        rows = alerting.drop_in_place("_row").to_list()  # in place: no polars plan
+        positions = [decoded.indices[row] + offset for row in rows]
         failures = [self._failure(row, registry.managers) for row in alerting.iter_rows(named=True)]
         lap("policy")
         # Metrics last: if anything above raises, the batch is isolated and re-processed
@@ -270,7 +274,7 @@ class BatchProcessor:
         lap("incidents")
         return ProcessedBatch(rejections=rejections, failures=kept, events=frame.height,
                               incidents=incidents, late=late, failure_indices=kept_indices,
-                              approvals=_approvals(frame))
+                              approvals=approvals)
 
     def _follow(self, on_time: pl.DataFrame, progress: PartitionProgress | None = None, *,
                 vip: pl.DataFrame | None = None) -> list[IncidentChange]:
@@ -329,9 +333,12 @@ class BatchProcessor:
         )
 
 
-def _approvals(frame: pl.DataFrame) -> pl.DataFrame:
-    """The VIP approved transactions of a classified, looked-up batch frame (one filter)."""
-    vip_approved = (pl.col("outcome") == "approved") & pl.col("vip_customer_id").is_not_null()
-    return (frame.filter(vip_approved)
-            .select(pl.col("vip_customer_id").alias("customer_id"), *APPROVAL_COLUMNS[1:])
-            .cast(_NO_APPROVALS.schema))
+def _approvals(frame: pl.LazyFrame) -> pl.LazyFrame:
+    """The plan of the VIP approved transactions of a classified, looked-up batch frame."""
+    return frame.filter(_VIP_APPROVED).select(_APPROVAL_SELECTION)
+
+
+#: Built once (a polars expression costs Python time to build, on every batch otherwise).
+_VIP_APPROVED = (pl.col("outcome") == "approved") & pl.col("vip_customer_id").is_not_null()
+_APPROVAL_SELECTION = [pl.col("vip_customer_id").alias("customer_id").cast(pl.String),
+                       *[pl.col(name).cast(dtype) for name, dtype in list(_NO_APPROVALS.schema.items())[1:]]]

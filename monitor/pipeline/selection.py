@@ -15,6 +15,7 @@ import polars as pl
 
 from monitor.domain import SEVERITIES
 from monitor.errors import ConfigurationError
+from monitor.frames import collect
 from monitor.i18n import RuleTexts, remember_rule_text
 from monitor.rulebook import RuleFile
 
@@ -24,6 +25,8 @@ __all__ = ["FAILURE_OUTCOMES", "AlertPolicy", "PolicyError", "read_policy_file"]
 FAILURE_OUTCOMES: Final = ("technical", "terminal", "card", "customer", "fraud", "unknown")
 #: Tier label used in the policy table for clients whose tier the policy does not list.
 _DEFAULT_TIER: Final = "\x00default"
+# The rows the policy may alert on: a VIP client's (tier set) transaction that failed.
+_VIP_FAILURE: Final = pl.col("tier").is_not_null() & (pl.col("outcome") != "approved")
 
 
 class PolicyError(ConfigurationError):
@@ -122,16 +125,24 @@ class AlertPolicy:
         Returns:
             Only VIP failures whose tier and outcome class alert, with ``severity``.
         """
-        vip = frame.filter(pl.col("tier").is_not_null() & (pl.col("outcome") != "approved"))
-        if vip.height == 0:
-            return vip.with_columns(pl.lit(None, dtype=pl.String).alias("severity"))
-        known = list(self.tiers)
-        vip = vip.with_columns(
-            pl.when(pl.col("tier").is_in(known)).then(pl.col("tier"))
-            .otherwise(pl.lit(_DEFAULT_TIER)).alias("policy_tier")
-        )
-        return vip.join(self.table, on=["policy_tier", "outcome"], how="inner",
-                        maintain_order="left").drop("policy_tier")
+        return collect(self.select_plan(frame.lazy()))
+
+    def select_plan(self, frame: pl.LazyFrame) -> pl.LazyFrame:
+        """The plan of :meth:`select` (to collect with other plans of the batch in one polars call).
+
+        Args:
+            frame: events with ``tier`` (null for non-VIP) and ``outcome`` columns.
+
+        Returns:
+            The plan of the VIP failures whose tier and outcome class alert, with
+            ``severity`` (String) after ``frame``'s columns.
+        """
+        return (frame.filter(_VIP_FAILURE)
+                .with_columns(pl.when(pl.col("tier").is_in(list(self.tiers))).then(pl.col("tier"))
+                              .otherwise(pl.lit(_DEFAULT_TIER)).alias("policy_tier"))
+                .join(self.table.lazy(), on=["policy_tier", "outcome"], how="inner",
+                      maintain_order="left")
+                .drop("policy_tier"))
 
     def action_for(self, outcome: str) -> str:
         """The suggested action for an outcome class (empty string if none)."""

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -48,6 +48,7 @@ from monitor.alerts.preferences import PreferenceError, parse_away, parse_digest
 from monitor.alerts.routing import ChannelPreferences, parse_channels
 from monitor.domain import Manager
 from monitor.errors import ConfigurationError
+from monitor.frames import collect
 from monitor.i18n import LocaleError, check_locale
 from monitor.privacy import NFKC_DIGITS, PAN_MIN_DIGITS, mask_pans
 from monitor.tables import ReloadingTable, read_table
@@ -130,6 +131,9 @@ class VipRegistry:
     cards: pl.DataFrame
     managers: dict[str, Manager]
     loaded_at: float
+    # <"client": the expression of each event's client key (see _lookup_hashed)>, built
+    # on first use: it holds the registry's keys, built once per snapshot, not per batch.
+    _plans: dict[str, pl.Expr] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def empty(cls) -> VipRegistry:
@@ -177,25 +181,26 @@ class VipRegistry:
 
     def _lookup_hashed(self, frame: pl.DataFrame) -> pl.DataFrame:
         """:meth:`lookup` by hashing the registry's keys (cheapest for a small registry)."""
-        # The client key: the event's customer_id when the registry knows it, else the
-        # owner of its card; then one hash join (customer_id and card_ref are unique).
-        customer = pl.col("customer_id").cast(pl.String)
-        card_owner = pl.lit(None, dtype=pl.String)
-        if self.cards.height:
-            card_owner = pl.col("card_ref").replace_strict(
-                self.cards.get_column("card_ref"), self.cards.get_column("customer_id"),
-                default=None, return_dtype=pl.String)
-        known = customer.is_in(self.customers.get_column("customer_id").implode())
-        client = pl.when(known).then(customer).otherwise(card_owner)
-        matched = frame.select(client.alias("client")).join(
-            self.customers, left_on="client", right_on="customer_id", how="left",
-            maintain_order="left", coalesce=False)
-        return frame.with_columns(
-            matched.get_column("customer_id").alias("vip_customer_id"),
-            matched.get_column("customer_name"),
-            matched.get_column("tier"),
-            matched.get_column("manager_id"),
-        )
+        client = self._plans.get("client")
+        if client is None:
+            # The client key: the event's customer_id when the registry knows it, else the
+            # owner of its card; then one hash join (customer_id and card_ref are unique).
+            customer = pl.col("customer_id").cast(pl.String)
+            card_owner = pl.lit(None, dtype=pl.String)
+            if self.cards.height:
+                card_owner = pl.col("card_ref").replace_strict(
+                    self.cards.get_column("card_ref"), self.cards.get_column("customer_id"),
+                    default=None, return_dtype=pl.String)
+            known = customer.is_in(self.customers.get_column("customer_id").implode())
+            client = self._plans["client"] = pl.when(known).then(customer).otherwise(card_owner).alias("client")
+        matched = collect(frame.lazy().select(client).join(
+            self.customers.lazy(), left_on="client", right_on="customer_id", how="left",
+            maintain_order="left", coalesce=False))  # the batch's one polars call
+        found = [matched.get_column("customer_id").alias("vip_customer_id"),
+                 *[matched.get_column(name) for name in ("customer_name", "tier", "manager_id")]]
+        if any(column.name in frame.columns for column in found):
+            return frame.with_columns(found)
+        return frame.hstack(found)  # the columns added: no polars plan
 
     def _lookup_sorted(self, frame: pl.DataFrame) -> pl.DataFrame:
         """:meth:`lookup` by binary search in the sorted key columns (a large registry).

@@ -40,10 +40,15 @@ from typing import Final
 
 import polars as pl
 
+from monitor.frames import collect_all
+
 __all__ = ["EventClock", "PartitionProgress"]
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _US: Final = 1_000_000
+# Built once (expressions cost Python time): the event times in µs, one source's partition.
+_EPOCH_US: Final = pl.col("t").dt.epoch("us")
+_PARTITION_ZERO: Final = pl.lit(0, dtype=pl.Int64).alias("p")
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,20 +125,28 @@ class EventClock:
         if times.len() == 0:
             self._move(now)
             return pl.Series("late", [], dtype=pl.Boolean)
-        parts = (pl.Series("p", partitions, dtype=pl.Int64) if partitions is not None
-                 else pl.zeros(times.len(), dtype=pl.Int64, eager=True).alias("p"))
+        columns = [times.alias("t")]
+        if partitions is not None:
+            columns.append(pl.Series("p", partitions, dtype=pl.Int64))
+        events = pl.DataFrame(columns).lazy()
+        events = events.with_columns(_EPOCH_US) if partitions is not None \
+            else events.with_columns(_EPOCH_US, _PARTITION_ZERO)
         known = {p: t for p, t in self._latest.items() if t is not None}
-        events = pl.DataFrame({"t": times.dt.epoch("us"), "p": parts}).with_columns(
+        prior = pl.max_horizontal(
             # The latest event time read before each event from its partition.
-            pl.max_horizontal(
-                pl.col("t").cum_max().shift(1).over("p"),
-                pl.col("p").replace_strict(known, default=None, return_dtype=pl.Int64),
-            ).alias("prior"))
-        threshold = pl.col("prior") - self.lateness_us
+            pl.col("t").cum_max().shift(1).over("p"),
+            pl.col("p").replace_strict(known, default=None, return_dtype=pl.Int64),
+        )
+        threshold = prior - self.lateness_us
         if self.watermark_us is not None:
             threshold = pl.max_horizontal(threshold, pl.lit(self.watermark_us))
-        late = events.select((pl.col("t") < threshold).fill_null(False).alias("late")).to_series()
-        for p, latest in events.group_by("p").agg(pl.col("t").max()).iter_rows():
+        # One polars call for both: each event's lateness, each partition's latest time.
+        marked, latest_by_partition = collect_all([
+            events.select((pl.col("t") < threshold).fill_null(False).alias("late")),
+            events.group_by("p").agg(pl.col("t").max()),
+        ])
+        late = marked.to_series()
+        for p, latest in latest_by_partition.iter_rows():
             held = self._latest.get(p)
             self._latest[p] = latest if held is None else max(held, latest)
             self._progressed[p] = now

@@ -158,3 +158,80 @@ def test_a_batch_that_closes_a_bucket_costs_storm_control_one_polars_call(
     changes = detector.observe(pl.DataFrame(rows[5:], schema=SCHEMA), watermark=T0 + timedelta(seconds=20), vip=vip)
     assert calls == ["collect_all"]
     assert "opened" in [c.kind for c in changes]
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=rows_strategy,
+       steps=st.lists(st.tuples(st.integers(1, 8), st.sampled_from([0, 1, 1, 1, 2])), max_size=16),
+       compact=st.sampled_from([1, 7, 20_000]))
+def test_closes_between_batches_give_the_reference_rows_and_late_counts(
+        monkeypatch: pytest.MonkeyPatch, rows: list[dict[str, Any]], steps: list[tuple[int, int]],
+        compact: int) -> None:
+    """Batches and closes interleaved (a close before any waiting row is due included) give each close the reference rows."""
+    monkeypatch.setattr(buckets, "_COMPACT_ROWS", compact)
+    counts = BucketCounts(RULES)
+    followed: dict[str, set[str]] = {scope: set() for scope in RULES.ordered_scopes}
+    first = micros(T0) // 10_000_000
+    waiting: list[dict[str, Any]] = []  # on-time rows not taken yet
+    late, judged, start = 0, None, 0
+    for size, ahead in [*steps, (len(rows), 10)]:  # ahead: buckets closed by this step (0: none)
+        batch = rows[start:start + size]
+        start += len(batch)
+        if batch:
+            counts.add(pl.DataFrame(batch, schema=SCHEMA), judged)
+            for row in batch:
+                if judged is not None and micros(row["occurred_at"]) // 10_000_000 <= judged:
+                    late += 1
+                else:
+                    waiting.append(row)
+        if ahead == 0:
+            continue
+        closed = (first - 2 if judged is None else judged) + ahead  # the first close is before any row
+        assert counts.take_due(closed, followed)[0] == reference(waiting, closed, followed)
+        waiting = [r for r in waiting if micros(r["occurred_at"]) // 10_000_000 > closed]
+        judged = closed
+    assert counts.late_events == late
+
+
+def test_a_close_before_the_earliest_waiting_bucket_makes_no_polars_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """When every waiting row is of a bucket after the one closing, nothing is aggregated and the rows stay for later."""
+    counts = BucketCounts(RULES)
+    first = micros(T0) // 10_000_000
+    rows = [{"occurred_at": T0 + timedelta(seconds=s), "outcome": "technical", "terminal_id": "ATM-1",
+             "merchant_id": None, "region": None, "pan_masked": None, "card_ref": "c1"} for s in (31, 35)]
+    counts.add(pl.DataFrame(rows, schema=SCHEMA), None)
+    calls: list[str] = []
+    collect_all = pl.collect_all
+    monkeypatch.setattr(pl, "collect_all", lambda *a, **k: calls.append("collect_all") or collect_all(*a, **k))
+    followed: dict[str, set[str]] = {scope: set() for scope in RULES.ordered_scopes}
+    assert counts.take_due(first + 2, followed) == ({}, None)
+    assert calls == []
+    due, _ = counts.take_due(first + 3, followed)
+    assert [(r[0], r[2], r[3]) for r in due[first + 3]] == [("network", 2, 2), ("terminal", 2, 2)]
+
+
+def test_a_late_row_does_not_hide_a_row_of_the_next_bucket_in_its_batch() -> None:
+    """A batch with late rows and rows of the bucket right after the judged ones: those are due at the next close."""
+    counts = BucketCounts(RULES)
+    first = micros(T0) // 10_000_000
+    followed: dict[str, set[str]] = {scope: set() for scope in RULES.ordered_scopes}
+    rows = [{"occurred_at": T0 + timedelta(seconds=s), "outcome": "technical", "terminal_id": "ATM-1",
+             "merchant_id": None, "region": None, "pan_masked": None, "card_ref": "c1"} for s in (5, 15)]
+    assert counts.take_due(first, followed) == ({}, None)
+    counts.add(pl.DataFrame(rows, schema=SCHEMA), first)
+    assert counts.late_events == 1
+    due, _ = counts.take_due(first + 1, followed)
+    assert [(r[0], r[2]) for r in due[first + 1]] == [("network", 1), ("terminal", 1)]
+
+
+def test_compacted_buckets_left_after_a_close_are_due_at_the_next_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Aggregates compacted ahead of their close stay due bucket by bucket after part of them was taken."""
+    monkeypatch.setattr(buckets, "_COMPACT_ROWS", 1)
+    counts = BucketCounts(RULES)
+    first = micros(T0) // 10_000_000
+    followed: dict[str, set[str]] = {scope: set() for scope in RULES.ordered_scopes}
+    rows = [{"occurred_at": T0 + timedelta(seconds=s), "outcome": "technical", "terminal_id": "ATM-1",
+             "merchant_id": None, "region": None, "pan_masked": None, "card_ref": "c1"} for s in (15, 25, 35)]
+    counts.add(pl.DataFrame(rows, schema=SCHEMA), None)
+    assert [sorted(counts.take_due(first + b, followed)[0]) for b in (1, 2, 3)] == [
+        [first + 1], [first + 2], [first + 3]]

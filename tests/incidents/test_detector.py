@@ -286,3 +286,45 @@ def test_rows_aggregated_per_batch_or_once_per_closed_bucket_give_the_same_chang
     per_batch = run()
     assert once == per_batch
     assert once[1] > 0 and any(c.kind == "opened" for c in once[0])
+
+
+def test_vip_failures_of_a_batch_that_closes_no_bucket_cost_no_polars_call_and_are_attributed_the_same(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """VIP failures wait as plans until a bucket closes (no polars call before), then get the attributions of one whole batch."""
+    burst = [txn(10 + i, card=f"b{i}") | {"event_id": f"b{i}"} for i in range(6)]
+    whole = IncidentDetector(RULES)
+    observe(whole, [], until=10)
+    expected = observe(whole, burst, vip=burst, until=20)
+    split = IncidentDetector(RULES)
+    observe(split, [], until=10)  # the first bucket closed: the next ones close at 20 s
+    calls: list[str] = []
+    collect, collect_all = pl.LazyFrame.collect, pl.collect_all
+    monkeypatch.setattr(pl.LazyFrame, "collect",
+                        lambda self, *a, **k: calls.append("collect") or collect(self, *a, **k))
+    monkeypatch.setattr(pl, "collect_all", lambda *a, **k: calls.append("collect_all") or collect_all(*a, **k))
+    assert observe(split, burst[:3], vip=burst[:3], until=12) == []
+    assert observe(split, burst[3:5], vip=burst[3:5], until=14) == []
+    assert calls == []
+    assert observe(split, burst[5:], vip=burst[5:], until=20) == expected
+    assert calls == ["collect_all"]
+    assert [c.event_ids for c in expected] == [tuple(f"b{i}" for i in range(6))]
+
+
+def test_vip_failures_queued_early_because_many_waited_are_attributed_the_same(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """When more VIP failure plans wait than the bound (no watermark for long), queuing them early changes no attribution."""
+    from monitor.incidents import detector as detector_module
+
+    burst = [txn(10 + i, card=f"b{i}") | {"event_id": f"b{i}"} for i in range(6)]
+
+    def run() -> list[IncidentChange]:
+        detector = IncidentDetector(RULES)
+        for row in burst:
+            assert detector.observe(frame([row]), watermark=None,
+                                    vip=frame([row]).with_columns(pl.lit(row["event_id"]).alias("event_id"))) == []
+        return observe(detector, [], until=20)
+
+    waiting_all = run()
+    monkeypatch.setattr(detector_module, "_WAITING_PLANS", 2)
+    assert run() == waiting_all
+    assert [c.event_ids for c in waiting_all] == [tuple(f"b{i}" for i in range(6))]

@@ -213,11 +213,11 @@ def test_a_breaking_message_is_isolated(
 class BreakingPolicy(AlertPolicy):
     """The shipped policy, except that selecting a frame holding ``e2-boom`` raises (a bug)."""
 
-    def select(self, frame: pl.DataFrame) -> pl.DataFrame:
-        """Raise for the breaking event, else behave like the real policy."""
-        if "e2-boom" in frame.get_column("event_id").to_list():
+    def select_plan(self, frame: pl.LazyFrame) -> pl.LazyFrame:
+        """Raise for the breaking event, else behave like the real policy (the processor plans the selection)."""
+        if "e2-boom" in frame.collect().get_column("event_id").to_list():
             raise KeyError("a bug triggered by one event")
-        return AlertPolicy.select(self, frame)
+        return AlertPolicy.select_plan(self, frame)
 
 
 def test_isolation_never_counts_an_event_twice(

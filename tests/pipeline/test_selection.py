@@ -80,6 +80,19 @@ def test_select_keeps_batch_order_and_columns(policy: AlertPolicy) -> None:
                                            ("d", "platinum", "terminal", "high")]
 
 
+def test_the_selection_plan_gives_what_select_gives(policy: AlertPolicy) -> None:
+    """The lazy selection (collected with other plans of the batch) has select's rows, columns and types, also when empty."""
+    frame = pl.DataFrame({
+        "event_id": ["a", "b", "c", "d", "e"],
+        "tier": ["gold", "private", None, "platinum", "unlisted"],
+        "outcome": ["card", "customer", "technical", "terminal", "fraud"],
+    })
+    for rows in (frame, frame.head(0), frame.filter(pl.col("outcome") == "card")):
+        planned = policy.select_plan(rows.lazy()).collect()
+        assert planned.equals(policy.select(rows))
+        assert planned.schema == {**rows.schema, "severity": pl.String}
+
+
 def test_window_and_actions_from_the_file(policy: AlertPolicy) -> None:
     """The grouping window is 600 s and every failure class has a one-line suggested action."""
     assert policy.grouping_window_seconds == 600

@@ -86,6 +86,15 @@ def test_lookup_keeps_the_frame_and_adds_four_columns(csv_registry: tuple[Path, 
     assert result.get_column("event_id").to_list() == ["e1", "e2"]
 
 
+def test_a_second_lookup_replaces_the_client_columns(csv_registry: tuple[Path, Path]) -> None:
+    """Looking up a frame that already has the client columns replaces them in place, as the first lookup gives them."""
+    registry = read_registry(*csv_registry)
+    once = registry.lookup(lookup_frame([("C-001", "x"), (None, "tok_blaise"), (None, None)]))
+    twice = registry.lookup(once)
+    assert twice.equals(once)
+    assert looked_up(registry, [("C-001", "x"), (None, "tok_blaise")]) == [ADA, BLAISE]  # the snapshot's plan, reused
+
+
 def test_managers_are_read_with_their_contacts_and_zone(csv_registry: tuple[Path, Path]) -> None:
     """Managers keep e-mail, phone, webhook, backup and IANA zone; a blank zone means UTC."""
     registry = read_registry(*csv_registry)
