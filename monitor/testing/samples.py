@@ -20,7 +20,7 @@ transaction is passed in: ``with store._transaction() as conn: write_recovery_ro
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Protocol
 
 from monitor.domain import AlertEvent, Manager, VipFailure
@@ -97,7 +97,8 @@ def write_recovery_row(conn: Executes, alert_id: str, failure: VipFailure, statu
     at = failure.event.occurred_at
 
     def stamp(moment: datetime | None) -> str | None:
-        return moment.isoformat(timespec="microseconds") if moment else None
+        # The store's form (``utc_text``): UTC, fixed width, so SQL compares times as text.
+        return moment.astimezone(UTC).isoformat(timespec="microseconds") if moment else None
 
     conn.execute(_INSERT, (
         alert_id, failure.customer_id, failure.manager.manager_id, failure.event.channel,
