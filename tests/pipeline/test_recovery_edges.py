@@ -167,3 +167,48 @@ def test_one_approval_recovers_the_clients_watches_in_two_alerts_one_of_them_res
     assert first != second
     assert sorted((r.alert_id, r.recovery_event_id) for r in decided.recovered) == sorted(
         [(first, "ok"), (second, "ok")])
+
+
+def test_two_instances_racing_in_threads_with_different_splits_decide_once_the_earliest(
+    store_location: Path | str,
+) -> None:
+    """Two instances in two threads, one batch each way: every watch decided once, by its earliest approval."""
+    import random
+    import threading
+
+    clients = [f"C-{n:03d}" for n in range(60)]
+    rng = random.Random(7)
+    approvals = [(f"ok-{c}-{k}", c, T0 + timedelta(seconds=rng.randrange(1, 600), microseconds=k))
+                 for c in clients for k in range(4)]
+    earliest = {c: min((at, e) for e, cc, at in approvals if cc == c)[1] for c in clients}
+    with AlertStore(store_location) as a_store, AlertStore(store_location) as b_store:
+        a_store.record([_failure(c) for c in clients], recovery_window_seconds=WINDOW)
+        a = RecoveryWatch(a_store, watermark=lambda: None, lateness_seconds=10)
+        b = RecoveryWatch(b_store, watermark=lambda: None, lateness_seconds=10)
+        shuffled = approvals[:]
+        rng.shuffle(shuffled)
+        halves = {a: shuffled[::2], b: shuffled[1::2]}
+        decided: dict[RecoveryWatch, int] = {a: 0, b: 0}
+        errors: list[BaseException] = []
+
+        def run(watch: RecoveryWatch, size: int) -> None:
+            try:
+                rows = halves[watch]
+                for start in range(0, len(rows), size):
+                    frame = pl.concat([_approval(e, c, at) for e, c, at in rows[start:start + size]])
+                    decided[watch] += len(watch.after_batch(frame).recovered)
+                decided[watch] += len(watch.decide().recovered)
+            except BaseException as error:  # noqa: BLE001 - reported below
+                errors.append(error)
+
+        threads = [threading.Thread(target=run, args=(a, 7)), threading.Thread(target=run, args=(b, 13))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        a.decide()
+        b.decide()
+        recoveries = a_store.recoveries_of([x.alert_id for x in a_store.list_alerts()]).values()
+    assert errors == []
+    assert decided[a] + decided[b] == len(clients)
+    assert {r.customer_id: r.recovery_event_id for r in recoveries} == earliest
