@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import tempfile
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from monitor.alerts.store import AlertStore
 from monitor.domain import Manager, VipFailure
@@ -212,3 +220,70 @@ def test_two_instances_racing_in_threads_with_different_splits_decide_once_the_e
     assert errors == []
     assert decided[a] + decided[b] == len(clients)
     assert {r.customer_id: r.recovery_event_id for r in recoveries} == earliest
+
+
+_KINDS = (("ATM", "withdrawal"), ("POS", "purchase"))
+_FAIL = st.tuples(st.sampled_from(("C-1", "C-2")), st.sampled_from(_KINDS), st.integers(0, 12))
+_OK = st.tuples(st.sampled_from(("C-1", "C-2")), st.sampled_from(_KINDS), st.integers(0, 50),
+                st.sampled_from(("ok-1", "ok-2", "ok-3")))
+
+
+def _kind_failure(n: int, client: str, kind: tuple[str, str], minute: int) -> VipFailure:
+    """A failure of ``kind`` of ``client`` ``minute`` after T0 (event ``f-n``)."""
+    failure = _failure(client, T0 + timedelta(minutes=minute), f"f-{n}")
+    event = replace(failure.event, channel=kind[0], txn_type=kind[1],
+                    terminal_id=f"{kind[0]}0000{n % 10}")
+    return replace(failure, event=event)
+
+
+def _kind_approvals(rows: list[tuple[int, tuple[str, tuple[str, str], int, str]]]) -> pl.DataFrame:
+    """Approvals ``(n, (client, kind, minute, id))``: event ID ``id-n`` (ties share a minute)."""
+    return pl.DataFrame(
+        [(client, kind[0], kind[1], T0 + timedelta(minutes=minute), f"{eid}-{n}", f"T-{n}", None)
+         for n, (client, kind, minute, eid) in rows],
+        schema=dict(approval_frame().schema), orient="row")
+
+
+def _outcome(failures: list, approvals: list, order: list[int], cuts: list[int],  # type: ignore[type-arg]
+             instances: int = 1) -> dict:  # type: ignore[type-arg]
+    """Run the watch over the steps in ``order`` cut into batches; each watch's (status, event).
+
+    With two instances (one SQLite file) the batches alternate between them.
+    """
+    steps = [("f", n, item) for n, item in enumerate(failures)] + [
+        ("a", n, item) for n, item in enumerate(approvals)]
+    ordered = [steps[i] for i in order]
+    with tempfile.TemporaryDirectory() as folder, contextlib.ExitStack() as stack:
+        stores = [stack.enter_context(AlertStore(Path(folder) / "alerts.db"))
+                  for _ in range(instances)]
+        watches = [RecoveryWatch(store, watermark=lambda: None, lateness_seconds=3600)
+                   for store in stores]
+        bounds = [0, *sorted(set(cuts)), len(ordered)]
+        for number, (start, end) in enumerate(itertools.pairwise(bounds)):
+            batch = ordered[start:end]
+            store, watch = stores[number % instances], watches[number % instances]
+            fs = [_kind_failure(n, *item) for tag, n, item in batch if tag == "f"]
+            if fs:
+                store.record(fs, recovery_window_seconds=WINDOW)
+            watch.after_batch(_kind_approvals([(n, item) for tag, n, item in batch if tag == "a"]),
+                              failures=bool(fs))
+        for watch in watches:
+            watch.decide()
+        recoveries = stores[0].recoveries_of([a.alert_id for a in stores[0].list_alerts()]).values()
+        return {(r.customer_id, r.first_failed_at): (r.status, r.recovery_event_id)
+                for r in recoveries}
+
+
+@pytest.mark.parametrize("instances", [1, 2])
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_FAIL, min_size=1, max_size=4), st.lists(_OK, max_size=6), st.randoms(),
+       st.lists(st.integers(0, 10), max_size=4))
+def test_any_batch_split_order_and_instance_gives_the_result_of_one_batch(
+    instances: int, failures: list, approvals: list, rng: Any, cuts: list[int],  # type: ignore[type-arg]
+) -> None:
+    """Failures and approvals in any order, batches and instances end as when all come in one batch."""
+    steps = len(failures) + len(approvals)
+    order = list(range(steps))
+    rng.shuffle(order)
+    once = _outcome(failures, approvals, list(range(steps)), [])
+    assert _outcome(failures, approvals, order, [c for c in cuts if c < steps], instances) == once
