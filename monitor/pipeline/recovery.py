@@ -374,7 +374,8 @@ class RecoveryWatch:
                                             recovered_since=since)
         found = [(kind, approval) for kind, approval in earliest_recoveries(kinds, self._buffer)
                  if kind.recovered_at is None
-                 or approval.occurred_at_us < _micros(kind.recovered_at)]
+                 or (approval.occurred_at_us, approval.event_id)
+                 < (_micros(kind.recovered_at), kind.recovery_event_id or "")]
         earliest: datetime | None = None
         if every:
             # A matched watch is no longer watching (recovered here, or decided elsewhere).

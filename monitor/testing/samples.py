@@ -9,9 +9,10 @@ shapes:
   from the terminal ID (``ATM…``: a cash withdrawal, else a purchase), its response code
   and status from the outcome class (``technical``: a timeout without a code);
 * :func:`write_recovery_row`: an alert's recovery watch row, written straight into
-  ``alert_recoveries`` inside a store transaction, as the watch would leave it (the
-  watch itself is :mod:`monitor.pipeline.recovery`; these rows skip its matching so
-  that a test states the status it wants).
+  ``alert_recoveries`` (and its kind into ``alert_recovery_kinds``) inside a store
+  transaction, as the watch would leave it (the watch itself is
+  :mod:`monitor.pipeline.recovery`; these rows skip its matching so that a test states
+  the status it wants).
 
 Only the domain vocabulary is imported (this package sits at the bottom layer); the
 transaction is passed in: ``with store._transaction() as conn: write_recovery_row(conn, ...)``.
@@ -20,7 +21,7 @@ transaction is passed in: ``with store._transaction() as conn: write_recovery_ro
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Protocol
 
 from monitor.domain import AlertEvent, Manager, VipFailure
@@ -37,6 +38,10 @@ _INSERT: Final = (
     "INSERT INTO alert_recoveries (alert_id, customer_id, manager_id, channel, txn_type, "
     "outcome, failed_terminal_id, first_failed_at, last_failed_at, deadline, status, "
     "recovered_at, decided_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+# The kind that failed, as the watch files every kind of an alert (alert_recovery_kinds).
+_INSERT_KIND: Final = (
+    "INSERT INTO alert_recovery_kinds (alert_id, channel, txn_type, first_failed_at, "
+    "failed_terminal_id) VALUES (?, ?, ?, ?, ?)")
 
 
 class Executes(Protocol):
@@ -97,7 +102,8 @@ def write_recovery_row(conn: Executes, alert_id: str, failure: VipFailure, statu
     at = failure.event.occurred_at
 
     def stamp(moment: datetime | None) -> str | None:
-        return moment.isoformat(timespec="microseconds") if moment else None
+        # The store's form (``utc_text``): UTC, fixed width, so SQL compares times as text.
+        return moment.astimezone(UTC).isoformat(timespec="microseconds") if moment else None
 
     conn.execute(_INSERT, (
         alert_id, failure.customer_id, failure.manager.manager_id, failure.event.channel,
@@ -105,3 +111,5 @@ def write_recovery_row(conn: Executes, alert_id: str, failure: VipFailure, statu
         stamp(at), stamp(at), stamp(at + _WINDOW), status,
         stamp(at + _RECOVERED_AFTER) if status == "recovered" else None,
         None if status == "watching" else stamp(at + _WINDOW)))
+    conn.execute(_INSERT_KIND, (alert_id, failure.event.channel, failure.event.txn_type,
+                                stamp(at), failure.event.terminal_id))

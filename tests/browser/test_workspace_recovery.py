@@ -96,3 +96,39 @@ async def test_a_badge_appears_on_the_open_list_when_the_watch_is_decided(
     assert await page.evaluate("window.notReloaded") is True
     assert await accessibility_violations(page) == []
     assert browser_tab.errors == []  # no script error, no policy violation
+
+
+@pytest.mark.timeout(120)
+async def test_a_french_list_gets_its_badge_live_and_never_another_managers(
+        store_location: Path | str, smtp_sink: SmtpSink, browser_tab: BrowserTab) -> None:
+    """Claire reads French: Ada's watch abandoned shows "abandon" live; Jonas's decided alert never appears."""
+    from dataclasses import replace
+
+    french = replace(CLAIRE, locale="fr")
+    jonas = Manager(manager_id="RM-042", name="Jonas Weber", email="jonas.weber@bank.example")
+    async with serve_workspace(store_location, {CLAIRE.manager_id: french, jonas.manager_id: jonas},
+                               smtp_sink=smtp_sink) as served:
+        page = browser_tab.page
+        watched(served, 1, "Ada Lovelace")
+        failure = _make_failure("ev-9", T0, customer_id="C-0009", customer_name="Alan Turing",
+                                manager=jonas)
+        [his] = served.store.record([failure], now=T0, recovery_window_seconds=1800).new_alert_ids
+        link = f"{PUBLIC_URL}/workspace/sign-in/{served.tokens.issue(CLAIRE.manager_id)}"
+        await page.goto(link.replace(PUBLIC_URL, served.url))
+        await page.get_by_role("button").first.click()
+        rows = page.locator("table#alerts tbody tr")
+        await expect(rows).to_have_count(1)
+        await expect(page.locator("span.badge")).to_have_count(0)
+        await asyncio.to_thread(
+            served.store.mark_recovered,
+            [RecoveryMatch(alert_id=his, recovered_at=T0 + timedelta(minutes=4), event_id="ok-9",
+                           terminal_id="ATM-0042")], now=T0 + timedelta(minutes=4))
+        later = T0 + timedelta(minutes=31)
+        await asyncio.to_thread(served.store.abandon_watches, later, now=later)
+        badge = rows.filter(has_text="Ada Lovelace").locator("span.badge")
+        await expect(badge).to_have_text("abandon")
+        await expect(page.locator("span.badge")).to_have_count(1)
+        await expect(rows).to_have_count(1)
+        assert "Alan Turing" not in await page.content()
+        assert await page.locator("html").get_attribute("lang") == "fr"
+        assert browser_tab.errors == []

@@ -293,3 +293,31 @@ async def test_shutting_down_ends_open_streams_at_once(store_location: Path | st
         finally:
             if not closed:
                 await server.close()
+
+
+async def test_a_watch_decided_on_an_alert_the_session_may_not_see_never_reaches_its_stream(
+    site: Site,
+) -> None:
+    """Jonas asking for Claire's list gets his own; her decided watches never reach it, his badge reads French."""
+    from dataclasses import replace
+
+    site.managers[JONAS.manager_id] = replace(JONAS, locale="fr")
+    hers = site.store.record([vip_failure(1, CLAIRE, at=T0, name="Ada Lovelace")], now=T0,
+                             recovery_window_seconds=1800).new_alert_ids[0]
+    his = site.store.record([vip_failure(2, JONAS, at=T0, name="Alan Turing")], now=T0,
+                            recovery_window_seconds=1800).new_alert_ids[0]
+    jonas = await site.signed_in(JONAS.manager_id)
+    response = await jonas.get(f"/workspace/alerts/events?manager={CLAIRE.manager_id}")
+    assert response.status == 200
+    events = Events(response)
+    first = await events.until(_is(his))
+    await asyncio.to_thread(
+        site.store.mark_recovered,
+        [RecoveryMatch(alert_id=hers, recovered_at=T0 + timedelta(minutes=4), event_id="ok-1",
+                       terminal_id="ATM-0042")], now=T0 + timedelta(minutes=4))
+    later = T0 + timedelta(minutes=31)
+    await asyncio.to_thread(site.store.abandon_watches, later, now=later)
+    changed = await events.until(lambda name, data: data.get("recovery") == "abandoned")
+    seen = json.dumps(first + changed)
+    assert hers not in seen and "Ada Lovelace" not in seen and "recovered" not in seen
+    assert [(d["id"], d["recovery_text"]) for _, d in changed] == [(his, "abandon")]

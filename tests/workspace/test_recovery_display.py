@@ -139,3 +139,33 @@ async def test_an_alert_of_two_kinds_names_both_while_watching_and_abandoned(sit
     part = recovery_part(await (await client.get(f"/workspace/alerts/{alert_id}")).text())
     assert ("Abandoned: no successful purchase at a card terminal or cash withdrawal at an ATM "
             "within 30 min.") in part
+
+
+@pytest.mark.parametrize(("locale", "words"), [
+    ("fr", ("achat sur un terminal de paiement, retrait d’espèces à un DAB ou achat en ligne",)),
+    ("zh-Hans", ("刷卡终端消费、ATM 取现或网上消费",)),
+])
+async def test_an_alert_of_three_kinds_names_them_all_in_the_readers_language(
+    site: Site, locale: str, words: tuple[str, ...]
+) -> None:
+    """A purchase, a withdrawal and an online purchase failed: the page names the three, joined as the language joins them."""
+    reader = replace(CLAIRE, locale=locale)
+    site.managers[reader.manager_id] = reader
+    failures = [
+        _make_failure("ev-1", T0, customer_id="C-0001", customer_name="Ana <b>Silva</b>",
+                      manager=reader, channel="POS", txn_type="purchase", terminal_id="POS-0009"),
+        _make_failure("ev-2", T0 + timedelta(minutes=1), customer_id="C-0001",
+                      customer_name="Ana <b>Silva</b>", manager=reader),
+        _make_failure("ev-3", T0 + timedelta(minutes=2), customer_id="C-0001",
+                      customer_name="Ana <b>Silva</b>", manager=reader, channel="ECOM",
+                      txn_type="purchase", terminal_id="WEB-0001"),
+    ]
+    [alert_id] = site.store.record(failures, now=T0 + timedelta(minutes=2),
+                                   recovery_window_seconds=1800).new_alert_ids
+    client = await site.signed_in(reader.manager_id)
+    later = T0 + timedelta(minutes=33)
+    site.store.abandon_watches(later, now=later)
+    page = await (await client.get(f"/workspace/alerts/{alert_id}")).text()
+    shown = page.split('<p id="recovery"')[1].split("</p>")[0]
+    assert all(word in shown for word in words), shown
+    assert "<b>" not in page

@@ -167,6 +167,8 @@ class WatchKind(NamedTuple):
         deadline: the watch's deadline (aware).
         failed_terminal_id: the terminal of that first failure.
         recovered_at: the approval holding the watch (``recovered`` only, else ``None``).
+        recovery_event_id: that approval's event ID (ties of ``recovered_at`` go to the
+            lower event ID, as within one batch).
     """
 
     alert_id: str
@@ -178,11 +180,13 @@ class WatchKind(NamedTuple):
     deadline: datetime
     failed_terminal_id: str
     recovered_at: datetime | None
+    recovery_event_id: str | None = None
 
 
 # Every kind of the open watches (the WHERE clause is added per call). A watch without
 # kind rows (none is written so) is matched on its own first failure.
 _OPEN_KINDS: Final = """SELECT r.alert_id, r.customer_id, r.status, r.deadline, r.recovered_at,
+        r.recovery_event_id,
         COALESCE(k.channel, r.channel) AS channel, COALESCE(k.txn_type, r.txn_type) AS txn_type,
         COALESCE(k.first_failed_at, r.first_failed_at) AS first_failed_at,
         COALESCE(k.failed_terminal_id, r.failed_terminal_id) AS failed_terminal_id
@@ -382,7 +386,8 @@ class RecoveryQueries(StoreConnection):
         return [WatchKind(row["alert_id"], row["customer_id"], row["status"] == "watching",
                           row["channel"], row["txn_type"], parse(row["first_failed_at"]),
                           parse(row["deadline"]), row["failed_terminal_id"],
-                          parse(row["recovered_at"]) if row["recovered_at"] else None)
+                          parse(row["recovered_at"]) if row["recovered_at"] else None,
+                          row["recovery_event_id"])
                 for row in rows]
 
     def watching_extent(self) -> tuple[int, datetime | None]:
@@ -409,7 +414,8 @@ class RecoveryQueries(StoreConnection):
 
         A watch takes a match while it is ``watching``, or when it is ``recovered`` by a
         later approval (another instance matched a later one first: the earlier one
-        replaces it, the decision time stays). An abandoned watch stays abandoned.
+        replaces it, the decision time stays; of two at the same microsecond, the lower
+        event ID wins, as within one batch). An abandoned watch stays abandoned.
 
         Args:
             matches: at most one per alert (the earliest approval this instance knows).
@@ -439,11 +445,12 @@ class RecoveryQueries(StoreConnection):
                         recovery_failed_terminal_id = ?,
                         decided_at = CASE WHEN decided_at IS NULL THEN ? ELSE decided_at END
                     WHERE alert_id = ? AND (status = 'watching'
-                        OR (status = 'recovered' AND recovered_at > ?))""",
+                        OR (status = 'recovered' AND (recovered_at > ?
+                            OR (recovered_at = ? AND recovery_event_id > ?))))""",
                     (at, match.event_id, match.terminal_id, match.merchant_id, match.channel,
                      match.txn_type, utc_text(match.failed_at) if match.failed_at else None,
                      match.failed_terminal_id, stamp,
-                     match.alert_id, at)).rowcount
+                     match.alert_id, at, at, match.event_id)).rowcount
                 if changed and row["status"] == "watching":
                     decided.append(match.alert_id)
             rows = self._read_many(conn, decided)
