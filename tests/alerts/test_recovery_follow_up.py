@@ -258,7 +258,7 @@ def test_an_abandoned_watch_of_two_kinds_names_both(
     ("fr", ("Ana Silva a réussi l’opération (retrait d’espèces) à ATM-0017 (Lisbon), "
            "le même terminal, 4 minutes après l’échec.")),
     ("zh-Hans", ("Ana Silva 在 ATM-0017 (Lisbon)（同一终端）"
-                "完成了取现，距失败 4 分钟。")),
+                "完成了取现，距失败4 分钟。")),
 ])
 def test_the_follow_up_is_written_in_the_managers_language(
     store: AlertStore, make_failure: Callable[..., VipFailure], locale: str, expected: str
