@@ -45,8 +45,9 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
+from monitor.faults import Stopping
 from monitor.pipeline.decoder import REFERENCE_BATCH_MAX, DecodedFrame, decode_frame
 
 __all__ = ["BREAK_WINDOW_SECONDS", "MAX_BREAKS", "RESULT_TIMEOUT_SECONDS", "DecodePool", "PendingDecode"]
@@ -195,7 +196,8 @@ class DecodePool:
         started = time.perf_counter()
         waiter = asyncio.ensure_future(stop.wait()) if stop is not None else None
         try:
-            done, _ = await asyncio.wait([pending.future, *([waiter] if waiter else [])],
+            waiting: list[asyncio.Future[Any]] = [pending.future, *([waiter] if waiter else [])]
+            done, _ = await asyncio.wait(waiting,
                                          timeout=self._result_timeout,
                                          return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -204,7 +206,6 @@ class DecodePool:
             self.wait_seconds += time.perf_counter() - started
         if pending.future not in done:
             if stop is not None and stop.is_set():
-                from monitor.faults import Stopping  # here: the child never loads Kafka or psycopg
                 pending.cancel()
                 raise Stopping("stopped while a batch was decoded")
             self._broken(pending.executor, f"no frame within {self._result_timeout:g} s", kill=True)
