@@ -41,9 +41,10 @@ import os
 import signal
 import time
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import suppress
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -64,6 +65,10 @@ BREAK_WINDOW_SECONDS: Final = 600.0
 #: replacing the child: a batch of 100,000 messages decodes in about a second.
 RESULT_TIMEOUT_SECONDS: Final = 30.0
 
+#: polars threads of a child: the main process's polars already has one per core, and the
+#: child's work per batch is small; more threads only fight the main process for the cores
+#: (measured: the main process's classify and incident stages took twice as long).
+_CHILD_POLARS_THREADS: Final = "1"
 #: One valid event: the warm-up decodes a batch of it (> REFERENCE_BATCH_MAX), so the
 #: child has loaded msgspec, polars and the column checks before its first real batch.
 _WARM_UP_EVENT: Final = (b'{"event_id":"warm-up","occurred_at":"2026-03-02T10:15:00+01:00",'
@@ -81,6 +86,28 @@ def _warm_up() -> int:
     """In the child: decode a small big batch once; returns the child's process ID."""
     decode_frame([_WARM_UP_EVENT] * (REFERENCE_BATCH_MAX + 1))
     return os.getpid()
+
+
+@contextmanager
+def _child_environment(**variables: str) -> Iterator[None]:
+    """Environment variables set only while a child process is spawned (it copies them).
+
+    The child imports polars before any code of ours runs in it (``spawn`` imports the
+    parent's main module first), so its thread pool can only be sized from its
+    environment. The parent's polars read its own at import and is not affected; glibc
+    never frees an environment array, so other threads reading variables meanwhile are
+    safe.
+    """
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +200,8 @@ class DecodePool:
         if not self._ready:
             return None
         try:
-            future = asyncio.get_running_loop().run_in_executor(executor, decode_frame, values)
+            with self._spawning(executor):  # a pool of several may spawn its next child here
+                future = asyncio.get_running_loop().run_in_executor(executor, decode_frame, values)
         except (BrokenProcessPool, RuntimeError):  # broken, or shut down meanwhile
             self._broken(executor, "it was broken when a batch was sent")
             return None
@@ -241,7 +269,8 @@ class DecodePool:
         self._executor, self._ready = executor, False
         loop = asyncio.get_running_loop()
         try:
-            warm_up = loop.run_in_executor(executor, _warm_up)
+            with self._spawning(executor):  # the first child is spawned here
+                warm_up = loop.run_in_executor(executor, _warm_up)
         except (BrokenProcessPool, RuntimeError, OSError) as error:
             self._broken(executor, f"it could not start ({type(error).__name__})")
             return
@@ -256,6 +285,12 @@ class DecodePool:
             log.info("decoding big batches in a child process (pid %d)", done.result())
 
         warm_up.add_done_callback(started)
+
+    def _spawning(self, executor: ProcessPoolExecutor) -> AbstractContextManager[None]:
+        """What a child spawned now inherits: one polars thread (see :func:`_child_environment`)."""
+        if len(getattr(executor, "_processes", None) or {}) >= self.processes:
+            return nullcontext()  # all spawned: leave the environment alone
+        return _child_environment(POLARS_MAX_THREADS=_CHILD_POLARS_THREADS)
 
     def _broken(self, executor: ProcessPoolExecutor, why: str, *, kill: bool = False) -> None:
         """Count a break of ``executor`` (once), replace it, or stay in-process after too many."""
