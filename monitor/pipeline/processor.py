@@ -4,7 +4,8 @@
 
 1. decode every value straight into one frame (:func:`monitor.pipeline.decoder.decode_frame`,
    checked per column): invalid ones become rejections, a raw PAN is masked and dropped,
-   descriptive fields are cleaned (counted with the metrics);
+   descriptive fields are cleaned (counted with the metrics); the consumer may hand over
+   that frame already decoded in a child process (:mod:`monitor.pipeline.decode_pool`);
 2. (the frame has the columns of :data:`monitor.pipeline.batch_frame.EVENT_SCHEMA`);
 3. classify the response codes (``rules/response_codes.yaml``), vectorised;
 4. find each event's VIP client (sorted search in the registry snapshot);
