@@ -10,10 +10,10 @@ Commit protocol, per micro-batch (:class:`monitor.kafka.reader.PartitionReader`,
    on; it is skipped only with ``kafka.skip_unreadable_after_seconds`` (a dead letter
    names its offsets, then the offset after it is committed);
 1. process the whole batch (:class:`monitor.pipeline.processor.BatchProcessor`): decode,
-   classify, VIP lookup, metrics, alert policy (a batch of more than 64 messages is
-   decoded in a child process from the moment it is read, :mod:`monitor.pipeline.decode_pool`,
-   with ``kafka.decode_processes`` 1 or more; its frame is awaited before the processing
-   lock is taken); a message that breaks decoding or
+   classify, VIP lookup, metrics, alert policy (while the consumer is catching up, see
+   *Overlap*, each batch is decoded in a child process from the moment it is read,
+   :mod:`monitor.pipeline.decode_pool`, with ``kafka.decode_processes`` 1 or more; its
+   frame is awaited before the processing lock is taken); a message that breaks decoding or
    processing is a rejection, the rest of the batch goes on. It runs in a worker thread
    holding :attr:`TransactionConsumer.processing_lock` (polars releases the GIL), so the
    event loop goes on meanwhile (the delivery worker, fetching, scrapes); terminal
@@ -293,9 +293,13 @@ class TransactionConsumer:
                     await self._rewind(dropped, None)
 
     async def _read(self, reader: PartitionReader) -> _Read:
-        """Read the next batch and send it to the decode pool at once (when big enough)."""
+        """Read the next batch; when catching up, send it to the decode pool at once.
+
+        Only then does decoding in the child overlap something (the batch before); a live
+        batch would wait for the round trip, so it is decoded in-process, as it is handled.
+        """
         batch = await reader.read()
-        return batch, self.decode_pool.submit(_values(batch)) if batch else None
+        return batch, self.decode_pool.submit(_values(batch)) if batch and self._behind(batch) else None
 
     def _behind(self, batch: Batch) -> bool:
         """Whether to read the next batch while this one is handled: only when catching up.
@@ -334,7 +338,7 @@ class TransactionConsumer:
             batch: the records read, per partition.
             progress: the partitions' progress when ``batch`` was read; ``None`` reads it now.
             decoding: the batch's decode sent to the decode pool when it was read;
-                ``None`` sends it now if it is big enough (or decodes in-process).
+                ``None`` decodes it in-process.
 
         Raises:
             monitor.faults.Stopping: the stop event was set while a step was retried
@@ -351,8 +355,6 @@ class TransactionConsumer:
         values = [record.value for record in records]
         if progress is None:
             progress = await self._progress(batch)
-        if decoding is None:
-            decoding = self.decode_pool.submit(values)
         decoded = None if decoding is None else await self.decode_pool.result(decoding, stop=self._stop)
         result = await asyncio.to_thread(self._process, values, [record.partition for record in records],
                                          progress, decoded)

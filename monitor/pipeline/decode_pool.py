@@ -69,6 +69,11 @@ RESULT_TIMEOUT_SECONDS: Final = 30.0
 #: child's work per batch is small; more threads only fight the main process for the cores
 #: (measured: the main process's classify and incident stages took twice as long).
 _CHILD_POLARS_THREADS: Final = "1"
+#: Added to the child's niceness: its work is off the critical path (it decodes the batch
+#: read ahead while the main process handles the one before), the main process's is on
+#: it; on 2 busy cores a child at the same priority slowed the main process's stages down
+#: as much as it saved (bench/README.md, "Decoding in a child process").
+_CHILD_NICENESS: Final = 10
 #: One valid event: the warm-up decodes a batch of it (> REFERENCE_BATCH_MAX), so the
 #: child has loaded msgspec, polars and the column checks before its first real batch.
 _WARM_UP_EVENT: Final = (b'{"event_id":"warm-up","occurred_at":"2026-03-02T10:15:00+01:00",'
@@ -78,8 +83,9 @@ _WARM_UP_EVENT: Final = (b'{"event_id":"warm-up","occurred_at":"2026-03-02T10:15
 
 
 def _child_init() -> None:
-    """In the child, before any work: leave SIGINT to the parent."""
+    """In the child, before any work: leave SIGINT to the parent, yield the cores to it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.nice(_CHILD_NICENESS)
 
 
 def _warm_up() -> int:
