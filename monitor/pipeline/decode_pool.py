@@ -25,7 +25,8 @@ Lifecycle, on the event loop:
    new pool is started. After :data:`MAX_BREAKS` breaks within
    :data:`BREAK_WINDOW_SECONDS` the pool stays off and everything is decoded in-process
    (logged once);
-5. :meth:`DecodePool.close` shuts the pool down and waits for the child to exit.
+5. :meth:`DecodePool.close` shuts the pool down and waits for the child to exit (killing
+   it after :data:`CLOSE_TIMEOUT_SECONDS`).
 
 The child ignores SIGINT (a Ctrl-C in a terminal reaches the whole process group: the
 parent decides when to stop) and exits when the parent closes the pool or dies (its
@@ -51,7 +52,7 @@ from typing import Any, Final
 from monitor.faults import Stopping
 from monitor.pipeline.decoder import REFERENCE_BATCH_MAX, DecodedFrame, decode_frame
 
-__all__ = ["BREAK_WINDOW_SECONDS", "MAX_BREAKS", "RESULT_TIMEOUT_SECONDS", "DecodePool", "PendingDecode"]
+__all__ = ["BREAK_WINDOW_SECONDS", "CLOSE_TIMEOUT_SECONDS", "MAX_BREAKS", "RESULT_TIMEOUT_SECONDS", "DecodePool", "PendingDecode"]
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,8 @@ _CHILD_POLARS_THREADS: Final = "1"
 #: it; on 2 busy cores a child at the same priority slowed the main process's stages down
 #: as much as it saved (bench/README.md, "Decoding in a child process").
 _CHILD_NICENESS: Final = 10
+#: How long :meth:`DecodePool.close` waits for a child to exit before killing it (seconds).
+CLOSE_TIMEOUT_SECONDS: Final = 10.0
 #: One valid event: the warm-up decodes a batch of it (> REFERENCE_BATCH_MAX), so the
 #: child has loaded msgspec, polars and the column checks before its first real batch.
 _WARM_UP_EVENT: Final = (b'{"event_id":"warm-up","occurred_at":"2026-03-02T10:15:00+01:00",'
@@ -257,15 +260,28 @@ class DecodePool:
         self.fallbacks += 1
         return None
 
-    def close(self) -> None:
+    def close(self, timeout: float = CLOSE_TIMEOUT_SECONDS) -> None:
         """Shut the pool down and wait for its children to exit (blocking; idempotent).
 
-        A later big batch starts a new one (unless the pool is off).
+        A child still busy after ``timeout`` seconds (hung, or stopped) is killed. A later
+        big batch starts a new pool (unless the pool is off).
+
+        Args:
+            timeout: seconds the children get to finish their batch and exit.
         """
         executor, self._executor = self._executor, None
         self._ready = False
-        if executor is not None:
-            executor.shutdown(wait=True, cancel_futures=True)
+        if executor is None:
+            return
+        children = list((getattr(executor, "_processes", None) or {}).values())  # private, read only
+        executor.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + timeout
+        for child in children:
+            child.join(max(0.0, deadline - time.monotonic()))
+            if child.is_alive():
+                log.warning("the decode process did not exit within %g s: killed", timeout)
+                child.kill()
+                child.join()
 
     def _start(self) -> None:
         """Start a pool and its warm-up; the pool is ready when the warm-up answers."""

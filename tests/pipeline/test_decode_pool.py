@@ -184,6 +184,15 @@ async def test_close_leaves_no_child_process() -> None:
     assert not alive(again)
 
 
+async def test_close_kills_a_child_that_does_not_exit() -> None:
+    """A stopped child does not hold close up beyond its timeout: it is killed and reaped."""
+    decode_pool = DecodePool(1)
+    [pid] = await ready(decode_pool)
+    os.kill(pid, signal.SIGSTOP)
+    decode_pool.close(timeout=0.5)
+    assert not alive(pid)
+
+
 async def _consume_all(settings: KafkaSettings, tmp_path: Path, stream: list[bytes]
                        ) -> tuple[int, list[tuple[str, list[str]]], list[str], DecodePool, list[int]]:
     """Run a consumer over ``stream`` (its decode child started first); what it produced.
