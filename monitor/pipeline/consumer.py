@@ -184,8 +184,9 @@ class TransactionConsumer:
 
     Attributes:
         processing_lock: the lock ``processor.process`` runs under.
-        decode_pool: decodes big batches in ``kafka.decode_processes`` child processes
-            (started by the first big batch, closed by :meth:`stop`).
+        decode_pool: decodes the batches read while catching up in
+            ``kafka.decode_processes`` child processes (started the first time the
+            consumer catches up, closed by :meth:`stop`).
     """
 
     def __init__(self, settings: KafkaSettings, *, processor: BatchProcessor,
