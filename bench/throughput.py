@@ -36,6 +36,7 @@ import itertools
 import json
 import math
 import multiprocessing
+import os
 import pstats
 import sys
 import tempfile
@@ -60,6 +61,7 @@ from monitor.config import (
     isolated_settings,
 )
 from monitor.kafka.clients import ensure_topics
+from monitor.pipeline.decoder import REFERENCE_BATCH_MAX
 from bench import live_producer
 from bench.instances import ScaleRun, postgres_store_urls, run_instances, scale_partitions
 from monitor.testing.broker import EmbeddedBroker, free_port
@@ -104,6 +106,11 @@ class BenchReport:
         stage_us_per_event: the monitor's cost per stage in µs per event consumed: the
             batch processor's stages (:data:`monitor.pipeline.processor.STAGES`), then the
             alert store write and the offset commit (see :func:`_stage_costs`).
+        cpu_seconds: CPU time of the monitor run: ``main process`` (every thread,
+            ``time.process_time``, from the clock's start) and ``child processes`` (the
+            decode pool's children, start-up included, reaped when the monitor stops;
+            ``os.times``); ``decode child start-up (wall, not timed)``: how long the decode
+            child took to start before the run.
         live: one :class:`LivePhase` per live rate asked for, in the order asked.
         scale: the scale phase's runs (one instance, then N), empty without ``--instances``.
         scale_ratio: N instances' combined rate / one instance's (``None`` without a scale phase).
@@ -123,6 +130,7 @@ class BenchReport:
     alerts_stored: int = 0
     monitor_breakdown: dict[str, float] = field(default_factory=dict)
     stage_us_per_event: dict[str, float] = field(default_factory=dict)
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
     live: list[LivePhase] = field(default_factory=list)
     scale: list[ScaleRun] = field(default_factory=list)
     scale_ratio: float | None = None
@@ -283,6 +291,8 @@ def _instrument(app: MonitorApp) -> _Clock:
     clock.wrap_async(consumer, "_commit", "commit")
     clock.wrap_async(consumer, "_follow_recoveries", "recovery watch")
     clock.wrap_async(consumer, "_progress", "partition progress")
+    if hasattr(consumer, "decode_pool"):  # waiting for frames decoded in a child process
+        clock.wrap_async(consumer.decode_pool, "result", "decode (child, awaited)")
     handle = consumer.handle
 
     async def counted(batch: Any, **options: Any) -> Any:
@@ -296,6 +306,22 @@ def _instrument(app: MonitorApp) -> _Clock:
 
     consumer.handle = counted  # type: ignore[method-assign]
     return clock
+
+
+async def _start_decode_child(app: MonitorApp) -> float:
+    """Start the monitor's decode child process before its run; the seconds it took.
+
+    A running monitor starts it with its first big batch and pays that once; a backlog of
+    a few seconds would mostly measure it (it imports this module again: ``spawn``), so
+    it is started before the clock, like the group join. 0 when there is none.
+    """
+    pool = getattr(app.consumer, "decode_pool", None)
+    if pool is None or pool.off:
+        return 0.0
+    started = time.perf_counter()
+    pool.submit([b"{}"] * (REFERENCE_BATCH_MAX + 1))  # the first big batch starts it
+    await _until(lambda: pool.ready or pool.off, "the decode child process")
+    return time.perf_counter() - started
 
 
 def _raise_if_stopped(task: asyncio.Task[None], consumed: int, expected: int) -> None:
@@ -319,14 +345,18 @@ def _stage_costs(app: MonitorApp, clock: _Clock) -> dict[str, float]:
 
 
 async def _monitor(settings: Settings, expected: int, profile: cProfile.Profile | None,
-                   ) -> tuple[int, float, int, dict[str, float], dict[str, float]]:
+                   ) -> tuple[int, float, int, dict[str, float], dict[str, float], dict[str, float]]:
     """Run the monitor until ``expected`` messages are committed.
 
     Returns:
-        (messages, seconds, alerts stored, breakdown in seconds, µs per event by stage).
+        (messages, seconds, alerts stored, breakdown in seconds, µs per event by stage,
+        CPU seconds of the main process and of its child processes).
     """
+    children_started = os.times()
     app = MonitorApp(settings)
     clock = _instrument(app)
+    warm_up = await _start_decode_child(app)
+    cpu_started = time.process_time()
     stop = asyncio.Event()
     task = asyncio.create_task(app.run(stop, create_topics=False))
     try:
@@ -343,14 +373,19 @@ async def _monitor(settings: Settings, expected: int, profile: cProfile.Profile 
         seconds = clock.last_batch_done - started
     finally:
         stop.set()
-        await task
+        await task  # the decode pool's children exit and are reaped: os.times counts them
+    children = os.times()
+    cpu = {"main process": round(time.process_time() - cpu_started, 3),
+           "child processes": round(children.children_user + children.children_system
+                                    - children_started.children_user - children_started.children_system, 3),
+           "decode child start-up (wall, not timed)": round(warm_up, 3)}
     parts = clock.seconds
     breakdown = {name: round(parts.get(name, 0.0), 3)
-                 for name in ("process", "alert store", "dead letters", "commit", "recovery watch",
-                              "partition progress")}
+                 for name in ("process", "decode (child, awaited)", "alert store", "dead letters", "commit",
+                              "recovery watch", "partition progress")}
     breakdown["metrics and lag"] = round(parts.get("handle", 0.0) - sum(breakdown.values()), 3)
     breakdown["getmany (fetch and wait)"] = round(seconds - parts.get("handle", 0.0), 3)
-    return clock.messages, seconds, app.store_summary, breakdown, _stage_costs(app, clock)
+    return clock.messages, seconds, app.store_summary, breakdown, _stage_costs(app, clock), cpu
 
 
 def _live_producer(bootstrap: str, topic: str, rate: float, seconds: float, seed: int,
@@ -374,6 +409,7 @@ async def _live(settings: Settings, rate: float, seconds: float, seed: int
     """
     app = MonitorApp(settings)
     clock = _instrument(app)
+    await _start_decode_child(app)
     stop = asyncio.Event()
     task = asyncio.create_task(app.run(stop, create_topics=False))
     context = multiprocessing.get_context("spawn")  # no fork of a process with running threads
@@ -481,7 +517,8 @@ async def run_benchmark(*, events: int = 200_000, bootstrap_servers: str | None 
                 bootstrap, backlog.kafka.topic, events, batch_max_records)
             report.bare_rate = report.bare_consumed / report.bare_seconds
             (report.monitor_consumed, report.monitor_seconds, report.alerts_stored,
-             report.monitor_breakdown, report.stage_us_per_event) = await _monitor(backlog, events, profile)
+             report.monitor_breakdown, report.stage_us_per_event, report.cpu_seconds) = await _monitor(
+                backlog, events, profile)
             report.monitor_rate = report.monitor_consumed / report.monitor_seconds
             report.ratio = report.monitor_rate / report.bare_rate
         for settings, rate in zip(lives, live_rates, strict=True):
@@ -554,6 +591,7 @@ def format_report(report: BenchReport) -> str:
     if report.stage_us_per_event:
         rows.append(("  µs/event by stage", ", ".join(
             f"{name} {cost:.2f}" for name, cost in report.stage_us_per_event.items())))
+    rows += [(f"  CPU: {name}", f"{seconds:.2f} s") for name, seconds in report.cpu_seconds.items()]
     for phase in report.live:
         rows += [
             (f"live phase at {phase.target_rate:,.0f}/s",

@@ -26,6 +26,13 @@ class KafkaSettings(BaseModel):
     client_id: str = "cardmon"
     batch_max_records: int = Field(default=5000, ge=1, le=100_000)
     batch_timeout_ms: int = Field(default=200, ge=1, le=60_000)
+    #: Child processes that decode the batches read while catching up (JSON to the batch
+    #: frame) off the main process's GIL, overlapped with the previous batch's processing
+    #: (:mod:`monitor.pipeline.decode_pool`; started the first time the consumer falls
+    #: behind). 0 decodes in-process. The results are the same either way; more than 1
+    #: rarely helps (at most two batches are in flight: the one handled and the one read
+    #: ahead).
+    decode_processes: int = Field(default=1, ge=0, le=8)
     auto_offset_reset: str = Field(default="earliest", pattern="^(earliest|latest)$")
     #: How long the group waits for a silent member before rebalancing its partitions away.
     session_timeout_ms: int = Field(default=10_000, ge=1_000)

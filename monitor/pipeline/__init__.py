@@ -1,6 +1,7 @@
 """The batch path, in flow order: one Kafka micro-batch in, VIP failures and metrics out.
 
-``consumer`` (poll, commit, dead-letter) → ``contract`` (which text fields identify and
+``consumer`` (poll, commit, dead-letter; ``decode_pool`` decodes big batches in a child
+process) → ``contract`` (which text fields identify and
 which describe) → ``decoder`` (JSON to a polars frame, PANs masked; ``reference_decoder``
 says what is valid, event by event, ``column_checks`` clears whole columns) → ``batch_frame`` (the
 frame's schema) → ``classify`` (ISO 8583 field 39 to an outcome class) → ``vips`` (the

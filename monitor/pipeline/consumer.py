@@ -10,7 +10,10 @@ Commit protocol, per micro-batch (:class:`monitor.kafka.reader.PartitionReader`,
    on; it is skipped only with ``kafka.skip_unreadable_after_seconds`` (a dead letter
    names its offsets, then the offset after it is committed);
 1. process the whole batch (:class:`monitor.pipeline.processor.BatchProcessor`): decode,
-   classify, VIP lookup, metrics, alert policy; a message that breaks decoding or
+   classify, VIP lookup, metrics, alert policy (while the consumer is catching up, see
+   *Overlap*, each batch is decoded in a child process from the moment it is read,
+   :mod:`monitor.pipeline.decode_pool`, with ``kafka.decode_processes`` 1 or more; its
+   frame is awaited before the processing lock is taken); a message that breaks decoding or
    processing is a rejection, the rest of the batch goes on. It runs in a worker thread
    holding :attr:`TransactionConsumer.processing_lock` (polars releases the GIL), so the
    event loop goes on meanwhile (the delivery worker, fetching, scrapes); terminal
@@ -41,7 +44,8 @@ Commit protocol, per micro-batch (:class:`monitor.kafka.reader.PartitionReader`,
 
 Overlap: while a large batch (half the ``getmany`` bound or more: the consumer is catching
 up) is handled (steps 1-5), the next one is read (step 0), so its fetch and record
-unpacking run on the loop while this one is processed in the thread. A live consumer
+unpacking run on the loop while this one is processed in the thread, and its decode
+starts in the child process as soon as it is read. A live consumer
 (small batches) reads after the commit: a read-ahead would take a sliver and make what
 arrives meanwhile wait one batch more.
 Batches are still handled one at a time, in order, and each is committed only after its
@@ -92,7 +96,8 @@ from monitor.kafka.batches import RecordBatchInfo
 from monitor.kafka.clients import kafka_client_options
 from monitor.kafka.dead_letters import MAX_REQUEST_BYTES, DeadLetter, send_dead_letters
 from monitor.kafka.reader import Batch, PartitionReader
-from monitor.pipeline.decoder import Rejection
+from monitor.pipeline.decode_pool import DecodePool, PendingDecode
+from monitor.pipeline.decoder import DecodedFrame, Rejection
 from monitor.pipeline.processor import BatchProcessor, ProcessedBatch
 from monitor.pipeline.recorder import record_isolating
 from monitor.pipeline.watermark import PartitionProgress
@@ -102,6 +107,8 @@ __all__ = ["ConsumerFaults", "ConsumerMetrics", "RecoveryFollower", "Transaction
 
 log = logging.getLogger(__name__)
 
+#: A batch as read, with its decode already sent to the child process (``None``: in-process).
+_Read = tuple[Batch, PendingDecode | None]
 #: Stores a batch's VIP failures and its incident changes, durably, before the commit.
 RecordFailures = Callable[[Sequence[VipFailure], Sequence[IncidentChange]], Awaitable[Any]]
 
@@ -177,6 +184,9 @@ class TransactionConsumer:
 
     Attributes:
         processing_lock: the lock ``processor.process`` runs under.
+        decode_pool: decodes the batches read while catching up in
+            ``kafka.decode_processes`` child processes (started the first time the
+            consumer catches up, closed by :meth:`stop`).
     """
 
     def __init__(self, settings: KafkaSettings, *, processor: BatchProcessor,
@@ -194,6 +204,7 @@ class TransactionConsumer:
         self._producer: AIOKafkaProducer | None = None
         self._reader: PartitionReader | None = None
         self._stop = asyncio.Event()  # run()'s stop event; never set when handle() runs alone
+        self.decode_pool = DecodePool(settings.decode_processes)
         self.batches = 0
         self.events = 0
 
@@ -229,7 +240,8 @@ class TransactionConsumer:
                                  listener=_LagCleanup(self.metrics, self._reader))
 
     async def stop(self) -> None:
-        """Leave the group and close both clients (uncommitted work is redelivered)."""
+        """Leave the group, close both clients and the decode pool (uncommitted work is redelivered)."""
+        await asyncio.to_thread(self.decode_pool.close)  # waits for the child to exit
         consumer, self._consumer = self._consumer, None
         producer, self._producer = self._producer, None
         self._reader = None
@@ -250,18 +262,18 @@ class TransactionConsumer:
         assert reader is not None, "call start() first"
         self._stop = stop
         backoff = 0.5
-        ahead: asyncio.Task[Batch] | None = None  # the next batch, read while one is handled
+        ahead: asyncio.Task[_Read] | None = None  # the next batch, read while one is handled
         try:
             while not stop.is_set():
                 try:
                     reading, ahead = ahead, None
-                    batch = await (reading if reading is not None else reader.read())
+                    batch, decoding = await (reading if reading is not None else self._read(reader))
                     if batch:
                         progress = await self._progress(batch)  # before the next read moves positions
                         if self._behind(batch):
-                            ahead = asyncio.create_task(reader.read(), name="cardmon-read-ahead")
+                            ahead = asyncio.create_task(self._read(reader), name="cardmon-read-ahead")
                         try:
-                            await self.handle(batch, progress=progress)
+                            await self.handle(batch, progress=progress, decoding=decoding)
                         except KafkaError:
                             # Nothing of this batch was committed: read it again, lose nothing.
                             await self._rewind(batch, await _drop(ahead))
@@ -280,6 +292,15 @@ class TransactionConsumer:
             if dropped and self._consumer is not None:
                 with suppress(KafkaError):  # revoked meanwhile: its new owner reads it
                     await self._rewind(dropped, None)
+
+    async def _read(self, reader: PartitionReader) -> _Read:
+        """Read the next batch; when catching up, send it to the decode pool at once.
+
+        Only then does decoding in the child overlap something (the batch before); a live
+        batch would wait for the round trip, so it is decoded in-process, as it is handled.
+        """
+        batch = await reader.read()
+        return batch, self.decode_pool.submit(_values(batch)) if batch and self._behind(batch) else None
 
     def _behind(self, batch: Batch) -> bool:
         """Whether to read the next batch while this one is handled: only when catching up.
@@ -310,12 +331,15 @@ class TransactionConsumer:
                 if messages and tp in self._consumer.assignment():
                     self._consumer.seek(tp, messages[0].offset)
 
-    async def handle(self, batch: Batch, *, progress: PartitionProgress | None = None) -> ProcessedBatch:
+    async def handle(self, batch: Batch, *, progress: PartitionProgress | None = None,
+                     decoding: PendingDecode | None = None) -> ProcessedBatch:
         """Process, store, dead-letter and commit one batch (steps 1–5).
 
         Args:
             batch: the records read, per partition.
             progress: the partitions' progress when ``batch`` was read; ``None`` reads it now.
+            decoding: the batch's decode sent to the decode pool when it was read;
+                ``None`` decodes it in-process.
 
         Raises:
             monitor.faults.Stopping: the stop event was set while a step was retried
@@ -323,16 +347,18 @@ class TransactionConsumer:
             monitor.faults.RetryTimeout: a step kept failing transiently past the bound.
         """
         async with self._handling:
-            return await self._handle(batch, progress)
+            return await self._handle(batch, progress, decoding)
 
-    async def _handle(self, batch: Batch, progress: PartitionProgress | None) -> ProcessedBatch:
+    async def _handle(self, batch: Batch, progress: PartitionProgress | None,
+                      decoding: PendingDecode | None) -> ProcessedBatch:
         started = time.perf_counter()
         records = [record for messages in batch.values() for record in messages]
         values = [record.value for record in records]
         if progress is None:
             progress = await self._progress(batch)
+        decoded = None if decoding is None else await self.decode_pool.result(decoding, stop=self._stop)
         result = await asyncio.to_thread(self._process, values, [record.partition for record in records],
-                                         progress)
+                                         progress, decoded)
         if result.failures or result.incidents:
             result.rejections.extend(await self._store(result))
         if self.recovery is not None:
@@ -348,10 +374,11 @@ class TransactionConsumer:
         return result
 
     def _process(self, values: list[bytes | None], partitions: list[int],
-                 progress: PartitionProgress) -> ProcessedBatch:
-        """Step 1, in a worker thread, under :attr:`processing_lock`."""
+                 progress: PartitionProgress, decoded: DecodedFrame | None = None) -> ProcessedBatch:
+        """Step 1, in a worker thread, under :attr:`processing_lock` (``decoded``: by the child)."""
         with self.processing_lock:
-            return self.processor.process(values, partitions=partitions, progress=progress)
+            return self.processor.process(values, partitions=partitions, progress=progress,
+                                          decoded=decoded)
 
     async def _progress(self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
                         ) -> PartitionProgress:
@@ -482,14 +509,22 @@ class TransactionConsumer:
                 self.metrics.set_lag(tp.topic, tp.partition, max(0, highwater - messages[-1].offset - 1))
 
 
-async def _drop(reading: asyncio.Task[Batch] | None) -> Batch | None:
-    """Stop a read-ahead; the batch it read (never handled), or ``None``."""
+def _values(batch: Batch) -> list[bytes | None]:
+    """The batch's message values, in the order :meth:`TransactionConsumer.handle` processes them."""
+    return [record.value for messages in batch.values() for record in messages]
+
+
+async def _drop(reading: asyncio.Task[_Read] | None) -> Batch | None:
+    """Stop a read-ahead (and its decode); the batch it read (never handled), or ``None``."""
     if reading is None:
         return None
     if not reading.done():
         reading.cancel()
     try:
-        return await reading
+        batch, decoding = await reading
+        if decoding is not None:
+            decoding.cancel()
+        return batch
     except asyncio.CancelledError:
         if not reading.cancelled():
             raise  # the caller itself is cancelled

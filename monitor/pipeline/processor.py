@@ -4,7 +4,8 @@
 
 1. decode every value straight into one frame (:func:`monitor.pipeline.decoder.decode_frame`,
    checked per column): invalid ones become rejections, a raw PAN is masked and dropped,
-   descriptive fields are cleaned (counted with the metrics);
+   descriptive fields are cleaned (counted with the metrics); the consumer may hand over
+   that frame already decoded in a child process (:mod:`monitor.pipeline.decode_pool`);
 2. (the frame has the columns of :data:`monitor.pipeline.batch_frame.EVENT_SCHEMA`);
 3. classify the response codes (``rules/response_codes.yaml``), vectorised;
 4. find each event's VIP client (sorted search in the registry snapshot);
@@ -41,7 +42,7 @@ from monitor.domain import AlertEvent, Manager, VipFailure
 from monitor.frames import collect_all
 from monitor.incidents import IncidentChange
 from monitor.pipeline.classify import ResponseCodeTable
-from monitor.pipeline.decoder import Rejection, decode_frame
+from monitor.pipeline.decoder import DecodedFrame, Rejection, decode_frame
 from monitor.pipeline.selection import AlertPolicy
 from monitor.pipeline.vips import RegistryLoader, VipRegistry
 from monitor.pipeline.watermark import EventClock, PartitionProgress
@@ -167,7 +168,8 @@ class BatchProcessor:
         self.stage_seconds: dict[str, float] = dict.fromkeys(STAGES, 0.0)
 
     def process(self, values: list[bytes | None], *, partitions: Sequence[int] | None = None,
-                progress: PartitionProgress | None = None) -> ProcessedBatch:
+                progress: PartitionProgress | None = None,
+                decoded: DecodedFrame | None = None) -> ProcessedBatch:
         """Process one batch; a message that makes processing fail is isolated.
 
         Never raises because of a message's content: if processing the whole batch
@@ -182,11 +184,14 @@ class BatchProcessor:
                 one partition.
             progress: the consumer's assigned and caught-up partitions after this
                 batch (see :class:`~monitor.pipeline.watermark.EventClock`), or ``None``.
+            decoded: ``decode_frame(values)`` already computed (by a child process,
+                :mod:`monitor.pipeline.decode_pool`), or ``None`` to decode here. Messages
+                isolated after a failure are decoded here again, one by one.
         """
         registry = self.registry.current
         try:
             return self._process(values, offset=0, registry=registry,
-                                 partitions=partitions, progress=progress)
+                                 partitions=partitions, progress=progress, decoded=decoded)
         except Exception:
             log.exception("batch of %d failed; isolating the message that breaks it", len(values))
         result = ProcessedBatch()
@@ -212,9 +217,11 @@ class BatchProcessor:
         return result
 
     def _process(self, values: list[bytes | None], *, offset: int, registry: VipRegistry,
-                 partitions: Sequence[int] | None, progress: PartitionProgress | None) -> ProcessedBatch:
+                 partitions: Sequence[int] | None, progress: PartitionProgress | None,
+                 decoded: DecodedFrame | None = None) -> ProcessedBatch:
         lap = _Laps(self.stage_seconds)
-        decoded = decode_frame(values)
+        if decoded is None:
+            decoded = decode_frame(values)
         rejections = [
             Rejection(r.index + offset, r.reason, r.detail) for r in decoded.rejections
         ] if offset else decoded.rejections

@@ -34,7 +34,8 @@ class _Watched(TransactionConsumer):
         self.fail_commits = fail_commits
         self.loop_thread = threading.get_ident()
 
-    def _process(self, values: list[bytes | None], partitions: list[int], progress: Any) -> ProcessedBatch:
+    def _process(self, values: list[bytes | None], partitions: list[int], progress: Any,
+                 *decoded: Any) -> ProcessedBatch:
         inner = self.processor.process
 
         def watched(batch: list[bytes | None], **options: Any) -> ProcessedBatch:
@@ -45,7 +46,7 @@ class _Watched(TransactionConsumer):
 
         self.processor = _Proxy(self.processor, watched)  # type: ignore[assignment]
         try:
-            return super()._process(values, partitions, progress)
+            return super()._process(values, partitions, progress, *decoded)
         finally:
             self.processor = self.processor._inner  # type: ignore[attr-defined]
 
