@@ -27,6 +27,10 @@ class KafkaSettings(BaseModel):
     batch_max_records: int = Field(default=5000, ge=1, le=100_000)
     batch_timeout_ms: int = Field(default=200, ge=1, le=60_000)
     auto_offset_reset: str = Field(default="earliest", pattern="^(earliest|latest)$")
+    #: Longest time the broker may hold a fetch that has no new records yet (ms). Kafka
+    #: answers as soon as records arrive; a broker that answers only at the end (Tansu,
+    #: the embedded test broker) makes a live record wait up to this long, so it is short.
+    fetch_max_wait_ms: int = Field(default=50, ge=1, le=10_000)
     #: How long the group waits for a silent member before rebalancing its partitions away.
     session_timeout_ms: int = Field(default=10_000, ge=1_000)
     heartbeat_interval_ms: int = Field(default=3_000, ge=100)
