@@ -101,12 +101,14 @@ class LiveTrace:
 
 def _pick(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, int(q * len(ordered) + 0.5) - 1))] if ordered else 0.0
+    if not ordered:
+        return 0.0
+    return ordered[min(len(ordered) - 1, max(0, int(q * len(ordered) + 0.5) - 1))]
 
 
 def summary(rows: Sequence[dict[str, float]], passes: Sequence[tuple[float, int]] = ()
             ) -> list[tuple[str, str]]:
-    """(name, text) lines: p50 / p99 / max of each column, whether the wait grows, delivery passes."""
+    """(name, text) lines: p50 / p99 / max of each column, whether waits grow, delivery passes."""
     busy = [row for row in rows if row["size"]]
     if not busy:
         return [("  trace", "no batch")]

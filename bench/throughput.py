@@ -533,7 +533,8 @@ async def _live_phase(settings: Settings, rate: float, seconds: float, seed: int
                       trace: Path | None = None) -> LivePhase:
     """One live phase at ``rate`` events/s, summarised (``trace``: append per-batch rows there)."""
     phase = LivePhase(target_rate=rate)
-    phase.events, phase.rate, phase.batches, alerts, traced = await _live(settings, rate, seconds, seed, trace)
+    phase.events, phase.rate, phase.batches, alerts, traced = await _live(
+        settings, rate, seconds, seed, trace)
     phase.trace = summary(traced.rows, traced.passes) if traced is not None else []
     total, stored, delivered = _latencies(alerts)
     phase.alerts = len(total)
@@ -613,8 +614,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--store-url", help="PostgreSQL for --instances (schemas are created in it); "
                                             "default: a throwaway server like the tests'")
     parser.add_argument("--live-trace", type=Path,
-                        help="append one JSON line per live batch here (record ages, gap, parts of the "
-                             "batch) and summarise them in the report (default: no trace)")
+                        help="append one JSON line per live batch here (record ages, gap, parts "
+                             "of the batch) and summarise them in the report (default: none)")
     parser.add_argument("--profile", type=Path,
                         help="cProfile the monitor's backlog run: write pstats here, print the top 25")
     args = parser.parse_args(argv)

@@ -1,4 +1,4 @@
-"""A live batch is topped up with the records that reached the broker while its buffer sat in the client."""
+"""A live batch is topped up with what reached the broker while its buffer sat in the client."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ async def _buffered(producer: AIOKafkaProducer, consumer: AIOKafkaConsumer, topi
     reader = PartitionReader(consumer, timeout_ms=5_000, max_records=100, top_up_ms=0)
     await _send(producer, topic, "a", 3)
     first = await reader.read()
-    assert [r.value for records in first.values() for r in records][0] == b"a-0"
+    assert next(r.value for records in first.values() for r in records) == b"a-0"
     while sum(len(records) for records in first.values()) < 3:  # the rest of 'a', if split
         more = await reader.read()
         first = {tp: [*first.get(tp, []), *records] for tp, records in more.items()}
@@ -58,7 +58,7 @@ async def _buffered(producer: AIOKafkaProducer, consumer: AIOKafkaConsumer, topi
 
 async def test_a_batch_below_the_bound_gains_what_reached_the_broker_meanwhile(
         clients: tuple[AIOKafkaProducer, AIOKafkaConsumer, str]) -> None:
-    """The read returns the buffered 'b' records and, after them in offset order, the rest fetched by the top-up ('c' too)."""
+    """The read returns the buffered 'b' records, then in offset order the rest and 'c' (the top-up)."""
     producer, consumer, topic = clients
     await _buffered(producer, consumer, topic)
     reader = PartitionReader(consumer, timeout_ms=5_000, max_records=100, top_up_ms=3_000)
@@ -69,7 +69,7 @@ async def test_a_batch_below_the_bound_gains_what_reached_the_broker_meanwhile(
 
 async def test_a_top_up_never_exceeds_the_bound(
         clients: tuple[AIOKafkaProducer, AIOKafkaConsumer, str]) -> None:
-    """With a bound of 8, the read holds 'b' and three 'c' records; the next read returns the last two, in order."""
+    """With a bound of 8, the read holds 'b' and three 'c' records; the next read the last two."""
     producer, consumer, topic = clients
     await _buffered(producer, consumer, topic)
     reader = PartitionReader(consumer, timeout_ms=5_000, max_records=8, top_up_ms=3_000)
