@@ -48,12 +48,23 @@ class LiveTrace:
 
     Attributes:
         rows: one dict per batch handled, in order (keys in the module docstring).
-        passes: (seconds, rows claimed) of each delivery pass that claimed rows.
+        passes: (wall-clock start, seconds, rows claimed) of each delivery pass that claimed rows.
+        woken: seconds from each wake-up of the delivery worker (new outbox rows) to the
+            start of the next pass.
     """
 
     def __init__(self, app: Any, consumer: Any, seconds: dict[str, float]) -> None:
         self.rows: list[dict[str, float]] = []
-        self.passes: list[tuple[float, int]] = []
+        self.passes: list[tuple[float, float, int]] = []
+        self.woken: list[float] = []
+        wakes: list[float] = []  # perf_counter() of wake-ups no pass has started after yet
+        wake = app.worker.wake
+
+        def timed_wake() -> None:
+            wakes.append(time.perf_counter())
+            wake()
+
+        app.worker.wake = timed_wake
         self._seconds = seconds
         self._started = time.perf_counter()
         self._done: float | None = None
@@ -61,10 +72,12 @@ class LiveTrace:
         one_pass = app.worker._pass  # private: read only by this bench
 
         async def timed_pass() -> Any:
-            started = time.perf_counter()
+            started, wall = time.perf_counter(), time.time()
+            self.woken.extend(started - at for at in wakes)
+            wakes.clear()
             claimed, sent = await one_pass()
             if claimed:
-                self.passes.append((time.perf_counter() - started, claimed))
+                self.passes.append((wall, time.perf_counter() - started, claimed))
             return claimed, sent
 
         app.worker._pass = timed_pass
@@ -97,6 +110,9 @@ class LiveTrace:
         with path.open("a", encoding="utf-8") as out:
             for row in self.rows:
                 out.write(json.dumps({"rate": rate, **row}) + "\n")
+            for wall, seconds, claimed in self.passes:
+                out.write(json.dumps({"rate": rate, "pass_started": wall, "seconds": seconds,
+                                      "claimed": claimed}) + "\n")
 
 
 def _pick(values: Sequence[float], q: float) -> float:
@@ -106,8 +122,8 @@ def _pick(values: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, int(q * len(ordered) + 0.5) - 1))]
 
 
-def summary(rows: Sequence[dict[str, float]], passes: Sequence[tuple[float, int]] = ()
-            ) -> list[tuple[str, str]]:
+def summary(rows: Sequence[dict[str, float]], passes: Sequence[tuple[float, float, int]] = (),
+            woken: Sequence[float] = ()) -> list[tuple[str, str]]:
     """(name, text) lines: p50 / p99 / max of each column, whether waits grow, delivery passes."""
     busy = [row for row in rows if row["size"]]
     if not busy:
@@ -122,8 +138,11 @@ def summary(rows: Sequence[dict[str, float]], passes: Sequence[tuple[float, int]
     last = sum(row["oldest_age"] for row in busy[-third:]) / third
     lines.append(("  trace oldest age, first / last third", f"{first:.3f} / {last:.3f} s"))
     if passes:
-        took = [seconds for seconds, _ in passes]
+        took = [seconds for _, seconds, _ in passes]
         lines.append(("  trace delivery passes", (
-            f"{len(passes)}, {sum(n for _, n in passes)} rows; seconds p50 / p99 / max "
+            f"{len(passes)}, {sum(n for _, _, n in passes)} rows; seconds p50 / p99 / max "
             f"{_pick(took, 0.5):.3f} / {_pick(took, 0.99):.3f} / {max(took):.3f}")))
+    if woken:
+        lines.append(("  trace wake-up -> pass p50 / p99 / max",
+                      f"{_pick(woken, 0.5):.3f} / {_pick(woken, 0.99):.3f} / {max(woken):.3f}"))
     return lines

@@ -535,7 +535,7 @@ async def _live_phase(settings: Settings, rate: float, seconds: float, seed: int
     phase = LivePhase(target_rate=rate)
     phase.events, phase.rate, phase.batches, alerts, traced = await _live(
         settings, rate, seconds, seed, trace)
-    phase.trace = summary(traced.rows, traced.passes) if traced is not None else []
+    phase.trace = summary(traced.rows, traced.passes, traced.woken) if traced is not None else []
     total, stored, delivered = _latencies(alerts)
     phase.alerts = len(total)
     phase.latency_p50, phase.latency_p99 = percentile(total, 0.5), percentile(total, 0.99)
