@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -10,6 +11,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from monitor.kafka.clients import ensure_topics
 from monitor.kafka.reader import PartitionReader
 from monitor.testing.fixtures import kafka_settings, wait_until
+from tests.helpers import produce_raw_batch
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -78,3 +80,25 @@ async def test_a_top_up_never_exceeds_the_bound(
     assert values == [f"b-{n}".encode() for n in range(5)] + [f"c-{n}".encode() for n in range(3)]
     rest = await reader.read()
     assert [record.value for records in rest.values() for record in records] == [b"c-3", b"c-4"]
+
+
+@pytest.mark.parametrize("corrupt", ["crc", "snappy"])
+async def test_a_top_up_meeting_an_unreadable_batch_loses_nothing_and_pauses_only_then(
+        clients: tuple[AIOKafkaProducer, AIOKafkaConsumer, str], kafka_bootstrap: str,
+        corrupt: str) -> None:
+    """Every readable record before the bad batch is returned once, in order; then the partition is held."""
+    producer, consumer, topic = clients
+    await _buffered(producer, consumer, topic)
+    await produce_raw_batch(kafka_bootstrap, topic, 0, [b"bad-0", b"bad-1"], corrupt=corrupt)
+    await _send(producer, topic, "d", 2)
+    reader = PartitionReader(consumer, timeout_ms=200, max_records=100, top_up_ms=3_000)
+    seen: list[bytes] = []
+
+    async def read_until_held() -> None:
+        while not reader.unreadable or len(seen) < 10:
+            batch = await reader.read()
+            seen.extend(record.value for records in batch.values() for record in records)
+
+    await asyncio.wait_for(read_until_held(), timeout=60)
+    assert seen == [f"b-{n}".encode() for n in range(5)] + [f"c-{n}".encode() for n in range(5)]
+    assert list(reader.unreadable) == [TopicPartition(topic, 0)]
