@@ -60,7 +60,7 @@ async def _buffered(producer: AIOKafkaProducer, consumer: AIOKafkaConsumer, topi
 
 async def test_a_batch_below_the_bound_gains_what_reached_the_broker_meanwhile(
         clients: tuple[AIOKafkaProducer, AIOKafkaConsumer, str]) -> None:
-    """The read returns the buffered 'b' records, then in offset order the rest and 'c' (the top-up)."""
+    """The read returns the buffered 'b' records, then in order the rest and 'c' (the top-up)."""
     producer, consumer, topic = clients
     await _buffered(producer, consumer, topic)
     reader = PartitionReader(consumer, timeout_ms=5_000, max_records=100, top_up_ms=3_000)
@@ -86,7 +86,7 @@ async def test_a_top_up_never_exceeds_the_bound(
 async def test_a_top_up_meeting_an_unreadable_batch_loses_nothing_and_pauses_only_then(
         clients: tuple[AIOKafkaProducer, AIOKafkaConsumer, str], kafka_bootstrap: str,
         corrupt: str) -> None:
-    """Every readable record before the bad batch is returned once, in order; then the partition is held."""
+    """Each readable record before the bad batch comes once, in order; then the partition waits."""
     producer, consumer, topic = clients
     await _buffered(producer, consumer, topic)
     await produce_raw_batch(kafka_bootstrap, topic, 0, [b"bad-0", b"bad-1"], corrupt=corrupt)
