@@ -63,6 +63,7 @@ from monitor.config import (
 from monitor.kafka.clients import ensure_topics
 from monitor.pipeline.decoder import REFERENCE_BATCH_MAX
 from bench import live_producer
+from bench.live_trace import LiveTrace, summary
 from bench.instances import ScaleRun, postgres_store_urls, run_instances, scale_partitions
 from monitor.testing.broker import EmbeddedBroker, free_port
 from simulators.fleet import Fleet, build_fleet, write_registry
@@ -153,6 +154,8 @@ class LivePhase:
         store_latency_p99: 99th percentile of ``created_at`` - first ``occurred_at``.
         delivery_latency_p99: 99th percentile of ``sent_at`` - ``created_at``.
         batches: batches the monitor handled in the phase (mean size = ``events / batches``).
+        trace: with ``--live-trace``, (name, text) lines summarising where records waited
+            (:func:`bench.live_trace.summary`); empty otherwise.
     """
 
     target_rate: float
@@ -167,6 +170,7 @@ class LivePhase:
     store_latency_p99: float | None = None
     delivery_latency_p99: float | None = None
     batches: int = 0
+    trace: list[tuple[str, str]] = field(default_factory=list)
 
 
 def bench_fleet(seed: int) -> Fleet:
@@ -399,17 +403,19 @@ def _live_producer(bootstrap: str, topic: str, rate: float, seconds: float, seed
     sent.value, took.value = live_producer.send_paced(traffic, bootstrap_servers=bootstrap, topic=topic)
 
 
-async def _live(settings: Settings, rate: float, seconds: float, seed: int
-                ) -> tuple[int, float, int, list[Any]]:
+async def _live(settings: Settings, rate: float, seconds: float, seed: int,
+                trace: Path | None = None) -> tuple[int, float, int, list[Any], LiveTrace | None]:
     """Run a monitor while another process produces in real time.
 
     Returns:
         (events produced, the rate reached over the producer's sending time, batches the
-        monitor handled, alerts of the live store).
+        monitor handled, alerts of the live store, the trace: ``None`` unless ``trace``,
+        a file its per-batch rows are appended to).
     """
     app = MonitorApp(settings)
     clock = _instrument(app)
     await _start_decode_child(app)
+    traced = LiveTrace(app, app.consumer, clock.seconds) if trace is not None else None
     stop = asyncio.Event()
     task = asyncio.create_task(app.run(stop, create_topics=False))
     context = multiprocessing.get_context("spawn")  # no fork of a process with running threads
@@ -435,7 +441,9 @@ async def _live(settings: Settings, rate: float, seconds: float, seed: int
         await task
     with AlertStore(settings.alerting.store_path) as store:
         alerts = store.list_alerts()
-    return produced, produced / float(took.value), clock.batches, alerts
+    if traced is not None and trace is not None:
+        traced.write(trace, rate)
+    return produced, produced / float(took.value), clock.batches, alerts, traced
 
 
 def _all_delivered(app: MonitorApp) -> bool:
@@ -461,6 +469,7 @@ async def run_benchmark(*, events: int = 200_000, bootstrap_servers: str | None 
                         live_seconds: float = 15.0, seed: int = 7,
                         workdir: Path | None = None, profile: cProfile.Profile | None = None,
                         instances: int = 0, store_url: str | None = None,
+                        live_trace: Path | None = None,
                         ) -> BenchReport:
     """Run the three phases and return what they measured.
 
@@ -479,6 +488,8 @@ async def run_benchmark(*, events: int = 200_000, bootstrap_servers: str | None 
         instances: N > 1 adds the scale phase (one instance, then N; needs ``events``).
         store_url: PostgreSQL of the scale phase (a schema is created per run); ``None``
             starts a throwaway server.
+        live_trace: append each live batch's trace row here (:mod:`bench.live_trace`) and
+            summarise it in the report; ``None``: no trace.
 
     Raises:
         monitor.testing.broker.BrokerError: the embedded broker could not start.
@@ -522,7 +533,7 @@ async def run_benchmark(*, events: int = 200_000, bootstrap_servers: str | None 
             report.monitor_rate = report.monitor_consumed / report.monitor_seconds
             report.ratio = report.monitor_rate / report.bare_rate
         for settings, rate in zip(lives, live_rates, strict=True):
-            report.live.append(await _live_phase(settings, rate, live_seconds, seed))
+            report.live.append(await _live_phase(settings, rate, live_seconds, seed, live_trace))
         if instances > 1 and events:
             report.scale = await _scale(bootstrap, f"bench-scale-{run}", partitions, instances, events,
                                         fleet, start, seed, store_url, registry, work, batch_max_records)
@@ -555,10 +566,13 @@ async def _scale(bootstrap: str, topic: str, partitions: int, instances: int, ev
     return runs
 
 
-async def _live_phase(settings: Settings, rate: float, seconds: float, seed: int) -> LivePhase:
-    """One live phase at ``rate`` events/s, summarised."""
+async def _live_phase(settings: Settings, rate: float, seconds: float, seed: int,
+                      trace: Path | None = None) -> LivePhase:
+    """One live phase at ``rate`` events/s, summarised (``trace``: append per-batch rows there)."""
     phase = LivePhase(target_rate=rate)
-    phase.events, phase.rate, phase.batches, alerts = await _live(settings, rate, seconds, seed)
+    phase.events, phase.rate, phase.batches, alerts, traced = await _live(
+        settings, rate, seconds, seed, trace)
+    phase.trace = summary(traced.rows, traced.passes, traced.woken) if traced is not None else []
     total, stored, delivered = _latencies(alerts)
     phase.alerts = len(total)
     phase.latency_p50, phase.latency_p99 = percentile(total, 0.5), percentile(total, 0.99)
@@ -605,6 +619,7 @@ def format_report(report: BenchReport) -> str:
             ("  stored -> delivered p50 / p99",
              f"{_seconds(phase.delivery_latency_p50)} / {_seconds(phase.delivery_latency_p99)}"),
         ]
+        rows += phase.trace
     for scale in report.scale:
         rows.append((f"scale: {scale.instances} instance(s)",
                      f"{scale.rate:,.0f} events/s ({scale.events:,} in {scale.seconds:.2f} s, "
@@ -636,6 +651,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "with a PostgreSQL store, and report the combined rate (default: no)")
     parser.add_argument("--store-url", help="PostgreSQL for --instances (schemas are created in it); "
                                             "default: a throwaway server like the tests'")
+    parser.add_argument("--live-trace", type=Path,
+                        help="append one JSON line per live batch here (record ages, gap, parts "
+                             "of the batch) and summarise them in the report (default: none)")
     parser.add_argument("--profile", type=Path,
                         help="cProfile the monitor's backlog run: write pstats here, print the top 25")
     args = parser.parse_args(argv)
@@ -650,7 +668,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         events=args.events, bootstrap_servers=args.bootstrap_servers, partitions=args.partitions,
         batch_max_records=args.batch_max_records, live_rates=args.live_rate,
         live_seconds=args.live_seconds, seed=args.seed, workdir=args.workdir, profile=profile,
-        instances=args.instances, store_url=args.store_url))
+        instances=args.instances, store_url=args.store_url, live_trace=args.live_trace))
     print(format_report(report))
     if args.json:
         args.json.write_text(json.dumps(asdict(report), indent=2) + "\n", encoding="utf-8")

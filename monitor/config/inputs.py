@@ -34,6 +34,10 @@ class KafkaSettings(BaseModel):
     #: ahead).
     decode_processes: int = Field(default=1, ge=0, le=8)
     auto_offset_reset: str = Field(default="earliest", pattern="^(earliest|latest)$")
+    #: Longest time the broker may hold a fetch that has no new records yet (ms). Kafka
+    #: answers as soon as records arrive; a broker that answers only at the end (Tansu,
+    #: the embedded test broker) makes a live record wait up to this long, so it is short.
+    fetch_max_wait_ms: int = Field(default=50, ge=1, le=10_000)
     #: How long the group waits for a silent member before rebalancing its partitions away.
     session_timeout_ms: int = Field(default=10_000, ge=1_000)
     heartbeat_interval_ms: int = Field(default=3_000, ge=100)

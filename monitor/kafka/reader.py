@@ -26,6 +26,17 @@ next fetch: left alone, the consumer would retry it forever in silence.
 
 By default (no skipping) the partition's later messages wait behind the batch, in
 order; the other partitions go on. Nothing is skipped without an operator's setting.
+
+**Fresh records** (the top-up). aiokafka fetches in the background, but asks the broker
+for a partition again only once what it buffered for it has been drained by ``getmany``;
+so the buffer a ``getmany`` returns was fetched when the *previous* batch was read, and a
+live record that reached the broker while that batch was handled waited a whole batch
+more (measured with ``bench.throughput --live-trace``: the newest record of a batch was
+as old as the previous batch's handling). :meth:`PartitionReader.read` therefore tops
+a batch up that is below the bound: a second ``getmany``, waiting at most
+``top_up_ms`` for the fetch the first one started, appends what reached the broker
+meanwhile (the same partitions' next records, in order). A top-up that hits an
+unreadable batch returns the first part alone; the next read meets the error again.
 """
 
 from __future__ import annotations
@@ -62,6 +73,9 @@ _PROBE_TIMEOUT_MS: Final = 1_000
 #: First and longest wait before an unreadable partition is read again (seconds).
 _FIRST_RETRY_SECONDS: Final = 1.0
 _MAX_RETRY_SECONDS: Final = 30.0
+#: Longest wait of a top-up for the fetch the first ``getmany`` started (milliseconds): a
+#: round trip to a broker that has new records; with none it ends the wait, at most this.
+TOP_UP_MS: Final = 25
 
 
 class ReadFaults(Protocol):
@@ -112,13 +126,14 @@ class PartitionReader:
         skip: what records a skip (dead letter and commit); needed with ``skip_after``.
         client_options: aiokafka client options, to read the raw batch before a skip.
         reset: the consumer's ``auto_offset_reset`` (where a partition never committed starts).
+        top_up_ms: longest wait for a batch's top-up (see the module docstring); 0: none.
     """
 
     def __init__(self, consumer: AIOKafkaConsumer, *, timeout_ms: int, max_records: int,
                  faults: ReadFaults | None = None, skip_after: float | None = None,
                  skip: SkipBatch | None = None,
                  client_options: Mapping[str, Any] | None = None,
-                 reset: str = "earliest") -> None:
+                 reset: str = "earliest", top_up_ms: int = TOP_UP_MS) -> None:
         if skip_after is not None and (skip is None or client_options is None):
             raise ValueError("skip_after needs skip and client_options")
         self._consumer = consumer
@@ -129,6 +144,7 @@ class PartitionReader:
         self._skip = skip
         self._client_options = dict(client_options or {})
         self._reset = reset
+        self._top_up_ms = top_up_ms
         self._unreadable: dict[TopicPartition, _Unreadable] = {}  # <paused partition: state>
         self._returned: dict[TopicPartition, int] = {}  # <partition: offset after the last record returned>
 
@@ -168,7 +184,6 @@ class PartitionReader:
         try:
             batch: Batch = await self._consumer.getmany(timeout_ms=self._timeout_ms,
                                                         max_records=self._max_records)
-            return batch
         except ConsumerStoppedError:
             raise
         except Exception as error:  # a decompressor raises its own types
@@ -176,6 +191,28 @@ class PartitionReader:
                 raise
             await self._put_back_dropped()
             return await self._isolate(error)
+        return await self._top_up(batch)
+
+    async def _top_up(self, batch: Batch) -> Batch:
+        """``batch`` and the records that reached the broker since its buffer was fetched."""
+        room = self._max_records - sum(len(records) for records in batch.values())
+        if not batch or room <= 0 or self._top_up_ms <= 0:
+            return batch  # idle (nothing to be late for) or catching up (the bound is reached)
+        try:
+            more: Batch = await self._consumer.getmany(timeout_ms=self._top_up_ms, max_records=room)
+        except ConsumerStoppedError:
+            raise
+        except Exception as error:  # a decompressor raises its own types
+            if not _batch_error(error):
+                raise
+            for tp, records in batch.items():  # put back what the failed call drained, not these
+                if records:
+                    self._returned[tp] = records[-1].offset + 1
+            await self._put_back_dropped()
+            return batch
+        for tp, records in more.items():
+            batch.setdefault(tp, []).extend(records)
+        return batch
 
     async def _put_back_dropped(self) -> None:
         """Seek every readable partition back to the offset after what was returned.

@@ -224,6 +224,7 @@ class TransactionConsumer:
             enable_auto_commit=False,
             auto_offset_reset=self.settings.auto_offset_reset,
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
             session_timeout_ms=self.settings.session_timeout_ms,
             heartbeat_interval_ms=self.settings.heartbeat_interval_ms,
             **options,
