@@ -40,7 +40,6 @@ import atexit
 import gc
 import logging
 import multiprocessing
-import multiprocessing.connection
 import os
 import signal
 import sys
@@ -296,23 +295,14 @@ class DecodePool:
         if executor is None:
             return
         children = list((getattr(executor, "_processes", None) or {}).values())  # private, read only
-        manager = getattr(executor, "_executor_manager_thread", None)  # private: it reaps the children
         executor.shutdown(wait=False, cancel_futures=True)
         deadline = time.monotonic() + timeout
-        # Wait on the children's sentinels, never with join()/is_alive(): the executor's
-        # manager thread reaps them (waitpid), and multiprocessing reads the ECHILD a
-        # second waiter then gets as "still running" (a false "did not exit", a kill of a
-        # reaped process ID).
-        waiting = {child.sentinel: child for child in children}
-        while waiting and (left := deadline - time.monotonic()) > 0:
-            for sentinel in multiprocessing.connection.wait(list(waiting), left):
-                waiting.pop(sentinel)
-        for child in waiting.values():  # not exited, so not reaped: the process ID is still its own
-            log.warning("the decode process did not exit within %g s: killed", timeout)
-            with suppress(OSError):
-                os.kill(child.pid, signal.SIGKILL)
-        if manager is not None:  # it reaps the exited (or killed) children, then ends
-            manager.join(max(deadline - time.monotonic(), 1.0))
+        for child in children:
+            child.join(max(0.0, deadline - time.monotonic()))
+            if child.is_alive():
+                log.warning("the decode process did not exit within %g s: killed", timeout)
+                child.kill()
+                child.join()
 
     def _start(self) -> None:
         """Start a pool and its warm-up; the pool is ready when the warm-up answers."""

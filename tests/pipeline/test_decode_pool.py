@@ -280,34 +280,3 @@ async def test_the_consumer_gives_the_same_alerts_with_and_without_the_decode_pr
     assert alerts_0 and "raw_pan" in reasons_0
     assert pids and not any(alive(pid) for pid in pids)  # stop closed the pool
     assert pool.child_pids() == []
-
-
-async def test_close_does_not_report_a_child_that_exited_as_running(
-        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A child that exits at once is neither reported as one that did not exit nor killed, even when the executor's manager thread reaps it first and is slow to note its exit code."""
-    import threading
-    import time
-    decode_pool = DecodePool(1)
-    [pid] = await ready(decode_pool)
-    exit_code = os.waitstatus_to_exitcode
-
-    def slow_in_other_threads(status: int) -> int:  # widens the manager thread's reap-then-note window
-        if threading.current_thread() is not threading.main_thread():
-            time.sleep(1.0)
-        return exit_code(status)
-
-    waitpid = os.waitpid
-
-    def late_in_the_main_thread(pid: int, options: int) -> tuple[int, int]:  # the manager thread reaps first
-        if threading.current_thread() is threading.main_thread():
-            time.sleep(0.3)
-        return waitpid(pid, options)
-
-    monkeypatch.setattr(os, "waitstatus_to_exitcode", slow_in_other_threads)
-    monkeypatch.setattr(os, "waitpid", late_in_the_main_thread)
-    started = time.monotonic()
-    with caplog.at_level(logging.WARNING, logger="monitor.pipeline.decode_pool"):
-        decode_pool.close()
-    assert time.monotonic() - started < 5.0
-    assert "did not exit" not in caplog.text
-    assert not alive(pid)  # reaped
